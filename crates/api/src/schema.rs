@@ -1,0 +1,208 @@
+//! Structural schemas: the per-field facts of the Kubernetes 1.33 API (types, formats,
+//! required fields, enums, patch strategies and merge keys, list and map types), loaded
+//! from `schema/k8s-v1.33.json` (made by `scripts/gen-schema.py`), and the same view over
+//! a CustomResourceDefinition's `openAPIV3Schema`.
+//!
+//! A [`Node`] is one schema position; `$ref`s to built-in definitions are followed
+//! transparently, so callers walk properties and items without caring where a
+//! definition came from.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+static BUILTIN_JSON: &str = include_str!("../schema/k8s-v1.33.json");
+
+static BUILTIN: LazyLock<HashMap<String, Value>> = LazyLock::new(|| {
+    serde_json::from_str(BUILTIN_JSON).expect("schema/k8s-v1.33.json is valid JSON (generated)")
+});
+
+/// All built-in definitions, keyed by name (`io.k8s.api.apps.v1.Deployment`).
+pub fn definitions() -> &'static HashMap<String, Value> {
+    &BUILTIN
+}
+
+/// The schema of the named built-in definition.
+pub fn definition(name: &str) -> Option<Node<'static>> {
+    BUILTIN.get(name).map(Node::new)
+}
+
+/// One position in a schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    raw: &'a Value,
+}
+
+impl<'a> Node<'a> {
+    /// Wraps a raw JSON Schema value (a built-in definition or a CRD's `openAPIV3Schema`),
+    /// following a `$ref` to a built-in definition.
+    pub fn new(raw: &'a Value) -> Node<'a> {
+        Node { raw }
+    }
+
+    /// The schema value itself, after following `$ref`.
+    pub fn raw(&self) -> &'a Value {
+        self.resolved()
+    }
+
+    fn resolved(&self) -> &'a Value {
+        let mut v = self.raw;
+        // Built-in definitions refer to others by bare name; anything else is local.
+        for _ in 0..8 {
+            match v.get("$ref").and_then(Value::as_str) {
+                Some(r) => match BUILTIN.get(r.rsplit('/').next().unwrap_or(r)) {
+                    Some(target) => v = target,
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        v
+    }
+
+    /// The value of an annotation at this position, looking at the position itself
+    /// before the definition it refers to (the generated data puts patch strategies
+    /// beside the `$ref`).
+    fn ext(&self, key: &str) -> Option<&'a Value> {
+        self.raw.get(key).or_else(|| self.resolved().get(key))
+    }
+
+    /// The JSON type (`object`, `array`, `string`, `integer`, `number`, `boolean`),
+    /// ignoring the `null` the generated data allows beside it. None when untyped
+    /// (e.g. `IntOrString`, `Quantity`, `RawExtension`, or `x-kubernetes-preserve-unknown-fields`).
+    pub fn type_name(&self) -> Option<&'a str> {
+        match self.resolved().get("type")? {
+            Value::String(s) => Some(s.as_str()),
+            Value::Array(list) => list.iter().filter_map(Value::as_str).find(|t| *t != "null"),
+            _ => None,
+        }
+    }
+
+    /// The `format` (`int32`, `int64`, `date-time`, `byte`, `int-or-string`, …).
+    pub fn format(&self) -> Option<&'a str> {
+        self.ext("format").and_then(Value::as_str)
+    }
+
+    /// The schema of property `name` of an object.
+    pub fn property(&self, name: &str) -> Option<Node<'a>> {
+        self.resolved().get("properties")?.get(name).map(Node::new)
+    }
+
+    /// All properties of an object, by name.
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + 'a {
+        self.resolved()
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.as_str(), Node::new(v))))
+    }
+
+    /// True when the object declares properties (a struct rather than a map).
+    pub fn has_properties(&self) -> bool {
+        self.resolved().get("properties").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+    }
+
+    /// The schema of the items of an array.
+    pub fn items(&self) -> Option<Node<'a>> {
+        self.resolved().get("items").map(Node::new)
+    }
+
+    /// The schema of the values of a map (`additionalProperties` that is a schema).
+    pub fn additional_properties(&self) -> Option<Node<'a>> {
+        match self.resolved().get("additionalProperties")? {
+            v @ Value::Object(_) => Some(Node::new(v)),
+            _ => None,
+        }
+    }
+
+    /// Required property names.
+    pub fn required(&self) -> Vec<&'a str> {
+        self.resolved()
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Allowed values, when the schema lists them.
+    pub fn enum_values(&self) -> Option<&'a Vec<Value>> {
+        self.resolved().get("enum").and_then(Value::as_array)
+    }
+
+    /// `x-kubernetes-patch-strategy` (`merge`, `replace`, `retainKeys`, `merge,retainKeys`).
+    pub fn patch_strategy(&self) -> Option<&'a str> {
+        self.ext("x-kubernetes-patch-strategy").and_then(Value::as_str)
+    }
+
+    /// `x-kubernetes-patch-merge-key` (e.g. `name` for containers).
+    pub fn patch_merge_key(&self) -> Option<&'a str> {
+        self.ext("x-kubernetes-patch-merge-key").and_then(Value::as_str)
+    }
+
+    /// `x-kubernetes-list-type` (`atomic`, `set`, `map`).
+    pub fn list_type(&self) -> Option<&'a str> {
+        self.ext("x-kubernetes-list-type").and_then(Value::as_str)
+    }
+
+    /// `x-kubernetes-list-map-keys` for `map` lists.
+    pub fn list_map_keys(&self) -> Vec<&'a str> {
+        self.ext("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// `x-kubernetes-map-type` (`atomic`, `granular`).
+    pub fn map_type(&self) -> Option<&'a str> {
+        self.ext("x-kubernetes-map-type").and_then(Value::as_str)
+    }
+
+    /// `x-kubernetes-preserve-unknown-fields: true`.
+    pub fn preserves_unknown_fields(&self) -> bool {
+        self.ext("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// `x-kubernetes-int-or-string: true`, or a built-in IntOrString.
+    pub fn is_int_or_string(&self) -> bool {
+        self.ext("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true)
+            || self.resolved().get("oneOf").is_some()
+    }
+
+    /// `x-kubernetes-embedded-resource: true`.
+    pub fn is_embedded_resource(&self) -> bool {
+        self.ext("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The `default` value, if the schema declares one (CRD schemas).
+    pub fn default_value(&self) -> Option<&'a Value> {
+        self.raw.get("default")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_refs_and_reads_patch_facts() {
+        let deploy = definition("io.k8s.api.apps.v1.Deployment").unwrap();
+        let spec = deploy.property("spec").unwrap();
+        assert_eq!(spec.property("replicas").unwrap().type_name(), Some("integer"));
+        assert_eq!(spec.property("strategy").unwrap().patch_strategy(), Some("retainKeys"));
+        let containers = spec.property("template").unwrap().property("spec").unwrap().property("containers").unwrap();
+        assert_eq!(containers.type_name(), Some("array"));
+        assert_eq!(containers.patch_merge_key(), Some("name"));
+        assert_eq!(containers.list_type(), Some("map"));
+        assert_eq!(containers.list_map_keys(), vec!["name"]);
+        assert!(containers.items().unwrap().property("image").is_some());
+        assert_eq!(spec.required(), vec!["selector", "template"]);
+    }
+
+    #[test]
+    fn int_or_string_is_recognised() {
+        let strategy = definition("io.k8s.api.apps.v1.RollingUpdateDeployment").unwrap();
+        assert!(strategy.property("maxSurge").unwrap().is_int_or_string());
+        assert!(strategy.property("maxSurge").unwrap().type_name().is_none());
+    }
+}

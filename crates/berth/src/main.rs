@@ -1,0 +1,3 @@
+//! The berth binary: command-line wiring only.
+
+fn main() {}
