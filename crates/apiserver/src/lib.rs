@@ -1,1 +1,28 @@
-//! The Kubernetes HTTP API server.
+//! The Kubernetes HTTP API over the revisioned store.
+//!
+//! Requests under `/api` and `/apis` are parsed into a resource path ([`resources`]),
+//! decoded once into JSON values ([`codec`]), and handled by verb: reads and watches
+//! from the watch cache ([`read`], [`watch`], [`cache`]), writes through defaulting,
+//! validation and compare-and-swap in the store ([`write`]). Every failure is a
+//! Kubernetes `Status` ([`error`]).
+
+pub mod cache;
+pub mod codec;
+pub mod crd;
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod handler;
+pub mod namespaces;
+pub mod object;
+pub mod openapi;
+pub mod params;
+pub mod read;
+pub mod resources;
+pub mod scale;
+pub mod server;
+pub mod table;
+pub mod watch;
+pub mod write;
+
+pub use server::{Config, KUBERNETES_VERSION, Server};

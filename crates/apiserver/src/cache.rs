@@ -1,0 +1,314 @@
+//! The watch cache: every object of every resource in memory, following the store's
+//! watch stream, with a window of recent events for watchers to start from.
+//!
+//! LISTs that may be served from cache and every WATCH are answered from here. Each
+//! object is encoded to JSON once, when its event arrives; watchers and lists reuse
+//! those bytes. Watchers pull events by revision from the shared history (no
+//! per-watcher queues), so a slow watcher never blocks others and never misses an
+//! event: if it falls out of the window its watch ends with 410 Expired.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use berth_store::{Event, KeyValue, Revision, Store};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::error::{ApiError, ApiResult};
+use crate::object;
+
+/// How many events the cache keeps for watchers starting in the past.
+const HISTORY: usize = 100_000;
+
+/// One object as the cache holds it: decoded, with its resourceVersion set, and encoded once.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// Store key.
+    pub key: String,
+    /// The object, with `metadata.resourceVersion` set.
+    pub value: Value,
+    /// `value` encoded as JSON.
+    pub json: Bytes,
+    /// The store revision of this state of the object.
+    pub revision: Revision,
+}
+
+impl CachedObject {
+    /// Decodes a store value, setting its resourceVersion to `revision`.
+    pub fn decode(key: &str, raw: &[u8], revision: Revision) -> Option<CachedObject> {
+        let mut value: Value = match serde_json::from_slice(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(key, error = %e, "undecodable object in store; skipped");
+                return None;
+            }
+        };
+        object::set_resource_version(&mut value, revision);
+        let json = Bytes::from(serde_json::to_vec(&value).ok()?);
+        Some(CachedObject { key: key.to_string(), value, json, revision })
+    }
+
+    /// The cached form of a store key-value.
+    pub fn from_kv(kv: &KeyValue) -> Option<CachedObject> {
+        Self::decode(&kv.key, &kv.value, kv.mod_revision)
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created or updated (`prev` tells which).
+    Put,
+    /// Deleted.
+    Delete,
+}
+
+/// One change, as watchers see it.
+#[derive(Debug)]
+pub struct CachedEvent {
+    /// Put or delete.
+    pub kind: EventType,
+    /// The object after the change (for a delete: its last state with the delete's resourceVersion).
+    pub object: Arc<CachedObject>,
+    /// The object before the change, None on create.
+    pub prev: Option<Arc<CachedObject>>,
+}
+
+impl CachedEvent {
+    /// The event's revision.
+    pub fn revision(&self) -> Revision {
+        self.object.revision
+    }
+}
+
+#[derive(Default)]
+struct State {
+    revision: Revision,
+    objects: BTreeMap<String, Arc<CachedObject>>,
+    history: VecDeque<Arc<CachedEvent>>,
+    /// Bumped when the cache re-lists; watchers of an older epoch end.
+    epoch: u64,
+}
+
+/// The watch cache over one store.
+pub struct Cache {
+    state: RwLock<State>,
+    revision_tx: watch::Sender<(u64, Revision)>,
+}
+
+/// Keys in `[prefix, prefix + 0xFF)`.
+fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
+    let mut end = prefix.to_string();
+    end.push(char::MAX);
+    (Bound::Included(prefix.to_string()), Bound::Excluded(end))
+}
+
+impl Cache {
+    /// Lists everything under `/registry/` and starts following the store. Returns once primed.
+    pub async fn start(store: Arc<dyn Store>) -> berth_store::Result<Arc<Cache>> {
+        let (revision_tx, _) = watch::channel((0, 0));
+        let cache = Arc::new(Cache { state: RwLock::new(State::default()), revision_tx });
+        let rev = cache.relist(store.as_ref()).await?;
+        let follower = cache.clone();
+        tokio::spawn(async move { follower.follow(store, rev).await });
+        Ok(cache)
+    }
+
+    async fn relist(&self, store: &dyn Store) -> berth_store::Result<Revision> {
+        let mut objects = BTreeMap::new();
+        let mut start: Option<String> = None;
+        let mut revision = None;
+        loop {
+            let page = store.range("/registry/", start.as_deref(), 10_000, revision).await?;
+            revision = Some(page.revision);
+            for kv in &page.kvs {
+                if let Some(o) = CachedObject::from_kv(kv) {
+                    objects.insert(kv.key.clone(), Arc::new(o));
+                }
+            }
+            start = page.kvs.last().map(|kv| kv.key.clone());
+            if !page.more {
+                break;
+            }
+        }
+        let revision = revision.unwrap_or(0);
+        let epoch = {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            st.objects = objects;
+            st.history.clear();
+            st.revision = revision;
+            st.epoch += 1;
+            st.epoch
+        };
+        self.revision_tx.send_replace((epoch, revision));
+        Ok(revision)
+    }
+
+    async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut rev: Revision) {
+        loop {
+            let mut stream = match store.watch("/registry/", rev + 1).await {
+                Ok(s) => s,
+                Err(berth_store::Error::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch cache: store watch failed; re-listing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    match self.relist(store.as_ref()).await {
+                        Ok(r) => rev = r,
+                        Err(berth_store::Error::Closed) => return,
+                        Err(e) => tracing::error!(error = %e, "watch cache: re-list failed"),
+                    }
+                    continue;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(event) => {
+                        rev = event.revision();
+                        self.apply(event);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watch cache: store watch ended");
+                        break;
+                    }
+                }
+            }
+            if matches!(store.current_revision().await, Err(berth_store::Error::Closed)) {
+                return;
+            }
+        }
+    }
+
+    fn apply(&self, event: Event) {
+        let revision = event.revision();
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let cached = match event {
+            Event::Put { kv, .. } => {
+                let Some(obj) = CachedObject::from_kv(&kv) else { return };
+                let obj = Arc::new(obj);
+                let prev = st.objects.insert(kv.key.clone(), obj.clone());
+                CachedEvent { kind: EventType::Put, object: obj, prev }
+            }
+            Event::Delete { kv } => {
+                let prev = st.objects.remove(&kv.key);
+                let Some(obj) = CachedObject::from_kv(&kv) else { return };
+                CachedEvent { kind: EventType::Delete, object: Arc::new(obj), prev }
+            }
+        };
+        st.revision = revision;
+        st.history.push_back(Arc::new(cached));
+        if st.history.len() > HISTORY {
+            st.history.pop_front();
+        }
+        let epoch = st.epoch;
+        drop(st);
+        self.revision_tx.send_replace((epoch, revision));
+    }
+
+    /// The revision the cache has caught up to.
+    pub fn revision(&self) -> Revision {
+        self.revision_tx.borrow().1
+    }
+
+    /// Waits until the cache has seen `revision` (a consistent read after a write).
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> ApiResult<()> {
+        let mut rx = self.revision_tx.subscribe();
+        let wait = rx.wait_for(|(_, r)| *r >= revision);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::unavailable("the watch cache is shutting down")),
+            Err(_) => Err(ApiError::timeout(format!(
+                "Timeout: Too large resource version: {revision}, current: {}",
+                self.revision()
+            ))),
+        }
+    }
+
+    /// Every cached object under `prefix`, in key order, and the cache's revision.
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let items = st.objects.range(prefix_range(prefix)).map(|(_, o)| o.clone()).collect();
+        (items, st.revision)
+    }
+
+    /// Number of cached objects under `prefix`.
+    pub fn count(&self, prefix: &str) -> usize {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.objects.range(prefix_range(prefix)).count()
+    }
+
+    /// One cached object.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        st.objects.get(key).cloned()
+    }
+
+    /// A cursor over events under `prefix` after revision `from`.
+    /// Fails with 410 Expired if `from` is older than the history kept.
+    pub fn watch(self: &Arc<Self>, prefix: &str, from: Revision) -> ApiResult<Cursor> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let oldest = st.history.front().map_or(st.revision, |e| e.revision() - 1);
+        if from < oldest {
+            return Err(ApiError::expired(format!("too old resource version: {from} ({oldest})")));
+        }
+        Ok(Cursor {
+            cache: self.clone(),
+            prefix: prefix.to_string(),
+            last: from,
+            epoch: st.epoch,
+            rx: self.revision_tx.subscribe(),
+        })
+    }
+}
+
+/// A watcher's position in the cache's history.
+pub struct Cursor {
+    cache: Arc<Cache>,
+    prefix: String,
+    last: Revision,
+    epoch: u64,
+    rx: watch::Receiver<(u64, Revision)>,
+}
+
+impl Cursor {
+    /// The revision of the last event returned (or the starting revision).
+    pub fn revision(&self) -> Revision {
+        self.last
+    }
+
+    /// The next batch of events under the prefix, waiting for at least one revision
+    /// newer than the last. Errors with 410 when the cursor fell out of the history or
+    /// the cache re-listed.
+    pub async fn next(&mut self) -> ApiResult<Vec<Arc<CachedEvent>>> {
+        loop {
+            let target = self.last;
+            let (epoch, _) = *self
+                .rx
+                .wait_for(|(epoch, r)| *r > target || *epoch != self.epoch)
+                .await
+                .map_err(|_| ApiError::unavailable("the watch cache is shutting down"))?;
+            if epoch != self.epoch {
+                return Err(ApiError::expired("the watch cache was re-initialized; please re-list"));
+            }
+            let st = self.cache.state.read().unwrap_or_else(|e| e.into_inner());
+            let oldest = st.history.front().map_or(st.revision, |e| e.revision() - 1);
+            if self.last < oldest {
+                return Err(ApiError::expired(format!("too old resource version: {} ({oldest})", self.last)));
+            }
+            let start = st.history.partition_point(|e| e.revision() <= self.last);
+            let events: Vec<Arc<CachedEvent>> = st
+                .history
+                .range(start..)
+                .filter(|e| e.object.key.starts_with(&self.prefix))
+                .cloned()
+                .collect();
+            self.last = st.revision;
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Wire formats: request bodies in JSON, YAML or Kubernetes protobuf become JSON
+//! values here, once; responses are negotiated from `Accept` (JSON, YAML, or
+//! server-side Table printing).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The largest request body accepted, as Kubernetes: 3 MiB.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The media type of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    /// `application/json`.
+    Json,
+    /// `application/yaml`.
+    Yaml,
+    /// `application/vnd.kubernetes.protobuf`.
+    Protobuf,
+    /// `application/json-patch+json`.
+    JsonPatch,
+    /// `application/merge-patch+json`.
+    MergePatch,
+    /// `application/strategic-merge-patch+json`.
+    StrategicMergePatch,
+    /// `application/apply-patch+yaml` (server-side apply).
+    ApplyPatch,
+}
+
+/// The body type named by `Content-Type` (JSON when absent).
+pub fn body_type(headers: &HeaderMap) -> ApiResult<BodyType> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    Ok(match essence.as_str() {
+        "application/json" | "" | "*/*" => BodyType::Json,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => BodyType::Yaml,
+        "application/vnd.kubernetes.protobuf" => BodyType::Protobuf,
+        "application/json-patch+json" => BodyType::JsonPatch,
+        "application/merge-patch+json" => BodyType::MergePatch,
+        "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
+        "application/apply-patch+yaml" | "application/apply-patch+json" => BodyType::ApplyPatch,
+        _ => return Err(ApiError::unsupported_media_type(ct)),
+    })
+}
+
+/// Decodes a JSON body, naming the position of a syntax error.
+pub fn decode_json(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "json parse error: {} at line {} column {}",
+            strip_position(&e.to_string()),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn strip_position(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+/// Decodes a YAML (or JSON, which is YAML) body into a JSON value.
+pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("yaml: body is not UTF-8: {e}")))?;
+    let value: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {}", one_line(&e.to_string()))))?;
+    Ok(value)
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Decodes an object body of the given type.
+pub fn decode_object(kind: BodyType, body: &[u8]) -> ApiResult<Value> {
+    let value = match kind {
+        BodyType::Json => decode_json(body)?,
+        BodyType::Yaml => decode_yaml(body)?,
+        BodyType::Protobuf => berth_api::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("protobuf decode error: {e}")))?,
+        _ => return Err(ApiError::unsupported_media_type("a patch media type")),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a JSON object, got {}",
+            type_name(&value)
+        )));
+    }
+    Ok(value)
+}
+
+/// JSON type name for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// What the client asked to get back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// JSON (the default).
+    Json,
+    /// YAML.
+    Yaml,
+    /// A `meta.k8s.io/v1` Table.
+    Table,
+}
+
+/// Negotiates the response format from `Accept`: the first acceptable entry wins.
+pub fn output(headers: &HeaderMap) -> Output {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let essence = parts.next().unwrap_or("").to_ascii_lowercase();
+        let params: Vec<(String, String)> = parts
+            .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+            .collect();
+        let param = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
+        match (essence.as_str(), param("as")) {
+            ("application/json", Some("Table")) if param("g") == Some("meta.k8s.io") => return Output::Table,
+            ("application/json", Some(_)) => continue,
+            ("application/json", None) | ("*/*", _) | ("application/*", _) => return Output::Json,
+            ("application/yaml", None) => return Output::Yaml,
+            _ => continue,
+        }
+    }
+    Output::Json
+}
+
+/// A response with the given code and JSON value, encoded as `out` asks (Table falls back to JSON here).
+pub fn respond(code: StatusCode, value: &Value, out: Output) -> Response {
+    match out {
+        Output::Yaml => match serde_saphyr::to_string(value) {
+            Ok(text) => with_type(code, text.into_bytes(), "application/yaml"),
+            Err(e) => ApiError::internal(e).into_response(),
+        },
+        _ => with_type(code, serde_json::to_vec(value).unwrap_or_default(), "application/json"),
+    }
+}
+
+/// A response of raw bytes with a content type.
+pub fn with_type(code: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(s: &str) -> Output {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(s).unwrap());
+        output(&h)
+    }
+
+    #[test]
+    fn negotiates_like_kubectl() {
+        assert_eq!(
+            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            Output::Table
+        );
+        assert_eq!(accept("application/json"), Output::Json);
+        assert_eq!(accept("application/yaml"), Output::Yaml);
+        assert_eq!(
+            accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+            Output::Json
+        );
+        assert_eq!(accept("application/vnd.kubernetes.protobuf, */*"), Output::Json);
+        assert_eq!(accept(""), Output::Json);
+    }
+
+    #[test]
+    fn malformed_json_names_position() {
+        let err = decode_json(b"{\n  \"a\": ,\n}").unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("line 2"), "{}", err.message);
+    }
+
+    #[test]
+    fn malformed_yaml_is_bad_request() {
+        let err = decode_yaml(b"a: [1, 2\nb: c").unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("YAML"), "{}", err.message);
+    }
+
+    #[test]
+    fn non_object_body_is_rejected() {
+        assert_eq!(decode_object(BodyType::Json, b"[1]").unwrap_err().code, 400);
+        assert_eq!(decode_object(BodyType::Yaml, b"kind: Pod\n").unwrap()["kind"], "Pod");
+    }
+}

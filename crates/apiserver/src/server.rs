@@ -1,0 +1,157 @@
+//! The server: configuration, the shared state of every request, the router, and the
+//! life cycle (open the store, prime the watch cache, serve, shut down cleanly).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use berth_store::Store;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cache::Cache;
+use crate::codec::{self, Output};
+use crate::resources::Resources;
+use crate::{crd, handler, namespaces, openapi};
+
+/// The Kubernetes version berth serves (kubectl picks its build by this minor).
+pub const KUBERNETES_VERSION: &str = "v1.33.0+berth";
+
+/// What the API server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind_address: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    pub port: u16,
+}
+
+impl Config {
+    /// The address clients should use.
+    pub fn advertise_address(&self) -> String {
+        format!("{}:{}", self.bind_address, self.port)
+    }
+}
+
+/// State shared by every request.
+pub struct App {
+    /// Configuration (with the real port once bound).
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The watch cache.
+    pub cache: Arc<Cache>,
+    /// Served resources.
+    pub resources: Resources,
+    /// True once the store is open and the cache primed.
+    pub ready: AtomicBool,
+    /// Flips to true when the server is shutting down (ends watches).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running API server.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds the port, primes the watch cache over `store` and creates the default
+    /// namespaces. The server serves once [`Server::serve`] runs.
+    pub async fn start(mut config: Config, store: Arc<dyn Store>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.port)).await?;
+        config.port = listener.local_addr()?.port();
+        let cache = Cache::start(store.clone()).await.map_err(std::io::Error::other)?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let app = Arc::new(App {
+            config,
+            store,
+            cache,
+            resources: Resources::builtin(),
+            ready: AtomicBool::new(false),
+            shutdown,
+        });
+        crd::load_all(&app);
+        namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
+        namespaces::spawn_controller(app.clone());
+        app.ready.store(true, Ordering::SeqCst);
+        Ok(Server { app, listener, shutdown_tx })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.app.config.bind_address, self.app.config.port)
+    }
+
+    /// Serves until `stop` resolves; then stops accepting, ends watches, lets
+    /// in-flight requests finish and closes the store.
+    pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let app = self.app.clone();
+        let router = router(app.clone());
+        let shutdown_tx = self.shutdown_tx;
+        let graceful = async move {
+            stop.await;
+            app.ready.store(false, Ordering::SeqCst);
+            let _ = shutdown_tx.send(true);
+        };
+        axum::serve(self.listener, router).with_graceful_shutdown(graceful).await?;
+        self.app.store.close().await.map_err(std::io::Error::other)?;
+        Ok(())
+    }
+}
+
+/// The HTTP routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*path}", get(openapi::v3_group_version))
+        .route("/api", axum::routing::any(handler::api))
+        .route("/api/{*rest}", axum::routing::any(handler::api))
+        .route("/apis", axum::routing::any(handler::api))
+        .route("/apis/{*rest}", axum::routing::any(handler::api))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn not_found() -> Response {
+    crate::error::ApiError::unknown_resource().into_response()
+}
+
+async fn healthz() -> Response {
+    codec::with_type(StatusCode::OK, b"ok".to_vec(), "text/plain; charset=utf-8")
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::SeqCst) {
+        codec::with_type(StatusCode::OK, b"ok".to_vec(), "text/plain; charset=utf-8")
+    } else {
+        codec::with_type(StatusCode::SERVICE_UNAVAILABLE, b"not ready".to_vec(), "text/plain; charset=utf-8")
+    }
+}
+
+async fn version() -> Response {
+    let v = json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": KUBERNETES_VERSION,
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    });
+    codec::respond(StatusCode::OK, &v, Output::Json)
+}

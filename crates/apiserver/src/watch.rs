@@ -1,0 +1,170 @@
+//! WATCH: a chunked stream of `{"type":…,"object":…}` lines from the watch cache, with
+//! selector transitions (an object leaving the selection is a DELETED event), initial
+//! events, bookmarks, timeouts and Table-formatted events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::cache::{CachedEvent, CachedObject, EventType};
+use crate::codec::Output;
+use crate::error::{ApiError, ApiResult};
+use crate::filter::Filter;
+use crate::handler::Ctx;
+use crate::table;
+
+/// How often a bookmark is sent to watchers that allow them.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+/// Default watch duration when the client gives no timeoutSeconds (Kubernetes picks 30–60 min).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+struct Watcher {
+    ctx: Ctx,
+    filter: Filter,
+    first: bool,
+}
+
+impl Watcher {
+    fn frame(&mut self, kind: &str, obj: &CachedObject) -> Bytes {
+        let mut line = Vec::with_capacity(obj.json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        if self.ctx.out == Output::Table {
+            let rv = crate::object::meta_str(&obj.value, "resourceVersion").unwrap_or("");
+            let t = table::table(&self.ctx.served, std::iter::once(&obj.value), &self.ctx.params.include_object, rv, None, self.first);
+            self.first = false;
+            line.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+        } else {
+            // Encoded once in the cache, shared by every watcher.
+            line.extend_from_slice(&obj.json);
+        }
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
+    fn frame_value(kind: &str, v: &Value) -> Bytes {
+        let mut line = serde_json::to_vec(&json!({ "type": kind, "object": v })).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    fn bookmark(&self, rv: i64, initial_end: bool) -> Bytes {
+        let mut meta = json!({ "resourceVersion": rv.to_string() });
+        if initial_end {
+            meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+        }
+        let info = &self.ctx.served.info;
+        Self::frame_value("BOOKMARK", &json!({ "kind": info.kind, "apiVersion": info.api_version(), "metadata": meta }))
+    }
+
+    /// The frame for one event, applying selector transitions.
+    fn event(&mut self, e: &CachedEvent) -> Option<Bytes> {
+        if let Some(ns) = self.ctx.namespace() {
+            if crate::object::namespace(&e.object.value) != ns {
+                return None;
+            }
+        }
+        let now = self.filter.matches(&e.object.value);
+        match e.kind {
+            EventType::Delete => now.then(|| self.frame("DELETED", &e.object)),
+            EventType::Put => {
+                let before = e.prev.as_ref().is_some_and(|p| self.filter.matches(&p.value));
+                match (before, now) {
+                    (true, true) => Some(self.frame("MODIFIED", &e.object)),
+                    (false, true) => Some(self.frame("ADDED", &e.object)),
+                    (true, false) => Some(self.frame("DELETED", &e.object)),
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+}
+
+/// Starts a watch.
+pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
+    let filter = Filter::new(&ctx.served.info, &ctx.params)?;
+    let p = &ctx.params;
+    let prefix = ctx.served.prefix_in(ctx.namespace());
+    let requested = match p.resource_version.as_deref() {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!("resourceVersion: Invalid value: {s:?}: must be a non-negative integer"))
+        })?),
+    };
+    // "Get state and start at most recent" (unset or 0), or start after the given revision.
+    let initial = matches!(requested, None | Some(0)) || p.send_initial_events;
+    if p.send_initial_events && requested.is_some_and(|r| r > 0) {
+        ctx.app.cache.wait_for(requested.unwrap_or(0), Duration::from_secs(3)).await?;
+    }
+    let (snapshot, mut cursor) = if initial {
+        let (items, rev) = ctx.app.cache.list(&prefix);
+        (items, ctx.app.cache.watch(&prefix, rev)?)
+    } else {
+        (Vec::new(), ctx.app.cache.watch(&prefix, requested.unwrap_or(0))?)
+    };
+    let timeout = p.timeout_seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let bookmarks = p.allow_bookmarks;
+    let initial_end_bookmark = p.send_initial_events && bookmarks;
+    let mut shutdown = ctx.app.shutdown.clone();
+    let mut w = Watcher { filter, ctx, first: true };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        for obj in &snapshot {
+            if w.filter.matches(&obj.value) {
+                let f = w.frame("ADDED", obj);
+                if tx.send(Ok(f)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if initial_end_bookmark && tx.send(Ok(w.bookmark(cursor.revision(), true))).await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = shutdown.changed() => break,
+                _ = tx.closed() => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(Ok(w.bookmark(cursor.revision(), false))).await.is_err() {
+                        return;
+                    }
+                }
+                batch = cursor.next() => match batch {
+                    Ok(events) => {
+                        for e in &events {
+                            if let Some(frame) = w.event(e) {
+                                if tx.send(Ok(frame)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Ok(Watcher::frame_value("ERROR", &err.status()))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let body = Body::from_stream(ReceiverStream::new(rx));
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+

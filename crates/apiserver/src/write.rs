@@ -1,0 +1,900 @@
+//! Writes: create, update (main resource, status, finalize), patch (JSON, merge,
+//! strategic merge, server-side apply), delete with finalizers and grace periods,
+//! deletecollection, and the pod binding and eviction subresources.
+//!
+//! Every write goes through the same steps: decode → check type meta → field
+//! validation (unknown/duplicate fields, types) → prepare metadata → defaults →
+//! validation → managed fields → compare-and-swap in the store. Nothing is written
+//! when any step fails, and `dryRun=All` stops just before the store.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use berth_api::schema::Node;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::cache::CachedObject;
+use crate::codec::{self, BodyType};
+use crate::error::{ApiError, ApiResult};
+use crate::filter::Filter;
+use crate::handler::Ctx;
+use crate::params::{FieldValidation, Propagation};
+use crate::read::{self, render_one_with};
+use crate::resources::Served;
+use crate::{object, scale};
+
+/// How often an optimistic read-modify-write (patch, delete) is retried on conflict.
+const RETRIES: usize = 8;
+
+/// The schema of a served resource's objects.
+pub fn schema_of(served: &Served) -> Option<Node<'_>> {
+    match &served.custom {
+        Some(c) => Some(Node::new(&c.schema)),
+        None => berth_api::schema::definition(&served.info.definition),
+    }
+}
+
+/// Warnings to send back in `Warning` headers.
+#[derive(Default)]
+struct Warnings(Vec<String>);
+
+fn with_warnings(mut resp: Response, warnings: &Warnings) -> Response {
+    for w in &warnings.0 {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("warning", v);
+        }
+    }
+    resp
+}
+
+/// Checks apiVersion and kind against the URL, filling them in when absent.
+fn check_type_meta(served: &Served, obj: &mut Value, expect_kind: &str, expect_api_version: &str) -> ApiResult<()> {
+    let m = obj.as_object_mut().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    match m.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("apiVersion".into(), json!(expect_api_version));
+        }
+        Some(v) if v == expect_api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expect_api_version})"
+            )));
+        }
+    }
+    match m.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("kind".into(), json!(expect_kind));
+        }
+        Some(k) if k == expect_kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({expect_kind}) of {}",
+                served.info.group_resource()
+            )));
+        }
+    }
+    if let Some(meta) = m.get("metadata") {
+        if !meta.is_object() && !meta.is_null() {
+            return Err(ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: metadata: expected an object, got {}",
+                served.info.kind,
+                served.info.version,
+                served.info.kind,
+                codec::type_name(meta)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Unknown and duplicate fields, wrong types: Strict fails, Warn warns, Ignore ignores;
+/// unknown fields are pruned in every mode (custom resources keep what their schema preserves).
+fn check_fields(ctx: &Ctx, obj: &mut Value, raw: Option<&[u8]>, warnings: &mut Warnings) -> ApiResult<()> {
+    let Some(schema) = schema_of(&ctx.served) else { return Ok(()) };
+    let mut problems: Vec<String> = Vec::new();
+    if let Some(raw) = raw {
+        for path in berth_api::fields::duplicate_fields(raw) {
+            problems.push(format!("duplicate field \"{}\"", path.trim_start_matches('.')));
+        }
+    }
+    for path in berth_api::fields::prune_unknown(schema, obj) {
+        problems.push(format!("unknown field \"{}\"", path.trim_start_matches('.')));
+    }
+    if ctx.served.custom.is_none() {
+        let type_errors = berth_api::fields::check_types(schema, obj);
+        if let Some(first) = type_errors.first() {
+            let info = &ctx.served.info;
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: {first}",
+                info.kind, info.version, info.kind
+            )));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    match ctx.params.field_validation {
+        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", ")))),
+        FieldValidation::Warn => {
+            warnings.0.extend(problems);
+            Ok(())
+        }
+        FieldValidation::Ignore => Ok(()),
+    }
+}
+
+/// Decodes a create/update body and runs the type-meta and field checks.
+fn decode_checked(ctx: &Ctx, body: &[u8], warnings: &mut Warnings) -> ApiResult<Value> {
+    let kind = codec::body_type(&ctx.headers)?;
+    let mut obj = codec::decode_object(kind, body)?;
+    let info = &ctx.served.info;
+    check_type_meta(&ctx.served, &mut obj, &info.kind, &info.api_version())?;
+    let raw = (kind == BodyType::Json).then_some(body);
+    check_fields(ctx, &mut obj, raw, warnings)?;
+    Ok(obj)
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// Checks that the request's namespace exists and is not terminating.
+async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
+    let key = format!("/registry/core/namespaces/{ns}");
+    let info = berth_api::registry::find_builtin("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
+    let kv = ctx.app.store.get(&key).await?.ok_or_else(|| ApiError::not_found(info, ns))?;
+    let nsobj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+    if object::is_deleting(&nsobj) {
+        return Err(ApiError::forbidden(
+            &ctx.served.info,
+            name,
+            format!("unable to create new content in namespace {ns} because it is being terminated"),
+        ));
+    }
+    Ok(())
+}
+
+fn crd_resource(ctx: &Ctx) -> bool {
+    ctx.served.info.group == "apiextensions.k8s.io" && ctx.served.info.plural == "customresourcedefinitions"
+}
+
+/// Server-set metadata of a new object; status reset where the kind's strategy resets it.
+fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    let info = &ctx.served.info;
+    let meta = object::meta_mut(obj).ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if info.namespaced {
+        let ns = ctx.namespace().unwrap_or("");
+        match meta.get("namespace").and_then(Value::as_str) {
+            None | Some("") => {
+                meta.insert("namespace".into(), json!(ns));
+            }
+            Some(given) if given == ns => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+    } else {
+        meta.remove("namespace");
+    }
+    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    if !has_name {
+        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+            let name = format!("{prefix}{}", random_suffix());
+            meta.insert("name".into(), json!(name));
+        }
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(object::now()));
+    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        meta.remove(k);
+    }
+    let has_spec = obj.get("spec").is_some();
+    if let Some(meta) = object::meta_mut(obj) {
+        if has_spec || ctx.served.custom.is_some() {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+    }
+    if info.has_subresource("status") && !matches!(info.kind.as_str(), "Node" | "Namespace") {
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    Ok(())
+}
+
+/// Defaults, validation and managed fields for an object about to be written.
+fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&str>) -> ApiResult<()> {
+    let served = &ctx.served;
+    match &served.custom {
+        Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), obj),
+        None => berth_api::defaults::apply(&served.info, obj),
+    }
+    let mut errors = match &served.custom {
+        Some(c) => {
+            let mut e = berth_api::validation::validate_metadata(&served.info, obj, old);
+            e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), obj));
+            e
+        }
+        None => berth_api::validation::validate(&served.info, obj, old),
+    };
+    if served.info.kind == "CustomResourceDefinition" {
+        errors.extend(crate::crd::validate(obj));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
+    }
+    if let Some(schema) = schema_of(served) {
+        berth_api::apply::track_update(schema, old, obj, &ctx.manager(), &object::now(), &served.info.api_version(), subresource);
+    }
+    Ok(())
+}
+
+fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
+    with_warnings(render_one_with(ctx, obj, StatusCode::CREATED), warnings)
+}
+
+/// POST to a collection.
+pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let mut warnings = Warnings::default();
+    let obj = decode_checked(&ctx, &body, &mut warnings)?;
+    let obj = create_object(&ctx, obj).await?;
+    Ok(created_response(&ctx, &obj, &warnings))
+}
+
+/// The create path shared by POST and server-side apply of a new object.
+async fn create_object(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
+    if let Some(ns) = ctx.namespace() {
+        check_namespace(ctx, ns, object::name(&obj)).await?;
+    }
+    prepare_create(ctx, &mut obj)?;
+    if crd_resource(ctx) {
+        crate::crd::set_status(&mut obj);
+    }
+    let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
+    admit(ctx, &mut obj, None, None)?;
+    if ctx.params.dry_run {
+        return Ok(obj);
+    }
+    for attempt in 0..3 {
+        let name = object::name(&obj).to_string();
+        let key = ctx.served.key(object::meta_str(&obj, "namespace"), &name);
+        match ctx.app.store.create(&key, Bytes::from(object::encode_for_store(&obj))).await {
+            Ok(kv) => {
+                object::set_resource_version(&mut obj, kv.mod_revision);
+                crate::crd::after_write(ctx, &obj);
+                return Ok(obj);
+            }
+            Err(berth_store::Error::AlreadyExists(_)) if generated && attempt < 2 => {
+                let prefix = object::meta_str(&obj, "generateName").unwrap_or("").to_string();
+                if let Some(m) = object::meta_mut(&mut obj) {
+                    m.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
+                }
+            }
+            Err(berth_store::Error::AlreadyExists(_)) => return Err(ApiError::already_exists(&ctx.served.info, &name)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::already_exists(&ctx.served.info, object::name(&obj)))
+}
+
+/// Copies what a write may not change from the stored object: immutable metadata, and
+/// status (for main-resource writes) or everything but status (for status writes).
+fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>) -> ApiResult<()> {
+    let info = &ctx.served.info;
+    match subresource {
+        Some("status") => {
+            let status = new.get("status").cloned();
+            let mut merged = old.clone();
+            match status {
+                Some(s) => merged["status"] = s,
+                None => {
+                    if let Some(o) = merged.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            // Status writers may not touch spec or metadata (except through the main resource).
+            *new = merged;
+        }
+        Some("finalize") => {
+            let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let mut merged = old.clone();
+            merged["spec"]["finalizers"] = finalizers;
+            *new = merged;
+        }
+        _ => {
+            if info.has_subresource("status") {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let meta = object::meta_mut(new).ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if let Some(uid) = meta.get("uid").and_then(Value::as_str) {
+        if !uid.is_empty() && Some(uid) != old_meta.get("uid").and_then(Value::as_str) {
+            return Err(ApiError::conflict(
+                info,
+                object::name(old),
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old_meta["uid"].as_str().unwrap_or("")),
+            ));
+        }
+    }
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        match old_meta.get(k) {
+            Some(v) => {
+                meta.insert(k.into(), v.clone());
+            }
+            None => {
+                meta.remove(k);
+            }
+        }
+    }
+    if subresource.is_none() && !ctx.served.info.has_subresource("status") || subresource.is_none() {
+        // generation counts changes of everything but metadata and status.
+        let strip = |v: &Value| {
+            let mut c = v.clone();
+            if let Some(o) = c.as_object_mut() {
+                o.remove("metadata");
+                o.remove("status");
+            }
+            c
+        };
+        if let Some(gen) = old_meta.get("generation").and_then(Value::as_i64) {
+            if strip(new) != strip(old) {
+                if let Some(m) = object::meta_mut(new) {
+                    m.insert("generation".into(), json!(gen + 1));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `new` over `old` with compare-and-swap; removes the object when it is being
+/// deleted and its last finalizer is gone. A no-op write returns the stored object.
+async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Value> {
+    let strip_rv = |v: &Value| {
+        let mut c = v.clone();
+        if let Some(m) = object::meta_mut(&mut c) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        c
+    };
+    if strip_rv(&new) == strip_rv(&old.value) {
+        return Ok(old.value.clone());
+    }
+    if ctx.params.dry_run {
+        object::set_resource_version(&mut new, old.revision);
+        return Ok(new);
+    }
+    if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
+        let kv = ctx.app.store.delete(&old.key, Some(old.revision)).await.map_err(|e| map_cas(ctx, e))?;
+        object::set_resource_version(&mut new, kv.mod_revision);
+        return Ok(new);
+    }
+    let kv = ctx
+        .app
+        .store
+        .update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision)
+        .await
+        .map_err(|e| map_cas(ctx, e))?;
+    object::set_resource_version(&mut new, kv.mod_revision);
+    crate::crd::after_write(ctx, &new);
+    Ok(new)
+}
+
+fn map_cas(ctx: &Ctx, e: berth_store::Error) -> ApiError {
+    match e {
+        berth_store::Error::Conflict { .. } => ApiError::stale(&ctx.served.info, ctx.name()),
+        berth_store::Error::NotFound(_) => ApiError::not_found(&ctx.served.info, ctx.name()),
+        other => other.into(),
+    }
+}
+
+/// PUT of an object, its status, or a namespace's finalizers.
+pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let mut warnings = Warnings::default();
+    let mut new = decode_checked(&ctx, &body, &mut warnings)?;
+    let name = object::name(&new).to_string();
+    if name != ctx.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({name}) does not match the name on the URL ({})",
+            ctx.name()
+        )));
+    }
+    if let (Some(ns), Some(given)) = (ctx.namespace(), object::meta_str(&new, "namespace")) {
+        if !given.is_empty() && given != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    let old = read::load(&ctx).await?;
+    let expected = object::resource_version(&new)
+        .map_err(|rv| ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer")))?;
+    if let Some(rv) = expected {
+        if rv != old.revision {
+            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
+        }
+    }
+    let sub = ctx.path.subresource.as_deref();
+    carry_over(&ctx, &mut new, &old.value, sub)?;
+    admit(&ctx, &mut new, Some(&old.value), sub)?;
+    let written = commit_update(&ctx, &old, new).await?;
+    Ok(with_warnings(read::render_one(&ctx, &written), &warnings))
+}
+
+/// PUT of the scale subresource.
+pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let kind = codec::body_type(&ctx.headers)?;
+    let scale_obj = codec::decode_object(kind, &body)?;
+    let old = read::load(&ctx).await?;
+    if let Ok(Some(rv)) = object::resource_version(&scale_obj) {
+        if rv != old.revision {
+            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
+        }
+    }
+    let mut new = old.value.clone();
+    scale::apply_scale(&ctx.served, &mut new, &scale_obj)?;
+    carry_over(&ctx, &mut new, &old.value, None)?;
+    admit(&ctx, &mut new, Some(&old.value), Some("scale"))?;
+    let written = commit_update(&ctx, &old, new).await?;
+    Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
+}
+
+/// PATCH of an object, its status or its scale.
+pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let kind = codec::body_type(&ctx.headers)?;
+    let sub = ctx.path.subresource.clone();
+    if kind == BodyType::ApplyPatch && ctx.params.field_manager.is_none() {
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests",
+        ));
+    }
+    let patch: Value = match kind {
+        BodyType::ApplyPatch | BodyType::Yaml => codec::decode_yaml(&body)?,
+        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::Json => codec::decode_json(&body)?,
+        BodyType::Protobuf => return Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
+    };
+    if kind == BodyType::StrategicMergePatch && ctx.served.custom.is_some() {
+        return Err(ApiError::unsupported_media_type(
+            "application/strategic-merge-patch+json (strategic merge patch is not supported for custom resources; use merge patch)",
+        ));
+    }
+    let mut warnings = Warnings::default();
+    for _ in 0..RETRIES {
+        let old = match read::load(&ctx).await {
+            Ok(o) => o,
+            Err(e) if e.code == 404 && kind == BodyType::ApplyPatch && sub.is_none() => {
+                // Server-side apply creates what does not exist.
+                let mut obj = patch.clone();
+                let info = &ctx.served.info;
+                check_type_meta(&ctx.served, &mut obj, &info.kind, &info.api_version())?;
+                check_fields(&ctx, &mut obj, None, &mut warnings)?;
+                if object::name(&obj) != ctx.name() {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({})",
+                        object::name(&obj),
+                        ctx.name()
+                    )));
+                }
+                let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
+                let applied = berth_api::apply::apply(schema, None, &obj, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
+                    .map_err(|e| apply_error(&ctx, e))?;
+                let created = create_object_keep_fields(&ctx, applied).await?;
+                return Ok(created_response(&ctx, &created, &warnings));
+            }
+            Err(e) => return Err(e),
+        };
+        // The document the patch applies to: the object, or its Scale view.
+        let base = if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
+        let mut patched = apply_patch(&ctx, kind, &base, &patch, &old.value)?;
+        let mut new = if sub.as_deref() == Some("scale") {
+            let mut n = old.value.clone();
+            scale::apply_scale(&ctx.served, &mut n, &patched)?;
+            n
+        } else {
+            let info = &ctx.served.info;
+            check_type_meta(&ctx.served, &mut patched, &info.kind, &info.api_version())?;
+            check_fields(&ctx, &mut patched, None, &mut warnings)?;
+            patched
+        };
+        // A resourceVersion in the patch is a precondition.
+        if let Ok(Some(rv)) = object::resource_version(&new) {
+            if rv != old.revision {
+                return Err(ApiError::stale(&ctx.served.info, ctx.name()));
+            }
+        }
+        if object::name(&new) != ctx.name() {
+            return Err(ApiError::bad_request("metadata.name: the name of an object cannot be changed by a patch"));
+        }
+        let carry_sub = if sub.as_deref() == Some("scale") { None } else { sub.as_deref() };
+        carry_over(&ctx, &mut new, &old.value, carry_sub)?;
+        if kind == BodyType::ApplyPatch {
+            // managedFields were set by apply itself.
+            let served = &ctx.served;
+            match &served.custom {
+                Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut new),
+                None => berth_api::defaults::apply(&served.info, &mut new),
+            }
+            let errors = match &served.custom {
+                Some(c) => {
+                    let mut e = berth_api::validation::validate_metadata(&served.info, &new, Some(&old.value));
+                    e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &new));
+                    e
+                }
+                None => berth_api::validation::validate(&served.info, &new, Some(&old.value)),
+            };
+            if !errors.is_empty() {
+                return Err(ApiError::invalid(&served.info, ctx.name(), &errors));
+            }
+        } else {
+            admit(&ctx, &mut new, Some(&old.value), sub.as_deref())?;
+        }
+        match commit_update(&ctx, &old, new).await {
+            Ok(written) => {
+                let resp = if sub.as_deref() == Some("scale") {
+                    codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out)
+                } else {
+                    read::render_one(&ctx, &written)
+                };
+                return Ok(with_warnings(resp, &warnings));
+            }
+            Err(e) if e.code == 409 && !patch_has_rv(&patch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::stale(&ctx.served.info, ctx.name()))
+}
+
+fn patch_has_rv(patch: &Value) -> bool {
+    patch.pointer("/metadata/resourceVersion").is_some()
+}
+
+fn apply_error(ctx: &Ctx, e: berth_api::apply::ApplyError) -> ApiError {
+    match &e {
+        berth_api::apply::ApplyError::Conflict(_) => ApiError::new(409, "Conflict", e.to_string()),
+        _ => ApiError::new(422, "Invalid", format!("{} \"{}\" is invalid: {e}", ctx.served.info.kind, ctx.name())),
+    }
+}
+
+/// Applies a patch document to `base`.
+fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Value) -> ApiResult<Value> {
+    let patch_err = |e: berth_api::patch::PatchError| ApiError::new(422, "Invalid", e.to_string());
+    match kind {
+        BodyType::JsonPatch => {
+            let mut out = base.clone();
+            berth_api::patch::json_patch(&mut out, patch).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+            Ok(out)
+        }
+        BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            let mut out = base.clone();
+            berth_api::patch::merge_patch(&mut out, patch);
+            Ok(out)
+        }
+        BodyType::StrategicMergePatch => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+            }
+            if ctx.path.subresource.as_deref() == Some("scale") {
+                let mut out = base.clone();
+                berth_api::patch::merge_patch(&mut out, patch);
+                return Ok(out);
+            }
+            let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
+            berth_api::patch::strategic_merge_patch(schema, base, patch).map_err(patch_err)
+        }
+        BodyType::ApplyPatch => {
+            let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
+            let info = &ctx.served.info;
+            let mut applied = patch.clone();
+            check_type_meta(&ctx.served, &mut applied, &info.kind, &info.api_version())?;
+            berth_api::apply::apply(schema, Some(live), &applied, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
+                .map_err(|e| apply_error(ctx, e))
+        }
+        BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
+    }
+}
+
+/// Create for server-side apply: like [`create_object`] but keeps the managedFields apply computed.
+async fn create_object_keep_fields(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
+    let managed = obj.pointer("/metadata/managedFields").cloned();
+    let mut created = {
+        let mut o = obj;
+        if let Some(ns) = ctx.namespace() {
+            check_namespace(ctx, ns, object::name(&o)).await?;
+        }
+        prepare_create(ctx, &mut o)?;
+        let served = &ctx.served;
+        match &served.custom {
+            Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut o),
+            None => berth_api::defaults::apply(&served.info, &mut o),
+        }
+        let errors = match &served.custom {
+            Some(c) => {
+                let mut e = berth_api::validation::validate_metadata(&served.info, &o, None);
+                e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &o));
+                e
+            }
+            None => berth_api::validation::validate(&served.info, &o, None),
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&served.info, object::name(&o), &errors));
+        }
+        if let (Some(m), Some(mf)) = (object::meta_mut(&mut o), managed) {
+            m.insert("managedFields".into(), mf);
+        }
+        o
+    };
+    if ctx.params.dry_run {
+        return Ok(created);
+    }
+    let key = ctx.served.key(object::meta_str(&created, "namespace"), object::name(&created));
+    match ctx.app.store.create(&key, Bytes::from(object::encode_for_store(&created))).await {
+        Ok(kv) => {
+            object::set_resource_version(&mut created, kv.mod_revision);
+            crate::crd::after_write(ctx, &created);
+            Ok(created)
+        }
+        Err(berth_store::Error::AlreadyExists(_)) => Err(ApiError::already_exists(&ctx.served.info, ctx.name())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// DeleteOptions from the body and the query.
+struct DeleteOptions {
+    grace: Option<i64>,
+    propagation: Option<Propagation>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut o = DeleteOptions {
+        grace: ctx.params.grace_period_seconds,
+        propagation: ctx.params.propagation,
+        uid: None,
+        resource_version: None,
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(o);
+    }
+    let v = codec::decode_object(codec::body_type(&ctx.headers).unwrap_or(BodyType::Json), body)?;
+    if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        o.grace = Some(g);
+    }
+    if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+        o.propagation = Some(crate::params::parse_propagation(p)?);
+    }
+    if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+        o.propagation.get_or_insert(Propagation::Orphan);
+    }
+    if let Some(pre) = v.get("preconditions") {
+        o.uid = pre.get("uid").and_then(Value::as_str).map(String::from);
+        o.resource_version = pre.get("resourceVersion").and_then(Value::as_str).map(String::from);
+    }
+    if v.get("dryRun").and_then(Value::as_array).is_some_and(|l| l.iter().any(|x| x == "All")) {
+        // handled by the caller through ctx.params; a body dryRun is honoured too
+    }
+    Ok(o)
+}
+
+/// DELETE of one object.
+pub async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let opts = delete_options(&ctx, &body)?;
+    let dry = ctx.params.dry_run || body_dry_run(&body);
+    for _ in 0..RETRIES {
+        let old = read::load(&ctx).await?;
+        match delete_one(&ctx, &old, &opts, dry).await {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(resp) => return Ok(resp),
+        }
+    }
+    Err(ApiError::stale(&ctx.served.info, ctx.name()))
+}
+
+fn body_dry_run(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("dryRun").cloned())
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|l| l.iter().any(|x| x == "All"))
+}
+
+async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bool) -> ApiResult<Response> {
+    let info = &ctx.served.info;
+    let name = object::name(&old.value).to_string();
+    if let Some(uid) = &opts.uid {
+        let actual = object::meta_str(&old.value, "uid").unwrap_or("");
+        if uid != actual {
+            return Err(ApiError::conflict(info, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        if *rv != old.revision.to_string() {
+            return Err(ApiError::conflict(
+                info,
+                &name,
+                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old.revision),
+            ));
+        }
+    }
+    let mut new = old.value.clone();
+    let mut finalizers = object::finalizers(&new);
+    match opts.propagation {
+        Some(Propagation::Orphan) if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+        Some(Propagation::Foreground) if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+            finalizers.push("foregroundDeletion".into())
+        }
+        _ => {}
+    }
+    // Namespaces always go through Terminating; the namespace controller finishes them.
+    let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+    let spec_finalizers = is_namespace && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    // Pods bound to a node get a grace period for the node agent to stop them.
+    let grace = if info.group.is_empty() && info.plural == "pods" {
+        let bound = new.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let phase = new.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let finished = matches!(phase, "Succeeded" | "Failed");
+        let default = new.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+        let g = opts.grace.unwrap_or(default).max(0);
+        if bound && !finished { g } else { 0 }
+    } else {
+        0
+    };
+    if finalizers.is_empty() && grace == 0 && !spec_finalizers {
+        if dry {
+            return Ok(success_status(ctx, &old.value));
+        }
+        ctx.app.store.delete(&old.key, Some(old.revision)).await.map_err(|e| map_cas(ctx, e))?;
+        crate::crd::after_delete(ctx, &old.value);
+        return Ok(success_status(ctx, &old.value));
+    }
+    // Graceful: record the deletion and leave the rest to finalizers and the node agent.
+    let meta = object::meta_mut(&mut new).ok_or_else(|| ApiError::internal("object without metadata"))?;
+    if !meta.contains_key("deletionTimestamp") {
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+        meta.insert("deletionTimestamp".into(), json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    } else if grace < meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(i64::MAX) {
+        // A shorter grace period may replace a longer one.
+        let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+        meta.insert("deletionTimestamp".into(), json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+    }
+    if !finalizers.is_empty() {
+        meta.insert("finalizers".into(), json!(finalizers));
+    }
+    if is_namespace {
+        new["status"]["phase"] = json!("Terminating");
+    }
+    if dry {
+        return Ok(read::render_one(ctx, &new));
+    }
+    let written = if finalizers.is_empty() && grace == 0 && !spec_finalizers {
+        new
+    } else {
+        let kv = ctx
+            .app
+            .store
+            .update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision)
+            .await
+            .map_err(|e| map_cas(ctx, e))?;
+        object::set_resource_version(&mut new, kv.mod_revision);
+        new
+    };
+    Ok(with_code(read::render_one(ctx, &written), StatusCode::OK))
+}
+
+fn with_code(mut resp: Response, code: StatusCode) -> Response {
+    *resp.status_mut() = code;
+    resp
+}
+
+fn success_status(ctx: &Ctx, obj: &Value) -> Response {
+    let info = &ctx.served.info;
+    let mut details = Map::new();
+    details.insert("name".into(), json!(object::name(obj)));
+    if !info.group.is_empty() {
+        details.insert("group".into(), json!(info.group));
+    }
+    details.insert("kind".into(), json!(info.plural));
+    if let Some(uid) = object::meta_str(obj, "uid") {
+        details.insert("uid".into(), json!(uid));
+    }
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
+    codec::respond(StatusCode::OK, &status, codec::Output::Json)
+}
+
+/// DELETE of a collection (with selectors).
+pub async fn delete_collection(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let opts = delete_options(&ctx, &body)?;
+    let dry = ctx.params.dry_run || body_dry_run(&body);
+    let filter = Filter::new(&ctx.served.info, &ctx.params)?;
+    let current = ctx.app.store.current_revision().await?;
+    ctx.app.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
+    let (items, rev) = ctx.app.cache.list(&ctx.served.prefix_in(ctx.namespace()));
+    let mut deleted = Vec::new();
+    for item in items.iter().filter(|o| filter.matches(&o.value)) {
+        let Ok(Some(kv)) = ctx.app.store.get(&item.key).await else { continue };
+        let Some(fresh) = CachedObject::from_kv(&kv) else { continue };
+        match delete_one(&ctx, &fresh, &opts, dry).await {
+            Ok(_) => deleted.push(fresh.value.clone()),
+            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let info = &ctx.served.info;
+    let list = json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": { "resourceVersion": rev.to_string() }, "items": deleted });
+    Ok(codec::respond(StatusCode::OK, &list, ctx.out))
+}
+
+/// POST pods/<name>/binding: assigns the pod to a node.
+pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let binding = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
+    let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::new(422, "Invalid", format!("Binding \"{}\" is invalid: target.name: Required value", ctx.name())));
+    }
+    for _ in 0..RETRIES {
+        let old = read::load(&ctx).await?;
+        if object::is_deleting(&old.value) {
+            return Err(ApiError::conflict(&ctx.served.info, ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+        }
+        let current = old.value.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if !current.is_empty() {
+            return Err(ApiError::conflict(
+                &ctx.served.info,
+                ctx.name(),
+                &format!("pod {} is already assigned to node \"{current}\"", ctx.name()),
+            ));
+        }
+        let mut new = old.value.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now() });
+        let conditions = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        conditions.push(cond);
+        new["status"]["conditions"] = json!(conditions);
+        if ctx.params.dry_run {
+            break;
+        }
+        match ctx.app.store.update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision).await {
+            Ok(_) => break,
+            Err(berth_store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
+    Ok(codec::respond(StatusCode::CREATED, &status, codec::Output::Json))
+}
+
+/// POST pods/<name>/eviction: deletes the pod with the eviction's delete options.
+pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
+    let eviction = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
+    let opts_body = eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
+    let opts = delete_options(&ctx, &opts_body)?;
+    let old = read::load(&ctx).await?;
+    delete_one(&ctx, &old, &opts, ctx.params.dry_run).await?;
+    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
+    Ok(codec::respond(StatusCode::CREATED, &status, codec::Output::Json))
+}

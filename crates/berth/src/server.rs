@@ -1,0 +1,116 @@
+//! `berth server`: opens the embedded store in the data dir, starts the API server,
+//! writes a kubeconfig, and stops cleanly on SIGTERM/SIGINT.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use berth_apiserver::{Config, Server};
+use berth_store::sqlite::{SqliteOptions, SqliteStore};
+use clap::Args;
+
+/// Flags of `berth server`.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Directory for the store and generated files
+    /// [default: /var/lib/berth/server as root, else ~/.local/share/berth/server].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: IpAddr,
+    /// Also write the admin kubeconfig here.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Run the control plane only, without a node agent on this host.
+    #[arg(long)]
+    disable_agent: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    if is_root {
+        PathBuf::from("/var/lib/berth/server")
+    } else {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".local/share/berth/server")
+    }
+}
+
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\ncontexts:\n- name: berth\n  context:\n    cluster: berth\n    user: admin\n    namespace: default\ncurrent-context: berth\nusers:\n- name: admin\n  user: {{}}\n"
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let db = data_dir.join("state.db");
+    let store = SqliteStore::open(&db, SqliteOptions::default())
+        .await
+        .with_context(|| format!("opening the store at {}", db.display()))?;
+    let config = Config { bind_address: args.bind_address, port: args.https_listen_port };
+    let server = Server::start(config, Arc::new(store))
+        .await
+        .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
+    let addr = server.local_addr();
+    let url = format!("http://{addr}");
+    let kc = kubeconfig(&url);
+    let kc_path = data_dir.join("kubeconfig.yaml");
+    write_private(&kc_path, &kc)?;
+    if let Some(extra) = &args.write_kubeconfig {
+        write_private(extra, &kc)?;
+    }
+    if !args.disable_agent {
+        tracing::info!("no node agent yet: running the control plane only");
+    }
+    tracing::info!(
+        address = %url,
+        kubeconfig = %kc_path.display(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "berth server ready"
+    );
+    server.serve(shutdown_signal()).await.context("serving the API")?;
+    tracing::info!("berth server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
