@@ -1,0 +1,304 @@
+//! Tests of the SQLite backend: the conformance suite, the model-based property test,
+//! reopening, slow watchers, and a kill -9 crash test against a child process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::{SqliteOptions, SqliteStore};
+use crate::conformance::{self, model, take_events};
+use crate::{Error, Event, Store};
+
+/// Options for tests: no background compaction, so results are deterministic.
+fn test_options() -> SqliteOptions {
+    SqliteOptions {
+        compaction_interval: Duration::ZERO,
+        ..SqliteOptions::default()
+    }
+}
+
+/// Fresh stores, each in its own file under one temporary directory.
+struct Stores {
+    dir: tempfile::TempDir,
+    next: AtomicUsize,
+}
+
+impl Stores {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        self.dir.path().join(format!("store-{n}.db"))
+    }
+
+    fn open(&self, options: SqliteOptions) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.path(), options).unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let stores = Stores::new();
+    conformance::run_all(|| stores.open(test_options())).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #[test]
+    fn model_based(ops in model::ops(40)) {
+        let stores = Stores::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let store = stores.open(test_options());
+            model::check_model(&*store, &ops).await;
+            store.close().await.unwrap();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_resumes_revision_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, test_options()).unwrap();
+    let a = store.create("/a", Bytes::from_static(b"1")).await.unwrap();
+    store
+        .update("/a", Bytes::from_static(b"2"), a.mod_revision)
+        .await
+        .unwrap();
+    store.create("/b", Bytes::from_static(b"1")).await.unwrap();
+    store.compact(2).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(&path, test_options()).unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), 3);
+    assert_eq!(store.compacted_revision().await.unwrap(), 2);
+    assert_eq!(
+        store.get("/a").await.unwrap().unwrap().value,
+        Bytes::from_static(b"2")
+    );
+    assert!(matches!(
+        store.range("/", None, 0, Some(2)).await,
+        Err(Error::Compacted { .. })
+    ));
+    assert_eq!(
+        store.create("/c", Bytes::new()).await.unwrap().mod_revision,
+        4
+    );
+    store.close().await.unwrap();
+}
+
+/// A watcher that reads nothing while thousands of batches pass the broadcast still
+/// gets every event, in order, from the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_watcher_is_refed_from_the_database() {
+    let stores = Stores::new();
+    let store = stores.open(SqliteOptions {
+        watch_buffer: 2,
+        ..test_options()
+    });
+    let mut watch = store.watch("/s/", 1).await.unwrap();
+    let writes = (0..8).map(|task| {
+        let store = store.clone();
+        async move {
+            for n in 0..100 {
+                store
+                    .create(&format!("/s/{task}/{n}"), Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    let events = take_events(&mut watch, 800).await;
+    let revisions: Vec<i64> = events.iter().map(Event::revision).collect();
+    assert_eq!(revisions, (1..=800).collect::<Vec<_>>());
+    store.close().await.unwrap();
+}
+
+/// Automatic compaction keeps the configured window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_compaction_keeps_the_window() {
+    let stores = Stores::new();
+    let options = SqliteOptions {
+        compaction_window: 10,
+        compaction_interval: Duration::from_millis(20),
+        ..SqliteOptions::default()
+    };
+    let store = stores.open(options);
+    let mut kv = store.create("/k", Bytes::from_static(b"0")).await.unwrap();
+    for _ in 0..49 {
+        kv = store
+            .update("/k", Bytes::from_static(b"n"), kv.mod_revision)
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.compacted_revision().await.unwrap() != 40 {
+        assert!(Instant::now() < deadline, "compaction did not reach 40");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        store.range("/", None, 0, Some(41)).await.unwrap().kvs.len(),
+        1
+    );
+    store.close().await.unwrap();
+}
+
+const CRASH_ENV: &str = "BERTH_STORE_CRASH_CHILD";
+const CRASH_WRITERS: usize = 8;
+
+/// The child side of [`acknowledged_writes_survive_kill_9`]: writes until killed,
+/// printing `ACK <key> <revision>` once each write is acknowledged.
+#[test]
+fn crash_child() {
+    let Ok(path) = std::env::var(CRASH_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Arc::new(SqliteStore::open(Path::new(&path), test_options()).unwrap());
+        let writers = (0..CRASH_WRITERS).map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                // Bounded, so an orphaned child stops on its own.
+                for n in 0..200_000 {
+                    let key = format!("/crash/{writer}/{n}");
+                    let kv = store
+                        .create(&key, Bytes::from(crash_value(&key)))
+                        .await
+                        .unwrap();
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {key} {}", kv.mod_revision).unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        });
+        futures::future::join_all(writers).await;
+    });
+}
+
+fn crash_value(key: &str) -> String {
+    format!("value of {key} {}", "x".repeat(200))
+}
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let exe = std::env::current_exe().unwrap();
+    let child = Command::new(exe)
+        .args([
+            "--exact",
+            "sqlite::tests::crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let mut acked = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let mut words = line.split_whitespace();
+        if words.next() != Some("ACK") {
+            continue;
+        }
+        let key = words.next().unwrap().to_owned();
+        let revision: i64 = words.next().unwrap().parse().unwrap();
+        acked.push((key, revision));
+        if acked.len() >= 2_000 || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(
+        acked.len() >= 2_000,
+        "child acknowledged only {} writes",
+        acked.len()
+    );
+    // SIGKILL while writers are in full flight: the kill lands mid-batch.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path, test_options()).unwrap();
+        for (key, revision) in &acked {
+            let kv = store
+                .get(key)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("acknowledged {key} lost"));
+            assert_eq!(kv.mod_revision, *revision, "{key}");
+            assert_eq!(kv.value, Bytes::from(crash_value(key)), "{key}");
+        }
+        // Only attempted keys, all complete, and no partial batch: revisions 1..=current
+        // are all present (the revision counter and the rows commit together).
+        let current = store.current_revision().await.unwrap();
+        let all = store.range("", None, 0, None).await.unwrap();
+        assert_eq!(i64::try_from(all.kvs.len()).unwrap(), current);
+        let mut revisions: Vec<i64> = all.kvs.iter().map(|kv| kv.mod_revision).collect();
+        revisions.sort_unstable();
+        assert_eq!(revisions, (1..=current).collect::<Vec<_>>());
+        for kv in &all.kvs {
+            let mut parts = kv
+                .key
+                .strip_prefix("/crash/")
+                .unwrap_or_else(|| panic!("unexpected key {}", kv.key))
+                .split('/');
+            let writer: usize = parts.next().unwrap().parse().unwrap();
+            assert!(writer < CRASH_WRITERS);
+            let _n: usize = parts.next().unwrap().parse().unwrap();
+            assert_eq!(kv.value, Bytes::from(crash_value(&kv.key)));
+        }
+        // Per writer, keys are written in sequence, so they form a gap-free run.
+        for writer in 0..CRASH_WRITERS {
+            let prefix = format!("/crash/{writer}/");
+            let count = store.count(&prefix).await.unwrap();
+            for n in 0..count {
+                assert!(
+                    store.get(&format!("{prefix}{n}")).await.unwrap().is_some(),
+                    "{prefix}{n} missing"
+                );
+            }
+        }
+        let next = store.create("/after", Bytes::new()).await.unwrap();
+        assert_eq!(next.mod_revision, current + 1);
+        store.close().await.unwrap();
+    });
+}
