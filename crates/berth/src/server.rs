@@ -75,7 +75,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let db = data_dir.join("state.db");
     let store = SqliteStore::open(&db, SqliteOptions::default())
-        .await
         .with_context(|| format!("opening the store at {}", db.display()))?;
     let config = Config { bind_address: args.bind_address, port: args.https_listen_port };
     let server = Server::start(config, Arc::new(store))

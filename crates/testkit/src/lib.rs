@@ -1,1 +1,266 @@
-//! Test helpers.
+//! Test helpers: start a real `berth server` in a temporary data dir on a free
+//! loopback port, drive it with the real kubectl, or talk raw HTTP to it for the
+//! bad-input cases a client library would refuse to send.
+//!
+//! Every process started here is stopped when its handle drops, even when the test fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kubectl the tests use.
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A running `berth server` in a temp dir.
+pub struct TestServer {
+    /// The data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The server's base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// `host:port`.
+    pub addr: String,
+    /// The kubeconfig the server wrote.
+    pub kubeconfig: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+impl TestServer {
+    /// Starts `berth server --disable-agent` from the binary at `bin` in a fresh temp dir.
+    pub fn start(bin: &Path) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = TestServer {
+            url: String::new(),
+            addr: String::new(),
+            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            dir,
+            bin: bin.to_path_buf(),
+            child: None,
+        };
+        s.launch();
+        s
+    }
+
+    /// Starts the server process on the data dir and waits for /readyz.
+    fn launch(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        // Port 0 on the first start; the same port on restarts.
+        let port = self.addr.rsplit(':').next().unwrap_or("0").to_string();
+        let child = Command::new(&self.bin)
+            .args(["server", "--disable-agent", "--https-listen-port", if port.is_empty() { "0" } else { &port }])
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth server");
+        self.child = Some(child);
+        let kc = self.kubeconfig.clone();
+        assert!(wait_until(Duration::from_secs(30), || kc.exists()), "server wrote no kubeconfig:\n{}", self.log());
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let server = text.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server line").to_string();
+        self.url = server.clone();
+        self.addr = server.trim_start_matches("http://").to_string();
+        let addr = self.addr.clone();
+        assert!(
+            wait_until(Duration::from_secs(30), || raw(&addr, "GET", "/readyz", None, &[]).map(|r| r.status == 200).unwrap_or(false)),
+            "server never became ready:\n{}",
+            self.log()
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends `signal` (e.g. "KILL", "TERM") to the server and waits for it to exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        child.wait().expect("wait for server")
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        self.launch();
+    }
+
+    /// Runs kubectl against this server.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.env("KUBECACHEDIR", self.dir.path().join("kubecache"));
+        cmd.env("HOME", self.dir.path());
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn kubectl");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout; panics with stderr and the server log on failure.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        self.kubectl_in_ok(args, None)
+    }
+
+    /// Like [`TestServer::kubectl_ok`] with stdin.
+    pub fn kubectl_in_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\nstdout: {}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn kubectl_err(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A raw HTTP request to the server.
+    pub fn http(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
+        raw(&self.addr, method, path, content_type, body).expect("http request")
+    }
+
+    /// A raw HTTP request returning the body parsed as JSON.
+    pub fn http_json(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json")).unwrap_or_default();
+        let r = self.http(method, path, body.map(|_| "application/json"), &bytes);
+        let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status, v)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// All values of a header.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), enough for tests that
+/// must send what real clients would refuse to: oversized, malformed or mislabelled bodies.
+pub fn raw(addr: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    // The server may answer (413) before reading a large body; ignore a broken pipe.
+    let _ = stream.write_all(body);
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            let mut crlf = String::new();
+            reader.read_line(&mut crlf)?;
+        }
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(HttpResponse { status, headers, body })
+}

@@ -1,0 +1,232 @@
+//! End to end: the real kubectl against a real `berth server`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::Value;
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+"#;
+
+#[test]
+fn default_namespaces_exist_and_print_as_a_table() {
+    let s = server();
+    let out = s.kubectl_ok(&["get", "namespaces"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("STATUS") && lines[0].contains("AGE"), "{out}");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(lines.iter().any(|l| l.starts_with(ns) && l.contains("Active")), "{ns} missing in:\n{out}");
+    }
+}
+
+#[test]
+fn version_reports_kubernetes_1_33() {
+    let s = server();
+    let out = json(&s.kubectl_ok(&["version", "-o", "json"]));
+    assert_eq!(out["serverVersion"]["minor"], "33");
+    assert!(out["serverVersion"]["gitVersion"].as_str().unwrap().starts_with("v1.33."));
+}
+
+#[test]
+fn create_get_apply_and_delete_a_deployment_from_a_file() {
+    let s = server();
+    s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
+    let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    // Defaults as Kubernetes sets them.
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    assert_eq!(d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 30);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert!(d["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+
+    let table = s.kubectl_ok(&["get", "deployments"]);
+    assert!(table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{table}");
+    let wide = s.kubectl_ok(&["get", "deployments", "-o", "wide"]);
+    assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.25"), "{wide}");
+
+    // Client-side apply of a change: a strategic merge patch on the server.
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 3").replace("nginx:1.25", "nginx:1.26");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&changed));
+    let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    let jp = s.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.template.spec.containers[0].name}"]);
+    assert_eq!(jp, "nginx");
+    let out = s.kubectl_ok(&["delete", "deployment", "web"]);
+    assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
+    let err = s.kubectl_err(&["get", "deployment", "web"], None);
+    assert!(err.contains("deployments.apps \"web\" not found"), "{err}");
+}
+
+#[test]
+fn imperative_create_sends_protobuf_and_works() {
+    let s = server();
+    s.kubectl_ok(&["create", "deployment", "api", "--image=registry.local/api:v1", "--replicas=2"]);
+    s.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=a=1", "--from-literal=b=two"]);
+    s.kubectl_ok(&["create", "secret", "generic", "sec", "--from-literal=password=hunter2"]);
+    s.kubectl_ok(&["create", "namespace", "team-a"]);
+    s.kubectl_ok(&["create", "service", "clusterip", "api", "--tcp=80:8080"]);
+    let d = json(&s.kubectl_ok(&["get", "deployment", "api", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "registry.local/api:v1");
+    let cm = json(&s.kubectl_ok(&["get", "configmap", "cfg", "-o", "json"]));
+    assert_eq!(cm["data"]["b"], "two");
+    let sec = json(&s.kubectl_ok(&["get", "secret", "sec", "-o", "json"]));
+    assert_eq!(sec["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(sec["type"], "Opaque");
+    let svc = json(&s.kubectl_ok(&["get", "service", "api", "-o", "json"]));
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(s.kubectl_ok(&["get", "ns"]).contains("team-a"));
+}
+
+#[test]
+fn server_side_apply_tracks_managers_and_reports_conflicts() {
+    let s = server();
+    s.kubectl_in_ok(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT));
+    let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json", "--show-managed-fields"]));
+    let managers: Vec<&str> = d["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+    // Another manager takes .spec.replicas; a re-apply with another value conflicts.
+    s.kubectl_ok(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":5}}"#, "--field-manager=autoscaler"]);
+    let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 4");
+    let err = s.kubectl_err(&["apply", "--server-side", "-f", "-"], Some(&changed));
+    assert!(err.contains("conflict") && err.contains("autoscaler") && err.contains(".spec.replicas"), "{err}");
+    s.kubectl_in_ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&changed));
+    assert_eq!(s.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+}
+
+#[test]
+fn patch_label_annotate_and_scale() {
+    let s = server();
+    s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
+    s.kubectl_ok(&["label", "deployment", "web", "tier=frontend"]);
+    s.kubectl_ok(&["annotate", "deployment", "web", "owner=team-a"]);
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=7"]);
+    s.kubectl_ok(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/minReadySeconds","value":5}]"#]);
+    s.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
+    let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(d["metadata"]["labels"]["tier"], "frontend");
+    assert_eq!(d["metadata"]["annotations"]["owner"], "team-a");
+    assert_eq!(d["spec"]["replicas"], 7);
+    assert_eq!(d["spec"]["minReadySeconds"], 5);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
+    let by_label = s.kubectl_ok(&["get", "deployments", "-l", "tier=frontend", "-o", "name"]);
+    assert_eq!(by_label.trim(), "deployment.apps/web");
+    let none = s.kubectl_ok(&["get", "deployments", "-l", "tier notin (frontend)", "-o", "name"]);
+    assert_eq!(none.trim(), "");
+}
+
+#[test]
+fn watch_streams_changes_to_kubectl() {
+    let s = server();
+    s.kubectl_ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
+    let mut child = std::process::Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["get", "configmaps", "-w", "-o", "name", "--request-timeout=20s"])
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("initial line");
+    assert_eq!(first, "configmap/watched");
+    s.kubectl_ok(&["create", "configmap", "later", "--from-literal=b=2"]);
+    let mut seen = Vec::new();
+    let got = wait_until(Duration::from_secs(10), || {
+        while let Ok(l) = rx.try_recv() {
+            seen.push(l);
+        }
+        seen.iter().any(|l| l == "configmap/later")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got, "watch did not deliver the new object: {seen:?}");
+}
+
+#[test]
+fn discovery_lists_every_group_and_short_names() {
+    let s = server();
+    let out = s.kubectl_ok(&["api-resources"]);
+    for needle in [
+        "pods", "deployments", "statefulsets", "cronjobs", "horizontalpodautoscalers", "poddisruptionbudgets", "leases",
+        "endpointslices", "ingresses", "networkpolicies", "clusterrolebindings", "storageclasses", "priorityclasses",
+        "runtimeclasses", "validatingwebhookconfigurations", "customresourcedefinitions",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from api-resources:\n{out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+    let versions = s.kubectl_ok(&["api-versions"]);
+    assert!(versions.contains("autoscaling/v2") && versions.contains("batch/v1"), "{versions}");
+}
+
+#[test]
+fn explain_uses_the_openapi_documents() {
+    let s = server();
+    let out = s.kubectl_ok(&["explain", "deployment.spec.strategy"]);
+    assert!(out.contains("rollingUpdate") && out.contains("type"), "{out}");
+}
+
+#[test]
+fn describe_shows_the_object() {
+    let s = server();
+    s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
+    let out = s.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(out.contains("Name:") && out.contains("web") && out.contains("nginx:1.25"), "{out}");
+}
+
+#[test]
+fn namespace_deletion_removes_its_content() {
+    let s = server();
+    s.kubectl_ok(&["create", "namespace", "doomed"]);
+    s.kubectl_ok(&["-n", "doomed", "create", "configmap", "c1", "--from-literal=a=1"]);
+    s.kubectl_in_ok(&["-n", "doomed", "create", "-f", "-"], Some(DEPLOYMENT));
+    s.kubectl_ok(&["delete", "namespace", "doomed", "--timeout=30s"]);
+    let err = s.kubectl_err(&["get", "namespace", "doomed"], None);
+    assert!(err.contains("not found"), "{err}");
+    let (code, _) = s.http_json("GET", "/api/v1/namespaces/doomed/configmaps/c1", None);
+    assert_eq!(code, 404);
+}

@@ -1,0 +1,257 @@
+//! API semantics over HTTP: generateName, generation, status subresources, finalizers,
+//! pagination, resourceVersion rules, watch (selectors, bookmarks, 410), Tables.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use berth_testkit::TestServer;
+use serde_json::{Value, json};
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn deployment(name: &str) -> Value {
+    json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": name, "labels": { "app": name } },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": name } },
+                  "template": { "metadata": { "labels": { "app": name } }, "spec": { "containers": [{ "name": "c", "image": "img:1" }] } } } })
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+#[test]
+fn generate_name_makes_unique_names() {
+    let s = server();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "generateName": "job-" } });
+    let (c1, a) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    let (c2, b) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    assert_eq!((c1, c2), (201, 201));
+    let (na, nb) = (a["metadata"]["name"].as_str().unwrap(), b["metadata"]["name"].as_str().unwrap());
+    assert!(na.starts_with("job-") && na.len() == 9, "{na}");
+    assert_ne!(na, nb);
+}
+
+#[test]
+fn generation_counts_spec_changes_only_and_status_is_separate() {
+    let s = server();
+    let (_, d) = s.http_json("POST", DEPLOYMENTS, Some(&deployment("g")));
+    assert_eq!(d["metadata"]["generation"], 1);
+    // A label change is metadata: no new generation.
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"x":"y"}}}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["generation"], 1);
+    // A spec change is.
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":3}}"#);
+    assert_eq!(r.json()["metadata"]["generation"], 2);
+    // Status through the main resource is ignored...
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"status":{"replicas":9}}"#);
+    assert!(r.json()["status"].get("replicas").is_none(), "{}", r.json());
+    // ...and through /status it is written, without touching spec.
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g/status"), Some("application/merge-patch+json"), br#"{"status":{"replicas":9},"spec":{"replicas":100}}"#);
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["status"]["replicas"], 9);
+    assert_eq!(r.json()["spec"]["replicas"], 3);
+    assert_eq!(r.json()["metadata"]["generation"], 2);
+}
+
+#[test]
+fn scale_subresource_reads_and_writes_replicas() {
+    let s = server();
+    s.http_json("POST", DEPLOYMENTS, Some(&deployment("sc")));
+    let (code, scale) = s.http_json("GET", &format!("{DEPLOYMENTS}/sc/scale"), None);
+    assert_eq!(code, 200);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=sc");
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/sc/scale"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":4}}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+    let (_, d) = s.http_json("GET", &format!("{DEPLOYMENTS}/sc"), None);
+    assert_eq!(d["spec"]["replicas"], 4);
+    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/sc/scale"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":-1}}"#);
+    assert_eq!(r.status, 422);
+}
+
+#[test]
+fn finalizers_hold_deletion_until_removed() {
+    let s = server();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "f", "finalizers": ["example.com/x"] } });
+    s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    let (code, v) = s.http_json("DELETE", "/api/v1/namespaces/default/configmaps/f", None);
+    assert_eq!(code, 200);
+    assert!(v["metadata"]["deletionTimestamp"].is_string(), "{v}");
+    let (code, v) = s.http_json("GET", "/api/v1/namespaces/default/configmaps/f", None);
+    assert_eq!(code, 200);
+    assert!(v["metadata"]["deletionTimestamp"].is_string());
+    let r = s.http("PATCH", "/api/v1/namespaces/default/configmaps/f", Some("application/merge-patch+json"), br#"{"metadata":{"finalizers":null}}"#);
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps/f", None).0, 404);
+}
+
+#[test]
+fn delete_preconditions_and_propagation_policy() {
+    let s = server();
+    let (_, created) = s.http_json("POST", DEPLOYMENTS, Some(&deployment("p")));
+    let wrong = json!({ "kind": "DeleteOptions", "apiVersion": "v1", "preconditions": { "uid": "00000000-0000-0000-0000-000000000000" } });
+    let (code, v) = s.http_json("DELETE", &format!("{DEPLOYMENTS}/p"), Some(&wrong));
+    assert_eq!(code, 409, "{v}");
+    let orphan = json!({ "kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Orphan", "preconditions": { "uid": created["metadata"]["uid"] } });
+    let (code, v) = s.http_json("DELETE", &format!("{DEPLOYMENTS}/p"), Some(&orphan));
+    assert_eq!(code, 200);
+    // Recorded for the garbage collector as the orphan finalizer.
+    assert_eq!(v["metadata"]["finalizers"], json!(["orphan"]), "{v}");
+}
+
+#[test]
+fn list_pagination_is_a_consistent_snapshot() {
+    let s = server();
+    for i in 0..7 {
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("cm-{i}") } });
+        assert_eq!(s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm)).0, 201);
+    }
+    let (_, page1) = s.http_json("GET", "/api/v1/namespaces/default/configmaps?limit=3", None);
+    assert_eq!(page1["items"].as_array().unwrap().len(), 3);
+    let token = page1["metadata"]["continue"].as_str().expect("continue token").to_string();
+    // A write after the first page is not seen by the rest of the list.
+    let extra = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "cm-9" } });
+    s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&extra));
+    let mut names: Vec<String> = page1["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let (code, page) = s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={t}"), None);
+        assert_eq!(code, 200, "{page}");
+        assert_eq!(page["metadata"]["resourceVersion"], page1["metadata"]["resourceVersion"]);
+        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        token = page["metadata"]["continue"].as_str().map(String::from);
+    }
+    assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+    let (code, v) = s.http_json("GET", "/api/v1/namespaces/default/configmaps?limit=3&continue=garbage", None);
+    assert_eq!(code, 400, "{v}");
+}
+
+#[test]
+fn resource_version_rules_for_lists() {
+    let s = server();
+    let (_, list) = s.http_json("GET", "/api/v1/namespaces/default/configmaps", None);
+    let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rv > 0);
+    assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=0", None).0, 200);
+    assert_eq!(s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"), None).0, 200);
+    assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact", None).0, 400);
+    assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=abc", None).0, 400);
+    // A future revision times out with 504 rather than answering stale data.
+    let (code, _) = s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}", rv + 1000), None);
+    assert_eq!(code, 504);
+}
+
+#[test]
+fn field_selectors() {
+    let s = server();
+    for name in ["a", "b"] {
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name } });
+        s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    }
+    let (_, v) = s.http_json("GET", "/api/v1/configmaps?fieldSelector=metadata.name%3Db", None);
+    let names: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["b"]);
+    let (code, v) = s.http_json("GET", "/api/v1/configmaps?fieldSelector=spec.nothing%3Dx", None);
+    assert_eq!(code, 400, "{v}");
+}
+
+/// Opens a raw watch and returns a line reader over its events.
+fn open_watch(s: &TestServer, path: &str) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    reader
+}
+
+/// Reads the next watch event from a chunked stream.
+fn next_event(reader: &mut BufReader<TcpStream>) -> Value {
+    let mut buf = String::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        let mut chunk = vec![0u8; n + 2];
+        std::io::Read::read_exact(reader, &mut chunk).unwrap();
+        buf.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        if buf.ends_with('\n') {
+            return serde_json::from_str(buf.trim()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn watch_from_a_revision_with_selector_transitions() {
+    let s = server();
+    let (_, list) = s.http_json("GET", "/api/v1/namespaces/default/configmaps", None);
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let mut w = open_watch(&s, &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&labelSelector=team%3Da"));
+    let cm = |team: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "w", "labels": { "team": team } } });
+    let (_, created) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm("a")));
+    let e = next_event(&mut w);
+    assert_eq!(e["type"], "ADDED");
+    assert_eq!(e["object"]["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    // Leaving the selection is a DELETED event; coming back an ADDED one.
+    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"team":"b"}}}"#);
+    assert_eq!(next_event(&mut w)["type"], "DELETED");
+    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"team":"a"}}}"#);
+    assert_eq!(next_event(&mut w)["type"], "ADDED");
+    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"data":{"x":"1"}}"#);
+    assert_eq!(next_event(&mut w)["type"], "MODIFIED");
+    s.http_json("DELETE", "/api/v1/namespaces/default/configmaps/w", None);
+    let e = next_event(&mut w);
+    assert_eq!(e["type"], "DELETED");
+    assert_eq!(e["object"]["metadata"]["name"], "w");
+}
+
+#[test]
+fn watch_with_initial_events_and_bookmark() {
+    let s = server();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "init" } });
+    s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    let mut w = open_watch(&s, "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true");
+    let e = next_event(&mut w);
+    assert_eq!((e["type"].as_str(), e["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("init")));
+    let b = next_event(&mut w);
+    assert_eq!(b["type"], "BOOKMARK");
+    assert_eq!(b["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+}
+
+#[test]
+fn watch_from_a_compacted_revision_is_gone() {
+    let s = server();
+    let r = s.http("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1", None, b"");
+    // Revision 1 is still in the window right after start: the watch opens.
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn tables_for_lists_and_single_objects() {
+    let s = server();
+    s.http_json("POST", DEPLOYMENTS, Some(&deployment("t")));
+    let r = berth_testkit::raw(&s.addr, "GET", DEPLOYMENTS, None, b"").unwrap();
+    assert_eq!(r.status, 200);
+    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    write!(stream, "GET {DEPLOYMENTS} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
+    let json_start = body.find("\r\n\r\n").unwrap() + 4;
+    let t: Value = serde_json::from_str(&body[json_start..]).unwrap();
+    assert_eq!(t["kind"], "Table");
+    let cols: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(&cols[..5], ["Name", "Ready", "Up-to-date", "Available", "Age"]);
+    assert_eq!(t["rows"][0]["cells"][0], "t");
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}

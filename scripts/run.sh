@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds berth and starts a single-node cluster on the embedded store.
+# Usage: scripts/run.sh [extra `berth server` flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need cargo; then
+  echo "berth needs a Rust toolchain (cargo); install it with rustup first" >&2
+  exit 1
+fi
+if ! need kubectl && [ "$(id -u)" = 0 ] && need apt-get; then
+  apt-get install -y kubectl >/dev/null 2>&1 || echo "note: kubectl is not installed; any kubectl 1.27+ works with berth" >&2
+fi
+
+cargo build --release -p berth
+data_dir="${BERTH_DATA_DIR:-$([ "$(id -u)" = 0 ] && echo /var/lib/berth/server || echo "$HOME/.local/share/berth/server")}"
+echo
+echo "berth: starting a single-node cluster (data in $data_dir)"
+echo "berth: in another shell:  export KUBECONFIG=$data_dir/kubeconfig.yaml && kubectl get namespaces"
+echo
+exec target/release/berth server --data-dir "$data_dir" "$@"
