@@ -475,3 +475,454 @@ fn conflict_message_with_several_conflicts() {
         "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
     );
 }
+
+// ---- track_update ----
+
+#[test]
+fn create_records_every_field_for_the_creator() {
+    let schema = deployment_schema();
+    let mut d = deployment(Some(2), &[("nginx", "nginx:1.27")]);
+    track_update(schema, None, &mut d, "kubectl-create", T0, "apps/v1", None);
+    assert_eq!(
+        d["metadata"]["managedFields"],
+        json!([{
+            "manager": "kubectl-create", "operation": "Update", "apiVersion": "apps/v1", "time": T0,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {}, "f:selector": {},
+                    "f:template": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                                   "f:spec": {"f:containers": {".": {}, "k:{\"name\":\"nginx\"}": {
+                                       ".": {}, "f:image": {}, "f:name": {}}}}}
+                }
+            }
+        }])
+    );
+}
+
+#[test]
+fn update_takes_changed_fields_from_the_applier() {
+    let schema = deployment_schema();
+    let live = apply(
+        schema,
+        None,
+        &deployment(Some(2), &[("nginx", "nginx:1.27")]),
+        "kubectl",
+        false,
+        T0,
+        "apps/v1",
+    )
+    .unwrap();
+    // kubectl edit changes the image and adds a label; the request carries managedFields.
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+    edited["metadata"]["labels"]["tier"] = json!("front");
+    track_update(
+        schema,
+        Some(&live),
+        &mut edited,
+        "kubectl-edit",
+        T1,
+        "apps/v1",
+        None,
+    );
+    assert_eq!(
+        owned(&edited, "kubectl-edit", "Update"),
+        vec![
+            ".metadata.labels.tier",
+            ".spec.template.spec.containers[name=\"nginx\"].image"
+        ]
+    );
+    assert!(
+        !owned(&edited, "kubectl", "Apply")
+            .iter()
+            .any(|p| p.ends_with(".image"))
+    );
+
+    // A second edit by the same manager merges into its entry; an unchanged write keeps it.
+    let mut again = edited.clone();
+    again["spec"]["replicas"] = json!(4);
+    track_update(
+        schema,
+        Some(&edited),
+        &mut again,
+        "kubectl-edit",
+        T2,
+        "apps/v1",
+        None,
+    );
+    assert_eq!(owned(&again, "kubectl-edit", "Update").len(), 3);
+    assert_eq!(
+        entry(&entries(&again), "kubectl-edit", "Update").unwrap()["time"],
+        T2
+    );
+    let mut same = again.clone();
+    track_update(
+        schema,
+        Some(&again),
+        &mut same,
+        "kubectl-edit",
+        "2026-01-01T00:09:00Z",
+        "apps/v1",
+        None,
+    );
+    assert_eq!(same, again);
+
+    // Re-applying the old image now conflicts with the editor.
+    let err = apply(
+        schema,
+        Some(&again),
+        &deployment(Some(4), &[("nginx", "nginx:1.27")]),
+        "kubectl",
+        false,
+        T2,
+        "apps/v1",
+    )
+    .unwrap_err();
+    let ApplyError::Conflict(conflicts) = err else {
+        panic!("expected a conflict, got {err}")
+    };
+    // Replicas 4 equals live, so it is shared without conflict; only the image conflicts.
+    let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![".spec.template.spec.containers[name=\"nginx\"].image"]
+    );
+}
+
+#[test]
+fn update_removing_fields_drops_them_from_all_owners() {
+    let schema = deployment_schema();
+    let live = apply(
+        schema,
+        None,
+        &deployment(Some(2), &[("a", "a:1"), ("b", "b:1")]),
+        "kubectl",
+        false,
+        T0,
+        "apps/v1",
+    )
+    .unwrap();
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"] = json!([{"name": "a", "image": "a:1"}]);
+    track_update(
+        schema,
+        Some(&live),
+        &mut edited,
+        "kubectl-edit",
+        T1,
+        "apps/v1",
+        None,
+    );
+    assert!(
+        !owned(&edited, "kubectl", "Apply")
+            .iter()
+            .any(|p| p.contains("name=\"b\""))
+    );
+    // Nothing was added or modified, so the editor owns nothing and has no entry.
+    assert!(entry(&entries(&edited), "kubectl-edit", "Update").is_none());
+}
+
+#[test]
+fn status_writes_record_the_subresource() {
+    let schema = deployment_schema();
+    let live = apply(
+        schema,
+        None,
+        &deployment(Some(2), &[("a", "a:1")]),
+        "kubectl",
+        false,
+        T0,
+        "apps/v1",
+    )
+    .unwrap();
+    let mut with_status = live.clone();
+    with_status["status"] =
+        json!({"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]});
+    track_update(
+        schema,
+        Some(&live),
+        &mut with_status,
+        "kube-controller-manager",
+        T1,
+        "apps/v1",
+        Some("status"),
+    );
+    let list = entries(&with_status);
+    let e = entry(&list, "kube-controller-manager", "Update").unwrap();
+    assert_eq!(e["subresource"], "status");
+    assert_eq!(
+        e["fieldsV1"],
+        json!({"f:status": {"f:conditions": {".": {}, "k:{\"type\":\"Available\"}": {".": {}, "f:status": {}, "f:type": {}}},
+                            "f:replicas": {}}})
+    );
+    // Apply entries come first (Kubernetes' order), then Updates.
+    assert_eq!(list[0]["operation"], "Apply");
+    // The main resource ignores status: an apply does not touch it or its owner.
+    let out = apply(
+        schema,
+        Some(&with_status),
+        &deployment(Some(2), &[("a", "a:1")]),
+        "kubectl",
+        false,
+        T2,
+        "apps/v1",
+    )
+    .unwrap();
+    assert_eq!(out["status"], with_status["status"]);
+    assert!(entry(&entries(&out), "kube-controller-manager", "Update").is_some());
+}
+
+#[test]
+fn update_resets_undecodable_request_managed_fields() {
+    let schema = deployment_schema();
+    let live = apply(
+        schema,
+        None,
+        &deployment(Some(2), &[]),
+        "kubectl",
+        false,
+        T0,
+        "apps/v1",
+    )
+    .unwrap();
+    let mut edited = live.clone();
+    edited["metadata"]["managedFields"] = json!("garbage");
+    edited["spec"]["replicas"] = json!(3);
+    track_update(
+        schema,
+        Some(&live),
+        &mut edited,
+        "kubectl-edit",
+        T1,
+        "apps/v1",
+        None,
+    );
+    // The live entries were carried over, and the change recorded.
+    assert!(entry(&entries(&edited), "kubectl", "Apply").is_some());
+    assert_eq!(
+        owned(&edited, "kubectl-edit", "Update"),
+        vec![".spec.replicas"]
+    );
+}
+
+#[test]
+fn first_apply_to_untracked_object_assigns_before_first_apply() {
+    let schema = deployment_schema();
+    let live = deployment(Some(2), &[("a", "a:1")]);
+    let err = apply(
+        schema,
+        Some(&live),
+        &deployment(Some(3), &[("a", "a:1")]),
+        "kubectl",
+        false,
+        T1,
+        "apps/v1",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
+    );
+    let out = apply(
+        schema,
+        Some(&live),
+        &deployment(Some(2), &[("a", "a:1")]),
+        "kubectl",
+        false,
+        T1,
+        "apps/v1",
+    )
+    .unwrap();
+    assert!(owned(&out, "before-first-apply", "Update").contains(&".spec.replicas".to_string()));
+    assert!(owned(&out, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
+}
+
+// ---- list and map semantics ----
+
+#[test]
+fn lists_and_maps_merge_by_schema() {
+    let schema = deployment_schema();
+    // Cases: (live spec.template.spec patch, applied patch, expected merged field, field name)
+    let cases = [
+        // Atomic list (args): replaced whole.
+        (
+            json!({"containers": [{"name": "a", "args": ["x", "y"]}]}),
+            json!({"containers": [{"name": "a", "args": ["z"]}]}),
+            json!([{"name": "a", "args": ["z"]}]),
+            "containers",
+        ),
+        // Map list merged by key, live-only items kept in place, new items appended.
+        (
+            json!({"containers": [{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]}),
+            json!({"containers": [{"name": "b", "image": "b2"}, {"name": "c", "image": "c"}]}),
+            json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b2"}, {"name": "c", "image": "c"}]),
+            "containers",
+        ),
+        // Ports keyed by (containerPort, protocol), protocol defaulting to TCP.
+        (
+            json!({"containers": [{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http"}]}]}),
+            json!({"containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+            json!([{"name": "a", "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http", "hostPort": 8080}]}]),
+            "containers",
+        ),
+        // Atomic map (nodeSelector is `x-kubernetes-map-type: atomic`): replaced whole.
+        (
+            json!({"nodeSelector": {"disk": "ssd"}}),
+            json!({"nodeSelector": {"zone": "a"}}),
+            json!({"zone": "a"}),
+            "nodeSelector",
+        ),
+        // Granular struct (securityContext): fields merged.
+        (
+            json!({"securityContext": {"runAsUser": 1}}),
+            json!({"securityContext": {"runAsGroup": 2}}),
+            json!({"runAsUser": 1, "runAsGroup": 2}),
+            "securityContext",
+        ),
+    ];
+    for (live_spec, applied_spec, expected, field) in cases {
+        let mut live = deployment(None, &[]);
+        live["spec"]["template"]["spec"] = live_spec.clone();
+        let mut live = apply(schema, None, &live, "other", false, T0, "apps/v1").unwrap();
+        live["metadata"]["labels"] = json!({"app": "web"});
+        let mut applied = deployment(None, &[]);
+        applied["spec"]["template"]["spec"] = applied_spec.clone();
+        let out = apply(
+            schema,
+            Some(&live),
+            &applied,
+            "kubectl",
+            true,
+            T1,
+            "apps/v1",
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"][field], expected,
+            "{live_spec} + {applied_spec}"
+        );
+    }
+}
+
+#[test]
+fn sets_merge_by_value_and_prune_what_was_dropped() {
+    let schema = deployment_schema();
+    let mut a = deployment(None, &[]);
+    a["metadata"]["finalizers"] = json!(["x", "y"]);
+    let live = apply(schema, None, &a, "a", false, T0, "apps/v1").unwrap();
+    let mut b = deployment(None, &[]);
+    b["metadata"]["finalizers"] = json!(["y", "z"]);
+    let live = apply(schema, Some(&live), &b, "b", false, T1, "apps/v1").unwrap();
+    assert_eq!(live["metadata"]["finalizers"], json!(["x", "y", "z"]));
+    assert_eq!(
+        owned(&live, "b", "Apply")
+            .iter()
+            .filter(|p| p.contains("finalizers"))
+            .collect::<Vec<_>>(),
+        vec![
+            ".metadata.finalizers[=\"y\"]",
+            ".metadata.finalizers[=\"z\"]"
+        ]
+    );
+    // a drops both: x goes (only a owned it), y stays (b owns it too).
+    let live = apply(
+        schema,
+        Some(&live),
+        &deployment(None, &[]),
+        "a",
+        false,
+        T2,
+        "apps/v1",
+    )
+    .unwrap();
+    assert_eq!(live["metadata"]["finalizers"], json!(["y", "z"]));
+}
+
+#[test]
+fn dropped_labels_are_removed_unless_shared() {
+    let schema = deployment_schema();
+    let mut a = deployment(None, &[]);
+    a["metadata"]["labels"] = json!({"app": "web", "only-a": "1", "shared": "s"});
+    let live = apply(schema, None, &a, "a", false, T0, "apps/v1").unwrap();
+    let mut b = deployment(None, &[]);
+    b["metadata"]["labels"] = json!({"app": "web", "shared": "s"});
+    let live = apply(schema, Some(&live), &b, "b", false, T1, "apps/v1").unwrap();
+    let mut a2 = deployment(None, &[]);
+    a2["metadata"]["labels"] = json!({"app": "web"});
+    let out = apply(schema, Some(&live), &a2, "a", false, T2, "apps/v1").unwrap();
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"app": "web", "shared": "s"})
+    );
+    // Dropping a manager's only map entries removes the emptied map.
+    let mut c = deployment(None, &[]);
+    c["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+    let live = apply(schema, Some(&out), &c, "c", false, T2, "apps/v1").unwrap();
+    let gone = apply(
+        schema,
+        Some(&live),
+        &deployment(None, &[]),
+        "c",
+        false,
+        T2,
+        "apps/v1",
+    )
+    .unwrap();
+    assert!(
+        gone["spec"]["template"]["spec"]
+            .get("nodeSelector")
+            .is_none(),
+        "{gone}"
+    );
+}
+
+#[test]
+fn crd_schema_with_map_list_and_unknown_fields() {
+    let raw = json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "size": {"type": "integer"},
+                    "endpoints": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["host", "port"],
+                        "items": {"type": "object", "properties": {
+                            "host": {"type": "string"}, "port": {"type": "integer"}, "weight": {"type": "integer"}}}
+                    },
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                }
+            }
+        }
+    });
+    let schema = Node::new(&raw);
+    let cr = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+                    "spec": {"size": 1, "endpoints": [{"host": "a", "port": 1, "weight": 5}],
+                             "extra": {"deep": {"x": [1, 2]}}}});
+    let out = apply(schema, None, &cr, "kubectl", false, T0, "example.com/v1").unwrap();
+    assert_eq!(
+        out["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:spec": {"f:endpoints": {"k:{\"host\":\"a\",\"port\":1}": {".": {}, "f:host": {}, "f:port": {}, "f:weight": {}}},
+                          "f:extra": {"f:deep": {".": {}, "f:x": {}}}, "f:size": {}}})
+    );
+    let mut missing = cr.clone();
+    missing["spec"]["endpoints"] = json!([{"host": "a"}]);
+    let err = apply(
+        schema,
+        None,
+        &missing,
+        "kubectl",
+        false,
+        T0,
+        "example.com/v1",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        ".spec.endpoints: element 0: associative list with keys has an element that omits key field \"port\""
+    );
+}
