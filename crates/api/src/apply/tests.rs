@@ -926,3 +926,31 @@ fn crd_schema_with_map_list_and_unknown_fields() {
         ".spec.endpoints: element 0: associative list with keys has an element that omits key field \"port\""
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::super::{FieldSet, Path, PathElement};
+
+    fn element() -> impl Strategy<Value = PathElement> {
+        prop_oneof![
+            "[a-c.:/]{1,3}".prop_map(PathElement::Field),
+            ("[a-c]{1,2}", 0..3i64).prop_map(|(n, p)| {
+                let key = json!({"name": n, "port": p});
+                PathElement::key(key.as_object().expect("an object"))
+            }),
+            (0..4i64).prop_map(|v| PathElement::value(&json!(v))),
+            (0..3usize).prop_map(PathElement::Index),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fields_v1_round_trips(paths in proptest::collection::vec(proptest::collection::vec(element(), 1..4), 0..8)) {
+            let set: FieldSet = paths.into_iter().collect::<Vec<Path>>().into_iter().collect();
+            let encoded = set.to_fields_v1();
+            prop_assert_eq!(FieldSet::from_fields_v1(&encoded).expect("decodes"), set);
+        }
+    }
+}
