@@ -144,10 +144,10 @@ impl Tables {
         }
         for (name, fields) in &messages {
             for field in fields {
-                if let Kind::Message(target) = field.kind {
-                    if !messages.contains_key(target) {
-                        return Err(format!("{name}.{}: unknown message {target}", field.json));
-                    }
+                if let Kind::Message(target) = field.kind
+                    && !messages.contains_key(target)
+                {
+                    return Err(format!("{name}.{}: unknown message {target}", field.json));
                 }
             }
         }
