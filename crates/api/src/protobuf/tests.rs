@@ -6,6 +6,7 @@ use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -363,5 +364,245 @@ fn kubectl_create_bodies() {
             expect,
             "{name} round trip"
         );
+    }
+}
+
+fn int_or_string(v: Value) -> Option<IntOrString> {
+    Some(match v {
+        Value::String(text) => IntOrString {
+            r#type: Some(1),
+            int_val: Some(0),
+            str_val: Some(text),
+        },
+        other => IntOrString {
+            r#type: Some(0),
+            int_val: other.as_i64().map(|i| i as i32),
+            str_val: s(""),
+        },
+    })
+}
+
+fn time(seconds: i64, nanos: i32) -> Option<meta::Time> {
+    Some(meta::Time {
+        seconds: Some(seconds),
+        nanos: Some(nanos),
+    })
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn container(name: &str, image: &str) -> core::Container {
+    core::Container {
+        name: s(name),
+        image: s(image),
+        ..Default::default()
+    }
+}
+
+/// Kinds kubectl creates, built as Go would write them, with the JSON they must decode to.
+#[test]
+fn kinds() {
+    use k8s_pb::api::{batch::v1 as batch, networking::v1 as net, policy::v1 as policy};
+    use k8s_pb::api::{rbac::v1 as rbac, scheduling::v1 as scheduling};
+
+    let cases: Vec<(Vec<u8>, Value)> = vec![
+        (
+            body("v1", "Secret", &core::Secret {
+                metadata: Some(object_meta("creds", &[])),
+                data: [("password".to_string(), b"s3cr3t".to_vec())].into(),
+                string_data: [("user".to_string(), "admin".to_string())].into(),
+                r#type: s("Opaque"),
+                immutable: None,
+            }),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+                "data": {"password": "czNjcjN0"}, "stringData": {"user": "admin"},
+                "type": "Opaque"}),
+        ),
+        (
+            body("v1", "Service", &core::Service {
+                metadata: Some(object_meta("web", &[])),
+                spec: Some(core::ServiceSpec {
+                    ports: vec![
+                        core::ServicePort {
+                            name: s("http"),
+                            protocol: s("TCP"),
+                            port: Some(80),
+                            target_port: int_or_string(json!(8080)),
+                            node_port: Some(0),
+                            ..Default::default()
+                        },
+                        core::ServicePort {
+                            name: s("tls"),
+                            app_protocol: s(""),
+                            port: Some(443),
+                            target_port: int_or_string(json!("https")),
+                            ..Default::default()
+                        },
+                    ],
+                    cluster_ip: s(""),
+                    r#type: s("NodePort"),
+                    ..Default::default()
+                }),
+                status: None,
+            }),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                "spec": {"type": "NodePort", "ports": [
+                    {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                    {"name": "tls", "appProtocol": "", "port": 443, "targetPort": "https"}
+                ]}}),
+        ),
+        (
+            body("v1", "Namespace", &core::Namespace {
+                metadata: Some(object_meta("team-a", &[])),
+                spec: Some(core::NamespaceSpec {
+                    finalizers: strings(&["kubernetes"]),
+                }),
+                status: Some(core::NamespaceStatus {
+                    phase: s("Active"),
+                    conditions: vec![],
+                }),
+            }),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        ),
+        (
+            body("v1", "ServiceAccount", &core::ServiceAccount {
+                metadata: Some(object_meta("robot", &[])),
+                secrets: vec![core::ObjectReference {
+                    name: s("token"),
+                    namespace: s(""),
+                    ..Default::default()
+                }],
+                automount_service_account_token: Some(false),
+                ..Default::default()
+            }),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"},
+                "secrets": [{"name": "token"}], "automountServiceAccountToken": false}),
+        ),
+        (
+            body("batch/v1", "CronJob", &batch::CronJob {
+                metadata: Some(object_meta("tick", &[])),
+                spec: Some(batch::CronJobSpec {
+                    schedule: s("*/5 * * * *"),
+                    time_zone: s("Etc/UTC"),
+                    starting_deadline_seconds: Some(0),
+                    concurrency_policy: s("Forbid"),
+                    suspend: Some(false),
+                    job_template: Some(batch::JobTemplateSpec {
+                        metadata: Some(object_meta("", &[])),
+                        spec: Some(batch::JobSpec {
+                            backoff_limit: Some(0),
+                            template: Some(core::PodTemplateSpec {
+                                metadata: None,
+                                spec: Some(core::PodSpec {
+                                    containers: vec![container("tick", "busybox")],
+                                    restart_policy: s("OnFailure"),
+                                    ..Default::default()
+                                }),
+                            }),
+                            ..Default::default()
+                        }),
+                    }),
+                    ..Default::default()
+                }),
+                status: None,
+            }),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+                "spec": {"schedule": "*/5 * * * *", "timeZone": "Etc/UTC",
+                    "startingDeadlineSeconds": 0, "concurrencyPolicy": "Forbid",
+                    "suspend": false, "jobTemplate": {"metadata": {}, "spec": {
+                        "backoffLimit": 0, "template": {"spec": {
+                            "containers": [{"name": "tick", "image": "busybox"}],
+                            "restartPolicy": "OnFailure"}}}}}}),
+        ),
+        (
+            body("rbac.authorization.k8s.io/v1", "Role", &rbac::Role {
+                metadata: Some(object_meta("reader", &[])),
+                rules: vec![rbac::PolicyRule {
+                    verbs: strings(&["get", "list"]),
+                    api_groups: strings(&[""]),
+                    resources: strings(&["pods"]),
+                    ..Default::default()
+                }],
+            }),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "reader"},
+                "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]}),
+        ),
+        (
+            body("scheduling.k8s.io/v1", "PriorityClass", &scheduling::PriorityClass {
+                metadata: Some(object_meta("high", &[])),
+                value: Some(1000),
+                global_default: Some(false),
+                description: s("important"),
+                preemption_policy: s("Never"),
+            }),
+            json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": "high"}, "value": 1000, "description": "important",
+                "preemptionPolicy": "Never"}),
+        ),
+        (
+            body("policy/v1", "PodDisruptionBudget", &policy::PodDisruptionBudget {
+                metadata: Some(object_meta("web", &[])),
+                spec: Some(policy::PodDisruptionBudgetSpec {
+                    min_available: int_or_string(json!("50%")),
+                    selector: Some(meta::LabelSelector {
+                        match_expressions: vec![meta::LabelSelectorRequirement {
+                            key: s("tier"),
+                            operator: s("In"),
+                            values: strings(&["web", "api"]),
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                status: None,
+            }),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "web"}, "spec": {"minAvailable": "50%", "selector": {
+                    "matchExpressions": [
+                        {"key": "tier", "operator": "In", "values": ["web", "api"]}]}}}),
+        ),
+        (
+            body("networking.k8s.io/v1", "Ingress", &net::Ingress {
+                metadata: Some(object_meta("web", &[])),
+                spec: Some(net::IngressSpec {
+                    ingress_class_name: s(""),
+                    rules: vec![net::IngressRule {
+                        host: s("example.com"),
+                        ingress_rule_value: Some(net::IngressRuleValue {
+                            http: Some(net::HttpIngressRuleValue {
+                                paths: vec![net::HttpIngressPath {
+                                    path: s("/"),
+                                    path_type: s("Prefix"),
+                                    backend: Some(net::IngressBackend {
+                                        service: Some(net::IngressServiceBackend {
+                                            name: s("web"),
+                                            port: Some(net::ServiceBackendPort {
+                                                name: s(""),
+                                                number: Some(80),
+                                            }),
+                                        }),
+                                        resource: None,
+                                    }),
+                                }],
+                            }),
+                        }),
+                    }],
+                    ..Default::default()
+                }),
+                status: None,
+            }),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "web"}, "spec": {"ingressClassName": "", "rules": [{
+                    "host": "example.com", "http": {"paths": [{"path": "/",
+                        "pathType": "Prefix", "backend": {"service": {"name": "web",
+                            "port": {"number": 80}}}}]}}]}}),
+        ),
+    ];
+    for (body, expect) in cases {
+        check(&body, expect);
     }
 }
