@@ -25,7 +25,7 @@ RESOURCES = {
         ("secrets", "Secret", True),
         ("services", "Service", True),
         ("serviceaccounts", "ServiceAccount", True),
-        ("serviceaccounts/token", "TokenRequest", True),
+        ("serviceaccounts/token", "TokenRequest", True, "authentication.k8s.io", "v1"),
         ("resourcequotas", "ResourceQuota", True),
         ("pods", "Pod", True),
     ],
@@ -58,6 +58,16 @@ COMMANDS = {
     "priorityclass": ["create", "priorityclass", "high", "--value=1000", "--description=important"],
     "pdb": ["create", "pdb", "web", "--selector=app=web", "--min-available=1"],
     "ingress": ["create", "ingress", "web", "--rule=example.com/=web:80"],
+    "service-externalname": ["create", "service", "externalname", "db",
+                             "--external-name=db.example.com"],
+    "service-nodeport": ["create", "service", "nodeport", "web", "--tcp=80:http", "--node-port=30080"],
+    "clusterrolebinding": ["create", "clusterrolebinding", "admins", "--clusterrole=admin",
+                           "--group=ops", "--serviceaccount=default:robot"],
+}
+
+# Commands without --dry-run (kubectl create token has none); no kubectl JSON for these.
+PLAIN_COMMANDS = {
+    "token": ["create", "token", "robot", "--audience=api", "--duration=1h"],
 }
 
 captured = {}
@@ -91,8 +101,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         gv = path[len("/api/"):] if path.startswith("/api/") else path[len("/apis/"):]
         if gv in RESOURCES:
-            res = [{"name": r, "singularName": "", "namespaced": n, "kind": k,
-                    "verbs": ["create", "get", "list"]} for (r, k, n) in RESOURCES[gv]]
+            res = []
+            for (r, k, n, *group_version) in RESOURCES[gv]:
+                entry = {"name": r, "singularName": "", "namespaced": n, "kind": k,
+                         "verbs": ["create", "get", "list"]}
+                if group_version:
+                    entry["group"], entry["version"] = group_version
+                res.append(entry)
             return self.reply({"kind": "APIResourceList", "apiVersion": "v1",
                                "groupVersion": gv, "resources": res})
         self.reply({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -113,6 +128,13 @@ def main():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     os.makedirs(out_dir, exist_ok=True)
+    for name, args in PLAIN_COMMANDS.items():
+        captured.clear()
+        subprocess.run([kubectl, "--server", url, *args], capture_output=True, timeout=60)
+        for path, (ctype, data) in captured.items():
+            print(f"{name}: POST {path} {ctype} {len(data)} bytes", file=sys.stderr)
+            with open(os.path.join(out_dir, name + ".pb"), "wb") as f:
+                f.write(data)
     for name, args in COMMANDS.items():
         captured.clear()
         subprocess.run([kubectl, "--server", url, "--dry-run=server", *args],

@@ -353,6 +353,9 @@ fn kubectl_create_bodies() {
         fixture!("priorityclass"),
         fixture!("pdb"),
         fixture!("ingress"),
+        fixture!("service-externalname"),
+        fixture!("service-nodeport"),
+        fixture!("clusterrolebinding"),
     ];
     for (name, body, json_text) in fixtures {
         let expect = without_nulls(serde_json::from_str(json_text).unwrap());
