@@ -984,3 +984,23 @@ proptest::proptest! {
         }
     }
 }
+
+/// Fields the tables do not know (a newer client's additions) are skipped, whatever their
+/// wire type, as Go's decoder does.
+#[test]
+fn unknown_fields_are_skipped() {
+    let config_map = core::ConfigMap {
+        data: [("a".to_string(), "1".to_string())].into(),
+        ..Default::default()
+    };
+    let mut raw = config_map.encode_to_vec();
+    // field 99 varint, field 100 fixed64, field 101 bytes, field 102 fixed32
+    raw.extend([0x98, 0x06, 0x01]);
+    raw.extend([0xa1, 0x06, 1, 2, 3, 4, 5, 6, 7, 8]);
+    raw.extend([0xaa, 0x06, 0x02, 0xff, 0xff]);
+    raw.extend([0xb5, 0x06, 1, 2, 3, 4]);
+    check(
+        &envelope("v1", "ConfigMap", raw),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}}),
+    );
+}
