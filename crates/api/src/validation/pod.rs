@@ -127,9 +127,7 @@ pub(super) fn validate_pod_spec(
         spec.get("dnsPolicy"),
         DNS_POLICIES,
     );
-    for key in ["terminationGracePeriodSeconds"] {
-        ctx.non_negative(spec, key, &format!("{path}.{key}"));
-    }
+    ctx.non_negative(spec, "terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"));
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && n <= 0
     {
