@@ -676,7 +676,19 @@ fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
             "status.podIP",
             "status.nominatedNodeName",
         ],
-        ("", "Event") | ("events.k8s.io", "Event") => &[
+        ("events.k8s.io", "Event") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        ("", "Event") => &[
             "involvedObject.kind",
             "involvedObject.namespace",
             "involvedObject.name",
@@ -707,7 +719,24 @@ fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
     match (res.kind.as_str(), field) {
         ("Pod", "spec.hostNetwork") => Some(text(&path).eq("true").to_string()),
         ("Node", "spec.unschedulable") => Some(text(&path).eq("true").to_string()),
-        ("Event", "source") => Some(text(&["source", "component"])),
+        ("Event", "source") => {
+            let (source, controller) = if res.group.is_empty() {
+                (
+                    text(&["source", "component"]),
+                    text(&["reportingComponent"]),
+                )
+            } else {
+                (
+                    text(&["deprecatedSource", "component"]),
+                    text(&["reportingController"]),
+                )
+            };
+            Some(if source.is_empty() {
+                controller
+            } else {
+                source
+            })
+        }
         _ => None,
     }
 }
@@ -965,6 +994,35 @@ mod tests {
             Ok(true),
         );
         check_field("jobs", "status.successful=0", json!({}), Ok(true));
+        check_field(
+            "events",
+            "source=kubelet",
+            json!({"reportingComponent": "kubelet"}),
+            Ok(true),
+        );
+        check_field(
+            "events",
+            "regarding.name=p",
+            json!({}),
+            Err("field label not supported: regarding.name"),
+        );
+        let events = find_builtin("events.k8s.io", "v1", "events").expect("events");
+        let ev =
+            json!({"regarding": {"kind": "Pod", "name": "p"}, "reportingController": "kubelet"});
+        for (sel, want) in [
+            ("regarding.kind=Pod,regarding.name=p", Ok(true)),
+            ("reportingController=kubelet,source=kubelet", Ok(true)),
+            ("regarding.name=q", Ok(false)),
+            (
+                "involvedObject.name=p",
+                Err(SelectorError::FieldNotSupported(
+                    "involvedObject.name".into(),
+                )),
+            ),
+        ] {
+            let parsed = FieldSelector::parse(sel).expect("parse");
+            assert_eq!(parsed.matches(events, &ev), want, "{sel}");
+        }
         check_field(
             "replicationcontrollers",
             "status.replicas=3",

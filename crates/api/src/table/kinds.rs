@@ -85,11 +85,11 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("Ready", "string", 0, "Ready replicas out of desired"),
             (
                 "Up-to-date",
-                "integer",
+                "string",
                 0,
                 "Replicas running the current template",
             ),
-            ("Available", "integer", 0, "Replicas available to users"),
+            ("Available", "string", 0, "Replicas available to users"),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -319,8 +319,8 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("Reference", "string", 0, "Object scaled"),
             ("Targets", "string", 0, "Current and target metric values"),
             ("MinPods", "string", 0, "Lower replica limit"),
-            ("MaxPods", "integer", 0, "Upper replica limit"),
-            ("Replicas", "integer", 0, "Current replicas"),
+            ("MaxPods", "string", 0, "Upper replica limit"),
+            ("Replicas", "string", 0, "Current replicas"),
             AGE,
         ],
         "PodDisruptionBudget" => &[
@@ -348,7 +348,7 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
         "ControllerRevision" => &[
             NAME,
             ("Controller", "string", 0, "Owner of the revision"),
-            ("Revision", "integer", 0, "Revision number"),
+            ("Revision", "string", 0, "Revision number"),
             AGE,
         ],
         "PodTemplate" => &[
@@ -359,9 +359,9 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
         ],
         "ResourceQuota" => &[
             NAME,
-            AGE,
             ("Request", "string", 0, "Used and hard request quotas"),
-            ("Limit", "string", 1, "Used and hard limit quotas"),
+            ("Limit", "string", 0, "Used and hard limit quotas"),
+            AGE,
         ],
         "LimitRange" => DEFAULT,
         "Binding" => &[
@@ -535,6 +535,8 @@ fn load_balancer(ctx: &Ctx<'_>) -> Vec<String> {
                 None
             }
         })
+        .collect::<std::collections::BTreeSet<String>>()
+        .into_iter()
         .collect()
 }
 
@@ -908,9 +910,9 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             }
             vec![
                 ctx.name(),
-                ctx.age(),
                 json!(requests.join(", ")),
                 json!(limits.join(", ")),
+                ctx.age(),
             ]
         }
         "Binding" => {

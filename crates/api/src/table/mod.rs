@@ -47,7 +47,12 @@ pub fn columns(res: &ResourceInfo) -> Vec<Column> {
         .map(|&(name, type_, priority, description)| Column {
             name: name.to_string(),
             type_,
-            format: if name == "Name" { "name" } else { "" },
+            // Kubernetes marks VolumeAttachment's Attacher column as a name column too.
+            format: if name == "Name" || name == "Attacher" {
+                "name"
+            } else {
+                ""
+            },
             description: description.to_string(),
             priority,
         })

@@ -146,9 +146,10 @@ fn every_resource_has_matching_rows() {
     for res in builtin() {
         let cols = columns(res);
         assert!(!cols.is_empty(), "{}", res.plural);
+        let names = cols.iter().filter(|c| c.format == "name").count();
         assert_eq!(
-            cols.iter().filter(|c| c.format == "name").count(),
-            1,
+            names,
+            if res.kind == "VolumeAttachment" { 2 } else { 1 },
             "{}",
             res.plural
         );
@@ -547,7 +548,7 @@ fn cluster_rows() {
     check(
         "/v1/resourcequotas",
         json!({"metadata": meta("q", 5), "spec": {"hard": {"pods": "10", "limits.cpu": "2"}}, "status": {"hard": {"pods": "10", "limits.cpu": "2"}, "used": {"pods": "1"}}}),
-        json!(["q", "5s", "pods: 1/10", "limits.cpu: 0/2"]),
+        json!(["q", "pods: 1/10", "limits.cpu: 0/2", "5s"]),
     );
     check(
         "apps/v1/controllerrevisions",
