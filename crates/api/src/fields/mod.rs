@@ -240,24 +240,112 @@ pub(crate) fn child(parent: &str, key: &str) -> String {
 /// The JSON type errors of a built-in kind's object: wrong JSON types, out-of-range
 /// int32/int64 values, non-integral numbers where integers are expected, malformed
 /// `byte` and `date-time` strings. `null` is accepted anywhere (it decodes as the zero
-/// value). Each error is a [`FieldErrorKind::TypeInvalid`] whose `value` is the JSON
-/// type found and whose `detail` is the expected Go type; see [`type_error_message`].
+/// value). A wrong type is a [`FieldErrorKind::TypeInvalid`] error whose `value` is what
+/// the Go decoder calls the JSON value (`string`, `number 1.5`, `bool`, `object`, `array`)
+/// and whose `detail` names the Go field and type (`Go struct field
+/// DeploymentSpec.spec.replicas of type int32`); see [`type_error_message`].
 pub fn check_types(schema: Node<'_>, obj: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
-    check_node(schema, obj, "", &mut out);
+    let ctx = GoContext {
+        path: String::new(),
+        parent: schema,
+    };
+    check_node(schema, obj, "", &ctx, &mut out);
     out
 }
 
-fn type_error(path: &str, got: &str, expected: &str) -> FieldError {
-    FieldError {
-        kind: FieldErrorKind::TypeInvalid,
-        field: path.to_string(),
-        value: Some(got.to_string()),
-        detail: expected.to_string(),
+/// Where the Go decoder would be: the innermost struct and the field names (without
+/// list indices or map keys) leading to the value.
+struct GoContext<'a> {
+    path: String,
+    parent: Node<'a>,
+}
+
+/// The full definition name (`io.k8s.api.apps.v1.DeploymentSpec`) of a built-in schema node.
+fn definition_name(node: Node<'_>) -> Option<&'static str> {
+    let raw = node.raw();
+    schema::definitions()
+        .iter()
+        .find(|(_, d)| std::ptr::eq(*d, raw))
+        .map(|(name, _)| name.as_str())
+}
+
+/// The definition's short name (`DeploymentSpec`) of a built-in schema node.
+fn struct_name(node: Node<'_>) -> Option<&'static str> {
+    definition_name(node).map(|name| name.rsplit('.').next().unwrap_or(name))
+}
+
+/// The Go type of a schema node, as the decoder names it (`int32`, `[]v1.Container`,
+/// `map[string]string`, `v1.DeploymentSpec`).
+fn go_type(node: Node<'_>, depth: usize) -> String {
+    if depth > 4 {
+        return "interface {}".into();
+    }
+    if let Some(full) = definition_name(node) {
+        let mut parts = full.rsplit('.');
+        let name = parts.next().unwrap_or(full);
+        let package = match name {
+            "IntOrString" => "intstr",
+            "Quantity" => "resource",
+            _ => parts.next().unwrap_or("v1"),
+        };
+        if node.type_name().is_none_or(|t| t == "object") {
+            return format!("{package}.{name}");
+        }
+    }
+    match (node.type_name(), node.format()) {
+        (Some("integer"), Some("int32")) => "int32".into(),
+        (Some("integer"), Some("int64")) => "int64".into(),
+        (Some("integer"), _) => "int".into(),
+        (Some("number"), _) => "float64".into(),
+        (Some("boolean"), _) => "bool".into(),
+        (Some("string"), Some("byte")) => "[]uint8".into(),
+        (Some("string"), _) => "string".into(),
+        (Some("array"), _) => match node.items() {
+            Some(items) => format!("[]{}", go_type(items, depth + 1)),
+            None => "[]interface {}".into(),
+        },
+        (Some("object"), _) => match node.additional_properties() {
+            Some(values) => format!("map[string]{}", go_type(values, depth + 1)),
+            None => "map[string]interface {}".into(),
+        },
+        _ => "interface {}".into(),
     }
 }
 
-fn check_node(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<FieldError>) {
+/// What the Go decoder calls a JSON value in its errors.
+fn go_json_name(v: &Value) -> String {
+    match v {
+        Value::Bool(_) => "bool".into(),
+        Value::Number(_) => "number".into(),
+        Value::String(_) => "string".into(),
+        Value::Array(_) => "array".into(),
+        Value::Object(_) => "object".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+fn type_error(path: &str, got: String, node: Node<'_>, ctx: &GoContext<'_>) -> FieldError {
+    let parent = struct_name(ctx.parent).unwrap_or("Object");
+    FieldError {
+        kind: FieldErrorKind::TypeInvalid,
+        field: path.to_string(),
+        value: Some(got),
+        detail: format!(
+            "Go struct field {parent}.{} of type {}",
+            ctx.path,
+            go_type(node, 0)
+        ),
+    }
+}
+
+fn check_node(
+    node: Node<'_>,
+    value: &Value,
+    path: &str,
+    ctx: &GoContext<'_>,
+    out: &mut Vec<FieldError>,
+) {
     if value.is_null() {
         return;
     }
@@ -267,12 +355,7 @@ fn check_node(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<FieldErro
             .filter_map(|a| Node::new(a).type_name())
             .collect();
         if !types.is_empty() && !types.iter().any(|t| has_type(value, t)) {
-            let expected = if types.contains(&"integer") {
-                "IntOrString"
-            } else {
-                "Quantity"
-            };
-            out.push(type_error(path, json_type(value), expected));
+            out.push(type_error(path, go_json_name(value), node, ctx));
         }
         return;
     }
@@ -281,57 +364,58 @@ fn check_node(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<FieldErro
     match ty {
         "object" => {
             let Value::Object(map) = value else {
-                out.push(type_error(path, json_type(value), "object"));
+                out.push(type_error(path, go_json_name(value), node, ctx));
                 return;
             };
             let additional = node.additional_properties();
             for (key, child_value) in map {
                 if let Some(n) = node.property(key) {
-                    if path.is_empty() && (key == "apiVersion" || key == "kind") {
-                        if !child_value.is_string() && !child_value.is_null() {
-                            out.push(type_error(key, json_type(child_value), "string"));
-                        }
-                        continue;
-                    }
-                    check_node(n, child_value, &child(path, key), out);
+                    let inner = GoContext {
+                        path: child(&ctx.path, key),
+                        parent: node,
+                    };
+                    check_node(n, child_value, &child(path, key), &inner, out);
                 } else if let Some(n) = additional {
-                    check_node(n, child_value, &format!("{path}[{key}]"), out);
+                    check_node(n, child_value, &format!("{path}[{key}]"), ctx, out);
                 }
             }
         }
         "array" => {
             let Value::Array(items) = value else {
-                out.push(type_error(path, json_type(value), "array"));
+                out.push(type_error(path, go_json_name(value), node, ctx));
                 return;
             };
             if let Some(item_node) = node.items() {
                 for (i, item) in items.iter().enumerate() {
-                    check_node(item_node, item, &format!("{path}[{i}]"), out);
+                    check_node(item_node, item, &format!("{path}[{i}]"), ctx, out);
                 }
             }
         }
         "integer" => {
-            let go_type = match format {
-                Some("int32") => "int32",
-                Some("int64") => "int64",
-                _ => "int",
-            };
             let Some(i) = as_integer(value) else {
-                out.push(type_error(path, json_type(value), go_type));
+                let got = match value {
+                    Value::Number(n) => format!("number {n}"),
+                    other => go_json_name(other),
+                };
+                out.push(type_error(path, got, node, ctx));
                 return;
             };
-            let in_range = match go_type {
-                "int32" => i32::try_from(i).is_ok(),
+            let in_range = match format {
+                Some("int32") => i32::try_from(i).is_ok(),
                 _ => i64::try_from(i).is_ok(),
             };
             if !in_range {
-                out.push(type_error(path, &format!("number {i}"), go_type));
+                out.push(type_error(path, format!("number {i}"), node, ctx));
             }
         }
-        "number" if !value.is_number() => out.push(type_error(path, json_type(value), "float64")),
-        "boolean" if !value.is_boolean() => out.push(type_error(path, json_type(value), "bool")),
+        "number" if !value.is_number() => {
+            out.push(type_error(path, go_json_name(value), node, ctx))
+        }
+        "boolean" if !value.is_boolean() => {
+            out.push(type_error(path, go_json_name(value), node, ctx))
+        }
         "string" => match value.as_str() {
-            None => out.push(type_error(path, json_type(value), "string")),
+            None => out.push(type_error(path, go_json_name(value), node, ctx)),
             Some(s) => {
                 if let Err(detail) = check_format(format, s) {
                     out.push(FieldError::invalid(path, format!("{s:?}"), detail));
@@ -359,15 +443,12 @@ pub(crate) fn check_format(format: Option<&str>, s: &str) -> Result<(), String> 
 }
 
 /// The message of a built-in kind's decode error, worded like the Go JSON decoder's:
-/// `json: cannot unmarshal string into Go struct field .spec.replicas of type int32`.
+/// `json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32`.
 /// Other field errors are rendered as their `Display`.
 pub fn type_error_message(error: &FieldError) -> String {
     match (error.kind, &error.value) {
         (FieldErrorKind::TypeInvalid, Some(got)) => {
-            format!(
-                "json: cannot unmarshal {got} into Go struct field .{} of type {}",
-                error.field, error.detail
-            )
+            format!("json: cannot unmarshal {got} into {}", error.detail)
         }
         _ => error.to_string(),
     }

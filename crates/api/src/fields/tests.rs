@@ -127,46 +127,68 @@ fn check_types_builtin() {
     check(json!({"spec": {"replicas": null, "paused": null}}), &[]);
     check(
         json!({"spec": {"replicas": "3"}}),
-        &["json: cannot unmarshal string into Go struct field .spec.replicas of type int32"],
+        &[
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32",
+        ],
     );
     check(
         json!({"spec": {"replicas": 1.5}}),
-        &["json: cannot unmarshal number into Go struct field .spec.replicas of type int32"],
+        &[
+            "json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32",
+        ],
     );
     check(
         json!({"spec": {"replicas": 4294967296i64}}),
         &[
-            "json: cannot unmarshal number 4294967296 into Go struct field .spec.replicas of type int32",
+            "json: cannot unmarshal number 4294967296 into Go struct field DeploymentSpec.spec.replicas of type int32",
         ],
     );
     check(
         json!({"spec": {"paused": "yes"}}),
-        &["json: cannot unmarshal string into Go struct field .spec.paused of type bool"],
+        &[
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.paused of type bool",
+        ],
     );
     check(
         json!({"spec": []}),
-        &["json: cannot unmarshal array into Go struct field .spec of type object"],
+        &[
+            "json: cannot unmarshal array into Go struct field Deployment.spec of type v1.DeploymentSpec",
+        ],
     );
     check(
         json!({"spec": {"template": {"spec": {"containers": {"name": "a"}}}}}),
         &[
-            "json: cannot unmarshal object into Go struct field .spec.template.spec.containers of type array",
+            "json: cannot unmarshal object into Go struct field PodSpec.spec.template.spec.containers of type []v1.Container",
         ],
     );
     check(
         json!({"spec": {"template": {"spec": {"containers": [{"name": 5}]}}}}),
         &[
-            "json: cannot unmarshal integer into Go struct field .spec.template.spec.containers[0].name of type string",
+            "json: cannot unmarshal number into Go struct field Container.spec.template.spec.containers.name of type string",
+        ],
+    );
+    check(
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "args": [true]}]}}}}),
+        &[
+            "json: cannot unmarshal bool into Go struct field Container.spec.template.spec.containers.args of type string",
         ],
     );
     check(
         json!({"metadata": {"labels": {"a": 1}}}),
-        &["json: cannot unmarshal integer into Go struct field .metadata.labels[a] of type string"],
+        &[
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+        ],
+    );
+    check(
+        json!({"metadata": {"labels": []}}),
+        &[
+            "json: cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string",
+        ],
     );
     check(
         json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": true}}}}),
         &[
-            "json: cannot unmarshal boolean into Go struct field .spec.strategy.rollingUpdate.maxSurge of type IntOrString",
+            "json: cannot unmarshal bool into Go struct field RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge of type intstr.IntOrString",
         ],
     );
     check(
@@ -175,7 +197,7 @@ fn check_types_builtin() {
     );
     check(
         json!({"kind": 3}),
-        &["json: cannot unmarshal integer into Go struct field .kind of type string"],
+        &["json: cannot unmarshal number into Go struct field Deployment.kind of type string"],
     );
     check(
         json!({"metadata": {"creationTimestamp": "yesterday"}}),
@@ -187,6 +209,10 @@ fn check_types_builtin() {
         json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}),
         &[],
     );
+    check(
+        json!({"spec": {"bogus": "unknown fields are not type-checked"}}),
+        &[],
+    );
     let cm = definition("io.k8s.api.core.v1.ConfigMap").expect("ConfigMap");
     assert_eq!(
         check_types(cm, &json!({"binaryData": {"a": "aGVsbG8="}})),
@@ -196,6 +222,18 @@ fn check_types_builtin() {
         check_types(cm, &json!({"binaryData": {"a": "!!"}})).len(),
         1
     );
+    let pod = definition("io.k8s.api.core.v1.Pod").expect("Pod");
+    let errors = check_types(
+        pod,
+        &json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": true}}}]}}),
+    );
+    assert_eq!(
+        errors.iter().map(type_error_message).collect::<Vec<_>>(),
+        [
+            "json: cannot unmarshal bool into Go struct field ResourceRequirements.spec.containers.resources.limits of type resource.Quantity"
+        ]
+    );
+    assert_eq!(errors[0].field, "spec.containers[0].resources.limits[cpu]");
 }
 
 fn crd_schema() -> Value {
