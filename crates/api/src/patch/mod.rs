@@ -199,10 +199,21 @@ fn merge_map(
                 }
             }
         }
+        let outside = patch
+            .iter()
+            .find(|(k, v)| !v.is_null() && !is_directive_key(k) && !names.contains(&k.as_str()));
+        if let Some((k, _)) = outside {
+            return Err(PatchError::BadDirective {
+                directive: RETAIN_KEYS.into(),
+                path: display_path(path),
+                detail: format!("the patch sets {k:?}, which is not in the list"),
+            });
+        }
         original.retain(|k, _| names.contains(&k.as_str()));
     }
 
-    let mut orders: Vec<(&str, Vec<Value>)> = Vec::new();
+    // (field, $setElementOrder list, the field's list before the patch)
+    let mut orders: Vec<(&str, Vec<Value>, Vec<Value>)> = Vec::new();
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
             let remove = string_list(value, key, path)?;
@@ -210,7 +221,12 @@ fn merge_map(
                 items.retain(|item| !remove.contains(item));
             }
         } else if let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) {
-            orders.push((field, string_list(value, key, path)?));
+            let server = original
+                .get(field)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            orders.push((field, string_list(value, key, path)?, server));
         }
     }
 
@@ -238,11 +254,11 @@ fn merge_map(
         }
     }
 
-    for (field, order) in orders {
+    for (field, order, server) in orders {
         let key = field_schema(schema, field).and_then(|n| n.patch_merge_key());
         if let Some(Value::Array(items)) = original.get_mut(field) {
             let taken = std::mem::take(items);
-            *items = apply_order(taken, &order, key);
+            *items = apply_order(taken, &order, &server, key);
         }
     }
     Ok(original)
@@ -268,6 +284,7 @@ fn merge_list(
             match d.as_str() {
                 Some("replace") => replace = true,
                 Some("delete" | "merge") => {}
+                // (`merge` is refused below for lists of maps, as Kubernetes does)
                 _ => {
                     return Err(PatchError::UnknownPatchType {
                         value: render(d),
@@ -289,20 +306,23 @@ fn merge_list(
     let is_map_list = patch.iter().chain(original.iter()).any(Value::is_object);
 
     if !is_map_list {
-        let mut out = original;
+        let mut out = original.clone();
         for item in patch {
             if !out.contains(item) {
                 out.push(item.clone());
             }
         }
-        return Ok(out);
+        return Ok(apply_order(out, patch, &original, None));
     }
     let Some(key) = merge_key else {
         // A merge list of maps without a merge key cannot be merged: replace it.
         return Ok(patch.iter().filter_map(strip).collect());
     };
 
-    let mut out = original;
+    // First the `$patch: delete` items, then the others merge in, then the result is
+    // ordered as the patch lists its items, server-only items kept at their places.
+    let mut server = original;
+    let mut items = Vec::with_capacity(patch.len());
     for item in patch {
         let Value::Object(item_map) = item else {
             return Err(PatchError::Malformed(format!(
@@ -311,24 +331,30 @@ fn merge_list(
                 render(item)
             )));
         };
+        let directive = item_map.get(PATCH_DIRECTIVE).and_then(Value::as_str);
+        if directive == Some("merge") {
+            return Err(PatchError::Malformed(format!(
+                "{}: merging lists cannot yet be specified in the patch",
+                display_path(path)
+            )));
+        }
         let Some(id) = item_map.get(key) else {
-            if item_map.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("merge")
-                && item_map.len() == 1
-            {
-                continue;
-            }
             return Err(PatchError::MissingMergeKey {
                 item: render(item),
                 key: key.to_string(),
             });
         };
-        let position = out.iter().position(|o| o.get(key) == Some(id));
-        if item_map.get(PATCH_DIRECTIVE).and_then(Value::as_str) == Some("delete") {
-            out.retain(|o| o.get(key) != Some(id));
-            continue;
+        if directive == Some("delete") {
+            server.retain(|o| o.get(key) != Some(id));
+        } else {
+            items.push((id, item_map));
         }
+    }
+
+    let mut out = server.clone();
+    for (id, item_map) in &items {
         let item_path = format!("{path}[{key}={}]", render(id));
-        match position {
+        match out.iter().position(|o| o.get(key) == Some(*id)) {
             Some(i) => {
                 let existing = match std::mem::take(&mut out[i]) {
                     Value::Object(m) => m,
@@ -336,19 +362,26 @@ fn merge_list(
                 };
                 out[i] = Value::Object(merge_map(existing, item_map, items_schema, &item_path)?);
             }
-            None => {
-                if let Some(v) = strip(item) {
-                    out.push(v);
-                }
-            }
+            None => out.push(Value::Object(strip_map(item_map))),
         }
     }
-    Ok(out)
+    let order: Vec<Value> = items
+        .iter()
+        .map(|(_, m)| Value::Object((*m).clone()))
+        .collect();
+    Ok(apply_order(out, &order, &server, Some(key)))
 }
 
-/// Orders `items` as `order` says: items named in `order` take, in that order, the
-/// positions such items occupy; items the order does not name keep their positions.
-fn apply_order(items: Vec<Value>, order: &[Value], merge_key: Option<&str>) -> Vec<Value> {
+/// Orders a merged list as `$setElementOrder` asks: the items the order names follow
+/// it; the others (server-only items) keep their relative order from the list before
+/// the patch (`server`) and are interleaved with the named ones by their server
+/// positions where both have one, the named ones winning ties.
+fn apply_order(
+    items: Vec<Value>,
+    order: &[Value],
+    server: &[Value],
+    merge_key: Option<&str>,
+) -> Vec<Value> {
     let id_of = |v: &Value| -> Option<Value> {
         match merge_key {
             Some(k) if v.is_object() => v.get(k).cloned(),
@@ -356,25 +389,33 @@ fn apply_order(items: Vec<Value>, order: &[Value], merge_key: Option<&str>) -> V
             _ => Some(v.clone()),
         }
     };
-    let order_ids: Vec<Option<Value>> = order.iter().map(id_of).collect();
-    let rank =
-        |v: &Value| id_of(v).and_then(|id| order_ids.iter().position(|o| o.as_ref() == Some(&id)));
-    let mut ranked: Vec<(usize, Value)> = items
-        .iter()
-        .filter_map(|v| rank(v).map(|r| (r, v.clone())))
-        .collect();
-    ranked.sort_by_key(|(r, _)| *r);
-    let mut ranked = ranked.into_iter().map(|(_, v)| v);
-    items
+    let position_in = |list: &[Value], v: &Value| -> Option<usize> {
+        let id = id_of(v)?;
+        list.iter().position(|o| id_of(o).as_ref() == Some(&id))
+    };
+    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) = items
         .into_iter()
-        .map(|v| {
-            if rank(&v).is_some() {
-                ranked.next().unwrap_or(v)
-            } else {
-                v
-            }
-        })
-        .collect()
+        .partition(|v| position_in(order, v).is_some());
+    named.sort_by_key(|v| position_in(order, v));
+    server_only.sort_by_key(|v| position_in(server, v).unwrap_or(usize::MAX));
+
+    let mut out = Vec::with_capacity(named.len() + server_only.len());
+    let mut left = server_only.into_iter().peekable();
+    let mut right = named.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (position_in(server, l), position_in(server, r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 /// A patch value as it goes into the result where nothing merges with it: directives

@@ -190,7 +190,8 @@ fn smp_containers_merge_by_name() {
         orig.clone(),
         pod_with(json!([{"name": "c", "image": "c:1"}])),
         pod_with(
-            json!([{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}, {"name": "c", "image": "c:1"}]),
+            // A new item comes first, as in Kubernetes (kubectl apply orders with $setElementOrder).
+            json!([{"name": "c", "image": "c:1"}, {"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]),
         ),
     );
     check_smp(
@@ -217,7 +218,7 @@ fn smp_containers_merge_by_name() {
             json!([{"name": "a", "env": [{"name": "Y", "value": "2"}], "ports": [{"containerPort": 80, "name": "http"}]}]),
         ),
         pod_with(
-            json!([{"name": "a", "env": [{"name": "X", "value": "1"}, {"name": "Y", "value": "2"}],
+            json!([{"name": "a", "env": [{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}],
             "ports": [{"containerPort": 80, "name": "http"}]}]),
         ),
     );
@@ -244,7 +245,7 @@ fn smp_volumes_and_tolerations() {
         p,
         json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}),
         json!({"spec": {"volumes": [{"name": "w", "configMap": {"name": "c"}}]}}),
-        json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "w", "configMap": {"name": "c"}}]}}),
+        json!({"spec": {"volumes": [{"name": "w", "configMap": {"name": "c"}}, {"name": "v", "emptyDir": {}}]}}),
     );
     // tolerations have no patch strategy: replaced.
     check_smp(
@@ -280,6 +281,36 @@ fn smp_primitive_sets_and_delete_from_primitive_list() {
 }
 
 #[test]
+fn smp_merge_lists_follow_patch_order() {
+    let p = pod();
+    // Items named in the patch come in patch order; server-only ones keep their places.
+    check_smp(
+        p,
+        pod_with(json!([{"name": "a"}, {"name": "b"}])),
+        pod_with(json!([{"name": "b", "image": "x"}, {"name": "a", "image": "y"}])),
+        pod_with(json!([{"name": "b", "image": "x"}, {"name": "a", "image": "y"}])),
+    );
+    check_smp(
+        p,
+        pod_with(json!([{"name": "a"}, {"name": "b"}])),
+        pod_with(json!([{"name": "b", "image": "x"}, {"name": "c"}])),
+        pod_with(json!([{"name": "a"}, {"name": "b", "image": "x"}, {"name": "c"}])),
+    );
+    check_smp(
+        p,
+        json!({"metadata": {"finalizers": ["a", "b"]}}),
+        json!({"metadata": {"finalizers": ["c", "a"]}}),
+        json!({"metadata": {"finalizers": ["c", "a", "b"]}}),
+    );
+    check_smp(
+        p,
+        json!({"metadata": {"finalizers": ["a", "b"]}}),
+        json!({"metadata": {"finalizers": []}}),
+        json!({"metadata": {"finalizers": ["a", "b"]}}),
+    );
+}
+
+#[test]
 fn smp_set_element_order() {
     let p = pod();
     check_smp(
@@ -292,7 +323,26 @@ fn smp_set_element_order() {
         p,
         pod_with(json!([{"name": "a"}, {"name": "b"}])),
         json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}], "containers": [{"name": "c"}]}}),
-        pod_with(json!([{"name": "c"}, {"name": "b"}, {"name": "a"}])),
+        pod_with(json!([{"name": "c"}, {"name": "a"}, {"name": "b"}])),
+    );
+    // Server-only items keep their place between the ordered ones.
+    check_smp(
+        p,
+        pod_with(json!([{"name": "a"}, {"name": "s"}, {"name": "b"}])),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "b", "image": "y"}]}}),
+        pod_with(json!([{"name": "a"}, {"name": "s"}, {"name": "b", "image": "y"}])),
+    );
+    check_smp(
+        p,
+        pod_with(json!([{"name": "a"}, {"name": "s"}, {"name": "b"}])),
+        json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}),
+        pod_with(json!([{"name": "s"}, {"name": "b"}, {"name": "a"}])),
+    );
+    check_smp(
+        p,
+        json!({"metadata": {"finalizers": ["x", "y"]}}),
+        json!({"metadata": {"$setElementOrder/finalizers": ["z", "x"], "finalizers": ["z"]}}),
+        json!({"metadata": {"finalizers": ["z", "x", "y"]}}),
     );
     check_smp(
         p,
@@ -397,6 +447,18 @@ fn smp_bad_patches() {
         json!({"spec": {}}),
         json!({"spec": {"$retainKeys": [1]}}),
         "list of strings",
+    );
+    check_smp_err(
+        p,
+        pod_with(json!([{"name": "a"}])),
+        pod_with(json!([{"name": "a", "$patch": "merge"}])),
+        "merging lists cannot yet be specified",
+    );
+    check_smp_err(
+        deployment(),
+        json!({"spec": {"strategy": {}}}),
+        json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": {}}}}),
+        "\"rollingUpdate\", which is not in the list",
     );
     check_smp_err(
         p,
