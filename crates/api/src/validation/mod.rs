@@ -162,7 +162,7 @@ impl Ctx<'_> {
     }
 }
 
-fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut ctx = Ctx { errs: &mut errs };
     let empty = Value::Null;
