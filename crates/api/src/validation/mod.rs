@@ -162,6 +162,7 @@ impl Ctx<'_> {
     }
 }
 
+/// The metadata rules every kind shares (name, generateName, namespace, labels, annotations, immutable fields on update).
 pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut ctx = Ctx { errs: &mut errs };
