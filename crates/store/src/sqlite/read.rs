@@ -118,11 +118,11 @@ pub(super) fn range(
              WHERE c.key {lower} ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3"
         )
     } else {
-        // The latest row of each key at or below the revision, unless it is a tombstone.
+        // Walk the key index in key order (so LIMIT stops early), keeping each key's
+        // latest row at or below the revision, unless it is a tombstone.
         format!(
-            "SELECT {KV_COLUMNS} FROM kv WHERE kv.rev IN \
-             (SELECT MAX(h.rev) FROM kv AS h WHERE h.key {lower} ?1 AND h.key < ?2 \
-              AND h.rev <= ?4 GROUP BY h.key) \
+            "SELECT {KV_COLUMNS} FROM kv WHERE kv.key {lower} ?1 AND kv.key < ?2 AND kv.rev <= ?4 \
+             AND kv.rev = (SELECT MAX(h.rev) FROM kv AS h WHERE h.key = kv.key AND h.rev <= ?4) \
              AND kv.deleted = 0 ORDER BY kv.key LIMIT ?3"
         )
     };
