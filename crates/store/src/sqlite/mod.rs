@@ -2,8 +2,8 @@
 //! group-committing writer thread, a pool of read connections, watches fed by an
 //! in-memory broadcast with replay from the database, and automatic compaction.
 //!
-//! See [`schema`] for the layout, [`writer`] for group commit and [`watch`] for the
-//! replay/live hand-over.
+//! Files: `schema` (layout), `writer` (group commit), `read` (read pool and queries),
+//! `watch` (replay/live hand-over), `compact` (compaction), `tests`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision, Store, WatchStream};
 
+mod checkpoint;
 mod compact;
 mod read;
 mod schema;
@@ -101,7 +102,8 @@ pub struct SqliteStore {
     requests: mpsc::Sender<Request>,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
-    stop_compactor: Mutex<Option<mpsc::Sender<()>>>,
+    /// Dropping these stops the compactor and checkpointer threads.
+    stop_threads: Mutex<Vec<mpsc::Sender<()>>>,
 }
 
 impl SqliteStore {
@@ -132,8 +134,15 @@ impl SqliteStore {
             requests: requests.clone(),
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
-            stop_compactor: Mutex::new(None),
+            stop_threads: Mutex::new(Vec::new()),
         };
+        let checkpointer = checkpoint::open(path)?;
+        let (stop, stopped) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpointer, stopped))
+            .map_err(|err| Error::Backend(format!("cannot start checkpoint thread: {err}")))?;
+        store.stop_on_close(stop);
         if !options.compaction_interval.is_zero() {
             let (stop, stopped) = mpsc::channel();
             let window = options.compaction_window.max(1);
@@ -142,11 +151,16 @@ impl SqliteStore {
                 .name("store-compactor".into())
                 .spawn(move || compact::run_auto(shared, requests, stopped, window, interval))
                 .map_err(|err| Error::Backend(format!("cannot start compactor thread: {err}")))?;
-            if let Ok(mut slot) = store.stop_compactor.lock() {
-                *slot = Some(stop);
-            }
+            store.stop_on_close(stop);
         }
         Ok(store)
+    }
+
+    /// Keeps `stop` until close: dropping it stops a background thread.
+    fn stop_on_close(&self, stop: mpsc::Sender<()>) {
+        if let Ok(mut threads) = self.stop_threads.lock() {
+            threads.push(stop);
+        }
     }
 
     /// Sends an operation to the writer and waits for its answer.
@@ -183,8 +197,8 @@ impl SqliteStore {
     /// Stops the compactor and asks the writer to stop after what is queued.
     fn shutdown(&self, done: Option<oneshot::Sender<()>>) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Ok(mut stop) = self.stop_compactor.lock() {
-            stop.take();
+        if let Ok(mut stop) = self.stop_threads.lock() {
+            stop.clear();
         }
         let _ = self.requests.send(Request::Shutdown { done });
     }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::schema::{
-    EVENT_SELECT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
+    EVENT_SELECT, GET_CURRENT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
 };
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision};
 
@@ -54,9 +54,7 @@ fn poisoned() -> Error {
 
 /// The current value of `key`.
 pub(super) fn get(conn: &mut Connection, key: &str) -> Result<Option<KeyValue>> {
-    let sql =
-        format!("SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1");
-    conn.prepare_cached(&sql)
+    conn.prepare_cached(GET_CURRENT)
         .and_then(|mut stmt| {
             stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
                 .optional()
