@@ -329,6 +329,13 @@ pub async fn watch_replays_then_follows(store: &dyn Store) {
         take_events(&mut future, 1).await,
         vec![Event::Put { kv: d, prev: None }]
     );
+    // A watch from 0 sees only what happens after it started.
+    let mut now = store.watch("/w/", 0).await.unwrap();
+    let e = store.create("/w/e", val("1")).await.unwrap();
+    assert_eq!(
+        take_events(&mut now, 1).await,
+        vec![Event::Put { kv: e, prev: None }]
+    );
 }
 
 /// A watch sees only keys under its prefix.

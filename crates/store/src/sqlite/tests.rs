@@ -371,3 +371,65 @@ async fn uncommitted_batch_leaves_no_trace() {
     );
     store.close().await.unwrap();
 }
+
+/// A watcher so far behind that its next events were compacted gets a Compacted error
+/// after the events it could still be given, then its stream ends; nothing is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_behind_compaction_gets_compacted_error() {
+    use futures::StreamExt;
+    let stores = Stores::new();
+    let store = stores.open(SqliteOptions {
+        watch_buffer: 1,
+        ..test_options()
+    });
+    let mut watch = store.watch("/", 1).await.unwrap();
+    // More than the stream buffer plus one replay page, so the watcher must go back to
+    // the database after the compaction below.
+    let writes = (0..8).map(|task| {
+        let store = store.clone();
+        async move {
+            for n in 0..250 {
+                store
+                    .create(&format!("/l/{task}/{n}"), Bytes::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    store
+        .compact(store.current_revision().await.unwrap())
+        .await
+        .unwrap();
+    let mut next = 1;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(event)) => {
+                assert_eq!(event.revision(), next);
+                next += 1;
+            }
+            Some(Err(Error::Compacted {
+                requested,
+                compacted,
+            })) => {
+                assert_eq!((requested, compacted), (next, 2000));
+                break;
+            }
+            other => panic!("after {next}: {other:?}"),
+        }
+    }
+    assert!(
+        next <= 2000,
+        "all events arrived although they were compacted"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await.unwrap();
+}
