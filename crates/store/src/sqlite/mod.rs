@@ -36,8 +36,9 @@ pub struct SqliteOptions {
     pub compaction_window: Revision,
     /// How often automatic compaction runs; `Duration::ZERO` disables it.
     pub compaction_interval: Duration,
-    /// Committed event batches buffered for live watchers; a watcher further behind
-    /// catches up from the database.
+    /// Committed event batches (one per group commit) buffered for live watchers; a
+    /// watcher further behind catches up from the database. The buffer keeps the values
+    /// of these batches alive, so it bounds memory rather than correctness.
     pub watch_buffer: usize,
 }
 
@@ -46,7 +47,7 @@ impl Default for SqliteOptions {
         Self {
             compaction_window: 10_000,
             compaction_interval: Duration::from_secs(300),
-            watch_buffer: 1024,
+            watch_buffer: 256,
         }
     }
 }
@@ -95,6 +96,9 @@ impl Shared {
 }
 
 /// The embedded store: one SQLite database file.
+///
+/// A write whose future is dropped after it was sent may still be committed, as with
+/// etcd: the caller cannot tell, so it must re-read before retrying a create.
 ///
 /// Dropping the store stops its threads like [`Store::close`] does, without waiting.
 pub struct SqliteStore {
@@ -201,6 +205,16 @@ impl SqliteStore {
             stop.clear();
         }
         let _ = self.requests.send(Request::Shutdown { done });
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("revision", &self.shared.revision.load(Ordering::SeqCst))
+            .field("compacted", &self.shared.compacted.load(Ordering::SeqCst))
+            .field("closed", &self.closed.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
     }
 }
 
