@@ -1,4 +1,4 @@
-//! Benchmark of the SQLite store: create throughput with 1, 16 and 64 concurrent
+//! Benchmark of the SQLite store: create throughput with 1, 16, 64 and 256 concurrent
 //! writers (the group-commit effect), point-get latency and a 10,000-key range.
 //!
 //! Run with `cargo run --release -p berth-store --example store_bench [dir]`; the
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"), options)?);
     let value = Bytes::from(vec![b'x'; 1024]);
 
-    for writers in [1, 16, 64] {
+    for writers in [1, 16, 64, 256] {
         let (count, elapsed) = creates(&store, writers, &value, Duration::from_secs(3)).await?;
         println!(
             "creates, {writers:>2} writers: {:>8.0}/s ({count} in {elapsed:.2?})",
