@@ -40,6 +40,7 @@ pub async fn run_all(new_store: impl Fn() -> Arc<dyn Store>) {
         watch_filters_by_prefix,
         compaction_forgets_history,
         concurrent_writers_get_distinct_revisions,
+        compare_and_swap_loses_no_update,
         close_stops_writes_and_watches,
     );
 }
@@ -456,6 +457,45 @@ pub async fn concurrent_writers_get_distinct_revisions(store: &dyn Store) {
         store.count("/cc/").await.unwrap(),
         u64::try_from(total).unwrap()
     );
+}
+
+/// Many tasks incrementing one counter with read-modify-write loops lose no increment:
+/// exactly one of two racing updates with the same expected revision wins.
+pub async fn compare_and_swap_loses_no_update(store: &dyn Store) {
+    const TASKS: usize = 8;
+    const INCREMENTS: u64 = 20;
+    store.create("/counter", val("0")).await.unwrap();
+    let workers = (0..TASKS).map(|_| async move {
+        let mut conflicts = 0u64;
+        for _ in 0..INCREMENTS {
+            let mut kv = store.get("/counter").await.unwrap().unwrap();
+            loop {
+                let n: u64 = std::str::from_utf8(&kv.value).unwrap().parse().unwrap();
+                match store
+                    .update("/counter", val(&(n + 1).to_string()), kv.mod_revision)
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(Error::Conflict {
+                        current: Some(current),
+                        ..
+                    }) => {
+                        conflicts += 1;
+                        kv = *current;
+                    }
+                    Err(err) => panic!("update: {err}"),
+                }
+            }
+        }
+        conflicts
+    });
+    futures::future::join_all(workers).await;
+    let total = INCREMENTS * u64::try_from(TASKS).unwrap();
+    let kv = store.get("/counter").await.unwrap().unwrap();
+    assert_eq!(kv.value, val(&total.to_string()));
+    assert_eq!(kv.version, i64::try_from(total).unwrap() + 1);
+    assert_eq!(store.current_revision().await.unwrap(), kv.mod_revision);
+    assert_eq!(kv.mod_revision, i64::try_from(total).unwrap() + 1);
 }
 
 /// `close` refuses later writes and ends live watch streams.

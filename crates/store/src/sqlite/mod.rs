@@ -29,6 +29,9 @@ mod tests;
 
 use writer::{Op, Reply, Request};
 
+/// Most reads running at once (each on its own connection and blocking thread).
+const MAX_CONCURRENT_READS: usize = 16;
+
 /// Settings of a [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -56,6 +59,8 @@ impl Default for SqliteOptions {
 struct Shared {
     /// Read connections.
     readers: read::ReadPool,
+    /// Limits concurrent reads, hence open read connections.
+    read_slots: tokio::sync::Semaphore,
     /// The last committed revision.
     revision: AtomicI64,
     /// The compacted revision.
@@ -65,6 +70,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs a read on a pooled connection on a blocking thread, at most
+    /// [`MAX_CONCURRENT_READS`] at once (each holds a connection).
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self.read_slots.acquire().await.map_err(|_| Error::Closed)?;
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.readers.with(f))
+            .await
+            .map_err(|err| Error::Backend(format!("read task: {err}")))?
+    }
+
     /// Publishes a committed batch's events to live watchers.
     fn publish(&self, events: Vec<Event>) {
         if let Ok(guard) = self.events.lock()
@@ -121,6 +139,7 @@ impl SqliteStore {
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let shared = Arc::new(Shared {
             readers: read::ReadPool::new(path.to_path_buf()),
+            read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             events: Mutex::new(Some(events)),
@@ -192,10 +211,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.readers.with(f))
-            .await
-            .map_err(|err| Error::Backend(format!("read task: {err}")))?
+        self.shared.read(f).await
     }
 
     /// Stops the compactor and asks the writer to stop after what is queued.

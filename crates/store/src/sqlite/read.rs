@@ -12,7 +12,7 @@ use super::schema::{
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision};
 
 /// Idle read connections kept for reuse.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 16;
 
 /// A pool of read-only connections, opened on demand.
 pub(super) struct ReadPool {
