@@ -41,6 +41,7 @@ pub async fn run_all(new_store: impl Fn() -> Arc<dyn Store>) {
         compaction_forgets_history,
         concurrent_writers_get_distinct_revisions,
         compare_and_swap_loses_no_update,
+        watches_started_during_writes_have_no_gaps,
         close_stops_writes_and_watches,
     );
 }
@@ -496,6 +497,41 @@ pub async fn compare_and_swap_loses_no_update(store: &dyn Store) {
     assert_eq!(kv.version, i64::try_from(total).unwrap() + 1);
     assert_eq!(store.current_revision().await.unwrap(), kv.mod_revision);
     assert_eq!(kv.mod_revision, i64::try_from(total).unwrap() + 1);
+}
+
+/// Watches started at various revisions while writes are in flight each get every
+/// event from their start on, in order, exactly once: the hand-over from history to
+/// live events loses and repeats nothing.
+pub async fn watches_started_during_writes_have_no_gaps(store: &dyn Store) {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 100;
+    let total = i64::try_from(TASKS * PER_TASK).unwrap();
+    let writes = futures::future::join_all((0..TASKS).map(|task| async move {
+        for n in 0..PER_TASK {
+            store
+                .create(&format!("/g/{task}/{n}"), val("x"))
+                .await
+                .unwrap();
+        }
+    }));
+    let watches = async {
+        let mut watches = Vec::new();
+        for n in 0..20i64 {
+            let current = store.current_revision().await.unwrap();
+            // Some from the past, some from now, some from the near future.
+            let from = (current + (n % 5) - 2).max(1);
+            watches.push((from, store.watch("/g/", from).await.unwrap()));
+            tokio::task::yield_now().await;
+        }
+        watches
+    };
+    let (_, watches) = futures::future::join(writes, watches).await;
+    for (from, mut watch) in watches {
+        let want: Vec<i64> = (from..=total).collect();
+        let events = take_events(&mut watch, want.len()).await;
+        let got: Vec<i64> = events.iter().map(Event::revision).collect();
+        assert_eq!(got, want, "watch from {from}");
+    }
 }
 
 /// `close` refuses later writes and ends live watch streams.
