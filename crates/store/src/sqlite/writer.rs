@@ -163,7 +163,7 @@ fn apply(
 ) -> Result<Result<Reply>> {
     match op {
         Op::Create { key, value } => {
-            if current(tx, key)?.is_some() {
+            if exists(tx, key)? {
                 return Ok(Err(Error::AlreadyExists(key.clone())));
             }
             let rev = *revision + 1;
@@ -268,6 +268,13 @@ fn current(tx: &Transaction<'_>, key: &str) -> Result<Option<KeyValue>> {
             stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
                 .optional()
         })
+        .map_err(db_err)
+}
+
+/// Whether `key` is live, without reading its value.
+fn exists(tx: &Transaction<'_>, key: &str) -> Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM current WHERE key = ?1")
+        .and_then(|mut stmt| stmt.exists([key.as_bytes()]))
         .map_err(db_err)
 }
 
