@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use berth_store::Store;
 use berth_store::sqlite::{SqliteOptions, SqliteStore};
 use bytes::Bytes;
+use futures::StreamExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +25,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"), options)?);
     let value = Bytes::from(vec![b'x'; 1024]);
 
+    // A watcher of everything, as the API server has, following all the creates.
+    let mut watch = store.watch("/bench/", 0).await?;
+    let watcher = tokio::spawn(async move {
+        let (mut seen, mut last) = (0u64, 0);
+        while let Some(event) = watch.next().await {
+            let revision = event?.revision();
+            if revision <= last {
+                return Err(berth_store::Error::Backend(format!(
+                    "event {revision} after {last}"
+                )));
+            }
+            (seen, last) = (seen + 1, revision);
+        }
+        Ok::<_, berth_store::Error>(seen)
+    });
+
     for writers in [1, 16, 64, 256] {
         let (count, elapsed) = creates(&store, writers, &value, Duration::from_secs(3)).await?;
         println!(
@@ -32,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    let written = store.count("/bench/").await?;
     // 10,000 keys of 1 KiB under one prefix, written concurrently.
     let fill = (0..50).map(|task| {
         let (store, value) = (store.clone(), value.clone());
@@ -93,6 +111,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     store.close().await?;
+    let seen = watcher.await??;
+    println!("watcher of /bench/ received {seen} of {written} events, in order");
     Ok(())
 }
 
