@@ -482,3 +482,67 @@ async fn close_commits_queued_writes() {
     );
     store.close().await.unwrap();
 }
+
+/// The WAL header's checkpoint sequence number and salts, which change whenever the
+/// WAL restarts from its beginning.
+fn wal_generation(wal: &Path) -> Vec<u8> {
+    let header = std::fs::read(wal).unwrap_or_default();
+    header.get(12..24).map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+/// The background checkpointer keeps the WAL from growing without bound: after a burst
+/// of writes it copies the WAL into the database, and later writes restart the WAL
+/// from its beginning instead of appending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpointer_bounds_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let wal = dir.path().join("store.db-wal");
+    let store = Arc::new(SqliteStore::open(&path, test_options()).unwrap());
+    let value = Bytes::from(vec![b'x'; 1024]);
+    let writes = (0..16).map(|task| {
+        let (store, value) = (store.clone(), value.clone());
+        async move {
+            for n in 0..200 {
+                store
+                    .create(&format!("/wal/{task}/{n}"), value.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writes).await;
+    let burst = wal_generation(&wal);
+    let peak = std::fs::metadata(&wal).unwrap().len();
+    assert!(peak > 3_200_000, "burst wrote only {peak} bytes of WAL");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while wal_generation(&wal) == burst {
+        assert!(
+            Instant::now() < deadline,
+            "the WAL never restarted after {n} writes"
+        );
+        store
+            .create(&format!("/wal/after/{n}"), value.clone())
+            .await
+            .unwrap();
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Restarted: further writes reuse the file from its start.
+    let restarted = std::fs::metadata(&wal).unwrap().len();
+    for n in 0..50 {
+        store
+            .create(&format!("/wal/again/{n}"), value.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len(),
+        restarted,
+        "WAL kept growing"
+    );
+    store.close().await.unwrap();
+    let left = std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
+    assert_eq!(left, 0, "close truncates the WAL");
+}
