@@ -50,7 +50,7 @@ fn val(text: &str) -> Bytes {
     Bytes::copy_from_slice(text.as_bytes())
 }
 
-/// Takes `n` events from `stream`, failing if they take longer than [`WAIT`].
+/// Takes `n` events from `stream`, panicking if they take longer than 10 seconds.
 pub async fn take_events(stream: &mut WatchStream, n: usize) -> Vec<Event> {
     let mut events = Vec::with_capacity(n);
     while events.len() < n {
