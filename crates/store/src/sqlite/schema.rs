@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0), ('schema', 1);
 ";
+
+/// The layout version recorded in `meta`; opening a database of another version fails.
+const SCHEMA_VERSION: i64 = 1;
 
 /// Columns selected for a key-value from a `kv` row aliased `kv`.
 pub(super) const KV_COLUMNS: &str = "kv.key, kv.value, kv.create_rev, kv.rev, kv.version";
@@ -69,6 +72,12 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     )
     .map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let version = meta(&conn, "schema")?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::Backend(format!(
+            "database schema version {version}, this build knows {SCHEMA_VERSION}"
+        )));
+    }
     Ok(conn)
 }
 

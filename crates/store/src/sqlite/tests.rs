@@ -100,6 +100,21 @@ async fn reopening_resumes_revision_and_compaction() {
     store.close().await.unwrap();
 }
 
+#[test]
+fn opening_a_database_of_another_schema_version_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path, test_options()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE meta SET value = 99 WHERE name = 'schema'", [])
+        .unwrap();
+    drop(conn);
+    match SqliteStore::open(&path, test_options()) {
+        Err(Error::Backend(message)) => assert!(message.contains("schema version 99"), "{message}"),
+        other => panic!("open: {other:?}"),
+    }
+}
+
 /// A watcher that reads nothing while thousands of batches pass the broadcast still
 /// gets every event, in order, from the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
