@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::schema::{
-    EVENT_SELECT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
+    EVENT_SELECT, GET_CURRENT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
 };
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision};
 
 /// Idle read connections kept for reuse.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 16;
 
 /// A pool of read-only connections, opened on demand.
 pub(super) struct ReadPool {
@@ -54,9 +54,7 @@ fn poisoned() -> Error {
 
 /// The current value of `key`.
 pub(super) fn get(conn: &mut Connection, key: &str) -> Result<Option<KeyValue>> {
-    let sql =
-        format!("SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1");
-    conn.prepare_cached(&sql)
+    conn.prepare_cached(GET_CURRENT)
         .and_then(|mut stmt| {
             stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
                 .optional()
@@ -118,11 +116,11 @@ pub(super) fn range(
              WHERE c.key {lower} ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3"
         )
     } else {
-        // The latest row of each key at or below the revision, unless it is a tombstone.
+        // Walk the key index in key order (so LIMIT stops early), keeping each key's
+        // latest row at or below the revision, unless it is a tombstone.
         format!(
-            "SELECT {KV_COLUMNS} FROM kv WHERE kv.rev IN \
-             (SELECT MAX(h.rev) FROM kv AS h WHERE h.key {lower} ?1 AND h.key < ?2 \
-              AND h.rev <= ?4 GROUP BY h.key) \
+            "SELECT {KV_COLUMNS} FROM kv WHERE kv.key {lower} ?1 AND kv.key < ?2 AND kv.rev <= ?4 \
+             AND kv.rev = (SELECT MAX(h.rev) FROM kv AS h WHERE h.key = kv.key AND h.rev <= ?4) \
              AND kv.deleted = 0 ORDER BY kv.key LIMIT ?3"
         )
     };

@@ -35,11 +35,18 @@ CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0), ('schema', 1);
 ";
+
+/// The layout version recorded in `meta`; opening a database of another version fails.
+const SCHEMA_VERSION: i64 = 1;
 
 /// Columns selected for a key-value from a `kv` row aliased `kv`.
 pub(super) const KV_COLUMNS: &str = "kv.key, kv.value, kv.create_rev, kv.rev, kv.version";
+
+/// Selects the current key-value of key `?1` (columns as [`KV_COLUMNS`]).
+pub(super) const GET_CURRENT: &str = "SELECT kv.key, kv.value, kv.create_rev, kv.rev, kv.version \
+     FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1";
 
 /// Converts a database error into the store's error.
 pub(super) fn db_err(err: rusqlite::Error) -> Error {
@@ -59,9 +66,18 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection> {
         )));
     }
     // FULL: every commit fsyncs the WAL, so an acknowledged write survives a power cut.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;")
-        .map_err(db_err)?;
+    // Checkpoints run on their own thread (see `checkpoint`), not inside commits.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;",
+    )
+    .map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let version = meta(&conn, "schema")?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::Backend(format!(
+            "database schema version {version}, this build knows {SCHEMA_VERSION}"
+        )));
+    }
     Ok(conn)
 }
 

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::Shared;
 use super::compact;
-use super::schema::{KV_COLUMNS, db_err, kv_at, meta};
+use super::schema::{GET_CURRENT, db_err, kv_at, meta};
 use crate::{Error, Event, KeyValue, Result, Revision};
 
 /// Most requests committed in one transaction.
@@ -107,7 +107,13 @@ fn commit_batch(
     let mut events = Vec::new();
     let mut compacted = None;
     let outcome = (|| -> Result<Vec<Result<Reply>>> {
-        let tx = conn.transaction().map_err(db_err)?;
+        // IMMEDIATE takes the write lock up front; re-reading the revision inside the
+        // transaction keeps the counter right even if another process wrote the file.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        *revision = meta(&tx, "revision")?;
+        let start = *revision;
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in batch.iter() {
             let result = apply(&tx, op, revision, &mut events)?;
@@ -116,12 +122,10 @@ fn commit_batch(
             }
             results.push(result);
         }
-        if *revision != before {
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                [*revision],
-            )
-            .map_err(db_err)?;
+        if *revision != start {
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
+                .and_then(|mut stmt| stmt.execute([*revision]))
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(results)
@@ -159,7 +163,7 @@ fn apply(
 ) -> Result<Result<Reply>> {
     match op {
         Op::Create { key, value } => {
-            if current(tx, key)?.is_some() {
+            if exists(tx, key)? {
                 return Ok(Err(Error::AlreadyExists(key.clone())));
             }
             let rev = *revision + 1;
@@ -259,13 +263,18 @@ fn apply(
 
 /// The current value of `key` inside the transaction.
 fn current(tx: &Transaction<'_>, key: &str) -> Result<Option<KeyValue>> {
-    let sql =
-        format!("SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1");
-    tx.prepare_cached(&sql)
+    tx.prepare_cached(GET_CURRENT)
         .and_then(|mut stmt| {
             stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
                 .optional()
         })
+        .map_err(db_err)
+}
+
+/// Whether `key` is live, without reading its value.
+fn exists(tx: &Transaction<'_>, key: &str) -> Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM current WHERE key = ?1")
+        .and_then(|mut stmt| stmt.exists([key.as_bytes()]))
         .map_err(db_err)
 }
 
