@@ -30,6 +30,8 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// Port to listen on (0 picks a free one).
     pub port: u16,
+    /// Events the watch cache keeps for watchers that start from a past resourceVersion.
+    pub watch_history: usize,
 }
 
 impl Config {
@@ -68,7 +70,7 @@ impl Server {
     pub async fn start(mut config: Config, store: Arc<dyn Store>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.port)).await?;
         config.port = listener.local_addr()?.port();
-        let cache = Cache::start(store.clone()).await.map_err(std::io::Error::other)?;
+        let cache = Cache::start(store.clone(), config.watch_history).await.map_err(std::io::Error::other)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let app = Arc::new(App {
             config,

@@ -115,7 +115,9 @@ fn check_fields(ctx: &Ctx, obj: &mut Value, raw: Option<&[u8]>, warnings: &mut W
         return Ok(());
     }
     match ctx.params.field_validation {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", ")))),
+        FieldValidation::Strict => {
+            Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", "))))
+        }
         FieldValidation::Warn => {
             warnings.0.extend(problems);
             Ok(())
@@ -231,7 +233,15 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&s
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
     if let Some(schema) = schema_of(served) {
-        berth_api::apply::track_update(schema, old, obj, &ctx.manager(), &object::now(), &served.info.api_version(), subresource);
+        berth_api::apply::track_update(
+            schema,
+            old,
+            obj,
+            &ctx.manager(),
+            &object::now(),
+            &served.info.api_version(),
+            subresource,
+        );
     }
     Ok(())
 }
@@ -329,11 +339,22 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             return Err(ApiError::conflict(
                 info,
                 object::name(old),
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old_meta["uid"].as_str().unwrap_or("")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old_meta["uid"].as_str().unwrap_or("")
+                ),
             ));
         }
     }
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old_meta.get(k) {
             Some(v) => {
                 meta.insert(k.into(), v.clone());
@@ -425,8 +446,9 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         }
     }
     let old = read::load(&ctx).await?;
-    let expected = object::resource_version(&new)
-        .map_err(|rv| ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer")))?;
+    let expected = object::resource_version(&new).map_err(|rv| {
+        ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer"))
+    })?;
     if let Some(rv) = expected {
         if rv != old.revision {
             return Err(ApiError::stale(&ctx.served.info, ctx.name()));
@@ -468,7 +490,9 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     }
     let patch: Value = match kind {
         BodyType::ApplyPatch | BodyType::Yaml => codec::decode_yaml(&body)?,
-        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::Json => codec::decode_json(&body)?,
+        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::Json => {
+            codec::decode_json(&body)?
+        }
         BodyType::Protobuf => return Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
     };
     if kind == BodyType::StrategicMergePatch && ctx.served.custom.is_some() {
@@ -494,15 +518,24 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                     )));
                 }
                 let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
-                let applied = berth_api::apply::apply(schema, None, &obj, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
-                    .map_err(|e| apply_error(&ctx, e))?;
+                let applied = berth_api::apply::apply(
+                    schema,
+                    None,
+                    &obj,
+                    &ctx.manager(),
+                    ctx.params.force,
+                    &object::now(),
+                    &info.api_version(),
+                )
+                .map_err(|e| apply_error(&ctx, e))?;
                 let created = create_object_keep_fields(&ctx, applied).await?;
                 return Ok(created_response(&ctx, &created, &warnings));
             }
             Err(e) => return Err(e),
         };
         // The document the patch applies to: the object, or its Scale view.
-        let base = if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
+        let base =
+            if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
         let mut patched = apply_patch(&ctx, kind, &base, &patch, &old.value)?;
         let mut new = if sub.as_deref() == Some("scale") {
             let mut n = old.value.clone();
@@ -579,7 +612,13 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
     match kind {
         BodyType::JsonPatch => {
             let mut out = base.clone();
-            berth_api::patch::json_patch(&mut out, patch).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+            berth_api::patch::json_patch(&mut out, patch).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
             Ok(out)
         }
         BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
@@ -607,8 +646,16 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
             let info = &ctx.served.info;
             let mut applied = patch.clone();
             check_type_meta(&ctx.served, &mut applied, &info.kind, &info.api_version())?;
-            berth_api::apply::apply(schema, Some(live), &applied, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
-                .map_err(|e| apply_error(ctx, e))
+            berth_api::apply::apply(
+                schema,
+                Some(live),
+                &applied,
+                &ctx.manager(),
+                ctx.params.force,
+                &object::now(),
+                &info.api_version(),
+            )
+            .map_err(|e| apply_error(ctx, e))
         }
         BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
     }
@@ -704,7 +751,11 @@ pub async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
         match delete_one(&ctx, &old, &opts, dry).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() => continue,
+            Err(e)
+                if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
             Ok(resp) => return Ok(resp),
         }
@@ -726,7 +777,11 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     if let Some(uid) = &opts.uid {
         let actual = object::meta_str(&old.value, "uid").unwrap_or("");
         if uid != actual {
-            return Err(ApiError::conflict(info, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+            return Err(ApiError::conflict(
+                info,
+                &name,
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+            ));
         }
     }
     if let Some(rv) = &opts.resource_version {
@@ -734,7 +789,10 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
             return Err(ApiError::conflict(
                 info,
                 &name,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old.revision),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    old.revision
+                ),
             ));
         }
     }
@@ -749,7 +807,8 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     }
     // Namespaces always go through Terminating; the namespace controller finishes them.
     let is_namespace = info.group.is_empty() && info.plural == "namespaces";
-    let spec_finalizers = is_namespace && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    let spec_finalizers =
+        is_namespace && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
     // Pods bound to a node get a grace period for the node agent to stop them.
     let grace = if info.group.is_empty() && info.plural == "pods" {
         let bound = new.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
@@ -821,7 +880,8 @@ fn success_status(ctx: &Ctx, obj: &Value) -> Response {
     if let Some(uid) = object::meta_str(obj, "uid") {
         details.insert("uid".into(), json!(uid));
     }
-    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
+    let status =
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
     codec::respond(StatusCode::OK, &status, codec::Output::Json)
 }
 
@@ -853,12 +913,20 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let binding = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
-        return Err(ApiError::new(422, "Invalid", format!("Binding \"{}\" is invalid: target.name: Required value", ctx.name())));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("Binding \"{}\" is invalid: target.name: Required value", ctx.name()),
+        ));
     }
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
         if object::is_deleting(&old.value) {
-            return Err(ApiError::conflict(&ctx.served.info, ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                &ctx.served.info,
+                ctx.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         let current = old.value.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
         if !current.is_empty() {
@@ -891,7 +959,8 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
 /// POST pods/<name>/eviction: deletes the pod with the eviction's delete options.
 pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
-    let opts_body = eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
+    let opts_body =
+        eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
     let opts = delete_options(&ctx, &opts_body)?;
     let old = read::load(&ctx).await?;
     delete_one(&ctx, &old, &opts, ctx.params.dry_run).await?;

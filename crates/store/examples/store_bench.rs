@@ -14,14 +14,9 @@ use futures::StreamExt;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let base = std::env::args()
-        .nth(1)
-        .map_or_else(std::env::temp_dir, Into::into);
+    let base = std::env::args().nth(1).map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base)?;
-    let options = SqliteOptions {
-        compaction_interval: Duration::ZERO,
-        ..SqliteOptions::default()
-    };
+    let options = SqliteOptions { compaction_interval: Duration::ZERO, ..SqliteOptions::default() };
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db"), options)?);
     let value = Bytes::from(vec![b'x'; 1024]);
 
@@ -32,9 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(event) = watch.next().await {
             let revision = event?.revision();
             if revision <= last {
-                return Err(berth_store::Error::Backend(format!(
-                    "event {revision} after {last}"
-                )));
+                return Err(berth_store::Error::Backend(format!("event {revision} after {last}")));
             }
             (seen, last) = (seen + 1, revision);
         }
@@ -55,9 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (store, value) = (store.clone(), value.clone());
         tokio::spawn(async move {
             for n in 0..200 {
-                store
-                    .create(&format!("/registry/pods/ns/{task}-{n}"), value.clone())
-                    .await?;
+                store.create(&format!("/registry/pods/ns/{task}-{n}"), value.clone()).await?;
             }
             Ok::<_, berth_store::Error>(())
         })
@@ -74,11 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         gets.push(start.elapsed());
     }
     gets.sort_unstable();
-    println!(
-        "get: p50 {:.1?} p99 {:.1?}",
-        gets[gets.len() / 2],
-        gets[gets.len() * 99 / 100]
-    );
+    println!("get: p50 {:.1?} p99 {:.1?}", gets[gets.len() / 2], gets[gets.len() * 99 / 100]);
 
     let mut ranges = Vec::new();
     for _ in 0..21 {
@@ -88,27 +75,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(result.kvs.len(), 10_000);
     }
     ranges.sort_unstable();
-    println!(
-        "range of 10,000 x 1 KiB keys: median {:.1?}",
-        ranges[ranges.len() / 2]
-    );
+    println!("range of 10,000 x 1 KiB keys: median {:.1?}", ranges[ranges.len() / 2]);
 
     let past = store.current_revision().await? - 1;
     let start = Instant::now();
     let result = store.range("/registry/pods/", None, 0, Some(past)).await?;
-    println!(
-        "same range at a past revision: {:.1?} ({} keys)",
-        start.elapsed(),
-        result.kvs.len()
-    );
+    println!("same range at a past revision: {:.1?} ({} keys)", start.elapsed(), result.kvs.len());
 
     let start = Instant::now();
     let page = store.range("/registry/pods/", None, 500, None).await?;
-    println!(
-        "first page of 500: {:.1?} (more: {})",
-        start.elapsed(),
-        page.more
-    );
+    println!("first page of 500: {:.1?} (more: {})", start.elapsed(), page.more);
 
     store.close().await?;
     let seen = watcher.await??;
@@ -129,9 +105,7 @@ async fn creates(
         tokio::spawn(async move {
             let mut n = 0;
             while start.elapsed() < duration {
-                store
-                    .create(&format!("/bench/{writers}/{writer}/{n}"), value.clone())
-                    .await?;
+                store.create(&format!("/bench/{writers}/{writer}/{n}"), value.clone()).await?;
                 n += 1;
             }
             Ok::<_, berth_store::Error>(n)

@@ -17,8 +17,7 @@ pub(super) const INTERVAL: Duration = Duration::from_millis(100);
 pub(super) fn open(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-    conn.execute_batch("PRAGMA synchronous = FULL;")
-        .map_err(db_err)?;
+    conn.execute_batch("PRAGMA synchronous = FULL;").map_err(db_err)?;
     Ok(conn)
 }
 
@@ -26,9 +25,7 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
 /// receives a message or is dropped.
 pub(super) fn run(conn: Connection, stop: mpsc::Receiver<()>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
-        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
-        });
+        let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(0));
         if let Err(err) = result {
             tracing::warn!(%err, "store: WAL checkpoint failed");
         }

@@ -47,11 +47,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self {
-            compaction_window: 10_000,
-            compaction_interval: Duration::from_secs(300),
-            watch_buffer: 256,
-        }
+        Self { compaction_window: 10_000, compaction_interval: Duration::from_secs(300), watch_buffer: 256 }
     }
 }
 
@@ -102,14 +98,8 @@ impl Shared {
 
     /// A receiver of live events, or Closed after the writer stopped.
     fn subscribe(&self) -> Result<broadcast::Receiver<Arc<[Event]>>> {
-        let guard = self
-            .events
-            .lock()
-            .map_err(|_| Error::Backend("events lock poisoned".into()))?;
-        guard
-            .as_ref()
-            .map(broadcast::Sender::subscribe)
-            .ok_or(Error::Closed)
+        let guard = self.events.lock().map_err(|_| Error::Backend("events lock poisoned".into()))?;
+        guard.as_ref().map(broadcast::Sender::subscribe).ok_or(Error::Closed)
     }
 }
 
@@ -192,9 +182,7 @@ impl SqliteStore {
             return Err(Error::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Write { op, reply })
-            .map_err(|_| Error::Closed)?;
+        self.requests.send(Request::Write { op, reply }).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -258,8 +246,7 @@ impl Store for SqliteStore {
     ) -> Result<RangeResult> {
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        self.read(move |conn| read::range(conn, &prefix, start_after.as_deref(), limit, revision))
-            .await
+        self.read(move |conn| read::range(conn, &prefix, start_after.as_deref(), limit, revision)).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
@@ -268,30 +255,17 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        self.write_kv(Op::Create {
-            key: key.to_owned(),
-            value,
-        })
-        .await
+        self.write_kv(Op::Create { key: key.to_owned(), value }).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
-        self.write_kv(Op::Update {
-            key: key.to_owned(),
-            value,
-            expected,
-        })
-        .await
+        self.write_kv(Op::Update { key: key.to_owned(), value, expected }).await
     }
 
     /// Deletes `key`; [`Error::NotFound`] when it does not exist (with or without a
     /// precondition), [`Error::Conflict`] when its mod revision is not `expected`.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        self.write_kv(Op::Delete {
-            key: key.to_owned(),
-            expected,
-        })
-        .await
+        self.write_kv(Op::Delete { key: key.to_owned(), expected }).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -307,10 +281,7 @@ impl Store for SqliteStore {
     /// [`Error::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<()> {
         loop {
-            let op = Op::Compact {
-                revision,
-                max_step: compact::STEP,
-            };
+            let op = Op::Compact { revision, max_step: compact::STEP };
             match self.write(op).await? {
                 Reply::Compacted(done) if done >= revision => return Ok(()),
                 Reply::Compacted(_) => continue,
@@ -323,26 +294,13 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
         // Subscribe before reading anything, so no commit falls between replay and live.
         let live = self.shared.subscribe()?;
-        let from = if from <= 0 {
-            self.shared.revision.load(Ordering::SeqCst) + 1
-        } else {
-            from
-        };
+        let from = if from <= 0 { self.shared.revision.load(Ordering::SeqCst) + 1 } else { from };
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         if from <= compacted {
-            return Err(Error::Compacted {
-                requested: from,
-                compacted,
-            });
+            return Err(Error::Compacted { requested: from, compacted });
         }
         let (out, stream) = tokio::sync::mpsc::channel(watch::STREAM_BUFFER);
-        tokio::spawn(watch::run(
-            self.shared.clone(),
-            prefix.to_owned(),
-            from,
-            live,
-            out,
-        ));
+        tokio::spawn(watch::run(self.shared.clone(), prefix.to_owned(), from, live, out));
         Ok(Box::pin(ReceiverStream::new(stream)))
     }
 

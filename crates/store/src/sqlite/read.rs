@@ -6,9 +6,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::schema::{
-    EVENT_SELECT, GET_CURRENT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
-};
+use super::schema::{EVENT_SELECT, GET_CURRENT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds};
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision};
 
 /// Idle read connections kept for reuse.
@@ -23,10 +21,7 @@ pub(super) struct ReadPool {
 impl ReadPool {
     /// A pool for the database at `path`.
     pub(super) fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::new()),
-        }
+        Self { path, idle: Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` on a pooled connection (blocking: call from a blocking thread).
@@ -55,10 +50,7 @@ fn poisoned() -> Error {
 /// The current value of `key`.
 pub(super) fn get(conn: &mut Connection, key: &str) -> Result<Option<KeyValue>> {
     conn.prepare_cached(GET_CURRENT)
-        .and_then(|mut stmt| {
-            stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
-                .optional()
-        })
+        .and_then(|mut stmt| stmt.query_row([key.as_bytes()], |row| kv_at(row, 0)).optional())
         .map_err(db_err)
 }
 
@@ -89,10 +81,7 @@ pub(super) fn range(
             return Err(Error::FutureRevision { requested, current });
         }
         Some(requested) if requested <= compacted => {
-            return Err(Error::Compacted {
-                requested,
-                compacted,
-            });
+            return Err(Error::Compacted { requested, compacted });
         }
         Some(requested) => requested,
     };
@@ -105,11 +94,7 @@ pub(super) fn range(
         lower = ">";
     }
     // One row more than asked tells whether there are more.
-    let fetch = if limit == 0 {
-        -1
-    } else {
-        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
-    };
+    let fetch = if limit == 0 { -1 } else { i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1 };
     let sql = if at == current {
         format!(
             "SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev \
@@ -130,21 +115,15 @@ pub(super) fn range(
             stmt.query_map(rusqlite::params![start, end, fetch], |row| kv_at(row, 0))
                 .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
         } else {
-            stmt.query_map(rusqlite::params![start, end, fetch, at], |row| {
-                kv_at(row, 0)
-            })
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            stmt.query_map(rusqlite::params![start, end, fetch, at], |row| kv_at(row, 0))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
         };
         rows.map_err(db_err)?
     };
     tx.finish().map_err(db_err)?;
     let more = limit != 0 && kvs.len() > limit;
     kvs.truncate(if limit == 0 { kvs.len() } else { limit });
-    Ok(RangeResult {
-        kvs,
-        more,
-        revision: at,
-    })
+    Ok(RangeResult { kvs, more, revision: at })
 }
 
 /// A page of history for a watch: the events on keys starting with `prefix` with
@@ -160,10 +139,7 @@ pub(super) fn history(
     let current = meta(&tx, "revision")?;
     let compacted = meta(&tx, "compacted")?;
     if from <= compacted {
-        return Err(Error::Compacted {
-            requested: from,
-            compacted,
-        });
+        return Err(Error::Compacted { requested: from, compacted });
     }
     let (start, end) = prefix_bounds(prefix);
     let sql = format!(

@@ -57,39 +57,28 @@ pub(super) fn db_err(err: rusqlite::Error) -> Error {
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(db_err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Backend(format!(
-            "cannot enable WAL mode (got {mode})"
-        )));
+        return Err(Error::Backend(format!("cannot enable WAL mode (got {mode})")));
     }
     // FULL: every commit fsyncs the WAL, so an acknowledged write survives a power cut.
     // Checkpoints run on their own thread (see `checkpoint`), not inside commits.
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;",
-    )
-    .map_err(db_err)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;")
+        .map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
     let version = meta(&conn, "schema")?;
     if version != SCHEMA_VERSION {
-        return Err(Error::Backend(format!(
-            "database schema version {version}, this build knows {SCHEMA_VERSION}"
-        )));
+        return Err(Error::Backend(format!("database schema version {version}, this build knows {SCHEMA_VERSION}")));
     }
     Ok(conn)
 }
 
 /// Opens a read-only connection to an existing database.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    conn.execute_batch("PRAGMA cache_size = -16384;")
-        .map_err(db_err)?;
+    conn.execute_batch("PRAGMA cache_size = -16384;").map_err(db_err)?;
     Ok(conn)
 }
 
@@ -103,9 +92,8 @@ pub(super) fn meta(conn: &Connection, name: &str) -> Result<Revision> {
 /// Decodes a key-value from five columns starting at `at` (see [`KV_COLUMNS`]).
 pub(super) fn kv_at(row: &Row<'_>, at: usize) -> rusqlite::Result<KeyValue> {
     let key: Vec<u8> = row.get(at)?;
-    let key = String::from_utf8(key).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, err.into())
-    })?;
+    let key = String::from_utf8(key)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, err.into()))?;
     let value: Vec<u8> = row.get(at + 1)?;
     Ok(KeyValue {
         key,

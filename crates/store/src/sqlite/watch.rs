@@ -62,9 +62,7 @@ async fn replay(
 ) -> Result<bool> {
     loop {
         let (owned_prefix, from) = (prefix.to_owned(), *next);
-        let (events, covered) = shared
-            .read(move |conn| read::history(conn, &owned_prefix, from, PAGE))
-            .await?;
+        let (events, covered) = shared.read(move |conn| read::history(conn, &owned_prefix, from, PAGE)).await?;
         let full = events.len() >= PAGE;
         for event in events {
             if out.send(Ok(event)).await.is_err() {
