@@ -150,10 +150,8 @@ impl Params {
                     )
                 }
                 "propagationPolicy" if !v.is_empty() => p.propagation = Some(parse_propagation(&v)?),
-                "orphanDependents" => {
-                    if parse_bool("orphanDependents", &v)? {
-                        p.propagation.get_or_insert(Propagation::Orphan);
-                    }
+                "orphanDependents" if parse_bool("orphanDependents", &v)? => {
+                    p.propagation.get_or_insert(Propagation::Orphan);
                 }
                 "includeObject" => p.include_object = v,
                 "container" => p.container = Some(v),

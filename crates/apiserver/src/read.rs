@@ -53,7 +53,7 @@ pub async fn get_scale(ctx: Ctx) -> ApiResult<Response> {
     Ok(codec::respond(StatusCode::OK, &s, ctx.out))
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     v: String,
     rv: i64,

@@ -73,10 +73,10 @@ impl Watcher {
 
     /// The frame for one event, applying selector transitions.
     fn event(&mut self, e: &CachedEvent) -> Option<Bytes> {
-        if let Some(ns) = self.ctx.namespace() {
-            if crate::object::namespace(&e.object.value) != ns {
-                return None;
-            }
+        if let Some(ns) = self.ctx.namespace()
+            && crate::object::namespace(&e.object.value) != ns
+        {
+            return None;
         }
         let now = self.filter.matches(&e.object.value);
         match e.kind {
@@ -166,11 +166,10 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
                 batch = cursor.next() => match batch {
                     Ok(events) => {
                         for e in &events {
-                            if let Some(frame) = w.event(e) {
-                                if tx.send(Ok(frame)).await.is_err() {
+                            if let Some(frame) = w.event(e)
+                                && tx.send(Ok(frame)).await.is_err() {
                                     return;
                                 }
-                            }
                         }
                     }
                     Err(err) => {

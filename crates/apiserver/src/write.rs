@@ -74,16 +74,17 @@ fn check_type_meta(served: &Served, obj: &mut Value, expect_kind: &str, expect_a
             )));
         }
     }
-    if let Some(meta) = m.get("metadata") {
-        if !meta.is_object() && !meta.is_null() {
-            return Err(ApiError::bad_request(format!(
-                "{} in version {:?} cannot be handled as a {}: metadata: expected an object, got {}",
-                served.info.kind,
-                served.info.version,
-                served.info.kind,
-                codec::type_name(meta)
-            )));
-        }
+    if let Some(meta) = m.get("metadata")
+        && !meta.is_object()
+        && !meta.is_null()
+    {
+        return Err(ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: metadata: expected an object, got {}",
+            served.info.kind,
+            served.info.version,
+            served.info.kind,
+            codec::type_name(meta)
+        )));
     }
     Ok(())
 }
@@ -184,11 +185,9 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
         meta.remove("namespace");
     }
     let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    if !has_name {
-        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
-            let name = format!("{prefix}{}", random_suffix());
-            meta.insert("name".into(), json!(name));
-        }
+    if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+        let name = format!("{prefix}{}", random_suffix());
+        meta.insert("name".into(), json!(name));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now()));
@@ -203,10 +202,11 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
             meta.remove("generation");
         }
     }
-    if info.has_subresource("status") && !matches!(info.kind.as_str(), "Node" | "Namespace") {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if info.has_subresource("status")
+        && !matches!(info.kind.as_str(), "Node" | "Namespace")
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     Ok(())
 }
@@ -334,17 +334,18 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
     }
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = object::meta_mut(new).ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    if let Some(uid) = meta.get("uid").and_then(Value::as_str) {
-        if !uid.is_empty() && Some(uid) != old_meta.get("uid").and_then(Value::as_str) {
-            return Err(ApiError::conflict(
-                info,
-                object::name(old),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    old_meta["uid"].as_str().unwrap_or("")
-                ),
-            ));
-        }
+    if let Some(uid) = meta.get("uid").and_then(Value::as_str)
+        && !uid.is_empty()
+        && Some(uid) != old_meta.get("uid").and_then(Value::as_str)
+    {
+        return Err(ApiError::conflict(
+            info,
+            object::name(old),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old_meta["uid"].as_str().unwrap_or("")
+            ),
+        ));
     }
     for k in [
         "uid",
@@ -374,12 +375,11 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
             c
         };
-        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64) {
-            if strip(new) != strip(old) {
-                if let Some(m) = object::meta_mut(new) {
-                    m.insert("generation".into(), json!(generation + 1));
-                }
-            }
+        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64)
+            && strip(new) != strip(old)
+            && let Some(m) = object::meta_mut(new)
+        {
+            m.insert("generation".into(), json!(generation + 1));
         }
     }
     Ok(())
@@ -438,21 +438,22 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             ctx.name()
         )));
     }
-    if let (Some(ns), Some(given)) = (ctx.namespace(), object::meta_str(&new, "namespace")) {
-        if !given.is_empty() && given != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    if let (Some(ns), Some(given)) = (ctx.namespace(), object::meta_str(&new, "namespace"))
+        && !given.is_empty()
+        && given != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     let old = read::load(&ctx).await?;
     let expected = object::resource_version(&new).map_err(|rv| {
         ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer"))
     })?;
-    if let Some(rv) = expected {
-        if rv != old.revision {
-            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-        }
+    if let Some(rv) = expected
+        && rv != old.revision
+    {
+        return Err(ApiError::stale(&ctx.served.info, ctx.name()));
     }
     let sub = ctx.path.subresource.as_deref();
     carry_over(&ctx, &mut new, &old.value, sub)?;
@@ -466,10 +467,10 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let kind = codec::body_type(&ctx.headers)?;
     let scale_obj = codec::decode_object(kind, &body)?;
     let old = read::load(&ctx).await?;
-    if let Ok(Some(rv)) = object::resource_version(&scale_obj) {
-        if rv != old.revision {
-            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-        }
+    if let Ok(Some(rv)) = object::resource_version(&scale_obj)
+        && rv != old.revision
+    {
+        return Err(ApiError::stale(&ctx.served.info, ctx.name()));
     }
     let mut new = old.value.clone();
     scale::apply_scale(&ctx.served, &mut new, &scale_obj)?;
@@ -548,10 +549,10 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             patched
         };
         // A resourceVersion in the patch is a precondition.
-        if let Ok(Some(rv)) = object::resource_version(&new) {
-            if rv != old.revision {
-                return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-            }
+        if let Ok(Some(rv)) = object::resource_version(&new)
+            && rv != old.revision
+        {
+            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
         }
         if object::name(&new) != ctx.name() {
             return Err(ApiError::bad_request("metadata.name: the name of an object cannot be changed by a patch"));
@@ -784,17 +785,17 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
             ));
         }
     }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != old.revision.to_string() {
-            return Err(ApiError::conflict(
-                info,
-                &name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    old.revision
-                ),
-            ));
-        }
+    if let Some(rv) = &opts.resource_version
+        && *rv != old.revision.to_string()
+    {
+        return Err(ApiError::conflict(
+            info,
+            &name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                old.revision
+            ),
+        ));
     }
     let mut new = old.value.clone();
     let mut finalizers = object::finalizers(&new);
