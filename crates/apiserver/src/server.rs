@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cache::Cache;
 use crate::codec::{self, Output};
 use crate::resources::Resources;
-use crate::{crd, handler, namespaces, openapi};
+use crate::{crd, handler, namespaces, openapi, services};
 
 /// The Kubernetes version berth serves (kubectl picks its build by this minor).
 pub const KUBERNETES_VERSION: &str = "v1.33.0+berth";
@@ -55,6 +55,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// Flips to true when the server is shutting down (ends watches).
     pub shutdown: watch::Receiver<bool>,
+    /// Serializes Service address allocation.
+    pub service_alloc: tokio::sync::Mutex<()>,
 }
 
 /// A running API server.
@@ -79,9 +81,11 @@ impl Server {
             resources: Resources::builtin(),
             ready: AtomicBool::new(false),
             shutdown,
+            service_alloc: tokio::sync::Mutex::new(()),
         });
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
+        services::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
         namespaces::spawn_controller(app.clone());
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })

@@ -160,6 +160,10 @@ async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+fn is_service(served: &Served) -> bool {
+    served.info.group.is_empty() && served.info.plural == "services"
+}
+
 fn crd_resource(ctx: &Ctx) -> bool {
     ctx.served.info.group == "apiextensions.k8s.io" && ctx.served.info.plural == "customresourcedefinitions"
 }
@@ -191,7 +195,7 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now()));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(k);
     }
     let has_spec = obj.get("spec").is_some();
@@ -212,7 +216,14 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Defaults, validation and managed fields for an object about to be written.
-fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&str>) -> ApiResult<()> {
+/// `track`: record the write in managedFields as an Update (server-side apply records its own).
+async fn admit(
+    ctx: &Ctx,
+    obj: &mut Value,
+    old: Option<&Value>,
+    subresource: Option<&str>,
+    track: bool,
+) -> ApiResult<()> {
     let served = &ctx.served;
     match &served.custom {
         Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), obj),
@@ -232,7 +243,10 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&s
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
-    if let Some(schema) = schema_of(served) {
+    if is_service(served) && subresource.is_none() {
+        crate::services::allocate(&ctx.app, obj, old).await?;
+    }
+    if let (true, Some(schema)) = (track, schema_of(served)) {
         berth_api::apply::track_update(
             schema,
             old,
@@ -254,12 +268,12 @@ fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
 pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut warnings = Warnings::default();
     let obj = decode_checked(&ctx, &body, &mut warnings)?;
-    let obj = create_object(&ctx, obj).await?;
+    let obj = create_object(&ctx, obj, true).await?;
     Ok(created_response(&ctx, &obj, &warnings))
 }
 
-/// The create path shared by POST and server-side apply of a new object.
-async fn create_object(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
+/// The create path shared by POST and server-side apply of a new object (`track` as in [`admit`]).
+async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Value> {
     if let Some(ns) = ctx.namespace() {
         check_namespace(ctx, ns, object::name(&obj)).await?;
     }
@@ -268,7 +282,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
         crate::crd::set_status(&mut obj);
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
-    admit(ctx, &mut obj, None, None)?;
+    admit(ctx, &mut obj, None, None, track).await?;
     if ctx.params.dry_run {
         return Ok(obj);
     }
@@ -457,7 +471,7 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     }
     let sub = ctx.path.subresource.as_deref();
     carry_over(&ctx, &mut new, &old.value, sub)?;
-    admit(&ctx, &mut new, Some(&old.value), sub)?;
+    admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(with_warnings(read::render_one(&ctx, &written), &warnings))
 }
@@ -475,7 +489,7 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut new = old.value.clone();
     scale::apply_scale(&ctx.served, &mut new, &scale_obj)?;
     carry_over(&ctx, &mut new, &old.value, None)?;
-    admit(&ctx, &mut new, Some(&old.value), Some("scale"))?;
+    admit(&ctx, &mut new, Some(&old.value), Some("scale"), true).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
 }
@@ -529,7 +543,7 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                     &info.api_version(),
                 )
                 .map_err(|e| apply_error(&ctx, e))?;
-                let created = create_object_keep_fields(&ctx, applied).await?;
+                let created = create_object(&ctx, applied, false).await?;
                 return Ok(created_response(&ctx, &created, &warnings));
             }
             Err(e) => return Err(e),
@@ -559,27 +573,8 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         }
         let carry_sub = if sub.as_deref() == Some("scale") { None } else { sub.as_deref() };
         carry_over(&ctx, &mut new, &old.value, carry_sub)?;
-        if kind == BodyType::ApplyPatch {
-            // managedFields were set by apply itself.
-            let served = &ctx.served;
-            match &served.custom {
-                Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut new),
-                None => berth_api::defaults::apply(&served.info, &mut new),
-            }
-            let errors = match &served.custom {
-                Some(c) => {
-                    let mut e = berth_api::validation::validate_metadata(&served.info, &new, Some(&old.value));
-                    e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &new));
-                    e
-                }
-                None => berth_api::validation::validate(&served.info, &new, Some(&old.value)),
-            };
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(&served.info, ctx.name(), &errors));
-            }
-        } else {
-            admit(&ctx, &mut new, Some(&old.value), sub.as_deref())?;
-        }
+        // Server-side apply has recorded its own managedFields.
+        admit(&ctx, &mut new, Some(&old.value), sub.as_deref(), kind != BodyType::ApplyPatch).await?;
         match commit_update(&ctx, &old, new).await {
             Ok(written) => {
                 let resp = if sub.as_deref() == Some("scale") {
@@ -659,51 +654,6 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
             .map_err(|e| apply_error(ctx, e))
         }
         BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
-    }
-}
-
-/// Create for server-side apply: like [`create_object`] but keeps the managedFields apply computed.
-async fn create_object_keep_fields(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
-    let managed = obj.pointer("/metadata/managedFields").cloned();
-    let mut created = {
-        let mut o = obj;
-        if let Some(ns) = ctx.namespace() {
-            check_namespace(ctx, ns, object::name(&o)).await?;
-        }
-        prepare_create(ctx, &mut o)?;
-        let served = &ctx.served;
-        match &served.custom {
-            Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut o),
-            None => berth_api::defaults::apply(&served.info, &mut o),
-        }
-        let errors = match &served.custom {
-            Some(c) => {
-                let mut e = berth_api::validation::validate_metadata(&served.info, &o, None);
-                e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &o));
-                e
-            }
-            None => berth_api::validation::validate(&served.info, &o, None),
-        };
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(&served.info, object::name(&o), &errors));
-        }
-        if let (Some(m), Some(mf)) = (object::meta_mut(&mut o), managed) {
-            m.insert("managedFields".into(), mf);
-        }
-        o
-    };
-    if ctx.params.dry_run {
-        return Ok(created);
-    }
-    let key = ctx.served.key(object::meta_str(&created, "namespace"), object::name(&created));
-    match ctx.app.store.create(&key, Bytes::from(object::encode_for_store(&created))).await {
-        Ok(kv) => {
-            object::set_resource_version(&mut created, kv.mod_revision);
-            crate::crd::after_write(ctx, &created);
-            Ok(created)
-        }
-        Err(berth_store::Error::AlreadyExists(_)) => Err(ApiError::already_exists(&ctx.served.info, ctx.name())),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -118,7 +118,12 @@ fn status_and_scale_subresources_of_custom_resources() {
     let ct = json!({ "apiVersion": "stable.example.com/v1", "kind": "CronTab", "metadata": { "name": "c" }, "spec": { "cronSpec": "* * * * *", "replicas": 2 } });
     let base = "/apis/stable.example.com/v1/namespaces/default/crontabs";
     assert_eq!(s.http_json("POST", base, Some(&ct)).0, 201);
-    let r = s.http("PATCH", &format!("{base}/c/status"), Some("application/merge-patch+json"), br#"{"status":{"replicas":2}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{base}/c/status"),
+        Some("application/merge-patch+json"),
+        br#"{"status":{"replicas":2}}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.json());
     assert_eq!(r.json()["status"]["replicas"], 2);
     s.kubectl_ok(&["scale", "crontab", "c", "--replicas=5"]);
@@ -126,7 +131,12 @@ fn status_and_scale_subresources_of_custom_resources() {
     assert_eq!(scale["spec"]["replicas"], 5);
     assert_eq!(scale["status"]["replicas"], 2);
     // Strategic merge patch is not for custom resources.
-    let r = s.http("PATCH", &format!("{base}/c"), Some("application/strategic-merge-patch+json"), br#"{"spec":{"replicas":3}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{base}/c"),
+        Some("application/strategic-merge-patch+json"),
+        br#"{"spec":{"replicas":3}}"#,
+    );
     assert_eq!(r.status, 415);
 }
 
@@ -136,7 +146,8 @@ fn invalid_crds_are_refused_and_deleting_a_crd_removes_its_resources() {
     let bad = CRD.replace("name: crontabs.stable.example.com", "name: wrong.stable.example.com");
     let err = s.kubectl_err(&["create", "-f", "-"], Some(&bad));
     assert!(err.contains("metadata.name"), "{err}");
-    let ct = "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: gone\nspec:\n  cronSpec: '* * * * *'\n";
+    let ct =
+        "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: gone\nspec:\n  cronSpec: '* * * * *'\n";
     s.kubectl_in_ok(&["create", "-f", "-"], Some(ct));
     s.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com"]);
     assert_eq!(s.http_json("GET", "/apis/stable.example.com/v1/namespaces/default/crontabs/gone", None).0, 404);

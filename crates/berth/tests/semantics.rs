@@ -349,3 +349,54 @@ fn tables_for_lists_and_single_objects() {
     assert_eq!(t["rows"][0]["cells"][0], "t");
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    let s = server();
+    let (_, k) = s.http_json("GET", "/api/v1/namespaces/default/services/kubernetes", None);
+    assert_eq!(k["spec"]["clusterIP"], "10.43.0.1");
+    let svc = |name: &str, extra: Value| {
+        let mut v = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
+            "spec": { "selector": { "app": name }, "ports": [{ "port": 80 }] } });
+        if let (Some(spec), Some(extra)) = (v["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        v
+    };
+    let (code, a) = s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("a", json!({}))));
+    assert_eq!(code, 201, "{a}");
+    let (_, b) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("b", json!({ "type": "NodePort" }))));
+    let (ip_a, ip_b) = (a["spec"]["clusterIP"].as_str().unwrap(), b["spec"]["clusterIP"].as_str().unwrap());
+    assert!(ip_a.starts_with("10.43.") && ip_b.starts_with("10.43.") && ip_a != ip_b, "{ip_a} {ip_b}");
+    let port = b["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    // Headless services get none; a taken or foreign address is refused.
+    let (_, h) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("h", json!({ "clusterIP": "None" }))));
+    assert_eq!(h["spec"]["clusterIP"], "None");
+    let (code, v) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("c", json!({ "clusterIP": ip_a }))));
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("already allocated"), "{v}");
+    let (code, _) = s.http_json(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&svc("d", json!({ "clusterIP": "192.168.1.1" }))),
+    );
+    assert_eq!(code, 422);
+    let (code, v) = s.http_json(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&svc("e", json!({ "type": "NodePort", "ports": [{ "port": 80, "nodePort": port }] }))),
+    );
+    assert_eq!(code, 422, "{v}");
+    // An update keeps the address.
+    let r = s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/services/a",
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"labels":{"x":"y"}}}"#,
+    );
+    assert_eq!(r.json()["spec"]["clusterIP"], ip_a);
+}
