@@ -14,6 +14,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root apt-get install -y -qq "${missing[@]}"
 fi
+need python3 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get install -y -qq "${missing[@]}"
+fi
+# The official Python client, in a virtualenv of our own.
+venv=target/pyenv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || { as_root apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check kubernetes
+export BERTH_PYTHON="$PWD/$venv/bin/python"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

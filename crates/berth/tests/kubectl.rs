@@ -279,3 +279,51 @@ fn namespace_deletion_removes_its_content() {
     let (code, _) = s.http_json("GET", "/api/v1/namespaces/doomed/configmaps/c1", None);
     assert_eq!(code, 404);
 }
+
+#[test]
+fn watch_prints_table_rows_and_edit_round_trips() {
+    let s = server();
+    s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
+    let mut child = std::process::Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["get", "deployments", "-w", "--request-timeout=20s"])
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let header = rx.recv_timeout(Duration::from_secs(10)).expect("header");
+    assert!(header.starts_with("NAME") && header.contains("UP-TO-DATE"), "{header}");
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("row");
+    assert!(first.starts_with("web") && first.contains("0/2"), "{first}");
+    // kubectl edit: the editor changes replicas; the watch prints the new row.
+    let edit = std::process::Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["edit", "deployment", "web"])
+        .env("HOME", s.dir.path())
+        .env("KUBE_EDITOR", "sed -i -e 's/^  replicas: 2$/  replicas: 4/'")
+        .output()
+        .unwrap();
+    assert!(edit.status.success(), "{}", String::from_utf8_lossy(&edit.stderr));
+    let mut seen = Vec::new();
+    let got = wait_until(Duration::from_secs(10), || {
+        while let Ok(l) = rx.try_recv() {
+            seen.push(l);
+        }
+        seen.iter().any(|l| l.starts_with("web") && l.contains("0/4"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got, "watch did not show the edit: {seen:?}");
+    assert_eq!(s.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
+}
