@@ -9,13 +9,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 need kubectl || missing+=(kubectl)
+need python3 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
-  as_root apt-get install -y -qq "${missing[@]}"
-fi
-need python3 || missing+=(python3)
-if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get install -y -qq "${missing[@]}"
 fi
 # The official Python client, in a virtualenv of our own.
