@@ -59,6 +59,7 @@ pub fn served_of(crd: &Value) -> Vec<Served> {
                     storage: v.storage,
                 }),
                 info: v.resource,
+                conversion: None,
             }
         })
         .collect()

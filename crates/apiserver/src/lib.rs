@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod convert;
 pub mod crd;
 pub mod discovery;
 pub mod error;

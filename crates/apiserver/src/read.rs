@@ -20,9 +20,12 @@ use crate::{object, scale, table};
 const CACHE_WAIT: Duration = Duration::from_secs(3);
 
 /// Reads one object from the store (a consistent read).
-pub async fn load(ctx: &Ctx) -> ApiResult<CachedObject> {
+pub async fn load(ctx: &Ctx) -> ApiResult<Arc<CachedObject>> {
     let kv = ctx.app.store.get(&ctx.key()).await?;
-    kv.as_ref().and_then(CachedObject::from_kv).ok_or_else(|| ApiError::not_found(&ctx.served.info, ctx.name()))
+    kv.as_ref()
+        .and_then(CachedObject::from_kv)
+        .map(|o| ctx.served.present(&Arc::new(o)))
+        .ok_or_else(|| ApiError::not_found(&ctx.served.info, ctx.name()))
 }
 
 /// GET of one object (or its status).
@@ -129,6 +132,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
 
 fn list_from_cache(ctx: &Ctx, filter: &Filter, prefix: &str) -> Response {
     let (items, rev) = ctx.app.cache.list(prefix);
+    let items: Vec<Arc<CachedObject>> = items.iter().map(|o| ctx.served.present(o)).collect();
     let selected = items.iter().filter(|o| filter.is_empty() || filter.matches(&o.value));
     render_list(ctx, selected, rev, None)
 }
@@ -151,7 +155,8 @@ async fn list_from_store(
             ),
             other => other.into(),
         })?;
-    let objects: Vec<Arc<CachedObject>> = result.kvs.iter().filter_map(CachedObject::from_kv).map(Arc::new).collect();
+    let objects: Vec<Arc<CachedObject>> =
+        result.kvs.iter().filter_map(CachedObject::from_kv).map(|o| ctx.served.present(&Arc::new(o))).collect();
     let next = if result.more { result.kvs.last().map(|kv| encode_continue(result.revision, &kv.key)) } else { None };
     let selected = objects.iter().filter(|o| filter.is_empty() || filter.matches(&o.value));
     Ok(render_list(ctx, selected, result.revision, next.as_deref()))

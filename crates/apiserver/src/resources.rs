@@ -5,7 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use berth_api::ResourceInfo;
+use bytes::Bytes;
 use serde_json::Value;
+
+use crate::cache::CachedObject;
+use crate::convert::Conversion;
+use crate::object;
 
 /// A custom resource's extra facts, taken from its CRD.
 #[derive(Debug, Clone)]
@@ -27,13 +32,44 @@ pub struct Served {
     pub info: ResourceInfo,
     /// Facts from the CRD, for custom resources.
     pub custom: Option<CustomInfo>,
+    /// Set when this version is converted from and to another storage version.
+    pub conversion: Option<Conversion>,
 }
 
 impl Served {
+    /// A built-in resource.
+    pub fn builtin(info: ResourceInfo) -> Served {
+        let conversion = Conversion::of(&info.group, &info.version, &info.plural);
+        Served { info, custom: None, conversion }
+    }
+
     /// The store key prefix of all objects of this resource: `/registry/<group>/<plural>/`.
     pub fn prefix(&self) -> String {
+        if let Some(c) = self.conversion {
+            return c.storage_prefix().to_string();
+        }
         let group = if self.info.group.is_empty() { "core" } else { &self.info.group };
         format!("/registry/{group}/{}/", self.info.plural)
+    }
+
+    /// A stored object as this version serves it.
+    pub fn present(&self, stored: &Arc<CachedObject>) -> Arc<CachedObject> {
+        match self.conversion {
+            None => stored.clone(),
+            Some(c) => {
+                let value = c.from_storage(&stored.value);
+                let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+                Arc::new(CachedObject { key: stored.key.clone(), value, json, revision: stored.revision })
+            }
+        }
+    }
+
+    /// The bytes the store keeps for an object of this version.
+    pub fn to_store(&self, obj: &Value) -> Bytes {
+        match self.conversion {
+            None => Bytes::from(object::encode_for_store(obj)),
+            Some(c) => Bytes::from(object::encode_for_store(&c.to_storage(obj))),
+        }
     }
 
     /// Store key prefix of the objects in one namespace (or all when `namespace` is None).
@@ -129,8 +165,7 @@ pub struct Resources {
 impl Resources {
     /// The built-in resources only.
     pub fn builtin() -> Resources {
-        let list =
-            berth_api::registry::builtin().iter().map(|info| Served { info: info.clone(), custom: None }).collect();
+        let list = berth_api::registry::builtin().iter().map(|info| Served::builtin(info.clone())).collect();
         Resources { current: RwLock::new(Arc::new(Catalog::new(list))) }
     }
 
@@ -142,7 +177,7 @@ impl Resources {
     /// Replaces the custom resources (keeps the built-ins).
     pub fn set_custom(&self, custom: Vec<Served>) {
         let mut list: Vec<Served> =
-            berth_api::registry::builtin().iter().map(|info| Served { info: info.clone(), custom: None }).collect();
+            berth_api::registry::builtin().iter().map(|info| Served::builtin(info.clone())).collect();
         list.extend(custom);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Catalog::new(list));
     }

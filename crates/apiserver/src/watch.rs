@@ -78,15 +78,17 @@ impl Watcher {
         {
             return None;
         }
-        let now = self.filter.matches(&e.object.value);
+        let served = self.ctx.served.clone();
+        let object = served.present(&e.object);
+        let now = self.filter.matches(&object.value);
         match e.kind {
-            EventType::Delete => now.then(|| self.frame("DELETED", &e.object)),
+            EventType::Delete => now.then(|| self.frame("DELETED", &object)),
             EventType::Put => {
-                let before = e.prev.as_ref().is_some_and(|p| self.filter.matches(&p.value));
+                let before = e.prev.as_ref().is_some_and(|p| self.filter.matches(&served.present(p).value));
                 match (before, now) {
-                    (true, true) => Some(self.frame("MODIFIED", &e.object)),
-                    (false, true) => Some(self.frame("ADDED", &e.object)),
-                    (true, false) => Some(self.frame("DELETED", &e.object)),
+                    (true, true) => Some(self.frame("MODIFIED", &object)),
+                    (false, true) => Some(self.frame("ADDED", &object)),
+                    (true, false) => Some(self.frame("DELETED", &object)),
                     (false, false) => None,
                 }
             }
@@ -139,8 +141,9 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
         for obj in &snapshot {
+            let obj = w.ctx.served.present(obj);
             if w.filter.matches(&obj.value) {
-                let f = w.frame("ADDED", obj);
+                let f = w.frame("ADDED", &obj);
                 if tx.send(Ok(f)).await.is_err() {
                     return;
                 }

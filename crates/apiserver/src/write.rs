@@ -289,7 +289,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     for attempt in 0..3 {
         let name = object::name(&obj).to_string();
         let key = ctx.served.key(object::meta_str(&obj, "namespace"), &name);
-        match ctx.app.store.create(&key, Bytes::from(object::encode_for_store(&obj))).await {
+        match ctx.app.store.create(&key, ctx.served.to_store(&obj)).await {
             Ok(kv) => {
                 object::set_resource_version(&mut obj, kv.mod_revision);
                 crate::crd::after_write(ctx, &obj);
@@ -422,12 +422,8 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);
     }
-    let kv = ctx
-        .app
-        .store
-        .update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision)
-        .await
-        .map_err(|e| map_cas(ctx, e))?;
+    let kv =
+        ctx.app.store.update(&old.key, ctx.served.to_store(&new), old.revision).await.map_err(|e| map_cas(ctx, e))?;
     object::set_resource_version(&mut new, kv.mod_revision);
     crate::crd::after_write(ctx, &new);
     Ok(new)
@@ -806,7 +802,7 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
         let kv = ctx
             .app
             .store
-            .update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision)
+            .update(&old.key, ctx.served.to_store(&new), old.revision)
             .await
             .map_err(|e| map_cas(ctx, e))?;
         object::set_resource_version(&mut new, kv.mod_revision);
@@ -845,9 +841,11 @@ pub async fn delete_collection(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     ctx.app.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
     let (items, rev) = ctx.app.cache.list(&ctx.served.prefix_in(ctx.namespace()));
     let mut deleted = Vec::new();
-    for item in items.iter().filter(|o| filter.matches(&o.value)) {
+    for item in items.iter().map(|o| ctx.served.present(o)).filter(|o| filter.matches(&o.value)) {
         let Ok(Some(kv)) = ctx.app.store.get(&item.key).await else { continue };
-        let Some(fresh) = CachedObject::from_kv(&kv) else { continue };
+        let Some(fresh) = CachedObject::from_kv(&kv).map(|o| ctx.served.present(&std::sync::Arc::new(o))) else {
+            continue;
+        };
         match delete_one(&ctx, &fresh, &opts, dry).await {
             Ok(_) => deleted.push(fresh.value.clone()),
             Err(e) if e.code == 404 || e.code == 409 => {}
@@ -897,7 +895,7 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         if ctx.params.dry_run {
             break;
         }
-        match ctx.app.store.update(&old.key, Bytes::from(object::encode_for_store(&new)), old.revision).await {
+        match ctx.app.store.update(&old.key, ctx.served.to_store(&new), old.revision).await {
             Ok(_) => break,
             Err(berth_store::Error::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

@@ -400,3 +400,47 @@ fn services_get_cluster_ips_and_node_ports() {
     );
     assert_eq!(r.json()["spec"]["clusterIP"], ip_a);
 }
+
+#[test]
+fn versions_sharing_storage_are_converted() {
+    let s = server();
+    let hpa = json!({ "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": { "name": "h" },
+        "spec": { "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": "web" }, "minReplicas": 1, "maxReplicas": 4,
+                  "metrics": [{ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 65 } } }] } });
+    assert_eq!(
+        s.http_json("POST", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers", Some(&hpa)).0,
+        201
+    );
+    let (code, v1) = s.http_json("GET", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/h", None);
+    assert_eq!(code, 200);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 65);
+    // A write through v1 is seen through v2.
+    let r = s.http(
+        "PATCH",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/h",
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"maxReplicas":8}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    let (_, v2) = s.http_json("GET", "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/h", None);
+    assert_eq!(v2["spec"]["maxReplicas"], 8);
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 65);
+    let (_, list) = s.http_json("GET", "/apis/autoscaling/v1/horizontalpodautoscalers", None);
+    assert_eq!(list["items"][0]["apiVersion"], "autoscaling/v1");
+
+    // events.k8s.io/v1 Events are core Events to kubectl.
+    let ev = json!({ "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": { "name": "e1" },
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "berth.io/test", "reportingInstance": "t-1",
+        "action": "Testing", "reason": "Tested", "type": "Normal", "note": "converted",
+        "regarding": { "apiVersion": "v1", "kind": "ConfigMap", "name": "c", "namespace": "default" } });
+    let (code, v) = s.http_json("POST", "/apis/events.k8s.io/v1/namespaces/default/events", Some(&ev));
+    assert_eq!(code, 201, "{v}");
+    let (_, core) = s.http_json("GET", "/api/v1/namespaces/default/events/e1", None);
+    assert_eq!(core["message"], "converted");
+    assert_eq!(core["involvedObject"]["name"], "c");
+    let (_, sel) = s.http_json("GET", "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dc", None);
+    assert_eq!(sel["items"].as_array().unwrap().len(), 1);
+    let out = s.kubectl_ok(&["get", "events"]);
+    assert!(out.contains("Tested") && out.contains("converted"), "{out}");
+}
