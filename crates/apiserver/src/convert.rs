@@ -77,10 +77,8 @@ fn take_annotation(obj: &mut Value, key: &str) -> Option<Value> {
     let a = obj.pointer_mut("/metadata/annotations")?.as_object_mut()?;
     let raw = a.remove(key)?;
     let empty = a.is_empty();
-    if empty {
-        if let Some(m) = obj["metadata"].as_object_mut() {
-            m.remove("annotations");
-        }
+    if empty && let Some(m) = obj["metadata"].as_object_mut() {
+        m.remove("annotations");
     }
     serde_json::from_str(raw.as_str()?).ok()
 }
