@@ -7,7 +7,7 @@
 //! per-watcher queues), so a slow watcher never blocks others and never misses an
 //! event: if it falls out of the window its watch ends with 410 Expired.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -95,6 +95,9 @@ struct State {
 pub struct Cache {
     state: RwLock<State>,
     history: usize,
+    /// Objects this server just wrote, decoded and encoded already: the store's event for
+    /// (key, revision) takes them instead of decoding its bytes again.
+    primed: std::sync::Mutex<HashMap<(String, Revision), Arc<CachedObject>>>,
     revision_tx: watch::Sender<(u64, Revision)>,
 }
 
@@ -110,7 +113,12 @@ impl Cache {
     /// last `history` events for watchers that start in the past. Returns once primed.
     pub async fn start(store: Arc<dyn Store>, history: usize) -> berth_store::Result<Arc<Cache>> {
         let (revision_tx, _) = watch::channel((0, 0));
-        let cache = Arc::new(Cache { state: RwLock::new(State::default()), history: history.max(1), revision_tx });
+        let cache = Arc::new(Cache {
+            state: RwLock::new(State::default()),
+            history: history.max(1),
+            primed: std::sync::Mutex::new(HashMap::new()),
+            revision_tx,
+        });
         let rev = cache.relist(store.as_ref()).await?;
         let follower = cache.clone();
         tokio::spawn(async move { follower.follow(store, rev).await });
@@ -181,20 +189,49 @@ impl Cache {
         }
     }
 
+    /// Hands the cache an object this server has just written at `revision`, so that the
+    /// store's event for it needs no decoding. `value` must carry its resourceVersion.
+    pub fn prime(&self, key: &str, value: Value, revision: Revision) {
+        if revision <= self.revision() {
+            return; // the event is already in
+        }
+        let Ok(json) = serde_json::to_vec(&value) else { return };
+        let obj = Arc::new(CachedObject { key: key.to_string(), value, json: Bytes::from(json), revision });
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        primed.insert((key.to_string(), revision), obj);
+    }
+
+    fn take_primed(&self, kv: &KeyValue) -> Option<Arc<CachedObject>> {
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        let found = primed.remove(&(kv.key.clone(), kv.mod_revision));
+        if primed.len() > 4096 {
+            // Entries whose events were missed (a re-list): drop what is already applied.
+            primed.retain(|(_, rev), _| *rev > kv.mod_revision);
+        }
+        found
+    }
+
     fn apply(&self, event: Event) {
         let revision = event.revision();
+        let cached = match &event {
+            Event::Put { kv, .. } => match self.take_primed(kv).or_else(|| CachedObject::from_kv(kv).map(Arc::new)) {
+                Some(o) => o,
+                None => return,
+            },
+            Event::Delete { kv } => match CachedObject::from_kv(kv) {
+                Some(o) => Arc::new(o),
+                None => return,
+            },
+        };
         let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
         let cached = match event {
             Event::Put { kv, .. } => {
-                let Some(obj) = CachedObject::from_kv(&kv) else { return };
-                let obj = Arc::new(obj);
-                let prev = st.objects.insert(kv.key.clone(), obj.clone());
-                CachedEvent { kind: EventType::Put, object: obj, prev }
+                let prev = st.objects.insert(kv.key.clone(), cached.clone());
+                CachedEvent { kind: EventType::Put, object: cached, prev }
             }
             Event::Delete { kv } => {
                 let prev = st.objects.remove(&kv.key);
-                let Some(obj) = CachedObject::from_kv(&kv) else { return };
-                CachedEvent { kind: EventType::Delete, object: Arc::new(obj), prev }
+                CachedEvent { kind: EventType::Delete, object: cached, prev }
             }
         };
         st.revision = revision;

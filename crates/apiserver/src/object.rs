@@ -67,9 +67,13 @@ pub fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// The object with the fields Kubernetes does not store removed (resourceVersion,
-/// selfLink), encoded for the store.
+/// The object encoded for the store: without the fields Kubernetes does not store
+/// (resourceVersion, selfLink).
 pub fn encode_for_store(obj: &Value) -> Vec<u8> {
+    let has_volatile = obj.get("metadata").is_some_and(|m| m.get("resourceVersion").is_some() || m.get("selfLink").is_some());
+    if !has_volatile {
+        return serde_json::to_vec(obj).unwrap_or_default();
+    }
     let mut copy = obj.clone();
     if let Some(m) = meta_mut(&mut copy) {
         m.remove("resourceVersion");

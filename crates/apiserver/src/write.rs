@@ -292,6 +292,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
         match ctx.app.store.create(&key, ctx.served.to_store(&obj)).await {
             Ok(kv) => {
                 object::set_resource_version(&mut obj, kv.mod_revision);
+                prime(ctx, &key, &obj, kv.mod_revision);
                 crate::crd::after_write(ctx, &obj);
                 return Ok(obj);
             }
@@ -422,11 +423,22 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);
     }
+    if let Some(m) = object::meta_mut(&mut new) {
+        m.remove("resourceVersion");
+    }
     let kv =
         ctx.app.store.update(&old.key, ctx.served.to_store(&new), old.revision).await.map_err(|e| map_cas(ctx, e))?;
     object::set_resource_version(&mut new, kv.mod_revision);
+    prime(ctx, &old.key, &new, kv.mod_revision);
     crate::crd::after_write(ctx, &new);
     Ok(new)
+}
+
+/// Gives the watch cache the object just written (when it is in its storage form).
+fn prime(ctx: &Ctx, key: &str, obj: &Value, revision: i64) {
+    if ctx.served.conversion.is_none() {
+        ctx.app.cache.prime(key, obj.clone(), revision);
+    }
 }
 
 fn map_cas(ctx: &Ctx, e: berth_store::Error) -> ApiError {
