@@ -2,7 +2,6 @@
 //! selector transitions (an object leaving the selection is a DELETED event), initial
 //! events, bookmarks, timeouts and Table-formatted events.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;

@@ -353,10 +353,10 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
             c
         };
-        if let Some(gen) = old_meta.get("generation").and_then(Value::as_i64) {
+        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64) {
             if strip(new) != strip(old) {
                 if let Some(m) = object::meta_mut(new) {
-                    m.insert("generation".into(), json!(gen + 1));
+                    m.insert("generation".into(), json!(generation + 1));
                 }
             }
         }

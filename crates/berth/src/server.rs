@@ -13,7 +13,7 @@ use clap::Args;
 
 /// Flags of `berth server`.
 #[derive(Args, Debug)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Directory for the store and generated files
     /// [default: /var/lib/berth/server as root, else ~/.local/share/berth/server].
     #[arg(long)]
@@ -69,7 +69,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the server until SIGTERM or SIGINT.
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;

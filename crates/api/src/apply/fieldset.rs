@@ -1,0 +1,277 @@
+//! Field paths and sets of them, with Kubernetes' `FieldsV1` JSON encoding
+//! (`f:<name>`, `k:<json key>`, `v:<json value>`, `i:<index>`, `.` for the item itself).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::ApplyError;
+
+/// One step of a field path.
+///
+/// Keys and values are held as canonical JSON text (object keys sorted, no spaces), the
+/// form Kubernetes writes after `k:` and `v:`, so that elements compare and order simply.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathElement {
+    /// A struct field or map entry: `f:<name>`, shown as `.name`.
+    Field(String),
+    /// An item of an associative (`map`) list, by its key fields: `k:{"name":"nginx"}`,
+    /// shown as `[name="nginx"]`.
+    Key(String),
+    /// An item of a `set` list, by value: `v:"a"`, shown as `[="a"]`.
+    Value(String),
+    /// A position in a list: `i:0`, shown as `[0]`.
+    Index(usize),
+}
+
+impl PathElement {
+    /// A key element from the key fields of an associative-list item.
+    pub fn key(fields: &Map<String, Value>) -> PathElement {
+        PathElement::Key(canonical_json(&Value::Object(fields.clone())))
+    }
+
+    /// A value element for a set-list item.
+    pub fn value(item: &Value) -> PathElement {
+        PathElement::Value(canonical_json(item))
+    }
+
+    /// The `FieldsV1` spelling (`f:name`, `k:{..}`, `v:..`, `i:0`).
+    pub fn to_fields_v1_key(&self) -> String {
+        match self {
+            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Key(k) => format!("k:{k}"),
+            PathElement::Value(v) => format!("v:{v}"),
+            PathElement::Index(i) => format!("i:{i}"),
+        }
+    }
+
+    /// Parses one `FieldsV1` key (not `.`).
+    pub fn from_fields_v1_key(key: &str) -> Result<PathElement, ApplyError> {
+        let bad = |why: &str| {
+            ApplyError::BadManagedFields(format!("invalid path element {key:?}: {why}"))
+        };
+        let (kind, rest) = key
+            .split_once(':')
+            .ok_or_else(|| bad("missing a type prefix"))?;
+        match kind {
+            "f" => Ok(PathElement::Field(rest.to_string())),
+            "k" => match serde_json::from_str::<Value>(rest) {
+                Ok(v @ Value::Object(_)) => Ok(PathElement::Key(canonical_json(&v))),
+                Ok(_) => Err(bad("key is not a JSON object")),
+                Err(e) => Err(bad(&e.to_string())),
+            },
+            "v" => serde_json::from_str::<Value>(rest)
+                .map(|v| PathElement::Value(canonical_json(&v)))
+                .map_err(|e| bad(&e.to_string())),
+            "i" => rest
+                .parse::<usize>()
+                .map(PathElement::Index)
+                .map_err(|e| bad(&e.to_string())),
+            _ => Err(bad("unknown type prefix")),
+        }
+    }
+}
+
+impl fmt::Display for PathElement {
+    /// Kubernetes' path notation: `.name`, `[name="nginx"]`, `[="a"]`, `[0]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathElement::Field(name) => write!(f, ".{name}"),
+            PathElement::Key(k) => match serde_json::from_str::<Value>(k) {
+                Ok(Value::Object(m)) => {
+                    let parts: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", canonical_json(v)))
+                        .collect();
+                    write!(f, "[{}]", parts.join(","))
+                }
+                _ => write!(f, "[{k}]"),
+            },
+            PathElement::Value(v) => write!(f, "[={v}]"),
+            PathElement::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+/// A path from the object root, e.g. `.spec.template.spec.containers[name="nginx"].image`.
+pub type Path = Vec<PathElement>;
+
+/// Renders a path in Kubernetes' notation (`.spec.replicas`).
+pub fn path_string(path: &[PathElement]) -> String {
+    path.iter().map(ToString::to_string).collect()
+}
+
+/// JSON text with object keys sorted and no whitespace, as Kubernetes encodes keys.
+pub fn canonical_json(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, &Value> = m.iter().collect();
+            let parts: Vec<String> = sorted
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A set of field paths: the fields one manager owns, or the fields an object specifies.
+///
+/// A path is a member when the field (a leaf, an atomic value, a list item or a map entry)
+/// itself is owned; parents that are only on the way to members are not members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSet {
+    paths: BTreeSet<Path>,
+}
+
+impl FieldSet {
+    /// The empty set.
+    pub fn new() -> FieldSet {
+        FieldSet::default()
+    }
+
+    /// Decodes a `FieldsV1` object (`{"f:spec":{"f:replicas":{}}}`).
+    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, ApplyError> {
+        let mut set = FieldSet::new();
+        let mut prefix = Vec::new();
+        decode_into(v, &mut prefix, &mut set)?;
+        Ok(set)
+    }
+
+    /// Encodes the set as a `FieldsV1` object.
+    pub fn to_fields_v1(&self) -> Value {
+        #[derive(Default)]
+        struct Tree {
+            member: bool,
+            children: BTreeMap<PathElement, Tree>,
+        }
+        fn emit(tree: &Tree) -> Value {
+            let mut out = Map::new();
+            if tree.member && !tree.children.is_empty() {
+                out.insert(".".to_string(), Value::Object(Map::new()));
+            }
+            for (pe, child) in &tree.children {
+                out.insert(pe.to_fields_v1_key(), emit(child));
+            }
+            Value::Object(out)
+        }
+        let mut root = Tree::default();
+        for path in &self.paths {
+            let mut node = &mut root;
+            for pe in path {
+                node = node.children.entry(pe.clone()).or_default();
+            }
+            node.member = true;
+        }
+        emit(&root)
+    }
+
+    /// Adds a path.
+    pub fn insert(&mut self, path: Path) {
+        if !path.is_empty() {
+            self.paths.insert(path);
+        }
+    }
+
+    /// True when the path is a member.
+    pub fn contains(&self, path: &[PathElement]) -> bool {
+        self.paths.contains(path)
+    }
+
+    /// True when the set has no members.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Members in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Path> {
+        self.paths.iter()
+    }
+
+    /// Members that are `prefix` itself or lie under it.
+    pub fn under<'s>(&'s self, prefix: &'s [PathElement]) -> impl Iterator<Item = &'s Path> + 's {
+        self.paths
+            .range(prefix.to_vec()..)
+            .take_while(move |p| p.starts_with(prefix))
+    }
+
+    /// True when `prefix` or some path under it is a member.
+    pub fn touches(&self, prefix: &[PathElement]) -> bool {
+        self.under(prefix).next().is_some()
+    }
+
+    /// Members of either set.
+    pub fn union(&self, other: &FieldSet) -> FieldSet {
+        FieldSet {
+            paths: self.paths.union(&other.paths).cloned().collect(),
+        }
+    }
+
+    /// Members of both sets.
+    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        FieldSet {
+            paths: self.paths.intersection(&other.paths).cloned().collect(),
+        }
+    }
+
+    /// Members of `self` not in `other`.
+    pub fn difference(&self, other: &FieldSet) -> FieldSet {
+        FieldSet {
+            paths: self.paths.difference(&other.paths).cloned().collect(),
+        }
+    }
+}
+
+impl FromIterator<Path> for FieldSet {
+    fn from_iter<I: IntoIterator<Item = Path>>(iter: I) -> FieldSet {
+        let mut set = FieldSet::new();
+        for p in iter {
+            set.insert(p);
+        }
+        set
+    }
+}
+
+fn decode_into(v: &Value, prefix: &mut Path, set: &mut FieldSet) -> Result<(), ApplyError> {
+    let obj = v.as_object().ok_or_else(|| {
+        ApplyError::BadManagedFields(format!(
+            "expected an object at {:?}, found {v}",
+            path_string(prefix)
+        ))
+    })?;
+    for (key, child) in obj {
+        if key == "." {
+            set.insert(prefix.clone());
+            continue;
+        }
+        prefix.push(PathElement::from_fields_v1_key(key)?);
+        match child.as_object() {
+            Some(m) if m.is_empty() => set.insert(prefix.clone()),
+            Some(_) => decode_into(child, prefix, set)?,
+            None => {
+                return Err(ApplyError::BadManagedFields(format!(
+                    "expected an object at {:?}, found {child}",
+                    path_string(prefix)
+                )));
+            }
+        }
+        prefix.pop();
+    }
+    Ok(())
+}

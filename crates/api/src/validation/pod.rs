@@ -1,0 +1,619 @@
+//! Pod spec validation (pods and the pod templates of workloads) and the pod update rule.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::duplicate;
+use super::{
+    Ctx, is_dns1123_label, is_env_var_name, is_port_name, is_valid_port, parse_quantity, quote,
+};
+use crate::field_error::FieldError;
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+
+/// The volume sources a volume may name, exactly one of which must be set.
+const VOLUME_SOURCES: &[&str] = &[
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
+];
+
+/// Validates a Pod; on update only a few spec fields may change.
+pub(super) fn validate_pod(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    validate_pod_spec(ctx, spec, "spec", &[]);
+    if let Some(old_spec) = old.and_then(|o| o.get("spec")) {
+        validate_pod_spec_update(ctx, spec, old_spec);
+    }
+}
+
+/// Validates a pod template at `path`: its labels and its spec, with the restart
+/// policy limited to `restart_policies` when not empty.
+pub(super) fn validate_template(
+    ctx: &mut Ctx<'_>,
+    template: Option<&Value>,
+    path: &str,
+    restart_policies: &[&str],
+) {
+    let Some(template) = template.filter(|t| !t.is_null()) else {
+        ctx.push(FieldError::required(path, ""));
+        return;
+    };
+    ctx.labels(
+        template.pointer("/metadata/labels"),
+        &format!("{path}.metadata.labels"),
+    );
+    let spec = template.get("spec").unwrap_or(&Value::Null);
+    validate_pod_spec(ctx, spec, &format!("{path}.spec"), restart_policies);
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Validates a pod spec at `path`.
+pub(super) fn validate_pod_spec(
+    ctx: &mut Ctx<'_>,
+    spec: &Value,
+    path: &str,
+    restart_policies: &[&str],
+) {
+    let volumes = validate_volumes(ctx, spec, path);
+    let mut names = HashSet::new();
+    let containers = array(spec, "containers");
+    if containers.is_empty() {
+        ctx.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    for (kind, list) in [
+        ("containers", containers),
+        ("initContainers", array(spec, "initContainers")),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            validate_container(ctx, c, &format!("{path}.{kind}[{i}]"), &mut names, &volumes);
+        }
+    }
+    let restart = spec.get("restartPolicy");
+    ctx.one_of(&format!("{path}.restartPolicy"), restart, RESTART_POLICIES);
+    if !restart_policies.is_empty()
+        && let Some(r) = restart.and_then(Value::as_str)
+        && RESTART_POLICIES.contains(&r)
+        && !restart_policies.contains(&r)
+    {
+        ctx.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            quote(r),
+            restart_policies,
+        ));
+    }
+    ctx.one_of(
+        &format!("{path}.dnsPolicy"),
+        spec.get("dnsPolicy"),
+        DNS_POLICIES,
+    );
+    ctx.non_negative(spec, "terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"));
+    if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && n <= 0
+    {
+        ctx.push(FieldError::invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            n,
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
+    let node_name = text(spec, "nodeName");
+    if !node_name.is_empty() {
+        ctx.check_str(
+            &format!("{path}.nodeName"),
+            node_name,
+            super::is_dns1123_subdomain,
+        );
+    }
+    let sa = text(spec, "serviceAccountName");
+    if !sa.is_empty() {
+        ctx.check_str(
+            &format!("{path}.serviceAccountName"),
+            sa,
+            super::is_dns1123_subdomain,
+        );
+    }
+    ctx.labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"));
+}
+
+fn validate_volumes(ctx: &mut Ctx<'_>, spec: &Value, path: &str) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (i, v) in array(spec, "volumes").iter().enumerate() {
+        let vpath = format!("{path}.volumes[{i}]");
+        let name = text(v, "name");
+        if name.is_empty() {
+            ctx.push(FieldError::required(format!("{vpath}.name"), ""));
+        } else {
+            ctx.check_str(&format!("{vpath}.name"), name, is_dns1123_label);
+            if !names.insert(name.to_string()) {
+                ctx.push(duplicate(format!("{vpath}.name"), name));
+            }
+        }
+        let sources = VOLUME_SOURCES
+            .iter()
+            .filter(|s| v.get(**s).is_some_and(|x| !x.is_null()))
+            .count();
+        if sources == 0 {
+            ctx.push(FieldError::required(vpath, "must specify a volume type"));
+        } else if sources > 1 {
+            ctx.push(FieldError::forbidden(
+                vpath,
+                "may not specify more than 1 volume type",
+            ));
+        }
+    }
+    names
+}
+
+fn validate_container(
+    ctx: &mut Ctx<'_>,
+    c: &Value,
+    path: &str,
+    names: &mut HashSet<String>,
+    volumes: &HashSet<String>,
+) {
+    let name = text(c, "name");
+    if name.is_empty() {
+        ctx.push(FieldError::required(format!("{path}.name"), ""));
+    } else {
+        ctx.check_str(&format!("{path}.name"), name, is_dns1123_label);
+        if !names.insert(name.to_string()) {
+            ctx.push(duplicate(format!("{path}.name"), name));
+        }
+    }
+    if text(c, "image").trim().is_empty() {
+        ctx.push(FieldError::required(format!("{path}.image"), ""));
+    }
+    ctx.one_of(
+        &format!("{path}.imagePullPolicy"),
+        c.get("imagePullPolicy"),
+        PULL_POLICIES,
+    );
+    let mut port_names = HashSet::new();
+    for (i, p) in array(c, "ports").iter().enumerate() {
+        let ppath = format!("{path}.ports[{i}]");
+        let pname = text(p, "name");
+        if !pname.is_empty() {
+            ctx.check_str(&format!("{ppath}.name"), pname, is_port_name);
+            if !port_names.insert(pname.to_string()) {
+                ctx.push(duplicate(format!("{ppath}.name"), pname));
+            }
+        }
+        match p.get("containerPort").and_then(Value::as_i64) {
+            None | Some(0) => ctx.push(FieldError::required(format!("{ppath}.containerPort"), "")),
+            Some(n) => {
+                for msg in is_valid_port(n) {
+                    ctx.push(FieldError::invalid(
+                        format!("{ppath}.containerPort"),
+                        n,
+                        msg,
+                    ));
+                }
+            }
+        }
+        if let Some(n) = p
+            .get("hostPort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0)
+        {
+            for msg in is_valid_port(n) {
+                ctx.push(FieldError::invalid(format!("{ppath}.hostPort"), n, msg));
+            }
+        }
+        ctx.one_of(&format!("{ppath}.protocol"), p.get("protocol"), PROTOCOLS);
+    }
+    for (i, e) in array(c, "env").iter().enumerate() {
+        let epath = format!("{path}.env[{i}].name");
+        let ename = text(e, "name");
+        if ename.is_empty() {
+            ctx.push(FieldError::required(epath, ""));
+        } else {
+            ctx.check_str(&epath, ename, is_env_var_name);
+        }
+    }
+    for (i, m) in array(c, "volumeMounts").iter().enumerate() {
+        let mpath = format!("{path}.volumeMounts[{i}]");
+        let mname = text(m, "name");
+        if mname.is_empty() {
+            ctx.push(FieldError::required(format!("{mpath}.name"), ""));
+        } else if !volumes.contains(mname) {
+            ctx.push(FieldError::invalid(
+                format!("{mpath}.name"),
+                quote(mname),
+                "not found",
+            ));
+        }
+        if text(m, "mountPath").is_empty() {
+            ctx.push(FieldError::required(format!("{mpath}.mountPath"), ""));
+        }
+    }
+    validate_resources(ctx, c.get("resources"), &format!("{path}.resources"));
+}
+
+fn validate_resources(ctx: &mut Ctx<'_>, resources: Option<&Value>, path: &str) {
+    let Some(resources) = resources else { return };
+    let mut parsed = |key: &str| -> Vec<(String, f64, String)> {
+        let mut out = Vec::new();
+        if let Some(map) = resources.get(key).and_then(Value::as_object) {
+            for (name, q) in map {
+                let text = match q {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    other => other.to_string(),
+                };
+                match parse_quantity(&text) {
+                    Some(v) if v < 0.0 => ctx.push(FieldError::invalid(
+                        format!("{path}.{key}[{name}]"),
+                        quote(&text),
+                        "must be greater than or equal to 0",
+                    )),
+                    Some(v) => out.push((name.clone(), v, text)),
+                    None => ctx.push(FieldError::invalid(
+                        format!("{path}.{key}[{name}]"),
+                        quote(&text),
+                        super::QUANTITY_ERROR,
+                    )),
+                }
+            }
+        }
+        out
+    };
+    let limits = parsed("limits");
+    let requests = parsed("requests");
+    for (name, value, text) in &requests {
+        if let Some((_, limit, limit_text)) = limits.iter().find(|(n, _, _)| n == name)
+            && value > limit
+        {
+            ctx.push(FieldError::invalid(
+                format!("{path}.requests"),
+                quote(text),
+                format!("must be less than or equal to {name} limit of {limit_text}"),
+            ));
+        }
+    }
+}
+
+/// The fields of a pod spec that an update may change.
+fn mutable_view(spec: &Value, from: &Value) -> Value {
+    let mut view = spec.clone();
+    let Some(obj) = view.as_object_mut() else {
+        return view;
+    };
+    for key in ["containers", "initContainers"] {
+        let sources = array(from, key);
+        if let Some(Value::Array(list)) = obj.get_mut(key) {
+            for (c, src) in list.iter_mut().zip(sources) {
+                if let (Some(c), Some(img)) = (c.as_object_mut(), src.get("image")) {
+                    c.insert("image".into(), img.clone());
+                }
+            }
+        }
+    }
+    for key in [
+        "activeDeadlineSeconds",
+        "tolerations",
+        "terminationGracePeriodSeconds",
+    ] {
+        match from.get(key) {
+            Some(v) => obj.insert(key.into(), v.clone()),
+            None => obj.remove(key),
+        };
+    }
+    view
+}
+
+fn validate_pod_spec_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
+    // Copy the mutable fields of the new spec onto the old one: anything else that differs is forbidden.
+    if mutable_view(old_spec, spec) != *spec {
+        ctx.push(FieldError::forbidden(
+            "spec",
+            "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+        ));
+    }
+    let old_tolerations = array(old_spec, "tolerations");
+    let new_tolerations = array(spec, "tolerations");
+    if !old_tolerations.iter().all(|t| new_tolerations.contains(t)) {
+        ctx.push(FieldError::forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
+    if let (Some(old_d), new_d) = (
+        old_spec
+            .get("activeDeadlineSeconds")
+            .and_then(Value::as_i64),
+        spec.get("activeDeadlineSeconds"),
+    ) {
+        match new_d.and_then(Value::as_i64) {
+            None => ctx.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                "null",
+                "must not update from a positive integer to nil value",
+            )),
+            Some(n) if n > old_d => ctx.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                n,
+                "must be less than or equal to previous value",
+            )),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::validation::tests::check;
+
+    fn pod(spec: Value) -> Value {
+        json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec})
+    }
+
+    #[test]
+    fn containers() {
+        check(
+            "/v1/pods",
+            pod(json!({"containers": [{"name": "c", "image": "nginx"}]})),
+            None,
+            &[],
+        );
+        check(
+            "/v1/pods",
+            pod(json!({})),
+            None,
+            &["spec.containers: Required value"],
+        );
+        check(
+            "/v1/pods",
+            json!({"metadata": {"name": "p", "namespace": "d"}}),
+            None,
+            &["spec.containers: Required value"],
+        );
+        check(
+            "/v1/pods",
+            pod(json!({"containers": [{"name": "c", "image": "a"}, {"name": "c", "image": "b"}]})),
+            None,
+            &[r#"spec.containers[1].name: Duplicate value: "c""#],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c"}], "initContainers": [{"name": "c", "image": "x"}]}),
+            ),
+            None,
+            &[
+                "spec.containers[0].image: Required value",
+                r#"spec.initContainers[0].name: Duplicate value: "c""#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(json!({"containers": [{"image": "x"}]})),
+            None,
+            &["spec.containers[0].name: Required value"],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]}),
+            ),
+            None,
+            &[
+                r#"spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#,
+            ],
+        );
+    }
+
+    #[test]
+    fn ports() {
+        let c = |ports: Value| {
+            pod(json!({"containers": [{"name": "c", "image": "x", "ports": ports}]}))
+        };
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 80, "name": "http", "protocol": "UDP"}])),
+            None,
+            &[],
+        );
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 0}])),
+            None,
+            &["spec.containers[0].ports[0].containerPort: Required value"],
+        );
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 70000}])),
+            None,
+            &[
+                "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ],
+        );
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 80, "protocol": "HTTP"}])),
+            None,
+            &[
+                r#"spec.containers[0].ports[0].protocol: Unsupported value: "HTTP": supported values: "SCTP", "TCP", "UDP""#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 80, "name": "a"}, {"containerPort": 81, "name": "a"}])),
+            None,
+            &[r#"spec.containers[0].ports[1].name: Duplicate value: "a""#],
+        );
+        check(
+            "/v1/pods",
+            c(json!([{"containerPort": 80, "hostPort": -1}])),
+            None,
+            &[
+                "spec.containers[0].ports[0].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
+            ],
+        );
+    }
+
+    #[test]
+    fn policies_env_resources_volumes() {
+        let base = |extra: Value| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "x"}]});
+            if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+                s.extend(e.clone());
+            }
+            pod(spec)
+        };
+        check(
+            "/v1/pods",
+            base(json!({"restartPolicy": "Sometimes"})),
+            None,
+            &[
+                r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"dnsPolicy": "x"})),
+            None,
+            &[
+                r#"spec.dnsPolicy: Unsupported value: "x": supported values: "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None""#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A=B"}, {"value": "v"}]}]}),
+            ),
+            None,
+            &[
+                r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#,
+                "spec.containers[0].env[1].name: Required value",
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}),
+            ),
+            None,
+            &[
+                r#"spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "1Gi", "cpu": "500m"}, "limits": {"memory": "2Gi"}}}]}),
+            ),
+            None,
+            &[],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "lots"}}}]}),
+            ),
+            None,
+            &[
+                r#"spec.containers[0].resources.limits[cpu]: Invalid value: "lots": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            base(
+                json!({"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}, {"name": "w"}, {"name": "x", "emptyDir": {}, "secret": {}}]}),
+            ),
+            None,
+            &[
+                r#"spec.volumes[1].name: Duplicate value: "v""#,
+                "spec.volumes[2]: Required value: must specify a volume type",
+                "spec.volumes[3]: Forbidden: may not specify more than 1 volume type",
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}),
+            ),
+            None,
+            &[r#"spec.containers[0].volumeMounts[0].name: Invalid value: "nope": not found"#],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"terminationGracePeriodSeconds": -5})),
+            None,
+            &[
+                "spec.terminationGracePeriodSeconds: Invalid value: -5: must be greater than or equal to 0",
+            ],
+        );
+    }
+
+    #[test]
+    fn updates() {
+        let old = pod(json!({"containers": [{"name": "c", "image": "a"}], "nodeName": "n1"}));
+        check(
+            "/v1/pods",
+            pod(json!({"containers": [{"name": "c", "image": "b"}], "nodeName": "n1"})),
+            Some(old.clone()),
+            &[],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "a"}], "nodeName": "n1", "tolerations": [{"key": "k", "operator": "Exists"}]}),
+            ),
+            Some(old.clone()),
+            &[],
+        );
+        let errs: Vec<String> = {
+            let res = crate::registry::find_builtin("", "v1", "pods").expect("pods");
+            let new = pod(json!({"containers": [{"name": "c", "image": "a"}], "nodeName": "n2"}));
+            crate::validation::validate(res, &new, Some(&old))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{errs:?}");
+    }
+}
