@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use super::client::Conn;
 use super::report::{self, Figure};
 use super::server::ServerProcess;
-use super::stats::{Latencies, ms};
+use super::stats::Latencies;
 
 /// Flags of `berth bench api`.
 #[derive(Args, Debug)]

@@ -99,6 +99,6 @@ mod tests {
     fn table_aligns_columns() {
         let figs = [Figure::new("a_ms", "latency", 1.5, "ms").goal("< 25 ms").anchor("SLO 1 s")];
         let t = table("t", &figs);
-        assert_eq!(t, "t\nfigure   value    goal     anchor\nlatency  1.50 ms  < 25 ms  SLO 1 s\n");
+        assert_eq!(t, "t\nfigure     value  goal     anchor\nlatency  1.50 ms  < 25 ms  SLO 1 s\n");
     }
 }

@@ -42,7 +42,7 @@ impl Latencies {
 }
 
 /// A duration in (fractional) milliseconds.
-pub(crate) fn ms(d: Duration) -> f64 {
+fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
