@@ -8,6 +8,7 @@
 //! function needs a typed view.
 
 pub mod apply;
+pub mod crd;
 pub mod defaults;
 pub mod field_error;
 pub mod fields;

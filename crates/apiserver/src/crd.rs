@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use berth_api::{FieldError, ResourceInfo};
 use serde_json::{Value, json};
 
 use crate::handler::Ctx;
@@ -17,50 +16,6 @@ const CRD_PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitio
 
 fn is_crd(ctx: &Ctx) -> bool {
     ctx.served.info.group == "apiextensions.k8s.io" && ctx.served.info.plural == "customresourcedefinitions"
-}
-
-/// The checks a CRD must pass beyond its schema: name is `<plural>.<group>`, versions,
-/// exactly one storage version, and structural version schemas.
-pub fn validate(crd: &Value) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let spec = &crd["spec"];
-    let group = spec["group"].as_str().unwrap_or("");
-    let plural = spec.pointer("/names/plural").and_then(Value::as_str).unwrap_or("");
-    let name = object::name(crd);
-    if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
-        errors.push(FieldError::invalid("metadata.name", json!(name), format!("must be spec.names.plural+\".\"+spec.group")));
-    }
-    if spec.pointer("/names/kind").and_then(Value::as_str).unwrap_or("").is_empty() {
-        errors.push(FieldError::required("spec.names.kind", ""));
-    }
-    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
-        errors.push(FieldError::required("spec.versions", "must have exactly one version marked as storage version"));
-    }
-    let storage = versions.iter().filter(|v| v["storage"] == json!(true)).count();
-    if !versions.is_empty() && storage != 1 {
-        errors.push(FieldError::invalid(
-            "spec.versions",
-            json!(storage),
-            "must have exactly one version marked as storage version",
-        ));
-    }
-    for (i, v) in versions.iter().enumerate() {
-        match v.pointer("/schema/openAPIV3Schema") {
-            Some(schema) => {
-                for mut e in berth_api::fields::validate_structural_schema(schema) {
-                    e.field = format!("spec.versions[{i}].schema.openAPIV3Schema{}", prefix_dot(&e.field));
-                    errors.push(e);
-                }
-            }
-            None => errors.push(FieldError::required(format!("spec.versions[{i}].schema.openAPIV3Schema"), "schemas are required")),
-        }
-    }
-    errors
-}
-
-fn prefix_dot(field: &str) -> String {
-    if field.is_empty() || field.starts_with('.') || field.starts_with('[') { field.to_string() } else { format!(".{field}") }
 }
 
 /// Sets the status a freshly accepted CRD reports.
@@ -84,63 +39,28 @@ pub fn set_status(crd: &mut Value) {
 
 /// The served resources one CRD defines (one per served version).
 pub fn served_of(crd: &Value) -> Vec<Served> {
-    let spec = &crd["spec"];
-    let s = |p: &str| spec.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-    let strings = |p: &str| -> Vec<String> {
-        spec.pointer(p).and_then(Value::as_array).map(|l| l.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
-    };
-    let group = s("/group");
-    let kind = s("/names/kind");
-    let plural = s("/names/plural");
-    let singular = {
-        let v = s("/names/singular");
-        if v.is_empty() { kind.to_lowercase() } else { v }
-    };
-    let list_kind = {
-        let v = s("/names/listKind");
-        if v.is_empty() { format!("{kind}List") } else { v }
-    };
-    let namespaced = spec["scope"].as_str() != Some("Cluster");
-    let mut out = Vec::new();
-    for v in spec["versions"].as_array().into_iter().flatten() {
-        if v["served"] == json!(false) {
-            continue;
-        }
-        let mut subresources = Vec::new();
-        if v.pointer("/subresources/status").is_some() {
-            subresources.push("status".to_string());
-        }
-        let scale = v.pointer("/subresources/scale").cloned();
-        if scale.is_some() {
-            subresources.push("scale".to_string());
-        }
-        out.push(Served {
-            info: ResourceInfo {
-                group: group.clone(),
-                version: v["name"].as_str().unwrap_or("").to_string(),
-                kind: kind.clone(),
-                list_kind: list_kind.clone(),
-                plural: plural.clone(),
-                singular: singular.clone(),
-                short_names: strings("/names/shortNames"),
-                categories: strings("/names/categories"),
-                namespaced,
-                subresources,
-                verbs: ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                definition: String::new(),
-            },
-            custom: Some(CustomInfo {
-                schema: v.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })),
-                printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
-                scale,
-                storage: v["storage"] == json!(true),
-            }),
-        });
-    }
-    out
+    let Ok(versions) = berth_api::crd::versions(crd) else { return Vec::new() };
+    let spec_versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    versions
+        .into_iter()
+        .filter(|v| v.served)
+        .map(|v| {
+            let raw = spec_versions.iter().find(|sv| sv["name"] == json!(v.resource.version)).cloned().unwrap_or_default();
+            let schema = v
+                .schema
+                .cloned()
+                .unwrap_or_else(|| json!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true }));
+            Served {
+                custom: Some(CustomInfo {
+                    schema,
+                    printer_columns: raw["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    scale: raw.pointer("/subresources/scale").cloned(),
+                    storage: v.storage,
+                }),
+                info: v.resource,
+            }
+        })
+        .collect()
 }
 
 /// Rebuilds the custom part of the catalog from every CRD in `crds`.

@@ -53,7 +53,7 @@ pub fn cells(served: &Served, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
 
 fn age(ts: &str, now: jiff::Timestamp) -> String {
     match ts.parse::<jiff::Timestamp>() {
-        Ok(t) => berth_api::table::human_duration(now.duration_since(t)),
+        Ok(t) => berth_api::table::human_duration(now.duration_since(t).as_secs()),
         Err(_) => "<unknown>".into(),
     }
 }

@@ -225,7 +225,7 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&s
         None => berth_api::validation::validate(&served.info, obj, old),
     };
     if served.info.kind == "CustomResourceDefinition" {
-        errors.extend(crate::crd::validate(obj));
+        errors.extend(berth_api::crd::validate_crd(obj));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));

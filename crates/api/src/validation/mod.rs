@@ -162,7 +162,8 @@ impl Ctx<'_> {
     }
 }
 
-fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+/// The metadata rules every kind shares (name, generateName, namespace, labels, annotations, immutable fields on update).
+pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut ctx = Ctx { errs: &mut errs };
     let empty = Value::Null;
