@@ -187,6 +187,7 @@ async fn measure(
         "creating {} ConfigMaps with {} clients",
         s.configmaps, s.clients
     ));
+    let cpu = server.cpu_time()?;
     let (took, mut cm_lat) = closed_loop(addr, s.clients, s.configmaps, |i| {
         (
             Method::POST,
@@ -196,6 +197,7 @@ async fn measure(
     })
     .await
     .context("creating ConfigMaps")?;
+    let cm_cpu = server.cpu_time()? - cpu;
     figs.push(
         Figure::new(
             "configmap_creates_per_s",
@@ -211,11 +213,18 @@ async fn measure(
         cm_lat.percentile_ms(99.0),
         "ms",
     ));
+    figs.push(Figure::new(
+        "configmap_create_server_cpu_us",
+        "  server CPU per ConfigMap create",
+        per_op_us(cm_cpu, s.configmaps),
+        "us",
+    ));
 
     progress(format!(
         "creating {} Pods with {} clients",
         s.pods, s.clients
     ));
+    let cpu = server.cpu_time()?;
     let (took, mut create_lat) = closed_loop(addr, s.clients, s.pods, |i| {
         (
             Method::POST,
@@ -225,6 +234,7 @@ async fn measure(
     })
     .await
     .context("creating Pods")?;
+    let pod_cpu = server.cpu_time()? - cpu;
     figs.push(
         Figure::new(
             "pod_creates_per_s",
@@ -249,6 +259,12 @@ async fn measure(
         )
         .anchor("K8s SLO: mutating p99 <= 1 s"),
     );
+    figs.push(Figure::new(
+        "pod_create_server_cpu_us",
+        "  server CPU per Pod create",
+        per_op_us(pod_cpu, s.pods),
+        "us",
+    ));
 
     progress(format!(
         "reading and updating {} Pods with {} clients",
@@ -422,6 +438,11 @@ async fn measure(
 /// Operations per second.
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64().max(1e-9)
+}
+
+/// CPU time per operation in microseconds.
+fn per_op_us(cpu: Duration, n: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / n.max(1) as f64
 }
 
 /// A small ConfigMap named `{prefix}-{i}`.

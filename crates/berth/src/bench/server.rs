@@ -113,6 +113,29 @@ impl ServerProcess {
         Ok(kb * 1024)
     }
 
+    /// CPU time the child has used so far, summed over its threads (from
+    /// `/proc/<pid>/task/*/schedstat`, nanosecond resolution). Threads that already ended
+    /// are not counted; the server's are long-lived.
+    pub(crate) fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let mut ns: u64 = 0;
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+            let path = entry
+                .with_context(|| format!("listing {dir}"))?
+                .path()
+                .join("schedstat");
+            // A thread may end between the listing and the read.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let on_cpu = text.split_whitespace().next().unwrap_or("0");
+            ns += on_cpu
+                .parse::<u64>()
+                .with_context(|| format!("parsing {}", path.display()))?;
+        }
+        Ok(Duration::from_nanos(ns))
+    }
+
     /// Sends SIGTERM, waits for the exit (SIGKILL after a timeout) and removes the data dir.
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.pid().to_string();
