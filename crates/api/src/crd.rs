@@ -33,32 +33,16 @@ pub struct CrdVersion<'a> {
 }
 
 /// The verbs every custom resource supports.
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 fn strings(v: &Value, pointer: &str) -> Vec<String> {
     v.pointer(pointer)
         .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -67,21 +51,14 @@ pub fn versions(crd: &Value) -> Result<Vec<CrdVersion<'_>>, CrdError> {
     let group = text(crd, "/spec/group").ok_or(CrdError::Missing("spec.group"))?;
     let plural = text(crd, "/spec/names/plural").ok_or(CrdError::Missing("spec.names.plural"))?;
     let kind = text(crd, "/spec/names/kind").ok_or(CrdError::Missing("spec.names.kind"))?;
-    let singular = text(crd, "/spec/names/singular")
-        .map(str::to_string)
-        .unwrap_or_else(|| kind.to_lowercase());
-    let list_kind = text(crd, "/spec/names/listKind")
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{kind}List"));
+    let singular = text(crd, "/spec/names/singular").map(str::to_string).unwrap_or_else(|| kind.to_lowercase());
+    let list_kind = text(crd, "/spec/names/listKind").map(str::to_string).unwrap_or_else(|| format!("{kind}List"));
     let namespaced = match text(crd, "/spec/scope") {
         Some("Namespaced") => true,
         Some("Cluster") => false,
         _ => return Err(CrdError::Missing("spec.scope")),
     };
-    let list = crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .ok_or(CrdError::Missing("spec.versions"))?;
+    let list = crd.pointer("/spec/versions").and_then(Value::as_array).ok_or(CrdError::Missing("spec.versions"))?;
     let mut out = Vec::with_capacity(list.len());
     for v in list {
         let name = text(v, "/name").ok_or(CrdError::Missing("spec.versions[].name"))?;
@@ -123,11 +100,9 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
     let plural = text(crd, "/spec/names/plural");
     match group {
         None => out.push(FieldError::required("spec.group", "")),
-        Some(g) if !g.contains('.') => out.push(FieldError::invalid(
-            "spec.group",
-            format!("\"{g}\""),
-            "should be a domain with at least one dot",
-        )),
+        Some(g) if !g.contains('.') => {
+            out.push(FieldError::invalid("spec.group", format!("\"{g}\""), "should be a domain with at least one dot"))
+        }
         Some(_) => {}
     }
     if plural.is_none() {
@@ -149,31 +124,18 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
     match text(crd, "/spec/scope") {
         Some("Namespaced" | "Cluster") => {}
         None => out.push(FieldError::required("spec.scope", "")),
-        Some(s) => out.push(FieldError::not_supported(
-            "spec.scope",
-            format!("\"{s}\""),
-            &["Cluster", "Namespaced"],
-        )),
+        Some(s) => out.push(FieldError::not_supported("spec.scope", format!("\"{s}\""), &["Cluster", "Namespaced"])),
     }
     let versions = crd.pointer("/spec/versions").and_then(Value::as_array);
     let Some(versions) = versions.filter(|v| !v.is_empty()) else {
-        out.push(FieldError::required(
-            "spec.versions",
-            "must have exactly one version marked as storage version",
-        ));
+        out.push(FieldError::required("spec.versions", "must have exactly one version marked as storage version"));
         return out;
     };
-    let storage = versions
-        .iter()
-        .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
-        .count();
+    let storage = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
     if storage != 1 {
         out.push(FieldError::invalid(
             "spec.versions",
-            format!(
-                "[]v1.CustomResourceDefinitionVersion{{...{} versions}}",
-                versions.len()
-            ),
+            format!("[]v1.CustomResourceDefinitionVersion{{...{} versions}}", versions.len()),
             "must have exactly one version marked as storage version",
         ));
     }
@@ -189,14 +151,10 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
             Some(name) => seen.push(name),
         }
         match v.pointer("/schema/openAPIV3Schema") {
-            None => out.push(FieldError::required(
-                format!("{base}.schema.openAPIV3Schema"),
-                "schemas are required",
-            )),
-            Some(schema) => out.extend(validate_structural_schema_at(
-                schema,
-                &format!("{base}.schema.openAPIV3Schema"),
-            )),
+            None => out.push(FieldError::required(format!("{base}.schema.openAPIV3Schema"), "schemas are required")),
+            Some(schema) => {
+                out.extend(validate_structural_schema_at(schema, &format!("{base}.schema.openAPIV3Schema")))
+            }
         }
     }
     out

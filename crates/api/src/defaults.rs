@@ -56,9 +56,7 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
             set(obj, "volumeBindingMode", json!("Immediate"));
         }
         ("storage.k8s.io", "CSIDriver") => csi_driver(obj),
-        ("scheduling.k8s.io", "PriorityClass") => {
-            set(obj, "preemptionPolicy", json!("PreemptLowerPriority"))
-        }
+        ("scheduling.k8s.io", "PriorityClass") => set(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             for subject in items(obj, "/subjects") {
                 let group = match subject.get("kind").and_then(Value::as_str) {
@@ -181,11 +179,7 @@ fn container(c: &mut Value, host_network: bool) {
     }
     set(c, "terminationMessagePath", json!("/dev/termination-log"));
     set(c, "terminationMessagePolicy", json!("File"));
-    let image = c
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
     set(c, "imagePullPolicy", json!(default_pull_policy(&image)));
     for port in items(c, "/ports") {
         set(port, "protocol", json!("TCP"));
@@ -294,11 +288,7 @@ fn pod_spec(spec: &mut Value) {
     set(spec, "terminationGracePeriodSeconds", json!(30));
     set(spec, "securityContext", json!({}));
     set(spec, "schedulerName", json!("default-scheduler"));
-    if let Some(sa) = spec
-        .get("serviceAccountName")
-        .filter(|s| s.as_str().is_some_and(|s| !s.is_empty()))
-        .cloned()
-    {
+    if let Some(sa) = spec.get("serviceAccountName").filter(|s| s.as_str().is_some_and(|s| !s.is_empty())).cloned() {
         set(spec, "serviceAccount", sa);
     }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
@@ -324,12 +314,7 @@ fn qos_class(spec: &Value) -> &'static str {
         let requests = c.pointer("/resources/requests").and_then(Value::as_object);
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
         let relevant = |m: Option<&Map<String, Value>>| {
-            m.map(|m| {
-                m.iter()
-                    .filter(|(k, _)| *k == "cpu" || *k == "memory")
-                    .count()
-            })
-            .unwrap_or(0)
+            m.map(|m| m.iter().filter(|(k, _)| *k == "cpu" || *k == "memory").count()).unwrap_or(0)
         };
         if relevant(requests) + relevant(limits) > 0 {
             any = true;
@@ -365,15 +350,11 @@ fn pod(obj: &mut Value) {
         *tolerations = json!([]);
     }
     if let Some(list) = tolerations.as_array_mut() {
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
             let tolerated = list.iter().any(|t| {
                 let k = t.get("key").and_then(Value::as_str);
                 let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
-                (k == Some(key)
-                    || (k.is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists")))
+                (k == Some(key) || (k.is_none() && t.get("operator").and_then(Value::as_str) == Some("Exists")))
                     && (effect.is_empty() || effect == "NoExecute")
             });
             if !tolerated {
@@ -384,11 +365,7 @@ fn pod(obj: &mut Value) {
     // requests default to limits, per resource
     for key in ["/containers", "/initContainers"] {
         for c in items(spec, key) {
-            let Some(limits) = c
-                .pointer("/resources/limits")
-                .and_then(Value::as_object)
-                .cloned()
-            else {
+            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else {
                 continue;
             };
             let requests = at(c, "/resources/requests");
@@ -406,25 +383,15 @@ fn pod(obj: &mut Value) {
 // ---- workloads ---------------------------------------------------------------------------
 
 fn replication_controller(obj: &mut Value) {
-    let labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
-        .cloned();
+    let labels =
+        obj.pointer("/spec/template/metadata/labels").filter(|l| l.as_object().is_some_and(|m| !m.is_empty())).cloned();
     if let Some(labels) = labels {
         let spec = at(obj, "/spec");
-        if spec
-            .get("selector")
-            .and_then(Value::as_object)
-            .is_none_or(Map::is_empty)
-        {
+        if spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty) {
             put(spec, "selector", labels.clone());
         }
         let meta = at(obj, "/metadata");
-        if meta
-            .get("labels")
-            .and_then(Value::as_object)
-            .is_none_or(Map::is_empty)
-        {
+        if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
             put(meta, "labels", labels);
         }
     }
@@ -486,35 +453,19 @@ fn daemonset(obj: &mut Value) {
 }
 
 fn job(obj: &mut Value) {
-    let uid = obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
     let spec = at(obj, "/spec");
     if !present(spec, "/completions") && !present(spec, "/parallelism") {
         put(spec, "completions", json!(1));
         put(spec, "parallelism", json!(1));
     }
     set(spec, "parallelism", json!(1));
-    let backoff = if present(spec, "/backoffLimitPerIndex") {
-        i64::from(i32::MAX)
-    } else {
-        6
-    };
+    let backoff = if present(spec, "/backoffLimitPerIndex") { i64::from(i32::MAX) } else { 6 };
     set(spec, "backoffLimit", json!(backoff));
     set(spec, "completionMode", json!("NonIndexed"));
     set(spec, "suspend", json!(false));
-    let replacement = if present(spec, "/podFailurePolicy") {
-        "Failed"
-    } else {
-        "TerminatingOrFailed"
-    };
+    let replacement = if present(spec, "/podFailurePolicy") { "Failed" } else { "TerminatingOrFailed" };
     set(spec, "podReplacementPolicy", json!(replacement));
     for rule in items(spec, "/podFailurePolicy/rules") {
         for cond in items(rule, "/onPodConditions") {
@@ -524,11 +475,7 @@ fn job(obj: &mut Value) {
     // The selector and pod labels the API server generates for a Job on create.
     let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
     if !manual && !uid.is_empty() && !present(spec, "/selector") {
-        put(
-            spec,
-            "selector",
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-        );
+        put(spec, "selector", json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
         let labels = at(spec, "/template/metadata/labels");
         for (key, value) in [
             ("batch.kubernetes.io/controller-uid", &uid),
@@ -539,17 +486,11 @@ fn job(obj: &mut Value) {
             set(labels, key, json!(value));
         }
     }
-    let template_labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
-        .cloned();
+    let template_labels =
+        obj.pointer("/spec/template/metadata/labels").filter(|l| l.as_object().is_some_and(|m| !m.is_empty())).cloned();
     if let Some(labels) = template_labels {
         let meta = at(obj, "/metadata");
-        if meta
-            .get("labels")
-            .and_then(Value::as_object)
-            .is_none_or(Map::is_empty)
-        {
+        if meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty) {
             put(meta, "labels", labels);
         }
     }
@@ -571,11 +512,7 @@ fn hpa(obj: &mut Value, v2: bool) {
     if !v2 {
         return;
     }
-    if spec
-        .get("metrics")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty)
-    {
+    if spec.get("metrics").and_then(Value::as_array).is_none_or(Vec::is_empty) {
         put(
             spec,
             "metrics",
@@ -594,11 +531,7 @@ fn hpa(obj: &mut Value, v2: bool) {
         let down = at(behavior, "/scaleDown");
         set(down, "stabilizationWindowSeconds", json!(300));
         set(down, "selectPolicy", json!("Max"));
-        set(
-            down,
-            "policies",
-            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
-        );
+        set(down, "policies", json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
     }
 }
 
@@ -608,17 +541,9 @@ fn service(obj: &mut Value) {
     let spec = at(obj, "/spec");
     set(spec, "type", json!("ClusterIP"));
     set(spec, "sessionAffinity", json!("None"));
-    let type_ = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let type_ = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
     if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP") {
-        set(
-            at(spec, "/sessionAffinityConfig/clientIP"),
-            "timeoutSeconds",
-            json!(10800),
-        );
+        set(at(spec, "/sessionAffinityConfig/clientIP"), "timeoutSeconds", json!(10800));
     }
     for port in items(spec, "/ports") {
         set(port, "protocol", json!("TCP"));
@@ -636,38 +561,22 @@ fn service(obj: &mut Value) {
         set(spec, "internalTrafficPolicy", json!("Cluster"));
         set(spec, "ipFamilyPolicy", json!("SingleStack"));
         set(spec, "ipFamilies", json!(["IPv4"]));
-        if let Some(ip) = spec
-            .get("clusterIP")
-            .filter(|ip| ip.as_str().is_some_and(|s| !s.is_empty()))
-            .cloned()
-        {
+        if let Some(ip) = spec.get("clusterIP").filter(|ip| ip.as_str().is_some_and(|s| !s.is_empty())).cloned() {
             set(spec, "clusterIPs", json!([ip]));
         }
     }
 }
 
 fn namespace(obj: &mut Value) {
-    if let Some(name) = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
-        put(
-            at(obj, "/metadata/labels"),
-            "kubernetes.io/metadata.name",
-            json!(name),
-        );
+    if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) {
+        put(at(obj, "/metadata/labels"), "kubernetes.io/metadata.name", json!(name));
     }
     set(at(obj, "/spec"), "finalizers", json!(["kubernetes"]));
     set(at(obj, "/status"), "phase", json!("Active"));
 }
 
 fn node(obj: &mut Value) {
-    if let Some(capacity) = obj
-        .pointer("/status/capacity")
-        .filter(|c| c.is_object())
-        .cloned()
-    {
+    if let Some(capacity) = obj.pointer("/status/capacity").filter(|c| c.is_object()).cloned() {
         set(at(obj, "/status"), "allocatable", capacity);
     }
 }
@@ -687,12 +596,7 @@ fn limit_range(obj: &mut Value) {
         if item.get("type").and_then(Value::as_str) != Some("Container") {
             continue;
         }
-        let get = |v: &Value, k: &str| {
-            v.get(k)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default()
-        };
+        let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_object).cloned().unwrap_or_default();
         let (max, min) = (get(item, "max"), get(item, "min"));
         let mut default = get(item, "default");
         for (k, q) in &max {
@@ -753,10 +657,7 @@ fn webhooks(obj: &mut Value, mutating: bool) {
         for rule in items(hook, "/rules") {
             set(rule, "scope", json!("*"));
         }
-        if let Some(svc) = hook
-            .pointer_mut("/clientConfig/service")
-            .filter(|s| s.is_object())
-        {
+        if let Some(svc) = hook.pointer_mut("/clientConfig/service").filter(|s| s.is_object()) {
             set(svc, "port", json!(443));
         }
     }
@@ -765,11 +666,7 @@ fn webhooks(obj: &mut Value, mutating: bool) {
 fn crd(obj: &mut Value) {
     let spec = at(obj, "/spec");
     let names = at(spec, "/names");
-    if let Some(kind) = names
-        .get("kind")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
+    if let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string) {
         set(names, "singular", json!(kind.to_ascii_lowercase()));
         set(names, "listKind", json!(format!("{kind}List")));
     }
@@ -883,16 +780,10 @@ mod tests {
             json!({"containerPort": 53, "protocol": "UDP", "hostPort": 53})
         );
         assert_eq!(o["spec"]["serviceAccount"], "robot");
-        assert_eq!(
-            o["spec"]["volumes"][0],
-            json!({"name": "a", "emptyDir": {}})
-        );
+        assert_eq!(o["spec"]["volumes"][0], json!({"name": "a", "emptyDir": {}}));
         assert_eq!(o["spec"]["volumes"][1]["secret"]["defaultMode"], 420);
         assert_eq!(o["spec"]["volumes"][2]["configMap"]["defaultMode"], 256);
-        assert_eq!(
-            o["spec"]["volumes"][3]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
-            "v1"
-        );
+        assert_eq!(o["spec"]["volumes"][3]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"], "v1");
         // malformed input never panics
         for bad in [
             json!({"spec": "x"}),
@@ -904,26 +795,11 @@ mod tests {
             apply(res, &mut o);
         }
         for (gvr, bad) in [
-            (
-                "apps/v1/deployments",
-                json!({"spec": {"strategy": "x", "template": []}}),
-            ),
-            (
-                "batch/v1/jobs",
-                json!({"metadata": "x", "spec": {"template": {"metadata": 3}}}),
-            ),
-            (
-                "/v1/namespaces",
-                json!({"metadata": {"name": "n", "labels": "x"}, "spec": 1, "status": []}),
-            ),
-            (
-                "/v1/services",
-                json!({"spec": {"ports": [1, "x", {"port": 80}]}}),
-            ),
-            (
-                "/v1/limitranges",
-                json!({"spec": {"limits": [{"type": "Container", "max": 3}]}}),
-            ),
+            ("apps/v1/deployments", json!({"spec": {"strategy": "x", "template": []}})),
+            ("batch/v1/jobs", json!({"metadata": "x", "spec": {"template": {"metadata": 3}}})),
+            ("/v1/namespaces", json!({"metadata": {"name": "n", "labels": "x"}, "spec": 1, "status": []})),
+            ("/v1/services", json!({"spec": {"ports": [1, "x", {"port": 80}]}})),
+            ("/v1/limitranges", json!({"spec": {"limits": [{"type": "Container", "max": 3}]}})),
         ] {
             let parts: Vec<&str> = gvr.split('/').collect();
             let res = find_builtin(parts[0], parts[1], parts[2]).expect("resource");
@@ -953,11 +829,7 @@ mod tests {
 
     #[test]
     fn other_workloads() {
-        check(
-            "apps/v1/replicasets",
-            json!({"spec": {}}),
-            json!({"spec": {"replicas": 1}}),
-        );
+        check("apps/v1/replicasets", json!({"spec": {}}), json!({"spec": {"replicas": 1}}));
         check(
             "apps/v1/statefulsets",
             json!({"spec": {"serviceName": "s"}}),
@@ -1052,11 +924,7 @@ mod tests {
             json!({"metadata": {"name": "dev", "labels": {"kubernetes.io/metadata.name": "dev"}}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
         );
         check("/v1/secrets", json!({}), json!({"type": "Opaque"}));
-        check(
-            "/v1/secrets",
-            json!({"type": "kubernetes.io/tls"}),
-            json!({"type": "kubernetes.io/tls"}),
-        );
+        check("/v1/secrets", json!({"type": "kubernetes.io/tls"}), json!({"type": "kubernetes.io/tls"}));
         check("/v1/configmaps", json!({"data": {}}), json!({"data": {}}));
         check(
             "/v1/persistentvolumes",
@@ -1093,11 +961,7 @@ mod tests {
             json!({"spec": {"egress": [{"ports": [{"port": 53}]}]}}),
             json!({"spec": {"egress": [{"ports": [{"port": 53, "protocol": "TCP"}]}], "policyTypes": ["Ingress", "Egress"]}}),
         );
-        check(
-            "networking.k8s.io/v1/networkpolicies",
-            json!({}),
-            json!({"spec": {"policyTypes": ["Ingress"]}}),
-        );
+        check("networking.k8s.io/v1/networkpolicies", json!({}), json!({"spec": {"policyTypes": ["Ingress"]}}));
         check(
             "discovery.k8s.io/v1/endpointslices",
             json!({"ports": [{"port": 80}]}),
@@ -1112,11 +976,7 @@ mod tests {
 
     #[test]
     fn autoscaling_and_extensions() {
-        check(
-            "autoscaling/v1/horizontalpodautoscalers",
-            json!({"spec": {}}),
-            json!({"spec": {"minReplicas": 1}}),
-        );
+        check("autoscaling/v1/horizontalpodautoscalers", json!({"spec": {}}), json!({"spec": {"minReplicas": 1}}));
         check(
             "autoscaling/v2/horizontalpodautoscalers",
             json!({"spec": {"minReplicas": 2, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}}),

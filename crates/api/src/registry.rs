@@ -40,20 +40,12 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// `deployments.apps`, or `pods` for the core group: how Kubernetes names the resource in messages.
     pub fn group_resource(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     /// True when the resource has the named subresource.
@@ -63,20 +55,9 @@ impl ResourceInfo {
 }
 
 /// The verbs of an ordinary resource, as discovery lists them.
-const ALL_VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 /// Namespaces cannot be deleted as a collection.
-const NO_COLLECTION: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
-];
+const NO_COLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 /// Review-style and binding resources only accept `create`.
 const CREATE_ONLY: &[&str] = &["create"];
 
@@ -95,10 +76,7 @@ struct Row {
     definition: &'static str,
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "a table row; named positions read better than a builder here"
-)]
+#[allow(clippy::too_many_arguments, reason = "a table row; named positions read better than a builder here")]
 const fn row(
     group: &'static str,
     version: &'static str,
@@ -111,18 +89,7 @@ const fn row(
     verbs: &'static [&'static str],
     definition: &'static str,
 ) -> Row {
-    Row {
-        group,
-        version,
-        kind,
-        plural,
-        short,
-        categories,
-        namespaced,
-        subresources,
-        verbs,
-        definition,
-    }
+    Row { group, version, kind, plural, short, categories, namespaced, subresources, verbs, definition }
 }
 
 const ALL: &[&str] = &["all"];
@@ -253,16 +220,12 @@ pub fn builtin() -> &'static [ResourceInfo] {
 
 /// The built-in resource served at `group`/`version`/`plural`.
 pub fn find_builtin(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    builtin()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    builtin().iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The built-in resource of `kind` in `group`/`version`.
 pub fn find_by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    builtin()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    builtin().iter().find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 #[cfg(test)]
@@ -272,12 +235,7 @@ mod tests {
     #[test]
     fn every_definition_exists_in_the_schema() {
         for r in builtin() {
-            assert!(
-                crate::schema::definition(&r.definition).is_some(),
-                "{} has no schema {}",
-                r.plural,
-                r.definition
-            );
+            assert!(crate::schema::definition(&r.definition).is_some(), "{} has no schema {}", r.plural, r.definition);
         }
     }
 
@@ -286,11 +244,7 @@ mod tests {
         let all = builtin();
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
-                assert!(
-                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
-                    "{} twice",
-                    a.plural
-                );
+                assert!(!(a.group == b.group && a.version == b.version && a.plural == b.plural), "{} twice", a.plural);
             }
         }
     }
@@ -298,8 +252,7 @@ mod tests {
     /// `group/version/plural` → `kind singular list-kind namespaced short-names categories subresources verbs`
     fn check(gvr: &str, expected: &str) {
         let parts: Vec<&str> = gvr.split('/').collect();
-        let r =
-            find_builtin(parts[0], parts[1], parts[2]).unwrap_or_else(|| panic!("{gvr} not found"));
+        let r = find_builtin(parts[0], parts[1], parts[2]).unwrap_or_else(|| panic!("{gvr} not found"));
         let actual = format!(
             "{} {} {} {} [{}] [{}] [{}] [{}]",
             r.kind,
@@ -327,32 +280,15 @@ mod tests {
             "/v1/namespaces",
             "Namespace namespace NamespaceList false [ns] [] [finalize,status] [create,delete,get,list,patch,update,watch]",
         );
-        check(
-            "/v1/bindings",
-            "Binding binding BindingList true [] [] [] [create]",
-        );
-        check(
-            "/v1/services",
-            &format!("Service service ServiceList true [svc] [all] [proxy,status] [{all}]"),
-        );
-        check(
-            "/v1/secrets",
-            &format!("Secret secret SecretList true [] [] [] [{all}]"),
-        );
+        check("/v1/bindings", "Binding binding BindingList true [] [] [] [create]");
+        check("/v1/services", &format!("Service service ServiceList true [svc] [all] [proxy,status] [{all}]"));
+        check("/v1/secrets", &format!("Secret secret SecretList true [] [] [] [{all}]"));
         check(
             "apps/v1/deployments",
-            &format!(
-                "Deployment deployment DeploymentList true [deploy] [all] [scale,status] [{all}]"
-            ),
+            &format!("Deployment deployment DeploymentList true [deploy] [all] [scale,status] [{all}]"),
         );
-        check(
-            "apps/v1/daemonsets",
-            &format!("DaemonSet daemonset DaemonSetList true [ds] [all] [status] [{all}]"),
-        );
-        check(
-            "batch/v1/jobs",
-            &format!("Job job JobList true [] [all] [status] [{all}]"),
-        );
+        check("apps/v1/daemonsets", &format!("DaemonSet daemonset DaemonSetList true [ds] [all] [status] [{all}]"));
+        check("batch/v1/jobs", &format!("Job job JobList true [] [all] [status] [{all}]"));
         check(
             "apiextensions.k8s.io/v1/customresourcedefinitions",
             &format!(
@@ -377,14 +313,8 @@ mod tests {
 
     #[test]
     fn lookups() {
-        assert_eq!(
-            find_by_kind("apps", "v1", "StatefulSet").map(|r| r.plural.as_str()),
-            Some("statefulsets")
-        );
-        assert_eq!(
-            find_by_kind("events.k8s.io", "v1", "Event").map(|r| r.group.as_str()),
-            Some("events.k8s.io")
-        );
+        assert_eq!(find_by_kind("apps", "v1", "StatefulSet").map(|r| r.plural.as_str()), Some("statefulsets"));
+        assert_eq!(find_by_kind("events.k8s.io", "v1", "Event").map(|r| r.group.as_str()), Some("events.k8s.io"));
         assert!(find_builtin("apps", "v1", "pods").is_none());
         assert!(find_builtin("", "v2", "pods").is_none());
         assert!(find_by_kind("", "v1", "Deployment").is_none());

@@ -14,9 +14,8 @@ use serde_json::Value;
 
 static BUILTIN_JSON: &str = include_str!("../schema/k8s-v1.33.json");
 
-static BUILTIN: LazyLock<HashMap<String, Value>> = LazyLock::new(|| {
-    serde_json::from_str(BUILTIN_JSON).expect("schema/k8s-v1.33.json is valid JSON (generated)")
-});
+static BUILTIN: LazyLock<HashMap<String, Value>> =
+    LazyLock::new(|| serde_json::from_str(BUILTIN_JSON).expect("schema/k8s-v1.33.json is valid JSON (generated)"));
 
 /// All built-in definitions, keyed by name (`io.k8s.api.apps.v1.Deployment`).
 pub fn definitions() -> &'static HashMap<String, Value> {

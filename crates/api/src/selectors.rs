@@ -55,16 +55,10 @@ pub struct Requirement {
 
 impl Requirement {
     fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let value = labels
-            .get(&self.key)
-            .map(|v| v.as_str().unwrap_or_default());
+        let value = labels.get(&self.key).map(|v| v.as_str().unwrap_or_default());
         match self.operator {
-            Operator::Equals | Operator::In => {
-                value.is_some_and(|v| self.values.iter().any(|x| x == v))
-            }
-            Operator::NotEquals | Operator::NotIn => {
-                value.is_none_or(|v| !self.values.iter().any(|x| x == v))
-            }
+            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !self.values.iter().any(|x| x == v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
@@ -74,11 +68,7 @@ impl Requirement {
                 let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
                     return false;
                 };
-                if self.operator == Operator::GreaterThan {
-                    v > bound
-                } else {
-                    v < bound
-                }
+                if self.operator == Operator::GreaterThan { v > bound } else { v < bound }
             }
         }
     }
@@ -113,18 +103,13 @@ pub struct LabelSelector {
 impl LabelSelector {
     /// Parses the `labelSelector` query syntax: `a=b,c!=d,e in (f,g),h notin (i),j,!k`.
     pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
-        let mut lexer = Lexer {
-            chars: s.chars().collect(),
-            pos: 0,
-        };
+        let mut lexer = Lexer { chars: s.chars().collect(), pos: 0 };
         let mut requirements = Vec::new();
         loop {
             match lexer.peek() {
                 Token::End => break,
                 Token::Comma if requirements.is_empty() => {
-                    return Err(SelectorError::Parse(
-                        "found ',', expected: !, identifier, or 'end of string'".into(),
-                    ));
+                    return Err(SelectorError::Parse("found ',', expected: !, identifier, or 'end of string'".into()));
                 }
                 _ => {}
             }
@@ -133,50 +118,34 @@ impl LabelSelector {
                 Token::End => break,
                 Token::Comma => {
                     if lexer.peek() == Token::End {
-                        return Err(SelectorError::Parse(
-                            "found '', expected: identifier after ','".into(),
-                        ));
+                        return Err(SelectorError::Parse("found '', expected: identifier after ','".into()));
                     }
                 }
                 other => {
-                    return Err(SelectorError::Parse(format!(
-                        "found '{other}', expected: ',' or 'end of string'"
-                    )));
+                    return Err(SelectorError::Parse(format!("found '{other}', expected: ',' or 'end of string'")));
                 }
             }
         }
-        Ok(LabelSelector {
-            requirements,
-            match_nothing: false,
-        })
+        Ok(LabelSelector { requirements, match_nothing: false })
     }
 
     /// Converts a `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`).
     /// `null` matches nothing; `{}` matches everything.
     pub fn from_label_selector(v: &Value) -> Result<LabelSelector, SelectorError> {
         if v.is_null() {
-            return Ok(LabelSelector {
-                requirements: Vec::new(),
-                match_nothing: true,
-            });
+            return Ok(LabelSelector { requirements: Vec::new(), match_nothing: true });
         }
         let Some(obj) = v.as_object() else {
-            return Err(SelectorError::Invalid(
-                "label selector must be an object".into(),
-            ));
+            return Err(SelectorError::Invalid("label selector must be an object".into()));
         };
         let mut requirements = Vec::new();
         if let Some(labels) = obj.get("matchLabels").filter(|l| !l.is_null()) {
             let Some(labels) = labels.as_object() else {
-                return Err(SelectorError::Invalid(
-                    "matchLabels must be a map of strings".into(),
-                ));
+                return Err(SelectorError::Invalid("matchLabels must be a map of strings".into()));
             };
             for (k, val) in labels {
                 let Some(val) = val.as_str() else {
-                    return Err(SelectorError::Invalid(format!(
-                        "matchLabels[{k}] must be a string"
-                    )));
+                    return Err(SelectorError::Invalid(format!("matchLabels[{k}] must be a string")));
                 };
                 check_key(k)?;
                 check_value(val)?;
@@ -189,35 +158,26 @@ impl LabelSelector {
         }
         if let Some(exprs) = obj.get("matchExpressions").filter(|l| !l.is_null()) {
             let Some(exprs) = exprs.as_array() else {
-                return Err(SelectorError::Invalid(
-                    "matchExpressions must be a list".into(),
-                ));
+                return Err(SelectorError::Invalid("matchExpressions must be a list".into()));
             };
             for e in exprs {
                 let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
                 check_key(key)?;
-                let op = e
-                    .get("operator")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
                 let values: Vec<String> = match e.get("values") {
                     None | Some(Value::Null) => Vec::new(),
                     Some(Value::Array(items)) => {
                         let mut out = Vec::new();
                         for item in items {
                             let Some(s) = item.as_str() else {
-                                return Err(SelectorError::Invalid(
-                                    "matchExpressions values must be strings".into(),
-                                ));
+                                return Err(SelectorError::Invalid("matchExpressions values must be strings".into()));
                             };
                             out.push(s.to_string());
                         }
                         out
                     }
                     Some(_) => {
-                        return Err(SelectorError::Invalid(
-                            "matchExpressions values must be a list".into(),
-                        ));
+                        return Err(SelectorError::Invalid("matchExpressions values must be a list".into()));
                     }
                 };
                 let operator = match op {
@@ -245,17 +205,10 @@ impl LabelSelector {
                 for v in &values {
                     check_value(v)?;
                 }
-                requirements.push(Requirement {
-                    key: key.to_string(),
-                    operator,
-                    values,
-                });
+                requirements.push(Requirement { key: key.to_string(), operator, values });
             }
         }
-        Ok(LabelSelector {
-            requirements,
-            match_nothing: false,
-        })
+        Ok(LabelSelector { requirements, match_nothing: false })
     }
 
     /// True when the labels (a JSON object of strings) satisfy every requirement.
@@ -281,10 +234,7 @@ fn check_key(key: &str) -> Result<(), SelectorError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(SelectorError::Parse(format!(
-            "key: Invalid value: \"{key}\": {}",
-            errors.join("; ")
-        )))
+        Err(SelectorError::Parse(format!("key: Invalid value: \"{key}\": {}", errors.join("; "))))
     }
 }
 
@@ -293,10 +243,7 @@ fn check_value(value: &str) -> Result<(), SelectorError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(SelectorError::Parse(format!(
-            "values[0]: Invalid value: \"{value}\": {}",
-            errors.join("; ")
-        )))
+        Err(SelectorError::Parse(format!("values[0]: Invalid value: \"{value}\": {}", errors.join("; "))))
     }
 }
 
@@ -402,26 +349,16 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
     let key = match lexer.next() {
         Token::Identifier(k) => k,
         other => {
-            return Err(SelectorError::Parse(format!(
-                "found '{other}', expected: identifier"
-            )));
+            return Err(SelectorError::Parse(format!("found '{other}', expected: identifier")));
         }
     };
     check_key(&key)?;
     if negated {
-        return Ok(Requirement {
-            key,
-            operator: Operator::DoesNotExist,
-            values: Vec::new(),
-        });
+        return Ok(Requirement { key, operator: Operator::DoesNotExist, values: Vec::new() });
     }
     let operator = match lexer.peek() {
         Token::End | Token::Comma => {
-            return Ok(Requirement {
-                key,
-                operator: Operator::Exists,
-                values: Vec::new(),
-            });
+            return Ok(Requirement { key, operator: Operator::Exists, values: Vec::new() });
         }
         Token::Equals | Token::DoubleEquals => Operator::Equals,
         Token::NotEquals => Operator::NotEquals,
@@ -430,9 +367,7 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
         Token::Greater => Operator::GreaterThan,
         Token::Less => Operator::LessThan,
         other => {
-            return Err(SelectorError::Parse(format!(
-                "found '{other}', expected: in, notin, =, ==, !=, gt, lt"
-            )));
+            return Err(SelectorError::Parse(format!("found '{other}', expected: in, notin, =, ==, !=, gt, lt")));
         }
     };
     lexer.next();
@@ -454,9 +389,7 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
                     continue;
                 }
                 other => {
-                    return Err(SelectorError::Parse(format!(
-                        "found '{other}', expected: ',', ')' or identifier"
-                    )));
+                    return Err(SelectorError::Parse(format!("found '{other}', expected: ',', ')' or identifier")));
                 }
             }
             match lexer.next() {
@@ -469,9 +402,7 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
                 }
                 Token::CloseParen => break,
                 other => {
-                    return Err(SelectorError::Parse(format!(
-                        "found '{other}', expected: ',' or ')'"
-                    )));
+                    return Err(SelectorError::Parse(format!("found '{other}', expected: ',' or ')'")));
                 }
             }
         }
@@ -482,15 +413,11 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
                 lexer.next();
                 vec![v]
             }
-            Token::End | Token::Comma
-                if !matches!(operator, Operator::GreaterThan | Operator::LessThan) =>
-            {
+            Token::End | Token::Comma if !matches!(operator, Operator::GreaterThan | Operator::LessThan) => {
                 vec![String::new()]
             }
             other => {
-                return Err(SelectorError::Parse(format!(
-                    "found '{other}', expected: identifier"
-                )));
+                return Err(SelectorError::Parse(format!("found '{other}', expected: identifier")));
             }
         }
     };
@@ -506,11 +433,7 @@ fn parse_requirement(lexer: &mut Lexer) -> Result<Requirement, SelectorError> {
             check_value(v)?;
         }
     }
-    Ok(Requirement {
-        key,
-        operator,
-        values,
-    })
+    Ok(Requirement { key, operator, values })
 }
 
 /// One term of a field selector.
@@ -546,15 +469,9 @@ impl FieldSelector {
             } else if let Some(i) = find_unescaped(&term, "=") {
                 (&term[..i], &term[i + 1..], false)
             } else {
-                return Err(SelectorError::Invalid(format!(
-                    "invalid selector: '{s}'; can't understand '{term}'"
-                )));
+                return Err(SelectorError::Invalid(format!("invalid selector: '{s}'; can't understand '{term}'")));
             };
-            requirements.push(FieldRequirement {
-                field: field.trim().to_string(),
-                value: unescape(value),
-                not_equal,
-            });
+            requirements.push(FieldRequirement { field: field.trim().to_string(), value: unescape(value), not_equal });
         }
         Ok(FieldSelector { requirements })
     }
@@ -721,21 +638,11 @@ fn field_value(res: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
         ("Node", "spec.unschedulable") => Some(text(&path).eq("true").to_string()),
         ("Event", "source") => {
             let (source, controller) = if res.group.is_empty() {
-                (
-                    text(&["source", "component"]),
-                    text(&["reportingComponent"]),
-                )
+                (text(&["source", "component"]), text(&["reportingComponent"]))
             } else {
-                (
-                    text(&["deprecatedSource", "component"]),
-                    text(&["reportingController"]),
-                )
+                (text(&["deprecatedSource", "component"]), text(&["reportingController"]))
             };
-            Some(if source.is_empty() {
-                controller
-            } else {
-                source
-            })
+            Some(if source.is_empty() { controller } else { source })
         }
         _ => None,
     }
@@ -770,78 +677,19 @@ mod tests {
     #[test]
     fn label_selectors_match() {
         check("", &[(json!({}), true), (json!({"a": "b"}), true)]);
-        check(
-            "a=b",
-            &[
-                (json!({"a": "b"}), true),
-                (json!({"a": "c"}), false),
-                (json!({}), false),
-            ],
-        );
-        check(
-            "a==b",
-            &[(json!({"a": "b"}), true), (json!({"a": "c"}), false)],
-        );
-        check(
-            "a!=b",
-            &[
-                (json!({"a": "b"}), false),
-                (json!({"a": "c"}), true),
-                (json!({}), true),
-            ],
-        );
-        check(
-            "a in (b, c)",
-            &[
-                (json!({"a": "b"}), true),
-                (json!({"a": "c"}), true),
-                (json!({"a": "d"}), false),
-            ],
-        );
-        check(
-            "a notin (b,c)",
-            &[
-                (json!({"a": "b"}), false),
-                (json!({"a": "d"}), true),
-                (json!({}), true),
-            ],
-        );
+        check("a=b", &[(json!({"a": "b"}), true), (json!({"a": "c"}), false), (json!({}), false)]);
+        check("a==b", &[(json!({"a": "b"}), true), (json!({"a": "c"}), false)]);
+        check("a!=b", &[(json!({"a": "b"}), false), (json!({"a": "c"}), true), (json!({}), true)]);
+        check("a in (b, c)", &[(json!({"a": "b"}), true), (json!({"a": "c"}), true), (json!({"a": "d"}), false)]);
+        check("a notin (b,c)", &[(json!({"a": "b"}), false), (json!({"a": "d"}), true), (json!({}), true)]);
         check("a", &[(json!({"a": ""}), true), (json!({"b": "x"}), false)]);
-        check(
-            "!a",
-            &[(json!({"a": ""}), false), (json!({"b": "x"}), true)],
-        );
-        check(
-            "a=b,c",
-            &[
-                (json!({"a": "b", "c": "1"}), true),
-                (json!({"a": "b"}), false),
-            ],
-        );
-        check(
-            " a = b , ! c ",
-            &[
-                (json!({"a": "b"}), true),
-                (json!({"a": "b", "c": "1"}), false),
-            ],
-        );
-        check(
-            "app.kubernetes.io/name=web",
-            &[(json!({"app.kubernetes.io/name": "web"}), true)],
-        );
-        check(
-            "a>5",
-            &[
-                (json!({"a": "6"}), true),
-                (json!({"a": "5"}), false),
-                (json!({"a": "x"}), false),
-            ],
-        );
+        check("!a", &[(json!({"a": ""}), false), (json!({"b": "x"}), true)]);
+        check("a=b,c", &[(json!({"a": "b", "c": "1"}), true), (json!({"a": "b"}), false)]);
+        check(" a = b , ! c ", &[(json!({"a": "b"}), true), (json!({"a": "b", "c": "1"}), false)]);
+        check("app.kubernetes.io/name=web", &[(json!({"app.kubernetes.io/name": "web"}), true)]);
+        check("a>5", &[(json!({"a": "6"}), true), (json!({"a": "5"}), false), (json!({"a": "x"}), false)]);
         check("a<5", &[(json!({"a": "4"}), true), (json!({}), false)]);
-        check(
-            "a=",
-            &[(json!({"a": ""}), true), (json!({"a": "x"}), false)],
-        );
+        check("a=", &[(json!({"a": ""}), true), (json!({"a": "x"}), false)]);
     }
 
     #[test]
@@ -862,25 +710,13 @@ mod tests {
 
     #[test]
     fn label_selector_display_round_trips() {
-        for s in [
-            "a=b",
-            "a!=b",
-            "a in (b,c)",
-            "a notin (b)",
-            "a",
-            "!a",
-            "a=b,c",
-        ] {
-            assert_eq!(
-                LabelSelector::parse(s).map(|l| l.to_string()),
-                Ok(s.to_string())
-            );
+        for s in ["a=b", "a!=b", "a in (b,c)", "a notin (b)", "a", "!a", "a=b,c"] {
+            assert_eq!(LabelSelector::parse(s).map(|l| l.to_string()), Ok(s.to_string()));
         }
     }
 
     fn check_object(sel: Value, cases: &[(Value, bool)]) {
-        let parsed =
-            LabelSelector::from_label_selector(&sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
+        let parsed = LabelSelector::from_label_selector(&sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
         for (l, want) in cases {
             assert_eq!(parsed.matches(&labels(l.clone())), *want, "{sel} on {l}");
         }
@@ -888,10 +724,7 @@ mod tests {
 
     #[test]
     fn label_selector_objects() {
-        check_object(
-            json!(null),
-            &[(json!({}), false), (json!({"a": "b"}), false)],
-        );
+        check_object(json!(null), &[(json!({}), false), (json!({"a": "b"}), false)]);
         check_object(json!({}), &[(json!({}), true)]);
         check_object(
             json!({"matchLabels": {"app": "web"}}),
@@ -899,10 +732,7 @@ mod tests {
         );
         check_object(
             json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["fe", "be"]}]}),
-            &[
-                (json!({"tier": "be"}), true),
-                (json!({"tier": "db"}), false),
-            ],
+            &[(json!({"tier": "be"}), true), (json!({"tier": "db"}), false)],
         );
         check_object(
             json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["fe"]}]}),
@@ -914,10 +744,7 @@ mod tests {
         );
         check_object(
             json!({"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "DoesNotExist"}]}),
-            &[
-                (json!({"a": "1"}), true),
-                (json!({"a": "1", "b": "2"}), false),
-            ],
+            &[(json!({"a": "1"}), true), (json!({"a": "1", "b": "2"}), false)],
         );
     }
 
@@ -938,11 +765,8 @@ mod tests {
     }
 
     fn check_field(plural: &str, sel: &str, obj: Value, expected: Result<bool, &str>) {
-        let res = find_builtin(if plural == "jobs" { "batch" } else { "" }, "v1", plural)
-            .expect("resource");
-        let result = FieldSelector::parse(sel)
-            .and_then(|f| f.matches(res, &obj))
-            .map_err(|e| e.to_string());
+        let res = find_builtin(if plural == "jobs" { "batch" } else { "" }, "v1", plural).expect("resource");
+        let result = FieldSelector::parse(sel).and_then(|f| f.matches(res, &obj)).map_err(|e| e.to_string());
         assert_eq!(result, expected.map_err(str::to_string), "{plural} {sel}");
     }
 
@@ -953,33 +777,13 @@ mod tests {
         check_field("pods", "metadata.name=p", pod.clone(), Ok(true));
         check_field("pods", "metadata.name==q", pod.clone(), Ok(false));
         check_field("pods", "metadata.namespace!=ns", pod.clone(), Ok(false));
-        check_field(
-            "pods",
-            "spec.nodeName=n1,status.phase=Running",
-            pod.clone(),
-            Ok(true),
-        );
+        check_field("pods", "spec.nodeName=n1,status.phase=Running", pod.clone(), Ok(true));
         check_field("pods", "spec.nodeName=", pod.clone(), Ok(false));
         check_field("pods", "status.podIP=", pod.clone(), Ok(true));
         check_field("pods", "spec.hostNetwork=false", pod.clone(), Ok(true));
-        check_field(
-            "pods",
-            "spec.foo=bar",
-            pod.clone(),
-            Err("field label not supported: spec.foo"),
-        );
-        check_field(
-            "configmaps",
-            "spec.nodeName=x",
-            json!({}),
-            Err("field label not supported: spec.nodeName"),
-        );
-        check_field(
-            "secrets",
-            "type=Opaque",
-            json!({"type": "Opaque"}),
-            Ok(true),
-        );
+        check_field("pods", "spec.foo=bar", pod.clone(), Err("field label not supported: spec.foo"));
+        check_field("configmaps", "spec.nodeName=x", json!({}), Err("field label not supported: spec.nodeName"));
+        check_field("secrets", "type=Opaque", json!({"type": "Opaque"}), Ok(true));
         check_field("nodes", "spec.unschedulable=false", json!({}), Ok(true));
         check_field(
             "events",
@@ -987,60 +791,29 @@ mod tests {
             json!({"involvedObject": {"name": "p"}, "type": "Warning"}),
             Ok(true),
         );
-        check_field(
-            "events",
-            "source=kubelet",
-            json!({"source": {"component": "kubelet"}}),
-            Ok(true),
-        );
+        check_field("events", "source=kubelet", json!({"source": {"component": "kubelet"}}), Ok(true));
         check_field("jobs", "status.successful=0", json!({}), Ok(true));
-        check_field(
-            "events",
-            "source=kubelet",
-            json!({"reportingComponent": "kubelet"}),
-            Ok(true),
-        );
-        check_field(
-            "events",
-            "regarding.name=p",
-            json!({}),
-            Err("field label not supported: regarding.name"),
-        );
+        check_field("events", "source=kubelet", json!({"reportingComponent": "kubelet"}), Ok(true));
+        check_field("events", "regarding.name=p", json!({}), Err("field label not supported: regarding.name"));
         let events = find_builtin("events.k8s.io", "v1", "events").expect("events");
-        let ev =
-            json!({"regarding": {"kind": "Pod", "name": "p"}, "reportingController": "kubelet"});
+        let ev = json!({"regarding": {"kind": "Pod", "name": "p"}, "reportingController": "kubelet"});
         for (sel, want) in [
             ("regarding.kind=Pod,regarding.name=p", Ok(true)),
             ("reportingController=kubelet,source=kubelet", Ok(true)),
             ("regarding.name=q", Ok(false)),
-            (
-                "involvedObject.name=p",
-                Err(SelectorError::FieldNotSupported(
-                    "involvedObject.name".into(),
-                )),
-            ),
+            ("involvedObject.name=p", Err(SelectorError::FieldNotSupported("involvedObject.name".into()))),
         ] {
             let parsed = FieldSelector::parse(sel).expect("parse");
             assert_eq!(parsed.matches(events, &ev), want, "{sel}");
         }
-        check_field(
-            "replicationcontrollers",
-            "status.replicas=3",
-            json!({"status": {"replicas": 3}}),
-            Ok(true),
-        );
+        check_field("replicationcontrollers", "status.replicas=3", json!({"status": {"replicas": 3}}), Ok(true));
         check_field(
             "pods",
             "metadata.name",
             pod.clone(),
             Err("invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
         );
-        check_field(
-            "pods",
-            r"metadata.name=a\,b",
-            json!({"metadata": {"name": "a,b"}}),
-            Ok(true),
-        );
+        check_field("pods", r"metadata.name=a\,b", json!({"metadata": {"name": "a,b"}}), Ok(true));
     }
 
     #[test]
@@ -1049,19 +822,11 @@ mod tests {
         let sel = FieldSelector::parse("status.phase=Running").expect("parse");
         assert_eq!(sel.check_supported(pods), Ok(()));
         let cms = find_builtin("", "v1", "configmaps").expect("cms");
-        assert_eq!(
-            sel.check_supported(cms),
-            Err(SelectorError::FieldNotSupported("status.phase".into()))
-        );
+        assert_eq!(sel.check_supported(cms), Err(SelectorError::FieldNotSupported("status.phase".into())));
         let mut custom = cms.clone();
         custom.definition.clear();
         custom.kind = "Pod".into();
         assert!(sel.check_supported(&custom).is_err());
-        assert!(
-            FieldSelector::parse("metadata.name=x")
-                .expect("parse")
-                .check_supported(&custom)
-                .is_ok()
-        );
+        assert!(FieldSelector::parse("metadata.name=x").expect("parse").check_supported(&custom).is_ok());
     }
 }

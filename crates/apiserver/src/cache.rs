@@ -21,9 +21,6 @@ use tokio::sync::watch;
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 
-/// How many events the cache keeps for watchers starting in the past.
-const HISTORY: usize = 100_000;
-
 /// One object as the cache holds it: decoded, with its resourceVersion set, and encoded once.
 #[derive(Debug)]
 pub struct CachedObject {
@@ -97,6 +94,7 @@ struct State {
 /// The watch cache over one store.
 pub struct Cache {
     state: RwLock<State>,
+    history: usize,
     revision_tx: watch::Sender<(u64, Revision)>,
 }
 
@@ -108,10 +106,11 @@ fn prefix_range(prefix: &str) -> (Bound<String>, Bound<String>) {
 }
 
 impl Cache {
-    /// Lists everything under `/registry/` and starts following the store. Returns once primed.
-    pub async fn start(store: Arc<dyn Store>) -> berth_store::Result<Arc<Cache>> {
+    /// Lists everything under `/registry/` and starts following the store, keeping the
+    /// last `history` events for watchers that start in the past. Returns once primed.
+    pub async fn start(store: Arc<dyn Store>, history: usize) -> berth_store::Result<Arc<Cache>> {
         let (revision_tx, _) = watch::channel((0, 0));
-        let cache = Arc::new(Cache { state: RwLock::new(State::default()), revision_tx });
+        let cache = Arc::new(Cache { state: RwLock::new(State::default()), history: history.max(1), revision_tx });
         let rev = cache.relist(store.as_ref()).await?;
         let follower = cache.clone();
         tokio::spawn(async move { follower.follow(store, rev).await });
@@ -200,7 +199,7 @@ impl Cache {
         };
         st.revision = revision;
         st.history.push_back(Arc::new(cached));
-        if st.history.len() > HISTORY {
+        if st.history.len() > self.history {
             st.history.pop_front();
         }
         let epoch = st.epoch;
@@ -299,12 +298,8 @@ impl Cursor {
                 return Err(ApiError::expired(format!("too old resource version: {} ({oldest})", self.last)));
             }
             let start = st.history.partition_point(|e| e.revision() <= self.last);
-            let events: Vec<Arc<CachedEvent>> = st
-                .history
-                .range(start..)
-                .filter(|e| e.object.key.starts_with(&self.prefix))
-                .cloned()
-                .collect();
+            let events: Vec<Arc<CachedEvent>> =
+                st.history.range(start..).filter(|e| e.object.key.starts_with(&self.prefix)).cloned().collect();
             self.last = st.revision;
             if !events.is_empty() {
                 return Ok(events);

@@ -84,10 +84,7 @@ pub fn decode_object(kind: BodyType, body: &[u8]) -> ApiResult<Value> {
         _ => return Err(ApiError::unsupported_media_type("a patch media type")),
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request(format!(
-            "the body must be a JSON object, got {}",
-            type_name(&value)
-        )));
+        return Err(ApiError::bad_request(format!("the body must be a JSON object, got {}", type_name(&value))));
     }
     Ok(value)
 }
@@ -167,7 +164,9 @@ mod tests {
     #[test]
     fn negotiates_like_kubectl() {
         assert_eq!(
-            accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            accept(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Output::Table
         );
         assert_eq!(accept("application/json"), Output::Json);

@@ -45,7 +45,8 @@ pub fn served_of(crd: &Value) -> Vec<Served> {
         .into_iter()
         .filter(|v| v.served)
         .map(|v| {
-            let raw = spec_versions.iter().find(|sv| sv["name"] == json!(v.resource.version)).cloned().unwrap_or_default();
+            let raw =
+                spec_versions.iter().find(|sv| sv["name"] == json!(v.resource.version)).cloned().unwrap_or_default();
             let schema = v
                 .schema
                 .cloned()

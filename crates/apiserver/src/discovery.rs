@@ -39,19 +39,14 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 fn api_group(group: &str, versions: &[String]) -> Value {
-    let list: Vec<Value> =
-        versions.iter().map(|v| json!({ "groupVersion": gv(group, v), "version": v })).collect();
+    let list: Vec<Value> = versions.iter().map(|v| json!({ "groupVersion": gv(group, v), "version": v })).collect();
     json!({ "name": group, "versions": list, "preferredVersion": list.first().cloned().unwrap_or(Value::Null) })
 }
 
 /// `/apis`: every named group.
 pub fn api_group_list(catalog: &Catalog) -> Value {
-    let groups: Vec<Value> = catalog
-        .groups()
-        .iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, versions)| api_group(g, versions))
-        .collect();
+    let groups: Vec<Value> =
+        catalog.groups().iter().filter(|(g, _)| !g.is_empty()).map(|(g, versions)| api_group(g, versions)).collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 

@@ -127,7 +127,13 @@ impl ApiError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
+        )
     }
 
     /// 500 InternalError; the cause is logged, not sent.
@@ -170,9 +176,9 @@ impl From<berth_store::Error> for ApiError {
             berth_store::Error::Compacted { requested, compacted } => {
                 ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
             }
-            berth_store::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
-                "Too large resource version: {requested}, current: {current}"
-            )),
+            berth_store::Error::FutureRevision { requested, current } => {
+                ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
+            }
             berth_store::Error::Closed => ApiError::unavailable("the storage is shutting down"),
             other => ApiError::internal(other),
         }

@@ -40,15 +40,15 @@ impl Filter {
 
     /// True when `obj` is selected.
     pub fn matches(&self, obj: &Value) -> bool {
-        if let Some(l) = &self.labels {
-            if !l.matches(object::labels(obj)) {
-                return false;
-            }
+        if let Some(l) = &self.labels
+            && !l.matches(object::labels(obj))
+        {
+            return false;
         }
-        if let Some(f) = &self.fields {
-            if !f.matches(&self.info, obj).unwrap_or(false) {
-                return false;
-            }
+        if let Some(f) = &self.fields
+            && !f.matches(&self.info, obj).unwrap_or(false)
+        {
+            return false;
         }
         true
     }

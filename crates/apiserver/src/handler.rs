@@ -112,10 +112,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
     if rp.namespace.is_some() && !served.info.namespaced {
         return Err(ApiError::unknown_resource());
     }
-    if let Some(sub) = &rp.subresource {
-        if !served.info.has_subresource(sub) {
-            return Err(ApiError::unknown_resource());
-        }
+    if let Some(sub) = &rp.subresource
+        && !served.info.has_subresource(sub)
+    {
+        return Err(ApiError::unknown_resource());
     }
     // A namespaced object must be addressed inside its namespace.
     if served.info.namespaced && rp.namespace.is_none() && rp.name.is_some() {
@@ -186,12 +186,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;

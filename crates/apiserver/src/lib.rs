@@ -21,6 +21,7 @@ pub mod read;
 pub mod resources;
 pub mod scale;
 pub mod server;
+pub mod services;
 pub mod table;
 pub mod watch;
 pub mod write;

@@ -102,7 +102,11 @@ impl Params {
                 "dryRun" => match v.as_str() {
                     "All" => p.dry_run = true,
                     "" => {}
-                    _ => return Err(ApiError::bad_request(format!("dryRun: Unsupported value: {v:?}: supported values: \"All\""))),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "dryRun: Unsupported value: {v:?}: supported values: \"All\""
+                        )));
+                    }
                 },
                 "fieldManager" => {
                     if v.len() > 128 {
@@ -136,18 +140,18 @@ impl Params {
                 "allowWatchBookmarks" => p.allow_bookmarks = parse_bool("allowWatchBookmarks", &v)?,
                 "sendInitialEvents" => p.send_initial_events = parse_bool("sendInitialEvents", &v)?,
                 "timeoutSeconds" if !v.is_empty() => {
-                    p.timeout_seconds = Some(v.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {v:?}")))?)
+                    p.timeout_seconds =
+                        Some(v.parse().map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {v:?}")))?)
                 }
                 "timeout" => {}
                 "gracePeriodSeconds" if !v.is_empty() => {
-                    p.grace_period_seconds =
-                        Some(v.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {v:?}")))?)
+                    p.grace_period_seconds = Some(
+                        v.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {v:?}")))?,
+                    )
                 }
                 "propagationPolicy" if !v.is_empty() => p.propagation = Some(parse_propagation(&v)?),
-                "orphanDependents" => {
-                    if parse_bool("orphanDependents", &v)? {
-                        p.propagation.get_or_insert(Propagation::Orphan);
-                    }
+                "orphanDependents" if parse_bool("orphanDependents", &v)? => {
+                    p.propagation.get_or_insert(Propagation::Orphan);
                 }
                 "includeObject" => p.include_object = v,
                 "container" => p.container = Some(v),
@@ -190,7 +194,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        for q in ["dryRun=Some", "fieldValidation=Loose", "watch=maybe", "limit=x", "propagationPolicy=Sideways", "resourceVersionMatch=Exact"] {
+        for q in [
+            "dryRun=Some",
+            "fieldValidation=Loose",
+            "watch=maybe",
+            "limit=x",
+            "propagationPolicy=Sideways",
+            "resourceVersionMatch=Exact",
+        ] {
             assert_eq!(Params::parse(Some(q)).unwrap_err().code, 400, "{q}");
         }
     }

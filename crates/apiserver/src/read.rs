@@ -22,9 +22,7 @@ const CACHE_WAIT: Duration = Duration::from_secs(3);
 /// Reads one object from the store (a consistent read).
 pub async fn load(ctx: &Ctx) -> ApiResult<CachedObject> {
     let kv = ctx.app.store.get(&ctx.key()).await?;
-    kv.as_ref()
-        .and_then(CachedObject::from_kv)
-        .ok_or_else(|| ApiError::not_found(&ctx.served.info, ctx.name()))
+    kv.as_ref().and_then(CachedObject::from_kv).ok_or_else(|| ApiError::not_found(&ctx.served.info, ctx.name()))
 }
 
 /// GET of one object (or its status).
@@ -55,7 +53,7 @@ pub async fn get_scale(ctx: Ctx) -> ApiResult<Response> {
     Ok(codec::respond(StatusCode::OK, &s, ctx.out))
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     v: String,
     rv: i64,
@@ -153,13 +151,8 @@ async fn list_from_store(
             ),
             other => other.into(),
         })?;
-    let objects: Vec<Arc<CachedObject>> =
-        result.kvs.iter().filter_map(CachedObject::from_kv).map(Arc::new).collect();
-    let next = if result.more {
-        result.kvs.last().map(|kv| encode_continue(result.revision, &kv.key))
-    } else {
-        None
-    };
+    let objects: Vec<Arc<CachedObject>> = result.kvs.iter().filter_map(CachedObject::from_kv).map(Arc::new).collect();
+    let next = if result.more { result.kvs.last().map(|kv| encode_continue(result.revision, &kv.key)) } else { None };
     let selected = objects.iter().filter(|o| filter.is_empty() || filter.matches(&o.value));
     Ok(render_list(ctx, selected, result.revision, next.as_deref()))
 }
@@ -174,7 +167,14 @@ fn render_list<'a>(
     let info = &ctx.served.info;
     match ctx.out {
         Output::Table => {
-            let t = table::table(&ctx.served, items.map(|o| &o.value), &ctx.params.include_object, &rv, continue_token, true);
+            let t = table::table(
+                &ctx.served,
+                items.map(|o| &o.value),
+                &ctx.params.include_object,
+                &rv,
+                continue_token,
+                true,
+            );
             codec::respond(StatusCode::OK, &t, Output::Json)
         }
         Output::Yaml => {
@@ -183,7 +183,8 @@ fn render_list<'a>(
             if let Some(c) = continue_token {
                 meta["continue"] = json!(c);
             }
-            let doc = json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": meta, "items": list });
+            let doc =
+                json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": meta, "items": list });
             codec::respond(StatusCode::OK, &doc, Output::Yaml)
         }
         Output::Json => {
@@ -221,7 +222,12 @@ mod tests {
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = decode_continue(&encode_continue(42, "/registry/core/pods/default/a")).unwrap();
         assert_eq!((t.rv, t.start.as_str()), (42, "/registry/core/pods/default/a"));
-        for bad in ["", "!!!", "e30=", &base64::engine::general_purpose::STANDARD.encode(b"{\"v\":\"x\",\"rv\":1,\"start\":\"a\"}")] {
+        for bad in [
+            "",
+            "!!!",
+            "e30=",
+            &base64::engine::general_purpose::STANDARD.encode(b"{\"v\":\"x\",\"rv\":1,\"start\":\"a\"}"),
+        ] {
             assert_eq!(decode_continue(bad).unwrap_err().code, 400, "{bad}");
         }
     }

@@ -96,7 +96,7 @@ impl Catalog {
             }
         }
         for (_, versions) in &mut out {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -129,7 +129,8 @@ pub struct Resources {
 impl Resources {
     /// The built-in resources only.
     pub fn builtin() -> Resources {
-        let list = berth_api::registry::builtin().iter().map(|info| Served { info: info.clone(), custom: None }).collect();
+        let list =
+            berth_api::registry::builtin().iter().map(|info| Served { info: info.clone(), custom: None }).collect();
         Resources { current: RwLock::new(Arc::new(Catalog::new(list))) }
     }
 

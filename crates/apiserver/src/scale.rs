@@ -10,7 +10,12 @@ use crate::resources::Served;
 fn paths(served: &Served) -> ApiResult<(String, String, Option<String>)> {
     if let Some(custom) = &served.custom {
         let s = custom.scale.as_ref().ok_or_else(ApiError::unknown_resource)?;
-        let ptr = |k: &str| s.get(k).and_then(Value::as_str).map(|p| p.trim_start_matches('.').replace('.', "/")).map(|p| format!("/{p}"));
+        let ptr = |k: &str| {
+            s.get(k)
+                .and_then(Value::as_str)
+                .map(|p| p.trim_start_matches('.').replace('.', "/"))
+                .map(|p| format!("/{p}"))
+        };
         return Ok((
             ptr("specReplicasPath").unwrap_or_else(|| "/spec/replicas".into()),
             ptr("statusReplicasPath").unwrap_or_else(|| "/status/replicas".into()),
@@ -31,8 +36,11 @@ pub fn selector_string(sel: &Value) -> String {
     if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let values: Vec<&str> =
-                e.get("values").and_then(Value::as_array).map(|l| l.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e.get("operator").and_then(Value::as_str).unwrap_or("") {
                 "In" => parts.push(format!("{key} in ({})", values.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
@@ -57,7 +65,10 @@ pub fn to_scale(served: &Served, obj: &Value) -> ApiResult<Value> {
     }
     let selector = match selector_path {
         Some(p) => obj.pointer(&p).and_then(Value::as_str).unwrap_or("").to_string(),
-        None => obj.pointer("/spec/selector").map(|s| if s.is_object() { selector_string(s) } else { s.as_str().unwrap_or("").to_string() }).unwrap_or_default(),
+        None => obj
+            .pointer("/spec/selector")
+            .map(|s| if s.is_object() { selector_string(s) } else { s.as_str().unwrap_or("").to_string() })
+            .unwrap_or_default(),
     };
     let mut status_v = json!({ "replicas": obj.pointer(&status).and_then(Value::as_i64).unwrap_or(0) });
     if !selector.is_empty() {
@@ -79,7 +90,10 @@ pub fn apply_scale(served: &Served, obj: &mut Value, scale: &Value) -> ApiResult
         return Err(ApiError::new(
             422,
             "Invalid",
-            format!("Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0", crate::object::name(obj)),
+            format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0",
+                crate::object::name(obj)
+            ),
         ));
     }
     let (spec, _, _) = paths(served)?;

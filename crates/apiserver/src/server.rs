@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cache::Cache;
 use crate::codec::{self, Output};
 use crate::resources::Resources;
-use crate::{crd, handler, namespaces, openapi};
+use crate::{crd, handler, namespaces, openapi, services};
 
 /// The Kubernetes version berth serves (kubectl picks its build by this minor).
 pub const KUBERNETES_VERSION: &str = "v1.33.0+berth";
@@ -30,6 +30,8 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// Port to listen on (0 picks a free one).
     pub port: u16,
+    /// Events the watch cache keeps for watchers that start from a past resourceVersion.
+    pub watch_history: usize,
 }
 
 impl Config {
@@ -53,6 +55,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// Flips to true when the server is shutting down (ends watches).
     pub shutdown: watch::Receiver<bool>,
+    /// Serializes Service address allocation.
+    pub service_alloc: tokio::sync::Mutex<()>,
 }
 
 /// A running API server.
@@ -68,7 +72,7 @@ impl Server {
     pub async fn start(mut config: Config, store: Arc<dyn Store>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.port)).await?;
         config.port = listener.local_addr()?.port();
-        let cache = Cache::start(store.clone()).await.map_err(std::io::Error::other)?;
+        let cache = Cache::start(store.clone(), config.watch_history).await.map_err(std::io::Error::other)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let app = Arc::new(App {
             config,
@@ -77,9 +81,11 @@ impl Server {
             resources: Resources::builtin(),
             ready: AtomicBool::new(false),
             shutdown,
+            service_alloc: tokio::sync::Mutex::new(()),
         });
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
+        services::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
         namespaces::spawn_controller(app.clone());
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })

@@ -8,7 +8,9 @@ use crate::resources::Served;
 /// The column definitions for a resource.
 pub fn column_definitions(served: &Served) -> Vec<Value> {
     if let Some(custom) = &served.custom {
-        let mut cols = vec![json!({ "name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0 })];
+        let mut cols = vec![
+            json!({ "name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0 }),
+        ];
         for c in &custom.printer_columns {
             cols.push(json!({
                 "name": c.get("name").cloned().unwrap_or(json!("")),
@@ -99,9 +101,8 @@ pub fn table<'a>(
     with_columns: bool,
 ) -> Value {
     let now = jiff::Timestamp::now();
-    let rows: Vec<Value> = objects
-        .map(|o| json!({ "cells": cells(served, o, now), "object": row_object(o, include) }))
-        .collect();
+    let rows: Vec<Value> =
+        objects.map(|o| json!({ "cells": cells(served, o, now), "object": row_object(o, include) })).collect();
     let mut meta = json!({ "resourceVersion": resource_version });
     if let Some(c) = continue_token {
         meta["continue"] = json!(c);

@@ -38,7 +38,14 @@ impl Watcher {
         line.extend_from_slice(b"\",\"object\":");
         if self.ctx.out == Output::Table {
             let rv = crate::object::meta_str(&obj.value, "resourceVersion").unwrap_or("");
-            let t = table::table(&self.ctx.served, std::iter::once(&obj.value), &self.ctx.params.include_object, rv, None, self.first);
+            let t = table::table(
+                &self.ctx.served,
+                std::iter::once(&obj.value),
+                &self.ctx.params.include_object,
+                rv,
+                None,
+                self.first,
+            );
             self.first = false;
             line.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
         } else {
@@ -66,10 +73,10 @@ impl Watcher {
 
     /// The frame for one event, applying selector transitions.
     fn event(&mut self, e: &CachedEvent) -> Option<Bytes> {
-        if let Some(ns) = self.ctx.namespace() {
-            if crate::object::namespace(&e.object.value) != ns {
-                return None;
-            }
+        if let Some(ns) = self.ctx.namespace()
+            && crate::object::namespace(&e.object.value) != ns
+        {
+            return None;
         }
         let now = self.filter.matches(&e.object.value);
         match e.kind {
@@ -100,14 +107,28 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
     };
     // "Get state and start at most recent" (unset or 0), or start after the given revision.
     let initial = matches!(requested, None | Some(0)) || p.send_initial_events;
-    if p.send_initial_events && requested.is_some_and(|r| r > 0) {
-        ctx.app.cache.wait_for(requested.unwrap_or(0), Duration::from_secs(3)).await?;
+    // Initial events for an unset resourceVersion are a consistent read: the cache first
+    // catches up with the store; for a given one, with that revision.
+    match requested {
+        None => {
+            let current = ctx.app.store.current_revision().await?;
+            ctx.app.cache.wait_for(current, Duration::from_secs(3)).await?;
+        }
+        Some(r) if p.send_initial_events && r > 0 => ctx.app.cache.wait_for(r, Duration::from_secs(3)).await?,
+        _ => {}
     }
-    let (snapshot, mut cursor) = if initial {
+    let started = if initial {
         let (items, rev) = ctx.app.cache.list(&prefix);
-        (items, ctx.app.cache.watch(&prefix, rev)?)
+        ctx.app.cache.watch(&prefix, rev).map(|c| (items, c))
     } else {
-        (Vec::new(), ctx.app.cache.watch(&prefix, requested.unwrap_or(0))?)
+        ctx.app.cache.watch(&prefix, requested.unwrap_or(0)).map(|c| (Vec::new(), c))
+    };
+    let (snapshot, mut cursor) = match started {
+        Ok(s) => s,
+        // As Kubernetes' watch cache does: a watch from too old a revision opens and
+        // carries one ERROR event with the 410 Status, which clients answer with a re-list.
+        Err(e) if e.code == 410 => return Ok(error_stream(&e)),
+        Err(e) => return Err(e),
     };
     let timeout = p.timeout_seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let bookmarks = p.allow_bookmarks;
@@ -145,11 +166,10 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
                 batch = cursor.next() => match batch {
                     Ok(events) => {
                         for e in &events {
-                            if let Some(frame) = w.event(e) {
-                                if tx.send(Ok(frame)).await.is_err() {
+                            if let Some(frame) = w.event(e)
+                                && tx.send(Ok(frame)).await.is_err() {
                                     return;
                                 }
-                            }
                         }
                     }
                     Err(err) => {
@@ -160,10 +180,17 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
             }
         }
     });
-    let body = Body::from_stream(ReceiverStream::new(rx));
+    Ok(stream_response(Body::from_stream(ReceiverStream::new(rx))))
+}
+
+fn error_stream(e: &ApiError) -> Response {
+    let frame: Result<Bytes, std::io::Error> = Ok(Watcher::frame_value("ERROR", &e.status()));
+    stream_response(Body::from_stream(futures::stream::iter([frame])))
+}
+
+fn stream_response(body: Body) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    Ok(resp)
+    resp
 }
-

@@ -74,16 +74,17 @@ fn check_type_meta(served: &Served, obj: &mut Value, expect_kind: &str, expect_a
             )));
         }
     }
-    if let Some(meta) = m.get("metadata") {
-        if !meta.is_object() && !meta.is_null() {
-            return Err(ApiError::bad_request(format!(
-                "{} in version {:?} cannot be handled as a {}: metadata: expected an object, got {}",
-                served.info.kind,
-                served.info.version,
-                served.info.kind,
-                codec::type_name(meta)
-            )));
-        }
+    if let Some(meta) = m.get("metadata")
+        && !meta.is_object()
+        && !meta.is_null()
+    {
+        return Err(ApiError::bad_request(format!(
+            "{} in version {:?} cannot be handled as a {}: metadata: expected an object, got {}",
+            served.info.kind,
+            served.info.version,
+            served.info.kind,
+            codec::type_name(meta)
+        )));
     }
     Ok(())
 }
@@ -115,7 +116,9 @@ fn check_fields(ctx: &Ctx, obj: &mut Value, raw: Option<&[u8]>, warnings: &mut W
         return Ok(());
     }
     match ctx.params.field_validation {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", ")))),
+        FieldValidation::Strict => {
+            Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", "))))
+        }
         FieldValidation::Warn => {
             warnings.0.extend(problems);
             Ok(())
@@ -157,6 +160,10 @@ async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+fn is_service(served: &Served) -> bool {
+    served.info.group.is_empty() && served.info.plural == "services"
+}
+
 fn crd_resource(ctx: &Ctx) -> bool {
     ctx.served.info.group == "apiextensions.k8s.io" && ctx.served.info.plural == "customresourcedefinitions"
 }
@@ -182,15 +189,13 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
         meta.remove("namespace");
     }
     let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-    if !has_name {
-        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
-            let name = format!("{prefix}{}", random_suffix());
-            meta.insert("name".into(), json!(name));
-        }
+    if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+        let name = format!("{prefix}{}", random_suffix());
+        meta.insert("name".into(), json!(name));
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(object::now()));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(k);
     }
     let has_spec = obj.get("spec").is_some();
@@ -201,16 +206,24 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
             meta.remove("generation");
         }
     }
-    if info.has_subresource("status") && !matches!(info.kind.as_str(), "Node" | "Namespace") {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if info.has_subresource("status")
+        && !matches!(info.kind.as_str(), "Node" | "Namespace")
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     Ok(())
 }
 
 /// Defaults, validation and managed fields for an object about to be written.
-fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&str>) -> ApiResult<()> {
+/// `track`: record the write in managedFields as an Update (server-side apply records its own).
+async fn admit(
+    ctx: &Ctx,
+    obj: &mut Value,
+    old: Option<&Value>,
+    subresource: Option<&str>,
+    track: bool,
+) -> ApiResult<()> {
     let served = &ctx.served;
     match &served.custom {
         Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), obj),
@@ -230,8 +243,19 @@ fn admit(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&s
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
-    if let Some(schema) = schema_of(served) {
-        berth_api::apply::track_update(schema, old, obj, &ctx.manager(), &object::now(), &served.info.api_version(), subresource);
+    if is_service(served) && subresource.is_none() {
+        crate::services::allocate(&ctx.app, obj, old).await?;
+    }
+    if let (true, Some(schema)) = (track, schema_of(served)) {
+        berth_api::apply::track_update(
+            schema,
+            old,
+            obj,
+            &ctx.manager(),
+            &object::now(),
+            &served.info.api_version(),
+            subresource,
+        );
     }
     Ok(())
 }
@@ -244,12 +268,12 @@ fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
 pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut warnings = Warnings::default();
     let obj = decode_checked(&ctx, &body, &mut warnings)?;
-    let obj = create_object(&ctx, obj).await?;
+    let obj = create_object(&ctx, obj, true).await?;
     Ok(created_response(&ctx, &obj, &warnings))
 }
 
-/// The create path shared by POST and server-side apply of a new object.
-async fn create_object(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
+/// The create path shared by POST and server-side apply of a new object (`track` as in [`admit`]).
+async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Value> {
     if let Some(ns) = ctx.namespace() {
         check_namespace(ctx, ns, object::name(&obj)).await?;
     }
@@ -258,7 +282,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
         crate::crd::set_status(&mut obj);
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
-    admit(ctx, &mut obj, None, None)?;
+    admit(ctx, &mut obj, None, None, track).await?;
     if ctx.params.dry_run {
         return Ok(obj);
     }
@@ -324,16 +348,28 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
     }
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = object::meta_mut(new).ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    if let Some(uid) = meta.get("uid").and_then(Value::as_str) {
-        if !uid.is_empty() && Some(uid) != old_meta.get("uid").and_then(Value::as_str) {
-            return Err(ApiError::conflict(
-                info,
-                object::name(old),
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old_meta["uid"].as_str().unwrap_or("")),
-            ));
-        }
+    if let Some(uid) = meta.get("uid").and_then(Value::as_str)
+        && !uid.is_empty()
+        && Some(uid) != old_meta.get("uid").and_then(Value::as_str)
+    {
+        return Err(ApiError::conflict(
+            info,
+            object::name(old),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old_meta["uid"].as_str().unwrap_or("")
+            ),
+        ));
     }
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old_meta.get(k) {
             Some(v) => {
                 meta.insert(k.into(), v.clone());
@@ -353,12 +389,11 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
             c
         };
-        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64) {
-            if strip(new) != strip(old) {
-                if let Some(m) = object::meta_mut(new) {
-                    m.insert("generation".into(), json!(generation + 1));
-                }
-            }
+        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64)
+            && strip(new) != strip(old)
+            && let Some(m) = object::meta_mut(new)
+        {
+            m.insert("generation".into(), json!(generation + 1));
         }
     }
     Ok(())
@@ -417,24 +452,26 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             ctx.name()
         )));
     }
-    if let (Some(ns), Some(given)) = (ctx.namespace(), object::meta_str(&new, "namespace")) {
-        if !given.is_empty() && given != ns {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    if let (Some(ns), Some(given)) = (ctx.namespace(), object::meta_str(&new, "namespace"))
+        && !given.is_empty()
+        && given != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     let old = read::load(&ctx).await?;
-    let expected = object::resource_version(&new)
-        .map_err(|rv| ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer")))?;
-    if let Some(rv) = expected {
-        if rv != old.revision {
-            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-        }
+    let expected = object::resource_version(&new).map_err(|rv| {
+        ApiError::bad_request(format!("metadata.resourceVersion: Invalid value: {rv:?}: must be an integer"))
+    })?;
+    if let Some(rv) = expected
+        && rv != old.revision
+    {
+        return Err(ApiError::stale(&ctx.served.info, ctx.name()));
     }
     let sub = ctx.path.subresource.as_deref();
     carry_over(&ctx, &mut new, &old.value, sub)?;
-    admit(&ctx, &mut new, Some(&old.value), sub)?;
+    admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(with_warnings(read::render_one(&ctx, &written), &warnings))
 }
@@ -444,15 +481,15 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let kind = codec::body_type(&ctx.headers)?;
     let scale_obj = codec::decode_object(kind, &body)?;
     let old = read::load(&ctx).await?;
-    if let Ok(Some(rv)) = object::resource_version(&scale_obj) {
-        if rv != old.revision {
-            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-        }
+    if let Ok(Some(rv)) = object::resource_version(&scale_obj)
+        && rv != old.revision
+    {
+        return Err(ApiError::stale(&ctx.served.info, ctx.name()));
     }
     let mut new = old.value.clone();
     scale::apply_scale(&ctx.served, &mut new, &scale_obj)?;
     carry_over(&ctx, &mut new, &old.value, None)?;
-    admit(&ctx, &mut new, Some(&old.value), Some("scale"))?;
+    admit(&ctx, &mut new, Some(&old.value), Some("scale"), true).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
 }
@@ -468,7 +505,9 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     }
     let patch: Value = match kind {
         BodyType::ApplyPatch | BodyType::Yaml => codec::decode_yaml(&body)?,
-        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::Json => codec::decode_json(&body)?,
+        BodyType::JsonPatch | BodyType::MergePatch | BodyType::StrategicMergePatch | BodyType::Json => {
+            codec::decode_json(&body)?
+        }
         BodyType::Protobuf => return Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
     };
     if kind == BodyType::StrategicMergePatch && ctx.served.custom.is_some() {
@@ -494,15 +533,24 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                     )));
                 }
                 let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
-                let applied = berth_api::apply::apply(schema, None, &obj, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
-                    .map_err(|e| apply_error(&ctx, e))?;
-                let created = create_object_keep_fields(&ctx, applied).await?;
+                let applied = berth_api::apply::apply(
+                    schema,
+                    None,
+                    &obj,
+                    &ctx.manager(),
+                    ctx.params.force,
+                    &object::now(),
+                    &info.api_version(),
+                )
+                .map_err(|e| apply_error(&ctx, e))?;
+                let created = create_object(&ctx, applied, false).await?;
                 return Ok(created_response(&ctx, &created, &warnings));
             }
             Err(e) => return Err(e),
         };
         // The document the patch applies to: the object, or its Scale view.
-        let base = if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
+        let base =
+            if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
         let mut patched = apply_patch(&ctx, kind, &base, &patch, &old.value)?;
         let mut new = if sub.as_deref() == Some("scale") {
             let mut n = old.value.clone();
@@ -515,37 +563,18 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             patched
         };
         // A resourceVersion in the patch is a precondition.
-        if let Ok(Some(rv)) = object::resource_version(&new) {
-            if rv != old.revision {
-                return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-            }
+        if let Ok(Some(rv)) = object::resource_version(&new)
+            && rv != old.revision
+        {
+            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
         }
         if object::name(&new) != ctx.name() {
             return Err(ApiError::bad_request("metadata.name: the name of an object cannot be changed by a patch"));
         }
         let carry_sub = if sub.as_deref() == Some("scale") { None } else { sub.as_deref() };
         carry_over(&ctx, &mut new, &old.value, carry_sub)?;
-        if kind == BodyType::ApplyPatch {
-            // managedFields were set by apply itself.
-            let served = &ctx.served;
-            match &served.custom {
-                Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut new),
-                None => berth_api::defaults::apply(&served.info, &mut new),
-            }
-            let errors = match &served.custom {
-                Some(c) => {
-                    let mut e = berth_api::validation::validate_metadata(&served.info, &new, Some(&old.value));
-                    e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &new));
-                    e
-                }
-                None => berth_api::validation::validate(&served.info, &new, Some(&old.value)),
-            };
-            if !errors.is_empty() {
-                return Err(ApiError::invalid(&served.info, ctx.name(), &errors));
-            }
-        } else {
-            admit(&ctx, &mut new, Some(&old.value), sub.as_deref())?;
-        }
+        // Server-side apply has recorded its own managedFields.
+        admit(&ctx, &mut new, Some(&old.value), sub.as_deref(), kind != BodyType::ApplyPatch).await?;
         match commit_update(&ctx, &old, new).await {
             Ok(written) => {
                 let resp = if sub.as_deref() == Some("scale") {
@@ -579,7 +608,13 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
     match kind {
         BodyType::JsonPatch => {
             let mut out = base.clone();
-            berth_api::patch::json_patch(&mut out, patch).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+            berth_api::patch::json_patch(&mut out, patch).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
             Ok(out)
         }
         BodyType::MergePatch | BodyType::Json | BodyType::Yaml => {
@@ -607,55 +642,18 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
             let info = &ctx.served.info;
             let mut applied = patch.clone();
             check_type_meta(&ctx.served, &mut applied, &info.kind, &info.api_version())?;
-            berth_api::apply::apply(schema, Some(live), &applied, &ctx.manager(), ctx.params.force, &object::now(), &info.api_version())
-                .map_err(|e| apply_error(ctx, e))
+            berth_api::apply::apply(
+                schema,
+                Some(live),
+                &applied,
+                &ctx.manager(),
+                ctx.params.force,
+                &object::now(),
+                &info.api_version(),
+            )
+            .map_err(|e| apply_error(ctx, e))
         }
         BodyType::Protobuf => Err(ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")),
-    }
-}
-
-/// Create for server-side apply: like [`create_object`] but keeps the managedFields apply computed.
-async fn create_object_keep_fields(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
-    let managed = obj.pointer("/metadata/managedFields").cloned();
-    let mut created = {
-        let mut o = obj;
-        if let Some(ns) = ctx.namespace() {
-            check_namespace(ctx, ns, object::name(&o)).await?;
-        }
-        prepare_create(ctx, &mut o)?;
-        let served = &ctx.served;
-        match &served.custom {
-            Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), &mut o),
-            None => berth_api::defaults::apply(&served.info, &mut o),
-        }
-        let errors = match &served.custom {
-            Some(c) => {
-                let mut e = berth_api::validation::validate_metadata(&served.info, &o, None);
-                e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), &o));
-                e
-            }
-            None => berth_api::validation::validate(&served.info, &o, None),
-        };
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(&served.info, object::name(&o), &errors));
-        }
-        if let (Some(m), Some(mf)) = (object::meta_mut(&mut o), managed) {
-            m.insert("managedFields".into(), mf);
-        }
-        o
-    };
-    if ctx.params.dry_run {
-        return Ok(created);
-    }
-    let key = ctx.served.key(object::meta_str(&created, "namespace"), object::name(&created));
-    match ctx.app.store.create(&key, Bytes::from(object::encode_for_store(&created))).await {
-        Ok(kv) => {
-            object::set_resource_version(&mut created, kv.mod_revision);
-            crate::crd::after_write(ctx, &created);
-            Ok(created)
-        }
-        Err(berth_store::Error::AlreadyExists(_)) => Err(ApiError::already_exists(&ctx.served.info, ctx.name())),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -704,7 +702,11 @@ pub async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
         match delete_one(&ctx, &old, &opts, dry).await {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() => continue,
+            Err(e)
+                if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
             Ok(resp) => return Ok(resp),
         }
@@ -726,17 +728,24 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     if let Some(uid) = &opts.uid {
         let actual = object::meta_str(&old.value, "uid").unwrap_or("");
         if uid != actual {
-            return Err(ApiError::conflict(info, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
-        }
-    }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != old.revision.to_string() {
             return Err(ApiError::conflict(
                 info,
                 &name,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old.revision),
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
             ));
         }
+    }
+    if let Some(rv) = &opts.resource_version
+        && *rv != old.revision.to_string()
+    {
+        return Err(ApiError::conflict(
+            info,
+            &name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                old.revision
+            ),
+        ));
     }
     let mut new = old.value.clone();
     let mut finalizers = object::finalizers(&new);
@@ -749,7 +758,8 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     }
     // Namespaces always go through Terminating; the namespace controller finishes them.
     let is_namespace = info.group.is_empty() && info.plural == "namespaces";
-    let spec_finalizers = is_namespace && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    let spec_finalizers =
+        is_namespace && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
     // Pods bound to a node get a grace period for the node agent to stop them.
     let grace = if info.group.is_empty() && info.plural == "pods" {
         let bound = new.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
@@ -821,7 +831,8 @@ fn success_status(ctx: &Ctx, obj: &Value) -> Response {
     if let Some(uid) = object::meta_str(obj, "uid") {
         details.insert("uid".into(), json!(uid));
     }
-    let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
+    let status =
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details });
     codec::respond(StatusCode::OK, &status, codec::Output::Json)
 }
 
@@ -853,12 +864,20 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let binding = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
     let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
-        return Err(ApiError::new(422, "Invalid", format!("Binding \"{}\" is invalid: target.name: Required value", ctx.name())));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("Binding \"{}\" is invalid: target.name: Required value", ctx.name()),
+        ));
     }
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
         if object::is_deleting(&old.value) {
-            return Err(ApiError::conflict(&ctx.served.info, ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                &ctx.served.info,
+                ctx.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         let current = old.value.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
         if !current.is_empty() {
@@ -891,7 +910,8 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
 /// POST pods/<name>/eviction: deletes the pod with the eviction's delete options.
 pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
-    let opts_body = eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
+    let opts_body =
+        eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
     let opts = delete_options(&ctx, &opts_body)?;
     let old = read::load(&ctx).await?;
     delete_one(&ctx, &old, &opts, ctx.params.dry_run).await?;

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use berth_apiserver::{Config, Server};
@@ -30,10 +30,17 @@ pub(crate) struct ServerArgs {
     /// Run the control plane only, without a node agent on this host.
     #[arg(long)]
     disable_agent: bool,
+    /// Revisions of history kept by the store and the watch cache; older resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 10_000)]
+    compaction_retention: i64,
+    /// Seconds between automatic compactions of the store.
+    #[arg(long, default_value_t = 300)]
+    compaction_interval: u64,
 }
 
 fn default_data_dir() -> PathBuf {
-    let is_root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let is_root =
+        std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     if is_root {
         PathBuf::from("/var/lib/berth/server")
     } else {
@@ -74,9 +81,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let db = data_dir.join("state.db");
-    let store = SqliteStore::open(&db, SqliteOptions::default())
-        .with_context(|| format!("opening the store at {}", db.display()))?;
-    let config = Config { bind_address: args.bind_address, port: args.https_listen_port };
+    let options = SqliteOptions {
+        compaction_window: args.compaction_retention.max(1),
+        compaction_interval: Duration::from_secs(args.compaction_interval),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&db, options).with_context(|| format!("opening the store at {}", db.display()))?;
+    let config = Config {
+        bind_address: args.bind_address,
+        port: args.https_listen_port,
+        watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
+    };
     let server = Server::start(config, Arc::new(store))
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;

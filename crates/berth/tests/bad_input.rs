@@ -29,11 +29,13 @@ fn count_configmaps(s: &TestServer) -> usize {
 #[test]
 fn invalid_object_gets_422_with_field_causes_and_is_not_written() {
     let s = server();
-    let pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "Bad_Name" }, "spec": { "containers": [] } });
+    let pod =
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "Bad_Name" }, "spec": { "containers": [] } });
     let (code, v) = s.http_json("POST", "/api/v1/namespaces/default/pods", Some(&pod));
     assert_eq!(code, 422);
     assert_status(&v, 422, "Invalid");
-    let fields: Vec<&str> = v["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        v["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"metadata.name"), "{v}");
     assert!(fields.contains(&"spec.containers"), "{v}");
     assert!(v["message"].as_str().unwrap().contains("spec.containers: Required value"), "{v}");
@@ -57,19 +59,24 @@ fn unknown_field_under_strict_is_rejected_and_warned_otherwise() {
     let mut cm = configmap("strict");
     cm["bogus"] = json!(1);
     let body = serde_json::to_vec(&cm).unwrap();
-    let r = s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/json"), &body);
+    let r =
+        s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/json"), &body);
     assert_eq!(r.status, 400);
     assert_status(&r.json(), 400, "BadRequest");
     assert!(r.json()["message"].as_str().unwrap().contains("unknown field \"bogus\""), "{}", r.json());
     assert_eq!(count_configmaps(&s), 0);
 
-    let r = s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Warn", Some("application/json"), &body);
+    let r =
+        s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Warn", Some("application/json"), &body);
     assert_eq!(r.status, 201);
     assert!(r.header_all("warning").iter().any(|w| w.contains("unknown field")), "{:?}", r.headers);
     assert!(r.json().get("bogus").is_none(), "unknown fields are pruned");
 
     // kubectl validates strictly by default.
-    let err = s.kubectl_err(&["create", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: {a: b}\nspexx: 1\n"));
+    let err = s.kubectl_err(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata: {a: b}\nspexx: 1\n"),
+    );
     assert!(err.contains("unknown field") && err.contains("spexx"), "{err}");
 }
 
@@ -77,7 +84,8 @@ fn unknown_field_under_strict_is_rejected_and_warned_otherwise() {
 fn duplicate_fields_under_strict_are_rejected() {
     let s = server();
     let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup2"},"data":{}}"#;
-    let r = s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/json"), body);
+    let r =
+        s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/json"), body);
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["message"].as_str().unwrap().contains("duplicate field"), "{}", r.json());
     assert_eq!(count_configmaps(&s), 0);
@@ -126,10 +134,20 @@ fn oversized_body_gets_413() {
 #[test]
 fn malformed_yaml_and_json_get_400_naming_the_position() {
     let s = server();
-    let r = s.http("POST", "/api/v1/namespaces/default/configmaps", Some("application/yaml"), b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [x\n");
+    let r = s.http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/yaml"),
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [x\n",
+    );
     assert_eq!(r.status, 400);
     assert_status(&r.json(), 400, "BadRequest");
-    let r = s.http("POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), b"{\"apiVersion\": \"v1\",\n \"kind\": }");
+    let r = s.http(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some("application/json"),
+        b"{\"apiVersion\": \"v1\",\n \"kind\": }",
+    );
     assert_eq!(r.status, 400);
     assert!(r.json()["message"].as_str().unwrap().contains("line 2"), "{}", r.json());
     assert_eq!(count_configmaps(&s), 0);

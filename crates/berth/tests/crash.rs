@@ -50,7 +50,12 @@ fn acknowledged_writes_survive_kill_9() {
         list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
     let acked = acked.lock().unwrap();
     let missing: Vec<_> = acked.difference(&stored).collect();
-    assert!(missing.is_empty(), "{} acknowledged writes lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let attempted = attempted.lock().unwrap();
     let unexpected: Vec<_> = stored.difference(&attempted).collect();
     assert!(unexpected.is_empty(), "objects nobody wrote: {unexpected:?}");

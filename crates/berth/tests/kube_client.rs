@@ -30,7 +30,7 @@ async fn typed_crud_list_and_apply() {
     let created = api.create(&PostParams::default(), &cm("one", "1")).await.unwrap();
     assert!(created.metadata.uid.is_some());
     let got = api.get("one").await.unwrap();
-    assert_eq!(got.data.unwrap()["key"], "1");
+    assert_eq!(got.data.as_ref().unwrap()["key"], "1");
     let mut changed = got.clone();
     changed.data = Some([("key".to_string(), "2".to_string())].into());
     api.replace("one", &PostParams::default(), &changed).await.unwrap();

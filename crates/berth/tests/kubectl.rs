@@ -71,7 +71,11 @@ fn create_get_apply_and_delete_a_deployment_from_a_file() {
     assert!(d["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
 
     let table = s.kubectl_ok(&["get", "deployments"]);
-    assert!(table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{table}");
+    assert!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>()
+            == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
     let wide = s.kubectl_ok(&["get", "deployments", "-o", "wide"]);
     assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.25"), "{wide}");
 
@@ -118,10 +122,19 @@ fn server_side_apply_tracks_managers_and_reports_conflicts() {
     let s = server();
     s.kubectl_in_ok(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT));
     let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json", "--show-managed-fields"]));
-    let managers: Vec<&str> = d["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    let managers: Vec<&str> =
+        d["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
     assert!(managers.contains(&"kubectl"), "{managers:?}");
     // Another manager takes .spec.replicas; a re-apply with another value conflicts.
-    s.kubectl_ok(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":5}}"#, "--field-manager=autoscaler"]);
+    s.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+        "--field-manager=autoscaler",
+    ]);
     let changed = DEPLOYMENT.replace("replicas: 2", "replicas: 4");
     let err = s.kubectl_err(&["apply", "--server-side", "-f", "-"], Some(&changed));
     assert!(err.contains("conflict") && err.contains("autoscaler") && err.contains(".spec.replicas"), "{err}");
@@ -136,7 +149,27 @@ fn patch_label_annotate_and_scale() {
     s.kubectl_ok(&["label", "deployment", "web", "tier=frontend"]);
     s.kubectl_ok(&["annotate", "deployment", "web", "owner=team-a"]);
     s.kubectl_ok(&["scale", "deployment", "web", "--replicas=7"]);
-    s.kubectl_ok(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/minReadySeconds","value":5}]"#]);
+    s.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/minReadySeconds","value":5}]"#,
+    ]);
+    // replace of a field the object does not have fails, as in Kubernetes
+    let err = s.kubectl_err(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/paused","value":true}]"#,
+        ],
+        None,
+    );
+    assert!(err.contains("path is invalid") || err.contains("missing path"), "{err}");
     s.kubectl_ok(&["set", "image", "deployment/web", "nginx=nginx:1.27"]);
     let d = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
     assert_eq!(d["metadata"]["labels"]["tier"], "frontend");
@@ -192,13 +225,29 @@ fn discovery_lists_every_group_and_short_names() {
     let s = server();
     let out = s.kubectl_ok(&["api-resources"]);
     for needle in [
-        "pods", "deployments", "statefulsets", "cronjobs", "horizontalpodautoscalers", "poddisruptionbudgets", "leases",
-        "endpointslices", "ingresses", "networkpolicies", "clusterrolebindings", "storageclasses", "priorityclasses",
-        "runtimeclasses", "validatingwebhookconfigurations", "customresourcedefinitions",
+        "pods",
+        "deployments",
+        "statefulsets",
+        "cronjobs",
+        "horizontalpodautoscalers",
+        "poddisruptionbudgets",
+        "leases",
+        "endpointslices",
+        "ingresses",
+        "networkpolicies",
+        "clusterrolebindings",
+        "storageclasses",
+        "priorityclasses",
+        "runtimeclasses",
+        "validatingwebhookconfigurations",
+        "customresourcedefinitions",
     ] {
         assert!(out.contains(needle), "{needle} missing from api-resources:\n{out}");
     }
-    assert!(out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{out}"
+    );
     let versions = s.kubectl_ok(&["api-versions"]);
     assert!(versions.contains("autoscaling/v2") && versions.contains("batch/v1"), "{versions}");
 }
@@ -229,4 +278,52 @@ fn namespace_deletion_removes_its_content() {
     assert!(err.contains("not found"), "{err}");
     let (code, _) = s.http_json("GET", "/api/v1/namespaces/doomed/configmaps/c1", None);
     assert_eq!(code, 404);
+}
+
+#[test]
+fn watch_prints_table_rows_and_edit_round_trips() {
+    let s = server();
+    s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
+    let mut child = std::process::Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["get", "deployments", "-w", "--request-timeout=20s"])
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let header = rx.recv_timeout(Duration::from_secs(10)).expect("header");
+    assert!(header.starts_with("NAME") && header.contains("UP-TO-DATE"), "{header}");
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("row");
+    assert!(first.starts_with("web") && first.contains("0/2"), "{first}");
+    // kubectl edit: the editor changes replicas; the watch prints the new row.
+    let edit = std::process::Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(["edit", "deployment", "web"])
+        .env("HOME", s.dir.path())
+        .env("KUBE_EDITOR", "sed -i -e 's/^  replicas: 2$/  replicas: 4/'")
+        .output()
+        .unwrap();
+    assert!(edit.status.success(), "{}", String::from_utf8_lossy(&edit.stderr));
+    let mut seen = Vec::new();
+    let got = wait_until(Duration::from_secs(10), || {
+        while let Ok(l) = rx.try_recv() {
+            seen.push(l);
+        }
+        seen.iter().any(|l| l.starts_with("web") && l.contains("0/4"))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got, "watch did not show the edit: {seen:?}");
+    assert_eq!(s.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
 }

@@ -39,17 +39,37 @@ fn generation_counts_spec_changes_only_and_status_is_separate() {
     let (_, d) = s.http_json("POST", DEPLOYMENTS, Some(&deployment("g")));
     assert_eq!(d["metadata"]["generation"], 1);
     // A label change is metadata: no new generation.
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"x":"y"}}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/g"),
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"labels":{"x":"y"}}}"#,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["metadata"]["generation"], 1);
     // A spec change is.
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":3}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/g"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"replicas":3}}"#,
+    );
     assert_eq!(r.json()["metadata"]["generation"], 2);
     // Status through the main resource is ignored...
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g"), Some("application/merge-patch+json"), br#"{"status":{"replicas":9}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/g"),
+        Some("application/merge-patch+json"),
+        br#"{"status":{"replicas":9}}"#,
+    );
     assert!(r.json()["status"].get("replicas").is_none(), "{}", r.json());
     // ...and through /status it is written, without touching spec.
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/g/status"), Some("application/merge-patch+json"), br#"{"status":{"replicas":9},"spec":{"replicas":100}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/g/status"),
+        Some("application/merge-patch+json"),
+        br#"{"status":{"replicas":9},"spec":{"replicas":100}}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.json());
     assert_eq!(r.json()["status"]["replicas"], 9);
     assert_eq!(r.json()["spec"]["replicas"], 3);
@@ -65,12 +85,22 @@ fn scale_subresource_reads_and_writes_replicas() {
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 1);
     assert_eq!(scale["status"]["selector"], "app=sc");
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/sc/scale"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":4}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/sc/scale"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"replicas":4}}"#,
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["spec"]["replicas"], 4);
     let (_, d) = s.http_json("GET", &format!("{DEPLOYMENTS}/sc"), None);
     assert_eq!(d["spec"]["replicas"], 4);
-    let r = s.http("PATCH", &format!("{DEPLOYMENTS}/sc/scale"), Some("application/merge-patch+json"), br#"{"spec":{"replicas":-1}}"#);
+    let r = s.http(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/sc/scale"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"replicas":-1}}"#,
+    );
     assert_eq!(r.status, 422);
 }
 
@@ -85,7 +115,12 @@ fn finalizers_hold_deletion_until_removed() {
     let (code, v) = s.http_json("GET", "/api/v1/namespaces/default/configmaps/f", None);
     assert_eq!(code, 200);
     assert!(v["metadata"]["deletionTimestamp"].is_string());
-    let r = s.http("PATCH", "/api/v1/namespaces/default/configmaps/f", Some("application/merge-patch+json"), br#"{"metadata":{"finalizers":null}}"#);
+    let r = s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/f",
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"finalizers":null}}"#,
+    );
     assert_eq!(r.status, 200, "{}", r.json());
     assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps/f", None).0, 404);
 }
@@ -117,13 +152,21 @@ fn list_pagination_is_a_consistent_snapshot() {
     // A write after the first page is not seen by the rest of the list.
     let extra = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "cm-9" } });
     s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&extra));
-    let mut names: Vec<String> = page1["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> = page1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     let mut token = Some(token);
     while let Some(t) = token {
-        let (code, page) = s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={t}"), None);
+        let (code, page) =
+            s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?limit=3&continue={t}"), None);
         assert_eq!(code, 200, "{page}");
         assert_eq!(page["metadata"]["resourceVersion"], page1["metadata"]["resourceVersion"]);
-        names.extend(page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()));
+        names.extend(
+            page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
         token = page["metadata"]["continue"].as_str().map(String::from);
     }
     assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
@@ -138,11 +181,20 @@ fn resource_version_rules_for_lists() {
     let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(rv > 0);
     assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=0", None).0, 200);
-    assert_eq!(s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"), None).0, 200);
+    assert_eq!(
+        s.http_json(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?resourceVersion={rv}&resourceVersionMatch=Exact"),
+            None
+        )
+        .0,
+        200
+    );
     assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersionMatch=Exact", None).0, 400);
     assert_eq!(s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=abc", None).0, 400);
     // A future revision times out with 504 rather than answering stale data.
-    let (code, _) = s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}", rv + 1000), None);
+    let (code, _) =
+        s.http_json("GET", &format!("/api/v1/namespaces/default/configmaps?resourceVersion={}", rv + 1000), None);
     assert_eq!(code, 504);
 }
 
@@ -154,7 +206,8 @@ fn field_selectors() {
         s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
     }
     let (_, v) = s.http_json("GET", "/api/v1/configmaps?fieldSelector=metadata.name%3Db", None);
-    let names: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["b"]);
     let (code, v) = s.http_json("GET", "/api/v1/configmaps?fieldSelector=spec.nothing%3Dx", None);
     assert_eq!(code, 400, "{v}");
@@ -197,18 +250,36 @@ fn watch_from_a_revision_with_selector_transitions() {
     let s = server();
     let (_, list) = s.http_json("GET", "/api/v1/namespaces/default/configmaps", None);
     let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    let mut w = open_watch(&s, &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&labelSelector=team%3Da"));
+    let mut w = open_watch(
+        &s,
+        &format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&labelSelector=team%3Da"),
+    );
     let cm = |team: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "w", "labels": { "team": team } } });
     let (_, created) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm("a")));
     let e = next_event(&mut w);
     assert_eq!(e["type"], "ADDED");
     assert_eq!(e["object"]["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
     // Leaving the selection is a DELETED event; coming back an ADDED one.
-    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"team":"b"}}}"#);
+    s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/w",
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"labels":{"team":"b"}}}"#,
+    );
     assert_eq!(next_event(&mut w)["type"], "DELETED");
-    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"metadata":{"labels":{"team":"a"}}}"#);
+    s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/w",
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"labels":{"team":"a"}}}"#,
+    );
     assert_eq!(next_event(&mut w)["type"], "ADDED");
-    s.http("PATCH", "/api/v1/namespaces/default/configmaps/w", Some("application/merge-patch+json"), br#"{"data":{"x":"1"}}"#);
+    s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/w",
+        Some("application/merge-patch+json"),
+        br#"{"data":{"x":"1"}}"#,
+    );
     assert_eq!(next_event(&mut w)["type"], "MODIFIED");
     s.http_json("DELETE", "/api/v1/namespaces/default/configmaps/w", None);
     let e = next_event(&mut w);
@@ -221,7 +292,10 @@ fn watch_with_initial_events_and_bookmark() {
     let s = server();
     let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "init" } });
     s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
-    let mut w = open_watch(&s, "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true");
+    let mut w = open_watch(
+        &s,
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+    );
     let e = next_event(&mut w);
     assert_eq!((e["type"].as_str(), e["object"]["metadata"]["name"].as_str()), (Some("ADDED"), Some("init")));
     let b = next_event(&mut w);
@@ -230,11 +304,30 @@ fn watch_with_initial_events_and_bookmark() {
 }
 
 #[test]
-fn watch_from_a_compacted_revision_is_gone() {
-    let s = server();
-    let r = s.http("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1", None, b"");
-    // Revision 1 is still in the window right after start: the watch opens.
-    assert_eq!(r.status, 200);
+fn old_resource_versions_are_gone_after_compaction() {
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--compaction-retention", "5", "--compaction-interval", "1"],
+    );
+    for i in 0..20 {
+        let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("c{i}") } });
+        assert_eq!(s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm)).0, 201);
+    }
+    // A watch from a revision older than the history opens with one ERROR event: 410 Expired.
+    let mut w = open_watch(&s, "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=2");
+    let e = next_event(&mut w);
+    assert_eq!(e["type"], "ERROR", "{e}");
+    assert_eq!(e["object"]["code"], 410);
+    assert_eq!(e["object"]["reason"], "Expired");
+    // An exact list at a compacted revision is 410 once the store has compacted.
+    let gone = berth_testkit::wait_until(Duration::from_secs(20), || {
+        s.http_json("GET", "/api/v1/namespaces/default/configmaps?resourceVersion=2&resourceVersionMatch=Exact", None).0
+            == 410
+    });
+    assert!(gone, "store never compacted revision 2");
+    // Current data is intact.
+    let (_, list) = s.http_json("GET", "/api/v1/namespaces/default/configmaps", None);
+    assert_eq!(list["items"].as_array().unwrap().len(), 20);
 }
 
 #[test]
@@ -250,8 +343,60 @@ fn tables_for_lists_and_single_objects() {
     let json_start = body.find("\r\n\r\n").unwrap() + 4;
     let t: Value = serde_json::from_str(&body[json_start..]).unwrap();
     assert_eq!(t["kind"], "Table");
-    let cols: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let cols: Vec<&str> =
+        t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(&cols[..5], ["Name", "Ready", "Up-to-date", "Available", "Age"]);
     assert_eq!(t["rows"][0]["cells"][0], "t");
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
+
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    let s = server();
+    let (_, k) = s.http_json("GET", "/api/v1/namespaces/default/services/kubernetes", None);
+    assert_eq!(k["spec"]["clusterIP"], "10.43.0.1");
+    let svc = |name: &str, extra: Value| {
+        let mut v = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": name },
+            "spec": { "selector": { "app": name }, "ports": [{ "port": 80 }] } });
+        if let (Some(spec), Some(extra)) = (v["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        v
+    };
+    let (code, a) = s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("a", json!({}))));
+    assert_eq!(code, 201, "{a}");
+    let (_, b) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("b", json!({ "type": "NodePort" }))));
+    let (ip_a, ip_b) = (a["spec"]["clusterIP"].as_str().unwrap(), b["spec"]["clusterIP"].as_str().unwrap());
+    assert!(ip_a.starts_with("10.43.") && ip_b.starts_with("10.43.") && ip_a != ip_b, "{ip_a} {ip_b}");
+    let port = b["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&port), "{port}");
+    // Headless services get none; a taken or foreign address is refused.
+    let (_, h) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("h", json!({ "clusterIP": "None" }))));
+    assert_eq!(h["spec"]["clusterIP"], "None");
+    let (code, v) =
+        s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc("c", json!({ "clusterIP": ip_a }))));
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("already allocated"), "{v}");
+    let (code, _) = s.http_json(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&svc("d", json!({ "clusterIP": "192.168.1.1" }))),
+    );
+    assert_eq!(code, 422);
+    let (code, v) = s.http_json(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&svc("e", json!({ "type": "NodePort", "ports": [{ "port": 80, "nodePort": port }] }))),
+    );
+    assert_eq!(code, 422, "{v}");
+    // An update keeps the address.
+    let r = s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/services/a",
+        Some("application/merge-patch+json"),
+        br#"{"metadata":{"labels":{"x":"y"}}}"#,
+    );
+    assert_eq!(r.json()["spec"]["clusterIP"], ip_a);
 }

@@ -156,11 +156,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
 
     /// Replaces the value of `key` if its mod revision is `expected` (compare-and-swap);
-    /// otherwise fails with [`Error::Conflict`] carrying the current value.
+    /// otherwise fails with [`Error::Conflict`] carrying the current value (None when
+    /// the key does not exist).
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue>;
 
     /// Deletes `key` if its mod revision is `expected` (when given). Returns the deleted
-    /// value with `mod_revision` set to the revision of the delete.
+    /// value with `mod_revision` set to the revision of the delete. Fails with
+    /// [`Error::NotFound`] when the key does not exist (precondition or not), and with
+    /// [`Error::Conflict`] carrying the current value when the precondition fails.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
 
     /// The current revision (of the last write; 0 on an empty new store).
@@ -169,12 +172,15 @@ pub trait Store: Send + Sync + 'static {
     /// The compacted revision: reads and watches at or below it fail (0 when nothing is compacted).
     async fn compacted_revision(&self) -> Result<Revision>;
 
-    /// Forgets history at and below `revision` (current values are kept).
+    /// Forgets history at and below `revision` (current values are kept). Compacting at
+    /// or below the compacted revision does nothing; above the current revision fails
+    /// with [`Error::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// Every event on keys starting with `prefix` with revision >= `from`, in order,
     /// then live events as they happen. Fails with [`Error::Compacted`] if `from` is at
-    /// or below the compacted revision.
+    /// or below the compacted revision. `from` <= 0 means the next revision: live events
+    /// only.
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream>;
 
     /// Flushes and stops accepting writes; pending writes are committed first.

@@ -24,6 +24,7 @@ pub struct TestServer {
     /// The kubeconfig the server wrote.
     pub kubeconfig: PathBuf,
     bin: PathBuf,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -42,6 +43,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 impl TestServer {
     /// Starts `berth server --disable-agent` from the binary at `bin` in a fresh temp dir.
     pub fn start(bin: &Path) -> TestServer {
+        Self::start_with(bin, &[])
+    }
+
+    /// Like [`TestServer::start`], with extra `berth server` flags.
+    pub fn start_with(bin: &Path, extra_args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut s = TestServer {
             url: String::new(),
@@ -49,6 +55,7 @@ impl TestServer {
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             dir,
             bin: bin.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         s.launch();
@@ -69,6 +76,7 @@ impl TestServer {
             .args(["server", "--disable-agent", "--https-listen-port", if port.is_empty() { "0" } else { &port }])
             .arg("--data-dir")
             .arg(self.dir.path())
+            .args(&self.extra_args)
             .env("BERTH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -83,7 +91,9 @@ impl TestServer {
         self.addr = server.trim_start_matches("http://").to_string();
         let addr = self.addr.clone();
         assert!(
-            wait_until(Duration::from_secs(30), || raw(&addr, "GET", "/readyz", None, &[]).map(|r| r.status == 200).unwrap_or(false)),
+            wait_until(Duration::from_secs(30), || raw(&addr, "GET", "/readyz", None, &[])
+                .map(|r| r.status == 200)
+                .unwrap_or(false)),
             "server never became ready:\n{}",
             self.log()
         );
@@ -216,10 +226,17 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 client (one request per connection), enough for tests that
 /// must send what real clients would refuse to: oversized, malformed or mislabelled bodies.
-pub fn raw(addr: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }

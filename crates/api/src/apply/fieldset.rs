@@ -49,12 +49,8 @@ impl PathElement {
 
     /// Parses one `FieldsV1` key (not `.`).
     pub fn from_fields_v1_key(key: &str) -> Result<PathElement, ApplyError> {
-        let bad = |why: &str| {
-            ApplyError::BadManagedFields(format!("invalid path element {key:?}: {why}"))
-        };
-        let (kind, rest) = key
-            .split_once(':')
-            .ok_or_else(|| bad("missing a type prefix"))?;
+        let bad = |why: &str| ApplyError::BadManagedFields(format!("invalid path element {key:?}: {why}"));
+        let (kind, rest) = key.split_once(':').ok_or_else(|| bad("missing a type prefix"))?;
         match kind {
             "f" => Ok(PathElement::Field(rest.to_string())),
             "k" => match serde_json::from_str::<Value>(rest) {
@@ -65,10 +61,7 @@ impl PathElement {
             "v" => serde_json::from_str::<Value>(rest)
                 .map(|v| PathElement::Value(canonical_json(&v)))
                 .map_err(|e| bad(&e.to_string())),
-            "i" => rest
-                .parse::<usize>()
-                .map(PathElement::Index)
-                .map_err(|e| bad(&e.to_string())),
+            "i" => rest.parse::<usize>().map(PathElement::Index).map_err(|e| bad(&e.to_string())),
             _ => Err(bad("unknown type prefix")),
         }
     }
@@ -81,10 +74,7 @@ impl fmt::Display for PathElement {
             PathElement::Field(name) => write!(f, ".{name}"),
             PathElement::Key(k) => match serde_json::from_str::<Value>(k) {
                 Ok(Value::Object(m)) => {
-                    let parts: Vec<String> = m
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", canonical_json(v)))
-                        .collect();
+                    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", canonical_json(v))).collect();
                     write!(f, "[{}]", parts.join(","))
                 }
                 _ => write!(f, "[{k}]"),
@@ -114,14 +104,7 @@ pub fn canonical_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
         other => other.to_string(),
     }
 }
@@ -206,9 +189,7 @@ impl FieldSet {
 
     /// Members that are `prefix` itself or lie under it.
     pub fn under<'s>(&'s self, prefix: &'s [PathElement]) -> impl Iterator<Item = &'s Path> + 's {
-        self.paths
-            .range(prefix.to_vec()..)
-            .take_while(move |p| p.starts_with(prefix))
+        self.paths.range(prefix.to_vec()..).take_while(move |p| p.starts_with(prefix))
     }
 
     /// True when `prefix` or some path under it is a member.
@@ -218,23 +199,17 @@ impl FieldSet {
 
     /// Members of either set.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
-        FieldSet {
-            paths: self.paths.union(&other.paths).cloned().collect(),
-        }
+        FieldSet { paths: self.paths.union(&other.paths).cloned().collect() }
     }
 
     /// Members of both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        FieldSet {
-            paths: self.paths.intersection(&other.paths).cloned().collect(),
-        }
+        FieldSet { paths: self.paths.intersection(&other.paths).cloned().collect() }
     }
 
     /// Members of `self` not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        FieldSet {
-            paths: self.paths.difference(&other.paths).cloned().collect(),
-        }
+        FieldSet { paths: self.paths.difference(&other.paths).cloned().collect() }
     }
 }
 
@@ -250,10 +225,7 @@ impl FromIterator<Path> for FieldSet {
 
 fn decode_into(v: &Value, prefix: &mut Path, set: &mut FieldSet) -> Result<(), ApplyError> {
     let obj = v.as_object().ok_or_else(|| {
-        ApplyError::BadManagedFields(format!(
-            "expected an object at {:?}, found {v}",
-            path_string(prefix)
-        ))
+        ApplyError::BadManagedFields(format!("expected an object at {:?}, found {v}", path_string(prefix)))
     })?;
     for (key, child) in obj {
         if key == "." {

@@ -75,13 +75,7 @@ impl ManagedEntry {
     /// True when this is the entry a write by `manager` with `operation` records into:
     /// Apply entries are one per manager (and subresource), Update entries one per manager,
     /// API version and subresource.
-    pub fn is(
-        &self,
-        manager: &str,
-        operation: Operation,
-        api_version: &str,
-        subresource: Option<&str>,
-    ) -> bool {
+    pub fn is(&self, manager: &str, operation: Operation, api_version: &str, subresource: Option<&str>) -> bool {
         self.manager == manager
             && self.operation == operation
             && self.subresource.as_deref() == subresource
@@ -139,9 +133,7 @@ pub(crate) fn decode(obj: &Value) -> Result<Vec<ManagedEntry>, ApplyError> {
     match obj.pointer("/metadata/managedFields") {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(list)) => list.iter().map(ManagedEntry::from_json).collect(),
-        Some(other) => Err(ApplyError::BadManagedFields(format!(
-            "expected a list, found {other}"
-        ))),
+        Some(other) => Err(ApplyError::BadManagedFields(format!("expected a list, found {other}"))),
     }
 }
 
@@ -157,18 +149,13 @@ pub(crate) fn encode(obj: &mut Value, mut entries: Vec<ManagedEntry>) {
             .then_with(|| a.subresource.cmp(&b.subresource))
     });
     let Some(m) = obj.as_object_mut() else { return };
-    let meta = m
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let meta = m.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     let Some(meta) = meta.as_object_mut() else {
         return;
     };
     if entries.is_empty() {
         meta.remove("managedFields");
     } else {
-        meta.insert(
-            "managedFields".into(),
-            Value::Array(entries.iter().map(ManagedEntry::to_json).collect()),
-        );
+        meta.insert("managedFields".into(), Value::Array(entries.iter().map(ManagedEntry::to_json).collect()));
     }
 }

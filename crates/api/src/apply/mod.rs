@@ -58,18 +58,10 @@ impl Conflict {
 /// Kubernetes' message for an apply that conflicts (`Apply failed with 1 conflict: …`).
 fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: conflict with {}: {}",
-            c.manager_display(),
-            c.field
-        );
+        return format!("Apply failed with 1 conflict: conflict with {}: {}", c.manager_display(), c.field);
     }
     let mut sorted: Vec<&Conflict> = conflicts.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.manager
-            .cmp(&b.manager)
-            .then_with(|| a.field.cmp(&b.field))
-    });
+    sorted.sort_by(|a, b| a.manager.cmp(&b.manager).then_with(|| a.field.cmp(&b.field)));
     let mut lines: Vec<String> = Vec::new();
     let mut last: Option<String> = None;
     for c in sorted {
@@ -80,11 +72,7 @@ fn conflict_message(conflicts: &[Conflict]) -> String {
         }
         lines.push(format!("- {}", c.field));
     }
-    format!(
-        "Apply failed with {} conflicts: {}",
-        conflicts.len(),
-        lines.join("\n")
-    )
+    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
 /// Why an apply (or a managedFields decode) failed.
@@ -116,10 +104,8 @@ fn tracked(obj: &Value, include_status: bool) -> Value {
             "apiVersion" | "kind" => {}
             "status" if !include_status => {}
             "metadata" => {
-                let meta: Map<String, Value> = TRACKED_METADATA
-                    .iter()
-                    .filter_map(|f| v.get(*f).map(|x| (f.to_string(), x.clone())))
-                    .collect();
+                let meta: Map<String, Value> =
+                    TRACKED_METADATA.iter().filter_map(|f| v.get(*f).map(|x| (f.to_string(), x.clone()))).collect();
                 if !meta.is_empty() {
                     out.insert(k.clone(), Value::Object(meta));
                 }
@@ -138,10 +124,7 @@ fn untrack(obj: &mut Value, t: &Value, include_status: bool) {
         *obj = Value::Object(Map::new());
     }
     let Some(m) = obj.as_object_mut() else { return };
-    m.retain(|k, _| {
-        matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
-            || (k == "status" && !include_status)
-    });
+    m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || (k == "status" && !include_status));
     let empty = Map::new();
     let tm = t.as_object().unwrap_or(&empty);
     for (k, v) in tm {
@@ -149,9 +132,7 @@ fn untrack(obj: &mut Value, t: &Value, include_status: bool) {
             m.insert(k.clone(), v.clone());
         }
     }
-    let meta = m
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let meta = m.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
     if let Some(meta) = meta.as_object_mut() {
         for f in TRACKED_METADATA {
             match tm.get("metadata").and_then(|tmeta| tmeta.get(f)) {
@@ -164,13 +145,7 @@ fn untrack(obj: &mut Value, t: &Value, include_status: bool) {
 
 fn fields_strict(schema: Node<'_>, obj: &Value, include_status: bool) -> Result<FieldSet> {
     let mut set = FieldSet::new();
-    walk::collect(
-        Some(schema),
-        &tracked(obj, include_status),
-        &mut Vec::new(),
-        &mut set,
-        true,
-    )?;
+    walk::collect(Some(schema), &tracked(obj, include_status), &mut Vec::new(), &mut set, true)?;
     Ok(set)
 }
 
@@ -180,13 +155,7 @@ fn fields_strict(schema: Node<'_>, obj: &Value, include_status: bool) -> Result<
 pub fn fields_of(schema: Node<'_>, obj: &Value) -> FieldSet {
     let mut set = FieldSet::new();
     // Lenient walks do not fail.
-    let _ = walk::collect(
-        Some(schema),
-        &tracked(obj, false),
-        &mut Vec::new(),
-        &mut set,
-        false,
-    );
+    let _ = walk::collect(Some(schema), &tracked(obj, false), &mut Vec::new(), &mut set, false);
     set
 }
 
@@ -207,17 +176,10 @@ pub fn apply(
     api_version: &str,
 ) -> Result<Value> {
     if !applied.is_object() {
-        return Err(ApplyError::Invalid(
-            "the applied configuration must be an object".into(),
-        ));
+        return Err(ApplyError::Invalid("the applied configuration must be an object".into()));
     }
-    if applied
-        .pointer("/metadata/managedFields")
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(ApplyError::Invalid(
-            "metadata.managedFields must be nil".into(),
-        ));
+    if applied.pointer("/metadata/managedFields").is_some_and(|v| !v.is_null()) {
+        return Err(ApplyError::Invalid("metadata.managedFields must be nil".into()));
     }
     let config_set = fields_strict(schema, applied, false)?;
     let applied_t = tracked(applied, false);
@@ -230,19 +192,11 @@ pub fn apply(
     if let (Some(l), true) = (live, entries.is_empty()) {
         let existing = fields_of(schema, l);
         if !existing.is_empty() {
-            entries.push(ManagedEntry::update(
-                BEFORE_FIRST_APPLY,
-                api_version,
-                now,
-                None,
-                existing,
-            ));
+            entries.push(ManagedEntry::update(BEFORE_FIRST_APPLY, api_version, now, None, existing));
         }
     }
 
-    let mine = entries
-        .iter()
-        .position(|e| e.is(manager, Operation::Apply, api_version, None));
+    let mine = entries.iter().position(|e| e.is(manager, Operation::Apply, api_version, None));
     let last_set = mine.map(|i| entries[i].fields.clone()).unwrap_or_default();
     let others_owned = entries
         .iter()
@@ -260,13 +214,7 @@ pub fn apply(
     }
 
     let mut cmp = Comparison::default();
-    walk::compare(
-        Some(schema),
-        Some(&live_t),
-        Some(&merged),
-        &mut Vec::new(),
-        &mut cmp,
-    );
+    walk::compare(Some(schema), Some(&live_t), Some(&merged), &mut Vec::new(), &mut cmp);
     let changed = cmp.modified.union(&cmp.added);
     let mut conflicts = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
@@ -329,24 +277,14 @@ pub fn track_update(
     let new_t = tracked(new, include_status);
     let mut entries = match managed::decode(new) {
         Ok(e) if !e.is_empty() && subresource.is_none() => e,
-        _ => old
-            .and_then(|o| managed::decode(o).ok())
-            .unwrap_or_default(),
+        _ => old.and_then(|o| managed::decode(o).ok()).unwrap_or_default(),
     };
 
     let mut cmp = Comparison::default();
-    walk::compare(
-        Some(schema),
-        Some(&old_t),
-        Some(&new_t),
-        &mut Vec::new(),
-        &mut cmp,
-    );
+    walk::compare(Some(schema), Some(&old_t), Some(&new_t), &mut Vec::new(), &mut cmp);
     let changed = cmp.modified.union(&cmp.added);
 
-    let mine = entries
-        .iter()
-        .position(|e| e.is(manager, Operation::Update, api_version, subresource));
+    let mine = entries.iter().position(|e| e.is(manager, Operation::Update, api_version, subresource));
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != mine {
             e.fields = e.fields.difference(&changed).difference(&cmp.removed);
@@ -361,13 +299,7 @@ pub fn track_update(
                     e.time = Some(now.to_string());
                 }
             }
-            None => entries.push(ManagedEntry::update(
-                manager,
-                api_version,
-                now,
-                subresource,
-                changed,
-            )),
+            None => entries.push(ManagedEntry::update(manager, api_version, now, subresource, changed)),
         }
     }
     entries.retain(|e| !e.fields.is_empty());

@@ -19,10 +19,7 @@ fn configmap_schema() -> Node<'static> {
 
 /// A Deployment manifest with the given replicas and containers (name, image).
 fn deployment(replicas: Option<i64>, containers: &[(&str, &str)]) -> Value {
-    let containers: Vec<Value> = containers
-        .iter()
-        .map(|(n, i)| json!({"name": n, "image": i}))
-        .collect();
+    let containers: Vec<Value> = containers.iter().map(|(n, i)| json!({"name": n, "image": i})).collect();
     let mut d = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -42,25 +39,17 @@ fn deployment(replicas: Option<i64>, containers: &[(&str, &str)]) -> Value {
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default()
 }
 
 fn entry<'a>(list: &'a [Value], manager: &str, operation: &str) -> Option<&'a Value> {
-    list.iter()
-        .find(|e| e["manager"] == manager && e["operation"] == operation)
+    list.iter().find(|e| e["manager"] == manager && e["operation"] == operation)
 }
 
 fn owned(obj: &Value, manager: &str, operation: &str) -> Vec<String> {
     let list = entries(obj);
     match entry(&list, manager, operation) {
-        Some(e) => FieldSet::from_fields_v1(&e["fieldsV1"])
-            .unwrap()
-            .iter()
-            .map(|p| path_string(p))
-            .collect(),
+        Some(e) => FieldSet::from_fields_v1(&e["fieldsV1"]).unwrap().iter().map(|p| path_string(p)).collect(),
         None => Vec::new(),
     }
 }
@@ -114,16 +103,10 @@ fn fields_v1_decodes_to_paths() {
 #[test]
 fn fields_v1_keys_are_canonical() {
     // Keys with unsorted or spaced JSON decode to the same element.
-    let a =
-        FieldSet::from_fields_v1(&json!({"k:{\"protocol\": \"TCP\", \"containerPort\": 80}": {}}))
-            .unwrap();
-    let b = FieldSet::from_fields_v1(&json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}))
-        .unwrap();
+    let a = FieldSet::from_fields_v1(&json!({"k:{\"protocol\": \"TCP\", \"containerPort\": 80}": {}})).unwrap();
+    let b = FieldSet::from_fields_v1(&json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}})).unwrap();
     assert_eq!(a, b);
-    assert_eq!(
-        b.to_fields_v1(),
-        json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}})
-    );
+    assert_eq!(b.to_fields_v1(), json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}));
 }
 
 #[test]
@@ -140,10 +123,7 @@ fn fields_v1_rejects_bad_input() {
     ];
     for case in cases {
         let err = FieldSet::from_fields_v1(&case).unwrap_err();
-        assert!(
-            matches!(err, ApplyError::BadManagedFields(_)),
-            "{case}: {err}"
-        );
+        assert!(matches!(err, ApplyError::BadManagedFields(_)), "{case}: {err}");
     }
 }
 
@@ -155,10 +135,7 @@ fn fields_of_deployment() {
     d["status"] = json!({"replicas": 2});
     d["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({});
     d["spec"]["template"]["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80}]);
-    let got: Vec<String> = fields_of(deployment_schema(), &d)
-        .iter()
-        .map(|p| path_string(p))
-        .collect();
+    let got: Vec<String> = fields_of(deployment_schema(), &d).iter().map(|p| path_string(p)).collect();
     assert_eq!(
         got,
         vec![
@@ -181,10 +158,7 @@ fn fields_of_lenient_on_unkeyed_items() {
     let mut d = deployment(None, &[]);
     d["spec"]["template"]["spec"]["containers"] = json!([{"image": "x"}]);
     let set = fields_of(deployment_schema(), &d);
-    assert!(
-        set.iter()
-            .any(|p| path_string(p) == ".spec.template.spec.containers")
-    );
+    assert!(set.iter().any(|p| path_string(p) == ".spec.template.spec.containers"));
 }
 
 // ---- apply ----
@@ -221,53 +195,22 @@ fn reapply_same_config_is_a_noop_and_keeps_time() {
 fn real_life_apply_scale_conflict_force() {
     let schema = deployment_schema();
     // kubectl apply --server-side (replicas 2)
-    let live = apply(
-        schema,
-        None,
-        &deployment(Some(2), &[("nginx", "nginx:1.27")]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
+    let live =
+        apply(schema, None, &deployment(Some(2), &[("nginx", "nginx:1.27")]), "kubectl", false, T0, "apps/v1").unwrap();
     assert!(owned(&live, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
 
     // kubectl scale --replicas 5, through /scale.
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
-    track_update(
-        schema,
-        Some(&live),
-        &mut scaled,
-        "kube-controller-manager",
-        T1,
-        "apps/v1",
-        Some("scale"),
-    );
-    assert_eq!(
-        owned(&scaled, "kube-controller-manager", "Update"),
-        vec![".spec.replicas"]
-    );
+    track_update(schema, Some(&live), &mut scaled, "kube-controller-manager", T1, "apps/v1", Some("scale"));
+    assert_eq!(owned(&scaled, "kube-controller-manager", "Update"), vec![".spec.replicas"]);
     assert!(!owned(&scaled, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
     let list = entries(&scaled);
-    assert_eq!(
-        entry(&list, "kube-controller-manager", "Update").unwrap()["subresource"],
-        "scale"
-    );
+    assert_eq!(entry(&list, "kube-controller-manager", "Update").unwrap()["subresource"], "scale");
 
     // Re-apply with replicas 3: conflict.
     let applied3 = deployment(Some(3), &[("nginx", "nginx:1.27")]);
-    let err = apply(
-        schema,
-        Some(&scaled),
-        &applied3,
-        "kubectl",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap_err();
+    let err = apply(schema, Some(&scaled), &applied3, "kubectl", false, T2, "apps/v1").unwrap_err();
     assert_eq!(
         err,
         ApplyError::Conflict(vec![Conflict {
@@ -284,33 +227,12 @@ fn real_life_apply_scale_conflict_force() {
 
     // Re-apply with the value live has: shared ownership, no conflict.
     let applied5 = deployment(Some(5), &[("nginx", "nginx:1.27")]);
-    let shared = apply(
-        schema,
-        Some(&scaled),
-        &applied5,
-        "kubectl",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
+    let shared = apply(schema, Some(&scaled), &applied5, "kubectl", false, T2, "apps/v1").unwrap();
     assert!(owned(&shared, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
-    assert_eq!(
-        owned(&shared, "kube-controller-manager", "Update"),
-        vec![".spec.replicas"]
-    );
+    assert_eq!(owned(&shared, "kube-controller-manager", "Update"), vec![".spec.replicas"]);
 
     // Force: ownership moves, the emptied entry disappears.
-    let forced = apply(
-        schema,
-        Some(&scaled),
-        &applied3,
-        "kubectl",
-        true,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
+    let forced = apply(schema, Some(&scaled), &applied3, "kubectl", true, T2, "apps/v1").unwrap();
     assert_eq!(forced["spec"]["replicas"], 3);
     assert!(owned(&forced, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
     assert!(entry(&entries(&forced), "kube-controller-manager", "Update").is_none());
@@ -323,66 +245,28 @@ fn removing_a_container_from_the_config_removes_it() {
     let live = apply(schema, None, &two, "kubectl", false, T0, "apps/v1").unwrap();
     let one = deployment(Some(1), &[("a", "a:2")]);
     let out = apply(schema, Some(&live), &one, "kubectl", false, T1, "apps/v1").unwrap();
-    assert_eq!(
-        out["spec"]["template"]["spec"]["containers"],
-        json!([{"name": "a", "image": "a:2"}])
-    );
-    assert!(
-        !owned(&out, "kubectl", "Apply")
-            .iter()
-            .any(|p| p.contains("name=\"b\""))
-    );
+    assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "a:2"}]));
+    assert!(!owned(&out, "kubectl", "Apply").iter().any(|p| p.contains("name=\"b\"")));
 }
 
 #[test]
 fn two_appliers_keep_their_own_containers() {
     let schema = deployment_schema();
-    let live = apply(
-        schema,
-        None,
-        &deployment(None, &[("a", "a:1")]),
-        "team-a",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
-    let live = apply(
-        schema,
-        Some(&live),
-        &deployment(None, &[("b", "b:1")]),
-        "team-b",
-        false,
-        T1,
-        "apps/v1",
-    )
-    .unwrap();
+    let live = apply(schema, None, &deployment(None, &[("a", "a:1")]), "team-a", false, T0, "apps/v1").unwrap();
+    let live = apply(schema, Some(&live), &deployment(None, &[("b", "b:1")]), "team-b", false, T1, "apps/v1").unwrap();
     assert_eq!(
         live["spec"]["template"]["spec"]["containers"],
         json!([{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}])
     );
     // team-a re-applies unchanged: b stays.
-    let live = apply(
-        schema,
-        Some(&live),
-        &deployment(None, &[("a", "a:2")]),
-        "team-a",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
+    let live = apply(schema, Some(&live), &deployment(None, &[("a", "a:2")]), "team-a", false, T2, "apps/v1").unwrap();
     assert_eq!(
         live["spec"]["template"]["spec"]["containers"],
         json!([{"name": "a", "image": "a:2"}, {"name": "b", "image": "b:1"}])
     );
     // Both own the shared selector and labels; neither owns the other's container.
     assert!(owned(&live, "team-b", "Apply").contains(&".spec.selector".to_string()));
-    assert!(
-        !owned(&live, "team-b", "Apply")
-            .iter()
-            .any(|p| p.contains("name=\"a\""))
-    );
+    assert!(!owned(&live, "team-b", "Apply").iter().any(|p| p.contains("name=\"a\"")));
 }
 
 #[test]
@@ -399,10 +283,7 @@ fn apply_rejects_bad_configurations() {
             no_key,
             ".spec.template.spec.containers: element 0: associative list with keys has an element that omits key field \"name\"",
         ),
-        (
-            dup,
-            ".spec.template.spec.containers: duplicate entries for key [name=\"a\"]",
-        ),
+        (dup, ".spec.template.spec.containers: duplicate entries for key [name=\"a\"]"),
         (with_managed, "metadata.managedFields must be nil"),
         (json!([1]), "the applied configuration must be an object"),
     ];
@@ -419,16 +300,7 @@ fn apply_rejects_bad_live_managed_fields() {
     let mut live = deployment(Some(1), &[]);
     live["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Apply", "fieldsType": "FieldsV1",
                                                "fieldsV1": {"spec": {}}}]);
-    let err = apply(
-        schema,
-        Some(&live),
-        &deployment(Some(1), &[]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap_err();
+    let err = apply(schema, Some(&live), &deployment(Some(1), &[]), "kubectl", false, T0, "apps/v1").unwrap_err();
     assert!(matches!(err, ApplyError::BadManagedFields(_)), "{err}");
 }
 
@@ -441,21 +313,9 @@ fn conflict_message_with_several_conflicts() {
         subresource: None,
     };
     let err = ApplyError::Conflict(vec![
-        c(
-            "kubectl-client-side-apply",
-            ".spec.replicas",
-            Some("apps/v1"),
-        ),
-        c(
-            "helm",
-            ".spec.template.spec.containers[name=\"nginx\"].image",
-            None,
-        ),
-        c(
-            "kubectl-client-side-apply",
-            ".metadata.labels.app",
-            Some("apps/v1"),
-        ),
+        c("kubectl-client-side-apply", ".spec.replicas", Some("apps/v1")),
+        c("helm", ".spec.template.spec.containers[name=\"nginx\"].image", None),
+        c("kubectl-client-side-apply", ".metadata.labels.app", Some("apps/v1")),
     ]);
     assert_eq!(
         err.to_string(),
@@ -465,11 +325,7 @@ fn conflict_message_with_several_conflicts() {
          - .metadata.labels.app\n\
          - .spec.replicas"
     );
-    let one = ApplyError::Conflict(vec![c(
-        "kubectl-client-side-apply",
-        ".spec.replicas",
-        Some("apps/v1"),
-    )]);
+    let one = ApplyError::Conflict(vec![c("kubectl-client-side-apply", ".spec.replicas", Some("apps/v1"))]);
     assert_eq!(
         one.to_string(),
         "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
@@ -504,122 +360,49 @@ fn create_records_every_field_for_the_creator() {
 #[test]
 fn update_takes_changed_fields_from_the_applier() {
     let schema = deployment_schema();
-    let live = apply(
-        schema,
-        None,
-        &deployment(Some(2), &[("nginx", "nginx:1.27")]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
+    let live =
+        apply(schema, None, &deployment(Some(2), &[("nginx", "nginx:1.27")]), "kubectl", false, T0, "apps/v1").unwrap();
     // kubectl edit changes the image and adds a label; the request carries managedFields.
     let mut edited = live.clone();
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
     edited["metadata"]["labels"]["tier"] = json!("front");
-    track_update(
-        schema,
-        Some(&live),
-        &mut edited,
-        "kubectl-edit",
-        T1,
-        "apps/v1",
-        None,
-    );
+    track_update(schema, Some(&live), &mut edited, "kubectl-edit", T1, "apps/v1", None);
     assert_eq!(
         owned(&edited, "kubectl-edit", "Update"),
-        vec![
-            ".metadata.labels.tier",
-            ".spec.template.spec.containers[name=\"nginx\"].image"
-        ]
+        vec![".metadata.labels.tier", ".spec.template.spec.containers[name=\"nginx\"].image"]
     );
-    assert!(
-        !owned(&edited, "kubectl", "Apply")
-            .iter()
-            .any(|p| p.ends_with(".image"))
-    );
+    assert!(!owned(&edited, "kubectl", "Apply").iter().any(|p| p.ends_with(".image")));
 
     // A second edit by the same manager merges into its entry; an unchanged write keeps it.
     let mut again = edited.clone();
     again["spec"]["replicas"] = json!(4);
-    track_update(
-        schema,
-        Some(&edited),
-        &mut again,
-        "kubectl-edit",
-        T2,
-        "apps/v1",
-        None,
-    );
+    track_update(schema, Some(&edited), &mut again, "kubectl-edit", T2, "apps/v1", None);
     assert_eq!(owned(&again, "kubectl-edit", "Update").len(), 3);
-    assert_eq!(
-        entry(&entries(&again), "kubectl-edit", "Update").unwrap()["time"],
-        T2
-    );
+    assert_eq!(entry(&entries(&again), "kubectl-edit", "Update").unwrap()["time"], T2);
     let mut same = again.clone();
-    track_update(
-        schema,
-        Some(&again),
-        &mut same,
-        "kubectl-edit",
-        "2026-01-01T00:09:00Z",
-        "apps/v1",
-        None,
-    );
+    track_update(schema, Some(&again), &mut same, "kubectl-edit", "2026-01-01T00:09:00Z", "apps/v1", None);
     assert_eq!(same, again);
 
     // Re-applying the old image now conflicts with the editor.
-    let err = apply(
-        schema,
-        Some(&again),
-        &deployment(Some(4), &[("nginx", "nginx:1.27")]),
-        "kubectl",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap_err();
-    let ApplyError::Conflict(conflicts) = err else {
-        panic!("expected a conflict, got {err}")
-    };
+    let err =
+        apply(schema, Some(&again), &deployment(Some(4), &[("nginx", "nginx:1.27")]), "kubectl", false, T2, "apps/v1")
+            .unwrap_err();
+    let ApplyError::Conflict(conflicts) = err else { panic!("expected a conflict, got {err}") };
     // Replicas 4 equals live, so it is shared without conflict; only the image conflicts.
     let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        vec![".spec.template.spec.containers[name=\"nginx\"].image"]
-    );
+    assert_eq!(fields, vec![".spec.template.spec.containers[name=\"nginx\"].image"]);
 }
 
 #[test]
 fn update_removing_fields_drops_them_from_all_owners() {
     let schema = deployment_schema();
-    let live = apply(
-        schema,
-        None,
-        &deployment(Some(2), &[("a", "a:1"), ("b", "b:1")]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
+    let live =
+        apply(schema, None, &deployment(Some(2), &[("a", "a:1"), ("b", "b:1")]), "kubectl", false, T0, "apps/v1")
+            .unwrap();
     let mut edited = live.clone();
     edited["spec"]["template"]["spec"]["containers"] = json!([{"name": "a", "image": "a:1"}]);
-    track_update(
-        schema,
-        Some(&live),
-        &mut edited,
-        "kubectl-edit",
-        T1,
-        "apps/v1",
-        None,
-    );
-    assert!(
-        !owned(&edited, "kubectl", "Apply")
-            .iter()
-            .any(|p| p.contains("name=\"b\""))
-    );
+    track_update(schema, Some(&live), &mut edited, "kubectl-edit", T1, "apps/v1", None);
+    assert!(!owned(&edited, "kubectl", "Apply").iter().any(|p| p.contains("name=\"b\"")));
     // Nothing was added or modified, so the editor owns nothing and has no entry.
     assert!(entry(&entries(&edited), "kubectl-edit", "Update").is_none());
 }
@@ -627,28 +410,10 @@ fn update_removing_fields_drops_them_from_all_owners() {
 #[test]
 fn status_writes_record_the_subresource() {
     let schema = deployment_schema();
-    let live = apply(
-        schema,
-        None,
-        &deployment(Some(2), &[("a", "a:1")]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
+    let live = apply(schema, None, &deployment(Some(2), &[("a", "a:1")]), "kubectl", false, T0, "apps/v1").unwrap();
     let mut with_status = live.clone();
-    with_status["status"] =
-        json!({"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]});
-    track_update(
-        schema,
-        Some(&live),
-        &mut with_status,
-        "kube-controller-manager",
-        T1,
-        "apps/v1",
-        Some("status"),
-    );
+    with_status["status"] = json!({"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]});
+    track_update(schema, Some(&live), &mut with_status, "kube-controller-manager", T1, "apps/v1", Some("status"));
     let list = entries(&with_status);
     let e = entry(&list, "kube-controller-manager", "Update").unwrap();
     assert_eq!(e["subresource"], "status");
@@ -660,16 +425,8 @@ fn status_writes_record_the_subresource() {
     // Apply entries come first (Kubernetes' order), then Updates.
     assert_eq!(list[0]["operation"], "Apply");
     // The main resource ignores status: an apply does not touch it or its owner.
-    let out = apply(
-        schema,
-        Some(&with_status),
-        &deployment(Some(2), &[("a", "a:1")]),
-        "kubectl",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
+    let out = apply(schema, Some(&with_status), &deployment(Some(2), &[("a", "a:1")]), "kubectl", false, T2, "apps/v1")
+        .unwrap();
     assert_eq!(out["status"], with_status["status"]);
     assert!(entry(&entries(&out), "kube-controller-manager", "Update").is_some());
 }
@@ -677,64 +434,28 @@ fn status_writes_record_the_subresource() {
 #[test]
 fn update_resets_undecodable_request_managed_fields() {
     let schema = deployment_schema();
-    let live = apply(
-        schema,
-        None,
-        &deployment(Some(2), &[]),
-        "kubectl",
-        false,
-        T0,
-        "apps/v1",
-    )
-    .unwrap();
+    let live = apply(schema, None, &deployment(Some(2), &[]), "kubectl", false, T0, "apps/v1").unwrap();
     let mut edited = live.clone();
     edited["metadata"]["managedFields"] = json!("garbage");
     edited["spec"]["replicas"] = json!(3);
-    track_update(
-        schema,
-        Some(&live),
-        &mut edited,
-        "kubectl-edit",
-        T1,
-        "apps/v1",
-        None,
-    );
+    track_update(schema, Some(&live), &mut edited, "kubectl-edit", T1, "apps/v1", None);
     // The live entries were carried over, and the change recorded.
     assert!(entry(&entries(&edited), "kubectl", "Apply").is_some());
-    assert_eq!(
-        owned(&edited, "kubectl-edit", "Update"),
-        vec![".spec.replicas"]
-    );
+    assert_eq!(owned(&edited, "kubectl-edit", "Update"), vec![".spec.replicas"]);
 }
 
 #[test]
 fn first_apply_to_untracked_object_assigns_before_first_apply() {
     let schema = deployment_schema();
     let live = deployment(Some(2), &[("a", "a:1")]);
-    let err = apply(
-        schema,
-        Some(&live),
-        &deployment(Some(3), &[("a", "a:1")]),
-        "kubectl",
-        false,
-        T1,
-        "apps/v1",
-    )
-    .unwrap_err();
+    let err =
+        apply(schema, Some(&live), &deployment(Some(3), &[("a", "a:1")]), "kubectl", false, T1, "apps/v1").unwrap_err();
     assert_eq!(
         err.to_string(),
         "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
     );
-    let out = apply(
-        schema,
-        Some(&live),
-        &deployment(Some(2), &[("a", "a:1")]),
-        "kubectl",
-        false,
-        T1,
-        "apps/v1",
-    )
-    .unwrap();
+    let out =
+        apply(schema, Some(&live), &deployment(Some(2), &[("a", "a:1")]), "kubectl", false, T1, "apps/v1").unwrap();
     assert!(owned(&out, "before-first-apply", "Update").contains(&".spec.replicas".to_string()));
     assert!(owned(&out, "kubectl", "Apply").contains(&".spec.replicas".to_string()));
 }
@@ -789,20 +510,8 @@ fn lists_and_maps_merge_by_schema() {
         live["metadata"]["labels"] = json!({"app": "web"});
         let mut applied = deployment(None, &[]);
         applied["spec"]["template"]["spec"] = applied_spec.clone();
-        let out = apply(
-            schema,
-            Some(&live),
-            &applied,
-            "kubectl",
-            true,
-            T1,
-            "apps/v1",
-        )
-        .unwrap();
-        assert_eq!(
-            out["spec"]["template"]["spec"][field], expected,
-            "{live_spec} + {applied_spec}"
-        );
+        let out = apply(schema, Some(&live), &applied, "kubectl", true, T1, "apps/v1").unwrap();
+        assert_eq!(out["spec"]["template"]["spec"][field], expected, "{live_spec} + {applied_spec}");
     }
 }
 
@@ -817,26 +526,11 @@ fn sets_merge_by_value_and_prune_what_was_dropped() {
     let live = apply(schema, Some(&live), &b, "b", false, T1, "apps/v1").unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["x", "y", "z"]));
     assert_eq!(
-        owned(&live, "b", "Apply")
-            .iter()
-            .filter(|p| p.contains("finalizers"))
-            .collect::<Vec<_>>(),
-        vec![
-            ".metadata.finalizers[=\"y\"]",
-            ".metadata.finalizers[=\"z\"]"
-        ]
+        owned(&live, "b", "Apply").iter().filter(|p| p.contains("finalizers")).collect::<Vec<_>>(),
+        vec![".metadata.finalizers[=\"y\"]", ".metadata.finalizers[=\"z\"]"]
     );
     // a drops both: x goes (only a owned it), y stays (b owns it too).
-    let live = apply(
-        schema,
-        Some(&live),
-        &deployment(None, &[]),
-        "a",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
+    let live = apply(schema, Some(&live), &deployment(None, &[]), "a", false, T2, "apps/v1").unwrap();
     assert_eq!(live["metadata"]["finalizers"], json!(["y", "z"]));
 }
 
@@ -852,30 +546,13 @@ fn dropped_labels_are_removed_unless_shared() {
     let mut a2 = deployment(None, &[]);
     a2["metadata"]["labels"] = json!({"app": "web"});
     let out = apply(schema, Some(&live), &a2, "a", false, T2, "apps/v1").unwrap();
-    assert_eq!(
-        out["metadata"]["labels"],
-        json!({"app": "web", "shared": "s"})
-    );
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web", "shared": "s"}));
     // Dropping a manager's only map entries removes the emptied map.
     let mut c = deployment(None, &[]);
     c["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
     let live = apply(schema, Some(&out), &c, "c", false, T2, "apps/v1").unwrap();
-    let gone = apply(
-        schema,
-        Some(&live),
-        &deployment(None, &[]),
-        "c",
-        false,
-        T2,
-        "apps/v1",
-    )
-    .unwrap();
-    assert!(
-        gone["spec"]["template"]["spec"]
-            .get("nodeSelector")
-            .is_none(),
-        "{gone}"
-    );
+    let gone = apply(schema, Some(&live), &deployment(None, &[]), "c", false, T2, "apps/v1").unwrap();
+    assert!(gone["spec"]["template"]["spec"].get("nodeSelector").is_none(), "{gone}");
 }
 
 #[test]
@@ -911,16 +588,7 @@ fn crd_schema_with_map_list_and_unknown_fields() {
     );
     let mut missing = cr.clone();
     missing["spec"]["endpoints"] = json!([{"host": "a"}]);
-    let err = apply(
-        schema,
-        None,
-        &missing,
-        "kubectl",
-        false,
-        T0,
-        "example.com/v1",
-    )
-    .unwrap_err();
+    let err = apply(schema, None, &missing, "kubectl", false, T0, "example.com/v1").unwrap_err();
     assert_eq!(
         err.to_string(),
         ".spec.endpoints: element 0: associative list with keys has an element that omits key field \"port\""

@@ -37,19 +37,11 @@ fn is_empty_container(v: Option<&Value>) -> bool {
 
 /// The shape of a position whose values (either may be absent) are `a` and `b`.
 fn shape<'a>(node: Option<Node<'a>>, a: Option<&Value>, b: Option<&Value>) -> Shape<'a> {
-    let present: Vec<&Value> = [a, b]
-        .into_iter()
-        .flatten()
-        .filter(|v| !v.is_null())
-        .collect();
+    let present: Vec<&Value> = [a, b].into_iter().flatten().filter(|v| !v.is_null()).collect();
     let all_objects = !present.is_empty() && present.iter().all(|v| v.is_object());
     let all_arrays = !present.is_empty() && present.iter().all(|v| v.is_array());
     let Some(n) = node else {
-        return if all_objects {
-            Shape::Map(None)
-        } else {
-            Shape::Leaf
-        };
+        return if all_objects { Shape::Map(None) } else { Shape::Leaf };
     };
     match n.type_name() {
         Some("array") if all_arrays => {
@@ -57,18 +49,12 @@ fn shape<'a>(node: Option<Node<'a>>, a: Option<&Value>, b: Option<&Value>) -> Sh
             match n.list_type() {
                 Some("map") => {
                     let keys = n.list_map_keys();
-                    if keys.is_empty() {
-                        Shape::Leaf
-                    } else {
-                        Shape::AssocList(items, keys)
-                    }
+                    if keys.is_empty() { Shape::Leaf } else { Shape::AssocList(items, keys) }
                 }
                 Some("set") => Shape::Set(items),
                 Some(_) => Shape::Leaf,
                 None => {
-                    let merge = n
-                        .patch_strategy()
-                        .is_some_and(|s| s.split(',').any(|p| p == "merge"));
+                    let merge = n.patch_strategy().is_some_and(|s| s.split(',').any(|p| p == "merge"));
                     match (merge, n.patch_merge_key()) {
                         (true, Some(key)) => Shape::AssocList(items, vec![key]),
                         (true, None) => Shape::Set(items),
@@ -80,10 +66,7 @@ fn shape<'a>(node: Option<Node<'a>>, a: Option<&Value>, b: Option<&Value>) -> Sh
         Some("object") | None if all_objects => {
             if n.map_type() == Some("atomic") {
                 Shape::Leaf
-            } else if n.has_properties()
-                || n.additional_properties().is_some()
-                || n.preserves_unknown_fields()
-            {
+            } else if n.has_properties() || n.additional_properties().is_some() || n.preserves_unknown_fields() {
                 Shape::Map(Some(n))
             } else {
                 // A bare `type: object` (RawExtension) or an untyped position: atomic.
@@ -121,20 +104,13 @@ fn list_elements(
             Shape::AssocList(item_node, keys) => {
                 let Some(obj) = item.as_object() else {
                     if strict {
-                        return Err(invalid(format!(
-                            "element {i}: expected an object, found {item}"
-                        )));
+                        return Err(invalid(format!("element {i}: expected an object, found {item}")));
                     }
                     return Ok(None);
                 };
                 let mut key = Map::new();
                 for k in keys {
-                    match obj
-                        .get(*k)
-                        .filter(|v| !v.is_null())
-                        .cloned()
-                        .or_else(|| key_default(*item_node, k))
-                    {
+                    match obj.get(*k).filter(|v| !v.is_null()).cloned().or_else(|| key_default(*item_node, k)) {
                         Some(v) => {
                             key.insert((*k).to_string(), v);
                         }
@@ -151,9 +127,7 @@ fn list_elements(
             Shape::Set(_) => {
                 if item.is_object() || item.is_array() {
                     if strict {
-                        return Err(invalid(format!(
-                            "element {i}: set items must be scalars, found {item}"
-                        )));
+                        return Err(invalid(format!("element {i}: set items must be scalars, found {item}")));
                     }
                     return Ok(None);
                 }
@@ -230,11 +204,7 @@ pub(crate) fn collect(
 }
 
 /// Merges `rhs` (the applied configuration) over `lhs` (the live object).
-pub(crate) fn merge(
-    node: Option<Node<'_>>,
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-) -> Option<Value> {
+pub(crate) fn merge(node: Option<Node<'_>>, lhs: Option<&Value>, rhs: Option<&Value>) -> Option<Value> {
     let (l, r) = match (lhs, rhs) {
         (None, r) => return r.cloned(),
         (l, None) => return l.cloned(),
@@ -260,10 +230,9 @@ pub(crate) fn merge(
             let (Some(li), Some(ri)) = (l.as_array(), r.as_array()) else {
                 return Some(r.clone());
             };
-            let (Ok(Some(lpes)), Ok(Some(rpes))) = (
-                list_elements(&sh, li, &[], false),
-                list_elements(&sh, ri, &[], false),
-            ) else {
+            let (Ok(Some(lpes)), Ok(Some(rpes))) =
+                (list_elements(&sh, li, &[], false), list_elements(&sh, ri, &[], false))
+            else {
                 return Some(r.clone());
             };
             let item = item_node(&sh);
@@ -362,10 +331,7 @@ pub(crate) fn compare(
                 path.pop();
             }
             let is_struct = n.is_some_and(|n| n.has_properties());
-            let is_list_item = matches!(
-                path.last(),
-                Some(PathElement::Key(_) | PathElement::Value(_))
-            );
+            let is_list_item = matches!(path.last(), Some(PathElement::Key(_) | PathElement::Value(_)));
             if !is_struct || is_list_item {
                 record_self(out, path);
             }
@@ -376,14 +342,8 @@ pub(crate) fn compare(
                 leaf_diff(old, new, path, out);
                 return;
             };
-            let oi = old
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let ni = new
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
+            let oi = old.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let ni = new.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             for (i, pe) in ope.iter().enumerate() {
                 let j = npe.iter().position(|p| p == pe);
                 path.push(pe.clone());

@@ -49,18 +49,9 @@ fn versions_read_resources() {
 #[test]
 fn versions_refuse_incomplete_crds() {
     let check = |crd: Value, expected: CrdError| assert_eq!(versions(&crd), Err(expected));
-    check(
-        with(crontab(), "/spec/group", json!("")),
-        CrdError::Missing("spec.group"),
-    );
-    check(
-        with(crontab(), "/spec/scope", json!("Galaxy")),
-        CrdError::Missing("spec.scope"),
-    );
-    check(
-        with(crontab(), "/spec/versions", json!({})),
-        CrdError::Missing("spec.versions"),
-    );
+    check(with(crontab(), "/spec/group", json!("")), CrdError::Missing("spec.group"));
+    check(with(crontab(), "/spec/scope", json!("Galaxy")), CrdError::Missing("spec.scope"));
+    check(with(crontab(), "/spec/versions", json!({})), CrdError::Missing("spec.versions"));
     check(json!(null), CrdError::Missing("spec.group"));
 }
 
@@ -76,18 +67,12 @@ fn validate_crd_cases() {
         &["metadata.name: Invalid value: \"crontab\": must be spec.names.plural+\".\"+spec.group"],
     );
     check(
-        with(
-            with(crontab(), "/spec/group", json!("example")),
-            "/metadata/name",
-            json!("crontabs.example"),
-        ),
+        with(with(crontab(), "/spec/group", json!("example")), "/metadata/name", json!("crontabs.example")),
         &["spec.group: Invalid value: \"example\": should be a domain with at least one dot"],
     );
     check(
         with(crontab(), "/spec/scope", json!("Galaxy")),
-        &[
-            "spec.scope: Unsupported value: \"Galaxy\": supported values: \"Cluster\", \"Namespaced\"",
-        ],
+        &["spec.scope: Unsupported value: \"Galaxy\": supported values: \"Cluster\", \"Namespaced\""],
     );
     check(
         with(crontab(), "/spec/versions/1/storage", json!(true)),
@@ -95,20 +80,13 @@ fn validate_crd_cases() {
             "spec.versions: Invalid value: []v1.CustomResourceDefinitionVersion{...2 versions}: must have exactly one version marked as storage version",
         ],
     );
-    check(
-        with(crontab(), "/spec/versions/1/name", json!("v1")),
-        &["spec.versions[1].name: Duplicate value: \"v1\""],
-    );
+    check(with(crontab(), "/spec/versions/1/name", json!("v1")), &["spec.versions[1].name: Duplicate value: \"v1\""]);
     check(
         with(crontab(), "/spec/versions/1/schema", json!({})),
         &["spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"],
     );
     check(
-        with(
-            crontab(),
-            "/spec/versions/0/schema/openAPIV3Schema/properties/spec",
-            json!({"properties": {}}),
-        ),
+        with(crontab(), "/spec/versions/0/schema/openAPIV3Schema/properties/spec", json!({"properties": {}})),
         &[
             "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
         ],

@@ -57,11 +57,7 @@ fn validate(node: Node<'_>, value: &Value, path: &str, root: bool, out: &mut Vec
         if raw_bool(node, "nullable") || node.type_name().is_none() && !node.is_int_or_string() {
             return;
         }
-        let expected = if node.is_int_or_string() {
-            "integer,string"
-        } else {
-            node.type_name().unwrap_or("object")
-        };
+        let expected = if node.is_int_or_string() { "integer,string" } else { node.type_name().unwrap_or("object") };
         out.push(type_mismatch(path, value, expected));
         return;
     }
@@ -80,10 +76,8 @@ fn validate(node: Node<'_>, value: &Value, path: &str, root: bool, out: &mut Vec
     if let Some(allowed) = node.enum_values()
         && !allowed.contains(value)
     {
-        let names: Vec<String> = allowed
-            .iter()
-            .map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| show(a)))
-            .collect();
+        let names: Vec<String> =
+            allowed.iter().map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| show(a))).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         out.push(FieldError::not_supported(path, show(value), &refs));
     }
@@ -102,11 +96,7 @@ fn validate_number(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<Fiel
     let shown = show(value);
     if let Some(min) = raw_f64(node, "minimum") {
         if raw_bool(node, "exclusiveMinimum") && n <= min {
-            out.push(FieldError::invalid(
-                path,
-                &shown,
-                format!("{path} in body should be greater than {min}"),
-            ));
+            out.push(FieldError::invalid(path, &shown, format!("{path} in body should be greater than {min}")));
         } else if n < min {
             out.push(FieldError::invalid(
                 path,
@@ -117,11 +107,7 @@ fn validate_number(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<Fiel
     }
     if let Some(max) = raw_f64(node, "maximum") {
         if raw_bool(node, "exclusiveMaximum") && n >= max {
-            out.push(FieldError::invalid(
-                path,
-                &shown,
-                format!("{path} in body should be less than {max}"),
-            ));
+            out.push(FieldError::invalid(path, &shown, format!("{path} in body should be less than {max}")));
         } else if n > max {
             out.push(FieldError::invalid(
                 path,
@@ -134,26 +120,14 @@ fn validate_number(node: Node<'_>, value: &Value, path: &str, out: &mut Vec<Fiel
         && factor > 0.0
         && ((n / factor).round() * factor - n).abs() > 1e-9 * n.abs().max(1.0)
     {
-        out.push(FieldError::invalid(
-            path,
-            &shown,
-            format!("{path} in body should be a multiple of {factor}"),
-        ));
+        out.push(FieldError::invalid(path, &shown, format!("{path} in body should be a multiple of {factor}")));
     }
     match node.format() {
         Some("int32") if as_integer(value).is_some_and(|i| i32::try_from(i).is_err()) => {
-            out.push(FieldError::invalid(
-                path,
-                &shown,
-                format!("{path} in body must be of type int32: {shown}"),
-            ));
+            out.push(FieldError::invalid(path, &shown, format!("{path} in body must be of type int32: {shown}")));
         }
         Some("int64") if as_integer(value).is_some_and(|i| i64::try_from(i).is_err()) => {
-            out.push(FieldError::invalid(
-                path,
-                &shown,
-                format!("{path} in body must be of type int64: {shown}"),
-            ));
+            out.push(FieldError::invalid(path, &shown, format!("{path} in body must be of type int64: {shown}")));
         }
         _ => {}
     }
@@ -165,36 +139,20 @@ fn validate_string(node: Node<'_>, s: &str, path: &str, out: &mut Vec<FieldError
     if let Some(max) = raw_u64(node, "maxLength")
         && chars > max
     {
-        out.push(FieldError::new(
-            FieldErrorKind::TooLong,
-            path,
-            format!("may not be more than {max} bytes"),
-        ));
+        out.push(FieldError::new(FieldErrorKind::TooLong, path, format!("may not be more than {max} bytes")));
     }
     if let Some(min) = raw_u64(node, "minLength")
         && chars < min
     {
-        out.push(FieldError::invalid(
-            path,
-            &shown,
-            format!("{path} in body should be at least {min} chars long"),
-        ));
+        out.push(FieldError::invalid(path, &shown, format!("{path} in body should be at least {min} chars long")));
     }
     if let Some(pattern) = node.raw().get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
             Ok(re) if !re.is_match(s) => {
-                out.push(FieldError::invalid(
-                    path,
-                    &shown,
-                    format!("{path} in body should match '{pattern}'"),
-                ));
+                out.push(FieldError::invalid(path, &shown, format!("{path} in body should match '{pattern}'")));
             }
             Ok(_) => {}
-            Err(_) => out.push(FieldError::invalid(
-                path,
-                &shown,
-                format!("{path} has an invalid pattern '{pattern}'"),
-            )),
+            Err(_) => out.push(FieldError::invalid(path, &shown, format!("{path} has an invalid pattern '{pattern}'"))),
         }
     }
     let format = node.format();
@@ -205,11 +163,7 @@ fn validate_string(node: Node<'_>, s: &str, path: &str, out: &mut Vec<FieldError
         _ => false,
     };
     if let (true, Some(f)) = (bad_format, format) {
-        out.push(FieldError::invalid(
-            path,
-            &shown,
-            format!("{path} in body must be of type {f}: {shown}"),
-        ));
+        out.push(FieldError::invalid(path, &shown, format!("{path} in body must be of type {f}: {shown}")));
     }
 }
 
@@ -220,21 +174,13 @@ fn validate_array(node: Node<'_>, items: &[Value], path: &str, out: &mut Vec<Fie
     {
         out.push(FieldError {
             value: Some(n.to_string()),
-            ..FieldError::new(
-                FieldErrorKind::TooMany,
-                path,
-                format!("must have at most {max} items"),
-            )
+            ..FieldError::new(FieldErrorKind::TooMany, path, format!("must have at most {max} items"))
         });
     }
     if let Some(min) = raw_u64(node, "minItems")
         && n < min
     {
-        out.push(FieldError::invalid(
-            path,
-            n,
-            format!("{path} in body should have at least {min} items"),
-        ));
+        out.push(FieldError::invalid(path, n, format!("{path} in body should have at least {min} items")));
     }
     let list_type = node.list_type();
     if raw_bool(node, "uniqueItems") || list_type == Some("set") {
@@ -247,22 +193,14 @@ fn validate_array(node: Node<'_>, items: &[Value], path: &str, out: &mut Vec<Fie
     if list_type == Some("map") {
         let keys = node.list_map_keys();
         let key_of = |item: &Value| -> Vec<Value> {
-            keys.iter()
-                .map(|k| item.get(*k).cloned().unwrap_or(Value::Null))
-                .collect()
+            keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect()
         };
         for (i, item) in items.iter().enumerate() {
             let k = key_of(item);
             if items[..i].iter().any(|prev| key_of(prev) == k) {
-                let shown: Map<String, Value> = keys
-                    .iter()
-                    .zip(k.iter())
-                    .map(|(name, v)| (name.to_string(), v.clone()))
-                    .collect();
-                out.push(duplicate(
-                    &format!("{path}[{i}]"),
-                    show(&Value::Object(shown)),
-                ));
+                let shown: Map<String, Value> =
+                    keys.iter().zip(k.iter()).map(|(name, v)| (name.to_string(), v.clone())).collect();
+                out.push(duplicate(&format!("{path}[{i}]"), show(&Value::Object(shown))));
             }
         }
     }
@@ -274,40 +212,23 @@ fn validate_array(node: Node<'_>, items: &[Value], path: &str, out: &mut Vec<Fie
 }
 
 fn duplicate(path: &str, value: String) -> FieldError {
-    FieldError {
-        value: Some(value),
-        ..FieldError::new(FieldErrorKind::Duplicate, path, "")
-    }
+    FieldError { value: Some(value), ..FieldError::new(FieldErrorKind::Duplicate, path, "") }
 }
 
-fn validate_object(
-    node: Node<'_>,
-    map: &Map<String, Value>,
-    path: &str,
-    root: bool,
-    out: &mut Vec<FieldError>,
-) {
+fn validate_object(node: Node<'_>, map: &Map<String, Value>, path: &str, root: bool, out: &mut Vec<FieldError>) {
     let n = map.len() as u64;
     if let Some(max) = raw_u64(node, "maxProperties")
         && n > max
     {
         out.push(FieldError {
             value: Some(n.to_string()),
-            ..FieldError::new(
-                FieldErrorKind::TooMany,
-                path,
-                format!("must have at most {max} items"),
-            )
+            ..FieldError::new(FieldErrorKind::TooMany, path, format!("must have at most {max} items"))
         });
     }
     if let Some(min) = raw_u64(node, "minProperties")
         && n < min
     {
-        out.push(FieldError::invalid(
-            path,
-            n,
-            format!("{path} in body should have at least {min} properties"),
-        ));
+        out.push(FieldError::invalid(path, n, format!("{path} in body should have at least {min} properties")));
     }
     for name in node.required() {
         let implicit = root && matches!(name, "apiVersion" | "kind" | "metadata");

@@ -30,11 +30,7 @@ pub use structural::{validate_structural_schema, validate_structural_schema_at};
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     let found = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(body);
-    let _ = DuplicateSeed {
-        path: String::new(),
-        found: &found,
-    }
-    .deserialize(&mut de);
+    let _ = DuplicateSeed { path: String::new(), found: &found }.deserialize(&mut de);
     found.into_inner()
 }
 
@@ -65,10 +61,7 @@ impl<'de> Visitor<'de> for DuplicateSeed<'_> {
             if !seen.insert(key) {
                 self.found.borrow_mut().push(path.clone());
             }
-            map.next_value_seed(DuplicateSeed {
-                path,
-                found: self.found,
-            })?;
+            map.next_value_seed(DuplicateSeed { path, found: self.found })?;
         }
         Ok(())
     }
@@ -76,10 +69,7 @@ impl<'de> Visitor<'de> for DuplicateSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         while seq
-            .next_element_seed(DuplicateSeed {
-                path: format!("{}[{index}]", self.path),
-                found: self.found,
-            })?
+            .next_element_seed(DuplicateSeed { path: format!("{}[{index}]", self.path), found: self.found })?
             .is_some()
         {
             index += 1;
@@ -156,13 +146,10 @@ fn prune(node: Option<Node<'_>>, value: &mut Value, path: &str, root: bool, out:
             let mut removed = Vec::new();
             for (key, child) in map.iter_mut() {
                 let child_path = format!("{path}.{key}");
-                let child_node = node
-                    .property(key)
-                    .or(additional)
-                    .or_else(|| match key.as_str() {
-                        "metadata" if embedded => object_meta(),
-                        _ => None,
-                    });
+                let child_node = node.property(key).or(additional).or_else(|| match key.as_str() {
+                    "metadata" if embedded => object_meta(),
+                    _ => None,
+                });
                 match child_node {
                     Some(n) => prune(Some(n), child, &child_path, false, out),
                     None if preserve => {}
@@ -230,11 +217,7 @@ pub(crate) fn has_type(v: &Value, ty: &str) -> bool {
 
 /// Child path `parent.key` without a leading dot at the root.
 pub(crate) fn child(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 /// The JSON type errors of a built-in kind's object: wrong JSON types, out-of-range
@@ -246,10 +229,7 @@ pub(crate) fn child(parent: &str, key: &str) -> String {
 /// DeploymentSpec.spec.replicas of type int32`); see [`type_error_message`].
 pub fn check_types(schema: Node<'_>, obj: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
-    let ctx = GoContext {
-        path: String::new(),
-        parent: schema,
-    };
+    let ctx = GoContext { path: String::new(), parent: schema };
     check_node(schema, obj, "", &ctx, &mut out);
     out
 }
@@ -264,10 +244,7 @@ struct GoContext<'a> {
 /// The full definition name (`io.k8s.api.apps.v1.DeploymentSpec`) of a built-in schema node.
 fn definition_name(node: Node<'_>) -> Option<&'static str> {
     let raw = node.raw();
-    schema::definitions()
-        .iter()
-        .find(|(_, d)| std::ptr::eq(*d, raw))
-        .map(|(name, _)| name.as_str())
+    schema::definitions().iter().find(|(_, d)| std::ptr::eq(*d, raw)).map(|(name, _)| name.as_str())
 }
 
 /// The definition's short name (`DeploymentSpec`) of a built-in schema node.
@@ -331,29 +308,16 @@ fn type_error(path: &str, got: String, node: Node<'_>, ctx: &GoContext<'_>) -> F
         kind: FieldErrorKind::TypeInvalid,
         field: path.to_string(),
         value: Some(got),
-        detail: format!(
-            "Go struct field {parent}.{} of type {}",
-            ctx.path,
-            go_type(node, 0)
-        ),
+        detail: format!("Go struct field {parent}.{} of type {}", ctx.path, go_type(node, 0)),
     }
 }
 
-fn check_node(
-    node: Node<'_>,
-    value: &Value,
-    path: &str,
-    ctx: &GoContext<'_>,
-    out: &mut Vec<FieldError>,
-) {
+fn check_node(node: Node<'_>, value: &Value, path: &str, ctx: &GoContext<'_>, out: &mut Vec<FieldError>) {
     if value.is_null() {
         return;
     }
     if let Some(alternatives) = node.raw().get("oneOf").and_then(Value::as_array) {
-        let types: Vec<&str> = alternatives
-            .iter()
-            .filter_map(|a| Node::new(a).type_name())
-            .collect();
+        let types: Vec<&str> = alternatives.iter().filter_map(|a| Node::new(a).type_name()).collect();
         if !types.is_empty() && !types.iter().any(|t| has_type(value, t)) {
             out.push(type_error(path, go_json_name(value), node, ctx));
         }
@@ -370,10 +334,7 @@ fn check_node(
             let additional = node.additional_properties();
             for (key, child_value) in map {
                 if let Some(n) = node.property(key) {
-                    let inner = GoContext {
-                        path: child(&ctx.path, key),
-                        parent: node,
-                    };
+                    let inner = GoContext { path: child(&ctx.path, key), parent: node };
                     check_node(n, child_value, &child(path, key), &inner, out);
                 } else if let Some(n) = additional {
                     check_node(n, child_value, &format!("{path}[{key}]"), ctx, out);
@@ -408,12 +369,8 @@ fn check_node(
                 out.push(type_error(path, format!("number {i}"), node, ctx));
             }
         }
-        "number" if !value.is_number() => {
-            out.push(type_error(path, go_json_name(value), node, ctx))
-        }
-        "boolean" if !value.is_boolean() => {
-            out.push(type_error(path, go_json_name(value), node, ctx))
-        }
+        "number" if !value.is_number() => out.push(type_error(path, go_json_name(value), node, ctx)),
+        "boolean" if !value.is_boolean() => out.push(type_error(path, go_json_name(value), node, ctx)),
         "string" => match value.as_str() {
             None => out.push(type_error(path, go_json_name(value), node, ctx)),
             Some(s) => {
@@ -434,10 +391,9 @@ pub(crate) fn check_format(format: Option<&str>, s: &str) -> Result<(), String> 
             .decode(s)
             .map(|_| ())
             .map_err(|e| format!("illegal base64 data: {e}")),
-        Some("date-time") => s
-            .parse::<jiff::Timestamp>()
-            .map(|_| ())
-            .map_err(|_| format!("cannot parse {s:?} as RFC 3339 date-time")),
+        Some("date-time") => {
+            s.parse::<jiff::Timestamp>().map(|_| ()).map_err(|_| format!("cannot parse {s:?} as RFC 3339 date-time"))
+        }
         _ => Ok(()),
     }
 }

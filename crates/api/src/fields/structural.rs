@@ -26,15 +26,10 @@ pub fn validate_structural_schema_at(schema: &Value, base: &str) -> Vec<FieldErr
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {}
         None if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) => {}
-        None => out.push(FieldError::required(
-            format!("{base}.type"),
-            "must not be empty at the root",
-        )),
-        Some(other) => out.push(FieldError::invalid(
-            format!("{base}.type"),
-            format!("\"{other}\""),
-            "must be object at the root",
-        )),
+        None => out.push(FieldError::required(format!("{base}.type"), "must not be empty at the root")),
+        Some(other) => {
+            out.push(FieldError::invalid(format!("{base}.type"), format!("\"{other}\""), "must be object at the root"))
+        }
     }
     if let Some(meta) = schema.get("properties").and_then(|p| p.get("metadata")) {
         check_root_metadata(meta, &format!("{base}.properties[metadata]"), &mut out);
@@ -45,20 +40,12 @@ pub fn validate_structural_schema_at(schema: &Value, base: &str) -> Vec<FieldErr
 
 fn check_root_metadata(meta: &Value, path: &str, out: &mut Vec<FieldError>) {
     let allowed = ["type", "properties", "description"];
-    let extra_keys = meta
-        .as_object()
-        .is_some_and(|m| m.keys().any(|k| !allowed.contains(&k.as_str())));
-    let props_ok = meta
-        .get("properties")
-        .and_then(Value::as_object)
-        .is_none_or(|p| {
-            p.iter().all(|(k, v)| {
-                (k == "name" || k == "generateName")
-                    && v.get("type")
-                        .and_then(Value::as_str)
-                        .is_none_or(|t| t == "string")
-            })
-        });
+    let extra_keys = meta.as_object().is_some_and(|m| m.keys().any(|k| !allowed.contains(&k.as_str())));
+    let props_ok = meta.get("properties").and_then(Value::as_object).is_none_or(|p| {
+        p.iter().all(|(k, v)| {
+            (k == "name" || k == "generateName") && v.get("type").and_then(Value::as_str).is_none_or(|t| t == "string")
+        })
+    });
     if extra_keys || !props_ok {
         out.push(FieldError::forbidden(
             path,
@@ -78,10 +65,7 @@ fn walk(node: &Value, path: &str, role: &str, under_preserve: bool, out: &mut Ve
     let preserve = flag("x-kubernetes-preserve-unknown-fields") == Some(true);
 
     if map.contains_key("$ref") {
-        out.push(FieldError::forbidden(
-            format!("{path}.$ref"),
-            "$ref is not supported",
-        ));
+        out.push(FieldError::forbidden(format!("{path}.$ref"), "$ref is not supported"));
     }
     match map.get("type") {
         None | Some(Value::Null) => {
@@ -101,16 +85,10 @@ fn walk(node: &Value, path: &str, role: &str, under_preserve: bool, out: &mut Ve
                 ));
             }
         }
-        Some(Value::String(t)) => out.push(FieldError::not_supported(
-            format!("{path}.type"),
-            format!("\"{t}\""),
-            &TYPES,
-        )),
-        Some(other) => out.push(FieldError::invalid(
-            format!("{path}.type"),
-            other,
-            "must be a string",
-        )),
+        Some(Value::String(t)) => {
+            out.push(FieldError::not_supported(format!("{path}.type"), format!("\"{t}\""), &TYPES))
+        }
+        Some(other) => out.push(FieldError::invalid(format!("{path}.type"), other, "must be a string")),
     }
     if flag("x-kubernetes-preserve-unknown-fields") == Some(false) {
         out.push(FieldError::invalid(
@@ -125,11 +103,7 @@ fn walk(node: &Value, path: &str, role: &str, under_preserve: bool, out: &mut Ve
             "additionalProperties cannot be set to false",
         ));
     }
-    if map.contains_key("properties")
-        && map
-            .get("additionalProperties")
-            .is_some_and(Value::is_object)
-    {
+    if map.contains_key("properties") && map.get("additionalProperties").is_some_and(Value::is_object) {
         out.push(FieldError::forbidden(
             format!("{path}.additionalProperties"),
             "additionalProperties and properties are mutual exclusive",
@@ -157,57 +131,27 @@ fn walk(node: &Value, path: &str, role: &str, under_preserve: bool, out: &mut Ve
         match props.as_object() {
             Some(props) => {
                 for (name, sub) in props {
-                    walk(
-                        sub,
-                        &format!("{path}.properties[{name}]"),
-                        "object fields",
-                        preserve_below,
-                        out,
-                    );
+                    walk(sub, &format!("{path}.properties[{name}]"), "object fields", preserve_below, out);
                 }
             }
-            None => out.push(FieldError::invalid(
-                format!("{path}.properties"),
-                "",
-                "must be an object",
-            )),
+            None => out.push(FieldError::invalid(format!("{path}.properties"), "", "must be an object")),
         }
     }
     match map.get("items") {
-        Some(Value::Array(_)) => out.push(FieldError::forbidden(
-            format!("{path}.items"),
-            "items must be a schema object and not an array",
-        )),
-        Some(items) => walk(
-            items,
-            &format!("{path}.items"),
-            "array items",
-            preserve_below,
-            out,
-        ),
+        Some(Value::Array(_)) => {
+            out.push(FieldError::forbidden(format!("{path}.items"), "items must be a schema object and not an array"))
+        }
+        Some(items) => walk(items, &format!("{path}.items"), "array items", preserve_below, out),
         None if map.get("type").and_then(Value::as_str) == Some("array") => {
-            out.push(FieldError::required(
-                format!("{path}.items"),
-                "must be specified",
-            ));
+            out.push(FieldError::required(format!("{path}.items"), "must be specified"));
         }
         None => {}
     }
     if let Some(additional @ Value::Object(_)) = map.get("additionalProperties") {
-        walk(
-            additional,
-            &format!("{path}.additionalProperties"),
-            "object fields",
-            preserve_below,
-            out,
-        );
+        walk(additional, &format!("{path}.additionalProperties"), "object fields", preserve_below, out);
     }
     if let Some(default) = map.get("default") {
-        out.extend(validate_value(
-            Node::new(node),
-            default,
-            &format!("{path}.default"),
-        ));
+        out.extend(validate_value(Node::new(node), default, &format!("{path}.default")));
     }
 }
 

@@ -16,14 +16,9 @@ fn rendered(errors: &[FieldError]) -> Vec<String> {
 
 #[test]
 fn duplicate_fields_cases() {
-    let check = |body: &str, expected: &[&str]| {
-        assert_eq!(duplicate_fields(body.as_bytes()), expected, "body {body}")
-    };
+    let check = |body: &str, expected: &[&str]| assert_eq!(duplicate_fields(body.as_bytes()), expected, "body {body}");
     check(r#"{"a":1,"b":2}"#, &[]);
-    check(
-        r#"{"spec":{"replicas":1,"replicas":2}}"#,
-        &[".spec.replicas"],
-    );
+    check(r#"{"spec":{"replicas":1,"replicas":2}}"#, &[".spec.replicas"]);
     check(r#"{"a":1,"a":2,"a":3}"#, &[".a", ".a"]);
     check(r#"{"a":{"x":1},"b":{"x":1}}"#, &[]);
     check(r#"{"l":[{"n":1,"n":2},{"n":1}]}"#, &[".l[0].n"]);
@@ -46,11 +41,7 @@ fn prune_unknown_builtin() {
         &[],
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 1}}),
     );
-    check(
-        json!({"spec": {"foo": 1, "replicas": 1}}),
-        &[".spec.foo"],
-        json!({"spec": {"replicas": 1}}),
-    );
+    check(json!({"spec": {"foo": 1, "replicas": 1}}), &[".spec.foo"], json!({"spec": {"replicas": 1}}));
     check(
         json!({"bogus": 1, "metadata": {"name": "x", "nope": 2}}),
         &[".bogus", ".metadata.nope"],
@@ -113,47 +104,31 @@ fn prune_unknown_custom() {
 #[test]
 fn check_types_builtin() {
     let check = |obj: Value, expected: &[&str]| {
-        let got: Vec<String> = check_types(deployment(), &obj)
-            .iter()
-            .map(type_error_message)
-            .collect();
+        let got: Vec<String> = check_types(deployment(), &obj).iter().map(type_error_message).collect();
         assert_eq!(got, expected, "obj {obj}");
     };
-    check(
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 3}}),
-        &[],
-    );
+    check(json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 3}}), &[]);
     check(json!({"spec": {"replicas": 1.0}}), &[]);
     check(json!({"spec": {"replicas": null, "paused": null}}), &[]);
     check(
         json!({"spec": {"replicas": "3"}}),
-        &[
-            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32",
-        ],
+        &["json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"],
     );
     check(
         json!({"spec": {"replicas": 1.5}}),
-        &[
-            "json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32",
-        ],
+        &["json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"],
     );
     check(
         json!({"spec": {"replicas": 4294967296i64}}),
-        &[
-            "json: cannot unmarshal number 4294967296 into Go struct field DeploymentSpec.spec.replicas of type int32",
-        ],
+        &["json: cannot unmarshal number 4294967296 into Go struct field DeploymentSpec.spec.replicas of type int32"],
     );
     check(
         json!({"spec": {"paused": "yes"}}),
-        &[
-            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.paused of type bool",
-        ],
+        &["json: cannot unmarshal string into Go struct field DeploymentSpec.spec.paused of type bool"],
     );
     check(
         json!({"spec": []}),
-        &[
-            "json: cannot unmarshal array into Go struct field Deployment.spec of type v1.DeploymentSpec",
-        ],
+        &["json: cannot unmarshal array into Go struct field Deployment.spec of type v1.DeploymentSpec"],
     );
     check(
         json!({"spec": {"template": {"spec": {"containers": {"name": "a"}}}}}),
@@ -175,15 +150,11 @@ fn check_types_builtin() {
     );
     check(
         json!({"metadata": {"labels": {"a": 1}}}),
-        &[
-            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
-        ],
+        &["json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string"],
     );
     check(
         json!({"metadata": {"labels": []}}),
-        &[
-            "json: cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string",
-        ],
+        &["json: cannot unmarshal array into Go struct field ObjectMeta.metadata.labels of type map[string]string"],
     );
     check(
         json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": true}}}}),
@@ -191,42 +162,20 @@ fn check_types_builtin() {
             "json: cannot unmarshal bool into Go struct field RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge of type intstr.IntOrString",
         ],
     );
-    check(
-        json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "10%"}}}}),
-        &[],
-    );
-    check(
-        json!({"kind": 3}),
-        &["json: cannot unmarshal number into Go struct field Deployment.kind of type string"],
-    );
+    check(json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": "10%"}}}}), &[]);
+    check(json!({"kind": 3}), &["json: cannot unmarshal number into Go struct field Deployment.kind of type string"]);
     check(
         json!({"metadata": {"creationTimestamp": "yesterday"}}),
-        &[
-            "metadata.creationTimestamp: Invalid value: \"yesterday\": cannot parse \"yesterday\" as RFC 3339 date-time",
-        ],
+        &["metadata.creationTimestamp: Invalid value: \"yesterday\": cannot parse \"yesterday\" as RFC 3339 date-time"],
     );
-    check(
-        json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}),
-        &[],
-    );
-    check(
-        json!({"spec": {"bogus": "unknown fields are not type-checked"}}),
-        &[],
-    );
+    check(json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}}), &[]);
+    check(json!({"spec": {"bogus": "unknown fields are not type-checked"}}), &[]);
     let cm = definition("io.k8s.api.core.v1.ConfigMap").expect("ConfigMap");
-    assert_eq!(
-        check_types(cm, &json!({"binaryData": {"a": "aGVsbG8="}})),
-        vec![]
-    );
-    assert_eq!(
-        check_types(cm, &json!({"binaryData": {"a": "!!"}})).len(),
-        1
-    );
+    assert_eq!(check_types(cm, &json!({"binaryData": {"a": "aGVsbG8="}})), vec![]);
+    assert_eq!(check_types(cm, &json!({"binaryData": {"a": "!!"}})).len(), 1);
     let pod = definition("io.k8s.api.core.v1.Pod").expect("Pod");
-    let errors = check_types(
-        pod,
-        &json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": true}}}]}}),
-    );
+    let errors =
+        check_types(pod, &json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": true}}}]}}));
     assert_eq!(
         errors.iter().map(type_error_message).collect::<Vec<_>>(),
         [
@@ -258,34 +207,23 @@ fn crd_schema() -> Value {
 fn validate_custom_cases() {
     let schema = crd_schema();
     let check = |spec: Value, expected: &[&str]| {
-        let obj =
-            json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "spec": spec});
-        assert_eq!(
-            rendered(&validate_custom(Node::new(&schema), &obj)),
-            expected,
-            "spec {spec}"
-        );
+        let obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "spec": spec});
+        assert_eq!(rendered(&validate_custom(Node::new(&schema), &obj)), expected, "spec {spec}");
     };
     check(json!({"image": "nginx:1"}), &[]);
     check(json!({}), &["spec.image: Required value"]);
     check(
         json!({"image": "nginx", "replicas": "x"}),
-        &[
-            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
-        ],
+        &["spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""],
     );
     check(json!({"image": "nginx", "replicas": 2.0}), &[]);
     check(
         json!({"image": "nginx", "replicas": 0}),
-        &[
-            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
-        ],
+        &["spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"],
     );
     check(
         json!({"image": "nginx", "replicas": 6}),
-        &[
-            "spec.replicas: Invalid value: 6: spec.replicas in body should be less than or equal to 5",
-        ],
+        &["spec.replicas: Invalid value: 6: spec.replicas in body should be less than or equal to 5"],
     );
     check(
         json!({"image": "nginx", "ratio": 0}),
@@ -303,39 +241,26 @@ fn validate_custom_cases() {
         json!({"image": "a"}),
         &["spec.image: Invalid value: \"a\": spec.image in body should be at least 2 chars long"],
     );
-    check(
-        json!({"image": "abcdefghijkl"}),
-        &["spec.image: Too long: may not be more than 10 bytes"],
-    );
+    check(json!({"image": "abcdefghijkl"}), &["spec.image: Too long: may not be more than 10 bytes"]);
     check(
         json!({"image": "UPPER"}),
         &["spec.image: Invalid value: \"UPPER\": spec.image in body should match '^[a-z:0-9]+$'"],
     );
     check(
         json!({"image": "nginx", "when": "soon"}),
-        &[
-            "spec.when: Invalid value: \"soon\": spec.when in body must be of type date-time: \"soon\"",
-        ],
+        &["spec.when: Invalid value: \"soon\": spec.when in body must be of type date-time: \"soon\""],
     );
-    check(
-        json!({"image": "nginx", "when": "2024-05-01T10:00:00Z", "port": "http", "opt": null}),
-        &[],
-    );
+    check(json!({"image": "nginx", "when": "2024-05-01T10:00:00Z", "port": "http", "opt": null}), &[]);
     check(json!({"image": "nginx", "port": 8080}), &[]);
     check(
         json!({"image": "nginx", "port": true}),
-        &[
-            "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
-        ],
+        &["spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""],
     );
     check(
         json!({"image": "nginx", "size": null}),
         &["spec.size: Invalid value: \"null\": spec.size in body must be of type string: \"null\""],
     );
-    check(
-        json!({"image": "nginx", "tags": ["a", "b", "a"]}),
-        &["spec.tags[2]: Duplicate value: \"a\""],
-    );
+    check(json!({"image": "nginx", "tags": ["a", "b", "a"]}), &["spec.tags[2]: Duplicate value: \"a\""]);
     check(
         json!({"image": "nginx", "tags": ["a", "b", "c", "d"]}),
         &["spec.tags: Too many: 4: must have at most 3 items"],
@@ -358,15 +283,10 @@ fn validate_custom_cases() {
     );
     check(
         json!({"image": "nginx", "env": {"a": 1}}),
-        &[
-            "spec.env.a: Invalid value: \"integer\": spec.env.a in body must be of type string: \"integer\"",
-        ],
+        &["spec.env.a: Invalid value: \"integer\": spec.env.a in body must be of type string: \"integer\""],
     );
     let missing_spec = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {}});
-    assert_eq!(
-        rendered(&validate_custom(Node::new(&schema), &missing_spec)),
-        ["spec: Required value"]
-    );
+    assert_eq!(rendered(&validate_custom(Node::new(&schema), &missing_spec)), ["spec: Required value"]);
 }
 
 #[test]
@@ -378,18 +298,9 @@ fn apply_defaults_cases() {
     };
     check(json!({}), json!({}));
     check(json!({"spec": {}}), json!({"spec": {"mode": "fast"}}));
-    check(
-        json!({"spec": {"mode": "slow"}}),
-        json!({"spec": {"mode": "slow"}}),
-    );
-    check(
-        json!({"spec": {"mode": null}}),
-        json!({"spec": {"mode": "fast"}}),
-    );
-    check(
-        json!({"spec": {"nested": {}}}),
-        json!({"spec": {"mode": "fast", "nested": {"level": 3}}}),
-    );
+    check(json!({"spec": {"mode": "slow"}}), json!({"spec": {"mode": "slow"}}));
+    check(json!({"spec": {"mode": null}}), json!({"spec": {"mode": "fast"}}));
+    check(json!({"spec": {"nested": {}}}), json!({"spec": {"mode": "fast", "nested": {"level": 3}}}));
     check(
         json!({"spec": {"ports": [{"name": "a"}, {"name": "b", "n": 1}]}}),
         json!({"spec": {"mode": "fast", "ports": [{"name": "a", "n": 7}, {"name": "b", "n": 1}]}}),
@@ -399,32 +310,18 @@ fn apply_defaults_cases() {
 #[test]
 fn structural_schema_cases() {
     let check = |schema: Value, expected: &[&str]| {
-        assert_eq!(
-            rendered(&validate_structural_schema(&schema)),
-            expected,
-            "schema {schema}"
-        );
+        assert_eq!(rendered(&validate_structural_schema(&schema)), expected, "schema {schema}");
     };
     check(crd_schema(), &[]);
     check(
         json!({"type": "object", "properties": {"spec": {"properties": {}}}}),
-        &[
-            "openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields",
-        ],
+        &["openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"],
     );
-    check(
-        json!({"type": "string"}),
-        &["openAPIV3Schema.type: Invalid value: \"string\": must be object at the root"],
-    );
-    check(
-        json!({"properties": {}}),
-        &["openAPIV3Schema.type: Required value: must not be empty at the root"],
-    );
+    check(json!({"type": "string"}), &["openAPIV3Schema.type: Invalid value: \"string\": must be object at the root"]);
+    check(json!({"properties": {}}), &["openAPIV3Schema.type: Required value: must not be empty at the root"]);
     check(
         json!({"type": "object", "properties": {"l": {"type": "array", "items": {}}}}),
-        &[
-            "openAPIV3Schema.properties[l].items.type: Required value: must not be empty for specified array items",
-        ],
+        &["openAPIV3Schema.properties[l].items.type: Required value: must not be empty for specified array items"],
     );
     check(
         json!({"type": "object", "properties": {"a": {"$ref": "#/x", "type": "string"}}}),
@@ -441,10 +338,7 @@ fn structural_schema_cases() {
         "properties": {"b": {"properties": {}}}}}}),
         &[],
     );
-    check(
-        json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true}}}),
-        &[],
-    );
+    check(json!({"type": "object", "properties": {"p": {"x-kubernetes-int-or-string": true}}}), &[]);
     check(
         json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}}),
         &[
@@ -476,30 +370,19 @@ fn structural_schema_cases() {
     );
     check(
         json!({"type": "object", "additionalProperties": false}),
-        &[
-            "openAPIV3Schema.additionalProperties: Forbidden: additionalProperties cannot be set to false",
-        ],
+        &["openAPIV3Schema.additionalProperties: Forbidden: additionalProperties cannot be set to false"],
     );
     check(
         json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "string"}}),
-        &[
-            "openAPIV3Schema.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive",
-        ],
+        &["openAPIV3Schema.additionalProperties: Forbidden: additionalProperties and properties are mutual exclusive"],
     );
     check(
         json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}),
-        &[
-            "openAPIV3Schema.properties[a].pattern: Invalid value: \"(\": must be a valid regular expression",
-        ],
+        &["openAPIV3Schema.properties[a].pattern: Invalid value: \"(\": must be a valid regular expression"],
     );
-    check(
-        json!("nope"),
-        &["openAPIV3Schema: Invalid value: : must be a JSON object"],
-    );
+    check(json!("nope"), &["openAPIV3Schema: Invalid value: : must be a JSON object"]);
     check(
         json!({"type": "object", "properties": {"l": {"type": "array", "items": [{"type": "string"}]}}}),
-        &[
-            "openAPIV3Schema.properties[l].items: Forbidden: items must be a schema object and not an array",
-        ],
+        &["openAPIV3Schema.properties[l].items: Forbidden: items must be a schema object and not an array"],
     );
 }

@@ -37,10 +37,7 @@ const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 
 /// The content types a PATCH accepts; strategic merge patch only for built-in kinds.
 fn patch_content_types(builtin: bool) -> Vec<&'static str> {
-    let mut types = vec![
-        "application/json-patch+json",
-        "application/merge-patch+json",
-    ];
+    let mut types = vec!["application/json-patch+json", "application/merge-patch+json"];
     if builtin {
         types.push("application/strategic-merge-patch+json");
     }
@@ -68,20 +65,13 @@ impl Flavor {
 
 /// The path of a group/version under `/openapi/v3`: `api/v1` or `apis/apps/v1`.
 pub fn group_version_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 /// The `/openapi/v3` index: one entry per group/version served, pointing at its
 /// document with the hash `hash_of(path)` gives for that path (`apis/apps/v1`).
 pub fn v3_index(resources: &[ResourceInfo], hash_of: impl Fn(&str) -> String) -> Value {
-    let paths: BTreeSet<String> = resources
-        .iter()
-        .map(|r| group_version_path(&r.group, &r.version))
-        .collect();
+    let paths: BTreeSet<String> = resources.iter().map(|r| group_version_path(&r.group, &r.version)).collect();
     let entries: Map<String, Value> = paths
         .into_iter()
         .map(|p| {
@@ -114,11 +104,7 @@ fn convert(schema: &Value, flavor: Flavor) -> Value {
     let mut reference = None;
     for (key, value) in map {
         match key.as_str() {
-            "$ref" => {
-                reference = value
-                    .as_str()
-                    .map(|r| flavor.ref_to(r.rsplit('/').next().unwrap_or(r)))
-            }
+            "$ref" => reference = value.as_str().map(|r| flavor.ref_to(r.rsplit('/').next().unwrap_or(r))),
             "type" => {
                 if let Some(t) = plain_type(value) {
                     out.insert("type".into(), Value::String(t));
@@ -149,20 +135,11 @@ fn convert(schema: &Value, flavor: Flavor) -> Value {
                 out.insert(key.clone(), convert(value, flavor));
             }
             "additionalProperties" => {
-                let v = if value.is_object() {
-                    convert(value, flavor)
-                } else {
-                    value.clone()
-                };
+                let v = if value.is_object() { convert(value, flavor) } else { value.clone() };
                 out.insert(key.clone(), v);
             }
             "allOf" => {
-                let list: Vec<Value> = value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| convert(s, flavor))
-                    .collect();
+                let list: Vec<Value> = value.as_array().into_iter().flatten().map(|s| convert(s, flavor)).collect();
                 out.insert(key.clone(), Value::Array(list));
             }
             "nullable" if flavor == Flavor::V2 => {}
@@ -173,8 +150,7 @@ fn convert(schema: &Value, flavor: Flavor) -> Value {
     }
     if flavor == Flavor::V2 && out.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         out.entry("type").or_insert_with(|| json!("string"));
-        out.entry("format")
-            .or_insert_with(|| json!("int-or-string"));
+        out.entry("format").or_insert_with(|| json!("int-or-string"));
     }
     match reference {
         None => Value::Object(out),
@@ -193,11 +169,7 @@ fn convert(schema: &Value, flavor: Flavor) -> Value {
 fn plain_type(t: &Value) -> Option<String> {
     match t {
         Value::String(s) => Some(s.clone()),
-        Value::Array(list) => list
-            .iter()
-            .filter_map(Value::as_str)
-            .find(|t| *t != "null")
-            .map(str::to_string),
+        Value::Array(list) => list.iter().filter_map(Value::as_str).find(|t| *t != "null").map(str::to_string),
         _ => None,
     }
 }
@@ -224,28 +196,16 @@ fn refs_in(schema: &Value, out: &mut Vec<String>) {
     }
     for (key, value) in map {
         match key.as_str() {
-            "properties" => value
-                .as_object()
-                .into_iter()
-                .flatten()
-                .for_each(|(_, s)| refs_in(s, out)),
+            "properties" => value.as_object().into_iter().flatten().for_each(|(_, s)| refs_in(s, out)),
             "items" | "additionalProperties" | "not" => refs_in(value, out),
-            "allOf" | "oneOf" | "anyOf" => value
-                .as_array()
-                .into_iter()
-                .flatten()
-                .for_each(|s| refs_in(s, out)),
+            "allOf" | "oneOf" | "anyOf" => value.as_array().into_iter().flatten().for_each(|s| refs_in(s, out)),
             _ => {}
         }
     }
 }
 
 /// The schemas of a set of resources, keyed by definition name, in `flavor`.
-fn schemas_for(
-    resources: &[&ResourceInfo],
-    custom: &[CustomResourceSchema<'_>],
-    flavor: Flavor,
-) -> Map<String, Value> {
+fn schemas_for(resources: &[&ResourceInfo], custom: &[CustomResourceSchema<'_>], flavor: Flavor) -> Map<String, Value> {
     let mut names = BTreeSet::new();
     for common in [STATUS, DELETE_OPTIONS, PATCH, WATCH_EVENT] {
         collect_reachable(common, &mut names);
@@ -303,39 +263,21 @@ fn custom_kind_schema(c: &CustomResourceSchema<'_>, flavor: Flavor) -> Value {
     schema.entry("type").or_insert_with(|| json!("object"));
     let props = schema.entry("properties").or_insert_with(|| json!({}));
     if let Value::Object(props) = props {
-        props
-            .entry("apiVersion")
-            .or_insert_with(|| json!({ "type": "string" }));
-        props
-            .entry("kind")
-            .or_insert_with(|| json!({ "type": "string" }));
-        props.insert(
-            "metadata".into(),
-            json!({ "$ref": flavor.ref_to(OBJECT_META) }),
-        );
+        props.entry("apiVersion").or_insert_with(|| json!({ "type": "string" }));
+        props.entry("kind").or_insert_with(|| json!({ "type": "string" }));
+        props.insert("metadata".into(), json!({ "$ref": flavor.ref_to(OBJECT_META) }));
     }
-    schema.insert(
-        "x-kubernetes-group-version-kind".into(),
-        json!([gvk(&r.group, &r.version, &r.kind)]),
-    );
+    schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(&r.group, &r.version, &r.kind)]));
     Value::Object(schema)
 }
 
 /// The definition name of a resource's kind, its list and whether it is built in.
 fn names_of(r: &ResourceInfo) -> (String, String, bool) {
     if r.definition.is_empty() {
-        (
-            custom_definition_name(r, &r.kind),
-            custom_definition_name(r, &r.list_kind),
-            false,
-        )
+        (custom_definition_name(r, &r.kind), custom_definition_name(r, &r.list_kind), false)
     } else {
         let list = format!("{}List", r.definition);
-        let list = if schema::definitions().contains_key(&list) {
-            list
-        } else {
-            r.definition.clone()
-        };
+        let list = if schema::definitions().contains_key(&list) { list } else { r.definition.clone() };
         (r.definition.clone(), list, true)
     }
 }
@@ -384,86 +326,43 @@ fn operation(op: &Op, id_suffix: &str, flavor: Flavor) -> Value {
         }
     }
     if op.list {
-        for p in [
-            "labelSelector",
-            "fieldSelector",
-            "resourceVersion",
-            "continue",
-        ] {
+        for p in ["labelSelector", "fieldSelector", "resourceVersion", "continue"] {
             params.push(query(p, "string", flavor));
         }
         params.push(query("limit", "integer", flavor));
         params.push(query("watch", "boolean", flavor));
     }
     let mut out = Map::new();
-    out.insert(
-        "operationId".into(),
-        json!(format!("{}{id_suffix}", op.verb_id)),
-    );
+    out.insert("operationId".into(), json!(format!("{}{id_suffix}", op.verb_id)));
     out.insert("x-kubernetes-action".into(), json!(op.action));
-    out.insert(
-        "x-kubernetes-group-version-kind".into(),
-        op.kind_gvk.clone(),
-    );
+    out.insert("x-kubernetes-group-version-kind".into(), op.kind_gvk.clone());
     out.insert("parameters".into(), Value::Array(params));
     let response_schema = json!({ "$ref": flavor.ref_to(&op.response) });
     match flavor {
         Flavor::V3 => {
-            let media = [
-                "application/json",
-                "application/yaml",
-                "application/vnd.kubernetes.protobuf",
-            ];
-            let content: Map<String, Value> = media
-                .iter()
-                .map(|m| (m.to_string(), json!({ "schema": response_schema })))
-                .collect();
-            out.insert(
-                "responses".into(),
-                json!({ "200": { "description": "OK", "content": content } }),
-            );
+            let media = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+            let content: Map<String, Value> =
+                media.iter().map(|m| (m.to_string(), json!({ "schema": response_schema }))).collect();
+            out.insert("responses".into(), json!({ "200": { "description": "OK", "content": content } }));
             if let Some(types) = &op.patch_types {
                 let content: Map<String, Value> = types
                     .iter()
-                    .map(|t| {
-                        (
-                            t.to_string(),
-                            json!({ "schema": { "$ref": flavor.ref_to(PATCH) } }),
-                        )
-                    })
+                    .map(|t| (t.to_string(), json!({ "schema": { "$ref": flavor.ref_to(PATCH) } })))
                     .collect();
-                out.insert(
-                    "requestBody".into(),
-                    json!({ "required": true, "content": content }),
-                );
+                out.insert("requestBody".into(), json!({ "required": true, "content": content }));
             } else if let Some(body) = &op.request {
                 let content: Map<String, Value> = ["application/json", "application/yaml"]
                     .iter()
-                    .map(|m| {
-                        (
-                            m.to_string(),
-                            json!({ "schema": { "$ref": flavor.ref_to(body) } }),
-                        )
-                    })
+                    .map(|m| (m.to_string(), json!({ "schema": { "$ref": flavor.ref_to(body) } })))
                     .collect();
-                out.insert(
-                    "requestBody".into(),
-                    json!({ "required": true, "content": content }),
-                );
+                out.insert("requestBody".into(), json!({ "required": true, "content": content }));
             }
         }
         Flavor::V2 => {
-            out.insert(
-                "responses".into(),
-                json!({ "200": { "description": "OK", "schema": response_schema } }),
-            );
+            out.insert("responses".into(), json!({ "200": { "description": "OK", "schema": response_schema } }));
             out.insert(
                 "produces".into(),
-                json!([
-                    "application/json",
-                    "application/yaml",
-                    "application/vnd.kubernetes.protobuf"
-                ]),
+                json!(["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]),
             );
             let body = match (&op.patch_types, op.request.as_deref()) {
                 (Some(types), _) => {
@@ -487,20 +386,14 @@ fn operation(op: &Op, id_suffix: &str, flavor: Flavor) -> Value {
 /// Title-cases a name for operation ids: `deployments` → `Deployments`.
 fn title(s: &str) -> String {
     let mut chars = s.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// The paths of one resource (collection, item and its status/scale subresources).
 fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String, Value>) {
     let (kind_def, list_def, builtin) = names_of(r);
-    let prefix = if r.group.is_empty() {
-        format!("/api/{}", r.version)
-    } else {
-        format!("/apis/{}/{}", r.group, r.version)
-    };
+    let prefix =
+        if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
     let scoped = if r.namespaced {
         format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
     } else {
@@ -508,11 +401,7 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
     };
     let kind_gvk = gvk(&r.group, &r.version, &r.kind);
     let has = |verb: &str| r.verbs.iter().any(|v| v == verb);
-    let id = format!(
-        "{}{}",
-        title(&r.kind),
-        if r.namespaced { "Namespaced" } else { "" }
-    );
+    let id = format!("{}{}", title(&r.kind), if r.namespaced { "Namespaced" } else { "" });
     let base_params = |item: bool| {
         let mut p = Vec::new();
         if item {
@@ -546,46 +435,20 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
     if has("list") {
         collection.insert(
             "get".into(),
-            operation(
-                &op("get", "list", "list", None, &list_def, false, false, true),
-                &id,
-                flavor,
-            ),
+            operation(&op("get", "list", "list", None, &list_def, false, false, true), &id, flavor),
         );
     }
     if has("create") {
         collection.insert(
             "post".into(),
-            operation(
-                &op(
-                    "post",
-                    "post",
-                    "create",
-                    Some(&kind_def),
-                    &kind_def,
-                    true,
-                    false,
-                    false,
-                ),
-                &id,
-                flavor,
-            ),
+            operation(&op("post", "post", "create", Some(&kind_def), &kind_def, true, false, false), &id, flavor),
         );
     }
     if has("deletecollection") {
         collection.insert(
             "delete".into(),
             operation(
-                &op(
-                    "delete",
-                    "deletecollection",
-                    "deleteCollection",
-                    None,
-                    STATUS,
-                    true,
-                    false,
-                    true,
-                ),
+                &op("delete", "deletecollection", "deleteCollection", None, STATUS, true, false, true),
                 &id,
                 flavor,
             ),
@@ -600,11 +463,7 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
         let all_id = format!("{}ForAllNamespaces", title(&r.kind));
         all.insert(
             "get".into(),
-            operation(
-                &op("get", "list", "list", None, &list_def, false, false, true),
-                &all_id,
-                flavor,
-            ),
+            operation(&op("get", "list", "list", None, &list_def, false, false, true), &all_id, flavor),
         );
         all.insert("parameters".into(), json!([]));
         paths.insert(format!("{prefix}/{}", r.plural), Value::Object(all));
@@ -614,61 +473,25 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
     if has("get") {
         item.insert(
             "get".into(),
-            operation(
-                &op("get", "get", "read", None, &kind_def, false, false, false),
-                &id,
-                flavor,
-            ),
+            operation(&op("get", "get", "read", None, &kind_def, false, false, false), &id, flavor),
         );
     }
     if has("update") {
         item.insert(
             "put".into(),
-            operation(
-                &op(
-                    "put",
-                    "put",
-                    "replace",
-                    Some(&kind_def),
-                    &kind_def,
-                    true,
-                    false,
-                    false,
-                ),
-                &id,
-                flavor,
-            ),
+            operation(&op("put", "put", "replace", Some(&kind_def), &kind_def, true, false, false), &id, flavor),
         );
     }
     if has("patch") {
         item.insert(
             "patch".into(),
-            operation(
-                &op(
-                    "patch", "patch", "patch", None, &kind_def, true, true, false,
-                ),
-                &id,
-                flavor,
-            ),
+            operation(&op("patch", "patch", "patch", None, &kind_def, true, true, false), &id, flavor),
         );
     }
     if has("delete") {
         item.insert(
             "delete".into(),
-            operation(
-                &op(
-                    "delete",
-                    "delete",
-                    "delete",
-                    Some(DELETE_OPTIONS),
-                    STATUS,
-                    true,
-                    false,
-                    false,
-                ),
-                &id,
-                flavor,
-            ),
+            operation(&op("delete", "delete", "delete", Some(DELETE_OPTIONS), STATUS, true, false, false), &id, flavor),
         );
     }
     if !item.is_empty() {
@@ -682,11 +505,7 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
         }
         let sub_id = format!("{id}{}", title(sub));
         let mut ops = Map::new();
-        let sub_gvk = if sub == "scale" {
-            gvk("autoscaling", "v1", "Scale")
-        } else {
-            kind_gvk.clone()
-        };
+        let sub_gvk = if sub == "scale" { gvk("autoscaling", "v1", "Scale") } else { kind_gvk.clone() };
         let mk = |method: &'static str,
                   action: &'static str,
                   verb_id: &'static str,
@@ -703,30 +522,9 @@ fn resource_paths(r: &ResourceInfo, flavor: Flavor, paths: &mut BTreeMap<String,
             patch_types: patch.then(|| patch_content_types(builtin)),
             list: false,
         };
-        ops.insert(
-            "get".into(),
-            operation(
-                &mk("get", "get", "read", None, false, false),
-                &sub_id,
-                flavor,
-            ),
-        );
-        ops.insert(
-            "put".into(),
-            operation(
-                &mk("put", "put", "replace", Some(body), true, false),
-                &sub_id,
-                flavor,
-            ),
-        );
-        ops.insert(
-            "patch".into(),
-            operation(
-                &mk("patch", "patch", "patch", None, true, true),
-                &sub_id,
-                flavor,
-            ),
-        );
+        ops.insert("get".into(), operation(&mk("get", "get", "read", None, false, false), &sub_id, flavor));
+        ops.insert("put".into(), operation(&mk("put", "put", "replace", Some(body), true, false), &sub_id, flavor));
+        ops.insert("patch".into(), operation(&mk("patch", "patch", "patch", None, true, true), &sub_id, flavor));
         ops.insert("parameters".into(), base_params(true));
         paths.insert(format!("{scoped}/{{name}}/{sub}"), Value::Object(ops));
     }
@@ -741,15 +539,9 @@ pub fn v3_group_version(
     resources: &[ResourceInfo],
     custom: &[CustomResourceSchema<'_>],
 ) -> Value {
-    let served: Vec<&ResourceInfo> = resources
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
-    let custom: Vec<CustomResourceSchema<'_>> = custom
-        .iter()
-        .filter(|c| c.resource.group == group && c.resource.version == version)
-        .copied()
-        .collect();
+    let served: Vec<&ResourceInfo> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
+    let custom: Vec<CustomResourceSchema<'_>> =
+        custom.iter().filter(|c| c.resource.group == group && c.resource.version == version).copied().collect();
     let mut paths = BTreeMap::new();
     for r in &served {
         resource_paths(r, Flavor::V3, &mut paths);
@@ -776,11 +568,10 @@ pub fn v2_document(resources: &[ResourceInfo], custom: &[CustomResourceSchema<'_
         resource_paths(r, Flavor::V2, &mut paths);
     }
     for c in custom {
-        if !served.iter().any(|r| {
-            r.group == c.resource.group
-                && r.version == c.resource.version
-                && r.plural == c.resource.plural
-        }) {
+        if !served
+            .iter()
+            .any(|r| r.group == c.resource.group && r.version == c.resource.version && r.plural == c.resource.plural)
+        {
             resource_paths(c.resource, Flavor::V2, &mut paths);
         }
     }

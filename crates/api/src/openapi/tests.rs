@@ -24,43 +24,18 @@ fn resource(
         categories: vec![],
         namespaced,
         subresources: subresources.iter().map(|s| s.to_string()).collect(),
-        verbs: [
-            "create",
-            "delete",
-            "deletecollection",
-            "get",
-            "list",
-            "patch",
-            "update",
-            "watch",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        verbs: ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         definition: definition.into(),
     }
 }
 
 fn served() -> Vec<ResourceInfo> {
     vec![
-        resource(
-            "",
-            "v1",
-            "Pod",
-            "pods",
-            true,
-            &["status", "log", "exec"],
-            "io.k8s.api.core.v1.Pod",
-        ),
-        resource(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            false,
-            &["status", "finalize"],
-            "io.k8s.api.core.v1.Namespace",
-        ),
+        resource("", "v1", "Pod", "pods", true, &["status", "log", "exec"], "io.k8s.api.core.v1.Pod"),
+        resource("", "v1", "Namespace", "namespaces", false, &["status", "finalize"], "io.k8s.api.core.v1.Namespace"),
         resource(
             "apps",
             "v1",
@@ -70,15 +45,7 @@ fn served() -> Vec<ResourceInfo> {
             &["status", "scale"],
             "io.k8s.api.apps.v1.Deployment",
         ),
-        resource(
-            "stable.example.com",
-            "v1",
-            "CronTab",
-            "crontabs",
-            true,
-            &["status"],
-            "",
-        ),
+        resource("stable.example.com", "v1", "CronTab", "crontabs", true, &["status"], ""),
     ]
 }
 
@@ -94,9 +61,7 @@ fn assert_refs_resolve(doc: &Value, prefix: &str, schemas: &Value) {
         match v {
             Value::Object(m) => {
                 if let Some(Value::String(r)) = m.get("$ref") {
-                    let name = r
-                        .strip_prefix(prefix)
-                        .unwrap_or_else(|| panic!("ref {r} lacks {prefix}"));
+                    let name = r.strip_prefix(prefix).unwrap_or_else(|| panic!("ref {r} lacks {prefix}"));
                     assert!(schemas.get(name).is_some(), "dangling ref {r}");
                     *count += 1;
                 }
@@ -127,9 +92,7 @@ fn assert_plain_types(v: &Value) {
 }
 
 fn has_param(op: &Value, name: &str) -> bool {
-    op["parameters"]
-        .as_array()
-        .is_some_and(|p| p.iter().any(|x| x["name"] == name))
+    op["parameters"].as_array().is_some_and(|p| p.iter().any(|x| x["name"] == name))
 }
 
 #[test]
@@ -137,37 +100,18 @@ fn index_lists_every_group_version() {
     let index = v3_index(&served(), |p| format!("H{}", p.len()));
     let paths = index["paths"].as_object().expect("paths");
     let keys: Vec<&str> = paths.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        ["api/v1", "apis/apps/v1", "apis/stable.example.com/v1"]
-    );
-    assert_eq!(
-        index["paths"]["apis/apps/v1"]["serverRelativeURL"],
-        "/openapi/v3/apis/apps/v1?hash=H12"
-    );
+    assert_eq!(keys, ["api/v1", "apis/apps/v1", "apis/stable.example.com/v1"]);
+    assert_eq!(index["paths"]["apis/apps/v1"]["serverRelativeURL"], "/openapi/v3/apis/apps/v1?hash=H12");
     assert_eq!(v3_index(&[], |_| String::new()), json!({"paths": {}}));
 }
 
 #[test]
 fn convert_cases() {
-    let check = |input: Value, flavor: Flavor, expected: Value| {
-        assert_eq!(convert(&input, flavor), expected, "input {input}")
-    };
-    check(
-        json!({"type": ["string", "null"]}),
-        Flavor::V3,
-        json!({"type": "string"}),
-    );
-    check(
-        json!({"$ref": "a.B"}),
-        Flavor::V3,
-        json!({"$ref": "#/components/schemas/a.B"}),
-    );
-    check(
-        json!({"$ref": "a.B"}),
-        Flavor::V2,
-        json!({"$ref": "#/definitions/a.B"}),
-    );
+    let check =
+        |input: Value, flavor: Flavor, expected: Value| assert_eq!(convert(&input, flavor), expected, "input {input}");
+    check(json!({"type": ["string", "null"]}), Flavor::V3, json!({"type": "string"}));
+    check(json!({"$ref": "a.B"}), Flavor::V3, json!({"$ref": "#/components/schemas/a.B"}));
+    check(json!({"$ref": "a.B"}), Flavor::V2, json!({"$ref": "#/definitions/a.B"}));
     check(
         json!({"$ref": "a.B", "x-kubernetes-patch-strategy": "retainKeys"}),
         Flavor::V3,
@@ -183,26 +127,14 @@ fn convert_cases() {
         Flavor::V3,
         json!({"type": "string", "format": "int-or-string"}),
     );
-    check(
-        json!({"oneOf": [{"type": "string"}, {"type": "number"}]}),
-        Flavor::V2,
-        json!({"type": "string"}),
-    );
+    check(json!({"oneOf": [{"type": "string"}, {"type": "number"}]}), Flavor::V2, json!({"type": "string"}));
     check(
         json!({"type": "object", "properties": {"$ref": {"type": "string"}, "a": {"items": {"$ref": "x"}, "type": "array"}}}),
         Flavor::V3,
         json!({"type": "object", "properties": {"$ref": {"type": "string"}, "a": {"items": {"$ref": "#/components/schemas/x"}, "type": "array"}}}),
     );
-    check(
-        json!({"type": "integer", "nullable": true}),
-        Flavor::V2,
-        json!({"type": "integer"}),
-    );
-    check(
-        json!({"type": "integer", "nullable": true}),
-        Flavor::V3,
-        json!({"type": "integer", "nullable": true}),
-    );
+    check(json!({"type": "integer", "nullable": true}), Flavor::V2, json!({"type": "integer"}));
+    check(json!({"type": "integer", "nullable": true}), Flavor::V3, json!({"type": "integer", "nullable": true}));
     check(
         json!({"x-kubernetes-int-or-string": true}),
         Flavor::V2,
@@ -225,10 +157,7 @@ fn v3_apps_document() {
     );
     assert!(schemas.get("io.k8s.api.apps.v1.DeploymentList").is_some());
     assert!(schemas.get("io.k8s.api.autoscaling.v1.Scale").is_some());
-    assert!(
-        schemas.get("io.k8s.api.core.v1.Pod").is_none(),
-        "core kinds are not in apps/v1"
-    );
+    assert!(schemas.get("io.k8s.api.core.v1.Pod").is_none(), "core kinds are not in apps/v1");
     let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
     assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
     assert_eq!(
@@ -244,16 +173,8 @@ fn v3_apps_document() {
         json!({"group": "apps", "version": "v1", "kind": "Deployment"})
     );
     assert!(has_param(patch, "fieldValidation"));
-    assert!(
-        patch["requestBody"]["content"]
-            .get("application/strategic-merge-patch+json")
-            .is_some()
-    );
-    assert!(
-        patch["requestBody"]["content"]
-            .get("application/apply-patch+yaml")
-            .is_some()
-    );
+    assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
+    assert!(patch["requestBody"]["content"].get("application/apply-patch+yaml").is_some());
     assert!(has_param(&item["put"], "fieldValidation"));
     assert!(!has_param(&item["get"], "fieldValidation"));
     assert_eq!(item["delete"]["x-kubernetes-action"], "delete");
@@ -261,21 +182,11 @@ fn v3_apps_document() {
     assert_eq!(collection["post"]["x-kubernetes-action"], "post");
     assert!(has_param(&collection["post"], "fieldValidation"));
     assert_eq!(collection["get"]["x-kubernetes-action"], "list");
-    assert_eq!(
-        collection["delete"]["x-kubernetes-action"],
-        "deletecollection"
-    );
+    assert_eq!(collection["delete"]["x-kubernetes-action"], "deletecollection");
     assert!(doc["paths"].get("/apis/apps/v1/deployments").is_some());
     let scale = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
-    assert_eq!(
-        scale["patch"]["x-kubernetes-group-version-kind"]["kind"],
-        "Scale"
-    );
-    assert!(
-        doc["paths"]
-            .get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status")
-            .is_some()
-    );
+    assert_eq!(scale["patch"]["x-kubernetes-group-version-kind"]["kind"], "Scale");
+    assert!(doc["paths"].get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}/status").is_some());
 }
 
 #[test]
@@ -293,10 +204,7 @@ fn v3_core_document_has_cluster_and_namespaced_paths() {
     let schemas = &doc["components"]["schemas"];
     assert_refs_resolve(&doc, "#/components/schemas/", schemas);
     for kind in ["io.k8s.api.core.v1.Pod", "io.k8s.api.core.v1.Namespace"] {
-        assert!(
-            schemas[kind]["x-kubernetes-group-version-kind"].is_array(),
-            "{kind} lacks its GVK"
-        );
+        assert!(schemas[kind]["x-kubernetes-group-version-kind"].is_array(), "{kind} lacks its GVK");
     }
 }
 
@@ -304,10 +212,7 @@ fn v3_core_document_has_cluster_and_namespaced_paths() {
 fn v3_custom_resource_document() {
     let resources = served();
     let schema = crontab_schema();
-    let custom = [CustomResourceSchema {
-        resource: &resources[3],
-        schema: &schema,
-    }];
+    let custom = [CustomResourceSchema { resource: &resources[3], schema: &schema }];
     let doc = v3_group_version("stable.example.com", "v1", &resources, &custom);
     let schemas = &doc["components"]["schemas"];
     assert_refs_resolve(&doc, "#/components/schemas/", schemas);
@@ -320,79 +225,39 @@ fn v3_custom_resource_document() {
         crontab["properties"]["metadata"]["$ref"],
         "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
     );
-    assert_eq!(
-        crontab["properties"]["spec"]["properties"]["cronSpec"]["type"],
-        "string"
-    );
+    assert_eq!(crontab["properties"]["spec"]["properties"]["cronSpec"]["type"], "string");
     assert!(schemas.get("com.example.stable.v1.CronTabList").is_some());
-    let patch = &doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]
-        ["patch"];
+    let patch = &doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]["patch"];
     assert!(has_param(patch, "fieldValidation"));
-    assert!(
-        patch["requestBody"]["content"]
-            .get("application/strategic-merge-patch+json")
-            .is_none()
-    );
-    assert!(
-        patch["requestBody"]["content"]
-            .get("application/merge-patch+json")
-            .is_some()
-    );
+    assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_none());
+    assert!(patch["requestBody"]["content"].get("application/merge-patch+json").is_some());
     // Another group/version does not carry the custom schema.
     let other = v3_group_version("apps", "v1", &resources, &custom);
-    assert!(
-        other["components"]["schemas"]
-            .get("com.example.stable.v1.CronTab")
-            .is_none()
-    );
+    assert!(other["components"]["schemas"].get("com.example.stable.v1.CronTab").is_none());
 }
 
 #[test]
 fn v2_document_shape() {
     let resources = served();
     let schema = crontab_schema();
-    let custom = [CustomResourceSchema {
-        resource: &resources[3],
-        schema: &schema,
-    }];
+    let custom = [CustomResourceSchema { resource: &resources[3], schema: &schema }];
     let doc = v2_document(&resources, &custom);
     assert_eq!(doc["swagger"], "2.0");
     let defs = &doc["definitions"];
     assert_refs_resolve(&doc, "#/definitions/", defs);
     assert_plain_types(defs);
-    for name in [
-        "io.k8s.api.core.v1.Pod",
-        "io.k8s.api.apps.v1.Deployment",
-        "com.example.stable.v1.CronTab",
-    ] {
-        assert!(
-            defs[name]["x-kubernetes-group-version-kind"].is_array(),
-            "{name} lacks its GVK"
-        );
+    for name in ["io.k8s.api.core.v1.Pod", "io.k8s.api.apps.v1.Deployment", "com.example.stable.v1.CronTab"] {
+        assert!(defs[name]["x-kubernetes-group-version-kind"].is_array(), "{name} lacks its GVK");
     }
     assert!(
-        defs["com.example.stable.v1.CronTab"]["properties"]["spec"]["properties"]["replicas"]
-            .get("nullable")
-            .is_none()
+        defs["com.example.stable.v1.CronTab"]["properties"]["spec"]["properties"]["replicas"].get("nullable").is_none()
     );
     let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
     assert!(has_param(patch, "fieldValidation"));
     assert!(has_param(patch, "body"));
-    assert!(
-        patch["consumes"]
-            .as_array()
-            .is_some_and(|c| c.contains(&json!("application/strategic-merge-patch+json")))
-    );
-    assert!(
-        doc["paths"]
-            .get("/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}")
-            .is_some()
-    );
-    assert!(
-        doc["paths"]
-            .get("/api/v1/namespaces/{namespace}/pods/{name}/status")
-            .is_some()
-    );
+    assert!(patch["consumes"].as_array().is_some_and(|c| c.contains(&json!("application/strategic-merge-patch+json"))));
+    assert!(doc["paths"].get("/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}").is_some());
+    assert!(doc["paths"].get("/api/v1/namespaces/{namespace}/pods/{name}/status").is_some());
 }
 
 #[test]
@@ -401,11 +266,7 @@ fn custom_definition_names() {
         let r = resource(group, "v1", kind, "x", true, &[], "");
         assert_eq!(custom_definition_name(&r, kind), expected);
     };
-    check(
-        "stable.example.com",
-        "CronTab",
-        "com.example.stable.v1.CronTab",
-    );
+    check("stable.example.com", "CronTab", "com.example.stable.v1.CronTab");
     check("example", "Thing", "example.v1.Thing");
     check("a.b", "ThingList", "b.a.v1.ThingList");
 }

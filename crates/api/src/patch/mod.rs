@@ -84,58 +84,37 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// Applies an RFC 6902 JSON patch (a list of operations) to `target`. On error `target`
 /// is left unchanged and the error names the failing operation.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
-    let ops = patch
-        .as_array()
-        .ok_or_else(|| PatchError::Malformed("json patch must be a list of operations".into()))?;
+    let ops =
+        patch.as_array().ok_or_else(|| PatchError::Malformed("json patch must be a list of operations".into()))?;
     let mut parsed = Vec::with_capacity(ops.len());
     for (index, op) in ops.iter().enumerate() {
-        let operation: json_patch::PatchOperation =
-            serde_json::from_value(op.clone()).map_err(|e| {
-                PatchError::Malformed(format!("invalid json patch operation #{index}: {e}"))
-            })?;
+        let operation: json_patch::PatchOperation = serde_json::from_value(op.clone())
+            .map_err(|e| PatchError::Malformed(format!("invalid json patch operation #{index}: {e}")))?;
         parsed.push(operation);
     }
     json_patch::patch(target, &parsed).map_err(|e| {
         let (op, path) = ops
             .get(e.operation)
             .map(|o| {
-                let field = |k: &str| {
-                    o.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
+                let field = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
                 (field("op"), field("path"))
             })
             .unwrap_or_default();
-        PatchError::JsonPatchFailed {
-            index: e.operation,
-            op,
-            path,
-            reason: e.kind.to_string(),
-        }
+        PatchError::JsonPatchFailed { index: e.operation, op, path, reason: e.kind.to_string() }
     })
 }
 
 /// Applies a Kubernetes strategic merge patch to `original`, the lists and maps merged
 /// as `schema` (the kind's schema) says. Both documents must be JSON objects.
-pub fn strategic_merge_patch(
-    schema: Node<'_>,
-    original: &Value,
-    patch: &Value,
-) -> Result<Value, PatchError> {
+pub fn strategic_merge_patch(schema: Node<'_>, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
-        return Err(PatchError::Malformed(
-            "strategic merge patch must be a JSON object".into(),
-        ));
+        return Err(PatchError::Malformed("strategic merge patch must be a JSON object".into()));
     };
     let original = match original {
         Value::Object(m) => m.clone(),
         Value::Null => Map::new(),
         _ => {
-            return Err(PatchError::Malformed(
-                "the object to patch is not a JSON object".into(),
-            ));
+            return Err(PatchError::Malformed("the object to patch is not a JSON object".into()));
         }
     };
     merge_map(original, patch, Some(schema), "").map(Value::Object)
@@ -143,8 +122,7 @@ pub fn strategic_merge_patch(
 
 /// What a strategy string (`merge`, `retainKeys`, `merge,retainKeys`, `replace`) asks for.
 fn strategy_has(node: Option<Node<'_>>, wanted: &str) -> bool {
-    node.and_then(|n| n.patch_strategy())
-        .is_some_and(|s| s.split(',').any(|p| p.trim() == wanted))
+    node.and_then(|n| n.patch_strategy()).is_some_and(|s| s.split(',').any(|p| p.trim() == wanted))
 }
 
 /// The schema of a field of an object: a declared property, else the map's value schema.
@@ -176,10 +154,7 @@ fn merge_map(
             Some("delete") => return Ok(Map::new()),
             Some("merge") => {}
             _ => {
-                return Err(PatchError::UnknownPatchType {
-                    value: render(directive),
-                    path: display_path(path),
-                });
+                return Err(PatchError::UnknownPatchType { value: render(directive), path: display_path(path) });
             }
         }
     }
@@ -199,9 +174,7 @@ fn merge_map(
                 }
             }
         }
-        let outside = patch
-            .iter()
-            .find(|(k, v)| !v.is_null() && !is_directive_key(k) && !names.contains(&k.as_str()));
+        let outside = patch.iter().find(|(k, v)| !v.is_null() && !is_directive_key(k) && !names.contains(&k.as_str()));
         if let Some((k, _)) = outside {
             return Err(PatchError::BadDirective {
                 directive: RETAIN_KEYS.into(),
@@ -221,11 +194,7 @@ fn merge_map(
                 items.retain(|item| !remove.contains(item));
             }
         } else if let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) {
-            let server = original
-                .get(field)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let server = original.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
             orders.push((field, string_list(value, key, path)?, server));
         }
     }
@@ -244,9 +213,7 @@ fn merge_map(
             (Some(Value::Object(o)), Value::Object(p)) if !strategy_has(field, "replace") => {
                 Some(Value::Object(merge_map(o, p, field, &child_path)?))
             }
-            (Some(Value::Array(o)), Value::Array(p)) => {
-                Some(Value::Array(merge_list(o, p, field, &child_path)?))
-            }
+            (Some(Value::Array(o)), Value::Array(p)) => Some(Value::Array(merge_list(o, p, field, &child_path)?)),
             _ => strip(patch_value),
         };
         if let Some(v) = merged {
@@ -286,20 +253,13 @@ fn merge_list(
                 Some("delete" | "merge") => {}
                 // (`merge` is refused below for lists of maps, as Kubernetes does)
                 _ => {
-                    return Err(PatchError::UnknownPatchType {
-                        value: render(d),
-                        path: display_path(path),
-                    });
+                    return Err(PatchError::UnknownPatchType { value: render(d), path: display_path(path) });
                 }
             }
         }
     }
     if replace || !strategy_has(field, "merge") {
-        return Ok(patch
-            .iter()
-            .filter(|i| i.get(PATCH_DIRECTIVE).is_none())
-            .filter_map(strip)
-            .collect());
+        return Ok(patch.iter().filter(|i| i.get(PATCH_DIRECTIVE).is_none()).filter_map(strip).collect());
     }
     let items_schema = field.and_then(|f| f.items());
     let merge_key = field.and_then(|f| f.patch_merge_key());
@@ -339,10 +299,7 @@ fn merge_list(
             )));
         }
         let Some(id) = item_map.get(key) else {
-            return Err(PatchError::MissingMergeKey {
-                item: render(item),
-                key: key.to_string(),
-            });
+            return Err(PatchError::MissingMergeKey { item: render(item), key: key.to_string() });
         };
         if directive == Some("delete") {
             server.retain(|o| o.get(key) != Some(id));
@@ -365,10 +322,7 @@ fn merge_list(
             None => out.push(Value::Object(strip_map(item_map))),
         }
     }
-    let order: Vec<Value> = items
-        .iter()
-        .map(|(_, m)| Value::Object((*m).clone()))
-        .collect();
+    let order: Vec<Value> = items.iter().map(|(_, m)| Value::Object((*m).clone())).collect();
     Ok(apply_order(out, &order, &server, Some(key)))
 }
 
@@ -376,12 +330,7 @@ fn merge_list(
 /// it; the others (server-only items) keep their relative order from the list before
 /// the patch (`server`) and are interleaved with the named ones by their server
 /// positions where both have one, the named ones winning ties.
-fn apply_order(
-    items: Vec<Value>,
-    order: &[Value],
-    server: &[Value],
-    merge_key: Option<&str>,
-) -> Vec<Value> {
+fn apply_order(items: Vec<Value>, order: &[Value], server: &[Value], merge_key: Option<&str>) -> Vec<Value> {
     let id_of = |v: &Value| -> Option<Value> {
         match merge_key {
             Some(k) if v.is_object() => v.get(k).cloned(),
@@ -393,9 +342,8 @@ fn apply_order(
         let id = id_of(v)?;
         list.iter().position(|o| id_of(o).as_ref() == Some(&id))
     };
-    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) = items
-        .into_iter()
-        .partition(|v| position_in(order, v).is_some());
+    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) =
+        items.into_iter().partition(|v| position_in(order, v).is_some());
     named.sort_by_key(|v| position_in(order, v));
     server_only.sort_by_key(|v| position_in(server, v).unwrap_or(usize::MAX));
 
@@ -428,23 +376,16 @@ fn strip(value: &Value) -> Option<Value> {
             }
             Some(Value::Object(strip_map(m)))
         }
-        Value::Array(items) => Some(Value::Array(
-            items
-                .iter()
-                .filter(|i| i.get(PATCH_DIRECTIVE).is_none())
-                .filter_map(strip)
-                .collect(),
-        )),
+        Value::Array(items) => {
+            Some(Value::Array(items.iter().filter(|i| i.get(PATCH_DIRECTIVE).is_none()).filter_map(strip).collect()))
+        }
         Value::Null => None,
         other => Some(other.clone()),
     }
 }
 
 fn strip_map(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter()
-        .filter(|(k, _)| !is_directive_key(k))
-        .filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v)))
-        .collect()
+    m.iter().filter(|(k, _)| !is_directive_key(k)).filter_map(|(k, v)| strip(v).map(|v| (k.clone(), v))).collect()
 }
 
 fn render(v: &Value) -> String {
@@ -452,9 +393,5 @@ fn render(v: &Value) -> String {
 }
 
 fn display_path(path: &str) -> String {
-    if path.is_empty() {
-        ".".into()
-    } else {
-        path.to_string()
-    }
+    if path.is_empty() { ".".into() } else { path.to_string() }
 }

@@ -14,18 +14,14 @@ fn deployment() -> Node<'static> {
 }
 
 fn check_smp(schema: Node<'_>, original: Value, patch: Value, expected: Value) {
-    let got = strategic_merge_patch(schema, &original, &patch)
-        .unwrap_or_else(|e| panic!("patch {patch}: {e}"));
+    let got = strategic_merge_patch(schema, &original, &patch).unwrap_or_else(|e| panic!("patch {patch}: {e}"));
     assert_eq!(got, expected, "patch {patch}");
 }
 
 fn check_smp_err(schema: Node<'_>, original: Value, patch: Value, expected: &str) {
     match strategic_merge_patch(schema, &original, &patch) {
         Ok(v) => panic!("patch {patch} should fail, got {v}"),
-        Err(e) => assert!(
-            e.to_string().contains(expected),
-            "error {e:?} lacks {expected:?}"
-        ),
+        Err(e) => assert!(e.to_string().contains(expected), "error {e:?} lacks {expected:?}"),
     }
 }
 
@@ -41,19 +37,11 @@ fn merge_patch_cases() {
     };
     check(json!({"a": 1}), json!({"b": 2}), json!({"a": 1, "b": 2}));
     check(json!({"a": 1}), json!({"a": null}), json!({}));
-    check(
-        json!({"a": {"b": 1, "c": 2}}),
-        json!({"a": {"b": null}}),
-        json!({"a": {"c": 2}}),
-    );
+    check(json!({"a": {"b": 1, "c": 2}}), json!({"a": {"b": null}}), json!({"a": {"c": 2}}));
     check(json!({"a": [1, 2]}), json!({"a": [3]}), json!({"a": [3]}));
     check(json!({"a": 1}), json!("x"), json!("x"));
     check(json!("x"), json!({"a": {"b": null}}), json!({"a": {}}));
-    check(
-        json!({"spec": {"replicas": 1}}),
-        json!({"spec": {"replicas": 3}}),
-        json!({"spec": {"replicas": 3}}),
-    );
+    check(json!({"spec": {"replicas": 1}}), json!({"spec": {"replicas": 3}}), json!({"spec": {"replicas": 3}}));
 }
 
 #[test]
@@ -62,41 +50,13 @@ fn json_patch_cases() {
         json_patch(&mut target, &patch).unwrap_or_else(|e| panic!("patch {patch}: {e}"));
         assert_eq!(target, expected, "patch {patch}");
     };
-    check(
-        json!({"a": 1}),
-        json!([{"op": "add", "path": "/b", "value": 2}]),
-        json!({"a": 1, "b": 2}),
-    );
-    check(
-        json!({"a": [1, 2]}),
-        json!([{"op": "add", "path": "/a/-", "value": 3}]),
-        json!({"a": [1, 2, 3]}),
-    );
-    check(
-        json!({"a": 1}),
-        json!([{"op": "remove", "path": "/a"}]),
-        json!({}),
-    );
-    check(
-        json!({"a": 1}),
-        json!([{"op": "replace", "path": "/a", "value": 5}]),
-        json!({"a": 5}),
-    );
-    check(
-        json!({"a": 1}),
-        json!([{"op": "move", "from": "/a", "path": "/b"}]),
-        json!({"b": 1}),
-    );
-    check(
-        json!({"a": 1}),
-        json!([{"op": "copy", "from": "/a", "path": "/b"}]),
-        json!({"a": 1, "b": 1}),
-    );
-    check(
-        json!({"a": 1}),
-        json!([{"op": "test", "path": "/a", "value": 1}]),
-        json!({"a": 1}),
-    );
+    check(json!({"a": 1}), json!([{"op": "add", "path": "/b", "value": 2}]), json!({"a": 1, "b": 2}));
+    check(json!({"a": [1, 2]}), json!([{"op": "add", "path": "/a/-", "value": 3}]), json!({"a": [1, 2, 3]}));
+    check(json!({"a": 1}), json!([{"op": "remove", "path": "/a"}]), json!({}));
+    check(json!({"a": 1}), json!([{"op": "replace", "path": "/a", "value": 5}]), json!({"a": 5}));
+    check(json!({"a": 1}), json!([{"op": "move", "from": "/a", "path": "/b"}]), json!({"b": 1}));
+    check(json!({"a": 1}), json!([{"op": "copy", "from": "/a", "path": "/b"}]), json!({"a": 1, "b": 1}));
+    check(json!({"a": 1}), json!([{"op": "test", "path": "/a", "value": 1}]), json!({"a": 1}));
     check(json!({"a": 1}), json!([]), json!({"a": 1}));
     check(
         json!({"metadata": {"annotations": {"a/b": "x"}}}),
@@ -116,18 +76,9 @@ fn json_patch_errors_name_the_operation() {
     check(json!({"op": "add"}), "list of operations");
     check(json!([{"op": "frobnicate", "path": "/a"}]), "operation #0");
     check(json!([{"path": "/a"}]), "operation #0");
-    check(
-        json!([{"op": "add", "path": "/b", "value": 1}, {"op": "remove", "path": "/zz"}]),
-        "#1 (remove /zz)",
-    );
-    check(
-        json!([{"op": "test", "path": "/a", "value": 2}]),
-        "#0 (test /a) failed: value did not match",
-    );
-    check(
-        json!([{"op": "replace", "path": "/x/y", "value": 2}]),
-        "path is invalid",
-    );
+    check(json!([{"op": "add", "path": "/b", "value": 1}, {"op": "remove", "path": "/zz"}]), "#1 (remove /zz)");
+    check(json!([{"op": "test", "path": "/a", "value": 2}]), "#0 (test /a) failed: value did not match");
+    check(json!([{"op": "replace", "path": "/x/y", "value": 2}]), "path is invalid");
 }
 
 #[test]
@@ -160,19 +111,9 @@ fn smp_maps_and_scalars() {
     check_smp(p, json!({}), json!({}), json!({}));
     check_smp(p, Value::Null, json!({"a": 1}), json!({"a": 1}));
     // Unknown fields are merged as merge patch would.
-    check_smp(
-        p,
-        json!({"x": {"y": 1}}),
-        json!({"x": {"z": 2}, "w": [1]}),
-        json!({"x": {"y": 1, "z": 2}, "w": [1]}),
-    );
+    check_smp(p, json!({"x": {"y": 1}}), json!({"x": {"z": 2}, "w": [1]}), json!({"x": {"y": 1, "z": 2}, "w": [1]}));
     // Type changes replace.
-    check_smp(
-        p,
-        json!({"x": {"y": 1}}),
-        json!({"x": [1]}),
-        json!({"x": [1]}),
-    );
+    check_smp(p, json!({"x": {"y": 1}}), json!({"x": [1]}), json!({"x": [1]}));
 }
 
 #[test]
@@ -211,16 +152,12 @@ fn smp_containers_merge_by_name() {
     // Nested merge lists: env by name, ports by containerPort.
     check_smp(
         p,
-        pod_with(
-            json!([{"name": "a", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}]}]),
-        ),
+        pod_with(json!([{"name": "a", "env": [{"name": "X", "value": "1"}], "ports": [{"containerPort": 80}]}])),
         pod_with(
             json!([{"name": "a", "env": [{"name": "Y", "value": "2"}], "ports": [{"containerPort": 80, "name": "http"}]}]),
         ),
-        pod_with(
-            json!([{"name": "a", "env": [{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}],
-            "ports": [{"containerPort": 80, "name": "http"}]}]),
-        ),
+        pod_with(json!([{"name": "a", "env": [{"name": "Y", "value": "2"}, {"name": "X", "value": "1"}],
+            "ports": [{"containerPort": 80, "name": "http"}]}])),
     );
     // Removing a field of one container.
     check_smp(
@@ -406,48 +343,18 @@ fn smp_bad_patches() {
     let p = pod();
     check_smp_err(p, json!({}), json!([1]), "must be a JSON object");
     check_smp_err(p, json!([1]), json!({}), "not a JSON object");
-    check_smp_err(
-        p,
-        json!({"metadata": {}}),
-        json!({"metadata": {"$patch": "frob"}}),
-        "unknown patch type: \"frob\"",
-    );
-    check_smp_err(
-        p,
-        json!({"metadata": {}}),
-        json!({"metadata": {"$patch": 3}}),
-        "unknown patch type",
-    );
+    check_smp_err(p, json!({"metadata": {}}), json!({"metadata": {"$patch": "frob"}}), "unknown patch type: \"frob\"");
+    check_smp_err(p, json!({"metadata": {}}), json!({"metadata": {"$patch": 3}}), "unknown patch type");
     check_smp_err(
         p,
         pod_with(json!([{"name": "a"}])),
         pod_with(json!([{"image": "x"}])),
         "does not contain declared merge key: name",
     );
-    check_smp_err(
-        p,
-        pod_with(json!([{"name": "a"}])),
-        pod_with(json!(["x"])),
-        "expected a map",
-    );
-    check_smp_err(
-        p,
-        pod_with(json!([{"name": "a"}])),
-        pod_with(json!([{"$patch": "bogus"}])),
-        "unknown patch type",
-    );
-    check_smp_err(
-        p,
-        json!({"spec": {}}),
-        json!({"spec": {"$retainKeys": "type"}}),
-        "must be a list",
-    );
-    check_smp_err(
-        p,
-        json!({"spec": {}}),
-        json!({"spec": {"$retainKeys": [1]}}),
-        "list of strings",
-    );
+    check_smp_err(p, pod_with(json!([{"name": "a"}])), pod_with(json!(["x"])), "expected a map");
+    check_smp_err(p, pod_with(json!([{"name": "a"}])), pod_with(json!([{"$patch": "bogus"}])), "unknown patch type");
+    check_smp_err(p, json!({"spec": {}}), json!({"spec": {"$retainKeys": "type"}}), "must be a list");
+    check_smp_err(p, json!({"spec": {}}), json!({"spec": {"$retainKeys": [1]}}), "list of strings");
     check_smp_err(
         p,
         pod_with(json!([{"name": "a"}])),

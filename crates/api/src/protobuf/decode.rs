@@ -20,9 +20,7 @@ pub(super) fn decode_into(
     if depth > MAX_DEPTH {
         return Err(ProtobufError::TooDeep { limit: MAX_DEPTH });
     }
-    let fields = tables
-        .message(name)
-        .ok_or_else(|| ProtobufError::Table(format!("no table for message {name}")))?;
+    let fields = tables.message(name).ok_or_else(|| ProtobufError::Table(format!("no table for message {name}")))?;
 
     enum Slot {
         Empty,
@@ -96,10 +94,7 @@ pub(super) fn decode_into(
 }
 
 fn mismatch(field: &Field, raw: RawValue<'_>) -> ProtobufError {
-    ProtobufError::WireTypeMismatch {
-        field: field.json.to_string(),
-        found: raw.wire_type(),
-    }
+    ProtobufError::WireTypeMismatch { field: field.json.to_string(), found: raw.wire_type() }
 }
 
 fn is_zero(value: &Value) -> bool {
@@ -113,17 +108,10 @@ fn is_zero(value: &Value) -> bool {
 
 /// One value of `field` (its single value, one repeated element or a map value). `None`
 /// for a message whose JSON form is absent (a zero Time, an empty RawExtension).
-fn value(
-    tables: &Tables,
-    field: &Field,
-    raw: RawValue<'_>,
-    depth: usize,
-) -> Result<Option<Value>, ProtobufError> {
+fn value(tables: &Tables, field: &Field, raw: RawValue<'_>, depth: usize) -> Result<Option<Value>, ProtobufError> {
     let v = match (field.kind, raw) {
         (Kind::String, RawValue::Len(bytes)) => Value::String(utf8(field, bytes)?),
-        (Kind::Bytes, RawValue::Len(bytes)) => {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        }
+        (Kind::Bytes, RawValue::Len(bytes)) => Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
         (Kind::Bool, RawValue::Varint(v)) => Value::Bool(v != 0),
         // int32 values travel sign-extended to 64 bits; the low 32 bits are the value.
         (Kind::Int32, RawValue::Varint(v)) => Value::from(v as i32),
@@ -138,9 +126,7 @@ fn value(
 }
 
 fn utf8(field: &Field, bytes: &[u8]) -> Result<String, ProtobufError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 {
-        field: field.json.to_string(),
-    })
+    String::from_utf8(bytes.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 { field: field.json.to_string() })
 }
 
 /// A float64 as Go's encoding/json writes it: whole numbers without a fraction.
@@ -150,9 +136,7 @@ fn double(field: &Field, f: f64) -> Result<Value, ProtobufError> {
     }
     Number::from_f64(f)
         .map(Value::Number)
-        .ok_or_else(|| ProtobufError::NonFiniteNumber {
-            field: field.json.to_string(),
-        })
+        .ok_or_else(|| ProtobufError::NonFiniteNumber { field: field.json.to_string() })
 }
 
 fn push_repeated(
@@ -163,9 +147,7 @@ fn push_repeated(
     items: &mut Vec<Value>,
 ) -> Result<(), ProtobufError> {
     // Packed scalars: a length-delimited run of varints or fixed64s.
-    if let (RawValue::Len(bytes), Kind::Bool | Kind::Int32 | Kind::Int64 | Kind::Double) =
-        (raw, field.kind)
-    {
+    if let (RawValue::Len(bytes), Kind::Bool | Kind::Int32 | Kind::Int64 | Kind::Double) = (raw, field.kind) {
         let mut packed = Reader::new(bytes);
         while !packed.is_empty() {
             let element = if field.kind == Kind::Double {
@@ -183,12 +165,7 @@ fn push_repeated(
     Ok(())
 }
 
-fn map_entry(
-    tables: &Tables,
-    field: &Field,
-    entry: &[u8],
-    depth: usize,
-) -> Result<(String, Value), ProtobufError> {
+fn map_entry(tables: &Tables, field: &Field, entry: &[u8], depth: usize) -> Result<(String, Value), ProtobufError> {
     let mut key = String::new();
     let mut val = None;
     let mut reader = Reader::new(entry);
@@ -214,12 +191,7 @@ fn map_entry(
 }
 
 /// The JSON form of message `name`.
-fn message(
-    tables: &Tables,
-    name: &str,
-    bytes: &[u8],
-    depth: usize,
-) -> Result<Option<Value>, ProtobufError> {
+fn message(tables: &Tables, name: &str, bytes: &[u8], depth: usize) -> Result<Option<Value>, ProtobufError> {
     if depth > MAX_DEPTH {
         return Err(ProtobufError::TooDeep { limit: MAX_DEPTH });
     }
@@ -236,11 +208,7 @@ fn message(
         },
         WellKnown::Quantity => {
             let text = fields.string(1)?.unwrap_or_default();
-            Value::String(if text.is_empty() {
-                "0".to_string()
-            } else {
-                text
-            })
+            Value::String(if text.is_empty() { "0".to_string() } else { text })
         }
         WellKnown::Time | WellKnown::MicroTime => {
             if bytes.is_empty() {
@@ -251,13 +219,10 @@ fn message(
             let micros = well_known == WellKnown::MicroTime;
             Value::String(wellknown::format_time(seconds, nanos, micros)?)
         }
-        WellKnown::Duration => Value::String(wellknown::format_duration(
-            fields.varint(1)?.unwrap_or(0) as i64,
-        )),
+        WellKnown::Duration => Value::String(wellknown::format_duration(fields.varint(1)?.unwrap_or(0) as i64)),
         WellKnown::RawJson => match fields.bytes(1)? {
             None | Some([]) => return Ok(None),
-            Some(raw) => serde_json::from_slice(raw)
-                .map_err(|e| ProtobufError::InvalidEmbeddedJson(e.to_string()))?,
+            Some(raw) => serde_json::from_slice(raw).map_err(|e| ProtobufError::InvalidEmbeddedJson(e.to_string()))?,
         },
         WellKnown::StringList => Value::Array(
             fields
@@ -265,9 +230,7 @@ fn message(
                 .map(|b| {
                     String::from_utf8(b.to_vec())
                         .map(Value::String)
-                        .map_err(|_| ProtobufError::InvalidUtf8 {
-                            field: name.to_string(),
-                        })
+                        .map_err(|_| ProtobufError::InvalidUtf8 { field: name.to_string() })
                 })
                 .collect::<Result<_, _>>()?,
         ),
@@ -302,10 +265,8 @@ fn props_union(
             Ok(Some(Value::Bool(fields.varint(other)?.unwrap_or(0) != 0)))
         }
         WellKnown::PropsOrArray if !others.is_empty() => {
-            let items = others
-                .into_iter()
-                .map(|b| schema(b).map(|v| v.unwrap_or(Value::Null)))
-                .collect::<Result<_, _>>()?;
+            let items =
+                others.into_iter().map(|b| schema(b).map(|v| v.unwrap_or(Value::Null))).collect::<Result<_, _>>()?;
             Ok(Some(Value::Array(items)))
         }
         WellKnown::PropsOrStringArray if !others.is_empty() => {
@@ -314,9 +275,7 @@ fn props_union(
                 .map(|b| {
                     String::from_utf8(b.to_vec())
                         .map(Value::String)
-                        .map_err(|_| ProtobufError::InvalidUtf8 {
-                            field: name.to_string(),
-                        })
+                        .map_err(|_| ProtobufError::InvalidUtf8 { field: name.to_string() })
                 })
                 .collect::<Result<_, _>>()?;
             Ok(Some(Value::Array(items)))
@@ -341,18 +300,11 @@ impl<'a> Fields<'a> {
     }
 
     fn last(&self, number: u32) -> Option<RawValue<'a>> {
-        self.raw
-            .iter()
-            .rev()
-            .find(|(n, _)| *n == number)
-            .map(|(_, v)| *v)
+        self.raw.iter().rev().find(|(n, _)| *n == number).map(|(_, v)| *v)
     }
 
     fn expect(number: u32, found: RawValue<'_>) -> ProtobufError {
-        ProtobufError::WireTypeMismatch {
-            field: format!("#{number}"),
-            found: found.wire_type(),
-        }
+        ProtobufError::WireTypeMismatch { field: format!("#{number}"), found: found.wire_type() }
     }
 
     fn varint(&self, number: u32) -> Result<Option<u64>, ProtobufError> {
@@ -374,9 +326,7 @@ impl<'a> Fields<'a> {
     fn string(&self, number: u32) -> Result<Option<String>, ProtobufError> {
         self.bytes(number)?
             .map(|b| {
-                String::from_utf8(b.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 {
-                    field: format!("#{number}"),
-                })
+                String::from_utf8(b.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 { field: format!("#{number}") })
             })
             .transpose()
     }

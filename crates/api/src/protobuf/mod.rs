@@ -130,9 +130,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     let rest = body.strip_prefix(MAGIC).ok_or(ProtobufError::NotProtobuf)?;
     let envelope = Envelope::read(rest)?;
     if !envelope.content_encoding.is_empty() {
-        return Err(ProtobufError::UnsupportedEncoding(
-            envelope.content_encoding,
-        ));
+        return Err(ProtobufError::UnsupportedEncoding(envelope.content_encoding));
     }
     if !(envelope.content_type.is_empty() || envelope.content_type == CONTENT_TYPE) {
         return Err(ProtobufError::UnsupportedEncoding(envelope.content_type));
@@ -141,12 +139,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         return Err(ProtobufError::MissingTypeMeta);
     }
     let tables = table::tables()?;
-    let message = tables
-        .kind(&envelope.api_version, &envelope.kind)
-        .ok_or_else(|| ProtobufError::UnknownKind {
-            api_version: envelope.api_version.clone(),
-            kind: envelope.kind.clone(),
-        })?;
+    let message = tables.kind(&envelope.api_version, &envelope.kind).ok_or_else(|| ProtobufError::UnknownKind {
+        api_version: envelope.api_version.clone(),
+        kind: envelope.kind.clone(),
+    })?;
     let mut object = Map::new();
     object.insert("apiVersion".into(), Value::String(envelope.api_version));
     object.insert("kind".into(), Value::String(envelope.kind));
@@ -158,20 +154,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
 /// protobuf body, as kubectl or the API server would send it.
 pub fn encode(object: &Value) -> Result<Vec<u8>, ProtobufError> {
     let text = |key: &'static str| {
-        object
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or(ProtobufError::MissingTypeMeta)
+        object.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or(ProtobufError::MissingTypeMeta)
     };
     let (api_version, kind) = (text("apiVersion")?, text("kind")?);
     let tables = table::tables()?;
     let message = tables
         .kind(api_version, kind)
-        .ok_or_else(|| ProtobufError::UnknownKind {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-        })?;
+        .ok_or_else(|| ProtobufError::UnknownKind { api_version: api_version.to_string(), kind: kind.to_string() })?;
     let raw = encode::encode_message(tables, message, object, "", 0)?;
 
     let mut type_meta = wire::Writer::default();
@@ -213,9 +202,7 @@ impl<'a> Envelope<'a> {
                 });
             };
             let text = |field: &str| {
-                String::from_utf8(value.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 {
-                    field: field.to_string(),
-                })
+                String::from_utf8(value.to_vec()).map_err(|_| ProtobufError::InvalidUtf8 { field: field.to_string() })
             };
             match number {
                 1 => {
@@ -227,11 +214,8 @@ impl<'a> Envelope<'a> {
                                 found: raw.wire_type(),
                             });
                         };
-                        let text = String::from_utf8(value.to_vec()).map_err(|_| {
-                            ProtobufError::InvalidUtf8 {
-                                field: "typeMeta".into(),
-                            }
-                        });
+                        let text = String::from_utf8(value.to_vec())
+                            .map_err(|_| ProtobufError::InvalidUtf8 { field: "typeMeta".into() });
                         match number {
                             1 => envelope.api_version = text?,
                             2 => envelope.kind = text?,

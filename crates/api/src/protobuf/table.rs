@@ -10,9 +10,7 @@ static TABLES: LazyLock<Result<Tables, String>> = LazyLock::new(|| Tables::parse
 
 /// The parsed tables, or the reason the embedded table is malformed.
 pub(super) fn tables() -> Result<&'static Tables, super::ProtobufError> {
-    TABLES
-        .as_ref()
-        .map_err(|e| super::ProtobufError::Table(e.clone()))
+    TABLES.as_ref().map_err(|e| super::ProtobufError::Table(e.clone()))
 }
 
 /// How many values a field holds.
@@ -81,9 +79,7 @@ impl Tables {
 
     /// All top-level kinds as (apiVersion, kind, message).
     #[cfg(test)]
-    pub(super) fn all_kinds(
-        &self,
-    ) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> + '_ {
+    pub(super) fn all_kinds(&self) -> impl Iterator<Item = (&'static str, &'static str, &'static str)> + '_ {
         self.kinds.iter().map(|(&(v, k), &m)| (v, k, m))
     }
 
@@ -131,13 +127,7 @@ impl Tables {
                         _ => return Err(bad("bad presence")),
                     };
                     let json = if *json == "-" { "" } else { json };
-                    messages.entry(message).or_default().push(Field {
-                        number,
-                        json,
-                        card,
-                        kind,
-                        presence,
-                    });
+                    messages.entry(message).or_default().push(Field { number, json, card, kind, presence });
                 }
                 _ => return Err(bad("unrecognised line")),
             }
@@ -167,20 +157,11 @@ mod tests {
     #[test]
     fn embedded_table_parses() {
         let tables = tables().unwrap();
-        assert_eq!(
-            tables.kind("apps/v1", "Deployment"),
-            Some("k8s.io.api.apps.v1.Deployment")
-        );
-        assert_eq!(
-            tables.kind("v1", "ConfigMap"),
-            Some("k8s.io.api.core.v1.ConfigMap")
-        );
+        assert_eq!(tables.kind("apps/v1", "Deployment"), Some("k8s.io.api.apps.v1.Deployment"));
+        assert_eq!(tables.kind("v1", "ConfigMap"), Some("k8s.io.api.core.v1.ConfigMap"));
         let spec = tables.message("k8s.io.api.core.v1.PodSpec").unwrap();
         let host_ipc = spec.iter().find(|f| f.json == "hostIPC").unwrap();
-        assert_eq!(
-            (host_ipc.kind, host_ipc.presence),
-            (Kind::Bool, Presence::OmitEmpty)
-        );
+        assert_eq!((host_ipc.kind, host_ipc.presence), (Kind::Bool, Presence::OmitEmpty));
     }
 
     #[test]

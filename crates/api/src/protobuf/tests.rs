@@ -19,10 +19,7 @@ fn body(api_version: &str, kind: &str, object: &impl Message) -> Vec<u8> {
 
 fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     let unknown = Unknown {
-        type_meta: Some(TypeMeta {
-            api_version: Some(api_version.into()),
-            kind: Some(kind.into()),
-        }),
+        type_meta: Some(TypeMeta { api_version: Some(api_version.into()), kind: Some(kind.into()) }),
         raw: Some(raw),
         content_encoding: Some(String::new()),
         content_type: Some(String::new()),
@@ -57,19 +54,13 @@ fn object_meta(name: &str, labels: &[(&str, &str)]) -> meta::ObjectMeta {
         resource_version: s(""),
         generation: Some(0),
         creation_timestamp: Some(meta::Time::default()),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..Default::default()
     }
 }
 
 fn quantities(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Quantity> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), Quantity { string: s(v) }))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), Quantity { string: s(v) })).collect()
 }
 
 #[test]
@@ -91,19 +82,12 @@ fn deployment() {
             ..Default::default()
         }),
         env: vec![
-            core::EnvVar {
-                name: s("A"),
-                value: s("1"),
-                ..Default::default()
-            },
+            core::EnvVar { name: s("A"), value: s("1"), ..Default::default() },
             core::EnvVar {
                 name: s("POD"),
                 value: s(""),
                 value_from: Some(core::EnvVarSource {
-                    field_ref: Some(core::ObjectFieldSelector {
-                        api_version: s("v1"),
-                        field_path: s("metadata.name"),
-                    }),
+                    field_ref: Some(core::ObjectFieldSelector { api_version: s("v1"), field_path: s("metadata.name") }),
                     ..Default::default()
                 }),
             },
@@ -175,11 +159,7 @@ fn deployment() {
 fn config_map() {
     let config_map = core::ConfigMap {
         metadata: Some(object_meta("settings", &[])),
-        data: [
-            ("a".to_string(), "1".to_string()),
-            ("empty".to_string(), String::new()),
-        ]
-        .into(),
+        data: [("a".to_string(), "1".to_string()), ("empty".to_string(), String::new())].into(),
         binary_data: [("bin".to_string(), vec![0u8, 1, 2, 255])].into(),
         immutable: Some(false),
     };
@@ -220,40 +200,21 @@ fn bad_bodies() {
         ([&MAGIC[..], &[0xff; 11]].concat(), "malformed varint"),
         ([&MAGIC[..], &[0x12, 0x05, 0x01]].concat(), "truncated"),
         // A length claiming 2^62 bytes.
-        (
-            [
-                &MAGIC[..],
-                &[0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40],
-            ]
-            .concat(),
-            "truncated",
-        ),
+        ([&MAGIC[..], &[0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]].concat(), "truncated"),
         ([&MAGIC[..], &[0x0b]].concat(), "wire type 3"),
         ([&MAGIC[..], &[0x00, 0x00]].concat(), "field number 0"),
         (
             body("example.com/v1", "Widget", &core::ConfigMap::default()),
             "no protobuf message for example.com/v1, Kind=Widget",
         ),
-        (
-            body("v1", "Deployment", &core::ConfigMap::default()),
-            "no protobuf message",
-        ),
-        (
-            envelope("", "ConfigMap", vec![]),
-            "lacks apiVersion or kind",
-        ),
+        (body("v1", "Deployment", &core::ConfigMap::default()), "no protobuf message"),
+        (envelope("", "ConfigMap", vec![]), "lacks apiVersion or kind"),
         // metadata.name as a varint
-        (
-            meta_with(vec![0x08, 0x01]),
-            "field name: unexpected wire type Varint",
-        ),
+        (meta_with(vec![0x08, 0x01]), "field name: unexpected wire type Varint"),
         // metadata.name not UTF-8
         (meta_with(vec![0x0a, 0x02, 0xc3, 0x28]), "not valid UTF-8"),
         // metadata.creationTimestamp in year 10000
-        (
-            meta_with(vec![0x42, 0x07, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x08]),
-            "invalid time",
-        ),
+        (meta_with(vec![0x42, 0x07, 0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x08]), "invalid time"),
         // metadata.labels entry cut short
         (meta_with(vec![0x5a, 0x03, 0x0a, 0x05, 0x61]), "truncated"),
         (
@@ -282,10 +243,7 @@ fn bad_bodies() {
 fn every_truncation_is_an_error_or_a_prefix_message() {
     let deployment = apps::Deployment {
         metadata: Some(object_meta("web", &[("app", "web")])),
-        spec: Some(apps::DeploymentSpec {
-            replicas: Some(3),
-            ..Default::default()
-        }),
+        spec: Some(apps::DeploymentSpec { replicas: Some(3), ..Default::default() }),
         status: None,
     };
     let full = body("apps/v1", "Deployment", &deployment);
@@ -313,12 +271,9 @@ fn every_kind_decodes_an_empty_object() {
 /// `"creationTimestamp": null`, which the decoder leaves out.
 fn without_nulls(value: Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect())
+        }
         Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
         other => other,
     }
@@ -362,34 +317,19 @@ fn kubectl_create_bodies() {
         let got = decode(body).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(got, expect, "{name}\n got: {got:#}\nwant: {expect:#}");
         // Our encoding of it decodes to the same object.
-        assert_eq!(
-            decode(&encode(&got).unwrap()).unwrap(),
-            expect,
-            "{name} round trip"
-        );
+        assert_eq!(decode(&encode(&got).unwrap()).unwrap(), expect, "{name} round trip");
     }
 }
 
 fn int_or_string(v: Value) -> Option<IntOrString> {
     Some(match v {
-        Value::String(text) => IntOrString {
-            r#type: Some(1),
-            int_val: Some(0),
-            str_val: Some(text),
-        },
-        other => IntOrString {
-            r#type: Some(0),
-            int_val: other.as_i64().map(|i| i as i32),
-            str_val: s(""),
-        },
+        Value::String(text) => IntOrString { r#type: Some(1), int_val: Some(0), str_val: Some(text) },
+        other => IntOrString { r#type: Some(0), int_val: other.as_i64().map(|i| i as i32), str_val: s("") },
     })
 }
 
 fn time(seconds: i64, nanos: i32) -> Option<meta::Time> {
-    Some(meta::Time {
-        seconds: Some(seconds),
-        nanos: Some(nanos),
-    })
+    Some(meta::Time { seconds: Some(seconds), nanos: Some(nanos) })
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -397,11 +337,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 fn container(name: &str, image: &str) -> core::Container {
-    core::Container {
-        name: s(name),
-        image: s(image),
-        ..Default::default()
-    }
+    core::Container { name: s(name), image: s(image), ..Default::default() }
 }
 
 /// Kinds kubectl creates, built as Go would write them, with the JSON they must decode to.
@@ -470,13 +406,8 @@ fn kinds() {
                 "Namespace",
                 &core::Namespace {
                     metadata: Some(object_meta("team-a", &[])),
-                    spec: Some(core::NamespaceSpec {
-                        finalizers: strings(&["kubernetes"]),
-                    }),
-                    status: Some(core::NamespaceStatus {
-                        phase: s("Active"),
-                        conditions: vec![],
-                    }),
+                    spec: Some(core::NamespaceSpec { finalizers: strings(&["kubernetes"]) }),
+                    status: Some(core::NamespaceStatus { phase: s("Active"), conditions: vec![] }),
                 },
             ),
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"},
@@ -488,11 +419,7 @@ fn kinds() {
                 "ServiceAccount",
                 &core::ServiceAccount {
                     metadata: Some(object_meta("robot", &[])),
-                    secrets: vec![core::ObjectReference {
-                        name: s("token"),
-                        namespace: s(""),
-                        ..Default::default()
-                    }],
+                    secrets: vec![core::ObjectReference { name: s("token"), namespace: s(""), ..Default::default() }],
                     automount_service_account_token: Some(false),
                     ..Default::default()
                 },
@@ -618,10 +545,7 @@ fn kinds() {
                                         backend: Some(net::IngressBackend {
                                             service: Some(net::IngressServiceBackend {
                                                 name: s("web"),
-                                                port: Some(net::ServiceBackendPort {
-                                                    name: s(""),
-                                                    number: Some(80),
-                                                }),
+                                                port: Some(net::ServiceBackendPort { name: s(""), number: Some(80) }),
                                             }),
                                             resource: None,
                                         }),
@@ -671,9 +595,7 @@ fn well_known_messages() {
         api_version: s("v1"),
         time: time(1_700_000_000, 0),
         fields_type: s("FieldsV1"),
-        fields_v1: Some(meta::FieldsV1 {
-            raw: Some(br#"{"f:metadata":{}}"#.to_vec()),
-        }),
+        fields_v1: Some(meta::FieldsV1 { raw: Some(br#"{"f:metadata":{}}"#.to_vec()) }),
         subresource: s(""),
     }];
     let pod = core::Pod {
@@ -681,18 +603,13 @@ fn well_known_messages() {
         spec: Some(core::PodSpec {
             containers: vec![container("c", "i")],
             priority: Some(-5),
-            security_context: Some(core::PodSecurityContext {
-                supplemental_groups: vec![1, 2],
-                ..Default::default()
-            }),
+            security_context: Some(core::PodSecurityContext { supplemental_groups: vec![1, 2], ..Default::default() }),
             volumes: vec![
                 core::Volume {
                     name: s("cfg"),
                     volume_source: Some(core::VolumeSource {
                         config_map: Some(core::ConfigMapVolumeSource {
-                            local_object_reference: Some(core::LocalObjectReference {
-                                name: s("settings"),
-                            }),
+                            local_object_reference: Some(core::LocalObjectReference { name: s("settings") }),
                             default_mode: Some(420),
                             ..Default::default()
                         }),
@@ -719,33 +636,21 @@ fn well_known_messages() {
         spec: Some(coordination::LeaseSpec {
             holder_identity: s("node-a"),
             lease_duration_seconds: Some(15),
-            renew_time: Some(meta::MicroTime {
-                seconds: Some(1_700_000_000),
-                nanos: Some(123_456_789),
-            }),
+            renew_time: Some(meta::MicroTime { seconds: Some(1_700_000_000), nanos: Some(123_456_789) }),
             ..Default::default()
         }),
     };
     let revision = apps::ControllerRevision {
         metadata: Some(object_meta("r", &[])),
-        data: Some(RawExtension {
-            raw: Some(br#"{"spec":{"x":1}}"#.to_vec()),
-        }),
+        data: Some(RawExtension { raw: Some(br#"{"spec":{"x":1}}"#.to_vec()) }),
         revision: Some(3),
     };
-    let props = |kind: &str| ext::JsonSchemaProps {
-        r#type: s(kind),
-        ..Default::default()
-    };
+    let props = |kind: &str| ext::JsonSchemaProps { r#type: s(kind), ..Default::default() };
     let schema = ext::JsonSchemaProps {
         properties: [
             (
                 "replicas".to_string(),
-                ext::JsonSchemaProps {
-                    minimum: Some(0.0),
-                    maximum: Some(1.5),
-                    ..props("integer")
-                },
+                ext::JsonSchemaProps { minimum: Some(0.0), maximum: Some(1.5), ..props("integer") },
             ),
             (
                 "tags".to_string(),
@@ -775,9 +680,7 @@ fn well_known_messages() {
                         allows: Some(false),
                         schema: None,
                     })),
-                    default: Some(ext::Json {
-                        raw: Some(br#"{"a":1}"#.to_vec()),
-                    }),
+                    default: Some(ext::Json { raw: Some(br#"{"a":1}"#.to_vec()) }),
                     ..Default::default()
                 },
             ),
@@ -795,9 +698,7 @@ fn well_known_messages() {
                 name: s("v1"),
                 served: Some(true),
                 storage: Some(true),
-                schema: Some(ext::CustomResourceValidation {
-                    open_apiv3_schema: Some(schema),
-                }),
+                schema: Some(ext::CustomResourceValidation { open_apiv3_schema: Some(schema) }),
                 ..Default::default()
             }],
             ..Default::default()
@@ -880,11 +781,7 @@ fn packed_repeated_scalars() {
         spec: Option<PodSpec>,
     }
     let pod = Pod {
-        spec: Some(PodSpec {
-            security_context: Some(PackedSecurityContext {
-                supplemental_groups: vec![1, 300, -1],
-            }),
-        }),
+        spec: Some(PodSpec { security_context: Some(PackedSecurityContext { supplemental_groups: vec![1, 300, -1] }) }),
     };
     check(
         &body("v1", "Pod", &pod),
@@ -900,50 +797,33 @@ fn over_deep_nesting_is_refused() {
     let mut props = ext::JsonSchemaProps::default();
     let mut json_props = json!({});
     for _ in 0..MAX_DEPTH + 10 {
-        props = ext::JsonSchemaProps {
-            not: Some(Box::new(props)),
-            ..Default::default()
-        };
+        props = ext::JsonSchemaProps { not: Some(Box::new(props)), ..Default::default() };
         json_props = json!({"not": json_props});
     }
     let crd = ext::CustomResourceDefinition {
         spec: Some(ext::CustomResourceDefinitionSpec {
             versions: vec![ext::CustomResourceDefinitionVersion {
-                schema: Some(ext::CustomResourceValidation {
-                    open_apiv3_schema: Some(props),
-                }),
+                schema: Some(ext::CustomResourceValidation { open_apiv3_schema: Some(props) }),
                 ..Default::default()
             }],
             ..Default::default()
         }),
         ..Default::default()
     };
-    check_err(
-        &body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd),
-        "nested deeper than 100",
-    );
+    check_err(&body("apiextensions.k8s.io/v1", "CustomResourceDefinition", &crd), "nested deeper than 100");
     let object = json!({"apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "spec": {"versions": [{"schema": {"openAPIV3Schema": json_props}}]}});
     let err = encode(&object).unwrap_err();
-    assert!(
-        matches!(err, ProtobufError::TooDeep { limit: MAX_DEPTH }),
-        "{err}"
-    );
+    assert!(matches!(err, ProtobufError::TooDeep { limit: MAX_DEPTH }), "{err}");
 }
 
 #[test]
 fn encode_rejects_bad_objects() {
     for (object, expect) in [
         (json!({"kind": "Pod"}), "lacks apiVersion or kind"),
-        (
-            json!({"apiVersion": "v1", "kind": "Nope"}),
-            "no protobuf message",
-        ),
-        (
-            json!({"apiVersion": "v1", "kind": "Pod", "spec": []}),
-            "field spec: expected an object",
-        ),
+        (json!({"apiVersion": "v1", "kind": "Nope"}), "no protobuf message"),
+        (json!({"apiVersion": "v1", "kind": "Pod", "spec": []}), "field spec: expected an object"),
         (
             json!({"apiVersion": "v1", "kind": "Pod", "spec": {"priority": 1u64 << 40}}),
             "field spec.priority: expected a 32-bit integer",
@@ -989,18 +869,12 @@ proptest::proptest! {
 /// wire type, as Go's decoder does.
 #[test]
 fn unknown_fields_are_skipped() {
-    let config_map = core::ConfigMap {
-        data: [("a".to_string(), "1".to_string())].into(),
-        ..Default::default()
-    };
+    let config_map = core::ConfigMap { data: [("a".to_string(), "1".to_string())].into(), ..Default::default() };
     let mut raw = config_map.encode_to_vec();
     // field 99 varint, field 100 fixed64, field 101 bytes, field 102 fixed32
     raw.extend([0x98, 0x06, 0x01]);
     raw.extend([0xa1, 0x06, 1, 2, 3, 4, 5, 6, 7, 8]);
     raw.extend([0xaa, 0x06, 0x02, 0xff, 0xff]);
     raw.extend([0xb5, 0x06, 1, 2, 3, 4]);
-    check(
-        &envelope("v1", "ConfigMap", raw),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}}),
-    );
+    check(&envelope("v1", "ConfigMap", raw), json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}}));
 }

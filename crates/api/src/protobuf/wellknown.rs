@@ -43,15 +43,13 @@ impl WellKnown {
             "k8s.io.apimachinery.pkg.util.intstr.IntOrString" => Some(WellKnown::IntOrString),
             "k8s.io.apimachinery.pkg.api.resource.Quantity" => Some(WellKnown::Quantity),
             "k8s.io.apimachinery.pkg.runtime.RawExtension" => Some(WellKnown::RawJson),
-            _ if message.starts_with("k8s.io.apiextensions-apiserver.") => {
-                match message.rsplit('.').next() {
-                    Some("JSON") => Some(WellKnown::RawJson),
-                    Some("JSONSchemaPropsOrArray") => Some(WellKnown::PropsOrArray),
-                    Some("JSONSchemaPropsOrBool") => Some(WellKnown::PropsOrBool),
-                    Some("JSONSchemaPropsOrStringArray") => Some(WellKnown::PropsOrStringArray),
-                    _ => None,
-                }
-            }
+            _ if message.starts_with("k8s.io.apiextensions-apiserver.") => match message.rsplit('.').next() {
+                Some("JSON") => Some(WellKnown::RawJson),
+                Some("JSONSchemaPropsOrArray") => Some(WellKnown::PropsOrArray),
+                Some("JSONSchemaPropsOrBool") => Some(WellKnown::PropsOrBool),
+                Some("JSONSchemaPropsOrStringArray") => Some(WellKnown::PropsOrStringArray),
+                _ => None,
+            },
             _ if message.ends_with(".ExtraValue") => Some(WellKnown::StringList),
             _ => None,
         }
@@ -145,11 +143,7 @@ pub(super) fn parse_time(text: &str) -> Option<(i64, i32)> {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let minutes = num(pos + 1..pos + 3)? * 60 + num(pos + 4..pos + 6)?;
-            if *sign == b'+' {
-                minutes * 60
-            } else {
-                -minutes * 60
-            }
+            if *sign == b'+' { minutes * 60 } else { -minutes * 60 }
         }
         _ => return None,
     };
@@ -213,14 +207,10 @@ pub(super) fn parse_duration(text: &str) -> Option<i64> {
     }
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let number: f64 = rest[..number_len].parse().ok()?;
         rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -249,12 +239,7 @@ mod tests {
         for (seconds, nanos, micros, text) in [
             (0, 0, false, "1970-01-01T00:00:00Z"),
             (1_700_000_000, 0, false, "2023-11-14T22:13:20Z"),
-            (
-                1_700_000_000,
-                123_456_789,
-                true,
-                "2023-11-14T22:13:20.123456Z",
-            ),
+            (1_700_000_000, 123_456_789, true, "2023-11-14T22:13:20.123456Z"),
             (951_782_400, 0, false, "2000-02-29T00:00:00Z"),
             (MIN_SECONDS, 0, false, "0001-01-01T00:00:00Z"),
             (MAX_SECONDS, 0, false, "9999-12-31T23:59:59Z"),
@@ -264,14 +249,8 @@ mod tests {
             let parsed = parse_time(text).unwrap();
             assert_eq!(parsed.0, seconds, "{text}");
         }
-        assert_eq!(
-            parse_time("2023-11-14T23:13:20+01:00"),
-            Some((1_700_000_000, 0))
-        );
-        assert_eq!(
-            parse_time("2023-11-14T22:13:20.5Z"),
-            Some((1_700_000_000, 500_000_000))
-        );
+        assert_eq!(parse_time("2023-11-14T23:13:20+01:00"), Some((1_700_000_000, 0)));
+        assert_eq!(parse_time("2023-11-14T22:13:20.5Z"), Some((1_700_000_000, 500_000_000)));
     }
 
     #[test]

@@ -93,10 +93,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ProtobufError> {
         let end = self.pos.checked_add(n).ok_or(ProtobufError::Truncated)?;
-        let out = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(ProtobufError::Truncated)?;
+        let out = self.buf.get(self.pos..end).ok_or(ProtobufError::Truncated)?;
         self.pos = end;
         Ok(out)
     }

@@ -6,25 +6,12 @@ use serde_json::{Value, json};
 use super::{AGE, CREATED_AT, Ctx, NAME, Spec, container_cells, format_labels, format_selector};
 use crate::registry::ResourceInfo;
 
-const CONTAINERS: Spec = (
-    "Containers",
-    "string",
-    1,
-    "Names of the containers of the pod template",
-);
-const IMAGES: Spec = (
-    "Images",
-    "string",
-    1,
-    "Images of the containers of the pod template",
-);
+const CONTAINERS: Spec = ("Containers", "string", 1, "Names of the containers of the pod template");
+const IMAGES: Spec = ("Images", "string", 1, "Images of the containers of the pod template");
 const SELECTOR: Spec = ("Selector", "string", 1, "Label selector of the pods");
 
 const DEFAULT: &[Spec] = &[NAME, CREATED_AT];
-const CUSTOM: &[Spec] = &[
-    NAME,
-    ("Age", "date", 0, "Time since the object was created"),
-];
+const CUSTOM: &[Spec] = &[NAME, ("Age", "date", 0, "Time since the object was created")];
 
 /// Which printer serves a resource.
 fn printer(res: &ResourceInfo) -> &str {
@@ -46,49 +33,19 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
     match printer(res) {
         "Pod" => &[
             NAME,
-            (
-                "Ready",
-                "string",
-                0,
-                "Ready containers out of all containers",
-            ),
-            (
-                "Status",
-                "string",
-                0,
-                "The pod's status as kubectl summarises it",
-            ),
-            (
-                "Restarts",
-                "string",
-                0,
-                "Container restarts, with the time of the last one",
-            ),
+            ("Ready", "string", 0, "Ready containers out of all containers"),
+            ("Status", "string", 0, "The pod's status as kubectl summarises it"),
+            ("Restarts", "string", 0, "Container restarts, with the time of the last one"),
             AGE,
             ("IP", "string", 1, "The pod's IP address"),
             ("Node", "string", 1, "The node the pod runs on"),
-            (
-                "Nominated Node",
-                "string",
-                1,
-                "The node the scheduler nominated by preemption",
-            ),
-            (
-                "Readiness Gates",
-                "string",
-                1,
-                "Readiness gates met out of all",
-            ),
+            ("Nominated Node", "string", 1, "The node the scheduler nominated by preemption"),
+            ("Readiness Gates", "string", 1, "Readiness gates met out of all"),
         ],
         "Deployment" => &[
             NAME,
             ("Ready", "string", 0, "Ready replicas out of desired"),
-            (
-                "Up-to-date",
-                "string",
-                0,
-                "Replicas running the current template",
-            ),
+            ("Up-to-date", "string", 0, "Replicas running the current template"),
             ("Available", "string", 0, "Replicas available to users"),
             AGE,
             CONTAINERS,
@@ -105,41 +62,15 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             IMAGES,
             SELECTOR,
         ],
-        "StatefulSet" => &[
-            NAME,
-            ("Ready", "string", 0, "Ready replicas out of desired"),
-            AGE,
-            CONTAINERS,
-            IMAGES,
-        ],
+        "StatefulSet" => &[NAME, ("Ready", "string", 0, "Ready replicas out of desired"), AGE, CONTAINERS, IMAGES],
         "DaemonSet" => &[
             NAME,
-            (
-                "Desired",
-                "integer",
-                0,
-                "Nodes that should run the daemon pod",
-            ),
+            ("Desired", "integer", 0, "Nodes that should run the daemon pod"),
             ("Current", "integer", 0, "Nodes running the daemon pod"),
             ("Ready", "integer", 0, "Nodes with a ready daemon pod"),
-            (
-                "Up-to-date",
-                "integer",
-                0,
-                "Nodes running the current template",
-            ),
-            (
-                "Available",
-                "integer",
-                0,
-                "Nodes with an available daemon pod",
-            ),
-            (
-                "Node Selector",
-                "string",
-                0,
-                "Labels a node must have to run the pod",
-            ),
+            ("Up-to-date", "integer", 0, "Nodes running the current template"),
+            ("Available", "integer", 0, "Nodes with an available daemon pod"),
+            ("Node Selector", "string", 0, "Labels a node must have to run the pod"),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -148,12 +79,7 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
         "Job" => &[
             NAME,
             ("Status", "string", 0, "Status of the job"),
-            (
-                "Completions",
-                "string",
-                0,
-                "Succeeded pods out of desired completions",
-            ),
+            ("Completions", "string", 0, "Succeeded pods out of desired completions"),
             ("Duration", "string", 0, "Time the job ran"),
             AGE,
             CONTAINERS,
@@ -166,12 +92,7 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("Timezone", "string", 0, "Time zone of the schedule"),
             ("Suspend", "boolean", 0, "Whether new runs are suspended"),
             ("Active", "integer", 0, "Running jobs"),
-            (
-                "Last Schedule",
-                "string",
-                0,
-                "Time since the job was last scheduled",
-            ),
+            ("Last Schedule", "string", 0, "Time since the job was last scheduled"),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -196,25 +117,12 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
         ],
         "IngressClass" => &[
             NAME,
-            (
-                "Controller",
-                "string",
-                0,
-                "Controller implementing the class",
-            ),
+            ("Controller", "string", 0, "Controller implementing the class"),
             ("Parameters", "string", 0, "Parameters object of the class"),
             AGE,
         ],
-        "NetworkPolicy" => &[
-            NAME,
-            ("Pod-Selector", "string", 0, "Pods the policy applies to"),
-            AGE,
-        ],
-        "Endpoints" => &[
-            NAME,
-            ("Endpoints", "string", 0, "Endpoint addresses and ports"),
-            AGE,
-        ],
+        "NetworkPolicy" => &[NAME, ("Pod-Selector", "string", 0, "Pods the policy applies to"), AGE],
+        "Endpoints" => &[NAME, ("Endpoints", "string", 0, "Endpoint addresses and ports"), AGE],
         "EndpointSlice" => &[
             NAME,
             ("AddressType", "string", 0, "Type of the addresses"),
@@ -232,68 +140,35 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("External-IP", "string", 1, "External address"),
             ("OS-Image", "string", 1, "Operating system image"),
             ("Kernel-Version", "string", 1, "Kernel version"),
-            (
-                "Container-Runtime",
-                "string",
-                1,
-                "Container runtime version",
-            ),
+            ("Container-Runtime", "string", 1, "Container runtime version"),
         ],
         "Event" => &[
-            (
-                "Last Seen",
-                "string",
-                0,
-                "Time since the event was last seen",
-            ),
+            ("Last Seen", "string", 0, "Time since the event was last seen"),
             ("Type", "string", 0, "Type of the event"),
             ("Reason", "string", 0, "Reason of the event"),
             ("Object", "string", 0, "Object the event is about"),
-            (
-                "Subobject",
-                "string",
-                1,
-                "Part of the object the event is about",
-            ),
+            ("Subobject", "string", 1, "Part of the object the event is about"),
             ("Source", "string", 1, "Component that reported the event"),
             ("Message", "string", 0, "Message of the event"),
-            (
-                "First Seen",
-                "string",
-                1,
-                "Time since the event was first seen",
-            ),
+            ("First Seen", "string", 1, "Time since the event was first seen"),
             ("Count", "string", 1, "Times the event was seen"),
             ("Name", "string", 1, "Name of the event"),
         ],
         "Namespace" => &[NAME, ("Status", "string", 0, "Phase of the namespace"), AGE],
-        "Secret" => &[
-            NAME,
-            ("Type", "string", 0, "Type of the secret"),
-            ("Data", "string", 0, "Number of data keys"),
-            AGE,
-        ],
+        "Secret" => {
+            &[NAME, ("Type", "string", 0, "Type of the secret"), ("Data", "string", 0, "Number of data keys"), AGE]
+        }
         "ConfigMap" => &[NAME, ("Data", "string", 0, "Number of data keys"), AGE],
         "ServiceAccount" => &[NAME, ("Secrets", "string", 0, "Number of secrets"), AGE],
         "PersistentVolume" => &[
             NAME,
             ("Capacity", "string", 0, "Storage capacity"),
             ("Access Modes", "string", 0, "Access modes"),
-            (
-                "Reclaim Policy",
-                "string",
-                0,
-                "What happens to the volume when released",
-            ),
+            ("Reclaim Policy", "string", 0, "What happens to the volume when released"),
             ("Status", "string", 0, "Phase of the volume"),
             ("Claim", "string", 0, "Claim bound to the volume"),
             ("StorageClass", "string", 0, "Storage class of the volume"),
-            (
-                "VolumeAttributesClass",
-                "string",
-                0,
-                "Volume attributes class",
-            ),
+            ("VolumeAttributesClass", "string", 0, "Volume attributes class"),
             ("Reason", "string", 0, "Reason of the phase"),
             AGE,
             ("VolumeMode", "string", 1, "Block or filesystem volume"),
@@ -305,12 +180,7 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("Capacity", "string", 0, "Storage capacity"),
             ("Access Modes", "string", 0, "Access modes"),
             ("StorageClass", "string", 0, "Storage class of the claim"),
-            (
-                "VolumeAttributesClass",
-                "string",
-                0,
-                "Volume attributes class",
-            ),
+            ("VolumeAttributesClass", "string", 0, "Volume attributes class"),
             AGE,
             ("VolumeMode", "string", 1, "Block or filesystem volume"),
         ],
@@ -325,24 +195,9 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
         ],
         "PodDisruptionBudget" => &[
             NAME,
-            (
-                "Min Available",
-                "string",
-                0,
-                "Pods that must stay available",
-            ),
-            (
-                "Max Unavailable",
-                "string",
-                0,
-                "Pods that may be unavailable",
-            ),
-            (
-                "Allowed Disruptions",
-                "integer",
-                0,
-                "Pods that may be disrupted now",
-            ),
+            ("Min Available", "string", 0, "Pods that must stay available"),
+            ("Max Unavailable", "string", 0, "Pods that may be unavailable"),
+            ("Allowed Disruptions", "integer", 0, "Pods that may be disrupted now"),
             AGE,
         ],
         "ControllerRevision" => &[
@@ -372,87 +227,34 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             ("Groups", "string", 1, "Groups bound"),
             ("ServiceAccounts", "string", 1, "Service accounts bound"),
         ],
-        "Lease" => &[
-            NAME,
-            ("Holder", "string", 0, "Current holder of the lease"),
-            AGE,
-        ],
+        "Lease" => &[NAME, ("Holder", "string", 0, "Current holder of the lease"), AGE],
         "PriorityClass" => &[
             NAME,
             ("Value", "integer", 0, "Priority value"),
-            (
-                "Global-Default",
-                "boolean",
-                0,
-                "Whether the class is the default",
-            ),
+            ("Global-Default", "boolean", 0, "Whether the class is the default"),
             AGE,
-            (
-                "PreemptionPolicy",
-                "string",
-                0,
-                "Whether pods of the class preempt others",
-            ),
+            ("PreemptionPolicy", "string", 0, "Whether pods of the class preempt others"),
         ],
         "RuntimeClass" => &[NAME, ("Handler", "string", 0, "Runtime handler"), AGE],
         "StorageClass" => &[
             NAME,
             ("Provisioner", "string", 0, "Volume provisioner"),
-            (
-                "ReclaimPolicy",
-                "string",
-                0,
-                "Reclaim policy of provisioned volumes",
-            ),
+            ("ReclaimPolicy", "string", 0, "Reclaim policy of provisioned volumes"),
             ("VolumeBindingMode", "string", 0, "When volumes are bound"),
-            (
-                "AllowVolumeExpansion",
-                "string",
-                0,
-                "Whether volumes may grow",
-            ),
+            ("AllowVolumeExpansion", "string", 0, "Whether volumes may grow"),
             AGE,
         ],
         "CSIDriver" => &[
             NAME,
-            (
-                "AttachRequired",
-                "boolean",
-                0,
-                "Whether volumes need attaching",
-            ),
-            (
-                "PodInfoOnMount",
-                "boolean",
-                0,
-                "Whether pod information is passed on mount",
-            ),
-            (
-                "StorageCapacity",
-                "boolean",
-                0,
-                "Whether storage capacity is reported",
-            ),
-            (
-                "TokenRequests",
-                "string",
-                0,
-                "Audiences of service account tokens passed",
-            ),
-            (
-                "RequiresRepublish",
-                "boolean",
-                0,
-                "Whether volumes are republished periodically",
-            ),
+            ("AttachRequired", "boolean", 0, "Whether volumes need attaching"),
+            ("PodInfoOnMount", "boolean", 0, "Whether pod information is passed on mount"),
+            ("StorageCapacity", "boolean", 0, "Whether storage capacity is reported"),
+            ("TokenRequests", "string", 0, "Audiences of service account tokens passed"),
+            ("RequiresRepublish", "boolean", 0, "Whether volumes are republished periodically"),
             ("Modes", "string", 0, "Volume lifecycle modes"),
             AGE,
         ],
-        "CSINode" => &[
-            NAME,
-            ("Drivers", "integer", 0, "Number of drivers on the node"),
-            AGE,
-        ],
+        "CSINode" => &[NAME, ("Drivers", "integer", 0, "Number of drivers on the node"), AGE],
         "VolumeAttachment" => &[
             NAME,
             ("Attacher", "string", 0, "Driver attaching the volume"),
@@ -476,11 +278,7 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
 }
 
 fn or(s: &str, fallback: &str) -> String {
-    if s.is_empty() {
-        fallback.to_string()
-    } else {
-        s.to_string()
-    }
+    if s.is_empty() { fallback.to_string() } else { s.to_string() }
 }
 
 fn bool_cell(v: &Value, unset: Option<&str>) -> Value {
@@ -493,11 +291,7 @@ fn bool_cell(v: &Value, unset: Option<&str>) -> Value {
 
 /// The `<kind>/<name>` of an object reference, lower-cased kind.
 fn object_ref(kind: &str, name: &str) -> String {
-    if name.is_empty() {
-        kind.to_ascii_lowercase()
-    } else {
-        format!("{}/{name}", kind.to_ascii_lowercase())
-    }
+    if name.is_empty() { kind.to_ascii_lowercase() } else { format!("{}/{name}", kind.to_ascii_lowercase()) }
 }
 
 fn template_cells(ctx: &Ctx<'_>, template_spec: &str) -> (Value, Value) {
@@ -505,11 +299,7 @@ fn template_cells(ctx: &Ctx<'_>, template_spec: &str) -> (Value, Value) {
 }
 
 fn list_addresses(items: &[Value], max: usize) -> String {
-    let mut shown: Vec<&str> = items
-        .iter()
-        .take(max)
-        .map(|s| s.as_str().unwrap_or_default())
-        .collect();
+    let mut shown: Vec<&str> = items.iter().take(max).map(|s| s.as_str().unwrap_or_default()).collect();
     shown.retain(|s| !s.is_empty());
     let mut out = shown.join(",");
     if items.len() > max {
@@ -523,10 +313,7 @@ fn load_balancer(ctx: &Ctx<'_>) -> Vec<String> {
         .iter()
         .filter_map(|i| {
             let ip = i.get("ip").and_then(Value::as_str).unwrap_or_default();
-            let host = i
-                .get("hostname")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let host = i.get("hostname").and_then(Value::as_str).unwrap_or_default();
             if !ip.is_empty() {
                 Some(ip.to_string())
             } else if !host.is_empty() {
@@ -542,12 +329,9 @@ fn load_balancer(ctx: &Ctx<'_>) -> Vec<String> {
 
 fn access_modes(modes: &[Value]) -> String {
     let mut out: Vec<&str> = Vec::new();
-    for (mode, short) in [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ] {
+    for (mode, short) in
+        [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
+    {
         if modes.iter().any(|m| m.as_str() == Some(mode)) {
             out.push(short);
         }
@@ -563,11 +347,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             let (names, images) = template_cells(ctx, "/spec/template/spec");
             vec![
                 ctx.name(),
-                json!(format!(
-                    "{}/{}",
-                    ctx.int("/status/readyReplicas"),
-                    ctx.int("/spec/replicas")
-                )),
+                json!(format!("{}/{}", ctx.int("/status/readyReplicas"), ctx.int("/spec/replicas"))),
                 json!(ctx.int("/status/updatedReplicas")),
                 json!(ctx.int("/status/availableReplicas")),
                 ctx.age(),
@@ -598,11 +378,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             let (names, images) = template_cells(ctx, "/spec/template/spec");
             vec![
                 ctx.name(),
-                json!(format!(
-                    "{}/{}",
-                    ctx.int("/status/readyReplicas"),
-                    ctx.int("/spec/replicas")
-                )),
+                json!(format!("{}/{}", ctx.int("/status/readyReplicas"), ctx.int("/spec/replicas"))),
                 ctx.age(),
                 names,
                 images,
@@ -638,11 +414,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                     None => "<unset>",
                 }),
                 json!(ctx.list("/status/active").len()),
-                json!(if last.is_null() {
-                    "<none>".to_string()
-                } else {
-                    ctx.since(last)
-                }),
+                json!(if last.is_null() { "<none>".to_string() } else { ctx.since(last) }),
                 ctx.age(),
                 names,
                 images,
@@ -652,98 +424,49 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         "Service" => service(ctx),
         "Ingress" => {
             let rules = ctx.list("/spec/rules");
-            let hosts: Vec<Value> = rules
-                .iter()
-                .map(|r| {
-                    r.get("host")
-                        .cloned()
-                        .unwrap_or(Value::String(String::new()))
-                })
-                .collect();
+            let hosts: Vec<Value> =
+                rules.iter().map(|r| r.get("host").cloned().unwrap_or(Value::String(String::new()))).collect();
             let hosts = list_addresses(&hosts, 3);
-            let hosts = if hosts.is_empty() || hosts.starts_with(" + ") {
-                format!("*{hosts}")
-            } else {
-                hosts
-            };
+            let hosts = if hosts.is_empty() || hosts.starts_with(" + ") { format!("*{hosts}") } else { hosts };
             vec![
                 ctx.name(),
                 json!(or(ctx.str("/spec/ingressClassName"), "<none>")),
                 json!(hosts),
                 json!(load_balancer(ctx).join(",")),
-                json!(if ctx.list("/spec/tls").is_empty() {
-                    "80"
-                } else {
-                    "80, 443"
-                }),
+                json!(if ctx.list("/spec/tls").is_empty() { "80" } else { "80, 443" }),
                 ctx.age(),
             ]
         }
         "IngressClass" => {
             let params = ctx.get("/spec/parameters");
             let params = if params.is_object() {
-                let kind = params
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let group = params
-                    .get("apiGroup")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let name = params
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let kind = if group.is_empty() {
-                    kind.to_string()
-                } else {
-                    format!("{kind}.{group}")
-                };
+                let kind = params.get("kind").and_then(Value::as_str).unwrap_or_default();
+                let group = params.get("apiGroup").and_then(Value::as_str).unwrap_or_default();
+                let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+                let kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
                 format!("{kind}/{name}")
             } else {
                 "<none>".to_string()
             };
-            vec![
-                ctx.name(),
-                json!(ctx.str("/spec/controller")),
-                json!(params),
-                ctx.age(),
-            ]
+            vec![ctx.name(), json!(ctx.str("/spec/controller")), json!(params), ctx.age()]
         }
-        "NetworkPolicy" => vec![
-            ctx.name(),
-            json!(format_selector(ctx.get("/spec/podSelector"))),
-            ctx.age(),
-        ],
+        "NetworkPolicy" => vec![ctx.name(), json!(format_selector(ctx.get("/spec/podSelector"))), ctx.age()],
         "Endpoints" => vec![ctx.name(), json!(endpoints(ctx)), ctx.age()],
         "EndpointSlice" => {
             let ports: Vec<String> = ctx
                 .list("/ports")
                 .iter()
-                .map(|p| {
-                    p.get("port")
-                        .and_then(Value::as_i64)
-                        .map_or("<unset>".to_string(), |n| n.to_string())
-                })
+                .map(|p| p.get("port").and_then(Value::as_i64).map_or("<unset>".to_string(), |n| n.to_string()))
                 .collect();
             let addresses: Vec<Value> = ctx
                 .list("/endpoints")
                 .iter()
-                .flat_map(|e| {
-                    e.get("addresses")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
+                .flat_map(|e| e.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default())
                 .collect();
             vec![
                 ctx.name(),
                 json!(ctx.str("/addressType")),
-                json!(if ports.is_empty() {
-                    "<unset>".to_string()
-                } else {
-                    ports.join(",")
-                }),
+                json!(if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") }),
                 json!(or(&list_addresses(&addresses, 3), "<unset>")),
                 ctx.age(),
             ]
@@ -756,8 +479,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             vec![ctx.name(), json!(ctx.str("/type")), json!(n), ctx.age()]
         }
         "ConfigMap" => {
-            let n = ctx.map("/data").map_or(0, |m| m.len())
-                + ctx.map("/binaryData").map_or(0, |m| m.len());
+            let n = ctx.map("/data").map_or(0, |m| m.len()) + ctx.map("/binaryData").map_or(0, |m| m.len());
             vec![ctx.name(), json!(n), ctx.age()]
         }
         "ServiceAccount" => vec![ctx.name(), json!(ctx.list("/secrets").len()), ctx.age()],
@@ -766,14 +488,8 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             let claim = if claim.is_object() {
                 format!(
                     "{}/{}",
-                    claim
-                        .get("namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                    claim
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
+                    claim.get("namespace").and_then(Value::as_str).unwrap_or_default(),
+                    claim.get("name").and_then(Value::as_str).unwrap_or_default()
                 )
             } else {
                 String::new()
@@ -808,21 +524,10 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 ctx.name(),
                 json!(phase),
                 json!(ctx.str("/spec/volumeName")),
-                json!(if bound {
-                    ctx.str("/status/capacity/storage")
-                } else {
-                    ""
-                }),
-                json!(if bound {
-                    access_modes(ctx.list("/status/accessModes"))
-                } else {
-                    String::new()
-                }),
+                json!(if bound { ctx.str("/status/capacity/storage") } else { "" }),
+                json!(if bound { access_modes(ctx.list("/status/accessModes")) } else { String::new() }),
                 json!(ctx.str("/spec/storageClassName")),
-                json!(or(
-                    ctx.str("/status/currentVolumeAttributesClassName"),
-                    "<unset>"
-                )),
+                json!(or(ctx.str("/status/currentVolumeAttributesClassName"), "<unset>")),
                 ctx.age(),
                 json!(or(ctx.str("/spec/volumeMode"), "<unset>")),
             ]
@@ -848,41 +553,17 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 .iter()
                 .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true));
             let controller = owner.map_or("<none>".to_string(), |o| {
-                let api_version = o
-                    .get("apiVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let group = api_version
-                    .split_once('/')
-                    .map(|(g, _)| g)
-                    .unwrap_or_default();
-                let kind = o
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
+                let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+                let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or_default();
+                let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
                 let name = o.get("name").and_then(Value::as_str).unwrap_or_default();
-                if group.is_empty() {
-                    format!("{kind}/{name}")
-                } else {
-                    format!("{kind}.{group}/{name}")
-                }
+                if group.is_empty() { format!("{kind}/{name}") } else { format!("{kind}.{group}/{name}") }
             });
-            vec![
-                ctx.name(),
-                json!(controller),
-                json!(ctx.int("/revision")),
-                ctx.age(),
-            ]
+            vec![ctx.name(), json!(controller), json!(ctx.int("/revision")), ctx.age()]
         }
         "PodTemplate" => {
             let (names, images) = template_cells(ctx, "/template/spec");
-            vec![
-                ctx.name(),
-                names,
-                images,
-                json!(format_labels(ctx.map("/template/metadata/labels"))),
-            ]
+            vec![ctx.name(), names, images, json!(format_labels(ctx.map("/template/metadata/labels")))]
         }
         "ResourceQuota" => {
             let hard = ctx.map("/status/hard").or(ctx.map("/spec/hard"));
@@ -890,30 +571,13 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             keys.sort();
             let (mut requests, mut limits) = (Vec::new(), Vec::new());
             for key in keys {
-                let used = ctx.get(&format!(
-                    "/status/used/{}",
-                    key.replace('~', "~0").replace('/', "~1")
-                ));
-                let used = used
-                    .as_str()
-                    .map_or_else(|| "0".to_string(), str::to_string);
-                let hard_value = hard
-                    .and_then(|h| h.get(key))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let used = ctx.get(&format!("/status/used/{}", key.replace('~', "~0").replace('/', "~1")));
+                let used = used.as_str().map_or_else(|| "0".to_string(), str::to_string);
+                let hard_value = hard.and_then(|h| h.get(key)).and_then(Value::as_str).unwrap_or_default();
                 let text = format!("{key}: {used}/{hard_value}");
-                if key.starts_with("limits.") {
-                    limits.push(text)
-                } else {
-                    requests.push(text)
-                }
+                if key.starts_with("limits.") { limits.push(text) } else { requests.push(text) }
             }
-            vec![
-                ctx.name(),
-                json!(requests.join(", ")),
-                json!(limits.join(", ")),
-                ctx.age(),
-            ]
+            vec![ctx.name(), json!(requests.join(", ")), json!(limits.join(", ")), ctx.age()]
         }
         "Binding" => {
             let kind = ctx.str("/roleRef/kind");
@@ -925,12 +589,8 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 match s.get("kind").and_then(Value::as_str) {
                     Some("User") => users.push(name.to_string()),
                     Some("Group") => groups.push(name.to_string()),
-                    Some("ServiceAccount") => accounts.push(format!(
-                        "{}/{name}",
-                        s.get("namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                    )),
+                    Some("ServiceAccount") => accounts
+                        .push(format!("{}/{name}", s.get("namespace").and_then(Value::as_str).unwrap_or_default())),
                     _ => {}
                 }
             }
@@ -943,11 +603,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 json!(accounts.join(", ")),
             ]
         }
-        "Lease" => vec![
-            ctx.name(),
-            json!(ctx.str("/spec/holderIdentity")),
-            ctx.age(),
-        ],
+        "Lease" => vec![ctx.name(), json!(ctx.str("/spec/holderIdentity")), ctx.age()],
         "PriorityClass" => vec![
             ctx.name(),
             json!(ctx.int("/value")),
@@ -958,18 +614,12 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         "RuntimeClass" => vec![ctx.name(), json!(ctx.str("/handler")), ctx.age()],
         "StorageClass" => {
             let annotations = ctx.map("/metadata/annotations");
-            let is_default = [
-                "storageclass.kubernetes.io/is-default-class",
-                "storageclass.beta.kubernetes.io/is-default-class",
-            ]
-            .iter()
-            .any(|k| annotations.and_then(|a| a.get(*k)).and_then(Value::as_str) == Some("true"));
+            let is_default =
+                ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"]
+                    .iter()
+                    .any(|k| annotations.and_then(|a| a.get(*k)).and_then(Value::as_str) == Some("true"));
             let name = ctx.str("/metadata/name");
-            let name = if is_default {
-                format!("{name} (default)")
-            } else {
-                name.to_string()
-            };
+            let name = if is_default { format!("{name} (default)") } else { name.to_string() };
             vec![
                 json!(name),
                 json!(ctx.str("/provisioner")),
@@ -985,11 +635,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 .iter()
                 .filter_map(|t| t.get("audience").and_then(Value::as_str))
                 .collect();
-            let modes: Vec<&str> = ctx
-                .list("/spec/volumeLifecycleModes")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
+            let modes: Vec<&str> = ctx.list("/spec/volumeLifecycleModes").iter().filter_map(Value::as_str).collect();
             vec![
                 ctx.name(),
                 bool_cell(ctx.get("/spec/attachRequired"), None),
@@ -1001,11 +647,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                 ctx.age(),
             ]
         }
-        "CSINode" => vec![
-            ctx.name(),
-            json!(ctx.list("/spec/drivers").len()),
-            ctx.age(),
-        ],
+        "CSINode" => vec![ctx.name(), json!(ctx.list("/spec/drivers").len()), ctx.age()],
         "VolumeAttachment" => vec![
             ctx.name(),
             json!(ctx.str("/spec/attacher")),
@@ -1016,19 +658,14 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         ],
         "Webhooks" => vec![ctx.name(), json!(ctx.list("/webhooks").len()), ctx.age()],
         "CertificateSigningRequest" => {
-            let conditions: Vec<&str> = ctx
-                .list("/status/conditions")
-                .iter()
-                .filter_map(|c| c.get("type").and_then(Value::as_str))
-                .collect();
+            let conditions: Vec<&str> =
+                ctx.list("/status/conditions").iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
             let mut condition = conditions.join(",");
             if condition.is_empty() {
                 condition = "Pending".to_string();
             }
-            let duration = ctx
-                .get("/spec/expirationSeconds")
-                .as_i64()
-                .map_or("<none>".to_string(), super::human_duration);
+            let duration =
+                ctx.get("/spec/expirationSeconds").as_i64().map_or("<none>".to_string(), super::human_duration);
             vec![
                 ctx.name(),
                 ctx.age(),
@@ -1046,8 +683,7 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
 fn job(ctx: &Ctx<'_>) -> Vec<Value> {
     let has = |t: &str| {
         ctx.list("/status/conditions").iter().any(|c| {
-            c.get("type").and_then(Value::as_str) == Some(t)
-                && c.get("status").and_then(Value::as_str) == Some("True")
+            c.get("type").and_then(Value::as_str) == Some(t) && c.get("status").and_then(Value::as_str) == Some("True")
         })
     };
     let status = if has("Complete") {
@@ -1070,11 +706,7 @@ fn job(ctx: &Ctx<'_>) -> Vec<Value> {
         Some(n) => format!("{succeeded}/{n}"),
         None => {
             let parallelism = ctx.int("/spec/parallelism");
-            if parallelism > 1 {
-                format!("{succeeded}/1 of {parallelism}")
-            } else {
-                format!("{succeeded}/1")
-            }
+            if parallelism > 1 { format!("{succeeded}/1 of {parallelism}") } else { format!("{succeeded}/1") }
         }
     };
     let parse = |p: &str| ctx.str(p).parse::<jiff::Timestamp>().ok();
@@ -1098,23 +730,14 @@ fn job(ctx: &Ctx<'_>) -> Vec<Value> {
 
 fn service(ctx: &Ctx<'_>) -> Vec<Value> {
     let type_ = or(ctx.str("/spec/type"), "ClusterIP");
-    let external: Vec<String> = ctx
-        .list("/spec/externalIPs")
-        .iter()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let external: Vec<String> =
+        ctx.list("/spec/externalIPs").iter().filter_map(Value::as_str).map(str::to_string).collect();
     let external_cell = match type_.as_str() {
         "ClusterIP" | "NodePort" => or(&external.join(","), "<none>"),
         "LoadBalancer" => {
             let lb = load_balancer(ctx);
             if !external.is_empty() {
-                external
-                    .iter()
-                    .chain(lb.iter())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(",")
+                external.iter().chain(lb.iter()).cloned().collect::<Vec<_>>().join(",")
             } else if !lb.is_empty() {
                 lb.join(",")
             } else {
@@ -1130,11 +753,7 @@ fn service(ctx: &Ctx<'_>) -> Vec<Value> {
         .map(|p| {
             let port = p.get("port").and_then(Value::as_i64).unwrap_or_default();
             let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-            match p
-                .get("nodePort")
-                .and_then(Value::as_i64)
-                .filter(|n| *n != 0)
-            {
+            match p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
                 Some(node_port) => format!("{port}:{node_port}/{protocol}"),
                 None => format!("{port}/{protocol}"),
             }
@@ -1159,27 +778,14 @@ fn endpoints(ctx: &Ctx<'_>) -> String {
     let mut list = Vec::new();
     let mut count = 0;
     for subset in subsets {
-        let ports = subset
-            .get("ports")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
-        let addresses = subset
-            .get("addresses")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
+        let ports = subset.get("ports").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let addresses = subset.get("addresses").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
         for port in ports {
             let port = port.get("port").and_then(Value::as_i64).unwrap_or_default();
             for address in addresses {
-                let ip = address
-                    .get("ip")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let ip = address.get("ip").and_then(Value::as_str).unwrap_or_default();
                 if list.len() < 3 {
-                    list.push(if ip.contains(':') {
-                        format!("[{ip}]:{port}")
-                    } else {
-                        format!("{ip}:{port}")
-                    });
+                    list.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
                 }
                 count += 1;
             }
@@ -1197,18 +803,10 @@ fn endpoints(ctx: &Ctx<'_>) -> String {
 
 fn node(ctx: &Ctx<'_>) -> Vec<Value> {
     let mut status = Vec::new();
-    if let Some(ready) = ctx
-        .list("/status/conditions")
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+    if let Some(ready) =
+        ctx.list("/status/conditions").iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
     {
-        status.push(
-            if ready.get("status").and_then(Value::as_str) == Some("True") {
-                "Ready"
-            } else {
-                "NotReady"
-            },
-        );
+        status.push(if ready.get("status").and_then(Value::as_str) == Some("True") { "Ready" } else { "NotReady" });
     }
     if status.is_empty() {
         status.push("Unknown");
@@ -1218,10 +816,7 @@ fn node(ctx: &Ctx<'_>) -> Vec<Value> {
     }
     let mut roles: Vec<String> = Vec::new();
     for (key, value) in ctx.map("/metadata/labels").into_iter().flatten() {
-        if let Some(role) = key
-            .strip_prefix("node-role.kubernetes.io/")
-            .filter(|r| !r.is_empty())
-        {
+        if let Some(role) = key.strip_prefix("node-role.kubernetes.io/").filter(|r| !r.is_empty()) {
             roles.push(role.to_string());
         } else if key == "kubernetes.io/role"
             && let Some(v) = value.as_str().filter(|v| !v.is_empty())
@@ -1248,10 +843,7 @@ fn node(ctx: &Ctx<'_>) -> Vec<Value> {
         json!(address("ExternalIP")),
         json!(or(ctx.str("/status/nodeInfo/osImage"), "<unknown>")),
         json!(or(ctx.str("/status/nodeInfo/kernelVersion"), "<unknown>")),
-        json!(or(
-            ctx.str("/status/nodeInfo/containerRuntimeVersion"),
-            "<unknown>"
-        )),
+        json!(or(ctx.str("/status/nodeInfo/containerRuntimeVersion"), "<unknown>")),
     ]
 }
 
@@ -1260,20 +852,10 @@ fn event(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
     let new_api = res.group == "events.k8s.io";
     let field = |core: &str, new: &str| if new_api { ctx.get(new) } else { ctx.get(core) };
     let first_ts = field("/firstTimestamp", "/deprecatedFirstTimestamp");
-    let first = if first_ts.is_null() {
-        ctx.since(ctx.get("/eventTime"))
-    } else {
-        ctx.since(first_ts)
-    };
+    let first = if first_ts.is_null() { ctx.since(ctx.get("/eventTime")) } else { ctx.since(first_ts) };
     let last_ts = field("/lastTimestamp", "/deprecatedLastTimestamp");
-    let mut last = if last_ts.is_null() {
-        first.clone()
-    } else {
-        ctx.since(last_ts)
-    };
-    let mut count = field("/count", "/deprecatedCount")
-        .as_i64()
-        .unwrap_or_default();
+    let mut last = if last_ts.is_null() { first.clone() } else { ctx.since(last_ts) };
+    let mut count = field("/count", "/deprecatedCount").as_i64().unwrap_or_default();
     if ctx.get("/series").is_object() {
         last = ctx.since(ctx.get("/series/lastObservedTime"));
         count = ctx.int("/series/count");
@@ -1281,54 +863,25 @@ fn event(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         count = 1;
     }
     let object = field("/involvedObject", "/regarding");
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let name = object
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let name = object.get("name").and_then(Value::as_str).unwrap_or_default();
     let source = field("/source", "/deprecatedSource");
-    let component = source
-        .get("component")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let host = source
-        .get("host")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let component = source.get("component").and_then(Value::as_str).unwrap_or_default();
+    let host = source.get("host").and_then(Value::as_str).unwrap_or_default();
     let (component, host) = if component.is_empty() {
-        let controller = if new_api {
-            "/reportingController"
-        } else {
-            "/reportingComponent"
-        };
+        let controller = if new_api { "/reportingController" } else { "/reportingComponent" };
         (ctx.str(controller), ctx.str("/reportingInstance"))
     } else {
         (component, host)
     };
-    let source = if host.is_empty() {
-        component.to_string()
-    } else {
-        format!("{component}, {host}")
-    };
-    let message = field("/message", "/note")
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let source = if host.is_empty() { component.to_string() } else { format!("{component}, {host}") };
+    let message = field("/message", "/note").as_str().unwrap_or_default().trim().to_string();
     vec![
         json!(last),
         json!(ctx.str("/type")),
         json!(ctx.str("/reason")),
         json!(object_ref(kind, name)),
-        json!(
-            object
-                .get("fieldPath")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        ),
+        json!(object.get("fieldPath").and_then(Value::as_str).unwrap_or_default()),
         json!(source),
         json!(message),
         json!(first),
@@ -1338,17 +891,10 @@ fn event(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
 }
 
 fn hpa(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
-    let reference = format!(
-        "{}/{}",
-        ctx.str("/spec/scaleTargetRef/kind"),
-        ctx.str("/spec/scaleTargetRef/name")
-    );
+    let reference = format!("{}/{}", ctx.str("/spec/scaleTargetRef/kind"), ctx.str("/spec/scaleTargetRef/name"));
     let mut targets: Vec<String> = Vec::new();
     if res.version == "v1" {
-        let target = ctx
-            .get("/spec/targetCPUUtilizationPercentage")
-            .as_i64()
-            .unwrap_or(80);
+        let target = ctx.get("/spec/targetCPUUtilizationPercentage").as_i64().unwrap_or(80);
         let current = ctx
             .get("/status/currentCPUUtilizationPercentage")
             .as_i64()
@@ -1359,25 +905,14 @@ fn hpa(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         for (i, metric) in ctx.list("/spec/metrics").iter().enumerate() {
             let status = statuses.get(i);
             let quantity = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-            let text = match metric
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-            {
+            let text = match metric.get("type").and_then(Value::as_str).unwrap_or_default() {
                 kind @ ("Resource" | "ContainerResource") => {
-                    let key = if kind == "Resource" {
-                        "resource"
-                    } else {
-                        "containerResource"
-                    };
+                    let key = if kind == "Resource" { "resource" } else { "containerResource" };
                     let spec = metric.get(key).unwrap_or(&Value::Null);
                     let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let current = status
-                        .and_then(|s| s.get(key))
-                        .and_then(|r| r.get("current"));
+                    let current = status.and_then(|s| s.get(key)).and_then(|r| r.get("current"));
                     if let Some(avg) = quantity(spec.pointer("/target/averageValue")) {
-                        let cur = quantity(current.and_then(|c| c.get("averageValue")))
-                            .unwrap_or("<unknown>".into());
+                        let cur = quantity(current.and_then(|c| c.get("averageValue"))).unwrap_or("<unknown>".into());
                         format!("{name}: {cur}/{avg}")
                     } else {
                         let cur = current
@@ -1398,25 +933,19 @@ fn hpa(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
                         _ => "external",
                     };
                     let spec = metric.get(key).unwrap_or(&Value::Null);
-                    let current = status
-                        .and_then(|s| s.get(key))
-                        .and_then(|r| r.get("current"));
+                    let current = status.and_then(|s| s.get(key)).and_then(|r| r.get("current"));
                     let target = quantity(spec.pointer("/target/value"))
                         .or_else(|| quantity(spec.pointer("/target/averageValue")))
                         .unwrap_or_default();
-                    let average = spec.pointer("/target/averageValue").is_some()
-                        && spec.pointer("/target/value").is_none();
+                    let average =
+                        spec.pointer("/target/averageValue").is_some() && spec.pointer("/target/value").is_none();
                     let cur = if average {
                         quantity(current.and_then(|c| c.get("averageValue")))
                     } else {
                         quantity(current.and_then(|c| c.get("value")))
                     }
                     .unwrap_or("<unknown>".into());
-                    if average && kind != "Pods" {
-                        format!("{cur}/{target} (avg)")
-                    } else {
-                        format!("{cur}/{target}")
-                    }
+                    if average && kind != "Pods" { format!("{cur}/{target} (avg)") } else { format!("{cur}/{target}") }
                 }
                 _ => "<unknown type>".to_string(),
             };
@@ -1426,18 +955,11 @@ fn hpa(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
     let targets = if targets.is_empty() {
         "<none>".to_string()
     } else if targets.len() > 2 {
-        format!(
-            "{} + {} more...",
-            targets[..2].join(", "),
-            targets.len() - 2
-        )
+        format!("{} + {} more...", targets[..2].join(", "), targets.len() - 2)
     } else {
         targets.join(", ")
     };
-    let min = ctx
-        .get("/spec/minReplicas")
-        .as_i64()
-        .map_or("<unset>".to_string(), |n| n.to_string());
+    let min = ctx.get("/spec/minReplicas").as_i64().map_or("<unset>".to_string(), |n| n.to_string());
     vec![
         ctx.name(),
         json!(reference),

@@ -31,12 +31,7 @@ pub struct Column {
 /// A column as written in the tables of [`kinds`]: name, type, priority, description.
 type Spec = (&'static str, &'static str, i32, &'static str);
 
-const NAME: Spec = (
-    "Name",
-    "string",
-    0,
-    "Name of the object, unique within its namespace",
-);
+const NAME: Spec = ("Name", "string", 0, "Name of the object, unique within its namespace");
 const AGE: Spec = ("Age", "string", 0, "Time since the object was created");
 const CREATED_AT: Spec = ("Created At", "date", 0, "When the object was created");
 
@@ -48,11 +43,7 @@ pub fn columns(res: &ResourceInfo) -> Vec<Column> {
             name: name.to_string(),
             type_,
             // Kubernetes marks VolumeAttachment's Attacher column as a name column too.
-            format: if name == "Name" || name == "Attacher" {
-                "name"
-            } else {
-                ""
-            },
+            format: if name == "Name" || name == "Attacher" { "name" } else { "" },
             description: description.to_string(),
             priority,
         })
@@ -135,11 +126,7 @@ pub fn human_duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
     if minutes < 60 * 3 {
         return format!("{minutes}m");
@@ -147,50 +134,31 @@ pub fn human_duration(seconds: i64) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
+        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
     if hours < 48 {
         return format!("{hours}h");
     }
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
+        return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
     }
     if hours < 24 * 365 * 2 {
         return format!("{}d", hours / 24);
     }
     if hours < 24 * 365 * 8 {
         let days = (hours / 24) % 365;
-        return if days == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{days}d", hours / 24 / 365)
-        };
+        return if days == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{days}d", hours / 24 / 365) };
     }
     format!("{}y", hours / 24 / 365)
 }
 
 /// Labels as `a=1,b=2` sorted by key, `<none>` when empty.
 pub(crate) fn format_labels(labels: Option<&Map<String, Value>>) -> String {
-    let mut pairs: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
+    let mut pairs: Vec<String> =
+        labels.into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
     pairs.sort();
-    if pairs.is_empty() {
-        "<none>".to_string()
-    } else {
-        pairs.join(",")
-    }
+    if pairs.is_empty() { "<none>".to_string() } else { pairs.join(",") }
 }
 
 /// A `metav1.LabelSelector` in selector syntax, requirements sorted by key; `<none>` for
@@ -207,31 +175,18 @@ pub(crate) fn format_selector(sel: &Value) -> String {
             }
             parsed.requirements.sort_by(|a, b| a.key.cmp(&b.key));
             let text = parsed.to_string();
-            if text.is_empty() {
-                "<none>".to_string()
-            } else {
-                text
-            }
+            if text.is_empty() { "<none>".to_string() } else { text }
         }
     }
 }
 
 /// Container names and images of a pod spec, each joined with commas.
 pub(crate) fn container_cells(spec: &Value) -> (Value, Value) {
-    let containers = spec
-        .get("containers")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let containers = spec.get("containers").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     let field = |key: &str| -> Vec<&str> {
-        containers
-            .iter()
-            .map(|c| c.get(key).and_then(Value::as_str).unwrap_or_default())
-            .collect()
+        containers.iter().map(|c| c.get(key).and_then(Value::as_str).unwrap_or_default()).collect()
     };
-    (
-        json!(field("name").join(",")),
-        json!(field("image").join(",")),
-    )
+    (json!(field("name").join(",")), json!(field("image").join(",")))
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ fn is_sidecar(spec_init: &[Value], name: &str) -> bool {
 
 fn condition_true(ctx: &Ctx<'_>, type_: &str) -> bool {
     ctx.list("/status/conditions").iter().any(|c| {
-        c.get("type").and_then(Value::as_str) == Some(type_)
-            && c.get("status").and_then(Value::as_str) == Some("True")
+        c.get("type").and_then(Value::as_str) == Some(type_) && c.get("status").and_then(Value::as_str) == Some("True")
     })
 }
 
@@ -41,12 +40,7 @@ fn terminated_reason(t: &Value, prefix: &str) -> String {
     if signal != 0 {
         format!("{prefix}Signal:{signal}")
     } else {
-        format!(
-            "{prefix}ExitCode:{}",
-            t.get("exitCode")
-                .and_then(Value::as_i64)
-                .unwrap_or_default()
-        )
+        format!("{prefix}ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or_default())
     }
 }
 
@@ -54,10 +48,7 @@ fn terminated_reason(t: &Value, prefix: &str) -> String {
 pub(super) fn cells(ctx: &Ctx<'_>) -> Vec<Value> {
     let spec_init = ctx.list("/spec/initContainers");
     let mut total = ctx.list("/spec/containers").len();
-    total += spec_init
-        .iter()
-        .filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always"))
-        .count();
+    total += spec_init.iter().filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always")).count();
     let mut ready = 0;
     let phase = ctx.str("/status/phase");
     let mut reason = match ctx.str("/status/reason") {
@@ -79,32 +70,18 @@ pub(super) fn cells(ctx: &Ctx<'_>) -> Vec<Value> {
     let mut initializing = false;
     let init_statuses = ctx.list("/status/initContainerStatuses");
     for (i, status) in init_statuses.iter().enumerate() {
-        let count = status
-            .get("restartCount")
-            .and_then(Value::as_i64)
-            .unwrap_or_default();
+        let count = status.get("restartCount").and_then(Value::as_i64).unwrap_or_default();
         restarts += count;
         last_restart = later(last_restart, status);
-        let name = status
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = status.get("name").and_then(Value::as_str).unwrap_or_default();
         let sidecar = is_sidecar(spec_init, name);
         if sidecar {
             sidecar_restarts += count;
             last_sidecar_restart = later(last_sidecar_restart, status);
         }
-        let terminated = status
-            .pointer("/state/terminated")
-            .filter(|t| t.is_object());
-        let waiting_reason = status
-            .pointer("/state/waiting/reason")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let exit_code = terminated
-            .and_then(|t| t.get("exitCode"))
-            .and_then(Value::as_i64)
-            .unwrap_or_default();
+        let terminated = status.pointer("/state/terminated").filter(|t| t.is_object());
+        let waiting_reason = status.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or_default();
+        let exit_code = terminated.and_then(|t| t.get("exitCode")).and_then(Value::as_i64).unwrap_or_default();
         if terminated.is_some() && exit_code == 0 {
             continue;
         }
@@ -130,38 +107,23 @@ pub(super) fn cells(ctx: &Ctx<'_>) -> Vec<Value> {
         last_restart = last_sidecar_restart;
         let mut has_running = false;
         for status in ctx.list("/status/containerStatuses").iter().rev() {
-            restarts += status
-                .get("restartCount")
-                .and_then(Value::as_i64)
-                .unwrap_or_default();
+            restarts += status.get("restartCount").and_then(Value::as_i64).unwrap_or_default();
             last_restart = later(last_restart, status);
-            let waiting = status
-                .pointer("/state/waiting/reason")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let terminated = status
-                .pointer("/state/terminated")
-                .filter(|t| t.is_object());
+            let waiting = status.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or_default();
+            let terminated = status.pointer("/state/terminated").filter(|t| t.is_object());
             if !waiting.is_empty() {
                 reason = waiting.to_string();
             } else if let Some(t) = terminated {
                 reason = terminated_reason(t, "");
             } else if status.get("ready").and_then(Value::as_bool) == Some(true)
-                && status
-                    .pointer("/state/running")
-                    .is_some_and(Value::is_object)
+                && status.pointer("/state/running").is_some_and(Value::is_object)
             {
                 has_running = true;
                 ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            reason = if condition_true(ctx, "Ready") {
-                "Running"
-            } else {
-                "NotReady"
-            }
-            .to_string();
+            reason = if condition_true(ctx, "Ready") { "Running" } else { "NotReady" }.to_string();
         }
     }
 
@@ -175,46 +137,23 @@ pub(super) fn cells(ctx: &Ctx<'_>) -> Vec<Value> {
 
     let restarts_cell = match last_restart {
         Some(t) if restarts != 0 => {
-            format!(
-                "{restarts} ({} ago)",
-                super::human_duration(ctx.now.duration_since(t).as_secs())
-            )
+            format!("{restarts} ({} ago)", super::human_duration(ctx.now.duration_since(t).as_secs()))
         }
         _ => restarts.to_string(),
     };
 
     let or_none = |s: &str| {
-        if s.is_empty() {
-            "<none>".to_string()
-        } else {
-            s.to_string()
-        }
+        if s.is_empty() { "<none>".to_string() } else { s.to_string() }
     };
-    let ip = ctx
-        .list("/status/podIPs")
-        .first()
-        .and_then(|p| p.get("ip"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let ip = if ip.is_empty() {
-        ctx.str("/status/podIP")
-    } else {
-        ip
-    };
+    let ip = ctx.list("/status/podIPs").first().and_then(|p| p.get("ip")).and_then(Value::as_str).unwrap_or_default();
+    let ip = if ip.is_empty() { ctx.str("/status/podIP") } else { ip };
     let gates = ctx.list("/spec/readinessGates");
     let gates_cell = if gates.is_empty() {
         "<none>".to_string()
     } else {
         let passing = gates
             .iter()
-            .filter(|g| {
-                condition_true(
-                    ctx,
-                    g.get("conditionType")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                )
-            })
+            .filter(|g| condition_true(ctx, g.get("conditionType").and_then(Value::as_str).unwrap_or_default()))
             .count();
         format!("{passing}/{}", gates.len())
     };

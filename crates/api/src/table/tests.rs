@@ -20,13 +20,7 @@ fn now() -> Timestamp {
 fn check_columns(gvr: &str, expected: &str) {
     let names: Vec<String> = columns(resource(gvr))
         .iter()
-        .map(|c| {
-            if c.priority == 1 {
-                format!("*{}", c.name)
-            } else {
-                c.name.clone()
-            }
-        })
+        .map(|c| if c.priority == 1 { format!("*{}", c.name) } else { c.name.clone() })
         .collect();
     assert_eq!(names.join(" | "), expected, "{gvr}");
 }
@@ -38,17 +32,12 @@ fn check(gvr: &str, obj: Value, expected: Value) {
 }
 
 fn meta(name: &str, age_secs: i64) -> Value {
-    let created = now()
-        .checked_sub(jiff::SignedDuration::from_secs(age_secs))
-        .expect("time");
+    let created = now().checked_sub(jiff::SignedDuration::from_secs(age_secs)).expect("time");
     json!({"name": name, "namespace": "default", "creationTimestamp": created.to_string()})
 }
 
 fn ago(secs: i64) -> String {
-    now()
-        .checked_sub(jiff::SignedDuration::from_secs(secs))
-        .expect("time")
-        .to_string()
+    now().checked_sub(jiff::SignedDuration::from_secs(secs)).expect("time").to_string()
 }
 
 #[test]
@@ -90,14 +79,8 @@ fn headers() {
         "apps/v1/deployments",
         "Name | Ready | Up-to-date | Available | Age | *Containers | *Images | *Selector",
     );
-    check_columns(
-        "apps/v1/statefulsets",
-        "Name | Ready | Age | *Containers | *Images",
-    );
-    check_columns(
-        "/v1/services",
-        "Name | Type | Cluster-IP | External-IP | Port(s) | Age | *Selector",
-    );
+    check_columns("apps/v1/statefulsets", "Name | Ready | Age | *Containers | *Images");
+    check_columns("/v1/services", "Name | Type | Cluster-IP | External-IP | Port(s) | Age | *Selector");
     check_columns(
         "batch/v1/cronjobs",
         "Name | Schedule | Timezone | Suspend | Active | Last Schedule | Age | *Containers | *Images | *Selector",
@@ -106,60 +89,31 @@ fn headers() {
         "/v1/events",
         "Last Seen | Type | Reason | Object | *Subobject | *Source | Message | *First Seen | *Count | *Name",
     );
-    check_columns(
-        "rbac.authorization.k8s.io/v1/clusterroles",
-        "Name | Created At",
-    );
-    check_columns(
-        "apiextensions.k8s.io/v1/customresourcedefinitions",
-        "Name | Created At",
-    );
+    check_columns("rbac.authorization.k8s.io/v1/clusterroles", "Name | Created At");
+    check_columns("apiextensions.k8s.io/v1/customresourcedefinitions", "Name | Created At");
     check_columns("coordination.k8s.io/v1/leases", "Name | Holder | Age");
-    check_columns(
-        "scheduling.k8s.io/v1/priorityclasses",
-        "Name | Value | Global-Default | Age | PreemptionPolicy",
-    );
+    check_columns("scheduling.k8s.io/v1/priorityclasses", "Name | Value | Global-Default | Age | PreemptionPolicy");
     let cols = columns(resource("/v1/pods"));
-    assert_eq!(
-        (cols[0].format, cols[1].format, cols[0].type_),
-        ("name", "", "string")
-    );
+    assert_eq!((cols[0].format, cols[1].format, cols[0].type_), ("name", "", "string"));
     let mut custom = resource("/v1/configmaps").clone();
     custom.definition.clear();
     let cols = columns(&custom);
     assert_eq!(
-        cols.iter()
-            .map(|c| (c.name.as_str(), c.type_))
-            .collect::<Vec<_>>(),
+        cols.iter().map(|c| (c.name.as_str(), c.type_)).collect::<Vec<_>>(),
         [("Name", "string"), ("Age", "date")]
     );
 }
 
 #[test]
 fn every_resource_has_matching_rows() {
-    let odd = [
-        json!({}),
-        json!(null),
-        json!([]),
-        json!({"metadata": 3, "spec": "x", "status": [1]}),
-    ];
+    let odd = [json!({}), json!(null), json!([]), json!({"metadata": 3, "spec": "x", "status": [1]})];
     for res in builtin() {
         let cols = columns(res);
         assert!(!cols.is_empty(), "{}", res.plural);
         let names = cols.iter().filter(|c| c.format == "name").count();
-        assert_eq!(
-            names,
-            if res.kind == "VolumeAttachment" { 2 } else { 1 },
-            "{}",
-            res.plural
-        );
+        assert_eq!(names, if res.kind == "VolumeAttachment" { 2 } else { 1 }, "{}", res.plural);
         for obj in &odd {
-            assert_eq!(
-                row(res, obj, now()).len(),
-                cols.len(),
-                "{} {obj}",
-                res.plural
-            );
+            assert_eq!(row(res, obj, now()).len(), cols.len(), "{} {obj}", res.plural);
         }
     }
 }
@@ -182,15 +136,11 @@ fn pod_rows() {
     check(
         "/v1/pods",
         pod(json!({"phase": "Pending"})),
-        json!([
-            "web", "0/2", "Pending", "0", "5m", "<none>", "n1", "<none>", "<none>"
-        ]),
+        json!(["web", "0/2", "Pending", "0", "5m", "<none>", "n1", "<none>", "<none>"]),
     );
     let running = |ready: bool| json!({"name": "a", "ready": ready, "restartCount": 0, "state": {"running": {}}});
     check_pod(
-        pod(
-            json!({"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [running(true), running(true)]}),
-        ),
+        pod(json!({"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [running(true), running(true)]})),
         "2/2",
         "Running",
         "0",
@@ -228,10 +178,8 @@ fn pod_rows() {
         "0",
     );
     check_pod(
-        pod(
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [
-            {"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}, running(true)]}),
-        ),
+        pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [
+            {"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}, running(true)]})),
         "1/2",
         "NotReady",
         "0",
@@ -251,8 +199,7 @@ fn pod_rows() {
         "containerStatuses": [running(true), running(true)]}));
     sidecar["spec"]["initContainers"] = json!([{"name": "s", "restartPolicy": "Always"}]);
     check_pod(sidecar, "3/3", "Running", "1");
-    let mut deleting =
-        pod(json!({"phase": "Running", "containerStatuses": [running(true), running(true)]}));
+    let mut deleting = pod(json!({"phase": "Running", "containerStatuses": [running(true), running(true)]}));
     deleting["metadata"]["deletionTimestamp"] = json!(ago(1));
     check_pod(deleting.clone(), "2/2", "Terminating", "0");
     deleting["status"]["reason"] = json!("NodeLost");
@@ -265,36 +212,22 @@ fn pod_rows() {
         "SchedulingGated",
         "0",
     );
-    let mut gated = pod(
-        json!({"phase": "Running", "podIPs": [{"ip": "10.1.1.1"}], "nominatedNodeName": "n2",
-        "conditions": [{"type": "www.example.com/gate", "status": "True"}]}),
-    );
-    gated["spec"]["readinessGates"] =
-        json!([{"conditionType": "www.example.com/gate"}, {"conditionType": "other"}]);
+    let mut gated = pod(json!({"phase": "Running", "podIPs": [{"ip": "10.1.1.1"}], "nominatedNodeName": "n2",
+        "conditions": [{"type": "www.example.com/gate", "status": "True"}]}));
+    gated["spec"]["readinessGates"] = json!([{"conditionType": "www.example.com/gate"}, {"conditionType": "other"}]);
     let cells = row(resource("/v1/pods"), &gated, now());
-    assert_eq!(
-        cells[5..],
-        [json!("10.1.1.1"), json!("n1"), json!("n2"), json!("1/2")]
-    );
+    assert_eq!(cells[5..], [json!("10.1.1.1"), json!("n1"), json!("n2"), json!("1/2")]);
 }
 
 #[test]
 fn workload_rows() {
-    let template = json!({"spec": {"containers": [{"name": "web", "image": "nginx"}, {"name": "log", "image": "busybox"}]}});
+    let template =
+        json!({"spec": {"containers": [{"name": "web", "image": "nginx"}, {"name": "log", "image": "busybox"}]}});
     check(
         "apps/v1/deployments",
         json!({"metadata": meta("web", 3 * 86400), "spec": {"replicas": 3, "selector": {"matchLabels": {"b": "2", "a": "1"}}, "template": template},
             "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}}),
-        json!([
-            "web",
-            "2/3",
-            3,
-            2,
-            "3d",
-            "web,log",
-            "nginx,busybox",
-            "a=1,b=2"
-        ]),
+        json!(["web", "2/3", 3, 2, "3d", "web,log", "nginx,busybox", "a=1,b=2"]),
     );
     check(
         "apps/v1/replicasets",
@@ -322,16 +255,7 @@ fn workload_rows() {
         "batch/v1/jobs",
         json!({"metadata": meta("pi", 600), "spec": {"completions": 1, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}}},
             "status": {"succeeded": 1, "startTime": ago(600), "completionTime": ago(590), "conditions": [{"type": "Complete", "status": "True"}]}}),
-        json!([
-            "pi",
-            "Complete",
-            "1/1",
-            "10s",
-            "10m",
-            "",
-            "",
-            "batch.kubernetes.io/controller-uid=u"
-        ]),
+        json!(["pi", "Complete", "1/1", "10s", "10m", "", "", "batch.kubernetes.io/controller-uid=u"]),
     );
     check(
         "batch/v1/jobs",
@@ -342,18 +266,7 @@ fn workload_rows() {
         "batch/v1/cronjobs",
         json!({"metadata": meta("tick", 7200), "spec": {"schedule": "*/1 * * * *", "suspend": false},
             "status": {"active": [{}], "lastScheduleTime": ago(30)}}),
-        json!([
-            "tick",
-            "*/1 * * * *",
-            "<none>",
-            "False",
-            1,
-            "30s",
-            "120m",
-            "",
-            "",
-            "<none>"
-        ]),
+        json!(["tick", "*/1 * * * *", "<none>", "False", 1, "30s", "120m", "", "", "<none>"]),
     );
 }
 
@@ -363,41 +276,17 @@ fn service_and_network_rows() {
         "/v1/services",
         json!({"metadata": meta("web", 60), "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10",
             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}], "selector": {"k8s-app": "dns"}}}),
-        json!([
-            "web",
-            "ClusterIP",
-            "10.96.0.10",
-            "<none>",
-            "53/UDP,53/TCP",
-            "60s",
-            "k8s-app=dns"
-        ]),
+        json!(["web", "ClusterIP", "10.96.0.10", "<none>", "53/UDP,53/TCP", "60s", "k8s-app=dns"]),
     );
     check(
         "/v1/services",
         json!({"metadata": meta("lb", 60), "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.1", "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}}),
-        json!([
-            "lb",
-            "LoadBalancer",
-            "10.0.0.1",
-            "<pending>",
-            "80:30080/TCP",
-            "60s",
-            "<none>"
-        ]),
+        json!(["lb", "LoadBalancer", "10.0.0.1", "<pending>", "80:30080/TCP", "60s", "<none>"]),
     );
     check(
         "/v1/services",
         json!({"metadata": meta("ext", 60), "spec": {"type": "ExternalName", "externalName": "example.com"}}),
-        json!([
-            "ext",
-            "ExternalName",
-            "<none>",
-            "example.com",
-            "<none>",
-            "60s",
-            "<none>"
-        ]),
+        json!(["ext", "ExternalName", "<none>", "example.com", "<none>", "60s", "<none>"]),
     );
     check(
         "networking.k8s.io/v1/ingresses",
@@ -413,17 +302,9 @@ fn service_and_network_rows() {
     check(
         "/v1/endpoints",
         json!({"metadata": meta("web", 60), "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 80}, {"port": 443}]}]}),
-        json!([
-            "web",
-            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more...",
-            "60s"
-        ]),
+        json!(["web", "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more...", "60s"]),
     );
-    check(
-        "/v1/endpoints",
-        json!({"metadata": meta("none", 60)}),
-        json!(["none", "<none>", "60s"]),
-    );
+    check("/v1/endpoints", json!({"metadata": meta("none", 60)}), json!(["none", "<none>", "60s"]));
     check(
         "discovery.k8s.io/v1/endpointslices",
         json!({"metadata": meta("web-abc", 60), "addressType": "IPv4", "ports": [{"port": 80}], "endpoints": [{"addresses": ["10.0.0.1"]}]}),
@@ -460,18 +341,7 @@ fn cluster_rows() {
     check(
         "/v1/nodes",
         json!({"metadata": {"name": "n2"}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
-        json!([
-            "n2",
-            "NotReady",
-            "<none>",
-            "<unknown>",
-            "",
-            "<none>",
-            "<none>",
-            "<unknown>",
-            "<unknown>",
-            "<unknown>"
-        ]),
+        json!(["n2", "NotReady", "<none>", "<unknown>", "", "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]),
     );
     check(
         "/v1/namespaces",
@@ -488,11 +358,7 @@ fn cluster_rows() {
         json!({"metadata": meta("c", 5), "data": {"a": ""}, "binaryData": {"b": ""}}),
         json!(["c", 2, "5s"]),
     );
-    check(
-        "/v1/serviceaccounts",
-        json!({"metadata": meta("default", 5)}),
-        json!(["default", 0, "5s"]),
-    );
+    check("/v1/serviceaccounts", json!({"metadata": meta("default", 5)}), json!(["default", 0, "5s"]));
     check(
         "rbac.authorization.k8s.io/v1/clusterroles",
         json!({"metadata": {"name": "admin", "creationTimestamp": "2024-01-01T00:00:00Z"}}),
@@ -524,26 +390,12 @@ fn cluster_rows() {
         json!({"metadata": meta("pv1", 5), "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Retain", "claimRef": {"namespace": "ns", "name": "c"}, "storageClassName": "std", "volumeMode": "Filesystem"},
             "status": {"phase": "Bound"}}),
-        json!([
-            "pv1",
-            "1Gi",
-            "RWO,RWX",
-            "Retain",
-            "Bound",
-            "ns/c",
-            "std",
-            "<unset>",
-            "",
-            "5s",
-            "Filesystem"
-        ]),
+        json!(["pv1", "1Gi", "RWO,RWX", "Retain", "Bound", "ns/c", "std", "<unset>", "", "5s", "Filesystem"]),
     );
     check(
         "/v1/persistentvolumeclaims",
         json!({"metadata": meta("c", 5), "spec": {"volumeName": "pv1", "storageClassName": "std"}, "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}}),
-        json!([
-            "c", "Bound", "pv1", "1Gi", "RWO", "std", "<unset>", "5s", "<unset>"
-        ]),
+        json!(["c", "Bound", "pv1", "1Gi", "RWO", "std", "<unset>", "5s", "<unset>"]),
     );
     check(
         "/v1/resourcequotas",
@@ -574,36 +426,14 @@ fn event_and_hpa_rows() {
         json!({"metadata": meta("web.1", 60), "type": "Normal", "reason": "Scheduled", "message": " assigned \n",
             "involvedObject": {"kind": "Pod", "name": "web"}, "source": {"component": "default-scheduler"},
             "firstTimestamp": ago(60), "lastTimestamp": ago(30), "count": 2}),
-        json!([
-            "30s",
-            "Normal",
-            "Scheduled",
-            "pod/web",
-            "",
-            "default-scheduler",
-            "assigned",
-            "60s",
-            2,
-            "web.1"
-        ]),
+        json!(["30s", "Normal", "Scheduled", "pod/web", "", "default-scheduler", "assigned", "60s", 2, "web.1"]),
     );
     check(
         "events.k8s.io/v1/events",
         json!({"metadata": meta("e", 60), "type": "Warning", "reason": "BackOff", "note": "again",
             "regarding": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{web}"}, "reportingController": "kubelet", "reportingInstance": "n1",
             "eventTime": ago(60), "series": {"count": 5, "lastObservedTime": ago(10)}}),
-        json!([
-            "10s",
-            "Warning",
-            "BackOff",
-            "pod/web",
-            "spec.containers{web}",
-            "kubelet, n1",
-            "again",
-            "60s",
-            5,
-            "e"
-        ]),
+        json!(["10s", "Warning", "BackOff", "pod/web", "spec.containers{web}", "kubelet, n1", "again", "60s", 5, "e"]),
     );
     check(
         "autoscaling/v2/horizontalpodautoscalers",
@@ -611,27 +441,11 @@ fn event_and_hpa_rows() {
             "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
                 {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "100Mi"}}}]},
             "status": {"currentReplicas": 2, "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 20}}}]}}),
-        json!([
-            "web",
-            "Deployment/web",
-            "cpu: 20%/50%, memory: <unknown>/100Mi",
-            "1",
-            5,
-            2,
-            "60s"
-        ]),
+        json!(["web", "Deployment/web", "cpu: 20%/50%, memory: <unknown>/100Mi", "1", 5, 2, "60s"]),
     );
     check(
         "autoscaling/v1/horizontalpodautoscalers",
         json!({"metadata": meta("web", 60), "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3}}),
-        json!([
-            "web",
-            "Deployment/web",
-            "cpu: <unknown>/80%",
-            "<unset>",
-            3,
-            0,
-            "60s"
-        ]),
+        json!(["web", "Deployment/web", "cpu: <unknown>/80%", "<unset>", 3, 0, "60s"]),
     );
 }

@@ -12,9 +12,8 @@ mod workloads;
 use serde_json::{Map, Value};
 
 pub use names::{
-    QUANTITY_ERROR, is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain,
-    is_env_var_name, is_path_segment_name, is_port_name, is_qualified_name, is_valid_label_value,
-    is_valid_port, parse_quantity,
+    QUANTITY_ERROR, is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
+    is_path_segment_name, is_port_name, is_qualified_name, is_valid_label_value, is_valid_port, parse_quantity,
 };
 
 use crate::field_error::FieldError;
@@ -33,9 +32,7 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fie
     let mut ctx = Ctx { errs: &mut errs };
     match (res.group.as_str(), res.kind.as_str()) {
         ("", "Pod") => pod::validate_pod(&mut ctx, obj, old),
-        ("", "PodTemplate") => {
-            pod::validate_template(&mut ctx, obj.get("template"), "template", &[])
-        }
+        ("", "PodTemplate") => pod::validate_template(&mut ctx, obj.get("template"), "template", &[]),
         ("", "ReplicationController") | ("apps", _) | ("batch", _) => {
             workloads::validate(&mut ctx, res.kind.as_str(), obj, old)
         }
@@ -54,9 +51,7 @@ fn name_rule(res: &ResourceInfo) -> fn(&str) -> Vec<String> {
     match (res.group.as_str(), res.kind.as_str()) {
         ("", "Namespace") => is_dns1123_label,
         ("", "Service") => is_dns1035_label,
-        ("rbac.authorization.k8s.io", _) | ("", "PersistentVolume") | ("autoscaling", _) => {
-            is_path_segment_name
-        }
+        ("rbac.authorization.k8s.io", _) | ("", "PersistentVolume") | ("autoscaling", _) => is_path_segment_name,
         _ if res.definition.is_empty() => is_dns1123_subdomain,
         _ => is_dns1123_subdomain,
     }
@@ -80,10 +75,8 @@ pub(crate) fn quote(s: &str) -> String {
 pub(crate) fn show_string_map(m: Option<&Map<String, Value>>) -> String {
     let mut keys: Vec<(&String, &Value)> = m.map(|m| m.iter().collect()).unwrap_or_default();
     keys.sort_by(|a, b| a.0.cmp(b.0));
-    let items: Vec<String> = keys
-        .iter()
-        .map(|(k, v)| format!("{}:{}", quote(k), quote(v.as_str().unwrap_or_default())))
-        .collect();
+    let items: Vec<String> =
+        keys.iter().map(|(k, v)| format!("{}:{}", quote(k), quote(v.as_str().unwrap_or_default()))).collect();
     format!("map[string]string{{{}}}", items.join(", "))
 }
 
@@ -117,11 +110,7 @@ impl Ctx<'_> {
         if let Some(n) = obj.get(key).and_then(Value::as_i64)
             && n < 0
         {
-            self.push(FieldError::invalid(
-                field,
-                n,
-                "must be greater than or equal to 0",
-            ));
+            self.push(FieldError::invalid(field, n, "must be greater than or equal to 0"));
         }
     }
 
@@ -153,11 +142,7 @@ impl Ctx<'_> {
     /// `field` of `new` may not differ from `old`.
     pub(crate) fn immutable(&mut self, new: Option<&Value>, old: Option<&Value>, field: &str) {
         if new != old {
-            self.push(FieldError::invalid(
-                field,
-                show(new.unwrap_or(&Value::Null)),
-                "field is immutable",
-            ));
+            self.push(FieldError::invalid(field, show(new.unwrap_or(&Value::Null)), "field is immutable"));
         }
     }
 }
@@ -179,19 +164,12 @@ pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -
             None => generate_name.to_string(),
         };
         for msg in rule(&masked) {
-            ctx.push(FieldError::invalid(
-                "metadata.generateName",
-                quote(generate_name),
-                msg,
-            ));
+            ctx.push(FieldError::invalid("metadata.generateName", quote(generate_name), msg));
         }
     }
     if name.is_empty() {
         if generate_name.is_empty() {
-            ctx.push(FieldError::required(
-                "metadata.name",
-                "name or generateName is required",
-            ));
+            ctx.push(FieldError::required("metadata.name", "name or generateName is required"));
         }
     } else {
         for msg in rule(name) {
@@ -206,10 +184,7 @@ pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -
             ctx.check_str("metadata.namespace", namespace, is_dns1123_label);
         }
     } else if !namespace.is_empty() {
-        ctx.push(FieldError::forbidden(
-            "metadata.namespace",
-            "not allowed on this type",
-        ));
+        ctx.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"));
     }
     ctx.labels(meta.get("labels"), "metadata.labels");
     if let Some(ann) = meta.get("annotations").and_then(Value::as_object) {
@@ -232,11 +207,7 @@ pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -
         for (i, f) in finalizers.iter().enumerate() {
             let f = f.as_str().unwrap_or_default();
             for msg in is_qualified_name(f) {
-                ctx.push(FieldError::invalid(
-                    format!("metadata.finalizers[{i}]"),
-                    quote(f),
-                    msg,
-                ));
+                ctx.push(FieldError::invalid(format!("metadata.finalizers[{i}]"), quote(f), msg));
             }
         }
     }
@@ -265,21 +236,13 @@ mod tests {
     pub(crate) fn check(gvr: &str, obj: Value, old: Option<Value>, expected: &[&str]) {
         let parts: Vec<&str> = gvr.split('/').collect();
         let res = find_builtin(parts[0], parts[1], parts[2]).expect("resource");
-        let errs: Vec<String> = validate(res, &obj, old.as_ref())
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errs: Vec<String> = validate(res, &obj, old.as_ref()).iter().map(ToString::to_string).collect();
         assert_eq!(errs, expected, "{obj}");
     }
 
     #[test]
     fn metadata_names() {
-        check(
-            "/v1/configmaps",
-            json!({"metadata": {"name": "a.b-c", "namespace": "default"}}),
-            None,
-            &[],
-        );
+        check("/v1/configmaps", json!({"metadata": {"name": "a.b-c", "namespace": "default"}}), None, &[]);
         check(
             "/v1/configmaps",
             json!({"metadata": {"name": "Foo_bar", "namespace": "default"}}),
@@ -294,23 +257,12 @@ mod tests {
             None,
             &["metadata.name: Required value: name or generateName is required"],
         );
-        check(
-            "/v1/configmaps",
-            json!({"metadata": {"generateName": "web-", "namespace": "d"}}),
-            None,
-            &[],
-        );
+        check("/v1/configmaps", json!({"metadata": {"generateName": "web-", "namespace": "d"}}), None, &[]);
         assert_eq!(
-            errors(
-                "/v1/configmaps",
-                json!({"metadata": {"generateName": "Web-", "namespace": "d"}})
-            ),
+            errors("/v1/configmaps", json!({"metadata": {"generateName": "Web-", "namespace": "d"}})),
             ["metadata.generateName"]
         );
-        assert_eq!(
-            errors("/v1/namespaces", json!({"metadata": {"name": "a.b"}})),
-            ["metadata.name"]
-        );
+        assert_eq!(errors("/v1/namespaces", json!({"metadata": {"name": "a.b"}})), ["metadata.name"]);
         assert_eq!(
             errors(
                 "/v1/services",
@@ -318,12 +270,7 @@ mod tests {
             ),
             ["metadata.name"]
         );
-        check(
-            "rbac.authorization.k8s.io/v1/clusterroles",
-            json!({"metadata": {"name": "system:Admin"}}),
-            None,
-            &[],
-        );
+        check("rbac.authorization.k8s.io/v1/clusterroles", json!({"metadata": {"name": "system:Admin"}}), None, &[]);
         check(
             "rbac.authorization.k8s.io/v1/clusterroles",
             json!({"metadata": {"name": "a/b"}}),
@@ -335,20 +282,12 @@ mod tests {
     fn errors(gvr: &str, obj: Value) -> Vec<String> {
         let parts: Vec<&str> = gvr.split('/').collect();
         let res = find_builtin(parts[0], parts[1], parts[2]).expect("resource");
-        validate(res, &obj, None)
-            .into_iter()
-            .map(|e| e.field)
-            .collect()
+        validate(res, &obj, None).into_iter().map(|e| e.field).collect()
     }
 
     #[test]
     fn metadata_namespace_labels_annotations() {
-        check(
-            "/v1/configmaps",
-            json!({"metadata": {"name": "a"}}),
-            None,
-            &["metadata.namespace: Required value"],
-        );
+        check("/v1/configmaps", json!({"metadata": {"name": "a"}}), None, &["metadata.namespace: Required value"]);
         check(
             "/v1/namespaces",
             json!({"metadata": {"name": "a", "namespace": "b"}}),
@@ -364,10 +303,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            errors(
-                "/v1/configmaps",
-                json!({"metadata": {"name": "a", "namespace": "d", "labels": {"-x": "1"}}})
-            ),
+            errors("/v1/configmaps", json!({"metadata": {"name": "a", "namespace": "d", "labels": {"-x": "1"}}})),
             ["metadata.labels"]
         );
         assert_eq!(
@@ -390,10 +326,7 @@ mod tests {
             None,
             &[],
         );
-        assert_eq!(
-            errors("/v1/configmaps", json!("not an object")),
-            ["metadata.name", "metadata.namespace"]
-        );
+        assert_eq!(errors("/v1/configmaps", json!("not an object")), ["metadata.name", "metadata.namespace"]);
     }
 
     #[test]
@@ -418,10 +351,7 @@ mod tests {
     fn rendering() {
         assert_eq!(show(&json!("a")), "\"a\"");
         assert_eq!(show(&json!(3)), "3");
-        assert_eq!(
-            show_string_map(json!({"b": "2", "a": "1"}).as_object()),
-            r#"map[string]string{"a":"1", "b":"2"}"#
-        );
+        assert_eq!(show_string_map(json!({"b": "2", "a": "1"}).as_object()), r#"map[string]string{"a":"1", "b":"2"}"#);
         assert_eq!(show_string_map(None), "map[string]string{}");
     }
 }

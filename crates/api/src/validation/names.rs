@@ -5,8 +5,7 @@
 //! worded as Kubernetes words them.
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -104,8 +103,7 @@ fn qualified_shape(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// A qualified name (label and annotation keys): `name` or `prefix/name` with a DNS
@@ -119,11 +117,7 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(
-                    is_dns1123_subdomain(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
@@ -180,11 +174,7 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-    {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
         errs.push(regex_error(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
             CONFIG_KEY_FMT,
@@ -222,13 +212,8 @@ pub fn is_port_name(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if !s
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-    {
-        errs.push(
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
-        );
+    if !s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if s.contains("--") {
         errs.push("must not contain consecutive hyphens".to_string());
@@ -247,30 +232,24 @@ pub fn is_env_var_name(s: &str) -> Vec<String> {
     if !s.is_empty() && s.bytes().all(|c| (b' '..=b'~').contains(&c) && c != b'=') {
         Vec::new()
     } else {
-        vec!["a valid environment variable name must consist only of printable ASCII characters other than '='".to_string()]
+        vec![
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+                .to_string(),
+        ]
     }
 }
 
 /// A port number 1..=65535.
 pub fn is_valid_port(n: i64) -> Vec<String> {
-    if (1..=65535).contains(&n) {
-        Vec::new()
-    } else {
-        vec!["must be between 1 and 65535, inclusive".to_string()]
-    }
+    if (1..=65535).contains(&n) { Vec::new() } else { vec!["must be between 1 and 65535, inclusive".to_string()] }
 }
 
 /// Parses a resource quantity (`100m`, `1Gi`, `1e3`, `0.5`) to its value.
 pub fn parse_quantity(s: &str) -> Option<f64> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
-    if number.is_empty()
-        || number.matches('.').count() > 1
-        || !number.bytes().any(|c| c.is_ascii_digit())
-    {
+    if number.is_empty() || number.matches('.').count() > 1 || !number.bytes().any(|c| c.is_ascii_digit()) {
         return None;
     }
     if number[1..].contains(['+', '-']) {
@@ -334,10 +313,7 @@ mod tests {
         assert_eq!(is_dns1123_label("a.b").len(), 1);
         assert_eq!(is_dns1123_label("-a").len(), 1);
         assert_eq!(is_dns1123_label("").len(), 1);
-        assert_eq!(
-            is_dns1123_label(&"a".repeat(64)),
-            ["must be no more than 63 characters"]
-        );
+        assert_eq!(is_dns1123_label(&"a".repeat(64)), ["must be no more than 63 characters"]);
         check(is_dns1123_subdomain, "example.com", &[]);
         check(is_dns1123_subdomain, "a-1.b-2", &[]);
         check(
@@ -349,10 +325,7 @@ mod tests {
         );
         assert_eq!(is_dns1123_subdomain("a..b").len(), 1);
         assert_eq!(is_dns1123_subdomain("a.").len(), 1);
-        assert_eq!(
-            is_dns1123_subdomain(&"a".repeat(254)),
-            ["must be no more than 253 characters"]
-        );
+        assert_eq!(is_dns1123_subdomain(&"a".repeat(254)), ["must be no more than 253 characters"]);
         check(is_dns1035_label, "web", &[]);
         assert_eq!(is_dns1035_label("1web").len(), 1);
         assert!(is_dns1035_label("1web")[0].starts_with("a DNS-1035 label"));
@@ -367,18 +340,9 @@ mod tests {
         check(is_qualified_name, "a/", &["name part must be non-empty"]);
         check(is_qualified_name, "", &["name part must be non-empty"]);
         assert!(is_qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
-        assert!(
-            is_qualified_name("Example.com/a")[0]
-                .starts_with("prefix part a lowercase RFC 1123 subdomain")
-        );
-        assert!(
-            is_qualified_name("-a")[0]
-                .starts_with("name part must consist of alphanumeric characters")
-        );
-        assert_eq!(
-            is_qualified_name(&"a".repeat(64)),
-            ["name part must be no more than 63 characters"]
-        );
+        assert!(is_qualified_name("Example.com/a")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
+        assert!(is_qualified_name("-a")[0].starts_with("name part must consist of alphanumeric characters"));
+        assert_eq!(is_qualified_name(&"a".repeat(64)), ["name part must be no more than 63 characters"]);
         check(is_valid_label_value, "", &[]);
         check(is_valid_label_value, "v1.2_3-x", &[]);
         assert_eq!(is_valid_label_value("a b").len(), 1);
@@ -396,29 +360,14 @@ mod tests {
         assert_eq!(is_config_map_key("").len(), 1);
         check(is_path_segment_name, "system:admin", &[]);
         check(is_path_segment_name, "..", &["may not be '..'"]);
-        check(
-            is_path_segment_name,
-            "a/b%",
-            &["may not contain '/'", "may not contain '%'"],
-        );
+        check(is_path_segment_name, "a/b%", &["may not contain '/'", "may not contain '%'"]);
         check(is_port_name, "http", &[]);
         check(is_port_name, "h2-c", &[]);
-        check(
-            is_port_name,
-            "8080",
-            &["must contain at least one letter (a-z)"],
-        );
-        check(
-            is_port_name,
-            "a--b",
-            &["must not contain consecutive hyphens"],
-        );
+        check(is_port_name, "8080", &["must contain at least one letter (a-z)"]);
+        check(is_port_name, "a--b", &["must not contain consecutive hyphens"]);
         check(is_port_name, "-a", &["must not begin or end with a hyphen"]);
         assert_eq!(is_port_name("HTTP").len(), 2);
-        assert_eq!(
-            is_port_name("abcdefghijklmnop"),
-            ["must be no more than 15 characters"]
-        );
+        assert_eq!(is_port_name("abcdefghijklmnop"), ["must be no more than 15 characters"]);
         check(is_env_var_name, "MY_VAR", &[]);
         check(is_env_var_name, "my.var-1", &[]);
         assert_eq!(is_env_var_name("A=B").len(), 1);
@@ -447,10 +396,6 @@ mod tests {
         for (s, want) in cases {
             assert_eq!(parse_quantity(s), *want, "{s}");
         }
-        assert!(
-            is_valid_port(0).len() == 1
-                && is_valid_port(65536).len() == 1
-                && is_valid_port(80).is_empty()
-        );
+        assert!(is_valid_port(0).len() == 1 && is_valid_port(65536).len() == 1 && is_valid_port(80).is_empty());
     }
 }

@@ -24,20 +24,12 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
             }
         }
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => rules(ctx, obj),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            binding(ctx, obj, old)
-        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => binding(ctx, obj, old),
         ("coordination.k8s.io", "Lease") => {
-            if let Some(n) = obj
-                .pointer("/spec/leaseDurationSeconds")
-                .and_then(Value::as_i64)
+            if let Some(n) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
                 && n <= 0
             {
-                ctx.push(FieldError::invalid(
-                    "spec.leaseDurationSeconds",
-                    n,
-                    "must be greater than 0",
-                ));
+                ctx.push(FieldError::invalid("spec.leaseDurationSeconds", n, "must be greater than 0"));
             }
         }
         ("scheduling.k8s.io", "PriorityClass") => priority_class(ctx, obj, old),
@@ -48,19 +40,11 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
             if let Some(m) = min
                 && m < 1
             {
-                ctx.push(FieldError::invalid(
-                    "spec.minReplicas",
-                    m,
-                    "must be greater than or equal to 1",
-                ));
+                ctx.push(FieldError::invalid("spec.minReplicas", m, "must be greater than or equal to 1"));
             }
             match max {
                 None => ctx.push(FieldError::required("spec.maxReplicas", "")),
-                Some(m) if m < 1 => ctx.push(FieldError::invalid(
-                    "spec.maxReplicas",
-                    m,
-                    "must be greater than 0",
-                )),
+                Some(m) if m < 1 => ctx.push(FieldError::invalid("spec.maxReplicas", m, "must be greater than 0")),
                 Some(m) if min.is_some_and(|n| m < n) => {
                     ctx.push(FieldError::invalid(
                         "spec.maxReplicas",
@@ -77,10 +61,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
                     .unwrap_or_default()
                     .is_empty()
                 {
-                    ctx.push(FieldError::required(
-                        format!("spec.scaleTargetRef.{key}"),
-                        "",
-                    ));
+                    ctx.push(FieldError::required(format!("spec.scaleTargetRef.{key}"), ""));
                 }
             }
         }
@@ -95,22 +76,14 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
             }
         }
         ("networking.k8s.io", "Ingress") => {
-            for (i, rule) in obj
-                .pointer("/spec/rules")
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice)
-                .iter()
-                .enumerate()
+            for (i, rule) in
+                obj.pointer("/spec/rules").and_then(Value::as_array).map_or(&[][..], Vec::as_slice).iter().enumerate()
             {
                 let host = rule.get("host").and_then(Value::as_str).unwrap_or_default();
                 if !host.is_empty() {
                     let checked = host.strip_prefix("*.").unwrap_or(host);
                     for msg in super::is_dns1123_subdomain(checked) {
-                        ctx.push(FieldError::invalid(
-                            format!("spec.rules[{i}].host"),
-                            quote(host),
-                            msg,
-                        ));
+                        ctx.push(FieldError::invalid(format!("spec.rules[{i}].host"), quote(host), msg));
                     }
                 }
             }
@@ -121,33 +94,16 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
 
 fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
-    let type_ = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP");
-    ctx.one_of(
-        "spec.type",
-        spec.get("type"),
-        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-    );
+    let type_ = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    ctx.one_of("spec.type", spec.get("type"), &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]);
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-    let ports = spec
-        .get("ports")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let ports = spec.get("ports").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     if type_ == "ExternalName" {
-        let name = spec
-            .get("externalName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = spec.get("externalName").and_then(Value::as_str).unwrap_or_default();
         if name.is_empty() {
             ctx.push(FieldError::required("spec.externalName", ""));
         } else {
-            ctx.check_str(
-                "spec.externalName",
-                name.strip_suffix('.').unwrap_or(name),
-                super::is_dns1123_subdomain,
-            );
+            ctx.check_str("spec.externalName", name.strip_suffix('.').unwrap_or(name), super::is_dns1123_subdomain);
         }
     } else if ports.is_empty() && !headless {
         ctx.push(FieldError::required("spec.ports", ""));
@@ -172,11 +128,7 @@ fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
                 }
             }
         }
-        ctx.one_of(
-            &format!("{path}.protocol"),
-            p.get("protocol"),
-            &["SCTP", "TCP", "UDP"],
-        );
+        ctx.one_of(&format!("{path}.protocol"), p.get("protocol"), &["SCTP", "TCP", "UDP"]);
         match p.get("targetPort") {
             Some(Value::Number(n)) => {
                 let n = n.as_i64().unwrap_or(0);
@@ -187,11 +139,7 @@ fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
             Some(Value::String(s)) => ctx.check_str(&format!("{path}.targetPort"), s, is_port_name),
             _ => {}
         }
-        if let Some(n) = p
-            .get("nodePort")
-            .and_then(Value::as_i64)
-            .filter(|n| *n != 0)
-        {
+        if let Some(n) = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
             if type_ == "ClusterIP" {
                 ctx.push(FieldError::forbidden(
                     format!("{path}.nodePort"),
@@ -204,27 +152,14 @@ fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
         }
     }
     ctx.labels(spec.get("selector"), "spec.selector");
-    ctx.one_of(
-        "spec.sessionAffinity",
-        spec.get("sessionAffinity"),
-        &["ClientIP", "None"],
-    );
-    if let Some(old_ip) = old
-        .and_then(|o| o.pointer("/spec/clusterIP"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        && let Some(new_ip) = spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+    ctx.one_of("spec.sessionAffinity", spec.get("sessionAffinity"), &["ClientIP", "None"]);
+    if let Some(old_ip) =
+        old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).filter(|s| !s.is_empty())
+        && let Some(new_ip) = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty())
         && new_ip != old_ip
         && type_ != "ExternalName"
     {
-        ctx.push(FieldError::invalid(
-            "spec.clusterIPs[0]",
-            quote(new_ip),
-            "may not change once set",
-        ));
+        ctx.push(FieldError::invalid("spec.clusterIPs[0]", quote(new_ip), "may not change once set"));
     }
 }
 
@@ -234,11 +169,7 @@ fn data_object(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, fields: &[&s
         if let Some(map) = obj.get(*field).and_then(Value::as_object) {
             for key in map.keys() {
                 for msg in is_config_map_key(key) {
-                    ctx.push(FieldError::invalid(
-                        format!("{field}[{key}]"),
-                        quote(key),
-                        msg,
-                    ));
+                    ctx.push(FieldError::invalid(format!("{field}[{key}]"), quote(key), msg));
                 }
                 if *field != "stringData" && !seen.insert(key.clone()) {
                     ctx.push(FieldError::invalid(
@@ -253,39 +184,26 @@ fn data_object(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, fields: &[&s
     let Some(old) = old else { return };
     if old.get("immutable").and_then(Value::as_bool) == Some(true) {
         if obj.get("immutable").and_then(Value::as_bool) != Some(true) {
-            ctx.push(FieldError::forbidden(
-                "immutable",
-                "field is immutable when `immutable` is set",
-            ));
+            ctx.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
         }
         for field in fields.iter().filter(|f| **f != "stringData") {
-            let empty = |v: Option<&Value>| {
-                v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|m| m.is_empty()))
-            };
+            let empty =
+                |v: Option<&Value>| v.is_none_or(|v| v.is_null() || v.as_object().is_some_and(|m| m.is_empty()));
             let (new_v, old_v) = (obj.get(*field), old.get(*field));
             if new_v != old_v && !(empty(new_v) && empty(old_v)) {
-                ctx.push(FieldError::forbidden(
-                    *field,
-                    "field is immutable when `immutable` is set",
-                ));
+                ctx.push(FieldError::forbidden(*field, "field is immutable when `immutable` is set"));
             }
         }
     }
 }
 
 fn rules(ctx: &mut Ctx<'_>, obj: &Value) {
-    let list = obj
-        .get("rules")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let list = obj.get("rules").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     for (i, rule) in list.iter().enumerate() {
         let path = format!("rules[{i}]");
         let len = |key: &str| rule.get(key).and_then(Value::as_array).map_or(0, Vec::len);
         if len("verbs") == 0 {
-            ctx.push(FieldError::required(
-                format!("{path}.verbs"),
-                "verbs must contain at least one value",
-            ));
+            ctx.push(FieldError::required(format!("{path}.verbs"), "verbs must contain at least one value"));
         }
         if len("nonResourceURLs") > 0 {
             if obj.pointer("/metadata/namespace").is_some_and(|n| n != "") {
@@ -321,72 +239,34 @@ fn rules(ctx: &mut Ctx<'_>, obj: &Value) {
 
 fn binding(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     let role_ref = obj.get("roleRef").unwrap_or(&Value::Null);
-    let kind = role_ref
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = role_ref.get("kind").and_then(Value::as_str).unwrap_or_default();
     let namespaced = obj.pointer("/metadata/namespace").is_some_and(|n| n != "");
-    let kinds: &[&str] = if namespaced {
-        &["Role", "ClusterRole"]
-    } else {
-        &["ClusterRole"]
-    };
+    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
     if role_ref.get("apiGroup").and_then(Value::as_str) != Some("rbac.authorization.k8s.io") {
-        let shown = role_ref
-            .get("apiGroup")
-            .map(show)
-            .unwrap_or_else(|| "\"\"".into());
-        ctx.push(FieldError::not_supported(
-            "roleRef.apiGroup",
-            shown,
-            &["rbac.authorization.k8s.io"],
-        ));
+        let shown = role_ref.get("apiGroup").map(show).unwrap_or_else(|| "\"\"".into());
+        ctx.push(FieldError::not_supported("roleRef.apiGroup", shown, &["rbac.authorization.k8s.io"]));
     }
     if !kinds.contains(&kind) {
-        ctx.push(FieldError::not_supported(
-            "roleRef.kind",
-            quote(kind),
-            kinds,
-        ));
+        ctx.push(FieldError::not_supported("roleRef.kind", quote(kind), kinds));
     }
-    if role_ref
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .is_empty()
-    {
+    if role_ref.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
         ctx.push(FieldError::required("roleRef.name", ""));
     }
-    let subjects = obj
-        .get("subjects")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
+    let subjects = obj.get("subjects").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
     for (i, s) in subjects.iter().enumerate() {
         let path = format!("subjects[{i}]");
-        if s.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .is_empty()
-        {
+        if s.get("name").and_then(Value::as_str).unwrap_or_default().is_empty() {
             ctx.push(FieldError::required(format!("{path}.name"), ""));
         }
         let kind = s.get("kind").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "ServiceAccount" => {
-                if !namespaced
-                    && s.get("namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .is_empty()
-                {
+                if !namespaced && s.get("namespace").and_then(Value::as_str).unwrap_or_default().is_empty() {
                     ctx.push(FieldError::required(format!("{path}.namespace"), ""));
                 }
             }
             "User" | "Group" => {
-                let group = s
-                    .get("apiGroup")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let group = s.get("apiGroup").and_then(Value::as_str).unwrap_or_default();
                 if group != "rbac.authorization.k8s.io" {
                     ctx.push(FieldError::not_supported(
                         format!("{path}.apiGroup"),
@@ -405,51 +285,27 @@ fn binding(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     if let Some(old) = old
         && old.get("roleRef") != obj.get("roleRef")
     {
-        ctx.push(FieldError::invalid(
-            "roleRef",
-            show(role_ref),
-            "cannot change roleRef",
-        ));
+        ctx.push(FieldError::invalid("roleRef", show(role_ref), "cannot change roleRef"));
     }
 }
 
 fn priority_class(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     match obj.get("value").and_then(Value::as_i64) {
         None => ctx.push(FieldError::required("value", "")),
-        Some(v) if v > HIGHEST_USER_PRIORITY && !name.starts_with("system-") => {
-            ctx.push(FieldError::forbidden(
-                "value",
-                format!(
-                    "maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"
-                ),
-            ))
-        }
+        Some(v) if v > HIGHEST_USER_PRIORITY && !name.starts_with("system-") => ctx.push(FieldError::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+        )),
         _ => {}
     }
-    ctx.one_of(
-        "preemptionPolicy",
-        obj.get("preemptionPolicy"),
-        &["Never", "PreemptLowerPriority"],
-    );
+    ctx.one_of("preemptionPolicy", obj.get("preemptionPolicy"), &["Never", "PreemptLowerPriority"]);
     if let Some(old) = old {
         if old.get("value") != obj.get("value") {
-            ctx.push(FieldError::forbidden(
-                "value",
-                "may not be changed in an update.",
-            ));
+            ctx.push(FieldError::forbidden("value", "may not be changed in an update."));
         }
-        if old.get("preemptionPolicy") != obj.get("preemptionPolicy")
-            && obj.get("preemptionPolicy").is_some()
-        {
-            ctx.immutable(
-                obj.get("preemptionPolicy"),
-                old.get("preemptionPolicy"),
-                "preemptionPolicy",
-            );
+        if old.get("preemptionPolicy") != obj.get("preemptionPolicy") && obj.get("preemptionPolicy").is_some() {
+            ctx.immutable(obj.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy");
         }
     }
 }
@@ -470,30 +326,10 @@ mod tests {
 
     #[test]
     fn services() {
-        check(
-            "/v1/services",
-            obj(json!({"spec": {"ports": [{"port": 80}]}})),
-            None,
-            &[],
-        );
-        check(
-            "/v1/services",
-            obj(json!({"spec": {}})),
-            None,
-            &["spec.ports: Required value"],
-        );
-        check(
-            "/v1/services",
-            obj(json!({"spec": {"clusterIP": "None"}})),
-            None,
-            &[],
-        );
-        check(
-            "/v1/services",
-            obj(json!({"spec": {"type": "ExternalName", "externalName": "example.com"}})),
-            None,
-            &[],
-        );
+        check("/v1/services", obj(json!({"spec": {"ports": [{"port": 80}]}})), None, &[]);
+        check("/v1/services", obj(json!({"spec": {}})), None, &["spec.ports: Required value"]);
+        check("/v1/services", obj(json!({"spec": {"clusterIP": "None"}})), None, &[]);
+        check("/v1/services", obj(json!({"spec": {"type": "ExternalName", "externalName": "example.com"}})), None, &[]);
         check(
             "/v1/services",
             obj(json!({"spec": {"type": "ExternalName"}})),
@@ -511,14 +347,9 @@ mod tests {
         );
         check(
             "/v1/services",
-            obj(
-                json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}, {"port": 82}]}}),
-            ),
+            obj(json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 81, "name": "a"}, {"port": 82}]}})),
             None,
-            &[
-                r#"spec.ports[1].name: Duplicate value: "a""#,
-                "spec.ports[2].name: Required value",
-            ],
+            &[r#"spec.ports[1].name: Duplicate value: "a""#, "spec.ports[2].name: Required value"],
         );
         check(
             "/v1/services",
@@ -531,21 +362,14 @@ mod tests {
         check(
             "/v1/services",
             obj(json!({"spec": {"clusterIP": "10.0.0.2", "ports": [{"port": 80}]}})),
-            Some(obj(
-                json!({"spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}}),
-            )),
+            Some(obj(json!({"spec": {"clusterIP": "10.0.0.1", "ports": [{"port": 80}]}}))),
             &[r#"spec.clusterIPs[0]: Invalid value: "10.0.0.2": may not change once set"#],
         );
     }
 
     #[test]
     fn configmaps_and_secrets() {
-        check(
-            "/v1/configmaps",
-            obj(json!({"data": {"a.b": "1", "C_D": "2"}})),
-            None,
-            &[],
-        );
+        check("/v1/configmaps", obj(json!({"data": {"a.b": "1", "C_D": "2"}})), None, &[]);
         check(
             "/v1/configmaps",
             obj(json!({"data": {"a/b": "1"}})),
@@ -601,23 +425,11 @@ mod tests {
             ],
         );
         let rb = |role: &str| {
-            obj(
-                json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                "subjects": [{"kind": "ServiceAccount", "name": "default"}, {"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}),
-            )
+            obj(json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": "default"}, {"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}))
         };
-        check(
-            "rbac.authorization.k8s.io/v1/rolebindings",
-            rb("r"),
-            None,
-            &[],
-        );
-        check(
-            "rbac.authorization.k8s.io/v1/rolebindings",
-            rb(""),
-            None,
-            &["roleRef.name: Required value"],
-        );
+        check("rbac.authorization.k8s.io/v1/rolebindings", rb("r"), None, &[]);
+        check("rbac.authorization.k8s.io/v1/rolebindings", rb(""), None, &["roleRef.name: Required value"]);
         check(
             "rbac.authorization.k8s.io/v1/rolebindings",
             rb("other"),
@@ -645,12 +457,7 @@ mod tests {
             None,
             &["spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"],
         );
-        check(
-            "scheduling.k8s.io/v1/priorityclasses",
-            json!({"metadata": {"name": "high"}, "value": 1000}),
-            None,
-            &[],
-        );
+        check("scheduling.k8s.io/v1/priorityclasses", json!({"metadata": {"name": "high"}, "value": 1000}), None, &[]);
         check(
             "scheduling.k8s.io/v1/priorityclasses",
             json!({"metadata": {"name": "high"}, "value": 2000000000}),

@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::duplicate;
-use super::{
-    Ctx, is_dns1123_label, is_env_var_name, is_port_name, is_valid_port, parse_quantity, quote,
-};
+use super::{Ctx, is_dns1123_label, is_env_var_name, is_port_name, is_valid_port, parse_quantity, quote};
 use crate::field_error::FieldError;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
@@ -60,28 +58,18 @@ pub(super) fn validate_pod(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) 
 
 /// Validates a pod template at `path`: its labels and its spec, with the restart
 /// policy limited to `restart_policies` when not empty.
-pub(super) fn validate_template(
-    ctx: &mut Ctx<'_>,
-    template: Option<&Value>,
-    path: &str,
-    restart_policies: &[&str],
-) {
+pub(super) fn validate_template(ctx: &mut Ctx<'_>, template: Option<&Value>, path: &str, restart_policies: &[&str]) {
     let Some(template) = template.filter(|t| !t.is_null()) else {
         ctx.push(FieldError::required(path, ""));
         return;
     };
-    ctx.labels(
-        template.pointer("/metadata/labels"),
-        &format!("{path}.metadata.labels"),
-    );
+    ctx.labels(template.pointer("/metadata/labels"), &format!("{path}.metadata.labels"));
     let spec = template.get("spec").unwrap_or(&Value::Null);
     validate_pod_spec(ctx, spec, &format!("{path}.spec"), restart_policies);
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -89,22 +77,14 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// Validates a pod spec at `path`.
-pub(super) fn validate_pod_spec(
-    ctx: &mut Ctx<'_>,
-    spec: &Value,
-    path: &str,
-    restart_policies: &[&str],
-) {
+pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, restart_policies: &[&str]) {
     let volumes = validate_volumes(ctx, spec, path);
     let mut names = HashSet::new();
     let containers = array(spec, "containers");
     if containers.is_empty() {
         ctx.push(FieldError::required(format!("{path}.containers"), ""));
     }
-    for (kind, list) in [
-        ("containers", containers),
-        ("initContainers", array(spec, "initContainers")),
-    ] {
+    for (kind, list) in [("containers", containers), ("initContainers", array(spec, "initContainers"))] {
         for (i, c) in list.iter().enumerate() {
             validate_container(ctx, c, &format!("{path}.{kind}[{i}]"), &mut names, &volumes);
         }
@@ -116,17 +96,9 @@ pub(super) fn validate_pod_spec(
         && RESTART_POLICIES.contains(&r)
         && !restart_policies.contains(&r)
     {
-        ctx.push(FieldError::not_supported(
-            format!("{path}.restartPolicy"),
-            quote(r),
-            restart_policies,
-        ));
+        ctx.push(FieldError::not_supported(format!("{path}.restartPolicy"), quote(r), restart_policies));
     }
-    ctx.one_of(
-        &format!("{path}.dnsPolicy"),
-        spec.get("dnsPolicy"),
-        DNS_POLICIES,
-    );
+    ctx.one_of(&format!("{path}.dnsPolicy"), spec.get("dnsPolicy"), DNS_POLICIES);
     ctx.non_negative(spec, "terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"));
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && n <= 0
@@ -139,19 +111,11 @@ pub(super) fn validate_pod_spec(
     }
     let node_name = text(spec, "nodeName");
     if !node_name.is_empty() {
-        ctx.check_str(
-            &format!("{path}.nodeName"),
-            node_name,
-            super::is_dns1123_subdomain,
-        );
+        ctx.check_str(&format!("{path}.nodeName"), node_name, super::is_dns1123_subdomain);
     }
     let sa = text(spec, "serviceAccountName");
     if !sa.is_empty() {
-        ctx.check_str(
-            &format!("{path}.serviceAccountName"),
-            sa,
-            super::is_dns1123_subdomain,
-        );
+        ctx.check_str(&format!("{path}.serviceAccountName"), sa, super::is_dns1123_subdomain);
     }
     ctx.labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"));
 }
@@ -169,17 +133,11 @@ fn validate_volumes(ctx: &mut Ctx<'_>, spec: &Value, path: &str) -> HashSet<Stri
                 ctx.push(duplicate(format!("{vpath}.name"), name));
             }
         }
-        let sources = VOLUME_SOURCES
-            .iter()
-            .filter(|s| v.get(**s).is_some_and(|x| !x.is_null()))
-            .count();
+        let sources = VOLUME_SOURCES.iter().filter(|s| v.get(**s).is_some_and(|x| !x.is_null())).count();
         if sources == 0 {
             ctx.push(FieldError::required(vpath, "must specify a volume type"));
         } else if sources > 1 {
-            ctx.push(FieldError::forbidden(
-                vpath,
-                "may not specify more than 1 volume type",
-            ));
+            ctx.push(FieldError::forbidden(vpath, "may not specify more than 1 volume type"));
         }
     }
     names
@@ -204,11 +162,7 @@ fn validate_container(
     if text(c, "image").trim().is_empty() {
         ctx.push(FieldError::required(format!("{path}.image"), ""));
     }
-    ctx.one_of(
-        &format!("{path}.imagePullPolicy"),
-        c.get("imagePullPolicy"),
-        PULL_POLICIES,
-    );
+    ctx.one_of(&format!("{path}.imagePullPolicy"), c.get("imagePullPolicy"), PULL_POLICIES);
     let mut port_names = HashSet::new();
     for (i, p) in array(c, "ports").iter().enumerate() {
         let ppath = format!("{path}.ports[{i}]");
@@ -223,19 +177,11 @@ fn validate_container(
             None | Some(0) => ctx.push(FieldError::required(format!("{ppath}.containerPort"), "")),
             Some(n) => {
                 for msg in is_valid_port(n) {
-                    ctx.push(FieldError::invalid(
-                        format!("{ppath}.containerPort"),
-                        n,
-                        msg,
-                    ));
+                    ctx.push(FieldError::invalid(format!("{ppath}.containerPort"), n, msg));
                 }
             }
         }
-        if let Some(n) = p
-            .get("hostPort")
-            .and_then(Value::as_i64)
-            .filter(|n| *n != 0)
-        {
+        if let Some(n) = p.get("hostPort").and_then(Value::as_i64).filter(|n| *n != 0) {
             for msg in is_valid_port(n) {
                 ctx.push(FieldError::invalid(format!("{ppath}.hostPort"), n, msg));
             }
@@ -257,11 +203,7 @@ fn validate_container(
         if mname.is_empty() {
             ctx.push(FieldError::required(format!("{mpath}.name"), ""));
         } else if !volumes.contains(mname) {
-            ctx.push(FieldError::invalid(
-                format!("{mpath}.name"),
-                quote(mname),
-                "not found",
-            ));
+            ctx.push(FieldError::invalid(format!("{mpath}.name"), quote(mname), "not found"));
         }
         if text(m, "mountPath").is_empty() {
             ctx.push(FieldError::required(format!("{mpath}.mountPath"), ""));
@@ -329,11 +271,7 @@ fn mutable_view(spec: &Value, from: &Value) -> Value {
             }
         }
     }
-    for key in [
-        "activeDeadlineSeconds",
-        "tolerations",
-        "terminationGracePeriodSeconds",
-    ] {
+    for key in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
         match from.get(key) {
             Some(v) => obj.insert(key.into(), v.clone()),
             None => obj.remove(key),
@@ -358,12 +296,9 @@ fn validate_pod_spec_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
             "existing toleration can not be modified except its tolerationSeconds",
         ));
     }
-    if let (Some(old_d), new_d) = (
-        old_spec
-            .get("activeDeadlineSeconds")
-            .and_then(Value::as_i64),
-        spec.get("activeDeadlineSeconds"),
-    ) {
+    if let (Some(old_d), new_d) =
+        (old_spec.get("activeDeadlineSeconds").and_then(Value::as_i64), spec.get("activeDeadlineSeconds"))
+    {
         match new_d.and_then(Value::as_i64) {
             None => ctx.push(FieldError::invalid(
                 "spec.activeDeadlineSeconds",
@@ -392,18 +327,8 @@ mod tests {
 
     #[test]
     fn containers() {
-        check(
-            "/v1/pods",
-            pod(json!({"containers": [{"name": "c", "image": "nginx"}]})),
-            None,
-            &[],
-        );
-        check(
-            "/v1/pods",
-            pod(json!({})),
-            None,
-            &["spec.containers: Required value"],
-        );
+        check("/v1/pods", pod(json!({"containers": [{"name": "c", "image": "nginx"}]})), None, &[]);
+        check("/v1/pods", pod(json!({})), None, &["spec.containers: Required value"]);
         check(
             "/v1/pods",
             json!({"metadata": {"name": "p", "namespace": "d"}}),
@@ -418,14 +343,9 @@ mod tests {
         );
         check(
             "/v1/pods",
-            pod(
-                json!({"containers": [{"name": "c"}], "initContainers": [{"name": "c", "image": "x"}]}),
-            ),
+            pod(json!({"containers": [{"name": "c"}], "initContainers": [{"name": "c", "image": "x"}]})),
             None,
-            &[
-                "spec.containers[0].image: Required value",
-                r#"spec.initContainers[0].name: Duplicate value: "c""#,
-            ],
+            &["spec.containers[0].image: Required value", r#"spec.initContainers[0].name: Duplicate value: "c""#],
         );
         check(
             "/v1/pods",
@@ -435,9 +355,7 @@ mod tests {
         );
         check(
             "/v1/pods",
-            pod(
-                json!({"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]}),
-            ),
+            pod(json!({"containers": [{"name": "c", "image": "x", "imagePullPolicy": "Sometimes"}]})),
             None,
             &[
                 r#"spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#,
@@ -447,15 +365,8 @@ mod tests {
 
     #[test]
     fn ports() {
-        let c = |ports: Value| {
-            pod(json!({"containers": [{"name": "c", "image": "x", "ports": ports}]}))
-        };
-        check(
-            "/v1/pods",
-            c(json!([{"containerPort": 80, "name": "http", "protocol": "UDP"}])),
-            None,
-            &[],
-        );
+        let c = |ports: Value| pod(json!({"containers": [{"name": "c", "image": "x", "ports": ports}]}));
+        check("/v1/pods", c(json!([{"containerPort": 80, "name": "http", "protocol": "UDP"}])), None, &[]);
         check(
             "/v1/pods",
             c(json!([{"containerPort": 0}])),
@@ -488,9 +399,7 @@ mod tests {
             "/v1/pods",
             c(json!([{"containerPort": 80, "hostPort": -1}])),
             None,
-            &[
-                "spec.containers[0].ports[0].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive",
-            ],
+            &["spec.containers[0].ports[0].hostPort: Invalid value: -1: must be between 1 and 65535, inclusive"],
         );
     }
 
@@ -521,9 +430,7 @@ mod tests {
         );
         check(
             "/v1/pods",
-            pod(
-                json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A=B"}, {"value": "v"}]}]}),
-            ),
+            pod(json!({"containers": [{"name": "c", "image": "x", "env": [{"name": "A=B"}, {"value": "v"}]}]})),
             None,
             &[
                 r#"spec.containers[0].env[0].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#,
@@ -550,9 +457,7 @@ mod tests {
         );
         check(
             "/v1/pods",
-            pod(
-                json!({"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "lots"}}}]}),
-            ),
+            pod(json!({"containers": [{"name": "c", "image": "x", "resources": {"limits": {"cpu": "lots"}}}]})),
             None,
             &[
                 r#"spec.containers[0].resources.limits[cpu]: Invalid value: "lots": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"#,
@@ -582,9 +487,7 @@ mod tests {
             "/v1/pods",
             base(json!({"terminationGracePeriodSeconds": -5})),
             None,
-            &[
-                "spec.terminationGracePeriodSeconds: Invalid value: -5: must be greater than or equal to 0",
-            ],
+            &["spec.terminationGracePeriodSeconds: Invalid value: -5: must be greater than or equal to 0"],
         );
     }
 
@@ -608,12 +511,14 @@ mod tests {
         let errs: Vec<String> = {
             let res = crate::registry::find_builtin("", "v1", "pods").expect("pods");
             let new = pod(json!({"containers": [{"name": "c", "image": "a"}], "nodeName": "n2"}));
-            crate::validation::validate(res, &new, Some(&old))
-                .iter()
-                .map(ToString::to_string)
-                .collect()
+            crate::validation::validate(res, &new, Some(&old)).iter().map(ToString::to_string).collect()
         };
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"
+            ),
+            "{errs:?}"
+        );
     }
 }

@@ -19,16 +19,8 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, kind: &str, obj: &Value, old: Option<&
             }
             ctx.non_negative(spec, "minReadySeconds", "spec.minReadySeconds");
             ctx.non_negative(spec, "revisionHistoryLimit", "spec.revisionHistoryLimit");
-            let template_labels = spec
-                .pointer("/template/metadata/labels")
-                .and_then(Value::as_object);
-            label_selector(
-                ctx,
-                spec.get("selector"),
-                template_labels,
-                &kind.to_ascii_lowercase(),
-                true,
-            );
+            let template_labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
+            label_selector(ctx, spec.get("selector"), template_labels, &kind.to_ascii_lowercase(), true);
             validate_template(ctx, spec.get("template"), "spec.template", &["Always"]);
             match kind {
                 "Deployment" => deployment_strategy(ctx, spec),
@@ -43,9 +35,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, kind: &str, obj: &Value, old: Option<&
                         spec.pointer("/updateStrategy/type"),
                         &["RollingUpdate", "OnDelete"],
                     );
-                    if let Some(p) = spec
-                        .pointer("/updateStrategy/rollingUpdate/partition")
-                        .and_then(Value::as_i64)
+                    if let Some(p) = spec.pointer("/updateStrategy/rollingUpdate/partition").and_then(Value::as_i64)
                         && p < 0
                     {
                         ctx.push(FieldError::invalid(
@@ -77,20 +67,13 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, kind: &str, obj: &Value, old: Option<&
         "ReplicationController" => {
             ctx.non_negative(spec, "replicas", "spec.replicas");
             ctx.non_negative(spec, "minReadySeconds", "spec.minReadySeconds");
-            let selector = spec
-                .get("selector")
-                .and_then(Value::as_object)
-                .filter(|m| !m.is_empty());
+            let selector = spec.get("selector").and_then(Value::as_object).filter(|m| !m.is_empty());
             match selector {
                 None => ctx.push(FieldError::required("spec.selector", "")),
                 Some(sel) => {
                     ctx.labels(spec.get("selector"), "spec.selector");
-                    let labels = spec
-                        .pointer("/template/metadata/labels")
-                        .and_then(Value::as_object);
-                    let matches = sel
-                        .iter()
-                        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                    let labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
+                    let matches = sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
                     if !matches {
                         ctx.push(mismatch(labels));
                     }
@@ -103,18 +86,10 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, kind: &str, obj: &Value, old: Option<&
             if let Some(old_spec) = old_spec {
                 ctx.immutable_selector(spec.get("selector"), old_spec.get("selector"));
                 if spec.get("template") != old_spec.get("template") {
-                    ctx.push(FieldError::invalid(
-                        "spec.template",
-                        "core.PodTemplateSpec{...}",
-                        "field is immutable",
-                    ));
+                    ctx.push(FieldError::invalid("spec.template", "core.PodTemplateSpec{...}", "field is immutable"));
                 }
                 if spec.get("completionMode") != old_spec.get("completionMode") {
-                    ctx.immutable(
-                        spec.get("completionMode"),
-                        old_spec.get("completionMode"),
-                        "spec.completionMode",
-                    );
+                    ctx.immutable(spec.get("completionMode"), old_spec.get("completionMode"), "spec.completionMode");
                 }
             }
         }
@@ -127,16 +102,8 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, kind: &str, obj: &Value, old: Option<&
                     }
                 }
             }
-            ctx.one_of(
-                "spec.concurrencyPolicy",
-                spec.get("concurrencyPolicy"),
-                &["Allow", "Forbid", "Replace"],
-            );
-            for key in [
-                "startingDeadlineSeconds",
-                "successfulJobsHistoryLimit",
-                "failedJobsHistoryLimit",
-            ] {
+            ctx.one_of("spec.concurrencyPolicy", spec.get("concurrencyPolicy"), &["Allow", "Forbid", "Replace"]);
+            for key in ["startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
                 ctx.non_negative(spec, key, &format!("spec.{key}"));
             }
             let job_spec = spec.pointer("/jobTemplate/spec").unwrap_or(&Value::Null);
@@ -182,17 +149,9 @@ fn label_selector(
         return;
     };
     match LabelSelector::from_label_selector(sel) {
-        Err(e) => ctx.push(FieldError::invalid(
-            "spec.selector",
-            show(sel),
-            e.to_string(),
-        )),
+        Err(e) => ctx.push(FieldError::invalid("spec.selector", show(sel), e.to_string())),
         Ok(parsed) if parsed.is_empty() => {
-            ctx.push(FieldError::invalid(
-                "spec.selector",
-                "\"null\"",
-                format!("empty selector is invalid for {what}"),
-            ));
+            ctx.push(FieldError::invalid("spec.selector", "\"null\"", format!("empty selector is invalid for {what}")));
         }
         Ok(parsed) => {
             if !parsed.matches(labels.unwrap_or(&Map::new())) {
@@ -207,11 +166,7 @@ fn deployment_strategy(ctx: &mut Ctx<'_>, spec: &Value) {
         return;
     };
     let kind = strategy.get("type").and_then(Value::as_str);
-    ctx.one_of(
-        "spec.strategy.type",
-        strategy.get("type"),
-        &["Recreate", "RollingUpdate"],
-    );
+    ctx.one_of("spec.strategy.type", strategy.get("type"), &["Recreate", "RollingUpdate"]);
     let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
     if kind == Some("Recreate") && rolling.is_some() {
         ctx.push(FieldError::forbidden(
@@ -221,21 +176,13 @@ fn deployment_strategy(ctx: &mut Ctx<'_>, spec: &Value) {
     } else if let Some(ru) = rolling {
         surge_unavailable(ctx, ru, "spec.strategy.rollingUpdate");
     }
-    ctx.non_negative(
-        spec,
-        "progressDeadlineSeconds",
-        "spec.progressDeadlineSeconds",
-    );
+    ctx.non_negative(spec, "progressDeadlineSeconds", "spec.progressDeadlineSeconds");
     if let (Some(p), Some(m)) = (
         spec.get("progressDeadlineSeconds").and_then(Value::as_i64),
         spec.get("minReadySeconds").and_then(Value::as_i64),
     ) && p <= m
     {
-        ctx.push(FieldError::invalid(
-            "spec.progressDeadlineSeconds",
-            p,
-            "must be greater than minReadySeconds",
-        ));
+        ctx.push(FieldError::invalid("spec.progressDeadlineSeconds", p, "must be greater than minReadySeconds"));
     }
 }
 
@@ -245,56 +192,39 @@ fn int_or_percent(ctx: &mut Ctx<'_>, v: &Value, field: &str) -> bool {
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(-1);
             if n < 0 {
-                ctx.push(FieldError::invalid(
-                    field,
-                    n,
-                    "must be greater than or equal to 0",
-                ));
+                ctx.push(FieldError::invalid(field, n, "must be greater than or equal to 0"));
             }
             n == 0
         }
-        Value::String(s) => match s
-            .strip_suffix('%')
-            .filter(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()))
-        {
-            None => {
-                ctx.push(FieldError::invalid(
+        Value::String(s) => {
+            match s.strip_suffix('%').filter(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())) {
+                None => {
+                    ctx.push(FieldError::invalid(
                     field,
                     quote(s),
                     "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
                 ));
-                false
-            }
-            Some(d) => {
-                let n: u64 = d.parse().unwrap_or(u64::MAX);
-                if n > 100 {
-                    ctx.push(FieldError::invalid(
-                        field,
-                        quote(s),
-                        "must not be greater than 100%",
-                    ));
+                    false
                 }
-                n == 0
+                Some(d) => {
+                    let n: u64 = d.parse().unwrap_or(u64::MAX);
+                    if n > 100 {
+                        ctx.push(FieldError::invalid(field, quote(s), "must not be greater than 100%"));
+                    }
+                    n == 0
+                }
             }
-        },
+        }
         _ => false,
     }
 }
 
 fn surge_unavailable(ctx: &mut Ctx<'_>, ru: &Value, path: &str) {
-    let unavailable_zero = ru
-        .get("maxUnavailable")
-        .map(|v| int_or_percent(ctx, v, &format!("{path}.maxUnavailable")));
-    let surge_zero = ru
-        .get("maxSurge")
-        .map(|v| int_or_percent(ctx, v, &format!("{path}.maxSurge")));
+    let unavailable_zero = ru.get("maxUnavailable").map(|v| int_or_percent(ctx, v, &format!("{path}.maxUnavailable")));
+    let surge_zero = ru.get("maxSurge").map(|v| int_or_percent(ctx, v, &format!("{path}.maxSurge")));
     if unavailable_zero == Some(true) && surge_zero.unwrap_or(true) {
         let shown = ru.get("maxUnavailable").map(show).unwrap_or_default();
-        ctx.push(FieldError::invalid(
-            format!("{path}.maxUnavailable"),
-            shown,
-            "may not be 0 when `maxSurge` is 0",
-        ));
+        ctx.push(FieldError::invalid(format!("{path}.maxUnavailable"), shown, "may not be 0 when `maxSurge` is 0"));
     }
 }
 
@@ -325,28 +255,15 @@ fn statefulset_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
 }
 
 fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
-    for key in [
-        "parallelism",
-        "completions",
-        "backoffLimit",
-        "ttlSecondsAfterFinished",
-    ] {
+    for key in ["parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"] {
         ctx.non_negative(spec, key, &format!("{path}.{key}"));
     }
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && n <= 0
     {
-        ctx.push(FieldError::invalid(
-            format!("{path}.activeDeadlineSeconds"),
-            n,
-            "must be greater than or equal to 0",
-        ));
+        ctx.push(FieldError::invalid(format!("{path}.activeDeadlineSeconds"), n, "must be greater than or equal to 0"));
     }
-    ctx.one_of(
-        &format!("{path}.completionMode"),
-        spec.get("completionMode"),
-        &["NonIndexed", "Indexed"],
-    );
+    ctx.one_of(&format!("{path}.completionMode"), spec.get("completionMode"), &["NonIndexed", "Indexed"]);
     ctx.one_of(
         &format!("{path}.podReplacementPolicy"),
         spec.get("podReplacementPolicy"),
@@ -355,22 +272,15 @@ fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
     if spec.get("completionMode").and_then(Value::as_str) == Some("Indexed")
         && spec.get("completions").is_none_or(Value::is_null)
     {
-        ctx.push(FieldError::required(
-            format!("{path}.completions"),
-            "when completion mode is Indexed",
-        ));
+        ctx.push(FieldError::required(format!("{path}.completions"), "when completion mode is Indexed"));
     }
-    let labels = spec
-        .pointer("/template/metadata/labels")
-        .and_then(Value::as_object);
+    let labels = spec.pointer("/template/metadata/labels").and_then(Value::as_object);
     let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
     label_selector(ctx, spec.get("selector"), labels, "job", manual);
     let template_path = format!("{path}.template");
     let template = spec.get("template").filter(|t| !t.is_null());
     validate_template(ctx, template, &template_path, &[]);
-    if let Some(r) = template
-        .and_then(|t| t.pointer("/spec/restartPolicy"))
-        .and_then(Value::as_str)
+    if let Some(r) = template.and_then(|t| t.pointer("/spec/restartPolicy")).and_then(Value::as_str)
         && r == "Always"
     {
         ctx.push(FieldError::not_supported(
@@ -378,11 +288,7 @@ fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
             quote(r),
             &["OnFailure", "Never"],
         ));
-    } else if template.is_some()
-        && template
-            .and_then(|t| t.pointer("/spec/restartPolicy"))
-            .is_none()
-    {
+    } else if template.is_some() && template.and_then(|t| t.pointer("/spec/restartPolicy")).is_none() {
         ctx.push(FieldError::required(
             format!("{template_path}.spec.restartPolicy"),
             "valid values: \"OnFailure\", \"Never\"",
@@ -398,32 +304,19 @@ pub(crate) fn check_cron(schedule: &str) -> Result<(), String> {
     }
     if let Some(desc) = s.strip_prefix('@') {
         return match desc {
-            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => {
-                Ok(())
-            }
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
             d if d.starts_with("every ") => Ok(()),
             _ => Err(format!("unrecognized descriptor: {s}")),
         };
     }
     let fields: Vec<&str> = s.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: {}",
-            fields.len(),
-            s
-        ));
+        return Err(format!("expected exactly 5 fields, found {}: {}", fields.len(), s));
     }
-    const MONTHS: &[&str] = &[
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+    const MONTHS: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    let bounds: [(u32, u32, &[&str], u32); 5] = [
-        (0, 59, &[], 0),
-        (0, 23, &[], 0),
-        (1, 31, &[], 0),
-        (1, 12, MONTHS, 1),
-        (0, 6, DAYS, 0),
-    ];
+    let bounds: [(u32, u32, &[&str], u32); 5] =
+        [(0, 59, &[], 0), (0, 23, &[], 0), (1, 31, &[], 0), (1, 12, MONTHS, 1), (0, 6, DAYS, 0)];
     for (field, (min, max, names, name_base)) in fields.iter().zip(bounds) {
         for part in field.split(',') {
             let (range, step) = match part.split_once('/') {
@@ -444,8 +337,7 @@ pub(crate) fn check_cron(schedule: &str) -> Result<(), String> {
                 if let Some(i) = names.iter().position(|n| *n == lower) {
                     return Ok(i as u32 + name_base);
                 }
-                t.parse::<u32>()
-                    .map_err(|_| format!("failed to parse int from {t}: invalid syntax"))
+                t.parse::<u32>().map_err(|_| format!("failed to parse int from {t}: invalid syntax"))
             };
             let (lo, hi) = match range.split_once('-') {
                 Some((a, b)) => (number(a)?, number(b)?),
@@ -455,17 +347,13 @@ pub(crate) fn check_cron(schedule: &str) -> Result<(), String> {
                 }
             };
             if lo < min {
-                return Err(format!(
-                    "beginning of range ({lo}) below minimum ({min}): {part}"
-                ));
+                return Err(format!("beginning of range ({lo}) below minimum ({min}): {part}"));
             }
             if hi > max {
                 return Err(format!("end of range ({hi}) above maximum ({max}): {part}"));
             }
             if lo > hi {
-                return Err(format!(
-                    "beginning of range ({lo}) beyond end of range ({hi}): {part}"
-                ));
+                return Err(format!("beginning of range ({lo}) beyond end of range ({hi}): {part}"));
             }
         }
     }
@@ -489,9 +377,7 @@ mod tests {
 
     #[test]
     fn deployments() {
-        let ok = deploy(
-            json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"}))}),
-        );
+        let ok = deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"}))}));
         check("apps/v1/deployments", ok.clone(), None, &[]);
         check(
             "apps/v1/deployments",
@@ -501,9 +387,7 @@ mod tests {
         );
         check(
             "apps/v1/deployments",
-            deploy(
-                json!({"selector": {"matchLabels": {"app": "b"}}, "template": template(json!({"app": "a"}))}),
-            ),
+            deploy(json!({"selector": {"matchLabels": {"app": "b"}}, "template": template(json!({"app": "a"}))})),
             None,
             &[
                 r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"a"}: `selector` does not match template `labels`"#,
@@ -525,32 +409,22 @@ mod tests {
         );
         check(
             "apps/v1/deployments",
-            deploy(
-                json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}}),
-            ),
+            deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}})),
             None,
-            &[
-                r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "0%": may not be 0 when `maxSurge` is 0"#,
-            ],
+            &[r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "0%": may not be 0 when `maxSurge` is 0"#],
         );
         check(
             "apps/v1/deployments",
-            deploy(
-                json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
-                "strategy": {"type": "Fast"}}),
-            ),
+            deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
+                "strategy": {"type": "Fast"}})),
             None,
-            &[
-                r#"spec.strategy.type: Unsupported value: "Fast": supported values: "Recreate", "RollingUpdate""#,
-            ],
+            &[r#"spec.strategy.type: Unsupported value: "Fast": supported values: "Recreate", "RollingUpdate""#],
         );
         check(
             "apps/v1/deployments",
-            deploy(
-                json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "150%", "maxUnavailable": "x"}}}),
-            ),
+            deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "150%", "maxUnavailable": "x"}}})),
             None,
             &[
                 r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "x": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"#,
@@ -559,14 +433,10 @@ mod tests {
         );
         check(
             "apps/v1/deployments",
-            deploy(
-                json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
-                "strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}}),
-            ),
+            deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"})),
+                "strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}})),
             None,
-            &[
-                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
-            ],
+            &["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"],
         );
         let mut never = template(json!({"app": "a"}));
         never["spec"]["restartPolicy"] = json!("Never");
@@ -574,52 +444,36 @@ mod tests {
             "apps/v1/deployments",
             deploy(json!({"selector": {"matchLabels": {"app": "a"}}, "template": never})),
             None,
-            &[
-                r#"spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always""#,
-            ],
+            &[r#"spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always""#],
         );
-        let moved = deploy(
-            json!({"selector": {"matchLabels": {"app": "b"}}, "template": template(json!({"app": "b"}))}),
-        );
+        let moved =
+            deploy(json!({"selector": {"matchLabels": {"app": "b"}}, "template": template(json!({"app": "b"}))}));
         check(
             "apps/v1/deployments",
             moved,
             Some(ok),
-            &[
-                r#"spec.selector: Invalid value: v1.LabelSelector{"matchLabels":{"app":"b"}}: field is immutable"#,
-            ],
+            &[r#"spec.selector: Invalid value: v1.LabelSelector{"matchLabels":{"app":"b"}}: field is immutable"#],
         );
     }
 
     #[test]
     fn other_apps() {
         let sts = |extra: Value| {
-            let mut spec = json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"}))});
+            let mut spec =
+                json!({"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"}))});
             if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
                 s.extend(e.clone());
             }
             deploy(spec)
         };
-        check(
-            "apps/v1/statefulsets",
-            sts(json!({"serviceName": "s"})),
-            None,
-            &[],
-        );
+        check("apps/v1/statefulsets", sts(json!({"serviceName": "s"})), None, &[]);
         check(
             "apps/v1/statefulsets",
             sts(json!({"podManagementPolicy": "Random"})),
             None,
-            &[
-                r#"spec.podManagementPolicy: Unsupported value: "Random": supported values: "OrderedReady", "Parallel""#,
-            ],
+            &[r#"spec.podManagementPolicy: Unsupported value: "Random": supported values: "OrderedReady", "Parallel""#],
         );
-        check(
-            "apps/v1/statefulsets",
-            sts(json!({"replicas": 5})),
-            Some(sts(json!({"replicas": 1}))),
-            &[],
-        );
+        check("apps/v1/statefulsets", sts(json!({"replicas": 5})), Some(sts(json!({"replicas": 1}))), &[]);
         check(
             "apps/v1/statefulsets",
             sts(json!({"serviceName": "b"})),
@@ -634,9 +488,7 @@ mod tests {
                 json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}}),
             ),
             None,
-            &[
-                "spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0",
-            ],
+            &["spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"],
         );
         check("apps/v1/replicasets", sts(json!({})), None, &[]);
         check(
@@ -685,15 +537,11 @@ mod tests {
             "batch/v1/jobs",
             deploy(json!({"template": job_template(None)})),
             None,
-            &[
-                r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#,
-            ],
+            &[r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#],
         );
         check(
             "batch/v1/jobs",
-            deploy(
-                json!({"parallelism": -1, "completions": -2, "template": job_template(Some("Never"))}),
-            ),
+            deploy(json!({"parallelism": -1, "completions": -2, "template": job_template(Some("Never"))})),
             None,
             &[
                 "spec.parallelism: Invalid value: -1: must be greater than or equal to 0",
@@ -753,15 +601,9 @@ mod tests {
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
             ("x * * * *", "failed to parse int from x: invalid syntax"),
             ("*/0 * * * *", "failed to parse int from 0: invalid syntax"),
-            (
-                "5-1 * * * *",
-                "beginning of range (5) beyond end of range (1): 5-1",
-            ),
+            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
             ("@sometimes", "unrecognized descriptor: @sometimes"),
-            (
-                "TZ=UTC * * * * *",
-                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
-            ),
+            ("TZ=UTC * * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
         ];
         for (s, msg) in bad {
             assert_eq!(check_cron(s), Err(msg.to_string()), "{s}");

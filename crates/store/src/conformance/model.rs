@@ -86,10 +86,7 @@ fn value(n: usize) -> Bytes {
 /// Runs `ops` against `store` (fresh and empty) and the model, checking every result,
 /// then every past revision's range and the watch log from the oldest readable revision.
 pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
-    let mut model = Model {
-        states: vec![BTreeMap::new()],
-        ..Model::default()
-    };
+    let mut model = Model { states: vec![BTreeMap::new()], ..Model::default() };
     for (step, op) in ops.iter().enumerate() {
         let next = model.revision() + 1;
         match op {
@@ -97,10 +94,7 @@ pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
                 let key = KEYS[key % KEYS.len()];
                 let got = store.create(key, value(step)).await;
                 if model.now.contains_key(key) {
-                    assert!(
-                        matches!(got, Err(Error::AlreadyExists(_))),
-                        "step {step} {op:?}: {got:?}"
-                    );
+                    assert!(matches!(got, Err(Error::AlreadyExists(_))), "step {step} {op:?}: {got:?}");
                 } else {
                     let kv = KeyValue {
                         key: key.to_owned(),
@@ -116,8 +110,7 @@ pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
             ModelOp::Update { key, stale } => {
                 let key = KEYS[key % KEYS.len()];
                 let current = model.now.get(key).cloned();
-                let expected =
-                    current.as_ref().map_or(next, |kv| kv.mod_revision) - Revision::from(*stale);
+                let expected = current.as_ref().map_or(next, |kv| kv.mod_revision) - Revision::from(*stale);
                 let got = store.update(key, value(step), expected).await;
                 match current {
                     Some(prev) if !stale => {
@@ -128,16 +121,10 @@ pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
                             ..prev.clone()
                         };
                         assert_eq!(got.as_ref().ok(), Some(&kv), "step {step} {op:?}: {got:?}");
-                        model.commit(Event::Put {
-                            kv,
-                            prev: Some(prev),
-                        });
+                        model.commit(Event::Put { kv, prev: Some(prev) });
                     }
                     current => match got {
-                        Err(Error::Conflict {
-                            current: got_current,
-                            ..
-                        }) => {
+                        Err(Error::Conflict { current: got_current, .. }) => {
                             assert_eq!(got_current.map(|kv| *kv), current, "step {step} {op:?}");
                         }
                         other => panic!("step {step} {op:?}: {other:?}"),
@@ -147,29 +134,19 @@ pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
             ModelOp::Delete { key, stale } => {
                 let key = KEYS[key % KEYS.len()];
                 let current = model.now.get(key).cloned();
-                let expected = stale.map(|stale| {
-                    current.as_ref().map_or(1, |kv| kv.mod_revision) + Revision::from(stale)
-                });
+                let expected =
+                    stale.map(|stale| current.as_ref().map_or(1, |kv| kv.mod_revision) + Revision::from(stale));
                 let got = store.delete(key, expected).await;
                 match current {
-                    None => assert!(
-                        matches!(got, Err(Error::NotFound(_))),
-                        "step {step} {op:?}: {got:?}"
-                    ),
+                    None => assert!(matches!(got, Err(Error::NotFound(_))), "step {step} {op:?}: {got:?}"),
                     Some(current) if *stale == Some(true) => match got {
-                        Err(Error::Conflict {
-                            current: Some(got_current),
-                            ..
-                        }) => {
+                        Err(Error::Conflict { current: Some(got_current), .. }) => {
                             assert_eq!(*got_current, current, "step {step} {op:?}");
                         }
                         other => panic!("step {step} {op:?}: {other:?}"),
                     },
                     Some(current) => {
-                        let kv = KeyValue {
-                            mod_revision: next,
-                            ..current
-                        };
+                        let kv = KeyValue { mod_revision: next, ..current };
                         assert_eq!(got.as_ref().ok(), Some(&kv), "step {step} {op:?}: {got:?}");
                         model.commit(Event::Delete { kv });
                     }
@@ -180,10 +157,7 @@ pub async fn check_model(store: &dyn Store, ops: &[ModelOp]) {
                 if target < 1 {
                     continue;
                 }
-                store
-                    .compact(target)
-                    .await
-                    .unwrap_or_else(|err| panic!("step {step} compact({target}): {err}"));
+                store.compact(target).await.unwrap_or_else(|err| panic!("step {step} compact({target}): {err}"));
                 model.compacted = model.compacted.max(target);
             }
         }
@@ -199,10 +173,7 @@ async fn verify(store: &dyn Store, model: &Model) {
     for rev in 1..=current {
         let got = store.range("/m/", None, 0, Some(rev)).await;
         if rev <= model.compacted {
-            assert!(
-                matches!(got, Err(Error::Compacted { .. })),
-                "range at compacted {rev}: {got:?}"
-            );
+            assert!(matches!(got, Err(Error::Compacted { .. })), "range at compacted {rev}: {got:?}");
             continue;
         }
         let want: Vec<KeyValue> = model.states[usize::try_from(rev).unwrap_or(0)]
@@ -216,10 +187,7 @@ async fn verify(store: &dyn Store, model: &Model) {
         let mut paged = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = store
-                .range("/m/", after.as_deref(), 1, Some(rev))
-                .await
-                .unwrap();
+            let page = store.range("/m/", after.as_deref(), 1, Some(rev)).await.unwrap();
             paged.extend(page.kvs.iter().cloned());
             after = page.kvs.last().map(|kv| kv.key.clone());
             if !page.more {
@@ -231,27 +199,10 @@ async fn verify(store: &dyn Store, model: &Model) {
     let now: Vec<KeyValue> = model.now.values().cloned().collect();
     assert_eq!(store.range("", None, 0, None).await.unwrap().kvs, now);
     let from = model.compacted + 1;
-    let want: Vec<Event> = model
-        .events
-        .iter()
-        .filter(|event| event.revision() >= from)
-        .cloned()
-        .collect();
+    let want: Vec<Event> = model.events.iter().filter(|event| event.revision() >= from).cloned().collect();
     let mut watch = store.watch("", from).await.unwrap();
-    assert_eq!(
-        take_events(&mut watch, want.len()).await,
-        want,
-        "watch from {from}"
-    );
-    let nested: Vec<Event> = want
-        .iter()
-        .filter(|event| event.key().starts_with("/m/ab/"))
-        .cloned()
-        .collect();
+    assert_eq!(take_events(&mut watch, want.len()).await, want, "watch from {from}");
+    let nested: Vec<Event> = want.iter().filter(|event| event.key().starts_with("/m/ab/")).cloned().collect();
     let mut watch = store.watch("/m/ab/", from).await.unwrap();
-    assert_eq!(
-        take_events(&mut watch, nested.len()).await,
-        nested,
-        "watch /m/ab/ from {from}"
-    );
+    assert_eq!(take_events(&mut watch, nested.len()).await, nested, "watch /m/ab/ from {from}");
 }

@@ -31,30 +31,17 @@ pub(super) fn compact_rows(tx: &Transaction<'_>, from: Revision, to: Revision) -
         [from, to],
     )
     .map_err(db_err)?;
-    tx.execute(
-        "DELETE FROM kv WHERE rev > ?1 AND rev <= ?2 AND deleted = 1",
-        [from, to],
-    )
-    .map_err(db_err)?;
-    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted'", [to])
-        .map_err(db_err)?;
+    tx.execute("DELETE FROM kv WHERE rev > ?1 AND rev <= ?2 AND deleted = 1", [from, to]).map_err(db_err)?;
+    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted'", [to]).map_err(db_err)?;
     Ok(())
 }
 
 /// Compacts up to `revision` through the writer, in steps of [`STEP`] revisions.
-pub(super) fn compact_blocking(
-    requests: &mpsc::Sender<Request>,
-    revision: Revision,
-) -> Result<Revision> {
+pub(super) fn compact_blocking(requests: &mpsc::Sender<Request>, revision: Revision) -> Result<Revision> {
     loop {
         let (reply, answer) = oneshot::channel();
-        let op = Op::Compact {
-            revision,
-            max_step: STEP,
-        };
-        requests
-            .send(Request::Write { op, reply })
-            .map_err(|_| crate::Error::Closed)?;
+        let op = Op::Compact { revision, max_step: STEP };
+        requests.send(Request::Write { op, reply }).map_err(|_| crate::Error::Closed)?;
         let done = match answer.blocking_recv().map_err(|_| crate::Error::Closed)?? {
             Reply::Compacted(done) => done,
             Reply::Kv(_) => return Err(crate::Error::Backend("unexpected writer reply".into())),

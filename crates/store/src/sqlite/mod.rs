@@ -2,8 +2,8 @@
 //! group-committing writer thread, a pool of read connections, watches fed by an
 //! in-memory broadcast with replay from the database, and automatic compaction.
 //!
-//! See [`schema`] for the layout, [`writer`] for group commit and [`watch`] for the
-//! replay/live hand-over.
+//! Files: `schema` (layout), `writer` (group commit), `read` (read pool and queries),
+//! `watch` (replay/live hand-over), `compact` (compaction), `tests`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision, Store, WatchStream};
 
+mod checkpoint;
 mod compact;
 mod read;
 mod schema;
@@ -28,6 +29,9 @@ mod tests;
 
 use writer::{Op, Reply, Request};
 
+/// Most reads running at once (each on its own connection and blocking thread).
+const MAX_CONCURRENT_READS: usize = 16;
+
 /// Settings of a [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -35,18 +39,15 @@ pub struct SqliteOptions {
     pub compaction_window: Revision,
     /// How often automatic compaction runs; `Duration::ZERO` disables it.
     pub compaction_interval: Duration,
-    /// Committed event batches buffered for live watchers; a watcher further behind
-    /// catches up from the database.
+    /// Committed event batches (one per group commit) buffered for live watchers; a
+    /// watcher further behind catches up from the database. The buffer keeps the values
+    /// of these batches alive, so it bounds memory rather than correctness.
     pub watch_buffer: usize,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self {
-            compaction_window: 10_000,
-            compaction_interval: Duration::from_secs(300),
-            watch_buffer: 1024,
-        }
+        Self { compaction_window: 10_000, compaction_interval: Duration::from_secs(300), watch_buffer: 256 }
     }
 }
 
@@ -54,6 +55,8 @@ impl Default for SqliteOptions {
 struct Shared {
     /// Read connections.
     readers: read::ReadPool,
+    /// Limits concurrent reads, hence open read connections.
+    read_slots: tokio::sync::Semaphore,
     /// The last committed revision.
     revision: AtomicI64,
     /// The compacted revision.
@@ -63,6 +66,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs a read on a pooled connection on a blocking thread, at most
+    /// [`MAX_CONCURRENT_READS`] at once (each holds a connection).
+    async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self.read_slots.acquire().await.map_err(|_| Error::Closed)?;
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.readers.with(f))
+            .await
+            .map_err(|err| Error::Backend(format!("read task: {err}")))?
+    }
+
     /// Publishes a committed batch's events to live watchers.
     fn publish(&self, events: Vec<Event>) {
         if let Ok(guard) = self.events.lock()
@@ -82,18 +98,15 @@ impl Shared {
 
     /// A receiver of live events, or Closed after the writer stopped.
     fn subscribe(&self) -> Result<broadcast::Receiver<Arc<[Event]>>> {
-        let guard = self
-            .events
-            .lock()
-            .map_err(|_| Error::Backend("events lock poisoned".into()))?;
-        guard
-            .as_ref()
-            .map(broadcast::Sender::subscribe)
-            .ok_or(Error::Closed)
+        let guard = self.events.lock().map_err(|_| Error::Backend("events lock poisoned".into()))?;
+        guard.as_ref().map(broadcast::Sender::subscribe).ok_or(Error::Closed)
     }
 }
 
 /// The embedded store: one SQLite database file.
+///
+/// A write whose future is dropped after it was sent may still be committed, as with
+/// etcd: the caller cannot tell, so it must re-read before retrying a create.
 ///
 /// Dropping the store stops its threads like [`Store::close`] does, without waiting.
 pub struct SqliteStore {
@@ -101,7 +114,8 @@ pub struct SqliteStore {
     requests: mpsc::Sender<Request>,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
-    stop_compactor: Mutex<Option<mpsc::Sender<()>>>,
+    /// Dropping these stops the compactor and checkpointer threads.
+    stop_threads: Mutex<Vec<mpsc::Sender<()>>>,
 }
 
 impl SqliteStore {
@@ -115,6 +129,7 @@ impl SqliteStore {
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let shared = Arc::new(Shared {
             readers: read::ReadPool::new(path.to_path_buf()),
+            read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             events: Mutex::new(Some(events)),
@@ -132,8 +147,15 @@ impl SqliteStore {
             requests: requests.clone(),
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
-            stop_compactor: Mutex::new(None),
+            stop_threads: Mutex::new(Vec::new()),
         };
+        let checkpointer = checkpoint::open(path)?;
+        let (stop, stopped) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpointer, stopped))
+            .map_err(|err| Error::Backend(format!("cannot start checkpoint thread: {err}")))?;
+        store.stop_on_close(stop);
         if !options.compaction_interval.is_zero() {
             let (stop, stopped) = mpsc::channel();
             let window = options.compaction_window.max(1);
@@ -142,11 +164,16 @@ impl SqliteStore {
                 .name("store-compactor".into())
                 .spawn(move || compact::run_auto(shared, requests, stopped, window, interval))
                 .map_err(|err| Error::Backend(format!("cannot start compactor thread: {err}")))?;
-            if let Ok(mut slot) = store.stop_compactor.lock() {
-                *slot = Some(stop);
-            }
+            store.stop_on_close(stop);
         }
         Ok(store)
+    }
+
+    /// Keeps `stop` until close: dropping it stops a background thread.
+    fn stop_on_close(&self, stop: mpsc::Sender<()>) {
+        if let Ok(mut threads) = self.stop_threads.lock() {
+            threads.push(stop);
+        }
     }
 
     /// Sends an operation to the writer and waits for its answer.
@@ -155,9 +182,7 @@ impl SqliteStore {
             return Err(Error::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Write { op, reply })
-            .map_err(|_| Error::Closed)?;
+        self.requests.send(Request::Write { op, reply }).map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -174,19 +199,26 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.readers.with(f))
-            .await
-            .map_err(|err| Error::Backend(format!("read task: {err}")))?
+        self.shared.read(f).await
     }
 
     /// Stops the compactor and asks the writer to stop after what is queued.
     fn shutdown(&self, done: Option<oneshot::Sender<()>>) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Ok(mut stop) = self.stop_compactor.lock() {
-            stop.take();
+        if let Ok(mut stop) = self.stop_threads.lock() {
+            stop.clear();
         }
         let _ = self.requests.send(Request::Shutdown { done });
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("revision", &self.shared.revision.load(Ordering::SeqCst))
+            .field("compacted", &self.shared.compacted.load(Ordering::SeqCst))
+            .field("closed", &self.closed.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,8 +246,7 @@ impl Store for SqliteStore {
     ) -> Result<RangeResult> {
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
-        self.read(move |conn| read::range(conn, &prefix, start_after.as_deref(), limit, revision))
-            .await
+        self.read(move |conn| read::range(conn, &prefix, start_after.as_deref(), limit, revision)).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
@@ -224,30 +255,17 @@ impl Store for SqliteStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        self.write_kv(Op::Create {
-            key: key.to_owned(),
-            value,
-        })
-        .await
+        self.write_kv(Op::Create { key: key.to_owned(), value }).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
-        self.write_kv(Op::Update {
-            key: key.to_owned(),
-            value,
-            expected,
-        })
-        .await
+        self.write_kv(Op::Update { key: key.to_owned(), value, expected }).await
     }
 
     /// Deletes `key`; [`Error::NotFound`] when it does not exist (with or without a
     /// precondition), [`Error::Conflict`] when its mod revision is not `expected`.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        self.write_kv(Op::Delete {
-            key: key.to_owned(),
-            expected,
-        })
-        .await
+        self.write_kv(Op::Delete { key: key.to_owned(), expected }).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -263,10 +281,7 @@ impl Store for SqliteStore {
     /// [`Error::FutureRevision`].
     async fn compact(&self, revision: Revision) -> Result<()> {
         loop {
-            let op = Op::Compact {
-                revision,
-                max_step: compact::STEP,
-            };
+            let op = Op::Compact { revision, max_step: compact::STEP };
             match self.write(op).await? {
                 Reply::Compacted(done) if done >= revision => return Ok(()),
                 Reply::Compacted(_) => continue,
@@ -279,26 +294,13 @@ impl Store for SqliteStore {
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
         // Subscribe before reading anything, so no commit falls between replay and live.
         let live = self.shared.subscribe()?;
-        let from = if from <= 0 {
-            self.shared.revision.load(Ordering::SeqCst) + 1
-        } else {
-            from
-        };
+        let from = if from <= 0 { self.shared.revision.load(Ordering::SeqCst) + 1 } else { from };
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         if from <= compacted {
-            return Err(Error::Compacted {
-                requested: from,
-                compacted,
-            });
+            return Err(Error::Compacted { requested: from, compacted });
         }
         let (out, stream) = tokio::sync::mpsc::channel(watch::STREAM_BUFFER);
-        tokio::spawn(watch::run(
-            self.shared.clone(),
-            prefix.to_owned(),
-            from,
-            live,
-            out,
-        ));
+        tokio::spawn(watch::run(self.shared.clone(), prefix.to_owned(), from, live, out));
         Ok(Box::pin(ReceiverStream::new(stream)))
     }
 

@@ -6,13 +6,11 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::schema::{
-    EVENT_SELECT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds,
-};
+use super::schema::{EVENT_SELECT, GET_CURRENT, KV_COLUMNS, db_err, event, kv_at, meta, open_reader, prefix_bounds};
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision};
 
 /// Idle read connections kept for reuse.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 16;
 
 /// A pool of read-only connections, opened on demand.
 pub(super) struct ReadPool {
@@ -23,10 +21,7 @@ pub(super) struct ReadPool {
 impl ReadPool {
     /// A pool for the database at `path`.
     pub(super) fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Mutex::new(Vec::new()),
-        }
+        Self { path, idle: Mutex::new(Vec::new()) }
     }
 
     /// Runs `f` on a pooled connection (blocking: call from a blocking thread).
@@ -54,13 +49,8 @@ fn poisoned() -> Error {
 
 /// The current value of `key`.
 pub(super) fn get(conn: &mut Connection, key: &str) -> Result<Option<KeyValue>> {
-    let sql =
-        format!("SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1");
-    conn.prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
-                .optional()
-        })
+    conn.prepare_cached(GET_CURRENT)
+        .and_then(|mut stmt| stmt.query_row([key.as_bytes()], |row| kv_at(row, 0)).optional())
         .map_err(db_err)
 }
 
@@ -91,10 +81,7 @@ pub(super) fn range(
             return Err(Error::FutureRevision { requested, current });
         }
         Some(requested) if requested <= compacted => {
-            return Err(Error::Compacted {
-                requested,
-                compacted,
-            });
+            return Err(Error::Compacted { requested, compacted });
         }
         Some(requested) => requested,
     };
@@ -107,22 +94,18 @@ pub(super) fn range(
         lower = ">";
     }
     // One row more than asked tells whether there are more.
-    let fetch = if limit == 0 {
-        -1
-    } else {
-        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1
-    };
+    let fetch = if limit == 0 { -1 } else { i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1 };
     let sql = if at == current {
         format!(
             "SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev \
              WHERE c.key {lower} ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3"
         )
     } else {
-        // The latest row of each key at or below the revision, unless it is a tombstone.
+        // Walk the key index in key order (so LIMIT stops early), keeping each key's
+        // latest row at or below the revision, unless it is a tombstone.
         format!(
-            "SELECT {KV_COLUMNS} FROM kv WHERE kv.rev IN \
-             (SELECT MAX(h.rev) FROM kv AS h WHERE h.key {lower} ?1 AND h.key < ?2 \
-              AND h.rev <= ?4 GROUP BY h.key) \
+            "SELECT {KV_COLUMNS} FROM kv WHERE kv.key {lower} ?1 AND kv.key < ?2 AND kv.rev <= ?4 \
+             AND kv.rev = (SELECT MAX(h.rev) FROM kv AS h WHERE h.key = kv.key AND h.rev <= ?4) \
              AND kv.deleted = 0 ORDER BY kv.key LIMIT ?3"
         )
     };
@@ -132,21 +115,15 @@ pub(super) fn range(
             stmt.query_map(rusqlite::params![start, end, fetch], |row| kv_at(row, 0))
                 .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
         } else {
-            stmt.query_map(rusqlite::params![start, end, fetch, at], |row| {
-                kv_at(row, 0)
-            })
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+            stmt.query_map(rusqlite::params![start, end, fetch, at], |row| kv_at(row, 0))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
         };
         rows.map_err(db_err)?
     };
     tx.finish().map_err(db_err)?;
     let more = limit != 0 && kvs.len() > limit;
     kvs.truncate(if limit == 0 { kvs.len() } else { limit });
-    Ok(RangeResult {
-        kvs,
-        more,
-        revision: at,
-    })
+    Ok(RangeResult { kvs, more, revision: at })
 }
 
 /// A page of history for a watch: the events on keys starting with `prefix` with
@@ -162,10 +139,7 @@ pub(super) fn history(
     let current = meta(&tx, "revision")?;
     let compacted = meta(&tx, "compacted")?;
     if from <= compacted {
-        return Err(Error::Compacted {
-            requested: from,
-            compacted,
-        });
+        return Err(Error::Compacted { requested: from, compacted });
     }
     let (start, end) = prefix_bounds(prefix);
     let sql = format!(

@@ -35,11 +35,18 @@ CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0), ('schema', 1);
 ";
+
+/// The layout version recorded in `meta`; opening a database of another version fails.
+const SCHEMA_VERSION: i64 = 1;
 
 /// Columns selected for a key-value from a `kv` row aliased `kv`.
 pub(super) const KV_COLUMNS: &str = "kv.key, kv.value, kv.create_rev, kv.rev, kv.version";
+
+/// Selects the current key-value of key `?1` (columns as [`KV_COLUMNS`]).
+pub(super) const GET_CURRENT: &str = "SELECT kv.key, kv.value, kv.create_rev, kv.rev, kv.version \
+     FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1";
 
 /// Converts a database error into the store's error.
 pub(super) fn db_err(err: rusqlite::Error) -> Error {
@@ -50,30 +57,28 @@ pub(super) fn db_err(err: rusqlite::Error) -> Error {
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(db_err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Backend(format!(
-            "cannot enable WAL mode (got {mode})"
-        )));
+        return Err(Error::Backend(format!("cannot enable WAL mode (got {mode})")));
     }
     // FULL: every commit fsyncs the WAL, so an acknowledged write survives a power cut.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;")
+    // Checkpoints run on their own thread (see `checkpoint`), not inside commits.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0;")
         .map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let version = meta(&conn, "schema")?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::Backend(format!("database schema version {version}, this build knows {SCHEMA_VERSION}")));
+    }
     Ok(conn)
 }
 
 /// Opens a read-only connection to an existing database.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
-    conn.execute_batch("PRAGMA cache_size = -16384;")
-        .map_err(db_err)?;
+    conn.execute_batch("PRAGMA cache_size = -16384;").map_err(db_err)?;
     Ok(conn)
 }
 
@@ -87,9 +92,8 @@ pub(super) fn meta(conn: &Connection, name: &str) -> Result<Revision> {
 /// Decodes a key-value from five columns starting at `at` (see [`KV_COLUMNS`]).
 pub(super) fn kv_at(row: &Row<'_>, at: usize) -> rusqlite::Result<KeyValue> {
     let key: Vec<u8> = row.get(at)?;
-    let key = String::from_utf8(key).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, err.into())
-    })?;
+    let key = String::from_utf8(key)
+        .map_err(|err| rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, err.into()))?;
     let value: Vec<u8> = row.get(at + 1)?;
     Ok(KeyValue {
         key,

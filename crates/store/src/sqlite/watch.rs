@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::Shared;
 use super::read;
-use crate::{Error, Event, Result, Revision};
+use crate::{Event, Result, Revision};
 
 /// Events read from the database per query during replay.
 const PAGE: usize = 1000;
@@ -61,13 +61,8 @@ async fn replay(
     out: &mpsc::Sender<Result<Event>>,
 ) -> Result<bool> {
     loop {
-        let (pool, owned_prefix, from) = (shared.clone(), prefix.to_owned(), *next);
-        let (events, covered) = tokio::task::spawn_blocking(move || {
-            pool.readers
-                .with(|conn| read::history(conn, &owned_prefix, from, PAGE))
-        })
-        .await
-        .map_err(|err| Error::Backend(format!("watch replay task: {err}")))??;
+        let (owned_prefix, from) = (prefix.to_owned(), *next);
+        let (events, covered) = shared.read(move |conn| read::history(conn, &owned_prefix, from, PAGE)).await?;
         let full = events.len() >= PAGE;
         for event in events {
             if out.send(Ok(event)).await.is_err() {

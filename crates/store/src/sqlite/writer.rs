@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::Shared;
 use super::compact;
-use super::schema::{KV_COLUMNS, db_err, kv_at, meta};
+use super::schema::{GET_CURRENT, db_err, kv_at, meta};
 use crate::{Error, Event, KeyValue, Result, Revision};
 
 /// Most requests committed in one transaction.
@@ -23,21 +23,11 @@ pub(super) enum Op {
     /// Create a key that must not exist.
     Create { key: String, value: Bytes },
     /// Replace a key whose mod revision must be `expected`.
-    Update {
-        key: String,
-        value: Bytes,
-        expected: Revision,
-    },
+    Update { key: String, value: Bytes, expected: Revision },
     /// Delete a key, with an optional mod revision precondition.
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
+    Delete { key: String, expected: Option<Revision> },
     /// Compact history up to `revision`, at most `max_step` revisions further than now.
-    Compact {
-        revision: Revision,
-        max_step: Revision,
-    },
+    Compact { revision: Revision, max_step: Revision },
 }
 
 /// What the writer answers: a key-value, or for compaction the compacted revision.
@@ -51,10 +41,7 @@ pub(super) enum Reply {
 /// A message to the writer thread.
 pub(super) enum Request {
     /// Apply an operation and answer.
-    Write {
-        op: Op,
-        reply: oneshot::Sender<Result<Reply>>,
-    },
+    Write { op: Op, reply: oneshot::Sender<Result<Reply>> },
     /// Commit what came before, checkpoint the WAL, answer and stop.
     Shutdown { done: Option<oneshot::Sender<()>> },
 }
@@ -107,7 +94,11 @@ fn commit_batch(
     let mut events = Vec::new();
     let mut compacted = None;
     let outcome = (|| -> Result<Vec<Result<Reply>>> {
-        let tx = conn.transaction().map_err(db_err)?;
+        // IMMEDIATE takes the write lock up front; re-reading the revision inside the
+        // transaction keeps the counter right even if another process wrote the file.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        *revision = meta(&tx, "revision")?;
+        let start = *revision;
         let mut results = Vec::with_capacity(batch.len());
         for (op, _) in batch.iter() {
             let result = apply(&tx, op, revision, &mut events)?;
@@ -116,12 +107,10 @@ fn commit_batch(
             }
             results.push(result);
         }
-        if *revision != before {
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'revision'",
-                [*revision],
-            )
-            .map_err(db_err)?;
+        if *revision != start {
+            tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
+                .and_then(|mut stmt| stmt.execute([*revision]))
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(results)
@@ -151,15 +140,10 @@ fn commit_batch(
 
 /// Applies one operation inside the batch transaction. The outer error aborts the
 /// batch (database failure); the inner one is this request's own refusal.
-fn apply(
-    tx: &Transaction<'_>,
-    op: &Op,
-    revision: &mut Revision,
-    events: &mut Vec<Event>,
-) -> Result<Result<Reply>> {
+fn apply(tx: &Transaction<'_>, op: &Op, revision: &mut Revision, events: &mut Vec<Event>) -> Result<Result<Reply>> {
     match op {
         Op::Create { key, value } => {
-            if current(tx, key)?.is_some() {
+            if exists(tx, key)? {
                 return Ok(Err(Error::AlreadyExists(key.clone())));
             }
             let rev = *revision + 1;
@@ -175,25 +159,15 @@ fn apply(
                 .and_then(|mut stmt| stmt.execute(params![key.as_bytes(), rev]))
                 .map_err(db_err)?;
             *revision = rev;
-            events.push(Event::Put {
-                kv: kv.clone(),
-                prev: None,
-            });
+            events.push(Event::Put { kv: kv.clone(), prev: None });
             Ok(Ok(Reply::Kv(kv)))
         }
-        Op::Update {
-            key,
-            value,
-            expected,
-        } => {
+        Op::Update { key, value, expected } => {
             let prev = match current(tx, key)? {
                 Some(prev) if prev.mod_revision == *expected => prev,
                 other => {
                     let current = other.map(Box::new);
-                    return Ok(Err(Error::Conflict {
-                        key: key.clone(),
-                        current,
-                    }));
+                    return Ok(Err(Error::Conflict { key: key.clone(), current }));
                 }
             };
             let rev = *revision + 1;
@@ -207,10 +181,7 @@ fn apply(
             insert_row(tx, &kv, false, prev.mod_revision)?;
             set_current(tx, key, Some(rev))?;
             *revision = rev;
-            events.push(Event::Put {
-                kv: kv.clone(),
-                prev: Some(prev),
-            });
+            events.push(Event::Put { kv: kv.clone(), prev: Some(prev) });
             Ok(Ok(Reply::Kv(kv)))
         }
         Op::Delete { key, expected } => {
@@ -218,35 +189,23 @@ fn apply(
                 None => return Ok(Err(Error::NotFound(key.clone()))),
                 Some(prev) if expected.is_some_and(|want| want != prev.mod_revision) => {
                     let current = Some(Box::new(prev));
-                    return Ok(Err(Error::Conflict {
-                        key: key.clone(),
-                        current,
-                    }));
+                    return Ok(Err(Error::Conflict { key: key.clone(), current }));
                 }
                 Some(prev) => prev,
             };
             let rev = *revision + 1;
-            let kv = KeyValue {
-                mod_revision: rev,
-                ..prev.clone()
-            };
+            let kv = KeyValue { mod_revision: rev, ..prev.clone() };
             insert_row(tx, &kv, true, prev.mod_revision)?;
             set_current(tx, key, None)?;
             *revision = rev;
             events.push(Event::Delete { kv: kv.clone() });
             Ok(Ok(Reply::Kv(kv)))
         }
-        Op::Compact {
-            revision: target,
-            max_step,
-        } => {
+        Op::Compact { revision: target, max_step } => {
             let done = meta(tx, "compacted")?;
             let target = (*target).min(done.saturating_add(*max_step));
             if target > *revision {
-                return Ok(Err(Error::FutureRevision {
-                    requested: target,
-                    current: *revision,
-                }));
+                return Ok(Err(Error::FutureRevision { requested: target, current: *revision }));
             }
             if target <= done {
                 return Ok(Ok(Reply::Compacted(done)));
@@ -259,23 +218,20 @@ fn apply(
 
 /// The current value of `key` inside the transaction.
 fn current(tx: &Transaction<'_>, key: &str) -> Result<Option<KeyValue>> {
-    let sql =
-        format!("SELECT {KV_COLUMNS} FROM current AS c JOIN kv ON kv.rev = c.rev WHERE c.key = ?1");
-    tx.prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.query_row([key.as_bytes()], |row| kv_at(row, 0))
-                .optional()
-        })
+    tx.prepare_cached(GET_CURRENT)
+        .and_then(|mut stmt| stmt.query_row([key.as_bytes()], |row| kv_at(row, 0)).optional())
+        .map_err(db_err)
+}
+
+/// Whether `key` is live, without reading its value.
+fn exists(tx: &Transaction<'_>, key: &str) -> Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM current WHERE key = ?1")
+        .and_then(|mut stmt| stmt.exists([key.as_bytes()]))
         .map_err(db_err)
 }
 
 /// Appends a log row.
-fn insert_row(
-    tx: &Transaction<'_>,
-    kv: &KeyValue,
-    deleted: bool,
-    prev_rev: Revision,
-) -> Result<()> {
+fn insert_row(tx: &Transaction<'_>, kv: &KeyValue, deleted: bool, prev_rev: Revision) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO kv (rev, key, deleted, create_rev, prev_rev, version, value) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -301,9 +257,9 @@ fn set_current(tx: &Transaction<'_>, key: &str, rev: Option<Revision>) -> Result
         Some(rev) => tx
             .prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")
             .and_then(|mut stmt| stmt.execute(params![key.as_bytes(), rev])),
-        None => tx
-            .prepare_cached("DELETE FROM current WHERE key = ?1")
-            .and_then(|mut stmt| stmt.execute([key.as_bytes()])),
+        None => {
+            tx.prepare_cached("DELETE FROM current WHERE key = ?1").and_then(|mut stmt| stmt.execute([key.as_bytes()]))
+        }
     };
     result.map(drop).map_err(db_err)
 }
