@@ -42,30 +42,17 @@ fn quick_json_run_reports_every_figure() {
         .output()
         .expect("running berth bench api");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "berth bench api failed: {}\n{stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "berth bench api failed: {}\n{stderr}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
-    let object = figures
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {figures}"));
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
     for name in FIGURES {
         let value = object.get(*name).and_then(Value::as_f64);
         // A watcher can read the ADDED event before the creator reads its response: the
         // delivery latency is then 0, a real outcome, so these two may be zero.
         let may_be_zero = name.starts_with("watch_delivery_");
-        assert!(
-            value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)),
-            "{name} is {value:?} in {figures}"
-        );
+        assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
     }
-    assert_eq!(
-        object.len(),
-        FIGURES.len(),
-        "unexpected figures in {figures}"
-    );
+    assert_eq!(object.len(), FIGURES.len(), "unexpected figures in {figures}");
 }

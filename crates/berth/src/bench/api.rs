@@ -108,26 +108,16 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let mut ready = Latencies::with_capacity(sizes.starts);
     for i in 1..sizes.starts {
         progress(format!("start {i}/{}", sizes.starts));
-        let server = ServerProcess::start()
-            .await
-            .context("starting a server to time its start-up")?;
+        let server = ServerProcess::start().await.context("starting a server to time its start-up")?;
         ready.push(server.ready_after);
-        server
-            .stop()
-            .await
-            .context("stopping a server after timing its start-up")?;
+        server.stop().await.context("stopping a server after timing its start-up")?;
     }
     progress(format!("start {0}/{0} (kept for the rest)", sizes.starts));
-    let server = ServerProcess::start()
-        .await
-        .context("starting the server under test")?;
+    let server = ServerProcess::start().await.context("starting the server under test")?;
     ready.push(server.ready_after);
     let measured = measure(&server, &sizes, ready).await;
     progress("stopping the server".into());
-    let stopped = server
-        .stop()
-        .await
-        .context("stopping the server under test");
+    let stopped = server.stop().await.context("stopping the server under test");
     let figures = measured?;
     stopped?;
     if args.json {
@@ -135,11 +125,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     } else {
         let title = format!(
             "berth bench api{}: berth server on {} cores, clients in the same machine",
-            if args.quick {
-                " --quick (counts too small for meaningful figures)"
-            } else {
-                ""
-            },
+            if args.quick { " --quick (counts too small for meaningful figures)" } else { "" },
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         print!("{}", report::table(&title, &figures));
@@ -153,11 +139,7 @@ fn progress(msg: String) {
 }
 
 /// Every measurement after start-up, on one running server.
-async fn measure(
-    server: &ServerProcess,
-    s: &Sizes,
-    mut ready: Latencies,
-) -> anyhow::Result<Vec<Figure>> {
+async fn measure(server: &ServerProcess, s: &Sizes, mut ready: Latencies) -> anyhow::Result<Vec<Figure>> {
     let addr = server.addr;
     let mut figs = Vec::new();
     figs.push(
@@ -173,27 +155,15 @@ async fn measure(
     tokio::time::sleep(s.idle).await;
     let rss_mb = server.rss_bytes()? as f64 / (1024.0 * 1024.0);
     figs.push(
-        Figure::new(
-            "idle_rss_mb",
-            format!("idle RSS after {:?}", s.idle),
-            rss_mb,
-            "MiB",
-        )
-        .goal("< 40 MB")
-        .anchor("k3s server: 1.4-1.6 GB"),
+        Figure::new("idle_rss_mb", format!("idle RSS after {:?}", s.idle), rss_mb, "MiB")
+            .goal("< 40 MB")
+            .anchor("k3s server: 1.4-1.6 GB"),
     );
 
-    progress(format!(
-        "creating {} ConfigMaps with {} clients",
-        s.configmaps, s.clients
-    ));
+    progress(format!("creating {} ConfigMaps with {} clients", s.configmaps, s.clients));
     let cpu = server.cpu_time()?;
     let (took, mut cm_lat) = closed_loop(addr, s.clients, s.configmaps, |i| {
-        (
-            Method::POST,
-            format!("{NS_PATH}/configmaps"),
-            Some(configmap("bench-cm", i)),
-        )
+        (Method::POST, format!("{NS_PATH}/configmaps"), Some(configmap("bench-cm", i)))
     })
     .await
     .context("creating ConfigMaps")?;
@@ -207,12 +177,7 @@ async fn measure(
         )
         .goal(">= 5000/s"),
     );
-    figs.push(Figure::new(
-        "configmap_create_p99_ms",
-        "  ConfigMap create p99",
-        cm_lat.percentile_ms(99.0),
-        "ms",
-    ));
+    figs.push(Figure::new("configmap_create_p99_ms", "  ConfigMap create p99", cm_lat.percentile_ms(99.0), "ms"));
     figs.push(Figure::new(
         "configmap_create_server_cpu_us",
         "  server CPU per ConfigMap create",
@@ -220,119 +185,50 @@ async fn measure(
         "us",
     ));
 
-    progress(format!(
-        "creating {} Pods with {} clients",
-        s.pods, s.clients
-    ));
+    progress(format!("creating {} Pods with {} clients", s.pods, s.clients));
     let cpu = server.cpu_time()?;
-    let (took, mut create_lat) = closed_loop(addr, s.clients, s.pods, |i| {
-        (
-            Method::POST,
-            format!("{NS_PATH}/pods"),
-            Some(pod("bench-pod", i)),
-        )
-    })
-    .await
-    .context("creating Pods")?;
+    let (took, mut create_lat) =
+        closed_loop(addr, s.clients, s.pods, |i| (Method::POST, format!("{NS_PATH}/pods"), Some(pod("bench-pod", i))))
+            .await
+            .context("creating Pods")?;
     let pod_cpu = server.cpu_time()? - cpu;
     figs.push(
-        Figure::new(
-            "pod_creates_per_s",
-            format!("Pod creates, {} clients", s.clients),
-            rate(s.pods, took),
-            "/s",
-        )
-        .goal(">= 5000/s"),
+        Figure::new("pod_creates_per_s", format!("Pod creates, {} clients", s.clients), rate(s.pods, took), "/s")
+            .goal(">= 5000/s"),
     );
-    figs.push(Figure::new(
-        "create_p50_ms",
-        "  Pod create p50",
-        create_lat.percentile_ms(50.0),
-        "ms",
-    ));
+    figs.push(Figure::new("create_p50_ms", "  Pod create p50", create_lat.percentile_ms(50.0), "ms"));
     figs.push(
-        Figure::new(
-            "create_p99_ms",
-            "  Pod create p99",
-            create_lat.percentile_ms(99.0),
-            "ms",
-        )
-        .anchor("K8s SLO: mutating p99 <= 1 s"),
+        Figure::new("create_p99_ms", "  Pod create p99", create_lat.percentile_ms(99.0), "ms")
+            .anchor("K8s SLO: mutating p99 <= 1 s"),
     );
-    figs.push(Figure::new(
-        "pod_create_server_cpu_us",
-        "  server CPU per Pod create",
-        per_op_us(pod_cpu, s.pods),
-        "us",
-    ));
+    figs.push(Figure::new("pod_create_server_cpu_us", "  server CPU per Pod create", per_op_us(pod_cpu, s.pods), "us"));
 
-    progress(format!(
-        "reading and updating {} Pods with {} clients",
-        s.updates, s.clients
-    ));
-    let (took, mut get_lat, mut update_lat) = get_and_update(addr, s.clients, s.updates)
-        .await
-        .context("reading and updating Pods")?;
+    progress(format!("reading and updating {} Pods with {} clients", s.updates, s.clients));
+    let (took, mut get_lat, mut update_lat) =
+        get_and_update(addr, s.clients, s.updates).await.context("reading and updating Pods")?;
     figs.push(Figure::new(
         "get_update_pairs_per_s",
         format!("Pod GET+PUT pairs, {} clients", s.clients),
         rate(s.updates, took),
         "/s",
     ));
-    figs.push(Figure::new(
-        "get_p50_ms",
-        "  Pod get p50",
-        get_lat.percentile_ms(50.0),
-        "ms",
-    ));
+    figs.push(Figure::new("get_p50_ms", "  Pod get p50", get_lat.percentile_ms(50.0), "ms"));
     figs.push(
-        Figure::new(
-            "get_p99_ms",
-            "  Pod get p99",
-            get_lat.percentile_ms(99.0),
-            "ms",
-        )
-        .anchor("K8s SLO: get p99 <= 1 s"),
+        Figure::new("get_p99_ms", "  Pod get p99", get_lat.percentile_ms(99.0), "ms").anchor("K8s SLO: get p99 <= 1 s"),
     );
-    figs.push(Figure::new(
-        "update_p50_ms",
-        "  Pod update p50",
-        update_lat.percentile_ms(50.0),
-        "ms",
-    ));
+    figs.push(Figure::new("update_p50_ms", "  Pod update p50", update_lat.percentile_ms(50.0), "ms"));
     figs.push(
-        Figure::new(
-            "update_p99_ms",
-            "  Pod update p99",
-            update_lat.percentile_ms(99.0),
-            "ms",
-        )
-        .anchor("K8s SLO: mutating p99 <= 1 s"),
+        Figure::new("update_p99_ms", "  Pod update p99", update_lat.percentile_ms(99.0), "ms")
+            .anchor("K8s SLO: mutating p99 <= 1 s"),
     );
 
-    progress(format!(
-        "listing {} Pods {} times each way",
-        s.pods, s.lists
-    ));
+    progress(format!("listing {} Pods {} times each way", s.pods, s.lists));
     let pods_path = format!("{NS_PATH}/pods");
-    let (mut cached, bytes) = lists(
-        addr,
-        &format!("{pods_path}?resourceVersion=0"),
-        s.lists,
-        s.pods,
-    )
-    .await
-    .context("LIST from the cache")?;
-    let (mut consistent, _) = lists(addr, &pods_path, s.lists, s.pods)
-        .await
-        .context("consistent LIST")?;
+    let (mut cached, bytes) =
+        lists(addr, &format!("{pods_path}?resourceVersion=0"), s.lists, s.pods).await.context("LIST from the cache")?;
+    let (mut consistent, _) = lists(addr, &pods_path, s.lists, s.pods).await.context("consistent LIST")?;
     figs.push(Figure::new("list_pods", "Pods per LIST", s.pods as f64, ""));
-    figs.push(Figure::new(
-        "list_response_mb",
-        "  LIST response size",
-        bytes as f64 / (1024.0 * 1024.0),
-        "MiB",
-    ));
+    figs.push(Figure::new("list_response_mb", "  LIST response size", bytes as f64 / (1024.0 * 1024.0), "MiB"));
     figs.push(Figure::new(
         "list_10k_pods_cache_p50_ms",
         "  LIST ?resourceVersion=0 p50",
@@ -340,14 +236,9 @@ async fn measure(
         "ms",
     ));
     figs.push(
-        Figure::new(
-            "list_10k_pods_cache_p99_ms",
-            "  LIST ?resourceVersion=0 p99",
-            cached.percentile_ms(99.0),
-            "ms",
-        )
-        .goal("< 150 ms")
-        .anchor("K8s SLO: LIST p99 <= 30 s"),
+        Figure::new("list_10k_pods_cache_p99_ms", "  LIST ?resourceVersion=0 p99", cached.percentile_ms(99.0), "ms")
+            .goal("< 150 ms")
+            .anchor("K8s SLO: LIST p99 <= 30 s"),
     );
     figs.push(Figure::new(
         "list_10k_pods_consistent_p50_ms",
@@ -356,14 +247,9 @@ async fn measure(
         "ms",
     ));
     figs.push(
-        Figure::new(
-            "list_10k_pods_consistent_p99_ms",
-            "  LIST consistent p99",
-            consistent.percentile_ms(99.0),
-            "ms",
-        )
-        .goal("< 150 ms")
-        .anchor("K8s SLO: LIST p99 <= 30 s"),
+        Figure::new("list_10k_pods_consistent_p99_ms", "  LIST consistent p99", consistent.percentile_ms(99.0), "ms")
+            .goal("< 150 ms")
+            .anchor("K8s SLO: LIST p99 <= 30 s"),
     );
 
     let n_open = (u64::from(s.open_loop_rate) * s.open_loop_for.as_millis() as u64 / 1000) as usize;
@@ -371,16 +257,11 @@ async fn measure(
         "open loop: {n_open} ConfigMap creates at {}/s over {} connections",
         s.open_loop_rate, s.open_loop_clients
     ));
-    let (achieved, mut open_lat) =
-        open_loop(addr, s.open_loop_clients, n_open, s.open_loop_rate, |i| {
-            (
-                Method::POST,
-                format!("{NS_PATH}/configmaps"),
-                Some(configmap("rate-cm", i)),
-            )
-        })
-        .await
-        .context("open-loop writes")?;
+    let (achieved, mut open_lat) = open_loop(addr, s.open_loop_clients, n_open, s.open_loop_rate, |i| {
+        (Method::POST, format!("{NS_PATH}/configmaps"), Some(configmap("rate-cm", i)))
+    })
+    .await
+    .context("open-loop writes")?;
     figs.push(Figure::new(
         "mutating_achieved_per_s",
         format!("open-loop writes, target {}/s", s.open_loop_rate),
@@ -404,19 +285,11 @@ async fn measure(
         .anchor("K8s SLO: mutating p99 <= 1 s"),
     );
 
-    progress(format!(
-        "{} watchers while creating {} Pods at {}/s",
-        s.watchers, s.watched_pods, s.watched_rate
-    ));
-    let mut delivery = watch_fanout(addr, s.watchers, s.watched_pods, s.watched_rate)
-        .await
-        .context("watch fan-out")?;
+    progress(format!("{} watchers while creating {} Pods at {}/s", s.watchers, s.watched_pods, s.watched_rate));
+    let mut delivery = watch_fanout(addr, s.watchers, s.watched_pods, s.watched_rate).await.context("watch fan-out")?;
     figs.push(Figure::new(
         "watch_deliveries",
-        format!(
-            "watch deliveries ({} watchers x {} Pods)",
-            s.watchers, s.watched_pods
-        ),
+        format!("watch deliveries ({} watchers x {} Pods)", s.watchers, s.watched_pods),
         delivery.len() as f64,
         "",
     ));
@@ -518,9 +391,7 @@ async fn closed_loop(
 }
 
 /// Joins worker tasks and gathers their latencies; the first failure wins.
-async fn join_latencies(
-    mut tasks: JoinSet<anyhow::Result<Latencies>>,
-) -> anyhow::Result<Latencies> {
+async fn join_latencies(mut tasks: JoinSet<anyhow::Result<Latencies>>) -> anyhow::Result<Latencies> {
     let mut all = Latencies::default();
     while let Some(res) = tasks.join_next().await {
         all.extend(res.context("a benchmark client panicked")??);
@@ -555,13 +426,8 @@ async fn get_and_update(
                 let t = Instant::now();
                 let body = conn.call(Method::GET, &path, None).await?;
                 gets.push(t.elapsed());
-                let mut obj: Value = serde_json::from_slice(&body)
-                    .with_context(|| format!("decoding GET {path}"))?;
-                if obj
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-                {
+                let mut obj: Value = serde_json::from_slice(&body).with_context(|| format!("decoding GET {path}"))?;
+                if obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).is_none_or(str::is_empty) {
                     bail!("GET {path}: no metadata.resourceVersion");
                 }
                 obj["metadata"]["labels"]["revision"] = json!("2");
@@ -583,12 +449,7 @@ async fn get_and_update(
 
 /// `count` sequential GETs of `path` on one connection; checks the first answer holds
 /// `expect_items` items and returns the latencies and the response size.
-async fn lists(
-    addr: SocketAddr,
-    path: &str,
-    count: usize,
-    expect_items: usize,
-) -> anyhow::Result<(Latencies, usize)> {
+async fn lists(addr: SocketAddr, path: &str, count: usize, expect_items: usize) -> anyhow::Result<(Latencies, usize)> {
     let mut conn = Conn::connect(addr).await?;
     let mut lat = Latencies::with_capacity(count);
     let mut size = 0;
@@ -598,12 +459,8 @@ async fn lists(
         lat.push(t.elapsed());
         if i == 0 {
             size = body.len();
-            let list: Value =
-                serde_json::from_slice(&body).with_context(|| format!("decoding GET {path}"))?;
-            let items = list
-                .get("items")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            let list: Value = serde_json::from_slice(&body).with_context(|| format!("decoding GET {path}"))?;
+            let items = list.get("items").and_then(Value::as_array).map_or(0, Vec::len);
             if items != expect_items {
                 bail!("GET {path}: {items} items, expected {expect_items}");
             }
@@ -656,16 +513,9 @@ const WATCHED: &str = "watch-pod";
 /// `watchers` watches of the bench namespace's Pods from the current revision while
 /// `pods` Pods are created at `per_s`; returns, for every (watcher, Pod), the time from
 /// the create's response to the watcher reading the Pod's ADDED event (0 if earlier).
-async fn watch_fanout(
-    addr: SocketAddr,
-    watchers: usize,
-    pods: usize,
-    per_s: u32,
-) -> anyhow::Result<Latencies> {
+async fn watch_fanout(addr: SocketAddr, watchers: usize, pods: usize, per_s: u32) -> anyhow::Result<Latencies> {
     let mut conn = Conn::connect(addr).await?;
-    let body = conn
-        .call(Method::GET, &format!("{NS_PATH}/pods?limit=1"), None)
-        .await?;
+    let body = conn.call(Method::GET, &format!("{NS_PATH}/pods?limit=1"), None).await?;
     let list: Value = serde_json::from_slice(&body).context("decoding the Pod list")?;
     let rv = list
         .pointer("/metadata/resourceVersion")
@@ -706,12 +556,7 @@ async fn watch_fanout(
                 let mut done = Vec::with_capacity(pods / creators + 1);
                 for k in (w..pods).step_by(creators) {
                     tokio::time::sleep_until((started + interval * k as u32).into()).await;
-                    conn.call(
-                        Method::POST,
-                        &format!("{NS_PATH}/pods"),
-                        Some(pod(WATCHED, k)),
-                    )
-                    .await?;
+                    conn.call(Method::POST, &format!("{NS_PATH}/pods"), Some(pod(WATCHED, k))).await?;
                     done.push((k, Instant::now()));
                 }
                 anyhow::Ok(done)
@@ -743,10 +588,7 @@ async fn watch_fanout(
     }
     stopper.abort();
     if missed > 0 {
-        bail!(
-            "{missed} of {} ADDED events never reached their watchers within 10 s",
-            watchers * pods
-        );
+        bail!("{missed} of {} ADDED events never reached their watchers within 10 s", watchers * pods);
     }
     Ok(delivery)
 }
@@ -764,12 +606,7 @@ async fn watcher(
     let resp = conn.send(Method::GET, &path, None).await?;
     if resp.status() != StatusCode::OK {
         let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
     }
     let _ = ready.send(()).await;
@@ -783,9 +620,7 @@ async fn watcher(
             _ = stop.changed() => break,
             f = body.frame() => f,
         };
-        let Some(frame) = frame else {
-            bail!("GET {path}: the watch ended early")
-        };
+        let Some(frame) = frame else { bail!("GET {path}: the watch ended early") };
         let frame = frame.with_context(|| format!("reading GET {path}"))?;
         let at = Instant::now();
         let Ok(data) = frame.into_data() else {
@@ -823,35 +658,19 @@ mod tests {
     #[test]
     fn added_index_reads_the_pod_number() {
         let needle = format!("\"name\":\"{WATCHED}-");
-        let check = |line: &str, expect: Option<usize>| {
-            assert_eq!(added_index(line.as_bytes(), &needle), expect, "{line}")
-        };
-        check(
-            r#"{"type":"ADDED","object":{"metadata":{"name":"watch-pod-00042","namespace":"default"}}}"#,
-            Some(42),
-        );
-        check(
-            r#"{"type":"MODIFIED","object":{"metadata":{"name":"watch-pod-00042"}}}"#,
-            None,
-        );
-        check(
-            r#"{"type":"ADDED","object":{"metadata":{"name":"bench-pod-00042"}}}"#,
-            None,
-        );
-        check(
-            r#"{"type":"ADDED","object":{"metadata":{"name":"watch-pod-x"}}}"#,
-            None,
-        );
+        let check =
+            |line: &str, expect: Option<usize>| assert_eq!(added_index(line.as_bytes(), &needle), expect, "{line}");
+        check(r#"{"type":"ADDED","object":{"metadata":{"name":"watch-pod-00042","namespace":"default"}}}"#, Some(42));
+        check(r#"{"type":"MODIFIED","object":{"metadata":{"name":"watch-pod-00042"}}}"#, None);
+        check(r#"{"type":"ADDED","object":{"metadata":{"name":"bench-pod-00042"}}}"#, None);
+        check(r#"{"type":"ADDED","object":{"metadata":{"name":"watch-pod-x"}}}"#, None);
     }
 
     #[test]
     fn bodies_are_valid_objects() {
         let p: Value = serde_json::from_slice(&pod("p", 7)).unwrap();
         assert_eq!(p["metadata"]["name"], "p-00007");
-        assert_eq!(
-            p["spec"]["containers"][0]["ports"][0]["containerPort"],
-            8080
-        );
+        assert_eq!(p["spec"]["containers"][0]["ports"][0]["containerPort"], 8080);
         let c: Value = serde_json::from_slice(&configmap("c", 12345)).unwrap();
         assert_eq!(c["metadata"]["name"], "c-12345");
     }

@@ -44,28 +44,15 @@ impl Conn {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .context("building a request")?;
-        self.sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("{method} {path}"))
+        let req = req.body(Full::new(body.unwrap_or_default())).context("building a request")?;
+        self.sender.send_request(req).await.with_context(|| format!("{method} {path}"))
     }
 
     /// Sends one request, reads the whole body, and fails unless the status is a success.
-    pub(crate) async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> anyhow::Result<Bytes> {
+    pub(crate) async fn call(&mut self, method: Method, path: &str, body: Option<Bytes>) -> anyhow::Result<Bytes> {
         let (status, bytes) = self.call_any(method.clone(), path, body).await?;
         if !status.is_success() {
-            bail!(
-                "{method} {path}: {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(400)])
-            );
+            bail!("{method} {path}: {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
         }
         Ok(bytes)
     }
@@ -90,9 +77,7 @@ impl Conn {
 }
 
 async fn handshake(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
+    let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await

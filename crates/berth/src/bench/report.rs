@@ -21,20 +21,8 @@ pub(crate) struct Figure {
 
 impl Figure {
     /// A figure with no goal and no anchor.
-    pub(crate) fn new(
-        key: &'static str,
-        label: impl Into<String>,
-        value: f64,
-        unit: &'static str,
-    ) -> Figure {
-        Figure {
-            key,
-            label: label.into(),
-            value,
-            unit,
-            goal: "",
-            anchor: "",
-        }
+    pub(crate) fn new(key: &'static str, label: impl Into<String>, value: f64, unit: &'static str) -> Figure {
+        Figure { key, label: label.into(), value, unit, goal: "", anchor: "" }
     }
 
     /// Sets the goal.
@@ -52,10 +40,8 @@ impl Figure {
 
 /// One JSON object mapping each figure's key to its value.
 pub(crate) fn json(figures: &[Figure]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = figures
-        .iter()
-        .map(|f| (f.key.to_string(), serde_json::json!(round(f.value))))
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        figures.iter().map(|f| (f.key.to_string(), serde_json::json!(round(f.value)))).collect();
     serde_json::Value::Object(map).to_string()
 }
 
@@ -63,21 +49,9 @@ pub(crate) fn json(figures: &[Figure]) -> String {
 pub(crate) fn table(title: &str, figures: &[Figure]) -> String {
     let rows: Vec<[String; 4]> = figures
         .iter()
-        .map(|f| {
-            [
-                f.label.clone(),
-                format!("{} {}", human(f.value), f.unit),
-                f.goal.to_string(),
-                f.anchor.to_string(),
-            ]
-        })
+        .map(|f| [f.label.clone(), format!("{} {}", human(f.value), f.unit), f.goal.to_string(), f.anchor.to_string()])
         .collect();
-    let header = [
-        "figure".to_string(),
-        "value".to_string(),
-        "goal".to_string(),
-        "anchor".to_string(),
-    ];
+    let header = ["figure".to_string(), "value".to_string(), "goal".to_string(), "anchor".to_string()];
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -108,11 +82,7 @@ fn round(v: f64) -> f64 {
 
 /// A value for people: integers for counts and large figures, two decimals otherwise.
 fn human(v: f64) -> String {
-    if v.abs() >= 100.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
+    if v.abs() >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
 #[cfg(test)]
@@ -121,22 +91,14 @@ mod tests {
 
     #[test]
     fn json_has_every_key() {
-        let figs = [
-            Figure::new("a_ms", "a", 1.23456, "ms"),
-            Figure::new("b_per_s", "b", 5000.0, "/s"),
-        ];
+        let figs = [Figure::new("a_ms", "a", 1.23456, "ms"), Figure::new("b_per_s", "b", 5000.0, "/s")];
         assert_eq!(json(&figs), r#"{"a_ms":1.235,"b_per_s":5000.0}"#);
     }
 
     #[test]
     fn table_aligns_columns() {
-        let figs = [Figure::new("a_ms", "latency", 1.5, "ms")
-            .goal("< 25 ms")
-            .anchor("SLO 1 s")];
+        let figs = [Figure::new("a_ms", "latency", 1.5, "ms").goal("< 25 ms").anchor("SLO 1 s")];
         let t = table("t", &figs);
-        assert_eq!(
-            t,
-            "t\nfigure     value  goal     anchor\nlatency  1.50 ms  < 25 ms  SLO 1 s\n"
-        );
+        assert_eq!(t, "t\nfigure     value  goal     anchor\nlatency  1.50 ms  < 25 ms  SLO 1 s\n");
     }
 }

@@ -33,23 +33,13 @@ impl ServerProcess {
     /// answers 200.
     pub(crate) async fn start() -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("finding the berth executable")?;
-        let data_dir = tempfile::Builder::new()
-            .prefix("berth-bench-")
-            .tempdir()
-            .context("creating a temp data dir")?;
+        let data_dir = tempfile::Builder::new().prefix("berth-bench-").tempdir().context("creating a temp data dir")?;
         let log_path = data_dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file handle")?;
         let started = Instant::now();
         let child = Command::new(&exe)
-            .args([
-                "server",
-                "--disable-agent",
-                "--https-listen-port",
-                "0",
-                "--data-dir",
-            ])
+            .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
             .arg(data_dir.path().join("server"))
             .stdin(Stdio::null())
             .stdout(log)
@@ -57,12 +47,8 @@ impl ServerProcess {
             .spawn()
             .with_context(|| format!("spawning {} server", exe.display()))?;
         // From here on, Drop kills the child and removes the dir.
-        let mut server = ServerProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ready_after: Duration::ZERO,
-            data_dir,
-        };
+        let mut server =
+            ServerProcess { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), ready_after: Duration::ZERO, data_dir };
         let kubeconfig = server.data_dir.path().join("server/kubeconfig.yaml");
         let addr = loop {
             if let Some(addr) = read_server_addr(&kubeconfig)? {
@@ -74,10 +60,7 @@ impl ServerProcess {
         server.addr = addr;
         loop {
             let ready = match Conn::connect(addr).await {
-                Ok(mut c) => matches!(
-                    c.call_any(Method::GET, "/readyz", None).await,
-                    Ok((StatusCode::OK, _))
-                ),
+                Ok(mut c) => matches!(c.call_any(Method::GET, "/readyz", None).await, Ok((StatusCode::OK, _))),
                 Err(_) => false,
             };
             if ready {
@@ -99,10 +82,7 @@ impl ServerProcess {
     pub(crate) fn rss_bytes(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .with_context(|| format!("no VmRSS in {path}"))?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).with_context(|| format!("no VmRSS in {path}"))?;
         let kb: u64 = line
             .trim_start_matches("VmRSS:")
             .trim()
@@ -120,18 +100,13 @@ impl ServerProcess {
         let dir = format!("/proc/{}/task", self.pid());
         let mut ns: u64 = 0;
         for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
-            let path = entry
-                .with_context(|| format!("listing {dir}"))?
-                .path()
-                .join("schedstat");
+            let path = entry.with_context(|| format!("listing {dir}"))?.path().join("schedstat");
             // A thread may end between the listing and the read.
             let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
             let on_cpu = text.split_whitespace().next().unwrap_or("0");
-            ns += on_cpu
-                .parse::<u64>()
-                .with_context(|| format!("parsing {}", path.display()))?;
+            ns += on_cpu.parse::<u64>().with_context(|| format!("parsing {}", path.display()))?;
         }
         Ok(Duration::from_nanos(ns))
     }
@@ -139,10 +114,7 @@ impl ServerProcess {
     /// Sends SIGTERM, waits for the exit (SIGKILL after a timeout) and removes the data dir.
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.pid().to_string();
-        let term = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .context("running kill -TERM")?;
+        let term = Command::new("kill").args(["-TERM", &pid]).status().context("running kill -TERM")?;
         if !term.success() {
             bail!("kill -TERM {pid} failed: {term}");
         }
@@ -150,10 +122,7 @@ impl ServerProcess {
         loop {
             if let Some(status) = self.child.try_wait().context("waiting for the server")? {
                 if !status.success() {
-                    bail!(
-                        "server {pid} exited with {status} after SIGTERM; log:\n{}",
-                        self.log_tail()
-                    );
+                    bail!("server {pid} exited with {status} after SIGTERM; log:\n{}", self.log_tail());
                 }
                 return Ok(());
             }
@@ -166,29 +135,18 @@ impl ServerProcess {
 
     /// Fails if the child has exited or the start-up took too long.
     fn check_alive(&mut self, started: Instant) -> anyhow::Result<()> {
-        if let Some(status) = self
-            .child
-            .try_wait()
-            .context("checking the server process")?
-        {
-            bail!(
-                "server exited during start-up with {status}; log:\n{}",
-                self.log_tail()
-            );
+        if let Some(status) = self.child.try_wait().context("checking the server process")? {
+            bail!("server exited during start-up with {status}; log:\n{}", self.log_tail());
         }
         if started.elapsed() > START_TIMEOUT {
-            bail!(
-                "server not ready after {START_TIMEOUT:?}; log:\n{}",
-                self.log_tail()
-            );
+            bail!("server not ready after {START_TIMEOUT:?}; log:\n{}", self.log_tail());
         }
         Ok(())
     }
 
     /// The last lines of the server's log, for error messages.
     fn log_tail(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
@@ -211,20 +169,12 @@ fn read_server_addr(path: &Path) -> anyhow::Result<Option<SocketAddr>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let Some(line) = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("server:"))
-    else {
+    let Some(line) = text.lines().map(str::trim).find(|l| l.starts_with("server:")) else {
         return Ok(None);
     };
     let url = line.trim_start_matches("server:").trim();
-    let hostport = url
-        .strip_prefix("http://")
-        .with_context(|| format!("server {url:?} in {} is not http://", path.display()))?;
-    let addr = hostport
-        .trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("parsing the server address {url:?}"))?;
+    let hostport =
+        url.strip_prefix("http://").with_context(|| format!("server {url:?} in {} is not http://", path.display()))?;
+    let addr = hostport.trim_end_matches('/').parse().with_context(|| format!("parsing the server address {url:?}"))?;
     Ok(Some(addr))
 }

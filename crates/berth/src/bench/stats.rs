@@ -11,9 +11,7 @@ pub(crate) struct Latencies {
 impl Latencies {
     /// An empty set with room for `n` samples.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Latencies {
-            samples: Vec::with_capacity(n),
-        }
+        Latencies { samples: Vec::with_capacity(n) }
     }
 
     /// Adds one sample.
