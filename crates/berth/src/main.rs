@@ -1,5 +1,6 @@
 //! The berth binary: command-line wiring only.
 
+mod bench;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run a control plane (API server on the embedded store).
     Server(server::ServerArgs),
+    /// Measure berth and print the figures beside their goals.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +31,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }

@@ -1,0 +1,34 @@
+//! `berth bench`: benchmarks that print measured figures beside their goals and anchors.
+//!
+//! Each area is a subcommand; `--json` prints one JSON object of named figures instead of
+//! the table. Figures are measured, never asserted: nothing here fails on wall-clock time.
+
+mod api;
+mod client;
+mod report;
+mod server;
+mod stats;
+
+use clap::{Args, Subcommand};
+
+/// Flags of `berth bench`.
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    area: Area,
+}
+
+/// The areas that can be benchmarked.
+#[derive(Subcommand, Debug)]
+enum Area {
+    /// The API server over HTTP: start-up, memory, create/get/update, LIST, watch fan-out.
+    Api(api::ApiArgs),
+}
+
+/// Runs the chosen benchmark and prints its figures.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.area {
+        Area::Api(a) => api::run(a).await,
+    }
+}

@@ -1,0 +1,58 @@
+//! `berth bench api --quick --json` runs end to end against a real server child and
+//! prints every named figure as a positive number. No timing is asserted.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The figures BENCHMARKS.md and the lead's tooling read by name.
+const FIGURES: &[&str] = &[
+    "ready_ms",
+    "idle_rss_mb",
+    "configmap_creates_per_s",
+    "configmap_create_p99_ms",
+    "configmap_create_server_cpu_us",
+    "pod_creates_per_s",
+    "create_p50_ms",
+    "create_p99_ms",
+    "pod_create_server_cpu_us",
+    "get_update_pairs_per_s",
+    "get_p50_ms",
+    "get_p99_ms",
+    "update_p50_ms",
+    "update_p99_ms",
+    "list_pods",
+    "list_response_mb",
+    "list_10k_pods_cache_p50_ms",
+    "list_10k_pods_cache_p99_ms",
+    "list_10k_pods_consistent_p50_ms",
+    "list_10k_pods_consistent_p99_ms",
+    "mutating_achieved_per_s",
+    "mutating_p50_ms_at_1000_per_s",
+    "mutating_p99_ms_at_1000_per_s",
+    "watch_deliveries",
+    "watch_delivery_p50_ms",
+    "watch_delivery_p99_ms",
+];
+
+#[test]
+fn quick_json_run_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "api", "--quick", "--json"])
+        .output()
+        .expect("running berth bench api");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench api failed: {}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
+    for name in FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
+        // A watcher can read the ADDED event before the creator reads its response: the
+        // delivery latency is then 0, a real outcome, so these two may be zero.
+        let may_be_zero = name.starts_with("watch_delivery_");
+        assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
+    }
+    assert_eq!(object.len(), FIGURES.len(), "unexpected figures in {figures}");
+}
