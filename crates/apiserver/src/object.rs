@@ -70,7 +70,8 @@ pub fn now() -> String {
 /// The object encoded for the store: without the fields Kubernetes does not store
 /// (resourceVersion, selfLink).
 pub fn encode_for_store(obj: &Value) -> Vec<u8> {
-    let has_volatile = obj.get("metadata").is_some_and(|m| m.get("resourceVersion").is_some() || m.get("selfLink").is_some());
+    let has_volatile =
+        obj.get("metadata").is_some_and(|m| m.get("resourceVersion").is_some() || m.get("selfLink").is_some());
     if !has_volatile {
         return serde_json::to_vec(obj).unwrap_or_default();
     }

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::cache::CachedObject;
@@ -193,30 +195,54 @@ fn render_list<'a>(
             codec::respond(StatusCode::OK, &doc, Output::Yaml)
         }
         Output::Json => {
-            // Items are already encoded once in the cache: splice their bytes.
-            let mut body = Vec::with_capacity(4096);
-            body.extend_from_slice(b"{\"kind\":");
-            body.extend_from_slice(&serde_json::to_vec(&info.list_kind).unwrap_or_default());
-            body.extend_from_slice(b",\"apiVersion\":");
-            body.extend_from_slice(&serde_json::to_vec(&info.api_version()).unwrap_or_default());
-            body.extend_from_slice(b",\"metadata\":{\"resourceVersion\":\"");
-            body.extend_from_slice(rv.as_bytes());
-            body.push(b'"');
+            let mut head = Vec::with_capacity(256);
+            head.extend_from_slice(b"{\"kind\":");
+            head.extend_from_slice(&serde_json::to_vec(&info.list_kind).unwrap_or_default());
+            head.extend_from_slice(b",\"apiVersion\":");
+            head.extend_from_slice(&serde_json::to_vec(&info.api_version()).unwrap_or_default());
+            head.extend_from_slice(b",\"metadata\":{\"resourceVersion\":\"");
+            head.extend_from_slice(rv.as_bytes());
+            head.push(b'"');
             if let Some(c) = continue_token {
-                body.extend_from_slice(b",\"continue\":");
-                body.extend_from_slice(&serde_json::to_vec(c).unwrap_or_default());
+                head.extend_from_slice(b",\"continue\":");
+                head.extend_from_slice(&serde_json::to_vec(c).unwrap_or_default());
             }
-            body.extend_from_slice(b"},\"items\":[");
-            for (i, o) in items.enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(&o.json);
-            }
-            body.extend_from_slice(b"]}");
-            codec::with_type(StatusCode::OK, body, "application/json")
+            head.extend_from_slice(b"},\"items\":[");
+            let items: Vec<Arc<CachedObject>> = items.cloned().collect();
+            let mut resp = Response::new(stream_items(head, items));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
         }
     }
+}
+
+/// Streams a JSON list: `head`, then the items' cached bytes joined by commas, then
+/// `]}`, in chunks of about 64 KiB. No 20 MiB buffer is built for a 10k-pod list, and
+/// the first bytes leave before the last item is copied.
+fn stream_items(head: Vec<u8>, items: Vec<Arc<CachedObject>>) -> Body {
+    const CHUNK: usize = 64 * 1024;
+    let state = (Some(head), items.into_iter().enumerate(), false);
+    let stream = futures::stream::unfold(state, |(head, mut rest, done)| async move {
+        if done {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(CHUNK + 4096);
+        if let Some(h) = head {
+            buf.extend_from_slice(&h);
+        }
+        for (i, o) in rest.by_ref() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(&o.json);
+            if buf.len() >= CHUNK {
+                return Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (None, rest, false)));
+            }
+        }
+        buf.extend_from_slice(b"]}");
+        Some((Ok(Bytes::from(buf)), (None, rest, true)))
+    });
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]

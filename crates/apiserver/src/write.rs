@@ -143,14 +143,22 @@ fn random_suffix() -> String {
     uuid::Uuid::new_v4().as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
-/// Checks that the request's namespace exists and is not terminating.
+/// Checks that the request's namespace exists and is not terminating. As Kubernetes'
+/// NamespaceLifecycle admission does, it reads the namespace from the cache and asks
+/// the store only when the cache does not have it (yet).
 async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     let key = format!("/registry/core/namespaces/{ns}");
-    let info = berth_api::registry::find_builtin("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
-    let kv = ctx.app.store.get(&key).await?.ok_or_else(|| ApiError::not_found(info, ns))?;
-    let nsobj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
-    if object::is_deleting(&nsobj) {
+    let deleting = match ctx.app.cache.get(&key) {
+        Some(cached) => object::is_deleting(&cached.value),
+        None => {
+            let info = berth_api::registry::find_builtin("", "v1", "namespaces")
+                .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
+            let kv = ctx.app.store.get(&key).await?.ok_or_else(|| ApiError::not_found(info, ns))?;
+            let nsobj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
+            object::is_deleting(&nsobj)
+        }
+    };
+    if deleting {
         return Err(ApiError::forbidden(
             &ctx.served.info,
             name,

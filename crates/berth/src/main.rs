@@ -5,6 +5,11 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
+/// The API server allocates and frees many small JSON trees per request: mimalloc
+/// measured ~15% less server CPU per create than glibc's allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// berth: a Kubernetes-compatible cluster in one binary.
 #[derive(Parser)]
 #[command(name = "berth", version, about)]
