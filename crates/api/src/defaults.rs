@@ -221,42 +221,10 @@ fn field_refs(v: &mut Value) {
 
 fn volume(v: &mut Value) {
     const MODE_0644: i64 = 0o644;
-    const SOURCES: &[&str] = &[
-        "hostPath",
-        "emptyDir",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "secret",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "persistentVolumeClaim",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "downwardAPI",
-        "fc",
-        "azureFile",
-        "configMap",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "projected",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-        "csi",
-        "ephemeral",
-        "image",
-    ];
     if !v.is_object() {
         return;
     }
-    if !SOURCES.iter().any(|s| present(v, &format!("/{s}"))) {
+    if !crate::validation::VOLUME_SOURCES.iter().any(|s| present(v, &format!("/{s}"))) {
         set(v, "emptyDir", json!({}));
     }
     for key in ["secret", "configMap", "downwardAPI", "projected"] {

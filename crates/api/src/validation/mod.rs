@@ -7,6 +7,8 @@
 mod names;
 mod other;
 mod pod;
+
+pub(crate) use pod::VOLUME_SOURCES;
 mod workloads;
 
 use serde_json::{Map, Value};
