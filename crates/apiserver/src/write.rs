@@ -925,14 +925,90 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     Ok(codec::respond(StatusCode::CREATED, &status, codec::Output::Json))
 }
 
-/// POST pods/<name>/eviction: deletes the pod with the eviction's delete options.
+/// POST pods/<name>/eviction: deletes the pod if its PodDisruptionBudget allows one more
+/// disruption (taking it from the budget), as Kubernetes' eviction subresource does.
 pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
     let opts_body =
         eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
     let opts = delete_options(&ctx, &opts_body)?;
     let old = read::load(&ctx).await?;
+    let phase = old.value.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    // Pods that are not running, or already going, need no budget.
+    let needs_budget = !matches!(phase, "Succeeded" | "Failed" | "Pending" | "") && !object::is_deleting(&old.value);
+    if needs_budget {
+        take_disruption(&ctx, &old.value).await?;
+    }
     delete_one(&ctx, &old, &opts, ctx.params.dry_run).await?;
     let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
     Ok(codec::respond(StatusCode::CREATED, &status, codec::Output::Json))
+}
+
+/// 429 with the DisruptionBudget cause Kubernetes sends when an eviction is refused.
+fn budget_refusal(detail: String) -> ApiError {
+    ApiError {
+        details: Some(json!({ "causes": [{ "reason": "DisruptionBudget", "message": detail }] })),
+        ..ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+    }
+}
+
+/// Finds the pod's PodDisruptionBudget (policy/v1: an empty selector selects every pod of the
+/// namespace, a missing one none) and takes one allowed disruption from it.
+async fn take_disruption(ctx: &Ctx, pod: &Value) -> ApiResult<()> {
+    let ns = object::namespace(pod);
+    let prefix = format!("/registry/policy/poddisruptionbudgets/{ns}/");
+    for _ in 0..RETRIES {
+        let (pdbs, _) = ctx.app.cache.list(&prefix);
+        let matching: Vec<_> = pdbs
+            .iter()
+            .filter(|p| {
+                p.value.pointer("/spec/selector").is_some_and(|sel| {
+                    berth_api::selectors::LabelSelector::from_label_selector(sel)
+                        .is_ok_and(|s| s.matches(object::labels(pod)))
+                })
+            })
+            .collect();
+        let pdb = match matching.as_slice() {
+            [] => return Ok(()),
+            [one] => one,
+            _ => {
+                return Err(ApiError::new(
+                    500,
+                    "InternalError",
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                ));
+            }
+        };
+        let name = object::name(&pdb.value).to_string();
+        let generation = pdb.value.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let observed = pdb.value.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+        if observed < generation || pdb.value.get("status").is_none() {
+            return Err(budget_refusal(format!(
+                "The disruption budget {name} is still being processed by the server."
+            )));
+        }
+        let allowed = pdb.value.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+        if allowed <= 0 {
+            let desired = pdb.value.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+            let current = pdb.value.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+            return Err(budget_refusal(format!(
+                "The disruption budget {name} needs {desired} healthy pods and has {current} currently"
+            )));
+        }
+        if ctx.params.dry_run {
+            return Ok(());
+        }
+        let mut updated = pdb.value.clone();
+        updated["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        updated["status"]["disruptedPods"][object::name(pod)] = json!(object::now());
+        match ctx.app.store.update(&pdb.key, Bytes::from(object::encode_for_store(&updated)), pdb.revision).await {
+            Ok(_) => return Ok(()),
+            Err(berth_store::Error::Conflict { .. }) => {
+                let current = ctx.app.store.current_revision().await?;
+                ctx.app.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(429, "TooManyRequests", "the disruption budget is being updated concurrently; try again"))
 }

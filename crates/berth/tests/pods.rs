@@ -106,3 +106,46 @@ fn deletecollection_honours_selectors() {
         list["items"].as_array().unwrap().iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["y1"]);
 }
+
+#[test]
+fn eviction_honours_pod_disruption_budgets() {
+    let s = server();
+    s.http_json("POST", PODS, Some(&pod("r")));
+    // Running, so a budget applies.
+    let r = s.http(
+        "PATCH",
+        &format!("{PODS}/r/status"),
+        Some("application/merge-patch+json"),
+        br#"{"status":{"phase":"Running"}}"#,
+    );
+    assert_eq!(r.status, 200);
+    let pdb = json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "budget" },
+        "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "p" } } } });
+    let pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+    assert_eq!(s.http_json("POST", pdbs, Some(&pdb)).0, 201);
+    let eviction =
+        json!({ "apiVersion": "policy/v1", "kind": "Eviction", "metadata": { "name": "r", "namespace": "default" } });
+    // No status computed yet: refused.
+    let (code, v) = s.http_json("POST", &format!("{PODS}/r/eviction"), Some(&eviction));
+    assert_eq!(code, 429, "{v}");
+    assert_eq!(v["details"]["causes"][0]["reason"], "DisruptionBudget");
+    // The budget allows none: refused.
+    let status = |allowed: i64| {
+        format!(
+            r#"{{"status":{{"observedGeneration":1,"disruptionsAllowed":{allowed},"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}}}"#
+        )
+    };
+    s.http("PATCH", &format!("{pdbs}/budget/status"), Some("application/merge-patch+json"), status(0).as_bytes());
+    let (code, v) = s.http_json("POST", &format!("{PODS}/r/eviction"), Some(&eviction));
+    assert_eq!(code, 429, "{v}");
+    assert!(v["details"]["causes"][0]["message"].as_str().unwrap().contains("needs 1 healthy pods"), "{v}");
+    assert_eq!(s.http_json("GET", &format!("{PODS}/r"), None).0, 200);
+    // One allowed: the pod goes, and the budget is spent.
+    s.http("PATCH", &format!("{pdbs}/budget/status"), Some("application/merge-patch+json"), status(1).as_bytes());
+    let (code, v) = s.http_json("POST", &format!("{PODS}/r/eviction"), Some(&eviction));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(s.http_json("GET", &format!("{PODS}/r"), None).0, 404);
+    let (_, budget) = s.http_json("GET", &format!("{pdbs}/budget"), None);
+    assert_eq!(budget["status"]["disruptionsAllowed"], 0);
+    assert!(budget["status"]["disruptedPods"]["r"].is_string(), "{budget}");
+}
