@@ -80,7 +80,8 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
 async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let catalog = app.resources.catalog();
-    let path = codec_path(parts.uri.path());
+    // Paths are percent-decoded (names never contain '/').
+    let path = percent_decode(parts.uri.path());
     let parsed = crate::resources::parse_path(&path, &catalog).ok_or_else(ApiError::unknown_resource)?;
     let headers = parts.headers;
     let rp = match parsed {
@@ -173,11 +174,6 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
         }
         _ => Err(ApiError::method_not_allowed()),
     }
-}
-
-fn codec_path(raw: &str) -> String {
-    // Paths are percent-decoded segment by segment (names never contain '/').
-    percent_decode(raw)
 }
 
 fn percent_decode(s: &str) -> String {

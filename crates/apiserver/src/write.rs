@@ -388,7 +388,7 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
         }
     }
-    if subresource.is_none() && !ctx.served.info.has_subresource("status") || subresource.is_none() {
+    if subresource.is_none() {
         // generation counts changes of everything but metadata and status.
         let strip = |v: &Value| {
             let mut c = v.clone();
@@ -705,9 +705,6 @@ fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
         o.uid = pre.get("uid").and_then(Value::as_str).map(String::from);
         o.resource_version = pre.get("resourceVersion").and_then(Value::as_str).map(String::from);
     }
-    if v.get("dryRun").and_then(Value::as_array).is_some_and(|l| l.iter().any(|x| x == "All")) {
-        // handled by the caller through ctx.params; a body dryRun is honoured too
-    }
     Ok(o)
 }
 
@@ -816,24 +813,10 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     if dry {
         return Ok(read::render_one(ctx, &new));
     }
-    let written = if finalizers.is_empty() && grace == 0 && !spec_finalizers {
-        new
-    } else {
-        let kv = ctx
-            .app
-            .store
-            .update(&old.key, ctx.served.to_store(&new), old.revision)
-            .await
-            .map_err(|e| map_cas(ctx, e))?;
-        object::set_resource_version(&mut new, kv.mod_revision);
-        new
-    };
-    Ok(with_code(read::render_one(ctx, &written), StatusCode::OK))
-}
-
-fn with_code(mut resp: Response, code: StatusCode) -> Response {
-    *resp.status_mut() = code;
-    resp
+    let kv =
+        ctx.app.store.update(&old.key, ctx.served.to_store(&new), old.revision).await.map_err(|e| map_cas(ctx, e))?;
+    object::set_resource_version(&mut new, kv.mod_revision);
+    Ok(read::render_one(ctx, &new))
 }
 
 fn success_status(ctx: &Ctx, obj: &Value) -> Response {
