@@ -58,12 +58,11 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         ("storage.k8s.io", "CSIDriver") => csi_driver(obj),
         ("scheduling.k8s.io", "PriorityClass") => set(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            // ServiceAccount subjects keep the empty group, which the JSON form omits.
             for subject in items(obj, "/subjects") {
-                let group = match subject.get("kind").and_then(Value::as_str) {
-                    Some("User" | "Group") => "rbac.authorization.k8s.io",
-                    _ => "",
-                };
-                set(subject, "apiGroup", json!(group));
+                if matches!(subject.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+                    set(subject, "apiGroup", json!("rbac.authorization.k8s.io"));
+                }
             }
         }
         (
@@ -922,7 +921,7 @@ mod tests {
         check(
             "rbac.authorization.k8s.io/v1/rolebindings",
             json!({"subjects": [{"kind": "User", "name": "u"}, {"kind": "ServiceAccount", "name": "s"}]}),
-            json!({"subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"}, {"kind": "ServiceAccount", "name": "s", "apiGroup": ""}]}),
+            json!({"subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"}, {"kind": "ServiceAccount", "name": "s"}]}),
         );
         check(
             "networking.k8s.io/v1/networkpolicies",

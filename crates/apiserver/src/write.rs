@@ -388,29 +388,29 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
         }
     }
-    if subresource.is_none() {
-        // generation counts changes of everything but metadata and status.
-        let strip = |v: &Value| {
-            let mut c = v.clone();
-            if let Some(o) = c.as_object_mut() {
-                o.remove("metadata");
-                o.remove("status");
-            }
-            c
-        };
-        if let Some(generation) = old_meta.get("generation").and_then(Value::as_i64)
-            && strip(new) != strip(old)
-            && let Some(m) = object::meta_mut(new)
-        {
-            m.insert("generation".into(), json!(generation + 1));
-        }
-    }
     Ok(())
+}
+
+/// `metadata.generation` counts changes of everything but metadata and status; compared
+/// after defaulting, so a write that only restates defaults is not a new generation.
+fn bump_generation(new: &mut Value, old: &Value) {
+    let Some(generation) = old.pointer("/metadata/generation").and_then(Value::as_i64) else { return };
+    let differs = match (new.as_object(), old.as_object()) {
+        (Some(n), Some(o)) => {
+            let keys = n.keys().chain(o.keys()).filter(|k| *k != "metadata" && *k != "status");
+            keys.into_iter().any(|k| n.get(k) != o.get(k))
+        }
+        _ => true,
+    };
+    if differs && let Some(m) = object::meta_mut(new) {
+        m.insert("generation".into(), json!(generation + 1));
+    }
 }
 
 /// Writes `new` over `old` with compare-and-swap; removes the object when it is being
 /// deleted and its last finalizer is gone. A no-op write returns the stored object.
 async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Value> {
+    bump_generation(&mut new, &old.value);
     let strip_rv = |v: &Value| {
         let mut c = v.clone();
         if let Some(m) = object::meta_mut(&mut c) {

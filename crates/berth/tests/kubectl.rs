@@ -327,3 +327,40 @@ fn watch_prints_table_rows_and_edit_round_trips() {
     assert!(got, "watch did not show the edit: {seen:?}");
     assert_eq!(s.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "4");
 }
+
+/// One object of every built-in kind berth serves (crates/berth/tests/data/every-kind.yaml).
+const EVERY_KIND: &str = include_str!("data/every-kind.yaml");
+
+#[test]
+fn every_kind_round_trips_through_kubectl() {
+    let s = server();
+    // Client-side apply creates them all (the namespace first, as kubectl orders the file).
+    let out = s.kubectl_in_ok(&["apply", "-f", "-"], Some(EVERY_KIND));
+    let created = out.lines().filter(|l| l.ends_with(" created")).count();
+    let docs = EVERY_KIND.split("\n---\n").count();
+    assert_eq!(created, docs, "{out}");
+    // Applying again writes nothing (kubectl may still send no-op patches, e.g. for atomic
+    // lists the server defaulted, and print "configured", as against Kubernetes).
+    let revision = || s.http_json("GET", "/api/v1/namespaces", None).1["metadata"]["resourceVersion"].clone();
+    let before = revision();
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(EVERY_KIND));
+    assert_eq!(revision(), before, "a repeated apply changed objects");
+    s.kubectl_in_ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(EVERY_KIND));
+    // Every kind prints as a table and as YAML.
+    for doc in EVERY_KIND.split("\n---\n") {
+        let kind = doc.lines().find_map(|l| l.strip_prefix("kind: ")).unwrap();
+        let api_version = doc.lines().find_map(|l| l.strip_prefix("apiVersion: ")).unwrap();
+        let name = doc.lines().find_map(|l| l.split("name: ").nth(1)).unwrap().split([',', '}']).next().unwrap();
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let resource =
+            if group.is_empty() { kind.to_lowercase() } else { format!("{}.{}", kind.to_lowercase(), group) };
+        let ns: &[&str] = if doc.contains("namespace: every") { &["-n", "every"] } else { &[] };
+        let table = s.kubectl_ok(&[ns, &["get", resource.as_str(), name]].concat());
+        assert_eq!(table.lines().count(), 2, "{kind}: {table}");
+        let listed = s.kubectl_ok(&[ns, &["get", resource.as_str(), "-o", "name"]].concat());
+        assert!(listed.lines().any(|l| l.ends_with(&format!("/{name}"))), "{kind}: {listed}");
+        let yaml = s.kubectl_ok(&[ns, &["get", resource.as_str(), name, "-o", "yaml"]].concat());
+        assert!(yaml.contains(&format!("kind: {kind}")), "{kind}: {yaml}");
+    }
+    s.kubectl_in_ok(&["delete", "--wait=false", "-f", "-"], Some(EVERY_KIND));
+}
