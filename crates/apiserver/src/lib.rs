@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod params;
 pub mod read;
 pub mod resources;
+pub mod reviews;
 pub mod scale;
 pub mod server;
 pub mod services;

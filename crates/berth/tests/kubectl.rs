@@ -364,3 +364,17 @@ fn every_kind_round_trips_through_kubectl() {
     }
     s.kubectl_in_ok(&["delete", "--wait=false", "-f", "-"], Some(EVERY_KIND));
 }
+
+#[test]
+fn auth_can_i_and_whoami_answer_without_storing_reviews() {
+    let s = server();
+    // No authorization is enforced yet: every client is the cluster admin.
+    assert_eq!(s.kubectl_ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+    assert!(s.kubectl_ok(&["auth", "whoami"]).contains("system:masters"));
+    let review =
+        serde_json::json!({ "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {} });
+    let (code, v) = s.http_json("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", Some(&review));
+    assert_eq!(code, 422, "{v}");
+    // Reviews are answers, not objects: there is nothing to list.
+    assert_eq!(s.http_json("GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", None).0, 405);
+}
