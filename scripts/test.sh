@@ -15,13 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root apt-get install -y -qq "${missing[@]}"
 fi
-# The official Python client, in a virtualenv of our own.
-venv=target/pyenv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv" || { as_root apt-get install -y -qq python3-venv && python3 -m venv "$venv"; }
-fi
-"$venv/bin/pip" install -q --disable-pip-version-check kubernetes
-export BERTH_PYTHON="$PWD/$venv/bin/python"
+# The real clients the end-to-end tests drive (Python client, helm).
+eval "$(scripts/install-test-tools.sh)"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
