@@ -151,9 +151,10 @@ impl SqliteStore {
         };
         let checkpointer = checkpoint::open(path)?;
         let (stop, stopped) = mpsc::channel();
+        let watched = shared.clone();
         std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint::run(checkpointer, stopped))
+            .spawn(move || checkpoint::run(checkpointer, &watched.revision, stopped))
             .map_err(|err| Error::Backend(format!("cannot start checkpoint thread: {err}")))?;
         store.stop_on_close(stop);
         if !options.compaction_interval.is_zero() {
