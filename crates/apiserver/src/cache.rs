@@ -95,9 +95,10 @@ struct State {
 pub struct Cache {
     state: RwLock<State>,
     history: usize,
-    /// Objects this server just wrote, decoded and encoded already: the store's event for
-    /// (key, revision) takes them instead of decoding its bytes again.
-    primed: std::sync::Mutex<HashMap<(String, Revision), Arc<CachedObject>>>,
+    /// Objects this server is writing, by key: the bytes sent to the store and the object
+    /// they encode. The store's event for the key takes the object when its bytes match,
+    /// instead of decoding them again.
+    primed: std::sync::Mutex<HashMap<String, (Bytes, Value)>>,
     revision_tx: watch::Sender<(u64, Revision)>,
 }
 
@@ -189,26 +190,30 @@ impl Cache {
         }
     }
 
-    /// Hands the cache an object this server has just written at `revision`, so that the
-    /// store's event for it needs no decoding. `value` must carry its resourceVersion.
-    pub fn prime(&self, key: &str, value: Value, revision: Revision) {
-        if revision <= self.revision() {
-            return; // the event is already in
-        }
-        let Ok(json) = serde_json::to_vec(&value) else { return };
-        let obj = Arc::new(CachedObject { key: key.to_string(), value, json: Bytes::from(json), revision });
+    /// Tells the cache that `stored` (the encoding of `value`, without resourceVersion) is
+    /// about to be written at `key`, so that the store's event for it needs no decoding.
+    /// Call it before the write: the event may arrive before the write returns.
+    pub fn prime(&self, key: &str, stored: Bytes, value: Value) {
         let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
-        primed.insert((key.to_string(), revision), obj);
+        if primed.len() >= 4096 {
+            // Writes that failed leave their entries behind: start over.
+            primed.clear();
+        }
+        primed.insert(key.to_string(), (stored, value));
     }
 
     fn take_primed(&self, kv: &KeyValue) -> Option<Arc<CachedObject>> {
-        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
-        let found = primed.remove(&(kv.key.clone(), kv.mod_revision));
-        if primed.len() > 4096 {
-            // Entries whose events were missed (a re-list): drop what is already applied.
-            primed.retain(|(_, rev), _| *rev > kv.mod_revision);
-        }
-        found
+        let (stored, mut value) = {
+            let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+            match primed.get(&kv.key) {
+                Some((stored, _)) if *stored == kv.value => primed.remove(&kv.key)?,
+                _ => return None,
+            }
+        };
+        drop(stored);
+        object::set_resource_version(&mut value, kv.mod_revision);
+        let json = Bytes::from(serde_json::to_vec(&value).ok()?);
+        Some(Arc::new(CachedObject { key: kv.key.clone(), value, json, revision: kv.mod_revision }))
     }
 
     fn apply(&self, event: Event) {

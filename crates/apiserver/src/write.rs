@@ -301,10 +301,9 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     for attempt in 0..3 {
         let name = object::name(&obj).to_string();
         let key = ctx.served.key(object::meta_str(&obj, "namespace"), &name);
-        match ctx.app.store.create(&key, ctx.served.to_store(&obj)).await {
+        match ctx.app.store.create(&key, encode_and_prime(ctx, &key, &obj)).await {
             Ok(kv) => {
                 object::set_resource_version(&mut obj, kv.mod_revision);
-                prime(ctx, &key, &obj, kv.mod_revision);
                 crate::crd::after_write(ctx, &obj);
                 return Ok(obj);
             }
@@ -438,19 +437,21 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
     if let Some(m) = object::meta_mut(&mut new) {
         m.remove("resourceVersion");
     }
-    let kv =
-        ctx.app.store.update(&old.key, ctx.served.to_store(&new), old.revision).await.map_err(|e| map_cas(ctx, e))?;
+    let stored = encode_and_prime(ctx, &old.key, &new);
+    let kv = ctx.app.store.update(&old.key, stored, old.revision).await.map_err(|e| map_cas(ctx, e))?;
     object::set_resource_version(&mut new, kv.mod_revision);
-    prime(ctx, &old.key, &new, kv.mod_revision);
     crate::crd::after_write(ctx, &new);
     Ok(new)
 }
 
-/// Gives the watch cache the object just written (when it is in its storage form).
-fn prime(ctx: &Ctx, key: &str, obj: &Value, revision: i64) {
+/// The store encoding of `obj` (which has no resourceVersion); the watch cache is told
+/// so that it takes `obj` itself when the store's event for the write arrives.
+fn encode_and_prime(ctx: &Ctx, key: &str, obj: &Value) -> Bytes {
+    let stored = ctx.served.to_store(obj);
     if ctx.served.conversion.is_none() {
-        ctx.app.cache.prime(key, obj.clone(), revision);
+        ctx.app.cache.prime(key, stored.clone(), obj.clone());
     }
+    stored
 }
 
 fn map_cas(ctx: &Ctx, e: berth_store::Error) -> ApiError {
