@@ -362,7 +362,14 @@ fn every_kind_round_trips_through_kubectl() {
         let yaml = s.kubectl_ok(&[ns, &["get", resource.as_str(), name, "-o", "yaml"]].concat());
         assert!(yaml.contains(&format!("kind: {kind}")), "{kind}: {yaml}");
     }
-    s.kubectl_in_ok(&["delete", "--wait=false", "-f", "-"], Some(EVERY_KIND));
+    // The namespace goes first and takes its content with it, so some deletes find nothing.
+    s.kubectl_in_ok(&["delete", "--ignore-not-found", "-f", "-"], Some(EVERY_KIND));
+    let err = s.kubectl_err(&["get", "namespace", "every"], None);
+    assert!(err.contains("not found"), "{err}");
+    for cluster_scoped in ["clusterrole/cr-a", "priorityclass/high", "storageclass/sc-a", "node/node-a"] {
+        let err = s.kubectl_err(&["get", cluster_scoped], None);
+        assert!(err.contains("not found"), "{cluster_scoped}: {err}");
+    }
 }
 
 #[test]
