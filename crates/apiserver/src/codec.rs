@@ -62,12 +62,29 @@ fn strip_position(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
 }
 
-/// Decodes a YAML (or JSON, which is YAML) body into a JSON value.
+/// Decodes a YAML (or JSON, which is YAML) body into a JSON value. A key repeated in a
+/// mapping keeps its last value, as Kubernetes' non-strict YAML decoding does; see
+/// [`yaml_duplicate_keys`] for the strict check.
 pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
     let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("yaml: body is not UTF-8: {e}")))?;
-    let value: Value = serde_saphyr::from_str(text)
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    let value: Value = serde_saphyr::from_str_with_options(text, options)
         .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {}", one_line(&e.to_string()))))?;
     Ok(value)
+}
+
+/// The first repeated mapping key of a YAML body, for `fieldValidation=Strict`.
+pub fn yaml_duplicate_keys(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    match serde_saphyr::from_str::<serde::de::IgnoredAny>(text) {
+        Err(e) if e.to_string().contains("duplicate mapping key") => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or(&msg).trim().to_string();
+            Some(first)
+        }
+        _ => None,
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -191,6 +208,14 @@ mod tests {
         let err = decode_yaml(b"a: [1, 2\nb: c").unwrap_err();
         assert_eq!(err.code, 400);
         assert!(err.message.contains("YAML"), "{}", err.message);
+    }
+
+    #[test]
+    fn repeated_yaml_keys_keep_the_last_value_unless_strict() {
+        let body = b"data:\n  a: 1\n  a: 2\n";
+        assert_eq!(decode_yaml(body).unwrap()["data"]["a"], 2);
+        assert!(yaml_duplicate_keys(body).is_some_and(|m| m.contains("duplicate")));
+        assert_eq!(yaml_duplicate_keys(b"data:\n  a: 1\n  b: 2\n"), None);
     }
 
     #[test]

@@ -133,6 +133,12 @@ fn decode_checked(ctx: &Ctx, body: &[u8], warnings: &mut Warnings) -> ApiResult<
     let mut obj = codec::decode_object(kind, body)?;
     let info = &ctx.served.info;
     check_type_meta(&ctx.served, &mut obj, &info.kind, &info.api_version())?;
+    if kind == BodyType::Yaml
+        && ctx.params.field_validation == FieldValidation::Strict
+        && let Some(dup) = codec::yaml_duplicate_keys(body)
+    {
+        return Err(ApiError::bad_request(format!("strict decoding error: yaml: {dup}")));
+    }
     let raw = (kind == BodyType::Json).then_some(body);
     check_fields(ctx, &mut obj, raw, warnings)?;
     Ok(obj)

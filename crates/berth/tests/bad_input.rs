@@ -92,6 +92,21 @@ fn duplicate_fields_under_strict_are_rejected() {
 }
 
 #[test]
+fn repeated_yaml_keys_fail_under_strict_and_keep_the_last_value_otherwise() {
+    let s = server();
+    let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n  a: \"2\"\n";
+    let r =
+        s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/yaml"), body);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("strict decoding error"), "{}", r.json());
+    assert_eq!(count_configmaps(&s), 0);
+    let r =
+        s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Ignore", Some("application/yaml"), body);
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert_eq!(r.json()["data"]["a"], "2");
+}
+
+#[test]
 fn stale_update_gets_409_conflict() {
     let s = server();
     let (code, created) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&configmap("c")));
