@@ -57,6 +57,10 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Serializes Service address allocation.
     pub service_alloc: tokio::sync::Mutex<()>,
+    /// Namespaces this server marked for deletion lately: creates in them check the store,
+    /// not the cache, which may not have seen the deletion yet (Kubernetes'
+    /// NamespaceLifecycle admission keeps the same "force live lookup" list).
+    pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// A running API server.
@@ -82,6 +86,7 @@ impl Server {
             ready: AtomicBool::new(false),
             shutdown,
             service_alloc: tokio::sync::Mutex::new(()),
+            deleted_namespaces: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;

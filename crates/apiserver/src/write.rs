@@ -154,7 +154,13 @@ fn random_suffix() -> String {
 /// the store only when the cache does not have it (yet).
 async fn check_namespace(ctx: &Ctx, ns: &str, name: &str) -> ApiResult<()> {
     let key = format!("/registry/core/namespaces/{ns}");
-    let deleting = match ctx.app.cache.get(&key) {
+    let live_lookup = {
+        let mut recent = ctx.app.deleted_namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(30));
+        recent.contains_key(ns)
+    };
+    let cached = if live_lookup { None } else { ctx.app.cache.get(&key) };
+    let deleting = match cached {
         Some(cached) => object::is_deleting(&cached.value),
         None => {
             let info = berth_api::registry::find_builtin("", "v1", "namespaces")
@@ -820,6 +826,8 @@ async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bo
     }
     if is_namespace {
         new["status"]["phase"] = json!("Terminating");
+        let mut recent = ctx.app.deleted_namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        recent.insert(object::name(&new).to_string(), std::time::Instant::now());
     }
     if dry {
         return Ok(read::render_one(ctx, &new));

@@ -94,7 +94,7 @@ fn duplicate_fields_under_strict_are_rejected() {
 #[test]
 fn repeated_yaml_keys_fail_under_strict_and_keep_the_last_value_otherwise() {
     let s = server();
-    let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n  a: \"2\"\n";
+    let body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\ndata:\n  a: \"1\"\n  a: \"2\"\n";
     let r =
         s.http("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", Some("application/yaml"), body);
     assert_eq!(r.status, 400);
