@@ -149,6 +149,30 @@ impl Ctx<'_> {
     }
 }
 
+/// `metadata.ownerReferences`: apiVersion, kind, name and uid required, at most one controller.
+fn owner_references(ctx: &mut Ctx<'_>, refs: Option<&Value>) {
+    let Some(refs) = refs.and_then(Value::as_array) else { return };
+    let mut controllers = 0;
+    for (i, r) in refs.iter().enumerate() {
+        let field = format!("metadata.ownerReferences[{i}]");
+        for key in ["apiVersion", "kind", "name", "uid"] {
+            if r.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+                ctx.push(FieldError::required(format!("{field}.{key}"), ""));
+            }
+        }
+        if r.get("controller").and_then(Value::as_bool) == Some(true) {
+            controllers += 1;
+        }
+    }
+    if controllers > 1 {
+        ctx.push(FieldError::invalid(
+            "metadata.ownerReferences",
+            format!("{controllers} controllers"),
+            "Only one reference can have Controller set to true",
+        ));
+    }
+}
+
 /// The metadata rules every kind shares (name, generateName, namespace, labels, annotations, immutable fields on update).
 pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -213,6 +237,7 @@ pub fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -
             }
         }
     }
+    owner_references(&mut ctx, meta.get("ownerReferences"));
     if let Some(old) = old {
         let old_meta = old.get("metadata").unwrap_or(&empty);
         for key in ["name", "namespace", "uid", "creationTimestamp"] {
@@ -240,6 +265,27 @@ mod tests {
         let res = find_builtin(parts[0], parts[1], parts[2]).expect("resource");
         let errs: Vec<String> = validate(res, &obj, old.as_ref()).iter().map(ToString::to_string).collect();
         assert_eq!(errs, expected, "{obj}");
+    }
+
+    #[test]
+    fn owner_references() {
+        let owner = |name: &str, controller: bool| json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": "u-1", "controller": controller});
+        let cm = |refs: Value| json!({"metadata": {"name": "c", "namespace": "default", "ownerReferences": refs}});
+        check("/v1/configmaps", cm(json!([owner("a", true), owner("b", false)])), None, &[]);
+        check(
+            "/v1/configmaps",
+            cm(json!([owner("a", true), owner("b", true)])),
+            None,
+            &[
+                "metadata.ownerReferences: Invalid value: 2 controllers: Only one reference can have Controller set to true",
+            ],
+        );
+        check(
+            "/v1/configmaps",
+            cm(json!([{"apiVersion": "v1", "kind": "Pod", "name": "p"}])),
+            None,
+            &["metadata.ownerReferences[0].uid: Required value"],
+        );
     }
 
     #[test]
