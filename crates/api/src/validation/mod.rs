@@ -7,6 +7,7 @@
 mod names;
 mod other;
 mod pod;
+mod scheduling;
 
 pub(crate) use pod::VOLUME_SOURCES;
 mod workloads;

@@ -87,6 +87,8 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
     for (kind, list) in [("containers", containers), ("initContainers", array(spec, "initContainers"))] {
         for (i, c) in list.iter().enumerate() {
             validate_container(ctx, c, &format!("{path}.{kind}[{i}]"), &mut names, &volumes);
+            let sc_path = format!("{path}.{kind}[{i}].securityContext");
+            super::scheduling::security_context(ctx, c.get("securityContext"), &sc_path);
         }
     }
     let restart = spec.get("restartPolicy");
@@ -118,6 +120,7 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
         ctx.check_str(&format!("{path}.serviceAccountName"), sa, super::is_dns1123_subdomain);
     }
     ctx.labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"));
+    super::scheduling::validate(ctx, spec, path);
 }
 
 fn validate_volumes(ctx: &mut Ctx<'_>, spec: &Value, path: &str) -> HashSet<String> {
