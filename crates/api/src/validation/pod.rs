@@ -68,11 +68,13 @@ pub(super) fn validate_template(ctx: &mut Ctx<'_>, template: Option<&Value>, pat
     validate_pod_spec(ctx, spec, &format!("{path}.spec"), restart_policies);
 }
 
-fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+/// The array at `key`, empty when absent or not an array.
+pub(super) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
 }
 
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+/// The string at `key`, empty when absent or not a string.
+pub(super) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 

@@ -3,16 +3,9 @@
 
 use serde_json::Value;
 
+use super::pod::{array, text};
 use super::{Ctx, quote};
 use crate::field_error::FieldError;
-
-fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
 
 /// Validates tolerations, affinity, topologySpreadConstraints and the pod securityContext of a pod spec.
 pub(super) fn validate(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
