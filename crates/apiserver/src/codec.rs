@@ -161,6 +161,13 @@ pub fn respond(code: StatusCode, value: &Value, out: Output) -> Response {
     }
 }
 
+/// A response of shared bytes (e.g. an object encoded once in the watch cache) with a content type.
+pub fn with_bytes(code: StatusCode, body: bytes::Bytes, content_type: &'static str) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 /// A response of raw bytes with a content type.
 pub fn with_type(code: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response {
     let mut resp = (code, body).into_response();

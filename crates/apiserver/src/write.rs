@@ -281,7 +281,22 @@ async fn admit(
 }
 
 fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
-    with_warnings(render_one_with(ctx, obj, StatusCode::CREATED), warnings)
+    with_warnings(render_written(ctx, obj, StatusCode::CREATED), warnings)
+}
+
+/// Renders an object this request has just written. A JSON answer reuses the bytes the
+/// watch cache encoded for that revision when the cache has it already (it usually does:
+/// the store publishes the event before it answers the write).
+fn render_written(ctx: &Ctx, obj: &Value, code: StatusCode) -> Response {
+    if ctx.out == codec::Output::Json && ctx.served.conversion.is_none() && !ctx.params.dry_run {
+        let key = ctx.served.key(object::meta_str(obj, "namespace"), object::name(obj));
+        if let (Some(cached), Ok(Some(rv))) = (ctx.app.cache.get(&key), object::resource_version(obj))
+            && cached.revision == rv
+        {
+            return codec::with_bytes(code, cached.json.clone(), "application/json");
+        }
+    }
+    render_one_with(ctx, obj, code)
 }
 
 /// POST to a collection.
@@ -506,7 +521,7 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     carry_over(&ctx, &mut new, &old.value, sub)?;
     admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
     let written = commit_update(&ctx, &old, new).await?;
-    Ok(with_warnings(read::render_one(&ctx, &written), &warnings))
+    Ok(with_warnings(render_written(&ctx, &written, StatusCode::OK), &warnings))
 }
 
 /// PUT of the scale subresource.
