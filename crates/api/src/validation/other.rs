@@ -19,6 +19,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
         ("", "ConfigMap") => data_object(ctx, obj, old, &["data", "binaryData"]),
         ("", "Secret") => {
             data_object(ctx, obj, old, &["data", "stringData"]);
+            secret_type(ctx, obj);
             if let Some(old) = old {
                 ctx.immutable(obj.get("type"), old.get("type"), "type");
             }
@@ -229,7 +230,72 @@ fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     }
 }
 
+/// Largest total size of a Secret's or ConfigMap's data, in bytes.
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// The keys each well-known Secret type requires.
+fn secret_type(ctx: &mut Ctx<'_>, obj: &Value) {
+    let has = |key: &str| {
+        ["data", "stringData"].iter().any(|f| {
+            obj.get(*f)
+                .and_then(|d| d.get(key))
+                .is_some_and(|v| v != "")
+        })
+    };
+    let required: &[&str] = match obj.get("type").and_then(Value::as_str).unwrap_or("Opaque") {
+        "kubernetes.io/service-account-token" => {
+            let annotated = obj
+                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty());
+            if !annotated {
+                ctx.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
+            }
+            &[]
+        }
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            &["username", "password"]
+        }
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        _ => &[],
+    };
+    for key in required {
+        if !has(key) {
+            ctx.push(FieldError::required(format!("data[{key}]"), ""));
+        }
+    }
+}
+
 fn data_object(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, fields: &[&str]) {
+    let mut total = 0;
+    for field in fields {
+        for (key, value) in obj
+            .get(*field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let len = value.as_str().map_or(0, str::len);
+            // data and binaryData carry base64: count the decoded bytes
+            let base64 =
+                *field == "binaryData" || (*field == "data" && fields.contains(&"stringData"));
+            let len = if base64 { len / 4 * 3 } else { len };
+            total += key.len() + len;
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        ctx.push(FieldError::new(
+            crate::field_error::FieldErrorKind::TooLong,
+            "data",
+            format!("must have at most {MAX_DATA_SIZE} bytes"),
+        ));
+    }
     let mut seen = HashSet::new();
     for field in fields {
         if let Some(map) = obj.get(*field).and_then(Value::as_object) {
@@ -654,6 +720,77 @@ mod tests {
     }
 
     #[test]
+    fn secret_types() {
+        let secret = |type_: &str, data: Value| obj(json!({"type": type_, "data": data}));
+        check(
+            "/v1/secrets",
+            secret(
+                "kubernetes.io/tls",
+                json!({"tls.crt": "YQ==", "tls.key": "Yg=="}),
+            ),
+            None,
+            &[],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/tls", json!({"tls.crt": "YQ=="})),
+            None,
+            &["data[tls.key]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/dockerconfigjson", json!({})),
+            None,
+            &["data[.dockerconfigjson]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/basic-auth", json!({})),
+            None,
+            &[
+                "data[username]: Required value",
+                "data[password]: Required value",
+            ],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/basic-auth", json!({"password": "cA=="})),
+            None,
+            &[],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/service-account-token", json!({})),
+            None,
+            &["metadata.annotations[kubernetes.io/service-account.name]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            obj(
+                json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": "a", "tls.key": "b"}}),
+            ),
+            None,
+            &[],
+        );
+        let big = "A".repeat(1_500_000);
+        check(
+            "/v1/secrets",
+            obj(json!({"data": {"k": big}})),
+            None,
+            &["data: Too long: must have at most 1048576 bytes"],
+        );
+        let fits = "A".repeat(1_300_000);
+        check("/v1/secrets", obj(json!({"data": {"k": fits}})), None, &[]);
+        let big = "x".repeat(1_100_000);
+        check(
+            "/v1/configmaps",
+            obj(json!({"data": {"k": big}})),
+            None,
+            &["data: Too long: must have at most 1048576 bytes"],
+        );
+    }
+
+    #[test]
     fn configmaps_and_secrets() {
         check(
             "/v1/configmaps",
@@ -691,8 +828,12 @@ mod tests {
         );
         check(
             "/v1/secrets",
-            obj(json!({"type": "kubernetes.io/tls"})),
-            Some(obj(json!({"type": "Opaque"}))),
+            obj(
+                json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "Yg=="}}),
+            ),
+            Some(obj(
+                json!({"type": "Opaque", "data": {"tls.crt": "YQ==", "tls.key": "Yg=="}}),
+            )),
             &[r#"type: Invalid value: "kubernetes.io/tls": field is immutable"#],
         );
     }
