@@ -150,11 +150,22 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
             }),
             Some(name) => seen.push(name),
         }
-        match v.pointer("/schema/openAPIV3Schema") {
-            None => out.push(FieldError::required(format!("{base}.schema.openAPIV3Schema"), "schemas are required")),
-            Some(schema) => {
-                out.extend(validate_structural_schema_at(schema, &format!("{base}.schema.openAPIV3Schema")))
-            }
+        if v.pointer("/schema/openAPIV3Schema").is_none() {
+            out.push(FieldError::required(format!("{base}.schema.openAPIV3Schema"), "schemas are required"));
+        }
+    }
+    out.extend(validate_schemas(crd));
+    out
+}
+
+/// The structural-schema checks of every version's `openAPIV3Schema` (the part of
+/// [`validate_crd`] that the per-kind validation of CRD objects does not do).
+pub fn validate_schemas(crd: &Value) -> Vec<FieldError> {
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let mut out = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            out.extend(validate_structural_schema_at(schema, &format!("spec.versions[{i}].schema.openAPIV3Schema")));
         }
     }
     out

@@ -258,7 +258,8 @@ async fn admit(
         None => berth_api::validation::validate(&served.info, obj, old),
     };
     if served.info.kind == "CustomResourceDefinition" {
-        errors.extend(berth_api::crd::validate_crd(obj));
+        // Names, versions and scope are the CRD kind's validation; the schemas' structure is checked here.
+        errors.extend(berth_api::crd::validate_schemas(obj));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));

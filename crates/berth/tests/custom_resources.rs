@@ -146,6 +146,18 @@ fn invalid_crds_are_refused_and_deleting_a_crd_removes_its_resources() {
     let bad = CRD.replace("name: crontabs.stable.example.com", "name: wrong.stable.example.com");
     let err = s.kubectl_err(&["create", "-f", "-"], Some(&bad));
     assert!(err.contains("metadata.name"), "{err}");
+    // Each problem is reported once: two storage versions, and a schema that is not structural.
+    let two_storage = json!({ "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "things.x.io" },
+        "spec": { "group": "x.io", "scope": "Namespaced", "names": { "plural": "things", "kind": "Thing" },
+                  "versions": [
+                      { "name": "v1", "served": true, "storage": true, "schema": { "openAPIV3Schema": { "type": "object", "properties": { "spec": {} } } } },
+                      { "name": "v2", "served": true, "storage": true, "schema": { "openAPIV3Schema": { "type": "object" } } } ] } });
+    let (code, v) = s.http_json("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", Some(&two_storage));
+    assert_eq!(code, 422, "{v}");
+    let fields: Vec<&str> =
+        v["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["spec.versions", "spec.versions[0].schema.openAPIV3Schema.properties[spec].type"], "{v}");
     let ct =
         "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata:\n  name: gone\nspec:\n  cronSpec: '* * * * *'\n";
     s.kubectl_in_ok(&["create", "-f", "-"], Some(ct));

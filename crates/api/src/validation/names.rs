@@ -215,11 +215,11 @@ pub fn is_port_name(s: &str) -> Vec<String> {
     if !s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
-    if s.contains("--") {
-        errs.push("must not contain consecutive hyphens".to_string());
-    }
     if !s.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
+    }
+    if s.contains("--") {
+        errs.push("must not contain consecutive hyphens".to_string());
     }
     if s.starts_with('-') || s.ends_with('-') {
         errs.push("must not begin or end with a hyphen".to_string());

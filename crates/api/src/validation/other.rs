@@ -19,6 +19,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
         ("", "ConfigMap") => data_object(ctx, obj, old, &["data", "binaryData"]),
         ("", "Secret") => {
             data_object(ctx, obj, old, &["data", "stringData"]);
+            secret_type(ctx, obj);
             if let Some(old) = old {
                 ctx.immutable(obj.get("type"), old.get("type"), "type");
             }
@@ -65,6 +66,7 @@ pub(super) fn validate(ctx: &mut Ctx<'_>, res: &ResourceInfo, obj: &Value, old: 
                 }
             }
         }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(ctx, obj, old),
         ("policy", "PodDisruptionBudget") => {
             let spec = obj.get("spec").unwrap_or(&Value::Null);
             if spec.get("minAvailable").is_some() && spec.get("maxUnavailable").is_some() {
@@ -163,7 +165,57 @@ fn service(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     }
 }
 
+/// Largest total size of a Secret's or ConfigMap's data, in bytes.
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// The keys each well-known Secret type requires.
+fn secret_type(ctx: &mut Ctx<'_>, obj: &Value) {
+    let has = |key: &str| {
+        ["data", "stringData"].iter().any(|f| obj.get(*f).and_then(|d| d.get(key)).is_some_and(|v| v != ""))
+    };
+    let required: &[&str] = match obj.get("type").and_then(Value::as_str).unwrap_or("Opaque") {
+        "kubernetes.io/service-account-token" => {
+            let annotated = obj
+                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty());
+            if !annotated {
+                ctx.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
+            }
+            &[]
+        }
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => &["username", "password"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        _ => &[],
+    };
+    for key in required {
+        if !has(key) {
+            ctx.push(FieldError::required(format!("data[{key}]"), ""));
+        }
+    }
+}
+
 fn data_object(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, fields: &[&str]) {
+    let mut total = 0;
+    for field in fields {
+        for (key, value) in obj.get(*field).and_then(Value::as_object).into_iter().flatten() {
+            let len = value.as_str().map_or(0, str::len);
+            // data and binaryData carry base64: count the decoded bytes
+            let base64 = *field == "binaryData" || (*field == "data" && fields.contains(&"stringData"));
+            let len = if base64 { len / 4 * 3 } else { len };
+            total += key.len() + len;
+        }
+    }
+    if total > MAX_DATA_SIZE {
+        ctx.push(FieldError::new(
+            crate::field_error::FieldErrorKind::TooLong,
+            "data",
+            format!("must have at most {MAX_DATA_SIZE} bytes"),
+        ));
+    }
     let mut seen = HashSet::new();
     for field in fields {
         if let Some(map) = obj.get(*field).and_then(Value::as_object) {
@@ -289,6 +341,89 @@ fn binding(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     }
 }
 
+fn crd(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let text = |path: &str| spec.pointer(path).and_then(Value::as_str).unwrap_or_default();
+    let group = text("/group");
+    if group.is_empty() {
+        ctx.push(FieldError::required("spec.group", ""));
+    } else {
+        ctx.check_str("spec.group", group, super::is_dns1123_subdomain);
+        if !group.contains('.') {
+            ctx.push(FieldError::invalid("spec.group", quote(group), "should be a domain with at least one dot"));
+        }
+    }
+    let plural = text("/names/plural");
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
+        ctx.push(FieldError::invalid("metadata.name", quote(name), "must be spec.names.plural+\".\"+spec.group"));
+    }
+    ctx.one_of("spec.scope", spec.get("scope"), &["Cluster", "Namespaced"]);
+    if spec.get("scope").is_none() {
+        ctx.push(FieldError::required("spec.scope", ""));
+    }
+    for key in ["plural", "singular"] {
+        let value = text(&format!("/names/{key}"));
+        if value.is_empty() {
+            if key == "plural" {
+                ctx.push(FieldError::required("spec.names.plural", ""));
+            }
+        } else {
+            ctx.check_str(&format!("spec.names.{key}"), value, super::is_dns1123_label);
+        }
+    }
+    for key in ["kind", "listKind"] {
+        let value = text(&format!("/names/{key}"));
+        if value.is_empty() {
+            ctx.push(FieldError::required(format!("spec.names.{key}"), ""));
+        } else if !super::is_dns1035_label(&value.to_ascii_lowercase()).is_empty() {
+            ctx.push(FieldError::invalid(
+                format!("spec.names.{key}"),
+                quote(value),
+                "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?",
+            ));
+        }
+    }
+    let versions = spec.get("versions").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    if versions.is_empty() {
+        ctx.push(FieldError::invalid("spec.versions", "[]", "must have exactly one version marked as storage version"));
+    } else {
+        let storage = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
+        if storage != 1 {
+            ctx.push(FieldError::invalid(
+                "spec.versions",
+                "[]apiextensions.CustomResourceDefinitionVersion{...}",
+                "must have exactly one version marked as storage version",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, v) in versions.iter().enumerate() {
+            let vname = v.get("name").and_then(Value::as_str).unwrap_or_default();
+            if vname.is_empty() {
+                ctx.push(FieldError::required(format!("spec.versions[{i}].name"), ""));
+            } else {
+                ctx.check_str(&format!("spec.versions[{i}].name"), vname, super::is_dns1035_label);
+                if !seen.insert(vname) {
+                    ctx.push(duplicate(format!("spec.versions[{i}].name"), vname));
+                }
+            }
+            if v.pointer("/schema/openAPIV3Schema").is_none_or(Value::is_null) {
+                ctx.push(FieldError::required(
+                    format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                    "schemas are required",
+                ));
+            }
+        }
+    }
+    if let Some(old_spec) = old.and_then(|o| o.get("spec")) {
+        for key in ["group", "scope"] {
+            if old_spec.get(key) != spec.get(key) {
+                ctx.immutable(spec.get(key), old_spec.get(key), &format!("spec.{key}"));
+            }
+        }
+    }
+}
+
 fn priority_class(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     match obj.get("value").and_then(Value::as_i64) {
@@ -368,6 +503,59 @@ mod tests {
     }
 
     #[test]
+    fn secret_types() {
+        let secret = |type_: &str, data: Value| obj(json!({"type": type_, "data": data}));
+        check("/v1/secrets", secret("kubernetes.io/tls", json!({"tls.crt": "YQ==", "tls.key": "Yg=="})), None, &[]);
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/tls", json!({"tls.crt": "YQ=="})),
+            None,
+            &["data[tls.key]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/dockerconfigjson", json!({})),
+            None,
+            &["data[.dockerconfigjson]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/basic-auth", json!({})),
+            None,
+            &["data[username]: Required value", "data[password]: Required value"],
+        );
+        check("/v1/secrets", secret("kubernetes.io/basic-auth", json!({"password": "cA=="})), None, &[]);
+        check(
+            "/v1/secrets",
+            secret("kubernetes.io/service-account-token", json!({})),
+            None,
+            &["metadata.annotations[kubernetes.io/service-account.name]: Required value"],
+        );
+        check(
+            "/v1/secrets",
+            obj(json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": "a", "tls.key": "b"}})),
+            None,
+            &[],
+        );
+        let big = "A".repeat(1_500_000);
+        check(
+            "/v1/secrets",
+            obj(json!({"data": {"k": big}})),
+            None,
+            &["data: Too long: must have at most 1048576 bytes"],
+        );
+        let fits = "A".repeat(1_300_000);
+        check("/v1/secrets", obj(json!({"data": {"k": fits}})), None, &[]);
+        let big = "x".repeat(1_100_000);
+        check(
+            "/v1/configmaps",
+            obj(json!({"data": {"k": big}})),
+            None,
+            &["data: Too long: must have at most 1048576 bytes"],
+        );
+    }
+
+    #[test]
     fn configmaps_and_secrets() {
         check("/v1/configmaps", obj(json!({"data": {"a.b": "1", "C_D": "2"}})), None, &[]);
         check(
@@ -400,8 +588,8 @@ mod tests {
         );
         check(
             "/v1/secrets",
-            obj(json!({"type": "kubernetes.io/tls"})),
-            Some(obj(json!({"type": "Opaque"}))),
+            obj(json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "YQ==", "tls.key": "Yg=="}})),
+            Some(obj(json!({"type": "Opaque", "data": {"tls.crt": "YQ==", "tls.key": "Yg=="}}))),
             &[r#"type: Invalid value: "kubernetes.io/tls": field is immutable"#],
         );
     }
@@ -446,6 +634,64 @@ mod tests {
                 r#"roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole""#,
                 r#"subjects[0].kind: Unsupported value: "Robot": supported values: "ServiceAccount", "User", "Group""#,
             ],
+        );
+    }
+
+    fn crd(name: &str, group: &str, plural: &str, kind: &str, versions: Value) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": plural, "singular": "widget", "kind": kind, "listKind": format!("{kind}List")},
+            "versions": versions}})
+    }
+
+    #[test]
+    fn custom_resource_definitions() {
+        let schema = json!({"openAPIV3Schema": {"type": "object"}});
+        let v1 = json!([{"name": "v1", "served": true, "storage": true, "schema": schema}]);
+        let gvr = "apiextensions.k8s.io/v1/customresourcedefinitions";
+        check(gvr, crd("widgets.example.com", "example.com", "widgets", "Widget", v1.clone()), None, &[]);
+        check(
+            gvr,
+            crd("widgets.example.com", "example", "widgets", "Widget", v1.clone()),
+            None,
+            &[
+                r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#,
+                r#"metadata.name: Invalid value: "widgets.example.com": must be spec.names.plural+"."+spec.group"#,
+            ],
+        );
+        check(
+            gvr,
+            crd("Widgets.example.com", "example.com", "Widgets", "Wid get", v1.clone()),
+            None,
+            &[
+                r#"metadata.name: Invalid value: "Widgets.example.com": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#,
+                r#"spec.names.plural: Invalid value: "Widgets": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#,
+                r#"spec.names.kind: Invalid value: "Wid get": may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"#,
+                r#"spec.names.listKind: Invalid value: "Wid getList": may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"#,
+            ],
+        );
+        check(
+            gvr,
+            crd(
+                "widgets.example.com",
+                "example.com",
+                "widgets",
+                "Widget",
+                json!([{"name": "v1", "storage": false}, {"name": "v1", "storage": false, "schema": schema}]),
+            ),
+            None,
+            &[
+                "spec.versions: Invalid value: []apiextensions.CustomResourceDefinitionVersion{...}: must have exactly one version marked as storage version",
+                "spec.versions[0].schema.openAPIV3Schema: Required value: schemas are required",
+                r#"spec.versions[1].name: Duplicate value: "v1""#,
+            ],
+        );
+        let mut cluster = crd("widgets.example.com", "example.com", "widgets", "Widget", v1.clone());
+        cluster["spec"]["scope"] = json!("Cluster");
+        check(
+            gvr,
+            cluster,
+            Some(crd("widgets.example.com", "example.com", "widgets", "Widget", v1)),
+            &[r#"spec.scope: Invalid value: "Cluster": field is immutable"#],
         );
     }
 

@@ -214,7 +214,47 @@ fn validate_container(
             ctx.push(FieldError::required(format!("{mpath}.mountPath"), ""));
         }
     }
+    for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(probe) = c.get(key).filter(|p| !p.is_null()) {
+            validate_probe(ctx, probe, &format!("{path}.{key}"), key != "readinessProbe");
+        }
+    }
     validate_resources(ctx, c.get("resources"), &format!("{path}.resources"));
+}
+
+/// A probe: exactly one handler, non-negative timings, success threshold 1 where required.
+fn validate_probe(ctx: &mut Ctx<'_>, probe: &Value, path: &str, success_must_be_one: bool) {
+    let handlers = ["exec", "httpGet", "tcpSocket", "grpc"]
+        .iter()
+        .filter(|h| probe.get(**h).is_some_and(|v| !v.is_null()))
+        .count();
+    if handlers == 0 {
+        ctx.push(FieldError::required(path, "must specify a handler type"));
+    } else if handlers > 1 {
+        ctx.push(FieldError::forbidden(path, "may not specify more than 1 handler type"));
+    }
+    for key in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+        ctx.non_negative(probe, key, &format!("{path}.{key}"));
+    }
+    if success_must_be_one
+        && let Some(n) = probe.get("successThreshold").and_then(Value::as_i64)
+        && n != 1
+    {
+        ctx.push(FieldError::invalid(format!("{path}.successThreshold"), n, "must be 1"));
+    }
+    if let Some(port) = probe.pointer("/httpGet/port").or(probe.pointer("/tcpSocket/port")) {
+        let handler = if probe.get("httpGet").is_some() { "httpGet" } else { "tcpSocket" };
+        match port {
+            Value::Number(n) => {
+                let n = n.as_i64().unwrap_or(0);
+                for msg in is_valid_port(n) {
+                    ctx.push(FieldError::invalid(format!("{path}.{handler}.port"), n, msg));
+                }
+            }
+            Value::String(s) => ctx.check_str(&format!("{path}.{handler}.port"), s, is_port_name),
+            _ => {}
+        }
+    }
 }
 
 fn validate_resources(ctx: &mut Ctx<'_>, resources: Option<&Value>, path: &str) {
@@ -493,6 +533,45 @@ mod tests {
             base(json!({"terminationGracePeriodSeconds": -5})),
             None,
             &["spec.terminationGracePeriodSeconds: Invalid value: -5: must be greater than or equal to 0"],
+        );
+    }
+
+    #[test]
+    fn probes() {
+        let c = |probe: Value| pod(json!({"containers": [{"name": "c", "image": "x", "livenessProbe": probe}]}));
+        check("/v1/pods", c(json!({"httpGet": {"port": 80}, "periodSeconds": 5})), None, &[]);
+        check(
+            "/v1/pods",
+            c(json!({"periodSeconds": 5})),
+            None,
+            &["spec.containers[0].livenessProbe: Required value: must specify a handler type"],
+        );
+        check(
+            "/v1/pods",
+            c(json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 1}})),
+            None,
+            &["spec.containers[0].livenessProbe: Forbidden: may not specify more than 1 handler type"],
+        );
+        check(
+            "/v1/pods",
+            c(json!({"httpGet": {"port": "HTTP"}, "successThreshold": 2, "timeoutSeconds": -1})),
+            None,
+            &[
+                "spec.containers[0].livenessProbe.timeoutSeconds: Invalid value: -1: must be greater than or equal to 0",
+                "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+                r#"spec.containers[0].livenessProbe.httpGet.port: Invalid value: "HTTP": must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"#,
+                r#"spec.containers[0].livenessProbe.httpGet.port: Invalid value: "HTTP": must contain at least one letter (a-z)"#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            pod(
+                json!({"containers": [{"name": "c", "image": "x", "readinessProbe": {"tcpSocket": {"port": 0}, "successThreshold": 3}}]}),
+            ),
+            None,
+            &[
+                "spec.containers[0].readinessProbe.tcpSocket.port: Invalid value: 0: must be between 1 and 65535, inclusive",
+            ],
         );
     }
 
