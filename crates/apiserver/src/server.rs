@@ -63,6 +63,15 @@ pub struct App {
     pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
+impl App {
+    /// Waits until the watch cache has applied every write the store has acknowledged, so a
+    /// read from the cache that follows is consistent (as a quorum read would be).
+    pub async fn catch_up(&self) -> crate::error::ApiResult<()> {
+        let current = self.store.current_revision().await?;
+        self.cache.wait_for(current, std::time::Duration::from_secs(3)).await
+    }
+}
+
 /// A running API server.
 pub struct Server {
     app: Arc<App>,

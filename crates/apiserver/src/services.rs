@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use berth_api::FieldError;
 use bytes::Bytes;
@@ -45,8 +44,7 @@ fn range_message() -> String {
 /// what `old` had. Serialized by the caller so concurrent creates never pick the same address.
 pub async fn allocate(app: &App, svc: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let _guard = app.service_alloc.lock().await;
-    let current = app.store.current_revision().await?;
-    app.cache.wait_for(current, Duration::from_secs(3)).await?;
+    app.catch_up().await?;
     let own_key = format!("{}/{}", object::namespace(svc), object::name(svc));
     let (items, _) = app.cache.list(SERVICES);
     let mut ips = HashSet::new();

@@ -113,8 +113,7 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
     // catches up with the store; for a given one, with that revision.
     match requested {
         None => {
-            let current = ctx.app.store.current_revision().await?;
-            ctx.app.cache.wait_for(current, Duration::from_secs(3)).await?;
+            ctx.app.catch_up().await?;
         }
         Some(r) if p.send_initial_events && r > 0 => ctx.app.cache.wait_for(r, Duration::from_secs(3)).await?,
         _ => {}

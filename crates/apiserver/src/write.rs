@@ -875,8 +875,7 @@ pub async fn delete_collection(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let opts = delete_options(&ctx, &body)?;
     let dry = ctx.params.dry_run || body_dry_run(&body);
     let filter = Filter::new(&ctx.served.info, &ctx.params)?;
-    let current = ctx.app.store.current_revision().await?;
-    ctx.app.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
+    ctx.app.catch_up().await?;
     let (items, rev) = ctx.app.cache.list(&ctx.served.prefix_in(ctx.namespace()));
     let mut deleted = Vec::new();
     for item in items.iter().map(|o| ctx.served.present(o)).filter(|o| filter.matches(&o.value)) {
@@ -976,6 +975,9 @@ async fn take_disruption(ctx: &Ctx, pod: &Value) -> ApiResult<()> {
     let ns = object::namespace(pod);
     let prefix = format!("/registry/policy/poddisruptionbudgets/{ns}/");
     for _ in 0..RETRIES {
+        // A consistent read: the cache must have caught up with every write acknowledged so far
+        // (a budget status written just before must be seen).
+        ctx.app.catch_up().await?;
         let (pdbs, _) = ctx.app.cache.list(&prefix);
         let matching: Vec<_> = pdbs
             .iter()
@@ -1021,10 +1023,7 @@ async fn take_disruption(ctx: &Ctx, pod: &Value) -> ApiResult<()> {
         updated["status"]["disruptedPods"][object::name(pod)] = json!(object::now());
         match ctx.app.store.update(&pdb.key, Bytes::from(object::encode_for_store(&updated)), pdb.revision).await {
             Ok(_) => return Ok(()),
-            Err(berth_store::Error::Conflict { .. }) => {
-                let current = ctx.app.store.current_revision().await?;
-                ctx.app.cache.wait_for(current, std::time::Duration::from_secs(3)).await?;
-            }
+            Err(berth_store::Error::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
