@@ -36,6 +36,9 @@ pub(crate) struct ServerArgs {
     /// Seconds between automatic compactions of the store.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Controllers not to run, comma-separated (names as in `berth_controllers::NAMES`).
+    #[arg(long, value_delimiter = ',')]
+    disable_controllers: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -86,6 +89,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: Duration::from_secs(args.compaction_interval),
         ..SqliteOptions::default()
     };
+    let controller_options =
+        berth_controllers::Options::disabling(args.disable_controllers.iter().map(String::as_str))?;
     let store = SqliteStore::open(&db, options).with_context(|| format!("opening the store at {}", db.display()))?;
     let config = Config {
         bind_address: args.bind_address,
@@ -112,9 +117,48 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ready_ms = started.elapsed().as_millis() as u64,
         "berth server ready"
     );
-    server.serve(shutdown_signal()).await.context("serving the API")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let components = tokio::spawn(run_components(local_client(addr)?, controller_options, stop_rx));
+    server
+        .serve(async move {
+            shutdown_signal().await;
+            // Controllers stop (and release their lease) while the API still serves.
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), components).await;
+        })
+        .await
+        .context("serving the API")?;
     tracing::info!("berth server stopped");
     Ok(())
+}
+
+/// A client of this server's own API, for the components it runs (they use HTTP like any client).
+fn local_client(addr: std::net::SocketAddr) -> anyhow::Result<kube::Client> {
+    let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+    let url = format!("http://{}", std::net::SocketAddr::new(ip, addr.port()));
+    let config = kube::Config::new(url.parse().context("the server's own URL")?);
+    kube::Client::try_from(config).context("a client for the server's own API")
+}
+
+/// Runs the controllers while this server holds their lease, until `stop` turns true.
+async fn run_components(
+    client: kube::Client,
+    options: berth_controllers::Options,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
+    let election =
+        berth_controllers::leader_election::LeaderElection::new(client.clone(), "kube-controller-manager", &identity);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    election.run(|| berth_controllers::run(client.clone(), options.clone()), stopped).await;
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "berth".into())
 }
 
 async fn shutdown_signal() {
