@@ -36,6 +36,9 @@ pub(crate) struct ServerArgs {
     /// Seconds between automatic compactions of the store.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Run no controllers at all (an API-server-only control plane, as k3s's flag of the same name).
+    #[arg(long)]
+    disable_controller_manager: bool,
     /// Controllers not to run, comma-separated (names as in `berth_controllers::NAMES`).
     #[arg(long, value_delimiter = ',')]
     disable_controllers: Vec<String>,
@@ -118,7 +121,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let components = tokio::spawn(run_components(local_client(addr)?, controller_options, stop_rx));
+    let components = tokio::spawn(run_components(
+        local_client(addr)?,
+        (!args.disable_controller_manager).then_some(controller_options),
+        stop_rx,
+    ));
     server
         .serve(async move {
             shutdown_signal().await;
@@ -143,9 +150,10 @@ fn local_client(addr: std::net::SocketAddr) -> anyhow::Result<kube::Client> {
 /// Runs the controllers while this server holds their lease, until `stop` turns true.
 async fn run_components(
     client: kube::Client,
-    options: berth_controllers::Options,
+    controllers: Option<berth_controllers::Options>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let Some(options) = controllers else { return };
     let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
     let election =
         berth_controllers::leader_election::LeaderElection::new(client.clone(), "kube-controller-manager", &identity);

@@ -6,6 +6,8 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+#[allow(dead_code)] // until the first controller that records events lands
+mod events;
 pub mod leader_election;
 mod serviceaccounts;
 
