@@ -4,6 +4,7 @@
 //! [`validate`] is the entry point; the name helpers of [`names`] are re-exported for
 //! the API server.
 
+mod cluster;
 mod names;
 mod other;
 mod pod;
@@ -39,6 +40,10 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fie
         ("", "ReplicationController") | ("apps", _) | ("batch", _) => {
             workloads::validate(&mut ctx, res.kind.as_str(), obj, old)
         }
+        ("", "Node") => cluster::node(&mut ctx, obj, old),
+        ("", "Namespace") => cluster::namespace(&mut ctx, obj),
+        ("", "Event") => cluster::event(&mut ctx, obj, old, false),
+        ("events.k8s.io", "Event") => cluster::event(&mut ctx, obj, old, true),
         _ => other::validate(&mut ctx, res, obj, old),
     }
     errs
@@ -46,7 +51,11 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fie
 
 /// Validates a write to the `status` subresource: metadata must not change identity.
 pub fn validate_status_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<FieldError> {
-    validate_metadata(res, obj, Some(old))
+    let mut errs = validate_metadata(res, obj, Some(old));
+    if res.group.is_empty() && res.kind == "Node" {
+        cluster::node_status(&mut Ctx { errs: &mut errs }, obj);
+    }
+    errs
 }
 
 /// The name rule of a kind: which syntax `metadata.name` must follow.
