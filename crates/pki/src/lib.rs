@@ -1,0 +1,434 @@
+//! The cluster's certificates and keys, made with `rcgen` at first start and kept in the
+//! server's data dir (every file mode 0600), as k3s lays them out under `server/tls`:
+//!
+//! - three CAs: `server-ca` (signs serving certificates; clients trust it), `client-ca`
+//!   (signs client certificates the API server accepts), `request-header-ca` (front
+//!   proxies);
+//! - leaf certificates signed by them: the API server's serving certificate
+//!   (`serving-kube-apiserver`, re-issued when a SAN is missing or it nears expiry) and
+//!   client certificates such as the admin's (`client-admin`, CN `system:admin`, O
+//!   `system:masters`);
+//! - `service.key`, the key that signs ServiceAccount tokens.
+//!
+//! CAs are valid for 10 years, leaf certificates for one year, and a leaf certificate
+//! within [`RENEW_BEFORE`] of its end is renewed when it is next asked for.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// How long a CA is valid.
+pub const CA_VALIDITY: Duration = Duration::days(3650);
+/// How long a leaf certificate is valid.
+pub const LEAF_VALIDITY: Duration = Duration::days(365);
+/// A leaf certificate this close to its end is renewed (and the server warns about it).
+pub const RENEW_BEFORE: Duration = Duration::days(90);
+
+/// Errors of the PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A certificate or key could not be made or parsed.
+    #[error("{what}: {source}")]
+    Certificate {
+        /// Which certificate or key.
+        what: String,
+        /// What rcgen reported.
+        source: rcgen::Error,
+    },
+    /// A stored certificate is not valid X.509 PEM.
+    #[error("{0}: not a valid PEM certificate")]
+    BadCertificate(PathBuf),
+}
+
+/// Result with the PKI's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct CertKey {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+    /// The end of its validity.
+    pub not_after: OffsetDateTime,
+}
+
+/// Which CA signs a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaKind {
+    /// Signs serving certificates.
+    Server,
+    /// Signs client certificates.
+    Client,
+    /// Signs front-proxy client certificates.
+    RequestHeader,
+}
+
+impl CaKind {
+    fn file(self) -> &'static str {
+        match self {
+            CaKind::Server => "server-ca",
+            CaKind::Client => "client-ca",
+            CaKind::RequestHeader => "request-header-ca",
+        }
+    }
+}
+
+/// The cluster's PKI in one directory.
+pub struct Pki {
+    dir: PathBuf,
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafSpec {
+    /// File stem in the PKI directory (`serving-kube-apiserver`, `client-admin`).
+    pub name: String,
+    /// Subject common name.
+    pub common_name: String,
+    /// Subject organizations (Kubernetes groups, for client certificates).
+    pub organizations: Vec<String>,
+    /// DNS names and IP addresses (serving certificates).
+    pub sans: Vec<String>,
+    /// The CA that signs it.
+    pub ca: CaKind,
+}
+
+impl LeafSpec {
+    /// The API server's serving certificate for `sans`.
+    pub fn serving(sans: &[String]) -> LeafSpec {
+        LeafSpec {
+            name: "serving-kube-apiserver".into(),
+            common_name: "kube-apiserver".into(),
+            organizations: Vec::new(),
+            sans: sans.to_vec(),
+            ca: CaKind::Server,
+        }
+    }
+
+    /// A client certificate `client-<name>` for user `common_name` in `organizations`.
+    pub fn client(name: &str, common_name: &str, organizations: &[&str]) -> LeafSpec {
+        LeafSpec {
+            name: format!("client-{name}"),
+            common_name: common_name.into(),
+            organizations: organizations.iter().map(|o| o.to_string()).collect(),
+            sans: Vec::new(),
+            ca: CaKind::Client,
+        }
+    }
+}
+
+impl Pki {
+    /// Opens the PKI in `dir`, creating the directory, the three CAs and the ServiceAccount
+    /// signing key if they do not exist yet. Existing files are kept as they are.
+    pub fn load_or_create(dir: &Path) -> Result<Pki> {
+        fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let pki = Pki { dir: dir.to_path_buf() };
+        for kind in [CaKind::Server, CaKind::Client, CaKind::RequestHeader] {
+            if !pki.path(kind.file(), "crt").exists() {
+                pki.create_ca(kind)?;
+            }
+        }
+        if !pki.path("service", "key").exists() {
+            let key =
+                KeyPair::generate().map_err(|source| Error::Certificate { what: "service.key".into(), source })?;
+            write_private(&pki.path("service", "key"), &key.serialize_pem())?;
+        }
+        Ok(pki)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, stem: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.{ext}"))
+    }
+
+    /// The PEM certificate of a CA (what clients trust, or what the server trusts clients by).
+    pub fn ca_pem(&self, kind: CaKind) -> Result<String> {
+        read(&self.path(kind.file(), "crt"))
+    }
+
+    /// The PEM key that signs ServiceAccount tokens.
+    pub fn service_account_key_pem(&self) -> Result<String> {
+        read(&self.path("service", "key"))
+    }
+
+    fn create_ca(&self, kind: CaKind) -> Result<()> {
+        let what = || format!("{} certificate", kind.file());
+        let key = KeyPair::generate().map_err(|source| Error::Certificate { what: what(), source })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            name(&format!("berth-{}@{}", kind.file(), OffsetDateTime::now_utc().unix_timestamp()), &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + CA_VALIDITY;
+        let cert = params.self_signed(&key).map_err(|source| Error::Certificate { what: what(), source })?;
+        write_private(&self.path(kind.file(), "key"), &key.serialize_pem())?;
+        write_private(&self.path(kind.file(), "crt"), &cert.pem())
+    }
+
+    /// The leaf certificate `spec` describes: the stored one if it has every SAN and the
+    /// subject asked for and is not within [`RENEW_BEFORE`] of its end, else a new one
+    /// (written over the old).
+    pub fn leaf(&self, spec: &LeafSpec) -> Result<CertKey> {
+        if let Some(existing) = self.stored_leaf(spec)? {
+            return Ok(existing);
+        }
+        self.issue(spec)
+    }
+
+    /// Issues `spec` anew, whatever is stored (certificate rotation).
+    pub fn issue(&self, spec: &LeafSpec) -> Result<CertKey> {
+        let what = || format!("{} certificate", spec.name);
+        let ca_key_pem = read(&self.path(spec.ca.file(), "key"))?;
+        let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|source| Error::Certificate { what: what(), source })?;
+        let ca_pem = self.ca_pem(spec.ca)?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|source| Error::Certificate { what: what(), source })?;
+        let key = KeyPair::generate().map_err(|source| Error::Certificate { what: what(), source })?;
+        let mut params =
+            CertificateParams::new(spec.sans.clone()).map_err(|source| Error::Certificate { what: what(), source })?;
+        let orgs: Vec<&str> = spec.organizations.iter().map(String::as_str).collect();
+        params.distinguished_name = name(&spec.common_name, &orgs);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![match spec.ca {
+            CaKind::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            CaKind::Client | CaKind::RequestHeader => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + LEAF_VALIDITY;
+        let cert = params.signed_by(&key, &issuer).map_err(|source| Error::Certificate { what: what(), source })?;
+        let leaf = CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem(), not_after: params.not_after };
+        // The key first: a certificate on disk always has its key.
+        write_private(&self.path(&spec.name, "key"), &leaf.key_pem)?;
+        write_private(&self.path(&spec.name, "crt"), &leaf.cert_pem)?;
+        Ok(leaf)
+    }
+
+    fn stored_leaf(&self, spec: &LeafSpec) -> Result<Option<CertKey>> {
+        let (crt, key) = (self.path(&spec.name, "crt"), self.path(&spec.name, "key"));
+        if !crt.exists() || !key.exists() {
+            return Ok(None);
+        }
+        let cert_pem = read(&crt)?;
+        let info = inspect(&crt, &cert_pem)?;
+        let fresh = info.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE;
+        let same_subject = info.common_name == spec.common_name && info.organizations == spec.organizations;
+        let has_sans = spec.sans.iter().all(|s| info.sans.contains(s));
+        if !(fresh && same_subject && has_sans) {
+            return Ok(None);
+        }
+        Ok(Some(CertKey { cert_pem, key_pem: read(&key)?, not_after: info.not_after }))
+    }
+
+    /// Every certificate in the directory with its end of validity, soonest first.
+    pub fn expiries(&self) -> Result<Vec<(String, OffsetDateTime)>> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "crt") {
+                let info = inspect(&path, &read(&path)?)?;
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+                out.push((stem, info.not_after));
+            }
+        }
+        out.sort_by_key(|(_, t)| *t);
+        Ok(out)
+    }
+}
+
+/// What the PKI needs to know of a stored certificate.
+#[derive(Debug)]
+struct CertInfo {
+    common_name: String,
+    organizations: Vec<String>,
+    sans: Vec<String>,
+    not_after: OffsetDateTime,
+}
+
+fn inspect(path: &Path, pem: &str) -> Result<CertInfo> {
+    let bad = || Error::BadCertificate(path.to_path_buf());
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| bad())?;
+    let cert = pem.parse_x509().map_err(|_| bad())?;
+    let subject = cert.subject();
+    let text = |attr: &x509_parser::x509::AttributeTypeAndValue<'_>| attr.as_str().unwrap_or_default().to_string();
+    let common_name = subject.iter_common_name().next().map(text).unwrap_or_default();
+    let organizations = subject.iter_organization().map(text).collect();
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for name in &ext.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => sans.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*b).map_err(|_| bad())?),
+                        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).map_err(|_| bad())?),
+                        _ => return Err(bad()),
+                    };
+                    sans.push(ip.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo { common_name, organizations, sans, not_after: cert.validity().not_after.to_datetime() })
+}
+
+fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for o in organizations {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes `contents` to `path` with mode 0600, atomically (a temp file renamed over it).
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn sans() -> Vec<String> {
+        ["localhost", "kubernetes", "kubernetes.default.svc.cluster.local", "127.0.0.1", "10.43.0.1"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn first_start_creates_cas_and_keys_private_to_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(&dir.path().join("tls")).unwrap();
+        let serving = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        pki.leaf(&LeafSpec::client("admin", "system:admin", &["system:masters"])).unwrap();
+        let mut files: Vec<String> =
+            fs::read_dir(pki.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "client-admin.crt",
+                "client-admin.key",
+                "client-ca.crt",
+                "client-ca.key",
+                "request-header-ca.crt",
+                "request-header-ca.key",
+                "server-ca.crt",
+                "server-ca.key",
+                "service.key",
+                "serving-kube-apiserver.crt",
+                "serving-kube-apiserver.key",
+            ]
+        );
+        for f in &files {
+            let mode = fs::metadata(pki.dir().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        let info = inspect(Path::new("serving"), &serving.cert_pem).unwrap();
+        assert_eq!(info.common_name, "kube-apiserver");
+        assert_eq!(info.sans, sans());
+        let left = serving.not_after - OffsetDateTime::now_utc();
+        assert!(left > Duration::days(364) && left <= LEAF_VALIDITY, "{left}");
+        let admin =
+            inspect(&pki.dir().join("client-admin.crt"), &read(&pki.dir().join("client-admin.crt")).unwrap()).unwrap();
+        assert_eq!(
+            (admin.common_name.as_str(), admin.organizations),
+            ("system:admin", vec!["system:masters".to_string()])
+        );
+    }
+
+    #[test]
+    fn leaves_are_kept_until_a_san_is_missing_or_rotation_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let first = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        // Reopened: the same CA and the same serving certificate.
+        let ca = pki.ca_pem(CaKind::Server).unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        assert_eq!(pki.ca_pem(CaKind::Server).unwrap(), ca);
+        assert_eq!(pki.leaf(&LeafSpec::serving(&sans())).unwrap().cert_pem, first.cert_pem);
+        // A subset of the SANs is served by the same certificate; a new SAN re-issues it.
+        assert_eq!(pki.leaf(&LeafSpec::serving(&sans()[..2])).unwrap().cert_pem, first.cert_pem);
+        let mut more = sans();
+        more.push("berth.example.com".into());
+        let second = pki.leaf(&LeafSpec::serving(&more)).unwrap();
+        assert_ne!(second.cert_pem, first.cert_pem);
+        assert!(inspect(Path::new("x"), &second.cert_pem).unwrap().sans.contains(&"berth.example.com".to_string()));
+        // Rotation issues a new one regardless, under the same CA.
+        let third = pki.issue(&LeafSpec::serving(&more)).unwrap();
+        assert_ne!(third.cert_pem, second.cert_pem);
+        assert_eq!(pki.ca_pem(CaKind::Server).unwrap(), ca);
+        let expiries = pki.expiries().unwrap();
+        assert_eq!(expiries.first().map(|(n, _)| n.as_str()), Some("serving-kube-apiserver"));
+        assert_eq!(expiries.len(), 4);
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_is_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        // A client certificate that ends in 30 days, made by hand with the client CA.
+        let spec = LeafSpec::client("old", "old-user", &[]);
+        let ca_key = KeyPair::from_pem(&read(&pki.path("client-ca", "key")).unwrap()).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&pki.ca_pem(CaKind::Client).unwrap(), ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("old-user", &[]);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(30);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        write_private(&pki.path("client-old", "key"), &key.serialize_pem()).unwrap();
+        write_private(&pki.path("client-old", "crt"), &cert.pem()).unwrap();
+        let renewed = pki.leaf(&spec).unwrap();
+        assert_ne!(renewed.cert_pem, cert.pem());
+        assert!(renewed.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE);
+    }
+
+    #[test]
+    fn a_corrupt_certificate_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        fs::write(pki.path("serving-kube-apiserver", "crt"), "garbage").unwrap();
+        let err = pki.leaf(&LeafSpec::serving(&sans())).unwrap_err();
+        assert!(err.to_string().ends_with("serving-kube-apiserver.crt: not a valid PEM certificate"), "{err}");
+    }
+}
