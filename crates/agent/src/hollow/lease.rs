@@ -91,12 +91,14 @@ pub(crate) async fn renew_loop(shared: Arc<Shared>) {
     let status_every =
         (shared.config.node_status_report_interval.as_millis() / period.as_millis().max(1)).max(1) as u64;
     let start = Instant::now();
-    for round in 1u64.. {
+    for round in 0u64.. {
         for i in 0..n {
             let at = start + period * (round as u32) + period * i / n;
             tokio::time::sleep_until(at).await;
             let index = i as usize;
-            if shared.nodes[index].renewing.swap(true, Ordering::AcqRel) {
+            if !shared.nodes[index].registered.load(Ordering::Acquire)
+                || shared.nodes[index].renewing.swap(true, Ordering::AcqRel)
+            {
                 continue;
             }
             let with_status = (round + u64::from(i)) % status_every == 0;

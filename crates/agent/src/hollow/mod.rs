@@ -64,6 +64,8 @@ pub(crate) struct NodeState {
     pub(crate) pods: Mutex<PodRange>,
     /// A lease renewal is in flight: the next one is skipped rather than queued.
     pub(crate) renewing: AtomicBool,
+    /// The Node and its Lease exist: renewals start.
+    pub(crate) registered: AtomicBool,
 }
 
 /// What every task of one set of hollow nodes shares.
@@ -98,6 +100,7 @@ impl HollowNodes {
                 uid: Mutex::new(String::new()),
                 pods: Mutex::new(PodRange::for_node(i)),
                 renewing: AtomicBool::new(false),
+                registered: AtomicBool::new(false),
             })
             .collect();
         let by_name = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
@@ -111,9 +114,15 @@ impl HollowNodes {
             started: Timestamp::now(),
             pods: pods::Tracker::default(),
         });
-        node::register_all(&shared).await?;
+        // Renewals run on their schedule from the start, for each node once it is registered,
+        // so that no lease ages while the others register.
+        let renewals = tokio::spawn(lease::renew_loop(shared.clone()));
+        if let Err(e) = node::register_all(&shared).await {
+            renewals.abort();
+            return Err(e);
+        }
         let tasks = vec![
-            tokio::spawn(lease::renew_loop(shared.clone())),
+            renewals,
             tokio::spawn(node::watch_pod_cidrs(shared.clone())),
             tokio::spawn(pods::watch(shared.clone())),
         ];

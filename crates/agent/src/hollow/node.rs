@@ -56,6 +56,7 @@ async fn register(shared: &Arc<Shared>, index: usize) -> Result<()> {
     }
     post_status(shared, index).await.map_err(err)?;
     lease::ensure(shared, index).await.map_err(err)?;
+    node.registered.store(true, std::sync::atomic::Ordering::Release);
     Ok(())
 }
 
