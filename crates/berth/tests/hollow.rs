@@ -301,3 +301,41 @@ fn bad_flags_give_clear_errors() {
         assert!(stderr.contains(expect), "berth agent {args:?}: {stderr:?} does not contain {expect:?}");
     }
 }
+
+/// The library API the benchmarks use: hollow nodes in the test's own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_run_in_process() {
+    use berth_agent::hollow::{HollowConfig, HollowNodes};
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams, PostParams};
+
+    let s = TestServer::start(Path::new(BIN));
+    let client = kube::Client::try_from(kube::Config::new(s.url.parse().unwrap())).unwrap();
+    let config = HollowConfig {
+        nodes: 2,
+        node_name_prefix: "inproc-".into(),
+        pod_start_delay: Duration::ZERO,
+        ..HollowConfig::default()
+    };
+    let handle = HollowNodes::start(client.clone(), config).await.expect("start hollow nodes");
+    assert_eq!(handle.node_names().collect::<Vec<_>>(), ["inproc-0", "inproc-1"]);
+    let nodes: Api<Node> = Api::all(client.clone());
+    assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), 2);
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "p" },
+        "spec": { "nodeName": "inproc-0", "containers": [{ "name": "c", "image": "nginx:1.27" }] },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = pods.get("p").await.unwrap();
+        if p.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pod not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop().await;
+}
