@@ -337,5 +337,26 @@ async fn hollow_nodes_run_in_process() {
         assert!(Instant::now() < deadline, "pod not Running within 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A pod bound after creation (as a scheduler binds, through pods/binding) runs too.
+    let unbound: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "q" },
+        "spec": { "containers": [{ "name": "c", "image": "nginx:1.27" }] },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &unbound).await.unwrap();
+    let binding = serde_json::json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "q" },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "inproc-1" } });
+    let (code, body) = s.http_json("POST", "/api/v1/namespaces/default/pods/q/binding", Some(&binding));
+    assert_eq!(code, 201, "{body}");
+    loop {
+        let p = pods.get("q").await.unwrap();
+        let status = p.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Running") {
+            assert_eq!(status.host_ip.as_deref(), Some("10.128.0.2"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "bound pod not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     handle.stop().await;
 }
