@@ -1,5 +1,6 @@
 //! The berth binary: command-line wiring only.
 
+mod agent;
 mod bench;
 mod server;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a control plane (API server on the embedded store).
     Server(server::ServerArgs),
+    /// Run a node agent (today: hollow nodes, `--hollow`).
+    Agent(agent::AgentArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
 }
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }

@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod hollow;
 mod report;
 mod server;
 mod stats;
@@ -24,11 +25,14 @@ pub(crate) struct BenchArgs {
 enum Area {
     /// The API server over HTTP: start-up, memory, create/get/update, LIST, watch fan-out.
     Api(api::ApiArgs),
+    /// Hollow nodes: registration, agent memory and CPU, lease freshness, pods to Running.
+    Hollow(hollow::HollowArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
+        Area::Hollow(a) => hollow::run(a).await,
     }
 }

@@ -1,0 +1,109 @@
+//! `berth agent`: the node agent. Only the hollow mode (`--hollow`: many fake nodes in this
+//! process, see `berth_agent::hollow`) exists yet; the container-runtime agent comes with issue 5.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use berth_agent::hollow::{HollowConfig, HollowNodes, config};
+use clap::Args;
+
+/// Flags of `berth agent`.
+#[derive(Args, Debug)]
+pub(crate) struct AgentArgs {
+    /// Play hollow nodes: register nodes and pod lifecycles without running containers.
+    #[arg(long)]
+    hollow: bool,
+    /// How many hollow nodes this process plays.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Kubeconfig of the cluster to join.
+    #[arg(long, conflicts_with_all = ["server", "token"])]
+    kubeconfig: Option<PathBuf>,
+    /// URL of the API server (with --token).
+    #[arg(long, requires = "token")]
+    server: Option<String>,
+    /// Bearer token for the API server (with --server).
+    #[arg(long, requires = "server")]
+    token: Option<String>,
+    /// Node names are <prefix><index>.
+    #[arg(long, default_value = "hollow-node-")]
+    node_name_prefix: String,
+    /// Extra node labels: k=v,...
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Node taints: k=v:Effect,... (NoSchedule, PreferNoSchedule, NoExecute).
+    #[arg(long, default_value = "")]
+    node_taints: String,
+    /// Node capacity (= allocatable) over cpu=32,memory=256Gi,pods=110,ephemeral-storage=1Ti.
+    #[arg(long, default_value = "")]
+    capacity: String,
+    /// Time from a pod bound to a node to its Running status.
+    #[arg(long, default_value = "200ms")]
+    pod_start_delay: String,
+    /// How long pods with restartPolicy Never/OnFailure (or owned by a Job) run before Succeeded.
+    #[arg(long, default_value = "1s")]
+    pod_run_duration: String,
+    /// Longest wait on a deleted pod's grace period (hollow containers stop at once).
+    #[arg(long, default_value = "10s")]
+    max_termination_grace: String,
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if !args.hollow {
+        bail!(
+            "the container-runtime node agent is not available yet (issue 5); use `berth agent --hollow` to play hollow nodes"
+        );
+    }
+    let config = hollow_config(&args)?;
+    let client = client(&args).await?;
+    let nodes = config.nodes;
+    let handle = HollowNodes::start(client, config).await.context("starting hollow nodes")?;
+    tracing::info!(nodes, first = handle.node_names().next(), "hollow nodes running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    handle.stop().await;
+    Ok(())
+}
+
+fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
+    let config = HollowConfig {
+        nodes: args.nodes,
+        node_name_prefix: args.node_name_prefix.clone(),
+        labels: config::parse_labels(&args.node_labels).context("--node-labels")?,
+        taints: config::parse_taints(&args.node_taints).context("--node-taints")?,
+        capacity: config::parse_capacity(&args.capacity).context("--capacity")?,
+        pod_start_delay: config::parse_duration(&args.pod_start_delay).context("--pod-start-delay")?,
+        pod_run_duration: config::parse_duration(&args.pod_run_duration).context("--pod-run-duration")?,
+        max_termination_grace: config::parse_duration(&args.max_termination_grace)
+            .context("--max-termination-grace")?,
+        ..HollowConfig::default()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// A client from the kubeconfig, or from --server and --token (sent as a bearer token).
+async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+    let config = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(path), _, _) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using the kubeconfig {}", path.display()))?
+        }
+        (None, Some(server), Some(token)) => {
+            let url = server.parse().with_context(|| format!("--server {server:?} is not a URL"))?;
+            let mut config = kube::Config::new(url);
+            config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
+                .context("building the client credentials")?;
+            config
+        }
+        _ => bail!("give --kubeconfig PATH, or --server URL with --token TOKEN"),
+    };
+    kube::Client::try_from(config).context("building the API client")
+}

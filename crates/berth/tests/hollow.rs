@@ -1,0 +1,362 @@
+//! Hollow nodes end to end: the real `berth server`, `berth agent --hollow` as a child
+//! process, and the real kubectl: nodes register Ready with their labels, taints and
+//! capacity; bound pods run, complete and delete as with a kubelet; leases advance; a
+//! restarted agent takes its nodes and pods over; bad flags fail clearly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A `berth agent --hollow` child, killed by PID when dropped (also when a test fails).
+struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(s: &TestServer, args: &[&str]) -> Agent {
+        let log = s.dir.path().join("agent.log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
+        let child = Command::new(BIN)
+            .args(["agent", "--hollow", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .args(args)
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn berth agent");
+        Agent { child: Some(child), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (within 30 s).
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("agent running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let mut status = None;
+        wait_until(Duration::from_secs(30), || {
+            status = child.try_wait().expect("wait for agent");
+            status.is_some()
+        });
+        match status {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("agent did not stop within 30 s of SIGTERM:\n{}", self.log());
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn json_of(s: &TestServer, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&s.kubectl_ok(&all)).expect("kubectl json")
+}
+
+fn ready_nodes(s: &TestServer) -> Vec<String> {
+    let nodes = json_of(s, &["get", "nodes"]);
+    nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pod_gone(s: &TestServer, name: &str) -> bool {
+    let out = s.kubectl(&["get", "pod", name]);
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+}
+
+fn renew_times(s: &TestServer) -> Vec<(String, String)> {
+    let leases = json_of(s, &["get", "leases", "-n", "kube-node-lease"]);
+    let mut out: Vec<(String, String)> = leases["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["spec"]["leaseDurationSeconds"], 40, "{l}");
+            assert_eq!(l["spec"]["holderIdentity"], l["metadata"]["name"], "{l}");
+            assert_eq!(l["metadata"]["ownerReferences"][0]["kind"], "Node", "{l}");
+            (l["metadata"]["name"].as_str().unwrap().to_string(), l["spec"]["renewTime"].as_str().unwrap().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  nodeName: hollow-node-1
+  tolerations: [{key: dedicated, operator: Exists}]
+  initContainers: [{name: init, image: busybox:1.36}]
+  containers:
+  - name: app
+    image: nginx:1.27
+    readinessProbe: {httpGet: {port: 80, path: /}}
+    resources: {limits: {cpu: 100m, memory: 64Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  nodeName: hollow-node-2
+  restartPolicy: Never
+  containers: [{name: job, image: busybox:1.36}]
+"#;
+
+#[test]
+fn hollow_nodes_register_run_pods_and_renew_leases() {
+    let s = TestServer::start(Path::new(BIN));
+    let flags = [
+        "--nodes",
+        "3",
+        "--node-labels",
+        "topology.kubernetes.io/zone=zone-a,team=infra",
+        "--node-taints",
+        "dedicated=infra:NoSchedule",
+        "--capacity",
+        "cpu=16,nvidia.com/gpu=8",
+    ];
+    let mut agent = Agent::start(&s, &flags);
+    assert!(
+        wait_until(Duration::from_secs(60), || ready_nodes(&s).len() == 3),
+        "3 Ready nodes expected: {}\n{}",
+        s.kubectl_ok(&["get", "nodes"]),
+        agent.log()
+    );
+    let out = s.kubectl_ok(&["get", "nodes"]);
+    for i in 0..3 {
+        assert!(out.contains(&format!("hollow-node-{i}")), "{out}");
+    }
+    assert_eq!(out.matches(" Ready ").count(), 3, "{out}");
+    let node = json_of(&s, &["get", "node", "hollow-node-1"]);
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], "hollow-node-1");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert!(labels["kubernetes.io/arch"].as_str().is_some_and(|a| !a.is_empty()), "{labels}");
+    assert_eq!(labels["topology.kubernetes.io/zone"], "zone-a");
+    assert_eq!(labels["team"], "infra");
+    assert_eq!(
+        node["spec"]["taints"],
+        serde_json::json!([{ "key": "dedicated", "value": "infra", "effect": "NoSchedule" }])
+    );
+    let status = &node["status"];
+    assert_eq!(status["capacity"]["cpu"], "16");
+    assert_eq!(status["capacity"]["memory"], "256Gi");
+    assert_eq!(status["capacity"]["pods"], "110");
+    assert_eq!(status["capacity"]["nvidia.com/gpu"], "8");
+    assert_eq!(status["allocatable"], status["capacity"]);
+    assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.33.0");
+    assert_eq!(status["nodeInfo"]["containerRuntimeVersion"], "hollow://1.0");
+    assert_eq!(status["nodeInfo"]["operatingSystem"], "linux");
+    assert_eq!(status["addresses"][0], serde_json::json!({ "type": "InternalIP", "address": "10.128.0.2" }));
+    assert_eq!(status["addresses"][1], serde_json::json!({ "type": "Hostname", "address": "hollow-node-1" }));
+    for cond in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let c = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == cond).unwrap();
+        assert_eq!(c["status"], "False", "{c}");
+        assert!(c["lastHeartbeatTime"].is_string(), "{c}");
+    }
+    // kubectl shows the capacity too.
+    let described = s.kubectl_ok(&["describe", "node", "hollow-node-1"]);
+    assert!(described.contains("nvidia.com/gpu:") && described.contains("dedicated=infra:NoSchedule"), "{described}");
+
+    // A bound pod runs, with an address from its node's range and ready containers.
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(PODS));
+    s.kubectl_ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let web = json_of(&s, &["get", "pod", "web"]);
+    assert_eq!(web["status"]["phase"], "Running");
+    assert_eq!(web["status"]["hostIP"], "10.128.0.2");
+    let ip = web["status"]["podIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.0.1."), "pod IP {ip} not in node 1's 10.0.1.0/24");
+    assert_eq!(web["status"]["podIPs"][0]["ip"], ip);
+    assert!(web["status"]["startTime"].is_string(), "{web}");
+    // Burstable, not Guaranteed: the init container has no limits (the server computed it).
+    assert_eq!(web["status"]["qosClass"], "Burstable");
+    let app = &web["status"]["containerStatuses"][0];
+    assert_eq!(
+        (app["ready"].as_bool(), app["started"].as_bool(), app["restartCount"].as_i64()),
+        (Some(true), Some(true), Some(0))
+    );
+    assert!(app["containerID"].as_str().unwrap().starts_with("hollow://"), "{app}");
+    assert!(app["state"]["running"]["startedAt"].is_string(), "{app}");
+    assert_eq!(web["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+    let table = s.kubectl_ok(&["get", "pod", "web"]);
+    assert!(table.contains("1/1") && table.contains("Running"), "{table}");
+
+    // restartPolicy Never: Succeeded after its short run.
+    s.kubectl_ok(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once", "--timeout=60s"]);
+    let once = json_of(&s, &["get", "pod", "once"]);
+    let job = &once["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!((job["exitCode"].as_i64(), job["reason"].as_str()), (Some(0), Some("Completed")), "{once}");
+
+    // Leases exist for every node and advance.
+    let first = renew_times(&s);
+    assert_eq!(
+        first.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["hollow-node-0", "hollow-node-1", "hollow-node-2"]
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || renew_times(&s)
+            .iter()
+            .zip(&first)
+            .all(|((_, later), (_, before))| later > before)),
+        "leases did not advance from {first:?}: {:?}\n{}",
+        renew_times(&s),
+        agent.log()
+    );
+
+    // Deletion waits for the grace period, then the agent removes the pod.
+    let deleted_at = Instant::now();
+    s.kubectl_ok(&["delete", "pod", "web", "--grace-period=3", "--wait=false"]);
+    assert!(wait_until(Duration::from_secs(60), || pod_gone(&s, "web")), "web not removed:\n{}", agent.log());
+    assert!(deleted_at.elapsed() >= Duration::from_secs(3), "removed before its grace period ended");
+    // A finished pod goes too (kubectl waits for it to disappear).
+    s.kubectl_ok(&["delete", "pod", "once", "--grace-period=1", "--timeout=60s"]);
+    assert!(pod_gone(&s, "once"));
+
+    // Stop on SIGTERM; nodes and leases stay.
+    let status = agent.terminate();
+    assert!(status.success(), "agent exit {status}:\n{}", agent.log());
+    let uids = |s: &TestServer| {
+        let nodes = json_of(s, &["get", "nodes"]);
+        nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["uid"].clone()).collect::<Vec<_>>()
+    };
+    let before = uids(&s);
+    assert_eq!(before.len(), 3);
+
+    // Pods may be bound while the agent is away; a podCIDR assigned meanwhile is used.
+    s.kubectl_ok(&["patch", "node", "hollow-node-2", "-p", r#"{"spec":{"podCIDR":"10.244.7.0/24"}}"#]);
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec:\n  nodeName: hollow-node-2\n  tolerations: [{operator: Exists}]\n  containers: [{name: c, image: nginx:1.27}]\n"),
+    );
+    let mut agent = Agent::start(&s, &flags);
+    s.kubectl_ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=60s"]);
+    assert_eq!(uids(&s), before, "the restarted agent must reuse its Nodes");
+    let late = json_of(&s, &["get", "pod", "late"]);
+    let ip = late["status"]["podIP"].as_str().unwrap();
+    assert!(ip.starts_with("10.244.7."), "pod IP {ip} not in the podCIDR 10.244.7.0/24");
+    assert_eq!(ready_nodes(&s).len(), 3);
+    let status = agent.terminate();
+    assert!(status.success(), "agent exit {status}:\n{}", agent.log());
+}
+
+/// Runs `berth agent` with `args` expecting failure; returns stderr.
+fn agent_fails(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("agent").args(args).output().expect("run berth agent");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "berth agent {args:?} should fail; stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn bad_flags_give_clear_errors() {
+    let kc = ["--kubeconfig", "/nonexistent/kubeconfig.yaml"];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--kubeconfig", "k"], "the container-runtime node agent is not available yet (issue 5)"),
+        (&["--hollow", "--node-taints", "a=b:Sometimes"], "effect \"Sometimes\" is not one of NoSchedule"),
+        (&["--hollow", "--node-labels", "novalue"], "invalid label \"novalue\": expected key=value"),
+        (&["--hollow", "--capacity", "cpu=lots"], "invalid quantity \"lots\""),
+        (&["--hollow", "--capacity", "nvidia.com/gpu=0.5"], "extended resources must be whole numbers"),
+        (&["--hollow", "--pod-start-delay", "5"], "invalid duration \"5\""),
+        (&["--hollow", "--nodes", "0"], "--nodes must be at least 1"),
+        (&["--hollow", "--nodes", "many"], "invalid value 'many' for '--nodes"),
+        (&["--hollow", "--node-name-prefix", "Bad_"], "is not a valid node name"),
+        (&["--hollow"], "give --kubeconfig PATH, or --server URL with --token TOKEN"),
+        (&["--hollow", "--server", "http://127.0.0.1:1"], "--token <TOKEN>"),
+        (&["--hollow", "--server", "not a url", "--token", "t"], "is not a URL"),
+        (&["--hollow", kc[0], kc[1]], "reading the kubeconfig /nonexistent/kubeconfig.yaml"),
+    ];
+    for (args, expect) in cases {
+        let stderr = agent_fails(args);
+        assert!(stderr.contains(expect), "berth agent {args:?}: {stderr:?} does not contain {expect:?}");
+    }
+}
+
+/// The library API the benchmarks use: hollow nodes in the test's own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_run_in_process() {
+    use berth_agent::hollow::{HollowConfig, HollowNodes};
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams, PostParams};
+
+    let s = TestServer::start(Path::new(BIN));
+    let client = kube::Client::try_from(kube::Config::new(s.url.parse().unwrap())).unwrap();
+    let config = HollowConfig {
+        nodes: 2,
+        node_name_prefix: "inproc-".into(),
+        pod_start_delay: Duration::ZERO,
+        ..HollowConfig::default()
+    };
+    let handle = HollowNodes::start(client.clone(), config).await.expect("start hollow nodes");
+    assert_eq!(handle.node_names().collect::<Vec<_>>(), ["inproc-0", "inproc-1"]);
+    let nodes: Api<Node> = Api::all(client.clone());
+    assert_eq!(nodes.list(&ListParams::default()).await.unwrap().items.len(), 2);
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "p" },
+        "spec": { "nodeName": "inproc-0", "containers": [{ "name": "c", "image": "nginx:1.27" }] },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = pods.get("p").await.unwrap();
+        if p.status.and_then(|s| s.phase).as_deref() == Some("Running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pod not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A pod bound after creation (as a scheduler binds, through pods/binding) runs too.
+    let unbound: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "q" },
+        "spec": { "containers": [{ "name": "c", "image": "nginx:1.27" }] },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &unbound).await.unwrap();
+    let binding = serde_json::json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "q" },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "inproc-1" } });
+    let (code, body) = s.http_json("POST", "/api/v1/namespaces/default/pods/q/binding", Some(&binding));
+    assert_eq!(code, 201, "{body}");
+    loop {
+        let p = pods.get("q").await.unwrap();
+        let status = p.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Running") {
+            assert_eq!(status.host_ip.as_deref(), Some("10.128.0.2"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "bound pod not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop().await;
+}
