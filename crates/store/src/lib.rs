@@ -9,8 +9,9 @@
 //! The store holds bytes and knows no kinds: keys are paths such as
 //! `/registry/pods/default/web-0` and values are whatever the API server wrote.
 //!
-//! Backends: [`sqlite::SqliteStore`] (the embedded default). The etcd backend comes
-//! later and must pass the same [`conformance`] suite.
+//! Backends: [`sqlite::SqliteStore`] (the embedded default) and [`etcd::EtcdStore`]
+//! (a real etcd cluster, for control planes on several machines). Both pass the same
+//! [`conformance`] suite.
 
 use std::pin::Pin;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 
 /// A store revision. Revisions start at 1 and grow by one per write.
@@ -63,6 +65,13 @@ pub enum Error {
     /// The backend failed (I/O, corruption, database error).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached or cannot serve now (etcd down or without quorum);
+    /// nothing was written and the request may be retried.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer in time; a write may or may not have been applied.
+    #[error("storage backend timeout: {0}")]
+    Timeout(String),
 }
 
 /// Result with the store's [`Error`].

@@ -1,6 +1,6 @@
 //! Test helpers: start a real `berth server` in a temporary data dir on a free
 //! loopback port, drive it with the real kubectl, or talk raw HTTP to it for the
-//! bad-input cases a client library would refuse to send.
+//! bad-input cases a client library would refuse to send; start a real etcd ([`etcd`]).
 //!
 //! Every process started here is stopped when its handle drops, even when the test fails.
 
@@ -9,6 +9,9 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod etcd;
+pub use etcd::Etcd;
 
 /// The kubectl the tests use.
 pub const KUBECTL: &str = "/usr/bin/kubectl";
