@@ -1,6 +1,7 @@
 //! The berth binary: command-line wiring only.
 
 mod bench;
+mod datastore;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -20,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a control plane (API server on the embedded store).
+    /// Run a control plane (API server on the embedded store or etcd).
     Server(server::ServerArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
