@@ -204,3 +204,33 @@ fn bad_datastore_endpoints_are_refused_clearly() {
         assert!(stderr.contains(want), "{endpoint}: {stderr}");
     }
 }
+
+#[test]
+fn bench_store_quick_reports_every_figure() {
+    if !berth_testkit::etcd::etcd_available() {
+        return;
+    }
+    let out = Command::new(BIN).args(["bench", "store", "--quick", "--json"]).output().expect("run berth bench store");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench store failed: {}\n{stderr}", out.status);
+    let figures = json(String::from_utf8_lossy(&out.stdout).trim());
+    for name in [
+        "etcd_raw_puts_per_s",
+        "etcd_raw_put_p99_ms",
+        "store_etcd_creates_per_s",
+        "store_etcd_create_p99_ms",
+        "store_sqlite_creates_per_s",
+        "store_sqlite_create_p99_ms",
+        "api_sqlite_creates_per_s",
+        "api_sqlite_create_p99_ms",
+        "api_sqlite_gets_per_s",
+        "api_sqlite_get_p99_ms",
+        "api_etcd_creates_per_s",
+        "api_etcd_create_p99_ms",
+        "api_etcd_gets_per_s",
+        "api_etcd_get_p99_ms",
+    ] {
+        let value = figures[name].as_f64().unwrap_or_else(|| panic!("{name} missing: {figures}"));
+        assert!(value > 0.0, "{name} = {value}");
+    }
+}

@@ -8,6 +8,7 @@ mod client;
 mod report;
 mod server;
 mod stats;
+mod store;
 
 use clap::{Args, Subcommand};
 
@@ -24,11 +25,15 @@ pub(crate) struct BenchArgs {
 enum Area {
     /// The API server over HTTP: start-up, memory, create/get/update, LIST, watch fan-out.
     Api(api::ApiArgs),
+    /// The datastores side by side: the API server and the store on SQLite and on etcd,
+    /// and raw etcd puts as the anchor.
+    Store(store::StoreArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
+        Area::Store(a) => store::run(a).await,
     }
 }
