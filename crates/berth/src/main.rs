@@ -25,6 +25,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
+    /// Datastore tools: snapshot save/restore, migration between SQLite and etcd.
+    Datastore(datastore::DatastoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +40,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Datastore(args) => runtime.block_on(datastore::run(args)),
     }
 }

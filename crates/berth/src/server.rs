@@ -40,7 +40,7 @@ pub(crate) struct ServerArgs {
     datastore: DatastoreArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     let is_root =
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     if is_root {
