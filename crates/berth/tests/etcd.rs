@@ -352,3 +352,26 @@ fn migrate_sqlite_to_etcd_and_back() {
     let (ok, err) = datastore(&["migrate", "--from", "sqlite:/nonexistent/state.db", "--to", &back]);
     assert!(!ok && err.contains("no store at"), "{err}");
 }
+
+#[test]
+fn server_reaches_etcd_over_tls_with_a_client_certificate() {
+    let Some(etcd) = Etcd::start_tls() else { return };
+    let tls = etcd.tls.clone().expect("tls files");
+    let url = etcd.url();
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &[
+            "--datastore-endpoint",
+            &url,
+            "--datastore-cafile",
+            path_str(&tls.ca),
+            "--datastore-certfile",
+            path_str(&tls.cert),
+            "--datastore-keyfile",
+            path_str(&tls.key),
+        ],
+    );
+    s.kubectl_ok(&["create", "configmap", "over-tls", "--from-literal=a=1"]);
+    let got = json(&s.kubectl_ok(&["get", "configmap", "over-tls", "-o", "json"]));
+    assert_eq!(got["data"]["a"], "1");
+}
