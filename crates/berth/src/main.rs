@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod datastore;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -21,12 +22,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a control plane (API server on the embedded store).
+    /// Run a control plane (API server on the embedded store or etcd).
     Server(server::ServerArgs),
     /// Run a node agent (today: hollow nodes, `--hollow`).
     Agent(agent::AgentArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
+    /// Datastore tools: snapshot save/restore, migration between SQLite and etcd.
+    Datastore(datastore::DatastoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Datastore(args) => runtime.block_on(datastore::run(args)),
     }
 }

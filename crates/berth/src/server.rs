@@ -1,15 +1,15 @@
-//! `berth server`: opens the embedded store in the data dir, starts the API server,
-//! writes a kubeconfig, and stops cleanly on SIGTERM/SIGINT.
+//! `berth server`: opens the datastore (the embedded store in the data dir, or etcd),
+//! starts the API server, writes a kubeconfig, and stops cleanly on SIGTERM/SIGINT.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use berth_apiserver::{Config, Server};
-use berth_store::sqlite::{SqliteOptions, SqliteStore};
 use clap::Args;
+
+use crate::datastore::{self, Compaction, DatastoreArgs};
 
 /// Flags of `berth server`.
 #[derive(Args, Debug)]
@@ -42,9 +42,11 @@ pub(crate) struct ServerArgs {
     /// Controllers not to run, comma-separated (names as in `berth_controllers::NAMES`).
     #[arg(long, value_delimiter = ',')]
     disable_controllers: Vec<String>,
+    #[command(flatten)]
+    datastore: DatastoreArgs,
 }
 
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     let is_root =
         std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
     if is_root {
@@ -86,21 +88,22 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let db = data_dir.join("state.db");
-    let options = SqliteOptions {
-        compaction_window: args.compaction_retention.max(1),
-        compaction_interval: Duration::from_secs(args.compaction_interval),
-        ..SqliteOptions::default()
-    };
     let controller_options =
         berth_controllers::Options::disabling(args.disable_controllers.iter().map(String::as_str))?;
-    let store = SqliteStore::open(&db, options).with_context(|| format!("opening the store at {}", db.display()))?;
+    let compaction =
+        Compaction { window: args.compaction_retention, interval: Duration::from_secs(args.compaction_interval) };
+    // Until the datastore answers the API server is not started: /readyz is unreachable.
+    let Some(store) = datastore::open_for_server(&args.datastore, &data_dir, compaction, shutdown_signal()).await?
+    else {
+        tracing::info!("stopped while waiting for the datastore");
+        return Ok(());
+    };
     let config = Config {
         bind_address: args.bind_address,
         port: args.https_listen_port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
     };
-    let server = Server::start(config, Arc::new(store))
+    let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
     let addr = server.local_addr();

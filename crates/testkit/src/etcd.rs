@@ -28,6 +28,61 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     initial_cluster: String,
+    /// Set for a cluster that serves clients over TLS and wants client certificates.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS etcd: its CA and a client certificate it accepts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// A client certificate signed by the CA.
+    pub cert: PathBuf,
+    /// The client certificate's key.
+    pub key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
+/// Runs openssl with `args` in `dir`, panicking with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &Path) -> TlsFiles {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca =
+        vec!["req", "-x509", "-days", "2", "-subj", "/CN=berth-test-ca", "-keyout", "ca.key", "-out", "ca.crt"];
+    ca.extend(ec);
+    openssl(dir, &ca);
+    for (name, usage) in [("server", "serverAuth,clientAuth"), ("client", "clientAuth")] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.crt");
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"))
+            .expect("write openssl extensions");
+        let mut req = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", &key, "-out", &csr];
+        req.extend(ec);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &["x509", "-req", "-days", "2", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
+                .into_iter()
+                .chain(["-out", &crt, "-extfile", &ext])
+                .collect::<Vec<_>>(),
+        );
+    }
+    TlsFiles {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("client.crt"),
+        key: dir.join("client.key"),
+        server_cert: dir.join("server.crt"),
+        server_key: dir.join("server.key"),
+    }
 }
 
 /// A port that was free a moment ago (the OS picks it).
@@ -56,12 +111,23 @@ impl Etcd {
         Self::start_cluster(1)
     }
 
+    /// Starts a one-member etcd that serves clients over TLS and requires client
+    /// certificates ([`Etcd::tls`] has the files); None when etcd is not installed.
+    pub fn start_tls() -> Option<Etcd> {
+        Self::start_with(1, true)
+    }
+
     /// Starts an etcd cluster of `size` members and waits until it is healthy.
     pub fn start_cluster(size: usize) -> Option<Etcd> {
+        Self::start_with(size, false)
+    }
+
+    fn start_with(size: usize, tls: bool) -> Option<Etcd> {
         if !etcd_available() {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
+        let tls = tls.then(|| make_certs(dir.path()));
         let members: Vec<Member> = (0..size)
             .map(|n| Member { name: format!("m{n}"), client_port: free_port(), peer_port: free_port(), child: None })
             .collect();
@@ -70,7 +136,7 @@ impl Etcd {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut etcd = Etcd { dir, members, initial_cluster };
+        let mut etcd = Etcd { dir, members, initial_cluster, tls };
         for n in 0..size {
             etcd.spawn(n);
         }
@@ -87,9 +153,21 @@ impl Etcd {
             .append(true)
             .open(dir.join(format!("{}.log", member.name)))
             .expect("etcd log file");
-        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", member.client_port);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&member.name)
             .arg("--data-dir")
@@ -106,14 +184,28 @@ impl Etcd {
         member.child = Some(child);
     }
 
-    /// Waits until every running member answers /health with true.
+    /// Waits until every running member answers /health with true (over TLS: until
+    /// `etcdctl endpoint health` succeeds).
     fn wait_healthy(&self) {
         for member in self.members.iter().filter(|m| m.child.is_some()) {
             let addr = format!("127.0.0.1:{}", member.client_port);
-            let healthy = wait_until(Duration::from_secs(60), || {
-                raw(&addr, "GET", "/health", None, &[])
+            let healthy = wait_until(Duration::from_secs(60), || match &self.tls {
+                None => raw(&addr, "GET", "/health", None, &[])
                     .map(|r| r.status == 200 && String::from_utf8_lossy(&r.body).contains("\"true\""))
-                    .unwrap_or(false)
+                    .unwrap_or(false),
+                Some(tls) => Command::new("/usr/bin/etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints=https://{addr}"))
+                    .arg("--cacert")
+                    .arg(&tls.ca)
+                    .arg("--cert")
+                    .arg(&tls.cert)
+                    .arg("--key")
+                    .arg(&tls.key)
+                    .args(["endpoint", "health"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false),
             });
             assert!(healthy, "etcd member {} never became healthy:\n{}", member.name, self.log());
         }

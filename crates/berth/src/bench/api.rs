@@ -312,7 +312,7 @@ async fn measure(server: &ServerProcess, s: &Sizes, mut ready: Latencies) -> any
 }
 
 /// Operations per second.
-fn rate(n: usize, took: Duration) -> f64 {
+pub(super) fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64().max(1e-9)
 }
 
@@ -322,7 +322,7 @@ fn per_op_us(cpu: Duration, n: usize) -> f64 {
 }
 
 /// A small ConfigMap named `{prefix}-{i}`.
-fn configmap(prefix: &str, i: usize) -> Bytes {
+pub(super) fn configmap(prefix: &str, i: usize) -> Bytes {
     let v = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -359,7 +359,7 @@ type Call = (Method, String, Option<Bytes>);
 
 /// `n` requests made by `clients` connections as fast as they are answered; returns the
 /// wall time and each request's latency.
-async fn closed_loop(
+pub(super) async fn closed_loop(
     addr: SocketAddr,
     clients: usize,
     n: usize,

@@ -9,6 +9,7 @@ mod hollow;
 mod report;
 mod server;
 mod stats;
+mod store;
 
 use clap::{Args, Subcommand};
 
@@ -27,6 +28,9 @@ enum Area {
     Api(api::ApiArgs),
     /// Hollow nodes: registration, agent memory and CPU, lease freshness, pods to Running.
     Hollow(hollow::HollowArgs),
+    /// The datastores side by side: the API server and the store on SQLite and on etcd,
+    /// and raw etcd puts as the anchor.
+    Store(store::StoreArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -34,5 +38,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
         Area::Hollow(a) => hollow::run(a).await,
+        Area::Store(a) => store::run(a).await,
     }
 }

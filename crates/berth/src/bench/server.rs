@@ -32,6 +32,11 @@ impl ServerProcess {
     /// Spawns `berth server --disable-agent` on a fresh temp dir and waits until `/readyz`
     /// answers 200.
     pub(crate) async fn start() -> anyhow::Result<ServerProcess> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`ServerProcess::start`], with extra `berth server` flags.
+    pub(crate) async fn start_with(extra_args: &[String]) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("finding the berth executable")?;
         let data_dir = tempfile::Builder::new().prefix("berth-bench-").tempdir().context("creating a temp data dir")?;
         let log_path = data_dir.path().join("server.log");
@@ -41,6 +46,7 @@ impl ServerProcess {
         let child = Command::new(&exe)
             .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
             .arg(data_dir.path().join("server"))
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -185,3 +185,36 @@ async fn bad_endpoints_fail_clearly() {
         Ok(_) => panic!("connected to a bad url"),
     }
 }
+
+/// TLS with client certificates: the right files connect and serve the suite's basics;
+/// no client certificate, or a missing file, fails clearly instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let Some(etcd) = Etcd::start_tls() else { return };
+    let files = etcd.tls.clone().expect("tls files");
+    let tls = super::EtcdTls {
+        ca_file: Some(files.ca.clone()),
+        cert_file: Some(files.cert.clone()),
+        key_file: Some(files.key.clone()),
+    };
+    let store = connect(&etcd, EtcdOptions { tls: Some(tls.clone()), ..test_options() }).await;
+    let a = store.create("/tls/a", val("1")).await.unwrap();
+    assert_eq!(store.get("/tls/a").await.unwrap(), Some(a.clone()));
+    let mut watch = store.watch("/tls/", a.mod_revision).await.unwrap();
+    assert_eq!(take_events(&mut watch, 1).await, vec![Event::Put { kv: a, prev: None }]);
+    store.close().await.unwrap();
+
+    let short =
+        EtcdOptions { request_timeout: Duration::from_secs(2), retry_for: Duration::from_secs(3), ..test_options() };
+    let no_client_cert = super::EtcdTls { cert_file: None, key_file: None, ..tls.clone() };
+    match EtcdStore::connect(&etcd.endpoints(), EtcdOptions { tls: Some(no_client_cert), ..short.clone() }).await {
+        Err(e) => assert!(e.to_string().contains("etcd at 127.0.0.1:"), "{e}"),
+        Ok(_) => panic!("connected without a client certificate"),
+    }
+    let missing = super::EtcdTls { ca_file: Some("/nonexistent/ca.pem".into()), ..tls };
+    match EtcdStore::connect(&etcd.endpoints(), EtcdOptions { tls: Some(missing), ..short }).await {
+        Err(Error::Backend(message)) => assert!(message.contains("/nonexistent/ca.pem"), "{message}"),
+        Err(e) => panic!("missing CA file: {e}"),
+        Ok(_) => panic!("connected with a missing CA file"),
+    }
+}

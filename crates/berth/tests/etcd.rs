@@ -1,0 +1,377 @@
+//! `berth server --datastore-endpoint etcd://...` against a real etcd: kubectl works and
+//! keys are laid out as Kubernetes does, data survives a restart of berth, an etcd
+//! outage turns writes into 5xx Statuses (not hangs) and service resumes when etcd is
+//! back, a server started before etcd waits for it, and bad endpoints are refused.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{Etcd, TestServer, wait_until};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn server_on(etcd: &Etcd) -> TestServer {
+    TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &etcd.url()])
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn configmap(name: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "k": "v" } })
+}
+
+/// The keys etcd holds under `prefix`, read with the real etcdctl.
+fn etcd_keys(etcd: &Etcd, prefix: &str) -> Vec<String> {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(["get", prefix, "--prefix", "--keys-only"])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// Starts a long-running kubectl and returns it with a channel of its stdout lines.
+fn spawn_lines(s: &TestServer, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(args)
+        .env("HOME", s.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kubectl");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+"#;
+
+#[test]
+fn kubectl_works_on_etcd_and_data_survives_a_restart() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut s = server_on(&etcd);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    // Re-applying the same manifest writes nothing.
+    let before = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    let again = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(before["metadata"]["resourceVersion"], again["metadata"]["resourceVersion"]);
+    s.kubectl_ok(&["create", "configmap", "first", "--from-literal=a=1"]);
+
+    // A watch sees writes made after it started.
+    let (mut child, rx) = spawn_lines(&s, &["get", "configmaps", "-w", "-o", "name", "--request-timeout=30s"]);
+    let mut seen = Vec::new();
+    let initial = wait_until(Duration::from_secs(30), || {
+        seen.extend(rx.try_iter());
+        seen.iter().any(|l| l == "configmap/first")
+    });
+    s.kubectl_ok(&["create", "configmap", "second", "--from-literal=b=2"]);
+    let live = wait_until(Duration::from_secs(30), || {
+        seen.extend(rx.try_iter());
+        seen.iter().any(|l| l == "configmap/second")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(initial && live, "watch lines: {seen:?}");
+
+    // Keys in etcd are laid out as Kubernetes lays them out.
+    let keys = etcd_keys(&etcd, "/registry/");
+    for key in [
+        "/registry/apps/deployments/default/web",
+        "/registry/core/configmaps/default/first",
+        "/registry/core/namespaces/default",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing from etcd: {keys:?}");
+    }
+
+    s.kubectl_ok(&["delete", "configmap", "first"]);
+    let gone = s.kubectl(&["get", "configmap", "first"]);
+    assert!(!gone.status.success());
+    assert!(!etcd_keys(&etcd, "/registry/core/configmaps/").iter().any(|k| k.ends_with("/first")));
+
+    // A restarted server (a fresh data dir would do: the state is in etcd) serves the same objects.
+    s.signal_and_wait("TERM");
+    s.restart();
+    let after = json(&s.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    assert!(names.contains("configmap/second") && !names.contains("configmap/first"), "{names}");
+    // The same etcd served through a second server with its own data dir.
+    let other = server_on(&etcd);
+    let seen_there = json(&other.kubectl_ok(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(seen_there["metadata"]["uid"], before["metadata"]["uid"]);
+}
+
+#[test]
+fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
+    let Some(mut etcd) = Etcd::start() else { return };
+    let s = server_on(&etcd);
+    let (code, _) = s.http_json("POST", CONFIGMAPS, Some(&configmap("before")));
+    assert_eq!(code, 201);
+    etcd.stop();
+    // The raw client gives up after 30 s: a hang fails the test.
+    let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap("during")));
+    assert!(code == 503 || code == 504, "{code}: {status}");
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert_eq!(status["code"], code);
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("etcd"), "{message}");
+    let (code, status) = s.http_json("DELETE", &format!("{CONFIGMAPS}/before"), None);
+    assert!(code == 503 || code == 504, "{code}: {status}");
+
+    etcd.restart();
+    let mut last = (0, Value::Null);
+    let recovered = wait_until(Duration::from_secs(60), || {
+        last = s.http_json("POST", CONFIGMAPS, Some(&configmap("after")));
+        last.0 == 201
+    });
+    assert!(recovered, "writes did not resume: {last:?}\n{}", s.log());
+    // The watch cache followed etcd across the outage: lists see the new object.
+    let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    assert!(names.contains("configmap/after") && names.contains("configmap/before"), "{names}");
+    assert!(!names.contains("configmap/during"), "{names}");
+}
+
+#[test]
+fn a_server_started_before_etcd_waits_for_it() {
+    let Some(mut etcd) = Etcd::start() else { return };
+    let url = etcd.url();
+    etcd.stop();
+    // Bring etcd back later, from another thread, while the server waits: after the
+    // 10 s a first connection attempt retries for, so that the server logs its waiting.
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(12));
+        etcd.restart();
+        etcd
+    });
+    let s = TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &url]);
+    let etcd = restarter.join().expect("restart etcd");
+    assert!(s.log().contains("etcd is not reachable yet"), "{}", s.log());
+    s.kubectl_ok(&["create", "configmap", "x", "--from-literal=a=1"]);
+    assert!(etcd_keys(&etcd, "/registry/core/configmaps/default/").iter().any(|k| k.ends_with("/x")));
+}
+
+#[test]
+fn bad_datastore_endpoints_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    for (endpoint, want) in [
+        ("mysql://db:3306", "unsupported datastore endpoint \"mysql://db:3306\""),
+        ("etcd://no-port", "is not HOST:PORT"),
+        ("sqlite:", "needs a file path"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["server", "--disable-agent", "--https-listen-port", "0", "--datastore-endpoint", endpoint])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth server");
+        assert!(!out.status.success(), "{endpoint}: server started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{endpoint}: {stderr}");
+    }
+}
+
+#[test]
+fn bench_store_quick_reports_every_figure() {
+    if !berth_testkit::etcd::etcd_available() {
+        return;
+    }
+    let out = Command::new(BIN).args(["bench", "store", "--quick", "--json"]).output().expect("run berth bench store");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench store failed: {}\n{stderr}", out.status);
+    let figures = json(String::from_utf8_lossy(&out.stdout).trim());
+    for name in [
+        "etcd_raw_puts_per_s",
+        "etcd_raw_put_p99_ms",
+        "store_etcd_creates_per_s",
+        "store_etcd_create_p99_ms",
+        "store_sqlite_creates_per_s",
+        "store_sqlite_create_p99_ms",
+        "api_sqlite_creates_per_s",
+        "api_sqlite_create_p99_ms",
+        "api_sqlite_gets_per_s",
+        "api_sqlite_get_p99_ms",
+        "api_etcd_creates_per_s",
+        "api_etcd_create_p99_ms",
+        "api_etcd_gets_per_s",
+        "api_etcd_get_p99_ms",
+    ] {
+        let value = figures[name].as_f64().unwrap_or_else(|| panic!("{name} missing: {figures}"));
+        assert!(value > 0.0, "{name} = {value}");
+    }
+}
+
+/// Runs `berth datastore ARGS`; returns (success, stderr).
+fn datastore(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).arg("datastore").args(args).stdin(Stdio::null()).output().expect("run berth datastore");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// ConfigMap names in creation order, by resourceVersion.
+fn configmaps_by_version(s: &TestServer) -> Vec<String> {
+    let list = json(&s.kubectl_ok(&["get", "configmaps", "-o", "json"]));
+    let mut items: Vec<(i64, String)> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            let rv = i["metadata"]["resourceVersion"].as_str().unwrap_or("0").parse().unwrap_or(0);
+            (rv, i["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    items.sort();
+    items.into_iter().map(|(_, name)| name).filter(|n| n.starts_with("cm-")).collect()
+}
+
+#[test]
+fn snapshot_save_and_restore_serve_every_object_in_order() {
+    let mut s = TestServer::start(Path::new(BIN));
+    for name in ["cm-b", "cm-a", "cm-c"] {
+        s.kubectl_ok(&["create", "configmap", name, "--from-literal=k=v"]);
+    }
+    s.kubectl_ok(&["label", "configmap", "cm-b", "touched=yes"]);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    let order = configmaps_by_version(&s);
+    assert_eq!(order, ["cm-a", "cm-c", "cm-b"]);
+    s.signal_and_wait("TERM");
+
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("snap.jsonl");
+    let (ok, err) = datastore(&["snapshot", "save", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
+    assert!(ok, "{err}");
+    assert!(err.contains("saved"), "{err}");
+
+    let restored_dir = work.path().join("restored");
+    let (ok, err) = datastore(&["snapshot", "restore", "--data-dir", path_str(&restored_dir), path_str(&file)]);
+    assert!(ok, "{err}");
+    // Restoring over an existing store is refused and changes nothing.
+    let (ok, err) = datastore(&["snapshot", "restore", "--data-dir", path_str(&restored_dir), path_str(&file)]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+
+    let restored = TestServer::start_with(
+        Path::new(BIN),
+        &["--datastore-endpoint", &format!("sqlite:{}", path_str(&restored_dir.join("state.db")))],
+    );
+    assert_eq!(configmaps_by_version(&restored), order);
+    let labels = json(&restored.kubectl_ok(&["get", "configmap", "cm-b", "-o", "json"]));
+    assert_eq!(labels["metadata"]["labels"]["touched"], "yes");
+    restored.kubectl_ok(&["get", "deployment", "web"]);
+
+    // A file that is not a snapshot, or a truncated one, is refused.
+    let garbage = work.path().join("garbage");
+    std::fs::write(&garbage, "hello\n").unwrap();
+    let (ok, err) =
+        datastore(&["snapshot", "restore", "--data-dir", path_str(&work.path().join("g")), path_str(&garbage)]);
+    assert!(!ok && err.contains("is not a berth snapshot"), "{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let truncated = work.path().join("truncated");
+    std::fs::write(&truncated, text.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+    let (ok, err) =
+        datastore(&["snapshot", "restore", "--data-dir", path_str(&work.path().join("t")), path_str(&truncated)]);
+    assert!(!ok && err.contains("truncated"), "{err}");
+    assert!(!work.path().join("t/state.db").exists());
+}
+
+#[test]
+fn migrate_sqlite_to_etcd_and_back() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut s = TestServer::start(Path::new(BIN));
+    for name in ["cm-1", "cm-3", "cm-2"] {
+        s.kubectl_ok(&["create", "configmap", name, "--from-literal=k=v"]);
+    }
+    let order = configmaps_by_version(&s);
+    let uid = json(&s.kubectl_ok(&["get", "configmap", "cm-3", "-o", "json"]))["metadata"]["uid"].clone();
+    s.signal_and_wait("TERM");
+    let db = format!("sqlite:{}", path_str(&s.dir.path().join("state.db")));
+
+    let (ok, err) = datastore(&["migrate", "--from", &db, "--to", &etcd.url()]);
+    assert!(ok, "{err}");
+    let on_etcd = server_on(&etcd);
+    assert_eq!(configmaps_by_version(&on_etcd), order);
+    assert_eq!(json(&on_etcd.kubectl_ok(&["get", "configmap", "cm-3", "-o", "json"]))["metadata"]["uid"], uid);
+    on_etcd.kubectl_ok(&["create", "configmap", "cm-4", "--from-literal=k=v"]);
+    drop(on_etcd);
+
+    // The target must be empty: migrating again is refused.
+    let (ok, err) = datastore(&["migrate", "--from", &db, "--to", &etcd.url()]);
+    assert!(!ok && err.contains("must be empty"), "{err}");
+
+    let work = tempfile::tempdir().unwrap();
+    let back = format!("sqlite:{}", path_str(&work.path().join("back.db")));
+    let (ok, err) = datastore(&["migrate", "--from", &etcd.url(), "--to", &back]);
+    assert!(ok, "{err}");
+    let on_sqlite = TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &back]);
+    let mut want = order.clone();
+    want.push("cm-4".to_string());
+    assert_eq!(configmaps_by_version(&on_sqlite), want);
+
+    // etcd snapshots go through the same format.
+    let file = work.path().join("etcd.jsonl");
+    let (ok, err) = datastore(&["snapshot", "save", "--datastore-endpoint", &etcd.url(), path_str(&file)]);
+    assert!(ok, "{err}");
+    assert!(std::fs::read_to_string(&file).unwrap().contains("/registry/core/configmaps/default/cm-4"));
+
+    let (ok, err) = datastore(&["migrate", "--from", "sqlite:/nonexistent/state.db", "--to", &back]);
+    assert!(!ok && err.contains("no store at"), "{err}");
+}
+
+#[test]
+fn server_reaches_etcd_over_tls_with_a_client_certificate() {
+    let Some(etcd) = Etcd::start_tls() else { return };
+    let tls = etcd.tls.clone().expect("tls files");
+    let url = etcd.url();
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &[
+            "--datastore-endpoint",
+            &url,
+            "--datastore-cafile",
+            path_str(&tls.ca),
+            "--datastore-certfile",
+            path_str(&tls.cert),
+            "--datastore-keyfile",
+            path_str(&tls.key),
+        ],
+    );
+    s.kubectl_ok(&["create", "configmap", "over-tls", "--from-literal=a=1"]);
+    let got = json(&s.kubectl_ok(&["get", "configmap", "over-tls", "-o", "json"]));
+    assert_eq!(got["data"]["a"], "1");
+}
