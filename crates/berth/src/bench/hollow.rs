@@ -149,7 +149,8 @@ pub(crate) async fn run(mut args: HollowArgs) -> anyhow::Result<()> {
         if started.elapsed() > PHASE_TIMEOUT {
             bail!("{n} nodes not registered after {PHASE_TIMEOUT:?}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Not too often: each poll lists every lease and node, load on the server measured.
+        tokio::time::sleep(Duration::from_millis(if n > 500 { 1000 } else { 100 })).await;
     }
     let register_s = started.elapsed().as_secs_f64();
 
@@ -240,7 +241,7 @@ async fn run_pods(client: &kube::Client, agent: &mut AgentProcess, nodes: usize,
             bail!("{count} pods not Running after {PHASE_TIMEOUT:?}");
         }
         agent.check_alive()?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(if count > 500 { 500 } else { 100 })).await;
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
