@@ -36,6 +36,12 @@ pub(crate) struct ServerArgs {
     /// Seconds between automatic compactions of the store.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// KubeSchedulerConfiguration file (profiles, plugin weights).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -78,6 +84,10 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let scheduler_config = match &args.scheduler_config {
+        Some(path) => berth_scheduler::SchedulerConfig::from_file(path)?,
+        None => berth_scheduler::SchedulerConfig::default(),
+    };
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let db = data_dir.join("state.db");
@@ -103,6 +113,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(extra) = &args.write_kubeconfig {
         write_private(extra, &kc)?;
     }
+    if !args.disable_scheduler {
+        spawn_scheduler(&url, scheduler_config)?;
+    }
     if !args.disable_agent {
         tracing::info!("no node agent yet: running the control plane only");
     }
@@ -114,6 +127,18 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     server.serve(shutdown_signal()).await.context("serving the API")?;
     tracing::info!("berth server stopped");
+    Ok(())
+}
+
+/// Runs the scheduler in this process, talking to the API server over HTTP like any client.
+fn spawn_scheduler(url: &str, config: berth_scheduler::SchedulerConfig) -> anyhow::Result<()> {
+    let uri = url.parse().with_context(|| format!("parsing the API server URL {url}"))?;
+    let client = kube::Client::try_from(kube::Config::new(uri)).context("building the scheduler's client")?;
+    tokio::spawn(async move {
+        if let Err(e) = berth_scheduler::run(client, config).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
     Ok(())
 }
 

@@ -145,14 +145,23 @@ async fn bind(
             uid: Some(info.uid.clone()),
             ..Default::default()
         },
-        target: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.clone()), ..Default::default() },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
     };
     let component = info.spec().scheduler_name.clone().unwrap_or_else(|| crate::config::DEFAULT_SCHEDULER_NAME.into());
-    match api.create_subresource::<_, serde_json::Value>("binding", &info.name, &PostParams::default(), &binding).await {
+    match api.create_subresource::<_, serde_json::Value>("binding", &info.name, &PostParams::default(), &binding).await
+    {
         Ok(_) => {
             shared.queue.done(&info.key);
             let message = format!("Successfully assigned {} to {node}", info.key);
-            send_event(events, EventSpec { pod: info, kind: "Normal", reason: "Scheduled", action: "Binding", message, component });
+            send_event(
+                events,
+                EventSpec { pod: info, kind: "Normal", reason: "Scheduled", action: "Binding", message, component },
+            );
         }
         Err(e) => {
             shared.cache().forget(&info.key);
@@ -165,7 +174,17 @@ async fn bind(
             tracing::info!(pod = %info.key, node = %node, error = %e, "binding failed");
             shared.queue.retry(&info.key);
             let message = format!("Binding rejected: {e}");
-            send_event(events, EventSpec { pod: info, kind: "Warning", reason: "FailedScheduling", action: "Scheduling", message, component });
+            send_event(
+                events,
+                EventSpec {
+                    pod: info,
+                    kind: "Warning",
+                    reason: "FailedScheduling",
+                    action: "Scheduling",
+                    message,
+                    component,
+                },
+            );
         }
     }
 }
@@ -180,9 +199,7 @@ async fn unschedulable(
 ) {
     let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
     let status = info.pod.status.as_ref();
-    let current = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    let current = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
     let same = current.is_some_and(|c| {
         c.status == "False" && c.reason.as_deref() == Some("Unschedulable") && c.message.as_deref() == Some(&message)
     });
@@ -200,7 +217,14 @@ async fn unschedulable(
     }
     send_event(
         events,
-        EventSpec { pod: info.clone(), kind: "Warning", reason: "FailedScheduling", action: "Scheduling", message, component: component.clone() },
+        EventSpec {
+            pod: info.clone(),
+            kind: "Warning",
+            reason: "FailedScheduling",
+            action: "Scheduling",
+            message,
+            component: component.clone(),
+        },
     );
     let Some(victims) = victims else {
         return;
@@ -216,7 +240,14 @@ async fn unschedulable(
                 let message = format!("Preempted by pod {} on node {}", info.uid, victims.node);
                 send_event(
                     events,
-                    EventSpec { pod: victim.clone(), kind: "Normal", reason: "Preempted", action: "Preempting", message, component: component.clone() },
+                    EventSpec {
+                        pod: victim.clone(),
+                        kind: "Normal",
+                        reason: "Preempted",
+                        action: "Preempting",
+                        message,
+                        component: component.clone(),
+                    },
                 );
             }
             Err(e) => tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim"),

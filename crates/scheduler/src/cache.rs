@@ -33,11 +33,10 @@ impl AffinityTerm {
         let mut namespaces = t.namespaces.clone().unwrap_or_default();
         // A non-empty namespaceSelector needs namespace labels this scheduler does not
         // watch yet: it is treated as "every namespace" only when empty.
-        let all_namespaces = t
-            .namespace_selector
-            .as_ref()
-            .is_some_and(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
+        let all_namespaces = t.namespace_selector.as_ref().is_some_and(|s| {
+            s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        });
         if namespaces.is_empty() && t.namespace_selector.is_none() {
             namespaces.push(own_namespace.to_string());
         }
@@ -123,7 +122,11 @@ impl PodInfo {
             for p in c.ports.iter().flatten() {
                 if let Some(hp) = p.host_port.filter(|p| *p > 0) {
                     let ip = p.host_ip.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
-                    host_ports.push(HostPort { protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()), ip, port: hp });
+                    host_ports.push(HostPort {
+                        protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        ip,
+                        port: hp,
+                    });
                 }
             }
         }
@@ -147,7 +150,7 @@ impl PodInfo {
             priority: spec.priority.unwrap_or(0),
             required_affinity: req(pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())),
             required_anti_affinity: req(
-                paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+                paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
             ),
             preferred_affinity: pref(pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())),
             preferred_anti_affinity: pref(
@@ -398,7 +401,8 @@ impl Cache {
             let old = (entry.labels.clone(), entry.taints.clone(), entry.unschedulable, entry.allocatable.clone());
             let old_images = std::mem::take(&mut entry.images);
             entry.set_node(node);
-            let same = old == (entry.labels.clone(), entry.taints.clone(), entry.unschedulable, entry.allocatable.clone())
+            let same = old
+                == (entry.labels.clone(), entry.taints.clone(), entry.unschedulable, entry.allocatable.clone())
                 && old_images == entry.images;
             let change = if !had {
                 NodeChange::Added

@@ -110,8 +110,8 @@ pub struct PluginConfig {
 impl SchedulerConfig {
     /// Reads a configuration file (YAML or JSON).
     pub fn from_file(path: &std::path::Path) -> Result<SchedulerConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
         SchedulerConfig::parse(&text)
     }
 

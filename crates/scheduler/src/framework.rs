@@ -167,12 +167,7 @@ struct Filtered {
     visited: usize,
 }
 
-fn run_filters(
-    profile: &Profile,
-    prepared: &[Prepared],
-    pod: &PodInfo,
-    node: &NodeInfo,
-) -> Result<(), Rejection> {
+fn run_filters(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
     for (plugin, p) in profile.filters.iter().zip(prepared) {
         if !p.skip {
             plugin.filter(pod, p, node)?;
@@ -336,8 +331,7 @@ impl Cycle {
         let filtered = filter_nodes(profile, &prepared, pod, nodes, start, want, self.threads);
         self.next_start = (start + filtered.visited) % nodes.len().max(1);
         if filtered.feasible.is_empty() {
-            diagnosis.nodes =
-                filtered.rejected.into_iter().map(|(i, r)| (nodes[i].name.clone(), r)).collect();
+            diagnosis.nodes = filtered.rejected.into_iter().map(|(i, r)| (nodes[i].name.clone(), r)).collect();
             return Decision::Unschedulable(diagnosis);
         }
         let feasible: Vec<&NodeInfo> = filtered.feasible.iter().map(|i| &nodes[*i]).collect();

@@ -35,7 +35,9 @@ pub fn start(
         keyed(&s, e, |c| &mut c.claims, true, true)
     }));
     let s = shared.clone();
-    tasks.spawn(watch(Api::<PersistentVolume>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.volumes, false, true)));
+    tasks.spawn(watch(Api::<PersistentVolume>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.volumes, false, true)
+    }));
     let s = shared.clone();
     tasks.spawn(watch(Api::<StorageClass>::all(client.clone()), move |e| {
         keyed(&s, e, |c| &mut c.storage_classes, false, true)
@@ -114,7 +116,8 @@ fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender
         return;
     }
     let ours = shared.scheduler_names.iter().any(|n| Some(n.as_str()) == spec.scheduler_name.as_deref())
-        || (spec.scheduler_name.is_none() && shared.scheduler_names.iter().any(|n| n == crate::config::DEFAULT_SCHEDULER_NAME));
+        || (spec.scheduler_name.is_none()
+            && shared.scheduler_names.iter().any(|n| n == crate::config::DEFAULT_SCHEDULER_NAME));
     if terminal || info.terminating() || !ours {
         shared.queue.delete(&info.key);
         return;

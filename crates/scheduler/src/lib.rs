@@ -120,6 +120,17 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
                 drop(cache);
                 let _ = tx.send(Action::Bind { info, node });
             }
+            Decision::Unschedulable(diagnosis) if diagnosis.num_all_nodes == 0 => {
+                drop(cache);
+                shared.queue.unschedulable(&key);
+                let message = "no nodes available to schedule pods".to_string();
+                let _ = tx.send(Action::Unschedulable {
+                    info,
+                    message,
+                    victims: None,
+                    profile: profile.scheduler_name.clone(),
+                });
+            }
             Decision::Unschedulable(diagnosis) => {
                 let mut message = diagnosis.message();
                 let victims = match preemption::preempt(profile, &cache, &info, &diagnosis) {
@@ -132,7 +143,8 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
                 };
                 drop(cache);
                 shared.queue.unschedulable(&key);
-                let _ = tx.send(Action::Unschedulable { info, message, victims, profile: profile.scheduler_name.clone() });
+                let _ =
+                    tx.send(Action::Unschedulable { info, message, victims, profile: profile.scheduler_name.clone() });
             }
         }
     }

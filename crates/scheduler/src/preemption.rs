@@ -23,7 +23,7 @@ pub struct Victims {
 
 /// Reason for nodes where preemption cannot help.
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
-/// Reason for nodes where evicting every lower-priority pod is not enough.
+/// Reason for nodes without lower-priority pods.
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
 fn priority_of(p: &PodInfo) -> i32 {
@@ -64,24 +64,26 @@ fn split_by_budget(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>
     (violating, fine)
 }
 
-/// The fewest, least important victims on `node` that make `pod` fit, or `None`.
+/// The fewest, least important victims on `node` that make `pod` fit, or the reasons it
+/// still would not fit.
 fn select_victims(
     profile: &Profile,
     prepared: &[Prepared],
     cache: &Cache,
     pod: &PodInfo,
     node: &NodeInfo,
-) -> Option<Victims> {
+) -> Result<Victims, Vec<std::borrow::Cow<'static, str>>> {
     let mut sim = node.clone();
-    let mut potential: Vec<Arc<PodInfo>> = node.pods.iter().filter(|p| priority_of(p) < pod.priority).cloned().collect();
+    let mut potential: Vec<Arc<PodInfo>> =
+        node.pods.iter().filter(|p| priority_of(p) < pod.priority).cloned().collect();
     if potential.is_empty() {
-        return None;
+        return Err(vec![NO_VICTIMS.into()]);
     }
     for p in &potential {
         sim.remove_pod(&p.key);
     }
-    if fits(profile, prepared, pod, &sim).is_err() {
-        return None;
+    if let Err(r) = fits(profile, prepared, pod, &sim) {
+        return Err(r.reasons);
     }
     // Most important first: higher priority, then older.
     potential.sort_by(|a, b| {
@@ -104,7 +106,7 @@ fn select_victims(
             }
         }
     }
-    Some(victims)
+    Ok(victims)
 }
 
 /// Finds victims for `pod`, or says why preemption cannot help (the message that follows
@@ -128,19 +130,23 @@ pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diag
     let Ok(prepared) = pre_filter(profile, pod, cache) else {
         return Err(all_unhelpful());
     };
-    let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut histogram: BTreeMap<std::borrow::Cow<'static, str>, usize> = BTreeMap::new();
     let mut best: Option<Victims> = None;
     for (name, rejection) in &diagnosis.nodes {
         let Some(node) = cache.node(name).filter(|n| n.node.is_some()) else {
             continue;
         };
         if !rejection.resolvable {
-            *histogram.entry(NOT_HELPFUL).or_insert(0) += 1;
+            *histogram.entry(NOT_HELPFUL.into()).or_insert(0) += 1;
             continue;
         }
         match select_victims(profile, &prepared, cache, pod, node) {
-            None => *histogram.entry(NO_VICTIMS).or_insert(0) += 1,
-            Some(v) => {
+            Err(reasons) => {
+                for r in reasons {
+                    *histogram.entry(r).or_insert(0) += 1;
+                }
+            }
+            Ok(v) => {
                 if best.as_ref().is_none_or(|b| better(&v, b)) {
                     best = Some(v);
                 }
@@ -179,7 +185,9 @@ mod tests {
     }
 
     fn incoming(spec: serde_json::Value) -> PodInfo {
-        PodInfo::new(Arc::new(serde_json::from_value(json!({"metadata": {"name": "hi", "namespace": "default"}, "spec": spec})).unwrap()))
+        PodInfo::new(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "hi", "namespace": "default"}, "spec": spec})).unwrap(),
+        ))
     }
 
     fn run(cache: &Cache, pod: &PodInfo) -> Result<Victims, String> {
@@ -208,7 +216,7 @@ mod tests {
         assert_eq!(v.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["a-low"]);
         // Nothing of lower priority frees enough.
         let e = run(&cache, &incoming(with(3, "3"))).unwrap_err();
-        assert_eq!(e, "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.");
+        assert_eq!(e, "preemption: 0/2 nodes are available: 2 Insufficient cpu.");
         let mut never = with(10, "2");
         never["preemptionPolicy"] = json!("Never");
         assert_eq!(run(&cache, &incoming(never)).unwrap_err(), "not eligible due to preemptionPolicy=Never.");
@@ -225,9 +233,12 @@ mod tests {
         );
         cache.budgets.insert(
             "default/db".into(),
-            Arc::new(serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "default"},
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "default"},
                 "spec": {"selector": {"matchLabels": {"app": "db"}}}, "status": {"disruptionsAllowed": 0,
-                "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}})).unwrap()),
+                "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}}))
+                .unwrap(),
+            ),
         );
         let v = run(&cache, &incoming(with(10, "1"))).unwrap();
         assert_eq!(v.node, "b");

@@ -243,7 +243,9 @@ impl Queue {
             let stale: Vec<String> = s
                 .slots
                 .iter()
-                .filter(|(_, slot)| slot.place == Place::Unschedulable && now.duration_since(slot.since) > MAX_UNSCHEDULABLE)
+                .filter(|(_, slot)| {
+                    slot.place == Place::Unschedulable && now.duration_since(slot.since) > MAX_UNSCHEDULABLE
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             if !stale.is_empty() {

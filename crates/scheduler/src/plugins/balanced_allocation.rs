@@ -72,9 +72,16 @@ mod tests {
         let nodes = vec![node("cpu-heavy", json!({})), node("even", json!({}))];
         let pods = vec![
             bound("x", "cpu-heavy", json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]})),
-            bound("y", "even", json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]})),
+            bound(
+                "y",
+                "even",
+                json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}),
+            ),
         ];
         let p = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}));
-        assert_eq!(scores(&BalancedAllocation::default(), nodes, pods, &p), [("cpu-heavy".to_string(), 62), ("even".to_string(), 100)]);
+        assert_eq!(
+            scores(&BalancedAllocation::default(), nodes, pods, &p),
+            [("cpu-heavy".to_string(), 62), ("even".to_string(), 100)]
+        );
     }
 }

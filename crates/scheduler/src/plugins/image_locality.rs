@@ -83,6 +83,9 @@ mod tests {
         ];
         let p = pod(json!({"containers": [{"name": "c", "image": "big:1"}]}));
         // 500 MB × 1/3 spread = 166 MB: (166-23)/(1000-23) × 100 = 14.
-        assert_eq!(scores(&ImageLocality, nodes, vec![], &p), [("has".into(), 14), ("none".into(), 0), ("small".into(), 0)]);
+        assert_eq!(
+            scores(&ImageLocality, nodes, vec![], &p),
+            [("has".into(), 14), ("none".into(), 0), ("small".into(), 0)]
+        );
     }
 }

@@ -123,11 +123,6 @@ impl Plugin for InterPodAffinity {
         let Some(s) = prepared.get::<FilterState>() else {
             return Ok(());
         };
-        if !s.existing_anti.is_empty()
-            && s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0)))
-        {
-            return Err(Rejection::unschedulable(EXISTING_ANTI));
-        }
         for (i, term) in pod.required_affinity.iter().enumerate() {
             let Some(v) = term_domain(term, node) else {
                 return Err(Rejection::unresolvable(AFFINITY));
@@ -142,6 +137,11 @@ impl Plugin for InterPodAffinity {
             {
                 return Err(Rejection::unschedulable(ANTI));
             }
+        }
+        if !s.existing_anti.is_empty()
+            && s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0)))
+        {
+            return Err(Rejection::unschedulable(EXISTING_ANTI));
         }
         Ok(())
     }
@@ -249,7 +249,12 @@ mod tests {
         // The first pod of a group that selects itself may go anywhere with the key.
         let p = labelled(json!({"app": "cache"}), term("podAffinity", "zone", "cache"));
         assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["a1", "a2", "b1"]);
-        let r = reasons(&InterPodAffinity::default(), zones(), pods, &labelled(json!({}), term("podAffinity", "zone", "db")));
+        let r = reasons(
+            &InterPodAffinity::default(),
+            zones(),
+            pods,
+            &labelled(json!({}), term("podAffinity", "zone", "db")),
+        );
         assert_eq!(r[0], ("b1".to_string(), AFFINITY.to_string()));
     }
 
@@ -265,8 +270,11 @@ mod tests {
     #[test]
     fn preferred_terms_score() {
         let pods = vec![bound_labelled("db", "b1", json!({"app": "db"}), json!({}))];
-        let p = labelled(json!({}), json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}));
+        let p = labelled(
+            json!({}),
+            json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}),
+        );
         let s = scores(&InterPodAffinity::default(), zones(), pods, &p);
         assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 100), ("nozone".into(), 0)]);
     }

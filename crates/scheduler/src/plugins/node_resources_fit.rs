@@ -167,8 +167,16 @@ mod tests {
         assert_eq!(f(pod(init)), ["big"]);
         let over = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "400m"}}}], "overhead": {"cpu": "200m"}});
         assert_eq!(f(pod(over)), ["big"]);
-        let r = reasons(&NodeResourcesFit::default(), nodes.clone(), pods.clone(), &pod(req(json!({"cpu": "2", "memory": "2Gi", "nvidia.com/gpu": "1"}))));
-        assert_eq!(r, [("small".to_string(), "Insufficient cpu, Insufficient memory, Insufficient nvidia.com/gpu".to_string())]);
+        let r = reasons(
+            &NodeResourcesFit::default(),
+            nodes.clone(),
+            pods.clone(),
+            &pod(req(json!({"cpu": "2", "memory": "2Gi", "nvidia.com/gpu": "1"}))),
+        );
+        assert_eq!(
+            r,
+            [("small".to_string(), "Insufficient cpu, Insufficient memory, Insufficient nvidia.com/gpu".to_string())]
+        );
         // The pod count.
         let full = vec![bound("x", "small", json!({})), bound("y", "small", json!({}))];
         let r = reasons(&NodeResourcesFit::default(), nodes, full, &pod(json!({})));
@@ -183,7 +191,10 @@ mod tests {
         let least = scores(&NodeResourcesFit::default(), nodes.clone(), pods.clone(), &p);
         assert_eq!(least, [("empty".to_string(), 81), ("half".to_string(), 31)]);
         let most = NodeResourcesFit { strategy: Strategy::MostAllocated, ..Default::default() };
-        assert_eq!(scores(&most, nodes.clone(), pods.clone(), &p), [("empty".to_string(), 18), ("half".to_string(), 68)]);
+        assert_eq!(
+            scores(&most, nodes.clone(), pods.clone(), &p),
+            [("empty".to_string(), 18), ("half".to_string(), 68)]
+        );
         let ratio = NodeResourcesFit {
             strategy: Strategy::RequestedToCapacityRatio(vec![(0, 0), (100, 10)]),
             ..Default::default()

@@ -22,11 +22,8 @@ impl Plugin for NodeUnschedulable {
         if !node.unschedulable {
             return Ok(());
         }
-        let taint = Taint {
-            key: "node.kubernetes.io/unschedulable".into(),
-            effect: "NoSchedule".into(),
-            ..Taint::default()
-        };
+        let taint =
+            Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Taint::default() };
         if pod.spec().tolerations.iter().flatten().any(|t| tolerates(t, &taint)) {
             Ok(())
         } else {

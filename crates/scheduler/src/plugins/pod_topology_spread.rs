@@ -63,7 +63,12 @@ fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
 }
 
 /// Counts matching pods per domain over the nodes the constraints consider.
-fn count(pod: &PodInfo, cache: &Cache, constraints: &[Constraint], only: Option<&[&NodeInfo]>) -> Vec<HashMap<String, i64>> {
+fn count(
+    pod: &PodInfo,
+    cache: &Cache,
+    constraints: &[Constraint],
+    only: Option<&[&NodeInfo]>,
+) -> Vec<HashMap<String, i64>> {
     let required = Required::of(pod);
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
     let mut counts = vec![HashMap::new(); constraints.len()];

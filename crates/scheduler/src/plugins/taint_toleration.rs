@@ -71,7 +71,9 @@ mod tests {
             node("plain", json!({})),
         ];
         assert_eq!(feasible(&TaintToleration, &nodes, &pod(json!({}))), ["plain", "soft"]);
-        let tol = pod(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]}));
+        let tol = pod(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]}),
+        );
         assert_eq!(feasible(&TaintToleration, &nodes, &tol), ["infra", "plain", "soft"]);
         assert_eq!(
             reasons(&TaintToleration, nodes.clone(), vec![], &pod(json!({})))[1],

@@ -69,7 +69,12 @@ pub(crate) fn cache_of(nodes: Vec<Arc<Node>>, pods: Vec<Arc<PodInfo>>) -> Cache 
 }
 
 /// Names of the nodes `plugin` lets `pod` onto (pre-filter rejections give none).
-pub(crate) fn feasible_in(plugin: &dyn Plugin, nodes: Vec<Arc<Node>>, pods: Vec<Arc<PodInfo>>, pod: &PodInfo) -> Vec<String> {
+pub(crate) fn feasible_in(
+    plugin: &dyn Plugin,
+    nodes: Vec<Arc<Node>>,
+    pods: Vec<Arc<PodInfo>>,
+    pod: &PodInfo,
+) -> Vec<String> {
     let cache = cache_of(nodes, pods);
     let Ok(prepared) = plugin.pre_filter(pod, &cache) else {
         return Vec::new();
@@ -91,7 +96,12 @@ pub(crate) fn feasible(plugin: &dyn Plugin, nodes: &[Arc<Node>], pod: &PodInfo) 
 }
 
 /// The reasons `plugin` gives for each rejected node, sorted by node.
-pub(crate) fn reasons(plugin: &dyn Plugin, nodes: Vec<Arc<Node>>, pods: Vec<Arc<PodInfo>>, pod: &PodInfo) -> Vec<(String, String)> {
+pub(crate) fn reasons(
+    plugin: &dyn Plugin,
+    nodes: Vec<Arc<Node>>,
+    pods: Vec<Arc<PodInfo>>,
+    pod: &PodInfo,
+) -> Vec<(String, String)> {
     let cache = cache_of(nodes, pods);
     let prepared = match plugin.pre_filter(pod, &cache) {
         Ok(p) => p,
@@ -107,12 +117,18 @@ pub(crate) fn reasons(plugin: &dyn Plugin, nodes: Vec<Arc<Node>>, pods: Vec<Arc<
 }
 
 /// Normalized scores `plugin` gives each node, sorted by node name.
-pub(crate) fn scores(plugin: &dyn Plugin, nodes: Vec<Arc<Node>>, pods: Vec<Arc<PodInfo>>, pod: &PodInfo) -> Vec<(String, i64)> {
+pub(crate) fn scores(
+    plugin: &dyn Plugin,
+    nodes: Vec<Arc<Node>>,
+    pods: Vec<Arc<PodInfo>>,
+    pod: &PodInfo,
+) -> Vec<(String, i64)> {
     let cache = cache_of(nodes, pods);
     let mut feasible: Vec<_> = cache.nodes().iter().filter(|n| n.node.is_some()).collect();
     feasible.sort_by(|a, b| a.name.cmp(&b.name));
     let prepared: Prepared = plugin.pre_score(pod, &cache, &feasible);
-    let mut s: Vec<i64> = feasible.iter().map(|n| if prepared.skip { 0 } else { plugin.score(pod, &prepared, n) }).collect();
+    let mut s: Vec<i64> =
+        feasible.iter().map(|n| if prepared.skip { 0 } else { plugin.score(pod, &prepared, n) }).collect();
     if !prepared.skip {
         plugin.normalize(pod, &mut s);
     }

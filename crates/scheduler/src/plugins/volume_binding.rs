@@ -107,15 +107,23 @@ mod tests {
             vec![],
         );
         let pvc = |name: &str, spec: serde_json::Value| {
-            Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec})).unwrap())
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+                    .unwrap(),
+            )
         };
         cache.claims.insert("default/bound".into(), pvc("bound", json!({"volumeName": "pv1"})));
         cache.claims.insert("default/late".into(), pvc("late", json!({"storageClassName": "wffc"})));
         cache.claims.insert("default/now".into(), pvc("now", json!({"storageClassName": "imm"})));
         cache.volumes.insert(
             "pv1".into(),
-            Arc::new(serde_json::from_value(json!({"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}]}}}})).unwrap()),
+            Arc::new(
+                serde_json::from_value(
+                    json!({"metadata": {"name": "pv1"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}]}}}}),
+                )
+                .unwrap(),
+            ),
         );
         cache.storage_classes.insert(
             "wffc".into(),
