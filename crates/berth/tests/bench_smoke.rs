@@ -56,3 +56,38 @@ fn quick_json_run_reports_every_figure() {
     }
     assert_eq!(object.len(), FIGURES.len(), "unexpected figures in {figures}");
 }
+
+/// The figures of `berth bench scheduler`.
+const SCHEDULER_FIGURES: &[&str] = &[
+    "plain_pods_per_s",
+    "plain_p50_ms",
+    "plain_p99_ms",
+    "anti_affinity_pods_per_s",
+    "anti_affinity_p50_ms",
+    "anti_affinity_p99_ms",
+    "spread_pods_per_s",
+    "spread_p50_ms",
+    "spread_p99_ms",
+    "preemption_pods_per_s",
+    "preemption_p50_ms",
+    "preemption_p99_ms",
+];
+
+#[test]
+fn scheduler_quick_json_run_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "scheduler", "--quick", "--json"])
+        .output()
+        .expect("running berth bench scheduler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench scheduler failed: {}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
+    for name in SCHEDULER_FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
+        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+    }
+    assert_eq!(object.len(), SCHEDULER_FIGURES.len(), "unexpected figures in {figures}");
+}

@@ -215,6 +215,9 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Images present on the node (normalized name → size in bytes).
     pub images: HashMap<String, i64>,
+    /// Pods nominated to the node by preemption, waiting for their victims to go:
+    /// (pod key, priority, requests). Pods of lower or equal priority leave room for them.
+    pub nominated: Vec<(String, i32, Resources)>,
 }
 
 impl NodeInfo {
@@ -317,6 +320,8 @@ pub struct Cache {
     pub storage_classes: HashMap<String, Arc<StorageClass>>,
     /// PodDisruptionBudgets by `namespace/name`.
     pub budgets: HashMap<String, Arc<PodDisruptionBudget>>,
+    /// The node each nominated pod is nominated to.
+    nominations: HashMap<String, String>,
 }
 
 /// What a node update changed, for re-queueing unschedulable pods.
@@ -372,6 +377,7 @@ impl Cache {
         if let Some(&i) = self.index.get(name)
             && self.nodes[i].node.is_none()
             && self.nodes[i].pods.is_empty()
+            && self.nodes[i].nominated.is_empty()
         {
             self.nodes.swap_remove(i);
             self.index.remove(name);
@@ -438,6 +444,7 @@ impl Cache {
     /// Adds or updates a pod bound to `spec.nodeName` (confirming an assumed placement).
     pub fn add_pod(&mut self, info: Arc<PodInfo>) {
         let node = info.spec().node_name.clone().unwrap_or_default();
+        self.clear_nomination(&info.key);
         self.remove_pod(&info.key);
         self.entry(&node).add_pod(info.clone());
         self.pods.insert(info.key.clone(), Placement { node, assumed: false });
@@ -457,6 +464,7 @@ impl Cache {
 
     /// Places a pod on `node` while its binding is in flight.
     pub fn assume(&mut self, info: Arc<PodInfo>, node: &str) {
+        self.clear_nomination(&info.key);
         self.remove_pod(&info.key);
         self.entry(node).add_pod(info.clone());
         self.pods.insert(info.key.clone(), Placement { node: node.to_string(), assumed: true });
@@ -466,6 +474,23 @@ impl Cache {
     pub fn forget(&mut self, key: &str) {
         if self.pods.get(key).is_some_and(|p| p.assumed) {
             self.remove_pod(key);
+        }
+    }
+
+    /// Reserves room on `node` for a pod that preempted victims there.
+    pub fn nominate(&mut self, info: &PodInfo, node: &str) {
+        self.clear_nomination(&info.key);
+        self.entry(node).nominated.push((info.key.clone(), info.priority, info.requests.requests.clone()));
+        self.nominations.insert(info.key.clone(), node.to_string());
+    }
+
+    /// Drops a pod's nomination (it was bound or deleted).
+    pub fn clear_nomination(&mut self, key: &str) {
+        if let Some(node) = self.nominations.remove(key)
+            && let Some(&i) = self.index.get(&node)
+        {
+            self.nodes[i].nominated.retain(|(k, _, _)| k != key);
+            self.drop_if_empty(&node);
         }
     }
 

@@ -100,7 +100,11 @@ fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender
     let phase = info.pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
     let terminal = matches!(phase, "Succeeded" | "Failed");
     if deleted || (assigned && terminal) {
-        let freed = shared.cache().remove_pod(&info.key);
+        let freed = {
+            let mut cache = shared.cache();
+            cache.clear_nomination(&info.key);
+            cache.remove_pod(&info.key)
+        };
         shared.queue.delete(&info.key);
         if freed {
             shared.queue.move_all_unschedulable(None);

@@ -134,7 +134,10 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
             Decision::Unschedulable(diagnosis) => {
                 let mut message = diagnosis.message();
                 let victims = match preemption::preempt(profile, &cache, &info, &diagnosis) {
-                    Ok(v) => Some(v),
+                    Ok(v) => {
+                        cache.nominate(&info, &v.node);
+                        Some(v)
+                    }
                     Err(why) => {
                         message.push(' ');
                         message.push_str(&why);

@@ -6,6 +6,7 @@
 mod api;
 mod client;
 mod report;
+mod scheduler;
 mod server;
 mod stats;
 
@@ -24,11 +25,14 @@ pub(crate) struct BenchArgs {
 enum Area {
     /// The API server over HTTP: start-up, memory, create/get/update, LIST, watch fan-out.
     Api(api::ApiArgs),
+    /// The scheduler: pods/s and create-to-bound latency at thousands of API-created nodes.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
+        Area::Scheduler(a) => scheduler::run(a).await,
     }
 }
