@@ -322,6 +322,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
         crate::crd::set_status(&mut obj);
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
+    crate::priority::admit_pod(ctx, &mut obj)?;
     admit(ctx, &mut obj, None, None, track).await?;
     if ctx.params.dry_run {
         return Ok(obj);

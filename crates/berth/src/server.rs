@@ -44,6 +44,12 @@ pub(crate) struct ServerArgs {
     disable_controllers: Vec<String>,
     #[command(flatten)]
     datastore: DatastoreArgs,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// KubeSchedulerConfiguration file (profiles, plugin weights).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -86,6 +92,10 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let scheduler_config = match &args.scheduler_config {
+        Some(path) => berth_scheduler::SchedulerConfig::from_file(path)?,
+        None => berth_scheduler::SchedulerConfig::default(),
+    };
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let controller_options =
@@ -127,12 +137,13 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let components = tokio::spawn(run_components(
         local_client(addr)?,
         (!args.disable_controller_manager).then_some(controller_options),
+        (!args.disable_scheduler).then_some(scheduler_config),
         stop_rx,
     ));
     server
         .serve(async move {
             shutdown_signal().await;
-            // Controllers stop (and release their lease) while the API still serves.
+            // Controllers and scheduler stop (and release their leases) while the API still serves.
             let _ = stop_tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), components).await;
         })
@@ -150,20 +161,49 @@ fn local_client(addr: std::net::SocketAddr) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("a client for the server's own API")
 }
 
-/// Runs the controllers while this server holds their lease, until `stop` turns true.
+/// Runs the controllers and the scheduler, each while this server holds its lease (as
+/// kube-controller-manager and kube-scheduler elect their leaders), until `stop` turns true.
 async fn run_components(
     client: kube::Client,
     controllers: Option<berth_controllers::Options>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    scheduler: Option<berth_scheduler::SchedulerConfig>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some(options) = controllers else { return };
+    use berth_controllers::leader_election::LeaderElection;
     let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
-    let election =
-        berth_controllers::leader_election::LeaderElection::new(client.clone(), "kube-controller-manager", &identity);
-    let stopped = async move {
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    election.run(|| berth_controllers::run(client.clone(), options.clone()), stopped).await;
+    let controllers = controllers.map(|options| {
+        let client = client.clone();
+        let election = LeaderElection::new(client.clone(), "kube-controller-manager", &identity);
+        election.run(move || berth_controllers::run(client.clone(), options.clone()), stopped(stop.clone()))
+    });
+    let scheduler = scheduler.map(|config| {
+        let client = client.clone();
+        let election = LeaderElection::new(client.clone(), "kube-scheduler", &identity);
+        let work = move || {
+            let (client, config) = (client.clone(), config.clone());
+            async move {
+                if let Err(e) = berth_scheduler::run(client, config).await {
+                    tracing::error!(error = %e, "scheduler stopped");
+                }
+            }
+        };
+        election.run(work, stopped(stop.clone()))
+    });
+    tokio::join!(
+        async {
+            if let Some(c) = controllers {
+                c.await;
+            }
+        },
+        async {
+            if let Some(s) = scheduler {
+                s.await;
+            }
+        }
+    );
 }
 
 fn hostname() -> String {

@@ -77,6 +77,25 @@ fn hollow_quick_json_run_reports_every_figure() {
         .expect("running berth bench hollow");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "berth bench hollow failed: {}\n{stderr}", out.status);
+/// The figures of `berth bench scheduler`.
+const SCHEDULER_FIGURES: &[&str] = &[
+    "plain_pods_per_s",
+    "plain_p50_ms",
+    "plain_p99_ms",
+    "anti_affinity_pods_per_s",
+    "anti_affinity_p50_ms",
+    "anti_affinity_p99_ms",
+    "spread_pods_per_s",
+    "spread_p50_ms",
+    "spread_p99_ms",
+    "preemption_pods_per_s",
+    "preemption_p50_ms",
+    "preemption_p99_ms",
+
+fn scheduler_quick_json_run_reports_every_figure() {
+        .args(["bench", "scheduler", "--quick", "--json"])
+        .expect("running berth bench scheduler");
+    assert!(out.status.success(), "berth bench scheduler failed: {}\n{stderr}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let figures: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
@@ -88,4 +107,7 @@ fn hollow_quick_json_run_reports_every_figure() {
         assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
     }
     assert_eq!(object.len(), HOLLOW_FIGURES.len(), "unexpected figures in {figures}");
+    for name in SCHEDULER_FIGURES {
+        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+    assert_eq!(object.len(), SCHEDULER_FIGURES.len(), "unexpected figures in {figures}");
 }

@@ -316,7 +316,8 @@ fn mutable_view(spec: &Value, from: &Value) -> Value {
             }
         }
     }
-    for key in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"] {
+    // schedulingGates may be removed (the scheduler then takes the pod).
+    for key in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "schedulingGates"] {
         match from.get(key) {
             Some(v) => obj.insert(key.into(), v.clone()),
             None => obj.remove(key),

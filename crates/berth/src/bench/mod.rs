@@ -7,6 +7,7 @@ mod api;
 mod client;
 mod hollow;
 mod report;
+mod scheduler;
 mod server;
 mod stats;
 mod store;
@@ -31,6 +32,8 @@ enum Area {
     /// The datastores side by side: the API server and the store on SQLite and on etcd,
     /// and raw etcd puts as the anchor.
     Store(store::StoreArgs),
+    /// The scheduler: pods/s and create-to-bound latency at thousands of API-created nodes.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -39,5 +42,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Area::Api(a) => api::run(a).await,
         Area::Hollow(a) => hollow::run(a).await,
         Area::Store(a) => store::run(a).await,
+        Area::Scheduler(a) => scheduler::run(a).await,
     }
 }

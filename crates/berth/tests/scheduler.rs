@@ -1,0 +1,390 @@
+//! The scheduler inside `berth server`, driven over the real API: nodes created through
+//! the API (no node agent), pods placed by zone spread, anti-affinity, taints, extended
+//! resources and priority (with preemption); pending pods report why, as Kubernetes does.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::{Value, json};
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn add_node(s: &TestServer, name: &str, labels: Value, taints: Value, allocatable: Value) {
+    let mut all = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"});
+    for (k, v) in labels.as_object().expect("labels") {
+        all[k] = v.clone();
+    }
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": all},
+        "spec": {"taints": taints},
+        "status": {"capacity": allocatable, "allocatable": allocatable,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]}});
+    let (code, v) = s.http_json("POST", "/api/v1/nodes", Some(&node));
+    assert_eq!(code, 201, "{v}");
+}
+
+fn cpu(n: &str) -> Value {
+    json!({"cpu": n, "memory": "8Gi", "pods": "110"})
+}
+
+fn create_pod(s: &TestServer, name: &str, labels: Value, spec: Value) -> (u16, Value) {
+    let mut spec = spec;
+    if spec.get("containers").is_none() {
+        spec["containers"] = json!([{"name": "c", "image": "busybox:1.36"}]);
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels}, "spec": spec});
+    s.http_json("POST", PODS, Some(&pod))
+}
+
+fn create_ok(s: &TestServer, name: &str, labels: Value, spec: Value) {
+    let (code, v) = create_pod(s, name, labels, spec);
+    assert_eq!(code, 201, "{v}");
+}
+
+fn get_pod(s: &TestServer, name: &str) -> Value {
+    s.http_json("GET", &format!("{PODS}/{name}"), None).1
+}
+
+fn exists(s: &TestServer, name: &str) -> bool {
+    s.http_json("GET", &format!("{PODS}/{name}"), None).0 != 404
+}
+
+fn node_of(s: &TestServer, name: &str) -> Option<String> {
+    get_pod(s, name)["spec"]["nodeName"].as_str().map(str::to_string)
+}
+
+fn wait_bound(s: &TestServer, name: &str) -> String {
+    let mut node = None;
+    assert!(
+        wait_until(WAIT, || {
+            node = node_of(s, name);
+            node.is_some()
+        }),
+        "pod {name} never bound: {}\n{}",
+        get_pod(s, name),
+        s.log()
+    );
+    node.unwrap_or_default()
+}
+
+/// Waits for PodScheduled=False and returns its message.
+fn wait_unschedulable(s: &TestServer, name: &str) -> String {
+    let mut message = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            let p = get_pod(s, name);
+            let cond = p["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled").cloned());
+            match cond {
+                Some(c) if c["status"] == "False" && c["reason"] == "Unschedulable" => {
+                    message = c["message"].as_str().unwrap_or("").to_string();
+                    true
+                }
+                _ => false,
+            }
+        }),
+        "pod {name} never marked unschedulable: {}",
+        get_pod(s, name)
+    );
+    assert!(node_of(s, name).is_none());
+    message
+}
+
+fn events_for(s: &TestServer, pod: &str) -> Vec<Value> {
+    let (_, list) = s.http_json(
+        "GET",
+        &format!("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D{pod}"),
+        None,
+    );
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_event(s: &TestServer, pod: &str, reason: &str) -> Value {
+    let mut found = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            found = events_for(s, pod).into_iter().find(|e| e["reason"] == reason).unwrap_or(Value::Null);
+            !found.is_null()
+        }),
+        "no {reason} event for {pod}: {:?}",
+        events_for(s, pod)
+    );
+    found
+}
+
+#[test]
+fn pods_spread_across_zones_and_get_scheduled_events() {
+    let s = server();
+    for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("b2", "b")] {
+        add_node(&s, name, json!({"topology.kubernetes.io/zone": zone}), json!([]), cpu("4"));
+    }
+    let spread = json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]});
+    let mut zones = std::collections::BTreeMap::<String, usize>::new();
+    for i in 0..6 {
+        let name = format!("web-{i}");
+        create_ok(&s, &name, json!({"app": "web"}), spread.clone());
+        // One at a time: each placement must keep the skew within 1.
+        let node = wait_bound(&s, &name);
+        *zones.entry(node[..1].to_string()).or_default() += 1;
+        let (a, b) = (zones.get("a").copied().unwrap_or(0), zones.get("b").copied().unwrap_or(0));
+        assert!(a.abs_diff(b) <= 1, "{zones:?}");
+    }
+    assert_eq!(zones.values().copied().collect::<Vec<_>>(), [3, 3]);
+    let e = wait_event(&s, "web-0", "Scheduled");
+    let node = node_of(&s, "web-0").unwrap_or_default();
+    assert_eq!(e["message"], format!("Successfully assigned default/web-0 to {node}"));
+    assert_eq!(e["type"], "Normal");
+    assert_eq!(e["source"]["component"], "default-scheduler");
+    let p = get_pod(&s, "web-0");
+    let cond =
+        p["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled").cloned());
+    assert_eq!(cond.map(|c| c["status"].clone()), Some(json!("True")));
+    // kubectl shows where the pods went.
+    let wide = s.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains(&node), "{wide}");
+}
+
+#[test]
+fn anti_affinity_exhaustion_leaves_pods_pending_with_the_reason() {
+    let s = server();
+    add_node(&s, "n1", json!({}), json!([]), cpu("4"));
+    add_node(&s, "n2", json!({}), json!([]), cpu("4"));
+    let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    create_ok(&s, "db-0", json!({"app": "db"}), anti.clone());
+    create_ok(&s, "db-1", json!({"app": "db"}), anti.clone());
+    let n0 = wait_bound(&s, "db-0");
+    let n1 = wait_bound(&s, "db-1");
+    assert_ne!(n0, n1);
+    create_ok(&s, "db-2", json!({"app": "db"}), anti);
+    let message = wait_unschedulable(&s, "db-2");
+    assert_eq!(
+        message,
+        "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+    );
+    let e = wait_event(&s, "db-2", "FailedScheduling");
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["message"], message);
+    // Deleting one of them frees a node: the pending pod takes it.
+    let (code, v) = s.http_json("DELETE", &format!("{PODS}/db-0?gracePeriodSeconds=0"), None);
+    assert!(code == 200 || code == 202, "{v}");
+    assert!(wait_until(WAIT, || !exists(&s, "db-0")), "db-0 not gone");
+    assert_eq!(wait_bound(&s, "db-2"), n0);
+}
+
+#[test]
+fn taints_tolerations_and_the_kubernetes_message() {
+    let s = server();
+    add_node(&s, "infra", json!({}), json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]), cpu("8"));
+    for n in ["w1", "w2", "w3"] {
+        add_node(&s, n, json!({}), json!([]), cpu("1"));
+    }
+    let big = json!({"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "2"}}}]});
+    create_ok(&s, "big", json!({}), big.clone());
+    assert_eq!(
+        wait_unschedulable(&s, "big"),
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 3 Insufficient cpu. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    );
+    let mut tolerant = big;
+    tolerant["tolerations"] =
+        json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
+    create_ok(&s, "tolerant", json!({}), tolerant);
+    assert_eq!(wait_bound(&s, "tolerant"), "infra");
+    // Small pods without the toleration never land on the tainted node.
+    for i in 0..3 {
+        create_ok(&s, &format!("small-{i}"), json!({}), json!({}));
+    }
+    for i in 0..3 {
+        assert_ne!(wait_bound(&s, &format!("small-{i}")), "infra");
+    }
+}
+
+#[test]
+fn extended_resources_are_counted() {
+    let s = server();
+    add_node(
+        &s,
+        "gpu",
+        json!({}),
+        json!([]),
+        json!({"cpu": "8", "memory": "8Gi", "pods": "110", "nvidia.com/gpu": "2"}),
+    );
+    add_node(&s, "plain", json!({}), json!([]), cpu("8"));
+    let gpu = json!({"containers": [{"name": "c", "image": "busybox:1.36",
+        "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}}]});
+    for i in 0..2 {
+        create_ok(&s, &format!("g{i}"), json!({}), gpu.clone());
+    }
+    assert_eq!(wait_bound(&s, "g0"), "gpu");
+    assert_eq!(wait_bound(&s, "g1"), "gpu");
+    create_ok(&s, "g2", json!({}), gpu);
+    let message = wait_unschedulable(&s, "g2");
+    assert!(message.starts_with("0/2 nodes are available: 2 Insufficient nvidia.com/gpu."), "{message}");
+}
+
+#[test]
+fn priority_classes_resolve_and_preemption_evicts_lower_priority_pods() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    let (code, v) = s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc));
+    assert_eq!(code, 201, "{v}");
+    // Unknown classes are refused as Kubernetes refuses them.
+    let (code, v) = create_pod(&s, "bad", json!({}), json!({"priorityClassName": "nope"}));
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(v["message"], "pods \"bad\" is forbidden: no PriorityClass with name nope was found");
+    let (code, v) = create_pod(
+        &s,
+        "crit",
+        json!({}),
+        json!({"priorityClassName": "system-cluster-critical", "nodeName": "elsewhere"}),
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"]["priority"], 2_000_000_000);
+    add_node(&s, "only", json!({}), json!([]), cpu("2"));
+    let one_cpu = |extra: Value| {
+        let mut spec = json!({"terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "1"}}}]});
+        for (k, v) in extra.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        spec
+    };
+    create_ok(&s, "low-1", json!({}), one_cpu(json!({})));
+    create_ok(&s, "low-2", json!({}), one_cpu(json!({})));
+    wait_bound(&s, "low-1");
+    wait_bound(&s, "low-2");
+    // preemptionPolicy Never waits instead of evicting.
+    create_ok(
+        &s,
+        "polite",
+        json!({}),
+        one_cpu(json!({"priority": 1000, "priorityClassName": "high", "preemptionPolicy": "PreemptLowerPriority"})),
+    );
+    let (code, v) =
+        create_pod(&s, "never", json!({}), one_cpu(json!({"priorityClassName": "high", "preemptionPolicy": "Never"})));
+    assert_eq!(code, 403, "the class says PreemptLowerPriority: {v}");
+    assert_eq!(wait_bound(&s, "polite"), "only");
+    assert_eq!(get_pod(&s, "polite")["spec"]["priority"], 1000);
+    let gone = |n: &str| !exists(&s, n);
+    assert!(wait_until(WAIT, || gone("low-1") || gone("low-2")), "no victim deleted");
+    assert!(!(gone("low-1") && gone("low-2")), "one victim is enough");
+    let victim = if gone("low-1") { "low-1" } else { "low-2" };
+    let e = wait_event(&s, victim, "Preempted");
+    assert!(e["message"].as_str().unwrap_or("").ends_with("on node only"), "{e}");
+}
+
+#[test]
+fn preemption_policy_never_keeps_the_pod_pending() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "polite"},
+        "value": 1000, "preemptionPolicy": "Never"});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+    add_node(&s, "only", json!({}), json!([]), cpu("1"));
+    let spec = json!({"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "1"}}}]});
+    create_ok(&s, "low", json!({}), spec.clone());
+    wait_bound(&s, "low");
+    let mut polite = spec;
+    polite["priorityClassName"] = json!("polite");
+    create_ok(&s, "waits", json!({}), polite);
+    let message = wait_unschedulable(&s, "waits");
+    assert!(message.contains("not eligible due to preemptionPolicy=Never"), "{message}");
+    assert!(node_of(&s, "low").is_some());
+}
+
+#[test]
+fn nodes_added_later_and_removed_nodes() {
+    let s = server();
+    create_ok(&s, "early", json!({}), json!({}));
+    assert_eq!(wait_unschedulable(&s, "early"), "no nodes available to schedule pods");
+    add_node(&s, "late", json!({}), json!([]), cpu("4"));
+    assert_eq!(wait_bound(&s, "early"), "late");
+    // A node removed mid-way takes no more pods.
+    add_node(&s, "other", json!({}), json!([]), cpu("4"));
+    let (code, v) = s.http_json("DELETE", "/api/v1/nodes/late", None);
+    assert_eq!(code, 200, "{v}");
+    for i in 0..4 {
+        create_ok(&s, &format!("after-{i}"), json!({}), json!({}));
+    }
+    for i in 0..4 {
+        assert_eq!(wait_bound(&s, &format!("after-{i}")), "other");
+    }
+}
+
+#[test]
+fn other_schedulers_and_gated_pods_are_left_alone() {
+    let s = server();
+    add_node(&s, "n", json!({}), json!([]), cpu("4"));
+    create_ok(&s, "theirs", json!({}), json!({"schedulerName": "other-scheduler"}));
+    create_ok(&s, "gated", json!({}), json!({"schedulingGates": [{"name": "example.com/wait"}]}));
+    create_ok(&s, "ours", json!({}), json!({}));
+    assert_eq!(wait_bound(&s, "ours"), "n");
+    // The scheduler is running and has seen all three; give it time to (wrongly) act.
+    wait_event(&s, "ours", "Scheduled");
+    std::thread::sleep(Duration::from_millis(500));
+    for name in ["theirs", "gated"] {
+        let p = get_pod(&s, name);
+        assert!(p["spec"]["nodeName"].is_null(), "{p}");
+        assert!(events_for(&s, name).is_empty(), "{:?}", events_for(&s, name));
+    }
+    // Removing the gate lets the pod be scheduled.
+    let r = s.http(
+        "PATCH",
+        &format!("{PODS}/gated"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"schedulingGates":null}}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(wait_bound(&s, "gated"), "n");
+    // Pods that name their node are not scheduled (nor rejected).
+    create_ok(&s, "pinned", json!({}), json!({"nodeName": "somewhere"}));
+    assert_eq!(node_of(&s, "pinned").as_deref(), Some("somewhere"));
+}
+
+#[test]
+fn a_bad_scheduler_config_stops_the_server_and_a_good_one_is_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "profiles: [{plugins: {score: {enabled: [{name: NoSuchPlugin}]}}}]").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["server", "--https-listen-port", "0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--scheduler-config")
+        .arg(&bad)
+        .output()
+        .expect("run berth server");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown plugin \"NoSuchPlugin\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second profile that packs pods (MostAllocated) serves its own scheduler name.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: packer\n  plugins:\n    score:\n      disabled: [{name: \"*\"}]\n      enabled: [{name: NodeResourcesFit, weight: 1}]\n  pluginConfig:\n  - name: NodeResourcesFit\n    args:\n      scoringStrategy: {type: MostAllocated}\n",
+    )
+    .expect("write");
+    let path = good.to_string_lossy().into_owned();
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--scheduler-config", &path]);
+    add_node(&s, "full", json!({}), json!([]), cpu("4"));
+    add_node(&s, "empty", json!({}), json!([]), cpu("4"));
+    let req = |c: &str| json!({"schedulerName": "packer", "containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": c}}}]});
+    create_ok(
+        &s,
+        "seed",
+        json!({}),
+        json!({"nodeName": "full", "containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "2"}}}]}),
+    );
+    for i in 0..3 {
+        create_ok(&s, &format!("packed-{i}"), json!({}), req("500m"));
+        assert_eq!(wait_bound(&s, &format!("packed-{i}")), "full");
+    }
+}

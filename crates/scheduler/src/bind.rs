@@ -1,0 +1,256 @@
+//! The scheduler's writes: bindings (`POST pods/<name>/binding`), the PodScheduled
+//! condition and `nominatedNodeName` of unschedulable pods, deletion of preemption
+//! victims, and the `Scheduled` / `FailedScheduling` / `Preempted` events.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Event, ObjectReference, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::Shared;
+use crate::cache::PodInfo;
+use crate::preemption::Victims;
+
+/// How many bindings may be in flight at once.
+const MAX_BINDS_IN_FLIGHT: usize = 64;
+/// Events waiting to be sent beyond this are dropped (as Kubernetes' event broadcaster does).
+const EVENT_BACKLOG: usize = 20_000;
+/// Events sent concurrently.
+const EVENT_CONCURRENCY: usize = 16;
+
+/// What the scheduling thread asks the async side to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Bind the (assumed) pod to the node.
+    Bind {
+        /// The pod.
+        info: Arc<PodInfo>,
+        /// The node.
+        node: String,
+    },
+    /// Record that the pod does not fit, and carry out a preemption if one was found.
+    Unschedulable {
+        /// The pod.
+        info: Arc<PodInfo>,
+        /// The FailedScheduling message.
+        message: String,
+        /// Victims to delete, and the node to nominate.
+        victims: Option<Victims>,
+        /// The profile's scheduler name (the events' reporting component).
+        profile: String,
+    },
+}
+
+/// One event to post.
+struct EventSpec {
+    pod: Arc<PodInfo>,
+    kind: &'static str,
+    reason: &'static str,
+    action: &'static str,
+    message: String,
+    component: String,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn now_micro() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+static EVENT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn event_object(e: &EventSpec) -> Event {
+    let seq = EVENT_SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = jiff::Timestamp::now().as_nanosecond() as u64;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into());
+    let v = json!({
+        "metadata": {"name": format!("{}.{:x}", e.pod.name, nanos.wrapping_add(seq)), "namespace": e.pod.namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": e.pod.namespace, "name": e.pod.name,
+            "uid": e.pod.uid, "resourceVersion": e.pod.pod.metadata.resource_version},
+        "reason": e.reason, "message": e.message, "type": e.kind,
+        "source": {"component": e.component},
+        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
+        "eventTime": now_micro(), "action": e.action,
+        "reportingComponent": e.component, "reportingInstance": format!("{}-{host}", e.component),
+    });
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// Carries out the scheduling thread's decisions until the channel closes.
+pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Action>) {
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel::<EventSpec>(EVENT_BACKLOG);
+    let events_client = client.clone();
+    tokio::spawn(async move {
+        let stream = tokio_stream_from(events_rx);
+        stream
+            .for_each_concurrent(EVENT_CONCURRENCY, |e| {
+                let api: Api<Event> = Api::namespaced(events_client.clone(), &e.pod.namespace);
+                async move {
+                    if let Err(err) = api.create(&PostParams::default(), &event_object(&e)).await {
+                        tracing::debug!(error = %err, pod = %e.pod.key, "posting a scheduler event");
+                    }
+                }
+            })
+            .await;
+    });
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT));
+    while let Some(action) = rx.recv().await {
+        match action {
+            Action::Bind { info, node } => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, shared, events) = (client.clone(), shared.clone(), events_tx.clone());
+                tokio::spawn(async move {
+                    bind(client, &shared, info, node, &events).await;
+                    drop(permit);
+                });
+            }
+            Action::Unschedulable { info, message, victims, profile } => {
+                let (client, events) = (client.clone(), events_tx.clone());
+                tokio::spawn(async move { unschedulable(client, info, message, victims, profile, &events).await });
+            }
+        }
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn send_event(events: &tokio::sync::mpsc::Sender<EventSpec>, e: EventSpec) {
+    if events.try_send(e).is_err() {
+        tracing::debug!("scheduler event backlog full: event dropped");
+    }
+}
+
+async fn bind(
+    client: kube::Client,
+    shared: &Shared,
+    info: Arc<PodInfo>,
+    node: String,
+    events: &tokio::sync::mpsc::Sender<EventSpec>,
+) {
+    let api: Api<Pod> = Api::namespaced(client, &info.namespace);
+    let binding = Binding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(info.name.clone()),
+            namespace: Some(info.namespace.clone()),
+            uid: Some(info.uid.clone()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.clone()),
+            ..Default::default()
+        },
+    };
+    let component = info.spec().scheduler_name.clone().unwrap_or_else(|| crate::config::DEFAULT_SCHEDULER_NAME.into());
+    match api.create_subresource::<_, serde_json::Value>("binding", &info.name, &PostParams::default(), &binding).await
+    {
+        Ok(_) => {
+            shared.queue.done(&info.key);
+            let message = format!("Successfully assigned {} to {node}", info.key);
+            send_event(
+                events,
+                EventSpec { pod: info, kind: "Normal", reason: "Scheduled", action: "Binding", message, component },
+            );
+        }
+        Err(e) => {
+            shared.cache().forget(&info.key);
+            let not_found = matches!(&e, kube::Error::Api(s) if s.code == 404);
+            if not_found {
+                shared.queue.delete(&info.key);
+                shared.queue.done(&info.key);
+                return;
+            }
+            tracing::info!(pod = %info.key, node = %node, error = %e, "binding failed");
+            shared.queue.retry(&info.key);
+            let message = format!("Binding rejected: {e}");
+            send_event(
+                events,
+                EventSpec {
+                    pod: info,
+                    kind: "Warning",
+                    reason: "FailedScheduling",
+                    action: "Scheduling",
+                    message,
+                    component,
+                },
+            );
+        }
+    }
+}
+
+async fn unschedulable(
+    client: kube::Client,
+    info: Arc<PodInfo>,
+    message: String,
+    victims: Option<Victims>,
+    component: String,
+    events: &tokio::sync::mpsc::Sender<EventSpec>,
+) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
+    let status = info.pod.status.as_ref();
+    let current = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    let same = current.is_some_and(|c| {
+        c.status == "False" && c.reason.as_deref() == Some("Unschedulable") && c.message.as_deref() == Some(&message)
+    });
+    let nominated = victims.as_ref().map(|v| v.node.clone());
+    let nominated_same = status.and_then(|s| s.nominated_node_name.clone()) == nominated || nominated.is_none();
+    if !same || !nominated_same {
+        let mut patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message, "lastProbeTime": null, "lastTransitionTime": now()}]}});
+        if let Some(n) = &nominated {
+            patch["status"]["nominatedNodeName"] = json!(n);
+        }
+        if let Err(e) = api.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            tracing::debug!(pod = %info.key, error = %e, "updating PodScheduled");
+        }
+    }
+    send_event(
+        events,
+        EventSpec {
+            pod: info.clone(),
+            kind: "Warning",
+            reason: "FailedScheduling",
+            action: "Scheduling",
+            message,
+            component: component.clone(),
+        },
+    );
+    let Some(victims) = victims else {
+        return;
+    };
+    for victim in victims.pods {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &victim.namespace);
+        let condition = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
+            "reason": "PreemptionByScheduler", "message": format!("{component}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": now()}]}});
+        let _ = api.patch_status(&victim.name, &PatchParams::default(), &Patch::Strategic(&condition)).await;
+        match api.delete(&victim.name, &DeleteParams::default()).await {
+            Ok(_) => {
+                let message = format!("Preempted by pod {} on node {}", info.uid, victims.node);
+                send_event(
+                    events,
+                    EventSpec {
+                        pod: victim.clone(),
+                        kind: "Normal",
+                        reason: "Preempted",
+                        action: "Preempting",
+                        message,
+                        component: component.clone(),
+                    },
+                );
+            }
+            Err(e) => tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim"),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The scheduling framework: filter and score plugin traits, a profile (plugins with
+//! weights), and one scheduling cycle for one pod: pre-filter, parallel filtering across
+//! nodes (stopping once enough feasible nodes are found, as Kubernetes'
+//! `percentageOfNodesToScore`), scoring with normalization and weights, host selection.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::cache::{Cache, NodeInfo, PodInfo};
+
+/// The highest score a plugin gives a node.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Why a plugin rejects a node (or the pod, from pre-filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Whether preempting pods on the node could help.
+    pub resolvable: bool,
+    /// Reasons as Kubernetes words them (`Insufficient cpu`, `node(s) were unschedulable`).
+    pub reasons: Vec<Cow<'static, str>>,
+}
+
+impl Rejection {
+    /// A rejection preemption may resolve.
+    pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Rejection {
+        Rejection { resolvable: true, reasons: vec![reason.into()] }
+    }
+
+    /// A rejection preemption cannot resolve.
+    pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Rejection {
+        Rejection { resolvable: false, reasons: vec![reason.into()] }
+    }
+}
+
+/// Per-cycle data a plugin computes in pre-filter or pre-score and reads per node.
+pub type State = Option<Box<dyn Any + Send + Sync>>;
+
+/// What pre-filter decided for one plugin.
+#[derive(Default)]
+pub struct Prepared {
+    /// The plugin has nothing to check for this pod (its filter is not called).
+    pub skip: bool,
+    /// Data for `filter`.
+    pub state: State,
+}
+
+impl Prepared {
+    /// The plugin has nothing to check.
+    pub fn skip() -> Prepared {
+        Prepared { skip: true, state: None }
+    }
+
+    /// Data for the filter.
+    pub fn with<T: Any + Send + Sync>(value: T) -> Prepared {
+        Prepared { skip: false, state: Some(Box::new(value)) }
+    }
+
+    /// The data, downcast.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.state.as_ref().and_then(|s| s.downcast_ref())
+    }
+}
+
+/// A scheduling plugin: any of pre-filter, filter, pre-score, score and normalize.
+pub trait Plugin: Send + Sync {
+    /// The plugin's name as in KubeSchedulerConfiguration (`NodeResourcesFit`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the plugin filters.
+    fn filters(&self) -> bool {
+        true
+    }
+
+    /// Whether the plugin scores.
+    fn scores(&self) -> bool {
+        false
+    }
+
+    /// Computes per-pod data once per cycle; a rejection here rejects every node.
+    fn pre_filter(&self, _pod: &PodInfo, _cache: &Cache) -> Result<Prepared, Rejection> {
+        Ok(Prepared::default())
+    }
+
+    /// Whether the pod fits the node.
+    fn filter(&self, _pod: &PodInfo, _prepared: &Prepared, _node: &NodeInfo) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Computes per-pod data for scoring, given the feasible nodes.
+    fn pre_score(&self, _pod: &PodInfo, _cache: &Cache, _feasible: &[&NodeInfo]) -> Prepared {
+        Prepared::default()
+    }
+
+    /// The node's raw score.
+    fn score(&self, _pod: &PodInfo, _prepared: &Prepared, _node: &NodeInfo) -> i64 {
+        0
+    }
+
+    /// Maps raw scores into 0..=100.
+    fn normalize(&self, _pod: &PodInfo, _scores: &mut [i64]) {}
+}
+
+/// A scheduling profile: the plugins of one scheduler name, with score weights.
+pub struct Profile {
+    /// The `spec.schedulerName` this profile serves.
+    pub scheduler_name: String,
+    /// Filter plugins, in order.
+    pub filters: Vec<Arc<dyn Plugin>>,
+    /// Score plugins with their weights.
+    pub scores: Vec<(Arc<dyn Plugin>, i64)>,
+    /// percentageOfNodesToScore; 0 = adaptive as Kubernetes.
+    pub percentage_of_nodes_to_score: u32,
+}
+
+/// Why no node fits, per node and before any node (pre-filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Nodes considered.
+    pub num_all_nodes: usize,
+    /// A pre-filter rejection (every node).
+    pub pre_filter: Option<Rejection>,
+    /// Each rejected node's rejection.
+    pub nodes: HashMap<String, Rejection>,
+}
+
+impl Diagnosis {
+    /// The part of the FailedScheduling message before the preemption part:
+    /// `0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 3 Insufficient cpu.`
+    pub fn message(&self) -> String {
+        let mut msg = format!("0/{} nodes are available:", self.num_all_nodes);
+        if let Some(pre) = &self.pre_filter {
+            msg.push_str(&format!(" {}.", pre.reasons.join(", ")));
+            return msg;
+        }
+        let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in self.nodes.values() {
+            for reason in &r.reasons {
+                *histogram.entry(reason.as_ref()).or_insert(0) += 1;
+            }
+        }
+        let mut parts: Vec<String> = histogram.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        parts.sort();
+        if !parts.is_empty() {
+            msg.push_str(&format!(" {}.", parts.join(", ")));
+        }
+        msg
+    }
+}
+
+/// The number of feasible nodes to find before scoring, as Kubernetes' `numFeasibleNodesToFind`.
+pub fn feasible_nodes_to_find(percentage: u32, all: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if all < MIN_FEASIBLE || percentage >= 100 {
+        return all;
+    }
+    let pct = if percentage == 0 { (50i64 - all as i64 / 125).max(5) as usize } else { percentage as usize };
+    (all * pct / 100).max(MIN_FEASIBLE)
+}
+
+/// The outcome of filtering: feasible node indexes into `cache.nodes()`.
+struct Filtered {
+    feasible: Vec<usize>,
+    rejected: Vec<(usize, Rejection)>,
+    visited: usize,
+}
+
+fn run_filters(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    for (plugin, p) in profile.filters.iter().zip(prepared) {
+        if !p.skip {
+            plugin.filter(pod, p, node)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every filter plugin's pre-filter.
+pub fn pre_filter(profile: &Profile, pod: &PodInfo, cache: &Cache) -> Result<Vec<Prepared>, Rejection> {
+    profile.filters.iter().map(|p| p.pre_filter(pod, cache)).collect()
+}
+
+/// Whether the pod passes every filter on `node`, given pre-filter data.
+pub fn fits(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+    run_filters(profile, prepared, pod, node)
+}
+
+/// Filters nodes from `start` (round robin) until `want` feasible ones are found, on
+/// `threads` threads when there are many nodes.
+fn filter_nodes(
+    profile: &Profile,
+    prepared: &[Prepared],
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    start: usize,
+    want: usize,
+    threads: usize,
+) -> Filtered {
+    let n = nodes.len();
+    const BLOCK: usize = 64;
+    let check = |i: usize| -> Option<Result<(), Rejection>> {
+        let node = &nodes[(start + i) % n];
+        node.node.as_ref()?;
+        Some(run_filters(profile, prepared, pod, node))
+    };
+    if threads <= 1 || n < 4 * BLOCK {
+        let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
+        for i in 0..n {
+            if out.feasible.len() >= want {
+                break;
+            }
+            out.visited = i + 1;
+            match check(i) {
+                Some(Ok(())) => out.feasible.push((start + i) % n),
+                Some(Err(r)) => out.rejected.push(((start + i) % n, r)),
+                None => {}
+            }
+        }
+        return out;
+    }
+    let next = AtomicUsize::new(0);
+    let found = AtomicUsize::new(0);
+    let mut parts: Vec<Vec<(usize, Result<(), Rejection>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut local = Vec::new();
+                    loop {
+                        if found.load(Ordering::Relaxed) >= want {
+                            break;
+                        }
+                        let from = next.fetch_add(BLOCK, Ordering::Relaxed);
+                        if from >= n {
+                            break;
+                        }
+                        for i in from..(from + BLOCK).min(n) {
+                            if let Some(r) = check(i) {
+                                if r.is_ok() {
+                                    found.fetch_add(1, Ordering::Relaxed);
+                                }
+                                local.push((i, r));
+                            }
+                        }
+                    }
+                    local
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+    });
+    // Keep the round-robin order so the first `want` feasible nodes are the same as sequentially.
+    let mut all: Vec<(usize, Result<(), Rejection>)> = parts.drain(..).flatten().collect();
+    all.sort_unstable_by_key(|(i, _)| *i);
+    let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
+    for (i, r) in all {
+        if out.feasible.len() >= want {
+            break;
+        }
+        out.visited = i + 1;
+        match r {
+            Ok(()) => out.feasible.push((start + i) % n),
+            Err(rej) => out.rejected.push(((start + i) % n, rej)),
+        }
+    }
+    out
+}
+
+/// The result of one scheduling cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Bind to this node.
+    Node(String),
+    /// No node fits.
+    Unschedulable(Diagnosis),
+}
+
+/// Scheduling state kept between cycles: the round-robin start and a random source for ties.
+#[derive(Debug)]
+pub struct Cycle {
+    next_start: usize,
+    rng: u64,
+    threads: usize,
+}
+
+impl Default for Cycle {
+    fn default() -> Self {
+        Cycle::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+}
+
+impl Cycle {
+    /// Cycle state filtering on `threads` threads.
+    pub fn new(threads: usize) -> Cycle {
+        Cycle { next_start: 0, rng: 0x9E37_79B9_7F4A_7C15, threads: threads.max(1) }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: enough to break ties between equally scored nodes.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Chooses a node for `pod`.
+    pub fn schedule(&mut self, profile: &Profile, cache: &Cache, pod: &PodInfo) -> Decision {
+        let num_all_nodes = cache.node_count();
+        let mut diagnosis = Diagnosis { num_all_nodes, ..Diagnosis::default() };
+        if num_all_nodes == 0 {
+            return Decision::Unschedulable(diagnosis);
+        }
+        let prepared = match pre_filter(profile, pod, cache) {
+            Ok(p) => p,
+            Err(r) => {
+                diagnosis.pre_filter = Some(r);
+                return Decision::Unschedulable(diagnosis);
+            }
+        };
+        let nodes = cache.nodes();
+        // A nominated node (from an earlier preemption) is tried first.
+        if let Some(nominated) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+            && let Some(node) = cache.node(nominated)
+            && node.node.is_some()
+            && run_filters(profile, &prepared, pod, node).is_ok()
+        {
+            return Decision::Node(nominated.to_string());
+        }
+        let want = feasible_nodes_to_find(profile.percentage_of_nodes_to_score, num_all_nodes);
+        let start = self.next_start % nodes.len().max(1);
+        let filtered = filter_nodes(profile, &prepared, pod, nodes, start, want, self.threads);
+        self.next_start = (start + filtered.visited) % nodes.len().max(1);
+        if filtered.feasible.is_empty() {
+            diagnosis.nodes = filtered.rejected.into_iter().map(|(i, r)| (nodes[i].name.clone(), r)).collect();
+            return Decision::Unschedulable(diagnosis);
+        }
+        let feasible: Vec<&NodeInfo> = filtered.feasible.iter().map(|i| &nodes[*i]).collect();
+        if feasible.len() == 1 {
+            return Decision::Node(feasible[0].name.clone());
+        }
+        let totals = score(profile, pod, cache, &feasible);
+        let best = self.select(&totals);
+        Decision::Node(feasible[best].name.clone())
+    }
+
+    /// The index of the highest total, ties broken at random (reservoir sampling).
+    fn select(&mut self, totals: &[i64]) -> usize {
+        let mut best = 0;
+        let mut ties = 1u64;
+        for (i, t) in totals.iter().enumerate().skip(1) {
+            if *t > totals[best] {
+                best = i;
+                ties = 1;
+            } else if *t == totals[best] {
+                ties += 1;
+                if self.random() % ties == 0 {
+                    best = i;
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Weighted, normalized scores of the feasible nodes, summed per node.
+pub fn score(profile: &Profile, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Vec<i64> {
+    let mut totals = vec![0i64; feasible.len()];
+    let mut scores = vec![0i64; feasible.len()];
+    for (plugin, weight) in &profile.scores {
+        let prepared = plugin.pre_score(pod, cache, feasible);
+        if prepared.skip {
+            continue;
+        }
+        for (s, node) in scores.iter_mut().zip(feasible) {
+            *s = plugin.score(pod, &prepared, node);
+        }
+        plugin.normalize(pod, &mut scores);
+        for (t, s) in totals.iter_mut().zip(&scores) {
+            *t += s * weight;
+        }
+    }
+    totals
+}
+
+/// Scales scores to 0..=100 by the largest (`reverse`: the largest becomes 0), as
+/// Kubernetes' `DefaultNormalizeScore`.
+pub fn default_normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        *s = MAX_NODE_SCORE * *s / max;
+        if reverse {
+            *s = MAX_NODE_SCORE - *s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feasible_counts_follow_kubernetes() {
+        assert_eq!(feasible_nodes_to_find(0, 50), 50);
+        assert_eq!(feasible_nodes_to_find(0, 1000), 420);
+        assert_eq!(feasible_nodes_to_find(0, 5000), 500);
+        assert_eq!(feasible_nodes_to_find(0, 200), 100);
+        assert_eq!(feasible_nodes_to_find(100, 5000), 5000);
+        assert_eq!(feasible_nodes_to_find(0, 100_000), 5000);
+    }
+
+    #[test]
+    fn message_is_a_sorted_histogram() {
+        let mut d = Diagnosis { num_all_nodes: 4, ..Default::default() };
+        d.nodes.insert("a".into(), Rejection::unresolvable("node(s) had untolerated taint {dedicated: infra}"));
+        for n in ["b", "c", "d"] {
+            d.nodes.insert(n.into(), Rejection::unschedulable("Insufficient cpu"));
+        }
+        assert_eq!(
+            d.message(),
+            "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 3 Insufficient cpu."
+        );
+    }
+
+    #[test]
+    fn normalize() {
+        let mut s = vec![0, 5, 10];
+        default_normalize(&mut s, false);
+        assert_eq!(s, [0, 50, 100]);
+        let mut s = vec![0, 5, 10];
+        default_normalize(&mut s, true);
+        assert_eq!(s, [100, 50, 0]);
+    }
+}

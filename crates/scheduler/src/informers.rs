@@ -1,0 +1,159 @@
+//! Watches of nodes, pods, volumes, claims, storage classes and disruption budgets,
+//! applied to the cache and the queue as events arrive (kube-runtime watchers: one LIST,
+//! then WATCH, re-listing with back-off after errors).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+
+use crate::Shared;
+use crate::cache::{Cache, NodeChange, PodInfo};
+
+/// Starts the watches; the returned future completes once nodes and pods are listed.
+pub fn start(
+    tasks: &mut tokio::task::JoinSet<()>,
+    client: kube::Client,
+    shared: Arc<Shared>,
+) -> impl Future<Output = ()> + use<> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(2);
+    let s = shared.clone();
+    let t = tx.clone();
+    tasks.spawn(watch(Api::<Node>::all(client.clone()), move |e| on_node(&s, e, &t)));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<Pod>::all(client.clone()), move |e| on_pod(&s, e, &tx)));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<PersistentVolumeClaim>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.claims, true, true)
+    }));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<PersistentVolume>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.volumes, false, true)
+    }));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<StorageClass>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.storage_classes, false, true)
+    }));
+    let s = shared;
+    tasks.spawn(watch(Api::<PodDisruptionBudget>::all(client), move |e| keyed(&s, e, |c| &mut c.budgets, true, false)));
+    async move {
+        for _ in 0..2 {
+            if rx.recv().await.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+async fn watch<K, F>(api: Api<K>, mut on: F)
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: FnMut(Event<K>) + Send,
+{
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(e) => on(e),
+            Err(e) => tracing::warn!(error = %e, "scheduler watch error"),
+        }
+    }
+}
+
+fn on_node(shared: &Shared, event: Event<Node>, synced: &tokio::sync::mpsc::Sender<()>) {
+    match event {
+        Event::Apply(node) | Event::InitApply(node) => {
+            let change = shared.cache().upsert_node(Arc::new(node));
+            if change != NodeChange::Unchanged {
+                shared.queue.move_all_unschedulable(None);
+            }
+        }
+        Event::Delete(node) => shared.cache().remove_node(node.metadata.name.as_deref().unwrap_or("")),
+        Event::InitDone => {
+            let _ = synced.try_send(());
+        }
+        Event::Init => {}
+    }
+}
+
+fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender<()>) {
+    let (pod, deleted) = match event {
+        Event::Apply(p) | Event::InitApply(p) => (p, false),
+        Event::Delete(p) => (p, true),
+        Event::InitDone => {
+            let _ = synced.try_send(());
+            return;
+        }
+        Event::Init => return,
+    };
+    let info = Arc::new(PodInfo::new(Arc::new(pod)));
+    let spec = info.spec();
+    let assigned = spec.node_name.as_deref().is_some_and(|n| !n.is_empty());
+    let phase = info.pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    if deleted || (assigned && terminal) {
+        let freed = {
+            let mut cache = shared.cache();
+            cache.clear_nomination(&info.key);
+            cache.remove_pod(&info.key)
+        };
+        shared.queue.delete(&info.key);
+        if freed {
+            shared.queue.move_all_unschedulable(None);
+        }
+        return;
+    }
+    if assigned {
+        shared.cache().add_pod(info.clone());
+        shared.queue.delete(&info.key);
+        // A new pod may satisfy pending pods' affinity.
+        let affinity = |p: &PodInfo| !p.required_affinity.is_empty();
+        shared.queue.move_all_unschedulable(Some(&affinity));
+        return;
+    }
+    let ours = shared.scheduler_names.iter().any(|n| Some(n.as_str()) == spec.scheduler_name.as_deref())
+        || (spec.scheduler_name.is_none()
+            && shared.scheduler_names.iter().any(|n| n == crate::config::DEFAULT_SCHEDULER_NAME));
+    if terminal || info.terminating() || !ours {
+        shared.queue.delete(&info.key);
+        return;
+    }
+    shared.queue.add_or_update(info);
+}
+
+/// Keeps a map of objects by `namespace/name` (or name) current.
+fn keyed<K: kube::Resource>(
+    shared: &Shared,
+    event: Event<K>,
+    map: impl Fn(&mut Cache) -> &mut std::collections::HashMap<String, Arc<K>>,
+    namespaced: bool,
+    requeue: bool,
+) {
+    let key = |o: &K| {
+        let name = o.meta().name.clone().unwrap_or_default();
+        if namespaced { format!("{}/{name}", o.meta().namespace.as_deref().unwrap_or("")) } else { name }
+    };
+    match event {
+        Event::Apply(o) | Event::InitApply(o) => {
+            let mut cache = shared.cache();
+            map(&mut cache).insert(key(&o), Arc::new(o));
+            drop(cache);
+            // A new claim, volume or class may unblock pending pods.
+            if requeue {
+                shared.queue.move_all_unschedulable(None);
+            }
+        }
+        Event::Delete(o) => {
+            map(&mut shared.cache()).remove(&key(&o));
+        }
+        Event::Init | Event::InitDone => {}
+    }
+}

@@ -1,0 +1,281 @@
+//! InterPodAffinity: required pod affinity and anti-affinity by topology key (the pod's
+//! own terms, and existing pods' anti-affinity against it) filter; preferred terms of
+//! both sides, and existing pods' required affinity (weight 1), score.
+
+use std::collections::HashMap;
+
+use crate::cache::{AffinityTerm, Cache, NodeInfo, PodInfo};
+use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+
+/// The InterPodAffinity filter and score.
+pub struct InterPodAffinity {
+    /// Weight of existing pods' required affinity terms in the score (hardPodAffinityWeight).
+    pub hard_pod_affinity_weight: i64,
+}
+
+impl Default for InterPodAffinity {
+    fn default() -> Self {
+        InterPodAffinity { hard_pod_affinity_weight: 1 }
+    }
+}
+
+/// Reason: an existing pod's anti-affinity forbids the node.
+pub const EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+/// Reason: the pod's affinity is not satisfied.
+pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
+/// Reason: the pod's anti-affinity is violated.
+pub const ANTI: &str = "node(s) didn't match pod anti-affinity rules";
+
+/// Counts per topology key and value.
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+fn bump(counts: &mut Counts, key: &str, value: &str, by: i64) {
+    *counts.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += by;
+}
+
+fn get(counts: &Counts, key: &str, value: &str) -> i64 {
+    counts.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+}
+
+struct FilterState {
+    /// Domains where an existing pod's anti-affinity matches the incoming pod.
+    existing_anti: Counts,
+    /// Per required affinity term (by index): matching pods per domain.
+    affinity: Vec<HashMap<String, i64>>,
+    /// Matching pods per domain for the pod's anti-affinity terms.
+    anti: Counts,
+    /// No pod anywhere matches the affinity terms, and the pod matches them itself.
+    first_of_group: bool,
+}
+
+fn term_domain<'a>(term: &AffinityTerm, node: &'a NodeInfo) -> Option<&'a str> {
+    node.labels.get(&term.topology_key).map(String::as_str)
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+
+    fn scores(&self) -> bool {
+        true
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<Prepared, Rejection> {
+        let any_existing_anti = cache.nodes().iter().any(|n| n.pods_with_required_anti_affinity > 0);
+        if pod.required_affinity.is_empty() && pod.required_anti_affinity.is_empty() && !any_existing_anti {
+            return Ok(Prepared::skip());
+        }
+        let mut state = FilterState {
+            existing_anti: Counts::new(),
+            affinity: vec![HashMap::new(); pod.required_affinity.len()],
+            anti: Counts::new(),
+            first_of_group: false,
+        };
+        let mut affinity_matches = 0usize;
+        let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
+        for node in cache.nodes() {
+            if node.node.is_none() {
+                continue;
+            }
+            if node.pods_with_required_anti_affinity > 0 {
+                for existing in node.pods.iter().filter(|p| !p.required_anti_affinity.is_empty()) {
+                    for term in &existing.required_anti_affinity {
+                        if term.matches(pod)
+                            && let Some(v) = term_domain(term, node)
+                        {
+                            bump(&mut state.existing_anti, &term.topology_key, v, 1);
+                        }
+                    }
+                }
+            }
+            if !own_terms {
+                continue;
+            }
+            for existing in &node.pods {
+                if existing.key == pod.key {
+                    continue;
+                }
+                for (i, term) in pod.required_affinity.iter().enumerate() {
+                    if term.matches(existing) {
+                        affinity_matches += 1;
+                        if let Some(v) = term_domain(term, node) {
+                            *state.affinity[i].entry(v.to_string()).or_insert(0) += 1;
+                        }
+                    }
+                }
+                for term in &pod.required_anti_affinity {
+                    if term.matches(existing)
+                        && let Some(v) = term_domain(term, node)
+                    {
+                        bump(&mut state.anti, &term.topology_key, v, 1);
+                    }
+                }
+            }
+        }
+        state.first_of_group = !pod.required_affinity.is_empty()
+            && affinity_matches == 0
+            && pod.required_affinity.iter().all(|t| t.matches(pod));
+        Ok(Prepared::with(state))
+    }
+
+    fn filter(&self, pod: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(s) = prepared.get::<FilterState>() else {
+            return Ok(());
+        };
+        for (i, term) in pod.required_affinity.iter().enumerate() {
+            let Some(v) = term_domain(term, node) else {
+                return Err(Rejection::unresolvable(AFFINITY));
+            };
+            if !s.first_of_group && s.affinity[i].get(v).copied().unwrap_or(0) == 0 {
+                return Err(Rejection::unresolvable(AFFINITY));
+            }
+        }
+        for term in &pod.required_anti_affinity {
+            if let Some(v) = term_domain(term, node)
+                && get(&s.anti, &term.topology_key, v) > 0
+            {
+                return Err(Rejection::unschedulable(ANTI));
+            }
+        }
+        if !s.existing_anti.is_empty()
+            && s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0)))
+        {
+            return Err(Rejection::unschedulable(EXISTING_ANTI));
+        }
+        Ok(())
+    }
+
+    fn pre_score(&self, pod: &PodInfo, cache: &Cache, _: &[&NodeInfo]) -> Prepared {
+        let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+        let any_existing = cache.nodes().iter().any(|n| n.pods_with_affinity > 0);
+        if !own && !any_existing {
+            return Prepared::skip();
+        }
+        let mut scores = Counts::new();
+        for node in cache.nodes() {
+            if node.node.is_none() || (!own && node.pods_with_affinity == 0) {
+                continue;
+            }
+            for existing in &node.pods {
+                for w in &pod.preferred_affinity {
+                    if w.term.matches(existing)
+                        && let Some(v) = term_domain(&w.term, node)
+                    {
+                        bump(&mut scores, &w.term.topology_key, v, w.weight as i64);
+                    }
+                }
+                for w in &pod.preferred_anti_affinity {
+                    if w.term.matches(existing)
+                        && let Some(v) = term_domain(&w.term, node)
+                    {
+                        bump(&mut scores, &w.term.topology_key, v, -(w.weight as i64));
+                    }
+                }
+                if !existing.has_affinity() {
+                    continue;
+                }
+                for t in &existing.required_affinity {
+                    if self.hard_pod_affinity_weight > 0
+                        && t.matches(pod)
+                        && let Some(v) = term_domain(t, node)
+                    {
+                        bump(&mut scores, &t.topology_key, v, self.hard_pod_affinity_weight);
+                    }
+                }
+                for w in &existing.preferred_affinity {
+                    if w.term.matches(pod)
+                        && let Some(v) = term_domain(&w.term, node)
+                    {
+                        bump(&mut scores, &w.term.topology_key, v, w.weight as i64);
+                    }
+                }
+                for w in &existing.preferred_anti_affinity {
+                    if w.term.matches(pod)
+                        && let Some(v) = term_domain(&w.term, node)
+                    {
+                        bump(&mut scores, &w.term.topology_key, v, -(w.weight as i64));
+                    }
+                }
+            }
+        }
+        if scores.is_empty() { Prepared::skip() } else { Prepared::with(scores) }
+    }
+
+    fn score(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> i64 {
+        let Some(scores) = prepared.get::<Counts>() else {
+            return 0;
+        };
+        scores.iter().map(|(k, m)| node.labels.get(k).and_then(|v| m.get(v)).copied().unwrap_or(0)).sum()
+    }
+
+    fn normalize(&self, _: &PodInfo, scores: &mut [i64]) {
+        let (min, max) = (scores.iter().copied().min().unwrap_or(0), scores.iter().copied().max().unwrap_or(0));
+        for s in scores.iter_mut() {
+            *s = if max > min { MAX_NODE_SCORE * (*s - min) / (max - min) } else { 0 };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::{bound_labelled, feasible_in, labelled, node, reasons, scores};
+    use serde_json::json;
+
+    fn zones() -> Vec<std::sync::Arc<k8s_openapi::api::core::v1::Node>> {
+        vec![
+            node("a1", json!({"labels": {"zone": "a"}})),
+            node("a2", json!({"labels": {"zone": "a"}})),
+            node("b1", json!({"labels": {"zone": "b"}})),
+            node("nozone", json!({})),
+        ]
+    }
+
+    fn term(kind: &str, key: &str, app: &str) -> serde_json::Value {
+        json!({"affinity": {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}}})
+    }
+
+    #[test]
+    fn required_affinity_and_anti_affinity() {
+        let pods = vec![bound_labelled("db", "a1", json!({"app": "db"}), json!({}))];
+        let p = labelled(json!({"app": "web"}), term("podAffinity", "zone", "db"));
+        assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["a1", "a2"]);
+        let p = labelled(json!({"app": "web"}), term("podAntiAffinity", "zone", "db"));
+        assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["b1", "nozone"]);
+        let p = labelled(json!({"app": "web"}), term("podAntiAffinity", "kubernetes.io/hostname", "db"));
+        assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["a2", "b1", "nozone"]);
+        // The first pod of a group that selects itself may go anywhere with the key.
+        let p = labelled(json!({"app": "cache"}), term("podAffinity", "zone", "cache"));
+        assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["a1", "a2", "b1"]);
+        let r = reasons(
+            &InterPodAffinity::default(),
+            zones(),
+            pods,
+            &labelled(json!({}), term("podAffinity", "zone", "db")),
+        );
+        assert_eq!(r[0], ("b1".to_string(), AFFINITY.to_string()));
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_is_honoured() {
+        let pods = vec![bound_labelled("lonely", "a1", json!({"app": "x"}), term("podAntiAffinity", "zone", "web"))];
+        let p = labelled(json!({"app": "web"}), json!({}));
+        assert_eq!(feasible_in(&InterPodAffinity::default(), zones(), pods.clone(), &p), ["b1", "nozone"]);
+        let r = reasons(&InterPodAffinity::default(), zones(), pods, &p);
+        assert_eq!(r[0], ("a1".to_string(), EXISTING_ANTI.to_string()));
+    }
+
+    #[test]
+    fn preferred_terms_score() {
+        let pods = vec![bound_labelled("db", "b1", json!({"app": "db"}), json!({}))];
+        let p = labelled(
+            json!({}),
+            json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}),
+        );
+        let s = scores(&InterPodAffinity::default(), zones(), pods, &p);
+        assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 100), ("nozone".into(), 0)]);
+    }
+}

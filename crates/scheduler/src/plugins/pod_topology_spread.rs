@@ -1,0 +1,244 @@
+//! PodTopologySpread: `topologySpreadConstraints`. DoNotSchedule constraints filter
+//! (skew = pods in the node's domain + self − the global minimum must stay ≤ maxSkew,
+//! with minDomains, nodeAffinityPolicy and nodeTaintsPolicy); ScheduleAnyway ones score.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+
+use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+use crate::plugins::node_affinity::Required;
+use crate::selectors::{Selector, untolerated};
+
+/// The PodTopologySpread filter and score.
+pub struct PodTopologySpread;
+
+/// Reason: the skew would exceed maxSkew.
+pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
+/// Reason: the node lacks a constraint's topology key.
+pub const MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+
+struct Constraint {
+    max_skew: i64,
+    key: String,
+    selector: Selector,
+    min_domains: usize,
+    honor_affinity: bool,
+    honor_taints: bool,
+    self_match: i64,
+}
+
+struct Spread {
+    constraints: Vec<Constraint>,
+    /// Per constraint: matching pods per domain (eligible nodes only).
+    counts: Vec<HashMap<String, i64>>,
+}
+
+fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
+    pod.spec()
+        .topology_spread_constraints
+        .iter()
+        .flatten()
+        .filter(|c| c.when_unsatisfiable == when)
+        .map(|c: &TopologySpreadConstraint| {
+            let mut selector = Selector::from_label_selector(c.label_selector.as_ref());
+            for key in c.match_label_keys.iter().flatten() {
+                if let Some(v) = pod.labels.get(key) {
+                    selector.and_equals(key, v);
+                }
+            }
+            let self_match = i64::from(selector.matches(&pod.labels));
+            Constraint {
+                max_skew: i64::from(c.max_skew.max(1)),
+                key: c.topology_key.clone(),
+                selector,
+                min_domains: c.min_domains.unwrap_or(1).max(1) as usize,
+                honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+                self_match,
+            }
+        })
+        .collect()
+}
+
+/// Counts matching pods per domain over the nodes the constraints consider.
+fn count(
+    pod: &PodInfo,
+    cache: &Cache,
+    constraints: &[Constraint],
+    only: Option<&[&NodeInfo]>,
+) -> Vec<HashMap<String, i64>> {
+    let required = Required::of(pod);
+    let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
+    let mut counts = vec![HashMap::new(); constraints.len()];
+    let mut visit = |node: &NodeInfo| {
+        if node.node.is_none() {
+            return;
+        }
+        // A node lacking any constraint's key is not counted (as Kubernetes).
+        if !constraints.iter().all(|c| node.labels.contains_key(&c.key)) {
+            return;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if c.honor_affinity && !required.matches(node) {
+                continue;
+            }
+            if c.honor_taints && untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_some() {
+                continue;
+            }
+            let n = node
+                .pods
+                .iter()
+                .filter(|p| p.namespace == pod.namespace && !p.terminating() && c.selector.matches(&p.labels))
+                .count() as i64;
+            *counts[i].entry(node.labels[&c.key].clone()).or_insert(0) += n;
+        }
+    };
+    match only {
+        Some(nodes) => nodes.iter().for_each(|n| visit(n)),
+        None => cache.nodes().iter().for_each(&mut visit),
+    }
+    counts
+}
+
+impl Plugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        "PodTopologySpread"
+    }
+
+    fn scores(&self) -> bool {
+        true
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<Prepared, Rejection> {
+        let constraints = compile(pod, "DoNotSchedule");
+        if constraints.is_empty() {
+            return Ok(Prepared::skip());
+        }
+        let counts = count(pod, cache, &constraints, None);
+        Ok(Prepared::with(Spread { constraints, counts }))
+    }
+
+    fn filter(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(s) = prepared.get::<Spread>() else {
+            return Ok(());
+        };
+        for (c, counts) in s.constraints.iter().zip(&s.counts) {
+            let Some(value) = node.labels.get(&c.key) else {
+                return Err(Rejection::unresolvable(MISSING_LABEL));
+            };
+            let min = if counts.len() < c.min_domains { 0 } else { counts.values().copied().min().unwrap_or(0) };
+            let here = counts.get(value).copied().unwrap_or(0);
+            if here + c.self_match - min > c.max_skew {
+                return Err(Rejection::unschedulable(REASON));
+            }
+        }
+        Ok(())
+    }
+
+    fn pre_score(&self, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Prepared {
+        let constraints = compile(pod, "ScheduleAnyway");
+        if constraints.is_empty() {
+            return Prepared::skip();
+        }
+        // Hostname domains are counted over the feasible nodes only, others cluster-wide.
+        let by_host = constraints.iter().all(|c| c.key == "kubernetes.io/hostname");
+        let counts = count(pod, cache, &constraints, by_host.then_some(feasible));
+        Prepared::with(Spread { constraints, counts })
+    }
+
+    fn score(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> i64 {
+        let Some(s) = prepared.get::<Spread>() else {
+            return 0;
+        };
+        let mut total = 0.0;
+        for (c, counts) in s.constraints.iter().zip(&s.counts) {
+            let Some(value) = node.labels.get(&c.key) else {
+                continue;
+            };
+            let weight = ((counts.len() + 2) as f64).ln();
+            total += counts.get(value).copied().unwrap_or(0) as f64 * weight + (c.max_skew - 1) as f64;
+        }
+        total.round() as i64
+    }
+
+    fn normalize(&self, _: &PodInfo, scores: &mut [i64]) {
+        let (min, max) = (scores.iter().copied().min().unwrap_or(0), scores.iter().copied().max().unwrap_or(0));
+        for s in scores.iter_mut() {
+            *s = if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max + min - *s) / max };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::{bound_labelled, feasible_in, labelled, node, reasons, scores};
+    use serde_json::json;
+
+    fn nodes() -> Vec<std::sync::Arc<k8s_openapi::api::core::v1::Node>> {
+        vec![
+            node("a1", json!({"labels": {"zone": "a"}})),
+            node("b1", json!({"labels": {"zone": "b"}})),
+            node("c1", json!({"labels": {"zone": "c"}, "taints": [{"key": "t", "effect": "NoSchedule"}]})),
+            node("nozone", json!({})),
+        ]
+    }
+
+    fn spread(when: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut c = json!({"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": when,
+            "labelSelector": {"matchLabels": {"app": "web"}}});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        json!({"topologySpreadConstraints": [c]})
+    }
+
+    fn web(name: &str, node: &str) -> std::sync::Arc<PodInfo> {
+        bound_labelled(name, node, json!({"app": "web"}), json!({}))
+    }
+
+    #[test]
+    fn skew_is_bounded() {
+        let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({})));
+        // a has one, b and c none: a would make skew 2.
+        let pods = vec![web("w1", "a1")];
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["b1", "c1"]);
+        let r = reasons(&PodTopologySpread, nodes(), pods.clone(), &p);
+        assert_eq!(r, [("a1".into(), REASON.into()), ("nozone".into(), MISSING_LABEL.into())]);
+        // Honouring taints drops c's empty domain: the minimum becomes 1.
+        let pods = vec![web("w1", "a1"), web("w2", "b1")];
+        let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({})));
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["c1"]);
+        let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({"nodeTaintsPolicy": "Honor"})));
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
+        // minDomains above the domain count makes the global minimum 0.
+        let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({"minDomains": 5})));
+        let pods = vec![web("w1", "a1"), web("w2", "b1"), web("w3", "c1")];
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods, &p), Vec::<String>::new());
+    }
+
+    #[test]
+    fn node_affinity_policy_limits_domains() {
+        let mut spec = spread("DoNotSchedule", json!({}));
+        spec["nodeSelector"] = json!({"zone": "a"});
+        let p = labelled(json!({"app": "web"}), spec.clone());
+        // Only zone a counts (Honor): skew is always 0 there.
+        let pods = vec![web("w1", "a1"), web("w2", "a1")];
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
+        let mut c = spec;
+        c["topologySpreadConstraints"][0]["nodeAffinityPolicy"] = json!("Ignore");
+        let p = labelled(json!({"app": "web"}), c);
+        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods, &p), ["b1", "c1"]);
+    }
+
+    #[test]
+    fn schedule_anyway_scores_emptier_domains_higher() {
+        let p = labelled(json!({"app": "web"}), spread("ScheduleAnyway", json!({})));
+        let pods = vec![web("w1", "a1"), web("w2", "a1"), web("w3", "b1")];
+        let s = scores(&PodTopologySpread, nodes()[..3].to_vec(), pods, &p);
+        assert!(s[2].1 > s[1].1 && s[1].1 > s[0].1, "{s:?}");
+        assert_eq!(s[2].1, 100);
+    }
+}

@@ -1,0 +1,386 @@
+//! The scheduling queue: an active heap (higher priority first, then oldest), a back-off
+//! heap for pods that failed recently, an unschedulable set that waits for a cluster
+//! event that could help (node added or changed, a pod deleted), and gated pods that
+//! wait for their `schedulingGates` to be removed. Pods are popped one at a time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cache::PodInfo;
+
+/// Back-off after the first failed attempt (podInitialBackoffSeconds).
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest back-off (podMaxBackoffSeconds).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Unschedulable pods are retried at least this often (podMaxInUnschedulablePodsDuration).
+pub const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
+
+/// Where a queued pod waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Active,
+    Backoff,
+    Unschedulable,
+    Gated,
+    /// Popped and being scheduled (or bound).
+    InFlight,
+}
+
+#[derive(Debug)]
+struct Slot {
+    info: Arc<PodInfo>,
+    place: Place,
+    attempts: u32,
+    /// Bumped on every re-queue so stale heap entries are skipped.
+    generation: u64,
+    /// Order of arrival (older first among equal priorities).
+    seq: u64,
+    since: Instant,
+    backoff_until: Instant,
+    /// The value of `moves` when the pod was popped.
+    popped_at_move: u64,
+    /// The pod was deleted or bound while in flight.
+    gone: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<String, Slot>,
+    active: BinaryHeap<(i32, Reverse<u64>, u64, String)>,
+    backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    next_seq: u64,
+    /// Counts cluster events that moved unschedulable pods.
+    moves: u64,
+    closed: bool,
+}
+
+/// A popped pod.
+#[derive(Debug, Clone)]
+pub struct Popped {
+    /// The pod.
+    pub info: Arc<PodInfo>,
+    /// Scheduling attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// The queue, shared by the watch handlers and the scheduling thread.
+#[derive(Debug, Default)]
+pub struct Queue {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+fn gated(info: &PodInfo) -> bool {
+    info.spec().scheduling_gates.as_ref().is_some_and(|g| !g.is_empty())
+}
+
+fn backoff_for(attempts: u32) -> Duration {
+    let shift = attempts.saturating_sub(1).min(16);
+    (INITIAL_BACKOFF * (1u32 << shift)).min(MAX_BACKOFF)
+}
+
+impl State {
+    fn push_active(&mut self, key: &str) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.generation += 1;
+        slot.place = Place::Active;
+        self.active.push((slot.info.priority, Reverse(slot.seq), slot.generation, key.to_string()));
+    }
+
+    fn push_backoff(&mut self, key: &str, now: Instant) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if slot.backoff_until <= now {
+            self.push_active(key);
+            return;
+        }
+        slot.generation += 1;
+        slot.place = Place::Backoff;
+        self.backoff.push(Reverse((slot.backoff_until, slot.generation, key.to_string())));
+    }
+
+    /// Moves pods whose back-off ended to the active heap.
+    fn flush_backoff(&mut self, now: Instant) {
+        while let Some(Reverse((until, _, _))) = self.backoff.peek() {
+            if *until > now {
+                break;
+            }
+            let Some(Reverse((_, generation, key))) = self.backoff.pop() else {
+                break;
+            };
+            if self.slots.get(&key).is_some_and(|s| s.generation == generation && s.place == Place::Backoff) {
+                self.push_active(&key);
+            }
+        }
+    }
+}
+
+impl Queue {
+    /// An empty queue.
+    pub fn new() -> Queue {
+        Queue::default()
+    }
+
+    /// Adds a new pending pod, or updates a queued one. An update that changes what
+    /// scheduling looks at (spec, labels, gates) makes an unschedulable pod active again.
+    pub fn add_or_update(&self, info: Arc<PodInfo>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = info.key.clone();
+        let now = Instant::now();
+        let is_gated = gated(&info);
+        match s.slots.get_mut(&key) {
+            Some(slot) => {
+                let relevant = slot.info.pod.spec != info.pod.spec || slot.info.labels != info.labels;
+                slot.info = info;
+                match slot.place {
+                    Place::InFlight => {}
+                    Place::Gated if !is_gated => s.push_active(&key),
+                    Place::Unschedulable if relevant && !is_gated => s.push_backoff(&key, now),
+                    Place::Active | Place::Backoff if is_gated => slot.place = Place::Gated,
+                    _ => {}
+                }
+            }
+            None => {
+                let seq = s.next_seq;
+                s.next_seq += 1;
+                s.slots.insert(
+                    key.clone(),
+                    Slot {
+                        info,
+                        place: Place::Gated,
+                        attempts: 0,
+                        generation: 0,
+                        seq,
+                        since: now,
+                        backoff_until: now,
+                        popped_at_move: 0,
+                        gone: false,
+                    },
+                );
+                if !is_gated {
+                    s.push_active(&key);
+                }
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Forgets a pod (deleted, or bound by someone else).
+    pub fn delete(&self, key: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = s.slots.get_mut(key) {
+            if slot.place == Place::InFlight {
+                slot.gone = true;
+            } else {
+                s.slots.remove(key);
+            }
+        }
+    }
+
+    /// Whether the pod is still wanted (not deleted or bound elsewhere while in flight).
+    pub fn is_gone(&self, key: &str) -> bool {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.slots.get(key).is_none_or(|slot| slot.gone)
+    }
+
+    /// The latest version of a queued pod.
+    pub fn latest(&self, key: &str) -> Option<Arc<PodInfo>> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.slots.get(key).map(|slot| slot.info.clone())
+    }
+
+    /// A cluster event that may make unschedulable pods schedulable: all of them are
+    /// moved to back-off (or active when their back-off has passed). With `only`, just
+    /// the pods it accepts move.
+    pub fn move_all_unschedulable(&self, only: Option<&dyn Fn(&PodInfo) -> bool>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.moves += 1;
+        let now = Instant::now();
+        let keys: Vec<String> = s
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.place == Place::Unschedulable && only.is_none_or(|f| f(&slot.info)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let moved = !keys.is_empty();
+        for key in keys {
+            s.push_backoff(&key, now);
+        }
+        drop(s);
+        if moved {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Blocks until a pod is ready to be scheduled, or the queue is closed (`None`).
+    pub fn pop(&self) -> Option<Popped> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if s.closed {
+                return None;
+            }
+            let now = Instant::now();
+            s.flush_backoff(now);
+            while let Some((_, _, generation, key)) = s.active.pop() {
+                let moves = s.moves;
+                if let Some(slot) = s.slots.get_mut(&key)
+                    && slot.generation == generation
+                    && slot.place == Place::Active
+                {
+                    slot.place = Place::InFlight;
+                    slot.attempts += 1;
+                    slot.popped_at_move = moves;
+                    return Some(Popped { info: slot.info.clone(), attempts: slot.attempts });
+                }
+            }
+            // Pods unschedulable for too long are retried anyway.
+            let stale: Vec<String> = s
+                .slots
+                .iter()
+                .filter(|(_, slot)| {
+                    slot.place == Place::Unschedulable && now.duration_since(slot.since) > MAX_UNSCHEDULABLE
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !stale.is_empty() {
+                for key in stale {
+                    s.push_active(&key);
+                }
+                continue;
+            }
+            let wait = s
+                .backoff
+                .peek()
+                .map(|Reverse((until, _, _))| until.saturating_duration_since(now))
+                .unwrap_or(Duration::from_secs(30))
+                .min(Duration::from_secs(30))
+                .max(Duration::from_millis(1));
+            s = self.wake.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// The scheduling attempt found no node: the pod waits for a cluster event (or, if one
+    /// happened while it was being scheduled, for its back-off).
+    pub fn unschedulable(&self, key: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let moves = s.moves;
+        let Some(slot) = s.slots.get_mut(key) else {
+            return;
+        };
+        if slot.gone {
+            s.slots.remove(key);
+            return;
+        }
+        slot.backoff_until = now + backoff_for(slot.attempts);
+        slot.since = now;
+        if slot.popped_at_move != moves {
+            s.push_backoff(key, now);
+        } else if gated(&slot.info) {
+            slot.place = Place::Gated;
+        } else {
+            slot.generation += 1;
+            slot.place = Place::Unschedulable;
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// The attempt failed for another reason (a binding error): retry after back-off.
+    pub fn retry(&self, key: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let Some(slot) = s.slots.get_mut(key) else {
+            return;
+        };
+        if slot.gone {
+            s.slots.remove(key);
+            return;
+        }
+        slot.backoff_until = now + backoff_for(slot.attempts);
+        s.push_backoff(key, now);
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// The pod was bound: it leaves the queue.
+    pub fn done(&self, key: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.slots.remove(key);
+    }
+
+    /// Wakes `pop` and makes it return `None` from now on.
+    pub fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Pods waiting in the queue (any place), for tests and metrics.
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).slots.len()
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, priority: i32, gated: bool) -> Arc<PodInfo> {
+        let gates = if gated { json!([{"name": "g"}]) } else { json!([]) };
+        Arc::new(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
+                "spec": {"priority": priority, "schedulingGates": gates, "containers": [{"name": "c"}]}}))
+            .unwrap(),
+        )))
+    }
+
+    #[test]
+    fn priority_then_age_and_gates() {
+        let q = Queue::new();
+        q.add_or_update(pod("low", 0, false));
+        q.add_or_update(pod("high", 10, false));
+        q.add_or_update(pod("low2", 0, false));
+        q.add_or_update(pod("gated", 100, true));
+        assert_eq!(q.pop().unwrap().info.name, "high");
+        assert_eq!(q.pop().unwrap().info.name, "low");
+        assert_eq!(q.pop().unwrap().info.name, "low2");
+        // Removing the gate makes the pod active.
+        q.add_or_update(pod("gated", 100, false));
+        assert_eq!(q.pop().unwrap().info.name, "gated");
+    }
+
+    #[test]
+    fn unschedulable_pods_wait_for_an_event() {
+        let q = Queue::new();
+        q.add_or_update(pod("a", 0, false));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key);
+        q.add_or_update(pod("b", 0, false));
+        assert_eq!(q.pop().unwrap().info.name, "b");
+        // An event during b's attempt sends b to back-off rather than unschedulable.
+        q.move_all_unschedulable(None);
+        q.unschedulable("d/b");
+        // a's back-off (1 s) passes; then both come back, a first (older).
+        let first = q.pop().unwrap();
+        assert_eq!(first.info.name, "a");
+        assert_eq!(first.attempts, 2);
+        assert_eq!(q.pop().unwrap().info.name, "b");
+        q.done("d/a");
+        q.delete("d/b");
+        assert!(q.is_gone("d/b"));
+        q.unschedulable("d/b");
+        assert!(q.is_empty());
+    }
+}
