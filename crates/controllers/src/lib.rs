@@ -6,9 +6,13 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod discovery;
+mod endpoints;
 #[allow(dead_code)] // until the first controller that records events lands
 mod events;
+mod garbagecollector;
 pub mod leader_election;
+mod namespace;
 mod serviceaccounts;
 
 use std::collections::BTreeSet;
@@ -30,7 +34,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount"];
+pub const NAMES: &[&str] =
+    &["serviceaccount", "garbagecollector", "namespace", "endpoints", "endpointslice", "endpointslicemirroring"];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +68,21 @@ pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
+    }
+    if options.enabled("garbagecollector") {
+        all.push(("garbagecollector", Box::pin(garbagecollector::run(client.clone()))));
+    }
+    if options.enabled("namespace") {
+        all.push(("namespace", Box::pin(namespace::run(client.clone()))));
+    }
+    if options.enabled("endpoints") {
+        all.push(("endpoints", Box::pin(endpoints::run(client.clone(), endpoints::Output::Endpoints))));
+    }
+    if options.enabled("endpointslice") {
+        all.push(("endpointslice", Box::pin(endpoints::run(client.clone(), endpoints::Output::Slices))));
+    }
+    if options.enabled("endpointslicemirroring") {
+        all.push(("endpointslicemirroring", Box::pin(endpoints::run_mirroring(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
