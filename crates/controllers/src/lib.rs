@@ -7,12 +7,14 @@
 //! several servers exactly one runs the controllers.
 
 mod discovery;
+mod disruption;
 mod endpoints;
 #[allow(dead_code)] // until the first controller that records events lands
 mod events;
 mod garbagecollector;
 pub mod leader_election;
 mod namespace;
+mod selector;
 mod serviceaccounts;
 
 use std::collections::BTreeSet;
@@ -34,8 +36,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] =
-    &["serviceaccount", "garbagecollector", "namespace", "endpoints", "endpointslice", "endpointslicemirroring"];
+pub const NAMES: &[&str] = &[
+    "serviceaccount",
+    "garbagecollector",
+    "namespace",
+    "endpoints",
+    "endpointslice",
+    "endpointslicemirroring",
+    "disruption",
+];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +92,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("endpointslicemirroring") {
         all.push(("endpointslicemirroring", Box::pin(endpoints::run_mirroring(client.clone()))));
+    }
+    if options.enabled("disruption") {
+        all.push(("disruption", Box::pin(disruption::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
