@@ -42,6 +42,15 @@ pub(crate) struct ServerArgs {
     /// Controllers not to run, comma-separated (names as in `berth_controllers::NAMES`).
     #[arg(long, value_delimiter = ',')]
     disable_controllers: Vec<String>,
+    /// The range of pod addresses; each node gets a /24 of it (node IPAM).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: berth_controllers::nodeipam::Cidr,
+    /// How long a node may go without renewing its Lease before it is marked Unknown (e.g. 40s).
+    #[arg(long, default_value = "40s")]
+    node_monitor_grace_period: jiff::SignedDuration,
+    /// Terminated pods beyond this many are deleted, oldest first.
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -92,8 +101,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: Duration::from_secs(args.compaction_interval),
         ..SqliteOptions::default()
     };
-    let controller_options =
+    let mut controller_options =
         berth_controllers::Options::disabling(args.disable_controllers.iter().map(String::as_str))?;
+    controller_options.cluster_cidr = args.cluster_cidr;
+    controller_options.node_monitor_grace_period =
+        args.node_monitor_grace_period.try_into().context("--node-monitor-grace-period must be positive")?;
+    controller_options.terminated_pod_gc_threshold = args.terminated_pod_gc_threshold;
     let store = SqliteStore::open(&db, options).with_context(|| format!("opening the store at {}", db.display()))?;
     let config = Config {
         bind_address: args.bind_address,

@@ -25,6 +25,7 @@ use budget::BudgetError;
 
 struct Ctx {
     client: kube::Client,
+    events: crate::events::Events,
     pods: Store<Pod>,
     discovery: Mutex<Option<(Instant, Arc<Resources>)>>,
 }
@@ -46,7 +47,8 @@ pub(crate) async fn run(client: kube::Client) {
             .map(|b| ObjectRef::from_obj(b.as_ref()))
             .collect::<Vec<_>>()
     };
-    let ctx = Arc::new(Ctx { client, pods, discovery: Mutex::new(None) });
+    let events = crate::events::Events::new(client.clone(), "controllermanager");
+    let ctx = Arc::new(Ctx { client, events, pods, discovery: Mutex::new(None) });
     controller.watches_stream(pod_events, mapper).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
@@ -71,6 +73,23 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> crate::Resul
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(pdb = %pdb.name_any(), error = %e, "disruption: cannot compute");
+            if pdb
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_none_or(|c| c.iter().all(|c| c.reason != "SyncFailed"))
+            {
+                let regarding = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("policy/v1".into()),
+                    kind: Some("PodDisruptionBudget".into()),
+                    namespace: Some(ns.clone()),
+                    name: pdb.metadata.name.clone(),
+                    uid: pdb.metadata.uid.clone(),
+                    ..Default::default()
+                };
+                let note = format!("Failed to calculate the number of expected pods: {e}");
+                ctx.events.warning(&regarding, "CalculateExpectedPodCountFailed", note).await;
+            }
             (budget::failed_status(&pdb, &e, now), None)
         }
     };
