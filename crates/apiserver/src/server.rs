@@ -100,7 +100,6 @@ impl Server {
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
         services::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
-        namespaces::spawn_controller(app.clone());
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })
     }

@@ -458,7 +458,11 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
         object::set_resource_version(&mut new, old.revision);
         return Ok(new);
     }
-    if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
+    // A namespace also waits for its spec finalizers (the namespace controller's).
+    let namespace_finalizers = ctx.served.info.group.is_empty()
+        && ctx.served.info.plural == "namespaces"
+        && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
+    if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !namespace_finalizers {
         let kv = ctx.app.store.delete(&old.key, Some(old.revision)).await.map_err(|e| map_cas(ctx, e))?;
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);

@@ -50,6 +50,15 @@ pub(crate) struct ServerArgs {
     /// KubeSchedulerConfiguration file (profiles, plugin weights).
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
+    /// The range of pod addresses; each node gets a /24 of it (node IPAM).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: berth_controllers::nodeipam::Cidr,
+    /// How long a node may go without renewing its Lease before it is marked Unknown (e.g. 40s).
+    #[arg(long, default_value = "40s")]
+    node_monitor_grace_period: jiff::SignedDuration,
+    /// Terminated pods beyond this many are deleted, oldest first.
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -98,8 +107,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let controller_options =
+    let mut controller_options =
         berth_controllers::Options::disabling(args.disable_controllers.iter().map(String::as_str))?;
+    controller_options.cluster_cidr = args.cluster_cidr;
+    controller_options.node_monitor_grace_period =
+        args.node_monitor_grace_period.try_into().context("--node-monitor-grace-period must be positive")?;
+    controller_options.terminated_pod_gc_threshold = args.terminated_pod_gc_threshold;
     let compaction =
         Compaction { window: args.compaction_retention, interval: Duration::from_secs(args.compaction_interval) };
     // Until the datastore answers the API server is not started: /readyz is unreachable.

@@ -6,9 +6,17 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
-#[allow(dead_code)] // until the first controller that records events lands
+mod discovery;
+mod disruption;
+mod endpoints;
 mod events;
+mod garbagecollector;
 pub mod leader_election;
+mod namespace;
+pub mod nodeipam;
+mod nodelifecycle;
+mod podgc;
+mod selector;
 mod serviceaccounts;
 
 use std::collections::BTreeSet;
@@ -30,13 +38,40 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount"];
+pub const NAMES: &[&str] = &[
+    "serviceaccount",
+    "garbagecollector",
+    "namespace",
+    "endpoints",
+    "endpointslice",
+    "endpointslicemirroring",
+    "disruption",
+];
 
-/// Which controllers run.
-#[derive(Debug, Clone, Default)]
+/// Which controllers run, and their settings.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Names (from [`NAMES`]) of the controllers not to run.
     pub disabled: BTreeSet<String>,
+    /// The range nodes' pod ranges (a /24 each) come from (`--cluster-cidr`).
+    pub cluster_cidr: nodeipam::Cidr,
+    /// How long a node may go without renewing its Lease before it is Unknown
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How many terminated pods may exist before the oldest are deleted
+    /// (`--terminated-pod-gc-threshold`).
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            disabled: BTreeSet::new(),
+            cluster_cidr: nodeipam::Cidr::DEFAULT,
+            node_monitor_grace_period: std::time::Duration::from_secs(40),
+            terminated_pod_gc_threshold: 12_500,
+        }
+    }
 }
 
 impl Options {
@@ -49,7 +84,7 @@ impl Options {
             }
             disabled.insert(name.to_string());
         }
-        Ok(Options { disabled })
+        Ok(Options { disabled, ..Options::default() })
     }
 
     fn enabled(&self, name: &str) -> bool {
@@ -63,6 +98,34 @@ pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
+    }
+    if options.enabled("garbagecollector") {
+        all.push(("garbagecollector", Box::pin(garbagecollector::run(client.clone()))));
+    }
+    if options.enabled("namespace") {
+        all.push(("namespace", Box::pin(namespace::run(client.clone()))));
+    }
+    if options.enabled("endpoints") {
+        all.push(("endpoints", Box::pin(endpoints::run(client.clone(), endpoints::Output::Endpoints))));
+    }
+    if options.enabled("endpointslice") {
+        all.push(("endpointslice", Box::pin(endpoints::run(client.clone(), endpoints::Output::Slices))));
+    }
+    if options.enabled("endpointslicemirroring") {
+        all.push(("endpointslicemirroring", Box::pin(endpoints::run_mirroring(client.clone()))));
+    }
+    if options.enabled("disruption") {
+        all.push(("disruption", Box::pin(disruption::run(client.clone()))));
+    }
+    if options.enabled("nodelifecycle") {
+        let grace = options.node_monitor_grace_period;
+        all.push(("nodelifecycle", Box::pin(nodelifecycle::run(client.clone(), grace))));
+    }
+    if options.enabled("nodeipam") {
+        all.push(("nodeipam", Box::pin(nodeipam::run(client.clone(), options.cluster_cidr))));
+    }
+    if options.enabled("podgc") {
+        all.push(("podgc", Box::pin(podgc::run(client.clone(), options.terminated_pod_gc_threshold))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -1,0 +1,115 @@
+//! Node lifecycle decisions without IO: conditions of a node that stopped reporting, the
+//! not-ready/unreachable taints its Ready condition calls for, and when a pod on a
+//! NoExecute-tainted node is evicted (its tolerations' `tolerationSeconds`).
+
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Taint key of a node whose Ready condition is False.
+pub(crate) const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// Taint key of a node whose Ready condition is Unknown.
+pub(crate) const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// The node's conditions once it stopped reporting for the grace period: every condition
+/// `Unknown` (Ready added when the kubelet never posted one). `None` when already so.
+pub(crate) fn unknown_conditions(node: &Node, now: &Time) -> Option<Vec<NodeCondition>> {
+    let mut conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let mut changed = false;
+    if !conditions.iter().any(|c| c.type_ == "Ready") {
+        conditions.push(NodeCondition {
+            type_: "Ready".into(),
+            status: "Unknown".into(),
+            reason: Some("NodeStatusNeverUpdated".into()),
+            message: Some("Kubelet never posted node status.".into()),
+            last_heartbeat_time: Some(now.clone()),
+            last_transition_time: Some(now.clone()),
+        });
+        changed = true;
+    }
+    for c in conditions.iter_mut().filter(|c| c.status != "Unknown") {
+        c.status = "Unknown".into();
+        c.reason = Some("NodeStatusUnknown".into());
+        c.message = Some("Kubelet stopped posting node status.".into());
+        c.last_transition_time = Some(now.clone());
+        changed = true;
+    }
+    changed.then_some(conditions)
+}
+
+/// The node's Ready status (`True`, `False`, `Unknown`), if it has a Ready condition.
+pub(crate) fn ready_status(node: &Node) -> Option<String> {
+    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+}
+
+/// The node's taints as its Ready condition wants them: `not-ready` for False, `unreachable`
+/// for Unknown (NoExecute with its time added, and NoSchedule), none of them for True.
+/// `None` when the taints are already right.
+pub(crate) fn desired_taints(node: &Node, now: &Time) -> Option<Vec<Taint>> {
+    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let want_key = match ready_status(node).as_deref() {
+        Some("False") => Some(NOT_READY),
+        Some("Unknown") => Some(UNREACHABLE),
+        _ => None,
+    };
+    let mut taints: Vec<Taint> = current
+        .iter()
+        .filter(|t| (t.key != NOT_READY && t.key != UNREACHABLE) || Some(t.key.as_str()) == want_key)
+        .cloned()
+        .collect();
+    if let Some(key) = want_key {
+        for effect in ["NoSchedule", "NoExecute"] {
+            if !taints.iter().any(|t| t.key == key && t.effect == effect) {
+                taints.push(Taint {
+                    key: key.into(),
+                    effect: effect.into(),
+                    time_added: (effect == "NoExecute").then(|| now.clone()),
+                    value: None,
+                });
+            }
+        }
+    }
+    (taints != current).then_some(taints)
+}
+
+/// True when `toleration` tolerates `taint`.
+pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    let effect_ok = toleration.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+    let key = toleration.key.as_deref().unwrap_or("");
+    match toleration.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => effect_ok && (key.is_empty() || key == taint.key),
+        _ => {
+            effect_ok
+                && key == taint.key
+                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+    }
+}
+
+/// When a pod on a node with `taints` is evicted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// It tolerates every NoExecute taint for ever.
+    Never,
+    /// At this time (the taint's time added plus the shortest tolerationSeconds).
+    At(jiff::Timestamp),
+}
+
+/// When the pod is to be evicted from a node with `taints` (as the NoExecute taint manager).
+pub(crate) fn eviction(pod: &Pod, taints: &[Taint], now: jiff::Timestamp) -> Eviction {
+    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    let mut due: Option<jiff::Timestamp> = None;
+    for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
+        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Eviction::At(now);
+        }
+        let Some(seconds) = matching.iter().filter_map(|t| t.toleration_seconds).min() else { continue };
+        let since = taint.time_added.as_ref().map_or(now, |t| t.0);
+        let at = since + jiff::SignedDuration::from_secs(seconds.max(0));
+        due = Some(due.map_or(at, |d| d.min(at)));
+    }
+    due.map_or(Eviction::Never, Eviction::At)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Node lifecycle decisions.
+
+use super::*;
+use serde_json::json;
+
+fn node(v: serde_json::Value) -> Node {
+    serde_json::from_value(v).unwrap()
+}
+
+fn t(s: &str) -> Time {
+    Time(s.parse().unwrap())
+}
+
+#[test]
+fn a_silent_node_turns_unknown() {
+    let n = node(json!({ "metadata": { "name": "n" }, "status": { "conditions": [
+        { "type": "Ready", "status": "True", "reason": "KubeletReady" },
+        { "type": "MemoryPressure", "status": "False" } ] } }));
+    let now = t("2026-01-01T00:00:00Z");
+    let conds = unknown_conditions(&n, &now).unwrap();
+    assert!(conds.iter().all(|c| c.status == "Unknown" && c.reason.as_deref() == Some("NodeStatusUnknown")));
+    let mut after = n.clone();
+    after.status.as_mut().unwrap().conditions = Some(conds);
+    assert_eq!(unknown_conditions(&after, &now), None, "already Unknown: nothing to write");
+    let never = node(json!({ "metadata": { "name": "n" } }));
+    let conds = unknown_conditions(&never, &now).unwrap();
+    assert_eq!(conds[0].reason.as_deref(), Some("NodeStatusNeverUpdated"));
+}
+
+#[test]
+fn taints_follow_the_ready_condition() {
+    let now = t("2026-01-01T00:00:00Z");
+    let with = |status: &str, taints: serde_json::Value| {
+        node(json!({ "metadata": { "name": "n" }, "spec": { "taints": taints },
+            "status": { "conditions": [{ "type": "Ready", "status": status }] } }))
+    };
+    let keys = |ts: Vec<Taint>| ts.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>();
+    assert_eq!(
+        keys(desired_taints(&with("Unknown", json!([{ "key": "x", "effect": "NoSchedule" }])), &now).unwrap()),
+        ["x:NoSchedule", "node.kubernetes.io/unreachable:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"]
+    );
+    let ts = desired_taints(&with("False", json!([{ "key": UNREACHABLE, "effect": "NoExecute" }])), &now).unwrap();
+    assert_eq!(keys(ts.clone()), ["node.kubernetes.io/not-ready:NoSchedule", "node.kubernetes.io/not-ready:NoExecute"]);
+    assert_eq!(ts[1].time_added, Some(now.clone()));
+    assert_eq!(ts[0].time_added, None);
+    assert_eq!(
+        keys(desired_taints(&with("True", json!([{ "key": NOT_READY, "effect": "NoExecute" }])), &now).unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(desired_taints(&with("True", json!([])), &now), None);
+}
+
+#[test]
+fn pods_are_evicted_after_their_toleration_seconds() {
+    let added = "2026-01-01T00:00:00Z";
+    let taints: Vec<Taint> = serde_json::from_value(json!([
+        { "key": UNREACHABLE, "effect": "NoExecute", "timeAdded": added },
+        { "key": UNREACHABLE, "effect": "NoSchedule" } ]))
+    .unwrap();
+    let now: jiff::Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+    let pod = |tolerations: serde_json::Value| -> Pod {
+        serde_json::from_value(
+            json!({ "metadata": { "name": "p" }, "spec": { "containers": [], "tolerations": tolerations } }),
+        )
+        .unwrap()
+    };
+    let at = |s: &str| Eviction::At(s.parse().unwrap());
+    assert_eq!(eviction(&pod(json!([])), &taints, now), Eviction::At(now));
+    assert_eq!(
+        eviction(
+            &pod(
+                json!([{ "key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 }])
+            ),
+            &taints,
+            now
+        ),
+        at("2026-01-01T00:05:00Z")
+    );
+    assert_eq!(
+        eviction(
+            &pod(json!([{ "key": UNREACHABLE, "operator": "Exists", "tolerationSeconds": 300 },
+            { "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5 }])),
+            &taints,
+            now
+        ),
+        at("2026-01-01T00:00:05Z")
+    );
+    assert_eq!(eviction(&pod(json!([{ "operator": "Exists" }])), &taints, now), Eviction::Never);
+    assert_eq!(eviction(&pod(json!([{ "key": NOT_READY, "operator": "Exists" }])), &taints, now), Eviction::At(now));
+    let toleration: Toleration =
+        serde_json::from_value(json!({ "key": "k", "value": "v", "effect": "NoExecute" })).unwrap();
+    let taint =
+        |v: &str| Taint { key: "k".into(), value: Some(v.into()), effect: "NoExecute".into(), time_added: None };
+    assert!(tolerates(&toleration, &taint("v")));
+    assert!(!tolerates(&toleration, &taint("w")));
+}

@@ -1,0 +1,191 @@
+//! Node lifecycle controller: a node whose Lease (in `kube-node-lease`) and Ready heartbeat
+//! stop changing for the grace period turns `Unknown`, its pods not ready; the node gets
+//! the not-ready/unreachable taints its Ready condition calls for; pods on NoExecute-tainted
+//! nodes are evicted once their tolerations run out. Decisions live in [`decide`].
+
+mod decide;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::events::Events;
+use decide::Eviction;
+
+/// The namespace of the nodes' Leases.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// What was last seen of a node's heartbeats, and when (by this controller's clock).
+struct Probe {
+    lease_renewed: Option<String>,
+    ready_heartbeat: Option<String>,
+    seen_at: Instant,
+}
+
+pub(crate) async fn run(client: kube::Client, grace: Duration) {
+    let (nodes, node_writer) = reflector::store::<Node>();
+    let (leases, lease_writer) = reflector::store::<Lease>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let follow_nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(node_writer)
+        .for_each(|_| async {});
+    let follow_leases = watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default())
+        .default_backoff()
+        .reflect(lease_writer)
+        .for_each(|_| async {});
+    let follow_pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(pod_writer)
+        .for_each(|_| async {});
+    let monitor = monitor(client, grace, nodes, leases, pods);
+    tokio::join!(follow_nodes, follow_leases, follow_pods, monitor);
+}
+
+async fn monitor(client: kube::Client, grace: Duration, nodes: Store<Node>, leases: Store<Lease>, pods: Store<Pod>) {
+    let events = Events::new(client.clone(), "node-controller");
+    let period = (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5));
+    let mut probes: HashMap<String, Probe> = HashMap::new();
+    let _ = nodes.wait_until_ready().await;
+    let _ = leases.wait_until_ready().await;
+    let _ = pods.wait_until_ready().await;
+    loop {
+        let now = Time(jiff::Timestamp::now());
+        let all = nodes.state();
+        probes.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
+        for node in all.iter() {
+            let name = node.name_any();
+            let lease = leases.get(&reflector::ObjectRef::new(&name).within(LEASE_NAMESPACE));
+            let lease_renewed = lease.and_then(|l| l.spec.clone()?.renew_time).map(|t| t.0.to_string());
+            let ready_heartbeat = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.last_heartbeat_time.as_ref())
+                .map(|t| t.0.to_string());
+            let probe = probes.entry(name.clone()).or_insert_with(|| Probe {
+                lease_renewed: lease_renewed.clone(),
+                ready_heartbeat: ready_heartbeat.clone(),
+                seen_at: Instant::now(),
+            });
+            if probe.lease_renewed != lease_renewed || probe.ready_heartbeat != ready_heartbeat {
+                *probe = Probe { lease_renewed, ready_heartbeat, seen_at: Instant::now() };
+            }
+            let mut node = (**node).clone();
+            if probe.seen_at.elapsed() > grace
+                && let Some(conditions) = decide::unknown_conditions(&node, &now)
+            {
+                if let Err(e) = set_unknown(&client, &name, &conditions, &pods).await {
+                    tracing::debug!(node = %name, error = %e, "node lifecycle: status update failed");
+                    continue;
+                }
+                tracing::info!(node = %name, "node lifecycle: node stopped reporting, Ready=Unknown");
+                events
+                    .normal(&node_ref(&node), "NodeNotReady", format!("Node {name} status is now: NodeNotReady"))
+                    .await;
+                node.status.get_or_insert_with(Default::default).conditions = Some(conditions);
+            }
+            if let Some(taints) = decide::desired_taints(&node, &now) {
+                let patch = json!({ "spec": { "taints": taints } });
+                match Api::<Node>::all(client.clone())
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => node.spec.get_or_insert_with(Default::default).taints = Some(taints),
+                    Err(e) => tracing::debug!(node = %name, error = %e, "node lifecycle: taint update failed"),
+                }
+            }
+            evict(&client, &events, &node, &pods, now.0).await;
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+fn node_ref(node: &Node) -> k8s_openapi::api::core::v1::ObjectReference {
+    k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: node.metadata.name.clone(),
+        uid: node.metadata.uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// Writes the Unknown conditions and marks the node's pods not ready.
+async fn set_unknown(
+    client: &kube::Client,
+    name: &str,
+    conditions: &[k8s_openapi::api::core::v1::NodeCondition],
+    pods: &Store<Pod>,
+) -> Result<(), kube::Error> {
+    let patch = json!({ "status": { "conditions": conditions } });
+    Api::<Node>::all(client.clone()).patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    for pod in pods.state().iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name)) {
+        let Some(status) = pod.status.as_ref() else { continue };
+        let mut conditions = status.conditions.clone().unwrap_or_default();
+        let mut changed = false;
+        for c in conditions.iter_mut().filter(|c| c.type_ == "Ready" && c.status != "False") {
+            c.status = "False".into();
+            c.last_transition_time = Some(Time(jiff::Timestamp::now()));
+            changed = true;
+        }
+        if changed {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+            let patch = json!({ "status": { "conditions": conditions } });
+            if let Err(e) = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::debug!(pod = %pod.name_any(), error = %e, "node lifecycle: marking pod not ready failed");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the pods of `node` whose tolerations of its NoExecute taints ran out.
+async fn evict(client: &kube::Client, events: &Events, node: &Node, pods: &Store<Pod>, now: jiff::Timestamp) {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    if !taints.iter().any(|t| t.effect == "NoExecute") {
+        return;
+    }
+    let name = node.name_any();
+    for pod in pods.state().iter() {
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str())
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let Eviction::At(at) = decide::eviction(pod, &taints, now) else { continue };
+        if at > now {
+            continue;
+        }
+        let ns = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        match api.delete(&pod.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(pod = %pod.name_any(), node = %name, "node lifecycle: evicting pod from tainted node");
+                let regarding = k8s_openapi::api::core::v1::ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(ns),
+                    name: pod.metadata.name.clone(),
+                    uid: pod.metadata.uid.clone(),
+                    ..Default::default()
+                };
+                events
+                    .normal(&regarding, "TaintManagerEviction", format!("Marking for deletion Pod {}", pod.name_any()))
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "node lifecycle: eviction failed"),
+        }
+    }
+}
