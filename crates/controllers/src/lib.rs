@@ -6,9 +6,10 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
-#[allow(dead_code)] // until the first controller that records events lands
 mod events;
 pub mod leader_election;
+mod pods;
+mod replicaset;
 mod serviceaccounts;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,9 @@ pub enum Error {
     /// A request to the API server failed.
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
+    /// A sync could not do all it had to (it is retried with back-off).
+    #[error("sync failed: {0}")]
+    Sync(String),
     /// A controller name given to `--disable-controllers` is not known.
     #[error("unknown controller {0:?} (known: {known})", known = NAMES.join(", "))]
     UnknownController(String),
@@ -30,7 +34,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount"];
+pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller"];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +67,12 @@ pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
+    }
+    if options.enabled("replicaset") {
+        all.push(("replicaset", Box::pin(replicaset::run_replicasets(client.clone()))));
+    }
+    if options.enabled("replicationcontroller") {
+        all.push(("replicationcontroller", Box::pin(replicaset::run_replicationcontrollers(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
