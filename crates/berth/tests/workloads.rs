@@ -201,3 +201,216 @@ fn min_ready_seconds_delays_availability() {
     // Available only once ready for 3 s: the controller looks again by itself.
     wait(&s, "2 available", || get_json(&s, &["get", "rs", "web"])["status"]["availableReplicas"] == 2);
 }
+
+/// The ReplicaSets of the default namespace with `sel`, as (name, spec.replicas, revision),
+/// by revision.
+fn replicasets(s: &TestServer, sel: &str) -> Vec<(String, i64, String)> {
+    let v = get_json(s, &["get", "rs", "-l", sel]);
+    let mut all: Vec<(String, i64, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["name"].as_str().unwrap().to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    all.sort_by_key(|r| r.2.parse::<i64>().unwrap_or(0));
+    all
+}
+
+fn rollout_status(s: &TestServer, what: &str) -> String {
+    s.kubectl_ok(&["rollout", "status", what, "--timeout=60s"])
+}
+
+#[test]
+fn a_deployment_rolls_out_rolls_back_and_keeps_its_history() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_ok(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=3"]);
+    let out = rollout_status(&s, "deployment/web");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = get_json(&s, &["get", "deployment", "web"]);
+    assert_eq!(d["status"]["readyReplicas"], 3, "{d}");
+    assert_eq!(d["status"]["updatedReplicas"], 3);
+    assert_eq!(d["status"]["availableReplicas"], 3);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    let conds = d["status"]["conditions"].as_array().unwrap();
+    let reason = |t: &str| conds.iter().find(|c| c["type"] == t).map(|c| c["reason"].clone()).unwrap_or_default();
+    assert_eq!(reason("Available"), "MinimumReplicasAvailable", "{d}");
+    assert_eq!(reason("Progressing"), "NewReplicaSetAvailable", "{d}");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 1);
+    let first = rs[0].0.clone();
+    let rs_json = get_json(&s, &["get", "rs", &first]);
+    let hash = rs_json["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_string();
+    assert_eq!(first, format!("web-{hash}"));
+    assert_eq!(rs_json["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash.as_str());
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "3");
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "4");
+    assert!(live_pods(&s, "app=web").iter().all(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()));
+
+    // A new image rolls out through a second ReplicaSet; the first is scaled to 0 and kept.
+    s.kubectl_ok(&["set", "image", "deployment/web", "busybox=busybox:1.37"]);
+    s.kubectl_ok(&["annotate", "deployment/web", "kubernetes.io/change-cause=to 1.37"]);
+    rollout_status(&s, "deployment/web");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert_eq!((rs[0].1, rs[0].2.as_str()), (0, "1"), "{rs:?}");
+    assert_eq!((rs[1].1, rs[1].2.as_str()), (3, "2"), "{rs:?}");
+    let pods_now = live_pods(&s, "app=web");
+    assert_eq!(pods_now.len(), 3);
+    assert!(pods_now.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+    let history = s.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION") && history.lines().any(|l| l.starts_with('1')), "{history}");
+    assert!(history.lines().any(|l| l.starts_with('2')), "{history}");
+    let rev1 = s.kubectl_ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(rev1.contains("busybox:1.36"), "{rev1}");
+
+    // Undo goes back to the first template: its ReplicaSet becomes revision 3.
+    s.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    rollout_status(&s, "deployment/web");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert_eq!((rs[1].0.as_str(), rs[1].1, rs[1].2.as_str()), (first.as_str(), 3, "3"), "{rs:?}");
+    assert_eq!(rs[0].1, 0, "{rs:?}");
+    let rs_json = get_json(&s, &["get", "rs", &first]);
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
+    assert!(live_pods(&s, "app=web").iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"));
+    wait(&s, "revision 3 on the deployment", || {
+        get_json(&s, &["get", "deployment", "web"])["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            == "3"
+    });
+
+    let describe = s.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(describe.contains("ScalingReplicaSet"), "{describe}");
+    assert!(describe.contains(&format!("Scaled up replica set {first} from 0 to 3")), "{describe}");
+    assert!(describe.contains("Scaled down replica set"), "{describe}");
+    let wide = s.kubectl_ok(&["get", "rs", "-o", "wide"]);
+    assert!(wide.contains(&first), "{wide}");
+}
+
+const STALLED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: big }
+spec:
+  replicas: 10
+  selector: { matchLabels: { app: big } }
+  strategy: { type: RollingUpdate, rollingUpdate: { maxSurge: 3, maxUnavailable: 0 } }
+  template:
+    metadata: { labels: { app: big } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+"#;
+
+#[test]
+fn scaling_mid_rollout_is_proportional_and_pause_holds_the_rollout() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STALLED));
+    rollout_status(&s, "deployment/big");
+    // The new pods never become ready: the rollout stops at the surge (10 old + 3 new).
+    s.kubectl_ok(&["set", "image", "deployment/big", "c=never-ready:1"]);
+    wait(&s, "10 + 3", || replicasets(&s, "app=big").iter().map(|r| r.1).collect::<Vec<_>>() == [10, 3]);
+    // Scaling to 20 adds 10 in proportion: 10 -> 18 and 3 -> 5 (as Kubernetes rounds).
+    s.kubectl_ok(&["scale", "deployment/big", "--replicas=20"]);
+    wait(&s, "18 + 5", || replicasets(&s, "app=big").iter().map(|r| r.1).collect::<Vec<_>>() == [18, 5]);
+    let d = get_json(&s, &["get", "deployment", "big"]);
+    assert_eq!(d["status"]["availableReplicas"], 18, "{d}");
+
+    // Paused: a template change starts nothing, a resize still applies.
+    s.kubectl_ok(&["rollout", "undo", "deployment/big"]);
+    rollout_status(&s, "deployment/big");
+    s.kubectl_ok(&["rollout", "pause", "deployment/big"]);
+    s.kubectl_ok(&["set", "image", "deployment/big", "c=busybox:1.38"]);
+    wait(&s, "the paused condition", || {
+        let d = get_json(&s, &["get", "deployment", "big"]);
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "DeploymentPaused")
+    });
+    let rs = replicasets(&s, "app=big");
+    assert_eq!(rs.len(), 2, "no new ReplicaSet while paused: {rs:?} {}", get_json(&s, &["get", "deployment", "big"]));
+    s.kubectl_ok(&["scale", "deployment/big", "--replicas=4"]);
+    wait(&s, "scaled while paused", || replicasets(&s, "app=big").iter().map(|r| r.1).max() == Some(4));
+    s.kubectl_ok(&["rollout", "resume", "deployment/big"]);
+    rollout_status(&s, "deployment/big");
+    let rs = replicasets(&s, "app=big");
+    assert_eq!(rs.len(), 3, "{rs:?}");
+    assert_eq!(rs.last().map(|r| r.1), Some(4), "{rs:?}");
+    assert!(live_pods(&s, "app=big").iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.38"));
+}
+
+#[test]
+fn recreate_replaces_all_pods_and_history_is_trimmed() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: rec")
+        .replace("app: big", "app: rec")
+        .replace("replicas: 10", "replicas: 2\n  revisionHistoryLimit: 1")
+        .replace("{ type: RollingUpdate, rollingUpdate: { maxSurge: 3, maxUnavailable: 0 } }", "{ type: Recreate }");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "deployment/rec");
+    for tag in ["1.37", "1.38", "1.39"] {
+        s.kubectl_ok(&["set", "image", "deployment/rec", &format!("c=busybox:{tag}")]);
+        rollout_status(&s, "deployment/rec");
+        let pods_now = live_pods(&s, "app=rec");
+        assert!(pods_now.iter().all(|p| p["spec"]["containers"][0]["image"] == format!("busybox:{tag}").as_str()));
+    }
+    // Revision 4 is current; one old one is kept.
+    wait(&s, "history trimmed to 1", || {
+        replicasets(&s, "app=rec").iter().map(|r| r.2.clone()).collect::<Vec<_>>() == ["3", "4"]
+    });
+}
+
+#[test]
+fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: stuck")
+        .replace("app: big", "app: stuck")
+        .replace("replicas: 10", "replicas: 2\n  progressDeadlineSeconds: 2")
+        .replace("busybox:1.36", "never-ready:1");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    let err = s.kubectl_err(&["rollout", "status", "deployment/stuck", "--timeout=60s"], None);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = get_json(&s, &["get", "deployment", "stuck"]);
+    let progressing =
+        d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").cloned();
+    assert_eq!(progressing.as_ref().map(|c| c["reason"].clone()), Some(json!("ProgressDeadlineExceeded")), "{d}");
+    assert_eq!(progressing.map(|c| c["status"].clone()), Some(json!("False")));
+    let available = d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Available").cloned();
+    assert_eq!(available.map(|c| c["reason"].clone()), Some(json!("MinimumReplicasUnavailable")), "{d}");
+    assert_eq!(d["status"]["unavailableReplicas"], 2, "{d}");
+}
+
+#[test]
+fn bad_workloads_are_rejected_with_field_errors() {
+    let s = server();
+    let mismatched = RS.replace(
+        "template:\n    metadata: { labels: { app: web } }",
+        "template:\n    metadata: { labels: { app: other } }",
+    );
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&mismatched));
+    assert!(err.contains("spec.template.metadata.labels"), "{err}");
+    let deployment = STALLED.replace(
+        "template:\n    metadata: { labels: { app: big } }",
+        "template:\n    metadata: { labels: { app: x } }",
+    );
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&deployment));
+    assert!(err.contains("spec.template.metadata.labels"), "{err}");
+    // The selector of a Deployment cannot change.
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STALLED));
+    let changed = STALLED.replace("app: big", "app: big2");
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&changed));
+    assert!(err.contains("spec.selector") && err.contains("immutable"), "{err}");
+    // An invalid selector.
+    let bad =
+        STALLED.replace("selector: { matchLabels: { app: big } }", "selector: { matchLabels: { \"bad key!\": big } }");
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&bad.replace("name: big", "name: big3")));
+    assert!(err.contains("spec.selector"), "{err}");
+}

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod deployment;
 mod events;
 pub mod leader_election;
 mod pods;
@@ -34,7 +35,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller"];
+pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller", "deployment"];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +74,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("replicationcontroller") {
         all.push(("replicationcontroller", Box::pin(replicaset::run_replicationcontrollers(client.clone()))));
+    }
+    if options.enabled("deployment") {
+        all.push(("deployment", Box::pin(deployment::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
 use kube::core::{Selector, SelectorExt};
 
 /// The annotation that lowers (or raises) the cost of deleting a pod on scale-down.
@@ -129,6 +130,51 @@ pub(crate) fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
 
 fn created(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// The objects of a namespace as one owner sees them.
+#[derive(Debug)]
+pub(crate) struct Claims<'a, T> {
+    /// Objects it controls and still selects.
+    pub(crate) owned: Vec<&'a T>,
+    /// Orphans it selects: to adopt.
+    pub(crate) adopt: Vec<&'a T>,
+    /// Objects it controls but no longer selects: to release.
+    pub(crate) release: Vec<&'a T>,
+}
+
+/// Sorts `objects` (of the owner's namespace) into owned, to adopt and to release, as
+/// Kubernetes' `ControllerRefManager.ClaimObject`: an owner being deleted adopts and
+/// releases nothing; objects being deleted are neither adopted nor released.
+pub(crate) fn claim<'a, T: Resource>(
+    owner: &ObjectMeta,
+    selector: Option<&LabelSelector>,
+    objects: impl IntoIterator<Item = &'a T>,
+) -> Claims<'a, T> {
+    let uid = owner.uid.as_deref();
+    let owner_deleting = owner.deletion_timestamp.is_some();
+    let mut claims = Claims { owned: Vec::new(), adopt: Vec::new(), release: Vec::new() };
+    for obj in objects {
+        let meta = obj.meta();
+        let selected = selects(selector, meta.labels.as_ref());
+        let deleting = meta.deletion_timestamp.is_some();
+        match controller_ref(meta) {
+            Some(r) if Some(r.uid.as_str()) == uid => {
+                if selected {
+                    claims.owned.push(obj);
+                } else if !deleting && !owner_deleting {
+                    claims.release.push(obj);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if selected && !owner_deleting && !deleting {
+                    claims.adopt.push(obj);
+                }
+            }
+        }
+    }
+    claims
 }
 
 /// The `n` least valuable of `pods`, in deletion order.

@@ -170,37 +170,8 @@ where
     let all: Vec<Arc<Pod>> = ctx.pods.state_filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
     let claims = sync::claim(&owner, all.iter().map(Arc::as_ref));
 
-    // Adopt orphans and release pods that no longer match (guarded by resourceVersion).
-    let mut owned: Vec<&Pod> = claims.owned.clone();
     let ours = pods::owner_ref(ctx.kind.api_version(), ctx.kind.kind(), &owner.meta);
-    for pod in &claims.adopt {
-        let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-        refs.push(ours.clone());
-        let patch =
-            json!({ "metadata": { "ownerReferences": refs, "resourceVersion": pod.metadata.resource_version } });
-        match pod_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) => owned.push(pod),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for pod in &claims.release {
-        let refs: Vec<_> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|r| Some(&r.uid) != owner.meta.uid.as_ref())
-            .cloned()
-            .collect();
-        let refs = if refs.is_empty() { serde_json::Value::Null } else { json!(refs) };
-        let patch =
-            json!({ "metadata": { "ownerReferences": refs, "resourceVersion": pod.metadata.resource_version } });
-        match pod_api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let owned = adopt_and_release(&pod_api, claims, &ours).await?;
 
     let mut active: Vec<&Pod> = owned.iter().copied().filter(|p| pods::is_active(p)).collect();
     let mut failure = None;
@@ -235,6 +206,41 @@ where
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
+}
+
+/// Adopts the orphans of `claims` and releases what no longer matches, each write guarded by
+/// the object's resourceVersion; returns the owned objects, adopted ones included.
+pub(crate) async fn adopt_and_release<'a, T>(
+    api: &Api<T>,
+    claims: pods::Claims<'a, T>,
+    ours: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> crate::Result<Vec<&'a T>>
+where
+    T: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let mut owned = claims.owned;
+    for obj in claims.adopt {
+        let meta = obj.meta();
+        let mut refs = meta.owner_references.clone().unwrap_or_default();
+        refs.push(ours.clone());
+        let patch = json!({ "metadata": { "ownerReferences": refs, "resourceVersion": meta.resource_version } });
+        match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => owned.push(obj),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for obj in claims.release {
+        let meta = obj.meta();
+        let refs: Vec<_> = meta.owner_references.iter().flatten().filter(|r| r.uid != ours.uid).cloned().collect();
+        let refs = if refs.is_empty() { serde_json::Value::Null } else { json!(refs) };
+        let patch = json!({ "metadata": { "ownerReferences": refs, "resourceVersion": meta.resource_version } });
+        match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(owned)
 }
 
 /// Creates `n` pods in slow-start batches; returns the failure that stopped it, if any.

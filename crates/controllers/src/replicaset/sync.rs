@@ -85,42 +85,10 @@ impl From<&ReplicationController> for Replicated {
     }
 }
 
-/// The pods of a namespace as seen by one owner.
-#[derive(Debug, Default)]
-pub(crate) struct Claims<'a> {
-    /// Pods it controls and still selects.
-    pub(crate) owned: Vec<&'a Pod>,
-    /// Orphans it selects: to adopt.
-    pub(crate) adopt: Vec<&'a Pod>,
-    /// Pods it controls but no longer selects: to release.
-    pub(crate) release: Vec<&'a Pod>,
-}
-
 /// Sorts `pods` (of the owner's namespace) into owned, to adopt and to release, as
 /// Kubernetes' `PodControllerRefManager.ClaimPods`.
-pub(crate) fn claim<'a>(owner: &Replicated, pods: impl IntoIterator<Item = &'a Pod>) -> Claims<'a> {
-    let uid = owner.meta.uid.as_deref();
-    let owner_deleting = owner.meta.deletion_timestamp.is_some();
-    let mut claims = Claims::default();
-    for pod in pods {
-        let selected = pods::selects(owner.selector.as_ref(), pod.metadata.labels.as_ref());
-        match pods::controller_ref(&pod.metadata) {
-            Some(r) if Some(r.uid.as_str()) == uid => {
-                if selected {
-                    claims.owned.push(pod);
-                } else if !pods::is_terminating(pod) && !owner_deleting {
-                    claims.release.push(pod);
-                }
-            }
-            Some(_) => {}
-            None => {
-                if selected && !owner_deleting && !pods::is_terminating(pod) {
-                    claims.adopt.push(pod);
-                }
-            }
-        }
-    }
-    claims
+pub(crate) fn claim<'a>(owner: &Replicated, pods: impl IntoIterator<Item = &'a Pod>) -> pods::Claims<'a, Pod> {
+    pods::claim(&owner.meta, owner.selector.as_ref(), pods)
 }
 
 /// What one sync does to the pod count.
