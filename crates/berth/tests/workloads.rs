@@ -414,3 +414,155 @@ fn bad_workloads_are_rejected_with_field_errors() {
     let err = s.kubectl_err(&["apply", "-f", "-"], Some(&bad.replace("name: big", "name: big3")));
     assert!(err.contains("spec.selector"), "{err}");
 }
+
+const STS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: { name: db }
+spec:
+  replicas: 3
+  serviceName: db
+  selector: { matchLabels: { app: db } }
+  template:
+    metadata: { labels: { app: db } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+  volumeClaimTemplates:
+  - metadata: { name: data }
+    spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } }
+"#;
+
+fn pod_names(s: &TestServer, sel: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        live_pods(s, sel).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn sts_observed(s: &TestServer, name: &str) -> Value {
+    let mut out = Value::Null;
+    wait(s, "the set observed", || {
+        out = get_json(s, &["get", "statefulset", name]);
+        out["status"]["observedGeneration"] == out["metadata"]["generation"]
+    });
+    out
+}
+
+#[test]
+fn a_statefulset_makes_named_pods_with_claims_in_order() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STS));
+    let out = rollout_status(&s, "statefulset/db");
+    assert!(out.contains("roll out complete") || out.contains("rolling update complete"), "{out}");
+    assert_eq!(pod_names(&s, "app=db"), ["db-0", "db-1", "db-2"]);
+    let p = get_json(&s, &["get", "pod", "db-1"]);
+    assert_eq!(p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "db-1");
+    assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(p["spec"]["hostname"], "db-1");
+    assert_eq!(p["spec"]["subdomain"], "db");
+    let volume = p["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data").cloned().unwrap();
+    assert_eq!(volume["persistentVolumeClaim"]["claimName"], "data-db-1");
+    let set = sts_observed(&s, "db");
+    let hash = p["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap();
+    assert_eq!(set["status"]["updateRevision"], hash, "{set}");
+    assert_eq!(set["status"]["currentRevision"], hash, "{set}");
+    assert_eq!(set["status"]["readyReplicas"], 3);
+    let claims = s.kubectl_ok(&["get", "pvc", "-o", "name"]);
+    for c in ["data-db-0", "data-db-1", "data-db-2"] {
+        assert!(claims.contains(c), "{claims}");
+    }
+    // Scale-down removes the highest ordinals and keeps the claims (Retain).
+    s.kubectl_ok(&["scale", "statefulset", "db", "--replicas=1"]);
+    wait(&s, "one pod", || pod_names(&s, "app=db") == ["db-0"]);
+    let claims = s.kubectl_ok(&["get", "pvc", "-o", "name"]);
+    assert!(claims.contains("data-db-2"), "{claims}");
+    let describe = s.kubectl_ok(&["describe", "statefulset", "db"]);
+    assert!(describe.contains("create Pod db-0 in StatefulSet db successful"), "{describe}");
+    assert!(describe.contains("delete Pod db-2 in StatefulSet db successful"), "{describe}");
+
+    // OrderedReady waits for each pod to be ready; Parallel does not.
+    for (policy, set, expect) in [
+        ("OrderedReady", "ordered", vec!["ordered-0"]),
+        ("Parallel", "parallel", vec!["parallel-0", "parallel-1", "parallel-2"]),
+    ] {
+        let manifest = STS
+            .replace("name: db }", &format!("name: {set} }}"))
+            .replace("app: db", &format!("app: {set}"))
+            .replace("serviceName: db", &format!("serviceName: {set}\n  podManagementPolicy: {policy}"))
+            .replace("busybox:1.36", "never-ready:1");
+        s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+        let selector = format!("app={set}");
+        wait(&s, "the first pods", || pod_names(&s, &selector).len() == expect.len());
+        sts_observed(&s, set);
+        assert_eq!(pod_names(&s, &selector), expect, "{policy}");
+    }
+
+    // Ordinals can start elsewhere.
+    let manifest =
+        STS.replace("replicas: 3", "replicas: 2\n  ordinals: { start: 5 }").replace("name: db }", "name: five }");
+    let manifest = manifest.replace("app: db", "app: five");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    wait(&s, "five-5 and five-6", || pod_names(&s, "app=five") == ["five-5", "five-6"]);
+}
+
+#[test]
+fn statefulset_updates_respect_partitions_and_roll_back() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STS.replace(
+        "serviceName: db",
+        "serviceName: db\n  updateStrategy: { type: RollingUpdate, rollingUpdate: { partition: 2 } }",
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "statefulset/db");
+    let image = |pod: &str| {
+        get_json(&s, &["get", "pod", pod])["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string()
+    };
+    s.kubectl_ok(&["set", "image", "statefulset/db", "c=busybox:1.37"]);
+    // Only ordinals at or above the partition move to the new revision.
+    wait(&s, "db-2 updated", || image("db-2") == "busybox:1.37");
+    wait(&s, "status updated 1", || get_json(&s, &["get", "sts", "db"])["status"]["updatedReplicas"] == 1);
+    assert_eq!((image("db-0"), image("db-1")), ("busybox:1.36".to_string(), "busybox:1.36".to_string()));
+    let set = get_json(&s, &["get", "sts", "db"]);
+    assert_ne!(set["status"]["currentRevision"], set["status"]["updateRevision"], "{set}");
+    // Partition 0: everything rolls, and the update revision becomes current.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    rollout_status(&s, "statefulset/db");
+    wait(&s, "all updated", || ["db-0", "db-1", "db-2"].iter().all(|p| image(p) == "busybox:1.37"));
+    wait(&s, "current = update", || {
+        let set = get_json(&s, &["get", "sts", "db"]);
+        set["status"]["currentRevision"] == set["status"]["updateRevision"] && set["status"]["updatedReplicas"] == 3
+    });
+    let history = s.kubectl_ok(&["rollout", "history", "statefulset/db"]);
+    assert!(history.lines().any(|l| l.starts_with('1')) && history.lines().any(|l| l.starts_with('2')), "{history}");
+    s.kubectl_ok(&["rollout", "undo", "statefulset/db"]);
+    rollout_status(&s, "statefulset/db");
+    wait(&s, "rolled back", || ["db-0", "db-1", "db-2"].iter().all(|p| image(p) == "busybox:1.36"));
+    let revisions = get_json(&s, &["get", "controllerrevisions"]);
+    let mut numbers: Vec<i64> =
+        revisions["items"].as_array().unwrap().iter().map(|r| r["revision"].as_i64().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [2, 3], "the first revision came back as the third: {revisions}");
+
+    // OnDelete: a new template waits until a pod is deleted.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/updateStrategy","value":{"type":"OnDelete"}}]"#,
+    ]);
+    s.kubectl_ok(&["set", "image", "statefulset/db", "c=busybox:1.38"]);
+    sts_observed(&s, "db");
+    assert_eq!(image("db-1"), "busybox:1.36");
+    s.kubectl_ok(&["delete", "pod", "db-1", "--wait=false"]);
+    wait(&s, "db-1 recreated on the new template", || image("db-1") == "busybox:1.38");
+    assert_eq!(image("db-0"), "busybox:1.36");
+}

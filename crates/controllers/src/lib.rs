@@ -11,7 +11,9 @@ mod events;
 pub mod leader_election;
 mod pods;
 mod replicaset;
+mod revisions;
 mod serviceaccounts;
+mod statefulset;
 
 use std::collections::BTreeSet;
 
@@ -35,7 +37,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller", "deployment"];
+pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller", "deployment", "statefulset"];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +79,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("deployment") {
         all.push(("deployment", Box::pin(deployment::run(client.clone()))));
+    }
+    if options.enabled("statefulset") {
+        all.push(("statefulset", Box::pin(statefulset::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::revisions;
+
 /// The label (and selector key) that tells a Deployment's ReplicaSets apart.
 pub(crate) const HASH_LABEL: &str = "pod-template-hash";
 /// The revision of a ReplicaSet (and of its Deployment).
@@ -99,27 +101,9 @@ fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
     t
 }
 
-/// `template` without the hash label as JSON, with nulls, `{}` and `[]` dropped: Kubernetes'
-/// Go types do not tell an empty struct from a missing one (`resources: {}`), so neither
-/// may a comparison or the hash.
+/// `template` without the hash label as JSON, empty fields dropped ([`revisions::prune`]).
 fn normalized(template: &PodTemplateSpec) -> serde_json::Value {
-    fn prune(v: serde_json::Value) -> Option<serde_json::Value> {
-        use serde_json::Value;
-        match v {
-            Value::Null => None,
-            Value::Object(map) => {
-                let map: serde_json::Map<String, Value> =
-                    map.into_iter().filter_map(|(k, v)| prune(v).map(|v| (k, v))).collect();
-                (!map.is_empty()).then_some(Value::Object(map))
-            }
-            Value::Array(items) => {
-                let items: Vec<Value> = items.into_iter().map(|v| prune(v).unwrap_or(Value::Null)).collect();
-                (!items.is_empty()).then_some(Value::Array(items))
-            }
-            other => Some(other),
-        }
-    }
-    prune(serde_json::to_value(without_hash(template)).unwrap_or_default()).unwrap_or_default()
+    revisions::prune(serde_json::to_value(without_hash(template)).unwrap_or_default()).unwrap_or_default()
 }
 
 /// Whether two templates are equal but for the pod-template-hash label.
@@ -127,20 +111,9 @@ pub(crate) fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> boo
     normalized(a) == normalized(b)
 }
 
-/// The hash of a template (and the collision count), as Kubernetes' `ComputeHash`: FNV-1a 32
-/// over a stable serialization, its decimal form encoded in a vowel-free alphabet.
+/// The hash of a template (and the collision count), as Kubernetes' `ComputeHash`.
 pub(crate) fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut bytes = serde_json::to_vec(&normalized(template)).unwrap_or_default();
-    if let Some(c) = collision_count {
-        bytes.extend_from_slice(&c.to_le_bytes());
-    }
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h.to_string().bytes().map(|d| ALPHANUMS[usize::from(d) % ALPHANUMS.len()] as char).collect()
+    revisions::hash(&serde_json::to_vec(&normalized(template)).unwrap_or_default(), collision_count)
 }
 
 /// The ReplicaSet whose template is the Deployment's (the oldest, if several), and the others.
