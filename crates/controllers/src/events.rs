@@ -26,8 +26,18 @@ impl Events {
     }
 
     async fn publish(&self, type_: EventType, regarding: &ObjectReference, reason: &str, note: String) {
-        let event =
-            Event { type_, reason: reason.to_string(), note: Some(note), action: reason.to_string(), secondary: None };
+        // The recorder folds events with the same key (type, reason, action, object) into one
+        // series and keeps the first note: the note goes into the action (at most 128
+        // bytes), so only repeats of the same message are counted as one.
+        let mut action = note.clone();
+        if action.len() > 128 {
+            let mut end = 128;
+            while !action.is_char_boundary(end) {
+                end -= 1;
+            }
+            action.truncate(end);
+        }
+        let event = Event { type_, reason: reason.to_string(), note: Some(note), action, secondary: None };
         if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::debug!(error = %e, reason, "recording an event failed");
         }

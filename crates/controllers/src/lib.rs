@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod deployment;
 mod discovery;
 mod disruption;
 mod endpoints;
@@ -16,8 +17,12 @@ mod namespace;
 pub mod nodeipam;
 mod nodelifecycle;
 mod podgc;
+mod pods;
+mod replicaset;
+mod revisions;
 mod selector;
 mod serviceaccounts;
+mod statefulset;
 
 use std::collections::BTreeSet;
 
@@ -29,6 +34,9 @@ pub enum Error {
     /// A request to the API server failed.
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
+    /// A sync could not do all it had to (it is retried with back-off).
+    #[error("sync failed: {0}")]
+    Sync(String),
     /// A controller name given to `--disable-controllers` is not known.
     #[error("unknown controller {0:?} (known: {known})", known = NAMES.join(", "))]
     UnknownController(String),
@@ -40,12 +48,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Names of the controllers, as `--disable-controllers` takes them.
 pub const NAMES: &[&str] = &[
     "serviceaccount",
+    "replicaset",
+    "replicationcontroller",
+    "deployment",
+    "statefulset",
     "garbagecollector",
     "namespace",
     "endpoints",
     "endpointslice",
     "endpointslicemirroring",
     "disruption",
+    "nodelifecycle",
+    "nodeipam",
+    "podgc",
 ];
 
 /// Which controllers run, and their settings.
@@ -126,6 +141,18 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("podgc") {
         all.push(("podgc", Box::pin(podgc::run(client.clone(), options.terminated_pod_gc_threshold))));
+    }
+    if options.enabled("replicaset") {
+        all.push(("replicaset", Box::pin(replicaset::run_replicasets(client.clone()))));
+    }
+    if options.enabled("replicationcontroller") {
+        all.push(("replicationcontroller", Box::pin(replicaset::run_replicationcontrollers(client.clone()))));
+    }
+    if options.enabled("deployment") {
+        all.push(("deployment", Box::pin(deployment::run(client.clone()))));
+    }
+    if options.enabled("statefulset") {
+        all.push(("statefulset", Box::pin(statefulset::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -1,0 +1,568 @@
+//! The workload controllers in `berth server`, driven by the real kubectl over HTTP, with a
+//! small harness that plays the kubelet through the API (no node agent runs): it marks the
+//! pods it sees Running and Ready and finishes the deletion of pods being deleted.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+/// Plays the kubelet: pods become Running and Ready (unless an image says `never-ready`),
+/// and pods being deleted go away. Stops when dropped.
+struct Kubelet {
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Kubelet {
+    fn start(s: &TestServer) -> Kubelet {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let url = s.url.clone();
+        rt.spawn(async move {
+            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+            let all: Api<Pod> = Api::all(client.clone());
+            let mut pods = std::pin::pin!(watcher(all, watcher::Config::default()).default_backoff().applied_objects());
+            while let Some(ev) = pods.next().await {
+                let Ok(pod) = ev else { continue };
+                let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+                tokio::spawn(async move { play(&api, &pod).await });
+            }
+        });
+        Kubelet { _rt: rt }
+    }
+}
+
+async fn play(api: &Api<Pod>, pod: &Pod) {
+    let name = pod.name_any();
+    if pod.metadata.deletion_timestamp.is_some() {
+        let _ = api.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await;
+        return;
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    if spec.containers.iter().any(|c| c.image.as_deref().unwrap_or_default().contains("never-ready")) {
+        return;
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    if ready && status.phase.as_deref() == Some("Running") {
+        return;
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let containers: Vec<Value> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            json!({ "name": c.name, "image": c.image, "imageID": "", "ready": true, "restartCount": 0, "started": true,
+            "state": { "running": { "startedAt": now } } })
+        })
+        .collect();
+    let patch = json!({ "status": { "phase": "Running", "podIP": "10.42.0.10", "startTime": now,
+        "conditions": [
+            { "type": "PodScheduled", "status": "True", "lastTransitionTime": now },
+            { "type": "Initialized", "status": "True", "lastTransitionTime": now },
+            { "type": "ContainersReady", "status": "True", "lastTransitionTime": now },
+            { "type": "Ready", "status": "True", "lastTransitionTime": now }],
+        "containerStatuses": containers } });
+    let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await;
+}
+
+fn get_json(s: &TestServer, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&s.kubectl_ok(&all)).unwrap()
+}
+
+/// Pods (JSON) of the default namespace with the label selector `sel`.
+fn pods(s: &TestServer, sel: &str) -> Vec<Value> {
+    let v = get_json(s, &["get", "pods", "-l", sel]);
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn live_pods(s: &TestServer, sel: &str) -> Vec<Value> {
+    pods(s, sel).into_iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null()).collect()
+}
+
+fn wait(s: &TestServer, what: &str, mut cond: impl FnMut() -> bool) {
+    assert!(wait_until(TIMEOUT, &mut cond), "timed out waiting for {what}\n{}", s.log());
+}
+
+fn owner_uid(p: &Value) -> Option<String> {
+    p["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str().map(String::from))
+}
+
+const RS: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: { name: web }
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+"#;
+
+#[test]
+fn a_replicaset_keeps_its_pods_adopts_orphans_and_releases_relabelled_pods() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    // An orphan that matches the selector exists first: it is adopted, so only two are created.
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orphan","labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}"#),
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(RS));
+    let rs = get_json(&s, &["get", "rs", "web"]);
+    let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    wait(&s, "3 ready pods", || {
+        let rs = get_json(&s, &["get", "rs", "web"]);
+        rs["status"]["readyReplicas"] == 3 && rs["status"]["availableReplicas"] == 3
+    });
+    let all = live_pods(&s, "app=web");
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|p| owner_uid(p).as_deref() == Some(uid.as_str())), "all owned: {all:?}");
+    let orphan = get_json(&s, &["get", "pod", "orphan"]);
+    let r = &orphan["metadata"]["ownerReferences"][0];
+    assert_eq!((r["kind"].as_str(), r["blockOwnerDeletion"].as_bool()), (Some("ReplicaSet"), Some(true)), "{orphan}");
+    let rs = get_json(&s, &["get", "rs", "web"]);
+    assert_eq!(rs["status"]["replicas"], 3);
+    assert_eq!(rs["status"]["fullyLabeledReplicas"], 3);
+    assert_eq!(rs["status"]["observedGeneration"], rs["metadata"]["generation"]);
+
+    // A deleted pod is replaced.
+    let victim = all.iter().find(|p| p["metadata"]["name"] != "orphan").unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.kubectl_ok(&["delete", "pod", &victim, "--wait=false"]);
+    wait(&s, "a replacement", || {
+        let now = live_pods(&s, "app=web");
+        now.len() == 3 && now.iter().all(|p| p["metadata"]["name"] != victim.as_str())
+    });
+
+    // A relabelled pod is released (its controller reference removed) and replaced.
+    s.kubectl_ok(&["label", "pod", "orphan", "app=other", "--overwrite"]);
+    wait(&s, "the relabelled pod released", || owner_uid(&get_json(&s, &["get", "pod", "orphan"])).is_none());
+    wait(&s, "3 pods again", || live_pods(&s, "app=web").len() == 3);
+
+    // Scaling down deletes; scaling up creates.
+    s.kubectl_ok(&["scale", "rs", "web", "--replicas=1"]);
+    wait(&s, "1 pod", || live_pods(&s, "app=web").len() == 1);
+    s.kubectl_ok(&["scale", "rs", "web", "--replicas=5"]);
+    wait(&s, "5 ready", || get_json(&s, &["get", "rs", "web"])["status"]["readyReplicas"] == 5);
+    assert_eq!(live_pods(&s, "app=web").len(), 5, "no double creation");
+
+    let describe = s.kubectl_ok(&["describe", "rs", "web"]);
+    assert!(describe.contains("SuccessfulCreate") && describe.contains("Created pod: web-"), "{describe}");
+    assert!(describe.contains("SuccessfulDelete"), "{describe}");
+}
+
+#[test]
+fn a_replication_controller_keeps_its_pods() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"{"apiVersion":"v1","kind":"ReplicationController","metadata":{"name":"old"},"spec":{"replicas":2,
+            "template":{"metadata":{"labels":{"app":"old"}},"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}}}"#,
+        ),
+    );
+    wait(&s, "2 ready", || get_json(&s, &["get", "rc", "old"])["status"]["readyReplicas"] == 2);
+    let all = live_pods(&s, "app=old");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["metadata"]["ownerReferences"][0]["kind"], "ReplicationController");
+    s.kubectl_ok(&["scale", "rc", "old", "--replicas=0"]);
+    wait(&s, "no pods", || live_pods(&s, "app=old").is_empty());
+    wait(&s, "status 0", || get_json(&s, &["get", "rc", "old"])["status"]["replicas"] == 0);
+}
+
+#[test]
+fn min_ready_seconds_delays_availability() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&RS.replace("replicas: 3", "replicas: 2\n  minReadySeconds: 3")));
+    wait(&s, "2 ready", || get_json(&s, &["get", "rs", "web"])["status"]["readyReplicas"] == 2);
+    // Available only once ready for 3 s: the controller looks again by itself.
+    wait(&s, "2 available", || get_json(&s, &["get", "rs", "web"])["status"]["availableReplicas"] == 2);
+}
+
+/// The ReplicaSets of the default namespace with `sel`, as (name, spec.replicas, revision),
+/// by revision.
+fn replicasets(s: &TestServer, sel: &str) -> Vec<(String, i64, String)> {
+    let v = get_json(s, &["get", "rs", "-l", sel]);
+    let mut all: Vec<(String, i64, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["name"].as_str().unwrap().to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap(),
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    all.sort_by_key(|r| r.2.parse::<i64>().unwrap_or(0));
+    all
+}
+
+fn rollout_status(s: &TestServer, what: &str) -> String {
+    s.kubectl_ok(&["rollout", "status", what, "--timeout=60s"])
+}
+
+#[test]
+fn a_deployment_rolls_out_rolls_back_and_keeps_its_history() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_ok(&["create", "deployment", "web", "--image=busybox:1.36", "--replicas=3"]);
+    let out = rollout_status(&s, "deployment/web");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = get_json(&s, &["get", "deployment", "web"]);
+    assert_eq!(d["status"]["readyReplicas"], 3, "{d}");
+    assert_eq!(d["status"]["updatedReplicas"], 3);
+    assert_eq!(d["status"]["availableReplicas"], 3);
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    let conds = d["status"]["conditions"].as_array().unwrap();
+    let reason = |t: &str| conds.iter().find(|c| c["type"] == t).map(|c| c["reason"].clone()).unwrap_or_default();
+    assert_eq!(reason("Available"), "MinimumReplicasAvailable", "{d}");
+    assert_eq!(reason("Progressing"), "NewReplicaSetAvailable", "{d}");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 1);
+    let first = rs[0].0.clone();
+    let rs_json = get_json(&s, &["get", "rs", &first]);
+    let hash = rs_json["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_string();
+    assert_eq!(first, format!("web-{hash}"));
+    assert_eq!(rs_json["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash.as_str());
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "3");
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "4");
+    assert!(live_pods(&s, "app=web").iter().all(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()));
+
+    // A new image rolls out through a second ReplicaSet; the first is scaled to 0 and kept.
+    s.kubectl_ok(&["set", "image", "deployment/web", "busybox=busybox:1.37"]);
+    s.kubectl_ok(&["annotate", "deployment/web", "kubernetes.io/change-cause=to 1.37"]);
+    rollout_status(&s, "deployment/web");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert_eq!((rs[0].1, rs[0].2.as_str()), (0, "1"), "{rs:?}");
+    assert_eq!((rs[1].1, rs[1].2.as_str()), (3, "2"), "{rs:?}");
+    let pods_now = live_pods(&s, "app=web");
+    assert_eq!(pods_now.len(), 3);
+    assert!(pods_now.iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.37"));
+    let history = s.kubectl_ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains("REVISION") && history.lines().any(|l| l.starts_with('1')), "{history}");
+    assert!(history.lines().any(|l| l.starts_with('2')), "{history}");
+    let rev1 = s.kubectl_ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(rev1.contains("busybox:1.36"), "{rev1}");
+
+    // Undo goes back to the first template: its ReplicaSet becomes revision 3.
+    s.kubectl_ok(&["rollout", "undo", "deployment/web"]);
+    rollout_status(&s, "deployment/web");
+    let rs = replicasets(&s, "app=web");
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert_eq!((rs[1].0.as_str(), rs[1].1, rs[1].2.as_str()), (first.as_str(), 3, "3"), "{rs:?}");
+    assert_eq!(rs[0].1, 0, "{rs:?}");
+    let rs_json = get_json(&s, &["get", "rs", &first]);
+    assert_eq!(rs_json["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"], "1");
+    assert!(live_pods(&s, "app=web").iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.36"));
+    wait(&s, "revision 3 on the deployment", || {
+        get_json(&s, &["get", "deployment", "web"])["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            == "3"
+    });
+
+    let describe = s.kubectl_ok(&["describe", "deployment", "web"]);
+    assert!(describe.contains("ScalingReplicaSet"), "{describe}");
+    assert!(describe.contains(&format!("Scaled up replica set {first} from 0 to 3")), "{describe}");
+    assert!(describe.contains("Scaled down replica set"), "{describe}");
+    let wide = s.kubectl_ok(&["get", "rs", "-o", "wide"]);
+    assert!(wide.contains(&first), "{wide}");
+}
+
+const STALLED: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: big }
+spec:
+  replicas: 10
+  selector: { matchLabels: { app: big } }
+  strategy: { type: RollingUpdate, rollingUpdate: { maxSurge: 3, maxUnavailable: 0 } }
+  template:
+    metadata: { labels: { app: big } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+"#;
+
+#[test]
+fn scaling_mid_rollout_is_proportional_and_pause_holds_the_rollout() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STALLED));
+    rollout_status(&s, "deployment/big");
+    // The new pods never become ready: the rollout stops at the surge (10 old + 3 new).
+    s.kubectl_ok(&["set", "image", "deployment/big", "c=never-ready:1"]);
+    wait(&s, "10 + 3", || replicasets(&s, "app=big").iter().map(|r| r.1).collect::<Vec<_>>() == [10, 3]);
+    // Scaling to 20 adds 10 in proportion: 10 -> 18 and 3 -> 5 (as Kubernetes rounds).
+    s.kubectl_ok(&["scale", "deployment/big", "--replicas=20"]);
+    wait(&s, "18 + 5", || replicasets(&s, "app=big").iter().map(|r| r.1).collect::<Vec<_>>() == [18, 5]);
+    let d = get_json(&s, &["get", "deployment", "big"]);
+    assert_eq!(d["status"]["availableReplicas"], 18, "{d}");
+
+    // Paused: a template change starts nothing, a resize still applies.
+    s.kubectl_ok(&["rollout", "undo", "deployment/big"]);
+    rollout_status(&s, "deployment/big");
+    s.kubectl_ok(&["rollout", "pause", "deployment/big"]);
+    s.kubectl_ok(&["set", "image", "deployment/big", "c=busybox:1.38"]);
+    wait(&s, "the paused condition", || {
+        let d = get_json(&s, &["get", "deployment", "big"]);
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["conditions"].as_array().unwrap().iter().any(|c| c["reason"] == "DeploymentPaused")
+    });
+    let rs = replicasets(&s, "app=big");
+    assert_eq!(rs.len(), 2, "no new ReplicaSet while paused: {rs:?} {}", get_json(&s, &["get", "deployment", "big"]));
+    s.kubectl_ok(&["scale", "deployment/big", "--replicas=4"]);
+    wait(&s, "scaled while paused", || replicasets(&s, "app=big").iter().map(|r| r.1).max() == Some(4));
+    s.kubectl_ok(&["rollout", "resume", "deployment/big"]);
+    rollout_status(&s, "deployment/big");
+    let rs = replicasets(&s, "app=big");
+    assert_eq!(rs.len(), 3, "{rs:?}");
+    assert_eq!(rs.last().map(|r| r.1), Some(4), "{rs:?}");
+    assert!(live_pods(&s, "app=big").iter().all(|p| p["spec"]["containers"][0]["image"] == "busybox:1.38"));
+}
+
+#[test]
+fn recreate_replaces_all_pods_and_history_is_trimmed() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: rec")
+        .replace("app: big", "app: rec")
+        .replace("replicas: 10", "replicas: 2\n  revisionHistoryLimit: 1")
+        .replace("{ type: RollingUpdate, rollingUpdate: { maxSurge: 3, maxUnavailable: 0 } }", "{ type: Recreate }");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "deployment/rec");
+    for tag in ["1.37", "1.38", "1.39"] {
+        s.kubectl_ok(&["set", "image", "deployment/rec", &format!("c=busybox:{tag}")]);
+        rollout_status(&s, "deployment/rec");
+        let pods_now = live_pods(&s, "app=rec");
+        assert!(pods_now.iter().all(|p| p["spec"]["containers"][0]["image"] == format!("busybox:{tag}").as_str()));
+    }
+    // Revision 4 is current; one old one is kept.
+    wait(&s, "history trimmed to 1", || {
+        replicasets(&s, "app=rec").iter().map(|r| r.2.clone()).collect::<Vec<_>>() == ["3", "4"]
+    });
+}
+
+#[test]
+fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: stuck")
+        .replace("app: big", "app: stuck")
+        .replace("replicas: 10", "replicas: 2\n  progressDeadlineSeconds: 2")
+        .replace("busybox:1.36", "never-ready:1");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    let err = s.kubectl_err(&["rollout", "status", "deployment/stuck", "--timeout=60s"], None);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+    let d = get_json(&s, &["get", "deployment", "stuck"]);
+    let progressing =
+        d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").cloned();
+    assert_eq!(progressing.as_ref().map(|c| c["reason"].clone()), Some(json!("ProgressDeadlineExceeded")), "{d}");
+    assert_eq!(progressing.map(|c| c["status"].clone()), Some(json!("False")));
+    let available = d["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Available").cloned();
+    assert_eq!(available.map(|c| c["reason"].clone()), Some(json!("MinimumReplicasUnavailable")), "{d}");
+    assert_eq!(d["status"]["unavailableReplicas"], 2, "{d}");
+}
+
+#[test]
+fn bad_workloads_are_rejected_with_field_errors() {
+    let s = server();
+    let mismatched = RS.replace(
+        "template:\n    metadata: { labels: { app: web } }",
+        "template:\n    metadata: { labels: { app: other } }",
+    );
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&mismatched));
+    assert!(err.contains("spec.template.metadata.labels"), "{err}");
+    let deployment = STALLED.replace(
+        "template:\n    metadata: { labels: { app: big } }",
+        "template:\n    metadata: { labels: { app: x } }",
+    );
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&deployment));
+    assert!(err.contains("spec.template.metadata.labels"), "{err}");
+    // The selector of a Deployment cannot change.
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STALLED));
+    let changed = STALLED.replace("app: big", "app: big2");
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&changed));
+    assert!(err.contains("spec.selector") && err.contains("immutable"), "{err}");
+    // An invalid selector.
+    let bad =
+        STALLED.replace("selector: { matchLabels: { app: big } }", "selector: { matchLabels: { \"bad key!\": big } }");
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&bad.replace("name: big", "name: big3")));
+    assert!(err.contains("spec.selector"), "{err}");
+}
+
+const STS: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: { name: db }
+spec:
+  replicas: 3
+  serviceName: db
+  selector: { matchLabels: { app: db } }
+  template:
+    metadata: { labels: { app: db } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+  volumeClaimTemplates:
+  - metadata: { name: data }
+    spec: { accessModes: [ReadWriteOnce], resources: { requests: { storage: 1Gi } } }
+"#;
+
+fn pod_names(s: &TestServer, sel: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        live_pods(s, sel).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names
+}
+
+fn sts_observed(s: &TestServer, name: &str) -> Value {
+    let mut out = Value::Null;
+    wait(s, "the set observed", || {
+        out = get_json(s, &["get", "statefulset", name]);
+        out["status"]["observedGeneration"] == out["metadata"]["generation"]
+    });
+    out
+}
+
+#[test]
+fn a_statefulset_makes_named_pods_with_claims_in_order() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(STS));
+    let out = rollout_status(&s, "statefulset/db");
+    assert!(out.contains("roll out complete") || out.contains("rolling update complete"), "{out}");
+    assert_eq!(pod_names(&s, "app=db"), ["db-0", "db-1", "db-2"]);
+    let p = get_json(&s, &["get", "pod", "db-1"]);
+    assert_eq!(p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "db-1");
+    assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(p["spec"]["hostname"], "db-1");
+    assert_eq!(p["spec"]["subdomain"], "db");
+    let volume = p["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data").cloned().unwrap();
+    assert_eq!(volume["persistentVolumeClaim"]["claimName"], "data-db-1");
+    let set = sts_observed(&s, "db");
+    let hash = p["metadata"]["labels"]["controller-revision-hash"].as_str().unwrap();
+    assert_eq!(set["status"]["updateRevision"], hash, "{set}");
+    assert_eq!(set["status"]["currentRevision"], hash, "{set}");
+    assert_eq!(set["status"]["readyReplicas"], 3);
+    let claims = s.kubectl_ok(&["get", "pvc", "-o", "name"]);
+    for c in ["data-db-0", "data-db-1", "data-db-2"] {
+        assert!(claims.contains(c), "{claims}");
+    }
+    // Scale-down removes the highest ordinals and keeps the claims (Retain).
+    s.kubectl_ok(&["scale", "statefulset", "db", "--replicas=1"]);
+    wait(&s, "one pod", || pod_names(&s, "app=db") == ["db-0"]);
+    let claims = s.kubectl_ok(&["get", "pvc", "-o", "name"]);
+    assert!(claims.contains("data-db-2"), "{claims}");
+    let describe = s.kubectl_ok(&["describe", "statefulset", "db"]);
+    assert!(describe.contains("create Pod db-0 in StatefulSet db successful"), "{describe}");
+    assert!(describe.contains("delete Pod db-2 in StatefulSet db successful"), "{describe}");
+
+    // OrderedReady waits for each pod to be ready; Parallel does not.
+    for (policy, set, expect) in [
+        ("OrderedReady", "ordered", vec!["ordered-0"]),
+        ("Parallel", "parallel", vec!["parallel-0", "parallel-1", "parallel-2"]),
+    ] {
+        let manifest = STS
+            .replace("name: db }", &format!("name: {set} }}"))
+            .replace("app: db", &format!("app: {set}"))
+            .replace("serviceName: db", &format!("serviceName: {set}\n  podManagementPolicy: {policy}"))
+            .replace("busybox:1.36", "never-ready:1");
+        s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+        let selector = format!("app={set}");
+        wait(&s, "the first pods", || pod_names(&s, &selector).len() == expect.len());
+        sts_observed(&s, set);
+        assert_eq!(pod_names(&s, &selector), expect, "{policy}");
+    }
+
+    // Ordinals can start elsewhere.
+    let manifest =
+        STS.replace("replicas: 3", "replicas: 2\n  ordinals: { start: 5 }").replace("name: db }", "name: five }");
+    let manifest = manifest.replace("app: db", "app: five");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    wait(&s, "five-5 and five-6", || pod_names(&s, "app=five") == ["five-5", "five-6"]);
+}
+
+#[test]
+fn statefulset_updates_respect_partitions_and_roll_back() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STS.replace(
+        "serviceName: db",
+        "serviceName: db\n  updateStrategy: { type: RollingUpdate, rollingUpdate: { partition: 2 } }",
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "statefulset/db");
+    let image = |pod: &str| {
+        get_json(&s, &["get", "pod", pod])["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string()
+    };
+    s.kubectl_ok(&["set", "image", "statefulset/db", "c=busybox:1.37"]);
+    // Only ordinals at or above the partition move to the new revision.
+    wait(&s, "db-2 updated", || image("db-2") == "busybox:1.37");
+    wait(&s, "status updated 1", || get_json(&s, &["get", "sts", "db"])["status"]["updatedReplicas"] == 1);
+    assert_eq!((image("db-0"), image("db-1")), ("busybox:1.36".to_string(), "busybox:1.36".to_string()));
+    let set = get_json(&s, &["get", "sts", "db"]);
+    assert_ne!(set["status"]["currentRevision"], set["status"]["updateRevision"], "{set}");
+    // Partition 0: everything rolls, and the update revision becomes current.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
+    ]);
+    rollout_status(&s, "statefulset/db");
+    wait(&s, "all updated", || ["db-0", "db-1", "db-2"].iter().all(|p| image(p) == "busybox:1.37"));
+    wait(&s, "current = update", || {
+        let set = get_json(&s, &["get", "sts", "db"]);
+        set["status"]["currentRevision"] == set["status"]["updateRevision"] && set["status"]["updatedReplicas"] == 3
+    });
+    let history = s.kubectl_ok(&["rollout", "history", "statefulset/db"]);
+    assert!(history.lines().any(|l| l.starts_with('1')) && history.lines().any(|l| l.starts_with('2')), "{history}");
+    s.kubectl_ok(&["rollout", "undo", "statefulset/db"]);
+    rollout_status(&s, "statefulset/db");
+    wait(&s, "rolled back", || ["db-0", "db-1", "db-2"].iter().all(|p| image(p) == "busybox:1.36"));
+    let revisions = get_json(&s, &["get", "controllerrevisions"]);
+    let mut numbers: Vec<i64> =
+        revisions["items"].as_array().unwrap().iter().map(|r| r["revision"].as_i64().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [2, 3], "the first revision came back as the third: {revisions}");
+
+    // OnDelete: a new template waits until a pod is deleted.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "db",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/updateStrategy","value":{"type":"OnDelete"}}]"#,
+    ]);
+    s.kubectl_ok(&["set", "image", "statefulset/db", "c=busybox:1.38"]);
+    sts_observed(&s, "db");
+    assert_eq!(image("db-1"), "busybox:1.36");
+    s.kubectl_ok(&["delete", "pod", "db-1", "--wait=false"]);
+    wait(&s, "db-1 recreated on the new template", || image("db-1") == "busybox:1.38");
+    assert_eq!(image("db-0"), "busybox:1.36");
+}
