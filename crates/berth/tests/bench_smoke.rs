@@ -77,6 +77,19 @@ fn hollow_quick_json_run_reports_every_figure() {
         .expect("running berth bench hollow");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "berth bench hollow failed: {}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
+    for name in HOLLOW_FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
+        // An idle agent may use too little CPU to show in three decimals.
+        let may_be_zero = *name == "agent_cpu_cores";
+        assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
+    }
+    assert_eq!(object.len(), HOLLOW_FIGURES.len(), "unexpected figures in {figures}");
+}
+
 /// The figures of `berth bench scheduler`.
 const SCHEDULER_FIGURES: &[&str] = &[
     "plain_pods_per_s",
@@ -91,23 +104,23 @@ const SCHEDULER_FIGURES: &[&str] = &[
     "preemption_pods_per_s",
     "preemption_p50_ms",
     "preemption_p99_ms",
+];
 
+#[test]
 fn scheduler_quick_json_run_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["bench", "scheduler", "--quick", "--json"])
+        .output()
         .expect("running berth bench scheduler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "berth bench scheduler failed: {}\n{stderr}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let figures: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
     let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in HOLLOW_FIGURES {
-        let value = object.get(*name).and_then(Value::as_f64);
-        // An idle agent may use too little CPU to show in three decimals.
-        let may_be_zero = *name == "agent_cpu_cores";
-        assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
-    }
-    assert_eq!(object.len(), HOLLOW_FIGURES.len(), "unexpected figures in {figures}");
     for name in SCHEDULER_FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
         assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+    }
     assert_eq!(object.len(), SCHEDULER_FIGURES.len(), "unexpected figures in {figures}");
 }
