@@ -13,6 +13,16 @@ if ! need kubectl && [ "$(id -u)" = 0 ] && need apt-get; then
   apt-get install -y kubectl >/dev/null 2>&1 || echo "note: kubectl is not installed; any kubectl 1.27+ works with berth" >&2
 fi
 
+# The etcd client's build script compiles etcd's protobuf definitions with protoc.
+if ! need protoc; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    apt-get update -qq && apt-get install -y -qq protobuf-compiler
+  else
+    echo "building berth needs protoc: install Debian's protobuf-compiler package" >&2
+    exit 1
+  fi
+fi
+
 cargo build --release -p berth
 data_dir="${BERTH_DATA_DIR:-$([ "$(id -u)" = 0 ] && echo /var/lib/berth/server || echo "$HOME/.local/share/berth/server")}"
 echo
