@@ -162,7 +162,11 @@ pub(super) fn namespace(ctx: &mut Ctx<'_>, obj: &Value) {
 pub(super) fn event(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, strict: bool) {
     let ns = text(obj, "/metadata/namespace");
     // The two forms name the same fields differently.
-    let (regarding, message) = if strict { ("regarding", "note") } else { ("involvedObject", "message") };
+    let (regarding, message, reporter) = if strict {
+        ("regarding", "note", "reportingController")
+    } else {
+        ("involvedObject", "message", "reportingComponent")
+    };
     let involved_ns = text(obj, &format!("/{regarding}/namespace"));
     let new_style = !text(obj, "/eventTime").is_empty();
     let mismatch = if !new_style {
@@ -178,12 +182,12 @@ pub(super) fn event(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>, strict:
         ));
     }
     if new_style || strict {
-        let controller = text(obj, "/reportingController");
+        let controller = text(obj, &format!("/{reporter}"));
         if controller.is_empty() {
-            ctx.push(FieldError::required("reportingController", ""));
+            ctx.push(FieldError::required(reporter, ""));
         } else {
             for msg in is_qualified_name(controller) {
-                ctx.push(FieldError::invalid("reportingController", quote(controller), msg));
+                ctx.push(FieldError::invalid(reporter, quote(controller), msg));
             }
         }
         for (field, limit) in
@@ -345,7 +349,7 @@ mod tests {
             "/v1/events",
             new_style,
             None,
-            &["reportingController: Required value", "reportingInstance: Required value", "action: Required value"],
+            &["reportingComponent: Required value", "reportingInstance: Required value", "action: Required value"],
         );
     }
 
