@@ -323,7 +323,8 @@ const EVERY_KIND: &str = include_str!("data/every-kind.yaml");
 
 #[test]
 fn every_kind_round_trips_through_kubectl() {
-    let s = server();
+    // The pods must be left untouched for the repeated apply to change nothing.
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
     // Client-side apply creates them all (the namespace first, as kubectl orders the file).
     let out = s.kubectl_in_ok(&["apply", "-f", "-"], Some(EVERY_KIND));
     let created = out.lines().filter(|l| l.ends_with(" created")).count();
