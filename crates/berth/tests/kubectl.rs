@@ -324,11 +324,14 @@ const EVERY_KIND: &str = include_str!("data/every-kind.yaml");
 #[test]
 fn every_kind_round_trips_through_kubectl() {
     // Only the API server and the namespace controller (which finishes the namespace's
-    // deletion at the end): other controllers would write (status, owned objects) while the
-    // test checks that a repeated apply writes nothing.
+    // deletion at the end): other controllers and the scheduler would write (status, owned
+    // objects) while the test checks that a repeated apply writes nothing.
     let others: Vec<&str> = berth_controllers::NAMES.iter().copied().filter(|n| *n != "namespace").collect();
     let disabled = others.join(",");
-    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", &disabled]);
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-controllers", &disabled, "--disable-scheduler"],
+    );
     // Client-side apply creates them all (the namespace first, as kubectl orders the file).
     let out = s.kubectl_in_ok(&["apply", "-f", "-"], Some(EVERY_KIND));
     let created = out.lines().filter(|l| l.ends_with(" created")).count();

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
+/// These tests bind pods themselves: no scheduler.
 fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"])
 }
 
 fn pod(name: &str) -> Value {

@@ -45,8 +45,7 @@ impl AffinityTerm {
 
     /// Whether `pod` is one of the pods the term is about.
     pub fn matches(&self, pod: &PodInfo) -> bool {
-        (self.all_namespaces || self.namespaces.iter().any(|n| *n == pod.namespace))
-            && self.selector.matches(&pod.labels)
+        (self.all_namespaces || self.namespaces.contains(&pod.namespace)) && self.selector.matches(&pod.labels)
     }
 }
 

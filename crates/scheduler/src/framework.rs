@@ -353,7 +353,7 @@ impl Cycle {
                 ties = 1;
             } else if *t == totals[best] {
                 ties += 1;
-                if self.random() % ties == 0 {
+                if self.random().is_multiple_of(ties) {
                     best = i;
                 }
             }

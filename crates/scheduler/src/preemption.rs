@@ -132,7 +132,13 @@ pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diag
     };
     let mut histogram: BTreeMap<std::borrow::Cow<'static, str>, usize> = BTreeMap::new();
     let mut best: Option<Victims> = None;
+    // As Kubernetes, stop after max(10% of the nodes, 100) candidates (minCandidateNodes*).
+    let wanted = (n / 10).max(100);
+    let mut candidates = 0usize;
     for (name, rejection) in &diagnosis.nodes {
+        if candidates >= wanted {
+            break;
+        }
         let Some(node) = cache.node(name).filter(|n| n.node.is_some()) else {
             continue;
         };
@@ -147,6 +153,7 @@ pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diag
                 }
             }
             Ok(v) => {
+                candidates += 1;
                 if best.as_ref().is_none_or(|b| better(&v, b)) {
                     best = Some(v);
                 }

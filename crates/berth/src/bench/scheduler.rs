@@ -108,7 +108,14 @@ pub(crate) async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
         let server = ServerProcess::start().await.context("starting a server")?;
         let measured = measure(server.addr, scenario, nodes, count).await;
         let stopped = server.stop().await.context("stopping the server");
-        let (per_s, mut latency) = measured.with_context(|| format!("scenario {}", scenario.label()))?;
+        let (per_s, mut latency) = match measured {
+            Ok(m) => m,
+            Err(e) => {
+                // Keep what was measured: print it before failing.
+                eprint!("{}", report::table("figures measured before the failure", &figures));
+                return Err(e.context(format!("scenario {}", scenario.label())));
+            }
+        };
         stopped?;
         let [k_rate, k_p50, k_p99] = scenario.keys();
         let label = scenario.label();
