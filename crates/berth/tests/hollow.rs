@@ -358,5 +358,33 @@ async fn hollow_nodes_run_in_process() {
         assert!(Instant::now() < deadline, "bound pod not Running within 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Readiness gates: Ready waits for the gate's condition, set later by some controller.
+    let gated: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "gated" },
+        "spec": { "nodeName": "inproc-0", "readinessGates": [{ "conditionType": "example.com/lb" }],
+                  "containers": [{ "name": "c", "image": "nginx:1.27" }] },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &gated).await.unwrap();
+    let ready_of = |p: &Pod| {
+        let conditions = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        conditions.into_iter().find(|c| c.type_ == "Ready").map(|c| c.status)
+    };
+    loop {
+        let p = pods.get("gated").await.unwrap();
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+            assert_eq!(ready_of(&p).as_deref(), Some("False"), "{:?}", p.status);
+            break;
+        }
+        assert!(Instant::now() < deadline, "gated pod not Running within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gate = serde_json::json!({ "status": { "conditions": [{ "type": "example.com/lb", "status": "True" }] } });
+    pods.patch_status("gated", &kube::api::PatchParams::default(), &kube::api::Patch::Strategic(&gate)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready_of(&pods.get("gated").await.unwrap()).as_deref() != Some("True") {
+        assert!(Instant::now() < deadline, "Ready did not follow the readiness gate within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     handle.stop().await;
 }

@@ -106,3 +106,7 @@ pub(crate) async fn renew_loop(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod tests;

@@ -84,15 +84,9 @@ pub(crate) struct Shared {
     pub(crate) pods: pods::Tracker,
 }
 
-/// Entry point: starts a set of hollow nodes.
-pub struct HollowNodes;
-
-impl HollowNodes {
-    /// Registers `config.nodes` nodes (re-using existing Nodes of the same names) with their
-    /// leases, then starts renewing the leases and playing pods bound to the nodes. Returns
-    /// once every node is registered.
-    pub async fn start(client: kube::Client, config: HollowConfig) -> Result<HollowHandle> {
-        config.validate()?;
+impl Shared {
+    /// The state of `config.nodes` not yet registered nodes.
+    fn new(client: kube::Client, config: HollowConfig) -> Shared {
         let nodes: Vec<NodeState> = (0..config.nodes)
             .map(|i| NodeState {
                 name: config.node_name(i),
@@ -104,7 +98,7 @@ impl HollowNodes {
             })
             .collect();
         let by_name = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        let shared = Arc::new(Shared {
+        Shared {
             client,
             writes: Semaphore::new(config.max_concurrent_writes),
             lease_writes: Semaphore::new(config.max_concurrent_writes.div_ceil(2)),
@@ -113,7 +107,20 @@ impl HollowNodes {
             by_name,
             started: Timestamp::now(),
             pods: pods::Tracker::default(),
-        });
+        }
+    }
+}
+
+/// Entry point: starts a set of hollow nodes.
+pub struct HollowNodes;
+
+impl HollowNodes {
+    /// Registers `config.nodes` nodes (re-using existing Nodes of the same names) with their
+    /// leases, then starts renewing the leases and playing pods bound to the nodes. Returns
+    /// once every node is registered.
+    pub async fn start(client: kube::Client, config: HollowConfig) -> Result<HollowHandle> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(client, config));
         // Renewals run on their schedule from the start, for each node once it is registered,
         // so that no lease ages while the others register.
         let renewals = tokio::spawn(lease::renew_loop(shared.clone()));

@@ -162,6 +162,31 @@ pub fn completed_status(pod: &Pod, placement: Placement<'_>, now: Timestamp) -> 
     }
 }
 
+/// For a running pod with readiness gates: its conditions with Ready set from the gates,
+/// when that changes Ready (a controller set or cleared a gate's condition); else None.
+pub fn ready_from_gates(pod: &Pod, now: Timestamp) -> Option<Vec<PodCondition>> {
+    let spec = pod.spec.as_ref()?;
+    let status = pod.status.as_ref()?;
+    if spec.readiness_gates.as_ref().is_none_or(Vec::is_empty) || status.phase.as_deref() != Some("Running") {
+        return None;
+    }
+    let want = readiness_gates_ready(pod);
+    let ready = status.conditions.iter().flatten().find(|c| c.type_ == "Ready")?;
+    if (ready.status == "True") == want {
+        return None;
+    }
+    let reason = if want { None } else { Some("ReadinessGatesNotReady") };
+    let updated = condition(status, "Ready", want, reason, now);
+    Some(
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| if c.type_ == "Ready" { updated.clone() } else { c.clone() })
+            .collect(),
+    )
+}
+
 /// Init containers: run-once ones terminated Completed, sidecars (restartPolicy Always) running.
 fn init_statuses(pod: &Pod, started: &Time, now: Timestamp) -> Option<Vec<ContainerStatus>> {
     let spec = pod.spec.as_ref()?;

@@ -133,6 +133,26 @@ fn readiness_gates_hold_ready_back_and_sidecars_run() {
 }
 
 #[test]
+fn ready_follows_readiness_gates_later() {
+    let mut p = pod(json!({ "readinessGates": [{ "conditionType": "example.com/other" }] }));
+    p.status = Some(running_status(&p, AT, now()));
+    // Nothing changed: no update.
+    assert!(ready_from_gates(&p, now()).is_none());
+    // A controller sets the gate's condition: Ready turns True, other conditions kept.
+    let mut conditions = p.status.as_ref().unwrap().conditions.clone().unwrap();
+    conditions.push(serde_json::from_value(json!({ "type": "example.com/other", "status": "True" })).unwrap());
+    p.status.as_mut().unwrap().conditions = Some(conditions);
+    let updated = ready_from_gates(&p, now()).expect("Ready changes");
+    let ready = updated.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", None));
+    assert!(updated.iter().any(|c| c.type_ == "example.com/other"));
+    // Pods without gates are never touched.
+    let mut plain = pod(json!({}));
+    plain.status = Some(running_status(&plain, AT, now()));
+    assert!(ready_from_gates(&plain, now()).is_none());
+}
+
+#[test]
 fn completed_status_terminates_containers() {
     let mut p = pod(json!({ "restartPolicy": "Never" }));
     p.status = Some(running_status(&p, AT, now()));

@@ -127,8 +127,19 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
         t.task = Some(tokio::spawn(remove(shared.clone(), pod, at)).abort_handle());
         return;
     }
-    if pods.contains_key(&uid) {
-        return; // in hand: our own status writes come back here
+    if let Some(t) = pods.get(&uid) {
+        // In hand (our own status writes come back here); readiness gates may flip Ready.
+        if t.stage == Stage::Running
+            && let Some(conditions) = pod_status::ready_from_gates(&pod, Timestamp::now())
+        {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let status =
+                    k8s_openapi::api::core::v1::PodStatus { conditions: Some(conditions), ..Default::default() };
+                patch_status(&shared, &pod, &status).await;
+            });
+        }
+        return;
     }
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     match phase {
