@@ -166,7 +166,15 @@ async fn raw_etcd_puts(store: &EtcdStore, clients: usize, n: usize) -> anyhow::R
                     return anyhow::Ok(lat);
                 }
                 let t = Instant::now();
-                client.put(format!("/bench/raw/{i:06}"), value.clone(), None).await.context("etcd put")?;
+                // Like etcdctl, retry a put that a fresh cluster's election turned away.
+                let mut attempts = 0;
+                while let Err(e) = client.put(format!("/bench/raw/{i:06}"), value.clone(), None).await {
+                    attempts += 1;
+                    if attempts >= 20 {
+                        return Err(e).context("etcd put");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 lat.push(t.elapsed());
             }
         });
