@@ -16,6 +16,12 @@ fn pod(name: &str, port: i32) -> Value {
         "spec": { "containers": [{ "name": "c", "image": "busybox:1.36", "ports": [{ "name": "http", "containerPort": port }] }] } })
 }
 
+/// A server whose pods the test runs itself: no scheduler (there are no nodes to bind to)
+/// to write their status meanwhile.
+fn server() -> TestServer {
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"])
+}
+
 /// Plays the kubelet: the pod runs at `ip` and is (not) ready.
 fn set_status(s: &TestServer, name: &str, ip: &str, ready: bool) {
     let (code, mut p) = s.http_json("GET", &format!("{PODS}/{name}"), None);
@@ -66,7 +72,7 @@ fn slice_endpoints(s: &TestServer, service: &str) -> Vec<(String, bool, bool, bo
 
 #[test]
 fn endpoints_follow_pod_readiness() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let s = server();
     s.kubectl_in_ok(
         &["apply", "-f", "-"],
         Some(
@@ -162,7 +168,7 @@ spec:
 
 #[test]
 fn publish_not_ready_addresses_and_many_pods_in_slices_of_100() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let s = server();
     let svc = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "many" },
         "spec": { "selector": { "app": "web" }, "publishNotReadyAddresses": true, "ports": [{ "port": 80, "targetPort": 8080 }] } });
     let (code, v) = s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc));
@@ -192,7 +198,7 @@ fn publish_not_ready_addresses_and_many_pods_in_slices_of_100() {
 
 #[test]
 fn manual_endpoints_of_a_selectorless_service_are_mirrored() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let s = server();
     s.kubectl_in_ok(
         &["apply", "-f", "-"],
         Some(

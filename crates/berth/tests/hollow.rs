@@ -135,7 +135,8 @@ spec:
 
 #[test]
 fn hollow_nodes_register_run_pods_and_renew_leases() {
-    let s = TestServer::start(Path::new(BIN));
+    // The test assigns a podCIDR itself: the node IPAM controller stays out of it.
+    let s = TestServer::start_with(Path::new(BIN), &["--disable-controllers", "nodeipam"]);
     let flags = [
         "--nodes",
         "3",
