@@ -171,40 +171,12 @@ fn has_request(c: &Container, name: &str) -> bool {
 
 /// Parses a quantity for the named resource: millicores for `cpu`, base units (rounded up) otherwise.
 pub fn parse_for(name: &str, s: &str) -> i64 {
-    let v = parse_quantity(s).unwrap_or(0.0);
+    // The API server validated the quantity; the same parser reads it here.
+    let v = berth_api::validation::parse_quantity(s).unwrap_or(0.0);
     let scaled = if name == "cpu" { v * 1000.0 } else { v };
     // Tiny float noise (0.1 * 1000) must not round up to the next unit.
     let rounded = (scaled - 1e-9).ceil();
     if rounded >= i64::MAX as f64 { i64::MAX } else { rounded.max(0.0) as i64 }
-}
-
-/// Parses a Kubernetes quantity (`100m`, `1.5`, `2Gi`, `1e3`, `5k`) into its value.
-pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
 }
 
 #[cfg(test)]
