@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod daemonset;
 mod deployment;
 mod events;
 pub mod leader_election;
@@ -37,7 +38,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Names of the controllers, as `--disable-controllers` takes them.
-pub const NAMES: &[&str] = &["serviceaccount", "replicaset", "replicationcontroller", "deployment", "statefulset"];
+pub const NAMES: &[&str] =
+    &["serviceaccount", "replicaset", "replicationcontroller", "deployment", "statefulset", "daemonset"];
 
 /// Which controllers run.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +84,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("statefulset") {
         all.push(("statefulset", Box::pin(statefulset::run(client.clone()))));
+    }
+    if options.enabled("daemonset") {
+        all.push(("daemonset", Box::pin(daemonset::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
