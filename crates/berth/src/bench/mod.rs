@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod controllers;
 mod report;
 mod server;
 mod stats;
@@ -24,11 +25,14 @@ pub(crate) struct BenchArgs {
 enum Area {
     /// The API server over HTTP: start-up, memory, create/get/update, LIST, watch fan-out.
     Api(api::ApiArgs),
+    /// The workload controllers: a Deployment of 3,000 replicas, a rolling update, a cascade delete.
+    Controllers(controllers::ControllersArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
+        Area::Controllers(a) => controllers::run(a).await,
     }
 }
