@@ -50,6 +50,20 @@ async fn play(api: &Api<Pod>, pod: &Pod) {
         return;
     }
     let spec = pod.spec.clone().unwrap_or_default();
+    // Plays the scheduler for daemon pods: bind a pod pinned to a node by name.
+    if spec.node_name.as_deref().unwrap_or_default().is_empty() {
+        let pinned = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|n| {
+            let terms = &n.required_during_scheduling_ignored_during_execution.as_ref()?.node_selector_terms;
+            terms.iter().flat_map(|t| t.match_fields.iter().flatten()).find_map(|r| r.values.as_ref()?.first().cloned())
+        });
+        if let Some(node) = pinned {
+            let binding = json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": name },
+                "target": { "apiVersion": "v1", "kind": "Node", "name": node } });
+            let _ = api
+                .create_subresource::<Value, Value>("binding", &name, &kube::api::PostParams::default(), &binding)
+                .await;
+        }
+    }
     if spec.containers.iter().any(|c| c.image.as_deref().unwrap_or_default().contains("never-ready")) {
         return;
     }
@@ -565,4 +579,110 @@ fn statefulset_updates_respect_partitions_and_roll_back() {
     s.kubectl_ok(&["delete", "pod", "db-1", "--wait=false"]);
     wait(&s, "db-1 recreated on the new template", || image("db-1") == "busybox:1.38");
     assert_eq!(image("db-0"), "busybox:1.36");
+}
+
+fn node(s: &TestServer, name: &str, labels: Value, taints: Value) {
+    let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels }, "spec": { "taints": taints } });
+    let (code, v) = s.http_json("POST", "/api/v1/nodes", Some(&node));
+    assert_eq!(code, 201, "{v}");
+}
+
+/// The nodes the pods with `sel` are bound to, sorted.
+fn pod_nodes(s: &TestServer, sel: &str) -> Vec<String> {
+    let mut nodes: Vec<String> =
+        live_pods(s, sel).iter().map(|p| p["spec"]["nodeName"].as_str().unwrap_or("?").to_string()).collect();
+    nodes.sort();
+    nodes
+}
+
+const DS: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: { name: agent }
+spec:
+  selector: { matchLabels: { app: agent } }
+  template:
+    metadata: { labels: { app: agent } }
+    spec: { containers: [{ name: c, image: "busybox:1.36" }] }
+"#;
+
+#[test]
+fn a_daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    node(&s, "n1", json!({ "disk": "hdd" }), json!([]));
+    node(&s, "n2", json!({ "disk": "hdd" }), json!([{ "key": "dedicated", "value": "db", "effect": "NoSchedule" }]));
+    node(&s, "n3", json!({ "disk": "ssd" }), json!([]));
+    // Taints every DaemonSet tolerates by itself.
+    node(
+        &s,
+        "n4",
+        json!({ "disk": "hdd" }),
+        json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoExecute" },
+               { "key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule" }]),
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(DS));
+    wait(&s, "pods on n1, n3, n4", || pod_nodes(&s, "app=agent") == ["n1", "n3", "n4"]);
+    let p = &live_pods(&s, "app=agent")[0];
+    let term = &p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        [0];
+    assert_eq!(term["matchFields"][0]["key"], "metadata.name", "{p}");
+    let tolerations = p["spec"]["tolerations"].as_array().unwrap();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/disk-pressure",
+        "node.kubernetes.io/memory-pressure",
+        "node.kubernetes.io/pid-pressure",
+        "node.kubernetes.io/unschedulable",
+    ] {
+        assert!(tolerations.iter().any(|t| t["key"] == key), "{key} in {tolerations:?}");
+    }
+    let out = rollout_status(&s, "daemonset/agent");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let ds = get_json(&s, &["get", "ds", "agent"]);
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 3, "{ds}");
+    assert_eq!(ds["status"]["currentNumberScheduled"], 3);
+    assert_eq!(ds["status"]["numberReady"], 3);
+    assert_eq!(ds["status"]["numberAvailable"], 3);
+    assert_eq!(ds["status"]["updatedNumberScheduled"], 3);
+    assert_eq!(ds["status"]["numberMisscheduled"], 0);
+
+    // A toleration for the dedicated taint adds n2; a nodeSelector narrows to n3.
+    let tolerant = DS.replace("name: agent }", "name: tolerant }").replace("app: agent", "app: tolerant").replace(
+        "spec: { containers",
+        "spec: { tolerations: [{ key: dedicated, operator: Equal, value: db, effect: NoSchedule }], containers",
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&tolerant));
+    wait(&s, "tolerant on all four", || pod_nodes(&s, "app=tolerant") == ["n1", "n2", "n3", "n4"]);
+    let ssd = DS
+        .replace("name: agent }", "name: ssd }")
+        .replace("app: agent", "app: ssd")
+        .replace("spec: { containers", "spec: { nodeSelector: { disk: ssd }, containers");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&ssd));
+    wait(&s, "ssd only on n3", || pod_nodes(&s, "app=ssd") == ["n3"]);
+
+    // A new node gets a pod; an untolerated NoExecute taint evicts it; a deleted node's pod goes.
+    node(&s, "n5", json!({}), json!([]));
+    wait(&s, "a pod on n5", || pod_nodes(&s, "app=agent") == ["n1", "n3", "n4", "n5"]);
+    s.kubectl_ok(&["taint", "node", "n5", "evict=yes:NoExecute"]);
+    wait(&s, "n5's pod gone", || pod_nodes(&s, "app=agent") == ["n1", "n3", "n4"]);
+    s.kubectl_ok(&["delete", "node", "n1"]);
+    wait(&s, "n1's pod gone", || pod_nodes(&s, "app=agent") == ["n3", "n4"]);
+
+    // A rolling update replaces every pod; history and undo work.
+    s.kubectl_ok(&["set", "image", "daemonset/agent", "c=busybox:1.37"]);
+    rollout_status(&s, "daemonset/agent");
+    let images = || -> Vec<String> {
+        live_pods(&s, "app=agent")
+            .iter()
+            .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
+            .collect()
+    };
+    wait(&s, "all on 1.37", || images().len() == 2 && images().iter().all(|i| i == "busybox:1.37"));
+    let history = s.kubectl_ok(&["rollout", "history", "daemonset/agent"]);
+    assert!(history.lines().any(|l| l.starts_with('2')), "{history}");
+    s.kubectl_ok(&["rollout", "undo", "daemonset/agent"]);
+    wait(&s, "back on 1.36", || images().len() == 2 && images().iter().all(|i| i == "busybox:1.36"));
+    rollout_status(&s, "daemonset/agent");
 }

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod daemonset;
 mod deployment;
 mod discovery;
 mod disruption;
@@ -52,6 +53,7 @@ pub const NAMES: &[&str] = &[
     "replicationcontroller",
     "deployment",
     "statefulset",
+    "daemonset",
     "garbagecollector",
     "namespace",
     "endpoints",
@@ -153,6 +155,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("statefulset") {
         all.push(("statefulset", Box::pin(statefulset::run(client.clone()))));
+    }
+    if options.enabled("daemonset") {
+        all.push(("daemonset", Box::pin(daemonset::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

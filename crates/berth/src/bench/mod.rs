@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod controllers;
 mod hollow;
 mod report;
 mod scheduler;
@@ -34,6 +35,8 @@ enum Area {
     Store(store::StoreArgs),
     /// The scheduler: pods/s and create-to-bound latency at thousands of API-created nodes.
     Scheduler(scheduler::SchedulerArgs),
+    /// The workload controllers: a Deployment of 3,000 replicas, a rolling update, a cascade delete.
+    Controllers(controllers::ControllersArgs),
 }
 
 /// Runs the chosen benchmark and prints its figures.
@@ -43,5 +46,6 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Area::Hollow(a) => hollow::run(a).await,
         Area::Store(a) => store::run(a).await,
         Area::Scheduler(a) => scheduler::run(a).await,
+        Area::Controllers(a) => controllers::run(a).await,
     }
 }

@@ -1,0 +1,200 @@
+//! DaemonSet controller: one pod on every eligible node, pinned to it by required node
+//! affinity on `metadata.name` (the scheduler binds it), updated through ControllerRevisions
+//! (RollingUpdate with maxUnavailable/maxSurge, or OnDelete), as Kubernetes'
+//! `pkg/controller/daemon`. Decisions are in [`sync`]; this module does the IO.
+
+pub(crate) mod sync;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::events::Events;
+use crate::pods;
+use crate::replicaset::{Expectations, adopt_and_release};
+use crate::revisions::{self, HASH_LABEL};
+
+struct Ctx {
+    client: kube::Client,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    expectations: Expectations,
+    events: Events,
+}
+
+/// Runs the DaemonSet controller.
+pub(crate) async fn run(client: kube::Client) {
+    let (pods_reader, pods_writer) = reflector::store::<Pod>();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(pods_writer)
+        .touched_objects();
+    let (nodes_reader, nodes_writer) = reflector::store::<Node>();
+    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(nodes_writer)
+        .touched_objects();
+    let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
+    let sets = controller.store();
+    let all_sets = sets.clone();
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        pods: pods_reader,
+        nodes: nodes_reader,
+        expectations: Expectations::default(),
+        events: Events::new(client, "daemonset-controller"),
+    });
+    controller
+        .watches_stream(pod_events, move |pod: Pod| sets_of(&sets, &pod))
+        .watches_stream(node_events, move |_node: Node| {
+            all_sets.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn sets_of(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(r) = pods::controller_ref(&pod.metadata) {
+        return if r.kind == "DaemonSet" { vec![ObjectRef::new(&r.name).within(&ns)] } else { vec![] };
+    }
+    sets.state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|s| pods::selects(s.spec.as_ref().map(|sp| &sp.selector), pod.metadata.labels.as_ref()))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
+    let _ = ctx.pods.wait_until_ready().await;
+    let _ = ctx.nodes.wait_until_ready().await;
+    let ns = ds.namespace().unwrap_or_default();
+    let name = ds.name_any();
+    let key = format!("{ns}/{name}");
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let cr_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+    let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let spec = ds.spec.clone().unwrap_or_default();
+    let ours = pods::owner_ref("apps/v1", "DaemonSet", &ds.metadata);
+    let in_ns = ctx.pods.state_filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
+    let claims = pods::claim(&ds.metadata, Some(&spec.selector), in_ns.iter().map(Arc::as_ref));
+    let owned = adopt_and_release(&pod_api, claims, &ours).await?;
+
+    let history = revisions::list(&cr_api, &ds.metadata).await?;
+    let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
+    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let update =
+        match revisions::ensure(&cr_api, ours.clone(), labels, &spec.template, &history, collision_count).await? {
+            Ok(cr) => cr,
+            Err(count) => {
+                let patch = json!({ "status": { "collisionCount": count } });
+                ds_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+                return Ok(Action::requeue(Duration::from_millis(100)));
+            }
+        };
+    // Pods carry the hash part of the revision's name.
+    let update_hash = update.name_any().strip_prefix(&format!("{name}-")).unwrap_or_default().to_string();
+
+    let nodes_arc = ctx.nodes.state();
+    let nodes: Vec<&Node> = nodes_arc.iter().map(Arc::as_ref).collect();
+    let now = Timestamp::now();
+    if ds.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key, &ns, &ctx.pods) {
+        let plan = sync::plan(&ds, &nodes, &owned, &update_hash, now);
+        let regarding = ds.object_ref(&());
+        let mut created = Vec::new();
+        let mut deleted = Vec::new();
+        let template_spec = spec.template.spec.clone().unwrap_or_default();
+        let meta = spec.template.metadata.clone().unwrap_or_default();
+        let creates = plan.create.iter().map(|node| {
+            let mut labels = meta.labels.clone().unwrap_or_default();
+            labels.insert(HASH_LABEL.into(), update_hash.clone());
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    generate_name: Some(format!("{name}-")),
+                    labels: Some(labels),
+                    annotations: meta.annotations.clone(),
+                    owner_references: Some(vec![ours.clone()]),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(sync::pod_spec_for(&template_spec, node)),
+                status: None,
+            };
+            let api = pod_api.clone();
+            async move { (node.clone(), api.create(&PostParams::default(), &pod).await) }
+        });
+        let mut failure = None;
+        for (node, r) in futures::future::join_all(creates).await {
+            match r {
+                Ok(p) => {
+                    let note = format!("Created pod: {}", p.name_any());
+                    ctx.events.normal(&regarding, "SuccessfulCreate", note).await;
+                    created.push(p.name_any());
+                }
+                Err(e) => {
+                    let note = format!("Error creating: {e} (node {node})");
+                    ctx.events.warning(&regarding, "FailedCreate", note.clone()).await;
+                    failure.get_or_insert(note);
+                }
+            }
+        }
+        for pod_name in &plan.delete {
+            match pod_api.delete(pod_name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    ctx.events.normal(&regarding, "SuccessfulDelete", format!("Deleted pod: {pod_name}")).await;
+                    if let Some(p) = owned.iter().find(|p| p.metadata.name.as_deref() == Some(pod_name.as_str())) {
+                        deleted.push(p.metadata.uid.clone().unwrap_or_default());
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ctx.expectations.expect(&key, created, deleted);
+        if let Some(f) = failure {
+            return Err(crate::Error::Sync(f));
+        }
+    }
+
+    let status = sync::status(&ds, &nodes, &owned, &update_hash, now);
+    if Some(&status) != ds.status.as_ref() {
+        let patch = json!({ "metadata": { "resourceVersion": ds.metadata.resource_version }, "status": status });
+        match ds_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut keep: Vec<String> = vec![update.name_any()];
+    keep.extend(
+        owned.iter().filter_map(|p| p.metadata.labels.as_ref()?.get(HASH_LABEL).map(|h| format!("{name}-{h}"))),
+    );
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    revisions::delete(&cr_api, revisions::history_to_delete(&history, &keep, limit)).await?;
+
+    Ok(match pods::next_available_in(&owned, spec.min_ready_seconds.unwrap_or(0), now) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    })
+}
+
+fn error_policy(ds: Arc<DaemonSet>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::debug!(%error, daemonset = %ds.name_any(), "daemonset controller: retrying");
+    let conflict = matches!(error, crate::Error::Api(kube::Error::Api(e)) if e.code == 409);
+    Action::requeue(if conflict { Duration::from_millis(200) } else { Duration::from_secs(2) })
+}
