@@ -11,6 +11,7 @@ mod disruption;
 mod endpoints;
 mod events;
 mod garbagecollector;
+mod job;
 pub mod leader_election;
 mod namespace;
 pub mod nodeipam;
@@ -126,6 +127,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("podgc") {
         all.push(("podgc", Box::pin(podgc::run(client.clone(), options.terminated_pod_gc_threshold))));
+    }
+    if options.enabled("job") {
+        all.push(("job", Box::pin(job::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
