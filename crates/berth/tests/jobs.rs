@@ -165,3 +165,77 @@ fn indexed_jobs_and_pod_failure_policy() {
     s.kubectl_ok(&["patch", "job", "later", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
     assert!(wait_until(WAIT, || active_pods(&s, "later").len() == 1), "not resumed: {}", job(&s, "later"));
 }
+
+#[test]
+fn finished_jobs_go_after_their_ttl() {
+    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    create_job(&s, "brief", json!({ "ttlSecondsAfterFinished": 2 }));
+    assert!(wait_until(WAIT, || active_pods(&s, "brief").len() == 1));
+    finish(&s, &active_pods(&s, "brief").remove(0), 0);
+    assert!(wait_until(WAIT, || condition(&job(&s, "brief"), "Complete").is_some()));
+    assert!(
+        wait_until(WAIT, || s.http_json("GET", &format!("{JOBS}/brief"), None).0 == 404),
+        "not deleted:\n{}",
+        s.log()
+    );
+    assert!(wait_until(WAIT, || pods_of(&s, "brief").is_empty()), "{:?}", pods_of(&s, "brief"));
+}
+
+#[test]
+fn a_cronjob_runs_jobs_on_its_schedule() {
+    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: { name: tick }
+spec:
+  schedule: "* * * * *"
+  timeZone: Etc/UTC
+  jobTemplate:
+    metadata: { labels: { app: tick } }
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{ name: c, image: busybox:1.36 }]
+"#,
+        ),
+    );
+    let cronjobs = "/apis/batch/v1/namespaces/default/cronjobs/tick";
+    let tick_jobs = || -> Vec<Value> {
+        s.http_json("GET", &format!("{JOBS}?labelSelector=app%3Dtick"), None).1["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The next minute starts a Job named after its scheduled minute.
+    assert!(wait_until(Duration::from_secs(90), || !tick_jobs().is_empty()), "no job:\n{}", s.log());
+    let j = tick_jobs().remove(0);
+    let name = j["metadata"]["name"].as_str().unwrap().to_string();
+    let scheduled =
+        j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().unwrap().to_string();
+    let minutes = scheduled.parse::<jiff::Timestamp>().unwrap().as_second() / 60;
+    assert_eq!(name, format!("tick-{minutes}"));
+    assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert!(
+        wait_until(WAIT, || {
+            let cj = s.http_json("GET", cronjobs, None).1;
+            cj["status"]["lastScheduleTime"].is_string() && cj["status"]["active"][0]["name"] == name
+        }),
+        "{}",
+        s.http_json("GET", cronjobs, None).1
+    );
+    // Its pod succeeds: the Job completes and the CronJob records the success.
+    assert!(wait_until(WAIT, || active_pods(&s, &name).len() == 1));
+    finish(&s, &active_pods(&s, &name).remove(0), 0);
+    assert!(
+        wait_until(WAIT, || s.http_json("GET", cronjobs, None).1["status"]["lastSuccessfulTime"].is_string()),
+        "{}",
+        s.http_json("GET", cronjobs, None).1
+    );
+    let out = s.kubectl_ok(&["get", "cronjob", "tick"]);
+    assert!(out.contains("* * * * *"), "{out}");
+}

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod cronjob;
 mod discovery;
 mod disruption;
 mod endpoints;
@@ -19,6 +20,7 @@ mod nodelifecycle;
 mod podgc;
 mod selector;
 mod serviceaccounts;
+mod ttlafterfinished;
 
 use std::collections::BTreeSet;
 
@@ -130,6 +132,12 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("job") {
         all.push(("job", Box::pin(job::run(client.clone()))));
+    }
+    if options.enabled("cronjob") {
+        all.push(("cronjob", Box::pin(cronjob::run(client.clone()))));
+    }
+    if options.enabled("ttl-after-finished") {
+        all.push(("ttl-after-finished", Box::pin(ttlafterfinished::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
