@@ -34,11 +34,39 @@ pub(crate) async fn run(client: kube::Client) {
         .touched_objects();
     let events = Events::new(client.clone(), "job-controller");
     let ctx = Arc::new(Ctx { client: client.clone(), pods, events });
-    Controller::new(Api::<Job>::all(client), watcher::Config::default())
-        .owns_stream(pod_events)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
+    let orphans = release_orphans(ctx.clone(), controller.store());
+    let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
+    tokio::join!(run, orphans);
+}
+
+/// Pods still tracked by a Job that is gone (deleted without the controller seeing it)
+/// lose the tracking finalizer, as Kubernetes' orphan pod finalizer removal does.
+async fn release_orphans(ctx: Arc<Ctx>, jobs: Store<Job>) {
+    let _ = jobs.wait_until_ready().await;
+    let _ = ctx.pods.wait_until_ready().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let all = ctx.pods.state();
+        for pod in all.iter().filter(|p| p.metadata.finalizers.iter().flatten().any(|f| f == sync::TRACKING)) {
+            let Some(owner) = pod.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Job")
+            else {
+                continue;
+            };
+            if jobs.state().iter().any(|j| j.metadata.uid.as_deref() == Some(owner.uid.as_str())) {
+                continue;
+            }
+            let ns = pod.namespace().unwrap_or_default();
+            let live = Api::<Job>::namespaced(ctx.client.clone(), &ns).get_opt(&owner.name).await;
+            if matches!(&live, Ok(Some(j)) if j.metadata.uid.as_deref() == Some(owner.uid.as_str())) || live.is_err() {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            if let Err(e) = remove_finalizer(&api, &all, &ns, &pod.name_any()).await {
+                tracing::debug!(pod = %pod.name_any(), error = %e, "job controller: releasing an orphan failed");
+            }
+        }
+    }
 }
 
 fn job_ref(job: &Job) -> ObjectReference {
