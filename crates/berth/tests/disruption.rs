@@ -49,7 +49,10 @@ fn wait_allowed(s: &TestServer, allowed: i64) -> Value {
 #[test]
 fn drain_is_blocked_by_a_budget_then_allowed() {
     // The node has no Lease: a long grace period keeps the node lifecycle controller out of this.
-    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--node-monitor-grace-period", "1h"]);
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-scheduler", "--node-monitor-grace-period", "1h"],
+    );
     let (code, v) = s.http_json(
         "POST",
         "/api/v1/nodes",
@@ -118,7 +121,7 @@ fn drain_is_blocked_by_a_budget_then_allowed() {
 
 #[test]
 fn percentages_need_controllers() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
     ready_pod(&s, "bare");
     s.kubectl_in_ok(
         &["apply", "-f", "-"],

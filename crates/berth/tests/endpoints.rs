@@ -191,8 +191,13 @@ fn publish_not_ready_addresses_and_many_pods_in_slices_of_100() {
     );
     // Not ready, but published: ready everywhere.
     assert!(slice_endpoints(&s, "many").iter().all(|e| e.1 && e.2));
+    // The Endpoints (another controller) catch up too.
+    assert!(
+        wait_until(WAIT, || endpoints(&s, "many")["subsets"][0]["addresses"].as_array().map(Vec::len) == Some(150)),
+        "{}",
+        endpoints(&s, "many")
+    );
     let ep = endpoints(&s, "many");
-    assert_eq!(ep["subsets"][0]["addresses"].as_array().map(Vec::len), Some(150));
     assert!(ep["subsets"][0].get("notReadyAddresses").is_none());
 }
 

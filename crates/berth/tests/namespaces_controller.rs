@@ -37,7 +37,7 @@ fn condition(ns: &Value, type_: &str) -> Option<(String, String, String)> {
 
 #[test]
 fn namespace_deletion_removes_content_and_reports_what_remains() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
     s.kubectl_in_ok(&["apply", "-f", "-"], Some(CRD));
     s.kubectl_ok(&["create", "namespace", "doomed"]);
     s.kubectl_ok(&["-n", "doomed", "create", "configmap", "c1", "--from-literal=a=b"]);
@@ -112,7 +112,10 @@ fn namespace_deletion_removes_content_and_reports_what_remains() {
 
 #[test]
 fn without_the_controller_a_namespace_stays_terminating() {
-    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", "namespace"]);
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-scheduler", "--disable-controllers", "namespace"],
+    );
     s.kubectl_ok(&["create", "namespace", "stuck"]);
     s.kubectl_ok(&["-n", "stuck", "create", "configmap", "c1"]);
     s.kubectl_ok(&["delete", "namespace", "stuck", "--wait=false"]);

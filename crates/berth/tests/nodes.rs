@@ -201,7 +201,10 @@ fn a_node_that_stops_renewing_its_lease_turns_unknown_and_its_pods_are_evicted()
 
 #[test]
 fn terminated_pods_beyond_the_threshold_are_collected_oldest_first() {
-    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--terminated-pod-gc-threshold", "2"]);
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-scheduler", "--terminated-pod-gc-threshold", "2"],
+    );
     for i in 0..4 {
         let name = format!("done-{i}");
         let pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },

@@ -10,7 +10,12 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 
 /// These tests bind pods themselves: no scheduler.
 fn server() -> TestServer {
-    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"])
+    // The tests bind pods to nodes that do not exist and play the kubelet: no scheduler,
+    // and no pod GC to collect pods of missing nodes.
+    TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-scheduler", "--disable-controllers", "podgc"],
+    )
 }
 
 fn pod(name: &str) -> Value {
@@ -113,7 +118,7 @@ fn eviction_honours_pod_disruption_budgets() {
     // The budget's status is written by the test, not by the disruption controller.
     let s = TestServer::start_with(
         Path::new(env!("CARGO_BIN_EXE_berth")),
-        &["--disable-scheduler", "--disable-controllers", "disruption"],
+        &["--disable-scheduler", "--disable-controllers", "disruption,podgc"],
     );
     s.http_json("POST", PODS, Some(&pod("r")));
     // Running, so a budget applies.

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod discovery;
@@ -13,6 +14,7 @@ mod disruption;
 mod endpoints;
 mod events;
 mod garbagecollector;
+mod job;
 pub mod leader_election;
 mod namespace;
 pub mod nodeipam;
@@ -24,6 +26,7 @@ mod revisions;
 mod selector;
 mod serviceaccounts;
 mod statefulset;
+mod ttlafterfinished;
 
 use std::collections::BTreeSet;
 
@@ -63,6 +66,9 @@ pub const NAMES: &[&str] = &[
     "nodelifecycle",
     "nodeipam",
     "podgc",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
 ];
 
 /// Which controllers run, and their settings.
@@ -158,6 +164,15 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("daemonset") {
         all.push(("daemonset", Box::pin(daemonset::run(client.clone()))));
+    }
+    if options.enabled("job") {
+        all.push(("job", Box::pin(job::run(client.clone()))));
+    }
+    if options.enabled("cronjob") {
+        all.push(("cronjob", Box::pin(cronjob::run(client.clone()))));
+    }
+    if options.enabled("ttl-after-finished") {
+        all.push(("ttl-after-finished", Box::pin(ttlafterfinished::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -1,0 +1,241 @@
+//! Jobs against the real server, the test playing the kubelet (pods' phases written
+//! through the API): completions, finalizer tracking, failures with back-off, Indexed mode.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+
+fn create_job(s: &TestServer, name: &str, spec: Value) {
+    let mut full = json!({ "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox:1.36" }] } } });
+    for (k, v) in spec.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    let (code, v) = s.http_json(
+        "POST",
+        JOBS,
+        Some(&json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": name }, "spec": full })),
+    );
+    assert_eq!(code, 201, "{v}");
+}
+
+fn pods_of(s: &TestServer, job: &str) -> Vec<Value> {
+    let path = format!("{PODS}?labelSelector=batch.kubernetes.io%2Fjob-name%3D{job}");
+    let mut items = s.http_json("GET", &path, None).1["items"].as_array().cloned().unwrap_or_default();
+    items.sort_by_key(|p| {
+        p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string()
+            + p["metadata"]["name"].as_str().unwrap_or("")
+    });
+    items
+}
+
+fn active_pods(s: &TestServer, job: &str) -> Vec<Value> {
+    pods_of(s, job)
+        .into_iter()
+        .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .collect()
+}
+
+/// Plays the kubelet: the pod's container exits with `code`.
+fn finish(s: &TestServer, pod: &Value, code: i32) {
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let mut p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
+    let t = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    p["status"] = json!({ "phase": if code == 0 { "Succeeded" } else { "Failed" },
+        "containerStatuses": [{ "name": "c", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0,
+            "state": { "terminated": { "exitCode": code, "startedAt": t, "finishedAt": t } } }] });
+    let (status, v) = s.http_json("PUT", &format!("{PODS}/{name}/status"), Some(&p));
+    assert_eq!(status, 200, "{v}");
+}
+
+fn job(s: &TestServer, name: &str) -> Value {
+    s.http_json("GET", &format!("{JOBS}/{name}"), None).1
+}
+
+fn condition(job: &Value, type_: &str) -> Option<Value> {
+    job["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_ && c["status"] == "True").cloned()
+}
+
+#[test]
+fn a_job_runs_its_completions_and_releases_its_pods() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(&s, "two", json!({ "completions": 2, "parallelism": 1 }));
+    assert!(wait_until(WAIT, || active_pods(&s, "two").len() == 1), "no pod:\n{}", s.log());
+    let first = active_pods(&s, "two").remove(0);
+    assert_eq!(first["metadata"]["finalizers"], json!(["batch.kubernetes.io/job-tracking"]));
+    assert_eq!(first["metadata"]["ownerReferences"][0]["kind"], "Job");
+    assert!(wait_until(WAIT, || job(&s, "two")["status"]["active"] == 1));
+    finish(&s, &first, 0);
+    // The next pod starts; the first is counted and released.
+    assert!(
+        wait_until(WAIT, || active_pods(&s, "two").len() == 1 && pods_of(&s, "two").len() == 2),
+        "{:?}",
+        pods_of(&s, "two")
+    );
+    assert!(wait_until(WAIT, || job(&s, "two")["status"]["succeeded"] == 1), "{}", job(&s, "two"));
+    let released = s.http_json("GET", &format!("{PODS}/{}", first["metadata"]["name"].as_str().unwrap()), None).1;
+    assert!(
+        released["metadata"].get("finalizers").is_none_or(|f| f.as_array().is_some_and(Vec::is_empty)),
+        "{released}"
+    );
+    finish(&s, &active_pods(&s, "two").remove(0), 0);
+    assert!(wait_until(WAIT, || condition(&job(&s, "two"), "Complete").is_some()), "{}", job(&s, "two"));
+    let j = job(&s, "two");
+    assert_eq!(j["status"]["succeeded"], 2);
+    assert!(j["status"]["completionTime"].is_string());
+    assert!(condition(&j, "SuccessCriteriaMet").is_some());
+    s.kubectl_ok(&["wait", "--for=condition=complete", "job/two", "--timeout=30s"]);
+    let out = s.kubectl_ok(&["get", "job", "two"]);
+    assert!(out.contains("2/2"), "{out}");
+    let described = s.kubectl_ok(&["describe", "job", "two"]);
+    assert!(described.contains("SuccessfulCreate") && described.contains("Completed"), "{described}");
+    // Deleting the job takes its pods (garbage collector).
+    s.kubectl_ok(&["delete", "job", "two"]);
+    assert!(wait_until(WAIT, || pods_of(&s, "two").is_empty()), "{:?}", pods_of(&s, "two"));
+}
+
+#[test]
+fn failures_back_off_and_exceed_the_limit() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(&s, "flaky", json!({ "backoffLimit": 1 }));
+    assert!(wait_until(WAIT, || active_pods(&s, "flaky").len() == 1), "no pod:\n{}", s.log());
+    finish(&s, &active_pods(&s, "flaky").remove(0), 1);
+    assert!(wait_until(WAIT, || job(&s, "flaky")["status"]["failed"] == 1), "{}", job(&s, "flaky"));
+    // Back-off: 10 s before the replacement (a slow machine only makes it later).
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(active_pods(&s, "flaky").is_empty(), "replaced during the back-off");
+    assert!(wait_until(WAIT, || active_pods(&s, "flaky").len() == 1), "never replaced");
+    finish(&s, &active_pods(&s, "flaky").remove(0), 1);
+    assert!(wait_until(WAIT, || condition(&job(&s, "flaky"), "Failed").is_some()), "{}", job(&s, "flaky"));
+    let failed = condition(&job(&s, "flaky"), "Failed").unwrap();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    assert!(condition(&job(&s, "flaky"), "FailureTarget").is_some());
+    assert_eq!(job(&s, "flaky")["status"]["failed"], 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(active_pods(&s, "flaky").is_empty(), "no pod after the job failed");
+}
+
+#[test]
+fn indexed_jobs_and_pod_failure_policy() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(&s, "idx", json!({ "completions": 3, "parallelism": 3, "completionMode": "Indexed" }));
+    assert!(wait_until(WAIT, || active_pods(&s, "idx").len() == 3), "{:?}", pods_of(&s, "idx"));
+    let mut indexes: Vec<String> = active_pods(&s, "idx")
+        .iter()
+        .map(|p| {
+            let i =
+                p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap().to_string();
+            assert_eq!(p["spec"]["hostname"], format!("idx-{i}"));
+            let env = &p["spec"]["containers"][0]["env"];
+            assert!(
+                env.as_array().unwrap().iter().any(|e| e["name"] == "JOB_COMPLETION_INDEX" && e["value"] == i),
+                "{env}"
+            );
+            i
+        })
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
+    for p in active_pods(&s, "idx") {
+        finish(&s, &p, 0);
+    }
+    assert!(wait_until(WAIT, || condition(&job(&s, "idx"), "Complete").is_some()), "{}", job(&s, "idx"));
+    assert_eq!(job(&s, "idx")["status"]["completedIndexes"], "0-2");
+
+    create_job(
+        &s,
+        "policy",
+        json!({ "backoffLimit": 5, "podFailurePolicy": { "rules": [
+            { "action": "FailJob", "onExitCodes": { "operator": "In", "values": [42] } } ] } }),
+    );
+    assert!(wait_until(WAIT, || active_pods(&s, "policy").len() == 1));
+    finish(&s, &active_pods(&s, "policy").remove(0), 42);
+    assert!(wait_until(WAIT, || condition(&job(&s, "policy"), "Failed").is_some()), "{}", job(&s, "policy"));
+    assert_eq!(condition(&job(&s, "policy"), "Failed").unwrap()["reason"], "PodFailurePolicy");
+
+    // Suspended: no pods.
+    create_job(&s, "later", json!({ "suspend": true }));
+    assert!(wait_until(WAIT, || condition(&job(&s, "later"), "Suspended").is_some()));
+    assert!(pods_of(&s, "later").is_empty());
+    s.kubectl_ok(&["patch", "job", "later", "--type=merge", "-p", r#"{"spec":{"suspend":false}}"#]);
+    assert!(wait_until(WAIT, || active_pods(&s, "later").len() == 1), "not resumed: {}", job(&s, "later"));
+}
+
+#[test]
+fn finished_jobs_go_after_their_ttl() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(&s, "brief", json!({ "ttlSecondsAfterFinished": 2 }));
+    assert!(wait_until(WAIT, || active_pods(&s, "brief").len() == 1));
+    finish(&s, &active_pods(&s, "brief").remove(0), 0);
+    assert!(wait_until(WAIT, || condition(&job(&s, "brief"), "Complete").is_some()));
+    assert!(
+        wait_until(WAIT, || s.http_json("GET", &format!("{JOBS}/brief"), None).0 == 404),
+        "not deleted:\n{}",
+        s.log()
+    );
+    assert!(wait_until(WAIT, || pods_of(&s, "brief").is_empty()), "{:?}", pods_of(&s, "brief"));
+}
+
+#[test]
+fn a_cronjob_runs_jobs_on_its_schedule() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: { name: tick }
+spec:
+  schedule: "* * * * *"
+  timeZone: Etc/UTC
+  jobTemplate:
+    metadata: { labels: { app: tick } }
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{ name: c, image: busybox:1.36 }]
+"#,
+        ),
+    );
+    let cronjobs = "/apis/batch/v1/namespaces/default/cronjobs/tick";
+    let tick_jobs = || -> Vec<Value> {
+        s.http_json("GET", &format!("{JOBS}?labelSelector=app%3Dtick"), None).1["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The next minute starts a Job named after its scheduled minute.
+    assert!(wait_until(Duration::from_secs(90), || !tick_jobs().is_empty()), "no job:\n{}", s.log());
+    let j = tick_jobs().remove(0);
+    let name = j["metadata"]["name"].as_str().unwrap().to_string();
+    let scheduled =
+        j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"].as_str().unwrap().to_string();
+    let minutes = scheduled.parse::<jiff::Timestamp>().unwrap().as_second() / 60;
+    assert_eq!(name, format!("tick-{minutes}"));
+    assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert!(
+        wait_until(WAIT, || {
+            let cj = s.http_json("GET", cronjobs, None).1;
+            cj["status"]["lastScheduleTime"].is_string() && cj["status"]["active"][0]["name"] == name
+        }),
+        "{}",
+        s.http_json("GET", cronjobs, None).1
+    );
+    // Its pod succeeds: the Job completes and the CronJob records the success.
+    assert!(wait_until(WAIT, || active_pods(&s, &name).len() == 1));
+    finish(&s, &active_pods(&s, &name).remove(0), 0);
+    assert!(
+        wait_until(WAIT, || s.http_json("GET", cronjobs, None).1["status"]["lastSuccessfulTime"].is_string()),
+        "{}",
+        s.http_json("GET", cronjobs, None).1
+    );
+    let out = s.kubectl_ok(&["get", "cronjob", "tick"]);
+    assert!(out.contains("* * * * *"), "{out}");
+}

@@ -1,0 +1,179 @@
+//! Job controller: runs a Job's pods to completion (parallelism, completions, Indexed
+//! mode, back-off, deadline, pod failure policy, suspend), tracks them with the
+//! `batch.kubernetes.io/job-tracking` finalizer, and reports status and conditions.
+//! Each sync is decided by [`sync::sync`]; this module does the IO.
+
+pub(crate) mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use crate::events::Events;
+
+struct Ctx {
+    client: kube::Client,
+    pods: Store<Pod>,
+    events: Events,
+}
+
+pub(crate) async fn run(client: kube::Client) {
+    let (pods, writer) = reflector::store::<Pod>();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let events = Events::new(client.clone(), "job-controller");
+    let ctx = Arc::new(Ctx { client: client.clone(), pods, events });
+    let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
+    let orphans = release_orphans(ctx.clone(), controller.store());
+    let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
+    tokio::join!(run, orphans);
+}
+
+/// Pods still tracked by a Job that is gone (deleted without the controller seeing it)
+/// lose the tracking finalizer, as Kubernetes' orphan pod finalizer removal does.
+async fn release_orphans(ctx: Arc<Ctx>, jobs: Store<Job>) {
+    let _ = jobs.wait_until_ready().await;
+    let _ = ctx.pods.wait_until_ready().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let all = ctx.pods.state();
+        for pod in all.iter().filter(|p| p.metadata.finalizers.iter().flatten().any(|f| f == sync::TRACKING)) {
+            let Some(owner) = pod.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == "Job")
+            else {
+                continue;
+            };
+            if jobs.state().iter().any(|j| j.metadata.uid.as_deref() == Some(owner.uid.as_str())) {
+                continue;
+            }
+            let ns = pod.namespace().unwrap_or_default();
+            let live = Api::<Job>::namespaced(ctx.client.clone(), &ns).get_opt(&owner.name).await;
+            if matches!(&live, Ok(Some(j)) if j.metadata.uid.as_deref() == Some(owner.uid.as_str())) || live.is_err() {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            if let Err(e) = remove_finalizer(&api, &all, &ns, &pod.name_any()).await {
+                tracing::debug!(pod = %pod.name_any(), error = %e, "job controller: releasing an orphan failed");
+            }
+        }
+    }
+}
+
+fn job_ref(job: &Job) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        namespace: job.metadata.namespace.clone(),
+        name: job.metadata.name.clone(),
+        uid: job.metadata.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> crate::Result<Action> {
+    if job.metadata.deletion_timestamp.is_some() {
+        // Its pods go with it (garbage collector); let them go now.
+        let ns = job.namespace().unwrap_or_default();
+        release_all(&ctx, &job, &ns).await?;
+        return Ok(Action::await_change());
+    }
+    let ns = job.namespace().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let all = ctx.pods.state();
+    let pods: Vec<&Pod> = all
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid))
+        .map(|p| p.as_ref())
+        .collect();
+    let plan = sync::sync(&job, &pods, jiff::Timestamp::now());
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    // The status first: counted pods are recorded before they lose their finalizer.
+    if job.status.as_ref() != Some(&plan.status) {
+        let patch = json!({ "status": plan.status });
+        jobs.patch_status(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    for name in &plan.remove_finalizers {
+        remove_finalizer(&pod_api, &all, &ns, name).await?;
+    }
+    for name in &plan.delete {
+        match pod_api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => ctx.events.normal(&job_ref(&job), "SuccessfulDelete", format!("Deleted pod: {name}")).await,
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for index in &plan.create {
+        let pod = sync::new_pod(&job, *index);
+        match pod_api.create(&PostParams::default(), &pod).await {
+            Ok(created) => {
+                ctx.events
+                    .normal(&job_ref(&job), "SuccessfulCreate", format!("Created pod: {}", created.name_any()))
+                    .await
+            }
+            Err(e) => {
+                ctx.events.warning(&job_ref(&job), "FailedCreate", format!("Error creating: {e}")).await;
+                return Err(e.into());
+            }
+        }
+    }
+    for (warning, reason, message) in plan.events {
+        if warning {
+            ctx.events.warning(&job_ref(&job), &reason, message).await;
+        } else {
+            ctx.events.normal(&job_ref(&job), &reason, message).await;
+        }
+    }
+    Ok(match plan.requeue {
+        Some(d) => Action::requeue(Duration::from_millis(d.as_millis().clamp(100, i128::from(u32::MAX)) as u64)),
+        None => Action::await_change(),
+    })
+}
+
+/// Removes the tracking finalizer of pod `name` (guarded by the finalizer list it had).
+async fn remove_finalizer(api: &Api<Pod>, all: &[Arc<Pod>], ns: &str, name: &str) -> Result<(), kube::Error> {
+    let Some(pod) = all.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(ns)) else {
+        return Ok(());
+    };
+    let old = pod.metadata.finalizers.clone().unwrap_or_default();
+    let left: Vec<&String> = old.iter().filter(|f| *f != sync::TRACKING).collect();
+    let ops = json!([
+        { "op": "test", "path": "/metadata/finalizers", "value": old },
+        { "op": "replace", "path": "/metadata/finalizers", "value": left },
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(kube::Error::SerdeError)?;
+    match api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops the tracking finalizer from every pod of a Job being deleted.
+async fn release_all(ctx: &Ctx, job: &Job, ns: &str) -> Result<(), kube::Error> {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let all = ctx.pods.state();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    for pod in all.iter().filter(|p| p.owner_references().iter().any(|o| o.uid == uid)) {
+        if pod.metadata.finalizers.iter().flatten().any(|f| f == sync::TRACKING) {
+            remove_finalizer(&api, &all, ns, &pod.name_any()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn error_policy(_job: Arc<Job>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
+    tracing::debug!(%error, "job controller: retrying");
+    Action::requeue(Duration::from_secs(1))
+}

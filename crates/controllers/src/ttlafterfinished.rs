@@ -1,0 +1,86 @@
+//! TTL-after-finished controller: deletes a finished Job (with its pods, in the
+//! foreground) once `ttlSecondsAfterFinished` has passed since it finished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{DeleteParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, ResourceExt};
+
+/// When `job` is to be deleted: its finish time plus its TTL; `None` without a TTL or
+/// while it runs.
+pub(crate) fn expires_at(job: &Job) -> Option<jiff::Timestamp> {
+    let ttl = job.spec.as_ref()?.ttl_seconds_after_finished?;
+    let status = job.status.as_ref()?;
+    let finished = status
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+        .chain(status.completion_time.as_ref().map(|t| t.0))
+        .min()?;
+    Some(finished + jiff::SignedDuration::from_secs(i64::from(ttl)))
+}
+
+pub(crate) async fn run(client: kube::Client) {
+    Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(client))
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> crate::Result<Action> {
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let Some(at) = expires_at(&job) else { return Ok(Action::await_change()) };
+    let now = jiff::Timestamp::now();
+    if at > now {
+        return Ok(Action::requeue(Duration::from_millis(at.duration_since(now).as_millis().max(100) as u64)));
+    }
+    let api: Api<Job> = Api::namespaced((*client).clone(), &job.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: job.metadata.uid.clone(), resource_version: None }),
+        ..DeleteParams::foreground()
+    };
+    match api.delete(&job.name_any(), &params).await {
+        Ok(_) => tracing::info!(job = %job.name_any(), "ttl-after-finished: deleted"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}
+
+fn error_policy(_job: Arc<Job>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
+    tracing::debug!(%error, "ttl-after-finished: retrying");
+    Action::requeue(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(ttl: Option<i32>, conditions: serde_json::Value) -> Job {
+        serde_json::from_value(json!({ "metadata": { "name": "j" },
+            "spec": { "ttlSecondsAfterFinished": ttl, "template": { "spec": { "containers": [] } } },
+            "status": { "conditions": conditions } }))
+        .unwrap()
+    }
+
+    #[test]
+    fn expiry_counts_from_the_finish() {
+        let done = json!([{ "type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" }]);
+        assert_eq!(expires_at(&job(Some(30), done.clone())), Some("2026-01-01T00:00:30Z".parse().unwrap()));
+        assert_eq!(expires_at(&job(None, done)), None);
+        let failed = json!([{ "type": "Failed", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z" }]);
+        assert_eq!(expires_at(&job(Some(0), failed)), Some("2026-01-01T00:01:00Z".parse().unwrap()));
+        let running = json!([{ "type": "Suspended", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" }]);
+        assert_eq!(expires_at(&job(Some(0), running)), None);
+    }
+}
