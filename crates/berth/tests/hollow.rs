@@ -310,7 +310,8 @@ async fn hollow_nodes_run_in_process() {
     use k8s_openapi::api::core::v1::{Node, Pod};
     use kube::api::{Api, ListParams, PostParams};
 
-    let s = TestServer::start(Path::new(BIN));
+    // The test binds its pods itself through pods/binding.
+    let s = TestServer::start_with(Path::new(BIN), &["--disable-scheduler"]);
     let client = kube::Client::try_from(kube::Config::new(s.url.parse().unwrap())).unwrap();
     let config = HollowConfig {
         nodes: 2,
