@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
-use kube::Resource;
 use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 
 /// The annotation that lowers (or raises) the cost of deleting a pod on scale-down.
 pub(crate) const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -41,6 +42,32 @@ pub(crate) fn selects(selector: Option<&LabelSelector>, labels: Option<&BTreeMap
         Ok(s) => s.matches(labels.unwrap_or(&empty)),
         Err(_) => false,
     }
+}
+
+/// The controllers (of `kind` in `api_version`) to sync when `pod` changes: its controller
+/// if it has one of that kind, else every one in its namespace whose selector selects it
+/// (which may adopt it).
+pub(crate) fn owners_of<K: Resource<DynamicType = ()> + Clone>(
+    owners: &Store<K>,
+    api_version: &str,
+    kind: &str,
+    selector_of: impl Fn(&K) -> Option<LabelSelector>,
+    pod: &Pod,
+) -> Vec<ObjectRef<K>> {
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(r) = controller_ref(&pod.metadata) {
+        if r.kind == kind && r.api_version == api_version {
+            return vec![ObjectRef::new(&r.name).within(&ns)];
+        }
+        return vec![];
+    }
+    owners
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
+        .filter(|o| selects(selector_of(o).as_ref(), pod.metadata.labels.as_ref()))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// Whether the pod counts towards its controller's replicas: not finished, not being deleted.

@@ -58,26 +58,15 @@ pub(crate) async fn run(client: kube::Client) {
         events: Events::new(client, "daemonset-controller"),
     });
     controller
-        .watches_stream(pod_events, move |pod: Pod| sets_of(&sets, &pod))
+        .watches_stream(pod_events, move |pod: Pod| {
+            pods::owners_of(&sets, "apps/v1", "DaemonSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
+        })
         .watches_stream(node_events, move |_node: Node| {
             all_sets.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn sets_of(sets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = pods::controller_ref(&pod.metadata) {
-        return if r.kind == "DaemonSet" { vec![ObjectRef::new(&r.name).within(&ns)] } else { vec![] };
-    }
-    sets.state()
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|s| pods::selects(s.spec.as_ref().map(|sp| &sp.selector), pod.metadata.labels.as_ref()))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {

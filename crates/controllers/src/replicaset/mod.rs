@@ -122,33 +122,12 @@ where
         events: Events::new(client, kind.controller()),
     });
     controller
-        .watches_stream(pod_events, move |pod: Pod| owners_of(&owners, kind, convert, &pod))
+        .watches_stream(pod_events, move |pod: Pod| {
+            pods::owners_of(&owners, kind.api_version(), kind.kind(), |o| convert(o).selector, &pod)
+        })
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// The owners to sync when `pod` changes: its controller, or every owner selecting it.
-fn owners_of<K: Resource<DynamicType = ()> + Clone>(
-    owners: &Store<K>,
-    kind: Kind,
-    convert: fn(&K) -> Replicated,
-    pod: &Pod,
-) -> Vec<ObjectRef<K>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = pods::controller_ref(&pod.metadata) {
-        if r.kind == kind.kind() && r.api_version == kind.api_version() {
-            return vec![ObjectRef::new(&r.name).within(&ns)];
-        }
-        return vec![];
-    }
-    owners
-        .state()
-        .iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(ns.as_str()))
-        .filter(|o| pods::selects(convert(o).selector.as_ref(), pod.metadata.labels.as_ref()))
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
 }
 
 async fn reconcile<K>(obj: Arc<K>, ctx: Arc<Ctx<K>>) -> crate::Result<Action>

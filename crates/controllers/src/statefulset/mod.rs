@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -48,23 +48,12 @@ pub(crate) async fn run(client: kube::Client) {
         events: Events::new(client, "statefulset-controller"),
     });
     controller
-        .watches_stream(pod_events, move |pod: Pod| sets_of(&sets, &pod))
+        .watches_stream(pod_events, move |pod: Pod| {
+            pods::owners_of(&sets, "apps/v1", "StatefulSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-fn sets_of(sets: &Store<StatefulSet>, pod: &Pod) -> Vec<ObjectRef<StatefulSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = pods::controller_ref(&pod.metadata) {
-        return if r.kind == "StatefulSet" { vec![ObjectRef::new(&r.name).within(&ns)] } else { vec![] };
-    }
-    sets.state()
-        .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|s| pods::selects(s.spec.as_ref().map(|sp| &sp.selector), pod.metadata.labels.as_ref()))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
