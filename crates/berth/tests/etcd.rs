@@ -37,28 +37,6 @@ fn etcd_keys(etcd: &Etcd, prefix: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
-/// Starts a long-running kubectl and returns it with a channel of its stdout lines.
-fn spawn_lines(s: &TestServer, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(berth_testkit::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&s.kubeconfig)
-        .args(args)
-        .env("HOME", s.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kubectl");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -91,7 +69,7 @@ fn kubectl_works_on_etcd_and_data_survives_a_restart() {
     s.kubectl_ok(&["create", "configmap", "first", "--from-literal=a=1"]);
 
     // A watch sees writes made after it started.
-    let (mut child, rx) = spawn_lines(&s, &["get", "configmaps", "-w", "-o", "name", "--request-timeout=30s"]);
+    let (mut child, rx) = s.kubectl_lines(&["get", "configmaps", "-w", "-o", "name", "--request-timeout=30s"]);
     let mut seen = Vec::new();
     let initial = wait_until(Duration::from_secs(30), || {
         seen.extend(rx.try_iter());

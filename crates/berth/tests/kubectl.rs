@@ -14,28 +14,6 @@ fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
-/// Starts a long-running kubectl (e.g. `get -w`) and returns it with a channel of its stdout lines.
-fn spawn_lines(s: &TestServer, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = std::process::Command::new(berth_testkit::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&s.kubeconfig)
-        .args(args)
-        .env("HOME", s.dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn kubectl");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -210,7 +188,7 @@ fn patch_label_annotate_and_scale() {
 fn watch_streams_changes_to_kubectl() {
     let s = server();
     s.kubectl_ok(&["create", "configmap", "watched", "--from-literal=a=1"]);
-    let (mut child, rx) = spawn_lines(&s, &["get", "configmaps", "-w", "-o", "name", "--request-timeout=20s"]);
+    let (mut child, rx) = s.kubectl_lines(&["get", "configmaps", "-w", "-o", "name", "--request-timeout=20s"]);
     let first = rx.recv_timeout(Duration::from_secs(10)).expect("initial line");
     assert_eq!(first, "configmap/watched");
     s.kubectl_ok(&["create", "configmap", "later", "--from-literal=b=2"]);
@@ -290,7 +268,7 @@ fn namespace_deletion_removes_its_content() {
 fn watch_prints_table_rows_and_edit_round_trips() {
     let s = server();
     s.kubectl_in_ok(&["create", "-f", "-"], Some(DEPLOYMENT));
-    let (mut child, rx) = spawn_lines(&s, &["get", "deployments", "-w", "--request-timeout=20s"]);
+    let (mut child, rx) = s.kubectl_lines(&["get", "deployments", "-w", "--request-timeout=20s"]);
     let header = rx.recv_timeout(Duration::from_secs(10)).expect("header");
     assert!(header.starts_with("NAME") && header.contains("UP-TO-DATE"), "{header}");
     let first = rx.recv_timeout(Duration::from_secs(10)).expect("row");
