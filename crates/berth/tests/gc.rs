@@ -150,21 +150,7 @@ fn cluster_scoped_owners_and_custom_resources() {
     assert!(gone(&s, &format!("{CMS}/of-role")), "dependent of a cluster-scoped owner not collected");
 
     // A custom resource created after the collector started: owner and dependent.
-    let crd = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: { name: widgets.example.com }
-spec:
-  group: example.com
-  scope: Namespaced
-  names: { plural: widgets, singular: widget, kind: Widget }
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
-"#;
-    s.kubectl_in_ok(&["apply", "-f", "-"], Some(crd));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(include_str!("data/widgets-crd.yaml")));
     let widgets = "/apis/example.com/v1/namespaces/default/widgets";
     assert!(wait_until(WAIT, || s.http_json("GET", widgets, None).0 == 200));
     let w = create(

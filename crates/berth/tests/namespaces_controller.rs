@@ -10,20 +10,8 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-const CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: { name: widgets.example.com }
-spec:
-  group: example.com
-  scope: Namespaced
-  names: { plural: widgets, singular: widget, kind: Widget }
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
-"#;
+/// A namespaced custom resource kind with any content (Widget).
+const CRD: &str = include_str!("data/widgets-crd.yaml");
 
 fn condition(ns: &Value, type_: &str) -> Option<(String, String, String)> {
     ns["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
