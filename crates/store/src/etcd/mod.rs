@@ -198,6 +198,14 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// A store key-value from etcd's.
+/// The key's current value, read by the `or_else` get of a transaction whose compare failed.
+fn failed_compare_value(first: Option<TxnOpResponse>) -> Option<KeyValue> {
+    match first {
+        Some(TxnOpResponse::Get(get)) => get.kvs().first().map(kv_from),
+        _ => None,
+    }
+}
+
 fn kv_from(kv: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -574,10 +582,7 @@ impl Store for EtcdStore {
         let revision = from_etcd(header_revision(resp.header()));
         let first = resp.op_responses().into_iter().next();
         if !resp.succeeded() {
-            let current = match first {
-                Some(TxnOpResponse::Get(get)) => get.kvs().first().map(kv_from),
-                _ => None,
-            };
+            let current = failed_compare_value(first);
             // After a retry, the key may hold the write that went through unconfirmed.
             if let Some(current) = current
                 .as_ref()
@@ -623,10 +628,7 @@ impl Store for EtcdStore {
         let revision = from_etcd(header_revision(resp.header()));
         let first = resp.op_responses().into_iter().next();
         if !resp.succeeded() {
-            let current = match first {
-                Some(TxnOpResponse::Get(get)) => get.kvs().first().map(kv_from),
-                _ => None,
-            };
+            let current = failed_compare_value(first);
             return match current {
                 None => Err(Error::NotFound(key.to_string())),
                 Some(kv) => Err(Error::Conflict { key: key.to_string(), current: Some(Box::new(kv)) }),
