@@ -72,8 +72,11 @@ fn wait_bound(s: &TestServer, name: &str) -> String {
     node.unwrap_or_default()
 }
 
-/// Waits for PodScheduled=False and returns its message.
-fn wait_unschedulable(s: &TestServer, name: &str) -> String {
+/// Waits for PodScheduled=False with a message `want` accepts, and returns the message.
+/// The scheduler may first try the pod before its cache has every node the test made; it
+/// tries again when nodes arrive and rewrites the message, so the test waits for the
+/// message it expects rather than the first one.
+fn wait_unschedulable(s: &TestServer, name: &str, want: impl Fn(&str) -> bool) -> String {
     let mut message = String::new();
     assert!(
         wait_until(WAIT, || {
@@ -84,16 +87,21 @@ fn wait_unschedulable(s: &TestServer, name: &str) -> String {
             match cond {
                 Some(c) if c["status"] == "False" && c["reason"] == "Unschedulable" => {
                     message = c["message"].as_str().unwrap_or("").to_string();
-                    true
+                    want(&message)
                 }
                 _ => false,
             }
         }),
-        "pod {name} never marked unschedulable: {}",
+        "pod {name} never marked unschedulable as expected (last message {message:?}): {}",
         get_pod(s, name)
     );
     assert!(node_of(s, name).is_none());
     message
+}
+
+/// Waits for PodScheduled=False with exactly this message.
+fn wait_unschedulable_with(s: &TestServer, name: &str, expected: &str) {
+    wait_unschedulable(s, name, |m| m == expected);
 }
 
 fn events_for(s: &TestServer, pod: &str) -> Vec<Value> {
@@ -164,11 +172,8 @@ fn anti_affinity_exhaustion_leaves_pods_pending_with_the_reason() {
     let n1 = wait_bound(&s, "db-1");
     assert_ne!(n0, n1);
     create_ok(&s, "db-2", json!({"app": "db"}), anti);
-    let message = wait_unschedulable(&s, "db-2");
-    assert_eq!(
-        message,
-        "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
-    );
+    let message = "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.";
+    wait_unschedulable_with(&s, "db-2", message);
     let e = wait_event(&s, "db-2", "FailedScheduling");
     assert_eq!(e["type"], "Warning");
     assert_eq!(e["message"], message);
@@ -188,9 +193,10 @@ fn taints_tolerations_and_the_kubernetes_message() {
     }
     let big = json!({"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "2"}}}]});
     create_ok(&s, "big", json!({}), big.clone());
-    assert_eq!(
-        wait_unschedulable(&s, "big"),
-        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 3 Insufficient cpu. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    wait_unschedulable_with(
+        &s,
+        "big",
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 3 Insufficient cpu. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.",
     );
     let mut tolerant = big;
     tolerant["tolerations"] =
@@ -225,8 +231,7 @@ fn extended_resources_are_counted() {
     assert_eq!(wait_bound(&s, "g0"), "gpu");
     assert_eq!(wait_bound(&s, "g1"), "gpu");
     create_ok(&s, "g2", json!({}), gpu);
-    let message = wait_unschedulable(&s, "g2");
-    assert!(message.starts_with("0/2 nodes are available: 2 Insufficient nvidia.com/gpu."), "{message}");
+    wait_unschedulable(&s, "g2", |m| m.starts_with("0/2 nodes are available: 2 Insufficient nvidia.com/gpu."));
 }
 
 #[test]
@@ -293,8 +298,7 @@ fn preemption_policy_never_keeps_the_pod_pending() {
     let mut polite = spec;
     polite["priorityClassName"] = json!("polite");
     create_ok(&s, "waits", json!({}), polite);
-    let message = wait_unschedulable(&s, "waits");
-    assert!(message.contains("not eligible due to preemptionPolicy=Never"), "{message}");
+    wait_unschedulable(&s, "waits", |m| m.contains("not eligible due to preemptionPolicy=Never"));
     assert!(node_of(&s, "low").is_some());
 }
 
@@ -302,7 +306,7 @@ fn preemption_policy_never_keeps_the_pod_pending() {
 fn nodes_added_later_and_removed_nodes() {
     let s = server();
     create_ok(&s, "early", json!({}), json!({}));
-    assert_eq!(wait_unschedulable(&s, "early"), "no nodes available to schedule pods");
+    wait_unschedulable_with(&s, "early", "no nodes available to schedule pods");
     add_node(&s, "late", json!({}), json!([]), cpu("4"));
     assert_eq!(wait_bound(&s, "early"), "late");
     // A node removed mid-way takes no more pods.
