@@ -223,7 +223,7 @@ fn volume(v: &mut Value) {
     if !v.is_object() {
         return;
     }
-    if !crate::validation::VOLUME_SOURCES.iter().any(|s| present(v, &format!("/{s}"))) {
+    if !crate::validation::volume_source_keys().any(|s| present(v, &format!("/{s}"))) {
         set(v, "emptyDir", json!({}));
     }
     for key in ["secret", "configMap", "downwardAPI", "projected"] {

@@ -13,6 +13,8 @@ pub enum FieldErrorKind {
     NotSupported,
     /// A value appears twice where it must be unique: "Duplicate value".
     Duplicate,
+    /// A value names something that does not exist: "Not found".
+    NotFound,
     /// A field may not be set (or changed): "Forbidden".
     Forbidden,
     /// A value is too long: "Too long".
@@ -35,6 +37,7 @@ impl FieldErrorKind {
             FieldErrorKind::Invalid => "FieldValueInvalid",
             FieldErrorKind::NotSupported => "FieldValueNotSupported",
             FieldErrorKind::Duplicate => "FieldValueDuplicate",
+            FieldErrorKind::NotFound => "FieldValueNotFound",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong => "FieldValueTooLong",
             FieldErrorKind::TooMany => "FieldValueTooMany",
@@ -50,6 +53,7 @@ impl FieldErrorKind {
             FieldErrorKind::Invalid | FieldErrorKind::TypeInvalid => "Invalid value",
             FieldErrorKind::NotSupported => "Unsupported value",
             FieldErrorKind::Duplicate => "Duplicate value",
+            FieldErrorKind::NotFound => "Not found",
             FieldErrorKind::Forbidden => "Forbidden",
             FieldErrorKind::TooLong => "Too long",
             FieldErrorKind::TooMany => "Too many",

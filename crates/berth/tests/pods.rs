@@ -159,3 +159,46 @@ fn eviction_honours_pod_disruption_budgets() {
     assert_eq!(budget["status"]["disruptionsAllowed"], 0);
     assert!(budget["status"]["disruptedPods"]["r"].is_string(), "{budget}");
 }
+
+#[test]
+fn bad_volumes_and_env_are_refused_with_every_cause() {
+    let s = server();
+    let mut p = pod("vols");
+    p["spec"]["volumes"] = json!([{"name": "conf", "configMap": {"name": "m", "items": [{"key": "k", "path": "../escape"}]}},
+        {"name": "host", "hostPath": {"path": "/var/../etc"}}]);
+    p["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "conf", "mountPath": "/etc/conf"}, {"name": "host", "mountPath": "/etc/conf"}]);
+    p["spec"]["containers"][0]["env"] = json!([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s"}}}]);
+    let (code, v) = s.http_json("POST", PODS, Some(&p));
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["reason"], "Invalid");
+    let causes: Vec<String> = v["details"]["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .map(|c| format!("{}: {}", c["field"].as_str().unwrap_or(""), c["message"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            r#"spec.volumes[0].configMap.items[0].path: Invalid value: "../escape": must not contain '..'"#,
+            r#"spec.volumes[1].hostPath.path: Invalid value: "/var/../etc": must not contain '..'"#,
+            "spec.containers[0].env[0].valueFrom.secretKeyRef.key: Required value",
+            r#"spec.containers[0].volumeMounts[0].name: Not found: "conf""#,
+            r#"spec.containers[0].volumeMounts[1].name: Not found: "host""#,
+            r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/etc/conf": must be unique"#,
+        ],
+        "{v}"
+    );
+    assert!(v["details"]["causes"].as_array().expect("causes").iter().any(|c| c["reason"] == "FieldValueNotFound"));
+    // Nothing was written.
+    assert_eq!(s.http_json("GET", &format!("{PODS}/vols"), None).0, 404);
+    // The same pod with valid volumes is accepted and mounts them.
+    p["spec"]["volumes"][0]["configMap"]["items"][0]["path"] = json!("conf/k");
+    p["spec"]["volumes"][1]["hostPath"]["path"] = json!("/var/log");
+    p["spec"]["containers"][0]["volumeMounts"][1]["mountPath"] = json!("/var/log/host");
+    p["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["key"] = json!("password");
+    let (code, v) = s.http_json("POST", PODS, Some(&p));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
+}

@@ -5,12 +5,14 @@
 //! the API server.
 
 mod cluster;
+mod env;
 mod names;
 mod other;
 mod pod;
 mod scheduling;
+mod volumes;
 
-pub(crate) use pod::VOLUME_SOURCES;
+pub(crate) use volumes::volume_source_keys;
 mod workloads;
 
 use serde_json::{Map, Value};

@@ -1,51 +1,17 @@
 //! Pod spec validation (pods and the pod templates of workloads) and the pod update rule.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
 use super::duplicate;
-use super::{Ctx, is_dns1123_label, is_env_var_name, is_port_name, is_valid_port, parse_quantity, quote};
+use super::{Ctx, is_dns1123_label, is_port_name, is_valid_port, parse_quantity, quote};
 use crate::field_error::FieldError;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
-
-/// The volume sources a volume may name, exactly one of which must be set.
-pub(crate) const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
 
 /// Validates a Pod; on update only a few spec fields may change.
 pub(super) fn validate_pod(ctx: &mut Ctx<'_>, obj: &Value, old: Option<&Value>) {
@@ -80,7 +46,7 @@ pub(super) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 
 /// Validates a pod spec at `path`.
 pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, restart_policies: &[&str]) {
-    let volumes = validate_volumes(ctx, spec, path);
+    let volumes = super::volumes::validate_volumes(ctx, spec, path);
     let mut names = HashSet::new();
     let containers = array(spec, "containers");
     if containers.is_empty() {
@@ -125,35 +91,12 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
     super::scheduling::validate(ctx, spec, path);
 }
 
-fn validate_volumes(ctx: &mut Ctx<'_>, spec: &Value, path: &str) -> HashSet<String> {
-    let mut names = HashSet::new();
-    for (i, v) in array(spec, "volumes").iter().enumerate() {
-        let vpath = format!("{path}.volumes[{i}]");
-        let name = text(v, "name");
-        if name.is_empty() {
-            ctx.push(FieldError::required(format!("{vpath}.name"), ""));
-        } else {
-            ctx.check_str(&format!("{vpath}.name"), name, is_dns1123_label);
-            if !names.insert(name.to_string()) {
-                ctx.push(duplicate(format!("{vpath}.name"), name));
-            }
-        }
-        let sources = VOLUME_SOURCES.iter().filter(|s| v.get(**s).is_some_and(|x| !x.is_null())).count();
-        if sources == 0 {
-            ctx.push(FieldError::required(vpath, "must specify a volume type"));
-        } else if sources > 1 {
-            ctx.push(FieldError::forbidden(vpath, "may not specify more than 1 volume type"));
-        }
-    }
-    names
-}
-
 fn validate_container(
     ctx: &mut Ctx<'_>,
     c: &Value,
     path: &str,
     names: &mut HashSet<String>,
-    volumes: &HashSet<String>,
+    volumes: &HashMap<String, &'static str>,
 ) {
     let name = text(c, "name");
     if name.is_empty() {
@@ -193,27 +136,8 @@ fn validate_container(
         }
         ctx.one_of(&format!("{ppath}.protocol"), p.get("protocol"), PROTOCOLS);
     }
-    for (i, e) in array(c, "env").iter().enumerate() {
-        let epath = format!("{path}.env[{i}].name");
-        let ename = text(e, "name");
-        if ename.is_empty() {
-            ctx.push(FieldError::required(epath, ""));
-        } else {
-            ctx.check_str(&epath, ename, is_env_var_name);
-        }
-    }
-    for (i, m) in array(c, "volumeMounts").iter().enumerate() {
-        let mpath = format!("{path}.volumeMounts[{i}]");
-        let mname = text(m, "name");
-        if mname.is_empty() {
-            ctx.push(FieldError::required(format!("{mpath}.name"), ""));
-        } else if !volumes.contains(mname) {
-            ctx.push(FieldError::invalid(format!("{mpath}.name"), quote(mname), "not found"));
-        }
-        if text(m, "mountPath").is_empty() {
-            ctx.push(FieldError::required(format!("{mpath}.mountPath"), ""));
-        }
-    }
+    super::env::validate_env(ctx, c, path);
+    super::volumes::validate_mounts(ctx, c, path, volumes);
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(probe) = c.get(key).filter(|p| !p.is_null()) {
             validate_probe(ctx, probe, &format!("{path}.{key}"), key != "readinessProbe");
@@ -518,7 +442,7 @@ mod tests {
             &[
                 r#"spec.volumes[1].name: Duplicate value: "v""#,
                 "spec.volumes[2]: Required value: must specify a volume type",
-                "spec.volumes[3]: Forbidden: may not specify more than 1 volume type",
+                "spec.volumes[3].secret: Forbidden: may not specify more than 1 volume type",
             ],
         );
         check(
@@ -527,7 +451,7 @@ mod tests {
                 json!({"containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "nope", "mountPath": "/x"}]}]}),
             ),
             None,
-            &[r#"spec.containers[0].volumeMounts[0].name: Invalid value: "nope": not found"#],
+            &[r#"spec.containers[0].volumeMounts[0].name: Not found: "nope""#],
         );
         check(
             "/v1/pods",
