@@ -319,7 +319,7 @@ async fn open_existing(args: &DatastoreArgs, endpoint: &Endpoint) -> anyhow::Res
 }
 
 /// Every object at one revision, in key order, with that revision.
-async fn dump(store: &dyn Store) -> anyhow::Result<(i64, Vec<berth_store::KeyValue>)> {
+pub(crate) async fn dump(store: &dyn Store) -> anyhow::Result<(i64, Vec<berth_store::KeyValue>)> {
     let revision = store.current_revision().await.context("reading the current revision")?;
     let mut kvs = Vec::new();
     let mut after: Option<String> = None;
@@ -352,7 +352,7 @@ async fn load(store: &dyn Store, kvs: &[berth_store::KeyValue]) -> anyhow::Resul
 }
 
 /// Writes a snapshot: a header line, then one JSON line per object (value in base64).
-fn write_snapshot(file: &Path, revision: i64, kvs: &[berth_store::KeyValue]) -> anyhow::Result<()> {
+pub(crate) fn write_snapshot(file: &Path, revision: i64, kvs: &[berth_store::KeyValue]) -> anyhow::Result<()> {
     use base64::Engine;
     use std::io::Write;
     let tmp = file.with_extension("partial");

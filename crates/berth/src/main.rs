@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod datastore;
 mod server;
+mod snapshots;
 
 use clap::{Parser, Subcommand};
 

@@ -59,6 +59,16 @@ pub(crate) struct ServerArgs {
     /// Terminated pods beyond this many are deleted, oldest first.
     #[arg(long, default_value_t = 12_500)]
     terminated_pod_gc_threshold: usize,
+    /// Take snapshots of the datastore on this cron schedule (five fields, or six with
+    /// seconds first), e.g. "0 */6 * * *" [default: no scheduled snapshots].
+    #[arg(long)]
+    snapshot_cron: Option<String>,
+    /// Scheduled snapshots kept (the oldest beyond this are deleted).
+    #[arg(long, default_value_t = 5)]
+    snapshot_retention: usize,
+    /// Where scheduled snapshots go [default: DATA_DIR/snapshots].
+    #[arg(long)]
+    snapshot_dir: Option<PathBuf>,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -113,6 +123,14 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     controller_options.node_monitor_grace_period =
         args.node_monitor_grace_period.try_into().context("--node-monitor-grace-period must be positive")?;
     controller_options.terminated_pod_gc_threshold = args.terminated_pod_gc_threshold;
+    let snapshot_schedule = match &args.snapshot_cron {
+        Some(cron) => Some(crate::snapshots::Schedule::new(
+            cron,
+            args.snapshot_retention,
+            args.snapshot_dir.clone().unwrap_or_else(|| data_dir.join("snapshots")),
+        )?),
+        None => None,
+    };
     let compaction =
         Compaction { window: args.compaction_retention, interval: Duration::from_secs(args.compaction_interval) };
     // Until the datastore answers the API server is not started: /readyz is unreachable.
@@ -126,6 +144,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         port: args.https_listen_port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
     };
+    let snapshot_store = store.clone();
     let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
@@ -147,6 +166,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(schedule) = snapshot_schedule {
+        tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
+    }
     let components = tokio::spawn(run_components(
         local_client(addr)?,
         (!args.disable_controller_manager).then_some(controller_options),

@@ -289,6 +289,60 @@ fn snapshot_save_and_restore_serve_every_object_in_order() {
 }
 
 #[test]
+fn scheduled_snapshots_are_taken_pruned_and_restorable() {
+    let mut s =
+        TestServer::start_with(Path::new(BIN), &["--snapshot-cron", "* * * * * *", "--snapshot-retention", "2"]);
+    s.kubectl_ok(&["create", "configmap", "cm-scheduled", "--from-literal=k=v"]);
+    let dir = s.dir.path().join("snapshots");
+    let snapshots = || -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
+        // A snapshot being written is a `.partial` file until it is complete.
+        files.retain(|f| f.extension().is_none());
+        files.sort();
+        files
+    };
+    // Wait for snapshots taken after the create, until more were written than are kept.
+    let mut seen = std::collections::BTreeSet::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            for f in snapshots() {
+                if std::fs::read_to_string(&f).is_ok_and(|t| t.contains("cm-scheduled")) {
+                    seen.insert(f);
+                }
+            }
+            seen.len() >= 4
+        }),
+        "snapshots seen: {seen:?}\n{}",
+        s.log()
+    );
+    s.signal_and_wait("TERM");
+    let kept = snapshots();
+    assert_eq!(kept.len(), 2, "retention 2: {kept:?}");
+    assert!(kept.iter().all(|f| f.file_name().unwrap().to_str().unwrap().starts_with("snapshot-")), "{kept:?}");
+    // The newest one restores into a server that serves the object.
+    let work = tempfile::tempdir().unwrap();
+    let restored_dir = work.path().join("restored");
+    let (ok, err) =
+        datastore(&["snapshot", "restore", "--data-dir", path_str(&restored_dir), path_str(kept.last().unwrap())]);
+    assert!(ok, "{err}");
+    let restored = TestServer::start_with(
+        Path::new(BIN),
+        &["--datastore-endpoint", &format!("sqlite:{}", path_str(&restored_dir.join("state.db")))],
+    );
+    restored.kubectl_ok(&["get", "configmap", "cm-scheduled"]);
+    // A bad schedule stops the server with a clear error.
+    let out = Command::new(BIN)
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--snapshot-cron", "61 * * * *", "--data-dir"])
+        .arg(work.path().join("bad"))
+        .output()
+        .expect("run berth server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--snapshot-cron \"61 * * * *\""), "{err}");
+}
+
+#[test]
 fn migrate_sqlite_to_etcd_and_back() {
     let Some(etcd) = Etcd::start() else { return };
     let mut s = TestServer::start(Path::new(BIN));
