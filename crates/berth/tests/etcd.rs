@@ -113,6 +113,84 @@ fn kubectl_works_on_etcd_and_data_survives_a_restart() {
     assert_eq!(seen_there["metadata"]["uid"], before["metadata"]["uid"]);
 }
 
+/// Whether this server's log says it became the leader of `lease`.
+fn leads(s: &TestServer, lease: &str) -> bool {
+    s.log().lines().any(|l| l.contains("became leader") && l.contains(&format!("lease={lease}")))
+}
+
+const REPLICASET: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: busybox:1.36
+"#;
+
+#[test]
+fn two_servers_share_etcd_and_the_controllers_fail_over() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut a = server_on(&etcd);
+    let mut b = server_on(&etcd);
+    // A watch on one server sees a write made through the other.
+    let (mut child, rx) = b.kubectl_lines(&["get", "configmaps", "-w", "-o", "name", "--request-timeout=60s"]);
+    a.kubectl_ok(&["create", "configmap", "via-a", "--from-literal=k=v"]);
+    let mut seen = Vec::new();
+    let crossed = wait_until(Duration::from_secs(30), || {
+        seen.extend(rx.try_iter());
+        seen.iter().any(|l| l == "configmap/via-a")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(crossed, "the watch on b saw {seen:?}");
+
+    // Exactly one of them runs the controllers and the scheduler.
+    assert!(
+        wait_until(Duration::from_secs(60), || leads(&a, "kube-controller-manager")
+            || leads(&b, "kube-controller-manager")),
+        "no controller-manager leader:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(!(leads(&a, "kube-controller-manager") && leads(&b, "kube-controller-manager")), "two leaders");
+    let a_leads = leads(&a, "kube-controller-manager");
+    b.kubectl_in_ok(&["apply", "-f", "-"], Some(REPLICASET));
+    let pods = |s: &TestServer| s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]).lines().count();
+    assert!(wait_until(Duration::from_secs(60), || pods(&b) == 1), "the ReplicaSet made no pod");
+
+    // SIGKILL the leader: the other server takes the leases over once they expire (15 s)
+    // and the work goes on: a scale-up made after the kill completes.
+    let (leader, survivor) = if a_leads { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    leader.signal_and_wait("KILL");
+    survivor.kubectl_ok(&["scale", "replicaset", "web", "--replicas=3"]);
+    assert!(
+        wait_until(Duration::from_secs(90), || pods(survivor) == 3),
+        "the scale-up never completed:\n{}",
+        survivor.log()
+    );
+    assert!(leads(survivor, "kube-controller-manager"), "{}", survivor.log());
+    assert!(wait_until(Duration::from_secs(60), || leads(survivor, "kube-scheduler")), "{}", survivor.log());
+    let holder = survivor.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert!(survivor.log().contains(&format!("identity={holder}")), "holder {holder} is not the survivor");
+}
+
 #[test]
 fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
     let Some(mut etcd) = Etcd::start() else { return };
