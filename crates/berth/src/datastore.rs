@@ -222,6 +222,11 @@ struct RestoreArgs {
     /// Data dir whose embedded store is created from the snapshot.
     #[arg(long)]
     data_dir: PathBuf,
+    /// The encryption configuration of the server the snapshot came from (its
+    /// DATA_DIR/cred/encryption-config.json): copied into the data dir so the restored
+    /// server reads the encrypted Secrets.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// The snapshot file to read.
     file: PathBuf,
 }
@@ -265,10 +270,24 @@ pub(crate) async fn run(cmd: DatastoreCommand) -> anyhow::Result<()> {
                 bail!("{} already exists: restore into a data dir without a store", db.display());
             }
             std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+            let encrypted = kvs.iter().filter(|kv| kv.value.starts_with(b"k8s:enc:")).count();
+            let key_file = args.data_dir.join("cred/encryption-config.json");
+            if let Some(config) = &args.encryption_provider_config {
+                let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+                berth_store::encryption::EncryptionConfig::parse(&text)
+                    .with_context(|| config.display().to_string())?;
+                crate::server::write_private(&key_file, &text)?;
+            }
             let store = open_sqlite(&db)?;
             load(store.as_ref(), &kvs).await?;
             store.close().await.context("closing the restored store")?;
             eprintln!("restored {} objects (saved at revision {revision}) into {}", kvs.len(), db.display());
+            if encrypted > 0 && !key_file.exists() {
+                eprintln!(
+                    "warning: {encrypted} values are encrypted: copy the source server's cred/encryption-config.json to {} (or pass --encryption-provider-config) before starting a server on it",
+                    key_file.display()
+                );
+            }
             Ok(())
         }
         Tool::Migrate(args) => {

@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod datastore;
+mod secrets_encryption;
 mod server;
 mod snapshots;
 
@@ -31,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Datastore tools: snapshot save/restore, migration between SQLite and etcd.
     Datastore(datastore::DatastoreCommand),
+    /// Secrets at rest: rotate the encryption key.
+    SecretsEncrypt(secrets_encryption::SecretsEncryptCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Datastore(args) => runtime.block_on(datastore::run(args)),
+        Command::SecretsEncrypt(args) => secrets_encryption::run(args),
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct ServerArgs {
     disable_controllers: Vec<String>,
     #[command(flatten)]
     datastore: DatastoreArgs,
+    #[command(flatten)]
+    encryption: crate::secrets_encryption::EncryptionArgs,
     /// Do not run the scheduler.
     #[arg(long)]
     disable_scheduler: bool,
@@ -88,7 +90,7 @@ fn kubeconfig(server: &str) -> String {
     )
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
@@ -145,6 +147,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
     };
     let snapshot_store = store.clone();
+    let embedded = matches!(args.datastore.endpoint(&data_dir)?, datastore::Endpoint::Sqlite(_));
+    let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded, store)?;
     let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;

@@ -325,6 +325,7 @@ fn snapshot_save_and_restore_serve_every_object_in_order() {
     }
     s.kubectl_ok(&["label", "configmap", "cm-b", "touched=yes"]);
     s.kubectl_in_ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    s.kubectl_ok(&["create", "secret", "generic", "creds", "--from-literal=password=restored-secret"]);
     let order = configmaps_by_version(&s);
     assert_eq!(order, ["cm-a", "cm-c", "cm-b"]);
     s.signal_and_wait("TERM");
@@ -334,19 +335,39 @@ fn snapshot_save_and_restore_serve_every_object_in_order() {
     let (ok, err) = datastore(&["snapshot", "save", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
     assert!(ok, "{err}");
     assert!(err.contains("saved"), "{err}");
+    // Secrets stay encrypted in the snapshot: a restore without their key says so.
+    let (ok, err) =
+        datastore(&["snapshot", "restore", "--data-dir", path_str(&work.path().join("nokey")), path_str(&file)]);
+    assert!(ok && err.contains("values are encrypted"), "{err}");
 
     let restored_dir = work.path().join("restored");
-    let (ok, err) = datastore(&["snapshot", "restore", "--data-dir", path_str(&restored_dir), path_str(&file)]);
-    assert!(ok, "{err}");
+    let source_key = s.dir.path().join("cred/encryption-config.json");
+    let (ok, err) = datastore(&[
+        "snapshot",
+        "restore",
+        "--data-dir",
+        path_str(&restored_dir),
+        "--encryption-provider-config",
+        path_str(&source_key),
+        path_str(&file),
+    ]);
+    assert!(ok && !err.contains("warning"), "{err}");
     // Restoring over an existing store is refused and changes nothing.
     let (ok, err) = datastore(&["snapshot", "restore", "--data-dir", path_str(&restored_dir), path_str(&file)]);
     assert!(!ok && err.contains("already exists"), "{err}");
 
     let restored = TestServer::start_with(
         Path::new(BIN),
-        &["--datastore-endpoint", &format!("sqlite:{}", path_str(&restored_dir.join("state.db")))],
+        &[
+            "--datastore-endpoint",
+            &format!("sqlite:{}", path_str(&restored_dir.join("state.db"))),
+            "--encryption-provider-config",
+            path_str(&restored_dir.join("cred/encryption-config.json")),
+        ],
     );
     assert_eq!(configmaps_by_version(&restored), order);
+    let password = restored.kubectl_ok(&["get", "secret", "creds", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(password, "cmVzdG9yZWQtc2VjcmV0", "base64 of restored-secret");
     let labels = json(&restored.kubectl_ok(&["get", "configmap", "cm-b", "-o", "json"]));
     assert_eq!(labels["metadata"]["labels"]["touched"], "yes");
     restored.kubectl_ok(&["get", "deployment", "web"]);

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod conformance;
+pub mod encryption;
 pub mod etcd;
 pub mod sqlite;
 

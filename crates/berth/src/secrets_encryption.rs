@@ -1,0 +1,118 @@
+//! Secrets at rest: which encryption configuration a server uses, and
+//! `berth secrets-encrypt rotate`.
+//!
+//! On the embedded store a server encrypts Secrets by default: at first start it writes
+//! DATA_DIR/cred/encryption-config.json (an EncryptionConfiguration with one random
+//! AES-GCM key, mode 0600) and uses it from then on. `--encryption-provider-config FILE`
+//! uses the given file instead (several servers on one etcd must share one). On etcd
+//! without that flag nothing is encrypted, with a warning: each server would make its
+//! own key and could not read the others' values.
+//!
+//! Rotation: `berth secrets-encrypt rotate` puts a new key first in the file (old keys
+//! stay, to read what they wrote); a server started with it re-encrypts every value in
+//! the background ([`berth_store::encryption::reencrypt`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_store::Store;
+use berth_store::encryption::{EncryptedStore, EncryptionConfig};
+use clap::Args;
+
+/// The flag of `berth server` that chooses the encryption configuration.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct EncryptionArgs {
+    /// EncryptionConfiguration file (Kubernetes' format; providers aesgcm and identity)
+    /// [default: DATA_DIR/cred/encryption-config.json, made at first start on the
+    /// embedded store].
+    #[arg(long)]
+    pub(crate) encryption_provider_config: Option<PathBuf>,
+}
+
+/// The generated configuration's place in a data dir.
+fn default_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cred").join("encryption-config.json")
+}
+
+/// Wraps a server's `store` in encryption per the flags; `embedded` tells whether it is
+/// the embedded store (where a configuration is made when there is none). Also starts
+/// re-encrypting values that an older key (or no key) wrote.
+pub(crate) fn wrap(
+    args: &EncryptionArgs,
+    data_dir: &Path,
+    embedded: bool,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let path = match &args.encryption_provider_config {
+        Some(path) => path.clone(),
+        None if embedded => {
+            let path = default_path(data_dir);
+            if !path.exists() {
+                crate::server::write_private(&path, &EncryptionConfig::generate())?;
+                tracing::info!(file = %path.display(), "made an encryption key for Secrets at rest");
+            }
+            path
+        }
+        None => {
+            tracing::warn!(
+                "Secrets are stored unencrypted in etcd: give every server the same --encryption-provider-config"
+            );
+            return Ok(store);
+        }
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = EncryptionConfig::parse(&text).with_context(|| path.display().to_string())?;
+    let reencrypt_config = EncryptionConfig::parse(&text).with_context(|| path.display().to_string())?;
+    let raw = store.clone();
+    tokio::spawn(async move {
+        match berth_store::encryption::reencrypt(raw, reencrypt_config).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(values = n, "re-encrypted values with the current key"),
+            Err(e) => tracing::warn!(error = %e, "re-encrypting values"),
+        }
+    });
+    Ok(Arc::new(EncryptedStore::new(store, config)))
+}
+
+/// `berth secrets-encrypt`: key rotation for Secrets at rest.
+#[derive(Args, Debug)]
+pub(crate) struct SecretsEncryptCommand {
+    #[command(subcommand)]
+    command: Tool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// Put a new key first in the encryption configuration (old keys stay, for reading);
+    /// restart the server(s) to re-encrypt every value with it.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args, Debug)]
+struct RotateArgs {
+    /// Data dir of the server whose generated configuration is rotated [default: the
+    /// server's default].
+    #[arg(long, conflicts_with = "encryption_provider_config")]
+    data_dir: Option<PathBuf>,
+    /// The configuration file to rotate (instead of the data dir's).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+}
+
+/// Runs a `berth secrets-encrypt` command.
+pub(crate) fn run(cmd: SecretsEncryptCommand) -> anyhow::Result<()> {
+    let Tool::Rotate(args) = cmd.command;
+    let path = match (args.encryption_provider_config, args.data_dir) {
+        (Some(path), _) => path,
+        (None, dir) => default_path(&dir.unwrap_or_else(crate::server::default_data_dir)),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let rotated = EncryptionConfig::rotate(&text).with_context(|| path.display().to_string())?;
+    crate::server::write_private(&path, &rotated)?;
+    eprintln!(
+        "{}: a new key now encrypts new writes; restart the server(s) using it to re-encrypt every stored value",
+        path.display()
+    );
+    Ok(())
+}
