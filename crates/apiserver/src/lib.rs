@@ -18,6 +18,7 @@ pub mod namespaces;
 pub mod object;
 pub mod openapi;
 pub mod params;
+pub mod pod_security;
 pub mod priority;
 pub mod read;
 pub mod resources;

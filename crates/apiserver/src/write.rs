@@ -308,6 +308,9 @@ pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         let answered = crate::reviews::answer(&ctx.served, obj)?;
         return Ok(created_response(&ctx, &answered, &warnings));
     }
+    if let Some(w) = crate::pod_security::warning(&ctx, &obj) {
+        warnings.0.push(w);
+    }
     let obj = create_object(&ctx, obj, true).await?;
     Ok(created_response(&ctx, &obj, &warnings))
 }
@@ -324,6 +327,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
     crate::priority::admit_pod(ctx, &mut obj)?;
     admit(ctx, &mut obj, None, None, track).await?;
+    crate::pod_security::enforce(ctx, &obj)?;
     if ctx.params.dry_run {
         return Ok(obj);
     }
