@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod handler;
+pub mod limit_ranger;
 pub mod namespaces;
 pub mod object;
 pub mod openapi;

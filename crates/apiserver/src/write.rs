@@ -326,7 +326,9 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
     crate::priority::admit_pod(ctx, &mut obj)?;
+    crate::limit_ranger::apply_defaults(ctx, &mut obj);
     admit(ctx, &mut obj, None, None, track).await?;
+    crate::limit_ranger::validate(ctx, &obj)?;
     crate::pod_security::enforce(ctx, &obj)?;
     if ctx.params.dry_run {
         return Ok(obj);
