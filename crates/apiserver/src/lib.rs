@@ -22,6 +22,7 @@ pub mod params;
 pub mod pod_security;
 pub mod priority;
 pub mod read;
+pub mod resource_quota;
 pub mod resources;
 pub mod reviews;
 pub mod scale;

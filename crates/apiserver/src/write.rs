@@ -330,6 +330,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     admit(ctx, &mut obj, None, None, track).await?;
     crate::limit_ranger::validate(ctx, &obj)?;
     crate::pod_security::enforce(ctx, &obj)?;
+    crate::resource_quota::admit(ctx, &obj).await?;
     if ctx.params.dry_run {
         return Ok(obj);
     }

@@ -22,6 +22,7 @@ mod nodelifecycle;
 mod podgc;
 mod pods;
 mod replicaset;
+mod resourcequota;
 mod revisions;
 mod selector;
 mod serviceaccounts;
@@ -69,6 +70,7 @@ pub const NAMES: &[&str] = &[
     "job",
     "cronjob",
     "ttl-after-finished",
+    "resourcequota",
 ];
 
 /// Which controllers run, and their settings.
@@ -173,6 +175,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("ttl-after-finished") {
         all.push(("ttl-after-finished", Box::pin(ttlafterfinished::run(client.clone()))));
+    }
+    if options.enabled("resourcequota") {
+        all.push(("resourcequota", Box::pin(resourcequota::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");
