@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn namespace_selector_picks_namespaces_by_label() {
         use crate::plugins::testing::cache_of;
-        let mut db = (*bound_labelled("db", "a1", json!({"app": "db"}), json!({}))).pod.as_ref().clone();
+        let mut db = bound_labelled("db", "a1", json!({"app": "db"}), json!({})).pod.as_ref().clone();
         db.metadata.namespace = Some("data".into());
         let db = std::sync::Arc::new(PodInfo::new(std::sync::Arc::new(db)));
         let mut cache = cache_of(zones(), vec![db]);
