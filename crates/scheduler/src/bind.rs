@@ -21,6 +21,62 @@ const MAX_BINDS_IN_FLIGHT: usize = 64;
 const EVENT_BACKLOG: usize = 20_000;
 /// Events sent concurrently.
 const EVENT_CONCURRENCY: usize = 16;
+/// An event the same as the last one about the same pod (reason and message) is not
+/// posted again within this window (Kubernetes' recorder folds such isomorphic events
+/// into one series).
+const EVENT_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(6 * 60);
+/// Per pod, at most this many events in a burst (the recorder's spam filter)...
+const EVENT_BURST: f64 = 25.0;
+/// ...then one more per this many seconds.
+const EVENT_REFILL_SECS: f64 = 300.0;
+
+/// Limits the events posted about each pod, as Kubernetes' event recorder does: an event
+/// repeating the pod's last one within [`EVENT_REPEAT_WINDOW`] is skipped, and each pod
+/// has a token bucket of [`EVENT_BURST`] refilled one per [`EVENT_REFILL_SECS`].
+#[derive(Debug, Default)]
+pub struct EventLimiter {
+    pods: std::collections::HashMap<String, PodEvents>,
+}
+
+#[derive(Debug)]
+struct PodEvents {
+    last: (&'static str, String),
+    last_at: std::time::Instant,
+    tokens: f64,
+}
+
+impl EventLimiter {
+    /// Whether an event `reason`/`message` about pod `key` may be posted now (and counts it).
+    pub fn allow(&mut self, key: &str, reason: &'static str, message: &str, now: std::time::Instant) -> bool {
+        if self.pods.len() > 50_000 {
+            self.pods.retain(|_, p| now.duration_since(p.last_at) < EVENT_REPEAT_WINDOW);
+        }
+        let Some(p) = self.pods.get_mut(key) else {
+            self.pods.insert(
+                key.to_string(),
+                PodEvents { last: (reason, message.to_string()), last_at: now, tokens: EVENT_BURST - 1.0 },
+            );
+            return true;
+        };
+        let elapsed = now.duration_since(p.last_at);
+        if p.last.0 == reason && p.last.1 == message && elapsed < EVENT_REPEAT_WINDOW {
+            return false;
+        }
+        p.tokens = (p.tokens + elapsed.as_secs_f64() / EVENT_REFILL_SECS).min(EVENT_BURST);
+        if p.tokens < 1.0 {
+            return false;
+        }
+        p.tokens -= 1.0;
+        p.last = (reason, message.to_string());
+        p.last_at = now;
+        true
+    }
+
+    /// Forgets a pod (bound or deleted): its next events start afresh.
+    pub fn forget(&mut self, key: &str) {
+        self.pods.remove(key);
+    }
+}
 
 /// What the scheduling thread asks the async side to do.
 #[derive(Debug)]
@@ -87,7 +143,17 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
     let (events_tx, events_rx) = tokio::sync::mpsc::channel::<EventSpec>(EVENT_BACKLOG);
     let events_client = client.clone();
     tokio::spawn(async move {
-        let stream = tokio_stream_from(events_rx);
+        let mut limiter = EventLimiter::default();
+        let stream = tokio_stream_from(events_rx).filter(move |e| {
+            let allowed = limiter.allow(&e.pod.key, e.reason, &e.message, std::time::Instant::now());
+            if e.reason == "Scheduled" {
+                limiter.forget(&e.pod.key);
+            }
+            if !allowed {
+                tracing::debug!(pod = %e.pod.key, reason = e.reason, "event skipped: repeated or over the pod's budget");
+            }
+            std::future::ready(allowed)
+        });
         stream
             .for_each_concurrent(EVENT_CONCURRENCY, |e| {
                 let api: Api<Event> = Api::namespaced(events_client.clone(), &e.pod.namespace);
@@ -252,5 +318,31 @@ async fn unschedulable(
             }
             Err(e) => tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn repeated_events_are_skipped_and_each_pod_has_a_budget() {
+        let mut l = EventLimiter::default();
+        let t = Instant::now();
+        assert!(l.allow("ns/a", "FailedScheduling", "0/3 nodes", t));
+        assert!(!l.allow("ns/a", "FailedScheduling", "0/3 nodes", t + Duration::from_secs(10)), "same event again");
+        assert!(l.allow("ns/b", "FailedScheduling", "0/3 nodes", t), "another pod");
+        assert!(l.allow("ns/a", "FailedScheduling", "0/4 nodes", t), "a new message");
+        assert!(l.allow("ns/a", "FailedScheduling", "0/4 nodes", t + EVENT_REPEAT_WINDOW), "the window passed");
+        // The burst runs out with ever-changing messages, then refills slowly.
+        let mut l = EventLimiter::default();
+        let allowed = (0..40).filter(|i| l.allow("ns/c", "FailedScheduling", &format!("m{i}"), t)).count();
+        assert_eq!(allowed, EVENT_BURST as usize);
+        let later = t + Duration::from_secs(EVENT_REFILL_SECS as u64);
+        assert!(l.allow("ns/c", "FailedScheduling", "x", later));
+        assert!(!l.allow("ns/c", "FailedScheduling", "y", later));
+        l.forget("ns/c");
+        assert!(l.allow("ns/c", "Scheduled", "y", later));
     }
 }

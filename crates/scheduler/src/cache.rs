@@ -2,27 +2,34 @@
 //! and what they request, updated incrementally from the node and pod watches (never
 //! re-listed per pod), plus pods *assumed* on a node while their binding is in flight.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::resources::{PodRequests, Resources, node_allocatable, pod_requests};
 use crate::selectors::{Labels, Selector};
+
+/// Namespaces by name, for the namespaceSelector of pod (anti-)affinity terms.
+pub type Namespaces = HashMap<String, Arc<Namespace>>;
 
 /// One pod (anti-)affinity term, compiled.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AffinityTerm {
     /// Which pods the term is about.
     pub selector: Selector,
-    /// The namespaces searched (the pod's own when none are named).
+    /// The namespaces searched by name (the pod's own when neither names nor a
+    /// namespaceSelector are given).
     pub namespaces: Vec<String>,
     /// `namespaceSelector: {}`: every namespace.
     pub all_namespaces: bool,
+    /// A non-empty namespaceSelector: namespaces whose labels it selects are searched too.
+    pub namespace_selector: Option<Selector>,
     /// The node label that defines a topology domain.
     pub topology_key: String,
 }
@@ -31,21 +38,30 @@ impl AffinityTerm {
     fn new(t: &PodAffinityTerm, own_namespace: &str) -> AffinityTerm {
         let selector = Selector::from_label_selector(t.label_selector.as_ref());
         let mut namespaces = t.namespaces.clone().unwrap_or_default();
-        // A non-empty namespaceSelector needs namespace labels this scheduler does not
-        // watch yet: it is treated as "every namespace" only when empty.
-        let all_namespaces = t.namespace_selector.as_ref().is_some_and(|s| {
+        let empty = |s: &LabelSelector| {
             s.match_labels.as_ref().is_none_or(|m| m.is_empty())
                 && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-        });
+        };
+        let all_namespaces = t.namespace_selector.as_ref().is_some_and(empty);
+        let namespace_selector =
+            t.namespace_selector.as_ref().filter(|s| !empty(s)).map(|s| Selector::from_label_selector(Some(s)));
         if namespaces.is_empty() && t.namespace_selector.is_none() {
             namespaces.push(own_namespace.to_string());
         }
-        AffinityTerm { selector, namespaces, all_namespaces, topology_key: t.topology_key.clone() }
+        AffinityTerm { selector, namespaces, all_namespaces, namespace_selector, topology_key: t.topology_key.clone() }
     }
 
-    /// Whether `pod` is one of the pods the term is about.
-    pub fn matches(&self, pod: &PodInfo) -> bool {
-        (self.all_namespaces || self.namespaces.contains(&pod.namespace)) && self.selector.matches(&pod.labels)
+    /// Whether `pod` is one of the pods the term is about; `namespaces` gives the
+    /// namespace labels a namespaceSelector is matched against.
+    pub fn matches(&self, pod: &PodInfo, namespaces: &Namespaces) -> bool {
+        let in_namespace = self.all_namespaces
+            || self.namespaces.contains(&pod.namespace)
+            || self.namespace_selector.as_ref().is_some_and(|sel| {
+                namespaces
+                    .get(&pod.namespace)
+                    .is_some_and(|ns| sel.matches(ns.metadata.labels.as_ref().unwrap_or(&Labels::new())))
+            });
+        in_namespace && self.selector.matches(&pod.labels)
     }
 }
 
@@ -114,8 +130,9 @@ impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
-        let requests = pod_requests(&spec);
+        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+        let spec = pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default));
+        let requests = pod_requests(spec);
         let mut host_ports = Vec::new();
         for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
             for p in c.ports.iter().flatten() {
@@ -300,7 +317,11 @@ pub fn normalize_image(name: &str) -> String {
 struct Placement {
     node: String,
     assumed: bool,
+    info: Arc<PodInfo>,
 }
+
+/// Pod keys by label key, then label value.
+type LabelIndex = HashMap<String, HashMap<String, HashSet<String>>>;
 
 /// The node-state cache.
 #[derive(Debug, Default)]
@@ -319,8 +340,20 @@ pub struct Cache {
     pub storage_classes: HashMap<String, Arc<StorageClass>>,
     /// PodDisruptionBudgets by `namespace/name`.
     pub budgets: HashMap<String, Arc<PodDisruptionBudget>>,
+    /// Namespaces by name (their labels, for namespaceSelectors).
+    pub namespaces: Namespaces,
     /// The node each nominated pod is nominated to.
     nominations: HashMap<String, String>,
+    /// Every placed pod by label (so selectors find their pods without a walk of every pod).
+    by_label: LabelIndex,
+    /// Keys of placed pods with required anti-affinity terms.
+    with_required_anti: HashSet<String>,
+    /// Keys of placed pods with terms that score (required affinity, preferred terms).
+    with_scoring_terms: HashSet<String>,
+}
+
+fn scores_terms(p: &PodInfo) -> bool {
+    !(p.required_affinity.is_empty() && p.preferred_affinity.is_empty() && p.preferred_anti_affinity.is_empty())
 }
 
 /// What a node update changed, for re-queueing unschedulable pods.
@@ -445,8 +478,21 @@ impl Cache {
         let node = info.spec().node_name.clone().unwrap_or_default();
         self.clear_nomination(&info.key);
         self.remove_pod(&info.key);
+        self.place(info, node, false);
+    }
+
+    fn place(&mut self, info: Arc<PodInfo>, node: String, assumed: bool) {
         self.entry(&node).add_pod(info.clone());
-        self.pods.insert(info.key.clone(), Placement { node, assumed: false });
+        for (k, v) in &info.labels {
+            self.by_label.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(info.key.clone());
+        }
+        if !info.required_anti_affinity.is_empty() {
+            self.with_required_anti.insert(info.key.clone());
+        }
+        if scores_terms(&info) {
+            self.with_scoring_terms.insert(info.key.clone());
+        }
+        self.pods.insert(info.key.clone(), Placement { node, assumed, info });
     }
 
     /// Removes a pod wherever it is.
@@ -458,15 +504,72 @@ impl Cache {
             self.nodes[i].remove_pod(key);
         }
         self.drop_if_empty(&p.node);
+        for (k, v) in &p.info.labels {
+            if let Some(values) = self.by_label.get_mut(k) {
+                if let Some(keys) = values.get_mut(v) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.by_label.remove(k);
+                }
+            }
+        }
+        self.with_required_anti.remove(key);
+        self.with_scoring_terms.remove(key);
         true
+    }
+
+    /// A placed pod and its node entry, when the node has a Node object.
+    fn placed(&self, key: &str) -> Option<(&PodInfo, &NodeInfo)> {
+        let p = self.pods.get(key)?;
+        let node = self.node(&p.node).filter(|n| n.node.is_some())?;
+        Some((&p.info, node))
+    }
+
+    /// The placed pods (on nodes with a Node object) that `selector` may select, with
+    /// their nodes: a superset found through the label index when the selector names a
+    /// label value, every pod otherwise. Callers still match each candidate.
+    pub fn candidates(&self, selector: &Selector) -> Vec<(&PodInfo, &NodeInfo)> {
+        match selector.index_hint() {
+            Some((key, values)) => {
+                let Some(by_value) = self.by_label.get(key) else {
+                    return Vec::new();
+                };
+                values.iter().filter_map(|v| by_value.get(v)).flatten().filter_map(|k| self.placed(k)).collect()
+            }
+            None => self
+                .nodes
+                .iter()
+                .filter(|n| n.node.is_some())
+                .flat_map(|n| n.pods.iter().map(move |p| (p.as_ref(), n)))
+                .collect(),
+        }
+    }
+
+    /// Placed pods (on nodes with a Node object) with required anti-affinity terms.
+    pub fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = (&PodInfo, &NodeInfo)> {
+        self.with_required_anti.iter().filter_map(|k| self.placed(k))
+    }
+
+    /// Whether any placed pod has required anti-affinity terms.
+    pub fn any_required_anti_affinity(&self) -> bool {
+        !self.with_required_anti.is_empty()
+    }
+
+    /// Placed pods (on nodes with a Node object) with terms InterPodAffinity scores by:
+    /// required affinity, preferred affinity or anti-affinity.
+    pub fn pods_with_scoring_terms(&self) -> impl Iterator<Item = (&PodInfo, &NodeInfo)> {
+        self.with_scoring_terms.iter().filter_map(|k| self.placed(k))
     }
 
     /// Places a pod on `node` while its binding is in flight.
     pub fn assume(&mut self, info: Arc<PodInfo>, node: &str) {
         self.clear_nomination(&info.key);
         self.remove_pod(&info.key);
-        self.entry(node).add_pod(info.clone());
-        self.pods.insert(info.key.clone(), Placement { node: node.to_string(), assumed: true });
+        self.place(info, node.to_string(), true);
     }
 
     /// Takes back an assumption whose binding failed; a confirmed pod is left alone.
@@ -555,5 +658,125 @@ mod tests {
         assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(normalize_image("me/app:1"), "docker.io/me/app:1");
         assert_eq!(normalize_image("registry.local:5000/app"), "registry.local:5000/app:latest");
+    }
+
+    /// One step of the property test below.
+    #[derive(Debug, Clone)]
+    enum Op {
+        UpsertNode { node: u8, zone: u8, cpu: u8 },
+        RemoveNode { node: u8 },
+        AddPod { pod: u8, node: u8, app: u8, anti: bool, preferred: bool },
+        Assume { pod: u8, node: u8, app: u8, anti: bool },
+        RemovePod { pod: u8 },
+        Forget { pod: u8 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..5u8, 0..3u8, 1..4u8).prop_map(|(node, zone, cpu)| Op::UpsertNode { node, zone, cpu }),
+            (0..5u8).prop_map(|node| Op::RemoveNode { node }),
+            (0..10u8, 0..6u8, 0..3u8, any::<bool>(), any::<bool>())
+                .prop_map(|(pod, node, app, anti, preferred)| Op::AddPod { pod, node, app, anti, preferred }),
+            (0..10u8, 0..6u8, 0..3u8, any::<bool>()).prop_map(|(pod, node, app, anti)| Op::Assume {
+                pod,
+                node,
+                app,
+                anti
+            }),
+            (0..10u8).prop_map(|pod| Op::RemovePod { pod }),
+            (0..10u8).prop_map(|pod| Op::Forget { pod }),
+        ]
+    }
+
+    fn labelled_pod(pod: u8, node: u8, app: u8, anti: bool, preferred: bool) -> Arc<PodInfo> {
+        let term = json!({"labelSelector": {"matchLabels": {"app": format!("a{app}")}}, "topologyKey": "zone"});
+        let mut affinity = json!({});
+        if anti {
+            affinity["podAntiAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": [term.clone()]});
+        }
+        if preferred {
+            affinity["podAffinity"] =
+                json!({"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "podAffinityTerm": term}]});
+        }
+        Arc::new(PodInfo::new(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": format!("p{pod}"), "namespace": "default",
+                "labels": {"app": format!("a{app}"), "tier": format!("t{}", pod % 2)}},
+                "spec": {"nodeName": format!("n{node}"), "affinity": affinity,
+                    "containers": [{"name": "c", "resources": {"requests": {"cpu": format!("{}m", 100 + pod as u32)}}}]}}))
+            .unwrap(),
+        )))
+    }
+
+    fn keys<'a>(it: impl Iterator<Item = (&'a PodInfo, &'a NodeInfo)>) -> std::collections::BTreeSet<String> {
+        it.map(|(p, n)| format!("{}@{}", p.key, n.name)).collect()
+    }
+
+    /// The indexes agree with what a walk of every node's pods finds.
+    fn check_against_scan(c: &Cache) {
+        let scan = |want: &dyn Fn(&PodInfo) -> bool| {
+            keys(
+                c.nodes()
+                    .iter()
+                    .filter(|n| n.node.is_some())
+                    .flat_map(|n| n.pods.iter().map(move |p| (p.as_ref(), n)))
+                    .filter(|(p, _)| want(p)),
+            )
+        };
+        for app in ["a0", "a1", "a2", "a9"] {
+            let mut labels = Labels::new();
+            labels.insert("app".into(), app.into());
+            let sel = Selector::from_map(&labels);
+            let found = keys(c.candidates(&sel).into_iter().filter(|(p, _)| sel.matches(&p.labels)));
+            assert_eq!(found, scan(&|p| sel.matches(&p.labels)), "pods with app={app}");
+        }
+        assert_eq!(keys(c.candidates(&Selector::everything()).into_iter()), scan(&|_| true));
+        assert!(c.candidates(&Selector::nothing()).is_empty());
+        assert_eq!(keys(c.pods_with_required_anti_affinity()), scan(&|p| !p.required_anti_affinity.is_empty()));
+        assert_eq!(c.any_required_anti_affinity(), c.pods.values().any(|p| !p.info.required_anti_affinity.is_empty()));
+        assert_eq!(keys(c.pods_with_scoring_terms()), scan(&|p| !p.preferred_affinity.is_empty()));
+        // Every placed pod is on its node exactly once, and the node's sums are its pods'.
+        for n in c.nodes() {
+            let cpu: i64 = n.pods.iter().map(|p| p.requests.requests.milli_cpu).sum();
+            assert_eq!(n.requested.milli_cpu, cpu, "node {}", n.name);
+            assert_eq!(n.requested.pods, n.pods.len() as i64, "node {}", n.name);
+            for p in &n.pods {
+                assert_eq!(c.pods.get(&p.key).map(|pl| pl.node.as_str()), Some(n.name.as_str()));
+            }
+        }
+        assert_eq!(c.pods.len(), c.nodes().iter().map(|n| n.pods.len()).sum::<usize>());
+        assert_eq!(c.node_count(), c.nodes().iter().filter(|n| n.node.is_some()).count());
+        let labelled: usize = c.by_label.values().flat_map(|m| m.values()).map(|s| s.len()).sum();
+        assert_eq!(labelled, c.pods.values().map(|p| p.info.labels.len()).sum::<usize>(), "no stale index entries");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn indexes_follow_every_change(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut c = Cache::new();
+            for op in ops {
+                match op {
+                    Op::UpsertNode { node, zone, cpu } => {
+                        let n: Node = serde_json::from_value(json!({"metadata": {"name": format!("n{node}"),
+                            "labels": {"zone": format!("z{zone}")}},
+                            "status": {"allocatable": {"cpu": cpu.to_string(), "memory": "8Gi", "pods": "110"}}}))
+                            .unwrap();
+                        c.upsert_node(Arc::new(n));
+                    }
+                    Op::RemoveNode { node } => c.remove_node(&format!("n{node}")),
+                    Op::AddPod { pod, node, app, anti, preferred } => {
+                        c.add_pod(labelled_pod(pod, node, app, anti, preferred))
+                    }
+                    Op::Assume { pod, node, app, anti } => {
+                        c.assume(labelled_pod(pod, 0, app, anti, false), &format!("n{node}"))
+                    }
+                    Op::RemovePod { pod } => {
+                        c.remove_pod(&format!("default/p{pod}"));
+                    }
+                    Op::Forget { pod } => c.forget(&format!("default/p{pod}")),
+                }
+                check_against_scan(&c);
+            }
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Watches of nodes, pods, volumes, claims, storage classes and disruption budgets,
+//! Watches of nodes, pods, namespaces, volumes, claims, storage classes and disruption budgets,
 //! applied to the cache and the queue as events arrive (kube-runtime watchers: one LIST,
 //! then WATCH, re-listing with back-off after errors).
 
@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
@@ -42,6 +42,9 @@ pub fn start(
     tasks.spawn(watch(Api::<StorageClass>::all(client.clone()), move |e| {
         keyed(&s, e, |c| &mut c.storage_classes, false, true)
     }));
+    let s = shared.clone();
+    tasks
+        .spawn(watch(Api::<Namespace>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.namespaces, false, true)));
     let s = shared;
     tasks.spawn(watch(Api::<PodDisruptionBudget>::all(client), move |e| keyed(&s, e, |c| &mut c.budgets, true, false)));
     async move {

@@ -93,10 +93,53 @@ pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<()> {
     }
 }
 
+/// Where the scheduling thread's time goes, logged at debug level every few seconds
+/// (`BERTH_LOG=berth_scheduler=debug`): cheap enough to keep on.
+#[derive(Default)]
+struct LoopProfile {
+    cycles: u64,
+    scheduled: u64,
+    waiting: std::time::Duration,
+    locking: std::time::Duration,
+    deciding: std::time::Duration,
+    preempting: std::time::Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl LoopProfile {
+    fn report_every(&mut self, period: std::time::Duration) {
+        let since = *self.since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < period {
+            return;
+        }
+        tracing::debug!(
+            cycles = self.cycles,
+            scheduled = self.scheduled,
+            waiting_ms = self.waiting.as_millis() as u64,
+            locking_ms = self.locking.as_millis() as u64,
+            deciding_ms = self.deciding.as_millis() as u64,
+            preempting_ms = self.preempting.as_millis() as u64,
+            over_ms = since.elapsed().as_millis() as u64,
+            "scheduling loop profile"
+        );
+        *self = LoopProfile::default();
+    }
+}
+
 /// Pops pods and decides where each goes, until the queue is closed.
 fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc::UnboundedSender<Action>) {
     let mut cycle = Cycle::default();
-    while let Some(popped) = shared.queue.pop() {
+    let mut prof = LoopProfile::default();
+    let profiling = tracing::enabled!(tracing::Level::DEBUG);
+    loop {
+        if profiling {
+            prof.report_every(std::time::Duration::from_secs(2));
+        }
+        let t0 = std::time::Instant::now();
+        let Some(popped) = shared.queue.pop() else {
+            break;
+        };
+        prof.waiting += t0.elapsed();
         let info = shared.queue.latest(&popped.info.key).unwrap_or(popped.info);
         let key = info.key.clone();
         let name = info.spec().scheduler_name.as_deref().unwrap_or(config::DEFAULT_SCHEDULER_NAME);
@@ -108,14 +151,21 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
             shared.queue.done(&key);
             continue;
         }
+        let t1 = std::time::Instant::now();
         let mut cache = shared.cache();
+        prof.locking += t1.elapsed();
+        prof.cycles += 1;
         if cache.has_pod(&key) {
             drop(cache);
             shared.queue.done(&key);
             continue;
         }
-        match cycle.schedule(profile, &cache, &info) {
+        let t2 = std::time::Instant::now();
+        let decision = cycle.schedule(profile, &cache, &info);
+        prof.deciding += t2.elapsed();
+        match decision {
             Decision::Node(node) => {
+                prof.scheduled += 1;
                 cache.assume(info.clone(), &node);
                 drop(cache);
                 let _ = tx.send(Action::Bind { info, node });
@@ -133,7 +183,10 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
             }
             Decision::Unschedulable(diagnosis) => {
                 let mut message = diagnosis.message();
-                let victims = match preemption::preempt(profile, &cache, &info, &diagnosis) {
+                let t3 = std::time::Instant::now();
+                let preempted = preemption::preempt(profile, &cache, &info, &diagnosis);
+                prof.preempting += t3.elapsed();
+                let victims = match preempted {
                     Ok(v) => {
                         cache.nominate(&info, &v.node);
                         Some(v)

@@ -51,6 +51,10 @@ struct State {
     active: BinaryHeap<(i32, Reverse<u64>, u64, String)>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_seq: u64,
+    /// Keys of the pods in [`Place::Unschedulable`] (a superset: entries of pods that
+    /// left that place are dropped when the set is next walked), so cluster events walk
+    /// the unschedulable pods only, not every queued pod.
+    unschedulable: std::collections::HashSet<String>,
     /// Counts cluster events that moved unschedulable pods.
     moves: u64,
     closed: bool,
@@ -202,12 +206,18 @@ impl Queue {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.moves += 1;
         let now = Instant::now();
-        let keys: Vec<String> = s
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.place == Place::Unschedulable && only.is_none_or(|f| f(&slot.info)))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let State { slots, unschedulable, .. } = &mut *s;
+        let mut keys = Vec::new();
+        unschedulable.retain(|key| {
+            let Some(slot) = slots.get(key).filter(|slot| slot.place == Place::Unschedulable) else {
+                return false;
+            };
+            if only.is_none_or(|f| f(&slot.info)) {
+                keys.push(key.clone());
+                return false;
+            }
+            true
+        });
         let moved = !keys.is_empty();
         for key in keys {
             s.push_backoff(&key, now);
@@ -240,13 +250,12 @@ impl Queue {
                 }
             }
             // Pods unschedulable for too long are retried anyway.
-            let stale: Vec<String> = s
-                .slots
+            let State { slots, unschedulable, .. } = &mut *s;
+            unschedulable.retain(|key| slots.get(key).is_some_and(|slot| slot.place == Place::Unschedulable));
+            let stale: Vec<String> = unschedulable
                 .iter()
-                .filter(|(_, slot)| {
-                    slot.place == Place::Unschedulable && now.duration_since(slot.since) > MAX_UNSCHEDULABLE
-                })
-                .map(|(k, _)| k.clone())
+                .filter(|key| slots.get(*key).is_some_and(|slot| now.duration_since(slot.since) > MAX_UNSCHEDULABLE))
+                .cloned()
                 .collect();
             if !stale.is_empty() {
                 for key in stale {
@@ -287,6 +296,7 @@ impl Queue {
         } else {
             slot.generation += 1;
             slot.place = Place::Unschedulable;
+            s.unschedulable.insert(key.to_string());
         }
         drop(s);
         self.wake.notify_one();

@@ -92,6 +92,23 @@ impl Selector {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    /// A label the selected objects must carry, with the values allowed (the `In`
+    /// requirement with the fewest values), for looking candidates up in an index;
+    /// `Some((_, []))` when the selector selects nothing, `None` when no requirement narrows it.
+    pub fn index_hint(&self) -> Option<(&str, &[String])> {
+        if self.nothing {
+            return Some(("", &[]));
+        }
+        self.requirements
+            .iter()
+            .filter_map(|r| match r {
+                Requirement::In(k, vs) => Some((k.as_str(), vs.as_slice())),
+                Requirement::Never => Some(("", &[][..])),
+                _ => None,
+            })
+            .min_by_key(|(_, vs)| vs.len())
+    }
+
     /// Whether the selector selects everything.
     pub fn is_everything(&self) -> bool {
         !self.nothing && self.requirements.is_empty()

@@ -62,7 +62,7 @@ impl Plugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<Prepared, Rejection> {
-        let any_existing_anti = cache.nodes().iter().any(|n| n.pods_with_required_anti_affinity > 0);
+        let any_existing_anti = cache.any_required_anti_affinity();
         if pod.required_affinity.is_empty() && pod.required_anti_affinity.is_empty() && !any_existing_anti {
             return Ok(Prepared::skip());
         }
@@ -72,50 +72,40 @@ impl Plugin for InterPodAffinity {
             anti: Counts::new(),
             first_of_group: false,
         };
+        for (existing, node) in cache.pods_with_required_anti_affinity() {
+            for term in &existing.required_anti_affinity {
+                if term.matches(pod, &cache.namespaces)
+                    && let Some(v) = term_domain(term, node)
+                {
+                    bump(&mut state.existing_anti, &term.topology_key, v, 1);
+                }
+            }
+        }
+        // The pod's own terms: only the pods each term's selector may select are looked at.
         let mut affinity_matches = 0usize;
-        let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        for node in cache.nodes() {
-            if node.node.is_none() {
-                continue;
-            }
-            if node.pods_with_required_anti_affinity > 0 {
-                for existing in node.pods.iter().filter(|p| !p.required_anti_affinity.is_empty()) {
-                    for term in &existing.required_anti_affinity {
-                        if term.matches(pod)
-                            && let Some(v) = term_domain(term, node)
-                        {
-                            bump(&mut state.existing_anti, &term.topology_key, v, 1);
-                        }
+        for (i, term) in pod.required_affinity.iter().enumerate() {
+            for (existing, node) in cache.candidates(&term.selector) {
+                if existing.key != pod.key && term.matches(existing, &cache.namespaces) {
+                    affinity_matches += 1;
+                    if let Some(v) = term_domain(term, node) {
+                        *state.affinity[i].entry(v.to_string()).or_insert(0) += 1;
                     }
                 }
             }
-            if !own_terms {
-                continue;
-            }
-            for existing in &node.pods {
-                if existing.key == pod.key {
-                    continue;
-                }
-                for (i, term) in pod.required_affinity.iter().enumerate() {
-                    if term.matches(existing) {
-                        affinity_matches += 1;
-                        if let Some(v) = term_domain(term, node) {
-                            *state.affinity[i].entry(v.to_string()).or_insert(0) += 1;
-                        }
-                    }
-                }
-                for term in &pod.required_anti_affinity {
-                    if term.matches(existing)
-                        && let Some(v) = term_domain(term, node)
-                    {
-                        bump(&mut state.anti, &term.topology_key, v, 1);
-                    }
+        }
+        for term in &pod.required_anti_affinity {
+            for (existing, node) in cache.candidates(&term.selector) {
+                if existing.key != pod.key
+                    && term.matches(existing, &cache.namespaces)
+                    && let Some(v) = term_domain(term, node)
+                {
+                    bump(&mut state.anti, &term.topology_key, v, 1);
                 }
             }
         }
         state.first_of_group = !pod.required_affinity.is_empty()
             && affinity_matches == 0
-            && pod.required_affinity.iter().all(|t| t.matches(pod));
+            && pod.required_affinity.iter().all(|t| t.matches(pod, &cache.namespaces));
         Ok(Prepared::with(state))
     }
 
@@ -147,55 +137,39 @@ impl Plugin for InterPodAffinity {
     }
 
     fn pre_score(&self, pod: &PodInfo, cache: &Cache, _: &[&NodeInfo]) -> Prepared {
-        let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        let any_existing = cache.nodes().iter().any(|n| n.pods_with_affinity > 0);
-        if !own && !any_existing {
-            return Prepared::skip();
-        }
         let mut scores = Counts::new();
-        for node in cache.nodes() {
-            if node.node.is_none() || (!own && node.pods_with_affinity == 0) {
-                continue;
+        for (w, sign) in
+            pod.preferred_affinity.iter().map(|w| (w, 1)).chain(pod.preferred_anti_affinity.iter().map(|w| (w, -1)))
+        {
+            for (existing, node) in cache.candidates(&w.term.selector) {
+                if w.term.matches(existing, &cache.namespaces)
+                    && let Some(v) = term_domain(&w.term, node)
+                {
+                    bump(&mut scores, &w.term.topology_key, v, sign * w.weight as i64);
+                }
             }
-            for existing in &node.pods {
-                for w in &pod.preferred_affinity {
-                    if w.term.matches(existing)
-                        && let Some(v) = term_domain(&w.term, node)
-                    {
-                        bump(&mut scores, &w.term.topology_key, v, w.weight as i64);
-                    }
+        }
+        for (existing, node) in cache.pods_with_scoring_terms() {
+            for t in &existing.required_affinity {
+                if self.hard_pod_affinity_weight > 0
+                    && t.matches(pod, &cache.namespaces)
+                    && let Some(v) = term_domain(t, node)
+                {
+                    bump(&mut scores, &t.topology_key, v, self.hard_pod_affinity_weight);
                 }
-                for w in &pod.preferred_anti_affinity {
-                    if w.term.matches(existing)
-                        && let Some(v) = term_domain(&w.term, node)
-                    {
-                        bump(&mut scores, &w.term.topology_key, v, -(w.weight as i64));
-                    }
+            }
+            for w in &existing.preferred_affinity {
+                if w.term.matches(pod, &cache.namespaces)
+                    && let Some(v) = term_domain(&w.term, node)
+                {
+                    bump(&mut scores, &w.term.topology_key, v, w.weight as i64);
                 }
-                if !existing.has_affinity() {
-                    continue;
-                }
-                for t in &existing.required_affinity {
-                    if self.hard_pod_affinity_weight > 0
-                        && t.matches(pod)
-                        && let Some(v) = term_domain(t, node)
-                    {
-                        bump(&mut scores, &t.topology_key, v, self.hard_pod_affinity_weight);
-                    }
-                }
-                for w in &existing.preferred_affinity {
-                    if w.term.matches(pod)
-                        && let Some(v) = term_domain(&w.term, node)
-                    {
-                        bump(&mut scores, &w.term.topology_key, v, w.weight as i64);
-                    }
-                }
-                for w in &existing.preferred_anti_affinity {
-                    if w.term.matches(pod)
-                        && let Some(v) = term_domain(&w.term, node)
-                    {
-                        bump(&mut scores, &w.term.topology_key, v, -(w.weight as i64));
-                    }
+            }
+            for w in &existing.preferred_anti_affinity {
+                if w.term.matches(pod, &cache.namespaces)
+                    && let Some(v) = term_domain(&w.term, node)
+                {
+                    bump(&mut scores, &w.term.topology_key, v, -(w.weight as i64));
                 }
             }
         }
@@ -277,5 +251,46 @@ mod tests {
         );
         let s = scores(&InterPodAffinity::default(), zones(), pods, &p);
         assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 100), ("nozone".into(), 0)]);
+    }
+
+    #[test]
+    fn namespace_selector_picks_namespaces_by_label() {
+        use crate::plugins::testing::cache_of;
+        let mut db = bound_labelled("db", "a1", json!({"app": "db"}), json!({})).pod.as_ref().clone();
+        db.metadata.namespace = Some("data".into());
+        let db = std::sync::Arc::new(PodInfo::new(std::sync::Arc::new(db)));
+        let mut cache = cache_of(zones(), vec![db]);
+        let anti = |ns_selector: serde_json::Value| {
+            labelled(
+                json!({"app": "web"}),
+                json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone",
+                 "namespaceSelector": ns_selector}]}}}),
+            )
+        };
+        let feasible = |cache: &Cache, p: &PodInfo| -> Vec<String> {
+            let plugin = InterPodAffinity::default();
+            let prepared = plugin.pre_filter(p, cache).expect("pre-filter");
+            let mut names: Vec<String> = cache
+                .nodes()
+                .iter()
+                .filter(|n| n.node.is_some() && plugin.filter(p, &prepared, n).is_ok())
+                .map(|n| n.name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        let tiered = anti(json!({"matchLabels": {"tier": "storage"}}));
+        // The namespace is unknown or unlabelled: the db pod is not looked at.
+        assert_eq!(feasible(&cache, &tiered), ["a1", "a2", "b1", "nozone"]);
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "data", "labels": {"tier": "storage"}}})).unwrap();
+        cache.namespaces.insert("data".into(), std::sync::Arc::new(ns));
+        assert_eq!(feasible(&cache, &tiered), ["b1", "nozone"]);
+        assert_eq!(feasible(&cache, &anti(json!({"matchLabels": {"tier": "web"}}))), ["a1", "a2", "b1", "nozone"]);
+        // `{}` selects every namespace; no selector means the pod's own ("default").
+        assert_eq!(feasible(&cache, &anti(json!({}))), ["b1", "nozone"]);
+        let own = labelled(json!({"app": "web"}), term("podAntiAffinity", "zone", "db"));
+        assert_eq!(feasible(&cache, &own), ["a1", "a2", "b1", "nozone"]);
     }
 }

@@ -62,7 +62,9 @@ fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
         .collect()
 }
 
-/// Counts matching pods per domain over the nodes the constraints consider.
+/// Counts matching pods per domain over the nodes the constraints consider: every
+/// eligible node's domain is present (with 0 when it has no matching pod); the matching
+/// pods are found through the cache's label index, not by walking every pod.
 fn count(
     pod: &PodInfo,
     cache: &Cache,
@@ -71,33 +73,40 @@ fn count(
 ) -> Vec<HashMap<String, i64>> {
     let required = Required::of(pod);
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
-    let mut counts = vec![HashMap::new(); constraints.len()];
-    let mut visit = |node: &NodeInfo| {
-        if node.node.is_none() {
-            return;
-        }
-        // A node lacking any constraint's key is not counted (as Kubernetes).
-        if !constraints.iter().all(|c| node.labels.contains_key(&c.key)) {
-            return;
-        }
-        for (i, c) in constraints.iter().enumerate() {
-            if c.honor_affinity && !required.matches(node) {
-                continue;
-            }
-            if c.honor_taints && untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_some() {
-                continue;
-            }
-            let n = node
-                .pods
-                .iter()
-                .filter(|p| p.namespace == pod.namespace && !p.terminating() && c.selector.matches(&p.labels))
-                .count() as i64;
-            *counts[i].entry(node.labels[&c.key].clone()).or_insert(0) += n;
-        }
+    // Whether the node counts for constraint `c`: a node lacking any constraint's key is
+    // not counted (as Kubernetes), nor one the policies exclude.
+    let eligible = |node: &NodeInfo, c: &Constraint| {
+        node.node.is_some()
+            && constraints.iter().all(|c| node.labels.contains_key(&c.key))
+            && (!c.honor_affinity || required.matches(node))
+            && (!c.honor_taints || untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_none())
     };
-    match only {
-        Some(nodes) => nodes.iter().for_each(|n| visit(n)),
-        None => cache.nodes().iter().for_each(&mut visit),
+    let mut counts = vec![HashMap::new(); constraints.len()];
+    let only_names: Option<std::collections::HashSet<&str>> = only.map(|n| n.iter().map(|n| n.name.as_str()).collect());
+    for (c, counts) in constraints.iter().zip(counts.iter_mut()) {
+        let mut register = |node: &NodeInfo| {
+            if eligible(node, c) {
+                let value = &node.labels[&c.key];
+                if !counts.contains_key(value) {
+                    counts.insert(value.clone(), 0i64);
+                }
+            }
+        };
+        match only {
+            Some(nodes) => nodes.iter().for_each(|n| register(n)),
+            None => cache.nodes().iter().for_each(&mut register),
+        }
+        for (existing, node) in cache.candidates(&c.selector) {
+            if existing.namespace != pod.namespace || existing.terminating() || !c.selector.matches(&existing.labels) {
+                continue;
+            }
+            if only_names.as_ref().is_some_and(|names| !names.contains(node.name.as_str())) || !eligible(node, c) {
+                continue;
+            }
+            if let Some(n) = counts.get_mut(&node.labels[&c.key]) {
+                *n += 1;
+            }
+        }
     }
     counts
 }
