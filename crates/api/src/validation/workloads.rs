@@ -255,7 +255,14 @@ fn statefulset_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
 }
 
 fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
-    for key in ["parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"] {
+    for key in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
         ctx.non_negative(spec, key, &format!("{path}.{key}"));
     }
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
