@@ -369,3 +369,43 @@ spec:
     let out = s.kubectl_ok(&["get", "cronjob", "tick"]);
     assert!(out.contains("* * * * *"), "{out}");
 }
+
+#[test]
+fn cronjob_every_descriptor_and_tz_in_schedule() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    // `@every <duration>` is accepted (as Kubernetes' cron parser does) and runs its Jobs
+    // one period after the CronJob was created.
+    s.kubectl_ok(&["create", "cronjob", "every", "--image=busybox:1.36", "--schedule=@every 1m"]);
+    let cj = s.http_json("GET", "/apis/batch/v1/namespaces/default/cronjobs/every", None).1;
+    let created = cj["metadata"]["creationTimestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let jobs = || -> Vec<Value> {
+        s.http_json("GET", JOBS, None).1["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == "every")
+            .cloned()
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(150), || !jobs().is_empty()), "no job:\n{}", s.log());
+    let scheduled = jobs()[0]["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    assert_eq!(scheduled.as_second(), created.as_second() + 60, "one period after creation");
+
+    // Bad input, with Kubernetes' messages.
+    for (schedule, message) in [
+        ("@every 5", r#"failed to parse duration @every 5: time: missing unit in duration "5""#),
+        ("@every often", r#"failed to parse duration @every often: time: invalid duration "often""#),
+        ("TZ=UTC 0 * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+        ("CRON_TZ=Europe/Paris 0 * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+    ] {
+        let err = s.kubectl_err(
+            &["create", "cronjob", "bad", "--image=busybox:1.36", &format!("--schedule={schedule}")],
+            None,
+        );
+        assert!(err.contains("spec.schedule") && err.contains(message), "{schedule}: {err}");
+    }
+}
