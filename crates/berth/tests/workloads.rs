@@ -736,7 +736,7 @@ spec:
     std::thread::sleep(Duration::from_secs(2));
     let names: Vec<String> =
         live_pods(&s, "app=crashy").iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, [last.clone()], "the failed pod is kept during its back-off");
+    assert_eq!(names, std::slice::from_ref(&last), "the failed pod is kept during its back-off");
     wait(&s, "the fifth replacement", || pending().iter().any(|p| *p != last && !seen.contains(p)));
     let events = s.kubectl_ok(&["get", "events", "--field-selector", "reason=FailedDaemonPod", "-o", "name"]);
     assert!(!events.trim().is_empty(), "no FailedDaemonPod event");
