@@ -127,11 +127,23 @@ pub enum Output {
     Yaml,
     /// A `meta.k8s.io/v1` Table.
     Table,
+    /// Objects reduced to `PartialObjectMetadata` of the given `apiVersion` (`meta.k8s.io/v1` or `/v1beta1`).
+    PartialObject(&'static str),
+    /// A list reduced to `PartialObjectMetadataList` of the given `apiVersion`.
+    PartialObjectList(&'static str),
+}
+
+/// 406 NotAcceptable, as Kubernetes answers an `Accept` it cannot serve.
+pub fn not_acceptable(message: impl Into<String>) -> ApiError {
+    ApiError::new(406, "NotAcceptable", message)
 }
 
 /// Negotiates the response format from `Accept`: the first acceptable entry wins.
-pub fn output(headers: &HeaderMap) -> Output {
+/// An `Accept` whose only JSON entries ask for a conversion (`as=`) this server does not
+/// offer is answered 406, as Kubernetes does; other unknown media types fall back to JSON.
+pub fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut refused = None;
     for entry in accept.split(',') {
         let mut parts = entry.split(';').map(str::trim);
         let essence = parts.next().unwrap_or("").to_ascii_lowercase();
@@ -139,23 +151,91 @@ pub fn output(headers: &HeaderMap) -> Output {
             .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
             .collect();
         let param = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
-        match (essence.as_str(), param("as")) {
-            ("application/json", Some("Table")) if param("g") == Some("meta.k8s.io") => return Output::Table,
-            ("application/json", Some(_)) => continue,
-            ("application/json", None) | ("*/*", _) | ("application/*", _) => return Output::Json,
-            ("application/yaml", None) => return Output::Yaml,
+        let meta_version = match (param("g"), param("v")) {
+            (Some("meta.k8s.io"), Some("v1")) => Some("meta.k8s.io/v1"),
+            (Some("meta.k8s.io"), Some("v1beta1")) => Some("meta.k8s.io/v1beta1"),
+            _ => None,
+        };
+        match (essence.as_str(), param("as"), meta_version) {
+            ("application/json", Some("Table"), Some(_)) => return Ok(Output::Table),
+            ("application/json", Some("PartialObjectMetadata"), Some(v)) => return Ok(Output::PartialObject(v)),
+            ("application/json", Some("PartialObjectMetadataList"), Some(v)) => {
+                return Ok(Output::PartialObjectList(v));
+            }
+            // Discovery documents are negotiated by their own handlers.
+            ("application/json", Some(_), _) if param("g") == Some("apidiscovery.k8s.io") => continue,
+            ("application/json", Some(_), _) => {
+                refused.get_or_insert_with(|| entry.trim().to_string());
+                continue;
+            }
+            ("application/json", None, _) | ("*/*", _, _) | ("application/*", _, _) => return Ok(Output::Json),
+            ("application/yaml", None, _) => return Ok(Output::Yaml),
             _ => continue,
         }
     }
-    Output::Json
+    match refused {
+        Some(entry) => Err(not_acceptable(format!(
+            "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;g=meta.k8s.io;v=v1, application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1 (got {entry:?})"
+        ))),
+        None => Ok(Output::Json),
+    }
 }
 
-/// A response with the given code and JSON value, encoded as `out` asks (Table falls back to JSON here).
+/// One object reduced to a `PartialObjectMetadata` of `api_version`.
+pub fn partial_object(obj: &Value, api_version: &str) -> Value {
+    let metadata = obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({}));
+    serde_json::json!({ "kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": metadata })
+}
+
+fn is_list(value: &Value) -> bool {
+    value.get("items").is_some_and(Value::is_array)
+        && value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+}
+
+/// `value` converted as `out` asks: PartialObjectMetadata(List) conversions, or a 406 when
+/// a list is asked for of one object or one object of a list, as Kubernetes answers.
+pub fn transform(value: &Value, out: Output) -> ApiResult<std::borrow::Cow<'_, Value>> {
+    use std::borrow::Cow;
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    match out {
+        // Errors and other Status answers go out as they are.
+        _ if kind == "Status" => Ok(Cow::Borrowed(value)),
+        Output::PartialObject(v) => {
+            if is_list(value) {
+                return Err(not_acceptable(format!(
+                    "you requested PartialObjectMetadata, but the requested object is a list ({kind})"
+                )));
+            }
+            Ok(Cow::Owned(partial_object(value, v)))
+        }
+        Output::PartialObjectList(v) => {
+            if !is_list(value) {
+                return Err(not_acceptable(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list ({kind})"
+                )));
+            }
+            let items: Vec<Value> =
+                value["items"].as_array().into_iter().flatten().map(|o| partial_object(o, v)).collect();
+            let metadata = value.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({}));
+            Ok(Cow::Owned(
+                serde_json::json!({ "kind": "PartialObjectMetadataList", "apiVersion": v, "metadata": metadata, "items": items }),
+            ))
+        }
+        _ => Ok(Cow::Borrowed(value)),
+    }
+}
+
+/// A response with the given code and JSON value, encoded as `out` asks (Table falls back to
+/// JSON here; PartialObjectMetadata(List) conversions are applied).
 pub fn respond(code: StatusCode, value: &Value, out: Output) -> Response {
     match out {
         Output::Yaml => match serde_saphyr::to_string(value) {
             Ok(text) => with_type(code, text.into_bytes(), "application/yaml"),
             Err(e) => ApiError::internal(e).into_response(),
+        },
+        Output::PartialObject(_) | Output::PartialObjectList(_) => match transform(value, out) {
+            Ok(v) => with_type(code, serde_json::to_vec(&*v).unwrap_or_default(), "application/json"),
+            Err(e) => e.into_response(),
         },
         _ => with_type(code, serde_json::to_vec(value).unwrap_or_default(), "application/json"),
     }
@@ -180,9 +260,54 @@ mod tests {
     use super::*;
 
     fn accept(s: &str) -> Output {
+        try_accept(s).unwrap()
+    }
+
+    fn try_accept(s: &str) -> ApiResult<Output> {
         let mut h = HeaderMap::new();
         h.insert(header::ACCEPT, HeaderValue::from_str(s).unwrap());
-        output(&h)
+        negotiate(&h)
+    }
+
+    #[test]
+    fn negotiates_partial_object_metadata_like_kubernetes() {
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+            Output::PartialObject("meta.k8s.io/v1")
+        );
+        assert_eq!(
+            accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1,application/json"),
+            Output::PartialObjectList("meta.k8s.io/v1beta1")
+        );
+        // Unsupported conversions are skipped; with nothing left the answer is 406.
+        assert_eq!(accept("application/json;as=Widget;g=meta.k8s.io;v=v1,application/json"), Output::Json);
+        for bad in [
+            "application/json;as=Widget;g=meta.k8s.io;v=v1",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2",
+            "application/json;as=PartialObjectMetadata;g=example.com;v=v1",
+        ] {
+            let err = try_accept(bad).unwrap_err();
+            assert_eq!((err.code, err.reason), (406, "NotAcceptable"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partial_object_metadata_keeps_only_metadata() {
+        let pod = serde_json::json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a", "uid": "u"}, "spec": {"x": 1}});
+        let out = transform(&pod, Output::PartialObject("meta.k8s.io/v1")).unwrap();
+        assert_eq!(
+            *out,
+            serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "a", "uid": "u"}})
+        );
+        let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": [pod]});
+        let out = transform(&list, Output::PartialObjectList("meta.k8s.io/v1")).unwrap();
+        assert_eq!(out["kind"], "PartialObjectMetadataList");
+        assert_eq!(out["metadata"]["resourceVersion"], "5");
+        assert_eq!(out["items"][0]["kind"], "PartialObjectMetadata");
+        assert!(out["items"][0].get("spec").is_none());
+        // A list asked of one object and one object asked of a list are refused.
+        assert_eq!(transform(&pod, Output::PartialObjectList("meta.k8s.io/v1")).unwrap_err().code, 406);
+        assert_eq!(transform(&list, Output::PartialObject("meta.k8s.io/v1")).unwrap_err().code, 406);
     }
 
     #[test]

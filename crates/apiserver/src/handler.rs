@@ -123,7 +123,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
         return Err(ApiError::unknown_resource());
     }
     let params = Params::parse(parts.uri.query())?;
-    let out = codec::output(&headers);
+    let out = codec::negotiate(&headers)?;
     let ctx = Ctx { app, served, path: rp, params, headers, out };
     let method = parts.method;
     let is_collection = ctx.path.name.is_none();

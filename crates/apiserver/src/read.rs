@@ -194,32 +194,48 @@ fn render_list<'a>(
                 json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "metadata": meta, "items": list });
             codec::respond(StatusCode::OK, &doc, Output::Yaml)
         }
+        Output::PartialObject(_) => codec::respond(
+            StatusCode::OK,
+            &json!({ "kind": info.list_kind, "apiVersion": info.api_version(), "items": [] }),
+            ctx.out,
+        ),
+        Output::PartialObjectList(v) => {
+            let items: Vec<Bytes> = items
+                .map(|o| Bytes::from(serde_json::to_vec(&codec::partial_object(&o.value, v)).unwrap_or_default()))
+                .collect();
+            json_list("PartialObjectMetadataList", v, &rv, continue_token, items)
+        }
         Output::Json => {
-            let mut head = Vec::with_capacity(256);
-            head.extend_from_slice(b"{\"kind\":");
-            head.extend_from_slice(&serde_json::to_vec(&info.list_kind).unwrap_or_default());
-            head.extend_from_slice(b",\"apiVersion\":");
-            head.extend_from_slice(&serde_json::to_vec(&info.api_version()).unwrap_or_default());
-            head.extend_from_slice(b",\"metadata\":{\"resourceVersion\":\"");
-            head.extend_from_slice(rv.as_bytes());
-            head.push(b'"');
-            if let Some(c) = continue_token {
-                head.extend_from_slice(b",\"continue\":");
-                head.extend_from_slice(&serde_json::to_vec(c).unwrap_or_default());
-            }
-            head.extend_from_slice(b"},\"items\":[");
-            let items: Vec<Arc<CachedObject>> = items.cloned().collect();
-            let mut resp = Response::new(stream_items(head, items));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+            let items: Vec<Bytes> = items.map(|o| o.json.clone()).collect();
+            json_list(&info.list_kind, &info.api_version(), &rv, continue_token, items)
         }
     }
+}
+
+/// A JSON list response streamed from its items' encodings.
+fn json_list(kind: &str, api_version: &str, rv: &str, continue_token: Option<&str>, items: Vec<Bytes>) -> Response {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"kind\":");
+    head.extend_from_slice(&serde_json::to_vec(kind).unwrap_or_default());
+    head.extend_from_slice(b",\"apiVersion\":");
+    head.extend_from_slice(&serde_json::to_vec(api_version).unwrap_or_default());
+    head.extend_from_slice(b",\"metadata\":{\"resourceVersion\":\"");
+    head.extend_from_slice(rv.as_bytes());
+    head.push(b'"');
+    if let Some(c) = continue_token {
+        head.extend_from_slice(b",\"continue\":");
+        head.extend_from_slice(&serde_json::to_vec(c).unwrap_or_default());
+    }
+    head.extend_from_slice(b"},\"items\":[");
+    let mut resp = Response::new(stream_items(head, items));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// Streams a JSON list: `head`, then the items' cached bytes joined by commas, then
 /// `]}`, in chunks of about 64 KiB. No 20 MiB buffer is built for a 10k-pod list, and
 /// the first bytes leave before the last item is copied.
-fn stream_items(head: Vec<u8>, items: Vec<Arc<CachedObject>>) -> Body {
+fn stream_items(head: Vec<u8>, items: Vec<Bytes>) -> Body {
     const CHUNK: usize = 64 * 1024;
     let state = (Some(head), items.into_iter().enumerate(), false);
     let stream = futures::stream::unfold(state, |(head, mut rest, done)| async move {
@@ -234,7 +250,7 @@ fn stream_items(head: Vec<u8>, items: Vec<Arc<CachedObject>>) -> Body {
             if i > 0 {
                 buf.push(b',');
             }
-            buf.extend_from_slice(&o.json);
+            buf.extend_from_slice(&o);
             if buf.len() >= CHUNK {
                 return Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (None, rest, false)));
             }

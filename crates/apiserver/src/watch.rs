@@ -1,6 +1,6 @@
 //! WATCH: a chunked stream of `{"type":…,"object":…}` lines from the watch cache, with
 //! selector transitions (an object leaving the selection is a DELETED event), initial
-//! events, bookmarks, timeouts and Table-formatted events.
+//! events, bookmarks, timeouts, and Table- or PartialObjectMetadata-formatted events.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cache::{CachedEvent, CachedObject, EventType};
-use crate::codec::Output;
+use crate::codec::{self, Output};
 use crate::error::{ApiError, ApiResult};
 use crate::filter::Filter;
 use crate::handler::Ctx;
@@ -48,6 +48,8 @@ impl Watcher {
             );
             self.first = false;
             line.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+        } else if let Output::PartialObject(v) = self.ctx.out {
+            line.extend_from_slice(&serde_json::to_vec(&codec::partial_object(&obj.value, v)).unwrap_or_default());
         } else {
             // Encoded once in the cache, shared by every watcher.
             line.extend_from_slice(&obj.json);
@@ -68,7 +70,11 @@ impl Watcher {
             meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
         }
         let info = &self.ctx.served.info;
-        Self::frame_value("BOOKMARK", &json!({ "kind": info.kind, "apiVersion": info.api_version(), "metadata": meta }))
+        let (kind, api_version) = match self.ctx.out {
+            Output::PartialObject(v) => ("PartialObjectMetadata".to_string(), v.to_string()),
+            _ => (info.kind.clone(), info.api_version()),
+        };
+        Self::frame_value("BOOKMARK", &json!({ "kind": kind, "apiVersion": api_version, "metadata": meta }))
     }
 
     /// The frame for one event, applying selector transitions.
@@ -98,6 +104,12 @@ impl Watcher {
 
 /// Starts a watch.
 pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
+    // Watch events carry single objects: a list conversion cannot apply to them.
+    if let Output::PartialObjectList(_) = ctx.out {
+        return Err(codec::not_acceptable(
+            "you requested PartialObjectMetadataList, but watch events carry single objects (use as=PartialObjectMetadata)",
+        ));
+    }
     let filter = Filter::new(&ctx.served.info, &ctx.params)?;
     let p = &ctx.params;
     let prefix = ctx.served.prefix_in(ctx.namespace());

@@ -258,3 +258,52 @@ subsets:
     s.kubectl_ok(&["delete", "endpoints", "external"]);
     assert!(wait_until(WAIT, || slices(&s, "external").is_empty()), "{:?}", slices(&s, "external"));
 }
+
+#[test]
+fn endpoints_over_capacity_are_truncated_and_annotated() {
+    let s = server();
+    // 1,005 ready pods (played through the API): more than an Endpoints object holds.
+    for i in 0..1005 {
+        let name = format!("big-{i}");
+        let mut p = pod(&name, 8080);
+        p["metadata"]["labels"] = json!({ "app": "big" });
+        let (code, v) = s.http_json("POST", PODS, Some(&p));
+        assert_eq!(code, 201, "{v}");
+        set_status(&s, &name, &format!("10.42.{}.{}", i / 250, i % 250 + 1), true);
+    }
+    // The Service comes last, so its Endpoints are computed once over all of them.
+    let (code, v) = s.http_json(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(&json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "big" },
+            "spec": { "selector": { "app": "big" }, "ports": [{ "port": 80, "targetPort": 8080 }] } })),
+    );
+    assert_eq!(code, 201, "{v}");
+    let annotation = |e: &Value| e["metadata"]["annotations"]["endpoints.kubernetes.io/over-capacity"].clone();
+    let count =
+        |e: &Value| e["subsets"].as_array().into_iter().flatten().map(|s| ips(&s["addresses"]).len()).sum::<usize>();
+    assert!(
+        wait_until(WAIT, || {
+            let e = endpoints(&s, "big");
+            count(&e) == 1000 && annotation(&e) == "truncated"
+        }),
+        "{} addresses, annotations {}",
+        count(&endpoints(&s, "big")),
+        endpoints(&s, "big")["metadata"]["annotations"]
+    );
+    // EndpointSlices have no such limit: every pod is there.
+    assert!(wait_until(WAIT, || slice_endpoints(&s, "big").len() == 1005), "{}", slice_endpoints(&s, "big").len());
+    // Back under capacity: every address, and the annotation is gone.
+    for i in 0..10 {
+        let (code, v) = s.http_json("DELETE", &format!("{PODS}/big-{i}"), None);
+        assert_eq!(code, 200, "{v}");
+    }
+    assert!(
+        wait_until(WAIT, || {
+            let e = endpoints(&s, "big");
+            count(&e) == 995 && annotation(&e).is_null()
+        }),
+        "{}",
+        endpoints(&s, "big")["metadata"]
+    );
+}

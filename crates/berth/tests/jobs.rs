@@ -166,6 +166,136 @@ fn indexed_jobs_and_pod_failure_policy() {
     assert!(wait_until(WAIT, || active_pods(&s, "later").len() == 1), "not resumed: {}", job(&s, "later"));
 }
 
+fn index_of(pod: &Value) -> &str {
+    pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap()
+}
+
+fn active_index(s: &TestServer, job: &str, index: &str) -> Option<Value> {
+    active_pods(s, job).into_iter().find(|p| index_of(p) == index)
+}
+
+#[test]
+fn backoff_limit_per_index_and_failed_indexes() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(
+        &s,
+        "perindex",
+        json!({ "completions": 2, "parallelism": 2, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1, "maxFailedIndexes": 1 }),
+    );
+    assert!(wait_until(WAIT, || active_pods(&s, "perindex").len() == 2), "{:?}", pods_of(&s, "perindex"));
+    let first = active_index(&s, "perindex", "0").unwrap();
+    assert_eq!(first["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "0");
+    finish(&s, &first, 1);
+    // Index 0 is retried (after its back-off) by a pod that knows one failure came before.
+    assert!(wait_until(WAIT, || active_index(&s, "perindex", "0").is_some()), "{}", job(&s, "perindex"));
+    let retry = active_index(&s, "perindex", "0").unwrap();
+    assert_eq!(retry["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"], "1");
+    assert_eq!(job(&s, "perindex")["status"]["failedIndexes"], "");
+    finish(&s, &retry, 1);
+    // Its second failure is over the limit: the index fails and is not retried; the Job goes on.
+    assert!(wait_until(WAIT, || job(&s, "perindex")["status"]["failedIndexes"] == "0"), "{}", job(&s, "perindex"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(active_index(&s, "perindex", "0").is_none(), "a failed index is not retried");
+    assert!(condition(&job(&s, "perindex"), "FailureTarget").is_none(), "{}", job(&s, "perindex"));
+    // Once every index is finished, the failed one fails the Job.
+    finish(&s, &active_index(&s, "perindex", "1").unwrap(), 0);
+    assert!(wait_until(WAIT, || condition(&job(&s, "perindex"), "Failed").is_some()), "{}", job(&s, "perindex"));
+    let j = job(&s, "perindex");
+    assert_eq!(condition(&j, "Failed").unwrap()["reason"], "FailedIndexes");
+    assert_eq!(condition(&j, "Failed").unwrap()["message"], "Job has failed indexes");
+    assert_eq!((j["status"]["completedIndexes"].as_str(), j["status"]["failed"].as_i64()), (Some("1"), Some(2)));
+
+    // maxFailedIndexes: one failed index over it fails the Job at once, its other pods stop.
+    create_job(
+        &s,
+        "strict",
+        json!({ "completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 0, "maxFailedIndexes": 0 }),
+    );
+    assert!(wait_until(WAIT, || active_pods(&s, "strict").len() == 3), "{:?}", pods_of(&s, "strict"));
+    finish(&s, &active_index(&s, "strict", "2").unwrap(), 1);
+    assert!(wait_until(WAIT, || condition(&job(&s, "strict"), "Failed").is_some()), "{}", job(&s, "strict"));
+    let failed = condition(&job(&s, "strict"), "Failed").unwrap();
+    assert_eq!(failed["reason"], "MaxFailedIndexesExceeded");
+    assert!(wait_until(WAIT, || active_pods(&s, "strict").is_empty()), "{:?}", active_pods(&s, "strict"));
+    // Bad input: a negative backoffLimitPerIndex is refused.
+    let (code, v) = s.http_json(
+        "POST",
+        JOBS,
+        Some(&json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "bad" }, "spec": {
+            "completions": 1, "completionMode": "Indexed", "backoffLimitPerIndex": -1,
+            "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox:1.36" }] } } } })),
+    );
+    assert_eq!(code, 422, "{v}");
+}
+
+#[test]
+fn success_policy_completes_early() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(
+        &s,
+        "leader",
+        json!({ "completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "successPolicy": { "rules": [{ "succeededIndexes": "0" }] } }),
+    );
+    assert!(wait_until(WAIT, || active_pods(&s, "leader").len() == 3), "{:?}", pods_of(&s, "leader"));
+    finish(&s, &active_index(&s, "leader", "1").unwrap(), 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(condition(&job(&s, "leader"), "SuccessCriteriaMet").is_none(), "index 1 is not in the policy");
+    finish(&s, &active_index(&s, "leader", "0").unwrap(), 0);
+    // SuccessCriteriaMet, the remaining pod is terminated, then Complete with the same reason.
+    assert!(wait_until(WAIT, || condition(&job(&s, "leader"), "Complete").is_some()), "{}", job(&s, "leader"));
+    let j = job(&s, "leader");
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        let c = condition(&j, type_).unwrap();
+        assert_eq!(
+            (c["reason"].as_str(), c["message"].as_str()),
+            (Some("SuccessPolicy"), Some("Matched rules at index 0"))
+        );
+    }
+    assert_eq!(j["status"]["completedIndexes"], "0-1");
+    assert!(wait_until(WAIT, || active_pods(&s, "leader").is_empty()), "{:?}", active_pods(&s, "leader"));
+    s.kubectl_ok(&["wait", "--for=condition=complete", "job/leader", "--timeout=30s"]);
+}
+
+#[test]
+fn pod_replacement_policy_failed_waits_for_terminating_pods() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    create_job(&s, "careful", json!({ "podReplacementPolicy": "Failed" }));
+    assert!(wait_until(WAIT, || active_pods(&s, "careful").len() == 1), "no pod:\n{}", s.log());
+    let first = active_pods(&s, "careful").remove(0);
+    let name = first["metadata"]["name"].as_str().unwrap().to_string();
+    // A finalizer of the test's own keeps the deleted pod terminating, as a slow kubelet would.
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        &name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/finalizers/-","value":"example.com/hold"}]"#,
+    ]);
+    s.kubectl_ok(&["delete", "pod", &name, "--wait=false"]);
+    assert!(wait_until(WAIT, || job(&s, "careful")["status"]["terminating"] == 1), "{}", job(&s, "careful"));
+    // Still terminating: no replacement (well past the 10 s back-off).
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(pods_of(&s, "careful").len(), 1, "{:?}", pods_of(&s, "careful"));
+    // The pod finishes terminating (its last finalizer goes): now it is replaced.
+    assert!(wait_until(WAIT, || {
+        let p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
+        p["metadata"]["finalizers"] == json!(["example.com/hold"])
+    }));
+    s.kubectl_ok(&["patch", "pod", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    assert!(
+        wait_until(WAIT, || active_pods(&s, "careful").len() == 1
+            && active_pods(&s, "careful")[0]["metadata"]["name"] != name.as_str()),
+        "{:?}",
+        pods_of(&s, "careful")
+    );
+    assert!(wait_until(WAIT, || job(&s, "careful")["status"]["terminating"] == 0), "{}", job(&s, "careful"));
+    assert_eq!(job(&s, "careful")["status"]["failed"], 1);
+}
+
 #[test]
 fn finished_jobs_go_after_their_ttl() {
     let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
@@ -238,4 +368,44 @@ spec:
     );
     let out = s.kubectl_ok(&["get", "cronjob", "tick"]);
     assert!(out.contains("* * * * *"), "{out}");
+}
+
+#[test]
+fn cronjob_every_descriptor_and_tz_in_schedule() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    // `@every <duration>` is accepted (as Kubernetes' cron parser does) and runs its Jobs
+    // one period after the CronJob was created.
+    s.kubectl_ok(&["create", "cronjob", "every", "--image=busybox:1.36", "--schedule=@every 1m"]);
+    let cj = s.http_json("GET", "/apis/batch/v1/namespaces/default/cronjobs/every", None).1;
+    let created = cj["metadata"]["creationTimestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let jobs = || -> Vec<Value> {
+        s.http_json("GET", JOBS, None).1["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == "every")
+            .cloned()
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(150), || !jobs().is_empty()), "no job:\n{}", s.log());
+    let scheduled = jobs()[0]["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    assert_eq!(scheduled.as_second(), created.as_second() + 60, "one period after creation");
+
+    // Bad input, with Kubernetes' messages.
+    for (schedule, message) in [
+        ("@every 5", r#"failed to parse duration @every 5: time: missing unit in duration "5""#),
+        ("@every often", r#"failed to parse duration @every often: time: invalid duration "often""#),
+        ("TZ=UTC 0 * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+        ("CRON_TZ=Europe/Paris 0 * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+    ] {
+        let err = s.kubectl_err(
+            &["create", "cronjob", "bad", "--image=busybox:1.36", &format!("--schedule={schedule}")],
+            None,
+        );
+        assert!(err.contains("spec.schedule") && err.contains(message), "{schedule}: {err}");
+    }
 }

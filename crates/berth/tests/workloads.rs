@@ -686,3 +686,60 @@ fn a_daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
     wait(&s, "back on 1.36", || images().len() == 2 && images().iter().all(|i| i == "busybox:1.36"));
     rollout_status(&s, "daemonset/agent");
 }
+
+#[test]
+fn failed_daemon_pods_are_replaced_with_a_back_off() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    node(&s, "n1", json!({}), json!([]));
+    // The image keeps the test kubelet from running it: the test fails its pods instead.
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: { name: crashy }
+spec:
+  selector: { matchLabels: { app: crashy } }
+  template:
+    metadata: { labels: { app: crashy } }
+    spec: { containers: [{ name: c, image: "example.com/never-ready:1" }] }
+"#,
+        ),
+    );
+    let pending = || -> Vec<String> {
+        live_pods(&s, "app=crashy")
+            .iter()
+            .filter(|p| p["status"]["phase"] != "Failed")
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let fail = |name: &str| {
+        let mut p = s.http_json("GET", &format!("/api/v1/namespaces/default/pods/{name}"), None).1;
+        p["status"]["phase"] = json!("Failed");
+        let (code, v) = s.http_json("PUT", &format!("/api/v1/namespaces/default/pods/{name}/status"), Some(&p));
+        assert_eq!(code, 200, "{v}");
+    };
+    // Each failed pod is deleted and replaced; the delays before that grow 1 s, 2 s, 4 s.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        wait(&s, "a replacement pod", || pending().iter().any(|p| !seen.contains(p)));
+        let name = pending().into_iter().find(|p| !seen.contains(p)).unwrap();
+        fail(&name);
+        seen.push(name);
+    }
+    // The fifth failure waits 8 s: the failed pod stays meanwhile, with no second pod beside it.
+    wait(&s, "a fifth pod", || pending().iter().any(|p| !seen.contains(p)));
+    let last = pending().into_iter().find(|p| !seen.contains(p)).unwrap();
+    fail(&last);
+    std::thread::sleep(Duration::from_secs(2));
+    let names: Vec<String> =
+        live_pods(&s, "app=crashy").iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, std::slice::from_ref(&last), "the failed pod is kept during its back-off");
+    wait(&s, "the fifth replacement", || pending().iter().any(|p| *p != last && !seen.contains(p)));
+    let events = s.kubectl_ok(&["get", "events", "--field-selector", "reason=FailedDaemonPod", "-o", "name"]);
+    assert!(!events.trim().is_empty(), "no FailedDaemonPod event");
+    let described = s.kubectl_ok(&["describe", "daemonset", "crashy"]);
+    assert!(described.contains("Found failed daemon pod default/"), "{described}");
+}

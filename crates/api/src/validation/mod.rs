@@ -18,8 +18,9 @@ mod workloads;
 use serde_json::{Map, Value};
 
 pub use names::{
-    QUANTITY_ERROR, is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_env_var_name,
-    is_path_segment_name, is_port_name, is_qualified_name, is_valid_label_value, is_valid_port, parse_quantity,
+    QUANTITY_ERROR, go_duration, is_config_map_key, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain,
+    is_env_var_name, is_path_segment_name, is_port_name, is_qualified_name, is_valid_label_value, is_valid_port,
+    parse_quantity,
 };
 
 use crate::field_error::FieldError;

@@ -399,3 +399,82 @@ mod tests {
         assert!(is_valid_port(0).len() == 1 && is_valid_port(65536).len() == 1 && is_valid_port(80).is_empty());
     }
 }
+
+/// Parses a Go `time.Duration` string (`90s`, `1h30m`, `1.5h`, `-2m`, `0`) as Go's
+/// `time.ParseDuration` does, with its error messages (`time: invalid duration "x"`).
+/// CronJob's `@every <duration>` schedules use it.
+pub fn go_duration(s: &str) -> Result<jiff::SignedDuration, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(jiff::SignedDuration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (int, after) = rest.split_at(int_len);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(f) => {
+                let n = f.bytes().take_while(u8::is_ascii_digit).count();
+                (&f[..n], &f[n..])
+            }
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = after.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale: i128 = match unit {
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            other => return Err(format!("time: unknown unit {other:?} in duration {s:?}")),
+        };
+        let whole: i128 = if int.is_empty() { 0 } else { int.parse().map_err(|_| invalid())? };
+        let mut value = whole.checked_mul(scale).ok_or_else(invalid)?;
+        let mut place = scale;
+        for d in frac.bytes() {
+            place /= 10;
+            value += i128::from(d - b'0') * place;
+        }
+        total = total.checked_add(value).filter(|t| *t <= i128::from(i64::MAX)).ok_or_else(invalid)?;
+        rest = next;
+    }
+    let nanos = if negative { -total } else { total };
+    Ok(jiff::SignedDuration::from_nanos(nanos as i64))
+}
+
+#[cfg(test)]
+mod go_duration_tests {
+    use super::go_duration;
+
+    #[test]
+    fn parses_like_go() {
+        let secs = |s: &str| go_duration(s).map(|d| d.as_secs_f64());
+        assert_eq!(secs("90s"), Ok(90.0));
+        assert_eq!(secs("1h30m"), Ok(5400.0));
+        assert_eq!(secs("1.5m"), Ok(90.0));
+        assert_eq!(secs("-2m"), Ok(-120.0));
+        assert_eq!(secs("0"), Ok(0.0));
+        assert_eq!(secs(".5s"), Ok(0.5));
+        assert_eq!(go_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(go_duration("3us").unwrap().as_nanos(), 3000);
+        assert_eq!(go_duration(""), Err("time: invalid duration \"\"".into()));
+        assert_eq!(go_duration("5"), Err("time: missing unit in duration \"5\"".into()));
+        assert_eq!(go_duration("5d"), Err("time: unknown unit \"d\" in duration \"5d\"".into()));
+        assert_eq!(go_duration("h"), Err("time: invalid duration \"h\"".into()));
+        assert!(go_duration("99999999999999h").is_err());
+    }
+}

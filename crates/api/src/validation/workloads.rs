@@ -255,7 +255,14 @@ fn statefulset_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
 }
 
 fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
-    for key in ["parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"] {
+    for key in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ] {
         ctx.non_negative(spec, key, &format!("{path}.{key}"));
     }
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
@@ -299,13 +306,17 @@ fn validate_job_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
 /// Checks a cron schedule: a descriptor (`@daily`, `@every 5m`) or five fields.
 pub(crate) fn check_cron(schedule: &str) -> Result<(), String> {
     let s = schedule.trim();
-    if s.starts_with("TZ=") || s.starts_with("CRON_TZ=") {
+    // As Kubernetes: any "TZ" in the schedule is refused (the timeZone field replaces it).
+    if s.contains("TZ") {
         return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
     }
     if let Some(desc) = s.strip_prefix('@') {
         return match desc {
             "yearly" | "annually" | "monthly" | "weekly" | "daily" | "midnight" | "hourly" => Ok(()),
-            d if d.starts_with("every ") => Ok(()),
+            d if d.starts_with("every ") => match crate::validation::go_duration(&d["every ".len()..]) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(format!("failed to parse duration {s}: {e}")),
+            },
             _ => Err(format!("unrecognized descriptor: {s}")),
         };
     }
@@ -590,6 +601,9 @@ mod tests {
             "*/15 0-6,12 * jan-mar mon-fri",
             "@hourly",
             "@every 1h",
+            "@every 1h30m",
+            "@every 1.5m",
+            "@every 90s",
             "59 23 31 12 6",
             "0 0 ? * SUN",
         ] {
@@ -604,6 +618,10 @@ mod tests {
             ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
             ("@sometimes", "unrecognized descriptor: @sometimes"),
             ("TZ=UTC * * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+            ("CRON_TZ=Europe/Paris 0 * * * *", "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+            ("@every 5", "failed to parse duration @every 5: time: missing unit in duration \"5\""),
+            ("@every soon", "failed to parse duration @every soon: time: invalid duration \"soon\""),
+            ("@every 3d", "failed to parse duration @every 3d: time: unknown unit \"d\" in duration \"3d\""),
         ];
         for (s, msg) in bad {
             assert_eq!(check_cron(s), Err(msg.to_string()), "{s}");

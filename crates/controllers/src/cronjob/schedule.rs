@@ -24,32 +24,54 @@ pub(crate) enum ScheduleError {
 
 /// A parsed schedule in its time zone.
 pub(crate) struct Schedule {
-    cron: croner::Cron,
+    kind: Kind,
     tz: jiff::tz::TimeZone,
 }
 
+enum Kind {
+    /// Five fields or a descriptor such as `@hourly`.
+    Cron(Box<croner::Cron>),
+    /// `@every <duration>`: a constant delay, whole seconds, at least one second (as robfig/cron).
+    Every(jiff::SignedDuration),
+}
+
 impl Schedule {
-    /// The CronJob's schedule (standard five fields or a descriptor such as `@hourly`) in
+    /// The CronJob's schedule (standard five fields, a descriptor such as `@hourly`, or
+    /// `@every <Go duration>`, as Kubernetes' robfig/cron `ParseStandard` accepts) in
     /// `spec.timeZone` (else the controller's local zone).
     pub(crate) fn of(cj: &CronJob) -> Result<Schedule, ScheduleError> {
         let spec = cj.spec.clone().unwrap_or_default();
-        let parser = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
-            .year(croner::parser::Year::Disallowed)
-            .build();
-        let cron =
-            parser.parse(&spec.schedule).map_err(|e| ScheduleError::Schedule(spec.schedule.clone(), e.to_string()))?;
+        let text = spec.schedule.trim();
+        let kind = if let Some(every) = text.strip_prefix("@every ") {
+            let d = berth_api::validation::go_duration(every.trim())
+                .map_err(|e| ScheduleError::Schedule(spec.schedule.clone(), e))?;
+            let secs = d.as_secs().max(1);
+            Kind::Every(jiff::SignedDuration::from_secs(secs))
+        } else {
+            let parser = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Disallowed)
+                .year(croner::parser::Year::Disallowed)
+                .build();
+            let cron = parser.parse(text).map_err(|e| ScheduleError::Schedule(spec.schedule.clone(), e.to_string()))?;
+            Kind::Cron(Box::new(cron))
+        };
         let tz = match spec.time_zone.as_deref() {
             Some(name) => jiff::tz::TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
             None => jiff::tz::TimeZone::system(),
         };
-        Ok(Schedule { cron, tz })
+        Ok(Schedule { kind, tz })
     }
 
     /// The first scheduled time strictly after `t`.
     pub(crate) fn next_after(&self, t: jiff::Timestamp) -> Option<jiff::Timestamp> {
-        let zoned = t.to_zoned(self.tz.clone());
-        self.cron.find_next_occurrence(&zoned, false).ok().map(|z| z.timestamp())
+        match &self.kind {
+            Kind::Cron(cron) => {
+                let zoned = t.to_zoned(self.tz.clone());
+                cron.find_next_occurrence(&zoned, false).ok().map(|z| z.timestamp())
+            }
+            // robfig/cron: the delay after `t`, dropping `t`'s fraction of a second.
+            Kind::Every(d) => jiff::Timestamp::from_second(t.as_second()).ok()?.checked_add(*d).ok(),
+        }
     }
 }
 
@@ -145,8 +167,10 @@ pub(crate) fn sync(cj: &CronJob, schedule: &Schedule, jobs: &[&Job], now: jiff::
     let mut latest = None;
     let mut missed = 0usize;
     let mut cursor = since;
+    let mut next = None;
     while let Some(t) = schedule.next_after(cursor) {
         if t > now {
+            next = Some(t);
             break;
         }
         latest = Some(t);
@@ -156,7 +180,8 @@ pub(crate) fn sync(cj: &CronJob, schedule: &Schedule, jobs: &[&Job], now: jiff::
             break;
         }
     }
-    if let Some(next) = schedule.next_after(now) {
+    // The first time after `now` (for `@every`, counted from the last scheduled time).
+    if let Some(next) = next.or_else(|| schedule.next_after(now)) {
         plan.requeue = Some(next.duration_since(now) + jiff::SignedDuration::from_millis(100));
     }
     if spec.suspend == Some(true) {

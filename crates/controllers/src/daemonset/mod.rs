@@ -33,6 +33,39 @@ struct Ctx {
     nodes: Store<Node>,
     expectations: Expectations,
     events: Events,
+    failed_pods_backoff: Backoff,
+}
+
+/// First delay before a failed daemon pod on a node is replaced again (Kubernetes' failedPodsBackoff).
+const FAILED_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// Longest such delay.
+const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Per-key exponential back-off as client-go's `flowcontrol.Backoff`: each step doubles the
+/// delay up to the maximum; an entry idle for twice the maximum starts over.
+#[derive(Default)]
+pub(crate) struct Backoff {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Duration)>>,
+}
+
+impl Backoff {
+    /// How long `key` must still wait at `now` (None when it may act).
+    pub(crate) fn remaining(&self, key: &str, now: std::time::Instant) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, delay) = entries.get(key)?;
+        let since = now.saturating_duration_since(*last);
+        (since < *delay).then(|| *delay - since)
+    }
+
+    /// Records an action for `key` at `now`: the next one waits twice as long (from 1 s).
+    pub(crate) fn next(&self, key: &str, now: std::time::Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry(key.to_string()).or_insert((now, Duration::ZERO));
+        let expired = now.saturating_duration_since(entry.0) > 2 * FAILED_BACKOFF_MAX;
+        entry.1 =
+            if entry.1.is_zero() || expired { FAILED_BACKOFF_INITIAL } else { (entry.1 * 2).min(FAILED_BACKOFF_MAX) };
+        entry.0 = now;
+    }
 }
 
 /// Runs the DaemonSet controller.
@@ -56,6 +89,7 @@ pub(crate) async fn run(client: kube::Client) {
         nodes: nodes_reader,
         expectations: Expectations::default(),
         events: Events::new(client, "daemonset-controller"),
+        failed_pods_backoff: Backoff::default(),
     });
     controller
         .watches_stream(pod_events, move |pod: Pod| {
@@ -102,8 +136,24 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     let nodes_arc = ctx.nodes.state();
     let nodes: Vec<&Node> = nodes_arc.iter().map(Arc::as_ref).collect();
     let now = Timestamp::now();
+    let mut backoff_wait: Option<Duration> = None;
     if ds.metadata.deletion_timestamp.is_none() && ctx.expectations.satisfied(&key, &ns, &ctx.pods) {
-        let plan = sync::plan(&ds, &nodes, &owned, &update_hash, now);
+        let mut plan = sync::plan(&ds, &nodes, &owned, &update_hash, now);
+        // Failed daemon pods are replaced with a per-node exponential back-off, so that a node
+        // whose kubelet keeps rejecting the pod does not see it recreated in a hot loop.
+        let clock = std::time::Instant::now();
+        for (node, pod_name) in std::mem::take(&mut plan.failed) {
+            let backoff_key = format!("{key}/{node}");
+            if let Some(wait) = ctx.failed_pods_backoff.remaining(&backoff_key, clock) {
+                plan.delete.retain(|p| *p != pod_name);
+                plan.create.retain(|n| *n != node);
+                backoff_wait = Some(backoff_wait.map_or(wait, |w: Duration| w.min(wait)));
+                continue;
+            }
+            ctx.failed_pods_backoff.next(&backoff_key, clock);
+            let note = format!("Found failed daemon pod {ns}/{pod_name} on node {node}, will try to kill it");
+            ctx.events.warning(&ds.object_ref(&()), "FailedDaemonPod", note).await;
+        }
         let regarding = ds.object_ref(&());
         let mut created = Vec::new();
         let mut deleted = Vec::new();
@@ -176,9 +226,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     let limit = spec.revision_history_limit.unwrap_or(10);
     revisions::delete(&cr_api, revisions::history_to_delete(&history, &keep, limit)).await?;
 
-    Ok(match pods::next_available_in(&owned, spec.min_ready_seconds.unwrap_or(0), now) {
-        Some(wait) => Action::requeue(wait),
-        None => Action::await_change(),
+    let next = pods::next_available_in(&owned, spec.min_ready_seconds.unwrap_or(0), now);
+    Ok(match (next, backoff_wait) {
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+        (Some(w), None) | (None, Some(w)) => Action::requeue(w),
+        (None, None) => Action::await_change(),
     })
 }
 

@@ -171,6 +171,8 @@ fn pod_hash(pod: &Pod) -> Option<&str> {
 pub(crate) struct Plan {
     pub(crate) create: Vec<String>,
     pub(crate) delete: Vec<String>,
+    /// Failed pods among `delete`, with their node: replaced subject to a per-node back-off.
+    pub(crate) failed: Vec<(String, String)>,
 }
 
 /// The pods of `ds` by the node they are for.
@@ -216,6 +218,7 @@ pub(crate) fn plan(ds: &DaemonSet, nodes: &[&Node], owned: &[&Pod], update_hash:
             .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
             .collect();
         plan.delete.extend(failed.iter().map(|p| name(p)));
+        plan.failed.extend(failed.iter().map(|p| (node_name.clone(), name(p))));
         let mut running: Vec<&Pod> =
             active.into_iter().filter(|p| !failed.iter().any(|f| f.metadata.uid == p.metadata.uid)).collect();
         if running.is_empty() {

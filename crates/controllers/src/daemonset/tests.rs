@@ -268,3 +268,28 @@ fn plans_create_delete_and_roll() {
     assert_eq!((st.desired_number_scheduled, st.current_number_scheduled, st.number_ready), (4, 1, 1));
     assert_eq!((st.number_available, st.updated_number_scheduled, st.number_unavailable), (Some(1), Some(1), Some(3)));
 }
+
+#[test]
+fn failed_pod_back_off_doubles_to_fifteen_minutes() {
+    use std::time::{Duration, Instant};
+    let b = super::Backoff::default();
+    let t0 = Instant::now();
+    assert_eq!(b.remaining("ns/ds/n1", t0), None, "the first failure is acted on at once");
+    b.next("ns/ds/n1", t0);
+    assert_eq!(b.remaining("ns/ds/n1", t0 + Duration::from_millis(400)), Some(Duration::from_millis(600)));
+    assert_eq!(b.remaining("ns/ds/n2", t0), None, "per node");
+    let mut t = t0 + Duration::from_secs(1);
+    assert_eq!(b.remaining("ns/ds/n1", t), None);
+    let mut delays = Vec::new();
+    for _ in 0..12 {
+        b.next("ns/ds/n1", t);
+        let d = b.remaining("ns/ds/n1", t).unwrap();
+        delays.push(d.as_secs());
+        t += d;
+    }
+    assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]);
+    // Idle for more than twice the maximum: it starts over at one second.
+    let later = t + Duration::from_secs(31 * 60);
+    b.next("ns/ds/n1", later);
+    assert_eq!(b.remaining("ns/ds/n1", later), Some(Duration::from_secs(1)));
+}

@@ -163,16 +163,55 @@ pub(crate) fn endpoint_subsets(svc: &Service, pods: &[&Pod]) -> Vec<EndpointSubs
         .collect()
 }
 
-/// The Endpoints object the endpoints controller writes for `svc`.
+/// Most addresses an Endpoints object holds (Kubernetes' `maxCapacity`).
+pub(crate) const MAX_ENDPOINTS: usize = 1000;
+/// Annotation on an Endpoints object whose addresses were cut to [`MAX_ENDPOINTS`].
+pub(crate) const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
+
+/// Cuts `subsets` to [`MAX_ENDPOINTS`] addresses as Kubernetes' `truncateEndpoints` does:
+/// not-ready addresses go first; when the ready ones alone are too many, every not-ready one
+/// goes and each subset keeps its share (rounded up) of the ready ones. True when it cut.
+pub(crate) fn truncate(subsets: &mut [EndpointSubset]) -> bool {
+    let count = |v: &Option<Vec<EndpointAddress>>| v.as_ref().map_or(0, Vec::len);
+    let ready: usize = subsets.iter().map(|s| count(&s.addresses)).sum();
+    let not_ready: usize = subsets.iter().map(|s| count(&s.not_ready_addresses)).sum();
+    if ready + not_ready <= MAX_ENDPOINTS {
+        return false;
+    }
+    let cut_ready = ready > MAX_ENDPOINTS;
+    let (max, total) = if cut_ready { (MAX_ENDPOINTS, ready) } else { (MAX_ENDPOINTS - ready, not_ready) };
+    let mut room = max;
+    for subset in subsets.iter_mut() {
+        let list = if cut_ready { &mut subset.addresses } else { &mut subset.not_ready_addresses };
+        let here = count(list);
+        let share = (here * max).div_ceil(total.max(1)).min(room);
+        if let Some(l) = list.as_mut() {
+            l.truncate(share);
+        }
+        room -= count(list);
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+        if cut_ready {
+            subset.not_ready_addresses = None;
+        }
+    }
+    true
+}
+
+/// The Endpoints object the endpoints controller writes for `svc` (at most [`MAX_ENDPOINTS`]
+/// addresses, annotated [`OVER_CAPACITY`] `truncated` when there were more).
 pub(crate) fn endpoints(svc: &Service, pods: &[&Pod]) -> Endpoints {
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert(SKIP_MIRROR.into(), "true".into());
-    let subsets = endpoint_subsets(svc, pods);
+    let mut subsets = endpoint_subsets(svc, pods);
+    let truncated = truncate(&mut subsets);
     Endpoints {
         metadata: ObjectMeta {
             name: svc.metadata.name.clone(),
             namespace: svc.metadata.namespace.clone(),
             labels: Some(labels),
+            annotations: truncated.then(|| [(OVER_CAPACITY.to_string(), "truncated".to_string())].into()),
             ..ObjectMeta::default()
         },
         subsets: (!subsets.is_empty()).then_some(subsets),

@@ -110,11 +110,20 @@ async fn write_endpoints(client: &kube::Client, ns: &str, want: Endpoints) -> Re
         }
         Some(mut have) => {
             let labels = want.metadata.labels.clone();
+            // Other annotations are kept; the over-capacity one is set or removed.
+            let mut annotations = have.metadata.annotations.clone().unwrap_or_default();
+            match want.metadata.annotations.as_ref().and_then(|a| a.get(desired::OVER_CAPACITY)) {
+                Some(v) => annotations.insert(desired::OVER_CAPACITY.into(), v.clone()),
+                None => annotations.remove(desired::OVER_CAPACITY),
+            };
+            let annotations = (!annotations.is_empty()).then_some(annotations);
             if have.subsets.clone().unwrap_or_default() != want.subsets.clone().unwrap_or_default()
                 || have.metadata.labels != labels
+                || have.metadata.annotations.clone().filter(|a| !a.is_empty()) != annotations
             {
                 have.subsets = want.subsets;
                 have.metadata.labels = labels;
+                have.metadata.annotations = annotations;
                 api.replace(&name, &PostParams::default(), &have).await?;
             }
         }

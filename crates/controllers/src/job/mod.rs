@@ -115,7 +115,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         }
     }
     for index in &plan.create {
-        let pod = sync::new_pod(&job, *index);
+        let failures = index.and_then(|i| plan.index_failures.get(&i).copied()).unwrap_or(0);
+        let pod = sync::new_pod(&job, *index, failures);
         match pod_api.create(&PostParams::default(), &pod).await {
             Ok(created) => {
                 ctx.events

@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference,
 pub(crate) const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 /// Annotation and label with an Indexed Job pod's index.
 pub(crate) const INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// Annotation with how many pods of the same index failed before this one (`backoffLimitPerIndex`).
+pub(crate) const INDEX_FAILURES: &str = "batch.kubernetes.io/job-index-failure-count";
 /// First back-off delay after a failure; it doubles per failure up to [`MAX_BACKOFF`].
 pub(crate) const BACKOFF: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 /// Longest back-off delay.
@@ -24,6 +26,8 @@ pub(crate) struct Plan {
     pub(crate) status: JobStatus,
     /// Pods to create: `None` for NonIndexed, the index for Indexed.
     pub(crate) create: Vec<Option<i32>>,
+    /// Failures so far per index, for the new pods' [`INDEX_FAILURES`] annotation.
+    pub(crate) index_failures: BTreeMap<i32, i32>,
     /// Active pods to delete (names).
     pub(crate) delete: Vec<String>,
     /// Pods whose tracking finalizer goes, once `status` is written (names).
@@ -127,6 +131,8 @@ pub(crate) enum PolicyAction {
     Ignore,
     /// The whole Job fails (with this message).
     FailJob(String),
+    /// The pod's index fails at once (`backoffLimitPerIndex`).
+    FailIndex,
 }
 
 /// The first matching rule of the Job's podFailurePolicy for a failed pod.
@@ -180,12 +186,32 @@ pub(crate) fn policy_action(job: &Job, pod: &Pod) -> PolicyAction {
         if let Some(message) = matched {
             return match rule.action.as_str() {
                 "FailJob" => PolicyAction::FailJob(message),
+                "FailIndex" => PolicyAction::FailIndex,
                 "Ignore" => PolicyAction::Ignore,
                 _ => PolicyAction::Count,
             };
         }
     }
     PolicyAction::Count
+}
+
+/// How many pods of this pod's index failed before it.
+fn index_failures_before(p: &Pod) -> i32 {
+    p.metadata.annotations.as_ref().and_then(|a| a.get(INDEX_FAILURES)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The first rule of the Job's successPolicy that the completed indexes meet (its position).
+pub(crate) fn success_policy_rule(job: &Job, completed: &BTreeSet<i32>) -> Option<usize> {
+    let rules = &job.spec.as_ref()?.success_policy.as_ref()?.rules;
+    rules.iter().position(|rule| match (&rule.succeeded_indexes, rule.succeeded_count) {
+        (Some(set), count) => {
+            let wanted = parse_indexes(set);
+            let hits = wanted.intersection(completed).count();
+            hits >= count.map_or(wanted.len(), |c| c.max(0) as usize) && hits > 0
+        }
+        (None, Some(count)) => completed.len() >= count.max(0) as usize,
+        (None, None) => false,
+    })
 }
 
 /// True when the pod counts as failed: phase Failed, or deleted before it succeeded.
@@ -201,6 +227,8 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     let mut status = old.clone();
     let mut plan = Plan::default();
     let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let per_index_limit = spec.backoff_limit_per_index.filter(|_| indexed);
+    let mut failed_indexes = parse_indexes(old.failed_indexes.as_deref().unwrap_or(""));
 
     // Finalizer-based tracking: terminated pods go into uncountedTerminatedPods (written
     // first), then lose their finalizer, then move into the counters.
@@ -230,13 +258,25 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
                 unc_succeeded.insert(u);
             }
         } else if failed(p) {
-            match policy_action(job, p) {
+            let action = policy_action(job, p);
+            // backoffLimitPerIndex: an index fails once its pods failed more than the limit.
+            if let (Some(limit), Some(i)) = (per_index_limit, index_of(p)) {
+                let fails = match action {
+                    PolicyAction::FailIndex => true,
+                    PolicyAction::Count => index_failures_before(p) + 1 > limit,
+                    _ => false,
+                };
+                if fails && !completed.contains(&i) {
+                    failed_indexes.insert(i);
+                }
+            }
+            match action {
                 PolicyAction::Ignore => plan.remove_finalizers.push(p.metadata.name.clone().unwrap_or_default()),
                 PolicyAction::FailJob(message) => {
                     fail_job.get_or_insert(message);
                     unc_failed.insert(u);
                 }
-                PolicyAction::Count => {
+                PolicyAction::Count | PolicyAction::FailIndex => {
                     unc_failed.insert(u);
                 }
             }
@@ -260,6 +300,18 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     });
     if indexed {
         status.completed_indexes = Some(format_indexes(&completed));
+    }
+    if per_index_limit.is_some() {
+        status.failed_indexes = Some(format_indexes(&failed_indexes));
+        // Each index's failures so far: the latest pod's count, plus one when it failed.
+        for p in pods {
+            if let Some(i) = index_of(p) {
+                let ignored = failed(p) && policy_action(job, p) == PolicyAction::Ignore;
+                let n = index_failures_before(p) + i32::from(failed(p) && !ignored);
+                let slot = plan.index_failures.entry(i).or_insert(0);
+                *slot = (*slot).max(n);
+            }
+        }
     }
     let succeeded = status.succeeded.unwrap_or(0) + unc_succeeded.len() as i32;
     let failures = status.failed.unwrap_or(0) + unc_failed.len() as i32;
@@ -323,16 +375,28 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         let deadline = spec.active_deadline_seconds.map(|s| start.0 + jiff::SignedDuration::from_secs(s));
         let completions = spec.completions;
         let done = match (indexed, completions) {
-            (true, Some(c)) => completed.len() as i32 >= c,
+            (true, Some(c)) => (completed.len() + failed_indexes.len()) as i32 >= c,
             (false, Some(c)) => succeeded >= c,
             (_, None) => succeeded > 0 && active.is_empty(),
         };
+        let too_many_failed_indexes =
+            spec.max_failed_indexes.is_some_and(|max| failed_indexes.len() as i32 > max) && per_index_limit.is_some();
         let target = if let Some(message) = fail_job.clone() {
             Some(("FailureTarget", "PodFailurePolicy", message))
+        } else if too_many_failed_indexes {
+            Some((
+                "FailureTarget",
+                "MaxFailedIndexesExceeded",
+                "Job has exceeded the specified maximal number of failed indexes".to_string(),
+            ))
         } else if failures > backoff_limit {
             Some(("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit".to_string()))
         } else if deadline.is_some_and(|d| d <= now) {
             Some(("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline".to_string()))
+        } else if let Some(rule) = indexed.then(|| success_policy_rule(job, &completed)).flatten() {
+            Some(("SuccessCriteriaMet", "SuccessPolicy", format!("Matched rules at index {rule}")))
+        } else if done && !failed_indexes.is_empty() {
+            Some(("FailureTarget", "FailedIndexes", "Job has failed indexes".to_string()))
         } else if done {
             Some(("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods".to_string()))
         } else {
@@ -366,6 +430,25 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         return plan;
     }
 
+    // backoffLimitPerIndex: each index backs off on its own failures (10 s doubling, capped).
+    let mut backing_off: BTreeSet<i32> = BTreeSet::new();
+    if per_index_limit.is_some() {
+        for (i, n) in &plan.index_failures {
+            let last =
+                pods.iter().filter(|p| index_of(p) == Some(*i) && failed(p)).filter_map(|p| finished_at(p)).max();
+            let (Some(last), true) = (last, *n > 0) else { continue };
+            let mut delay = BACKOFF;
+            for _ in 1..*n {
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            let ready_at = last + delay;
+            if ready_at > now {
+                backing_off.insert(*i);
+                let wait = ready_at.duration_since(now);
+                plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
+            }
+        }
+    }
     // Back-off after failures: 10 s doubling per failure since the last success, capped.
     let last_success = pods.iter().filter(|p| phase(p) == "Succeeded").filter_map(|p| finished_at(p)).max();
     let recent: Vec<jiff::Timestamp> = pods
@@ -374,7 +457,7 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         .filter_map(|p| finished_at(p))
         .filter(|t| last_success.is_none_or(|s| *t > s))
         .collect();
-    if let Some(last) = recent.iter().max() {
+    if let Some(last) = recent.iter().max().filter(|_| per_index_limit.is_none()) {
         let mut delay = BACKOFF;
         for _ in 1..recent.len() {
             delay = (delay * 2).min(MAX_BACKOFF);
@@ -395,7 +478,12 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
         let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
         let room = (parallelism - busy).max(0) as usize;
         plan.create = (0..spec.completions.unwrap_or(0))
-            .filter(|i| !completed.contains(i) && !running.contains(i))
+            .filter(|i| {
+                !completed.contains(i)
+                    && !running.contains(i)
+                    && !failed_indexes.contains(i)
+                    && !backing_off.contains(i)
+            })
             .take(room)
             .map(Some)
             .collect();
@@ -412,7 +500,7 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
 }
 
 /// A new pod of `job` (for `index` when Indexed), tracked by the job's finalizer.
-pub(crate) fn new_pod(job: &Job, index: Option<i32>) -> Pod {
+pub(crate) fn new_pod(job: &Job, index: Option<i32>, index_failures: i32) -> Pod {
     let name = job.metadata.name.clone().unwrap_or_default();
     let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let mut meta = template.metadata.unwrap_or_default();
@@ -429,6 +517,9 @@ pub(crate) fn new_pod(job: &Job, index: Option<i32>) -> Pod {
         Some(i) => {
             labels.insert(INDEX.into(), i.to_string());
             annotations.insert(INDEX.into(), i.to_string());
+            if job.spec.as_ref().is_some_and(|s| s.backoff_limit_per_index.is_some()) {
+                annotations.insert(INDEX_FAILURES.into(), index_failures.to_string());
+            }
             spec.hostname = Some(format!("{name}-{i}"));
             for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
                 let env = c.env.get_or_insert_with(Vec::new);

@@ -102,3 +102,24 @@ fn concurrency_deadline_suspend_and_history() {
     assert_eq!(plan.delete, ["ok-0", "bad-0"]);
     assert_eq!(plan.status.last_successful_time.map(|t| t.0), Some(at("2026-01-01T00:03:00Z")));
 }
+
+#[test]
+fn every_runs_at_a_constant_delay_from_the_last_schedule() {
+    // Created at 00:00:00: @every 90s runs at 00:01:30, then 00:03:00, ...
+    let cj = cronjob(json!({ "schedule": "@every 1m30s" }), json!({}));
+    let plan = run(&cj, &[], "2026-01-01T00:01:00Z");
+    assert_eq!(plan.run, None);
+    assert_eq!(plan.requeue, Some(jiff::SignedDuration::from_millis(30_100)));
+    assert_eq!(run(&cj, &[], "2026-01-01T00:01:31Z").run, Some(at("2026-01-01T00:01:30Z")));
+    // Missed several: the latest one runs.
+    assert_eq!(run(&cj, &[], "2026-01-01T00:05:00Z").run, Some(at("2026-01-01T00:04:30Z")));
+    let cj = cronjob(json!({ "schedule": "@every 1m30s" }), json!({ "lastScheduleTime": "2026-01-01T00:04:30Z" }));
+    assert_eq!(run(&cj, &[], "2026-01-01T00:05:59Z").run, None);
+    assert_eq!(run(&cj, &[], "2026-01-01T00:06:00Z").run, Some(at("2026-01-01T00:06:00Z")));
+    // Below a second rounds up to one, fractions of a second are dropped (robfig/cron).
+    let s = Schedule::of(&cronjob(json!({ "schedule": "@every 100ms" }), json!({}))).unwrap();
+    assert_eq!(s.next_after(at("2026-01-01T00:00:00.5Z")), Some(at("2026-01-01T00:00:01Z")));
+    let s = Schedule::of(&cronjob(json!({ "schedule": "@every 2.7s" }), json!({}))).unwrap();
+    assert_eq!(s.next_after(at("2026-01-01T00:00:00Z")), Some(at("2026-01-01T00:00:02Z")));
+    assert!(Schedule::of(&cronjob(json!({ "schedule": "@every soon" }), json!({}))).is_err());
+}

@@ -146,3 +146,40 @@ fn selectors_need_every_label() {
     assert!(!selects(&[("app".to_string(), "db".to_string())].into(), &p));
     assert!(!selects(&BTreeMap::new(), &p), "an empty selector selects nothing here");
 }
+
+fn addresses(prefix: &str, n: usize) -> Option<Vec<EndpointAddress>> {
+    Some(
+        (0..n)
+            .map(|i| EndpointAddress { ip: format!("{prefix}.{}.{}", i / 250, i % 250), ..Default::default() })
+            .collect(),
+    )
+}
+
+#[test]
+fn endpoints_over_capacity_are_truncated_as_kubernetes_does() {
+    let len = |v: &Option<Vec<EndpointAddress>>| v.as_ref().map_or(0, Vec::len);
+    // Within capacity: untouched.
+    let mut fine = vec![EndpointSubset {
+        addresses: addresses("10.0", 600),
+        not_ready_addresses: addresses("10.1", 400),
+        ports: None,
+    }];
+    assert!(!truncate(&mut fine));
+    assert_eq!((len(&fine[0].addresses), len(&fine[0].not_ready_addresses)), (600, 400));
+    // Too many with the not-ready ones: only those are cut.
+    let mut some = vec![EndpointSubset {
+        addresses: addresses("10.0", 900),
+        not_ready_addresses: addresses("10.1", 200),
+        ports: None,
+    }];
+    assert!(truncate(&mut some));
+    assert_eq!((len(&some[0].addresses), len(&some[0].not_ready_addresses)), (900, 100));
+    // Too many ready ones: every not-ready one goes, each subset keeps its share rounded up.
+    let mut many = vec![
+        EndpointSubset { addresses: addresses("10.0", 800), not_ready_addresses: addresses("10.1", 50), ports: None },
+        EndpointSubset { addresses: addresses("10.2", 400), not_ready_addresses: None, ports: None },
+    ];
+    assert!(truncate(&mut many));
+    assert_eq!((len(&many[0].addresses), len(&many[1].addresses)), (667, 333));
+    assert!(many.iter().all(|s| s.not_ready_addresses.is_none()));
+}

@@ -124,7 +124,7 @@ fn indexes_and_new_pods() {
     assert_eq!(format_indexes(&set), "0-2,4,6-7");
     assert_eq!(parse_indexes("0-2,4,6-7"), set);
     let j = job(json!({ "completionMode": "Indexed", "completions": 3, "parallelism": 3 }), json!({}));
-    let p = new_pod(&j, Some(2));
+    let p = new_pod(&j, Some(2), 0);
     assert_eq!(p.metadata.generate_name.as_deref(), Some("j-2-"));
     assert_eq!(p.metadata.annotations.unwrap().get(INDEX).map(String::as_str), Some("2"));
     let spec = p.spec.unwrap();
@@ -133,4 +133,123 @@ fn indexes_and_new_pods() {
     assert_eq!((env[0].name.as_str(), env[0].value.as_deref()), ("JOB_COMPLETION_INDEX", Some("2")));
     assert_eq!(p.metadata.finalizers, Some(vec![TRACKING.to_string()]));
     assert_eq!(p.metadata.owner_references.unwrap()[0].uid, "job-uid");
+}
+
+fn indexed_pod(name: &str, index: i32, phase: &str, failures_before: i32, finished: &str) -> Pod {
+    let mut p = pod(name, phase, true, finished);
+    let annotations = p.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(INDEX.into(), index.to_string());
+    annotations.insert(INDEX_FAILURES.into(), failures_before.to_string());
+    p
+}
+
+fn condition_of(status: &JobStatus, type_: &str) -> Option<(String, String)> {
+    let c = status.conditions.iter().flatten().find(|c| c.type_ == type_ && c.status == "True")?;
+    Some((c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+}
+
+#[test]
+fn backoff_limit_per_index_fails_indexes_and_then_the_job() {
+    let spec = json!({ "completionMode": "Indexed", "completions": 3, "parallelism": 3,
+        "backoffLimitPerIndex": 1, "backoffLimit": i32::MAX });
+    let j = job(spec.clone(), json!({}));
+    // Index 0 failed once: it is retried after its back-off, its pod says one failure before.
+    let f0 = indexed_pod("f0", 0, "Failed", 0, "2026-01-01T00:00:10Z");
+    let r1 = indexed_pod("r1", 1, "Running", 0, "");
+    let r2 = indexed_pod("r2", 2, "Running", 0, "");
+    let plan = sync(&j, &[&f0, &r1, &r2], at("2026-01-01T00:00:11Z"));
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some(""));
+    assert!(plan.create.is_empty(), "index 0 backs off: {:?}", plan.create);
+    assert_eq!(plan.requeue, Some(jiff::SignedDuration::from_secs(9)));
+    let plan = sync(&j, &[&f0, &r1, &r2], at("2026-01-01T00:00:21Z"));
+    assert_eq!(plan.create, [Some(0)]);
+    assert_eq!(plan.index_failures.get(&0), Some(&1));
+    assert_eq!(new_pod(&j, Some(0), 1).metadata.annotations.unwrap()[INDEX_FAILURES], "1");
+    // Its second failure is over the limit: the index fails, is not retried, the others go on.
+    let f0b = indexed_pod("f0b", 0, "Failed", 1, "2026-01-01T00:00:30Z");
+    let plan = sync(&j, &[&f0, &f0b, &r1, &r2], at("2026-01-01T00:01:00Z"));
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some("0"));
+    assert!(plan.create.is_empty() && plan.delete.is_empty());
+    assert!(types(&plan.status).is_empty(), "{:?}", plan.status.conditions);
+    // When every index is finished and one failed, the Job fails with FailedIndexes.
+    let s1 = indexed_pod("s1", 1, "Succeeded", 0, "2026-01-01T00:01:00Z");
+    let s2 = indexed_pod("s2", 2, "Succeeded", 0, "2026-01-01T00:01:00Z");
+    let j = job(spec.clone(), json!({ "failedIndexes": "0", "completedIndexes": "" }));
+    let plan = sync(&j, &[&s1, &s2], at("2026-01-01T00:01:01Z"));
+    assert_eq!(plan.status.completed_indexes.as_deref(), Some("1-2"));
+    assert_eq!(condition_of(&plan.status, "FailureTarget").unwrap().0, "FailedIndexes");
+    assert!(condition_of(&plan.status, "Complete").is_none());
+    // maxFailedIndexes: one failed index more than allowed fails the Job at once.
+    let mut spec = spec;
+    spec["maxFailedIndexes"] = json!(0);
+    let j = job(spec, json!({}));
+    let plan = sync(&j, &[&f0, &f0b, &r1, &r2], at("2026-01-01T00:01:00Z"));
+    let (reason, message) = condition_of(&plan.status, "FailureTarget").unwrap();
+    assert_eq!(reason, "MaxFailedIndexesExceeded");
+    assert_eq!(message, "Job has exceeded the specified maximal number of failed indexes");
+    assert_eq!(plan.delete, ["r1", "r2"]);
+}
+
+#[test]
+fn a_fail_index_rule_fails_the_index_at_once() {
+    let j = job(
+        json!({ "completionMode": "Indexed", "completions": 2, "parallelism": 2, "backoffLimitPerIndex": 5,
+            "podFailurePolicy": { "rules": [{ "action": "FailIndex", "onExitCodes": { "operator": "In", "values": [3] } }] } }),
+        json!({}),
+    );
+    let f1 = indexed_pod("f1", 1, "Failed", 0, "2026-01-01T00:00:10Z");
+    let plan = sync(&j, &[&f1], at("2026-01-01T00:00:11Z"));
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some("1"));
+    assert_eq!(plan.create, [Some(0)]);
+}
+
+#[test]
+fn success_policy_meets_criteria_then_completes() {
+    let spec = json!({ "completionMode": "Indexed", "completions": 5, "parallelism": 5,
+        "successPolicy": { "rules": [{ "succeededIndexes": "0,2-3" }, { "succeededCount": 2 }] } });
+    let j = job(spec.clone(), json!({}));
+    let s0 = indexed_pod("s0", 0, "Succeeded", 0, "2026-01-01T00:00:10Z");
+    let r1 = indexed_pod("r1", 1, "Running", 0, "");
+    let plan = sync(&j, &[&s0, &r1], at("2026-01-01T00:00:11Z"));
+    assert!(condition_of(&plan.status, "SuccessCriteriaMet").is_none(), "one success is not enough");
+    let s4 = indexed_pod("s4", 4, "Succeeded", 0, "2026-01-01T00:00:10Z");
+    let plan = sync(&j, &[&s0, &s4, &r1], at("2026-01-01T00:00:11Z"));
+    // The second rule (two successes) matches; the running pods are terminated.
+    assert_eq!(
+        condition_of(&plan.status, "SuccessCriteriaMet"),
+        Some(("SuccessPolicy".into(), "Matched rules at index 1".into()))
+    );
+    assert_eq!(plan.delete, ["r1"]);
+    assert!(condition_of(&plan.status, "Complete").is_none(), "Complete waits for the pods");
+    // With the pods gone and counted, Complete carries the same reason.
+    let done = job(spec, serde_json::to_value(&plan.status).unwrap());
+    let s0c = indexed_pod("s0", 0, "Succeeded", 0, "2026-01-01T00:00:10Z");
+    let mut s0c = s0c;
+    s0c.metadata.finalizers = Some(vec![]);
+    let mut s4c = s4.clone();
+    s4c.metadata.finalizers = Some(vec![]);
+    let plan = sync(&done, &[&s0c, &s4c], at("2026-01-01T00:00:12Z"));
+    assert_eq!(condition_of(&plan.status, "Complete").map(|c| c.0).as_deref(), Some("SuccessPolicy"));
+    // succeededIndexes alone needs all of them.
+    let set: BTreeSet<i32> = [0, 2].into();
+    let j = job(
+        json!({ "completionMode": "Indexed", "completions": 5,
+        "successPolicy": { "rules": [{ "succeededIndexes": "0,2-3" }] } }),
+        json!({}),
+    );
+    assert_eq!(success_policy_rule(&j, &set), None);
+    assert_eq!(success_policy_rule(&j, &[0, 2, 3].into()), Some(0));
+}
+
+#[test]
+fn failed_replacement_policy_waits_for_terminating_pods() {
+    let mut terminating = pod("t", "Running", true, "");
+    terminating.metadata.deletion_timestamp = Some(Time(at("2026-01-01T00:00:05Z")));
+    let j = job(json!({ "podReplacementPolicy": "Failed", "backoffLimit": 6 }), json!({}));
+    let plan = sync(&j, &[&terminating], at("2026-01-01T00:00:06Z"));
+    assert_eq!(plan.status.terminating, Some(1));
+    assert!(plan.create.is_empty(), "Failed: no replacement while the pod terminates");
+    let j = job(json!({ "podReplacementPolicy": "TerminatingOrFailed" }), json!({}));
+    let plan = sync(&j, &[&terminating], at("2026-01-01T00:00:06Z"));
+    assert_eq!(plan.status.terminating, Some(1));
 }
