@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod datastore;
+mod image;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -24,12 +25,15 @@ struct Cli {
 enum Command {
     /// Run a control plane (API server on the embedded store or etcd).
     Server(server::ServerArgs),
-    /// Run a node agent (today: hollow nodes, `--hollow`).
+    /// Run a node agent: pods on containerd (CRI), or hollow nodes (`--hollow`).
     Agent(agent::AgentArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
     /// Datastore tools: snapshot save/restore, migration between SQLite and etcd.
     Datastore(datastore::DatastoreCommand),
+    /// Images in a node's containerd: import an archive, list.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Datastore(args) => runtime.block_on(datastore::run(args)),
+        Command::Image(args) => runtime.block_on(image::run(args)),
     }
 }

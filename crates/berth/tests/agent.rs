@@ -1,0 +1,219 @@
+//! The real node agent end to end: `berth server` plus `berth agent` (its own containerd,
+//! runc, CNI bridge) running busybox pods built locally, driven with the real kubectl.
+//!
+//! Each test has its own node name, data dir, bridge (`btest<n>`) and pod CIDR
+//! (10.88.<n>.0/24); the [`Node`] guard stops the agent by PID (the agent removes its
+//! sandboxes, stops containerd and deletes its bridge) and deletes the bridge again, even
+//! when the test fails. Without containerd the tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `berth agent` child process with its data dir and bridge.
+struct Node {
+    name: String,
+    bridge: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing
+    /// (and not required).
+    fn start(s: &TestServer, n: u8) -> Option<Node> {
+        let missing =
+            ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
+                .iter()
+                .any(|p| !Path::new(p).exists());
+        if missing {
+            assert!(
+                std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
+                "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
+            );
+            eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = format!("agent-{n}");
+        let bridge = format!("btest{n}");
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["agent", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--node-name", &name, "--bridge-name", &bridge, "--pod-cidr", &format!("10.88.{n}.0/24")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth agent");
+        let node = Node { name, bridge, dir, child: Some(child) };
+        let ready = wait_until(TIMEOUT, || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                &node.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        assert!(ready, "node never became Ready; agent log:\n{}", node.log());
+        Some(node)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// containerd's socket under the agent's data dir.
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("data/containerd/containerd.sock")
+    }
+
+    /// The ids of the containers (sandboxes included) in the node's containerd.
+    fn containers(&self) -> Vec<String> {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", "k8s.io", "containers", "ls", "-q"])
+            .output()
+            .expect("ctr");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn apply(s: &TestServer, object: &Value) {
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&object.to_string()));
+}
+
+fn get_pod(s: &TestServer, name: &str) -> Value {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Waits until `cond` holds for the pod; panics with the pod and the agent log.
+fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(TIMEOUT, || {
+        last = get_pod(s, name);
+        cond(&last)
+    });
+    assert!(ok, "pod {name} never {what}: {last:#}\nagent log:\n{}", node.log());
+    last
+}
+
+/// A busybox pod bound to `node`.
+fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> Value {
+    let mut c = json!({ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never" });
+    c.as_object_mut().unwrap().extend(container.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "nodeName": node.name, "restartPolicy": restart, "terminationGracePeriodSeconds": 3,
+                  "containers": [c] },
+    })
+}
+
+/// GET http://ip:port/path from the host; the body, if it answered 200.
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+fn httpd_command(page: &str) -> Value {
+    json!([
+        "sh",
+        "-c",
+        format!("mkdir -p /tmp/www && echo \"{page}\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www")
+    ])
+}
+
+#[test]
+fn a_busybox_pod_serves_http_on_its_pod_ip_and_deletion_cleans_up() {
+    let s = server();
+    let Some(node) = Node::start(&s, 1) else { return };
+    let node_obj: Value = serde_json::from_str(&s.kubectl_ok(&["get", "node", &node.name, "-o", "json"])).unwrap();
+    assert_eq!(node_obj["status"]["capacity"]["pods"], "110");
+    assert!(node_obj["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("containerd://"));
+    let lease =
+        s.kubectl_ok(&["get", "lease", "-n", "kube-node-lease", &node.name, "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(lease, node.name);
+
+    apply(
+        &s,
+        &busybox_pod(
+            "web",
+            &node,
+            json!({ "command": httpd_command("hello from berth"),
+        "ports": [{ "containerPort": 8080 }] }),
+            "Always",
+        ),
+    );
+    let pod = wait_pod(&s, &node, "web", "ran with a pod IP", |p| {
+        p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string()
+    });
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.88.1."), "{pod:#}");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert!(status["containerID"].as_str().unwrap().starts_with("containerd://"), "{pod:#}");
+    assert!(status["state"]["running"].is_object(), "{pod:#}");
+    let mut body = None;
+    assert!(
+        wait_until(TIMEOUT, || {
+            body = http_get(&ip, 8080, "/index.html");
+            body.is_some()
+        }),
+        "no HTTP answer from {ip}:8080; agent log:\n{}",
+        node.log()
+    );
+    assert_eq!(body.unwrap().trim(), "hello from berth");
+    let ready = wait_pod(&s, &node, "web", "became Ready", |p| {
+        p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    });
+    assert_eq!(ready["status"]["qosClass"], "BestEffort");
+
+    let before = node.containers();
+    assert_eq!(before.len(), 2, "a sandbox and a container: {before:?}");
+    s.kubectl_ok(&["delete", "pod", "web", "--timeout=60s"]);
+    let out = s.kubectl(&["get", "pod", "web"]);
+    assert!(!out.status.success(), "the pod is gone once deleted");
+    assert!(wait_until(TIMEOUT, || node.containers().is_empty()), "left behind: {:?}", node.containers());
+    assert!(http_get(&ip, 8080, "/index.html").is_none(), "the pod no longer answers");
+}
