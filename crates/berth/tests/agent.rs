@@ -217,3 +217,161 @@ fn a_busybox_pod_serves_http_on_its_pod_ip_and_deletion_cleans_up() {
     assert!(wait_until(TIMEOUT, || node.containers().is_empty()), "left behind: {:?}", node.containers());
     assert!(http_get(&ip, 8080, "/index.html").is_none(), "the pod no longer answers");
 }
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+#[test]
+fn env_comes_from_a_config_map_a_secret_and_the_downward_api() {
+    let s = server();
+    let Some(node) = Node::start(&s, 2) else { return };
+    s.kubectl_ok(&["create", "configmap", "greeting", "--from-literal=GREETING=hello", "--from-literal=WHO=world"]);
+    s.kubectl_ok(&["create", "secret", "generic", "token", "--from-literal=TOKEN=s3cret"]);
+    let page = "$GREETING $WHO $TOKEN $POD_NAME $NODE $EXPANDED";
+    apply(
+        &s,
+        &busybox_pod(
+            "env",
+            &node,
+            json!({
+                "command": httpd_command(page),
+                "envFrom": [{ "configMapRef": { "name": "greeting" } }],
+                "env": [
+                    { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "token", "key": "TOKEN" } } },
+                    { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+                    { "name": "NODE", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+                    { "name": "EXPANDED", "value": "$(GREETING)-again" },
+                ],
+            }),
+            "Always",
+        ),
+    );
+    let pod =
+        wait_pod(&s, &node, "env", "ran", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let mut body = None;
+    assert!(
+        wait_until(TIMEOUT, || {
+            body = http_get(&ip, 8080, "/index.html");
+            body.is_some()
+        }),
+        "no HTTP answer; agent log:\n{}",
+        node.log()
+    );
+    assert_eq!(body.unwrap().trim(), format!("hello world s3cret env {} hello-again", node.name));
+
+    // A missing ConfigMap key: the container waits with CreateContainerConfigError.
+    apply(
+        &s,
+        &busybox_pod(
+            "env-missing",
+            &node,
+            json!({
+                "command": ["sleep", "3600"],
+                "env": [{ "name": "X", "valueFrom": { "configMapKeyRef": { "name": "greeting", "key": "NOPE" } } }],
+            }),
+            "Always",
+        ),
+    );
+    let pod = wait_pod(&s, &node, "env-missing", "reported the config error", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    assert!(container_status(&pod)["state"]["waiting"]["message"].as_str().unwrap().contains("NOPE"), "{pod:#}");
+    assert_eq!(pod["status"]["phase"], "Pending");
+}
+
+#[test]
+fn a_failing_container_restarts_into_crash_loop_back_off() {
+    let s = server();
+    let Some(node) = Node::start(&s, 3) else { return };
+    apply(&s, &busybox_pod("crash", &node, json!({ "command": ["sh", "-c", "exit 3"] }), "Always"));
+    let pod = wait_pod(&s, &node, "crash", "backed off after restarts", |p| {
+        let c = container_status(p);
+        c["restartCount"].as_i64().unwrap_or(0) >= 1 && c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let c = container_status(&pod);
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{pod:#}");
+    assert_eq!(c["lastState"]["terminated"]["reason"], "Error", "{pod:#}");
+    assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
+    // The back-off ends (10 s) and it runs again: the count grows.
+    wait_pod(&s, &node, "crash", "restarted again", |p| container_status(p)["restartCount"].as_i64().unwrap_or(0) >= 2);
+    let out = s.kubectl_ok(&["get", "pod", "crash"]);
+    assert!(out.contains("CrashLoopBackOff") || out.contains("Error") || out.contains("Running"), "{out}");
+}
+
+#[test]
+fn run_to_completion_pods_succeed_or_fail_with_reasons() {
+    let s = server();
+    let Some(node) = Node::start(&s, 4) else { return };
+    apply(&s, &busybox_pod("done", &node, json!({ "command": ["sh", "-c", "echo done"] }), "Never"));
+    apply(&s, &busybox_pod("failed", &node, json!({ "command": ["sh", "-c", "exit 2"] }), "Never"));
+    apply(&s, &busybox_pod("onfailure", &node, json!({ "command": ["true"] }), "OnFailure"));
+    for name in ["done", "onfailure"] {
+        let pod = wait_pod(&s, &node, name, "succeeded", |p| p["status"]["phase"] == "Succeeded");
+        let t = &container_status(&pod)["state"]["terminated"];
+        assert_eq!(t["exitCode"], 0, "{pod:#}");
+        assert_eq!(t["reason"], "Completed", "{pod:#}");
+        assert_eq!(container_status(&pod)["restartCount"], 0, "{pod:#}");
+    }
+    let pod = wait_pod(&s, &node, "failed", "failed", |p| p["status"]["phase"] == "Failed");
+    assert_eq!(container_status(&pod)["state"]["terminated"]["exitCode"], 2, "{pod:#}");
+    assert_eq!(container_status(&pod)["state"]["terminated"]["reason"], "Error", "{pod:#}");
+    let out = s.kubectl_ok(&["get", "pod", "done"]);
+    assert!(out.contains("Completed"), "{out}");
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let s = server();
+    let Some(node) = Node::start(&s, 5) else { return };
+    // dd allocates its 64 MiB block size at once: over the 16 MiB limit.
+    apply(
+        &s,
+        &busybox_pod(
+            "oom",
+            &node,
+            json!({
+                "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=4"],
+                "resources": { "limits": { "memory": "16Mi" } },
+            }),
+            "Never",
+        ),
+    );
+    let pod = wait_pod(&s, &node, "oom", "failed", |p| p["status"]["phase"] == "Failed");
+    let t = &container_status(&pod)["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{pod:#}");
+    assert_eq!(t["exitCode"], 137, "{pod:#}");
+    assert_eq!(pod["status"]["qosClass"], "Burstable", "{pod:#}");
+}
+
+#[test]
+fn a_missing_image_is_reported_and_never_pulled() {
+    let s = server();
+    let Some(node) = Node::start(&s, 6) else { return };
+    apply(&s, &busybox_pod("noimage", &node, json!({ "image": "localhost/nope:1" }), "Always"));
+    let pod = wait_pod(&s, &node, "noimage", "reported the image", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+    });
+    let message = container_status(&pod)["state"]["waiting"]["message"].as_str().unwrap();
+    assert!(message.contains("localhost/nope:1") && message.contains("Never"), "{message}");
+    assert_eq!(pod["status"]["phase"], "Pending");
+    // IfNotPresent: ErrImagePull, then ImagePullBackOff, with a message that says what to do.
+    apply(
+        &s,
+        &busybox_pod(
+            "nopull",
+            &node,
+            json!({ "image": "localhost/nope:1", "imagePullPolicy": "IfNotPresent" }),
+            "Always",
+        ),
+    );
+    let pod = wait_pod(&s, &node, "nopull", "backed off", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let message = container_status(&pod)["state"]["waiting"]["message"].as_str().unwrap();
+    assert!(message.contains("berth image import"), "{message}");
+    // Deleting a pod that never ran works too.
+    s.kubectl_ok(&["delete", "pod", "noimage", "nopull", "--timeout=60s"]);
+    assert!(wait_until(TIMEOUT, || node.containers().is_empty()), "left behind: {:?}", node.containers());
+}
