@@ -104,6 +104,9 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     config.taints = config::parse_taints(&args.node_taints).context("--node-taints")?;
     config.containerd_socket = args.containerd_socket.clone();
     config.max_pods = args.max_pods;
+    if let Some(cidr) = &args.pod_cidr {
+        berth_agent::runtime::cni::Cidr::parse(cidr).context("--pod-cidr")?;
+    }
     config.pod_cidr = args.pod_cidr.clone();
     config.bridge = args.bridge_name.clone();
     let client = client(&args).await?;
