@@ -349,7 +349,16 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
 fn a_missing_image_is_reported_and_never_pulled() {
     let s = server();
     let Some(node) = Node::start(&s, 6) else { return };
-    apply(&s, &busybox_pod("noimage", &node, json!({ "image": "localhost/nope:1" }), "Always"));
+    apply(&s, &{
+        let mut p = busybox_pod(
+            "noimage",
+            &node,
+            json!({ "image": "localhost/nope:1", "command": ["sleep", "3600"] }),
+            "Always",
+        );
+        p["spec"]["terminationGracePeriodSeconds"] = json!(1);
+        p
+    });
     let pod = wait_pod(&s, &node, "noimage", "reported the image", |p| {
         container_status(p)["state"]["waiting"]["reason"] == "ErrImageNeverPull"
     });
@@ -372,6 +381,37 @@ fn a_missing_image_is_reported_and_never_pulled() {
     let message = container_status(&pod)["state"]["waiting"]["message"].as_str().unwrap();
     assert!(message.contains("berth image import"), "{message}");
     // Deleting a pod that never ran works too.
-    s.kubectl_ok(&["delete", "pod", "noimage", "nopull", "--timeout=60s"]);
+    s.kubectl_ok(&["delete", "pod", "nopull", "--timeout=60s"]);
+
+    // `berth image import` of an archive with the missing name: the waiting pod starts.
+    let ctr = |args: &[&str]| {
+        let out = Command::new("ctr").arg("-a").arg(node.socket()).args(["-n", "k8s.io"]).args(args).output().unwrap();
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let archive = node.dir.path().join("nope.tar");
+    ctr(&["images", "tag", "localhost/busybox:1", "localhost/nope:1"]);
+    ctr(&["images", "export", archive.to_str().unwrap(), "localhost/nope:1"]);
+    ctr(&["images", "rm", "localhost/nope:1"]);
+    let data_dir = node.dir.path().join("data");
+    let berth = |args: &[&str]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_berth")).args(args).arg("--data-dir").arg(&data_dir).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = berth(&["image", "ls"]);
+    assert!(ok && out.contains("localhost/busybox:1") && out.contains("localhost/pause:1"), "{out}");
+    assert!(!out.contains("localhost/nope:1"), "{out}");
+    let (ok, out) = berth(&["image", "import", "/nonexistent.tar"]);
+    assert!(!ok && out.contains("/nonexistent.tar is not a file"), "{out}");
+    let (ok, out) = berth(&["image", "import", archive.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = berth(&["image", "ls"]);
+    assert!(ok && out.contains("localhost/nope:1"), "{out}");
+    wait_pod(&s, &node, "noimage", "ran once its image was imported", |p| p["status"]["phase"] == "Running");
+
+    s.kubectl_ok(&["delete", "pod", "noimage", "--timeout=60s"]);
     assert!(wait_until(TIMEOUT, || node.containers().is_empty()), "left behind: {:?}", node.containers());
 }
