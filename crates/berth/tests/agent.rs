@@ -415,3 +415,86 @@ fn a_missing_image_is_reported_and_never_pulled() {
     s.kubectl_ok(&["delete", "pod", "noimage", "--timeout=60s"]);
     assert!(wait_until(TIMEOUT, || node.containers().is_empty()), "left behind: {:?}", node.containers());
 }
+
+fn ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+#[test]
+fn probes_gate_readiness_and_restart_failing_containers() {
+    let s = server();
+    let Some(node) = Node::start(&s, 7) else { return };
+    let exec = |cmd: &str, period: i32, failures: i32| json!({ "exec": { "command": ["sh", "-c", cmd] }, "periodSeconds": period, "failureThreshold": failures });
+    // Readiness by exec: not Ready until the file exists.
+    apply(
+        &s,
+        &busybox_pod(
+            "late",
+            &node,
+            json!({
+                "command": ["sh", "-c", "sleep 4; touch /tmp/ready; exec sleep 3600"],
+                "readinessProbe": exec("cat /tmp/ready", 1, 1),
+            }),
+            "Always",
+        ),
+    );
+    // Liveness by exec: the file goes away after 3 s, the container is restarted.
+    let mut dying = busybox_pod(
+        "dying",
+        &node,
+        json!({
+            "command": ["sh", "-c", "touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 3600"],
+            "livenessProbe": exec("cat /tmp/alive", 1, 1),
+        }),
+        "Always",
+    );
+    dying["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    apply(&s, &dying);
+    // httpGet readiness on a named port and tcpSocket liveness: Ready and never restarted.
+    apply(
+        &s,
+        &busybox_pod(
+            "web",
+            &node,
+            json!({
+                "command": httpd_command("ok"),
+                "ports": [{ "name": "http", "containerPort": 8080 }],
+                "readinessProbe": { "httpGet": { "path": "/index.html", "port": "http" }, "periodSeconds": 1 },
+                "livenessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1, "failureThreshold": 1 },
+            }),
+            "Always",
+        ),
+    );
+
+    let pod = wait_pod(&s, &node, "late", "ran", |p| p["status"]["phase"] == "Running");
+    if !ready(&pod) {
+        assert_eq!(container_status(&pod)["ready"], false, "{pod:#}");
+    }
+    wait_pod(&s, &node, "late", "became Ready", ready);
+    wait_pod(&s, &node, "web", "became Ready", ready);
+    let pod = wait_pod(&s, &node, "dying", "was restarted by its liveness probe", |p| {
+        container_status(p)["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    // Stopped by the agent: SIGTERM (143), or SIGKILL after the grace period (137).
+    let code = container_status(&pod)["lastState"]["terminated"]["exitCode"].as_i64();
+    assert!(matches!(code, Some(137 | 143)), "{pod:#}");
+    let web = get_pod(&s, "web");
+    assert_eq!(container_status(&web)["restartCount"], 0, "{web:#}");
+    // A readiness failure takes Ready away again without a restart.
+    let mut flaky = busybox_pod(
+        "flaky",
+        &node,
+        json!({
+            "command": ["sh", "-c", "touch /tmp/ready; sleep 5; rm /tmp/ready; exec sleep 3600"],
+            "readinessProbe": exec("cat /tmp/ready", 1, 1),
+        }),
+        "Always",
+    );
+    flaky["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    apply(&s, &flaky);
+    wait_pod(&s, &node, "flaky", "became Ready", ready);
+    let pod = wait_pod(&s, &node, "flaky", "lost Ready", |p| p["status"]["phase"] == "Running" && !ready(p));
+    assert_eq!(container_status(&pod)["restartCount"], 0, "{pod:#}");
+}

@@ -4,10 +4,12 @@
 //!
 //! - [`register`](self::register): the Node object, its status and the Lease heartbeat.
 //! - `pods`: the pod watch and one worker per pod (sandbox, containers, status, deletion).
+//! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 
 pub mod containers;
+pub mod probes;
 pub mod register;
 pub mod status;
 

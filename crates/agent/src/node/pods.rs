@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::probes::{self, ProbeState, Verdict};
 use super::status::{self, Observed};
 use super::{Shared, containers};
 use crate::runtime::cri::v1 as cri;
@@ -102,6 +103,48 @@ struct Record {
     done: bool,
     /// Image pulls tried (the second failure on is ImagePullBackOff).
     pull_failures: u32,
+    /// This run's liveness and readiness probes.
+    liveness: Option<ProbeState>,
+    readiness: Option<ProbeState>,
+}
+
+impl Record {
+    /// Running and, with a readiness probe, passing it.
+    fn ready(&self) -> bool {
+        let running = self.waiting.is_none()
+            && self.cri.as_ref().is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32);
+        running && self.readiness.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
+    }
+}
+
+/// Runs the container's due probes; a failed liveness probe stops the container (it is then
+/// restarted per the restart policy).
+async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, rec: &mut Record) {
+    let Some(id) = rec.id.clone() else { return };
+    let now = Instant::now();
+    if let (Some(p), Some(state)) = (&c.readiness_probe, rec.readiness.as_mut())
+        && state.due(p, now)
+    {
+        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        state.record(p, ok, Instant::now());
+    }
+    if let (Some(p), Some(state)) = (&c.liveness_probe, rec.liveness.as_mut())
+        && state.due(p, now)
+    {
+        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        if state.record(p, ok, Instant::now()) == Verdict::Failure {
+            tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
+            let grace = p
+                .termination_grace_period_seconds
+                .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30)
+                .max(0);
+            if let Err(e) = shared.cri.stop_container(&id, grace).await {
+                tracing::warn!(pod = pod_name(pod), %e, "stopping a container that failed its liveness probe");
+            }
+            rec.liveness = None;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -257,6 +300,7 @@ async fn drive(
                 match st {
                     Ok(cri::ContainerState::ContainerRunning) => {
                         rec.waiting = None;
+                        probe(shared, pod, pod_ip, c, rec).await;
                         return Observed::Running;
                     }
                     Ok(cri::ContainerState::ContainerExited) => {
@@ -351,6 +395,9 @@ async fn drive(
     }
     rec.id = Some(id.clone());
     rec.waiting = None;
+    let now = Instant::now();
+    rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
+    rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
     rec.cri = shared.cri.container_status(&id).await.ok().flatten();
     // One that exited at once is seen on the next pass.
     Observed::Running
@@ -492,12 +539,13 @@ fn container_status(c: &Container, rec: &Record) -> ContainerStatus {
         status::waiting("ContainerCreating", "")
     };
     let running = state.running.is_some();
+    let ready = running && rec.ready();
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         image_id: rec.cri.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
         container_id: rec.id.as_ref().map(|id| format!("containerd://{id}")),
-        ready: running,
+        ready,
         started: Some(running),
         restart_count: rec.restart_count,
         state: Some(state),
@@ -523,7 +571,9 @@ async fn post_status(
         spec.containers.iter().zip(&state.containers).map(|(c, r)| container_status(c, r)).collect();
     let init_statuses: Vec<ContainerStatus> =
         spec.init_containers.iter().flatten().zip(&state.init).map(|(c, r)| container_status(c, r)).collect();
-    let all_ready = !observed.is_empty() && observed.iter().all(|o| *o == Observed::Running);
+    let all_ready = !observed.is_empty()
+        && observed.iter().all(|o| *o == Observed::Running)
+        && state.containers.iter().all(Record::ready);
     let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     let host_ip = shared.node_ip.to_string();
     let status = PodStatus {

@@ -145,6 +145,12 @@ impl Cri {
         Ok(())
     }
 
+    /// Runs `cmd` in a running container and waits for it (at most `timeout_seconds`; 0 = no limit).
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout_seconds: i64) -> Result<cri::ExecSyncResponse> {
+        let req = cri::ExecSyncRequest { container_id: id.to_string(), cmd, timeout: timeout_seconds };
+        Ok(self.runtime.clone().exec_sync(req).await.map_err(cri_err("ExecSync"))?.into_inner())
+    }
+
     /// A container's status.
     pub async fn container_status(&self, id: &str) -> Result<Option<cri::ContainerStatus>> {
         let req = cri::ContainerStatusRequest { container_id: id.to_string(), verbose: false };
