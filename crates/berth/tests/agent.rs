@@ -498,3 +498,76 @@ fn probes_gate_readiness_and_restart_failing_containers() {
     let pod = wait_pod(&s, &node, "flaky", "lost Ready", |p| p["status"]["phase"] == "Running" && !ready(p));
     assert_eq!(container_status(&pod)["restartCount"], 0, "{pod:#}");
 }
+
+#[test]
+fn config_map_secret_and_empty_dir_volumes_are_mounted() {
+    let s = server();
+    let Some(node) = Node::start(&s, 8) else { return };
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "site",
+        "--from-literal=index.html=from a configmap",
+        "--from-literal=other=x",
+    ]);
+    s.kubectl_ok(&["create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
+    let mut pod = busybox_pod(
+        "vols",
+        &node,
+        json!({
+            "command": ["sh", "-c", "cat /secret/pw > /www/pw.txt; cp /site/index.html /www/; cp /cfg/page /www/page; \
+                                    exec httpd -f -p 8080 -h /www"],
+            "volumeMounts": [
+                { "name": "site", "mountPath": "/site", "readOnly": true },
+                { "name": "items", "mountPath": "/cfg" },
+                { "name": "creds", "mountPath": "/secret" },
+                { "name": "scratch", "mountPath": "/www" },
+            ],
+        }),
+        "Always",
+    );
+    pod["spec"]["volumes"] = json!([
+        { "name": "site", "configMap": { "name": "site" } },
+        { "name": "items", "configMap": { "name": "site", "items": [{ "key": "index.html", "path": "page" }] } },
+        { "name": "creds", "secret": { "secretName": "creds", "items": [{ "key": "password", "path": "pw" }] } },
+        { "name": "scratch", "emptyDir": {} },
+    ]);
+    apply(&s, &pod);
+    let p =
+        wait_pod(&s, &node, "vols", "ran", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    let mut got = None;
+    assert!(
+        wait_until(TIMEOUT, || {
+            got = http_get(&ip, 8080, "/index.html");
+            got.is_some()
+        }),
+        "no HTTP answer; agent log:\n{}",
+        node.log()
+    );
+    assert_eq!(got.unwrap(), "from a configmap");
+    assert_eq!(http_get(&ip, 8080, "/pw.txt").as_deref(), Some("hunter2"));
+    assert_eq!(http_get(&ip, 8080, "/page").as_deref(), Some("from a configmap"));
+
+    // A missing ConfigMap: the pod waits in ContainerCreating and says why.
+    let mut missing = busybox_pod(
+        "novol",
+        &node,
+        json!({ "command": ["sleep", "3600"],
+        "volumeMounts": [{ "name": "v", "mountPath": "/v" }] }),
+        "Always",
+    );
+    missing["spec"]["volumes"] = json!([{ "name": "v", "configMap": { "name": "absent" } }]);
+    apply(&s, &missing);
+    let p = wait_pod(&s, &node, "novol", "reported the missing volume", |p| {
+        container_status(p)["state"]["waiting"]["message"].as_str().is_some_and(|m| m.contains("absent"))
+    });
+    assert_eq!(container_status(&p)["state"]["waiting"]["reason"], "ContainerCreating", "{p:#}");
+    assert_eq!(p["status"]["phase"], "Pending");
+    // Deletion removes the pod's volume directories.
+    let uid = get_pod(&s, "vols")["metadata"]["uid"].as_str().unwrap().to_string();
+    let dir = node.dir.path().join("data/pods").join(&uid);
+    assert!(dir.join("volumes/scratch/pw.txt").exists(), "{}", dir.display());
+    s.kubectl_ok(&["delete", "pod", "vols", "novol", "--timeout=60s"]);
+    assert!(wait_until(TIMEOUT, || !dir.exists()), "{} left behind", dir.display());
+}

@@ -6,12 +6,14 @@
 //! - `pods`: the pod watch and one worker per pod (sandbox, containers, status, deletion).
 //! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
+//! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 
 pub mod containers;
 pub mod probes;
 pub mod register;
 pub mod status;
+pub mod volumes;
 
 mod pods;
 

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 
 use super::probes::{self, ProbeState, Verdict};
 use super::status::{self, Observed};
-use super::{Shared, containers};
+use super::{Shared, containers, volumes};
 use crate::runtime::cri::v1 as cri;
 
 /// A pod worker's inbox (the latest object; None once gone from the API) and its task.
@@ -156,10 +157,14 @@ struct PodState {
     init_failed: bool,
     start_time: Option<Time>,
     last_posted: Option<serde_json::Value>,
+    /// The pod's volumes on this node, once made.
+    volumes: Option<HashMap<String, PathBuf>>,
+    /// The pod's uid (its volume directory's name).
+    uid: String,
 }
 
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
-    let mut state = PodState::default();
+    let mut state = PodState { uid: uid.clone(), ..PodState::default() };
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
@@ -222,6 +227,20 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
     state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
     state.containers.resize_with(spec.containers.len(), Record::default);
+    if state.volumes.is_none() {
+        match volumes::prepare(&shared.client, &shared.config.data_dir, pod).await {
+            Ok(v) => state.volumes = Some(v),
+            Err(message) => {
+                for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+                    rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
+                }
+                let observed = vec![Observed::NotStarted; spec.containers.len()];
+                post_status(shared, pod, state, &spec, false, &observed, "Pending").await;
+                return Duration::from_secs(2);
+            }
+        }
+    }
+    let vols = state.volumes.clone().unwrap_or_default();
     let mut initialized = true;
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         if state.init[i].done {
@@ -231,7 +250,17 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
         let (sandbox_id, sandbox_config) = state.sandbox.clone().expect("sandbox");
         let ip = state.pod_ip.clone();
-        match drive(shared, pod, &sandbox_id, &sandbox_config, ip.as_deref(), c, &mut state.init[i], init_policy).await
+        match drive(
+            shared,
+            pod,
+            (&sandbox_id, &sandbox_config),
+            ip.as_deref(),
+            &vols,
+            c,
+            &mut state.init[i],
+            init_policy,
+        )
+        .await
         {
             Observed::Exited(0) => state.init[i].done = true,
             Observed::Exited(_) => {
@@ -250,9 +279,17 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         for (i, c) in spec.containers.iter().enumerate() {
             let (sandbox_id, sandbox_config) = state.sandbox.clone().expect("sandbox");
             let ip = state.pod_ip.clone();
-            let o =
-                drive(shared, pod, &sandbox_id, &sandbox_config, ip.as_deref(), c, &mut state.containers[i], &policy)
-                    .await;
+            let o = drive(
+                shared,
+                pod,
+                (&sandbox_id, &sandbox_config),
+                ip.as_deref(),
+                &vols,
+                c,
+                &mut state.containers[i],
+                &policy,
+            )
+            .await;
             observed.push(o);
         }
     } else {
@@ -285,9 +322,9 @@ fn pull_policy(c: &Container) -> &str {
 async fn drive(
     shared: &Shared,
     pod: &Pod,
-    sandbox_id: &str,
-    sandbox_config: &cri::PodSandboxConfig,
+    (sandbox_id, sandbox_config): (&str, &cri::PodSandboxConfig),
     pod_ip: Option<&str>,
+    vols: &HashMap<String, PathBuf>,
     c: &Container,
     rec: &mut Record,
     policy: &str,
@@ -380,7 +417,14 @@ async fn drive(
             return not_started(rec);
         }
     };
-    let config = containers::container_config(pod, c, rec.restart_count as u32, env);
+    let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
+    match volumes::mounts(c, vols) {
+        Ok(m) => config.mounts = m,
+        Err(message) => {
+            rec.waiting = Some(("CreateContainerConfigError".into(), message));
+            return not_started(rec);
+        }
+    }
     let id = match shared.cri.create_container(sandbox_id, config, sandbox_config.clone()).await {
         Ok(id) => id,
         Err(e) => {
@@ -618,6 +662,14 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
         }
         if let Err(e) = shared.cri.remove_pod_sandbox(&id).await {
             tracing::warn!(%e, sandbox = id, "removing the sandbox");
+        }
+    }
+    if !state.uid.is_empty() {
+        let dir = shared.config.data_dir.join("pods").join(&state.uid);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%e, dir = %dir.display(), "removing the pod's volumes");
         }
     }
 }
