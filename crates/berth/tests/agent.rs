@@ -570,4 +570,27 @@ fn config_map_secret_and_empty_dir_volumes_are_mounted() {
     assert!(dir.join("volumes/scratch/pw.txt").exists(), "{}", dir.display());
     s.kubectl_ok(&["delete", "pod", "vols", "novol", "--timeout=60s"]);
     assert!(wait_until(TIMEOUT, || !dir.exists()), "{} left behind", dir.display());
+
+    // Graceful deletion: the container gets SIGTERM and its handler runs (seen through a
+    // hostPath volume) before the pod object goes away.
+    let host = node.dir.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let mut graceful = busybox_pod(
+        "graceful",
+        &node,
+        json!({
+            "command": ["sh", "-c", "trap 'echo bye > /host/term; exit 0' TERM; touch /host/started; \
+                                    while true; do sleep 1; done"],
+            "volumeMounts": [{ "name": "host", "mountPath": "/host" }],
+        }),
+        "Always",
+    );
+    graceful["spec"]["terminationGracePeriodSeconds"] = json!(30);
+    graceful["spec"]["volumes"] = json!([{ "name": "host", "hostPath": { "path": host.display().to_string() } }]);
+    apply(&s, &graceful);
+    wait_pod(&s, &node, "graceful", "ran", |p| p["status"]["phase"] == "Running");
+    assert!(wait_until(TIMEOUT, || host.join("started").exists()), "the container never started");
+    s.kubectl_ok(&["delete", "pod", "graceful", "--timeout=60s"]);
+    assert_eq!(std::fs::read_to_string(host.join("term")).unwrap_or_default().trim(), "bye");
+    assert!(!s.kubectl(&["get", "pod", "graceful"]).status.success(), "the pod is gone");
 }
