@@ -48,6 +48,9 @@ pub(crate) struct AgentArgs {
     /// The CNI bridge device's name.
     #[arg(long, default_value = "berth0")]
     bridge_name: String,
+    /// On exit, leave the pods running; the next agent on this data dir adopts them.
+    #[arg(long)]
+    keep_pods: bool,
     /// Hollow node names are <prefix><index>.
     #[arg(long, default_value = "hollow-node-")]
     node_name_prefix: String,
@@ -109,6 +112,7 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     }
     config.pod_cidr = args.pod_cidr.clone();
     config.bridge = args.bridge_name.clone();
+    config.keep_pods = args.keep_pods;
     let client = client(&args).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), "node agent running");

@@ -21,6 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 struct Node {
     name: String,
     bridge: String,
+    n: u8,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -29,6 +30,11 @@ impl Node {
     /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing
     /// (and not required).
     fn start(s: &TestServer, n: u8) -> Option<Node> {
+        Self::start_with(s, n, &[])
+    }
+
+    /// Like [`Node::start`], with extra `berth agent` flags.
+    fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
         let missing =
             ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
                 .iter()
@@ -42,33 +48,52 @@ impl Node {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let name = format!("agent-{n}");
-        let bridge = format!("btest{n}");
-        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
+        let mut node = Node { name: format!("agent-{n}"), bridge: format!("btest{n}"), n, dir, child: None };
+        node.spawn(s, extra);
+        Some(node)
+    }
+
+    /// Starts the agent process on the node's data dir and waits for the node to be Ready.
+    fn spawn(&mut self, s: &TestServer, extra: &[&str]) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["agent", "--kubeconfig"])
             .arg(&s.kubeconfig)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--node-name", &name, "--bridge-name", &bridge, "--pod-cidr", &format!("10.88.{n}.0/24")])
+            .arg(self.dir.path().join("data"))
+            .args(["--node-name", &self.name, "--bridge-name", &self.bridge])
+            .args(["--pod-cidr", &format!("10.88.{}.0/24", self.n)])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("spawn berth agent");
-        let node = Node { name, bridge, dir, child: Some(child) };
+        self.child = Some(child);
         let ready = wait_until(TIMEOUT, || {
             let out = s.kubectl(&[
                 "get",
                 "node",
-                &node.name,
+                &self.name,
                 "-o",
                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
             ]);
             String::from_utf8_lossy(&out.stdout) == "True"
         });
-        assert!(ready, "node never became Ready; agent log:\n{}", node.log());
-        Some(node)
+        assert!(ready, "node never became Ready; agent log:\n{}", self.log());
+    }
+
+    /// Stops the agent process (SIGTERM) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 
     fn log(&self) -> String {
@@ -94,14 +119,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
-            if !stopped {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        self.stop();
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
     }
 }
@@ -593,4 +611,30 @@ fn config_map_secret_and_empty_dir_volumes_are_mounted() {
     s.kubectl_ok(&["delete", "pod", "graceful", "--timeout=60s"]);
     assert_eq!(std::fs::read_to_string(host.join("term")).unwrap_or_default().trim(), "bye");
     assert!(!s.kubectl(&["get", "pod", "graceful"]).status.success(), "the pod is gone");
+}
+
+#[test]
+fn a_restarted_agent_adopts_running_pods_without_restarting_them() {
+    let s = server();
+    let Some(mut node) = Node::start_with(&s, 9, &["--keep-pods"]) else { return };
+    apply(&s, &busybox_pod("kept", &node, json!({ "command": httpd_command("still here") }), "Always"));
+    let before =
+        wait_pod(&s, &node, "kept", "ran", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
+    let ip = before["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(wait_until(TIMEOUT, || http_get(&ip, 8080, "/index.html").is_some()), "no HTTP answer");
+
+    node.stop();
+    // The agent and its containerd are gone; the pod still serves.
+    assert_eq!(http_get(&ip, 8080, "/index.html").as_deref().map(str::trim), Some("still here"));
+
+    // The next agent (without --keep-pods, so the guard's stop cleans everything up) adopts it.
+    node.spawn(&s, &[]);
+    assert!(wait_until(TIMEOUT, || node.log().contains("adopted a running pod")), "agent log:\n{}", node.log());
+    let after = wait_pod(&s, &node, "kept", "stayed Running", |p| p["status"]["phase"] == "Running");
+    let id = |p: &Value| container_status(p)["containerID"].clone();
+    assert_eq!(id(&after), id(&before), "the same container: {after:#}");
+    assert_eq!(container_status(&after)["restartCount"], 0, "{after:#}");
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(node.containers().len(), 2, "no second sandbox: {:?}", node.containers());
+    assert_eq!(http_get(&ip, 8080, "/index.html").as_deref().map(str::trim), Some("still here"));
 }

@@ -75,6 +75,9 @@ pub struct AgentConfig {
     pub pod_cidr: Option<String>,
     /// The CNI bridge device's name.
     pub bridge: String,
+    /// On stop, leave the pods running (containerd is stopped, its shims and the containers
+    /// stay); the next agent on the same data dir adopts them.
+    pub keep_pods: bool,
 }
 
 impl AgentConfig {
@@ -90,6 +93,7 @@ impl AgentConfig {
             max_pods: 110,
             pod_cidr: None,
             bridge: "berth0".into(),
+            keep_pods: false,
         }
     }
 }
@@ -194,11 +198,17 @@ impl AgentHandle {
 
     /// Stops the agent: the watch and heartbeats, then every pod's sandbox (containers
     /// stopped, network torn down, removed), then containerd if it started it, then the bridge.
-    pub async fn stop(self) {
+    /// With `keep_pods`, only the agent and containerd stop.
+    pub async fn stop(mut self) {
         for t in &self.tasks {
             t.abort();
         }
         self.pod_workers.abort_all();
+        let keep = self.shared.config.keep_pods;
+        if let Some(c) = self.containerd.take_if(|_| keep) {
+            c.stop().await;
+            return;
+        }
         if let Ok(sandboxes) = self.shared.cri.list_pod_sandboxes().await {
             let ours = sandboxes
                 .into_iter()

@@ -202,6 +202,11 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     state.start_time.get_or_insert_with(|| {
         pod.status.as_ref().and_then(|s| s.start_time.clone()).unwrap_or(Time(Timestamp::now()))
     });
+    state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
+    state.containers.resize_with(spec.containers.len(), Record::default);
+    if state.sandbox.is_none() {
+        adopt(shared, pod, &spec, state).await;
+    }
     if state.sandbox.is_none() {
         let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
         match shared.cri.run_pod_sandbox(config.clone()).await {
@@ -225,8 +230,6 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         }
     }
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-    state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
-    state.containers.resize_with(spec.containers.len(), Record::default);
     if state.volumes.is_none() {
         match volumes::prepare(&shared.client, &shared.config.data_dir, pod).await {
             Ok(v) => state.volumes = Some(v),
@@ -298,6 +301,50 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     let phase = status::phase(initialized, state.init_failed, &observed);
     post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
     if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
+}
+
+/// Takes over the pod's sandbox and containers left running by an earlier agent on this
+/// data dir (`--keep-pods`): the same containers, restart counts from their attempts.
+async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec, state: &mut PodState) {
+    let Ok(sandboxes) = shared.cri.list_pod_sandboxes().await else { return };
+    let found = sandboxes.into_iter().find(|s| {
+        s.state == cri::PodSandboxState::SandboxReady as i32
+            && s.labels.get("io.kubernetes.pod.uid") == Some(&state.uid)
+            && s.labels.get(containers::NODE_LABEL) == Some(&shared.config.node_name)
+    });
+    let Some(sandbox) = found else { return };
+    let Ok(list) = shared.cri.list_containers(&sandbox.id).await else { return };
+    let now = Instant::now();
+    let mut adopted = 0;
+    for (records, specs) in [
+        (&mut state.init, spec.init_containers.clone().unwrap_or_default()),
+        (&mut state.containers, spec.containers.clone()),
+    ] {
+        for (rec, c) in records.iter_mut().zip(&specs) {
+            // The latest attempt of this container.
+            let latest = list
+                .iter()
+                .filter(|k| k.metadata.as_ref().is_some_and(|m| m.name == c.name))
+                .max_by_key(|k| k.metadata.as_ref().map_or(0, |m| m.attempt));
+            let Some(k) = latest else { continue };
+            rec.id = Some(k.id.clone());
+            rec.restart_count = k.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
+            rec.cri = shared.cri.container_status(&k.id).await.ok().flatten();
+            // (Only init containers look at `done`.)
+            rec.done = rec
+                .cri
+                .as_ref()
+                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0);
+            rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
+            rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
+            adopted += 1;
+        }
+    }
+    let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
+    state.pod_ip = ip.filter(|ip| !ip.is_empty());
+    let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
+    state.sandbox = Some((sandbox.id, config));
 }
 
 /// The image pull policy in effect (Kubernetes' default: Always for `:latest` or no tag).

@@ -88,6 +88,14 @@ impl Cri {
         Ok(self.runtime.clone().list_pod_sandbox(req).await.map_err(cri_err("ListPodSandbox"))?.into_inner().items)
     }
 
+    /// The containers of one sandbox.
+    pub async fn list_containers(&self, sandbox_id: &str) -> Result<Vec<cri::Container>> {
+        let req = cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter { pod_sandbox_id: sandbox_id.to_string(), ..Default::default() }),
+        };
+        Ok(self.runtime.clone().list_containers(req).await.map_err(cri_err("ListContainers"))?.into_inner().containers)
+    }
+
     /// Stops a sandbox (its containers and its network).
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let req = cri::StopPodSandboxRequest { pod_sandbox_id: id.to_string() };
