@@ -486,6 +486,20 @@ fn probes_gate_readiness_and_restart_failing_containers() {
         ),
     );
 
+    // A startup probe holds the other probes and readiness back until it passes.
+    apply(
+        &s,
+        &busybox_pod(
+            "slow",
+            &node,
+            json!({
+                "command": ["sh", "-c", "sleep 3; touch /tmp/up; exec sleep 3600"],
+                "startupProbe": exec("cat /tmp/up", 1, 30),
+                "livenessProbe": exec("cat /tmp/up", 1, 1),
+            }),
+            "Always",
+        ),
+    );
     let pod = wait_pod(&s, &node, "late", "ran", |p| p["status"]["phase"] == "Running");
     if !ready(&pod) {
         assert_eq!(container_status(&pod)["ready"], false, "{pod:#}");
@@ -498,6 +512,8 @@ fn probes_gate_readiness_and_restart_failing_containers() {
     // Stopped by the agent: SIGTERM (143), or SIGKILL after the grace period (137).
     let code = container_status(&pod)["lastState"]["terminated"]["exitCode"].as_i64();
     assert!(matches!(code, Some(137 | 143)), "{pod:#}");
+    let slow = wait_pod(&s, &node, "slow", "started", |p| container_status(p)["started"] == true && ready(p));
+    assert_eq!(container_status(&slow)["restartCount"], 0, "the liveness probe waited: {slow:#}");
     let web = get_pod(&s, "web");
     assert_eq!(container_status(&web)["restartCount"], 0, "{web:#}");
     // A readiness failure takes Ready away again without a restart.

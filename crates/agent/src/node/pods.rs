@@ -104,7 +104,8 @@ struct Record {
     done: bool,
     /// Image pulls tried (the second failure on is ImagePullBackOff).
     pull_failures: u32,
-    /// This run's liveness and readiness probes.
+    /// This run's startup, liveness and readiness probes.
+    startup: Option<ProbeState>,
     liveness: Option<ProbeState>,
     readiness: Option<ProbeState>,
 }
@@ -114,7 +115,12 @@ impl Record {
     fn ready(&self) -> bool {
         let running = self.waiting.is_none()
             && self.cri.as_ref().is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32);
-        running && self.readiness.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
+        running && self.started() && self.readiness.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
+    }
+
+    /// Past its startup probe (or without one).
+    fn started(&self) -> bool {
+        self.startup.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
     }
 }
 
@@ -123,6 +129,29 @@ impl Record {
 async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, rec: &mut Record) {
     let Some(id) = rec.id.clone() else { return };
     let now = Instant::now();
+    // Until the startup probe succeeds, the other probes wait; its failure restarts.
+    if let (Some(p), Some(state)) = (&c.startup_probe, rec.startup.as_mut())
+        && state.verdict != Verdict::Success
+    {
+        if state.due(p, now) {
+            let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+            if state.record(p, ok, Instant::now()) == Verdict::Failure {
+                tracing::info!(
+                    pod = pod_name(pod),
+                    container = c.name,
+                    "startup probe failed: restarting the container"
+                );
+                stop_for_probe(shared, pod, &id, p).await;
+                rec.startup = None;
+            }
+        }
+        if rec.startup.as_ref().is_none_or(|s| s.verdict != Verdict::Success) {
+            return;
+        }
+        // Started: the other probes count from now.
+        rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(Instant::now()));
+        rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(Instant::now()));
+    }
     if let (Some(p), Some(state)) = (&c.readiness_probe, rec.readiness.as_mut())
         && state.due(p, now)
     {
@@ -135,16 +164,21 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
         let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
         if state.record(p, ok, Instant::now()) == Verdict::Failure {
             tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
-            let grace = p
-                .termination_grace_period_seconds
-                .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-                .unwrap_or(30)
-                .max(0);
-            if let Err(e) = shared.cri.stop_container(&id, grace).await {
-                tracing::warn!(pod = pod_name(pod), %e, "stopping a container that failed its liveness probe");
-            }
+            stop_for_probe(shared, pod, &id, p).await;
             rec.liveness = None;
         }
+    }
+}
+
+/// Stops a container that failed its liveness or startup probe, within the grace period.
+async fn stop_for_probe(shared: &Shared, pod: &Pod, id: &str, p: &k8s_openapi::api::core::v1::Probe) {
+    let grace = p
+        .termination_grace_period_seconds
+        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+        .max(0);
+    if let Err(e) = shared.cri.stop_container(id, grace).await {
+        tracing::warn!(pod = pod_name(pod), %e, "stopping a container that failed a probe");
     }
 }
 
@@ -335,6 +369,7 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
                 .cri
                 .as_ref()
                 .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0);
+            rec.startup = c.startup_probe.as_ref().map(|_| ProbeState::new(now));
             rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
             rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
             adopted += 1;
@@ -487,6 +522,7 @@ async fn drive(
     rec.id = Some(id.clone());
     rec.waiting = None;
     let now = Instant::now();
+    rec.startup = c.startup_probe.as_ref().map(|_| ProbeState::new(now));
     rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
     rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
     rec.cri = shared.cri.container_status(&id).await.ok().flatten();
@@ -637,7 +673,7 @@ fn container_status(c: &Container, rec: &Record) -> ContainerStatus {
         image_id: rec.cri.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
         container_id: rec.id.as_ref().map(|id| format!("containerd://{id}")),
         ready,
-        started: Some(running),
+        started: Some(running && rec.started()),
         restart_count: rec.restart_count,
         state: Some(state),
         last_state: rec

@@ -1,4 +1,4 @@
-//! Container probes (liveness, readiness, startup) as the kubelet runs them: exec through
+//! Container probes (startup, liveness, readiness) as the kubelet runs them: exec through
 //! CRI ExecSync, httpGet (2xx/3xx is success) and tcpSocket from the node to the pod IP;
 //! initialDelaySeconds, periodSeconds, timeoutSeconds, success and failure thresholds.
 
