@@ -5,8 +5,10 @@
 #   helm v3.17.2 (no other registry is reachable from these machines);
 # - etcd 3.4 (Debian's etcd-server, etcd-client) for the etcd datastore tests, and protoc
 #   (protobuf-compiler), which the etcd-client crate's build script needs.
-# Prints the environment the tests read (BERTH_PYTHON, BERTH_HELM, BERTH_REQUIRE_ETCD) as
-# `export` lines.
+# - the node agent's container runtime (Debian's containerd, runc, containernetworking-plugins)
+#   and the static binaries its locally built images are made of (busybox-static, catatonit).
+# Prints the environment the tests read (BERTH_PYTHON, BERTH_HELM, BERTH_REQUIRE_ETCD,
+# BERTH_REQUIRE_CONTAINERD) as `export` lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools="$PWD/target/tools"
@@ -16,6 +18,11 @@ apt_missing=()
 [ -x /usr/bin/etcd ] || apt_missing+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || apt_missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || apt_missing+=(protobuf-compiler)
+[ -x /usr/bin/containerd ] || apt_missing+=(containerd)
+[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || apt_missing+=(runc)
+[ -x /usr/lib/cni/bridge ] || apt_missing+=(containernetworking-plugins)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || apt_missing+=(busybox-static)
+[ -x /usr/bin/catatonit ] || apt_missing+=(catatonit)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq >&2
@@ -48,3 +55,4 @@ fi
 echo "export BERTH_PYTHON=$tools/pyenv/bin/python"
 echo "export BERTH_HELM=$tools/helm"
 echo "export BERTH_REQUIRE_ETCD=1"
+echo "export BERTH_REQUIRE_CONTAINERD=1"

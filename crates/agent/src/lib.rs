@@ -1,6 +1,8 @@
-//! The berth node agent. Today it has the hollow mode ([`hollow`]): many fake nodes in one
-//! process that register, keep their leases and play the kubelet's part for pods without
-//! running containers (as kwok does). The container runtime (containerd over CRI) comes
-//! with issue 5 and will live beside it in this crate.
+//! The berth node agent. [`node`] is the real node: it registers a Node, keeps its Lease and
+//! runs the pods bound to it as containers through containerd's CRI ([`runtime`]: containerd
+//! as a child process, CRI client, locally built images, CNI config). [`hollow`] plays many
+//! fake nodes in one process without containers (as kwok does), for scale tests.
 
 pub mod hollow;
+pub mod node;
+pub mod runtime;

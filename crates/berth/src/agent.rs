@@ -1,10 +1,12 @@
-//! `berth agent`: the node agent. Only the hollow mode (`--hollow`: many fake nodes in this
-//! process, see `berth_agent::hollow`) exists yet; the container-runtime agent comes with issue 5.
+//! `berth agent`: the node agent. By default a real node running pods on containerd
+//! (`berth_agent::node`); `--hollow` plays many fake nodes in this process
+//! (`berth_agent::hollow`). Both build their client with [`client`].
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use berth_agent::hollow::{HollowConfig, HollowNodes, config};
+use berth_agent::node::{Agent, AgentConfig};
 use clap::Args;
 
 /// Flags of `berth agent`.
@@ -25,7 +27,31 @@ pub(crate) struct AgentArgs {
     /// Bearer token for the API server (with --server).
     #[arg(long, requires = "server")]
     token: Option<String>,
-    /// Node names are <prefix><index>.
+    /// The node's name (real node; default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's IPv4 address (default: the source address of the default route).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Data dir of the real node: containerd, CNI state, pod logs.
+    #[arg(long, default_value = "/var/lib/berth/agent")]
+    data_dir: PathBuf,
+    /// Use the containerd at this socket instead of starting one.
+    #[arg(long)]
+    containerd_socket: Option<PathBuf>,
+    /// The pods capacity of the real node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// The node's pod CIDR (default: the Node's spec.podCIDR, else a /24 in 10.42.0.0/16).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// The CNI bridge device's name.
+    #[arg(long, default_value = "berth0")]
+    bridge_name: String,
+    /// On exit, leave the pods running; the next agent on this data dir adopts them.
+    #[arg(long)]
+    keep_pods: bool,
+    /// Hollow node names are <prefix><index>.
     #[arg(long, default_value = "hollow-node-")]
     node_name_prefix: String,
     /// Extra node labels: k=v,...
@@ -51,15 +77,45 @@ pub(crate) struct AgentArgs {
 /// Runs the agent until SIGTERM or SIGINT.
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if !args.hollow {
-        bail!(
-            "the container-runtime node agent is not available yet (issue 5); use `berth agent --hollow` to play hollow nodes"
-        );
+        return run_node(args).await;
     }
     let config = hollow_config(&args)?;
     let client = client(&args).await?;
     let nodes = config.nodes;
     let handle = HollowNodes::start(client, config).await.context("starting hollow nodes")?;
     tracing::info!(nodes, first = handle.node_names().next(), "hollow nodes running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    handle.stop().await;
+    Ok(())
+}
+
+/// The real node: containerd, CNI, pods.
+async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
+    let node_name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .context("reading the host name (give --node-name)")?,
+    };
+    let mut config = AgentConfig::new(&node_name, args.data_dir.clone());
+    config.node_ip = args.node_ip;
+    config.labels = config::parse_labels(&args.node_labels).context("--node-labels")?;
+    config.taints = config::parse_taints(&args.node_taints).context("--node-taints")?;
+    config.containerd_socket = args.containerd_socket.clone();
+    config.max_pods = args.max_pods;
+    if let Some(cidr) = &args.pod_cidr {
+        berth_agent::runtime::cni::Cidr::parse(cidr).context("--pod-cidr")?;
+    }
+    config.pod_cidr = args.pod_cidr.clone();
+    config.bridge = args.bridge_name.clone();
+    config.keep_pods = args.keep_pods;
+    let client = client(&args).await?;
+    let handle = Agent::start(client, config).await.context("starting the node agent")?;
+    tracing::info!(node = handle.node_name(), "node agent running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
@@ -86,7 +142,8 @@ fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
     Ok(config)
 }
 
-/// A client from the kubeconfig, or from --server and --token (sent as a bearer token).
+/// A client from the kubeconfig, or from --server and --token (sent as a bearer token): the
+/// one way both agent modes reach the API server.
 async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
     let config = match (&args.kubeconfig, &args.server, &args.token) {
         (Some(path), _, _) => {

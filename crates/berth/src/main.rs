@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod datastore;
+mod image;
 mod secrets_encryption;
 mod server;
 mod snapshots;
@@ -26,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run a control plane (API server on the embedded store or etcd).
     Server(server::ServerArgs),
-    /// Run a node agent (today: hollow nodes, `--hollow`).
+    /// Run a node agent: pods on containerd (CRI), or hollow nodes (`--hollow`).
     Agent(agent::AgentArgs),
     /// Measure berth and print the figures beside their goals.
     Bench(bench::BenchArgs),
@@ -34,6 +35,9 @@ enum Command {
     Datastore(datastore::DatastoreCommand),
     /// Secrets at rest: rotate the encryption key.
     SecretsEncrypt(secrets_encryption::SecretsEncryptCommand),
+    /// Images in a node's containerd: import an archive, list.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Datastore(args) => runtime.block_on(datastore::run(args)),
         Command::SecretsEncrypt(args) => secrets_encryption::run(args),
+        Command::Image(args) => runtime.block_on(image::run(args)),
     }
 }

@@ -283,7 +283,9 @@ fn agent_fails(args: &[&str]) -> String {
 fn bad_flags_give_clear_errors() {
     let kc = ["--kubeconfig", "/nonexistent/kubeconfig.yaml"];
     let cases: &[(&[&str], &str)] = &[
-        (&["--kubeconfig", "k"], "the container-runtime node agent is not available yet (issue 5)"),
+        (&["--kubeconfig", "k"], "reading the kubeconfig k"),
+        (&["--kubeconfig", "k", "--pod-cidr", "10.0.0.0/40"], "invalid pod CIDR \"10.0.0.0/40\""),
+        (&["--kubeconfig", "k", "--node-ip", "nope"], "invalid value 'nope' for '--node-ip"),
         (&["--hollow", "--node-taints", "a=b:Sometimes"], "effect \"Sometimes\" is not one of NoSchedule"),
         (&["--hollow", "--node-labels", "novalue"], "invalid label \"novalue\": expected key=value"),
         (&["--hollow", "--capacity", "cpu=lots"], "invalid quantity \"lots\""),

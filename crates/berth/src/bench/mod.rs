@@ -7,6 +7,7 @@ mod api;
 mod client;
 mod controllers;
 mod hollow;
+mod pods;
 mod report;
 mod scheduler;
 mod server;
@@ -30,6 +31,8 @@ enum Area {
     Api(api::ApiArgs),
     /// Hollow nodes: registration, agent memory and CPU, lease freshness, pods to Running.
     Hollow(hollow::HollowArgs),
+    /// Pods on one real node (containerd): create → Running latency, agent memory.
+    Pods(pods::PodsArgs),
     /// The datastores side by side: the API server and the store on SQLite and on etcd,
     /// and raw etcd puts as the anchor.
     Store(store::StoreArgs),
@@ -44,6 +47,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
         Area::Hollow(a) => hollow::run(a).await,
+        Area::Pods(a) => pods::run(a).await,
         Area::Store(a) => store::run(a).await,
         Area::Scheduler(a) => scheduler::run(a).await,
         Area::Controllers(a) => controllers::run(a).await,

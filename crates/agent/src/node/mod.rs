@@ -1,0 +1,226 @@
+//! The real node agent (the kubelet's part): registers a Node with the machine's capacity,
+//! keeps its Lease, and runs the pods bound to it as containers through containerd's CRI,
+//! networked by the CNI bridge over the node's pod CIDR.
+//!
+//! - [`register`](self::register): the Node object, its status and the Lease heartbeat.
+//! - `pods`: the pod watch and one worker per pod (sandbox, containers, status, deletion).
+//! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
+//! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
+//! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
+//! - [`status`]: pod phase, conditions, container states and back-off (pure).
+
+pub mod containers;
+pub mod probes;
+pub mod register;
+pub mod status;
+pub mod volumes;
+
+mod pods;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::hollow::Taint;
+use crate::runtime::cni::{self, Cidr};
+use crate::runtime::containerd::Containerd;
+use crate::runtime::cri::Cri;
+use crate::runtime::{self, images};
+
+/// Why the node agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The container runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] runtime::Error),
+    /// The API server refused or failed a request.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: &'static str,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A setting is invalid.
+    #[error("invalid setting: {0}")]
+    Config(String),
+}
+
+/// The node agent's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Settings of the node agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// The node's address (InternalIP and the pods' hostIP); found from the routes when unset.
+    pub node_ip: Option<Ipv4Addr>,
+    /// Where containerd's state, CNI state, pod logs and scratch files live.
+    pub data_dir: PathBuf,
+    /// Extra node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Node taints.
+    pub taints: Vec<Taint>,
+    /// Use the containerd at this socket instead of starting one.
+    pub containerd_socket: Option<PathBuf>,
+    /// The pods capacity.
+    pub max_pods: u32,
+    /// The pod CIDR; when unset, the Node's spec.podCIDR, else a /24 in 10.42.0.0/16 derived
+    /// from the node name.
+    pub pod_cidr: Option<String>,
+    /// The CNI bridge device's name.
+    pub bridge: String,
+    /// On stop, leave the pods running (containerd is stopped, its shims and the containers
+    /// stay); the next agent on the same data dir adopts them.
+    pub keep_pods: bool,
+}
+
+impl AgentConfig {
+    /// Defaults for a node named `node_name` with its data under `data_dir`.
+    pub fn new(node_name: &str, data_dir: PathBuf) -> AgentConfig {
+        AgentConfig {
+            node_name: node_name.to_string(),
+            node_ip: None,
+            data_dir,
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            containerd_socket: None,
+            max_pods: 110,
+            pod_cidr: None,
+            bridge: "berth0".into(),
+            keep_pods: false,
+        }
+    }
+}
+
+/// What the agent's tasks share.
+pub(crate) struct Shared {
+    pub(crate) client: kube::Client,
+    pub(crate) config: AgentConfig,
+    pub(crate) cri: Cri,
+    pub(crate) node_ip: Ipv4Addr,
+    pub(crate) runtime_version: String,
+}
+
+/// A running node agent; [`AgentHandle::stop`] stops it.
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+    containerd: Option<Containerd>,
+    tasks: Vec<JoinHandle<()>>,
+    pod_workers: pods::Workers,
+}
+
+/// Entry point of the real node agent.
+pub struct Agent;
+
+impl Agent {
+    /// Starts containerd (unless a socket is given), imports the node's own images, registers
+    /// the Node and its Lease, writes the CNI config, then runs the pods bound to the node.
+    pub async fn start(client: kube::Client, config: AgentConfig) -> Result<AgentHandle> {
+        if config.node_name.is_empty() {
+            return Err(Error::Config("the node name is empty".into()));
+        }
+        if let Some(cidr) = &config.pod_cidr {
+            Cidr::parse(cidr)?;
+        }
+        let scratch = config.data_dir.join("tmp");
+        std::fs::create_dir_all(&scratch).map_err(runtime::io_err("creating", &scratch))?;
+        let (containerd, socket, cni_conf, cni_data) = match &config.containerd_socket {
+            Some(socket) => {
+                let d = config.data_dir.join("cni");
+                (None, socket.clone(), PathBuf::from("/etc/cni/net.d"), d.join("data"))
+            }
+            None => {
+                let c = Containerd::start(&config.data_dir).await?;
+                let l = c.layout.clone();
+                (Some(c), l.socket(), l.cni_conf_dir(), l.cni_data_dir())
+            }
+        };
+        let started = async {
+            let cri = Cri::connect(&socket).await?;
+            let version = cri.version().await?;
+            images::import_builtin(&socket, &scratch).await?;
+            Ok::<_, runtime::Error>((cri, version))
+        }
+        .await;
+        let (cri, version) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(e.into());
+            }
+        };
+        let node_ip = config.node_ip.unwrap_or_else(register::default_node_ip);
+        let shared = Arc::new(Shared {
+            client,
+            runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+            config,
+            cri,
+            node_ip,
+        });
+        let node_cidr = match register::register(&shared).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(e);
+            }
+        };
+        let cidr = match (&shared.config.pod_cidr, node_cidr) {
+            (Some(c), _) => Cidr::parse(c)?,
+            (None, Some(c)) => Cidr::parse(&c)?,
+            (None, None) => register::derived_cidr(&shared.config.node_name),
+        };
+        cni::write_config(&cni_conf, &shared.config.bridge, cidr, &cni_data)?;
+        tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
+        let pod_workers = pods::Workers::default();
+        let tasks = vec![
+            tokio::spawn(register::heartbeat_loop(shared.clone())),
+            tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
+        ];
+        Ok(AgentHandle { shared, containerd, tasks, pod_workers })
+    }
+}
+
+impl AgentHandle {
+    /// The Node's name.
+    pub fn node_name(&self) -> &str {
+        &self.shared.config.node_name
+    }
+
+    /// Stops the agent: the watch and heartbeats, then every pod's sandbox (containers
+    /// stopped, network torn down, removed), then containerd if it started it, then the bridge.
+    /// With `keep_pods`, only the agent and containerd stop.
+    pub async fn stop(mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.pod_workers.abort_all();
+        let keep = self.shared.config.keep_pods;
+        if let Some(c) = self.containerd.take_if(|_| keep) {
+            c.stop().await;
+            return;
+        }
+        if let Ok(sandboxes) = self.shared.cri.list_pod_sandboxes().await {
+            let ours = sandboxes
+                .into_iter()
+                .filter(|s| s.labels.get(containers::NODE_LABEL).is_some_and(|n| *n == self.shared.config.node_name));
+            for s in ours {
+                let _ = self.shared.cri.stop_pod_sandbox(&s.id).await;
+                let _ = self.shared.cri.remove_pod_sandbox(&s.id).await;
+            }
+        }
+        if let Some(c) = self.containerd {
+            c.stop().await;
+            cni::delete_bridge(&self.shared.config.bridge).await;
+        }
+    }
+}

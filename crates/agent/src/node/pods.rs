@@ -1,0 +1,781 @@
+//! The pods bound to this node: one watch (field selector `spec.nodeName`), one worker task
+//! per pod. A worker runs the pod's sandbox, then its init containers in order, then its
+//! containers, restarts them per restartPolicy with back-off, writes the status back, and on
+//! deletion stops the containers within the grace period, removes the sandbox and deletes
+//! the pod object (grace 0, uid precondition).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, ContainerState, ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodIP, PodStatus,
+    Secret,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::probes::{self, ProbeState, Verdict};
+use super::status::{self, Observed};
+use super::{Shared, containers, volumes};
+use crate::runtime::cri::v1 as cri;
+
+/// A pod worker's inbox (the latest object; None once gone from the API) and its task.
+type Worker = (watch::Sender<Option<Pod>>, AbortHandle);
+
+/// The worker of each pod in hand, by uid.
+#[derive(Clone, Default)]
+pub(crate) struct Workers(Arc<Mutex<HashMap<String, Worker>>>);
+
+impl Workers {
+    /// Aborts every worker (the agent stops; sandboxes are removed by the caller).
+    pub(crate) fn abort_all(&self) {
+        for (_, (_, task)) in self.0.lock().expect("workers lock").drain() {
+            task.abort();
+        }
+    }
+
+    fn send(&self, shared: &Arc<Shared>, uid: String, pod: Option<Pod>) {
+        let mut map = self.0.lock().expect("workers lock");
+        if let Some((tx, _)) = map.get(&uid) {
+            tx.send_replace(pod);
+            return;
+        }
+        if pod.is_none() {
+            return;
+        }
+        let (tx, rx) = watch::channel(pod);
+        let task = tokio::spawn(run(shared.clone(), uid.clone(), rx, self.clone()));
+        map.insert(uid, (tx, task.abort_handle()));
+    }
+
+    fn remove(&self, uid: &str) {
+        self.0.lock().expect("workers lock").remove(uid);
+    }
+}
+
+/// Watches the pods bound to this node and hands each to its worker.
+pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
+    let api: Api<Pod> = Api::all(shared.client.clone());
+    let selector = format!("spec.nodeName={}", shared.config.node_name);
+    let mut events = watcher(api, watcher::Config::default().fields(&selector)).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                if let Some(uid) = pod.metadata.uid.clone() {
+                    workers.send(&shared, uid, Some(pod));
+                }
+            }
+            Ok(watcher::Event::Delete(pod)) => {
+                if let Some(uid) = pod.metadata.uid.clone() {
+                    workers.send(&shared, uid, None);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%e, "watching pods"),
+        }
+    }
+}
+
+/// One container's record in its pod's worker.
+#[derive(Default)]
+struct Record {
+    /// The current CRI container.
+    id: Option<String>,
+    /// Its latest CRI status.
+    cri: Option<cri::ContainerStatus>,
+    restart_count: i32,
+    last_state: Option<ContainerStateTerminated>,
+    /// When the next restart may happen (set while backing off).
+    restart_at: Option<Instant>,
+    /// Why it is not running (image, config, back-off).
+    waiting: Option<(String, String)>,
+    /// An init container that exited 0.
+    done: bool,
+    /// Image pulls tried (the second failure on is ImagePullBackOff).
+    pull_failures: u32,
+    /// This run's startup, liveness and readiness probes.
+    startup: Option<ProbeState>,
+    liveness: Option<ProbeState>,
+    readiness: Option<ProbeState>,
+}
+
+impl Record {
+    /// Running and, with a readiness probe, passing it.
+    fn ready(&self) -> bool {
+        let running = self.waiting.is_none()
+            && self.cri.as_ref().is_some_and(|s| s.state == cri::ContainerState::ContainerRunning as i32);
+        running && self.started() && self.readiness.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
+    }
+
+    /// Past its startup probe (or without one).
+    fn started(&self) -> bool {
+        self.startup.as_ref().is_none_or(|r| r.verdict == Verdict::Success)
+    }
+}
+
+/// Runs the container's due probes; a failed liveness probe stops the container (it is then
+/// restarted per the restart policy).
+async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, rec: &mut Record) {
+    let Some(id) = rec.id.clone() else { return };
+    let now = Instant::now();
+    // Until the startup probe succeeds, the other probes wait; its failure restarts.
+    if let (Some(p), Some(state)) = (&c.startup_probe, rec.startup.as_mut())
+        && state.verdict != Verdict::Success
+    {
+        if state.due(p, now) {
+            let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+            if state.record(p, ok, Instant::now()) == Verdict::Failure {
+                tracing::info!(
+                    pod = pod_name(pod),
+                    container = c.name,
+                    "startup probe failed: restarting the container"
+                );
+                stop_for_probe(shared, pod, &id, p).await;
+                rec.startup = None;
+            }
+        }
+        if rec.startup.as_ref().is_none_or(|s| s.verdict != Verdict::Success) {
+            return;
+        }
+        // Started: the other probes count from now.
+        rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(Instant::now()));
+        rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(Instant::now()));
+    }
+    if let (Some(p), Some(state)) = (&c.readiness_probe, rec.readiness.as_mut())
+        && state.due(p, now)
+    {
+        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        state.record(p, ok, Instant::now());
+    }
+    if let (Some(p), Some(state)) = (&c.liveness_probe, rec.liveness.as_mut())
+        && state.due(p, now)
+    {
+        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        if state.record(p, ok, Instant::now()) == Verdict::Failure {
+            tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
+            stop_for_probe(shared, pod, &id, p).await;
+            rec.liveness = None;
+        }
+    }
+}
+
+/// Stops a container that failed its liveness or startup probe, within the grace period.
+async fn stop_for_probe(shared: &Shared, pod: &Pod, id: &str, p: &k8s_openapi::api::core::v1::Probe) {
+    let grace = p
+        .termination_grace_period_seconds
+        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+        .max(0);
+    if let Err(e) = shared.cri.stop_container(id, grace).await {
+        tracing::warn!(pod = pod_name(pod), %e, "stopping a container that failed a probe");
+    }
+}
+
+#[derive(Default)]
+struct PodState {
+    sandbox: Option<(String, cri::PodSandboxConfig)>,
+    pod_ip: Option<String>,
+    init: Vec<Record>,
+    containers: Vec<Record>,
+    init_failed: bool,
+    start_time: Option<Time>,
+    last_posted: Option<serde_json::Value>,
+    /// The pod's volumes on this node, once made.
+    volumes: Option<HashMap<String, PathBuf>>,
+    /// The pod's uid (its volume directory's name).
+    uid: String,
+}
+
+async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
+    let mut state = PodState { uid: uid.clone(), ..PodState::default() };
+    loop {
+        let pod = rx.borrow_and_update().clone();
+        match pod {
+            None => {
+                teardown(&shared, &mut state, 0).await;
+                break;
+            }
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                terminate(&shared, &pod, &mut state).await;
+                break;
+            }
+            Some(pod) => {
+                let wait = sync(&shared, &pod, &mut state).await;
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { break },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    workers.remove(&uid);
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+/// One pass over the pod: sandbox, init containers, containers, status. Returns when to look again.
+async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let phase_now = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    if state.sandbox.is_none() && (phase_now == "Succeeded" || phase_now == "Failed") {
+        return Duration::from_secs(60); // finished before we saw it: nothing to run
+    }
+    state.start_time.get_or_insert_with(|| {
+        pod.status.as_ref().and_then(|s| s.start_time.clone()).unwrap_or(Time(Timestamp::now()))
+    });
+    state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
+    state.containers.resize_with(spec.containers.len(), Record::default);
+    if state.sandbox.is_none() {
+        adopt(shared, pod, &spec, state).await;
+    }
+    if state.sandbox.is_none() {
+        let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+        match shared.cri.run_pod_sandbox(config.clone()).await {
+            Ok(id) => {
+                let ip = shared
+                    .cri
+                    .pod_sandbox_status(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.network)
+                    .map(|n| n.ip)
+                    .filter(|ip| !ip.is_empty());
+                state.pod_ip = ip;
+                state.sandbox = Some((id, config));
+            }
+            Err(e) => {
+                tracing::warn!(pod = pod_name(pod), %e, "creating the pod sandbox");
+                return Duration::from_secs(2);
+            }
+        }
+    }
+    let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    if state.volumes.is_none() {
+        match volumes::prepare(&shared.client, &shared.config.data_dir, pod).await {
+            Ok(v) => state.volumes = Some(v),
+            Err(message) => {
+                for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+                    rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
+                }
+                let observed = vec![Observed::NotStarted; spec.containers.len()];
+                post_status(shared, pod, state, &spec, false, &observed, "Pending").await;
+                return Duration::from_secs(2);
+            }
+        }
+    }
+    let vols = state.volumes.clone().unwrap_or_default();
+    let mut initialized = true;
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        if state.init[i].done {
+            continue;
+        }
+        // Init containers restart on failure unless the pod's policy is Never.
+        let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
+        let (sandbox_id, sandbox_config) = state.sandbox.clone().expect("sandbox");
+        let ip = state.pod_ip.clone();
+        match drive(
+            shared,
+            pod,
+            (&sandbox_id, &sandbox_config),
+            ip.as_deref(),
+            &vols,
+            c,
+            &mut state.init[i],
+            init_policy,
+        )
+        .await
+        {
+            Observed::Exited(0) => state.init[i].done = true,
+            Observed::Exited(_) => {
+                state.init_failed = true;
+                initialized = false;
+                break;
+            }
+            _ => {
+                initialized = false;
+                break;
+            }
+        }
+    }
+    let mut observed = Vec::with_capacity(spec.containers.len());
+    if initialized {
+        for (i, c) in spec.containers.iter().enumerate() {
+            let (sandbox_id, sandbox_config) = state.sandbox.clone().expect("sandbox");
+            let ip = state.pod_ip.clone();
+            let o = drive(
+                shared,
+                pod,
+                (&sandbox_id, &sandbox_config),
+                ip.as_deref(),
+                &vols,
+                c,
+                &mut state.containers[i],
+                &policy,
+            )
+            .await;
+            observed.push(o);
+        }
+    } else {
+        observed = vec![Observed::NotStarted; spec.containers.len()];
+    }
+    let phase = status::phase(initialized, state.init_failed, &observed);
+    post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+    if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
+}
+
+/// Takes over the pod's sandbox and containers left running by an earlier agent on this
+/// data dir (`--keep-pods`): the same containers, restart counts from their attempts.
+async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec, state: &mut PodState) {
+    let Ok(sandboxes) = shared.cri.list_pod_sandboxes().await else { return };
+    let found = sandboxes.into_iter().find(|s| {
+        s.state == cri::PodSandboxState::SandboxReady as i32
+            && s.labels.get("io.kubernetes.pod.uid") == Some(&state.uid)
+            && s.labels.get(containers::NODE_LABEL) == Some(&shared.config.node_name)
+    });
+    let Some(sandbox) = found else { return };
+    let Ok(list) = shared.cri.list_containers(&sandbox.id).await else { return };
+    let now = Instant::now();
+    let mut adopted = 0;
+    for (records, specs) in [
+        (&mut state.init, spec.init_containers.clone().unwrap_or_default()),
+        (&mut state.containers, spec.containers.clone()),
+    ] {
+        for (rec, c) in records.iter_mut().zip(&specs) {
+            // The latest attempt of this container.
+            let latest = list
+                .iter()
+                .filter(|k| k.metadata.as_ref().is_some_and(|m| m.name == c.name))
+                .max_by_key(|k| k.metadata.as_ref().map_or(0, |m| m.attempt));
+            let Some(k) = latest else { continue };
+            rec.id = Some(k.id.clone());
+            rec.restart_count = k.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
+            rec.cri = shared.cri.container_status(&k.id).await.ok().flatten();
+            // (Only init containers look at `done`.)
+            rec.done = rec
+                .cri
+                .as_ref()
+                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32 && s.exit_code == 0);
+            rec.startup = c.startup_probe.as_ref().map(|_| ProbeState::new(now));
+            rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
+            rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
+            adopted += 1;
+        }
+    }
+    let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
+    state.pod_ip = ip.filter(|ip| !ip.is_empty());
+    let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
+    state.sandbox = Some((sandbox.id, config));
+}
+
+/// The image pull policy in effect (Kubernetes' default: Always for `:latest` or no tag).
+fn pull_policy(c: &Container) -> &str {
+    if let Some(p) = c.image_pull_policy.as_deref() {
+        return p;
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        "IfNotPresent"
+    } else if !last.contains(':') || last.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
+}
+
+/// Moves one container on: start it (image and config permitting), follow it, restart it per
+/// `policy` with back-off. Returns what the phase is decided from.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    shared: &Shared,
+    pod: &Pod,
+    (sandbox_id, sandbox_config): (&str, &cri::PodSandboxConfig),
+    pod_ip: Option<&str>,
+    vols: &HashMap<String, PathBuf>,
+    c: &Container,
+    rec: &mut Record,
+    policy: &str,
+) -> Observed {
+    if let Some(id) = rec.id.clone() {
+        match shared.cri.container_status(&id).await {
+            Ok(Some(s)) => {
+                let st = cri::ContainerState::try_from(s.state);
+                rec.cri = Some(s.clone());
+                match st {
+                    Ok(cri::ContainerState::ContainerRunning) => {
+                        rec.waiting = None;
+                        probe(shared, pod, pod_ip, c, rec).await;
+                        return Observed::Running;
+                    }
+                    Ok(cri::ContainerState::ContainerExited) => {
+                        if !status::should_restart(policy, s.exit_code) {
+                            rec.waiting = None;
+                            return Observed::Exited(s.exit_code);
+                        }
+                        let now = Instant::now();
+                        // The first restart is immediate; then 10 s doubling to 5 min.
+                        let at = *rec.restart_at.get_or_insert_with(|| {
+                            if rec.restart_count == 0 {
+                                now
+                            } else {
+                                now + status::backoff_delay(rec.restart_count as u32 - 1)
+                            }
+                        });
+                        if now < at {
+                            let delay = status::backoff_delay((rec.restart_count as u32).saturating_sub(1));
+                            rec.waiting = Some((
+                                "CrashLoopBackOff".into(),
+                                format!(
+                                    "back-off {}s restarting failed container={} pod={}",
+                                    delay.as_secs(),
+                                    c.name,
+                                    pod.metadata.name.as_deref().unwrap_or("")
+                                ),
+                            ));
+                            return Observed::Restarting;
+                        }
+                        rec.last_state = Some(status::terminated(&s));
+                        rec.restart_at = None;
+                        rec.restart_count += 1;
+                        if let Some(old) = rec.id.take() {
+                            let _ = shared.cri.remove_container(&old).await;
+                        }
+                        rec.cri = None;
+                    }
+                    _ => return Observed::NotStarted,
+                }
+            }
+            Ok(None) | Err(_) => {
+                // Gone from the runtime: start it again.
+                rec.id = None;
+                rec.cri = None;
+            }
+        }
+    }
+    // Start (or restart) it.
+    let image = c.image.clone().unwrap_or_default();
+    let present = match shared.cri.image_status(&image).await {
+        Ok(i) => i.is_some(),
+        Err(e) => {
+            rec.waiting = Some(("ErrImagePull".into(), e.to_string()));
+            return not_started(rec);
+        }
+    };
+    if !present {
+        rec.pull_failures += 1;
+        let (reason, message) = if pull_policy(c) == "Never" {
+            ("ErrImageNeverPull", format!("Container image \"{image}\" is not present with pull policy of Never"))
+        } else {
+            (
+                if rec.pull_failures > 1 { "ImagePullBackOff" } else { "ErrImagePull" },
+                format!(
+                    "image \"{image}\" is not on this node and berth does not pull from registries yet: \
+                     import it with `berth image import FILE.tar`"
+                ),
+            )
+        };
+        rec.waiting = Some((reason.into(), message));
+        return not_started(rec);
+    }
+    let env = match resolve_env(shared, pod, pod_ip, c).await {
+        Ok(env) => env,
+        Err(message) => {
+            rec.waiting = Some(("CreateContainerConfigError".into(), message));
+            return not_started(rec);
+        }
+    };
+    let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
+    match volumes::mounts(c, vols) {
+        Ok(m) => config.mounts = m,
+        Err(message) => {
+            rec.waiting = Some(("CreateContainerConfigError".into(), message));
+            return not_started(rec);
+        }
+    }
+    let id = match shared.cri.create_container(sandbox_id, config, sandbox_config.clone()).await {
+        Ok(id) => id,
+        Err(e) => {
+            rec.waiting = Some(("CreateContainerError".into(), e.to_string()));
+            return not_started(rec);
+        }
+    };
+    if let Err(e) = shared.cri.start_container(&id).await {
+        rec.waiting = Some(("RunContainerError".into(), e.to_string()));
+        let _ = shared.cri.remove_container(&id).await;
+        return not_started(rec);
+    }
+    rec.id = Some(id.clone());
+    rec.waiting = None;
+    let now = Instant::now();
+    rec.startup = c.startup_probe.as_ref().map(|_| ProbeState::new(now));
+    rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
+    rec.readiness = c.readiness_probe.as_ref().map(|_| ProbeState::new(now));
+    rec.cri = shared.cri.container_status(&id).await.ok().flatten();
+    // One that exited at once is seen on the next pass.
+    Observed::Running
+}
+
+/// NotStarted, or Restarting for a container that ran before.
+fn not_started(rec: &Record) -> Observed {
+    if rec.restart_count > 0 || rec.last_state.is_some() { Observed::Restarting } else { Observed::NotStarted }
+}
+
+/// The container's environment: envFrom, then env (value with `$(VAR)` expansion, fieldRef,
+/// configMapKeyRef, secretKeyRef). An error names the missing source.
+async fn resolve_env(
+    shared: &Shared,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    c: &Container,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let config_maps: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
+    let mut cm_cache: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
+    let mut secret_cache: HashMap<String, Option<BTreeMap<String, ByteString>>> = HashMap::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let set = |out: &mut Vec<(String, String)>, k: String, v: String| {
+        if let Some(e) = out.iter_mut().find(|(n, _)| *n == k) {
+            e.1 = v;
+        } else {
+            out.push((k, v));
+        }
+    };
+    async fn cm(
+        api: &Api<ConfigMap>,
+        cache: &mut HashMap<String, Option<BTreeMap<String, String>>>,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, String> {
+        if let Some(v) = cache.get(name) {
+            return Ok(v.clone());
+        }
+        let v = api.get_opt(name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
+        let data = v.map(|c| c.data.unwrap_or_default());
+        cache.insert(name.to_string(), data.clone());
+        Ok(data)
+    }
+    async fn secret(
+        api: &Api<Secret>,
+        cache: &mut HashMap<String, Option<BTreeMap<String, ByteString>>>,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, ByteString>>, String> {
+        if let Some(v) = cache.get(name) {
+            return Ok(v.clone());
+        }
+        let v = api.get_opt(name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
+        let data = v.map(|s| s.data.unwrap_or_default());
+        cache.insert(name.to_string(), data.clone());
+        Ok(data)
+    }
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match cm(&config_maps, &mut cm_cache, &r.name).await? {
+                Some(data) => data.into_iter().for_each(|(k, v)| set(&mut out, format!("{prefix}{k}"), v)),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("configmap \"{}\" not found", r.name)),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match secret(&secrets, &mut secret_cache, &r.name).await? {
+                Some(data) => data.into_iter().for_each(|(k, v)| {
+                    set(&mut out, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned())
+                }),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("secret \"{}\" not found", r.name)),
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let vars: HashMap<String, String> = out.iter().cloned().collect();
+        let value = if let Some(v) = &e.value {
+            containers::expand(v, &vars)
+        } else if let Some(from) = &e.value_from {
+            if let Some(f) = &from.field_ref {
+                field_value(pod, pod_ip, shared.node_ip, &f.field_path)
+                    .ok_or_else(|| format!("unsupported fieldRef {:?}", f.field_path))?
+            } else if let Some(r) = &from.config_map_key_ref {
+                match cm(&config_maps, &mut cm_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
+                    Some(Some(v)) => v,
+                    _ if r.optional == Some(true) => continue,
+                    Some(None) => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name)),
+                    None => return Err(format!("configmap \"{}\" not found", r.name)),
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                match secret(&secrets, &mut secret_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
+                    Some(Some(v)) => String::from_utf8_lossy(&v.0).into_owned(),
+                    _ if r.optional == Some(true) => continue,
+                    Some(None) => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),
+                    None => return Err(format!("secret \"{}\" not found", r.name)),
+                }
+            } else {
+                continue;
+            }
+        } else {
+            String::new()
+        };
+        set(&mut out, e.name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// The value of a downward-API field path.
+fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, path: &str) -> Option<String> {
+    let m = &pod.metadata;
+    let from_map = |map: &Option<BTreeMap<String, String>>, rest: &str| {
+        let key = rest.strip_prefix("['")?.strip_suffix("']")?;
+        Some(map.as_ref().and_then(|l| l.get(key).cloned()).unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => m.name.clone(),
+        "metadata.namespace" => m.namespace.clone(),
+        "metadata.uid" => m.uid.clone(),
+        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => {
+            Some(pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default())
+        }
+        "status.hostIP" | "status.hostIPs" => Some(node_ip.to_string()),
+        "status.podIP" | "status.podIPs" => Some(pod_ip.unwrap_or("").to_string()),
+        p if p.starts_with("metadata.labels") => from_map(&m.labels, &p["metadata.labels".len()..]),
+        p if p.starts_with("metadata.annotations") => from_map(&m.annotations, &p["metadata.annotations".len()..]),
+        _ => None,
+    }
+}
+
+fn container_status(c: &Container, rec: &Record) -> ContainerStatus {
+    let state = if let Some((reason, message)) = &rec.waiting {
+        status::waiting(reason, message)
+    } else if let Some(s) = &rec.cri {
+        status::container_state(s)
+    } else {
+        status::waiting("ContainerCreating", "")
+    };
+    let running = state.running.is_some();
+    let ready = running && rec.ready();
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: rec.cri.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
+        container_id: rec.id.as_ref().map(|id| format!("containerd://{id}")),
+        ready,
+        started: Some(running && rec.started()),
+        restart_count: rec.restart_count,
+        state: Some(state),
+        last_state: rec
+            .last_state
+            .clone()
+            .map(|t| ContainerState { terminated: Some(t), ..Default::default() })
+            .or(Some(ContainerState::default())),
+        ..Default::default()
+    }
+}
+
+async fn post_status(
+    shared: &Shared,
+    pod: &Pod,
+    state: &mut PodState,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    initialized: bool,
+    observed: &[Observed],
+    phase: &str,
+) {
+    let statuses: Vec<ContainerStatus> =
+        spec.containers.iter().zip(&state.containers).map(|(c, r)| container_status(c, r)).collect();
+    let init_statuses: Vec<ContainerStatus> =
+        spec.init_containers.iter().flatten().zip(&state.init).map(|(c, r)| container_status(c, r)).collect();
+    let all_ready = !observed.is_empty()
+        && observed.iter().all(|o| *o == Observed::Running)
+        && state.containers.iter().all(Record::ready);
+    let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let host_ip = shared.node_ip.to_string();
+    let status = PodStatus {
+        phase: Some(phase.to_string()),
+        conditions: Some(status::conditions(
+            &previous,
+            state.sandbox.is_some(),
+            initialized,
+            all_ready,
+            phase,
+            Timestamp::now(),
+        )),
+        host_ip: Some(host_ip.clone()),
+        host_ips: Some(vec![HostIP { ip: host_ip }]),
+        pod_ip: state.pod_ip.clone(),
+        pod_ips: state.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        start_time: state.start_time.clone(),
+        container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        qos_class: Some(crate::hollow::pod_status::qos_class(spec).to_string()),
+        ..Default::default()
+    };
+    let body = json!({ "status": status });
+    if state.last_posted.as_ref() == Some(&body) {
+        return;
+    }
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        Ok(_) => state.last_posted = Some(body),
+        Err(e) => tracing::warn!(pod = pod_name(pod), %e, "writing the pod status"),
+    }
+}
+
+/// Stops every container (SIGTERM, SIGKILL after `grace` seconds), then stops and removes the sandbox.
+async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
+    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, grace))).await;
+    if let Some((id, _)) = state.sandbox.take() {
+        if let Err(e) = shared.cri.stop_pod_sandbox(&id).await {
+            tracing::warn!(%e, sandbox = id, "stopping the sandbox");
+        }
+        if let Err(e) = shared.cri.remove_pod_sandbox(&id).await {
+            tracing::warn!(%e, sandbox = id, "removing the sandbox");
+        }
+    }
+    if !state.uid.is_empty() {
+        let dir = shared.config.data_dir.join("pods").join(&state.uid);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%e, dir = %dir.display(), "removing the pod's volumes");
+        }
+    }
+}
+
+/// A deleted pod: stop it within its grace period, then remove its object.
+async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    let grace = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30)
+        .max(0);
+    teardown(shared, state, grace).await;
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => tracing::warn!(pod = pod_name(pod), %e, "deleting the pod"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Container probes (startup, liveness, readiness) as the kubelet runs them: exec through
+//! CRI ExecSync, httpGet (2xx/3xx is success) and tcpSocket from the node to the pod IP;
+//! initialDelaySeconds, periodSeconds, timeoutSeconds, success and failure thresholds.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::runtime::cri::Cri;
+
+/// What a probe's results have added up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided yet (initial delay, or thresholds not reached from the start).
+    Unknown,
+    /// Passing.
+    Success,
+    /// Failing.
+    Failure,
+}
+
+/// One probe's running state for one container run.
+#[derive(Debug, Clone)]
+pub struct ProbeState {
+    /// When the container (this run) started.
+    started: Instant,
+    next: Option<Instant>,
+    successes: i32,
+    failures: i32,
+    /// The verdict so far.
+    pub verdict: Verdict,
+}
+
+impl ProbeState {
+    /// A fresh state for a container started at `started`.
+    pub fn new(started: Instant) -> ProbeState {
+        ProbeState { started, next: None, successes: 0, failures: 0, verdict: Verdict::Unknown }
+    }
+
+    /// Whether the probe is due at `now`.
+    pub fn due(&self, probe: &Probe, now: Instant) -> bool {
+        let first = self.started + Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+        now >= self.next.unwrap_or(first)
+    }
+
+    /// Records one result at `now` and returns the verdict.
+    pub fn record(&mut self, probe: &Probe, ok: bool, now: Instant) -> Verdict {
+        self.next = Some(now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                self.verdict = Verdict::Success;
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                self.verdict = Verdict::Failure;
+            }
+        }
+        self.verdict
+    }
+}
+
+/// The container port a probe names (a number, or the name of one of the container's ports).
+fn port(container: &Container, port: &IntOrString) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// Runs `probe` once against the container; true on success.
+pub async fn run(cri: &Cri, container_id: &str, pod_ip: Option<&str>, container: &Container, probe: &Probe) -> bool {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(exec) = &probe.exec {
+        let cmd = exec.command.clone().unwrap_or_default();
+        return matches!(cri.exec_sync(container_id, cmd, timeout.as_secs() as i64).await, Ok(r) if r.exit_code == 0);
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let host = tcp.host.clone().or(pod_ip.map(str::to_string));
+        let (Some(host), Some(port)) = (host, port(container, &tcp.port)) else { return false };
+        return matches!(tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await, Ok(Ok(_)));
+    }
+    if let Some(http) = &probe.http_get {
+        if http.scheme.as_deref() == Some("HTTPS") {
+            return false; // not supported yet
+        }
+        let host = http.host.clone().or(pod_ip.map(str::to_string));
+        let (Some(host), Some(port)) = (host, port(container, &http.port)) else { return false };
+        let path = http.path.clone().unwrap_or_else(|| "/".into());
+        let mut headers = String::new();
+        for h in http.http_headers.iter().flatten() {
+            headers.push_str(&format!("{}: {}\r\n", h.name, h.value));
+        }
+        let get = async {
+            let mut stream = TcpStream::connect((host.as_str(), port)).await.ok()?;
+            let request = format!(
+                "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\n{headers}\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.ok()?;
+            let mut head = vec![0u8; 64];
+            let n = stream.read(&mut head).await.ok()?;
+            http_status(&head[..n])
+        };
+        return matches!(tokio::time::timeout(timeout, get).await, Ok(Some(code)) if (200..400).contains(&code));
+    }
+    false
+}
+
+/// The status code of an HTTP response's first bytes.
+fn http_status(head: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(head).ok()?.lines().next()?;
+    let mut parts = line.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(v: serde_json::Value) -> Probe {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn thresholds_decide_the_verdict() {
+        let p = probe(serde_json::json!({ "periodSeconds": 2, "failureThreshold": 2, "successThreshold": 1 }));
+        let t0 = Instant::now();
+        let mut s = ProbeState::new(t0);
+        assert!(s.due(&p, t0));
+        assert_eq!(s.record(&p, true, t0), Verdict::Success);
+        assert!(!s.due(&p, t0 + Duration::from_secs(1)));
+        assert!(s.due(&p, t0 + Duration::from_secs(2)));
+        assert_eq!(s.record(&p, false, t0 + Duration::from_secs(2)), Verdict::Success);
+        assert_eq!(s.record(&p, false, t0 + Duration::from_secs(4)), Verdict::Failure);
+        assert_eq!(s.record(&p, true, t0 + Duration::from_secs(6)), Verdict::Success);
+    }
+
+    #[test]
+    fn initial_delay_postpones_the_first_probe() {
+        let p = probe(serde_json::json!({ "initialDelaySeconds": 5 }));
+        let t0 = Instant::now();
+        let s = ProbeState::new(t0);
+        assert!(!s.due(&p, t0 + Duration::from_secs(4)));
+        assert!(s.due(&p, t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn status_lines_and_named_ports() {
+        assert_eq!(http_status(b"HTTP/1.0 200 OK\r\n"), Some(200));
+        assert_eq!(http_status(b"HTTP/1.1 503 x"), Some(503));
+        assert_eq!(http_status(b"garbage"), None);
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "ports": [{ "name": "http", "containerPort": 8080 }] }))
+        .unwrap();
+        assert_eq!(port(&c, &IntOrString::String("http".into())), Some(8080));
+        assert_eq!(port(&c, &IntOrString::String("nope".into())), None);
+        assert_eq!(port(&c, &IntOrString::Int(81)), Some(81));
+    }
+}

@@ -1,0 +1,272 @@
+//! The Node as the kubelet keeps it: created (or taken over after a restart) with labels,
+//! taints and the machine's capacity, its status (conditions, addresses, nodeInfo) re-posted
+//! every minute, and its Lease in `kube-node-lease` renewed every 10 s.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use super::{Error, Result, Shared};
+use crate::runtime::cni::Cidr;
+
+/// The kubelet version the node reports.
+pub const KUBELET_VERSION: &str = "v1.33.0";
+/// The namespace of node leases.
+const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// How often the lease is renewed.
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How often the status is re-posted even when nothing changed.
+const STATUS_EVERY: u32 = 6;
+
+/// The node's address when none is configured: the source address of the default route,
+/// else loopback.
+pub fn default_node_ip() -> Ipv4Addr {
+    // connect() on UDP sends nothing; it only picks the route and source address.
+    UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("10.255.255.255:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .ok()
+        .and_then(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        })
+        .unwrap_or(Ipv4Addr::LOCALHOST)
+}
+
+/// A /24 in 10.42.0.0/16 chosen from the node name (used when no pod CIDR is given or assigned).
+pub fn derived_cidr(node_name: &str) -> Cidr {
+    // FNV-1a: stable across runs and builds.
+    let hash = node_name.bytes().fold(0x811c9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x01000193));
+    let third = (hash % 256) as u8;
+    Cidr { network: Ipv4Addr::new(10, 42, third, 0), prefix: 24 }
+}
+
+/// Machine capacity: cpu (online CPUs), memory (MemTotal), ephemeral-storage (the data dir's
+/// filesystem), pods.
+pub fn capacity(data_dir: &std::path::Path, max_pods: u32) -> Value {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0);
+    let disk_kib = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(data_dir)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            out.lines().nth(1).and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        })
+        .unwrap_or(0);
+    json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{mem_kib}Ki"),
+        "ephemeral-storage": format!("{disk_kib}Ki"),
+        "pods": max_pods.to_string(),
+    })
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+        .unwrap_or_else(|| "Linux".into())
+}
+
+/// The Node as created.
+fn node_object(shared: &Shared) -> Value {
+    let config = &shared.config;
+    let arch = crate::hollow::config::go_arch();
+    let mut labels = serde_json::Map::new();
+    labels.insert("kubernetes.io/hostname".into(), json!(config.node_name));
+    labels.insert("kubernetes.io/os".into(), json!("linux"));
+    labels.insert("kubernetes.io/arch".into(), json!(arch));
+    labels.insert("beta.kubernetes.io/os".into(), json!("linux"));
+    labels.insert("beta.kubernetes.io/arch".into(), json!(arch));
+    for (k, v) in &config.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    let taints: Vec<Value> =
+        config.taints.iter().map(|t| json!({ "key": t.key, "value": t.value, "effect": t.effect })).collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": config.node_name, "labels": labels },
+        "spec": { "taints": taints },
+    })
+}
+
+/// The Node status with heartbeat `now`.
+pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -> Value {
+    let heartbeat = json!(Time(now));
+    let since = json!(Time(started));
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({ "type": type_, "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": heartbeat, "lastTransitionTime": since })
+    };
+    let capacity = capacity(&shared.config.data_dir, shared.config.max_pods);
+    let machine_id = std::fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_string()).unwrap_or_default();
+    let boot_id =
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
+    json!({
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "addresses": [
+            { "type": "InternalIP", "address": shared.node_ip.to_string() },
+            { "type": "Hostname", "address": shared.config.node_name },
+        ],
+        "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+        "nodeInfo": {
+            "machineID": machine_id,
+            "systemUUID": machine_id,
+            "bootID": boot_id,
+            "kernelVersion": kernel_version(),
+            "osImage": os_image(),
+            "containerRuntimeVersion": shared.runtime_version,
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,
+            "operatingSystem": "linux",
+            "architecture": crate::hollow::config::go_arch(),
+        },
+    })
+}
+
+fn api_err(what: &'static str) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Api { what, source }
+}
+
+fn is_code(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Creates (or takes over) the Node, posts its status and creates its Lease; returns the
+/// Node's spec.podCIDR if it has one.
+pub(crate) async fn register(shared: &Arc<Shared>) -> Result<Option<String>> {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    let wanted: Node = serde_json::from_value(node_object(shared)).expect("a valid Node");
+    let node = match api.create(&PostParams::default(), &wanted).await {
+        Ok(n) => n,
+        Err(e) if is_code(&e, 409) => {
+            let patch = json!({
+                "metadata": { "labels": wanted.metadata.labels },
+                "spec": { "taints": wanted.spec.as_ref().and_then(|s| s.taints.clone()) },
+            });
+            api.patch(&shared.config.node_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(api_err("updating the node"))?
+        }
+        Err(e) => return Err(api_err("creating the node")(e)),
+    };
+    post_status(shared, Timestamp::now()).await.map_err(api_err("posting the node status"))?;
+    let uid = node.metadata.uid.clone().unwrap_or_default();
+    ensure_lease(shared, &uid).await.map_err(api_err("creating the node lease"))?;
+    Ok(node.spec.and_then(|s| s.pod_cidr))
+}
+
+async fn post_status(shared: &Shared, started: Timestamp) -> Result<(), kube::Error> {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    let patch = json!({ "status": node_status(shared, started, Timestamp::now()) });
+    api.patch_status(&shared.config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+}
+
+async fn ensure_lease(shared: &Shared, node_uid: &str) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
+    let name = &shared.config.node_name;
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": { "name": name, "namespace": LEASE_NAMESPACE,
+                      "ownerReferences": [{ "apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid }] },
+        "spec": { "holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": MicroTime(Timestamp::now()) },
+    }))
+    .expect("a valid Lease");
+    match api.create(&PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_code(&e, 409) => renew_lease(shared).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn renew_lease(shared: &Shared) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
+    let name = &shared.config.node_name;
+    let patch = json!({ "spec": { "holderIdentity": name, "leaseDurationSeconds": 40,
+                                  "renewTime": MicroTime(Timestamp::now()) } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+}
+
+/// Renews the lease every 10 s and re-posts the status every minute.
+pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
+    let started = Timestamp::now();
+    let mut ticker = tokio::time::interval(LEASE_RENEW);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    for round in 1u32.. {
+        ticker.tick().await;
+        let result = match renew_lease(&shared).await {
+            Err(e) if is_code(&e, 404) => {
+                let uid = Api::<Node>::all(shared.client.clone())
+                    .get(&shared.config.node_name)
+                    .await
+                    .ok()
+                    .and_then(|n| n.metadata.uid)
+                    .unwrap_or_default();
+                ensure_lease(&shared, &uid).await
+            }
+            other => other,
+        };
+        if let Err(e) = result {
+            tracing::warn!(%e, "renewing the node lease");
+        }
+        if round % STATUS_EVERY == 0
+            && let Err(e) = post_status(&shared, started).await
+        {
+            tracing::warn!(%e, "posting the node status");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_cidrs_are_stable_slash_24s_in_10_42() {
+        let a = derived_cidr("node-a");
+        assert_eq!(a, derived_cidr("node-a"));
+        assert_eq!(a.prefix, 24);
+        assert_eq!(a.network.octets()[..2], [10, 42]);
+        assert_eq!(a.network.octets()[3], 0);
+    }
+
+    #[test]
+    fn capacity_reads_the_machine() {
+        let c = capacity(std::path::Path::new("/"), 110);
+        assert_eq!(c["pods"], "110");
+        assert_ne!(c["cpu"], "0");
+        assert!(c["memory"].as_str().unwrap().ends_with("Ki"));
+        assert_ne!(c["memory"], "0Ki");
+    }
+}
