@@ -193,6 +193,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let security = security(&data_dir, &args)?;
+    controller_options.root_ca = Some(security.tls.server_ca_pem.clone());
     let config = Config {
         bind_address: args.bind_address,
         port: args.https_listen_port,

@@ -126,10 +126,16 @@ impl HttpClient {
 
     /// Opens a TLS connection (read timeout 30 s); the handshake completes here.
     pub fn connect(&self) -> std::io::Result<TlsStream> {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        self.connect_as(host.trim_matches(['[', ']']))
+    }
+
+    /// Like [`HttpClient::connect`], verifying the server's certificate for `server_name`
+    /// (a DNS name or an IP address) instead of the address dialled.
+    pub fn connect_as(&self, server_name: &str) -> std::io::Result<TlsStream> {
         let tcp = TcpStream::connect(&self.addr)?;
         tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
-        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string()).map_err(std::io::Error::other)?;
+        let name = ServerName::try_from(server_name.to_string()).map_err(std::io::Error::other)?;
         let conn = rustls::ClientConnection::new(self.config.clone(), name).map_err(std::io::Error::other)?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         while stream.conn.is_handshaking() {
