@@ -12,7 +12,11 @@ use serde_json::json;
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let mut s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    // Every ConfigMap must be one a writer acknowledged: no kube-root-ca.crt.
+    let mut s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-controllers", "root-ca-cert-publisher"],
+    );
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let attempted = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

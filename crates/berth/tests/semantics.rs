@@ -9,7 +9,8 @@ use berth_testkit::{TestServer, TlsStream};
 use serde_json::{Value, json};
 
 fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+    // These tests count the ConfigMaps they write: no kube-root-ca.crt among them.
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", "root-ca-cert-publisher"])
 }
 
 fn deployment(name: &str) -> Value {
@@ -306,7 +307,14 @@ fn watch_with_initial_events_and_bookmark() {
 fn old_resource_versions_are_gone_after_compaction() {
     let s = TestServer::start_with(
         Path::new(env!("CARGO_BIN_EXE_berth")),
-        &["--compaction-retention", "5", "--compaction-interval", "1"],
+        &[
+            "--compaction-retention",
+            "5",
+            "--compaction-interval",
+            "1",
+            "--disable-controllers",
+            "root-ca-cert-publisher",
+        ],
     );
     for i in 0..20 {
         let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("c{i}") } });
