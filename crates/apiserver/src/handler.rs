@@ -33,6 +33,8 @@ pub struct Ctx {
     pub headers: HeaderMap,
     /// Negotiated output format.
     pub out: Output,
+    /// The authenticated user (`None` when the server authenticates nobody).
+    pub user: Option<crate::authn::UserInfo>,
 }
 
 impl Ctx {
@@ -124,7 +126,8 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
     }
     let params = Params::parse(parts.uri.query())?;
     let out = codec::negotiate(&headers)?;
-    let ctx = Ctx { app, served, path: rp, params, headers, out };
+    let user = parts.extensions.get::<crate::authn::UserInfo>().cloned();
+    let ctx = Ctx { app, served, path: rp, params, headers, out, user };
     let method = parts.method;
     let is_collection = ctx.path.name.is_none();
     let sub = ctx.path.subresource.clone();

@@ -6,6 +6,7 @@
 //! validation and compare-and-swap in the store ([`write`]). Every failure is a
 //! Kubernetes `Status` ([`error`]).
 
+pub mod authn;
 pub mod cache;
 pub mod codec;
 pub mod convert;
@@ -29,7 +30,10 @@ pub mod scale;
 pub mod server;
 pub mod services;
 pub mod table;
+pub mod tls;
 pub mod watch;
 pub mod write;
 
+pub use authn::{Authenticator, UserInfo};
 pub use server::{Config, KUBERNETES_VERSION, Server};
+pub use tls::TlsConfig;

@@ -2,13 +2,13 @@
 //! `authorization.k8s.io` access and rules reviews) are questions, not objects: a
 //! create returns the answer and nothing is stored.
 //!
-//! Until authentication and RBAC land (the security issue), every client is the
-//! cluster admin: access reviews allow everything, rules reviews list `*`, and
-//! `kubectl auth whoami` says `admin` in `system:masters`. Token reviews authenticate
-//! nothing, since the server issues no tokens yet.
+//! SelfSubjectReview answers with the authenticated user (`kubectl auth whoami`). Until
+//! RBAC lands (the security issue), access reviews allow everything and rules reviews
+//! list `*`. Token reviews authenticate nothing, since the server issues no tokens yet.
 
 use serde_json::{Value, json};
 
+use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::Served;
 
@@ -17,14 +17,18 @@ pub fn is_review(served: &Served) -> bool {
     matches!(served.info.group.as_str(), "authentication.k8s.io" | "authorization.k8s.io")
 }
 
-fn admin() -> Value {
-    json!({ "username": "admin", "groups": ["system:masters", "system:authenticated"] })
+/// A server without authentication treats every client as the admin.
+fn user_json(user: Option<&UserInfo>) -> Value {
+    match user {
+        Some(user) => serde_json::to_value(user).unwrap_or_default(),
+        None => json!({ "username": "admin", "groups": ["system:masters", "system:authenticated"] }),
+    }
 }
 
 /// The answered review: the request with its `status` filled in.
-pub fn answer(served: &Served, mut review: Value) -> ApiResult<Value> {
+pub fn answer(served: &Served, user: Option<&UserInfo>, mut review: Value) -> ApiResult<Value> {
     let status = match served.info.kind.as_str() {
-        "SelfSubjectReview" => json!({ "userInfo": admin() }),
+        "SelfSubjectReview" => json!({ "userInfo": user_json(user) }),
         "TokenReview" => {
             if review.pointer("/spec/token").and_then(Value::as_str).is_none_or(str::is_empty) {
                 return Err(ApiError::new(

@@ -15,9 +15,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::authn::Authenticator;
 use crate::cache::Cache;
 use crate::codec::{self, Output};
 use crate::resources::Resources;
+use crate::tls::TlsConfig;
 use crate::{crd, handler, namespaces, openapi, services};
 
 /// The Kubernetes version berth serves (kubectl picks its build by this minor).
@@ -32,6 +34,11 @@ pub struct Config {
     pub port: u16,
     /// Events the watch cache keeps for watchers that start from a past resourceVersion.
     pub watch_history: usize,
+    /// Serve HTTPS with this material and authenticate every request; `None` serves plain
+    /// HTTP to anyone (for in-process tests only).
+    pub tls: Option<TlsConfig>,
+    /// Bearer tokens accepted besides client certificates.
+    pub authn: Authenticator,
 }
 
 impl Config {
@@ -120,19 +127,30 @@ impl Server {
             app.ready.store(false, Ordering::SeqCst);
             let _ = shutdown_tx.send(true);
         };
-        axum::serve(self.listener, router).with_graceful_shutdown(graceful).await?;
+        match &app_tls(&self.app)? {
+            Some(tls) => crate::tls::serve(self.listener, tls.clone(), router, graceful).await,
+            None => axum::serve(self.listener, router).with_graceful_shutdown(graceful).await?,
+        }
         self.app.store.close().await.map_err(std::io::Error::other)?;
         Ok(())
     }
 }
 
-/// The HTTP routes.
+fn app_tls(app: &App) -> std::io::Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(tls) = &app.config.tls else { return Ok(None) };
+    Ok(Some(Arc::new(tls.server_config().map_err(std::io::Error::other)?)))
+}
+
+/// The HTTP routes; with TLS configured, behind authentication.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let authenticated = app.config.tls.is_some();
+    let authn = Arc::new(app.config.authn.clone());
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/cacerts", get(cacerts))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*path}", get(openapi::v3_group_version))
@@ -141,7 +159,22 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/apis", axum::routing::any(handler::api))
         .route("/apis/{*rest}", axum::routing::any(handler::api))
         .fallback(not_found)
-        .with_state(app)
+        .with_state(app);
+    if authenticated {
+        router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
+    } else {
+        router
+    }
+}
+
+/// The server CA (PEM), for agents that join with a token (as k3s's `/cacerts`).
+async fn cacerts(State(app): State<Arc<App>>) -> Response {
+    match &app.config.tls {
+        Some(tls) => {
+            codec::with_type(StatusCode::OK, tls.server_ca_pem.clone().into_bytes(), "text/plain; charset=utf-8")
+        }
+        None => not_found().await,
+    }
 }
 
 async fn not_found() -> Response {

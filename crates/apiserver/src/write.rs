@@ -305,7 +305,7 @@ pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut warnings = Warnings::default();
     let obj = decode_checked(&ctx, &body, &mut warnings)?;
     if crate::reviews::is_review(&ctx.served) {
-        let answered = crate::reviews::answer(&ctx.served, obj)?;
+        let answered = crate::reviews::answer(&ctx.served, ctx.user.as_ref(), obj)?;
         return Ok(created_response(&ctx, &answered, &warnings));
     }
     if let Some(w) = crate::pod_security::warning(&ctx, &obj) {

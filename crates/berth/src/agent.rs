@@ -24,7 +24,7 @@ pub(crate) struct AgentArgs {
     /// URL of the API server (with --token).
     #[arg(long, requires = "token")]
     server: Option<String>,
-    /// Bearer token for the API server (with --server).
+    /// Node token `K10<CA hash>::server:<secret>` (with --server; the server's DATA_DIR/token).
     #[arg(long, requires = "server")]
     token: Option<String>,
     /// The node's name (real node; default: the host name).
@@ -153,14 +153,39 @@ async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
                 .await
                 .with_context(|| format!("using the kubeconfig {}", path.display()))?
         }
-        (None, Some(server), Some(token)) => {
-            let url = server.parse().with_context(|| format!("--server {server:?} is not a URL"))?;
-            let mut config = kube::Config::new(url);
-            config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
-                .context("building the client credentials")?;
-            config
-        }
+        (None, Some(server), Some(token)) => token_config(server, token).await?,
         _ => bail!("give --kubeconfig PATH, or --server URL with --token TOKEN"),
     };
     kube::Client::try_from(config).context("building the API client")
+}
+
+/// A client configuration from a k3s-style node token: fetches the server CA from
+/// `/cacerts` without verification, checks it against the token's hash, then trusts only
+/// that CA and authenticates with the token's secret.
+async fn token_config(server: &str, token: &str) -> anyhow::Result<kube::Config> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let url: hyper::Uri = server.parse().with_context(|| format!("--server {server:?} is not a URL"))?;
+    let token = berth_pki::token::NodeToken::parse(token).context("--token")?;
+    if url.scheme_str() != Some("https") {
+        bail!("--server {server:?} must be an https:// URL");
+    }
+    let mut insecure = kube::Config::new(url.clone());
+    insecure.accept_invalid_certs = true;
+    let request = hyper::Request::get("/cacerts").body(Vec::new()).context("building the /cacerts request")?;
+    let ca_pem = kube::Client::try_from(insecure)
+        .context("building the bootstrap client")?
+        .request_text(request)
+        .await
+        .with_context(|| format!("fetching {server}/cacerts"))?;
+    token.verify_ca(&ca_pem).with_context(|| format!("refusing {server}"))?;
+    let roots = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the server CA is not PEM")?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(roots);
+    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token.secret }))
+        .context("building the client credentials")?;
+    Ok(config)
 }

@@ -71,6 +71,12 @@ pub(crate) struct ServerArgs {
     /// Where scheduled snapshots go [default: DATA_DIR/snapshots].
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
+    /// Extra names or addresses for the serving certificate (repeatable, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Secret agents join with (a bare secret or a K10 token); default: the one in DATA_DIR/token, else a new one.
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -84,10 +90,75 @@ pub(crate) fn default_data_dir() -> PathBuf {
     }
 }
 
-fn kubeconfig(server: &str) -> String {
+/// A kubeconfig for `server`, trusting `ca_pem`, as the holder of `client`.
+fn kubeconfig(server: &str, ca_pem: &str, client: &berth_pki::CertKey) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\ncontexts:\n- name: berth\n  context:\n    cluster: berth\n    user: admin\n    namespace: default\ncurrent-context: berth\nusers:\n- name: admin\n  user: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: berth\n  context:\n    cluster: berth\n    user: admin\n    namespace: default\ncurrent-context: berth\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64(ca_pem),
+        b64(&client.cert_pem),
+        b64(&client.key_pem)
     )
+}
+
+/// The serving certificate's names: loopback, the bind address, the in-cluster names of
+/// the `kubernetes` Service and its address, and `--tls-san` values.
+fn serving_sans(bind: IpAddr, extra: &[String]) -> Vec<String> {
+    let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+    if !bind.is_unspecified() {
+        sans.push(bind.to_string());
+    }
+    for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
+        sans.push(name.into());
+    }
+    sans.push("10.43.0.1".into());
+    for san in extra.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        sans.push(san.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    sans.retain(|s| seen.insert(s.clone()));
+    sans
+}
+
+/// What TLS and authentication need from the data dir's PKI.
+struct Security {
+    tls: berth_apiserver::TlsConfig,
+    token: berth_pki::token::NodeToken,
+    admin: berth_pki::CertKey,
+    controller_manager: berth_pki::CertKey,
+    scheduler: berth_pki::CertKey,
+}
+
+/// Loads or creates the PKI under DATA_DIR/tls and the node token in DATA_DIR/token.
+fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
+    use berth_pki::{CaKind, LeafSpec, Pki};
+    let pki = Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
+    let serving = pki.leaf(&LeafSpec::serving(&serving_sans(args.bind_address, &args.tls_san)))?;
+    let server_ca_pem = pki.ca_pem(CaKind::Server)?;
+    let client = |name: &str, cn: &str, orgs: &[&str]| pki.leaf(&LeafSpec::client(name, cn, orgs));
+    let admin = client("admin", "system:admin", &["system:masters"])?;
+    let controller_manager = client("controller", "system:kube-controller-manager", &[])?;
+    let scheduler = client("scheduler", "system:kube-scheduler", &[])?;
+    for (name, not_after) in pki.expiries()? {
+        if not_after - time_now() < berth_pki::RENEW_BEFORE {
+            tracing::warn!(certificate = %name, %not_after, "certificate expires within 90 days");
+        }
+    }
+    let token =
+        berth_pki::token::NodeToken::load_or_create(&data_dir.join("token"), &server_ca_pem, args.token.as_deref())
+            .context("the node token")?;
+    let tls = berth_apiserver::TlsConfig {
+        cert_pem: serving.cert_pem,
+        key_pem: serving.key_pem,
+        client_ca_pem: pki.ca_pem(CaKind::Client)?,
+        server_ca_pem,
+    };
+    Ok(Security { tls, token, admin, controller_manager, scheduler })
+}
+
+fn time_now() -> berth_pki::OffsetDateTime {
+    berth_pki::OffsetDateTime::now_utc()
 }
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -117,7 +188,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(path) => berth_scheduler::SchedulerConfig::from_file(path)?,
         None => berth_scheduler::SchedulerConfig::default(),
     };
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let mut controller_options =
         berth_controllers::Options::disabling(args.disable_controllers.iter().map(String::as_str))?;
@@ -141,10 +212,14 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("stopped while waiting for the datastore");
         return Ok(());
     };
+    let security = security(&data_dir, &args)?;
+    controller_options.root_ca = Some(security.tls.server_ca_pem.clone());
     let config = Config {
         bind_address: args.bind_address,
         port: args.https_listen_port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
+        tls: Some(security.tls.clone()),
+        authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
     };
     let snapshot_store = store.clone();
     let embedded = matches!(args.datastore.endpoint(&data_dir)?, datastore::Endpoint::Sqlite(_));
@@ -153,8 +228,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
     let addr = server.local_addr();
-    let url = format!("http://{addr}");
-    let kc = kubeconfig(&url);
+    let url = format!("https://{addr}");
+    let ca = &security.tls.server_ca_pem;
+    let kc = kubeconfig(&url, ca, &security.admin);
     let kc_path = data_dir.join("kubeconfig.yaml");
     write_private(&kc_path, &kc)?;
     if let Some(extra) = &args.write_kubeconfig {
@@ -174,7 +250,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
     let components = tokio::spawn(run_components(
-        local_client(addr)?,
+        local_client(addr, ca, &security.controller_manager).await?,
+        local_client(addr, ca, &security.scheduler).await?,
         (!args.disable_controller_manager).then_some(controller_options),
         (!args.disable_scheduler).then_some(scheduler_config),
         stop_rx,
@@ -192,11 +269,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client of this server's own API, for the components it runs (they use HTTP like any client).
-fn local_client(addr: std::net::SocketAddr) -> anyhow::Result<kube::Client> {
+/// A client of this server's own API as the holder of `identity`, for the components it
+/// runs (they use HTTPS like any client).
+async fn local_client(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: &berth_pki::CertKey,
+) -> anyhow::Result<kube::Client> {
     let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
-    let url = format!("http://{}", std::net::SocketAddr::new(ip, addr.port()));
-    let config = kube::Config::new(url.parse().context("the server's own URL")?);
+    let url = format!("https://{}", std::net::SocketAddr::new(ip, addr.port()));
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, identity))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     kube::Client::try_from(config).context("a client for the server's own API")
 }
 
@@ -204,6 +287,7 @@ fn local_client(addr: std::net::SocketAddr) -> anyhow::Result<kube::Client> {
 /// kube-controller-manager and kube-scheduler elect their leaders), until `stop` turns true.
 async fn run_components(
     client: kube::Client,
+    scheduler_client: kube::Client,
     controllers: Option<berth_controllers::Options>,
     scheduler: Option<berth_scheduler::SchedulerConfig>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -219,7 +303,7 @@ async fn run_components(
         election.run(move || berth_controllers::run(client.clone(), options.clone()), stopped(stop.clone()))
     });
     let scheduler = scheduler.map(|config| {
-        let client = client.clone();
+        let client = scheduler_client.clone();
         let election = LeaderElection::new(client.clone(), "kube-scheduler", &identity);
         let work = move || {
             let (client, config) = (client.clone(), config.clone());

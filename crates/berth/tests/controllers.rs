@@ -15,10 +15,6 @@ fn server() -> TestServer {
     TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
 }
 
-fn client(s: &TestServer) -> kube::Client {
-    kube::Client::try_from(kube::Config::new(s.url.parse().unwrap())).unwrap()
-}
-
 fn fast(client: kube::Client, identity: &str) -> LeaderElection {
     let mut e = LeaderElection::new(client, "test-election", identity);
     e.lease_duration = Duration::from_secs(3);
@@ -65,12 +61,12 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_at_a_time_and_handover_on_release_and_on_death() {
     let s = server();
-    let leases: Api<Lease> = Api::namespaced(client(&s), "kube-system");
+    let leases: Api<Lease> = Api::namespaced(s.kube_client().await, "kube-system");
     let (stop_a, rx_a) = tokio::sync::oneshot::channel();
-    let (a_leads, _a) = candidate(fast(client(&s), "a"), rx_a);
+    let (a_leads, _a) = candidate(fast(s.kube_client().await, "a"), rx_a);
     eventually("a to lead", || a_leads.load(Ordering::SeqCst)).await;
     let (_stop_b, rx_b) = tokio::sync::oneshot::channel::<()>();
-    let (b_leads, b) = candidate(fast(client(&s), "b"), rx_b);
+    let (b_leads, b) = candidate(fast(s.kube_client().await, "b"), rx_b);
     // b keeps trying for longer than a lease lasts, but a renews: b never leads.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(!b_leads.load(Ordering::SeqCst), "b must not lead while a renews");
@@ -86,7 +82,7 @@ async fn one_leader_at_a_time_and_handover_on_release_and_on_death() {
     // b dies without releasing: c waits out the lease, then takes over.
     b.abort();
     let (_stop_c, rx_c) = tokio::sync::oneshot::channel::<()>();
-    let (c_leads, _c) = candidate(fast(client(&s), "c"), rx_c);
+    let (c_leads, _c) = candidate(fast(s.kube_client().await, "c"), rx_c);
     eventually("c to lead after b died", || c_leads.load(Ordering::SeqCst)).await;
     let lease = leases.get("test-election").await.unwrap().spec.unwrap();
     assert_eq!(lease.holder_identity.as_deref(), Some("c"));

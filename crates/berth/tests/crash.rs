@@ -7,18 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_testkit::{TestServer, raw};
+use berth_testkit::TestServer;
 use serde_json::json;
 
 #[test]
 fn acknowledged_writes_survive_kill_9() {
-    let mut s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    // Every ConfigMap must be one a writer acknowledged: no kube-root-ca.crt.
+    let mut s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-controllers", "root-ca-cert-publisher"],
+    );
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let attempted = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..8 {
-        let (addr, acked, attempted, stop) = (s.addr.clone(), acked.clone(), attempted.clone(), stop.clone());
+        let (addr, acked, attempted, stop) = (s.client(), acked.clone(), attempted.clone(), stop.clone());
         writers.push(std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
@@ -26,7 +30,7 @@ fn acknowledged_writes_survive_kill_9() {
                 i += 1;
                 attempted.lock().unwrap().insert(name.clone());
                 let body = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "writer": w.to_string() } });
-                match raw(&addr, "POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), &serde_json::to_vec(&body).unwrap()) {
+                match addr.request("POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), &serde_json::to_vec(&body).unwrap()) {
                     Ok(r) if r.status == 201 => {
                         acked.lock().unwrap().insert(name);
                     }

@@ -314,7 +314,7 @@ async fn hollow_nodes_run_in_process() {
 
     // The test binds its pods itself through pods/binding.
     let s = TestServer::start_with(Path::new(BIN), &["--disable-scheduler"]);
-    let client = kube::Client::try_from(kube::Config::new(s.url.parse().unwrap())).unwrap();
+    let client = s.kube_client().await;
     let config = HollowConfig {
         nodes: 2,
         node_name_prefix: "inproc-".into(),

@@ -11,8 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 
 async fn client(s: &TestServer) -> kube::Client {
-    let config = kube::Config::new(s.url.parse().unwrap());
-    kube::Client::try_from(config).unwrap()
+    s.kube_client().await
 }
 
 fn cm(name: &str, value: &str) -> ConfigMap {

@@ -7,7 +7,8 @@ use berth_testkit::{TestServer, wait_until};
 use serde_json::Value;
 
 fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+    // These tests watch and count the ConfigMaps they write: no kube-root-ca.crt among them.
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", "root-ca-cert-publisher"])
 }
 
 fn json(s: &str) -> Value {

@@ -60,12 +60,12 @@ fn renew(s: &TestServer, name: &str) {
 fn keep_renewing(s: &TestServer, name: &'static str) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let on = Arc::new(AtomicBool::new(true));
     let flag = on.clone();
-    let addr = s.addr.clone();
+    let client = s.client();
     let handle = std::thread::spawn(move || {
         while flag.load(Ordering::SeqCst) {
             let body = json!({ "spec": { "renewTime": now() } }).to_string();
             let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
-            let _ = berth_testkit::raw(&addr, "PATCH", &path, Some("application/merge-patch+json"), body.as_bytes());
+            let _ = client.request("PATCH", &path, Some("application/merge-patch+json"), body.as_bytes());
             std::thread::sleep(Duration::from_millis(300));
         }
     });

@@ -2,15 +2,15 @@
 //! pagination, resourceVersion rules, watch (selectors, bookmarks, 410), Tables.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use berth_testkit::TestServer;
+use berth_testkit::{TestServer, TlsStream};
 use serde_json::{Value, json};
 
 fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+    // These tests count the ConfigMaps they write: no kube-root-ca.crt among them.
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", "root-ca-cert-publisher"])
 }
 
 fn deployment(name: &str) -> Value {
@@ -214,9 +214,9 @@ fn field_selectors() {
 }
 
 /// Opens a raw watch and returns a line reader over its events.
-fn open_watch(s: &TestServer, path: &str) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(&s.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+fn open_watch(s: &TestServer, path: &str) -> BufReader<TlsStream> {
+    let mut stream = s.client().connect().unwrap();
+    stream.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -230,7 +230,7 @@ fn open_watch(s: &TestServer, path: &str) -> BufReader<TcpStream> {
 }
 
 /// Reads the next watch event from a chunked stream.
-fn next_event(reader: &mut BufReader<TcpStream>) -> Value {
+fn next_event(reader: &mut BufReader<TlsStream>) -> Value {
     let mut buf = String::new();
     loop {
         let mut size = String::new();
@@ -307,7 +307,14 @@ fn watch_with_initial_events_and_bookmark() {
 fn old_resource_versions_are_gone_after_compaction() {
     let s = TestServer::start_with(
         Path::new(env!("CARGO_BIN_EXE_berth")),
-        &["--compaction-retention", "5", "--compaction-interval", "1"],
+        &[
+            "--compaction-retention",
+            "5",
+            "--compaction-interval",
+            "1",
+            "--disable-controllers",
+            "root-ca-cert-publisher",
+        ],
     );
     for i in 0..20 {
         let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("c{i}") } });
@@ -334,14 +341,10 @@ fn old_resource_versions_are_gone_after_compaction() {
 fn tables_for_lists_and_single_objects() {
     let s = server();
     s.http_json("POST", DEPLOYMENTS, Some(&deployment("t")));
-    let r = berth_testkit::raw(&s.addr, "GET", DEPLOYMENTS, None, b"").unwrap();
+    let r = s.client().request("GET", DEPLOYMENTS, None, b"").unwrap();
     assert_eq!(r.status, 200);
-    let mut stream = TcpStream::connect(&s.addr).unwrap();
-    write!(stream, "GET {DEPLOYMENTS} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: application/json;as=Table;v=v1;g=meta.k8s.io\r\n\r\n").unwrap();
-    let mut body = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
-    let json_start = body.find("\r\n\r\n").unwrap() + 4;
-    let t: Value = serde_json::from_str(&body[json_start..]).unwrap();
+    let table = "Accept: application/json;as=Table;v=v1;g=meta.k8s.io";
+    let t = s.client().request_with("GET", DEPLOYMENTS, &[table], None, b"").unwrap().json();
     assert_eq!(t["kind"], "Table");
     let cols: Vec<&str> =
         t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();

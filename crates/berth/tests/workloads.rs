@@ -28,9 +28,9 @@ struct Kubelet {
 impl Kubelet {
     fn start(s: &TestServer) -> Kubelet {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let url = s.url.clone();
+        let kubeconfig = s.kubeconfig.clone();
         rt.spawn(async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+            let client = berth_testkit::kube_client(&kubeconfig).await;
             let all: Api<Pod> = Api::all(client.clone());
             let mut pods = std::pin::pin!(watcher(all, watcher::Config::default()).default_backoff().applied_objects());
             while let Some(ev) = pods.next().await {

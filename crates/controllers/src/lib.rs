@@ -24,6 +24,7 @@ mod pods;
 mod replicaset;
 mod resourcequota;
 mod revisions;
+pub mod rootca;
 mod selector;
 mod serviceaccounts;
 mod statefulset;
@@ -71,6 +72,7 @@ pub const NAMES: &[&str] = &[
     "cronjob",
     "ttl-after-finished",
     "resourcequota",
+    "root-ca-cert-publisher",
 ];
 
 /// Which controllers run, and their settings.
@@ -86,6 +88,9 @@ pub struct Options {
     /// How many terminated pods may exist before the oldest are deleted
     /// (`--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
+    /// The server CA (PEM) published in every namespace as ConfigMap `kube-root-ca.crt`;
+    /// `None` runs no root-ca-cert-publisher.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -95,6 +100,7 @@ impl Default for Options {
             cluster_cidr: nodeipam::Cidr::DEFAULT,
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             terminated_pod_gc_threshold: 12_500,
+            root_ca: None,
         }
     }
 }
@@ -123,6 +129,9 @@ pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
+    }
+    if let Some(ca) = options.root_ca.clone().filter(|_| options.enabled("root-ca-cert-publisher")) {
+        all.push(("root-ca-cert-publisher", Box::pin(rootca::run(client.clone(), ca))));
     }
     if options.enabled("garbagecollector") {
         all.push(("garbagecollector", Box::pin(garbagecollector::run(client.clone()))));

@@ -11,7 +11,10 @@
 //! - `service.key`, the key that signs ServiceAccount tokens.
 //!
 //! CAs are valid for 10 years, leaf certificates for one year, and a leaf certificate
-//! within [`RENEW_BEFORE`] of its end is renewed when it is next asked for.
+//! within [`RENEW_BEFORE`] of its end is renewed when it is next asked for. The node token
+//! agents join with is in [`token`].
+
+pub mod token;
 
 use std::fs;
 use std::io::Write;
@@ -22,7 +25,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use time::{Duration, OffsetDateTime};
+use time::Duration;
+pub use time::OffsetDateTime;
 
 /// How long a CA is valid.
 pub const CA_VALIDITY: Duration = Duration::days(3650);
@@ -313,7 +317,7 @@ fn read(path: &Path) -> Result<String> {
 }
 
 /// Writes `contents` to `path` with mode 0600, atomically (a temp file renamed over it).
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     let tmp = path.with_extension("tmp");
     let mut f = fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;

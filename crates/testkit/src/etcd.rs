@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{raw, wait_until};
+use crate::{plain_http, wait_until};
 
 /// The etcd binary the tests run.
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -190,7 +190,7 @@ impl Etcd {
         for member in self.members.iter().filter(|m| m.child.is_some()) {
             let addr = format!("127.0.0.1:{}", member.client_port);
             let healthy = wait_until(Duration::from_secs(60), || match &self.tls {
-                None => raw(&addr, "GET", "/health", None, &[])
+                None => plain_http(&addr, "GET", "/health", None, &[])
                     .map(|r| r.status == 200 && String::from_utf8_lossy(&r.body).contains("\"true\""))
                     .unwrap_or(false),
                 Some(tls) => Command::new("/usr/bin/etcdctl")
@@ -246,7 +246,7 @@ impl Etcd {
     pub fn leader(&self) -> Option<usize> {
         self.members.iter().position(|m| {
             m.child.is_some()
-                && raw(&format!("127.0.0.1:{}", m.client_port), "GET", "/metrics", None, &[])
+                && plain_http(&format!("127.0.0.1:{}", m.client_port), "GET", "/metrics", None, &[])
                     .map(|r| String::from_utf8_lossy(&r.body).lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
                     .unwrap_or(false)
         })

@@ -1,17 +1,19 @@
 //! Test helpers: start a real `berth server` in a temporary data dir on a free
-//! loopback port, drive it with the real kubectl, or talk raw HTTP to it for the
-//! bad-input cases a client library would refuse to send; start a real etcd ([`etcd`]).
+//! loopback port, drive it with the real kubectl or kube-rs (through the kubeconfig it
+//! writes), or talk raw HTTPS to it ([`HttpClient`]) for the bad-input cases a client
+//! library would refuse to send; start a real etcd ([`etcd`]).
 //!
 //! Every process started here is stopped when its handle drops, even when the test fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod etcd;
+mod https;
 pub use etcd::Etcd;
+pub use https::{Credentials, HttpClient, Kubeconfig, TlsStream};
 
 /// The kubectl the tests use.
 pub const KUBECTL: &str = "/usr/bin/kubectl";
@@ -20,7 +22,7 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 pub struct TestServer {
     /// The data dir (removed on drop).
     pub dir: tempfile::TempDir,
-    /// The server's base URL, e.g. `http://127.0.0.1:41234`.
+    /// The server's base URL, e.g. `https://127.0.0.1:41234`.
     pub url: String,
     /// `host:port`.
     pub addr: String,
@@ -88,13 +90,13 @@ impl TestServer {
         self.child = Some(child);
         let kc = self.kubeconfig.clone();
         assert!(wait_until(Duration::from_secs(30), || kc.exists()), "server wrote no kubeconfig:\n{}", self.log());
-        let text = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
-        let server = text.lines().find_map(|l| l.trim().strip_prefix("server: ")).expect("server line").to_string();
-        self.url = server.clone();
-        self.addr = server.trim_start_matches("http://").to_string();
-        let addr = self.addr.clone();
+        let config = Kubeconfig::read(&self.kubeconfig).expect("kubeconfig");
+        self.url = config.server.clone();
+        self.addr = config.server.trim_start_matches("https://").to_string();
+        let client = self.client();
         assert!(
-            wait_until(Duration::from_secs(30), || raw(&addr, "GET", "/readyz", None, &[])
+            wait_until(Duration::from_secs(30), || client
+                .request("GET", "/readyz", None, &[])
                 .map(|r| r.status == 200)
                 .unwrap_or(false)),
             "server never became ready:\n{}",
@@ -195,9 +197,29 @@ impl TestServer {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// A raw HTTP request to the server.
+    /// The credentials and CA of the kubeconfig the server wrote.
+    pub fn kubeconfig(&self) -> Kubeconfig {
+        Kubeconfig::read(&self.kubeconfig).expect("kubeconfig")
+    }
+
+    /// A raw HTTPS client of the server, as the admin of the kubeconfig.
+    pub fn client(&self) -> HttpClient {
+        self.client_as(Credentials::Admin)
+    }
+
+    /// A raw HTTPS client of the server with other credentials.
+    pub fn client_as(&self, credentials: Credentials) -> HttpClient {
+        HttpClient::new(&self.addr, &self.kubeconfig(), credentials).expect("https client")
+    }
+
+    /// A kube-rs client from the kubeconfig the server wrote.
+    pub async fn kube_client(&self) -> kube::Client {
+        kube_client(&self.kubeconfig).await
+    }
+
+    /// A raw HTTP request to the server, as the admin.
     pub fn http(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
-        raw(&self.addr, method, path, content_type, body).expect("http request")
+        self.client().request(method, path, content_type, body).expect("http request")
     }
 
     /// A raw HTTP request returning the body parsed as JSON.
@@ -249,16 +271,25 @@ impl HttpResponse {
     }
 }
 
-/// A minimal HTTP/1.1 client (one request per connection), enough for tests that
-/// must send what real clients would refuse to: oversized, malformed or mislabelled bodies.
-pub fn raw(
+/// A kube-rs client from the kubeconfig at `path`.
+pub async fn kube_client(path: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// A plain-HTTP request (one per connection), for the plain-HTTP services tests start
+/// (etcd); the berth server speaks HTTPS only: use [`TestServer::client`].
+pub fn plain_http(
     addr: &str,
     method: &str,
     path: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(addr)?;
+    let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -267,9 +298,12 @@ pub fn raw(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    // The server may answer (413) before reading a large body; ignore a broken pipe.
     let _ = stream.write_all(body);
-    let mut reader = BufReader::new(stream);
+    read_response(BufReader::new(stream))
+}
+
+/// Reads an HTTP/1.1 response (status line, headers, body by length, chunks or to the end).
+fn read_response(mut reader: impl BufRead) -> std::io::Result<HttpResponse> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -286,6 +320,7 @@ pub fn raw(
         }
     }
     let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let length = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
     let mut body = Vec::new();
     if chunked {
         loop {
@@ -301,8 +336,16 @@ pub fn raw(
             let mut crlf = String::new();
             reader.read_line(&mut crlf)?;
         }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        reader.read_exact(&mut body)?;
     } else {
-        reader.read_to_end(&mut body)?;
+        match reader.read_to_end(&mut body) {
+            Ok(_) => {}
+            // A peer that closes without TLS close_notify: what arrived is the body.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(HttpResponse { status, headers, body })
 }

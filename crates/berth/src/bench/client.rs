@@ -1,7 +1,9 @@
 //! A minimal keep-alive HTTP/1.1 client: one TCP connection per [`Conn`], so a benchmark
-//! with N clients holds exactly N connections to the server.
+//! with N clients holds exactly N connections to the server. Over TLS with the admin
+//! client certificate once [`use_tls`] is set (the server benchmarks start serves HTTPS).
 
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -76,12 +78,54 @@ impl Conn {
     }
 }
 
+/// The TLS configuration new connections use (`None`: plain HTTP).
+static TLS: RwLock<Option<Arc<rustls::ClientConfig>>> = RwLock::new(None);
+
+/// Makes every new [`Conn`] speak TLS with `config`.
+pub(crate) fn use_tls(config: Arc<rustls::ClientConfig>) {
+    *TLS.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
+}
+
+/// A TLS client configuration trusting `ca_pem` and presenting `cert_pem`/`key_pem`.
+pub(crate) fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.context("the server CA")?).context("the server CA")?;
+    }
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("the client certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the client key")?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
 async fn handshake(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let tls = TLS.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(tls) = tls else {
+        return start(addr, TokioIo::new(tcp)).await;
+    };
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
         .await
-        .with_context(|| format!("HTTP/1.1 handshake with {addr}"))?;
+        .with_context(|| format!("TLS handshake with {addr}"))?;
+    start(addr, TokioIo::new(stream)).await
+}
+
+async fn start<T>(addr: SocketAddr, io: T) -> anyhow::Result<SendRequest<Full<Bytes>>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(io).await.with_context(|| format!("HTTP/1.1 handshake with {addr}"))?;
     tokio::spawn(async move {
         // Ends when the connection closes; errors then surface on the sender.
         let _ = conn.await;

@@ -115,8 +115,7 @@ fn complete(d: &Deployment, replicas: i32) -> bool {
 }
 
 async fn measure(server: &ServerProcess, replicas: i32) -> anyhow::Result<Vec<Figure>> {
-    let url = format!("http://{}", server.addr).parse().context("server URL")?;
-    let client = kube::Client::try_from(kube::Config::new(url)).context("kube client")?;
+    let client = server.kube_client().await.context("kube client")?;
     let harness = tokio::spawn(kubelet(client.clone(), 64));
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let deployment: Deployment = serde_json::from_value(json!({

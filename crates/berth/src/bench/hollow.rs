@@ -55,8 +55,8 @@ impl AgentProcess {
         let log = dir.path().join("agent.log");
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(&exe)
-            .args(["agent", "--hollow", "--nodes", &nodes.to_string(), "--token", "bench", "--server"])
-            .arg(format!("http://{}", server.addr))
+            .args(["agent", "--hollow", "--nodes", &nodes.to_string(), "--kubeconfig"])
+            .arg(server.kubeconfig_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
@@ -131,7 +131,7 @@ pub(crate) async fn run(mut args: HollowArgs) -> anyhow::Result<()> {
         args.pods = args.pods.min(100);
     }
     let server = ServerProcess::start().await?;
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{}", server.addr).parse()?))?;
+    let client = server.kube_client().await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes: Api<Node> = Api::all(client.clone());
     let n = args.nodes;

@@ -64,6 +64,8 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
         server.addr = addr;
+        let admin = read_kubeconfig_credentials(&kubeconfig)?;
+        super::client::use_tls(super::client::tls_config(&admin[0], &admin[1], &admin[2])?);
         loop {
             let ready = match Conn::connect(addr).await {
                 Ok(mut c) => matches!(c.call_any(Method::GET, "/readyz", None).await, Ok((StatusCode::OK, _))),
@@ -168,7 +170,38 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Reads `server: http://HOST:PORT` from a kubeconfig; `None` while the file is absent.
+/// The CA, client certificate and key (PEM) of the kubeconfig `berth server` writes.
+fn read_kubeconfig_credentials(path: &Path) -> anyhow::Result<[String; 3]> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let field = |name: &str| -> anyhow::Result<String> {
+        let value = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .with_context(|| format!("no {name} in {}", path.display()))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(value.trim()).with_context(|| name.to_string())?;
+        String::from_utf8(bytes).with_context(|| name.to_string())
+    };
+    Ok([field("certificate-authority-data:")?, field("client-certificate-data:")?, field("client-key-data:")?])
+}
+
+impl ServerProcess {
+    /// The admin kubeconfig the server wrote.
+    pub(crate) fn kubeconfig_path(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("server/kubeconfig.yaml")
+    }
+
+    /// A kube-rs client from the admin kubeconfig.
+    pub(crate) async fn kube_client(&self) -> anyhow::Result<kube::Client> {
+        let path = self.kubeconfig_path();
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+/// Reads `server: https://HOST:PORT` from a kubeconfig; `None` while the file is absent.
 fn read_server_addr(path: &Path) -> anyhow::Result<Option<SocketAddr>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -179,8 +212,9 @@ fn read_server_addr(path: &Path) -> anyhow::Result<Option<SocketAddr>> {
         return Ok(None);
     };
     let url = line.trim_start_matches("server:").trim();
-    let hostport =
-        url.strip_prefix("http://").with_context(|| format!("server {url:?} in {} is not http://", path.display()))?;
+    let hostport = url
+        .strip_prefix("https://")
+        .with_context(|| format!("server {url:?} in {} is not https://", path.display()))?;
     let addr = hostport.trim_end_matches('/').parse().with_context(|| format!("parsing the server address {url:?}"))?;
     Ok(Some(addr))
 }

@@ -1,0 +1,252 @@
+//! TLS and authentication end to end: the real `berth server` over HTTPS, real kubectl,
+//! raw rustls clients with and without credentials, `berth agent --hollow` joining with
+//! the node token, restarts, `--tls-san`, and the root CA ConfigMap in every namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{Credentials, HttpClient, TestServer, wait_until};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(BIN))
+}
+
+/// A CA and a client certificate of it that the server has never seen.
+fn foreign_pki() -> (tempfile::TempDir, String, berth_pki::CertKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = berth_pki::Pki::load_or_create(dir.path()).unwrap();
+    let ca = pki.ca_pem(berth_pki::CaKind::Server).unwrap();
+    let client = pki.leaf(&berth_pki::LeafSpec::client("intruder", "system:admin", &["system:masters"])).unwrap();
+    (dir, ca, client)
+}
+
+fn token(s: &TestServer) -> String {
+    std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string()
+}
+
+#[test]
+fn anonymous_requests_get_401_except_the_public_paths() {
+    let s = server();
+    assert!(s.kubectl_ok(&["get", "namespaces"]).contains("kube-system"));
+    let anonymous = s.client_as(Credentials::Anonymous);
+    for path in ["/api", "/api/v1/namespaces", "/apis", "/openapi/v2", "/healthz/", "/nothing"] {
+        let r = anonymous.request("GET", path, None, b"").unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(
+            r.json(),
+            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}),
+            "{path}"
+        );
+    }
+    let r = anonymous.request("POST", "/api/v1/namespaces", Some("application/json"), b"{}").unwrap();
+    assert_eq!(r.status, 401);
+    for path in ["/healthz", "/livez", "/readyz", "/version"] {
+        assert_eq!(anonymous.request("GET", path, None, b"").unwrap().status, 200, "{path}");
+    }
+    let cacerts = anonymous.request("GET", "/cacerts", None, b"").unwrap();
+    assert_eq!(cacerts.status, 200);
+    assert_eq!(String::from_utf8(cacerts.body).unwrap(), s.kubeconfig().ca_pem);
+}
+
+#[test]
+fn the_node_token_authenticates_and_a_wrong_one_does_not() {
+    let s = server();
+    let token = token(&s);
+    let secret = token.rsplit_once("::server:").unwrap().1.to_string();
+    assert_eq!(secret.len(), 32);
+    assert!(token.starts_with(&format!("K10{}", berth_pki::token::ca_hash(&s.kubeconfig().ca_pem))));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(s.dir.path().join("token")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    for bearer in [secret.clone(), token.clone()] {
+        let node = s.client_as(Credentials::Bearer(bearer));
+        assert_eq!(node.request("GET", "/api/v1/namespaces", None, b"").unwrap().status, 200);
+        let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+        let r = node
+            .request(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                Some("application/json"),
+                review.to_string().as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201, "{:?}", r.json());
+        assert_eq!(
+            r.json()["status"]["userInfo"],
+            json!({"username": "system:node-agent", "groups": ["system:nodes", "system:authenticated"]})
+        );
+    }
+    for wrong in [format!("{secret}x"), "0".repeat(32), String::new()] {
+        let r = s.client_as(Credentials::Bearer(wrong.clone())).request("GET", "/healthz", None, b"").unwrap();
+        assert_eq!(r.status, 401, "{wrong:?}");
+    }
+}
+
+#[test]
+fn kubectl_auth_whoami_names_the_admin() {
+    let s = server();
+    let out: Value = serde_json::from_str(&s.kubectl_ok(&["auth", "whoami", "-o", "json"])).unwrap();
+    assert_eq!(out["kind"], "SelfSubjectReview");
+    assert_eq!(out["status"]["userInfo"]["username"], "system:admin");
+    assert_eq!(out["status"]["userInfo"]["groups"], json!(["system:masters", "system:authenticated"]));
+    let text = s.kubectl_ok(&["auth", "whoami"]);
+    assert!(text.contains("system:admin") && text.contains("system:masters"), "{text}");
+    let discovery = s.kubectl_ok(&["api-resources", "--api-group", "authentication.k8s.io"]);
+    assert!(discovery.contains("selfsubjectreviews"), "{discovery}");
+}
+
+#[test]
+fn foreign_cas_are_refused_both_ways() {
+    let s = server();
+    let (_dir, foreign_ca, foreign_client) = foreign_pki();
+    let kc = s.kubeconfig();
+    // A client that trusts another CA does not accept the server's certificate.
+    let distrustful = HttpClient::trusting(&s.addr, &foreign_ca, &kc, Credentials::Admin).unwrap();
+    let err = distrustful.request("GET", "/healthz", None, b"").unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // kubectl with that CA fails too.
+    let bad_kc =
+        std::fs::read_to_string(&s.kubeconfig).unwrap().replace(&base64_line(&kc.ca_pem), &base64_line(&foreign_ca));
+    let path = s.dir.path().join("foreign-ca.yaml");
+    std::fs::write(&path, bad_kc).unwrap();
+    let out = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&path)
+        .args(["get", "namespaces"])
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A client certificate of a CA the server does not know is refused (at the handshake).
+    let intruder = s.client_as(Credentials::Certificate {
+        cert_pem: foreign_client.cert_pem.clone(),
+        key_pem: foreign_client.key_pem.clone(),
+    });
+    match intruder.request("GET", "/api/v1/namespaces", None, b"") {
+        Ok(r) => assert_eq!(r.status, 401),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    // The server still serves its own clients.
+    assert_eq!(s.client().request("GET", "/api/v1/namespaces", None, b"").unwrap().status, 200);
+}
+
+fn base64_line(pem: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}
+
+#[test]
+fn a_restart_keeps_the_ca_and_the_kubeconfig_and_tls_san_is_served() {
+    let mut s = TestServer::start_with(
+        Path::new(BIN),
+        &["--tls-san", "example.test,berth.example.test", "--tls-san", "10.9.8.7"],
+    );
+    let before = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    let saved = s.dir.path().join("saved-kubeconfig.yaml");
+    std::fs::write(&saved, &before).unwrap();
+    let token_before = token(&s);
+    for name in [
+        "example.test",
+        "berth.example.test",
+        "10.9.8.7",
+        "localhost",
+        "127.0.0.1",
+        "kubernetes.default.svc.cluster.local",
+        "10.43.0.1",
+    ] {
+        s.client().connect_as(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let Err(err) = s.client().connect_as("other.test") else { panic!("other.test is not a SAN") };
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(s.signal_and_wait("TERM").success());
+    s.restart();
+    assert_eq!(std::fs::read_to_string(&s.kubeconfig).unwrap(), before);
+    assert_eq!(token(&s), token_before);
+    let out = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&saved)
+        .args(["get", "namespace", "default", "-o", "name"])
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "namespace/default");
+    s.client().connect_as("example.test").unwrap();
+}
+
+/// A `berth agent` child, killed by PID when dropped.
+struct Agent(Child, PathBuf);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn agent(s: &TestServer, token: &str, prefix: &str) -> Agent {
+    let log = s.dir.path().join(format!("{prefix}agent.log"));
+    let child = Command::new(BIN)
+        .args(["agent", "--hollow", "--nodes", "2", "--node-name-prefix", prefix, "--server", &s.url, "--token", token])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Agent(child, log)
+}
+
+#[test]
+fn hollow_agents_join_with_the_node_token_and_check_the_ca_hash() {
+    let s = server();
+    let token = token(&s);
+    let _good = agent(&s, &token, "joined-");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let out = s.kubectl(&["get", "node", "joined-0", "joined-1", "-o", "name"]);
+            out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() == 2
+        }),
+        "the agent never registered its nodes"
+    );
+    // A token naming another CA is refused before any credential is sent.
+    let (_dir, foreign_ca, _) = foreign_pki();
+    let secret = token.rsplit_once("::server:").unwrap().1;
+    let forged = format!("K10{}::server:{secret}", berth_pki::token::ca_hash(&foreign_ca));
+    for (bad, expect) in
+        [(forged.as_str(), "is not the one the token names"), (secret, "the token is not of the form K10")]
+    {
+        let mut refused = agent(&s, bad, "refused-");
+        let mut status = None;
+        assert!(wait_until(Duration::from_secs(30), || {
+            status = refused.0.try_wait().unwrap();
+            status.is_some()
+        }));
+        assert!(!status.unwrap().success());
+        let log = std::fs::read_to_string(&refused.1).unwrap();
+        assert!(log.contains(expect), "{log}");
+    }
+    assert!(!s.kubectl_ok(&["get", "nodes", "-o", "name"]).contains("refused-"));
+}
+
+#[test]
+fn every_namespace_gets_the_root_ca_configmap_back() {
+    let s = server();
+    let ca = s.kubeconfig().ca_pem;
+    let published = |ns: &str| {
+        let out = s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", ns, "-o", "json"]);
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).map(|v| v["data"]["ca.crt"] == json!(ca)).unwrap_or(false)
+    };
+    s.kubectl_ok(&["create", "namespace", "team-a"]);
+    for ns in ["default", "kube-system", "team-a"] {
+        assert!(wait_until(Duration::from_secs(30), || published(ns)), "{ns}");
+    }
+    s.kubectl_ok(&["delete", "configmap", "kube-root-ca.crt", "-n", "team-a"]);
+    assert!(wait_until(Duration::from_secs(30), || published("team-a")), "not re-created");
+    s.kubectl_ok(&["patch", "configmap", "kube-root-ca.crt", "-n", "team-a", "-p", r#"{"data":{"ca.crt":"forged"}}"#]);
+    assert!(wait_until(Duration::from_secs(30), || published("team-a")), "not restored");
+}
