@@ -5,8 +5,9 @@ use std::path::Path;
 use berth_testkit::TestServer;
 use serde_json::{Value, json};
 
+/// A server whose `default` namespace holds only what the test writes (no kube-root-ca.crt).
 fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-controllers", "root-ca-cert-publisher"])
 }
 
 fn configmap(name: &str) -> Value {

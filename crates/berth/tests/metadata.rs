@@ -55,7 +55,11 @@ fn assert_partial(v: &Value, api_version: &str, name: &str) {
 
 #[tokio::test]
 async fn get_list_and_watch_serve_partial_object_metadata() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    // Only the test's own ConfigMaps in `default`: no kube-root-ca.crt appearing mid-watch.
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-controllers", "root-ca-cert-publisher"],
+    );
     let c = client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     api.create(&PostParams::default(), &configmap("one")).await.unwrap();
@@ -121,7 +125,11 @@ async fn get_list_and_watch_serve_partial_object_metadata() {
 
 #[tokio::test]
 async fn unsupported_conversions_are_not_acceptable() {
-    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    // Only the test's own ConfigMaps in `default`: no kube-root-ca.crt appearing mid-watch.
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-controllers", "root-ca-cert-publisher"],
+    );
     let c = client(&s).await;
     let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
     api.create(&PostParams::default(), &configmap("one")).await.unwrap();

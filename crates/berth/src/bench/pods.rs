@@ -81,14 +81,15 @@ impl Drop for AgentProcess {
 pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
     berth_agent::runtime::check_packages()?;
     let server = ServerProcess::start().await?;
-    let client = kube::Client::try_from(kube::Config::new(format!("http://{}", server.addr).parse()?))?;
+    let client = server.kube_client().await?;
     let exe = std::env::current_exe().context("finding the berth executable")?;
     let dir = tempfile::Builder::new().prefix("berth-bench-node-").tempdir()?;
     let log = dir.path().join("agent.log");
     let out = std::fs::File::create(&log)?;
     let started = Instant::now();
     let child = Command::new(&exe)
-        .args(["agent", "--token", "bench", "--server", &format!("http://{}", server.addr)])
+        .args(["agent", "--kubeconfig"])
+        .arg(server.kubeconfig_path())
         .args(["--node-name", NODE, "--bridge-name", BRIDGE, "--pod-cidr", "10.89.0.0/24", "--data-dir"])
         .arg(dir.path().join("data"))
         .stdin(Stdio::null())
