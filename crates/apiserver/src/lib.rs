@@ -29,6 +29,7 @@ pub mod reviews;
 pub mod scale;
 pub mod server;
 pub mod services;
+pub mod starting;
 pub mod table;
 pub mod tls;
 pub mod watch;
@@ -36,4 +37,5 @@ pub mod write;
 
 pub use authn::{Authenticator, UserInfo};
 pub use server::{Config, KUBERNETES_VERSION, Server};
+pub use starting::Starting;
 pub use tls::TlsConfig;

@@ -193,7 +193,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn version() -> Response {
+pub(crate) async fn version() -> Response {
     let v = json!({
         "major": "1",
         "minor": "33",

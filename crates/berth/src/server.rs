@@ -181,6 +181,23 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the admin kubeconfig for `addr` to DATA_DIR/kubeconfig.yaml (and
+/// `--write-kubeconfig`); returns the data dir's path.
+fn write_kubeconfigs(
+    data_dir: &Path,
+    args: &ServerArgs,
+    addr: std::net::SocketAddr,
+    security: &Security,
+) -> anyhow::Result<PathBuf> {
+    let kc = kubeconfig(&format!("https://{addr}"), &security.tls.server_ca_pem, &security.admin);
+    let kc_path = data_dir.join("kubeconfig.yaml");
+    write_private(&kc_path, &kc)?;
+    if let Some(extra) = &args.write_kubeconfig {
+        write_private(extra, &kc)?;
+    }
+    Ok(kc_path)
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -206,23 +223,37 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let compaction =
         Compaction { window: args.compaction_retention, interval: Duration::from_secs(args.compaction_interval) };
-    // Until the datastore answers the API server is not started: /readyz is unreachable.
+    let security = security(&data_dir, &args)?;
+    let embedded = matches!(args.datastore.endpoint(&data_dir)?, datastore::Endpoint::Sqlite(_));
+    // While etcd is not reachable the port already answers: live, not ready.
+    let starting = if embedded {
+        None
+    } else {
+        let starting =
+            berth_apiserver::Starting::bind(args.bind_address, args.https_listen_port, Some(&security.tls), "etcd")
+                .await
+                .with_context(|| format!("listening on {}:{}", args.bind_address, args.https_listen_port))?;
+        write_kubeconfigs(&data_dir, &args, starting.local_addr(), &security)?;
+        Some(starting)
+    };
     let Some(store) = datastore::open_for_server(&args.datastore, &data_dir, compaction, shutdown_signal()).await?
     else {
         tracing::info!("stopped while waiting for the datastore");
         return Ok(());
     };
-    let security = security(&data_dir, &args)?;
+    let port = match starting {
+        Some(starting) => starting.stop().await,
+        None => args.https_listen_port,
+    };
     controller_options.root_ca = Some(security.tls.server_ca_pem.clone());
     let config = Config {
         bind_address: args.bind_address,
-        port: args.https_listen_port,
+        port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
         tls: Some(security.tls.clone()),
         authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
     };
     let snapshot_store = store.clone();
-    let embedded = matches!(args.datastore.endpoint(&data_dir)?, datastore::Endpoint::Sqlite(_));
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded, store)?;
     let server = Server::start(config, store)
         .await
@@ -230,12 +261,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = server.local_addr();
     let url = format!("https://{addr}");
     let ca = &security.tls.server_ca_pem;
-    let kc = kubeconfig(&url, ca, &security.admin);
-    let kc_path = data_dir.join("kubeconfig.yaml");
-    write_private(&kc_path, &kc)?;
-    if let Some(extra) = &args.write_kubeconfig {
-        write_private(extra, &kc)?;
-    }
+    let kc_path = write_kubeconfigs(&data_dir, &args, addr, &security)?;
     if !args.disable_agent {
         tracing::info!("no node agent yet: running the control plane only");
     }

@@ -233,8 +233,22 @@ fn a_server_started_before_etcd_waits_for_it() {
         etcd.restart();
         etcd
     });
-    let s = TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &url]);
+    let s = TestServer::spawn_with(Path::new(BIN), &["--datastore-endpoint", &url]);
+    // Meanwhile the port answers: alive, not ready, and a 503 Status for the API.
+    let client = s.client();
+    let ready = client.request("GET", "/readyz", None, &[]).expect("GET /readyz");
+    assert_eq!(ready.status, 500, "{}", String::from_utf8_lossy(&ready.body));
+    assert!(
+        String::from_utf8_lossy(&ready.body).contains("[-]etcd failed"),
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    assert_eq!(client.request("GET", "/livez", None, &[]).expect("GET /livez").status, 200);
+    let api = client.request("GET", "/api/v1/namespaces", None, &[]).expect("GET /api");
+    assert_eq!(api.status, 503);
+    assert_eq!(api.json()["reason"], "ServiceUnavailable", "{}", api.json());
     let etcd = restarter.join().expect("restart etcd");
+    s.wait_ready(Duration::from_secs(90));
     assert!(s.log().contains("etcd is not reachable yet"), "{}", s.log());
     s.kubectl_ok(&["create", "configmap", "x", "--from-literal=a=1"]);
     assert!(etcd_keys(&etcd, "/registry/core/configmaps/default/").iter().any(|k| k.ends_with("/x")));

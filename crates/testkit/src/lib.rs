@@ -53,6 +53,14 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with extra `berth server` flags.
     pub fn start_with(bin: &Path, extra_args: &[&str]) -> TestServer {
+        let s = Self::spawn_with(bin, extra_args);
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    /// Starts the server and waits only for its kubeconfig (so for its port), not for it to
+    /// be ready: for tests of what a starting server answers. See [`TestServer::wait_ready`].
+    pub fn spawn_with(bin: &Path, extra_args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut s = TestServer {
             url: String::new(),
@@ -63,12 +71,31 @@ impl TestServer {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
-        s.launch();
+        s.spawn();
         s
     }
 
     /// Starts the server process on the data dir and waits for /readyz.
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Waits until /readyz answers 200, at most `timeout`; panics with the log otherwise.
+    pub fn wait_ready(&self, timeout: Duration) {
+        let client = self.client();
+        assert!(
+            wait_until(timeout, || client
+                .request("GET", "/readyz", None, &[])
+                .map(|r| r.status == 200)
+                .unwrap_or(false)),
+            "server never became ready:\n{}",
+            self.log()
+        );
+    }
+
+    /// Starts the server process on the data dir and waits for its kubeconfig.
+    fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -93,15 +120,6 @@ impl TestServer {
         let config = Kubeconfig::read(&self.kubeconfig).expect("kubeconfig");
         self.url = config.server.clone();
         self.addr = config.server.trim_start_matches("https://").to_string();
-        let client = self.client();
-        assert!(
-            wait_until(Duration::from_secs(30), || client
-                .request("GET", "/readyz", None, &[])
-                .map(|r| r.status == 200)
-                .unwrap_or(false)),
-            "server never became ready:\n{}",
-            self.log()
-        );
     }
 
     /// The server's log so far.
