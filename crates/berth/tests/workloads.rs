@@ -332,8 +332,8 @@ fn scaling_mid_rollout_is_proportional_and_pause_holds_the_rollout() {
     // Scaling to 20 adds 10 in proportion: 10 -> 18 and 3 -> 5 (as Kubernetes rounds).
     s.kubectl_ok(&["scale", "deployment/big", "--replicas=20"]);
     wait(&s, "18 + 5", || replicasets(&s, "app=big").iter().map(|r| r.1).collect::<Vec<_>>() == [18, 5]);
-    let d = get_json(&s, &["get", "deployment", "big"]);
-    assert_eq!(d["status"]["availableReplicas"], 18, "{d}");
+    // The Deployment's status follows its ReplicaSets' (it may lag them by a sync).
+    wait(&s, "18 available", || get_json(&s, &["get", "deployment", "big"])["status"]["availableReplicas"] == 18);
 
     // Paused: a template change starts nothing, a resize still applies.
     s.kubectl_ok(&["rollout", "undo", "deployment/big"]);
