@@ -1,7 +1,8 @@
 //! Job controller: runs a Job's pods to completion (parallelism, completions, Indexed
 //! mode, back-off, deadline, pod failure policy, suspend), tracks them with the
 //! `batch.kubernetes.io/job-tracking` finalizer, and reports status and conditions.
-//! Each sync is decided by [`sync::sync`]; this module does the IO.
+//! Each sync is decided by [`sync::sync`]; this module does the IO, with expectations so a
+//! sync never acts before the watch has shown its own last creations and deletions.
 
 pub(crate) mod sync;
 
@@ -19,10 +20,12 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::events::Events;
+use crate::replicaset::Expectations;
 
 struct Ctx {
     client: kube::Client,
     pods: Store<Pod>,
+    expectations: Expectations,
     events: Events,
 }
 
@@ -33,7 +36,7 @@ pub(crate) async fn run(client: kube::Client) {
         .reflect(writer)
         .touched_objects();
     let events = Events::new(client.clone(), "job-controller");
-    let ctx = Arc::new(Ctx { client: client.clone(), pods, events });
+    let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default(), events });
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
     let orphans = release_orphans(ctx.clone(), controller.store());
     let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
@@ -88,6 +91,12 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         return Ok(Action::await_change());
     }
     let ns = job.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", job.name_any());
+    if !ctx.expectations.satisfied(&key, &ns, &ctx.pods) {
+        // The watch has not shown this controller's last pods yet: a sync now would
+        // count too few and create duplicates. Their events trigger the next sync.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let uid = job.metadata.uid.clone().unwrap_or_default();
     let all = ctx.pods.state();
     let pods: Vec<&Pod> = all
@@ -107,28 +116,11 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     for name in &plan.remove_finalizers {
         remove_finalizer(&pod_api, &all, &ns, name).await?;
     }
-    for name in &plan.delete {
-        match pod_api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => ctx.events.normal(&job_ref(&job), "SuccessfulDelete", format!("Deleted pod: {name}")).await,
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for index in &plan.create {
-        let failures = index.and_then(|i| plan.index_failures.get(&i).copied()).unwrap_or(0);
-        let pod = sync::new_pod(&job, *index, failures);
-        match pod_api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                ctx.events
-                    .normal(&job_ref(&job), "SuccessfulCreate", format!("Created pod: {}", created.name_any()))
-                    .await
-            }
-            Err(e) => {
-                ctx.events.warning(&job_ref(&job), "FailedCreate", format!("Error creating: {e}")).await;
-                return Err(e.into());
-            }
-        }
-    }
+    let mut created = Vec::new();
+    let mut deleted = Vec::new();
+    let result = change_pods(&ctx, &job, &plan, &pods, &pod_api, &mut created, &mut deleted).await;
+    ctx.expectations.expect(&key, created, deleted);
+    result?;
     for (warning, reason, message) in plan.events {
         if warning {
             ctx.events.warning(&job_ref(&job), &reason, message).await;
@@ -140,6 +132,46 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         Some(d) => Action::requeue(Duration::from_millis(d.as_millis().clamp(100, i128::from(u32::MAX)) as u64)),
         None => Action::await_change(),
     })
+}
+
+/// Deletes and creates the pods `plan` names, recording what it did in `created` (names)
+/// and `deleted` (uids) even when a call fails part-way.
+async fn change_pods(
+    ctx: &Ctx,
+    job: &Job,
+    plan: &sync::Plan,
+    pods: &[&Pod],
+    pod_api: &Api<Pod>,
+    created: &mut Vec<String>,
+    deleted: &mut Vec<String>,
+) -> crate::Result<()> {
+    for name in &plan.delete {
+        match pod_api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                if let Some(p) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str())) {
+                    deleted.push(p.metadata.uid.clone().unwrap_or_default());
+                }
+                ctx.events.normal(&job_ref(job), "SuccessfulDelete", format!("Deleted pod: {name}")).await
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for index in &plan.create {
+        let failures = index.and_then(|i| plan.index_failures.get(&i).copied()).unwrap_or(0);
+        let pod = sync::new_pod(job, *index, failures);
+        match pod_api.create(&PostParams::default(), &pod).await {
+            Ok(pod) => {
+                created.push(pod.name_any());
+                ctx.events.normal(&job_ref(job), "SuccessfulCreate", format!("Created pod: {}", pod.name_any())).await
+            }
+            Err(e) => {
+                ctx.events.warning(&job_ref(job), "FailedCreate", format!("Error creating: {e}")).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes the tracking finalizer of pod `name` (guarded by the finalizer list it had).
