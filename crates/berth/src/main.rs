@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bootstrap;
 mod datastore;
 mod image;
 mod secrets_encryption;

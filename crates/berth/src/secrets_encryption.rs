@@ -4,9 +4,10 @@
 //! On the embedded store a server encrypts Secrets by default: at first start it writes
 //! DATA_DIR/cred/encryption-config.json (an EncryptionConfiguration with one random
 //! AES-GCM key, mode 0600) and uses it from then on. `--encryption-provider-config FILE`
-//! uses the given file instead (several servers on one etcd must share one). On etcd
-//! without that flag nothing is encrypted, with a warning: each server would make its
-//! own key and could not read the others' values.
+//! uses the given file instead. On etcd, servers started with the same `--token` share
+//! the generated file through the datastore (`crate::bootstrap`); on etcd with neither
+//! flag nothing is encrypted, with a warning: each server would make its own key and
+//! could not read the others' values.
 //!
 //! Rotation: `berth secrets-encrypt rotate` puts a new key first in the file (old keys
 //! stay, to read what they wrote); a server started with it re-encrypts every value in
@@ -31,32 +32,36 @@ pub(crate) struct EncryptionArgs {
 }
 
 /// The generated configuration's place in a data dir.
-fn default_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn default_path(data_dir: &Path) -> PathBuf {
     data_dir.join("cred").join("encryption-config.json")
 }
 
-/// Wraps a server's `store` in encryption per the flags; `embedded` tells whether it is
-/// the embedded store (where a configuration is made when there is none). Also starts
+/// Makes DATA_DIR's configuration (one random AES-GCM key) unless it exists.
+pub(crate) fn ensure_default(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = default_path(data_dir);
+    if !path.exists() {
+        crate::server::write_private(&path, &EncryptionConfig::generate())?;
+        tracing::info!(file = %path.display(), "made an encryption key for Secrets at rest");
+    }
+    Ok(path)
+}
+
+/// Wraps a server's `store` in encryption per the flags; `local_default` tells whether
+/// DATA_DIR's configuration applies (the embedded store, or etcd with a `--token` that
+/// shares it), made when there is none. Also starts
 /// re-encrypting values that an older key (or no key) wrote.
 pub(crate) fn wrap(
     args: &EncryptionArgs,
     data_dir: &Path,
-    embedded: bool,
+    local_default: bool,
     store: Arc<dyn Store>,
 ) -> anyhow::Result<Arc<dyn Store>> {
     let path = match &args.encryption_provider_config {
         Some(path) => path.clone(),
-        None if embedded => {
-            let path = default_path(data_dir);
-            if !path.exists() {
-                crate::server::write_private(&path, &EncryptionConfig::generate())?;
-                tracing::info!(file = %path.display(), "made an encryption key for Secrets at rest");
-            }
-            path
-        }
+        None if local_default => ensure_default(data_dir)?,
         None => {
             tracing::warn!(
-                "Secrets are stored unencrypted in etcd: give every server the same --encryption-provider-config"
+                "Secrets are stored unencrypted in etcd: give every server the same --token (or --encryption-provider-config)"
             );
             return Ok(store);
         }

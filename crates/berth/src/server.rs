@@ -75,6 +75,7 @@ pub(crate) struct ServerArgs {
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
     /// Secret agents join with (a bare secret or a K10 token); default: the one in DATA_DIR/token, else a new one.
+    /// On etcd it also shares the cluster's CAs, keys and Secrets encryption key between the servers given it.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
@@ -157,6 +158,11 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     Ok(Security { tls, token, admin, controller_manager, scheduler })
 }
 
+/// The secret part of a `--token` (a bare secret or a full K10 token).
+fn token_secret(given: &str) -> String {
+    berth_pki::token::NodeToken::parse(given).map(|t| t.secret).unwrap_or_else(|_| given.trim().to_string())
+}
+
 fn time_now() -> berth_pki::OffsetDateTime {
     berth_pki::OffsetDateTime::now_utc()
 }
@@ -223,8 +229,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let compaction =
         Compaction { window: args.compaction_retention, interval: Duration::from_secs(args.compaction_interval) };
-    let security = security(&data_dir, &args)?;
     let embedded = matches!(args.datastore.endpoint(&data_dir)?, datastore::Endpoint::Sqlite(_));
+    // Servers on one etcd given the same --token share the CAs, keys and encryption
+    // configuration through it (see `bootstrap`).
+    let share_token = if embedded { None } else { args.token.as_deref().map(token_secret) };
+    let share_encryption = share_token.is_some() && args.encryption.encryption_provider_config.is_none();
+    let had_pki = berth_pki::Pki::exists(&data_dir.join("tls"));
+    let had_encryption = share_encryption && crate::secrets_encryption::default_path(&data_dir).exists();
+    let fresh = !had_pki && !had_encryption;
+    let mut security = security(&data_dir, &args)?;
     // While etcd is not reachable the port already answers: live, not ready.
     let starting = if embedded {
         None
@@ -241,6 +254,30 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("stopped while waiting for the datastore");
         return Ok(());
     };
+    if let Some(token) = &share_token {
+        if share_encryption {
+            crate::secrets_encryption::ensure_default(&data_dir)?;
+        }
+        let shared = match crate::bootstrap::share(&*store, &data_dir, token, fresh, share_encryption).await {
+            Ok(shared) => shared,
+            Err(e) => {
+                if fresh {
+                    // What this start made goes, so that a retry with the right token joins.
+                    let _ = std::fs::remove_dir_all(data_dir.join("tls"));
+                    let _ = std::fs::remove_file(crate::secrets_encryption::default_path(&data_dir));
+                }
+                return Err(e);
+            }
+        };
+        tracing::info!(?shared, "cluster bootstrap data shared through the datastore");
+        if shared == (crate::bootstrap::Shared::Adopted { changed: true }) {
+            security = self::security(&data_dir, &args)?;
+        }
+    }
+    // A full K10 token names the cluster's CA: this server must have that one.
+    if let Some(Ok(given)) = args.token.as_deref().map(berth_pki::token::NodeToken::parse) {
+        given.verify_ca(&security.tls.server_ca_pem).context("--token")?;
+    }
     let port = match starting {
         Some(starting) => starting.stop().await,
         None => args.https_listen_port,
@@ -254,7 +291,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
     };
     let snapshot_store = store.clone();
-    let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded, store)?;
+    let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
     let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;

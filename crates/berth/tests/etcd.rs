@@ -520,3 +520,84 @@ fn server_reaches_etcd_over_tls_with_a_client_certificate() {
     let got = json(&s.kubectl_ok(&["get", "configmap", "over-tls", "-o", "json"]));
     assert_eq!(got["data"]["a"], "1");
 }
+
+/// The raw value etcd holds at `key`, read with the real etcdctl.
+fn etcd_value(etcd: &Etcd, key: &str) -> Vec<u8> {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(["get", key, "--print-value-only"])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn servers_given_one_token_share_the_ca_and_the_secrets_key() {
+    let Some(etcd) = Etcd::start() else { return };
+    let with_token =
+        |token: &str| TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &etcd.url(), "--token", token]);
+    let a = with_token("shared-s3cret");
+    let b = with_token("shared-s3cret");
+    // One cluster CA and one set of keys; each server has its own serving certificate.
+    assert_eq!(a.kubeconfig().ca_pem, b.kubeconfig().ca_pem);
+    for name in ["server-ca.key", "client-ca.key", "request-header-ca.key", "service.key"] {
+        let read = |s: &TestServer| std::fs::read(s.dir.path().join("tls").join(name)).unwrap();
+        assert_eq!(read(&a), read(&b), "{name}");
+    }
+    let serving = |s: &TestServer| std::fs::read(s.dir.path().join("tls/serving-kube-apiserver.crt")).unwrap();
+    assert_ne!(serving(&a), serving(&b));
+    // a's kubeconfig (its CA and admin certificate) works against b.
+    let cross = berth_testkit::HttpClient::new(&b.addr, &a.kubeconfig(), berth_testkit::Credentials::Admin).unwrap();
+    let r = cross.request("GET", "/api/v1/namespaces/default", None, &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // A Secret written through a is encrypted in etcd and readable through b.
+    a.kubectl_ok(&["create", "secret", "generic", "db", "--from-literal=password=plain-hunter2"]);
+    let raw = etcd_value(&etcd, "/registry/core/secrets/default/db");
+    assert!(contains(&raw, "k8s:enc:aesgcm:v1:"), "{}", String::from_utf8_lossy(&raw));
+    assert!(!contains(&raw, "plain-hunter2") && !contains(&raw, "cGxhaW4taHVudGVyMg"));
+    let got = b.kubectl_ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got.trim(), "cGxhaW4taHVudGVyMg==");
+    // The bootstrap data in etcd holds no key in the clear.
+    let sealed = etcd_value(&etcd, "/bootstrap/berth");
+    assert!(contains(&sealed, "berth-bootstrap-v1") && !contains(&sealed, "PRIVATE KEY"));
+
+    // A wrong token is refused with a clear error; nothing changes in etcd or the data dir.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--datastore-endpoint", &etcd.url()])
+        .args(["--token", "wrong"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth server");
+    assert!(!out.status.success(), "a server with a wrong token started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot be decrypted with this --token"), "{stderr}");
+    assert!(!dir.path().join("tls").exists(), "the refused server left its own CA behind");
+    assert_eq!(etcd_value(&etcd, "/bootstrap/berth"), sealed);
+    // The right token then joins from the same data dir.
+    let mut c = Command::new(BIN)
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--datastore-endpoint", &etcd.url()])
+        .args(["--token", "shared-s3cret"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run berth server");
+    let joined = wait_until(Duration::from_secs(30), || {
+        berth_testkit::Kubeconfig::read(&dir.path().join("kubeconfig.yaml"))
+            .is_ok_and(|k| k.ca_pem == a.kubeconfig().ca_pem)
+    });
+    let _ = c.kill();
+    let _ = c.wait();
+    assert!(joined, "the server with the right token did not take the cluster's CA");
+}

@@ -14,6 +14,7 @@
 //! within [`RENEW_BEFORE`] of its end is renewed when it is next asked for. The node token
 //! agents join with is in [`token`].
 
+pub mod bootstrap;
 pub mod token;
 
 use std::fs;
@@ -157,6 +158,24 @@ impl Pki {
         Ok(pki)
     }
 
+    /// The files servers of one cluster share (the CAs' certificates and keys, the
+    /// ServiceAccount signing key), by name in the directory; leaf certificates are each
+    /// server's own.
+    pub const SHARED: [&'static str; 7] = [
+        "server-ca.crt",
+        "server-ca.key",
+        "client-ca.crt",
+        "client-ca.key",
+        "request-header-ca.crt",
+        "request-header-ca.key",
+        "service.key",
+    ];
+
+    /// Whether `dir` already holds a PKI (its server CA).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("server-ca.crt").exists()
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -243,7 +262,10 @@ impl Pki {
         let fresh = info.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE;
         let same_subject = info.common_name == spec.common_name && info.organizations == spec.organizations;
         let has_sans = spec.sans.iter().all(|s| info.sans.contains(s));
-        if !(fresh && same_subject && has_sans) {
+        // Signed by the CA there is now (it changes when a server adopts a cluster's CA).
+        let ca_path = self.path(spec.ca.file(), "crt");
+        let signed_by_ca = inspect(&ca_path, &read(&ca_path)?)?.key_id == info.key_id && info.key_id.is_some();
+        if !(fresh && same_subject && has_sans && signed_by_ca) {
             return Ok(None);
         }
         Ok(Some(CertKey { cert_pem, key_pem: read(&key)?, not_after: info.not_after }))
@@ -270,6 +292,8 @@ impl Pki {
 #[derive(Debug)]
 struct CertInfo {
     common_name: String,
+    /// Subject key identifier (CAs) or authority key identifier (leaves): which key signed.
+    key_id: Option<Vec<u8>>,
     organizations: Vec<String>,
     sans: Vec<String>,
     not_after: OffsetDateTime,
@@ -300,7 +324,19 @@ fn inspect(path: &Path, pem: &str) -> Result<CertInfo> {
             }
         }
     }
-    Ok(CertInfo { common_name, organizations, sans, not_after: cert.validity().not_after.to_datetime() })
+    let mut key_id = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) if cert.is_ca() => {
+                key_id = Some(id.0.to_vec())
+            }
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) if !cert.is_ca() => {
+                key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec())
+            }
+            _ => {}
+        }
+    }
+    Ok(CertInfo { common_name, key_id, organizations, sans, not_after: cert.validity().not_after.to_datetime() })
 }
 
 fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
@@ -407,6 +443,29 @@ mod tests {
     }
 
     #[test]
+    fn leaves_of_a_replaced_ca_are_issued_anew() {
+        let (mine, cluster) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let pki = Pki::load_or_create(mine.path()).unwrap();
+        let before = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        let admin = pki.leaf(&LeafSpec::client("admin", "system:admin", &["system:masters"])).unwrap();
+        // Adopting another cluster's CAs (what a joining server does) replaces the shared files.
+        Pki::load_or_create(cluster.path()).unwrap();
+        for name in Pki::SHARED {
+            fs::copy(cluster.path().join(name), mine.path().join(name)).unwrap();
+        }
+        let pki = Pki::load_or_create(mine.path()).unwrap();
+        let after = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        assert_ne!(after.cert_pem, before.cert_pem);
+        let ca_id = inspect(Path::new("ca"), &pki.ca_pem(CaKind::Server).unwrap()).unwrap().key_id;
+        assert!(ca_id.is_some());
+        assert_eq!(inspect(Path::new("leaf"), &after.cert_pem).unwrap().key_id, ca_id);
+        let admin_after = pki.leaf(&LeafSpec::client("admin", "system:admin", &["system:masters"])).unwrap();
+        assert_ne!(admin_after.cert_pem, admin.cert_pem);
+        // Unchanged CAs keep their leaves.
+        assert_eq!(pki.leaf(&LeafSpec::serving(&sans())).unwrap().cert_pem, after.cert_pem);
+    }
+
+    #[test]
     fn a_certificate_near_its_end_is_renewed() {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(dir.path()).unwrap();
@@ -418,6 +477,7 @@ mod tests {
         let mut params = CertificateParams::default();
         params.distinguished_name = name("old-user", &[]);
         params.not_after = OffsetDateTime::now_utc() + Duration::days(30);
+        params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &issuer).unwrap();
         write_private(&pki.path("client-old", "key"), &key.serialize_pem()).unwrap();
         write_private(&pki.path("client-old", "crt"), &cert.pem()).unwrap();

@@ -83,9 +83,11 @@ impl TestServer {
 
     /// Waits until /readyz answers 200, at most `timeout`; panics with the log otherwise.
     pub fn wait_ready(&self, timeout: Duration) {
-        let client = self.client();
+        // The kubeconfig is read anew each time: a server joining a cluster first writes
+        // one with its own CA, then one with the cluster's.
         assert!(
-            wait_until(timeout, || client
+            wait_until(timeout, || self
+                .client()
                 .request("GET", "/readyz", None, &[])
                 .map(|r| r.status == 200)
                 .unwrap_or(false)),
