@@ -23,6 +23,21 @@ if ! need protoc; then
   fi
 fi
 
+# The server runs a node: containers under containerd and runc, CNI bridge networking,
+# and the pause/busybox images it builds from busybox-static and catatonit.
+missing=()
+for pair in containerd:/usr/bin/containerd runc:/usr/sbin/runc containernetworking-plugins:/usr/lib/cni/bridge \
+            busybox-static:/bin/busybox catatonit:/usr/bin/catatonit; do
+  [ -e "${pair#*:}" ] || missing+=("${pair%%:*}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && need apt-get; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "the node needs: apt-get install ${missing[*]} (or pass --disable-agent for a control plane only)" >&2
+  fi
+fi
+
 cargo build --release -p berth
 data_dir="${BERTH_DATA_DIR:-$([ "$(id -u)" = 0 ] && echo /var/lib/berth/server || echo "$HOME/.local/share/berth/server")}"
 echo

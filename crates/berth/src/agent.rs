@@ -27,15 +27,38 @@ pub(crate) struct AgentArgs {
     /// Node token `K10<CA hash>::server:<secret>` (with --server; the server's DATA_DIR/token).
     #[arg(long, requires = "server")]
     token: Option<String>,
+    /// Data dir of the real node: containerd, CNI state, pod logs.
+    #[arg(long, default_value = "/var/lib/berth/agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Hollow node names are <prefix><index>.
+    #[arg(long, default_value = "hollow-node-")]
+    node_name_prefix: String,
+    /// Node capacity (= allocatable) over cpu=32,memory=256Gi,pods=110,ephemeral-storage=1Ti.
+    #[arg(long, default_value = "")]
+    capacity: String,
+    /// Time from a pod bound to a node to its Running status.
+    #[arg(long, default_value = "200ms")]
+    pod_start_delay: String,
+    /// How long pods with restartPolicy Never/OnFailure (or owned by a Job) run before Succeeded.
+    #[arg(long, default_value = "1s")]
+    pod_run_duration: String,
+    /// Longest wait on a deleted pod's grace period (hollow containers stop at once).
+    #[arg(long, default_value = "10s")]
+    max_termination_grace: String,
+}
+
+/// Flags of a real node, shared by `berth agent` and the node `berth server` runs
+/// (labels and taints apply to hollow nodes too).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NodeArgs {
     /// The node's name (real node; default: the host name).
     #[arg(long)]
     node_name: Option<String>,
     /// The node's IPv4 address (default: the source address of the default route).
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
-    /// Data dir of the real node: containerd, CNI state, pod logs.
-    #[arg(long, default_value = "/var/lib/berth/agent")]
-    data_dir: PathBuf,
     /// Use the containerd at this socket instead of starting one.
     #[arg(long)]
     containerd_socket: Option<PathBuf>,
@@ -51,27 +74,12 @@ pub(crate) struct AgentArgs {
     /// On exit, leave the pods running; the next agent on this data dir adopts them.
     #[arg(long)]
     keep_pods: bool,
-    /// Hollow node names are <prefix><index>.
-    #[arg(long, default_value = "hollow-node-")]
-    node_name_prefix: String,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
     /// Node taints: k=v:Effect,... (NoSchedule, PreferNoSchedule, NoExecute).
     #[arg(long, default_value = "")]
     node_taints: String,
-    /// Node capacity (= allocatable) over cpu=32,memory=256Gi,pods=110,ephemeral-storage=1Ti.
-    #[arg(long, default_value = "")]
-    capacity: String,
-    /// Time from a pod bound to a node to its Running status.
-    #[arg(long, default_value = "200ms")]
-    pod_start_delay: String,
-    /// How long pods with restartPolicy Never/OnFailure (or owned by a Job) run before Succeeded.
-    #[arg(long, default_value = "1s")]
-    pod_run_duration: String,
-    /// Longest wait on a deleted pod's grace period (hollow containers stop at once).
-    #[arg(long, default_value = "10s")]
-    max_termination_grace: String,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -95,24 +103,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 /// The real node: containerd, CNI, pods.
 async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
-    let node_name = match &args.node_name {
-        Some(n) => n.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_lowercase())
-            .context("reading the host name (give --node-name)")?,
-    };
-    let mut config = AgentConfig::new(&node_name, args.data_dir.clone());
-    config.node_ip = args.node_ip;
-    config.labels = config::parse_labels(&args.node_labels).context("--node-labels")?;
-    config.taints = config::parse_taints(&args.node_taints).context("--node-taints")?;
-    config.containerd_socket = args.containerd_socket.clone();
-    config.max_pods = args.max_pods;
-    if let Some(cidr) = &args.pod_cidr {
-        berth_agent::runtime::cni::Cidr::parse(cidr).context("--pod-cidr")?;
-    }
-    config.pod_cidr = args.pod_cidr.clone();
-    config.bridge = args.bridge_name.clone();
-    config.keep_pods = args.keep_pods;
+    let config = node_config(&args.node, args.data_dir.clone())?;
     let client = client(&args).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), "node agent running");
@@ -125,12 +116,39 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's name: `--node-name`, else the host name.
+pub(crate) fn node_name(args: &NodeArgs) -> anyhow::Result<String> {
+    match &args.node_name {
+        Some(n) => Ok(n.clone()),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .context("reading the host name (give --node-name)"),
+    }
+}
+
+/// The real node's configuration from its flags, with its data in `data_dir`.
+pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<AgentConfig> {
+    let mut config = AgentConfig::new(&node_name(args)?, data_dir);
+    config.node_ip = args.node_ip;
+    config.labels = config::parse_labels(&args.node_labels).context("--node-labels")?;
+    config.taints = config::parse_taints(&args.node_taints).context("--node-taints")?;
+    config.containerd_socket = args.containerd_socket.clone();
+    config.max_pods = args.max_pods;
+    if let Some(cidr) = &args.pod_cidr {
+        berth_agent::runtime::cni::Cidr::parse(cidr).context("--pod-cidr")?;
+    }
+    config.pod_cidr = args.pod_cidr.clone();
+    config.bridge = args.bridge_name.clone();
+    config.keep_pods = args.keep_pods;
+    Ok(config)
+}
+
 fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
     let config = HollowConfig {
         nodes: args.nodes,
         node_name_prefix: args.node_name_prefix.clone(),
-        labels: config::parse_labels(&args.node_labels).context("--node-labels")?,
-        taints: config::parse_taints(&args.node_taints).context("--node-taints")?,
+        labels: config::parse_labels(&args.node.node_labels).context("--node-labels")?,
+        taints: config::parse_taints(&args.node.node_taints).context("--node-taints")?,
         capacity: config::parse_capacity(&args.capacity).context("--capacity")?,
         pod_start_delay: config::parse_duration(&args.pod_start_delay).context("--pod-start-delay")?,
         pod_run_duration: config::parse_duration(&args.pod_run_duration).context("--pod-run-duration")?,

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +31,9 @@ pub(crate) struct ServerArgs {
     /// Run the control plane only, without a node agent on this host.
     #[arg(long)]
     disable_agent: bool,
+    /// The node this server runs (unless --disable-agent); its data is in DATA_DIR/agent.
+    #[command(flatten)]
+    node: crate::agent::NodeArgs,
     /// Revisions of history kept by the store and the watch cache; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     compaction_retention: i64,
@@ -299,9 +303,18 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let url = format!("https://{addr}");
     let ca = &security.tls.server_ca_pem;
     let kc_path = write_kubeconfigs(&data_dir, &args, addr, &security)?;
-    if !args.disable_agent {
-        tracing::info!("no node agent yet: running the control plane only");
-    }
+    let (agent_failed_tx, agent_failed) = tokio::sync::oneshot::channel();
+    let node = if args.disable_agent {
+        None
+    } else {
+        let config = crate::agent::node_config(&args.node, data_dir.join("agent"))?;
+        // The node's own identity (group system:nodes), as a kubelet's client certificate.
+        let pki = berth_pki::Pki::load_or_create(&data_dir.join("tls"))?;
+        let spec =
+            berth_pki::LeafSpec::client("kubelet", &format!("system:node:{}", config.node_name), &["system:nodes"]);
+        let client = local_client(addr, ca, &pki.leaf(&spec)?).await?;
+        Some((client, config))
+    };
     tracing::info!(
         address = %url,
         kubeconfig = %kc_path.display(),
@@ -312,6 +325,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(schedule) = snapshot_schedule {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
+    let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         local_client(addr, ca, &security.controller_manager).await?,
         local_client(addr, ca, &security.scheduler).await?,
@@ -319,15 +333,29 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         (!args.disable_scheduler).then_some(scheduler_config),
         stop_rx,
     ));
+    let failure = Arc::new(std::sync::Mutex::new(None));
+    let failure_seen = failure.clone();
     server
         .serve(async move {
-            shutdown_signal().await;
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(e) = agent_failed => {
+                    *failure_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                }
+            }
             // Controllers and scheduler stop (and release their leases) while the API still serves.
             let _ = stop_tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), components).await;
+            // The node stops its pods while it can still report them.
+            if let Some(agent) = agent {
+                let _ = tokio::time::timeout(Duration::from_secs(60), agent).await;
+            }
         })
         .await
         .context("serving the API")?;
+    if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(e);
+    }
     tracing::info!("berth server stopped");
     Ok(())
 }
@@ -344,6 +372,27 @@ async fn local_client(
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, identity))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     kube::Client::try_from(config).context("a client for the server's own API")
+}
+
+/// Runs this server's node until `stop` turns true; a node that cannot start is reported
+/// on `failed` (the server then stops: it was asked for a node).
+async fn run_agent(
+    client: kube::Client,
+    config: berth_agent::node::AgentConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    failed: tokio::sync::oneshot::Sender<anyhow::Error>,
+) {
+    match berth_agent::node::Agent::start(client, config).await {
+        Ok(handle) => {
+            tracing::info!(node = handle.node_name(), "node agent running");
+            let _ = stop.wait_for(|s| *s).await;
+            handle.stop().await;
+        }
+        Err(e) => {
+            let e = anyhow::Error::new(e).context("starting this server's node (or run with --disable-agent)");
+            let _ = failed.send(e);
+        }
+    }
 }
 
 /// Runs the controllers and the scheduler, each while this server holds its lease (as

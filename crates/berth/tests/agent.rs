@@ -35,16 +35,7 @@ impl Node {
 
     /// Like [`Node::start`], with extra `berth agent` flags.
     fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
-        let missing =
-            ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
-                .iter()
-                .any(|p| !Path::new(p).exists());
-        if missing {
-            assert!(
-                std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
-                "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
-            );
-            eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
+        if !runtime_installed() {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
@@ -122,6 +113,23 @@ impl Drop for Node {
         self.stop();
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
     }
+}
+
+/// Whether containerd, runc, the CNI plugins and the image sources are installed; panics
+/// when they are not but BERTH_REQUIRE_CONTAINERD is set.
+fn runtime_installed() -> bool {
+    let missing =
+        ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
+            .iter()
+            .any(|p| !Path::new(p).exists());
+    if missing {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
+            "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
+        );
+        eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
+    }
+    !missing
 }
 
 fn server() -> TestServer {
@@ -653,4 +661,101 @@ fn a_restarted_agent_adopts_running_pods_without_restarting_them() {
     assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
     assert_eq!(node.containers().len(), 2, "no second sandbox: {:?}", node.containers());
     assert_eq!(http_get(&ip, 8080, "/index.html").as_deref().map(str::trim), Some("still here"));
+}
+
+/// Deletes a bridge when dropped (after the server that made it stopped).
+struct BridgeGuard(&'static str);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).stderr(Stdio::null()).status();
+    }
+}
+
+#[test]
+fn the_server_runs_its_own_node_and_stops_with_it() {
+    if !runtime_installed() {
+        return;
+    }
+    let _bridge = BridgeGuard("btest16");
+    let mut s = TestServer::start_with_agent(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--node-name", "server-node", "--bridge-name", "btest16", "--pod-cidr", "10.88.16.0/24"],
+    );
+    let ready = wait_until(TIMEOUT, || {
+        s.kubectl(&["get", "node", "server-node", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"])
+            .stdout
+            == b"True"
+    });
+    assert!(ready, "the server's node never became Ready:\n{}", s.log());
+    // The node holds its own identity, not the admin's.
+    assert!(s.dir.path().join("tls/client-kubelet.crt").exists());
+    let lease = s.kubectl_ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "server-node",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(lease, "server-node");
+    // A pod without a nodeName is scheduled onto it and serves on its pod IP.
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "web", "namespace": "default" },
+        "spec": { "terminationGracePeriodSeconds": 3, "containers": [{
+            "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never",
+            "command": httpd_command("served by the server's node"), "ports": [{ "containerPort": 8080 }] }] },
+    });
+    apply(&s, &pod);
+    let mut last = Value::Null;
+    let running = wait_until(TIMEOUT, || {
+        last = get_pod(&s, "web");
+        last["status"]["phase"] == "Running" && last["status"]["podIP"].is_string()
+    });
+    assert!(running, "{last:#}\n{}", s.log());
+    assert_eq!(last["spec"]["nodeName"], "server-node");
+    let ip = last["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.88.16."), "{last:#}");
+    let mut body = None;
+    assert!(wait_until(TIMEOUT, || {
+        body = http_get(&ip, 8080, "/index.html");
+        body.is_some()
+    }));
+    assert_eq!(body.unwrap().trim(), "served by the server's node");
+    // SIGTERM stops the node with the server: its pods and containerd go.
+    let status = s.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    assert!(http_get(&ip, 8080, "/index.html").is_none(), "the pod still answers after the server stopped");
+    assert!(
+        !s.dir.path().join("agent/containerd/containerd.sock").exists() || {
+            let out = Command::new("ctr")
+                .arg("-a")
+                .arg(s.dir.path().join("agent/containerd/containerd.sock"))
+                .args(["-n", "k8s.io", "containers", "ls", "-q"])
+                .output()
+                .expect("ctr");
+            !out.status.success()
+        }
+    );
+}
+
+#[test]
+fn a_server_whose_node_cannot_start_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["server", "--https-listen-port", "0", "--node-name", "no-runtime", "--bridge-name", "btest17"])
+        .args(["--containerd-socket", "/nonexistent/containerd.sock"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth server");
+    let _ = Command::new("ip").args(["link", "del", "btest17"]).stderr(Stdio::null()).status();
+    assert!(!out.status.success(), "the server ran without its node");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("starting this server's node (or run with --disable-agent)"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/containerd.sock"), "{stderr}");
 }

@@ -30,6 +30,8 @@ pub struct TestServer {
     pub kubeconfig: PathBuf,
     bin: PathBuf,
     extra_args: Vec<String>,
+    /// Runs its own node (no `--disable-agent`).
+    agent: bool,
     child: Option<Child>,
 }
 
@@ -58,21 +60,36 @@ impl TestServer {
         s
     }
 
+    /// Starts `berth server` with its own node (real containers: containerd must be
+    /// installed), with extra flags (give `--bridge-name`/`--pod-cidr` that no other test uses).
+    pub fn start_with_agent(bin: &Path, extra_args: &[&str]) -> TestServer {
+        let mut s = Self::new(bin, extra_args);
+        s.agent = true;
+        s.spawn();
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
     /// Starts the server and waits only for its kubeconfig (so for its port), not for it to
     /// be ready: for tests of what a starting server answers. See [`TestServer::wait_ready`].
     pub fn spawn_with(bin: &Path, extra_args: &[&str]) -> TestServer {
+        let mut s = Self::new(bin, extra_args);
+        s.spawn();
+        s
+    }
+
+    fn new(bin: &Path, extra_args: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut s = TestServer {
+        TestServer {
             url: String::new(),
             addr: String::new(),
             kubeconfig: dir.path().join("kubeconfig.yaml"),
             dir,
             bin: bin.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            agent: false,
             child: None,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// Starts the server process on the data dir and waits for /readyz.
@@ -107,7 +124,9 @@ impl TestServer {
         // Port 0 on the first start; the same port on restarts.
         let port = self.addr.rsplit(':').next().unwrap_or("0").to_string();
         let child = Command::new(&self.bin)
-            .args(["server", "--disable-agent", "--https-listen-port", if port.is_empty() { "0" } else { &port }])
+            .arg("server")
+            .args(if self.agent { None } else { Some("--disable-agent") })
+            .args(["--https-listen-port", if port.is_empty() { "0" } else { &port }])
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.extra_args)
@@ -255,7 +274,8 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
+            // A node stops its pods first.
+            let deadline = Instant::now() + Duration::from_secs(if self.agent { 60 } else { 10 });
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     return;
