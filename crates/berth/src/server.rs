@@ -62,6 +62,18 @@ pub(crate) struct ServerArgs {
     /// How long a node may go without renewing its Lease before it is marked Unknown (e.g. 40s).
     #[arg(long, default_value = "40s")]
     node_monitor_grace_period: jiff::SignedDuration,
+    /// Nodes per second tainted NoExecute (their pods evicted) in a healthy zone.
+    #[arg(long, default_value_t = 0.1, value_parser = rate)]
+    node_eviction_rate: f64,
+    /// Nodes per second in a partially disrupted zone larger than --large-cluster-size-threshold.
+    #[arg(long, default_value_t = 0.01, value_parser = rate)]
+    secondary_node_eviction_rate: f64,
+    /// Share of a zone's nodes (more than two) not Ready that makes it partially disrupted.
+    #[arg(long, default_value_t = 0.55, value_parser = share)]
+    unhealthy_zone_threshold: f64,
+    /// Partially disrupted zones of at most this many nodes stop evicting.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
     /// Terminated pods beyond this many are deleted, oldest first.
     #[arg(long, default_value_t = 12_500)]
     terminated_pod_gc_threshold: usize,
@@ -82,6 +94,22 @@ pub(crate) struct ServerArgs {
     /// On etcd it also shares the cluster's CAs, keys and Secrets encryption key between the servers given it.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// A rate flag: a finite number, 0 or more.
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err("must be a number of nodes per second, 0 or more".into()),
+    }
+}
+
+/// A share flag: a number in (0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err("must be a share in (0, 1]".into()),
+    }
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -223,6 +251,22 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     controller_options.node_monitor_grace_period =
         args.node_monitor_grace_period.try_into().context("--node-monitor-grace-period must be positive")?;
     controller_options.terminated_pod_gc_threshold = args.terminated_pod_gc_threshold;
+    for (flag, rate) in [
+        ("--node-eviction-rate", args.node_eviction_rate),
+        ("--secondary-node-eviction-rate", args.secondary_node_eviction_rate),
+    ] {
+        anyhow::ensure!(rate.is_finite() && rate >= 0.0, "{flag} must be a number of nodes per second, 0 or more");
+    }
+    anyhow::ensure!(
+        args.unhealthy_zone_threshold > 0.0 && args.unhealthy_zone_threshold <= 1.0,
+        "--unhealthy-zone-threshold must be a share in (0, 1]"
+    );
+    controller_options.eviction_limits = berth_controllers::EvictionLimits {
+        eviction_rate: args.node_eviction_rate,
+        secondary_eviction_rate: args.secondary_node_eviction_rate,
+        unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+        large_cluster_size_threshold: args.large_cluster_size_threshold,
+    };
     let snapshot_schedule = match &args.snapshot_cron {
         Some(cron) => Some(crate::snapshots::Schedule::new(
             cron,

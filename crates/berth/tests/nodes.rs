@@ -235,9 +235,14 @@ fn terminated_pods_beyond_the_threshold_are_collected_oldest_first() {
 
 #[test]
 fn bad_flags_are_refused() {
-    for (flag, value) in
-        [("--cluster-cidr", "10.42.0.0/25"), ("--cluster-cidr", "nonsense"), ("--node-monitor-grace-period", "soon")]
-    {
+    for (flag, value) in [
+        ("--cluster-cidr", "10.42.0.0/25"),
+        ("--cluster-cidr", "nonsense"),
+        ("--node-monitor-grace-period", "soon"),
+        ("--node-eviction-rate", "NaN"),
+        ("--secondary-node-eviction-rate", "fast"),
+        ("--unhealthy-zone-threshold", "1.5"),
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["server", flag, value])
             .output()
@@ -246,4 +251,81 @@ fn bad_flags_are_refused() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{err}");
     }
+}
+
+/// Registers a node in `zone` (label topology.kubernetes.io/zone).
+fn register_in(s: &TestServer, name: &str, zone: &str) {
+    register(s, name);
+    merge_patch(
+        s,
+        &format!("/api/v1/nodes/{name}"),
+        json!({ "metadata": { "labels": { "topology.kubernetes.io/zone": zone } } }),
+    );
+}
+
+fn no_execute_tainted(s: &TestServer, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| taint_keys(&get(s, &format!("/api/v1/nodes/{n}"))).iter().any(|k| k.ends_with(":NoExecute")))
+        .map(|n| n.to_string())
+        .collect()
+}
+
+#[test]
+fn no_execute_taints_stop_in_a_partly_down_zone_and_when_every_zone_is_down() {
+    // A rate high enough not to hold anything back: only the zone states do here (the
+    // pacing itself is unit-tested in nodelifecycle::zones).
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--node-monitor-grace-period", "3s", "--node-eviction-rate", "1000"],
+    );
+    let zone_a = ["a1", "a2", "a3", "a4"];
+    for n in zone_a {
+        register_in(&s, n, "a");
+    }
+    register_in(&s, "b1", "b");
+    let (b_on, b_renewer) = keep_renewing(&s, "b1");
+    let (a4_on, a4_renewer) = keep_renewing(&s, "a4");
+
+    // Three of zone a's four nodes stop. Whichever of them went down while at most two
+    // were down may be tainted NoExecute; once the third is down the zone is partially
+    // disrupted (3 of 4 ≥ 55 %, and no larger than 50 nodes): no more NoExecute taints.
+    let unreachable = |n: &str| {
+        let keys = taint_keys(&get(&s, &format!("/api/v1/nodes/{n}")));
+        keys.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+    };
+    let down = ["a1", "a2", "a3"];
+    assert!(
+        wait_until(WAIT, || down.iter().all(|n| unreachable(n))),
+        "{:?}\n{}",
+        down.map(|n| taint_keys(&get(&s, &format!("/api/v1/nodes/{n}")))),
+        s.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let tainted = no_execute_tainted(&s, &down);
+    assert!(tainted.len() < 3, "all of a partly down zone were tainted NoExecute: {tainted:?}");
+
+    // The fourth stops too: zone a is fully disrupted while b is healthy: all of a tainted.
+    a4_on.store(false, Ordering::SeqCst);
+    a4_renewer.join().unwrap();
+    assert!(
+        wait_until(WAIT, || no_execute_tainted(&s, &zone_a).len() == 4),
+        "{:?}\n{}",
+        no_execute_tainted(&s, &zone_a),
+        s.log()
+    );
+
+    // Zone b goes down as well: every zone is down, the controller assumes it is the one cut
+    // off and takes its NoExecute taints back (the NoSchedule ones stay).
+    b_on.store(false, Ordering::SeqCst);
+    b_renewer.join().unwrap();
+    let all = ["a1", "a2", "a3", "a4", "b1"];
+    assert!(
+        wait_until(WAIT, || no_execute_tainted(&s, &all).is_empty()),
+        "{:?}\n{}",
+        no_execute_tainted(&s, &all),
+        s.log()
+    );
+    assert!(all.iter().all(|n| unreachable(n)));
+    assert!(s.log().contains("every zone is fully disrupted"));
 }

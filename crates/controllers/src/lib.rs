@@ -75,6 +75,8 @@ pub const NAMES: &[&str] = &[
     "root-ca-cert-publisher",
 ];
 
+pub use nodelifecycle::EvictionLimits;
+
 /// Which controllers run, and their settings.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -85,6 +87,8 @@ pub struct Options {
     /// How long a node may go without renewing its Lease before it is Unknown
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: std::time::Duration,
+    /// Zone-aware pacing of NoExecute taints (`--node-eviction-rate` and friends).
+    pub eviction_limits: EvictionLimits,
     /// How many terminated pods may exist before the oldest are deleted
     /// (`--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
@@ -99,6 +103,7 @@ impl Default for Options {
             disabled: BTreeSet::new(),
             cluster_cidr: nodeipam::Cidr::DEFAULT,
             node_monitor_grace_period: std::time::Duration::from_secs(40),
+            eviction_limits: EvictionLimits::default(),
             terminated_pod_gc_threshold: 12_500,
             root_ca: None,
         }
@@ -153,7 +158,8 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("nodelifecycle") {
         let grace = options.node_monitor_grace_period;
-        all.push(("nodelifecycle", Box::pin(nodelifecycle::run(client.clone(), grace))));
+        let limits = options.eviction_limits;
+        all.push(("nodelifecycle", Box::pin(nodelifecycle::run(client.clone(), grace, limits))));
     }
     if options.enabled("nodeipam") {
         all.push(("nodeipam", Box::pin(nodeipam::run(client.clone(), options.cluster_cidr))));

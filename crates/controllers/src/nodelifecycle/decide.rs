@@ -41,23 +41,43 @@ pub(crate) fn ready_status(node: &Node) -> Option<String> {
     node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
 }
 
-/// The node's taints as its Ready condition wants them: `not-ready` for False, `unreachable`
-/// for Unknown (NoExecute with its time added, and NoSchedule), none of them for True.
-/// `None` when the taints are already right.
-pub(crate) fn desired_taints(node: &Node, now: &Time) -> Option<Vec<Taint>> {
-    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let want_key = match ready_status(node).as_deref() {
+/// The lifecycle taint key the node's Ready condition calls for: `not-ready` for False,
+/// `unreachable` for Unknown, none for True.
+fn wanted_key(node: &Node) -> Option<&'static str> {
+    match ready_status(node).as_deref() {
         Some("False") => Some(NOT_READY),
         Some("Unknown") => Some(UNREACHABLE),
         _ => None,
-    };
+    }
+}
+
+/// Whether the node carries a lifecycle (not-ready/unreachable) NoExecute taint.
+pub(crate) fn has_no_execute(node: &Node) -> bool {
+    let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+    taints.into_iter().flatten().any(|t| (t.key == NOT_READY || t.key == UNREACHABLE) && t.effect == "NoExecute")
+}
+
+/// Whether the node's Ready condition calls for a lifecycle NoExecute taint.
+pub(crate) fn wants_no_execute(node: &Node) -> bool {
+    wanted_key(node).is_some()
+}
+
+/// The node's taints as its Ready condition wants them: `not-ready` for False, `unreachable`
+/// for Unknown (NoSchedule, and NoExecute with its time added when `no_execute`: the zone
+/// rate limits decide that), none of them for True. `None` when the taints are already right.
+pub(crate) fn desired_taints(node: &Node, now: &Time, no_execute: bool) -> Option<Vec<Taint>> {
+    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let want_key = wanted_key(node);
     let mut taints: Vec<Taint> = current
         .iter()
-        .filter(|t| (t.key != NOT_READY && t.key != UNREACHABLE) || Some(t.key.as_str()) == want_key)
+        .filter(|t| {
+            let lifecycle = t.key == NOT_READY || t.key == UNREACHABLE;
+            !lifecycle || (Some(t.key.as_str()) == want_key && (no_execute || t.effect != "NoExecute"))
+        })
         .cloned()
         .collect();
     if let Some(key) = want_key {
-        for effect in ["NoSchedule", "NoExecute"] {
+        for effect in ["NoSchedule", "NoExecute"].into_iter().filter(|e| no_execute || *e != "NoExecute") {
             if !taints.iter().any(|t| t.key == key && t.effect == effect) {
                 taints.push(Taint {
                     key: key.into(),

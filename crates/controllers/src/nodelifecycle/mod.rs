@@ -1,9 +1,13 @@
 //! Node lifecycle controller: a node whose Lease (in `kube-node-lease`) and Ready heartbeat
 //! stop changing for the grace period turns `Unknown`, its pods not ready; the node gets
 //! the not-ready/unreachable taints its Ready condition calls for; pods on NoExecute-tainted
-//! nodes are evicted once their tolerations run out. Decisions live in [`decide`].
+//! nodes are evicted once their tolerations run out. NoExecute taints are paced per zone
+//! ([`zones`]). Decisions live in [`decide`].
 
 mod decide;
+mod zones;
+
+pub use zones::EvictionLimits;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,7 +35,7 @@ struct Probe {
     seen_at: Instant,
 }
 
-pub(crate) async fn run(client: kube::Client, grace: Duration) {
+pub(crate) async fn run(client: kube::Client, grace: Duration, limits: EvictionLimits) {
     let (nodes, node_writer) = reflector::store::<Node>();
     let (leases, lease_writer) = reflector::store::<Lease>();
     let (pods, pod_writer) = reflector::store::<Pod>();
@@ -47,12 +51,21 @@ pub(crate) async fn run(client: kube::Client, grace: Duration) {
         .default_backoff()
         .reflect(pod_writer)
         .for_each(|_| async {});
-    let monitor = monitor(client, grace, nodes, leases, pods);
+    let monitor = monitor(client, grace, limits, nodes, leases, pods);
     tokio::join!(follow_nodes, follow_leases, follow_pods, monitor);
 }
 
-async fn monitor(client: kube::Client, grace: Duration, nodes: Store<Node>, leases: Store<Lease>, pods: Store<Pod>) {
+async fn monitor(
+    client: kube::Client,
+    grace: Duration,
+    limits: EvictionLimits,
+    nodes: Store<Node>,
+    leases: Store<Lease>,
+    pods: Store<Pod>,
+) {
     let events = Events::new(client.clone(), "node-controller");
+    let mut zones = zones::Zones::new(limits);
+    let mut standing_still = false;
     let period = (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5));
     let mut probes: HashMap<String, Probe> = HashMap::new();
     let _ = nodes.wait_until_ready().await;
@@ -62,6 +75,9 @@ async fn monitor(client: kube::Client, grace: Duration, nodes: Store<Node>, leas
         let now = Time(jiff::Timestamp::now());
         let all = nodes.state();
         probes.retain(|name, _| all.iter().any(|n| n.name_any() == *name));
+        // First every node's health, then the zones' states from it, then the taints: so
+        // that nodes going down together count together (as Kubernetes' monitor pass does).
+        let mut checked = Vec::with_capacity(all.len());
         for node in all.iter() {
             let name = node.name_any();
             let lease = leases.get(&reflector::ObjectRef::new(&name).within(LEASE_NAMESPACE));
@@ -95,7 +111,34 @@ async fn monitor(client: kube::Client, grace: Duration, nodes: Store<Node>, leas
                     .await;
                 node.status.get_or_insert_with(Default::default).conditions = Some(conditions);
             }
-            if let Some(taints) = decide::desired_taints(&node, &now) {
+            checked.push(node);
+        }
+        zones.observe(&checked, Instant::now());
+        if zones.all_fully_disrupted() != standing_still {
+            standing_still = !standing_still;
+            if standing_still {
+                tracing::warn!(
+                    "node lifecycle: every zone is fully disrupted: assuming the control plane is cut off; \
+                     no NoExecute taints until some node is Ready"
+                );
+            } else {
+                tracing::info!("node lifecycle: some zone is healthy again: NoExecute taints resume");
+            }
+        }
+        for mut node in checked {
+            let name = node.name_any();
+            let no_execute = if standing_still {
+                false
+            } else if decide::has_no_execute(&node) {
+                true
+            } else {
+                decide::wants_no_execute(&node) && zones.admit(&node, Instant::now())
+            };
+            if decide::wants_no_execute(&node) && !no_execute && !standing_still {
+                let zone = zones.state_of(&node);
+                tracing::debug!(node = %name, ?zone, "node lifecycle: NoExecute taint held back by the zone's rate");
+            }
+            if let Some(taints) = decide::desired_taints(&node, &now, no_execute) {
                 let patch = json!({ "spec": { "taints": taints } });
                 match Api::<Node>::all(client.clone())
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))

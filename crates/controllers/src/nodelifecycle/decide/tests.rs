@@ -36,18 +36,32 @@ fn taints_follow_the_ready_condition() {
     };
     let keys = |ts: Vec<Taint>| ts.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>();
     assert_eq!(
-        keys(desired_taints(&with("Unknown", json!([{ "key": "x", "effect": "NoSchedule" }])), &now).unwrap()),
+        keys(desired_taints(&with("Unknown", json!([{ "key": "x", "effect": "NoSchedule" }])), &now, true).unwrap()),
         ["x:NoSchedule", "node.kubernetes.io/unreachable:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"]
     );
-    let ts = desired_taints(&with("False", json!([{ "key": UNREACHABLE, "effect": "NoExecute" }])), &now).unwrap();
+    let ts =
+        desired_taints(&with("False", json!([{ "key": UNREACHABLE, "effect": "NoExecute" }])), &now, true).unwrap();
     assert_eq!(keys(ts.clone()), ["node.kubernetes.io/not-ready:NoSchedule", "node.kubernetes.io/not-ready:NoExecute"]);
     assert_eq!(ts[1].time_added, Some(now.clone()));
     assert_eq!(ts[0].time_added, None);
     assert_eq!(
-        keys(desired_taints(&with("True", json!([{ "key": NOT_READY, "effect": "NoExecute" }])), &now).unwrap()),
+        keys(desired_taints(&with("True", json!([{ "key": NOT_READY, "effect": "NoExecute" }])), &now, true).unwrap()),
         Vec::<String>::new()
     );
-    assert_eq!(desired_taints(&with("True", json!([])), &now), None);
+    assert_eq!(desired_taints(&with("True", json!([])), &now, true), None);
+    // Held back by the zone's rate: NoSchedule only; and a NoExecute taint goes when the
+    // controller stands still (every zone down).
+    assert_eq!(
+        keys(desired_taints(&with("Unknown", json!([])), &now, false).unwrap()),
+        ["node.kubernetes.io/unreachable:NoSchedule"]
+    );
+    let tainted =
+        json!([{ "key": UNREACHABLE, "effect": "NoSchedule" }, { "key": UNREACHABLE, "effect": "NoExecute" }]);
+    assert!(has_no_execute(&with("Unknown", tainted.clone())));
+    assert_eq!(
+        keys(desired_taints(&with("Unknown", tainted), &now, false).unwrap()),
+        ["node.kubernetes.io/unreachable:NoSchedule"]
+    );
 }
 
 #[test]
