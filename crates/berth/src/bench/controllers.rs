@@ -1,20 +1,18 @@
-//! `berth bench controllers`: a Deployment of many replicas on a real `berth server` child,
-//! with a stand-in kubelet (a watch that marks every pod Running and Ready through the API):
+//! `berth bench controllers`: a Deployment of many replicas on a real `berth server` child
+//! (its controllers and scheduler) and 100 hollow nodes (`berth agent --hollow` child):
 //! time to all pods Available, a rolling update of all of them, and deletion with cascade.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::hollow::AgentProcess;
 use super::report::{self, Figure};
 use super::server::ServerProcess;
 
@@ -27,6 +25,9 @@ pub(crate) struct ControllersArgs {
     /// 100 replicas instead of 3,000, for a smoke test (figures are not meaningful).
     #[arg(long)]
     quick: bool,
+    /// Hollow nodes the pods run on.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
 }
 
 /// How long any one phase may take before the benchmark gives up.
@@ -39,57 +40,33 @@ fn progress(msg: &str) {
 /// Runs the controllers benchmark and prints the figures.
 pub(crate) async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let replicas: i32 = if args.quick { 100 } else { 3000 };
+    anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
     let server = ServerProcess::start().await.context("starting the server under test")?;
-    let measured = measure(&server, replicas).await;
-    progress("stopping the server");
+    // Hollow pods start 200 ms after binding and end at once when deleted.
+    let agent = AgentProcess::start_with(&server, args.nodes, &["--max-termination-grace", "1s"])
+        .context("starting the hollow nodes")?;
+    let measured = measure(&server, replicas, args.nodes).await;
+    progress("stopping the hollow nodes and the server");
+    let agent_stopped = agent.stop().context("stopping the hollow nodes");
+    let figures = match (measured, agent_stopped) {
+        (Ok(f), Ok(())) => Ok(f),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
     let stopped = server.stop().await.context("stopping the server under test");
-    let figures = measured?;
+    let figures = figures?;
     stopped?;
     if args.json {
         println!("{}", report::json(&figures));
     } else {
         let title = format!(
-            "berth bench controllers{}: a Deployment of {replicas} replicas, berth server on {} cores, stand-in kubelet in the same machine",
+            "berth bench controllers{}: a Deployment of {replicas} replicas on {} hollow nodes, berth server on {} cores",
             if args.quick { " --quick (counts too small for meaningful figures)" } else { "" },
+            args.nodes,
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         print!("{}", report::table(&title, &figures));
     }
     Ok(())
-}
-
-/// Marks every pod it sees Running and Ready, and finishes graceful deletions, at most
-/// `concurrency` writes at a time.
-async fn kubelet(client: kube::Client, concurrency: usize) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let all: Api<Pod> = Api::all(client.clone());
-    let mut pods = std::pin::pin!(watcher(all, watcher::Config::default()).default_backoff().applied_objects());
-    while let Some(Ok(pod)) = pods.next().await {
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if ready && pod.metadata.deletion_timestamp.is_none() {
-            continue;
-        }
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let name = pod.name_any();
-            if pod.metadata.deletion_timestamp.is_some() {
-                let _ =
-                    api.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await;
-                return;
-            }
-            let now = jiff::Timestamp::now().to_string();
-            let patch = json!({ "status": { "phase": "Running", "startTime": now,
-                "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": now },
-                               { "type": "ContainersReady", "status": "True", "lastTransitionTime": now }] } });
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await;
-        });
-    }
 }
 
 /// Polls the Deployment until `done` holds; returns the time taken.
@@ -114,15 +91,22 @@ fn complete(d: &Deployment, replicas: i32) -> bool {
         && s.available_replicas == Some(replicas)
 }
 
-async fn measure(server: &ServerProcess, replicas: i32) -> anyhow::Result<Vec<Figure>> {
+async fn measure(server: &ServerProcess, replicas: i32, nodes: usize) -> anyhow::Result<Vec<Figure>> {
     let client = server.kube_client().await.context("kube client")?;
-    let harness = tokio::spawn(kubelet(client.clone(), 64));
+    progress(&format!("waiting for {nodes} hollow nodes"));
+    let node_api: Api<Node> = Api::all(client.clone());
+    let started = Instant::now();
+    while node_api.list_metadata(&ListParams::default()).await?.items.len() < nodes {
+        anyhow::ensure!(started.elapsed() < PHASE_TIMEOUT, "the hollow nodes did not register");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "bench" },
         "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": "bench" } },
             "template": { "metadata": { "labels": { "app": "bench" } },
-                "spec": { "containers": [{ "name": "c", "image": "busybox:1.36" }] } } }
+                "spec": { "terminationGracePeriodSeconds": 1,
+                          "containers": [{ "name": "c", "image": "busybox:1.36" }] } } }
     }))?;
 
     progress(&format!("creating a Deployment of {replicas} replicas"));
@@ -146,18 +130,16 @@ async fn measure(server: &ServerProcess, replicas: i32) -> anyhow::Result<Vec<Fi
     api.delete("bench", &DeleteParams::background()).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rses: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
-    // The garbage collector removes the ReplicaSets and pods; without one they stay.
-    let mut cascade = None;
-    while started.elapsed() < Duration::from_secs(20) {
-        let left_rs = rses.list(&ListParams::default().limit(1)).await?.items.len();
-        let left_pods = pods.list(&ListParams::default().limit(1)).await?.items.len();
+    // The garbage collector deletes the ReplicaSets, then their pods; the nodes end them.
+    let cascade = loop {
+        let left_rs = rses.list_metadata(&ListParams::default().limit(1)).await?.items.len();
+        let left_pods = pods.list_metadata(&ListParams::default().limit(1)).await?.items.len();
         if left_rs == 0 && left_pods == 0 {
-            cascade = Some(started.elapsed());
-            break;
+            break started.elapsed();
         }
+        anyhow::ensure!(started.elapsed() < PHASE_TIMEOUT, "timed out waiting for the cascade deletion");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    harness.abort();
+    };
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut figures = vec![
@@ -177,9 +159,6 @@ async fn measure(server: &ServerProcess, replicas: i32) -> anyhow::Result<Vec<Fi
             "ms",
         ),
     ];
-    match cascade {
-        Some(d) => figures.push(Figure::new("cascade_delete_ms", "cascade deletion, all pods gone", ms(d), "ms")),
-        None => progress("cascade deletion did not finish in 20 s: no garbage collector in this build"),
-    }
+    figures.push(Figure::new("cascade_delete_ms", "cascade deletion, all pods gone", ms(cascade), "ms"));
     Ok(figures)
 }

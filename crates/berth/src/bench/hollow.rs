@@ -42,14 +42,19 @@ pub(crate) struct HollowArgs {
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The agent child; killed when dropped (also on error).
-struct AgentProcess {
+pub(super) struct AgentProcess {
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl AgentProcess {
-    fn start(server: &ServerProcess, nodes: usize) -> anyhow::Result<AgentProcess> {
+    pub(super) fn start(server: &ServerProcess, nodes: usize) -> anyhow::Result<AgentProcess> {
+        Self::start_with(server, nodes, &[])
+    }
+
+    /// Like [`AgentProcess::start`], with extra `berth agent --hollow` flags.
+    pub(super) fn start_with(server: &ServerProcess, nodes: usize, extra: &[&str]) -> anyhow::Result<AgentProcess> {
         let exe = std::env::current_exe().context("finding the berth executable")?;
         let dir = tempfile::Builder::new().prefix("berth-bench-agent-").tempdir().context("creating a temp dir")?;
         let log = dir.path().join("agent.log");
@@ -57,6 +62,7 @@ impl AgentProcess {
         let child = Command::new(&exe)
             .args(["agent", "--hollow", "--nodes", &nodes.to_string(), "--kubeconfig"])
             .arg(server.kubeconfig_path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(out)
@@ -65,7 +71,7 @@ impl AgentProcess {
         Ok(AgentProcess { child, log, _dir: dir })
     }
 
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(super) fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("checking the agent")? {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             bail!("the agent exited with {status}; log:\n{log}");
@@ -97,7 +103,7 @@ impl AgentProcess {
         Duration::from_nanos(ns)
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(super) fn stop(mut self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().context("running kill -TERM")?;
         let deadline = Instant::now() + Duration::from_secs(30);
