@@ -92,11 +92,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let nodes = config.nodes;
     let handle = HollowNodes::start(client, config).await.context("starting hollow nodes")?;
     tracing::info!(nodes, first = handle.node_names().next(), "hollow nodes running");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-    }
+    until_stopped().await?;
     handle.stop().await;
     Ok(())
 }
@@ -107,12 +103,18 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     let client = client(&args).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), "node agent running");
+    until_stopped().await?;
+    handle.stop().await;
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn until_stopped() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
     }
-    handle.stop().await;
     Ok(())
 }
 
