@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 pub type Labels = BTreeMap<String, String>;
 
 /// One requirement on a label.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Requirement {
     In(String, Vec<String>),
     NotIn(String, Vec<String>),
@@ -37,7 +37,7 @@ impl Requirement {
 }
 
 /// A compiled label selector. `nothing` selects no object (an absent selector).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Selector {
     requirements: Vec<Requirement>,
     nothing: bool,

@@ -1,12 +1,17 @@
 //! PodTopologySpread: `topologySpreadConstraints`. DoNotSchedule constraints filter
 //! (skew = pods in the node's domain + self − the global minimum must stay ≤ maxSkew,
 //! with minDomains, nodeAffinityPolicy and nodeTaintsPolicy); ScheduleAnyway ones score.
+//!
+//! When every node with the topology key is eligible (no node requirement honoured, taints
+//! ignored, one topology key) the counts come from the cache's incremental per-domain
+//! counts ([`Cache::group_counts`], [`Cache::node_domains`]): O(domains) per cycle.
+//! Otherwise the eligible nodes are walked and the matching pods found by label.
 
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
-use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::cache::{Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 use crate::plugins::node_affinity::Required;
 use crate::selectors::{Selector, untolerated};
@@ -29,10 +34,28 @@ struct Constraint {
     self_match: i64,
 }
 
+/// One constraint's counts.
+struct Counted {
+    /// Matching pods per domain (eligible nodes only; a domain absent has none).
+    pods: DomainCounts,
+    /// How many eligible domains there are.
+    domains: usize,
+    /// The fewest matching pods in an eligible domain.
+    min: i64,
+}
+
+impl Counted {
+    /// From counts holding every eligible domain (0 for those without pods).
+    fn of_all(pods: HashMap<String, i64>) -> Counted {
+        let min = pods.values().copied().min().unwrap_or(0);
+        Counted { domains: pods.len(), min, pods: DomainCounts::new(pods) }
+    }
+}
+
 struct Spread {
     constraints: Vec<Constraint>,
-    /// Per constraint: matching pods per domain (eligible nodes only).
-    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: its counts.
+    counts: Vec<Counted>,
 }
 
 fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
@@ -65,13 +88,30 @@ fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
 /// Counts matching pods per domain over the nodes the constraints consider: every
 /// eligible node's domain is present (with 0 when it has no matching pod); the matching
 /// pods are found through the cache's label index, not by walking every pod.
-fn count(
-    pod: &PodInfo,
-    cache: &Cache,
-    constraints: &[Constraint],
-    only: Option<&[&NodeInfo]>,
-) -> Vec<HashMap<String, i64>> {
+fn count(pod: &PodInfo, cache: &Cache, constraints: &[Constraint], only: Option<&[&NodeInfo]>) -> Vec<Counted> {
     let required = Required::of(pod);
+    let every_node = constraints
+        .iter()
+        .all(|c| c.key == constraints[0].key && (!c.honor_affinity || required.is_empty()) && !c.honor_taints);
+    if only.is_none() && every_node {
+        return constraints
+            .iter()
+            .map(|c| {
+                let key = GroupKey {
+                    namespaces: vec![pod.namespace.clone()],
+                    all_namespaces: false,
+                    selector: c.selector.clone(),
+                    topology_key: c.key.clone(),
+                    skip_terminating: true,
+                };
+                let pods = cache.group_counts(&key);
+                let domains = cache.node_domains(&c.key).len();
+                // A domain without pods is absent from `pods`: then the minimum is 0.
+                let min = if pods.len() < domains { 0 } else { pods.values().copied().min().unwrap_or(0) };
+                Counted { pods, domains, min }
+            })
+            .collect();
+    }
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
     // Whether the node counts for constraint `c`: a node lacking any constraint's key is
     // not counted (as Kubernetes), nor one the policies exclude.
@@ -108,7 +148,7 @@ fn count(
             }
         }
     }
-    counts
+    counts.into_iter().map(Counted::of_all).collect()
 }
 
 impl Plugin for PodTopologySpread {
@@ -137,8 +177,8 @@ impl Plugin for PodTopologySpread {
             let Some(value) = node.labels.get(&c.key) else {
                 return Err(Rejection::unresolvable(MISSING_LABEL));
             };
-            let min = if counts.len() < c.min_domains { 0 } else { counts.values().copied().min().unwrap_or(0) };
-            let here = counts.get(value).copied().unwrap_or(0);
+            let min = if counts.domains < c.min_domains { 0 } else { counts.min };
+            let here = counts.pods.get(value).copied().unwrap_or(0);
             if here + c.self_match - min > c.max_skew {
                 return Err(Rejection::unschedulable(REASON));
             }
@@ -166,8 +206,8 @@ impl Plugin for PodTopologySpread {
             let Some(value) = node.labels.get(&c.key) else {
                 continue;
             };
-            let weight = ((counts.len() + 2) as f64).ln();
-            total += counts.get(value).copied().unwrap_or(0) as f64 * weight + (c.max_skew - 1) as f64;
+            let weight = ((counts.domains + 2) as f64).ln();
+            total += counts.pods.get(value).copied().unwrap_or(0) as f64 * weight + (c.max_skew - 1) as f64;
         }
         total.round() as i64
     }
