@@ -5,8 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, ReplicationController, Service,
+    Taint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -455,6 +457,14 @@ pub struct Cache {
     pub budgets: HashMap<String, Arc<PodDisruptionBudget>>,
     /// Namespaces by name (their labels, for namespaceSelectors).
     pub namespaces: Namespaces,
+    /// Services by `namespace/name` (PodTopologySpread's default constraints).
+    pub services: HashMap<String, Arc<Service>>,
+    /// ReplicationControllers by `namespace/name` (default spread constraints).
+    pub replication_controllers: HashMap<String, Arc<ReplicationController>>,
+    /// ReplicaSets by `namespace/name` (default spread constraints).
+    pub replica_sets: HashMap<String, Arc<ReplicaSet>>,
+    /// StatefulSets by `namespace/name` (default spread constraints).
+    pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
     /// The node each nominated pod is nominated to.
     nominations: HashMap<String, String>,
     /// Every placed pod by label (so selectors find their pods without a walk of every pod).

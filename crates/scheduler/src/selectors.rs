@@ -82,6 +82,12 @@ impl Selector {
         Selector { requirements, nothing: false }
     }
 
+    /// Adds every requirement of `other` (both must hold).
+    pub fn and(&mut self, other: &Selector) {
+        self.nothing |= other.nothing;
+        self.requirements.extend(other.requirements.iter().cloned());
+    }
+
     /// Adds `key In (value)`.
     pub fn and_equals(&mut self, key: &str, value: &str) {
         self.requirements.push(Requirement::In(key.to_string(), vec![value.to_string()]));
