@@ -5,8 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, Taint, WeightedPodAffinityTerm,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, ReplicationController, Service,
+    Taint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -19,7 +21,7 @@ use crate::selectors::{Labels, Selector};
 pub type Namespaces = HashMap<String, Arc<Namespace>>;
 
 /// One pod (anti-)affinity term, compiled.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AffinityTerm {
     /// Which pods the term is about.
     pub selector: Selector,
@@ -320,6 +322,119 @@ struct Placement {
     info: Arc<PodInfo>,
 }
 
+/// Pods (or terms) per topology domain (label value); domains with none are absent.
+/// Shared copy-on-write: a cycle holds a clone of the `Arc` while the cache keeps
+/// updating its own (no copy happens unless a cycle still holds it).
+pub type DomainCounts = Arc<HashMap<String, i64>>;
+
+/// A group of pods counted per topology domain: the pods a label selector selects in
+/// some namespaces, by the value of one node label. Groups are counted incrementally
+/// from the first time a cycle asks for them ([`Cache::group_counts`]) until unused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// The namespaces searched (sorted), unless `all_namespaces`.
+    pub namespaces: Vec<String>,
+    /// Every namespace.
+    pub all_namespaces: bool,
+    /// Which pods.
+    pub selector: Selector,
+    /// The node label whose values are the domains.
+    pub topology_key: String,
+    /// Terminating pods are left out (PodTopologySpread counts only live pods).
+    pub skip_terminating: bool,
+}
+
+impl GroupKey {
+    /// The group a pod (anti-)affinity term counts; `None` for a term with a
+    /// namespaceSelector (what it selects changes with namespace labels: not kept).
+    pub fn of_term(term: &AffinityTerm) -> Option<GroupKey> {
+        if term.namespace_selector.is_some() {
+            return None;
+        }
+        let mut namespaces = term.namespaces.clone();
+        namespaces.sort();
+        namespaces.dedup();
+        Some(GroupKey {
+            namespaces,
+            all_namespaces: term.all_namespaces,
+            selector: term.selector.clone(),
+            topology_key: term.topology_key.clone(),
+            skip_terminating: false,
+        })
+    }
+
+    /// Whether `pod` belongs to the group.
+    pub fn matches(&self, pod: &PodInfo) -> bool {
+        (self.all_namespaces || self.namespaces.contains(&pod.namespace))
+            && !(self.skip_terminating && pod.terminating())
+            && self.selector.matches(&pod.labels)
+    }
+}
+
+/// A counted group and when a cycle last asked for it.
+#[derive(Debug)]
+struct Group {
+    counts: DomainCounts,
+    last_used: u64,
+}
+
+/// The counted groups. Behind a mutex so a cycle holding `&Cache` can register one.
+#[derive(Debug, Default)]
+struct Groups {
+    map: HashMap<GroupKey, Group>,
+    /// Counts the asks; a group not asked for within [`GROUP_IDLE_ASKS`] asks is dropped.
+    clock: u64,
+}
+
+/// A counted group no cycle asked for within this many asks (of any group) is dropped.
+const GROUP_IDLE_ASKS: u64 = 20_000;
+
+fn bump_domain(counts: &mut DomainCounts, domain: &str, by: i64) {
+    let map = Arc::make_mut(counts);
+    match map.get_mut(domain) {
+        Some(c) => {
+            *c += by;
+            if *c == 0 {
+                map.remove(domain);
+            }
+        }
+        None => {
+            map.insert(domain.to_string(), by);
+        }
+    }
+}
+
+/// Counts (`sign` 1) or uncounts (-1) `pod` on a node (`present`: it has a Node object;
+/// `labels`: its labels) in every counted group and in the existing anti-affinity terms.
+fn account(
+    groups: &mut Groups,
+    existing_anti: &mut HashMap<AffinityTerm, DomainCounts>,
+    present: bool,
+    labels: &Labels,
+    pod: &PodInfo,
+    sign: i64,
+) {
+    if !present {
+        return;
+    }
+    for (key, g) in groups.map.iter_mut() {
+        if let Some(v) = labels.get(&key.topology_key)
+            && key.matches(pod)
+        {
+            bump_domain(&mut g.counts, v, sign);
+        }
+    }
+    for t in &pod.required_anti_affinity {
+        if let Some(v) = labels.get(&t.topology_key) {
+            let counts = existing_anti.entry(t.clone()).or_default();
+            bump_domain(counts, v, sign);
+            if counts.is_empty() {
+                existing_anti.remove(t);
+            }
+        }
+    }
+}
+
 /// Pod keys by label key, then label value.
 type LabelIndex = HashMap<String, HashMap<String, HashSet<String>>>;
 
@@ -342,6 +457,14 @@ pub struct Cache {
     pub budgets: HashMap<String, Arc<PodDisruptionBudget>>,
     /// Namespaces by name (their labels, for namespaceSelectors).
     pub namespaces: Namespaces,
+    /// Services by `namespace/name` (PodTopologySpread's default constraints).
+    pub services: HashMap<String, Arc<Service>>,
+    /// ReplicationControllers by `namespace/name` (default spread constraints).
+    pub replication_controllers: HashMap<String, Arc<ReplicationController>>,
+    /// ReplicaSets by `namespace/name` (default spread constraints).
+    pub replica_sets: HashMap<String, Arc<ReplicaSet>>,
+    /// StatefulSets by `namespace/name` (default spread constraints).
+    pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
     /// The node each nominated pod is nominated to.
     nominations: HashMap<String, String>,
     /// Every placed pod by label (so selectors find their pods without a walk of every pod).
@@ -350,6 +473,13 @@ pub struct Cache {
     with_required_anti: HashSet<String>,
     /// Keys of placed pods with terms that score (required affinity, preferred terms).
     with_scoring_terms: HashSet<String>,
+    /// Counted groups (pods per domain), for the pre-filters and pre-scores.
+    groups: std::sync::Mutex<Groups>,
+    /// Placed pods' required anti-affinity terms: per distinct term, how many pods
+    /// carrying it are in each domain of its topology key.
+    existing_anti: HashMap<AffinityTerm, DomainCounts>,
+    /// Per node label key: how many nodes (with a Node object) carry each value.
+    node_domains: HashMap<String, DomainCounts>,
 }
 
 fn scores_terms(p: &PodInfo) -> bool {
@@ -433,6 +563,7 @@ impl Cache {
     /// Adds or updates a node.
     pub fn upsert_node(&mut self, node: Arc<Node>) -> NodeChange {
         let name = node.metadata.name.clone().unwrap_or_default();
+        let old_labels = self.node(&name).filter(|n| n.node.is_some()).map(|n| n.labels.clone());
         let (had, old_images, change) = {
             let entry = self.entry(&name);
             let had = entry.node.is_some();
@@ -454,6 +585,10 @@ impl Cache {
         if !had {
             self.with_node += 1;
         }
+        if change != NodeChange::Unchanged {
+            let new_labels = self.node(&name).map(|n| n.labels.clone()).unwrap_or_default();
+            self.relabel(&name, old_labels.as_ref(), Some(&new_labels));
+        }
         self.count_images(&old_images, -1);
         let new_images = self.node(&name).map(|n| n.images.clone()).unwrap_or_default();
         self.count_images(&new_images, 1);
@@ -465,7 +600,10 @@ impl Cache {
         let Some(&i) = self.index.get(name) else {
             return;
         };
-        if self.nodes[i].node.take().is_some() {
+        if self.nodes[i].node.is_some() {
+            let old_labels = self.nodes[i].labels.clone();
+            self.relabel(name, Some(&old_labels), None);
+            self.nodes[i].node = None;
             self.with_node -= 1;
             let images = std::mem::take(&mut self.nodes[i].images);
             self.count_images(&images, -1);
@@ -482,7 +620,18 @@ impl Cache {
     }
 
     fn place(&mut self, info: Arc<PodInfo>, node: String, assumed: bool) {
-        self.entry(&node).add_pod(info.clone());
+        let entry = self.entry(&node);
+        entry.add_pod(info.clone());
+        let present = entry.node.is_some();
+        let i = self.index[&node];
+        account(
+            self.groups.get_mut().unwrap_or_else(|e| e.into_inner()),
+            &mut self.existing_anti,
+            present,
+            &self.nodes[i].labels,
+            &info,
+            1,
+        );
         for (k, v) in &info.labels {
             self.by_label.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(info.key.clone());
         }
@@ -501,6 +650,15 @@ impl Cache {
             return false;
         };
         if let Some(&i) = self.index.get(&p.node) {
+            let n = &self.nodes[i];
+            account(
+                self.groups.get_mut().unwrap_or_else(|e| e.into_inner()),
+                &mut self.existing_anti,
+                n.node.is_some(),
+                &n.labels,
+                &p.info,
+                -1,
+            );
             self.nodes[i].remove_pod(key);
         }
         self.drop_if_empty(&p.node);
@@ -547,6 +705,77 @@ impl Cache {
                 .flat_map(|n| n.pods.iter().map(move |p| (p.as_ref(), n)))
                 .collect(),
         }
+    }
+
+    /// Moves the node `name`'s pods (and the node itself) in the per-domain counts from
+    /// its old labels to its new ones (`None`: no Node object).
+    fn relabel(&mut self, name: &str, old: Option<&Labels>, new: Option<&Labels>) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        let groups = self.groups.get_mut().unwrap_or_else(|e| e.into_inner());
+        for p in &self.nodes[i].pods {
+            if let Some(old) = old {
+                account(groups, &mut self.existing_anti, true, old, p, -1);
+            }
+            if let Some(new) = new {
+                account(groups, &mut self.existing_anti, true, new, p, 1);
+            }
+        }
+        for (labels, sign) in [(old, -1), (new, 1)] {
+            for (k, v) in labels.into_iter().flatten() {
+                let counts = self.node_domains.entry(k.clone()).or_default();
+                bump_domain(counts, v, sign);
+                if counts.is_empty() {
+                    self.node_domains.remove(k);
+                }
+            }
+        }
+    }
+
+    /// How many nodes (with a Node object) carry each value of the label `key`.
+    pub fn node_domains(&self, key: &str) -> DomainCounts {
+        self.node_domains.get(key).cloned().unwrap_or_default()
+    }
+
+    /// The group's placed pods (on nodes with a Node object carrying the topology key)
+    /// per domain. The first ask counts them through the label index; from then on the
+    /// counts follow every pod and node change, until no cycle asks for a while.
+    pub fn group_counts(&self, key: &GroupKey) -> DomainCounts {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.clock += 1;
+        let clock = groups.clock;
+        if let Some(g) = groups.map.get_mut(key) {
+            g.last_used = clock;
+            return g.counts.clone();
+        }
+        let mut counts = DomainCounts::default();
+        for (p, n) in self.candidates(&key.selector) {
+            if let Some(v) = n.labels.get(&key.topology_key)
+                && key.matches(p)
+            {
+                bump_domain(&mut counts, v, 1);
+            }
+        }
+        groups.map.retain(|_, g| clock - g.last_used < GROUP_IDLE_ASKS);
+        groups.map.insert(key.clone(), Group { counts: counts.clone(), last_used: clock });
+        counts
+    }
+
+    /// The value of label `key` on the node where pod `key` is placed (a Node object).
+    pub fn placed_domain(&self, pod: &str, key: &str) -> Option<String> {
+        self.placed(pod).and_then(|(_, n)| n.labels.get(key).cloned())
+    }
+
+    /// How many groups are counted (for tests and profiles).
+    pub fn counted_groups(&self) -> usize {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+    }
+
+    /// The distinct required anti-affinity terms of placed pods, each with how many pods
+    /// carrying it are in each domain of its topology key (nodes with a Node object).
+    pub fn existing_anti_affinity(&self) -> impl Iterator<Item = (&AffinityTerm, &DomainCounts)> {
+        self.existing_anti.iter()
     }
 
     /// Placed pods (on nodes with a Node object) with required anti-affinity terms.
@@ -690,7 +919,8 @@ mod tests {
     }
 
     fn labelled_pod(pod: u8, node: u8, app: u8, anti: bool, preferred: bool) -> Arc<PodInfo> {
-        let term = json!({"labelSelector": {"matchLabels": {"app": format!("a{app}")}}, "topologyKey": "zone"});
+        let key = if pod.is_multiple_of(3) { "host" } else { "zone" };
+        let term = json!({"labelSelector": {"matchLabels": {"app": format!("a{app}")}}, "topologyKey": key});
         let mut affinity = json!({});
         if anti {
             affinity["podAntiAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": [term.clone()]});
@@ -701,6 +931,7 @@ mod tests {
         }
         Arc::new(PodInfo::new(Arc::new(
             serde_json::from_value(json!({"metadata": {"name": format!("p{pod}"), "namespace": "default",
+                "deletionTimestamp": (pod % 4 == 1).then_some("2026-01-01T00:00:00Z"),
                 "labels": {"app": format!("a{app}"), "tier": format!("t{}", pod % 2)}},
                 "spec": {"nodeName": format!("n{node}"), "affinity": affinity,
                     "containers": [{"name": "c", "resources": {"requests": {"cpu": format!("{}m", 100 + pod as u32)}}}]}}))
@@ -748,17 +979,92 @@ mod tests {
         assert_eq!(c.node_count(), c.nodes().iter().filter(|n| n.node.is_some()).count());
         let labelled: usize = c.by_label.values().flat_map(|m| m.values()).map(|s| s.len()).sum();
         assert_eq!(labelled, c.pods.values().map(|p| p.info.labels.len()).sum::<usize>(), "no stale index entries");
+        check_counts_against_scratch(c);
+    }
+
+    /// The group keys the property test counts: per app, by zone and by host, in the
+    /// pods' namespace or every namespace.
+    fn group_keys() -> Vec<GroupKey> {
+        let mut keys = Vec::new();
+        for app in ["a0", "a1", "a2", "a9"] {
+            let mut labels = Labels::new();
+            labels.insert("app".into(), app.into());
+            for topology_key in ["zone", "host"] {
+                for all_namespaces in [false, true] {
+                    keys.push(GroupKey {
+                        namespaces: if all_namespaces { vec![] } else { vec!["default".into()] },
+                        all_namespaces,
+                        selector: Selector::from_map(&labels),
+                        topology_key: topology_key.into(),
+                        skip_terminating: all_namespaces,
+                    });
+                }
+            }
+        }
+        keys.push(GroupKey {
+            namespaces: vec!["other".into()],
+            all_namespaces: false,
+            selector: Selector::everything(),
+            topology_key: "zone".into(),
+            skip_terminating: false,
+        });
+        keys
+    }
+
+    /// The incremental per-domain counts equal counts recomputed from every node's pods.
+    fn check_counts_against_scratch(c: &Cache) {
+        let live = || c.nodes().iter().filter(|n| n.node.is_some());
+        for key in group_keys() {
+            let mut want: HashMap<String, i64> = HashMap::new();
+            for n in live() {
+                for p in &n.pods {
+                    if let Some(v) = n.labels.get(&key.topology_key)
+                        && key.matches(p)
+                    {
+                        *want.entry(v.clone()).or_insert(0) += 1;
+                    }
+                }
+            }
+            assert_eq!(*c.group_counts(&key), want, "{key:?}");
+        }
+        let mut want: HashMap<AffinityTerm, HashMap<String, i64>> = HashMap::new();
+        for n in live() {
+            for p in &n.pods {
+                for t in &p.required_anti_affinity {
+                    if let Some(v) = n.labels.get(&t.topology_key) {
+                        *want.entry(t.clone()).or_default().entry(v.clone()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        let have: HashMap<AffinityTerm, HashMap<String, i64>> =
+            c.existing_anti_affinity().map(|(t, m)| (t.clone(), (**m).clone())).collect();
+        assert_eq!(have, want, "existing anti-affinity terms");
+        for key in ["zone", "host"] {
+            let mut want: HashMap<String, i64> = HashMap::new();
+            for n in live() {
+                if let Some(v) = n.labels.get(key) {
+                    *want.entry(v.clone()).or_insert(0) += 1;
+                }
+            }
+            assert_eq!(*c.node_domains(key), want, "nodes per {key}");
+        }
     }
 
     proptest::proptest! {
         #[test]
         fn indexes_follow_every_change(ops in proptest::collection::vec(op(), 1..60)) {
             let mut c = Cache::new();
+            // Half the groups are counted from the start (followed through every change),
+            // the others from their first ask in the middle of the sequence.
+            for key in group_keys().iter().step_by(2) {
+                c.group_counts(key);
+            }
             for op in ops {
                 match op {
                     Op::UpsertNode { node, zone, cpu } => {
                         let n: Node = serde_json::from_value(json!({"metadata": {"name": format!("n{node}"),
-                            "labels": {"zone": format!("z{zone}")}},
+                            "labels": {"zone": format!("z{zone}"), "host": format!("h{}", (node + zone) % 4)}},
                             "status": {"allocatable": {"cpu": cpu.to_string(), "memory": "8Gi", "pods": "110"}}}))
                             .unwrap();
                         c.upsert_node(Arc::new(n));

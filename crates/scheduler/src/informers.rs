@@ -1,4 +1,6 @@
-//! Watches of nodes, pods, namespaces, volumes, claims, storage classes and disruption budgets,
+//! Watches of nodes, pods, namespaces, volumes, claims, storage classes, disruption budgets,
+//! and the services, replication controllers, replica sets and stateful sets that
+//! PodTopologySpread's default constraints select pods by,
 //! applied to the cache and the queue as events arrive (kube-runtime watchers: one LIST,
 //! then WATCH, re-listing with back-off after errors).
 
@@ -7,7 +9,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
@@ -45,6 +50,20 @@ pub fn start(
     let s = shared.clone();
     tasks
         .spawn(watch(Api::<Namespace>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.namespaces, false, true)));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<Service>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.services, true, false)));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<ReplicationController>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.replication_controllers, true, false)
+    }));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<ReplicaSet>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.replica_sets, true, false)
+    }));
+    let s = shared.clone();
+    tasks.spawn(watch(Api::<StatefulSet>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.stateful_sets, true, false)
+    }));
     let s = shared;
     tasks.spawn(watch(Api::<PodDisruptionBudget>::all(client), move |e| keyed(&s, e, |c| &mut c.budgets, true, false)));
     async move {

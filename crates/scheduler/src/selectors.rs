@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 pub type Labels = BTreeMap<String, String>;
 
 /// One requirement on a label.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Requirement {
     In(String, Vec<String>),
     NotIn(String, Vec<String>),
@@ -37,7 +37,7 @@ impl Requirement {
 }
 
 /// A compiled label selector. `nothing` selects no object (an absent selector).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Selector {
     requirements: Vec<Requirement>,
     nothing: bool,
@@ -80,6 +80,12 @@ impl Selector {
     pub fn from_map(map: &BTreeMap<String, String>) -> Selector {
         let requirements = map.iter().map(|(k, v)| Requirement::In(k.clone(), vec![v.clone()])).collect();
         Selector { requirements, nothing: false }
+    }
+
+    /// Adds every requirement of `other` (both must hold).
+    pub fn and(&mut self, other: &Selector) {
+        self.nothing |= other.nothing;
+        self.requirements.extend(other.requirements.iter().cloned());
     }
 
     /// Adds `key In (value)`.

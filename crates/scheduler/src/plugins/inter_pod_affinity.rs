@@ -1,10 +1,15 @@
 //! InterPodAffinity: required pod affinity and anti-affinity by topology key (the pod's
 //! own terms, and existing pods' anti-affinity against it) filter; preferred terms of
 //! both sides, and existing pods' required affinity (weight 1), score.
+//!
+//! The pre-filter is O(terms + domains), not O(pods): the cache keeps matching pods per
+//! domain for each term in use ([`Cache::group_counts`]) and existing pods' anti-affinity
+//! terms per distinct term and domain ([`Cache::existing_anti_affinity`]). Terms with a
+//! namespaceSelector are counted by a walk of the pods their selector may select.
 
 use std::collections::HashMap;
 
-use crate::cache::{AffinityTerm, Cache, NodeInfo, PodInfo};
+use crate::cache::{AffinityTerm, Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 
 /// The InterPodAffinity filter and score.
@@ -33,17 +38,47 @@ fn bump(counts: &mut Counts, key: &str, value: &str, by: i64) {
     *counts.entry(key.to_string()).or_default().entry(value.to_string()).or_insert(0) += by;
 }
 
-fn get(counts: &Counts, key: &str, value: &str) -> i64 {
-    counts.get(key).and_then(|m| m.get(value)).copied().unwrap_or(0)
+/// Pods other than `pod` that `term` selects, per domain of its topology key: the
+/// cache's incremental counts, or a walk of the candidates for a namespaceSelector term.
+fn term_counts(term: &AffinityTerm, pod: &PodInfo, cache: &Cache) -> DomainCounts {
+    let mut counts = match GroupKey::of_term(term) {
+        Some(key) => cache.group_counts(&key),
+        None => {
+            let mut counts = HashMap::new();
+            for (existing, node) in cache.candidates(&term.selector) {
+                if term.matches(existing, &cache.namespaces)
+                    && let Some(v) = term_domain(term, node)
+                {
+                    *counts.entry(v.to_string()).or_insert(0) += 1;
+                }
+            }
+            DomainCounts::new(counts)
+        }
+    };
+    // The pod itself is not in the cache while it is scheduled; if it is (a stale
+    // placement), it does not count against itself.
+    if let Some(v) = cache.placed_domain(&pod.key, &term.topology_key)
+        && term.matches(pod, &cache.namespaces)
+    {
+        let map = std::sync::Arc::make_mut(&mut counts);
+        if let Some(c) = map.get_mut(&v) {
+            *c -= 1;
+            if *c <= 0 {
+                map.remove(&v);
+            }
+        }
+    }
+    counts
 }
 
 struct FilterState {
-    /// Domains where an existing pod's anti-affinity matches the incoming pod.
-    existing_anti: Counts,
+    /// Existing pods' anti-affinity terms that match the incoming pod: (topology key,
+    /// pods carrying the term per domain).
+    existing_anti: Vec<(String, DomainCounts)>,
     /// Per required affinity term (by index): matching pods per domain.
-    affinity: Vec<HashMap<String, i64>>,
-    /// Matching pods per domain for the pod's anti-affinity terms.
-    anti: Counts,
+    affinity: Vec<DomainCounts>,
+    /// Per required anti-affinity term (by index): matching pods per domain.
+    anti: Vec<DomainCounts>,
     /// No pod anywhere matches the affinity terms, and the pod matches them itself.
     first_of_group: bool,
 }
@@ -66,46 +101,19 @@ impl Plugin for InterPodAffinity {
         if pod.required_affinity.is_empty() && pod.required_anti_affinity.is_empty() && !any_existing_anti {
             return Ok(Prepared::skip());
         }
-        let mut state = FilterState {
-            existing_anti: Counts::new(),
-            affinity: vec![HashMap::new(); pod.required_affinity.len()],
-            anti: Counts::new(),
-            first_of_group: false,
-        };
-        for (existing, node) in cache.pods_with_required_anti_affinity() {
-            for term in &existing.required_anti_affinity {
-                if term.matches(pod, &cache.namespaces)
-                    && let Some(v) = term_domain(term, node)
-                {
-                    bump(&mut state.existing_anti, &term.topology_key, v, 1);
-                }
-            }
-        }
-        // The pod's own terms: only the pods each term's selector may select are looked at.
-        let mut affinity_matches = 0usize;
-        for (i, term) in pod.required_affinity.iter().enumerate() {
-            for (existing, node) in cache.candidates(&term.selector) {
-                if existing.key != pod.key && term.matches(existing, &cache.namespaces) {
-                    affinity_matches += 1;
-                    if let Some(v) = term_domain(term, node) {
-                        *state.affinity[i].entry(v.to_string()).or_insert(0) += 1;
-                    }
-                }
-            }
-        }
-        for term in &pod.required_anti_affinity {
-            for (existing, node) in cache.candidates(&term.selector) {
-                if existing.key != pod.key
-                    && term.matches(existing, &cache.namespaces)
-                    && let Some(v) = term_domain(term, node)
-                {
-                    bump(&mut state.anti, &term.topology_key, v, 1);
-                }
-            }
-        }
-        state.first_of_group = !pod.required_affinity.is_empty()
-            && affinity_matches == 0
+        let existing_anti = cache
+            .existing_anti_affinity()
+            .filter(|(term, _)| term.matches(pod, &cache.namespaces))
+            .map(|(term, counts)| (term.topology_key.clone(), counts.clone()))
+            .collect();
+        let affinity: Vec<DomainCounts> = pod.required_affinity.iter().map(|t| term_counts(t, pod, cache)).collect();
+        let anti = pod.required_anti_affinity.iter().map(|t| term_counts(t, pod, cache)).collect();
+        // As Kubernetes: the first pod of a group whose affinity terms select itself may
+        // go anywhere when no pod matches them yet.
+        let first_of_group = !pod.required_affinity.is_empty()
+            && affinity.iter().all(|c| c.is_empty())
             && pod.required_affinity.iter().all(|t| t.matches(pod, &cache.namespaces));
+        let state = FilterState { existing_anti, affinity, anti, first_of_group };
         Ok(Prepared::with(state))
     }
 
@@ -117,20 +125,18 @@ impl Plugin for InterPodAffinity {
             let Some(v) = term_domain(term, node) else {
                 return Err(Rejection::unresolvable(AFFINITY));
             };
-            if !s.first_of_group && s.affinity[i].get(v).copied().unwrap_or(0) == 0 {
+            if !s.first_of_group && s.affinity[i].get(v).copied().unwrap_or(0) <= 0 {
                 return Err(Rejection::unresolvable(AFFINITY));
             }
         }
-        for term in &pod.required_anti_affinity {
+        for (term, counts) in pod.required_anti_affinity.iter().zip(&s.anti) {
             if let Some(v) = term_domain(term, node)
-                && get(&s.anti, &term.topology_key, v) > 0
+                && counts.get(v).is_some_and(|c| *c > 0)
             {
                 return Err(Rejection::unschedulable(ANTI));
             }
         }
-        if !s.existing_anti.is_empty()
-            && s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0)))
-        {
+        if s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0))) {
             return Err(Rejection::unschedulable(EXISTING_ANTI));
         }
         Ok(())
@@ -141,12 +147,8 @@ impl Plugin for InterPodAffinity {
         for (w, sign) in
             pod.preferred_affinity.iter().map(|w| (w, 1)).chain(pod.preferred_anti_affinity.iter().map(|w| (w, -1)))
         {
-            for (existing, node) in cache.candidates(&w.term.selector) {
-                if w.term.matches(existing, &cache.namespaces)
-                    && let Some(v) = term_domain(&w.term, node)
-                {
-                    bump(&mut scores, &w.term.topology_key, v, sign * w.weight as i64);
-                }
+            for (v, n) in term_counts(&w.term, pod, cache).iter() {
+                bump(&mut scores, &w.term.topology_key, v, sign * w.weight as i64 * n);
             }
         }
         for (existing, node) in cache.pods_with_scoring_terms() {

@@ -1,12 +1,20 @@
 //! PodTopologySpread: `topologySpreadConstraints`. DoNotSchedule constraints filter
 //! (skew = pods in the node's domain + self − the global minimum must stay ≤ maxSkew,
 //! with minDomains, nodeAffinityPolicy and nodeTaintsPolicy); ScheduleAnyway ones score.
+//! A pod without constraints that a Service, ReplicationController, ReplicaSet or
+//! StatefulSet selects gets the cluster defaults (`defaultingType: System`): zone maxSkew
+//! 5 and hostname maxSkew 3, ScheduleAnyway, over the pods those objects select.
+//!
+//! When every node with the topology key is eligible (no node requirement honoured, taints
+//! ignored, one topology key) the counts come from the cache's incremental per-domain
+//! counts ([`Cache::group_counts`], [`Cache::node_domains`]): O(domains) per cycle.
+//! Otherwise the eligible nodes are walked and the matching pods found by label.
 
 use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
-use crate::cache::{Cache, NodeInfo, PodInfo};
+use crate::cache::{Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 use crate::plugins::node_affinity::Required;
 use crate::selectors::{Selector, untolerated};
@@ -27,15 +35,104 @@ struct Constraint {
     honor_affinity: bool,
     honor_taints: bool,
     self_match: i64,
+    /// A system default: nodes lacking another constraint's key still count for this one.
+    system_default: bool,
+}
+
+/// The zone label.
+pub const ZONE: &str = "topology.kubernetes.io/zone";
+/// The hostname label.
+pub const HOSTNAME: &str = "kubernetes.io/hostname";
+
+/// The pods the objects selecting `pod` select, as Kubernetes' `DefaultSelector`: the
+/// selectors of the Services of its namespace that select it, and of the
+/// ReplicationController, ReplicaSet or StatefulSet that controls it. `None` when none.
+pub fn default_selector(pod: &PodInfo, cache: &Cache) -> Option<Selector> {
+    let mut selector = Selector::everything();
+    for svc in cache.services.values() {
+        let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
+            continue;
+        };
+        if svc.metadata.namespace.as_deref() == Some(pod.namespace.as_str()) {
+            let sel = Selector::from_map(sel);
+            if sel.matches(&pod.labels) {
+                selector.and(&sel);
+            }
+        }
+    }
+    let owner = pod.pod.metadata.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+    if let Some(o) = owner {
+        let key = format!("{}/{}", pod.namespace, o.name);
+        let owned = match (o.api_version.as_str(), o.kind.as_str()) {
+            ("v1", "ReplicationController") => cache
+                .replication_controllers
+                .get(&key)
+                .and_then(|rc| rc.spec.as_ref()?.selector.as_ref().map(Selector::from_map)),
+            ("apps/v1", "ReplicaSet") => cache
+                .replica_sets
+                .get(&key)
+                .and_then(|rs| rs.spec.as_ref().map(|s| Selector::from_label_selector(Some(&s.selector)))),
+            ("apps/v1", "StatefulSet") => cache
+                .stateful_sets
+                .get(&key)
+                .and_then(|ss| ss.spec.as_ref().map(|s| Selector::from_label_selector(Some(&s.selector)))),
+            _ => None,
+        };
+        if let Some(sel) = owned {
+            selector.and(&sel);
+        }
+    }
+    (!selector.is_everything()).then_some(selector)
+}
+
+/// One constraint's counts.
+struct Counted {
+    /// Matching pods per domain (eligible nodes only; a domain absent has none).
+    pods: DomainCounts,
+    /// How many eligible domains there are.
+    domains: usize,
+    /// The fewest matching pods in an eligible domain.
+    min: i64,
+}
+
+impl Counted {
+    /// From counts holding every eligible domain (0 for those without pods).
+    fn of_all(pods: HashMap<String, i64>) -> Counted {
+        let min = pods.values().copied().min().unwrap_or(0);
+        Counted { domains: pods.len(), min, pods: DomainCounts::new(pods) }
+    }
 }
 
 struct Spread {
     constraints: Vec<Constraint>,
-    /// Per constraint: matching pods per domain (eligible nodes only).
-    counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: its counts.
+    counts: Vec<Counted>,
 }
 
-fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
+fn compile(pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
+    let own = pod.spec().topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
+    if !own {
+        if when != "ScheduleAnyway" {
+            return Vec::new();
+        }
+        let Some(selector) = default_selector(pod, cache) else {
+            return Vec::new();
+        };
+        let self_match = i64::from(selector.matches(&pod.labels));
+        return [(ZONE, 5), (HOSTNAME, 3)]
+            .into_iter()
+            .map(|(key, max_skew)| Constraint {
+                max_skew,
+                key: key.to_string(),
+                selector: selector.clone(),
+                min_domains: 1,
+                honor_affinity: true,
+                honor_taints: false,
+                self_match,
+                system_default: true,
+            })
+            .collect();
+    }
     pod.spec()
         .topology_spread_constraints
         .iter()
@@ -57,6 +154,7 @@ fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
                 honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
                 honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
                 self_match,
+                system_default: false,
             }
         })
         .collect()
@@ -65,19 +163,42 @@ fn compile(pod: &PodInfo, when: &str) -> Vec<Constraint> {
 /// Counts matching pods per domain over the nodes the constraints consider: every
 /// eligible node's domain is present (with 0 when it has no matching pod); the matching
 /// pods are found through the cache's label index, not by walking every pod.
-fn count(
-    pod: &PodInfo,
-    cache: &Cache,
-    constraints: &[Constraint],
-    only: Option<&[&NodeInfo]>,
-) -> Vec<HashMap<String, i64>> {
+fn count(pod: &PodInfo, cache: &Cache, constraints: &[Constraint], only: Option<&[&NodeInfo]>) -> Vec<Counted> {
     let required = Required::of(pod);
+    let every_node = constraints.iter().all(|c| {
+        (c.system_default || c.key == constraints[0].key)
+            && (!c.honor_affinity || required.is_empty())
+            && !c.honor_taints
+    });
+    if only.is_none() && every_node {
+        return constraints
+            .iter()
+            .map(|c| {
+                let key = GroupKey {
+                    namespaces: vec![pod.namespace.clone()],
+                    all_namespaces: false,
+                    selector: c.selector.clone(),
+                    topology_key: c.key.clone(),
+                    skip_terminating: true,
+                };
+                let pods = cache.group_counts(&key);
+                let domains = cache.node_domains(&c.key).len();
+                // A domain without pods is absent from `pods`: then the minimum is 0.
+                let min = if pods.len() < domains { 0 } else { pods.values().copied().min().unwrap_or(0) };
+                Counted { pods, domains, min }
+            })
+            .collect();
+    }
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
     // Whether the node counts for constraint `c`: a node lacking any constraint's key is
     // not counted (as Kubernetes), nor one the policies exclude.
     let eligible = |node: &NodeInfo, c: &Constraint| {
         node.node.is_some()
-            && constraints.iter().all(|c| node.labels.contains_key(&c.key))
+            && (if c.system_default {
+                node.labels.contains_key(&c.key)
+            } else {
+                constraints.iter().all(|c| node.labels.contains_key(&c.key))
+            })
             && (!c.honor_affinity || required.matches(node))
             && (!c.honor_taints || untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_none())
     };
@@ -108,7 +229,7 @@ fn count(
             }
         }
     }
-    counts
+    counts.into_iter().map(Counted::of_all).collect()
 }
 
 impl Plugin for PodTopologySpread {
@@ -121,7 +242,7 @@ impl Plugin for PodTopologySpread {
     }
 
     fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<Prepared, Rejection> {
-        let constraints = compile(pod, "DoNotSchedule");
+        let constraints = compile(pod, "DoNotSchedule", cache);
         if constraints.is_empty() {
             return Ok(Prepared::skip());
         }
@@ -137,8 +258,8 @@ impl Plugin for PodTopologySpread {
             let Some(value) = node.labels.get(&c.key) else {
                 return Err(Rejection::unresolvable(MISSING_LABEL));
             };
-            let min = if counts.len() < c.min_domains { 0 } else { counts.values().copied().min().unwrap_or(0) };
-            let here = counts.get(value).copied().unwrap_or(0);
+            let min = if counts.domains < c.min_domains { 0 } else { counts.min };
+            let here = counts.pods.get(value).copied().unwrap_or(0);
             if here + c.self_match - min > c.max_skew {
                 return Err(Rejection::unschedulable(REASON));
             }
@@ -147,7 +268,7 @@ impl Plugin for PodTopologySpread {
     }
 
     fn pre_score(&self, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Prepared {
-        let constraints = compile(pod, "ScheduleAnyway");
+        let constraints = compile(pod, "ScheduleAnyway", cache);
         if constraints.is_empty() {
             return Prepared::skip();
         }
@@ -166,8 +287,8 @@ impl Plugin for PodTopologySpread {
             let Some(value) = node.labels.get(&c.key) else {
                 continue;
             };
-            let weight = ((counts.len() + 2) as f64).ln();
-            total += counts.get(value).copied().unwrap_or(0) as f64 * weight + (c.max_skew - 1) as f64;
+            let weight = ((counts.domains + 2) as f64).ln();
+            total += counts.pods.get(value).copied().unwrap_or(0) as f64 * weight + (c.max_skew - 1) as f64;
         }
         total.round() as i64
     }
@@ -249,5 +370,87 @@ mod tests {
         let s = scores(&PodTopologySpread, nodes()[..3].to_vec(), pods, &p);
         assert!(s[2].1 > s[1].1 && s[1].1 > s[0].1, "{s:?}");
         assert_eq!(s[2].1, 100);
+    }
+}
+
+#[cfg(test)]
+mod default_constraint_tests {
+    use super::*;
+    use crate::plugins::testing::{bound_labelled, cache_of, labelled, node};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn zoned() -> Vec<Arc<k8s_openapi::api::core::v1::Node>> {
+        vec![
+            node("a1", json!({"labels": {ZONE: "a"}})),
+            node("a2", json!({"labels": {ZONE: "a"}})),
+            node("b1", json!({"labels": {ZONE: "b"}})),
+            node("nozone", json!({})),
+        ]
+    }
+
+    /// Normalized scores per node name (sorted), or `None` when pre-score skips.
+    fn ranked(cache: &Cache, pod: &PodInfo) -> Option<Vec<(String, i64)>> {
+        let mut feasible: Vec<&NodeInfo> = cache.nodes().iter().filter(|n| n.node.is_some()).collect();
+        feasible.sort_by(|a, b| a.name.cmp(&b.name));
+        let prepared = PodTopologySpread.pre_score(pod, cache, &feasible);
+        if prepared.skip {
+            return None;
+        }
+        let mut s: Vec<i64> = feasible.iter().map(|n| PodTopologySpread.score(pod, &prepared, n)).collect();
+        PodTopologySpread.normalize(pod, &mut s);
+        Some(feasible.iter().map(|n| n.name.clone()).zip(s).collect())
+    }
+
+    fn web_pods() -> Vec<Arc<PodInfo>> {
+        let mut pods: Vec<Arc<PodInfo>> =
+            (0..3).map(|i| bound_labelled(&format!("w{i}"), "a1", json!({"app": "web"}), json!({}))).collect();
+        pods.push(bound_labelled("other", "b1", json!({"app": "db"}), json!({})));
+        pods
+    }
+
+    #[test]
+    fn a_service_gives_its_pods_zone_and_hostname_defaults() {
+        let mut cache = cache_of(zoned(), web_pods());
+        let pod = labelled(json!({"app": "web"}), json!({}));
+        assert!(ranked(&cache, &pod).is_none(), "no service or controller: no default constraints");
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}}}),
+        )
+        .unwrap();
+        cache.services.insert("default/web".into(), Arc::new(svc));
+        let s = ranked(&cache, &pod).expect("defaults apply");
+        let get = |n: &str| s.iter().find(|(name, _)| name == n).map(|(_, v)| *v).unwrap();
+        // Three web pods on a1 (zone a): b1 (empty zone, empty host) ranks first, then a2
+        // (empty host in the crowded zone), then a1.
+        assert!(get("b1") > get("a2") && get("a2") > get("a1"), "{s:?}");
+        // A service of another namespace, or one that does not select the pod, does not count.
+        let db = labelled(json!({"app": "db"}), json!({}));
+        assert!(ranked(&cache, &db).is_none());
+        // Own constraints replace the defaults; the filter never uses them.
+        assert!(PodTopologySpread.pre_filter(&pod, &cache).unwrap().skip);
+    }
+
+    #[test]
+    fn a_controlling_replica_set_selects_the_group() {
+        let mut cache = cache_of(zoned(), web_pods());
+        let rs: k8s_openapi::api::apps::v1::ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {}}}))
+        .unwrap();
+        cache.replica_sets.insert("default/web-1".into(), Arc::new(rs));
+        let owned = |controller: bool| {
+            let mut p = labelled(json!({"app": "web"}), json!({})).pod.as_ref().clone();
+            p.metadata.owner_references = Some(vec![
+                serde_json::from_value(json!({"apiVersion": "apps/v1",
+                "kind": "ReplicaSet", "name": "web-1", "uid": "u", "controller": controller}))
+                .unwrap(),
+            ]);
+            PodInfo::new(Arc::new(p))
+        };
+        let s = ranked(&cache, &owned(true)).expect("defaults apply");
+        let get = |n: &str| s.iter().find(|(name, _)| name == n).map(|(_, v)| *v).unwrap();
+        assert!(get("b1") > get("a1"), "{s:?}");
+        assert!(ranked(&cache, &owned(false)).is_none(), "only the controller counts");
     }
 }
