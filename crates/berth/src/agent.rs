@@ -51,6 +51,9 @@ pub(crate) struct AgentArgs {
     /// On exit, leave the pods running; the next agent on this data dir adopts them.
     #[arg(long)]
     keep_pods: bool,
+    /// Port of the real node's HTTPS endpoint for logs/exec/attach/port-forward (0 picks a free one).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// Hollow node names are <prefix><index>.
     #[arg(long, default_value = "hollow-node-")]
     node_name_prefix: String,
@@ -113,9 +116,10 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     config.pod_cidr = args.pod_cidr.clone();
     config.bridge = args.bridge_name.clone();
     config.keep_pods = args.keep_pods;
+    config.kubelet_port = args.kubelet_port;
     let client = client(&args).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
-    tracing::info!(node = handle.node_name(), "node agent running");
+    tracing::info!(node = handle.node_name(), kubelet_port = handle.kubelet_port(), "node agent running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),

@@ -78,6 +78,8 @@ pub struct AgentConfig {
     /// On stop, leave the pods running (containerd is stopped, its shims and the containers
     /// stay); the next agent on the same data dir adopts them.
     pub keep_pods: bool,
+    /// Port of the agent's HTTPS endpoint (logs, exec, attach, port-forward); 0 picks one.
+    pub kubelet_port: u16,
 }
 
 impl AgentConfig {
@@ -94,6 +96,7 @@ impl AgentConfig {
             pod_cidr: None,
             bridge: "berth0".into(),
             keep_pods: false,
+            kubelet_port: 10250,
         }
     }
 }
@@ -105,6 +108,8 @@ pub(crate) struct Shared {
     pub(crate) cri: Cri,
     pub(crate) node_ip: Ipv4Addr,
     pub(crate) runtime_version: String,
+    /// The bound port of the streaming endpoint (the Node's kubeletEndpoint).
+    pub(crate) kubelet_port: u16,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -158,15 +163,39 @@ impl Agent {
             }
         };
         let node_ip = config.node_ip.unwrap_or_else(register::default_node_ip);
+        let listener = match tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.kubelet_port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(Error::Config(format!("binding the kubelet port {}: {e}", config.kubelet_port)));
+            }
+        };
+        let kubelet_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.kubelet_port);
         let shared = Arc::new(Shared {
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
             cri,
             node_ip,
+            kubelet_port,
         });
         let node_cidr = match register::register(&shared).await {
             Ok(c) => c,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(e);
+            }
+        };
+        let streaming = async {
+            let ca = crate::streaming::client_ca(&shared.client).await?;
+            crate::streaming::serve(shared.clone(), listener, &ca)
+        };
+        let streaming = match streaming.await {
+            Ok(t) => t,
             Err(e) => {
                 if let Some(c) = containerd {
                     c.stop().await;
@@ -185,6 +214,7 @@ impl Agent {
         let tasks = vec![
             tokio::spawn(register::heartbeat_loop(shared.clone())),
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
+            streaming,
         ];
         Ok(AgentHandle { shared, containerd, tasks, pod_workers })
     }
@@ -194,6 +224,11 @@ impl AgentHandle {
     /// The Node's name.
     pub fn node_name(&self) -> &str {
         &self.shared.config.node_name
+    }
+
+    /// The port of the agent's HTTPS endpoint.
+    pub fn kubelet_port(&self) -> u16 {
+        self.shared.kubelet_port
     }
 
     /// Stops the agent: the watch and heartbeats, then every pod's sandbox (containers
