@@ -114,8 +114,7 @@ fn container_name(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiResult
     let containers = names("containers");
     match asked.filter(|a| !a.is_empty()) {
         Some(a) => {
-            let all: Vec<String> =
-                [names("initContainers"), containers.clone(), names("ephemeralContainers")].concat();
+            let all: Vec<String> = [names("initContainers"), containers.clone(), names("ephemeralContainers")].concat();
             if all.iter().any(|n| n == a) {
                 Ok(a.to_string())
             } else {
@@ -265,7 +264,8 @@ async fn forward(client: &KubeletClient, host: &str, port: u16, target: &str, re
         Ok(Err(e)) => return Err(dial_err(&e)),
         Err(_) => return Err(dial_err(&format!("connecting to {host}:{port} timed out"))),
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| dial_err(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| dial_err(&e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "node agent connection ended");
@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(container_name(&two, "p", Some("b")).unwrap(), "b");
         assert_eq!(container_name(&two, "p", Some("i")).unwrap(), "i");
         let e = container_name(&two, "p", None).unwrap_err();
-        assert_eq!((e.code, e.message.as_str()), (400, "a container name must be specified for pod p, choose one of: [a b]"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "a container name must be specified for pod p, choose one of: [a b]")
+        );
         let e = container_name(&two, "p", Some("c")).unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (400, "container c is not valid for pod p"));
     }

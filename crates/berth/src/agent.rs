@@ -51,9 +51,10 @@ pub(crate) struct AgentArgs {
     /// On exit, leave the pods running; the next agent on this data dir adopts them.
     #[arg(long)]
     keep_pods: bool,
-    /// Port of the real node's HTTPS endpoint for logs/exec/attach/port-forward (0 picks a free one).
-    #[arg(long, default_value_t = 10250)]
-    kubelet_port: u16,
+    /// Port of the real node's HTTPS endpoint for logs/exec/attach/port-forward (0 picks a free
+    /// one) [default: 10250, or a free port when 10250 is taken].
+    #[arg(long)]
+    kubelet_port: Option<u16>,
     /// Hollow node names are <prefix><index>.
     #[arg(long, default_value = "hollow-node-")]
     node_name_prefix: String,

@@ -282,10 +282,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(schedule) = snapshot_schedule {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
-    tokio::spawn(publish_client_ca(
-        local_client(addr, ca, &security.admin).await?,
-        security.tls.client_ca_pem.clone(),
-    ));
+    tokio::spawn(publish_client_ca(local_client(addr, ca, &security.admin).await?, security.tls.client_ca_pem.clone()));
     let components = tokio::spawn(run_components(
         local_client(addr, ca, &security.controller_manager).await?,
         local_client(addr, ca, &security.scheduler).await?,

@@ -194,7 +194,15 @@ fn stdout(o: &Output) -> String {
 fn logs_tail_follow_timestamps_previous_and_container_choice() {
     let s = server();
     let Some(node) = Node::start(&s, 10) else { return };
-    apply(&s, &pod("ticker", &node, vec![container("main", "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done")], "Always"));
+    apply(
+        &s,
+        &pod(
+            "ticker",
+            &node,
+            vec![container("main", "i=0; while true; do echo line $i; i=$((i+1)); sleep 1; done")],
+            "Always",
+        ),
+    );
     apply(
         &s,
         &pod(
@@ -252,7 +260,9 @@ fn logs_tail_follow_timestamps_previous_and_container_choice() {
     assert_eq!(code, 400, "{status}");
 
     // --previous shows the instance before the last restart.
-    wait_pod(&s, &node, "crasher", "restarted", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
+    wait_pod(&s, &node, "crasher", "restarted", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)
+    });
     let previous = s.kubectl_ok(&["logs", "crasher", "--previous"]);
     assert_eq!(previous, "run\n");
     let err = s.kubectl_err(&["logs", "ticker", "--previous"], None);
@@ -279,6 +289,21 @@ fn exec_with_exit_codes_and_stdin_attach_and_cp_both_ways() {
     assert_eq!(stdout(&out), "hello\nworld\n");
     let out = kubectl_timed(&s, &["exec", "box", "--", "no-such-program"], None, limit);
     assert!(!out.status.success(), "{out:?}");
+
+    // A tty: kubectl (under `script`, which gives it a terminal of 33x77) sends the size on
+    // the resize channel; the container's terminal has it.
+    let inner = format!(
+        "stty rows 33 cols 77; {} --kubeconfig {} exec -it box -- stty size",
+        berth_testkit::KUBECTL,
+        s.kubeconfig.display()
+    );
+    let out = Command::new("timeout")
+        .args(["60", "script", "-qec", &inner, "/dev/null"])
+        .env("HOME", s.dir.path())
+        .output()
+        .expect("script");
+    let shown = stdout(&out);
+    assert!(shown.contains("33 77"), "tty size not seen: {shown:?} {}", String::from_utf8_lossy(&out.stderr));
 
     // cp into the pod (tar x from stdin) and back out (tar c to stdout).
     let local = s.dir.path().join("payload.txt");
@@ -393,10 +418,7 @@ fn the_agent_port_wants_a_client_ca_certificate_and_errors_are_statuses() {
     let (code, status) = s.http_json("GET", "/api/v1/namespaces/default/pods/nowhere/log", None);
     assert_eq!((code, status["message"].as_str()), (400, Some("pod nowhere does not have a host assigned")));
     // A node that does not answer: 503 Status.
-    apply(
-        &s,
-        &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "ghost" } }),
-    );
+    apply(&s, &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "ghost" } }));
     let status = json!({ "status": { "addresses": [{ "type": "InternalIP", "address": "127.0.0.1" }],
                                      "daemonEndpoints": { "kubeletEndpoint": { "Port": 1 } } } });
     s.kubectl_ok(&["patch", "node", "ghost", "--subresource=status", "--type=merge", "-p", &status.to_string()]);

@@ -79,7 +79,9 @@ pub struct AgentConfig {
     /// stay); the next agent on the same data dir adopts them.
     pub keep_pods: bool,
     /// Port of the agent's HTTPS endpoint (logs, exec, attach, port-forward); 0 picks one.
-    pub kubelet_port: u16,
+    /// `None`: the kubelet's 10250, or a free port (with a warning) when 10250 is taken, so
+    /// several agents can share a host; the Node's `daemonEndpoints` tell the API server.
+    pub kubelet_port: Option<u16>,
 }
 
 impl AgentConfig {
@@ -96,7 +98,7 @@ impl AgentConfig {
             pod_cidr: None,
             bridge: "berth0".into(),
             keep_pods: false,
-            kubelet_port: 10250,
+            kubelet_port: None,
         }
     }
 }
@@ -163,16 +165,16 @@ impl Agent {
             }
         };
         let node_ip = config.node_ip.unwrap_or_else(register::default_node_ip);
-        let listener = match tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.kubelet_port)).await {
+        let listener = match bind_kubelet_port(config.kubelet_port).await {
             Ok(l) => l,
             Err(e) => {
                 if let Some(c) = containerd {
                     c.stop().await;
                 }
-                return Err(Error::Config(format!("binding the kubelet port {}: {e}", config.kubelet_port)));
+                return Err(e);
             }
         };
-        let kubelet_port = listener.local_addr().map(|a| a.port()).unwrap_or(config.kubelet_port);
+        let kubelet_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let shared = Arc::new(Shared {
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
@@ -217,6 +219,23 @@ impl Agent {
             streaming,
         ];
         Ok(AgentHandle { shared, containerd, tasks, pod_workers })
+    }
+}
+
+/// Binds the streaming endpoint's port (see [`AgentConfig::kubelet_port`]).
+async fn bind_kubelet_port(port: Option<u16>) -> Result<tokio::net::TcpListener> {
+    use tokio::net::TcpListener;
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    let bind_err = |port: u16| move |e: std::io::Error| Error::Config(format!("binding the kubelet port {port}: {e}"));
+    match port {
+        Some(p) => TcpListener::bind((any, p)).await.map_err(bind_err(p)),
+        None => match TcpListener::bind((any, 10250)).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "port 10250 is taken: serving logs/exec/port-forward on a free port");
+                TcpListener::bind((any, 0)).await.map_err(bind_err(0))
+            }
+        },
     }
 }
 

@@ -223,7 +223,8 @@ mod tests {
     #[test]
     fn options_tail_since_timestamps_and_bad_values() {
         let now: Timestamp = "2024-05-01T10:00:10Z".parse().unwrap();
-        let file = b"2024-05-01T10:00:00Z stdout F a\n2024-05-01T10:00:05Z stdout F b\n2024-05-01T10:00:09Z stdout F c\n";
+        let file =
+            b"2024-05-01T10:00:00Z stdout F a\n2024-05-01T10:00:05Z stdout F b\n2024-05-01T10:00:09Z stdout F c\n";
         let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
@@ -238,7 +239,13 @@ mod tests {
         let o = LogOptions::parse(&q(&[("timestamps", "true"), ("tailLines", "1")]), now).unwrap();
         let lines = select(file, &o);
         assert_eq!(o.render(&lines[0]), b"2024-05-01T10:00:09Z c\n");
-        for bad in [("tailLines", "x"), ("limitBytes", "0"), ("sinceSeconds", "-1"), ("sinceTime", "yesterday"), ("follow", "maybe")] {
+        for bad in [
+            ("tailLines", "x"),
+            ("limitBytes", "0"),
+            ("sinceSeconds", "-1"),
+            ("sinceTime", "yesterday"),
+            ("follow", "maybe"),
+        ] {
             assert!(LogOptions::parse(&q(&[bad]), now).is_err(), "{bad:?} accepted");
         }
     }

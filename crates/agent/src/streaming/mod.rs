@@ -150,6 +150,7 @@ async fn handle(shared: Arc<Shared>, authenticated: bool, req: Request<Incoming>
 }
 
 /// The pod `ns/name`, or a 404 answer.
+#[allow(clippy::result_large_err)] // the error is the answer itself
 pub(crate) async fn pod(shared: &Shared, ns: &str, name: &str) -> Result<Pod, Response<Body>> {
     let api: kube::Api<Pod> = kube::Api::namespaced(shared.client.clone(), ns);
     match api.get_opt(name).await {

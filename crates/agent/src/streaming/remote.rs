@@ -1,5 +1,7 @@
 //! The endpoint's handlers: container logs, exec/attach (WebSocket to the client, SPDY to
 //! containerd's streaming server) and port-forward (SPDY from the client, TCP to the pod).
+// A refusal is the HTTP answer itself: the error variant is a whole response by design.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,15 +55,16 @@ pub(crate) async fn container_logs(
     let pod = pod(shared, ns, name).await?;
     let dir = containers::log_directory(&shared.config.data_dir, &pod);
     let attempts = logs::attempts(Path::new(&dir), container);
-    let chosen = if options.previous {
-        attempts.len().checked_sub(2).map(|i| attempts[i].clone()).ok_or_else(|| {
-            bad(format!("previous terminated container \"{container}\" in pod \"{name}\" not found"))
-        })?
-    } else {
-        attempts.last().cloned().ok_or_else(|| {
-            bad(format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"))
-        })?
-    };
+    let chosen =
+        if options.previous {
+            attempts.len().checked_sub(2).map(|i| attempts[i].clone()).ok_or_else(|| {
+                bad(format!("previous terminated container \"{container}\" in pod \"{name}\" not found"))
+            })?
+        } else {
+            attempts.last().cloned().ok_or_else(|| {
+                bad(format!("container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"))
+            })?
+        };
     let (attempt, path) = chosen;
     let content = tokio::fs::read(&path).await.map_err(|e| internal(format!("reading {}: {e}", path.display())))?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
@@ -175,7 +178,10 @@ fn pick_protocol(req: &Request<Incoming>, supported: &[&str]) -> Option<String> 
 }
 
 fn is_websocket(req: &Request<Incoming>) -> bool {
-    req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// The 101 answer accepting a WebSocket with `protocol`.
@@ -210,7 +216,12 @@ pub(crate) async fn exec(
         .ok_or_else(|| bad("no supported WebSocket subprotocol: want v5.channel.k8s.io or v4.channel.k8s.io"))?;
     let command: Vec<String> = query.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
     let tty = flag(query, "tty");
-    let opts = Streams { stdin: flag(query, "stdin"), stdout: flag(query, "stdout"), stderr: flag(query, "stderr") && !tty, tty };
+    let opts = Streams {
+        stdin: flag(query, "stdin"),
+        stdout: flag(query, "stdout"),
+        stderr: flag(query, "stderr") && !tty,
+        tty,
+    };
     if !attach && command.is_empty() {
         return Err(bad("you must specify at least 1 command"));
     }
@@ -220,10 +231,18 @@ pub(crate) async fn exec(
     let pod = pod(&shared, ns, name).await?;
     let id = running_container(&shared, &pod, container).await?;
     let url = if attach {
-        let r = cri::AttachRequest { container_id: id, stdin: opts.stdin, tty, stdout: opts.stdout, stderr: opts.stderr };
+        let r =
+            cri::AttachRequest { container_id: id, stdin: opts.stdin, tty, stdout: opts.stdout, stderr: opts.stderr };
         shared.cri.attach(r).await
     } else {
-        let r = cri::ExecRequest { container_id: id, cmd: command, tty, stdin: opts.stdin, stdout: opts.stdout, stderr: opts.stderr };
+        let r = cri::ExecRequest {
+            container_id: id,
+            cmd: command,
+            tty,
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
         shared.cri.exec(r).await
     }
     .map_err(|e| internal(e.to_string()))?;
@@ -480,14 +499,13 @@ where
     };
     let up = async move {
         while let Some(Ok(msg)) = source.next().await {
-            match msg {
-                Message::Binary(b) => {
-                    if w.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
+            let b = match msg {
+                Message::Binary(b) => b,
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if w.write_all(&b).await.is_err() {
+                break;
             }
         }
         let _ = w.shutdown().await;

@@ -20,15 +20,71 @@ pub const FLAG_FIN: u8 = 0x01;
 pub const MAX_FRAME: usize = 8 << 20;
 
 const WORDS: &[&str] = &[
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding",
-    "accept-language", "accept-ranges", "age", "allow", "authorization", "cache-control", "connection",
-    "content-base", "content-encoding", "content-language", "content-length", "content-location", "content-md5",
-    "content-range", "content-type", "date", "etag", "expect", "expires", "from", "host", "if-match",
-    "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "last-modified", "location",
-    "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer", "retry-after",
-    "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via", "warning",
-    "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie",
-    "keep-alive", "origin",
+    "options",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "allow",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-base",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-md5",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "method",
+    "get",
+    "status",
+    "200 OK",
+    "version",
+    "HTTP/1.1",
+    "url",
+    "public",
+    "set-cookie",
+    "keep-alive",
+    "origin",
 ];
 const TAIL: &str = "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505203 \
 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized403 Forbidden404 \
@@ -133,7 +189,11 @@ pub struct Codec {
 
 impl Default for Codec {
     fn default() -> Self {
-        Codec { deflate: Compress::new(Compression::default(), true), inflate: Decompress::new(true), dict: dictionary() }
+        Codec {
+            deflate: Compress::new(Compression::default(), true),
+            inflate: Decompress::new(true),
+            dict: dictionary(),
+        }
     }
 }
 
@@ -161,9 +221,7 @@ impl Codec {
         loop {
             out.reserve(256);
             let before_in = self.deflate.total_in();
-            self.deflate
-                .compress_vec(input, &mut out, FlushCompress::Sync)
-                .map_err(|e| proto(format!("zlib: {e}")))?;
+            self.deflate.compress_vec(input, &mut out, FlushCompress::Sync).map_err(|e| proto(format!("zlib: {e}")))?;
             input = &input[(self.deflate.total_in() - before_in) as usize..];
             if input.is_empty() && out.len() < out.capacity() {
                 return Ok(out);
@@ -229,7 +287,9 @@ impl Codec {
                 p.extend_from_slice(&self.compress(headers)?);
                 control(out, 2, *flags, &p);
             }
-            Frame::RstStream { stream, status } => control(out, 3, 0, &[stream.to_be_bytes(), status.to_be_bytes()].concat()),
+            Frame::RstStream { stream, status } => {
+                control(out, 3, 0, &[stream.to_be_bytes(), status.to_be_bytes()].concat())
+            }
             Frame::Ping(id) => control(out, 6, 0, &id.to_be_bytes()),
             Frame::GoAway { last_stream, status } => {
                 control(out, 7, 0, &[last_stream.to_be_bytes(), status.to_be_bytes()].concat())
