@@ -85,7 +85,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
     // Paths are percent-decoded (names never contain '/').
     let path = percent_decode(parts.uri.path());
     let parsed = crate::resources::parse_path(&path, &catalog).ok_or_else(ApiError::unknown_resource)?;
-    let headers = parts.headers;
+    let headers = parts.headers.clone();
     let rp = match parsed {
         Path::Root => {
             let legacy = path.trim_end_matches('/') == "/api";
@@ -119,6 +119,9 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
         && !served.info.has_subresource(sub)
     {
         return Err(ApiError::unknown_resource());
+    }
+    if crate::node_proxy::is_streaming(&rp) {
+        return crate::node_proxy::proxy(app, rp, Request::from_parts(parts, body)).await;
     }
     // A namespaced object must be addressed inside its namespace.
     if served.info.namespaced && rp.namespace.is_none() && rp.name.is_some() {

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod handler;
 pub mod limit_ranger;
 pub mod namespaces;
+pub mod node_proxy;
 pub mod object;
 pub mod openapi;
 pub mod params;

@@ -39,6 +39,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Bearer tokens accepted besides client certificates.
     pub authn: Authenticator,
+    /// The client certificate presented to node agents for pods' log/exec/attach/portforward.
+    pub kubelet_client: Option<crate::node_proxy::KubeletClient>,
 }
 
 impl Config {

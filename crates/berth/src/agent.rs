@@ -74,6 +74,10 @@ pub(crate) struct NodeArgs {
     /// On exit, leave the pods running; the next agent on this data dir adopts them.
     #[arg(long)]
     keep_pods: bool,
+    /// Port of the real node's HTTPS endpoint for logs/exec/attach/port-forward (0 picks a free
+    /// one) [default: 10250, or a free port when 10250 is taken].
+    #[arg(long)]
+    kubelet_port: Option<u16>,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -102,7 +106,7 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     let config = node_config(&args.node, args.data_dir.clone())?;
     let client = client(&args).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
-    tracing::info!(node = handle.node_name(), "node agent running");
+    tracing::info!(node = handle.node_name(), kubelet_port = handle.kubelet_port(), "node agent running");
     until_stopped().await?;
     handle.stop().await;
     Ok(())
@@ -142,6 +146,7 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
     config.pod_cidr = args.pod_cidr.clone();
     config.bridge = args.bridge_name.clone();
     config.keep_pods = args.keep_pods;
+    config.kubelet_port = args.kubelet_port;
     Ok(config)
 }
 

@@ -161,6 +161,7 @@ struct Security {
     admin: berth_pki::CertKey,
     controller_manager: berth_pki::CertKey,
     scheduler: berth_pki::CertKey,
+    kubelet_client: berth_pki::CertKey,
 }
 
 /// Loads or creates the PKI under DATA_DIR/tls and the node token in DATA_DIR/token.
@@ -173,6 +174,8 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     let admin = client("admin", "system:admin", &["system:masters"])?;
     let controller_manager = client("controller", "system:kube-controller-manager", &[])?;
     let scheduler = client("scheduler", "system:kube-scheduler", &[])?;
+    // Presented to node agents for pods' log/exec/attach/portforward.
+    let kubelet_client = client("kubelet-client", "system:kube-apiserver", &[])?;
     for (name, not_after) in pki.expiries()? {
         if not_after - time_now() < berth_pki::RENEW_BEFORE {
             tracing::warn!(certificate = %name, %not_after, "certificate expires within 90 days");
@@ -187,7 +190,7 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
         client_ca_pem: pki.ca_pem(CaKind::Client)?,
         server_ca_pem,
     };
-    Ok(Security { tls, token, admin, controller_manager, scheduler })
+    Ok(Security { tls, token, admin, controller_manager, scheduler, kubelet_client })
 }
 
 /// The secret part of a `--token` (a bare secret or a full K10 token).
@@ -337,6 +340,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
         tls: Some(security.tls.clone()),
         authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
+        kubelet_client: Some(berth_apiserver::node_proxy::KubeletClient {
+            cert_pem: security.kubelet_client.cert_pem.clone(),
+            key_pem: security.kubelet_client.key_pem.clone(),
+        }),
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
@@ -369,6 +376,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(schedule) = snapshot_schedule {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
+    tokio::spawn(publish_client_ca(local_client(addr, ca, &security.admin).await?, security.tls.client_ca_pem.clone()));
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         local_client(addr, ca, &security.controller_manager).await?,
@@ -435,6 +443,28 @@ async fn run_agent(
         Err(e) => {
             let e = anyhow::Error::new(e).context("starting this server's node (or run with --disable-agent)");
             let _ = failed.send(e);
+        }
+    }
+}
+
+/// Publishes the client CA as Kubernetes does, in the ConfigMap
+/// `kube-system/extension-apiserver-authentication` key `client-ca-file`: node agents trust
+/// the API server's kubelet client certificate by it. Retries until the API answers.
+async fn publish_client_ca(client: kube::Client, client_ca_pem: String) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "extension-apiserver-authentication", "namespace": "kube-system" },
+        "data": { "client-ca-file": client_ca_pem },
+    });
+    let params = PatchParams::apply("berth-server").force();
+    for attempt in 0..60 {
+        match api.patch("extension-apiserver-authentication", &params, &Patch::Apply(&cm)).await {
+            Ok(_) => return,
+            Err(e) if attempt == 59 => tracing::error!(error = %e, "publishing the client CA"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
 }

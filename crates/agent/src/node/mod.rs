@@ -78,6 +78,10 @@ pub struct AgentConfig {
     /// On stop, leave the pods running (containerd is stopped, its shims and the containers
     /// stay); the next agent on the same data dir adopts them.
     pub keep_pods: bool,
+    /// Port of the agent's HTTPS endpoint (logs, exec, attach, port-forward); 0 picks one.
+    /// `None`: the kubelet's 10250, or a free port (with a warning) when 10250 is taken, so
+    /// several agents can share a host; the Node's `daemonEndpoints` tell the API server.
+    pub kubelet_port: Option<u16>,
 }
 
 impl AgentConfig {
@@ -94,6 +98,7 @@ impl AgentConfig {
             pod_cidr: None,
             bridge: "berth0".into(),
             keep_pods: false,
+            kubelet_port: None,
         }
     }
 }
@@ -105,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) cri: Cri,
     pub(crate) node_ip: Ipv4Addr,
     pub(crate) runtime_version: String,
+    /// The bound port of the streaming endpoint (the Node's kubeletEndpoint).
+    pub(crate) kubelet_port: u16,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -158,15 +165,39 @@ impl Agent {
             }
         };
         let node_ip = config.node_ip.unwrap_or_else(register::default_node_ip);
+        let listener = match bind_kubelet_port(config.kubelet_port).await {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(e);
+            }
+        };
+        let kubelet_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let shared = Arc::new(Shared {
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
             cri,
             node_ip,
+            kubelet_port,
         });
         let node_cidr = match register::register(&shared).await {
             Ok(c) => c,
+            Err(e) => {
+                if let Some(c) = containerd {
+                    c.stop().await;
+                }
+                return Err(e);
+            }
+        };
+        let streaming = async {
+            let ca = crate::streaming::client_ca(&shared.client).await?;
+            crate::streaming::serve(shared.clone(), listener, &ca)
+        };
+        let streaming = match streaming.await {
+            Ok(t) => t,
             Err(e) => {
                 if let Some(c) = containerd {
                     c.stop().await;
@@ -185,8 +216,26 @@ impl Agent {
         let tasks = vec![
             tokio::spawn(register::heartbeat_loop(shared.clone())),
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
+            streaming,
         ];
         Ok(AgentHandle { shared, containerd, tasks, pod_workers })
+    }
+}
+
+/// Binds the streaming endpoint's port (see [`AgentConfig::kubelet_port`]).
+async fn bind_kubelet_port(port: Option<u16>) -> Result<tokio::net::TcpListener> {
+    use tokio::net::TcpListener;
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    let bind_err = |port: u16| move |e: std::io::Error| Error::Config(format!("binding the kubelet port {port}: {e}"));
+    match port {
+        Some(p) => TcpListener::bind((any, p)).await.map_err(bind_err(p)),
+        None => match TcpListener::bind((any, 10250)).await {
+            Ok(l) => Ok(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "port 10250 is taken: serving logs/exec/port-forward on a free port");
+                TcpListener::bind((any, 0)).await.map_err(bind_err(0))
+            }
+        },
     }
 }
 
@@ -194,6 +243,11 @@ impl AgentHandle {
     /// The Node's name.
     pub fn node_name(&self) -> &str {
         &self.shared.config.node_name
+    }
+
+    /// The port of the agent's HTTPS endpoint.
+    pub fn kubelet_port(&self) -> u16 {
+        self.shared.kubelet_port
     }
 
     /// Stops the agent: the watch and heartbeats, then every pod's sandbox (containers

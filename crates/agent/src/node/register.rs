@@ -137,7 +137,7 @@ pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -
             { "type": "InternalIP", "address": shared.node_ip.to_string() },
             { "type": "Hostname", "address": shared.config.node_name },
         ],
-        "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+        "daemonEndpoints": { "kubeletEndpoint": { "Port": shared.kubelet_port } },
         "nodeInfo": {
             "machineID": machine_id,
             "systemUUID": machine_id,

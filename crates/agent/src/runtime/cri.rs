@@ -165,4 +165,14 @@ impl Cri {
         let resp = self.runtime.clone().container_status(req).await.map_err(cri_err("ContainerStatus"))?;
         Ok(resp.into_inner().status)
     }
+
+    /// A streaming URL (containerd's CRI streaming server) for running `cmd` in a container.
+    pub async fn exec(&self, req: cri::ExecRequest) -> Result<String> {
+        Ok(self.runtime.clone().exec(req).await.map_err(cri_err("Exec"))?.into_inner().url)
+    }
+
+    /// A streaming URL for attaching to a container's main process.
+    pub async fn attach(&self, req: cri::AttachRequest) -> Result<String> {
+        Ok(self.runtime.clone().attach(req).await.map_err(cri_err("Attach"))?.into_inner().url)
+    }
 }

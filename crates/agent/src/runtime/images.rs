@@ -23,6 +23,8 @@ const APPLETS: &[&str] = &[
     "sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "env", "true", "false", "id", "hostname", "kill",
     "mkdir", "rm", "touch", "head", "tail", "grep", "dd", "nc", "ip", "ifconfig", "date", "printenv", "test", "[",
     "seq", "yes", "pwd", "uname", "mount", "df", "free", "top", "vi", "wc", "sed", "awk", "tr", "cut", "sort",
+    // kubectl cp runs tar in the container; stty shows a tty's size.
+    "tar", "stty", "cp", "mv", "ln", "chmod",
 ];
 
 /// What goes into an image built here.
