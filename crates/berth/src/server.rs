@@ -77,6 +77,12 @@ pub(crate) struct ServerArgs {
     /// Secret agents join with (a bare secret or a K10 token); default: the one in DATA_DIR/token, else a new one.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Issuer (`iss`) of ServiceAccount tokens.
+    #[arg(long, default_value = berth_apiserver::serviceaccount_token::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API accepts in ServiceAccount tokens, comma-separated [default: the issuer].
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -128,6 +134,7 @@ struct Security {
     admin: berth_pki::CertKey,
     controller_manager: berth_pki::CertKey,
     scheduler: berth_pki::CertKey,
+    service_account_key_pem: String,
 }
 
 /// Loads or creates the PKI under DATA_DIR/tls and the node token in DATA_DIR/token.
@@ -154,7 +161,19 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
         client_ca_pem: pki.ca_pem(CaKind::Client)?,
         server_ca_pem,
     };
-    Ok(Security { tls, token, admin, controller_manager, scheduler })
+    let service_account_key_pem = pki.service_account_key_pem()?;
+    Ok(Security { tls, token, admin, controller_manager, scheduler, service_account_key_pem })
+}
+
+/// The ServiceAccount token issuer over the PKI's signing key.
+fn service_account_tokens(
+    args: &ServerArgs,
+    security: &Security,
+) -> anyhow::Result<std::sync::Arc<berth_apiserver::serviceaccount_token::ServiceAccountTokens>> {
+    use berth_apiserver::serviceaccount_token::{ServiceAccountTokens, TokenIssuer};
+    let issuer = TokenIssuer::new(&security.service_account_key_pem, &args.service_account_issuer, &args.api_audiences)
+        .context("the ServiceAccount signing key")?;
+    Ok(std::sync::Arc::new(ServiceAccountTokens::new(issuer)))
 }
 
 fn time_now() -> berth_pki::OffsetDateTime {
@@ -251,7 +270,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
         tls: Some(security.tls.clone()),
-        authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
+        authn: berth_apiserver::Authenticator {
+            node_token: Some(security.token.secret.clone()),
+            service_accounts: Some(service_account_tokens(&args, &security)?),
+        },
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded, store)?;
