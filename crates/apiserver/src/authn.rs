@@ -1,6 +1,7 @@
 //! Authentication: who sends a request. Kubernetes' union of authenticators, in order: a
 //! client certificate the TLS layer verified against the client CA (user = CN, groups =
-//! O values), then a bearer token (today the server's node token). The first that
+//! O values), then a bearer token (a ServiceAccount JWT of this server's issuer, else the
+//! server's node token). The first that
 //! succeeds wins; credentials that do not verify are refused with 401, and so is a request
 //! without credentials except on the public paths ([`PUBLIC_PATHS`]). The user goes into
 //! the request's extensions as a [`UserInfo`] for authorization and audit.
@@ -73,6 +74,9 @@ pub struct Authenticator {
     /// The node token's secret: `Bearer <secret>` (or the whole `K10…::server:<secret>`
     /// token) authenticates as [`NODE_AGENT_USER`] in `system:nodes`.
     pub node_token: Option<String>,
+    /// ServiceAccount JWTs of this server's issuer, verified against the live
+    /// ServiceAccount and bound object (`crate::serviceaccount_token`).
+    pub service_accounts: Option<Arc<crate::serviceaccount_token::ServiceAccountTokens>>,
 }
 
 /// Why a request is not authenticated.
@@ -109,6 +113,44 @@ impl Authenticator {
     }
 
     fn token_user(&self, token: &str) -> Option<UserInfo> {
+        if let Some(sa) = &self.service_accounts
+            && sa.issuer.is_ours(token)
+        {
+            return match sa.authenticate(token, &[]) {
+                Ok((user, _)) => Some(user),
+                Err(e) => {
+                    tracing::debug!(error = %e, "service account token refused");
+                    None
+                }
+            };
+        }
+        self.node_token_user(token)
+    }
+
+    /// The user of a bearer `token` and the audiences it is valid for, as TokenReview asks:
+    /// a ServiceAccount token must carry one of `audiences` (the API audiences when empty);
+    /// the audience-agnostic node token is valid when `audiences` meet the API audiences.
+    pub fn authenticate_token(&self, token: &str, audiences: &[String]) -> Result<(UserInfo, Vec<String>), String> {
+        if let Some(sa) = &self.service_accounts
+            && sa.issuer.is_ours(token)
+        {
+            return sa.authenticate(token, audiences).map_err(|e| e.to_string());
+        }
+        let user = self.node_token_user(token).ok_or_else(|| "invalid bearer token".to_string())?;
+        let api: Vec<String> =
+            self.service_accounts.as_ref().map(|sa| sa.issuer.api_audiences().to_vec()).unwrap_or_default();
+        if audiences.is_empty() {
+            return Ok((user, api));
+        }
+        let both: Vec<String> = audiences.iter().filter(|a| api.contains(a)).cloned().collect();
+        if both.is_empty() {
+            Err("token audiences do not match the accepted audiences".into())
+        } else {
+            Ok((user, both))
+        }
+    }
+
+    fn node_token_user(&self, token: &str) -> Option<UserInfo> {
         let secret = self.node_token.as_deref()?;
         // The whole k3s-style token is accepted as well as its secret.
         let given = token.rsplit_once("::server:").map_or(token, |(_, s)| s);
@@ -159,7 +201,7 @@ mod tests {
 
     #[test]
     fn certificates_then_tokens_then_public_paths() {
-        let authn = Authenticator { node_token: Some("0123abcd".into()) };
+        let authn = Authenticator { node_token: Some("0123abcd".into()), ..Authenticator::default() };
         let admin = UserInfo::new("system:admin", ["system:masters".to_string()]);
         let node = Ok(r#"system:node-agent ["system:nodes", "system:authenticated"]"#.to_string());
         assert_eq!(

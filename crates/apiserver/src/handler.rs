@@ -154,6 +154,10 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
             let body = read_body(body).await?;
             write::bind(ctx, body).await
         }
+        (Method::POST, false, Some("token")) => {
+            let body = read_body(body).await?;
+            crate::serviceaccount_token::token_request(ctx, body).await
+        }
         (Method::POST, false, Some("eviction")) => {
             let body = read_body(body).await?;
             write::evict(ctx, body).await

@@ -29,6 +29,8 @@ pub mod resources;
 pub mod reviews;
 pub mod scale;
 pub mod server;
+pub mod service_account;
+pub mod serviceaccount_token;
 pub mod services;
 pub mod starting;
 pub mod table;

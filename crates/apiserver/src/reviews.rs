@@ -4,7 +4,8 @@
 //!
 //! SelfSubjectReview answers with the authenticated user (`kubectl auth whoami`). Until
 //! RBAC lands (the security issue), access reviews allow everything and rules reviews
-//! list `*`. Token reviews authenticate nothing, since the server issues no tokens yet.
+//! list `*`. Token reviews ([`token_review`]) run the server's bearer-token authenticator
+//! (ServiceAccount JWTs, the node token) for the review's audiences.
 
 use serde_json::{Value, json};
 
@@ -59,6 +60,36 @@ pub fn answer(served: &Served, user: Option<&UserInfo>, mut review: Value) -> Ap
             "incomplete": false,
         }),
         _ => return Err(ApiError::method_not_allowed()),
+    };
+    review["status"] = status;
+    if !review["metadata"].is_object() {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    Ok(review)
+}
+
+/// TokenReview: authenticates `spec.token` (a ServiceAccount token or the node token) for
+/// `spec.audiences` (the API audiences when empty) with the server's authenticator.
+pub fn token_review(ctx: &crate::handler::Ctx, mut review: Value) -> ApiResult<Value> {
+    let token = review.pointer("/spec/token").and_then(Value::as_str).unwrap_or("").to_string();
+    if token.is_empty() {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "TokenReview.authentication.k8s.io \"\" is invalid: spec.token: Required value",
+        ));
+    }
+    let audiences: Vec<String> = match review.pointer("/spec/audiences") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(_) => return Err(ApiError::bad_request("spec.audiences must be a list of strings")),
+    };
+    let status = match ctx.app.config.authn.authenticate_token(&token, &audiences) {
+        Ok((user, accepted)) => {
+            json!({ "authenticated": true, "user": user_json(Some(&user)), "audiences": accepted })
+        }
+        Err(error) => json!({ "authenticated": false, "error": format!("[invalid bearer token, {error}]") }),
     };
     review["status"] = status;
     if !review["metadata"].is_object() {

@@ -147,12 +147,17 @@ fn app_tls(app: &App) -> std::io::Result<Option<Arc<rustls::ServerConfig>>> {
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = app.config.tls.is_some();
     let authn = Arc::new(app.config.authn.clone());
+    if let Some(sa) = &authn.service_accounts {
+        sa.attach(app.cache.clone());
+    }
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
         .route("/cacerts", get(cacerts))
+        .route("/.well-known/openid-configuration", get(crate::serviceaccount_token::openid_configuration))
+        .route("/openid/v1/jwks", get(crate::serviceaccount_token::jwks))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*path}", get(openapi::v3_group_version))

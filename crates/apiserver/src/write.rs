@@ -305,6 +305,10 @@ pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut warnings = Warnings::default();
     let obj = decode_checked(&ctx, &body, &mut warnings)?;
     if crate::reviews::is_review(&ctx.served) {
+        if ctx.served.info.kind == "TokenReview" {
+            let answered = crate::reviews::token_review(&ctx, obj)?;
+            return Ok(created_response(&ctx, &answered, &warnings));
+        }
         let answered = crate::reviews::answer(&ctx.served, ctx.user.as_ref(), obj)?;
         return Ok(created_response(&ctx, &answered, &warnings));
     }
@@ -326,6 +330,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
     crate::priority::admit_pod(ctx, &mut obj)?;
+    crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
     admit(ctx, &mut obj, None, None, track).await?;
     crate::limit_ranger::validate(ctx, &obj)?;

@@ -94,6 +94,12 @@ pub(crate) struct ServerArgs {
     /// On etcd it also shares the cluster's CAs, keys and Secrets encryption key between the servers given it.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Issuer (`iss`) of ServiceAccount tokens.
+    #[arg(long, default_value = berth_apiserver::serviceaccount_token::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API accepts in ServiceAccount tokens, comma-separated [default: the issuer].
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
 }
 
 /// A rate flag: a finite number, 0 or more.
@@ -162,6 +168,7 @@ struct Security {
     controller_manager: berth_pki::CertKey,
     scheduler: berth_pki::CertKey,
     kubelet_client: berth_pki::CertKey,
+    service_account_key_pem: String,
 }
 
 /// Loads or creates the PKI under DATA_DIR/tls and the node token in DATA_DIR/token.
@@ -190,7 +197,19 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
         client_ca_pem: pki.ca_pem(CaKind::Client)?,
         server_ca_pem,
     };
-    Ok(Security { tls, token, admin, controller_manager, scheduler, kubelet_client })
+    let service_account_key_pem = pki.service_account_key_pem()?;
+    Ok(Security { tls, token, admin, controller_manager, scheduler, kubelet_client, service_account_key_pem })
+}
+
+/// The ServiceAccount token issuer over the PKI's signing key.
+fn service_account_tokens(
+    args: &ServerArgs,
+    security: &Security,
+) -> anyhow::Result<std::sync::Arc<berth_apiserver::serviceaccount_token::ServiceAccountTokens>> {
+    use berth_apiserver::serviceaccount_token::{ServiceAccountTokens, TokenIssuer};
+    let issuer = TokenIssuer::new(&security.service_account_key_pem, &args.service_account_issuer, &args.api_audiences)
+        .context("the ServiceAccount signing key")?;
+    Ok(std::sync::Arc::new(ServiceAccountTokens::new(issuer)))
 }
 
 /// The secret part of a `--token` (a bare secret or a full K10 token).
@@ -339,7 +358,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         port,
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
         tls: Some(security.tls.clone()),
-        authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
+        authn: berth_apiserver::Authenticator {
+            node_token: Some(security.token.secret.clone()),
+            service_accounts: Some(service_account_tokens(&args, &security)?),
+        },
         kubelet_client: Some(berth_apiserver::node_proxy::KubeletClient {
             cert_pem: security.kubelet_client.cert_pem.clone(),
             key_pem: security.kubelet_client.key_pem.clone(),

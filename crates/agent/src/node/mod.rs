@@ -150,7 +150,7 @@ impl Agent {
         };
         let started = async {
             let cri = Cri::connect(&socket).await?;
-            let version = cri.version().await?;
+            let version = cri.version_when_ready(std::time::Duration::from_secs(60)).await?;
             images::import_builtin(&socket, &scratch).await?;
             Ok::<_, runtime::Error>((cri, version))
         }

@@ -195,6 +195,8 @@ struct PodState {
     volumes: Option<HashMap<String, PathBuf>>,
     /// The pod's uid (its volume directory's name).
     uid: String,
+    /// Tokens and refresh times of the pod's volumes.
+    volume_state: volumes::VolumeState,
 }
 
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
@@ -264,8 +266,20 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         }
     }
     let policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+    if state.volumes.is_some() && state.volume_state.due() {
+        // Contents of configMap/secret/downwardAPI/projected volumes follow their sources;
+        // a failed refresh keeps the files the containers have.
+        let refreshed =
+            volumes::prepare(&shared.client, &shared.config.data_dir, pod, shared.node_ip, &mut state.volume_state)
+                .await;
+        if let Err(message) = refreshed {
+            tracing::warn!(pod = pod_name(pod), %message, "refreshing volumes");
+        }
+    }
     if state.volumes.is_none() {
-        match volumes::prepare(&shared.client, &shared.config.data_dir, pod).await {
+        match volumes::prepare(&shared.client, &shared.config.data_dir, pod, shared.node_ip, &mut state.volume_state)
+            .await
+        {
             Ok(v) => state.volumes = Some(v),
             Err(message) => {
                 for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
@@ -635,7 +649,7 @@ async fn resolve_env(
 }
 
 /// The value of a downward-API field path.
-fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, path: &str) -> Option<String> {
+pub(crate) fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, path: &str) -> Option<String> {
     let m = &pod.metadata;
     let from_map = |map: &Option<BTreeMap<String, String>>, rest: &str| {
         let key = rest.strip_prefix("['")?.strip_suffix("']")?;

@@ -1,14 +1,27 @@
 //! Pod volumes on the node: emptyDir (a directory under the agent's data dir), configMap
-//! and secret (their keys written as files, with items and modes), hostPath; and the CRI
-//! mounts of a container's volumeMounts (with subPath). Files are written once, when the
-//! pod starts; updates of the ConfigMap or Secret are not propagated yet.
+//! and secret (their keys written as files, with items and modes), downwardAPI (pod
+//! fields and container resources), projected (configMap, secret, downwardAPI and
+//! ServiceAccount token sources in one directory; the token comes from the TokenRequest
+//! API bound to the pod and is renewed at 80 % of its life), hostPath; and the CRI mounts
+//! of a container's volumeMounts (with subPath). File contents are written as the
+//! kubelet's atomic writer does (`..data` symlink switched in one rename) and refreshed
+//! every [`RESYNC`], so updates of ConfigMaps and Secrets reach running containers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret};
-use kube::api::Api;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, ResourceFieldSelector, Secret,
+    ServiceAccount, ServiceAccountTokenProjection,
+};
+use kube::api::{Api, PostParams};
+
+use crate::hollow::config::parse_quantity;
 
 use crate::runtime::cri::v1 as cri;
 
@@ -26,44 +39,351 @@ fn safe_relative(path: &str) -> Result<&Path, String> {
     Ok(p)
 }
 
-/// Writes `files` (key → bytes) into `dir`, as `items` select and name them, with `mode`.
+/// Files of a volume: relative path → (contents, mode).
+pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// The files `items` select from `data` (key → bytes) and name, with `mode` unless an
+/// item has its own; every key when there are no items.
+fn select(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    mode: u32,
+    out: &mut Files,
+) -> Result<(), String> {
+    match items {
+        Some(items) => {
+            for item in items {
+                let bytes = data.get(&item.key).ok_or_else(|| format!("key {:?} not found", item.key))?;
+                safe_relative(&item.path)?;
+                out.insert(item.path.clone(), (bytes.clone(), item.mode.map_or(mode, |m| m as u32)));
+            }
+        }
+        None => {
+            for (k, v) in data {
+                safe_relative(k)?;
+                out.insert(k.clone(), (v.clone(), mode));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `files` (key → bytes) into `dir`, as `items` select and name them, with `mode`
+/// (atomically, see [`write_atomic`]).
 pub fn write_files(
     dir: &Path,
     files: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     mode: u32,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let selected: Vec<(String, &Vec<u8>, u32)> = match items {
-        Some(items) => {
-            let mut out = Vec::new();
-            for item in items {
-                let data = files.get(&item.key).ok_or_else(|| format!("key {:?} not found", item.key))?;
-                out.push((item.path.clone(), data, item.mode.map_or(mode, |m| m as u32)));
+    let mut out = Files::new();
+    select(files, items, mode, &mut out)?;
+    write_atomic(dir, &out).map(|_| ())
+}
+
+/// The files under `root` (following no links), relative path → (contents, mode).
+fn read_tree(root: &Path) -> Option<Files> {
+    let mut out = Files::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).ok()? {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry.path().strip_prefix(root).ok()?.to_string_lossy().into_owned();
+                out.insert(rel, (std::fs::read(entry.path()).ok()?, meta.permissions().mode() & 0o777));
             }
-            out
         }
-        None => files.iter().map(|(k, v)| (k.clone(), v, mode)).collect(),
+    }
+    Some(out)
+}
+
+/// Writes `files` into `dir` the way the kubelet's atomic writer does, so that a reader
+/// never sees half an update: the files go into a new hidden directory `..<timestamp>`,
+/// the symlink `..data` is switched to it with one rename, and each top-level name is a
+/// symlink through `..data`. Returns false (and writes nothing) when the contents are
+/// unchanged.
+pub fn write_atomic(dir: &Path, files: &Files) -> Result<bool, String> {
+    let io = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    let data_link = dir.join("..data");
+    let old = std::fs::read_link(&data_link).ok();
+    if old.is_some() && read_tree(&data_link).as_ref() == Some(files) {
+        return Ok(false);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let stamp = format!("..{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let target = dir.join(&stamp);
+    std::fs::create_dir_all(&target).map_err(|e| io("creating", &target, e))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).map_err(|e| io("chmod", &target, e))?;
+    for (path, (data, mode)) in files {
+        let file = target.join(safe_relative(path)?);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+        }
+        std::fs::write(&file, data).map_err(|e| io("writing", &file, e))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o777))
+            .map_err(|e| io("setting the mode of", &file, e))?;
+    }
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&stamp, &tmp).map_err(|e| io("linking", &tmp, e))?;
+    std::fs::rename(&tmp, &data_link).map_err(|e| io("switching", &data_link, e))?;
+    let tops: std::collections::BTreeSet<String> =
+        files.keys().filter_map(|p| p.split('/').next().map(str::to_string)).collect();
+    for top in &tops {
+        let link = dir.join(top);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => continue,
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&link).map_err(|e| io("removing", &link, e))?,
+            Ok(_) => std::fs::remove_file(&link).map_err(|e| io("removing", &link, e))?,
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(Path::new("..data").join(top), &link).map_err(|e| io("linking", &link, e))?;
+    }
+    // What the previous version had and this one does not.
+    for entry in std::fs::read_dir(dir).map_err(|e| io("reading", dir, e))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("..") || tops.contains(&name) {
+            continue;
+        }
+        let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
+    }
+    if let Some(old) = old.filter(|o| o.as_os_str() != stamp.as_str()) {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(true)
+}
+
+/// What a pod's volumes keep between passes: the ServiceAccount tokens of projected
+/// volumes and when each is to be renewed.
+#[derive(Debug, Default)]
+pub struct VolumeState {
+    tokens: HashMap<String, (String, Instant)>,
+    last: Option<Instant>,
+}
+
+/// How often configMap, secret, downward API and projected contents are looked at again.
+pub const RESYNC: Duration = Duration::from_secs(10);
+
+impl VolumeState {
+    /// True when the volumes should be refreshed now.
+    pub fn due(&self) -> bool {
+        self.last.is_none_or(|t| t.elapsed() >= RESYNC)
+            || self.tokens.values().any(|(_, renew_at)| Instant::now() >= *renew_at)
+    }
+}
+
+async fn config_map_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = api.get_opt(name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
+    match cm {
+        Some(cm) => Ok(cm
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)))
+            .collect()),
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("configmap \"{name}\" not found")),
+    }
+}
+
+async fn secret_data(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = api.get_opt(name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
+    match secret {
+        Some(s) => Ok(s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()),
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(format!("secret \"{name}\" not found")),
+    }
+}
+
+/// `k="v"` lines, sorted by key, as the kubelet writes labels and annotations.
+fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of a `resourceFieldRef` (limits fall back to the node's capacity).
+fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String> {
+    let container = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .find(|c| r.container_name.as_deref().is_none_or(|n| n.is_empty() || c.name == n))
+        .ok_or_else(|| format!("container {:?} not found", r.container_name))?;
+    let (kind, res) = r.resource.split_once('.').ok_or_else(|| format!("unsupported resource {:?}", r.resource))?;
+    let res_of = container.resources.as_ref();
+    let map = match kind {
+        "limits" => res_of.and_then(|x| x.limits.as_ref()),
+        "requests" => res_of.and_then(|x| x.requests.as_ref()),
+        _ => return Err(format!("unsupported resource {:?}", r.resource)),
     };
-    for (path, data, mode) in selected {
-        let target = dir.join(safe_relative(&path)?);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let nano = |q: &str| parse_quantity(q).map_err(|e| e.to_string());
+    let value = match map.and_then(|m| m.get(res)) {
+        Some(q) => nano(&q.0)?,
+        None if kind == "limits" && res == "cpu" => {
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as i128 * 1_000_000_000
         }
-        std::fs::write(&target, data).map_err(|e| format!("writing {}: {e}", target.display()))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777))
-            .map_err(|e| format!("setting the mode of {}: {e}", target.display()))?;
+        None if kind == "limits" && res == "memory" => machine_memory() as i128 * 1_000_000_000,
+        None => 0,
+    };
+    let divisor = match r.divisor.as_ref().map(|d| d.0.as_str()).filter(|d| !d.is_empty()) {
+        Some(d) => nano(d)?,
+        None => 1_000_000_000,
+    };
+    if divisor <= 0 {
+        return Err(format!("invalid divisor for {:?}", r.resource));
+    }
+    Ok(((value + divisor - 1) / divisor).to_string())
+}
+
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The files of downward API `items`.
+fn downward_files(
+    pod: &Pod,
+    node_ip: Ipv4Addr,
+    items: &[DownwardAPIVolumeFile],
+    mode: u32,
+    out: &mut Files,
+) -> Result<(), String> {
+    let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+    for item in items {
+        safe_relative(&item.path)?;
+        let value = if let Some(f) = &item.field_ref {
+            match f.field_path.as_str() {
+                "metadata.labels" => format_map(pod.metadata.labels.as_ref()),
+                "metadata.annotations" => format_map(pod.metadata.annotations.as_ref()),
+                path => super::pods::field_value(pod, pod_ip.as_deref(), node_ip, path)
+                    .ok_or_else(|| format!("unsupported fieldPath {path:?}"))?,
+            }
+        } else if let Some(r) = &item.resource_field_ref {
+            resource_value(pod, r)?
+        } else {
+            return Err(format!("item {:?} has neither fieldRef nor resourceFieldRef", item.path));
+        };
+        out.insert(item.path.clone(), (value.into_bytes(), item.mode.map_or(mode, |m| m as u32)));
     }
     Ok(())
 }
 
-/// Makes every volume of `pod` the node can provide; returns their host paths by name.
-/// An error is the message the pod's containers wait with.
-pub async fn prepare(client: &kube::Client, data_dir: &Path, pod: &Pod) -> Result<HashMap<String, PathBuf>, String> {
+/// A token for the pod's ServiceAccount bound to the pod, from the TokenRequest API,
+/// reused until 80 % of its life has passed.
+async fn sa_token(
+    client: &kube::Client,
+    pod: &Pod,
+    key: String,
+    src: &ServiceAccountTokenProjection,
+    state: &mut VolumeState,
+) -> Result<Vec<u8>, String> {
+    if let Some((token, renew_at)) = state.tokens.get(&key)
+        && Instant::now() < *renew_at
+    {
+        return Ok(token.clone().into_bytes());
+    }
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let sa = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+    let seconds = src.expiration_seconds.unwrap_or(3600);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: src.audience.iter().filter(|a| !a.is_empty()).cloned().collect(),
+            expiration_seconds: Some(seconds),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let answer = api
+        .create_token_request(&sa, &PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("requesting a token for serviceaccount {ns}/{sa}: {e}"))?;
+    let token = answer.status.map(|s| s.token).unwrap_or_default();
+    let life = answer.spec.expiration_seconds.unwrap_or(seconds).max(1) as u64;
+    let renew_at = Instant::now() + Duration::from_secs(life * 8 / 10);
+    state.tokens.insert(key, (token.clone(), renew_at));
+    Ok(token.into_bytes())
+}
+
+/// The files of a projected volume.
+async fn projected_files(
+    client: &kube::Client,
+    pod: &Pod,
+    node_ip: Ipv4Addr,
+    volume: &str,
+    src: &ProjectedVolumeSource,
+    state: &mut VolumeState,
+) -> Result<Files, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let mode = src.default_mode.unwrap_or(0o644) as u32;
+    let mut out = Files::new();
+    for (i, s) in src.sources.iter().flatten().enumerate() {
+        if let Some(cm) = &s.config_map {
+            let data = config_map_data(client, &ns, &cm.name, cm.optional == Some(true)).await?;
+            select(&data, cm.items.as_deref(), mode, &mut out)?;
+        } else if let Some(sec) = &s.secret {
+            let data = secret_data(client, &ns, &sec.name, sec.optional == Some(true)).await?;
+            select(&data, sec.items.as_deref(), mode, &mut out)?;
+        } else if let Some(d) = &s.downward_api {
+            downward_files(pod, node_ip, d.items.as_deref().unwrap_or_default(), mode, &mut out)?;
+        } else if let Some(t) = &s.service_account_token {
+            safe_relative(&t.path)?;
+            let token = sa_token(client, pod, format!("{volume}/{i}"), t, state).await?;
+            // The kubelet writes the token readable by the owner and group only when the
+            // pod sets fsGroup; 0644 (defaultMode) otherwise.
+            out.insert(t.path.clone(), (token, mode));
+        }
+    }
+    Ok(out)
+}
+
+/// Makes every volume of `pod` the node can provide, or brings the contents of its
+/// configMap, secret, downward API and projected volumes up to date (an atomic switch
+/// when they changed); returns their host paths by name. An error is the message the
+/// pod's containers wait with.
+pub async fn prepare(
+    client: &kube::Client,
+    data_dir: &Path,
+    pod: &Pod,
+    node_ip: Ipv4Addr,
+    state: &mut VolumeState,
+) -> Result<HashMap<String, PathBuf>, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let base = pod_volumes_dir(data_dir, &uid);
     let mut out = HashMap::new();
+    state.last = Some(Instant::now());
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let dir = base.join(&v.name);
         if v.empty_dir.is_some() {
@@ -71,32 +391,20 @@ pub async fn prepare(client: &kube::Client, data_dir: &Path, pod: &Pod) -> Resul
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
         } else if let Some(src) = &v.config_map {
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-            let cm = api.get_opt(&src.name).await.map_err(|e| format!("reading configmap {:?}: {e}", src.name))?;
-            let files: BTreeMap<String, Vec<u8>> = match cm {
-                Some(cm) => cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)))
-                    .collect(),
-                None if src.optional == Some(true) => BTreeMap::new(),
-                None => return Err(format!("configmap \"{}\" not found", src.name)),
-            };
-            let mode = src.default_mode.unwrap_or(0o644) as u32;
-            write_files(&dir, &files, src.items.as_deref(), mode)?;
+            let data = config_map_data(client, &ns, &src.name, src.optional == Some(true)).await?;
+            write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
         } else if let Some(src) = &v.secret {
             let name = src.secret_name.clone().unwrap_or_default();
-            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-            let secret = api.get_opt(&name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
-            let files: BTreeMap<String, Vec<u8>> = match secret {
-                Some(s) => s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect(),
-                None if src.optional == Some(true) => BTreeMap::new(),
-                None => return Err(format!("secret \"{name}\" not found")),
-            };
+            let data = secret_data(client, &ns, &name, src.optional == Some(true)).await?;
+            write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
+        } else if let Some(src) = &v.downward_api {
+            let mut files = Files::new();
             let mode = src.default_mode.unwrap_or(0o644) as u32;
-            write_files(&dir, &files, src.items.as_deref(), mode)?;
+            downward_files(pod, node_ip, src.items.as_deref().unwrap_or_default(), mode, &mut files)?;
+            write_atomic(&dir, &files)?;
+        } else if let Some(src) = &v.projected {
+            let files = projected_files(client, pod, node_ip, &v.name, src, state).await?;
+            write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.host_path {
             out.insert(v.name.clone(), PathBuf::from(&src.path));
             continue;
@@ -178,5 +486,68 @@ mod tests {
             { "name": "nope", "mountPath": "/n" }] }))
         .unwrap();
         assert!(mounts(&bad, &volumes).is_err());
+    }
+
+    #[test]
+    fn updates_switch_the_data_link_and_drop_removed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join("vol");
+        let files = |pairs: &[(&str, &str)]| -> Files {
+            pairs.iter().map(|(k, v)| (k.to_string(), (v.as_bytes().to_vec(), 0o644))).collect()
+        };
+        assert!(write_atomic(&v, &files(&[("a", "1"), ("d/b", "2")])).unwrap());
+        let first = std::fs::read_link(v.join("..data")).unwrap();
+        assert_eq!(std::fs::read_link(v.join("a")).unwrap(), Path::new("..data/a"));
+        assert_eq!(std::fs::read_to_string(v.join("d/b")).unwrap(), "2");
+        // The same contents write nothing.
+        assert!(!write_atomic(&v, &files(&[("a", "1"), ("d/b", "2")])).unwrap());
+        assert_eq!(std::fs::read_link(v.join("..data")).unwrap(), first);
+        // A change: new data directory, the old one gone, a removed key's link gone.
+        assert!(write_atomic(&v, &files(&[("a", "one"), ("c", "3")])).unwrap());
+        assert_ne!(std::fs::read_link(v.join("..data")).unwrap(), first);
+        assert!(!v.join(&first).exists());
+        assert_eq!(std::fs::read_to_string(v.join("a")).unwrap(), "one");
+        assert_eq!(std::fs::read_to_string(v.join("c")).unwrap(), "3");
+        assert!(std::fs::symlink_metadata(v.join("d")).is_err());
+        // Files an older agent wrote in place are replaced by links.
+        let old = dir.path().join("old");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("a"), "stale").unwrap();
+        write_atomic(&old, &files(&[("a", "fresh")])).unwrap();
+        assert_eq!(std::fs::read_to_string(old.join("a")).unwrap(), "fresh");
+    }
+
+    #[test]
+    fn downward_api_items_read_the_pod() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "ns", "uid": "u1", "labels": { "b": "2", "a": "x\"y" } },
+            "spec": { "containers": [{ "name": "c", "resources": { "limits": { "memory": "64Mi", "cpu": "250m" } } }] },
+            "status": { "podIP": "10.0.0.9" },
+        }))
+        .unwrap();
+        let items: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
+            { "path": "name", "fieldRef": { "fieldPath": "metadata.name" } },
+            { "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" }, "mode": 0o400 },
+            { "path": "ip", "fieldRef": { "fieldPath": "status.podIP" } },
+            { "path": "mem", "resourceFieldRef": { "containerName": "c", "resource": "limits.memory", "divisor": "1Mi" } },
+            { "path": "cpu", "resourceFieldRef": { "containerName": "c", "resource": "limits.cpu", "divisor": "1m" } },
+            { "path": "cpus", "resourceFieldRef": { "containerName": "c", "resource": "limits.cpu" } },
+        ]))
+        .unwrap();
+        let mut out = Files::new();
+        downward_files(&pod, Ipv4Addr::LOCALHOST, &items, 0o644, &mut out).unwrap();
+        let text = |k: &str| String::from_utf8(out[k].0.clone()).unwrap();
+        assert_eq!(text("name"), "p");
+        assert_eq!(text("labels"), "a=\"x\\\"y\"\nb=\"2\"");
+        assert_eq!(out["labels"].1, 0o400);
+        assert_eq!(text("ip"), "10.0.0.9");
+        assert_eq!(text("mem"), "64");
+        assert_eq!(text("cpu"), "250");
+        assert_eq!(text("cpus"), "1");
+        let bad: Vec<DownwardAPIVolumeFile> = serde_json::from_value(
+            serde_json::json!([{ "path": "../x", "fieldRef": { "fieldPath": "metadata.name" } }]),
+        )
+        .unwrap();
+        assert!(downward_files(&pod, Ipv4Addr::LOCALHOST, &bad, 0o644, &mut Files::new()).is_err());
     }
 }

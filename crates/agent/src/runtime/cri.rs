@@ -47,6 +47,23 @@ impl Cri {
         Ok(self.runtime.clone().version(req).await.map_err(cri_err("Version"))?.into_inner())
     }
 
+    /// [`Cri::version`] once the CRI service has initialized: containerd answers "server is
+    /// not initialized yet" while it restores its state (after a restart with pods kept),
+    /// so that answer is retried for at most `timeout`.
+    pub async fn version_when_ready(&self, timeout: std::time::Duration) -> Result<cri::VersionResponse> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.version().await {
+                Err(Error::Cri { status, .. })
+                    if status.message().contains("not initialized") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The status of an image by reference; `None` when the node does not have it.
     pub async fn image_status(&self, image: &str) -> Result<Option<cri::Image>> {
         let req = cri::ImageStatusRequest {

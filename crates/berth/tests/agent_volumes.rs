@@ -1,0 +1,333 @@
+//! Volumes on the real node agent: the ServiceAccount token volume the ServiceAccount
+//! admission adds (a pod reads its token and uses it against the API), projected and
+//! downwardAPI volumes with items and modes, and ConfigMap/Secret/label changes reaching
+//! the files of a running pod. Real `berth server`, `berth agent` (containerd, runc, CNI),
+//! busybox pods serving their files over HTTP on the pod IP.
+//!
+//! Bridges `btest20`–`btest24`, pod CIDRs 10.88.20–24.0/24; the [`Node`] guard stops the
+//! agent by PID and deletes its bridge even when a test fails. Without containerd the tests
+//! skip, unless BERTH_REQUIRE_CONTAINERD=1.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{Credentials, TestServer, wait_until};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `berth agent` child process with its data dir and bridge.
+struct Node {
+    name: String,
+    bridge: String,
+    n: u8,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing
+    /// (and not required).
+    fn start(s: &TestServer, n: u8) -> Option<Node> {
+        Self::start_with(s, n, &[])
+    }
+
+    /// Like [`Node::start`], with extra `berth agent` flags.
+    fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
+        let missing =
+            ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
+                .iter()
+                .any(|p| !Path::new(p).exists());
+        if missing {
+            assert!(
+                std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
+                "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
+            );
+            eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut node = Node { name: format!("agent-{n}"), bridge: format!("btest{n}"), n, dir, child: None };
+        node.spawn(s, extra);
+        Some(node)
+    }
+
+    /// Starts the agent process on the node's data dir and waits for the node to be Ready.
+    fn spawn(&mut self, s: &TestServer, extra: &[&str]) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["agent", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["--node-name", &self.name, "--bridge-name", &self.bridge])
+            .args(["--pod-cidr", &format!("10.88.{}.0/24", self.n)])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth agent");
+        self.child = Some(child);
+        let ready = wait_until(TIMEOUT, || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                &self.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        assert!(ready, "node never became Ready; agent log:\n{}", self.log());
+    }
+
+    /// Stops the agent process (SIGTERM) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+fn apply(s: &TestServer, object: &Value) {
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&object.to_string()));
+}
+
+fn get_pod(s: &TestServer, name: &str) -> Value {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Waits until `cond` holds for the pod; panics with the pod and the agent log.
+fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(TIMEOUT, || {
+        last = get_pod(s, name);
+        cond(&last)
+    });
+    assert!(ok, "pod {name} never {what}: {last:#}\nagent log:\n{}", node.log());
+    last
+}
+
+/// A busybox pod bound to `node`.
+fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> Value {
+    let mut c = json!({ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never" });
+    c.as_object_mut().unwrap().extend(container.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "nodeName": node.name, "restartPolicy": restart, "terminationGracePeriodSeconds": 3,
+                  "containers": [c] },
+    })
+}
+
+/// GET http://ip:port/path from the host; the body, if it answered 200.
+fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// The user a bearer token authenticates as (SelfSubjectReview), or the HTTP status.
+fn whoami(s: &TestServer, token: &str) -> Result<Value, u16> {
+    let client = s.client_as(Credentials::Bearer(token.to_string()));
+    let body = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
+    let r = client
+        .request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    if r.status == 201 { Ok(r.json()["status"]["userInfo"].clone()) } else { Err(r.status) }
+}
+
+/// Waits until the pod runs with an IP and its httpd answers `path`; returns the IP.
+fn serving(s: &TestServer, node: &Node, name: &str, path: &str) -> String {
+    let p = wait_pod(s, node, name, "ran", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(TIMEOUT, || http_get(&ip, 8080, path).is_some()),
+        "no HTTP answer for {path} from {ip}; agent log:\n{}",
+        node.log()
+    );
+    ip
+}
+
+#[test]
+fn a_pod_reads_its_service_account_token_and_it_works_against_the_api() {
+    let s = server();
+    let Some(node) = Node::start(&s, 20) else { return };
+    assert!(wait_until(TIMEOUT, || s.kubectl(&["get", "sa", "default"]).status.success()));
+    assert!(wait_until(TIMEOUT, || s.kubectl(&["get", "configmap", "kube-root-ca.crt"]).status.success()));
+    // Nothing in the pod asks for a token: the ServiceAccount admission adds the volume.
+    apply(
+        &s,
+        &busybox_pod(
+            "reader",
+            &node,
+            json!({ "command": ["httpd", "-f", "-p", "8080", "-h", "/var/run/secrets/kubernetes.io/serviceaccount"] }),
+            "Always",
+        ),
+    );
+    let ip = serving(&s, &node, "reader", "/token");
+    let pod = get_pod(&s, "reader");
+    let token = http_get(&ip, 8080, "/token").unwrap();
+    assert_eq!(http_get(&ip, 8080, "/namespace").as_deref(), Some("default"));
+    assert_eq!(http_get(&ip, 8080, "/ca.crt").unwrap(), s.kubeconfig().ca_pem);
+    let user = whoami(&s, &token).expect("the pod's token authenticates");
+    assert_eq!(user["username"], "system:serviceaccount:default:default");
+    assert_eq!(user["extra"]["authentication.kubernetes.io/pod-name"], json!(["reader"]));
+    assert_eq!(user["extra"]["authentication.kubernetes.io/pod-uid"], json!([pod["metadata"]["uid"]]));
+    assert_eq!(user["extra"]["authentication.kubernetes.io/node-name"], json!([node.name]));
+    // The kubelet's lifetime for the projected token, bound to the pod.
+    let review = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": { "token": token } });
+    let (_, review) = s.http_json("POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some(&review));
+    assert_eq!(review["status"]["authenticated"], true, "{review}");
+    // The volume is read-only in the container.
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    assert_eq!(mount["readOnly"], true, "{pod:#}");
+    // Deleting the pod revokes its token.
+    s.kubectl_ok(&["delete", "pod", "reader", "--timeout=60s"]);
+    assert!(wait_until(TIMEOUT, || whoami(&s, &token) == Err(401)));
+}
+
+#[test]
+fn automount_false_leaves_the_pod_without_a_token() {
+    let s = server();
+    let Some(node) = Node::start(&s, 21) else { return };
+    assert!(wait_until(TIMEOUT, || s.kubectl(&["get", "sa", "default"]).status.success()));
+    let mut pod = busybox_pod(
+        "tokenless",
+        &node,
+        json!({ "command": ["sh", "-c", "mkdir -p /www; ls /var/run/secrets/kubernetes.io/serviceaccount > /www/ls 2>&1; echo done >> /www/ls; exec httpd -f -p 8080 -h /www"] }),
+        "Always",
+    );
+    pod["spec"]["automountServiceAccountToken"] = json!(false);
+    apply(&s, &pod);
+    let ip = serving(&s, &node, "tokenless", "/ls");
+    let listing = http_get(&ip, 8080, "/ls").unwrap();
+    assert!(listing.contains("No such file"), "{listing}");
+}
+
+#[test]
+fn projected_and_downward_api_files_follow_their_sources() {
+    let s = server();
+    let Some(node) = Node::start(&s, 22) else { return };
+    assert!(wait_until(TIMEOUT, || s.kubectl(&["get", "sa", "default"]).status.success()));
+    s.kubectl_ok(&["create", "configmap", "conf", "--from-literal=color=blue", "--from-literal=size=big"]);
+    s.kubectl_ok(&["create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
+    let mut pod = busybox_pod(
+        "follower",
+        &node,
+        json!({
+            "command": ["httpd", "-f", "-p", "8080", "-h", "/"],
+            "resources": { "limits": { "memory": "64Mi", "cpu": "250m" } },
+            "volumeMounts": [
+                { "name": "all", "mountPath": "/all", "readOnly": true },
+                { "name": "cfg", "mountPath": "/cfg" },
+                { "name": "info", "mountPath": "/info" },
+            ],
+        }),
+        "Always",
+    );
+    pod["metadata"]["labels"] = json!({ "tier": "web" });
+    pod["spec"]["volumes"] = json!([
+        { "name": "all", "projected": { "defaultMode": 0o640, "sources": [
+            { "configMap": { "name": "conf", "items": [{ "key": "color", "path": "settings/color" }] } },
+            { "secret": { "name": "creds", "items": [{ "key": "password", "path": "pw", "mode": 0o400 }] } },
+            { "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] } },
+            { "serviceAccountToken": { "path": "vault-token", "audience": "vault", "expirationSeconds": 600 } },
+        ] } },
+        { "name": "cfg", "configMap": { "name": "conf" } },
+        { "name": "info", "downwardAPI": { "items": [
+            { "path": "name", "fieldRef": { "fieldPath": "metadata.name" } },
+            { "path": "uid", "fieldRef": { "fieldPath": "metadata.uid" } },
+            { "path": "mem", "resourceFieldRef": { "containerName": "main", "resource": "limits.memory", "divisor": "1Mi" } },
+            { "path": "cpu", "resourceFieldRef": { "containerName": "main", "resource": "limits.cpu", "divisor": "1m" } },
+        ] } },
+    ]);
+    apply(&s, &pod);
+    let ip = serving(&s, &node, "follower", "/all/pw");
+    let uid = get_pod(&s, "follower")["metadata"]["uid"].as_str().unwrap().to_string();
+    let get = |path: &str| http_get(&ip, 8080, path);
+    assert_eq!(get("/all/settings/color").as_deref(), Some("blue"));
+    assert_eq!(get("/all/pw").as_deref(), Some("hunter2"));
+    assert_eq!(get("/all/labels").as_deref(), Some("tier=\"web\""));
+    assert_eq!(get("/cfg/size").as_deref(), Some("big"));
+    assert_eq!(get("/info/name").as_deref(), Some("follower"));
+    assert_eq!(get("/info/uid").as_deref(), Some(uid.as_str()));
+    assert_eq!(get("/info/mem").as_deref(), Some("64"));
+    assert_eq!(get("/info/cpu").as_deref(), Some("250"));
+    // The projected token has the audience asked for: TokenReview takes it for vault only.
+    let token = get("/all/vault-token").unwrap();
+    assert_eq!(whoami(&s, &token), Err(401));
+    let review = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": { "token": token, "audiences": ["vault"] } });
+    let (_, review) = s.http_json("POST", "/apis/authentication.k8s.io/v1/tokenreviews", Some(&review));
+    assert_eq!(review["status"]["user"]["username"], "system:serviceaccount:default:default", "{review}");
+    // Modes on the node: defaultMode, and an item's own.
+    let vol = node.dir.path().join(format!("data/pods/{uid}/volumes/all"));
+    let mode = |p: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(vol.join(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("settings/color"), 0o640);
+    assert_eq!(mode("pw"), 0o400);
+    assert!(std::fs::read_link(vol.join("..data")).is_ok(), "the kubelet's ..data layout");
+
+    // Changes reach the running pod's files.
+    s.kubectl_in_ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf, namespace: default}\ndata: {color: green, size: small}\n"),
+    );
+    s.kubectl_ok(&["label", "pod", "follower", "tier=db", "--overwrite"]);
+    let changed = wait_until(Duration::from_secs(90), || {
+        get("/all/settings/color").as_deref() == Some("green")
+            && get("/cfg/size").as_deref() == Some("small")
+            && get("/all/labels").as_deref() == Some("tier=\"db\"")
+    });
+    assert!(
+        changed,
+        "files did not follow: color {:?} size {:?} labels {:?}; agent log:\n{}",
+        get("/all/settings/color"),
+        get("/cfg/size"),
+        get("/all/labels"),
+        node.log()
+    );
+    // The pod was not restarted for it.
+    let p = get_pod(&s, "follower");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p:#}");
+}
