@@ -25,6 +25,9 @@ pub(crate) struct ControllersArgs {
     /// 100 replicas instead of 3,000, for a smoke test (figures are not meaningful).
     #[arg(long)]
     quick: bool,
+    /// Replicas of the Deployment [default: 3,000, or 100 with --quick].
+    #[arg(long)]
+    replicas: Option<i32>,
     /// Hollow nodes the pods run on.
     #[arg(long, default_value_t = 100)]
     nodes: usize,
@@ -39,7 +42,8 @@ fn progress(msg: &str) {
 
 /// Runs the controllers benchmark and prints the figures.
 pub(crate) async fn run(args: ControllersArgs) -> anyhow::Result<()> {
-    let replicas: i32 = if args.quick { 100 } else { 3000 };
+    let replicas: i32 = args.replicas.unwrap_or(if args.quick { 100 } else { 3000 });
+    anyhow::ensure!(replicas > 0, "--replicas must be at least 1");
     anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
     let server = ServerProcess::start().await.context("starting the server under test")?;
     // Hollow pods start 200 ms after binding and end at once when deleted.
