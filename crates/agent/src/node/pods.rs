@@ -428,6 +428,7 @@ async fn drive(
     if let Some(id) = rec.id.clone() {
         match shared.cri.container_status(&id).await {
             Ok(Some(s)) => {
+                let s = settle_oom(shared, &id, s).await;
                 let st = cri::ContainerState::try_from(s.state);
                 rec.cri = Some(s.clone());
                 match st {
@@ -669,6 +670,27 @@ pub(crate) fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, pa
         p if p.starts_with("metadata.annotations") => from_map(&m.annotations, &p["metadata.annotations".len()..]),
         _ => None,
     }
+}
+
+/// A container just killed by SIGKILL (exit 137) may have been OOM-killed: containerd
+/// records the OOM event after the exit, so its status is read again for up to a second
+/// before the reason is taken as plain Error.
+async fn settle_oom(shared: &Shared, id: &str, status: cri::ContainerStatus) -> cri::ContainerStatus {
+    let exited = status.state == cri::ContainerState::ContainerExited as i32;
+    let now_ns = Timestamp::now().as_nanosecond();
+    let recent = now_ns.saturating_sub(i128::from(status.finished_at)) < 5_000_000_000;
+    if !(exited && status.exit_code == 137 && status.reason != "OOMKilled" && recent) {
+        return status;
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let Ok(Some(again)) = shared.cri.container_status(id).await
+            && again.reason == "OOMKilled"
+        {
+            return again;
+        }
+    }
+    status
 }
 
 fn container_status(c: &Container, rec: &Record) -> ContainerStatus {
