@@ -77,6 +77,9 @@ pub(crate) struct ServerArgs {
     /// Secret agents join with (a bare secret or a K10 token); default: the one in DATA_DIR/token, else a new one.
     #[arg(long, env = "BERTH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// How requests are authorized: RBAC (Kubernetes' default; `Node,RBAC` is accepted) or AlwaysAllow.
+    #[arg(long, default_value = "RBAC")]
+    authorization_mode: berth_apiserver::authz::Mode,
 }
 
 pub(crate) fn default_data_dir() -> PathBuf {
@@ -252,6 +255,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watch_history: usize::try_from(args.compaction_retention.max(1)).unwrap_or(usize::MAX),
         tls: Some(security.tls.clone()),
         authn: berth_apiserver::Authenticator { node_token: Some(security.token.secret.clone()) },
+        authorization_mode: args.authorization_mode,
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded, store)?;
