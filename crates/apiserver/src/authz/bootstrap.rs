@@ -244,6 +244,7 @@ pub fn cluster_roles() -> Vec<Value> {
                         "events",
                         "endpoints",
                         "configmaps",
+                        "persistentvolumeclaims",
                         "serviceaccounts",
                         "serviceaccounts/token",
                         "secrets",
