@@ -7,6 +7,7 @@
 //! Kubernetes `Status` ([`error`]).
 
 pub mod authn;
+pub mod authz;
 pub mod cache;
 pub mod codec;
 pub mod convert;

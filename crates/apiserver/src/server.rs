@@ -41,6 +41,8 @@ pub struct Config {
     pub authn: Authenticator,
     /// The client certificate presented to node agents for pods' log/exec/attach/portforward.
     pub kubelet_client: Option<crate::node_proxy::KubeletClient>,
+    /// How authenticated requests are authorized (`--authorization-mode`).
+    pub authorization_mode: crate::authz::Mode,
 }
 
 impl Config {
@@ -70,6 +72,8 @@ pub struct App {
     /// not the cache, which may not have seen the deletion yet (Kubernetes'
     /// NamespaceLifecycle admission keeps the same "force live lookup" list).
     pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The authorizer (RBAC policy from the watch cache).
+    pub authorizer: Arc<crate::authz::Authorizer>,
 }
 
 impl App {
@@ -96,6 +100,7 @@ impl Server {
         config.port = listener.local_addr()?.port();
         let cache = Cache::start(store.clone(), config.watch_history).await.map_err(std::io::Error::other)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let authorizer = Arc::new(crate::authz::Authorizer::new(config.authorization_mode));
         let app = Arc::new(App {
             config,
             store,
@@ -105,10 +110,15 @@ impl Server {
             shutdown,
             service_alloc: tokio::sync::Mutex::new(()),
             deleted_namespaces: std::sync::Mutex::new(std::collections::HashMap::new()),
+            authorizer,
         });
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
         services::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
+        crate::authz::bootstrap::reconcile_all(&app).await.map_err(|e| std::io::Error::other(e.message))?;
+        app.catch_up().await.map_err(|e| std::io::Error::other(e.message))?;
+        app.authorizer.refresh(&app.cache);
+        tokio::spawn(app.authorizer.clone().follow(app.cache.clone(), app.shutdown.clone()));
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })
     }
@@ -166,9 +176,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/apis", axum::routing::any(handler::api))
         .route("/apis/{*rest}", axum::routing::any(handler::api))
         .fallback(not_found)
-        .with_state(app);
+        .with_state(app.clone());
     if authenticated {
-        router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
+        router
+            .layer(axum::middleware::from_fn_with_state(app.clone(), crate::authz::middleware))
+            .layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
     } else {
         router
     }

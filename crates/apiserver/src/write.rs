@@ -264,6 +264,7 @@ async fn admit(
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
+    crate::authz::escalation::check(ctx, obj)?;
     if is_service(served) && subresource.is_none() {
         crate::services::allocate(&ctx.app, obj, old).await?;
     }
@@ -309,7 +310,10 @@ pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             let answered = crate::reviews::token_review(&ctx, obj)?;
             return Ok(created_response(&ctx, &answered, &warnings));
         }
-        let answered = crate::reviews::answer(&ctx.served, ctx.user.as_ref(), obj)?;
+        let answered = match crate::reviews::answer_access(&ctx, &obj) {
+            Some(answer) => answer?,
+            None => crate::reviews::answer(&ctx.served, ctx.user.as_ref(), obj)?,
+        };
         return Ok(created_response(&ctx, &answered, &warnings));
     }
     if let Some(w) = crate::pod_security::warning(&ctx, &obj) {

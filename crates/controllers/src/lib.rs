@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod clusterrole_aggregation;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -73,6 +74,7 @@ pub const NAMES: &[&str] = &[
     "ttl-after-finished",
     "resourcequota",
     "root-ca-cert-publisher",
+    "clusterrole-aggregation",
 ];
 
 pub use nodelifecycle::EvictionLimits;
@@ -193,6 +195,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("resourcequota") {
         all.push(("resourcequota", Box::pin(resourcequota::run(client.clone()))));
+    }
+    if options.enabled("clusterrole-aggregation") {
+        all.push(("clusterrole-aggregation", Box::pin(clusterrole_aggregation::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -1,6 +1,9 @@
 //! `berth bench api`: a real `berth server` child measured over HTTP — start-up, idle
 //! memory, create/get/update throughput and latency, an open-loop 1,000 writes/s run,
-//! LIST of 10,000 pods from the watch cache and from the store, and watch fan-out.
+//! LIST of 10,000 pods from the watch cache and from the store, and watch fan-out; then
+//! the cost of authorization: the same creates and gets as a non-admin user bound to
+//! `edit` in its namespace, on a server with `--authorization-mode RBAC` and on one with
+//! `AlwaysAllow` (both over TLS with client certificates, so authentication is in both).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,8 +121,9 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let measured = measure(&server, &sizes, ready).await;
     progress("stopping the server".into());
     let stopped = server.stop().await.context("stopping the server under test");
-    let figures = measured?;
+    let mut figures = measured?;
     stopped?;
+    figures.extend(authz_comparison(&sizes).await?);
     if args.json {
         println!("{}", report::json(&figures));
     } else {
@@ -309,6 +313,110 @@ async fn measure(server: &ServerProcess, s: &Sizes, mut ready: Latencies) -> any
         "ms",
     ));
     Ok(figs)
+}
+
+/// Creates and gets as user `bench-user` (bound to `edit` in `default`) on a server in
+/// `mode`: (creates/s, create latencies, gets/s, get latencies).
+async fn authz_run(mode: &str, s: &Sizes) -> anyhow::Result<(f64, Latencies, f64, Latencies)> {
+    progress(format!("--authorization-mode {mode}: {} creates and gets as a user bound to edit", s.configmaps));
+    let server = ServerProcess::start_with(&["--authorization-mode".to_string(), mode.to_string()])
+        .await
+        .with_context(|| format!("starting a server with --authorization-mode {mode}"))?;
+    let kubeconfig = server.kubeconfig_path();
+    let dir = kubeconfig.parent().context("the server data dir")?;
+    let pki = berth_pki::Pki::load_or_create(&dir.join("tls")).context("the server PKI")?;
+    let user = pki.leaf(&berth_pki::LeafSpec::client("bench-user", "bench-user", &[])).context("a user certificate")?;
+    let ca = kubeconfig_ca(&kubeconfig)?;
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "bench-user-edit", "namespace": "default" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bench-user" }],
+    });
+    let mut admin = Conn::connect(server.addr).await?;
+    admin
+        .call(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            Some(Bytes::from(binding.to_string())),
+        )
+        .await
+        .context("binding the bench user to edit")?;
+    super::client::use_tls(super::client::tls_config(&ca, &user.cert_pem, &user.key_pem)?);
+    // The binding reaches the authorizer through the watch cache: wait until it is in effect.
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": { "resourceAttributes": { "namespace": "default", "verb": "create", "resource": "configmaps" } },
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut conn = Conn::connect(server.addr).await?;
+        let body = conn
+            .call(
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                Some(Bytes::from(review.to_string())),
+            )
+            .await?;
+        let answer: Value = serde_json::from_slice(&body).context("decoding the access review")?;
+        if answer.pointer("/status/allowed") == Some(&json!(true)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the bench user's binding never took effect: {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (took, creates) = closed_loop(server.addr, s.clients, s.configmaps, |i| {
+        (Method::POST, format!("{NS_PATH}/configmaps"), Some(configmap("authz-cm", i)))
+    })
+    .await
+    .context("creating ConfigMaps as the bench user")?;
+    let create_rate = rate(s.configmaps, took);
+    let (took, gets) = closed_loop(server.addr, s.clients, s.configmaps, |i| {
+        (Method::GET, format!("{NS_PATH}/configmaps/authz-cm-{i:05}"), None)
+    })
+    .await
+    .context("reading ConfigMaps as the bench user")?;
+    let get_rate = rate(s.configmaps, took);
+    server.stop().await.context("stopping the authorization benchmark server")?;
+    Ok((create_rate, creates, get_rate, gets))
+}
+
+/// The server CA (PEM) a kubeconfig holds inline.
+fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let data = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+        .context("no CA in the kubeconfig")?;
+    let pem = base64::engine::general_purpose::STANDARD.decode(data.trim()).context("the kubeconfig CA")?;
+    String::from_utf8(pem).context("the kubeconfig CA")
+}
+
+/// RBAC against AlwaysAllow for the same workload as a user bound to `edit`.
+async fn authz_comparison(s: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let (rbac_creates, mut rbac_create_lat, rbac_gets, mut rbac_get_lat) = authz_run("RBAC", s).await?;
+    let (allow_creates, mut allow_create_lat, allow_gets, mut allow_get_lat) = authz_run("AlwaysAllow", s).await?;
+    // Throughput of the whole workload (one create and one get per object): the harmonic mean.
+    let workload = |creates: f64, gets: f64| 2.0 / (1.0 / creates.max(1e-9) + 1.0 / gets.max(1e-9));
+    let cost = 100.0 * (1.0 - workload(rbac_creates, rbac_gets) / workload(allow_creates, allow_gets));
+    Ok(vec![
+        Figure::new("authz_rbac_creates_per_s", "RBAC: ConfigMap creates as an edit user", rbac_creates, "/s"),
+        Figure::new("authz_rbac_create_p50_ms", "  create p50", rbac_create_lat.percentile_ms(50.0), "ms"),
+        Figure::new("authz_rbac_create_p99_ms", "  create p99", rbac_create_lat.percentile_ms(99.0), "ms"),
+        Figure::new("authz_rbac_gets_per_s", "  ConfigMap gets", rbac_gets, "/s"),
+        Figure::new("authz_rbac_get_p50_ms", "  get p50", rbac_get_lat.percentile_ms(50.0), "ms"),
+        Figure::new("authz_rbac_get_p99_ms", "  get p99", rbac_get_lat.percentile_ms(99.0), "ms"),
+        Figure::new("authz_allow_creates_per_s", "AlwaysAllow: the same creates", allow_creates, "/s"),
+        Figure::new("authz_allow_create_p50_ms", "  create p50", allow_create_lat.percentile_ms(50.0), "ms"),
+        Figure::new("authz_allow_create_p99_ms", "  create p99", allow_create_lat.percentile_ms(99.0), "ms"),
+        Figure::new("authz_allow_gets_per_s", "  ConfigMap gets", allow_gets, "/s"),
+        Figure::new("authz_allow_get_p50_ms", "  get p50", allow_get_lat.percentile_ms(50.0), "ms"),
+        Figure::new("authz_allow_get_p99_ms", "  get p99", allow_get_lat.percentile_ms(99.0), "ms"),
+        Figure::new("authz_throughput_cost_pct", "RBAC throughput cost (creates + gets)", cost, "%").goal("< 10 %"),
+    ])
 }
 
 /// Operations per second.

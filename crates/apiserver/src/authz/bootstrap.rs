@@ -1,0 +1,501 @@
+//! The default RBAC policy, reconciled at every start as kube-apiserver's bootstrap
+//! policy: missing roles and bindings are created; existing ones annotated
+//! `rbac.authorization.kubernetes.io/autoupdate: "true"` get the rules (or subjects) they
+//! lack added; nothing a user changed is removed, and objects without the annotation are
+//! left alone.
+//!
+//! berth runs every controller under one identity, `system:kube-controller-manager`, so
+//! its role is the union of what Kubernetes' per-controller roles grant (the garbage
+//! collector and the namespace controller need read, update and delete on every
+//! resource; creates are limited to what the controllers create).
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::rbac;
+use crate::error::ApiResult;
+use crate::object;
+use crate::server::App;
+
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+const AGGREGATE: &str = "rbac.authorization.k8s.io/aggregate-to-";
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+const ALL_READ_WRITE: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({ "apiGroups": groups, "resources": resources, "verbs": verbs })
+}
+
+fn urls(urls: &[&str], verbs: &[&str]) -> Value {
+    json!({ "nonResourceURLs": urls, "verbs": verbs })
+}
+
+fn cluster_role(name: &str, labels: Value, rules: Vec<Value>) -> Value {
+    let mut all_labels = json!({ "kubernetes.io/bootstrapping": "rbac-defaults" });
+    if let (Some(all), Some(extra)) = (all_labels.as_object_mut(), labels.as_object()) {
+        all.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": { "name": name, "labels": all_labels, "annotations": { AUTOUPDATE: "true" } },
+        "rules": rules,
+    })
+}
+
+fn aggregated(name: &str, labels: Value, target: &str) -> Value {
+    let mut role = cluster_role(name, labels, vec![]);
+    role["aggregationRule"] = json!({
+        "clusterRoleSelectors": [{ "matchLabels": { format!("{AGGREGATE}{target}"): "true" } }]
+    });
+    role
+}
+
+fn binding(name: &str, role: &str, subjects: &[(&str, &str)]) -> Value {
+    let subjects: Vec<Value> = subjects
+        .iter()
+        .map(|(kind, n)| json!({ "kind": kind, "apiGroup": "rbac.authorization.k8s.io", "name": n }))
+        .collect();
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": name,
+            "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" },
+            "annotations": { AUTOUPDATE: "true" },
+        },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+        "subjects": subjects,
+    })
+}
+
+/// The default ClusterRoles, in an order where aggregated roles follow what they aggregate.
+pub fn cluster_roles() -> Vec<Value> {
+    let label = |target: &str| json!({ format!("{AGGREGATE}{target}"): "true" });
+    let core = "";
+    vec![
+        cluster_role("cluster-admin", json!({}), vec![rule(&["*"], &["*"], &["*"]), urls(&["*"], &["*"])]),
+        cluster_role(
+            "system:discovery",
+            json!({}),
+            vec![urls(
+                &[
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
+                &["get"],
+            )],
+        ),
+        cluster_role(
+            "system:public-info-viewer",
+            json!({}),
+            vec![urls(&["/healthz", "/livez", "/readyz", "/version", "/version/", "/cacerts"], &["get"])],
+        ),
+        cluster_role(
+            "system:basic-user",
+            json!({}),
+            vec![
+                rule(&["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"], &["create"]),
+                rule(&["authentication.k8s.io"], &["selfsubjectreviews"], &["create"]),
+            ],
+        ),
+        cluster_role(
+            "system:aggregate-to-view",
+            label("view"),
+            vec![
+                rule(
+                    &[core],
+                    &[
+                        "configmaps",
+                        "endpoints",
+                        "persistentvolumeclaims",
+                        "persistentvolumeclaims/status",
+                        "pods",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "serviceaccounts",
+                        "services",
+                        "services/status",
+                    ],
+                    READ,
+                ),
+                rule(
+                    &[core],
+                    &[
+                        "bindings",
+                        "events",
+                        "limitranges",
+                        "namespaces/status",
+                        "pods/log",
+                        "pods/status",
+                        "replicationcontrollers/status",
+                        "resourcequotas",
+                        "resourcequotas/status",
+                    ],
+                    READ,
+                ),
+                rule(&[core], &["namespaces"], READ),
+                rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+                rule(
+                    &["apps"],
+                    &[
+                        "controllerrevisions",
+                        "daemonsets",
+                        "daemonsets/status",
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
+                        "statefulsets",
+                        "statefulsets/scale",
+                        "statefulsets/status",
+                    ],
+                    READ,
+                ),
+                rule(&["autoscaling"], &["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ),
+                rule(&["batch"], &["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
+                rule(&["policy"], &["poddisruptionbudgets", "poddisruptionbudgets/status"], READ),
+                rule(&["networking.k8s.io"], &["ingresses", "ingresses/status", "networkpolicies"], READ),
+            ],
+        ),
+        cluster_role(
+            "system:aggregate-to-edit",
+            label("edit"),
+            vec![
+                rule(
+                    &[core],
+                    &["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"],
+                    READ,
+                ),
+                rule(&[core], &["serviceaccounts"], &["impersonate"]),
+                rule(&[core], &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], WRITE),
+                rule(&[core], &["pods/eviction"], &["create"]),
+                rule(
+                    &[core],
+                    &[
+                        "configmaps",
+                        "events",
+                        "persistentvolumeclaims",
+                        "replicationcontrollers",
+                        "replicationcontrollers/scale",
+                        "secrets",
+                        "serviceaccounts",
+                        "services",
+                        "services/proxy",
+                    ],
+                    WRITE,
+                ),
+                rule(&[core], &["serviceaccounts/token"], &["create"]),
+                rule(
+                    &["apps"],
+                    &[
+                        "daemonsets",
+                        "deployments",
+                        "deployments/rollback",
+                        "deployments/scale",
+                        "replicasets",
+                        "replicasets/scale",
+                        "statefulsets",
+                        "statefulsets/scale",
+                    ],
+                    WRITE,
+                ),
+                rule(&["autoscaling"], &["horizontalpodautoscalers"], WRITE),
+                rule(&["batch"], &["cronjobs", "jobs"], WRITE),
+                rule(&["policy"], &["poddisruptionbudgets"], WRITE),
+                rule(&["networking.k8s.io"], &["ingresses", "networkpolicies"], WRITE),
+                rule(&["coordination.k8s.io"], &["leases"], ALL_READ_WRITE),
+            ],
+        ),
+        cluster_role(
+            "system:aggregate-to-admin",
+            label("admin"),
+            vec![
+                rule(&["authorization.k8s.io"], &["localsubjectaccessreviews"], &["create"]),
+                rule(&["rbac.authorization.k8s.io"], &["rolebindings", "roles"], ALL_READ_WRITE),
+            ],
+        ),
+        aggregated("view", label("edit"), "view"),
+        aggregated("edit", label("admin"), "edit"),
+        aggregated("admin", json!({}), "admin"),
+        cluster_role(
+            "system:kube-controller-manager",
+            json!({}),
+            vec![
+                rule(&["*"], &["*"], &["get", "list", "watch", "update", "patch", "delete", "deletecollection"]),
+                rule(
+                    &[core],
+                    &[
+                        "pods",
+                        "pods/eviction",
+                        "pods/binding",
+                        "events",
+                        "endpoints",
+                        "configmaps",
+                        "persistentvolumeclaims",
+                        "serviceaccounts",
+                        "serviceaccounts/token",
+                        "secrets",
+                        "resourcequotas",
+                        "services",
+                    ],
+                    &["create"],
+                ),
+                rule(
+                    &["apps"],
+                    &["replicasets", "controllerrevisions", "deployments", "statefulsets", "daemonsets"],
+                    &["create"],
+                ),
+                rule(&["batch"], &["jobs"], &["create"]),
+                rule(&["discovery.k8s.io"], &["endpointslices"], &["create"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["create"]),
+                rule(&["events.k8s.io"], &["events"], &["create"]),
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                // The clusterrole-aggregation controller writes rules it may not hold.
+                rule(&["rbac.authorization.k8s.io"], &["clusterroles"], &["escalate"]),
+            ],
+        ),
+        cluster_role(
+            "system:kube-scheduler",
+            json!({}),
+            vec![
+                rule(&[core, "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+                rule(&["coordination.k8s.io"], &["leases"], &["create", "get", "list", "watch", "update", "patch"]),
+                rule(&[core], &["nodes", "namespaces", "services", "replicationcontrollers", "configmaps"], READ),
+                rule(&[core], &["pods"], &["get", "list", "watch", "delete"]),
+                rule(&[core], &["bindings", "pods/binding"], &["create"]),
+                rule(&[core], &["pods/status"], &["patch", "update"]),
+                rule(
+                    &[core],
+                    &["persistentvolumeclaims", "persistentvolumes"],
+                    &["get", "list", "watch", "patch", "update"],
+                ),
+                rule(&["apps"], &["replicasets", "statefulsets"], READ),
+                rule(&["policy"], &["poddisruptionbudgets"], READ),
+                rule(
+                    &["storage.k8s.io"],
+                    &["storageclasses", "csinodes", "csidrivers", "csistoragecapacities", "volumeattachments"],
+                    READ,
+                ),
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+            ],
+        ),
+        cluster_role(
+            "system:node",
+            json!({}),
+            vec![
+                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+                rule(&["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"], &["create"]),
+                rule(&[core], &["services", "endpoints", "namespaces"], READ),
+                rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+                rule(&[core], &["nodes"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
+                rule(&[core], &["nodes/status"], &["patch", "update"]),
+                rule(&[core, "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+                rule(&[core], &["pods"], &["get", "list", "watch", "create", "delete"]),
+                rule(&[core], &["pods/status"], &["patch", "update"]),
+                rule(&[core], &["pods/eviction"], &["create"]),
+                rule(&[core], &["secrets", "configmaps", "persistentvolumeclaims", "persistentvolumes"], READ),
+                rule(&[core], &["persistentvolumeclaims/status"], &["get", "patch", "update"]),
+                rule(&[core], &["serviceaccounts"], &["get"]),
+                rule(&[core], &["serviceaccounts/token"], &["create"]),
+                rule(
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                    &["create", "delete", "get", "list", "watch", "patch", "update"],
+                ),
+                rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
+                rule(&["storage.k8s.io"], &["volumeattachments", "csidrivers", "csinodes"], READ),
+                rule(&["node.k8s.io"], &["runtimeclasses"], READ),
+            ],
+        ),
+    ]
+}
+
+/// The default ClusterRoleBindings.
+pub fn cluster_role_bindings() -> Vec<Value> {
+    vec![
+        binding("cluster-admin", "cluster-admin", &[("Group", "system:masters")]),
+        binding("system:discovery", "system:discovery", &[("Group", "system:authenticated")]),
+        binding("system:basic-user", "system:basic-user", &[("Group", "system:authenticated")]),
+        binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            &[("Group", "system:authenticated"), ("Group", "system:unauthenticated")],
+        ),
+        binding(
+            "system:kube-controller-manager",
+            "system:kube-controller-manager",
+            &[("User", "system:kube-controller-manager")],
+        ),
+        binding("system:kube-scheduler", "system:kube-scheduler", &[("User", "system:kube-scheduler")]),
+        binding("system:node", "system:node", &[("Group", "system:nodes")]),
+    ]
+}
+
+fn key(plural: &str, name: &str) -> String {
+    format!("{}{plural}/{name}", super::RBAC_PREFIX)
+}
+
+/// The rules of the aggregated default roles, filled from the defaults they select (so
+/// that admin/edit/view work before the aggregation controller's first pass).
+fn fill_aggregated(roles: &mut [Value]) {
+    for i in 0..roles.len() {
+        let Some(selector) = roles[i].pointer("/aggregationRule/clusterRoleSelectors/0/matchLabels").cloned() else {
+            continue;
+        };
+        let Some((label, _)) = selector.as_object().and_then(|m| m.iter().next()) else { continue };
+        let mut rules: Vec<Value> = Vec::new();
+        for other in roles.iter() {
+            if other.pointer(&format!("/metadata/labels/{}", label.replace('/', "~1"))) == Some(&json!("true")) {
+                for r in other["rules"].as_array().into_iter().flatten() {
+                    if !rules.contains(r) {
+                        rules.push(r.clone());
+                    }
+                }
+            }
+        }
+        roles[i]["rules"] = json!(rules);
+    }
+}
+
+fn autoupdate(existing: &Value) -> bool {
+    existing.pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1"))) == Some(&json!("true"))
+}
+
+/// What reconciling `default` into `existing` changes, if anything: missing rules (roles
+/// without an aggregationRule), selectors (with one) or subjects (bindings) added.
+fn reconcile(existing: &Value, default: &Value) -> Option<Value> {
+    if !autoupdate(existing) {
+        return None;
+    }
+    let mut updated = existing.clone();
+    let mut changed = false;
+    if let Some(selectors) = default.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array) {
+        let current = updated.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array).cloned();
+        let mut merged = current.unwrap_or_default();
+        for s in selectors {
+            if !merged.contains(s) {
+                merged.push(s.clone());
+                changed = true;
+            }
+        }
+        updated["aggregationRule"] = json!({ "clusterRoleSelectors": merged });
+    } else if let Some(rules) = default.get("rules") {
+        let parse = |v: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+            serde_json::from_value(v.clone()).unwrap_or_default()
+        };
+        let existing_rules = parse(existing.get("rules").unwrap_or(&Value::Null));
+        if !rbac::covers(&existing_rules, &parse(rules)).is_empty() {
+            let mut list = existing.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
+            for r in rules.as_array().into_iter().flatten() {
+                if !list.contains(r) {
+                    list.push(r.clone());
+                }
+            }
+            updated["rules"] = json!(list);
+            changed = true;
+        }
+    }
+    if let Some(subjects) = default.get("subjects").and_then(Value::as_array) {
+        let mut list = existing.get("subjects").and_then(Value::as_array).cloned().unwrap_or_default();
+        for s in subjects {
+            let same = |e: &Value| e["kind"] == s["kind"] && e["name"] == s["name"];
+            if !list.iter().any(same) {
+                list.push(s.clone());
+                changed = true;
+            }
+        }
+        updated["subjects"] = json!(list);
+    }
+    changed.then_some(updated)
+}
+
+/// Creates the default roles and bindings that are missing and reconciles the existing
+/// ones marked for auto-update.
+pub async fn reconcile_all(app: &App) -> ApiResult<()> {
+    let mut roles = cluster_roles();
+    fill_aggregated(&mut roles);
+    let objects = roles
+        .into_iter()
+        .map(|r| ("clusterroles", r))
+        .chain(cluster_role_bindings().into_iter().map(|b| ("clusterrolebindings", b)));
+    for (plural, mut default) in objects {
+        let name = default["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let key = key(plural, &name);
+        for _attempt in 0..3 {
+            match app.store.get(&key).await? {
+                None => {
+                    default["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+                    default["metadata"]["creationTimestamp"] = json!(object::now());
+                    match app.store.create(&key, Bytes::from(object::encode_for_store(&default))).await {
+                        Ok(_) => break,
+                        Err(berth_store::Error::AlreadyExists(_)) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(kv) => {
+                    let Ok(existing) = serde_json::from_slice::<Value>(&kv.value) else { break };
+                    let Some(updated) = reconcile(&existing, &default) else { break };
+                    tracing::info!(%plural, %name, "reconciling the default RBAC policy");
+                    match app.store.update(&key, Bytes::from(object::encode_for_store(&updated)), kv.mod_revision).await
+                    {
+                        Ok(_) => break,
+                        Err(berth_store::Error::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_defaults_hold_what_they_select() {
+        let mut roles = cluster_roles();
+        fill_aggregated(&mut roles);
+        let find = |n: &str| roles.iter().find(|r| r["metadata"]["name"] == n).unwrap().clone();
+        let count = |n: &str| find(n)["rules"].as_array().unwrap().len();
+        assert_eq!(count("view"), find("system:aggregate-to-view")["rules"].as_array().unwrap().len());
+        assert!(count("edit") > count("view"));
+        assert!(count("admin") > count("edit"));
+        let secrets = |n: &str| find(n)["rules"].to_string().contains("\"secrets\"");
+        assert!(!secrets("view"));
+        assert!(secrets("edit"));
+    }
+
+    #[test]
+    fn reconcile_adds_and_never_removes() {
+        let default = cluster_role("r", json!({}), vec![rule(&[""], &["pods"], &["get"])]);
+        let mut user_changed = default.clone();
+        user_changed["rules"] = json!([rule(&[""], &["secrets"], &["get"])]);
+        let updated = reconcile(&user_changed, &default).unwrap();
+        assert_eq!(updated["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(reconcile(&updated, &default), None);
+        let mut pinned = user_changed.clone();
+        pinned["metadata"]["annotations"][AUTOUPDATE] = json!("false");
+        assert_eq!(reconcile(&pinned, &default), None);
+        let b = binding("b", "r", &[("Group", "g")]);
+        let mut more = b.clone();
+        more["subjects"] = json!([{ "kind": "User", "name": "extra" }]);
+        assert_eq!(reconcile(&more, &b).unwrap()["subjects"].as_array().unwrap().len(), 2);
+    }
+}
