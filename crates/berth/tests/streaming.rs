@@ -297,11 +297,21 @@ fn exec_with_exit_codes_and_stdin_attach_and_cp_both_ways() {
         berth_testkit::KUBECTL,
         s.kubeconfig.display()
     );
-    let out = Command::new("timeout")
-        .args(["60", "script", "-qec", &inner, "/dev/null"])
+    // script's stdin stays open (a pipe held here) so no EOF reaches the terminal early.
+    let mut script = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
         .env("HOME", s.dir.path())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("script");
+    let _stdin = script.stdin.take();
+    let finished = wait_until(limit, || matches!(script.try_wait(), Ok(Some(_))));
+    if !finished {
+        let _ = script.kill();
+    }
+    let out = script.wait_with_output().expect("script output");
     let shown = stdout(&out);
     assert!(shown.contains("33 77"), "tty size not seen: {shown:?} {}", String::from_utf8_lossy(&out.stderr));
 
