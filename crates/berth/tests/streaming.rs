@@ -8,95 +8,20 @@
 //! [`Node`] guard stops the agent by PID and deletes the bridge even when a test fails.
 //! Without containerd the tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::{TestServer, wait_until};
+use common::{Node, TIMEOUT, apply, get_pod, server, wait_pod};
 use serde_json::{Value, json};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A `berth agent` child process with its data dir and bridge.
-struct Node {
-    name: String,
-    bridge: String,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Node {
-    /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing.
-    fn start(s: &TestServer, n: u8) -> Option<Node> {
-        let missing =
-            ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
-                .iter()
-                .any(|p| !Path::new(p).exists());
-        if missing {
-            assert!(
-                std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
-                "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
-            );
-            eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.path().join("agent.log")).expect("log");
-        let name = format!("agent-{n}");
-        let bridge = format!("btest{n}");
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["agent", "--kubeconfig"])
-            .arg(&s.kubeconfig)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--node-name", &name, "--bridge-name", &bridge, "--kubelet-port", "0"])
-            .args(["--pod-cidr", &format!("10.88.{n}.0/24")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn berth agent");
-        let node = Node { name, bridge, dir, child: Some(child) };
-        let ready = wait_until(TIMEOUT, || {
-            let out = s.kubectl(&[
-                "get",
-                "node",
-                &node.name,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            String::from_utf8_lossy(&out.stdout) == "True"
-        });
-        assert!(ready, "node never became Ready; agent log:\n{}", node.log());
-        Some(node)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    /// The node's kubelet port as its status reports it.
-    fn port(&self, s: &TestServer) -> u16 {
-        let port =
-            s.kubectl_ok(&["get", "node", &self.name, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
-        port.trim().parse().expect("a kubelet port")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            if !wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_)))) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-    }
+/// The streaming tests' node `agent-<n>`, its kubelet port picked by the system.
+fn node(s: &TestServer, n: u8) -> Option<Node> {
+    Node::start_with(s, n, &["--kubelet-port", "0"])
 }
 
 /// Kills a child process (by its PID) when dropped.
@@ -107,29 +32,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn server() -> TestServer {
-    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
-}
-
-fn apply(s: &TestServer, object: &Value) {
-    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&object.to_string()));
-}
-
-fn get_pod(s: &TestServer, name: &str) -> Value {
-    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let ok = wait_until(TIMEOUT, || {
-        last = get_pod(s, name);
-        cond(&last)
-    });
-    assert!(ok, "pod {name} never {what}: {last:#}\nagent log:\n{}", node.log());
-    last
 }
 
 fn running(s: &TestServer, node: &Node, name: &str) -> Value {
@@ -193,7 +95,7 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn logs_tail_follow_timestamps_previous_and_container_choice() {
     let s = server();
-    let Some(node) = Node::start(&s, 10) else { return };
+    let Some(node) = node(&s, 10) else { return };
     apply(
         &s,
         &pod(
@@ -272,7 +174,7 @@ fn logs_tail_follow_timestamps_previous_and_container_choice() {
 #[test]
 fn exec_with_exit_codes_and_stdin_attach_and_cp_both_ways() {
     let s = server();
-    let Some(node) = Node::start(&s, 11) else { return };
+    let Some(node) = node(&s, 11) else { return };
     apply(&s, &pod("box", &node, vec![container("main", "exec sleep 3600")], "Always"));
     apply(&s, &pod("talker", &node, vec![container("main", "while true; do echo tick; sleep 1; done")], "Always"));
     running(&s, &node, "box");
@@ -354,7 +256,7 @@ fn exec_with_exit_codes_and_stdin_attach_and_cp_both_ways() {
 }
 
 /// GET http://127.0.0.1:port/ through a forwarded port; the body, if it answered 200.
-fn http_get(port: u16) -> Option<String> {
+fn forwarded_get(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(stream, "GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
@@ -367,7 +269,7 @@ fn http_get(port: u16) -> Option<String> {
 #[test]
 fn port_forward_reaches_an_http_server_in_a_pod() {
     let s = server();
-    let Some(node) = Node::start(&s, 12) else { return };
+    let Some(node) = node(&s, 12) else { return };
     let serve = "mkdir -p /tmp/www && echo forwarded-page > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
     apply(&s, &pod("web", &node, vec![container("main", serve)], "Always"));
     running(&s, &node, "web");
@@ -383,7 +285,7 @@ fn port_forward_reaches_an_http_server_in_a_pod() {
     for _ in 0..3 {
         let mut body = None;
         let ok = wait_until(TIMEOUT, || {
-            body = http_get(port);
+            body = forwarded_get(port);
             body.is_some()
         });
         assert!(ok, "no answer through the forwarded port; agent log:\n{}", node.log());
@@ -394,7 +296,7 @@ fn port_forward_reaches_an_http_server_in_a_pod() {
 #[test]
 fn the_agent_port_wants_a_client_ca_certificate_and_errors_are_statuses() {
     let s = server();
-    let Some(node) = Node::start(&s, 13) else { return };
+    let Some(node) = node(&s, 13) else { return };
     let port = node.port(&s);
     assert_ne!(port, 10250, "--kubelet-port 0 picks a free port");
     let url = format!("https://127.0.0.1:{port}/healthz");

@@ -1,0 +1,199 @@
+//! What the real-node tests share (tests/agent.rs, agent_volumes.rs, streaming.rs): a
+//! `berth agent` child joined to a test server ([`Node`]: its own node name `agent-<n>`,
+//! data dir, bridge `btest<n>` and pod CIDR 10.88.<n>.0/24; stopped by PID and its bridge
+//! deleted when dropped, even when a test fails), and pod helpers. Without containerd the
+//! tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
+
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{TestServer, wait_until};
+use serde_json::{Value, json};
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `berth agent` child process with its data dir and bridge.
+pub struct Node {
+    pub name: String,
+    pub bridge: String,
+    pub n: u8,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing
+    /// (and not required).
+    pub fn start(s: &TestServer, n: u8) -> Option<Node> {
+        Self::start_with(s, n, &[])
+    }
+
+    /// Like [`Node::start`], with extra `berth agent` flags.
+    pub fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
+        if !runtime_installed() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut node = Node { name: format!("agent-{n}"), bridge: format!("btest{n}"), n, dir, child: None };
+        node.spawn(s, extra);
+        Some(node)
+    }
+
+    /// Starts the agent process on the node's data dir and waits for the node to be Ready.
+    pub fn spawn(&mut self, s: &TestServer, extra: &[&str]) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["agent", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["--node-name", &self.name, "--bridge-name", &self.bridge])
+            .args(["--pod-cidr", &format!("10.88.{}.0/24", self.n)])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berth agent");
+        self.child = Some(child);
+        let ready = wait_until(TIMEOUT, || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                &self.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        assert!(ready, "node never became Ready; agent log:\n{}", self.log());
+    }
+
+    /// Stops the agent process (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// containerd's socket under the agent's data dir.
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("data/containerd/containerd.sock")
+    }
+
+    /// The ids of the containers (sandboxes included) in the node's containerd.
+    /// The node's kubelet port as its status reports it.
+    pub fn port(&self, s: &TestServer) -> u16 {
+        let port =
+            s.kubectl_ok(&["get", "node", &self.name, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+        port.trim().parse().expect("a kubelet port")
+    }
+
+    pub fn containers(&self) -> Vec<String> {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(self.socket())
+            .args(["-n", "k8s.io", "containers", "ls", "-q"])
+            .output()
+            .expect("ctr");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Node {
+    pub fn drop(&mut self) {
+        self.stop();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+    }
+}
+
+/// Whether containerd, runc, the CNI plugins and the image sources are installed; panics
+/// when they are not but BERTH_REQUIRE_CONTAINERD is set.
+pub fn runtime_installed() -> bool {
+    let missing =
+        ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
+            .iter()
+            .any(|p| !Path::new(p).exists());
+    if missing {
+        assert!(
+            std::env::var("BERTH_REQUIRE_CONTAINERD").is_err(),
+            "containerd/runc/CNI/busybox/catatonit missing: run scripts/install-test-tools.sh"
+        );
+        eprintln!("skipping: the container runtime is not installed (scripts/install-test-tools.sh)");
+    }
+    !missing
+}
+
+pub fn server() -> TestServer {
+    TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
+}
+
+pub fn apply(s: &TestServer, object: &Value) {
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&object.to_string()));
+}
+
+pub fn get_pod(s: &TestServer, name: &str) -> Value {
+    let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Waits until `cond` holds for the pod; panics with the pod and the agent log.
+pub fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(TIMEOUT, || {
+        last = get_pod(s, name);
+        cond(&last)
+    });
+    assert!(ok, "pod {name} never {what}: {last:#}\nagent log:\n{}", node.log());
+    last
+}
+
+/// A busybox pod bound to `node`.
+pub fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> Value {
+    let mut c = json!({ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never" });
+    c.as_object_mut().unwrap().extend(container.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "nodeName": node.name, "restartPolicy": restart, "terminationGracePeriodSeconds": 3,
+                  "containers": [c] },
+    })
+}
+
+/// GET http://ip:port/path from the host; the body, if it answered 200.
+pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+pub fn httpd_command(page: &str) -> Value {
+    json!([
+        "sh",
+        "-c",
+        format!("mkdir -p /tmp/www && echo \"{page}\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www")
+    ])
+}
+
