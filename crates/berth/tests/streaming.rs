@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::{TestServer, wait_until};
-use common::{Node, TIMEOUT, apply, get_pod, server, wait_pod};
+use common::{Node, TIMEOUT, apply, server, wait_pod};
 use serde_json::{Value, json};
 
 /// The streaming tests' node `agent-<n>`, its kubelet port picked by the system.

@@ -16,26 +16,26 @@ use std::time::Duration;
 use berth_testkit::{TestServer, wait_until};
 use serde_json::{Value, json};
 
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `berth agent` child process with its data dir and bridge.
-pub struct Node {
-    pub name: String,
-    pub bridge: String,
-    pub n: u8,
-    pub dir: tempfile::TempDir,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) bridge: String,
+    pub(crate) n: u8,
+    pub(crate) dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Node {
     /// Starts an agent joined to `s` as node `agent-<n>`; None when the runtime is missing
     /// (and not required).
-    pub fn start(s: &TestServer, n: u8) -> Option<Node> {
+    pub(crate) fn start(s: &TestServer, n: u8) -> Option<Node> {
         Self::start_with(s, n, &[])
     }
 
     /// Like [`Node::start`], with extra `berth agent` flags.
-    pub fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
+    pub(crate) fn start_with(s: &TestServer, n: u8, extra: &[&str]) -> Option<Node> {
         if !runtime_installed() {
             return None;
         }
@@ -46,7 +46,7 @@ impl Node {
     }
 
     /// Starts the agent process on the node's data dir and waits for the node to be Ready.
-    pub fn spawn(&mut self, s: &TestServer, extra: &[&str]) {
+    pub(crate) fn spawn(&mut self, s: &TestServer, extra: &[&str]) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("agent.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -77,7 +77,7 @@ impl Node {
     }
 
     /// Stops the agent process (SIGTERM) and waits for it to exit.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let stopped = wait_until(TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
@@ -88,24 +88,24 @@ impl Node {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
     /// containerd's socket under the agent's data dir.
-    pub fn socket(&self) -> std::path::PathBuf {
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
         self.dir.path().join("data/containerd/containerd.sock")
     }
 
     /// The ids of the containers (sandboxes included) in the node's containerd.
     /// The node's kubelet port as its status reports it.
-    pub fn port(&self, s: &TestServer) -> u16 {
+    pub(crate) fn port(&self, s: &TestServer) -> u16 {
         let port =
             s.kubectl_ok(&["get", "node", &self.name, "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
         port.trim().parse().expect("a kubelet port")
     }
 
-    pub fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         let out = Command::new("ctr")
             .arg("-a")
             .arg(self.socket())
@@ -117,7 +117,7 @@ impl Node {
 }
 
 impl Drop for Node {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         self.stop();
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
     }
@@ -125,7 +125,7 @@ impl Drop for Node {
 
 /// Whether containerd, runc, the CNI plugins and the image sources are installed; panics
 /// when they are not but BERTH_REQUIRE_CONTAINERD is set.
-pub fn runtime_installed() -> bool {
+pub(crate) fn runtime_installed() -> bool {
     let missing =
         ["/usr/bin/containerd", "/usr/sbin/runc", "/usr/lib/cni/bridge", "/bin/busybox", "/usr/bin/catatonit"]
             .iter()
@@ -140,21 +140,21 @@ pub fn runtime_installed() -> bool {
     !missing
 }
 
-pub fn server() -> TestServer {
+pub(crate) fn server() -> TestServer {
     TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")))
 }
 
-pub fn apply(s: &TestServer, object: &Value) {
+pub(crate) fn apply(s: &TestServer, object: &Value) {
     s.kubectl_in_ok(&["apply", "-f", "-"], Some(&object.to_string()));
 }
 
-pub fn get_pod(s: &TestServer, name: &str) -> Value {
+pub(crate) fn get_pod(s: &TestServer, name: &str) -> Value {
     let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
 /// Waits until `cond` holds for the pod; panics with the pod and the agent log.
-pub fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     let ok = wait_until(TIMEOUT, || {
         last = get_pod(s, name);
@@ -165,7 +165,7 @@ pub fn wait_pod(s: &TestServer, node: &Node, name: &str, what: &str, cond: impl 
 }
 
 /// A busybox pod bound to `node`.
-pub fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> Value {
+pub(crate) fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> Value {
     let mut c = json!({ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never" });
     c.as_object_mut().unwrap().extend(container.as_object().unwrap().clone());
     json!({
@@ -177,7 +177,7 @@ pub fn busybox_pod(name: &str, node: &Node, container: Value, restart: &str) -> 
 }
 
 /// GET http://ip:port/path from the host; the body, if it answered 200.
-pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&format!("{ip}:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
@@ -189,11 +189,10 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
-pub fn httpd_command(page: &str) -> Value {
+pub(crate) fn httpd_command(page: &str) -> Value {
     json!([
         "sh",
         "-c",
         format!("mkdir -p /tmp/www && echo \"{page}\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www")
     ])
 }
-
