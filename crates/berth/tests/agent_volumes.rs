@@ -12,24 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use berth_testkit::{Credentials, TestServer, wait_until};
+use berth_testkit::{TestServer, wait_until};
 use common::*;
-use serde_json::{Value, json};
-
-/// The user a bearer token authenticates as (SelfSubjectReview), or the HTTP status.
-fn whoami(s: &TestServer, token: &str) -> Result<Value, u16> {
-    let client = s.client_as(Credentials::Bearer(token.to_string()));
-    let body = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
-    let r = client
-        .request(
-            "POST",
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            Some("application/json"),
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    if r.status == 201 { Ok(r.json()["status"]["userInfo"].clone()) } else { Err(r.status) }
-}
+use serde_json::json;
 
 /// Waits until the pod runs with an IP and its httpd answers `path`; returns the IP.
 fn serving(s: &TestServer, node: &Node, name: &str, path: &str) -> String {

@@ -3,11 +3,14 @@
 //! authentication with those tokens (expired, forged, wrong-audience and revoked ones get
 //! 401), TokenReview, OIDC discovery, and the ServiceAccount admission plugin.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use berth_apiserver::serviceaccount_token::{Claims, KubernetesClaim, Ref, TokenIssuer};
 use berth_testkit::{Credentials, TestServer, wait_until};
+use common::whoami;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
@@ -23,21 +26,6 @@ fn wait_default_sa(s: &TestServer, ns: &str) {
         wait_until(Duration::from_secs(30), || s.kubectl(&["get", "sa", "default", "-n", ns]).status.success()),
         "no default ServiceAccount in {ns}"
     );
-}
-
-/// The user a bearer token authenticates as (SelfSubjectReview), or the HTTP status.
-fn whoami(s: &TestServer, token: &str) -> Result<Value, u16> {
-    let client = s.client_as(Credentials::Bearer(token.to_string()));
-    let body = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
-    let r = client
-        .request(
-            "POST",
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            Some("application/json"),
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    if r.status == 201 { Ok(r.json()["status"]["userInfo"].clone()) } else { Err(r.status) }
 }
 
 fn token_review(s: &TestServer, token: &str, audiences: &[&str]) -> Value {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use berth_testkit::{TestServer, wait_until};
+use berth_testkit::{Credentials, TestServer, wait_until};
 use serde_json::{Value, json};
 
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
@@ -195,4 +195,19 @@ pub(crate) fn httpd_command(page: &str) -> Value {
         "-c",
         format!("mkdir -p /tmp/www && echo \"{page}\" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www")
     ])
+}
+
+/// The user a bearer token authenticates as (SelfSubjectReview), or the HTTP status.
+pub(crate) fn whoami(s: &TestServer, token: &str) -> Result<Value, u16> {
+    let client = s.client_as(Credentials::Bearer(token.to_string()));
+    let body = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview" });
+    let r = client
+        .request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    if r.status == 201 { Ok(r.json()["status"]["userInfo"].clone()) } else { Err(r.status) }
 }
