@@ -15,6 +15,7 @@ mod disruption;
 mod endpoints;
 mod events;
 mod garbagecollector;
+mod informers;
 mod job;
 pub mod leader_election;
 mod namespace;
@@ -32,8 +33,10 @@ mod statefulset;
 mod ttlafterfinished;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, Pod};
 
 /// Errors of the controllers.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +137,9 @@ impl Options {
 /// whose watch fails retries with back-off inside kube-runtime; it only returns on a bug.
 pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
+    // One watch of Pods and one of Nodes for every controller below (see `informers`).
+    let pods = Arc::new(informers::Shared::<Pod>::new());
+    let nodes = Arc::new(informers::Shared::<Node>::new());
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
     }
@@ -147,45 +153,54 @@ pub async fn run(client: kube::Client, options: Options) {
         all.push(("namespace", Box::pin(namespace::run(client.clone()))));
     }
     if options.enabled("endpoints") {
-        all.push(("endpoints", Box::pin(endpoints::run(client.clone(), endpoints::Output::Endpoints))));
+        all.push(("endpoints", Box::pin(endpoints::run(client.clone(), endpoints::Output::Endpoints, pods.feed()))));
     }
     if options.enabled("endpointslice") {
-        all.push(("endpointslice", Box::pin(endpoints::run(client.clone(), endpoints::Output::Slices))));
+        all.push(("endpointslice", Box::pin(endpoints::run(client.clone(), endpoints::Output::Slices, pods.feed()))));
     }
     if options.enabled("endpointslicemirroring") {
         all.push(("endpointslicemirroring", Box::pin(endpoints::run_mirroring(client.clone()))));
     }
     if options.enabled("disruption") {
-        all.push(("disruption", Box::pin(disruption::run(client.clone()))));
+        all.push(("disruption", Box::pin(disruption::run(client.clone(), pods.feed()))));
     }
     if options.enabled("nodelifecycle") {
         let grace = options.node_monitor_grace_period;
         let limits = options.eviction_limits;
-        all.push(("nodelifecycle", Box::pin(nodelifecycle::run(client.clone(), grace, limits))));
+        all.push((
+            "nodelifecycle",
+            Box::pin(nodelifecycle::run(client.clone(), grace, limits, nodes.store(), pods.store())),
+        ));
     }
     if options.enabled("nodeipam") {
         all.push(("nodeipam", Box::pin(nodeipam::run(client.clone(), options.cluster_cidr))));
     }
     if options.enabled("podgc") {
-        all.push(("podgc", Box::pin(podgc::run(client.clone(), options.terminated_pod_gc_threshold))));
+        all.push((
+            "podgc",
+            Box::pin(podgc::run(client.clone(), options.terminated_pod_gc_threshold, pods.store(), nodes.store())),
+        ));
     }
     if options.enabled("replicaset") {
-        all.push(("replicaset", Box::pin(replicaset::run_replicasets(client.clone()))));
+        all.push(("replicaset", Box::pin(replicaset::run_replicasets(client.clone(), pods.feed()))));
     }
     if options.enabled("replicationcontroller") {
-        all.push(("replicationcontroller", Box::pin(replicaset::run_replicationcontrollers(client.clone()))));
+        all.push((
+            "replicationcontroller",
+            Box::pin(replicaset::run_replicationcontrollers(client.clone(), pods.feed())),
+        ));
     }
     if options.enabled("deployment") {
         all.push(("deployment", Box::pin(deployment::run(client.clone()))));
     }
     if options.enabled("statefulset") {
-        all.push(("statefulset", Box::pin(statefulset::run(client.clone()))));
+        all.push(("statefulset", Box::pin(statefulset::run(client.clone(), pods.feed()))));
     }
     if options.enabled("daemonset") {
-        all.push(("daemonset", Box::pin(daemonset::run(client.clone()))));
+        all.push(("daemonset", Box::pin(daemonset::run(client.clone(), pods.feed(), nodes.feed()))));
     }
     if options.enabled("job") {
-        all.push(("job", Box::pin(job::run(client.clone()))));
+        all.push(("job", Box::pin(job::run(client.clone(), pods.feed()))));
     }
     if options.enabled("cronjob") {
         all.push(("cronjob", Box::pin(cronjob::run(client.clone()))));
@@ -198,6 +213,15 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("clusterrole-aggregation") {
         all.push(("clusterrole-aggregation", Box::pin(clusterrole_aggregation::run(client.clone()))));
+    }
+    // The shared watches start once every controller above has subscribed.
+    if pods.used() {
+        let api = kube::Api::<Pod>::all(client.clone());
+        all.push(("pod-informer", Box::pin(async move { pods.run(api).await })));
+    }
+    if nodes.used() {
+        let api = kube::Api::<Node>::all(client.clone());
+        all.push(("node-informer", Box::pin(async move { nodes.run(api).await })));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

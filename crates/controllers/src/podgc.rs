@@ -5,11 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::DeleteParams;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
 /// How often the collector looks (Kubernetes: 20 s).
@@ -79,18 +77,8 @@ pub(crate) fn collect(
     out
 }
 
-pub(crate) async fn run(client: kube::Client, threshold: usize) {
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let (nodes, node_writer) = reflector::store::<Node>();
-    let follow_pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer)
-        .for_each(|_| async {});
-    let follow_nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(node_writer)
-        .for_each(|_| async {});
-    tokio::join!(follow_pods, follow_nodes, gc_loop(client, threshold, pods, nodes));
+pub(crate) async fn run(client: kube::Client, threshold: usize, pods: Store<Pod>, nodes: Store<Node>) {
+    gc_loop(client, threshold, pods, nodes).await;
 }
 
 async fn gc_loop(client: kube::Client, threshold: usize, pods: Store<Pod>, nodes: Store<Node>) {

@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -69,17 +69,11 @@ impl Backoff {
 }
 
 /// Runs the DaemonSet controller.
-pub(crate) async fn run(client: kube::Client) {
-    let (pods_reader, pods_writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pods_writer)
-        .touched_objects();
-    let (nodes_reader, nodes_writer) = reflector::store::<Node>();
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(nodes_writer)
-        .touched_objects();
+pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>, nodes: crate::informers::Feed<Node>) {
+    let pods_reader = pods.store.clone();
+    let pod_events = pods.touched();
+    let nodes_reader = nodes.store.clone();
+    let node_events = nodes.touched();
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let all_sets = sets.clone();

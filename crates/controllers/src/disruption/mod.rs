@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -30,12 +30,8 @@ struct Ctx {
     discovery: Mutex<Option<(Instant, Arc<Resources>)>>,
 }
 
-pub(crate) async fn run(client: kube::Client) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>) {
+    let (pods, pod_events) = (feed.store.clone(), feed.touched());
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     // Any pod change may concern the budgets of its namespace (there are few of those).

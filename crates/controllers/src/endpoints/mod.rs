@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
 use desired::{CONTROLLER, MANAGED_BY, MIRRORING, SERVICE_NAME, SKIP_MIRROR};
@@ -36,13 +36,9 @@ struct Ctx {
 }
 
 /// Runs the `endpoints` or the `endpointslice` controller.
-pub(crate) async fn run(client: kube::Client, output: Output) {
+pub(crate) async fn run(client: kube::Client, output: Output, feed: crate::informers::Feed<Pod>) {
     let services: Api<Service> = Api::all(client.clone());
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let (pods, pod_events) = (feed.store.clone(), feed.touched());
     let controller = Controller::new(services, watcher::Config::default());
     let svc_store = controller.store();
     // Pods trigger the services that select them now or selected them before.

@@ -14,8 +14,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -29,12 +29,8 @@ struct Ctx {
     events: Events,
 }
 
-pub(crate) async fn run(client: kube::Client) {
-    let (pods, writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>) {
+    let (pods, pod_events) = (feed.store.clone(), feed.touched());
     let events = Events::new(client.clone(), "job-controller");
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default(), events });
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());

@@ -35,24 +35,20 @@ struct Probe {
     seen_at: Instant,
 }
 
-pub(crate) async fn run(client: kube::Client, grace: Duration, limits: EvictionLimits) {
-    let (nodes, node_writer) = reflector::store::<Node>();
+pub(crate) async fn run(
+    client: kube::Client,
+    grace: Duration,
+    limits: EvictionLimits,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+) {
     let (leases, lease_writer) = reflector::store::<Lease>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let follow_nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(node_writer)
-        .for_each(|_| async {});
     let follow_leases = watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default())
         .default_backoff()
         .reflect(lease_writer)
         .for_each(|_| async {});
-    let follow_pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer)
-        .for_each(|_| async {});
     let monitor = monitor(client, grace, limits, nodes, leases, pods);
-    tokio::join!(follow_nodes, follow_leases, follow_pods, monitor);
+    tokio::join!(follow_leases, monitor);
 }
 
 async fn monitor(

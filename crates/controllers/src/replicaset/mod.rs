@@ -20,8 +20,8 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::{NamespaceResourceScope, serde::de::DeserializeOwned};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -33,13 +33,13 @@ use sync::{Failure, Kind, Plan, Replicated};
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs the ReplicaSet controller.
-pub(crate) async fn run_replicasets(client: kube::Client) {
-    run::<ReplicaSet>(client, Kind::ReplicaSet, |rs| Replicated::from(rs)).await;
+pub(crate) async fn run_replicasets(client: kube::Client, pods: crate::informers::Feed<Pod>) {
+    run::<ReplicaSet>(client, Kind::ReplicaSet, |rs| Replicated::from(rs), pods).await;
 }
 
 /// Runs the ReplicationController controller.
-pub(crate) async fn run_replicationcontrollers(client: kube::Client) {
-    run::<ReplicationController>(client, Kind::ReplicationController, |rc| Replicated::from(rc)).await;
+pub(crate) async fn run_replicationcontrollers(client: kube::Client, pods: crate::informers::Feed<Pod>) {
+    run::<ReplicationController>(client, Kind::ReplicationController, |rc| Replicated::from(rc), pods).await;
 }
 
 /// Pod creations and deletions a sync made that the watch has not shown yet.
@@ -96,7 +96,7 @@ struct Ctx<K: Resource<DynamicType = ()> + 'static> {
     events: Events,
 }
 
-async fn run<K>(client: kube::Client, kind: Kind, convert: fn(&K) -> Replicated)
+async fn run<K>(client: kube::Client, kind: Kind, convert: fn(&K) -> Replicated, pods: crate::informers::Feed<Pod>)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -106,11 +106,8 @@ where
         + Sync
         + 'static,
 {
-    let (pods_reader, pods_writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pods_writer)
-        .touched_objects();
+    let pods_reader = pods.store.clone();
+    let pod_events = pods.touched();
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let owners = controller.store();
     let ctx = Arc::new(Ctx {

@@ -17,8 +17,8 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -34,12 +34,9 @@ struct Ctx {
 }
 
 /// Runs the StatefulSet controller.
-pub(crate) async fn run(client: kube::Client) {
-    let (pods_reader, pods_writer) = reflector::store::<Pod>();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(pods_writer)
-        .touched_objects();
+pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>) {
+    let pods_reader = pods.store.clone();
+    let pod_events = pods.touched();
     let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let ctx = Arc::new(Ctx {
