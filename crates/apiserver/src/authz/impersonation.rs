@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn impersonation_needs_the_verb() {
-        let rbac = Authorizer::new(Mode::Rbac);
+        let rbac = Authorizer::new(super::super::Modes::default());
         let alice = UserInfo::new("alice", []);
         assert_eq!(impersonate(&rbac, alice.clone(), &headers(&[])).unwrap(), None);
         let e = impersonate(&rbac, alice.clone(), &headers(&[("Impersonate-User", "bob")])).unwrap_err();
