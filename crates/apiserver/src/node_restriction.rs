@@ -238,9 +238,15 @@ fn admit_mirror_pod(ctx: &Ctx, node: &str, name: &str, pod: &Value) -> ApiResult
         }
         _ => return deny(format!("node {node:?} can only create pods with a single owner reference set to itself")),
     }
-    // The ServiceAccount first, then secrets, configmaps (Kubernetes' order).
+    // The ServiceAccount first, then secrets, configmaps (Kubernetes' order). berth's
+    // defaulting names the `default` account in every pod, where Kubernetes' ServiceAccount
+    // admission leaves mirror pods without one: that one does not count.
     let mut kinds = Vec::new();
-    visit_references(pod, &mut |kind, _| kinds.push(kind));
+    visit_references(pod, &mut |kind, name| {
+        if !(kind == Kind::ServiceAccount && name == "default") {
+            kinds.push(kind);
+        }
+    });
     let refused = [
         (Kind::ServiceAccount, "reference a service account"),
         (Kind::Secret, "reference secrets"),

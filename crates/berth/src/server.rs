@@ -369,7 +369,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cert_pem: security.kubelet_client.cert_pem.clone(),
             key_pem: security.kubelet_client.key_pem.clone(),
         }),
-        authorization_mode: args.authorization_mode,
+        authorization_mode: args.authorization_mode.clone(),
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
