@@ -1,9 +1,11 @@
 //! Authorization: whether an authenticated user may do what a request asks, as
 //! kube-apiserver's `--authorization-mode` chain. After authentication ([`crate::authn`])
 //! the [`middleware`] applies impersonation headers ([`impersonation`]), resolves the
-//! request's [`Attributes`] and asks the [`Authorizer`]: in `RBAC` mode the [`rbac`]
-//! policy index (built from the watch cache, never the store, and rebuilt when an RBAC
-//! object changes), in `AlwaysAllow` mode nothing. A refusal is Kubernetes' 403 Status.
+//! request's [`Attributes`] and asks the [`Authorizer`]: each mode of the list in turn
+//! (default `Node,RBAC`) until one allows — the [`node`] authorizer for node identities
+//! (a graph of pods and what they use, kept from the watch cache), the [`rbac`] policy
+//! index (built from the watch cache, never the store, and rebuilt when an RBAC object
+//! changes), `AlwaysAllow`. A refusal is Kubernetes' 403 Status with the modes' reasons.
 //! [`bootstrap`] reconciles the default roles and bindings at start and [`escalation`]
 //! keeps users from granting what they do not hold.
 
