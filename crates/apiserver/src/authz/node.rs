@@ -332,15 +332,16 @@ impl NodeGraph {
                     _ = shutdown.wait_for(|stop| *stop) => return,
                     next = cursor.next() => match next {
                         Ok(events) => {
-                            let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
-                            for event in &events {
-                                let Some(id) = pod_id(&event.object.key) else { continue };
-                                match event.kind {
-                                    EventType::Put => graph.set_pod(id, Some(&event.object.value)),
-                                    EventType::Delete => graph.set_pod(id, None),
+                            let mut pods = events.iter().filter_map(|e| Some((pod_id(&e.object.key)?, e))).peekable();
+                            if pods.peek().is_some() {
+                                let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+                                for (id, event) in pods {
+                                    match event.kind {
+                                        EventType::Put => graph.set_pod(id, Some(&event.object.value)),
+                                        EventType::Delete => graph.set_pod(id, None),
+                                    }
                                 }
                             }
-                            drop(graph);
                             self.revision.send_replace(cursor.revision());
                         }
                         Err(_) => break,
