@@ -19,6 +19,7 @@ pub mod handler;
 pub mod limit_ranger;
 pub mod namespaces;
 pub mod node_proxy;
+pub mod node_restriction;
 pub mod object;
 pub mod openapi;
 pub mod params;

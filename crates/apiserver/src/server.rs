@@ -42,7 +42,7 @@ pub struct Config {
     /// The client certificate presented to node agents for pods' log/exec/attach/portforward.
     pub kubelet_client: Option<crate::node_proxy::KubeletClient>,
     /// How authenticated requests are authorized (`--authorization-mode`).
-    pub authorization_mode: crate::authz::Mode,
+    pub authorization_mode: crate::authz::Modes,
 }
 
 impl Config {
@@ -100,7 +100,7 @@ impl Server {
         config.port = listener.local_addr()?.port();
         let cache = Cache::start(store.clone(), config.watch_history).await.map_err(std::io::Error::other)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let authorizer = Arc::new(crate::authz::Authorizer::new(config.authorization_mode));
+        let authorizer = Arc::new(crate::authz::Authorizer::new(config.authorization_mode.clone()));
         let app = Arc::new(App {
             config,
             store,

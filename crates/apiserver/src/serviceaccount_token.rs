@@ -502,6 +502,7 @@ pub async fn token_request(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         .cache
         .get(&key("serviceaccounts", Some(&ns), &name))
         .ok_or_else(|| ApiError::not_found(&ctx.served.info, &name))?;
+    crate::node_restriction::admit_token_request(&ctx, &req)?;
     let sa_uid = sa.value.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
     let spec = req.get("spec").cloned().unwrap_or_else(|| json!({}));
     if !spec.is_object() {

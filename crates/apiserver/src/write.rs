@@ -265,6 +265,7 @@ async fn admit(
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
     crate::authz::escalation::check(ctx, obj)?;
+    crate::node_restriction::admit(ctx, obj, old)?;
     if is_service(served) && subresource.is_none() {
         crate::services::allocate(&ctx.app, obj, old).await?;
     }
@@ -790,6 +791,7 @@ fn body_dry_run(body: &[u8]) -> bool {
 }
 
 async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bool) -> ApiResult<Response> {
+    crate::node_restriction::admit_delete(ctx, &old.value)?;
     let info = &ctx.served.info;
     let name = object::name(&old.value).to_string();
     if let Some(uid) = &opts.uid {
@@ -971,6 +973,7 @@ pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
     let opts = delete_options(&ctx, &opts_body)?;
     let old = read::load(&ctx).await?;
+    crate::node_restriction::admit_delete(&ctx, &old.value)?;
     let phase = old.value.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     // Pods that are not running, or already going, need no budget.
     let needs_budget = !matches!(phase, "Succeeded" | "Failed" | "Pending" | "") && !object::is_deleting(&old.value);

@@ -100,9 +100,9 @@ pub(crate) struct ServerArgs {
     /// Audiences the API accepts in ServiceAccount tokens, comma-separated [default: the issuer].
     #[arg(long, value_delimiter = ',')]
     api_audiences: Vec<String>,
-    /// How requests are authorized: RBAC (Kubernetes' default; `Node,RBAC` is accepted) or AlwaysAllow.
-    #[arg(long, default_value = "RBAC")]
-    authorization_mode: berth_apiserver::authz::Mode,
+    /// How requests are authorized: a list of Node, RBAC and AlwaysAllow, asked in order.
+    #[arg(long, default_value = "Node,RBAC")]
+    authorization_mode: berth_apiserver::authz::Modes,
 }
 
 /// A rate flag: a finite number, 0 or more.
@@ -369,7 +369,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             cert_pem: security.kubelet_client.cert_pem.clone(),
             key_pem: security.kubelet_client.key_pem.clone(),
         }),
-        authorization_mode: args.authorization_mode,
+        authorization_mode: args.authorization_mode.clone(),
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;

@@ -30,6 +30,9 @@ pub struct Attributes {
     pub name: String,
     /// The path of a non-resource request.
     pub path: String,
+    /// The equality requirements (`field=value`, `field==value`) of a list or watch's
+    /// field selector, which the Node authorizer reads (`spec.nodeName=<node>`).
+    pub field_selector: Vec<(String, String)>,
 }
 
 impl Attributes {
@@ -54,6 +57,7 @@ impl Attributes {
             name: name.to_string(),
             api_version: String::new(),
             path: String::new(),
+            field_selector: Vec::new(),
         }
     }
 
@@ -127,12 +131,10 @@ impl Attributes {
             }
             // A list or watch of one object by field selector names it.
             if verb == "list" || verb == "watch" {
-                let name = query_pairs
-                    .iter()
-                    .find(|(k, _)| k == "fieldSelector")
-                    .and_then(|(_, v)| v.split(',').find_map(|t| t.strip_prefix("metadata.name=")));
-                if let Some(name) = name {
-                    attrs.name = name.to_string();
+                let selector = query_pairs.iter().find(|(k, _)| k == "fieldSelector").map(|(_, v)| v.as_str());
+                attrs.field_selector = selector.map(equality_requirements).unwrap_or_default();
+                if let Some((_, name)) = attrs.field_selector.iter().find(|(f, _)| f == "metadata.name") {
+                    attrs.name = name.clone();
                 }
             }
         } else if verb == "get" && watch_param {
@@ -173,6 +175,21 @@ impl Attributes {
     }
 }
 
+/// The `field=value` and `field==value` terms of a field selector (`!=` terms are left out).
+fn equality_requirements(selector: &str) -> Vec<(String, String)> {
+    selector
+        .split(',')
+        .filter_map(|term| {
+            let (field, value) = term.split_once('=')?;
+            if field.ends_with('!') {
+                return None;
+            }
+            let value = value.strip_prefix('=').unwrap_or(value);
+            Some((field.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +211,18 @@ mod tests {
         check(Method::GET, "/api/v1/watch/namespaces/a/pods", None, "watch /pods  ns=a name=");
         check(Method::GET, "/api/v1/pods", Some("fieldSelector=metadata.name%3Dx"), "list /pods  ns= name=x");
         check(Method::GET, "/api/v1/namespaces/a/pods/p/log", None, "get /pods log ns=a name=p");
+        let a = Attributes::from_request(
+            UserInfo::new("u", []),
+            &Method::GET,
+            "/api/v1/pods",
+            Some("fieldSelector=spec.nodeName%3D%3Dn1%2Cstatus.phase%21%3DFailed%2Cmetadata.name%3Dp&watch=1"),
+        );
+        assert_eq!(a.verb, "watch");
+        assert_eq!(a.name, "p");
+        assert_eq!(
+            a.field_selector,
+            [("spec.nodeName".to_string(), "n1".to_string()), ("metadata.name".to_string(), "p".to_string())]
+        );
         check(Method::PUT, "/api/v1/namespaces/a/pods/p/status", None, "update /pods status ns=a name=p");
         check(Method::POST, "/api/v1/namespaces/a/pods/p/binding", None, "create /pods binding ns=a name=p");
         check(

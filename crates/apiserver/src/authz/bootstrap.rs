@@ -299,34 +299,34 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
             ],
         ),
-        cluster_role(
-            "system:node",
-            json!({}),
-            vec![
-                rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
-                rule(&["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"], &["create"]),
-                rule(&[core], &["services", "endpoints", "namespaces"], READ),
-                rule(&["discovery.k8s.io"], &["endpointslices"], READ),
-                rule(&[core], &["nodes"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
-                rule(&[core], &["nodes/status"], &["patch", "update"]),
-                rule(&[core, "events.k8s.io"], &["events"], &["create", "patch", "update"]),
-                rule(&[core], &["pods"], &["get", "list", "watch", "create", "delete"]),
-                rule(&[core], &["pods/status"], &["patch", "update"]),
-                rule(&[core], &["pods/eviction"], &["create"]),
-                rule(&[core], &["secrets", "configmaps", "persistentvolumeclaims", "persistentvolumes"], READ),
-                rule(&[core], &["persistentvolumeclaims/status"], &["get", "patch", "update"]),
-                rule(&[core], &["serviceaccounts"], &["get"]),
-                rule(&[core], &["serviceaccounts/token"], &["create"]),
-                rule(
-                    &["coordination.k8s.io"],
-                    &["leases"],
-                    &["create", "delete", "get", "list", "watch", "patch", "update"],
-                ),
-                rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
-                rule(&["storage.k8s.io"], &["volumeattachments", "csidrivers", "csinodes"], READ),
-                rule(&["node.k8s.io"], &["runtimeclasses"], READ),
-            ],
-        ),
+        cluster_role("system:node", json!({}), node_rules()),
+    ]
+}
+
+/// The rules of the `system:node` ClusterRole: what a node may do beyond what the Node
+/// authorizer decides from its graph (the Node authorizer grants these to node identities;
+/// no binding does, as in Kubernetes since 1.8).
+pub fn node_rules() -> Vec<Value> {
+    let core = "";
+    vec![
+        rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+        rule(&["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"], &["create"]),
+        rule(&[core], &["services", "endpoints", "namespaces"], READ),
+        rule(&["discovery.k8s.io"], &["endpointslices"], READ),
+        rule(&[core], &["nodes"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
+        rule(&[core], &["nodes/status"], &["patch", "update"]),
+        rule(&[core, "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+        rule(&[core], &["pods"], &["get", "list", "watch", "create", "delete"]),
+        rule(&[core], &["pods/status"], &["patch", "update"]),
+        rule(&[core], &["pods/eviction"], &["create"]),
+        rule(&[core], &["secrets", "configmaps", "persistentvolumeclaims", "persistentvolumes"], READ),
+        rule(&[core], &["persistentvolumeclaims/status"], &["get", "patch", "update"]),
+        rule(&[core], &["serviceaccounts"], &["get"]),
+        rule(&[core], &["serviceaccounts/token"], &["create"]),
+        rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
+        rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
+        rule(&["storage.k8s.io"], &["volumeattachments", "csidrivers", "csinodes"], READ),
+        rule(&["node.k8s.io"], &["runtimeclasses"], READ),
     ]
 }
 
@@ -352,12 +352,54 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &[("User", "system:kube-controller-manager")],
         ),
         binding("system:kube-scheduler", "system:kube-scheduler", &[("User", "system:kube-scheduler")]),
-        binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        // Kept without subjects, as Kubernetes: the Node authorizer decides for nodes
+        // (reconciling removes the group an older berth bound here).
+        binding("system:node", "system:node", &[]),
+        // The shared node token is not a node identity: it keeps the static node rules
+        // through RBAC for agents that join with it (and hollow processes acting for many
+        // nodes) until join tokens and node certificates replace it.
+        binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]),
     ]
 }
 
-fn key(plural: &str, name: &str) -> String {
-    format!("{}{plural}/{name}", super::RBAC_PREFIX)
+fn key(plural: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{}{plural}/{ns}/{name}", super::RBAC_PREFIX),
+        None => format!("{}{plural}/{name}", super::RBAC_PREFIX),
+    }
+}
+
+/// The default Roles and RoleBindings of `kube-system`: Kubernetes' reader of the
+/// `extension-apiserver-authentication` ConfigMap (the client CA), and berth's binding of it
+/// to the nodes, whose agents trust that CA on their HTTPS port.
+pub fn namespace_roles_and_bindings() -> Vec<(&'static str, Value)> {
+    let meta = |name: &str| {
+        json!({
+            "name": name,
+            "namespace": "kube-system",
+            "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" },
+            "annotations": { AUTOUPDATE: "true" },
+        })
+    };
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta("extension-apiserver-authentication-reader"),
+        "rules": [{
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["extension-apiserver-authentication"],
+            "verbs": READ,
+        }],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta("berth:node-client-ca-reader"),
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "extension-apiserver-authentication-reader" },
+        "subjects": [{ "kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": super::node::NODES_GROUP }],
+    });
+    vec![("roles", role), ("rolebindings", binding)]
 }
 
 /// The rules of the aggregated default roles, filled from the defaults they select (so
@@ -422,6 +464,12 @@ fn reconcile(existing: &Value, default: &Value) -> Option<Value> {
     }
     if let Some(subjects) = default.get("subjects").and_then(Value::as_array) {
         let mut list = existing.get("subjects").and_then(Value::as_array).cloned().unwrap_or_default();
+        // Tightened: the system:node binding no longer names the nodes' group.
+        if default["kind"] == "ClusterRoleBinding" && default["metadata"]["name"] == "system:node" {
+            let before = list.len();
+            list.retain(|s| !(s["kind"] == "Group" && s["name"] == super::node::NODES_GROUP));
+            changed |= list.len() != before;
+        }
         for s in subjects {
             let same = |e: &Value| e["kind"] == s["kind"] && e["name"] == s["name"];
             if !list.iter().any(same) {
@@ -442,10 +490,11 @@ pub async fn reconcile_all(app: &App) -> ApiResult<()> {
     let objects = roles
         .into_iter()
         .map(|r| ("clusterroles", r))
-        .chain(cluster_role_bindings().into_iter().map(|b| ("clusterrolebindings", b)));
+        .chain(cluster_role_bindings().into_iter().map(|b| ("clusterrolebindings", b)))
+        .chain(namespace_roles_and_bindings());
     for (plural, mut default) in objects {
         let name = default["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        let key = key(plural, &name);
+        let key = key(plural, default["metadata"]["namespace"].as_str(), &name);
         for _attempt in 0..3 {
             match app.store.get(&key).await? {
                 None => {
@@ -507,5 +556,17 @@ mod tests {
         let mut more = b.clone();
         more["subjects"] = json!([{ "kind": "User", "name": "extra" }]);
         assert_eq!(reconcile(&more, &b).unwrap()["subjects"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_node_binding_is_tightened() {
+        let default = cluster_role_bindings().into_iter().find(|b| b["metadata"]["name"] == "system:node").unwrap();
+        assert_eq!(default["subjects"], json!([]));
+        let old = binding("system:node", "system:node", &[("Group", "system:nodes"), ("User", "kept")]);
+        let updated = reconcile(&old, &default).unwrap();
+        assert_eq!(updated["subjects"].as_array().unwrap().len(), 1);
+        assert_eq!(updated["subjects"][0]["name"], "kept");
+        assert_eq!(reconcile(&updated, &default), None);
+        assert_eq!(key("roles", Some("kube-system"), "r"), format!("{}roles/kube-system/r", super::super::RBAC_PREFIX));
     }
 }

@@ -6,8 +6,8 @@
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleRef};
 use serde_json::Value;
 
+use super::Attributes;
 use super::rbac::{self, MASTERS, compact_string};
-use super::{Attributes, Mode};
 use crate::authn::UserInfo;
 use crate::error::{ApiError, ApiResult};
 use crate::handler::Ctx;
@@ -22,7 +22,7 @@ fn forbidden(ctx: &Ctx, name: &str, why: impl std::fmt::Display) -> ApiError {
 /// written by `ctx`'s user) when it would grant more than the user holds.
 pub fn check(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
     let info = &ctx.served.info;
-    if info.group != GROUP || ctx.path.subresource.is_some() || ctx.app.authorizer.mode() != Mode::Rbac {
+    if info.group != GROUP || ctx.path.subresource.is_some() || !ctx.app.authorizer.rbac() {
         return Ok(());
     }
     let Some(user) = &ctx.user else { return Ok(()) };

@@ -103,7 +103,7 @@ pub fn impersonate(authorizer: &Authorizer, user: UserInfo, headers: &HeaderMap)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authz::Mode;
+    use crate::authz::Modes;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn impersonation_needs_the_verb() {
-        let rbac = Authorizer::new(Mode::Rbac);
+        let rbac = Authorizer::new(Modes::default());
         let alice = UserInfo::new("alice", []);
         assert_eq!(impersonate(&rbac, alice.clone(), &headers(&[])).unwrap(), None);
         let e = impersonate(&rbac, alice.clone(), &headers(&[("Impersonate-User", "bob")])).unwrap_err();

@@ -1,9 +1,11 @@
 //! Authorization: whether an authenticated user may do what a request asks, as
 //! kube-apiserver's `--authorization-mode` chain. After authentication ([`crate::authn`])
 //! the [`middleware`] applies impersonation headers ([`impersonation`]), resolves the
-//! request's [`Attributes`] and asks the [`Authorizer`]: in `RBAC` mode the [`rbac`]
-//! policy index (built from the watch cache, never the store, and rebuilt when an RBAC
-//! object changes), in `AlwaysAllow` mode nothing. A refusal is Kubernetes' 403 Status.
+//! request's [`Attributes`] and asks the [`Authorizer`]: each mode of the list in turn
+//! (default `Node,RBAC`) until one allows — the [`node`] authorizer for node identities
+//! (a graph of pods and what they use, kept from the watch cache), the [`rbac`] policy
+//! index (built from the watch cache, never the store, and rebuilt when an RBAC object
+//! changes), `AlwaysAllow`. A refusal is Kubernetes' 403 Status with the modes' reasons.
 //! [`bootstrap`] reconciles the default roles and bindings at start and [`escalation`]
 //! keeps users from granting what they do not hold.
 
@@ -11,10 +13,12 @@ pub mod attributes;
 pub mod bootstrap;
 pub mod escalation;
 pub mod impersonation;
+pub mod node;
 pub mod rbac;
 
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -23,6 +27,7 @@ use berth_store::Revision;
 use serde_json::json;
 
 pub use attributes::Attributes;
+pub use node::Decision;
 pub use rbac::Policy;
 
 use crate::authn::UserInfo;
@@ -33,56 +38,119 @@ use crate::server::App;
 /// Store prefix of every RBAC object.
 pub const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 
-/// How requests are authorized (`--authorization-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// One authorizer of the `--authorization-mode` chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// The Node authorizer ([`node`]): what node identities may do.
+    Node,
     /// Role-based access control (Kubernetes' default for clusters).
-    #[default]
     Rbac,
     /// Every authenticated request is allowed (for comparison and tests).
     AlwaysAllow,
 }
 
-/// A mode `--authorization-mode` does not know.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown authorization mode {0:?} (known: RBAC, Node, AlwaysAllow)")]
-pub struct UnknownMode(pub String);
-
-impl FromStr for Mode {
-    type Err = UnknownMode;
-
-    /// Kubernetes' comma-separated list: `RBAC`, `Node,RBAC` (Node is not implemented yet
-    /// and adds nothing), `AlwaysAllow` (allows everything wherever it is in the list).
-    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
-        let mut mode = None;
-        for m in s.split(',').map(str::trim) {
-            match m {
-                "RBAC" => mode = mode.or(Some(Mode::Rbac)),
-                "Node" => {}
-                "AlwaysAllow" => mode = Some(Mode::AlwaysAllow),
-                other => return Err(UnknownMode(other.to_string())),
-            }
+impl Mode {
+    /// The name `--authorization-mode` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Node => "Node",
+            Mode::Rbac => "RBAC",
+            Mode::AlwaysAllow => "AlwaysAllow",
         }
-        mode.ok_or_else(|| UnknownMode(s.to_string()))
     }
 }
 
-/// The authorizer: a mode and, for RBAC, the current policy snapshot.
+/// The `--authorization-mode` list, asked in order until one allows (default `Node,RBAC`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modes(Vec<Mode>);
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes(vec![Mode::Node, Mode::Rbac])
+    }
+}
+
+impl Modes {
+    /// The modes, in order.
+    pub fn list(&self) -> &[Mode] {
+        &self.0
+    }
+
+    /// True when `mode` is in the list.
+    pub fn contains(&self, mode: Mode) -> bool {
+        self.0.contains(&mode)
+    }
+}
+
+impl std::fmt::Display for Modes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|m| m.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A `--authorization-mode` value that is not a list of known modes.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    /// A mode berth does not know.
+    #[error("unknown authorization mode {0:?} (known: Node, RBAC, AlwaysAllow)")]
+    Unknown(String),
+    /// A mode given twice.
+    #[error("authorization mode {0:?} is given more than once")]
+    Duplicate(String),
+}
+
+impl FromStr for Modes {
+    type Err = ModeError;
+
+    /// Kubernetes' comma-separated list (`Node,RBAC`, `RBAC`, `AlwaysAllow`...).
+    fn from_str(s: &str) -> Result<Modes, ModeError> {
+        let mut modes = Vec::new();
+        for name in s.split(',').map(str::trim) {
+            let mode = match name {
+                "Node" => Mode::Node,
+                "RBAC" => Mode::Rbac,
+                "AlwaysAllow" => Mode::AlwaysAllow,
+                other => return Err(ModeError::Unknown(other.to_string())),
+            };
+            if modes.contains(&mode) {
+                return Err(ModeError::Duplicate(name.to_string()));
+            }
+            modes.push(mode);
+        }
+        Ok(Modes(modes))
+    }
+}
+
+/// The authorizer: the mode chain, the RBAC policy snapshot and the Node authorizer.
 #[derive(Debug)]
 pub struct Authorizer {
-    mode: Mode,
+    modes: Modes,
     policy: RwLock<Arc<Policy>>,
+    node: Option<node::NodeAuthorizer>,
 }
 
 impl Authorizer {
-    /// An authorizer in `mode` with an empty policy (see [`Authorizer::refresh`]).
-    pub fn new(mode: Mode) -> Authorizer {
-        Authorizer { mode, policy: RwLock::new(Arc::new(Policy::default())) }
+    /// An authorizer over `modes` with an empty policy and graph (see [`Authorizer::refresh`]
+    /// and [`Authorizer::follow`]).
+    pub fn new(modes: Modes) -> Authorizer {
+        let node = modes.contains(Mode::Node).then(node::NodeAuthorizer::new);
+        Authorizer { modes, policy: RwLock::new(Arc::new(Policy::default())), node }
     }
 
-    /// The mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
+    /// The modes.
+    pub fn modes(&self) -> &Modes {
+        &self.modes
+    }
+
+    /// True when RBAC is one of the modes.
+    pub fn rbac(&self) -> bool {
+        self.modes.contains(Mode::Rbac)
+    }
+
+    /// The Node authorizer, when `Node` is one of the modes.
+    pub fn node(&self) -> Option<&node::NodeAuthorizer> {
+        self.node.as_ref()
     }
 
     /// The current policy snapshot.
@@ -90,20 +158,61 @@ impl Authorizer {
         self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// True when the request `attrs` describes is allowed.
-    pub fn authorize(&self, attrs: &Attributes) -> bool {
-        match self.mode {
-            Mode::AlwaysAllow => true,
-            Mode::Rbac => self.policy().allows(attrs),
+    /// The chain's answer for `attrs`: the first mode that allows it, else a refusal with
+    /// the reasons the modes gave (Kubernetes' union authorizer).
+    pub fn decide(&self, attrs: &Attributes) -> Decision {
+        let mut reasons: Vec<String> = Vec::new();
+        for mode in self.modes.list() {
+            match mode {
+                Mode::AlwaysAllow => return Decision::Allow,
+                Mode::Rbac => {
+                    if self.policy().allows(attrs) {
+                        return Decision::Allow;
+                    }
+                }
+                Mode::Node => {
+                    if let Some(node) = &self.node {
+                        match node.authorize(attrs) {
+                            Decision::Allow => return Decision::Allow,
+                            Decision::NoOpinion(reason) if !reason.is_empty() => reasons.push(reason),
+                            Decision::NoOpinion(_) => {}
+                        }
+                    }
+                }
+            }
+        }
+        Decision::NoOpinion(reasons.join("\n"))
+    }
+
+    /// Like [`Authorizer::decide`], but a node refused while the Node authorizer's graph
+    /// lags behind the watch cache is asked again once the graph has caught up (up to 2 s):
+    /// a node that has just seen its new pod may read that pod's secrets at once.
+    pub async fn decide_current(&self, attrs: &Attributes) -> Decision {
+        let decision = self.decide(attrs);
+        if decision == Decision::Allow {
+            return decision;
+        }
+        match self.node.as_ref().and_then(|n| n.lags_for(attrs).map(|revision| (n, revision))) {
+            Some((node, revision)) => {
+                node.graph.wait_for(revision, Duration::from_secs(2)).await;
+                self.decide(attrs)
+            }
+            None => decision,
         }
     }
 
-    /// The rules that apply to `user` in `namespace` (for rules reviews and escalation checks).
+    /// True when the request `attrs` describes is allowed.
+    pub fn authorize(&self, attrs: &Attributes) -> bool {
+        self.decide(attrs) == Decision::Allow
+    }
+
+    /// The rules that apply to `user` in `namespace` (for rules reviews and escalation
+    /// checks): RBAC's (the Node authorizer, as Kubernetes', enumerates none).
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
-        match self.mode {
-            Mode::AlwaysAllow => Policy::default().rules_for(&UserInfo::new("", [rbac::MASTERS.to_string()]), ""),
-            Mode::Rbac => self.policy().rules_for(user, namespace),
+        if self.modes.contains(Mode::AlwaysAllow) {
+            return Policy::default().rules_for(&UserInfo::new("", [rbac::MASTERS.to_string()]), "");
         }
+        if self.rbac() { self.policy().rules_for(user, namespace) } else { Vec::new() }
     }
 
     /// Rebuilds the policy from the RBAC objects in `cache`; returns the cache revision it reflects.
@@ -129,8 +238,12 @@ impl Authorizer {
 
     /// Keeps the policy current: rebuilds it after every batch of RBAC events in the watch
     /// cache, until the server shuts down.
+    /// The Node authorizer's graph follows the cache from here too.
     pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.mode != Mode::Rbac {
+        if let Some(node) = &self.node {
+            node.attach(cache.clone(), shutdown.clone());
+        }
+        if !self.rbac() {
             return;
         }
         loop {
@@ -206,12 +319,15 @@ pub async fn middleware(State(app): State<Arc<App>>, mut req: Request, next: Nex
         },
         Err(e) => return e.into_response(),
     };
-    if authorizer.mode() == Mode::AlwaysAllow {
+    if authorizer.modes().list().first() == Some(&Mode::AlwaysAllow) {
         return next.run(req).await;
     }
     let path = crate::handler::percent_decode(req.uri().path());
     let attrs = Attributes::from_request(user, req.method(), &path, req.uri().query());
-    if authorizer.authorize(&attrs) { next.run(req).await } else { forbidden(&attrs, "").into_response() }
+    match authorizer.decide_current(&attrs).await {
+        Decision::Allow => next.run(req).await,
+        Decision::NoOpinion(reason) => forbidden(&attrs, &reason).into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -220,11 +336,37 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!("RBAC".parse::<Mode>().unwrap(), Mode::Rbac);
-        assert_eq!("Node,RBAC".parse::<Mode>().unwrap(), Mode::Rbac);
-        assert_eq!("AlwaysAllow".parse::<Mode>().unwrap(), Mode::AlwaysAllow);
-        assert!("rbac".parse::<Mode>().is_err());
-        assert!("".parse::<Mode>().is_err());
+        let parse = |s: &str| s.parse::<Modes>().map(|m| m.to_string()).map_err(|e| e.to_string());
+        assert_eq!(parse("RBAC"), Ok("RBAC".into()));
+        assert_eq!(parse("Node,RBAC"), Ok("Node,RBAC".into()));
+        assert_eq!(parse(" Node , AlwaysAllow"), Ok("Node,AlwaysAllow".into()));
+        assert_eq!(Modes::default().to_string(), "Node,RBAC");
+        assert_eq!(parse("rbac"), Err(r#"unknown authorization mode "rbac" (known: Node, RBAC, AlwaysAllow)"#.into()));
+        assert_eq!(parse("RBAC,RBAC"), Err(r#"authorization mode "RBAC" is given more than once"#.into()));
+        assert!(parse("").is_err());
+        assert!(parse("Node,").is_err());
+    }
+
+    #[test]
+    fn the_chain_asks_each_mode_in_order() {
+        let node = UserInfo::new("system:node:a", [node::NODES_GROUP.to_string()]);
+        let secret = Attributes::resource(node.clone(), "get", "", "secrets", "", "ns", "s");
+        let reason = "no relationship found between node 'a' and this object";
+        let authz = Authorizer::new(Modes::default());
+        assert_eq!(authz.decide(&secret), Decision::NoOpinion(reason.into()));
+        assert!(!authz.authorize(&secret));
+        let services = Attributes::resource(node.clone(), "list", "", "services", "", "", "");
+        assert!(authz.authorize(&services));
+        // RBAC alone grants nodes nothing (no binding names system:nodes).
+        let rbac_only = Authorizer::new("RBAC".parse().unwrap());
+        assert_eq!(rbac_only.decide(&services), Decision::NoOpinion(String::new()));
+        assert!(Authorizer::new("Node,AlwaysAllow".parse().unwrap()).authorize(&secret));
+        assert_eq!(
+            forbidden(&secret, reason).message,
+            format!(
+                r#"secrets "s" is forbidden: User "system:node:a" cannot get resource "secrets" in API group "" in the namespace "ns": {reason}"#
+            )
+        );
     }
 
     #[test]
