@@ -536,19 +536,6 @@ impl Finish {
         }
         let a = self.annotations.lock().unwrap_or_else(|e| e.into_inner()).clone();
         e["annotations"] = json!(a);
-        // The name of a created object is only known from its body.
-        let created = e.get("verb").and_then(Value::as_str) == Some("create");
-        if created && e.get("objectRef").is_some() && e.pointer("/objectRef/name").is_none() {
-            let name = e
-                .pointer("/responseObject/metadata/name")
-                .or_else(|| e.pointer("/requestObject/metadata/name"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string);
-            if let Some(name) = name {
-                e["objectRef"]["name"] = json!(name);
-            }
-        }
     }
 }
 
@@ -606,17 +593,23 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         }
         event["objectRef"] = r;
     }
-    let pending = Pending { auditor: auditor.clone(), event, omit: decision.omit_stages.clone() };
+    let mut pending = Pending { auditor: auditor.clone(), event, omit: decision.omit_stages.clone() };
     pending.emit(Stage::RequestReceived, |_| {});
-    // The request body, when the level records it.
-    let (req, request_object) = if decision.level >= Level::Request && req.method() != Method::GET {
+    // The request body, when the level records it or (creates) to name the object, as Kubernetes does.
+    let creates = attrs.verb == "create" && attrs.resource_request && attrs.name.is_empty();
+    let (req, request_object) = if (decision.level >= Level::Request || creates) && req.method() != Method::GET {
         let (parts, body) = req.into_parts();
         let bytes = match http_body_util::Limited::new(body, crate::codec::MAX_BODY).collect().await {
             Ok(c) => c.to_bytes(),
             Err(_) => Bytes::new(),
         };
         let object = decode_body(&headers, &bytes, decision.omit_managed_fields);
-        (Request::from_parts(parts, Body::from(bytes)), object)
+        let name = object.as_ref().and_then(|o| o.pointer("/metadata/name")).and_then(Value::as_str);
+        if let Some(name) = name.filter(|n| !n.is_empty() && creates) {
+            pending.event["objectRef"]["name"] = json!(name);
+        }
+        let recorded = if decision.level >= Level::Request { object } else { None };
+        (Request::from_parts(parts, Body::from(bytes)), recorded)
     } else {
         (req, None)
     };
