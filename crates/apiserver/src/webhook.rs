@@ -650,6 +650,13 @@ async fn post(ctx: &Ctx, hook: &Hook, review: &Value) -> Result<Vec<u8>, String>
     }
 }
 
+/// A dry run may only reach webhooks without side effects (`None`, `NoneOnDryRun`): v1 refuses
+/// other values on write, but configurations stored before (v1beta1) may carry them.
+fn dry_run_refusal(hook: &Hook, dry_run: bool) -> Option<ApiError> {
+    (dry_run && !hook.dry_run_safe)
+        .then(|| ApiError::bad_request(format!("admission webhook {:?} does not support dry run", hook.name)))
+}
+
 /// Calls one webhook: `Ok(Some(answer))` when it answered and allowed, `Ok(None)` when it
 /// could not be called and fails open, `Err` when it refused or failed closed.
 async fn call(
@@ -659,8 +666,8 @@ async fn call(
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> ApiResult<Option<Answer>> {
-    if req.dry_run && !hook.dry_run_safe {
-        return Err(ApiError::bad_request(format!("admission webhook {:?} does not support dry run", hook.name)));
+    if let Some(refusal) = dry_run_refusal(hook, req.dry_run) {
+        return Err(refusal);
     }
     let uid = uuid::Uuid::new_v4().to_string();
     let review = req.review(&uid, object, old);

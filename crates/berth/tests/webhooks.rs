@@ -198,6 +198,16 @@ fn webhooks_deny_patch_and_see_who_asks_what() {
             "rules": [rule(&["UPDATE", "DELETE"], &["*"])], "namespaceSelector": on,
             "sideEffects": "NoneOnDryRun", "admissionReviewVersions": ["v1", "v1beta1"] }] }),
     );
+    // Runs before "patch" (configurations in name order) and again after it changed the object.
+    create(
+        &s,
+        "mutatingwebhookconfigurations",
+        &json!({ "metadata": { "name": "a-reinvoked" }, "webhooks": [{
+            "name": "reinvoked.berth.test", "clientConfig": hooks.client_config("/reinvoke"),
+            "rules": [rule(&["CREATE"], &["configmaps"])], "reinvocationPolicy": "IfNeeded",
+            "objectSelector": { "matchLabels": { "again": "yes" } },
+            "sideEffects": "None", "admissionReviewVersions": ["v1"] }] }),
+    );
     create(
         &s,
         "mutatingwebhookconfigurations",
@@ -257,6 +267,13 @@ fn webhooks_deny_patch_and_see_who_asks_what() {
     assert_eq!(req["dryRun"], false);
     assert_eq!(req["options"]["kind"], "CreateOptions");
     assert!(req["uid"].as_str().is_some_and(|u| u.len() == 36));
+    // reinvocationPolicy IfNeeded: called again once the patch webhook changed the object.
+    s.kubectl_in_ok(&["create", "-n", "hooked", "-f", "-"], Some(&configmap("again", json!({ "again": "yes" }))));
+    let calls: Vec<Value> =
+        hooks.reviews("/reinvoke").into_iter().filter(|r| r["request"]["name"] == "again").collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["request"]["object"]["metadata"]["labels"], json!({ "again": "yes" }));
+    assert_eq!(calls[1]["request"]["object"]["metadata"]["labels"], json!({ "again": "yes", "patched": "yes" }));
     // UPDATE (a patch) as someone else: oldObject and object, the impersonated user.
     s.kubectl_ok(&[
         "label",

@@ -193,3 +193,19 @@ fn configurations_are_validated() {
         ],
     );
 }
+
+#[test]
+fn dry_runs_reach_only_webhooks_without_side_effects() {
+    for (effects, refused) in [("None", false), ("NoneOnDryRun", false), ("Unknown", true), ("Some", true)] {
+        let h = hook(json!({"name": "fx.berth.test", "sideEffects": effects, "clientConfig": {"url": "https://x/"}}));
+        assert!(dry_run_refusal(&h, false).is_none());
+        let e = dry_run_refusal(&h, true);
+        assert_eq!(e.is_some(), refused, "{effects}");
+        if let Some(e) = e {
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (400, r#"admission webhook "fx.berth.test" does not support dry run"#)
+            );
+        }
+    }
+}
