@@ -73,7 +73,9 @@ impl Hooks {
         let dir = tempfile::tempdir().unwrap();
         let pki = berth_pki::Pki::load_or_create(dir.path()).unwrap();
         let ca = pki.ca_pem(berth_pki::CaKind::Server).unwrap();
-        let leaf = pki.leaf(&berth_pki::LeafSpec::serving(&["127.0.0.1".to_string()])).unwrap();
+        let leaf = pki
+            .leaf(&berth_pki::LeafSpec::serving(&["127.0.0.1".to_string(), "webhook.default.svc".to_string()]))
+            .unwrap();
         use base64::Engine;
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
         let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
@@ -387,4 +389,56 @@ fn failing_webhooks_fail_closed_or_open_and_configurations_are_validated() {
     );
     assert!(err.contains(r#"webhooks[0].name: Invalid value: "nodots": should be a domain with at least three segments separated by dots"#), "{err}");
     assert!(err.contains(r#"webhooks[0].clientConfig.url: Invalid value: "http://127.0.0.1/": 'https' is the only allowed URL scheme"#), "{err}");
+}
+
+#[test]
+fn a_service_reference_reaches_the_webhook_through_its_endpoints() {
+    let s = TestServer::start(Path::new(BIN));
+    let hooks = Hooks::start();
+    let port = hooks.addr.port();
+    create(
+        &s,
+        "validatingwebhookconfigurations",
+        &json!({ "metadata": { "name": "by-service" }, "webhooks": [{
+            "name": "service.berth.test",
+            "clientConfig": { "service": { "namespace": "default", "name": "webhook", "path": "/deny" }, "caBundle": hooks.ca_bundle },
+            "rules": [rule(&["CREATE"], &["configmaps"])],
+            "objectSelector": { "matchExpressions": [{ "key": "deny", "operator": "Exists" }] },
+            "sideEffects": "None", "admissionReviewVersions": ["v1"] }] }),
+    );
+    let denied = configmap("denied", json!({ "deny": "yes" }));
+    // No Service yet: the call fails, and failurePolicy Fail refuses the create.
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let out = s.kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], Some(&denied));
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            !out.status.success()
+        }),
+        "the webhook never took effect: {last}"
+    );
+    assert!(last.contains(r#"failed calling webhook "service.berth.test""#), "{last}");
+    assert!(last.contains(r#"service "default/webhook" not found"#), "{last}");
+    let svc = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "webhook" },
+        "spec": { "ports": [{ "name": "https", "port": 443, "targetPort": port }] } });
+    let (code, body) = s.http_json("POST", "/api/v1/namespaces/default/services", Some(&svc));
+    assert_eq!(code, 201, "{body}");
+    let err = s.kubectl_err(&["create", "-f", "-"], Some(&denied));
+    assert!(err.contains(r#"service "default/webhook" has no ready endpoints"#), "{err}");
+    let ep = json!({ "apiVersion": "v1", "kind": "Endpoints", "metadata": { "name": "webhook" },
+        "subsets": [{ "addresses": [{ "ip": "127.0.0.1" }], "ports": [{ "name": "https", "port": port }] }] });
+    let (code, body) = s.http_json("POST", "/api/v1/namespaces/default/endpoints", Some(&ep));
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let out = s.kubectl_stdin(&["create", "-f", "-"], Some(&denied));
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            last.contains(
+                r#"admission webhook "service.berth.test" denied the request: configmaps labelled deny are refused"#,
+            )
+        }),
+        "{last}"
+    );
+    // Dialled at the endpoint, verified as webhook.default.svc.
+    assert!(hooks.reviews("/deny").iter().any(|r| r["request"]["name"] == "denied" && r["query"] == "timeout=10s"));
 }
