@@ -269,6 +269,8 @@ impl Snapshot {
 #[derive(Debug, Default)]
 pub struct Webhooks {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// True while some configuration has a webhook (the request path's fast check).
+    any: std::sync::atomic::AtomicBool,
 }
 
 impl Webhooks {
@@ -277,10 +279,17 @@ impl Webhooks {
         self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// True when at least one webhook is configured.
+    pub fn any(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Rebuilds the snapshot from `cache`; returns the cache revision it reflects.
     pub fn refresh(&self, cache: &Cache) -> berth_store::Revision {
         let revision = cache.revision();
         let snapshot = Arc::new(Snapshot::build(cache));
+        let any = !snapshot.mutating.is_empty() || !snapshot.validating.is_empty();
+        self.any.store(any, std::sync::atomic::Ordering::Release);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         revision
     }
@@ -317,8 +326,12 @@ tokio::task_local! {
 }
 
 /// Runs a request's handling so that the warnings webhooks return are collected; returns
-/// them with its output (the handler adds them as `Warning` headers).
-pub async fn collect_warnings<F: std::future::Future>(f: F) -> (F::Output, Vec<String>) {
+/// them with its output (the handler adds them as `Warning` headers). Without webhooks
+/// (`enabled` false) it only runs `f`.
+pub async fn collect_warnings<F: std::future::Future>(enabled: bool, f: F) -> (F::Output, Vec<String>) {
+    if !enabled {
+        return (f.await, Vec::new());
+    }
     let slot = Arc::new(std::sync::Mutex::new(Vec::new()));
     let out = WARNINGS.scope(slot.clone(), f).await;
     let warnings = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
@@ -711,6 +724,9 @@ fn defaults(ctx: &Ctx, obj: &mut Value) {
 /// Runs the mutating webhooks on a create (`old` None) or update of `obj`, applying their
 /// patches; the caller's defaulting and validation run afterwards.
 pub async fn mutate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    if !ctx.app.webhooks.any() {
+        return Ok(());
+    }
     let snapshot = ctx.app.webhooks.snapshot();
     if snapshot.mutating.is_empty() {
         return Ok(());
@@ -773,6 +789,9 @@ fn selector_error(hook: &Hook, e: &str) -> ApiError {
 
 /// Runs the validating webhooks (concurrently) on a create (`old` None) or update of `obj`.
 pub async fn validate(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    if !ctx.app.webhooks.any() {
+        return Ok(());
+    }
     let snapshot = ctx.app.webhooks.snapshot();
     if snapshot.validating.is_empty() {
         return Ok(());
@@ -805,6 +824,9 @@ async fn run_validating(
 /// Runs the webhooks of a DELETE of `old` (mutating webhooks are called, their patches
 /// have no object to apply to), then the validating ones.
 pub async fn delete(ctx: &Ctx, old: &Value, dry_run: bool) -> ApiResult<()> {
+    if !ctx.app.webhooks.any() {
+        return Ok(());
+    }
     let snapshot = ctx.app.webhooks.snapshot();
     if snapshot.mutating.is_empty() && snapshot.validating.is_empty() {
         return Ok(());
