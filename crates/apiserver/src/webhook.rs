@@ -670,12 +670,18 @@ fn dry_run_refusal(hook: &Hook, dry_run: bool) -> Option<ApiError> {
         .then(|| ApiError::bad_request(format!("admission webhook {:?} does not support dry run", hook.name)))
 }
 
+/// The audit annotation Kubernetes records when a webhook fails open.
+fn failed_open(kind: &str, round: usize, index: usize) -> String {
+    format!("failed-open.{kind}.webhook.admission.k8s.io/round_{round}_index_{index}")
+}
+
 /// Calls one webhook: `Ok(Some(answer))` when it answered and allowed, `Ok(None)` when it
-/// could not be called and fails open, `Err` when it refused or failed closed.
+/// could not be called and fails open (annotated with `failed_open_key`), `Err` when it
+/// refused or failed closed.
 async fn call(
     req: &Request<'_>,
     hook: &Hook,
-    kind: &str,
+    failed_open_key: String,
     object: Option<&Value>,
     old: Option<&Value>,
 ) -> ApiResult<Option<Answer>> {
@@ -689,7 +695,7 @@ async fn call(
         Err(cause) if hook.fail_closed => return Err(call_failed(&hook.name, &cause)),
         Err(cause) => {
             tracing::warn!(webhook = %hook.name, %cause, "admission webhook failed; failurePolicy Ignore");
-            crate::audit::annotate(&format!("failed-open.{kind}.webhook.admission.k8s.io/{}", hook.name), &cause);
+            crate::audit::annotate(&failed_open_key, &hook.name);
             return Ok(None);
         }
     };
@@ -752,7 +758,9 @@ pub async fn mutate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResul
             if !req.selected(hook, Some(&current), old_view.as_ref()).map_err(|e| selector_error(hook, &e))? {
                 continue;
             }
-            let Some(answer) = call(&req, hook, "mutating", Some(&current), old_view.as_ref()).await? else {
+            let Some(answer) =
+                call(&req, hook, failed_open("mutating", round, i), Some(&current), old_view.as_ref()).await?
+            else {
                 continue;
             };
             if round == 0 {
@@ -810,9 +818,9 @@ async fn run_validating(
     old: Option<&Value>,
 ) -> ApiResult<()> {
     let mut calls = Vec::new();
-    for hook in snapshot.validating.iter().filter(|h| h.matches_rules(&req.target)) {
+    for (i, hook) in snapshot.validating.iter().enumerate().filter(|(_, h)| h.matches_rules(&req.target)) {
         if req.selected(hook, object, old).map_err(|e| selector_error(hook, &e))? {
-            calls.push(call(req, hook, "validating", object, old));
+            calls.push(call(req, hook, failed_open("validating", 0, i), object, old));
         }
     }
     for result in futures::future::join_all(calls).await {
@@ -832,9 +840,9 @@ pub async fn delete(ctx: &Ctx, old: &Value, dry_run: bool) -> ApiResult<()> {
         return Ok(());
     }
     let Some(req) = Request::new(ctx, Operation::Delete, dry_run) else { return Ok(()) };
-    for hook in snapshot.mutating.iter().filter(|h| h.matches_rules(&req.target)) {
+    for (i, hook) in snapshot.mutating.iter().enumerate().filter(|(_, h)| h.matches_rules(&req.target)) {
         if req.selected(hook, None, Some(old)).map_err(|e| selector_error(hook, &e))? {
-            call(&req, hook, "mutating", None, Some(old)).await?;
+            call(&req, hook, failed_open("mutating", 0, i), None, Some(old)).await?;
         }
     }
     run_validating(&req, &snapshot, None, Some(old)).await

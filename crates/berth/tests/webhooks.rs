@@ -314,7 +314,15 @@ fn webhooks_deny_patch_and_see_who_asks_what() {
 
 #[test]
 fn failing_webhooks_fail_closed_or_open_and_configurations_are_validated() {
-    let s = TestServer::start(Path::new(BIN));
+    // Audited, to see the fail-open annotation.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let policy = audit_dir.path().join("policy.yaml");
+    std::fs::write(&policy, "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources: [{group: \"\", resources: [configmaps]}]\n- level: None\n").unwrap();
+    let audit_log = audit_dir.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", audit_log.to_str().unwrap()],
+    );
     let hooks = Hooks::start();
     let hook = |name: &str, path: &str, policy: &str, selector: Value| {
         json!({ "name": name, "clientConfig": hooks.client_config(path), "rules": [rule(&["CREATE"], &["configmaps"])],
@@ -353,6 +361,23 @@ fn failing_webhooks_fail_closed_or_open_and_configurations_are_validated() {
     s.kubectl_in_ok(&["create", "-f", "-"], Some(&configmap("slow-ignore", json!({ "slow": "ignore" }))));
     let (code, _) = s.http_json("GET", "/api/v1/namespaces/default/configmaps/slow-ignore", None);
     assert_eq!(code, 200);
+    let mut annotations = Value::Null;
+    assert!(wait_until(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
+        annotations = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| {
+                e["verb"] == "create" && e["objectRef"]["name"] == "slow-ignore" && e["stage"] == "ResponseComplete"
+            })
+            .map(|e| e["annotations"].clone())
+            .unwrap_or(Value::Null);
+        !annotations.is_null()
+    }));
+    assert_eq!(
+        annotations["failed-open.validating.webhook.admission.k8s.io/round_0_index_1"],
+        "slow-ignore.berth.test"
+    );
     // An answer to another request is a failed call.
     let body: Value = serde_json::from_str(&configmap("bad-uid", json!({ "bad": "uid" }))).unwrap();
     let (code, status) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&body));
