@@ -65,10 +65,10 @@ impl Ctx {
 
 /// The handler for everything under `/api` and `/apis`.
 pub async fn api(State(app): State<Arc<App>>, req: Request) -> Response {
-    match dispatch(app, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    let (result, warnings) = crate::webhook::collect_warnings(app.webhooks.any(), dispatch(app, req)).await;
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    crate::webhook::add_warning_headers(&mut resp, &warnings);
+    resp
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {

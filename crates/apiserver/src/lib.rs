@@ -6,6 +6,7 @@
 //! validation and compare-and-swap in the store ([`write`]). Every failure is a
 //! Kubernetes `Status` ([`error`]).
 
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cache;
@@ -38,6 +39,7 @@ pub mod starting;
 pub mod table;
 pub mod tls;
 pub mod watch;
+pub mod webhook;
 pub mod write;
 
 pub use authn::{Authenticator, UserInfo};

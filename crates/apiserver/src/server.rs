@@ -43,6 +43,8 @@ pub struct Config {
     pub kubelet_client: Option<crate::node_proxy::KubeletClient>,
     /// How authenticated requests are authorized (`--authorization-mode`).
     pub authorization_mode: crate::authz::Modes,
+    /// The audit log (`--audit-log-path`, `--audit-policy-file`); `None` records nothing.
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 impl Config {
@@ -74,6 +76,10 @@ pub struct App {
     pub deleted_namespaces: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The authorizer (RBAC policy from the watch cache).
     pub authorizer: Arc<crate::authz::Authorizer>,
+    /// The admission webhooks (from the watch cache).
+    pub webhooks: Arc<crate::webhook::Webhooks>,
+    /// The audit log, when configured.
+    pub auditor: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl App {
@@ -101,6 +107,8 @@ impl Server {
         let cache = Cache::start(store.clone(), config.watch_history).await.map_err(std::io::Error::other)?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let authorizer = Arc::new(crate::authz::Authorizer::new(config.authorization_mode.clone()));
+        let auditor =
+            config.audit.as_ref().map(crate::audit::Auditor::start).transpose().map_err(std::io::Error::other)?;
         let app = Arc::new(App {
             config,
             store,
@@ -111,6 +119,8 @@ impl Server {
             service_alloc: tokio::sync::Mutex::new(()),
             deleted_namespaces: std::sync::Mutex::new(std::collections::HashMap::new()),
             authorizer,
+            webhooks: Arc::default(),
+            auditor,
         });
         crd::load_all(&app);
         namespaces::bootstrap(&app).await.map_err(|e| std::io::Error::other(e.message))?;
@@ -119,6 +129,8 @@ impl Server {
         app.catch_up().await.map_err(|e| std::io::Error::other(e.message))?;
         app.authorizer.refresh(&app.cache);
         tokio::spawn(app.authorizer.clone().follow(app.cache.clone(), app.shutdown.clone()));
+        app.webhooks.refresh(&app.cache);
+        tokio::spawn(app.webhooks.clone().follow(app.cache.clone(), app.shutdown.clone()));
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })
     }
@@ -178,9 +190,13 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .with_state(app.clone());
     if authenticated {
-        router
-            .layer(axum::middleware::from_fn_with_state(app.clone(), crate::authz::middleware))
-            .layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
+        let router = router.layer(axum::middleware::from_fn_with_state(app.clone(), crate::authz::middleware));
+        // Audit sits between authentication and authorization, and only when configured.
+        let router = match app.auditor {
+            Some(_) => router.layer(axum::middleware::from_fn_with_state(app.clone(), crate::audit::middleware)),
+            None => router,
+        };
+        router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
     } else {
         router
     }

@@ -93,7 +93,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -125,6 +125,7 @@ pub async fn serve(
             );
             let service = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(peer.clone());
+                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
                 req
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();

@@ -261,6 +261,7 @@ async fn admit(
         // Names, versions and scope are the CRD kind's validation; the schemas' structure is checked here.
         errors.extend(berth_api::crd::validate_schemas(obj));
     }
+    errors.extend(crate::webhook::validate_configuration(&served.info, obj));
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
@@ -337,9 +338,11 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     crate::priority::admit_pod(ctx, &mut obj)?;
     crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
+    crate::webhook::mutate(ctx, &mut obj, None).await?;
     admit(ctx, &mut obj, None, None, track).await?;
     crate::limit_ranger::validate(ctx, &obj)?;
     crate::pod_security::enforce(ctx, &obj)?;
+    crate::webhook::validate(ctx, &obj, None).await?;
     crate::resource_quota::admit(ctx, &obj).await?;
     if ctx.params.dry_run {
         return Ok(obj);
@@ -542,7 +545,9 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     }
     let sub = ctx.path.subresource.as_deref();
     carry_over(&ctx, &mut new, &old.value, sub)?;
+    crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
     admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
+    crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(with_warnings(render_written(&ctx, &written, StatusCode::OK), &warnings))
 }
@@ -560,7 +565,9 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let mut new = old.value.clone();
     scale::apply_scale(&ctx.served, &mut new, &scale_obj)?;
     carry_over(&ctx, &mut new, &old.value, None)?;
+    crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
     admit(&ctx, &mut new, Some(&old.value), Some("scale"), true).await?;
+    crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
 }
@@ -645,7 +652,9 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         let carry_sub = if sub.as_deref() == Some("scale") { None } else { sub.as_deref() };
         carry_over(&ctx, &mut new, &old.value, carry_sub)?;
         // Server-side apply has recorded its own managedFields.
+        crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
         admit(&ctx, &mut new, Some(&old.value), sub.as_deref(), kind != BodyType::ApplyPatch).await?;
+        crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
         match commit_update(&ctx, &old, new).await {
             Ok(written) => {
                 let resp = if sub.as_deref() == Some("scale") {
@@ -769,6 +778,7 @@ pub async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let dry = ctx.params.dry_run || body_dry_run(&body);
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
+        crate::webhook::delete(&ctx, &old.value, dry).await?;
         match delete_one(&ctx, &old, &opts, dry).await {
             Err(e)
                 if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() =>
@@ -906,6 +916,7 @@ pub async fn delete_collection(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         let Some(fresh) = CachedObject::from_kv(&kv).map(|o| ctx.served.present(&std::sync::Arc::new(o))) else {
             continue;
         };
+        crate::webhook::delete(&ctx, &fresh.value, dry).await?;
         match delete_one(&ctx, &fresh, &opts, dry).await {
             Ok(_) => deleted.push(fresh.value.clone()),
             Err(e) if e.code == 404 || e.code == 409 => {}

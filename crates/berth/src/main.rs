@@ -1,6 +1,7 @@
 //! The berth binary: command-line wiring only.
 
 mod agent;
+mod audit;
 mod bench;
 mod bootstrap;
 mod datastore;

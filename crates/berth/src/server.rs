@@ -50,6 +50,8 @@ pub(crate) struct ServerArgs {
     datastore: DatastoreArgs,
     #[command(flatten)]
     encryption: crate::secrets_encryption::EncryptionArgs,
+    #[command(flatten)]
+    audit: crate::audit::AuditArgs,
     /// Do not run the scheduler.
     #[arg(long)]
     disable_scheduler: bool,
@@ -370,6 +372,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             key_pem: security.kubelet_client.key_pem.clone(),
         }),
         authorization_mode: args.authorization_mode.clone(),
+        audit: crate::audit::config(&args.audit)?,
     };
     let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
