@@ -9,6 +9,7 @@
 pub mod authn;
 pub mod authz;
 pub mod cache;
+pub mod certificates;
 pub mod codec;
 pub mod convert;
 pub mod crd;

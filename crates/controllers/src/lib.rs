@@ -8,6 +8,8 @@
 
 mod clusterrole_aggregation;
 mod cronjob;
+mod csr_approving;
+pub mod csr_signing;
 mod daemonset;
 mod deployment;
 mod discovery;
@@ -29,6 +31,7 @@ pub mod rootca;
 mod selector;
 mod serviceaccounts;
 mod statefulset;
+mod tokencleaner;
 mod ttlafterfinished;
 
 use std::collections::BTreeSet;
@@ -75,6 +78,9 @@ pub const NAMES: &[&str] = &[
     "resourcequota",
     "root-ca-cert-publisher",
     "clusterrole-aggregation",
+    "csrapproving",
+    "csrsigning",
+    "tokencleaner",
 ];
 
 pub use nodelifecycle::EvictionLimits;
@@ -97,6 +103,8 @@ pub struct Options {
     /// The server CA (PEM) published in every namespace as ConfigMap `kube-root-ca.crt`;
     /// `None` runs no root-ca-cert-publisher.
     pub root_ca: Option<String>,
+    /// The client CA that signs approved CertificateSigningRequests; `None` runs no csrsigning.
+    pub csr_signing: Option<csr_signing::CsrSigning>,
 }
 
 impl Default for Options {
@@ -108,6 +116,7 @@ impl Default for Options {
             eviction_limits: EvictionLimits::default(),
             terminated_pod_gc_threshold: 12_500,
             root_ca: None,
+            csr_signing: None,
         }
     }
 }
@@ -198,6 +207,15 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("clusterrole-aggregation") {
         all.push(("clusterrole-aggregation", Box::pin(clusterrole_aggregation::run(client.clone()))));
+    }
+    if options.enabled("csrapproving") {
+        all.push(("csrapproving", Box::pin(csr_approving::run(client.clone()))));
+    }
+    if let Some(signing) = options.csr_signing.clone().filter(|_| options.enabled("csrsigning")) {
+        all.push(("csrsigning", Box::pin(csr_signing::run(client.clone(), signing))));
+    }
+    if options.enabled("tokencleaner") {
+        all.push(("tokencleaner", Box::pin(tokencleaner::run(client.clone()))));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -327,6 +327,23 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["node.k8s.io"], &["runtimeclasses"], READ),
             ],
         ),
+        // TLS bootstrapping: what a join token may do, and the approver's checks (a
+        // SubjectAccessReview on these pseudo-subresources of a CSR's requester).
+        cluster_role(
+            "system:node-bootstrapper",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"], &["create"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"], &["create"])],
+        ),
     ]
 }
 
@@ -353,6 +370,18 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         ),
         binding("system:kube-scheduler", "system:kube-scheduler", &[("User", "system:kube-scheduler")]),
         binding("system:node", "system:node", &[("Group", "system:nodes")]),
+        // As kubeadm binds them (for every bootstrap token, not only kubeadm's default group).
+        binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", &[("Group", "system:bootstrappers")]),
+        binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[("Group", "system:bootstrappers")],
+        ),
+        binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[("Group", "system:nodes")],
+        ),
     ]
 }
 
