@@ -192,7 +192,8 @@ fn token_secret(
     Ok(Secret {
         metadata: ObjectMeta { name: Some(format!("{PREFIX}{id}")), ..ObjectMeta::default() },
         type_: Some(SECRET_TYPE.into()),
-        string_data: Some(data),
+        // `data`, not `stringData`: berth's API server does not fold stringData into data yet.
+        data: Some(data.into_iter().map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes()))).collect()),
         ..Secret::default()
     })
 }
