@@ -479,6 +479,41 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
     assert!(renewed, "the restarted agent did not renew its lease:\n{}", agent.log());
     assert!(agent.log().contains("using the stored node client certificate"), "{}", agent.log());
     assert_eq!(std::fs::read_to_string(pki.join("kubelet-client.crt")).unwrap(), cert_pem);
+    let mut agent = agent;
+    agent.stop();
+
+    // A certificate past 80 % of its lifetime is renewed at start through a CSR the node
+    // sends as itself (selfnodeclient): here one the client CA signed for 6 minutes, 5 of
+    // them already gone (the signer backdates by 5 minutes).
+    let tls = s.dir.path().join("tls");
+    let ca = berth_pki::Pki::load_or_create(&tls).unwrap();
+    let signer = berth_pki::csr::Signer::new(
+        &ca.ca_pem(berth_pki::CaKind::Client).unwrap(),
+        &ca.ca_key_pem(berth_pki::CaKind::Client).unwrap(),
+    )
+    .unwrap();
+    let (short_key, request) = berth_pki::csr::new_request("system:node:joined-0", &["system:nodes"]).unwrap();
+    let usages = ["digital signature".to_string(), "client auth".to_string()];
+    let short = signer.sign(&request, &usages, berth_pki::csr::duration(Duration::from_secs(60))).unwrap();
+    std::fs::write(pki.join("kubelet-client.key"), &short_key).unwrap();
+    std::fs::write(pki.join("kubelet-client.crt"), &short).unwrap();
+    let agent = Agent::start(&s, &data_dir, &["--server", server]);
+    let renewed = wait_until(WAIT, || {
+        let now = std::fs::read_to_string(pki.join("kubelet-client.crt")).unwrap_or_default();
+        now != short && !now.is_empty()
+    });
+    assert!(renewed, "the certificate was not renewed:\n{}", agent.log());
+    assert!(agent.log().contains("renewing the node client certificate"), "{}", agent.log());
+    let (from, to) =
+        berth_pki::csr::validity(&std::fs::read_to_string(pki.join("kubelet-client.crt")).unwrap()).unwrap();
+    assert!((to - from).whole_days() >= 364, "the renewed certificate lasts a year");
+    let (_, csrs) = s.http_json("GET", CSRS, None);
+    let by_node: Vec<&Value> =
+        csrs["items"].as_array().unwrap().iter().filter(|c| c["spec"]["username"] == "system:node:joined-0").collect();
+    assert_eq!(by_node.len(), 1, "{csrs}");
+    assert!(by_node[0]["status"]["conditions"][0]["message"].as_str().unwrap().contains("self kubelet client"));
+    let before = lease_renew_time(&s, "joined-0");
+    assert!(wait_until(WAIT, || lease_renew_time(&s, "joined-0") != before), "{}", agent.log());
     drop(agent);
 
     // A new node with the revoked token cannot join; nor can one with neither token nor certificate.
