@@ -1,20 +1,24 @@
 //! Authentication: who sends a request. Kubernetes' union of authenticators, in order: a
 //! client certificate the TLS layer verified against the client CA (user = CN, groups =
-//! O values), then a bearer token (a ServiceAccount JWT of this server's issuer, else the
-//! server's node token). The first that
+//! O values), then a bearer token (a ServiceAccount JWT of this server's issuer, a bootstrap
+//! token `<id>.<secret>` checked against its Secret in kube-system ([`BootstrapTokens`]), else
+//! the server's node token). The first that
 //! succeeds wins; credentials that do not verify are refused with 401, and so is a request
 //! without credentials except on the public paths ([`PUBLIC_PATHS`]). The user goes into
 //! the request's extensions as a [`UserInfo`] for authorization and audit.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde::Serialize;
+use serde_json::Value;
 
+use crate::cache::Cache;
 use crate::error::ApiError;
 
 /// Paths anyone may read without credentials (k3s serves the server CA at `/cacerts` for
@@ -68,6 +72,120 @@ pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
     Some(UserInfo::new(cn, orgs))
 }
 
+/// Group of every bootstrap-token user.
+pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
+
+/// Namespace of bootstrap-token Secrets.
+pub const BOOTSTRAP_NAMESPACE: &str = "kube-system";
+
+/// Type of bootstrap-token Secrets.
+pub const BOOTSTRAP_TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
+
+/// Prefix of a bootstrap-token Secret's name (then the token id).
+pub const BOOTSTRAP_SECRET_PREFIX: &str = "bootstrap-token-";
+
+/// A bootstrap token's id and secret, parsed from `<id>.<secret>` (`[a-z0-9]{6}.[a-z0-9]{16}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapToken {
+    /// The public part, also in the Secret's name.
+    pub id: String,
+    /// The secret part.
+    pub secret: String,
+}
+
+impl BootstrapToken {
+    /// Parses `<id>.<secret>`; `None` when it is not of that form.
+    pub fn parse(token: &str) -> Option<BootstrapToken> {
+        let (id, secret) = token.split_once('.')?;
+        let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        (ok(id, 6) && ok(secret, 16)).then(|| BootstrapToken { id: id.to_string(), secret: secret.to_string() })
+    }
+}
+
+/// Whether `group` may be an extra group of a bootstrap token:
+/// `system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`, as Kubernetes checks it.
+pub fn valid_bootstrap_group(group: &str) -> bool {
+    let Some(rest) = group.strip_prefix("system:bootstrappers:") else { return false };
+    !rest.is_empty()
+        && rest.len() <= 256
+        && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'-')
+        && rest.bytes().last().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The bootstrap-token authenticator: a token is valid while Secret
+/// `kube-system/bootstrap-token-<id>` of type `bootstrap.kubernetes.io/token` exists in the
+/// watch cache, is not being deleted, carries the same secret, allows authentication and has
+/// not expired (so a deleted token is refused as soon as the cache sees the deletion).
+/// Clones share the cache handed over by [`Authenticator::attach`].
+#[derive(Clone, Default)]
+pub struct BootstrapTokens {
+    cache: Arc<OnceLock<Arc<Cache>>>,
+}
+
+impl std::fmt::Debug for BootstrapTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapTokens").field("attached", &self.cache.get().is_some()).finish()
+    }
+}
+
+impl BootstrapTokens {
+    /// The user of `token` if it is a valid bootstrap token, else why not.
+    pub fn authenticate(&self, token: &BootstrapToken) -> Result<UserInfo, String> {
+        let cache = self.cache.get().ok_or("no object cache")?;
+        let key = format!("/registry/core/secrets/{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_SECRET_PREFIX}{}", token.id);
+        let secret = cache.get(&key).ok_or_else(|| format!("no bootstrap token with id {:?}", token.id))?;
+        user_of_bootstrap_secret(&secret.value, token, jiff::Timestamp::now())
+    }
+}
+
+/// Decoded `data[key]` of a Secret.
+fn secret_value(secret: &Value, key: &str) -> Option<String> {
+    let b64 = secret.get("data")?.get(key)?.as_str()?;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+}
+
+/// Kubernetes' checks of a bootstrap-token Secret against a presented token at `now`.
+pub fn user_of_bootstrap_secret(
+    secret: &Value,
+    token: &BootstrapToken,
+    now: jiff::Timestamp,
+) -> Result<UserInfo, String> {
+    if secret.get("type").and_then(Value::as_str) != Some(BOOTSTRAP_TOKEN_TYPE) {
+        return Err("secret is not of type bootstrap.kubernetes.io/token".into());
+    }
+    if secret.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        return Err("bootstrap token is being deleted".into());
+    }
+    let id = secret_value(secret, "token-id").unwrap_or_default();
+    let stored = secret_value(secret, "token-secret").unwrap_or_default();
+    // Compare both (the secret in constant time) before deciding, so timing tells nothing.
+    let same_secret = constant_time_eq(stored.as_bytes(), token.secret.as_bytes());
+    if id != token.id || !same_secret {
+        return Err("bootstrap token secret does not match".into());
+    }
+    if let Some(expiration) = secret_value(secret, "expiration") {
+        let at: jiff::Timestamp = expiration.parse().map_err(|_| format!("bad expiration {expiration:?}"))?;
+        if at <= now {
+            return Err(format!("bootstrap token {} expired at {expiration}", token.id));
+        }
+    }
+    if secret_value(secret, "usage-bootstrap-authentication").as_deref() != Some("true") {
+        return Err("bootstrap token is not usable for authentication".into());
+    }
+    let mut groups = vec![BOOTSTRAPPERS.to_string()];
+    if let Some(extra) = secret_value(secret, "auth-extra-groups") {
+        for group in extra.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            if !valid_bootstrap_group(group) {
+                return Err(format!("bootstrap token has an invalid extra group {group:?}"));
+            }
+            if !groups.iter().any(|g| g == group) {
+                groups.push(group.to_string());
+            }
+        }
+    }
+    Ok(UserInfo::new(format!("system:bootstrap:{}", token.id), groups))
+}
+
 /// What the authenticator accepts besides client certificates.
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
@@ -77,6 +195,8 @@ pub struct Authenticator {
     /// ServiceAccount JWTs of this server's issuer, verified against the live
     /// ServiceAccount and bound object (`crate::serviceaccount_token`).
     pub service_accounts: Option<Arc<crate::serviceaccount_token::ServiceAccountTokens>>,
+    /// Bootstrap tokens (always on once [`Authenticator::attach`] gave the cache).
+    pub bootstrap_tokens: BootstrapTokens,
 }
 
 /// Why a request is not authenticated.
@@ -89,6 +209,14 @@ pub enum Refusal {
 }
 
 impl Authenticator {
+    /// Gives the token authenticators the watch cache their objects are read from.
+    pub fn attach(&self, cache: Arc<Cache>) {
+        if let Some(sa) = &self.service_accounts {
+            sa.attach(cache.clone());
+        }
+        let _ = self.bootstrap_tokens.cache.set(cache);
+    }
+
     /// The user of a request with `peer` (its connection's certificate user), its
     /// `Authorization` header and `path`; `Ok(None)` is an anonymous request to a public path.
     pub fn authenticate(
@@ -124,6 +252,15 @@ impl Authenticator {
                 }
             };
         }
+        if let Some(bootstrap) = BootstrapToken::parse(token) {
+            return match self.bootstrap_tokens.authenticate(&bootstrap) {
+                Ok(user) => Some(user),
+                Err(e) => {
+                    tracing::debug!(error = %e, "bootstrap token refused");
+                    None
+                }
+            };
+        }
         self.node_token_user(token)
     }
 
@@ -136,7 +273,10 @@ impl Authenticator {
         {
             return sa.authenticate(token, audiences).map_err(|e| e.to_string());
         }
-        let user = self.node_token_user(token).ok_or_else(|| "invalid bearer token".to_string())?;
+        let user = match BootstrapToken::parse(token) {
+            Some(bootstrap) => self.bootstrap_tokens.authenticate(&bootstrap)?,
+            None => self.node_token_user(token).ok_or_else(|| "invalid bearer token".to_string())?,
+        };
         let api: Vec<String> =
             self.service_accounts.as_ref().map(|sa| sa.issuer.api_audiences().to_vec()).unwrap_or_default();
         if audiences.is_empty() {
@@ -219,7 +359,87 @@ mod tests {
         for public in PUBLIC_PATHS {
             assert_eq!(check(&authn, None, None, public), Ok("anonymous".into()));
         }
+        // A bootstrap-shaped token without its Secret (or without a cache) is refused.
+        assert_eq!(check(&authn, None, Some("Bearer abcdef.0123456789abcdef"), "/api"), Err(Refusal::BadCredentials));
         let no_token = Authenticator::default();
         assert_eq!(check(&no_token, None, Some("Bearer 0123abcd"), "/api"), Err(Refusal::BadCredentials));
+    }
+
+    #[test]
+    fn bootstrap_tokens_parse() {
+        let ok = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        assert_eq!((ok.id.as_str(), ok.secret.as_str()), ("abcdef", "0123456789abcdef"));
+        for bad in [
+            "",
+            "abcdef",
+            "abcdef.",
+            "ABCDEF.0123456789abcdef",
+            "abcde.0123456789abcdef",
+            "abcdef.0123456789abcde",
+            "abcdef.0123456789abcdef0",
+            "abcdef:0123456789abcdef",
+            "abc-ef.0123456789abcdef",
+            "abcdef.0123456789abcdef.x",
+        ] {
+            assert_eq!(BootstrapToken::parse(bad), None, "{bad:?}");
+        }
+        assert!(valid_bootstrap_group("system:bootstrappers:kubeadm:default-node-token"));
+        assert!(!valid_bootstrap_group("system:bootstrappers:"));
+        assert!(!valid_bootstrap_group("system:bootstrappers:x-"));
+        assert!(!valid_bootstrap_group("system:masters"));
+        assert!(!valid_bootstrap_group("system:bootstrappers:UPPER"));
+    }
+
+    fn secret(data: &[(&str, &str)]) -> Value {
+        let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+        let data: serde_json::Map<String, Value> =
+            data.iter().map(|(k, v)| (k.to_string(), Value::String(b64(v)))).collect();
+        serde_json::json!({
+            "type": BOOTSTRAP_TOKEN_TYPE,
+            "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system"},
+            "data": data,
+        })
+    }
+
+    #[test]
+    fn bootstrap_secrets_are_checked_as_kubernetes_does() {
+        let token = BootstrapToken::parse("abcdef.0123456789abcdef").unwrap();
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let base = [
+            ("token-id", "abcdef"),
+            ("token-secret", "0123456789abcdef"),
+            ("usage-bootstrap-authentication", "true"),
+            ("expiration", "2026-01-02T00:00:00Z"),
+        ];
+        let user = user_of_bootstrap_secret(&secret(&base), &token, now).unwrap();
+        assert_eq!(user.username, "system:bootstrap:abcdef");
+        assert_eq!(user.groups, vec![BOOTSTRAPPERS.to_string(), AUTHENTICATED.to_string()]);
+        let with = |k: &str, v: &str| {
+            let mut d: Vec<(&str, &str)> = base.iter().copied().filter(|(key, _)| *key != k).collect();
+            d.push((k, v));
+            secret(&d)
+        };
+        let extra = with("auth-extra-groups", "system:bootstrappers:kubeadm:default-node-token");
+        let user = user_of_bootstrap_secret(&extra, &token, now).unwrap();
+        assert_eq!(user.groups[1], "system:bootstrappers:kubeadm:default-node-token");
+        for (k, v) in [
+            ("token-secret", "0123456789abcdee"),
+            ("token-id", "abcdeg"),
+            ("expiration", "2025-12-31T23:59:59Z"),
+            ("expiration", "tomorrow"),
+            ("usage-bootstrap-authentication", "false"),
+            ("auth-extra-groups", "system:masters"),
+        ] {
+            assert!(user_of_bootstrap_secret(&with(k, v), &token, now).is_err(), "{k}={v}");
+        }
+        let mut wrong_type = secret(&base);
+        wrong_type["type"] = "Opaque".into();
+        assert!(user_of_bootstrap_secret(&wrong_type, &token, now).is_err());
+        let mut deleting = secret(&base);
+        deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        assert!(user_of_bootstrap_secret(&deleting, &token, now).is_err());
+        let no_usage: Vec<(&str, &str)> =
+            base.iter().copied().filter(|(k, _)| *k != "usage-bootstrap-authentication").collect();
+        assert!(user_of_bootstrap_secret(&secret(&no_usage), &token, now).is_err());
     }
 }

@@ -63,7 +63,7 @@ pub fn group(catalog: &Catalog, name: &str) -> Option<Value> {
 fn subresource_verbs(sub: &str) -> (&'static [&'static str], Option<(&'static str, &'static str, &'static str)>) {
     // (verbs, response kind other than the resource's own)
     match sub {
-        "status" => (&["get", "patch", "update"], None),
+        "status" | "approval" => (&["get", "patch", "update"], None),
         "scale" => (&["get", "patch", "update"], Some(("autoscaling", "v1", "Scale"))),
         "binding" => (&["create"], Some(("", "v1", "Binding"))),
         "eviction" => (&["create"], Some(("policy", "v1", "Eviction"))),

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cache;
+pub mod certificates;
 pub mod codec;
 pub mod convert;
 pub mod crd;

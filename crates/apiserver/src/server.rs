@@ -169,9 +169,7 @@ fn app_tls(app: &App) -> std::io::Result<Option<Arc<rustls::ServerConfig>>> {
 pub fn router(app: Arc<App>) -> Router {
     let authenticated = app.config.tls.is_some();
     let authn = Arc::new(app.config.authn.clone());
-    if let Some(sa) = &authn.service_accounts {
-        sa.attach(app.cache.clone());
-    }
+    authn.attach(app.cache.clone());
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))

@@ -335,6 +335,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
         crate::crd::set_status(&mut obj);
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
+    crate::certificates::prepare_create(ctx, &mut obj)?;
     crate::priority::admit_pod(ctx, &mut obj)?;
     crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
@@ -373,6 +374,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
 /// status (for main-resource writes) or everything but status (for status writes).
 fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>) -> ApiResult<()> {
     let info = &ctx.served.info;
+    let subresource = crate::certificates::carry_over(ctx, new, old, subresource)?;
     match subresource {
         Some("status") => {
             let status = new.get("status").cloned();

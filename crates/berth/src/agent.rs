@@ -1,6 +1,9 @@
 //! `berth agent`: the node agent. By default a real node running pods on containerd
 //! (`berth_agent::node`); `--hollow` plays many fake nodes in this process
-//! (`berth_agent::hollow`). Both build their client with [`client`].
+//! (`berth_agent::hollow`). Both build their client with [`client`]: from a kubeconfig, the
+//! node token, or a join token exchanged for a node client certificate ([`join`]).
+
+mod join;
 
 use std::path::PathBuf;
 
@@ -21,10 +24,13 @@ pub(crate) struct AgentArgs {
     /// Kubeconfig of the cluster to join.
     #[arg(long, conflicts_with_all = ["server", "token"])]
     kubeconfig: Option<PathBuf>,
-    /// URL of the API server (with --token).
-    #[arg(long, requires = "token")]
+    /// URL of the API server (with --token, or alone once joined: the node certificate in
+    /// DATA_DIR/pki is used).
+    #[arg(long)]
     server: Option<String>,
-    /// Node token `K10<CA hash>::server:<secret>` (with --server; the server's DATA_DIR/token).
+    /// Join token `K10<CA hash>::<id>.<secret>` (`berth token create --print-join-command`;
+    /// also `<id>.<secret>` once DATA_DIR/pki holds the CA), or the node token
+    /// `K10<CA hash>::server:<secret>` (the server's DATA_DIR/token).
     #[arg(long, requires = "server")]
     token: Option<String>,
     /// Data dir of the real node: containerd, CNI state, pod logs.
@@ -92,7 +98,13 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         return run_node(args).await;
     }
     let config = hollow_config(&args)?;
-    let client = client(&args).await?;
+    let client = client(&args, || {
+        if config.nodes != 1 {
+            bail!("joining with a join token gives one node identity: use --nodes 1 (or the node token)");
+        }
+        Ok(format!("{}0", config.node_name_prefix))
+    })
+    .await?;
     let nodes = config.nodes;
     let handle = HollowNodes::start(client, config).await.context("starting hollow nodes")?;
     tracing::info!(nodes, first = handle.node_names().next(), "hollow nodes running");
@@ -104,7 +116,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
 /// The real node: containerd, CNI, pods.
 async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     let config = node_config(&args.node, args.data_dir.clone())?;
-    let client = client(&args).await?;
+    let client = client(&args, || Ok(config.node_name.clone())).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), kubelet_port = handle.kubelet_port(), "node agent running");
     until_stopped().await?;
@@ -167,9 +179,11 @@ fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
     Ok(config)
 }
 
-/// A client from the kubeconfig, or from --server and --token (sent as a bearer token): the
-/// one way both agent modes reach the API server.
-async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+/// A client from the kubeconfig, from --server and the node token (sent as a bearer token),
+/// or from --server and the node certificate (obtained with a join token, then stored): the
+/// one way both agent modes reach the API server. `node_name` names the node a certificate
+/// is for.
+async fn client(args: &AgentArgs, node_name: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<kube::Client> {
     let config = match (&args.kubeconfig, &args.server, &args.token) {
         (Some(path), _, _) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -178,7 +192,11 @@ async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
                 .await
                 .with_context(|| format!("using the kubeconfig {}", path.display()))?
         }
-        (None, Some(server), Some(token)) => token_config(server, token).await?,
+        (None, Some(server), token) => match token.as_deref().map(|t| (t, join::JoinToken::parse(t))) {
+            Some((token, None)) => token_config(server, token).await?,
+            Some((_, Some(join))) => join::config(server, Some(&join), &node_name()?, &args.data_dir).await?,
+            None => join::config(server, None, &node_name()?, &args.data_dir).await?,
+        },
         _ => bail!("give --kubeconfig PATH, or --server URL with --token TOKEN"),
     };
     kube::Client::try_from(config).context("building the API client")

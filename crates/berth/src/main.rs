@@ -9,6 +9,7 @@ mod image;
 mod secrets_encryption;
 mod server;
 mod snapshots;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
     Datastore(datastore::DatastoreCommand),
     /// Secrets at rest: rotate the encryption key.
     SecretsEncrypt(secrets_encryption::SecretsEncryptCommand),
+    /// Join tokens (bootstrap tokens) for agents: create, list, delete.
+    Token(token::TokenCommand),
     /// Images in a node's containerd: import an archive, list.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -59,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Datastore(args) => runtime.block_on(datastore::run(args)),
         Command::SecretsEncrypt(args) => secrets_encryption::run(args),
         Command::Image(args) => runtime.block_on(image::run(args)),
+        Command::Token(args) => runtime.block_on(token::run(args)),
     }
 }

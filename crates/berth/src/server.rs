@@ -358,6 +358,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => args.https_listen_port,
     };
     controller_options.root_ca = Some(security.tls.server_ca_pem.clone());
+    controller_options.csr_signing = Some(crate::token::csr_signing(&data_dir)?);
     let config = Config {
         bind_address: args.bind_address,
         port,
@@ -366,6 +367,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         authn: berth_apiserver::Authenticator {
             node_token: Some(security.token.secret.clone()),
             service_accounts: Some(service_account_tokens(&args, &security)?),
+            ..Default::default()
         },
         kubelet_client: Some(berth_apiserver::node_proxy::KubeletClient {
             cert_pem: security.kubelet_client.cert_pem.clone(),

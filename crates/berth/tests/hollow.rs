@@ -295,7 +295,9 @@ fn bad_flags_give_clear_errors() {
         (&["--hollow", "--nodes", "many"], "invalid value 'many' for '--nodes"),
         (&["--hollow", "--node-name-prefix", "Bad_"], "is not a valid node name"),
         (&["--hollow"], "give --kubeconfig PATH, or --server URL with --token TOKEN"),
-        (&["--hollow", "--server", "http://127.0.0.1:1"], "--token <TOKEN>"),
+        (&["--hollow", "--server", "http://127.0.0.1:1"], "must be an https:// URL"),
+        // --server alone uses the node certificate a join stored (tests/join.rs).
+        (&["--hollow", "--server", "https://127.0.0.1:1", "--data-dir", "/nonexistent"], "give --token to join"),
         (&["--hollow", "--server", "not a url", "--token", "t"], "is not a URL"),
         (&["--hollow", kc[0], kc[1]], "reading the kubeconfig /nonexistent/kubeconfig.yaml"),
     ];

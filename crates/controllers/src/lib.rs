@@ -8,6 +8,8 @@
 
 mod clusterrole_aggregation;
 mod cronjob;
+mod csr_approving;
+pub mod csr_signing;
 mod daemonset;
 mod deployment;
 mod discovery;
@@ -30,6 +32,7 @@ pub mod rootca;
 mod selector;
 mod serviceaccounts;
 mod statefulset;
+mod tokencleaner;
 mod ttlafterfinished;
 
 use std::collections::BTreeSet;
@@ -78,6 +81,9 @@ pub const NAMES: &[&str] = &[
     "resourcequota",
     "root-ca-cert-publisher",
     "clusterrole-aggregation",
+    "csrapproving",
+    "csrsigning",
+    "tokencleaner",
 ];
 
 pub use nodelifecycle::EvictionLimits;
@@ -100,6 +106,8 @@ pub struct Options {
     /// The server CA (PEM) published in every namespace as ConfigMap `kube-root-ca.crt`;
     /// `None` runs no root-ca-cert-publisher.
     pub root_ca: Option<String>,
+    /// The client CA that signs approved CertificateSigningRequests; `None` runs no csrsigning.
+    pub csr_signing: Option<csr_signing::CsrSigning>,
 }
 
 impl Default for Options {
@@ -111,6 +119,7 @@ impl Default for Options {
             eviction_limits: EvictionLimits::default(),
             terminated_pod_gc_threshold: 12_500,
             root_ca: None,
+            csr_signing: None,
         }
     }
 }
@@ -213,6 +222,15 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("clusterrole-aggregation") {
         all.push(("clusterrole-aggregation", Box::pin(clusterrole_aggregation::run(client.clone()))));
+    }
+    if options.enabled("csrapproving") {
+        all.push(("csrapproving", Box::pin(csr_approving::run(client.clone()))));
+    }
+    if let Some(signing) = options.csr_signing.clone().filter(|_| options.enabled("csrsigning")) {
+        all.push(("csrsigning", Box::pin(csr_signing::run(client.clone(), signing))));
+    }
+    if options.enabled("tokencleaner") {
+        all.push(("tokencleaner", Box::pin(tokencleaner::run(client.clone()))));
     }
     // The shared watches start once every controller above has subscribed.
     if pods.used() {

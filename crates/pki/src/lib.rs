@@ -15,6 +15,7 @@
 //! agents join with is in [`token`].
 
 pub mod bootstrap;
+pub mod csr;
 pub mod token;
 
 use std::fs;
@@ -188,6 +189,12 @@ impl Pki {
     /// The PEM certificate of a CA (what clients trust, or what the server trusts clients by).
     pub fn ca_pem(&self, kind: CaKind) -> Result<String> {
         read(&self.path(kind.file(), "crt"))
+    }
+
+    /// The PEM private key of a CA (the CertificateSigningRequest signer signs with the
+    /// client CA's).
+    pub fn ca_key_pem(&self, kind: CaKind) -> Result<String> {
+        read(&self.path(kind.file(), "key"))
     }
 
     /// The PEM key that signs ServiceAccount tokens.

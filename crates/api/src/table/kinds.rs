@@ -658,8 +658,12 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
         ],
         "Webhooks" => vec![ctx.name(), json!(ctx.list("/webhooks").len()), ctx.age()],
         "CertificateSigningRequest" => {
-            let conditions: Vec<&str> =
+            let mut conditions: Vec<&str> =
                 ctx.list("/status/conditions").iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
+            // As Kubernetes' printer: a signed request also reads "Issued".
+            if ctx.get("/status/certificate").as_str().is_some_and(|c| !c.is_empty()) {
+                conditions.push("Issued");
+            }
             let mut condition = conditions.join(",");
             if condition.is_empty() {
                 condition = "Pending".to_string();

@@ -300,6 +300,23 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role("system:node", json!({}), node_rules()),
+        // TLS bootstrapping: what a join token may do, and the approver's checks (a
+        // SubjectAccessReview on these pseudo-subresources of a CSR's requester).
+        cluster_role(
+            "system:node-bootstrapper",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/nodeclient"], &["create"])],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            json!({}),
+            vec![rule(&["certificates.k8s.io"], &["certificatesigningrequests/selfnodeclient"], &["create"])],
+        ),
     ]
 }
 
@@ -359,6 +376,18 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         // through RBAC for agents that join with it (and hollow processes acting for many
         // nodes) until join tokens and node certificates replace it.
         binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]),
+        // As kubeadm binds them (for every bootstrap token, not only kubeadm's default group).
+        binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", &[("Group", "system:bootstrappers")]),
+        binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[("Group", "system:bootstrappers")],
+        ),
+        binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            &[("Group", "system:nodes")],
+        ),
     ]
 }
 

@@ -1,0 +1,180 @@
+//! Certificate signing requests (PKCS#10): making one for a node's new key ([`new_request`]),
+//! reading the subject of one ([`parse_request`]), and signing one with a CA as the
+//! CertificateSigningRequest signer does ([`Signer`]).
+
+use rcgen::{
+    CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Errors of CSRs.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    /// The request is not a PEM PKCS#10 request with a valid self-signature.
+    #[error("invalid certificate request: {0}")]
+    Request(String),
+    /// The CA certificate or key cannot be used.
+    #[error("invalid CA: {0}")]
+    Ca(String),
+    /// A usage the signer does not know.
+    #[error("unsupported key usage {0:?}")]
+    Usage(String),
+    /// rcgen failed to make or sign.
+    #[error("signing failed: {0}")]
+    Signing(#[from] rcgen::Error),
+}
+
+/// What a request asks for, as the approver checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// Subject common name.
+    pub common_name: String,
+    /// Subject organizations.
+    pub organizations: Vec<String>,
+    /// Whether the request carries subject alternative names (DNS, IP, email or URI).
+    pub has_sans: bool,
+}
+
+/// A new ECDSA P-256 key and a PEM request for CN `common_name`, O `organizations`:
+/// `(key_pem, request_pem)`.
+pub fn new_request(common_name: &str, organizations: &[&str]) -> Result<(String, String), CsrError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = crate::name(common_name, organizations);
+    let request = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), request.pem()?))
+}
+
+/// Parses and verifies the PEM request `pem`.
+pub fn parse_request(pem: &str) -> Result<RequestInfo, CsrError> {
+    let parsed =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| CsrError::Request(format!("not PEM: {e}")))?.1;
+    if parsed.label != "CERTIFICATE REQUEST" {
+        return Err(CsrError::Request(format!("PEM block is {:?}, not CERTIFICATE REQUEST", parsed.label)));
+    }
+    use x509_parser::prelude::FromDer;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&parsed.contents)
+        .map_err(|e| CsrError::Request(e.to_string()))?;
+    csr.verify_signature().map_err(|e| CsrError::Request(format!("bad signature: {e}")))?;
+    let subject = &csr.certification_request_info.subject;
+    let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().unwrap_or_default().to_string();
+    let has_sans = csr.requested_extensions().is_some_and(|mut exts| {
+        exts.any(|e| {
+            matches!(e, x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) if !s.general_names.is_empty())
+        })
+    });
+    Ok(RequestInfo {
+        common_name: subject.iter_common_name().next().map(text).unwrap_or_default(),
+        organizations: subject.iter_organization().map(text).collect(),
+        has_sans,
+    })
+}
+
+/// Signs requests with one CA (the client CA for the kube-apiserver-client signers).
+pub struct Signer {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer with the CA certificate `ca_pem` and its key `ca_key_pem`.
+    pub fn new(ca_pem: &str, ca_key_pem: &str) -> Result<Signer, CsrError> {
+        let key = KeyPair::from_pem(ca_key_pem).map_err(|e| CsrError::Ca(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_pem(ca_pem, key).map_err(|e| CsrError::Ca(e.to_string()))?;
+        Ok(Signer { issuer, ca_pem: ca_pem.to_string() })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A certificate (PEM) for the request `pem` with the Kubernetes key `usages` ("digital
+    /// signature", "client auth"...), valid from now (less 5 minutes of clock skew) for
+    /// `validity`. The subject and SANs are the request's; nothing else of it is kept.
+    pub fn sign(&self, pem: &str, usages: &[String], validity: Duration) -> Result<String, CsrError> {
+        let request = CertificateSigningRequestParams::from_pem(pem).map_err(|e| CsrError::Request(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = request.params.distinguished_name.clone();
+        params.subject_alt_names = request.params.subject_alt_names.clone();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        for usage in usages {
+            match usage.as_str() {
+                "digital signature" => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "content commitment" => params.key_usages.push(KeyUsagePurpose::ContentCommitment),
+                "data encipherment" => params.key_usages.push(KeyUsagePurpose::DataEncipherment),
+                "key agreement" => params.key_usages.push(KeyUsagePurpose::KeyAgreement),
+                "client auth" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth),
+                "code signing" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::CodeSigning),
+                "email protection" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::EmailProtection),
+                "timestamping" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::TimeStamping),
+                "ocsp signing" => params.extended_key_usages.push(ExtendedKeyUsagePurpose::OcspSigning),
+                other => return Err(CsrError::Usage(other.to_string())),
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + validity;
+        let signing = CertificateSigningRequestParams { params, public_key: request.public_key };
+        Ok(signing.signed_by(&self.issuer)?.pem())
+    }
+}
+
+/// A standard duration as the signer's [`Duration`] (saturating).
+pub fn duration(d: std::time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::MAX)
+}
+
+/// The start and end of validity of the PEM certificate `pem`, if it parses.
+pub fn validity(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some((cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CaKind, Pki};
+
+    #[test]
+    fn a_request_is_signed_with_its_subject_and_the_asked_usages() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let (_key, request) = new_request("system:node:n1", &["system:nodes"]).unwrap();
+        let info = parse_request(&request).unwrap();
+        assert_eq!(info.common_name, "system:node:n1");
+        assert_eq!(info.organizations, vec!["system:nodes".to_string()]);
+        assert!(!info.has_sans);
+        let signer =
+            Signer::new(&pki.ca_pem(CaKind::Client).unwrap(), &pki.ca_key_pem(CaKind::Client).unwrap()).unwrap();
+        let usages = vec!["digital signature".to_string(), "client auth".to_string()];
+        let cert = signer.sign(&request, &usages, Duration::hours(1)).unwrap();
+        let (from, to) = validity(&cert).unwrap();
+        assert!(to - from > Duration::minutes(64) && to - from < Duration::minutes(66));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        assert_eq!(parsed.subject().iter_common_name().next().unwrap().as_str().unwrap(), "system:node:n1");
+        assert!(parsed.extended_key_usage().unwrap().unwrap().value.client_auth);
+        assert!(!parsed.is_ca());
+        assert!(matches!(signer.sign(&request, &["bogus".to_string()], Duration::hours(1)), Err(CsrError::Usage(_))));
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        assert!(parse_request("not pem").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        // A certificate is not a request.
+        assert!(parse_request(&pki.ca_pem(CaKind::Client).unwrap()).is_err());
+    }
+}
