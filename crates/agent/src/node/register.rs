@@ -169,10 +169,10 @@ pub(crate) async fn register(shared: &Arc<Shared>) -> Result<Option<String>> {
     let node = match api.create(&PostParams::default(), &wanted).await {
         Ok(n) => n,
         Err(e) if is_code(&e, 409) => {
-            let patch = json!({
-                "metadata": { "labels": wanted.metadata.labels },
-                "spec": { "taints": wanted.spec.as_ref().and_then(|s| s.taints.clone()) },
-            });
+            // As the kubelet: a node that exists keeps its taints (set at creation, then owned
+            // by users and the node controller; NodeRestriction refuses a node changing them);
+            // only the labels are brought up to date.
+            let patch = json!({ "metadata": { "labels": wanted.metadata.labels } });
             api.patch(&shared.config.node_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(api_err("updating the node"))?
