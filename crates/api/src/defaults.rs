@@ -6,6 +6,28 @@ use serde_json::{Map, Value, json};
 
 use crate::registry::ResourceInfo;
 
+/// A Secret's write-only `stringData` goes into `data`, base64-encoded, over any value of
+/// the same key there, and is not stored (Kubernetes' v1 conversion does this). A
+/// `stringData` that is not a map of strings is left for validation to refuse.
+fn fold_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(o) = obj.as_object_mut() else { return };
+    let strings = |v: &Value| v.as_object().is_some_and(|m| m.values().all(Value::is_string));
+    if !o.get("stringData").is_some_and(strings) || !o.get("data").is_none_or(|d| d.is_object() || d.is_null()) {
+        return;
+    }
+    let Some(Value::Object(given)) = o.remove("stringData") else { return };
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    let Some(data) = data.as_object_mut() else { return };
+    for (key, value) in given {
+        let text = value.as_str().unwrap_or_default();
+        data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+    }
+}
+
 /// Fills in Kubernetes' defaults for `obj` of resource `res` (a no-op for kinds without
 /// defaults and for custom resources, whose schema defaults are applied elsewhere).
 /// Called on create and update; `metadata.uid` is already set.
@@ -19,7 +41,10 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         ("", "ReplicationController") => replication_controller(obj),
         ("", "Service") => service(obj),
         ("", "Namespace") => namespace(obj),
-        ("", "Secret") => set(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            set(obj, "type", json!("Opaque"));
+            fold_string_data(obj);
+        }
         ("", "Node") => node(obj),
         ("", "PersistentVolume") => persistent_volume(obj),
         ("", "PersistentVolumeClaim") => {
@@ -654,6 +679,22 @@ mod tests {
         let mut obj = input;
         apply(res, &mut obj);
         assert_eq!(obj, expected, "\nactual:   {obj}\nexpected: {expected}");
+    }
+
+    #[test]
+    fn secret_string_data_folds_into_data() {
+        check(
+            "/v1/secrets",
+            json!({"data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "admin", "c": "s3cret"}}),
+            json!({"type": "Opaque", "data": {"a": "eA==", "b": "YWRtaW4=", "c": "czNjcmV0"}}),
+        );
+        check("/v1/secrets", json!({"stringData": {"k": ""}}), json!({"type": "Opaque", "data": {"k": ""}}));
+        // A wrong type stays for validation to refuse.
+        check(
+            "/v1/secrets",
+            json!({"stringData": {"k": 1}}),
+            json!({"type": "Opaque", "stringData": {"k": 1}}),
+        );
     }
 
     fn template_spec_defaults(containers: Value) -> Value {

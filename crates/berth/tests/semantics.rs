@@ -34,6 +34,31 @@ fn generate_name_makes_unique_names() {
 }
 
 #[test]
+fn secret_string_data_is_written_into_data_and_not_stored() {
+    let s = server();
+    let secret = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "sd" },
+        "data": { "a": "eA==", "user": "eA==" }, "stringData": { "user": "admin" } });
+    let (code, created) = s.http_json("POST", "/api/v1/namespaces/default/secrets", Some(&secret));
+    assert_eq!(code, 201, "{created}");
+    let (_, read) = s.http_json("GET", "/api/v1/namespaces/default/secrets/sd", None);
+    assert_eq!(read["data"], json!({ "a": "eA==", "user": "YWRtaW4=" }), "{read}");
+    assert!(read.get("stringData").is_none(), "{read}");
+    // An update through stringData replaces that key only.
+    let r = s.http(
+        "PATCH",
+        "/api/v1/namespaces/default/secrets/sd",
+        Some("application/merge-patch+json"),
+        br#"{"stringData":{"a":"b"}}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"], json!({ "a": "Yg==", "user": "YWRtaW4=" }));
+    // A wrong type is refused, not dropped.
+    let bad = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "bad" }, "stringData": { "k": 1 } });
+    let (code, status) = s.http_json("POST", "/api/v1/namespaces/default/secrets", Some(&bad));
+    assert_eq!(code, 400, "{status}");
+}
+
+#[test]
 fn generation_counts_spec_changes_only_and_status_is_separate() {
     let s = server();
     let (_, d) = s.http_json("POST", DEPLOYMENTS, Some(&deployment("g")));
