@@ -86,7 +86,8 @@ pub struct AgentConfig {
     pub kubelet_port: Option<u16>,
     /// How many new pods are set up at once (sandbox, network, volumes, first containers);
     /// the others wait their turn, so the first pods of a burst run early instead of all
-    /// finishing together late. 0: [`default_parallel_pod_starts`].
+    /// finishing together late. 0: [`default_parallel_pod_starts`]; the environment variable
+    /// `BERTH_PARALLEL_POD_STARTS` overrides it.
     pub parallel_pod_starts: usize,
 }
 
@@ -196,7 +197,7 @@ impl Agent {
             0 => default_parallel_pod_starts(),
             n => n,
         };
-        // TEMPORARY (measurement): override from the environment.
+        // BERTH_PARALLEL_POD_STARTS overrides it (for `berth bench pods` comparisons).
         let starts = std::env::var("BERTH_PARALLEL_POD_STARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(starts);
         let shared = Arc::new(Shared {
             sources: sources::Sources::new(client.clone()),
