@@ -197,7 +197,7 @@ struct StartTrace {
 
 impl StartTrace {
     fn new() -> StartTrace {
-        let seen_unix_ms = (Timestamp::now().as_millisecond()) as i64;
+        let seen_unix_ms = Timestamp::now().as_millisecond();
         StartTrace { seen: Instant::now(), seen_unix_ms, queued_ms: 0, sandbox_ms: 0, volumes_ms: 0, started_ms: 0 }
     }
 
