@@ -8,10 +8,12 @@
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
 //! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
+//! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
 
 pub mod containers;
 pub mod probes;
 pub mod register;
+pub mod sources;
 pub mod status;
 pub mod volumes;
 
@@ -82,6 +84,17 @@ pub struct AgentConfig {
     /// `None`: the kubelet's 10250, or a free port (with a warning) when 10250 is taken, so
     /// several agents can share a host; the Node's `daemonEndpoints` tell the API server.
     pub kubelet_port: Option<u16>,
+    /// How many new pods are set up at once (sandbox, network, volumes, first containers);
+    /// the others wait their turn, so the first pods of a burst run early instead of all
+    /// finishing together late. 0: [`default_parallel_pod_starts`]; the environment variable
+    /// `BERTH_PARALLEL_POD_STARTS` overrides it.
+    pub parallel_pod_starts: usize,
+}
+
+/// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
+/// shim and the CNI plugins, not in the agent).
+pub fn default_parallel_pod_starts() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 impl AgentConfig {
@@ -99,6 +112,7 @@ impl AgentConfig {
             bridge: "berth0".into(),
             keep_pods: false,
             kubelet_port: None,
+            parallel_pod_starts: 0,
         }
     }
 }
@@ -112,6 +126,10 @@ pub(crate) struct Shared {
     pub(crate) runtime_version: String,
     /// The bound port of the streaming endpoint (the Node's kubeletEndpoint).
     pub(crate) kubelet_port: u16,
+    /// ConfigMaps and Secrets read for volumes and env.
+    pub(crate) sources: sources::Sources,
+    /// Permits for setting up new pods ([`AgentConfig::parallel_pod_starts`]).
+    pub(crate) pod_starts: tokio::sync::Semaphore,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -175,7 +193,15 @@ impl Agent {
             }
         };
         let kubelet_port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let starts = match config.parallel_pod_starts {
+            0 => default_parallel_pod_starts(),
+            n => n,
+        };
+        // BERTH_PARALLEL_POD_STARTS overrides it (for `berth bench pods` comparisons).
+        let starts = std::env::var("BERTH_PARALLEL_POD_STARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(starts);
         let shared = Arc::new(Shared {
+            sources: sources::Sources::new(client.clone()),
+            pod_starts: tokio::sync::Semaphore::new(starts),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,

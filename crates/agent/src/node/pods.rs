@@ -13,8 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerState, ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodIP, PodStatus,
-    Secret,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +25,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::probes::{self, ProbeState, Verdict};
+use super::sources::Sources;
 use super::status::{self, Observed};
 use super::{Shared, containers, volumes};
 use crate::runtime::cri::v1 as cri;
@@ -182,6 +182,30 @@ async fn stop_for_probe(shared: &Shared, pod: &Pod, id: &str, p: &k8s_openapi::a
     }
 }
 
+/// Milestones of a pod's start in ms after its worker first saw it, logged at debug level
+/// (`pod started`) once the pod is posted Running; `berth bench pods` reads them.
+struct StartTrace {
+    seen: Instant,
+    /// The wall-clock time it was seen (to set against the pod's creation elsewhere).
+    seen_unix_ms: i64,
+    /// Waiting for a pod start permit.
+    queued_ms: u128,
+    sandbox_ms: u128,
+    volumes_ms: u128,
+    started_ms: u128,
+}
+
+impl StartTrace {
+    fn new() -> StartTrace {
+        let seen_unix_ms = Timestamp::now().as_millisecond();
+        StartTrace { seen: Instant::now(), seen_unix_ms, queued_ms: 0, sandbox_ms: 0, volumes_ms: 0, started_ms: 0 }
+    }
+
+    fn ms(&self) -> u128 {
+        self.seen.elapsed().as_millis()
+    }
+}
+
 #[derive(Default)]
 struct PodState {
     sandbox: Option<(String, cri::PodSandboxConfig)>,
@@ -197,10 +221,12 @@ struct PodState {
     uid: String,
     /// Tokens and refresh times of the pod's volumes.
     volume_state: volumes::VolumeState,
+    /// The start-up milestones, until the pod is posted Running.
+    trace: Option<StartTrace>,
 }
 
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
-    let mut state = PodState { uid: uid.clone(), ..PodState::default() };
+    let mut state = PodState { uid: uid.clone(), trace: Some(StartTrace::new()), ..PodState::default() };
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
@@ -240,6 +266,14 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     });
     state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
     state.containers.resize_with(spec.containers.len(), Record::default);
+    // A new pod waits for a start permit, held for this pass (sandbox, volumes, first containers).
+    let _permit = match state.sandbox {
+        None => shared.pod_starts.acquire().await.ok(),
+        Some(_) => None,
+    };
+    if let Some(t) = state.trace.as_mut().filter(|t| t.queued_ms == 0) {
+        t.queued_ms = t.ms().max(1);
+    }
     if state.sandbox.is_none() {
         adopt(shared, pod, &spec, state).await;
     }
@@ -258,6 +292,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                     .filter(|ip| !ip.is_empty());
                 state.pod_ip = ip;
                 state.sandbox = Some((id, config));
+                if let Some(t) = state.trace.as_mut() {
+                    t.sandbox_ms = t.ms();
+                }
             }
             Err(e) => {
                 tracing::warn!(pod = pod_name(pod), %e, "creating the pod sandbox");
@@ -269,18 +306,36 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     if state.volumes.is_some() && state.volume_state.due() {
         // Contents of configMap/secret/downwardAPI/projected volumes follow their sources;
         // a failed refresh keeps the files the containers have.
-        let refreshed =
-            volumes::prepare(&shared.client, &shared.config.data_dir, pod, shared.node_ip, &mut state.volume_state)
-                .await;
+        let refreshed = volumes::prepare(
+            &shared.client,
+            &shared.sources,
+            &shared.config.data_dir,
+            pod,
+            shared.node_ip,
+            &mut state.volume_state,
+        )
+        .await;
         if let Err(message) = refreshed {
             tracing::warn!(pod = pod_name(pod), %message, "refreshing volumes");
         }
     }
     if state.volumes.is_none() {
-        match volumes::prepare(&shared.client, &shared.config.data_dir, pod, shared.node_ip, &mut state.volume_state)
-            .await
+        match volumes::prepare(
+            &shared.client,
+            &shared.sources,
+            &shared.config.data_dir,
+            pod,
+            shared.node_ip,
+            &mut state.volume_state,
+        )
+        .await
         {
-            Ok(v) => state.volumes = Some(v),
+            Ok(v) => {
+                state.volumes = Some(v);
+                if let Some(t) = state.trace.as_mut() {
+                    t.volumes_ms = t.ms();
+                }
+            }
             Err(message) => {
                 for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
                     rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
@@ -347,7 +402,29 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         observed = vec![Observed::NotStarted; spec.containers.len()];
     }
     let phase = status::phase(initialized, state.init_failed, &observed);
+    if phase == "Running"
+        && let Some(t) = state.trace.as_mut().filter(|t| t.started_ms == 0)
+    {
+        t.started_ms = t.ms();
+    }
     post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+    let posted = state.last_posted.as_ref().and_then(|b| b["status"]["phase"].as_str());
+    if posted == Some("Running")
+        && let Some(t) = state.trace.take()
+    {
+        tracing::debug!(
+            pod = %pod_name(pod),
+            seen_unix_ms = t.seen_unix_ms,
+            queued_ms = t.queued_ms as u64,
+            sandbox_ms = t.sandbox_ms as u64,
+            volumes_ms = t.volumes_ms as u64,
+            started_ms = t.started_ms as u64,
+            posted_ms = t.ms() as u64,
+            "pod started"
+        );
+    } else if posted.is_some_and(|p| p != "Pending") {
+        state.trace = None;
+    }
     if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
 }
 
@@ -559,8 +636,7 @@ async fn resolve_env(
     c: &Container,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let config_maps: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &ns);
-    let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
+    let sources = &shared.sources;
     let mut cm_cache: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
     let mut secret_cache: HashMap<String, Option<BTreeMap<String, ByteString>>> = HashMap::new();
     let mut out: Vec<(String, String)> = Vec::new();
@@ -572,42 +648,44 @@ async fn resolve_env(
         }
     };
     async fn cm(
-        api: &Api<ConfigMap>,
+        sources: &Sources,
+        ns: &str,
         cache: &mut HashMap<String, Option<BTreeMap<String, String>>>,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, String> {
         if let Some(v) = cache.get(name) {
             return Ok(v.clone());
         }
-        let v = api.get_opt(name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
-        let data = v.map(|c| c.data.unwrap_or_default());
+        let v = sources.config_map(ns, name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
+        let data = v.map(|c| c.data.clone().unwrap_or_default());
         cache.insert(name.to_string(), data.clone());
         Ok(data)
     }
     async fn secret(
-        api: &Api<Secret>,
+        sources: &Sources,
+        ns: &str,
         cache: &mut HashMap<String, Option<BTreeMap<String, ByteString>>>,
         name: &str,
     ) -> Result<Option<BTreeMap<String, ByteString>>, String> {
         if let Some(v) = cache.get(name) {
             return Ok(v.clone());
         }
-        let v = api.get_opt(name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
-        let data = v.map(|s| s.data.unwrap_or_default());
+        let v = sources.secret(ns, name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
+        let data = v.map(|s| s.data.clone().unwrap_or_default());
         cache.insert(name.to_string(), data.clone());
         Ok(data)
     }
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.config_map_ref {
-            match cm(&config_maps, &mut cm_cache, &r.name).await? {
+            match cm(sources, &ns, &mut cm_cache, &r.name).await? {
                 Some(data) => data.into_iter().for_each(|(k, v)| set(&mut out, format!("{prefix}{k}"), v)),
                 None if r.optional == Some(true) => {}
                 None => return Err(format!("configmap \"{}\" not found", r.name)),
             }
         }
         if let Some(r) = &from.secret_ref {
-            match secret(&secrets, &mut secret_cache, &r.name).await? {
+            match secret(sources, &ns, &mut secret_cache, &r.name).await? {
                 Some(data) => data.into_iter().for_each(|(k, v)| {
                     set(&mut out, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned())
                 }),
@@ -625,14 +703,14 @@ async fn resolve_env(
                 field_value(pod, pod_ip, shared.node_ip, &f.field_path)
                     .ok_or_else(|| format!("unsupported fieldRef {:?}", f.field_path))?
             } else if let Some(r) = &from.config_map_key_ref {
-                match cm(&config_maps, &mut cm_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
+                match cm(sources, &ns, &mut cm_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
                     Some(Some(v)) => v,
                     _ if r.optional == Some(true) => continue,
                     Some(None) => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name)),
                     None => return Err(format!("configmap \"{}\" not found", r.name)),
                 }
             } else if let Some(r) = &from.secret_key_ref {
-                match secret(&secrets, &mut secret_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
+                match secret(sources, &ns, &mut secret_cache, &r.name).await?.map(|d| d.get(&r.key).cloned()) {
                     Some(Some(v)) => String::from_utf8_lossy(&v.0).into_owned(),
                     _ if r.optional == Some(true) => continue,
                     Some(None) => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),

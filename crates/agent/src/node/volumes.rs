@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, ResourceFieldSelector, Secret,
-    ServiceAccount, ServiceAccountTokenProjection,
+    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, ResourceFieldSelector, ServiceAccount,
+    ServiceAccountTokenProjection,
 };
 use kube::api::{Api, PostParams};
 
+use super::sources::Sources;
 use crate::hollow::config::parse_quantity;
 
 use crate::runtime::cri::v1 as cri;
@@ -177,20 +178,19 @@ impl VolumeState {
 }
 
 async fn config_map_data(
-    client: &kube::Client,
+    sources: &Sources,
     ns: &str,
     name: &str,
     optional: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api.get_opt(name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
+    let cm = sources.config_map(ns, name).await.map_err(|e| format!("reading configmap {name:?}: {e}"))?;
     match cm {
         Some(cm) => Ok(cm
             .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes()))
-            .chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)))
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .chain(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())))
             .collect()),
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("configmap \"{name}\" not found")),
@@ -198,15 +198,14 @@ async fn config_map_data(
 }
 
 async fn secret_data(
-    client: &kube::Client,
+    sources: &Sources,
     ns: &str,
     name: &str,
     optional: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = api.get_opt(name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
+    let secret = sources.secret(ns, name).await.map_err(|e| format!("reading secret {name:?}: {e}"))?;
     match secret {
-        Some(s) => Ok(s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect()),
+        Some(s) => Ok(s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()),
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("secret \"{name}\" not found")),
     }
@@ -339,6 +338,7 @@ async fn sa_token(
 /// The files of a projected volume.
 async fn projected_files(
     client: &kube::Client,
+    sources: &Sources,
     pod: &Pod,
     node_ip: Ipv4Addr,
     volume: &str,
@@ -350,10 +350,10 @@ async fn projected_files(
     let mut out = Files::new();
     for (i, s) in src.sources.iter().flatten().enumerate() {
         if let Some(cm) = &s.config_map {
-            let data = config_map_data(client, &ns, &cm.name, cm.optional == Some(true)).await?;
+            let data = config_map_data(sources, &ns, &cm.name, cm.optional == Some(true)).await?;
             select(&data, cm.items.as_deref(), mode, &mut out)?;
         } else if let Some(sec) = &s.secret {
-            let data = secret_data(client, &ns, &sec.name, sec.optional == Some(true)).await?;
+            let data = secret_data(sources, &ns, &sec.name, sec.optional == Some(true)).await?;
             select(&data, sec.items.as_deref(), mode, &mut out)?;
         } else if let Some(d) = &s.downward_api {
             downward_files(pod, node_ip, d.items.as_deref().unwrap_or_default(), mode, &mut out)?;
@@ -374,6 +374,7 @@ async fn projected_files(
 /// pod's containers wait with.
 pub async fn prepare(
     client: &kube::Client,
+    sources: &Sources,
     data_dir: &Path,
     pod: &Pod,
     node_ip: Ipv4Addr,
@@ -391,11 +392,11 @@ pub async fn prepare(
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
         } else if let Some(src) = &v.config_map {
-            let data = config_map_data(client, &ns, &src.name, src.optional == Some(true)).await?;
+            let data = config_map_data(sources, &ns, &src.name, src.optional == Some(true)).await?;
             write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
         } else if let Some(src) = &v.secret {
             let name = src.secret_name.clone().unwrap_or_default();
-            let data = secret_data(client, &ns, &name, src.optional == Some(true)).await?;
+            let data = secret_data(sources, &ns, &name, src.optional == Some(true)).await?;
             write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
         } else if let Some(src) = &v.downward_api {
             let mut files = Files::new();
@@ -403,7 +404,7 @@ pub async fn prepare(
             downward_files(pod, node_ip, src.items.as_deref().unwrap_or_default(), mode, &mut files)?;
             write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.projected {
-            let files = projected_files(client, pod, node_ip, &v.name, src, state).await?;
+            let files = projected_files(client, sources, pod, node_ip, &v.name, src, state).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.host_path {
             out.insert(v.name.clone(), PathBuf::from(&src.path));

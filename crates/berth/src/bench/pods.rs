@@ -1,12 +1,14 @@
 //! `berth bench pods`: pod start-up on one real node. A `berth server` child and a
 //! `berth agent` child (its own containerd, CNI bridge `bbench0` over 10.89.0.0/24); N
 //! busybox pods bound to the node are created at once, and each one's create → Running
-//! latency is taken from a pod watch. Also the agent's idle RSS and containerd's start time.
+//! latency is taken from a pod watch. Also the agent's idle RSS and CPU, containerd's start
+//! time, and where the start-up time goes: the agent logs each pod's milestones (`pod
+//! started`, debug level) and their medians are printed as phases.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -54,12 +56,110 @@ impl AgentProcess {
             / 1024.0
     }
 
+    /// CPU time (user + system) the agent has used so far.
+    fn cpu(&self) -> Duration {
+        let ticks = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th.
+                let rest = s.rsplit_once(") ")?.1.to_string();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / clock_ticks())
+    }
+
+    /// The agent's CPU use in % of one CPU over `window`.
+    async fn cpu_pct(&self, window: Duration) -> f64 {
+        let before = self.cpu();
+        let t = Instant::now();
+        tokio::time::sleep(window).await;
+        (self.cpu() - before).as_secs_f64() / t.elapsed().as_secs_f64() * 100.0
+    }
+
     fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!("the agent exited with {status}; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
         }
         Ok(())
     }
+}
+
+/// Clock ticks per second of /proc's CPU times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The milestones of one pod's start as the agent logged them (`pod started`).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Trace {
+    pod: String,
+    seen_unix_ms: i64,
+    queued_ms: u64,
+    sandbox_ms: u64,
+    volumes_ms: u64,
+    started_ms: u64,
+    posted_ms: u64,
+}
+
+/// The `pod started` lines of the agent's log.
+fn traces(log: &str) -> Vec<Trace> {
+    log.lines()
+        .filter(|l| l.contains("pod started"))
+        .filter_map(|l| {
+            let mut t = Trace::default();
+            for (k, v) in l.split_whitespace().filter_map(|w| w.split_once('=')) {
+                let v = v.trim_matches('"');
+                let n = || v.parse::<u64>().ok();
+                match k {
+                    "pod" => t.pod = v.rsplit('/').next().unwrap_or(v).to_string(),
+                    "seen_unix_ms" => t.seen_unix_ms = v.parse().ok()?,
+                    "queued_ms" => t.queued_ms = n()?,
+                    "sandbox_ms" => t.sandbox_ms = n()?,
+                    "volumes_ms" => t.volumes_ms = n()?,
+                    "started_ms" => t.started_ms = n()?,
+                    "posted_ms" => t.posted_ms = n()?,
+                    _ => {}
+                }
+            }
+            (!t.pod.is_empty() && t.posted_ms > 0).then_some(t)
+        })
+        .collect()
+}
+
+/// Where the start-up time went: the median of each phase over the traced pods, in ms.
+/// `created` holds each pod's create time as wall-clock ms since the epoch.
+fn phases(traces: &[Trace], created: &HashMap<String, i64>) -> Vec<(&'static str, &'static str, f64)> {
+    let mut out = Vec::new();
+    let mut add = |key, label, values: Vec<f64>| {
+        let mut l = Latencies::with_capacity(values.len());
+        for v in values {
+            l.push(Duration::from_secs_f64(v.max(0.0) / 1000.0));
+        }
+        if l.len() > 0 {
+            out.push((key, label, l.percentile_ms(50.0)));
+        }
+    };
+    let seen = traces.iter().filter_map(|t| created.get(&t.pod).map(|c| (t.seen_unix_ms - c) as f64)).collect();
+    add("phase_watch_p50_ms", "phase: created → the agent's watch sees it, p50", seen);
+    let each = |f: fn(&Trace) -> u64| traces.iter().map(|t| f(t) as f64).collect::<Vec<_>>();
+    add("phase_queued_p50_ms", "phase: waiting for a start permit, p50", each(|t| t.queued_ms));
+    add("phase_sandbox_p50_ms", "phase: sandbox + CNI, p50", each(|t| t.sandbox_ms.saturating_sub(t.queued_ms)));
+    add("phase_volumes_p50_ms", "phase: volumes (token, CA), p50", each(|t| t.volumes_ms.saturating_sub(t.sandbox_ms)));
+    add(
+        "phase_containers_p50_ms",
+        "phase: container create + start, p50",
+        each(|t| t.started_ms.saturating_sub(t.volumes_ms)),
+    );
+    add("phase_status_p50_ms", "phase: status write, p50", each(|t| t.posted_ms.saturating_sub(t.started_ms)));
+    out
 }
 
 impl Drop for AgentProcess {
@@ -92,6 +192,7 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
         .arg(server.kubeconfig_path())
         .args(["--node-name", NODE, "--bridge-name", BRIDGE, "--pod-cidr", "10.89.0.0/24", "--data-dir"])
         .arg(dir.path().join("data"))
+        .env("BERTH_LOG", "info,berth_agent::node::pods=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(out)
@@ -110,12 +211,13 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let node_ready_s = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cpu_pct = agent.cpu_pct(Duration::from_secs(5)).await;
     let idle_rss_mb = agent.rss_mb();
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut events = watcher(pods.clone(), watcher::Config::default()).applied_objects().boxed();
     let mut created: HashMap<String, Instant> = HashMap::new();
+    let mut created_unix_ms: HashMap<String, i64> = HashMap::new();
     let mut latencies = Latencies::with_capacity(args.pods);
     let t0 = Instant::now();
     let creates = futures::stream::iter(0..args.pods).map(|i| {
@@ -129,12 +231,14 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
                     "command": ["sleep", "3600"] }] },
             }))?;
             let at = Instant::now();
+            let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
             pods.create(&PostParams::default(), &pod).await.context("creating a pod")?;
-            anyhow::Ok((name, at))
+            anyhow::Ok((name, at, wall))
         }
     });
     for r in creates.buffer_unordered(args.pods.max(1)).collect::<Vec<_>>().await {
-        let (name, at) = r?;
+        let (name, at, wall) = r?;
+        created_unix_ms.insert(name.clone(), wall);
         created.insert(name, at);
     }
     let mut running = std::collections::HashSet::new();
@@ -152,6 +256,8 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
     }
     let total_s = t0.elapsed().as_secs_f64();
     let busy_rss_mb = agent.rss_mb();
+    let busy_cpu_pct = agent.cpu_pct(Duration::from_secs(10)).await;
+    let traced = traces(&std::fs::read_to_string(&agent.log).unwrap_or_default());
     pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
     let t_del = Instant::now();
     while !pods.list_metadata(&ListParams::default()).await?.items.is_empty() {
@@ -177,11 +283,42 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
             .goal("< 30 MB")
             .anchor("k3s agent 275 MB"),
         Figure::new("agent_busy_rss_mb", "agent RSS with the pods running", busy_rss_mb, "MiB"),
+        Figure::new("agent_idle_cpu_pct", "agent CPU, idle (5 s)", idle_cpu_pct, "%"),
+        Figure::new("agent_pods_cpu_pct", "agent CPU with the pods running (10 s)", busy_cpu_pct, "%"),
+        Figure::new("traced_pods", "pods whose start the agent traced", traced.len() as f64, ""),
     ];
+    let mut figures = figures;
+    for (key, label, value) in phases(&traced, &created_unix_ms) {
+        figures.push(Figure::new(key, label, value, "ms"));
+    }
     if args.json {
         println!("{}", report::json(&figures));
     } else {
         print!("{}", report::table("berth bench pods (one real node)", &figures));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_are_read_from_the_agent_log_and_make_phases() {
+        let log = "2026-11-29T11:00:00.000Z  INFO berth_agent::node: node agent ready\n\
+            2026-11-29T11:00:01.000Z DEBUG berth_agent::node::pods: pod started pod=\"default/bench-1\" \
+            seen_unix_ms=1000 queued_ms=5 sandbox_ms=300 volumes_ms=320 started_ms=500 posted_ms=520\n\
+            2026-11-29T11:00:01.000Z DEBUG berth_agent::node::pods: pod started pod=default/bench-2 seen_unix_ms=x\n";
+        let t = traces(log);
+        assert_eq!(t.len(), 1, "the line with a bad field is skipped: {t:?}");
+        assert_eq!(t[0].pod, "bench-1");
+        let created: HashMap<String, i64> = [("bench-1".to_string(), 990)].into();
+        let p: HashMap<&str, f64> = phases(&t, &created).into_iter().map(|(k, _, v)| (k, v)).collect();
+        assert_eq!(p["phase_watch_p50_ms"], 10.0);
+        assert_eq!(p["phase_sandbox_p50_ms"], 295.0);
+        assert_eq!(p["phase_volumes_p50_ms"], 20.0);
+        assert_eq!(p["phase_containers_p50_ms"], 180.0);
+        assert_eq!(p["phase_status_p50_ms"], 20.0);
+        assert!(phases(&[], &created).is_empty());
+    }
 }
