@@ -690,11 +690,7 @@ mod tests {
         );
         check("/v1/secrets", json!({"stringData": {"k": ""}}), json!({"type": "Opaque", "data": {"k": ""}}));
         // A wrong type stays for validation to refuse.
-        check(
-            "/v1/secrets",
-            json!({"stringData": {"k": 1}}),
-            json!({"type": "Opaque", "stringData": {"k": 1}}),
-        );
+        check("/v1/secrets", json!({"stringData": {"k": 1}}), json!({"type": "Opaque", "stringData": {"k": 1}}));
     }
 
     fn template_spec_defaults(containers: Value) -> Value {
