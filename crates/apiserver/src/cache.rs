@@ -305,6 +305,42 @@ impl Cache {
     }
 }
 
+/// Keeps something derived from the objects under `prefix` (the RBAC policy, the webhook
+/// configurations, the Node authorizer's graph) in step with the cache until `shutdown`:
+/// `rebuild` derives it from the cache as it is and returns the revision that reflects;
+/// `apply` takes each later batch of events and the revision reached. A cursor that falls
+/// out of the history (or a cache re-list) rebuilds from scratch; `what` names the
+/// follower in logs.
+pub async fn follow(
+    cache: Arc<Cache>,
+    prefix: &str,
+    what: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut rebuild: impl FnMut(&Arc<Cache>) -> Revision,
+    mut apply: impl FnMut(&Arc<Cache>, &[Arc<CachedEvent>], Revision),
+) {
+    loop {
+        let revision = rebuild(&cache);
+        let mut cursor = match cache.watch(prefix, revision) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "{what}: watching the cache failed; re-listing");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                next = cursor.next() => match next {
+                    Ok(events) => apply(&cache, &events, cursor.revision()),
+                    Err(_) => break,
+                },
+            }
+        }
+    }
+}
+
 /// A watcher's position in the cache's history.
 pub struct Cursor {
     cache: Arc<Cache>,

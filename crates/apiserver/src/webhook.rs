@@ -295,29 +295,12 @@ impl Webhooks {
     }
 
     /// Keeps the snapshot current until the server shuts down.
-    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let revision = self.refresh(&cache);
-            let mut cursor = match cache.watch(PREFIX, revision) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "admission webhooks: watching the cache failed; re-listing");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                    next = cursor.next() => match next {
-                        Ok(_) => {
-                            self.refresh(&cache);
-                        }
-                        Err(_) => break,
-                    },
-                }
-            }
-        }
+    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let rebuild = |cache: &Arc<Cache>| self.refresh(cache);
+        let apply = |cache: &Arc<Cache>, _: &[Arc<crate::cache::CachedEvent>], _| {
+            self.refresh(cache);
+        };
+        crate::cache::follow(cache, PREFIX, "admission webhooks", shutdown, rebuild, apply).await;
     }
 }
 

@@ -239,35 +239,18 @@ impl Authorizer {
     /// Keeps the policy current: rebuilds it after every batch of RBAC events in the watch
     /// cache, until the server shuts down.
     /// The Node authorizer's graph follows the cache from here too.
-    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, shutdown: tokio::sync::watch::Receiver<bool>) {
         if let Some(node) = &self.node {
             node.attach(cache.clone(), shutdown.clone());
         }
         if !self.rbac() {
             return;
         }
-        loop {
-            let revision = self.refresh(&cache);
-            let mut cursor = match cache.watch(RBAC_PREFIX, revision) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "RBAC policy: watching the cache failed; re-listing");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                    next = cursor.next() => match next {
-                        Ok(_) => {
-                            self.refresh(&cache);
-                        }
-                        Err(_) => break,
-                    },
-                }
-            }
-        }
+        let rebuild = |cache: &Arc<Cache>| self.refresh(cache);
+        let apply = |cache: &Arc<Cache>, _: &[Arc<crate::cache::CachedEvent>], _| {
+            self.refresh(cache);
+        };
+        crate::cache::follow(cache, RBAC_PREFIX, "RBAC policy", shutdown, rebuild, apply).await;
     }
 }
 

@@ -316,39 +316,22 @@ impl NodeGraph {
     /// Keeps the graph current from the watch cache until the server shuts down: built from
     /// a list of the pods, then updated by each batch of events (all of them, so that the
     /// graph's revision follows the cache's).
-    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            let revision = self.rebuild(&cache);
-            let mut cursor = match cache.watch("/registry/", revision) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "node authorizer: watching the cache failed; re-listing");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                    next = cursor.next() => match next {
-                        Ok(events) => {
-                            let mut pods = events.iter().filter_map(|e| Some((pod_id(&e.object.key)?, e))).peekable();
-                            if pods.peek().is_some() {
-                                let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
-                                for (id, event) in pods {
-                                    match event.kind {
-                                        EventType::Put => graph.set_pod(id, Some(&event.object.value)),
-                                        EventType::Delete => graph.set_pod(id, None),
-                                    }
-                                }
-                            }
-                            self.revision.send_replace(cursor.revision());
-                        }
-                        Err(_) => break,
-                    },
+    pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, shutdown: watch::Receiver<bool>) {
+        let rebuild = |cache: &Arc<Cache>| self.rebuild(cache);
+        let apply = |_: &Arc<Cache>, events: &[Arc<crate::cache::CachedEvent>], revision| {
+            let mut pods = events.iter().filter_map(|e| Some((pod_id(&e.object.key)?, e))).peekable();
+            if pods.peek().is_some() {
+                let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
+                for (id, event) in pods {
+                    match event.kind {
+                        EventType::Put => graph.set_pod(id, Some(&event.object.value)),
+                        EventType::Delete => graph.set_pod(id, None),
+                    }
                 }
             }
-        }
+            self.revision.send_replace(revision);
+        };
+        crate::cache::follow(cache, "/registry/", "node authorizer", shutdown, rebuild, apply).await;
     }
 }
 
