@@ -3,68 +3,25 @@
 //! capacity; bound pods run, complete and delete as with a kubelet; leases advance; a
 //! restarted agent takes its nodes and pods over; bad flags fail clearly.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_testkit::{TestServer, wait_until};
+use berth_testkit::{AgentProcess, TestServer, wait_until};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-/// A `berth agent --hollow` child, killed by PID when dropped (also when a test fails).
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
+/// `berth agent --hollow` for `s` through its kubeconfig, with `flags`.
+fn start_agent(s: &TestServer, flags: &[&str]) -> AgentProcess {
+    let kubeconfig = s.kubeconfig.to_str().expect("a UTF-8 path");
+    s.spawn_agent(&[&["--hollow", "--kubeconfig", kubeconfig], flags].concat())
 }
 
-impl Agent {
-    fn start(s: &TestServer, args: &[&str]) -> Agent {
-        let log = s.dir.path().join("agent.log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
-        let child = Command::new(BIN)
-            .args(["agent", "--hollow", "--kubeconfig"])
-            .arg(&s.kubeconfig)
-            .args(args)
-            .env("BERTH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("spawn berth agent");
-        Agent { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status (within 30 s).
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("agent running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let mut status = None;
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().expect("wait for agent");
-            status.is_some()
-        });
-        match status {
-            Some(s) => s,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("agent did not stop within 30 s of SIGTERM:\n{}", self.log());
-            }
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// SIGTERM; the agent must stop by itself (within 30 s), successfully.
+fn stop_cleanly(agent: &mut AgentProcess) {
+    let status = agent.terminate();
+    assert!(status.is_some_and(|s| s.success()), "agent exit {status:?}:\n{}", agent.log());
 }
 
 fn json_of(s: &TestServer, args: &[&str]) -> Value {
@@ -147,7 +104,7 @@ fn hollow_nodes_register_run_pods_and_renew_leases() {
         "--capacity",
         "cpu=16,nvidia.com/gpu=8",
     ];
-    let mut agent = Agent::start(&s, &flags);
+    let mut agent = start_agent(&s, &flags);
     assert!(
         wait_until(Duration::from_secs(60), || ready_nodes(&s).len() == 3),
         "3 Ready nodes expected: {}\n{}",
@@ -245,8 +202,7 @@ fn hollow_nodes_register_run_pods_and_renew_leases() {
     assert!(pod_gone(&s, "once"));
 
     // Stop on SIGTERM; nodes and leases stay.
-    let status = agent.terminate();
-    assert!(status.success(), "agent exit {status}:\n{}", agent.log());
+    stop_cleanly(&mut agent);
     let uids = |s: &TestServer| {
         let nodes = json_of(s, &["get", "nodes"]);
         nodes["items"].as_array().unwrap().iter().map(|n| n["metadata"]["uid"].clone()).collect::<Vec<_>>()
@@ -260,15 +216,14 @@ fn hollow_nodes_register_run_pods_and_renew_leases() {
         &["apply", "-f", "-"],
         Some("apiVersion: v1\nkind: Pod\nmetadata: {name: late}\nspec:\n  nodeName: hollow-node-2\n  tolerations: [{operator: Exists}]\n  containers: [{name: c, image: nginx:1.27}]\n"),
     );
-    let mut agent = Agent::start(&s, &flags);
+    let mut agent = start_agent(&s, &flags);
     s.kubectl_ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=60s"]);
     assert_eq!(uids(&s), before, "the restarted agent must reuse its Nodes");
     let late = json_of(&s, &["get", "pod", "late"]);
     let ip = late["status"]["podIP"].as_str().unwrap();
     assert!(ip.starts_with("10.244.7."), "pod IP {ip} not in the podCIDR 10.244.7.0/24");
     assert_eq!(ready_nodes(&s).len(), 3);
-    let status = agent.terminate();
-    assert!(status.success(), "agent exit {status}:\n{}", agent.log());
+    stop_cleanly(&mut agent);
 }
 
 /// Runs `berth agent` with `args` expecting failure; returns stderr.

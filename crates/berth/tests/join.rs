@@ -7,11 +7,11 @@
 //! keeps its certificate and restarts with it after the token is revoked.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine;
-use berth_testkit::{Credentials, TestServer, wait_until};
+use berth_testkit::{AgentProcess, Credentials, TestServer, wait_until};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
@@ -370,61 +370,10 @@ fn kubectl_certificate_approve_and_deny_work_for_client_csrs() {
     assert_eq!(fields, ["spec.request", "spec.signerName", "spec.usages[0]", "spec.expirationSeconds"], "{body}");
 }
 
-/// A `berth agent --hollow` child, killed by PID when dropped (also when a test fails).
-struct Agent {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(s: &TestServer, data_dir: &Path, args: &[&str]) -> Agent {
-        let log = s.dir.path().join("agent.log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
-        let child = Command::new(BIN)
-            .args(["agent", "--hollow", "--node-name-prefix", "joined-", "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .env("BERTH_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("spawn berth agent");
-        Agent { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the agent to exit on its own; its status.
-    fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut()?;
-        let mut status = None;
-        wait_until(WAIT, || {
-            status = child.try_wait().expect("wait for agent");
-            status.is_some()
-        });
-        status
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            if !wait_until(Duration::from_secs(30), || child.try_wait().ok().flatten().is_some()) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A hollow `berth agent` named `joined-0` with its data in `data_dir`.
+fn start_agent(s: &TestServer, data_dir: &Path, args: &[&str]) -> AgentProcess {
+    let data_dir = data_dir.to_str().expect("a UTF-8 path");
+    s.spawn_agent(&[&["--hollow", "--node-name-prefix", "joined-", "--data-dir", data_dir], args].concat())
 }
 
 fn node_ready(s: &TestServer, name: &str) -> bool {
@@ -451,7 +400,7 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
     assert_eq!(server, s.url);
     let token = join_token.rsplit_once("::").unwrap().1.to_string();
     let data_dir = s.dir.path().join("agent");
-    let mut agent = Agent::start(&s, &data_dir, &["--server", server, "--token", join_token]);
+    let mut agent = start_agent(&s, &data_dir, &["--server", server, "--token", join_token]);
     assert!(wait_until(WAIT, || node_ready(&s, "joined-0")), "node not Ready:\n{}", agent.log());
 
     // The agent's identity is its node's, from a CSR its token made.
@@ -470,17 +419,17 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
     assert_eq!(mine[0]["spec"]["username"], format!("system:bootstrap:{}", &token[..6]));
 
     // The token is revoked; the agent restarts on its certificate, without the token.
-    agent.stop();
+    agent.terminate();
     berth_token_ok(&s, &["delete", &token[..6]]);
     assert_eq!(whoami(&s, bearer(&token)), Err(401));
     let before = lease_renew_time(&s, "joined-0");
-    let agent = Agent::start(&s, &data_dir, &["--server", server]);
+    let agent = start_agent(&s, &data_dir, &["--server", server]);
     let renewed = wait_until(WAIT, || lease_renew_time(&s, "joined-0") != before && node_ready(&s, "joined-0"));
     assert!(renewed, "the restarted agent did not renew its lease:\n{}", agent.log());
     assert!(agent.log().contains("using the stored node client certificate"), "{}", agent.log());
     assert_eq!(std::fs::read_to_string(pki.join("kubelet-client.crt")).unwrap(), cert_pem);
     let mut agent = agent;
-    agent.stop();
+    agent.terminate();
 
     // A certificate past 80 % of its lifetime is renewed at start through a CSR the node
     // sends as itself (selfnodeclient): here one the client CA signed for 6 minutes, 5 of
@@ -497,7 +446,7 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
     let short = signer.sign(&request, &usages, berth_pki::csr::duration(Duration::from_secs(60))).unwrap();
     std::fs::write(pki.join("kubelet-client.key"), &short_key).unwrap();
     std::fs::write(pki.join("kubelet-client.crt"), &short).unwrap();
-    let agent = Agent::start(&s, &data_dir, &["--server", server]);
+    let agent = start_agent(&s, &data_dir, &["--server", server]);
     let renewed = wait_until(WAIT, || {
         let now = std::fs::read_to_string(pki.join("kubelet-client.crt")).unwrap_or_default();
         now != short && !now.is_empty()
@@ -518,15 +467,15 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
 
     // A new node with the revoked token cannot join; nor can one with neither token nor certificate.
     let fresh = s.dir.path().join("fresh");
-    let mut refused = Agent::start(&s, &fresh, &["--server", server, "--token", join_token]);
-    let status = refused.exit_status().expect("the agent exits");
+    let mut refused = start_agent(&s, &fresh, &["--server", server, "--token", join_token]);
+    let status = refused.exit_status(WAIT).expect("the agent exits");
     assert!(!status.success());
     assert!(refused.log().contains("Unauthorized") || refused.log().contains("401"), "{}", refused.log());
-    let mut bare = Agent::start(&s, &fresh, &["--server", server]);
-    assert!(!bare.exit_status().expect("the agent exits").success());
+    let mut bare = start_agent(&s, &fresh, &["--server", server]);
+    assert!(!bare.exit_status(WAIT).expect("the agent exits").success());
     assert!(bare.log().contains("give --token to join"), "{}", bare.log());
     // Several hollow nodes cannot share one node identity.
-    let mut many = Agent::start(&s, &fresh, &["--server", server, "--token", join_token, "--nodes", "2"]);
-    assert!(!many.exit_status().expect("the agent exits").success());
+    let mut many = start_agent(&s, &fresh, &["--server", server, "--token", join_token, "--nodes", "2"]);
+    assert!(!many.exit_status(WAIT).expect("the agent exits").success());
     assert!(many.log().contains("one node identity"), "{}", many.log());
 }

@@ -48,6 +48,22 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 impl TestServer {
+    /// Starts `berth agent ARGS` (the same binary as the server) with `BERTH_LOG=info`, its
+    /// stderr appended to `agent.log` in the server's dir.
+    pub fn spawn_agent(&self, args: &[&str]) -> AgentProcess {
+        let log = self.dir.path().join("agent.log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("agent log");
+        let child = Command::new(&self.bin)
+            .arg("agent")
+            .args(args)
+            .env("BERTH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("spawn berth agent");
+        AgentProcess { child: Some(child), log }
+    }
+
     /// Starts `berth server --disable-agent` from the binary at `bin` in a fresh temp dir.
     pub fn start(bin: &Path) -> TestServer {
         Self::start_with(bin, &[])
@@ -267,6 +283,57 @@ impl TestServer {
         let r = self.http(method, path, body.map(|_| "application/json"), &bytes);
         let v = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
         (r.status, v)
+    }
+}
+
+/// A `berth agent` child of a test ([`TestServer::spawn_agent`]), killed by PID when
+/// dropped (also when the test fails).
+pub struct AgentProcess {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// What the agent logged (its stderr; agents of one server append to one file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the agent to exit on its own: its status, `None` if it
+    /// is still running.
+    pub fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().expect("wait for the agent");
+            status.is_some()
+        });
+        status
+    }
+
+    /// SIGTERM, then its exit status within 30 s; `None` if it had to be killed.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let mut status = None;
+        wait_until(Duration::from_secs(30), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
