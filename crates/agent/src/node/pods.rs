@@ -255,6 +255,16 @@ fn pod_name(pod: &Pod) -> String {
 }
 
 /// One pass over the pod: sandbox, init containers, containers, status. Returns when to look again.
+/// Writes the pod's volumes (or refreshes the contents that follow their sources).
+async fn prepare_volumes(
+    shared: &Shared,
+    pod: &Pod,
+    state: &mut PodState,
+) -> Result<std::collections::HashMap<String, std::path::PathBuf>, String> {
+    let Shared { client, sources, config, node_ip, .. } = shared;
+    volumes::prepare(client, sources, &config.data_dir, pod, *node_ip, &mut state.volume_state).await
+}
+
 async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     let spec = pod.spec.clone().unwrap_or_default();
     let phase_now = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
@@ -306,30 +316,13 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     if state.volumes.is_some() && state.volume_state.due() {
         // Contents of configMap/secret/downwardAPI/projected volumes follow their sources;
         // a failed refresh keeps the files the containers have.
-        let refreshed = volumes::prepare(
-            &shared.client,
-            &shared.sources,
-            &shared.config.data_dir,
-            pod,
-            shared.node_ip,
-            &mut state.volume_state,
-        )
-        .await;
+        let refreshed = prepare_volumes(shared, pod, state).await;
         if let Err(message) = refreshed {
             tracing::warn!(pod = pod_name(pod), %message, "refreshing volumes");
         }
     }
     if state.volumes.is_none() {
-        match volumes::prepare(
-            &shared.client,
-            &shared.sources,
-            &shared.config.data_dir,
-            pod,
-            shared.node_ip,
-            &mut state.volume_state,
-        )
-        .await
-        {
+        match prepare_volumes(shared, pod, state).await {
             Ok(v) => {
                 state.volumes = Some(v);
                 if let Some(t) = state.trace.as_mut() {
