@@ -744,7 +744,7 @@ pub(crate) fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, pa
 }
 
 /// A container just killed by SIGKILL (exit 137) may have been OOM-killed: containerd
-/// records the OOM event after the exit, so its status is read again for up to a second
+/// records the OOM event after the exit, so its status is read again for up to 3 s
 /// before the reason is taken as plain Error.
 async fn settle_oom(shared: &Shared, id: &str, status: cri::ContainerStatus) -> cri::ContainerStatus {
     let exited = status.state == cri::ContainerState::ContainerExited as i32;
@@ -753,7 +753,8 @@ async fn settle_oom(shared: &Shared, id: &str, status: cri::ContainerStatus) -> 
     if !(exited && status.exit_code == 137 && status.reason != "OOMKilled" && recent) {
         return status;
     }
-    for _ in 0..5 {
+    // Up to 3 s: on a busy node containerd records the OOM event well after the exit.
+    for _ in 0..15 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         if let Ok(Some(again)) = shared.cri.container_status(id).await
             && again.reason == "OOMKilled"
