@@ -180,7 +180,9 @@ fn two_servers_share_etcd_and_the_controllers_fail_over() {
     survivor.kubectl_ok(&["scale", "replicaset", "web", "--replicas=3"]);
     assert!(
         wait_until(Duration::from_secs(90), || pods(survivor) == 3),
-        "the scale-up never completed:\n{}",
+        "the scale-up never completed:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&survivor.kubectl(&["get", "replicaset", "web", "-o", "yaml"]).stdout),
+        String::from_utf8_lossy(&survivor.kubectl(&["get", "events", "-o", "wide"]).stdout),
         survivor.log()
     );
     assert!(leads(survivor, "kube-controller-manager"), "{}", survivor.log());

@@ -6,8 +6,16 @@
 //! server CPU per Pod create, five times the API server's own work for it. A [`Shared`]
 //! decodes each event once, keeps one cache ([`Store`]) and hands every subscriber the
 //! changed object behind an `Arc`.
+//!
+//! A shared cache is waited on by many tasks at once, which kube-runtime's
+//! `Store::wait_until_ready` does not support: all clones of a `Store` share one oneshot
+//! receiver, which keeps only the last waker registered, so of several waiters all but one
+//! may sleep forever (a ReplicaSet controller that took over leadership never synced). A
+//! [`Cache`] carries a readiness signal any number of tasks can wait on; clippy.toml forbids
+//! calling `Store::wait_until_ready` anywhere else.
 
 use std::fmt::Debug;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
@@ -15,12 +23,58 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// A cache (kube-runtime's [`Store`], reachable through `Deref`) and whether its first list
+/// has arrived, which any number of tasks can wait for.
+pub(crate) struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    synced: watch::Receiver<bool>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Cache { store: self.store.clone(), synced: self.synced.clone() }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Deref for Cache<K> {
+    type Target = Store<K>;
+    fn deref(&self) -> &Store<K> {
+        &self.store
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> Cache<K> {
+    /// Wraps a store filled by someone else's reflector (a controller's own). One spawned
+    /// task is the store's only `wait_until_ready` waiter and passes readiness on.
+    pub(crate) fn of(store: Store<K>) -> Cache<K> {
+        let (tx, synced) = watch::channel(false);
+        let waiter = store.clone();
+        tokio::spawn(async move {
+            #[allow(clippy::disallowed_methods)] // the one waiter; see the module doc
+            if waiter.wait_until_ready().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        Cache { store, synced }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
+    /// Waits until the first list has been applied; returns at once if the writer is gone
+    /// without one (as `Store::wait_until_ready` errs then).
+    pub(crate) async fn wait_until_ready(&self) {
+        let mut synced = self.synced.clone();
+        let _ = synced.wait_for(|ready| *ready).await;
+    }
+}
 
 /// One kind's shared watch, cache and subscribers. Take every [`Shared::feed`] and
 /// [`Shared::store`] before running [`Shared::run`]: subscribers added later are not fed.
 pub(crate) struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
-    store: Store<K>,
+    cache: Cache<K>,
+    synced: watch::Sender<bool>,
     state: Mutex<State<K>>,
 }
 
@@ -33,7 +87,7 @@ struct State<K: Resource<DynamicType = ()> + Clone + 'static> {
 /// What a controller gets from a [`Shared`]: the cache, and the objects that changed
 /// (added, modified, deleted, or listed at a (re)start) in watch order.
 pub(crate) struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
-    pub(crate) store: Store<K>,
+    pub(crate) store: Cache<K>,
     pub(crate) changed: mpsc::UnboundedReceiver<Arc<K>>,
 }
 
@@ -56,8 +110,10 @@ where
 {
     pub(crate) fn new() -> Shared<K> {
         let writer = reflector::store::Writer::<K>::default();
+        let (synced, ready) = watch::channel(false);
         Shared {
-            store: writer.as_reader(),
+            cache: Cache { store: writer.as_reader(), synced: ready },
+            synced,
             state: Mutex::new(State { writer: Some(writer), subscribers: vec![], used: false }),
         }
     }
@@ -67,9 +123,9 @@ where
     }
 
     /// The shared cache alone, for a controller that only reads it.
-    pub(crate) fn store(&self) -> Store<K> {
+    pub(crate) fn store(&self) -> Cache<K> {
         self.state().used = true;
-        self.store.clone()
+        self.cache.clone()
     }
 
     /// The cache and a stream of the objects that change.
@@ -78,7 +134,7 @@ where
         let mut state = self.state();
         state.used = true;
         state.subscribers.push(tx);
-        Feed { store: self.store.clone(), changed }
+        Feed { store: self.cache.clone(), changed }
     }
 
     /// Whether any controller took the store or a feed (else there is nothing to run).
@@ -116,7 +172,13 @@ where
             writer.apply_watcher_event(&event);
             let obj = match event {
                 watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => Arc::new(o),
-                watcher::Event::Init | watcher::Event::InitDone => continue,
+                watcher::Event::InitDone => {
+                    if !self.synced.send_replace(true) {
+                        tracing::info!(kind = %K::kind(&()), objects = self.cache.len(), "shared informer synced");
+                    }
+                    continue;
+                }
+                watcher::Event::Init => continue,
             };
             for tx in &subscribers {
                 // A subscriber that stopped has dropped its receiver: nothing to do.
@@ -174,7 +236,64 @@ mod tests {
         }
         let cached: Vec<_> = store.state().iter().map(|p| p.metadata.resource_version.clone().unwrap()).collect();
         assert_eq!(cached, ["3"], "p1 at its last version; p2 deleted");
-        assert!(store.wait_until_ready().await.is_ok());
+        store.wait_until_ready().await;
+    }
+
+    /// Many tasks waiting for one shared cache all wake when it syncs (kube-runtime's
+    /// `Store::wait_until_ready` wakes only the last of them: see the module doc).
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_cache_syncs() {
+        let shared = Arc::new(Shared::<Pod>::new());
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = shared.store();
+                tokio::spawn(async move { cache.wait_until_ready().await })
+            })
+            .collect();
+        // Let every waiter register before the list arrives.
+        tokio::task::yield_now().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runner = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let events = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+                shared.fan_out(events).await
+            }
+        });
+        for event in [watcher::Event::Init, watcher::Event::InitApply(pod("p", "1")), watcher::Event::InitDone] {
+            tx.send(Ok(event)).unwrap();
+        }
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
+                .await
+                .expect("a waiter never woke")
+                .unwrap();
+        }
+        assert_eq!(shared.store().len(), 1);
+        drop(tx);
+        runner.await.unwrap();
+    }
+
+    /// The same for a controller's own store wrapped by [`Cache::of`].
+    #[tokio::test]
+    async fn a_wrapped_store_wakes_every_waiter() {
+        let mut writer = reflector::store::Writer::<Pod>::default();
+        let cache = Cache::of(writer.as_reader());
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.wait_until_ready().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
+                .await
+                .expect("a waiter never woke")
+                .unwrap();
+        }
     }
 
     #[tokio::test]

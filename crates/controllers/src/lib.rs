@@ -16,6 +16,7 @@ mod discovery;
 mod disruption;
 mod endpoints;
 mod events;
+mod expiry;
 mod garbagecollector;
 mod informers;
 mod job;

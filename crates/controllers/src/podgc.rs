@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::DeleteParams;
-use kube::runtime::reflector::Store;
+
+use crate::informers::Cache;
 use kube::{Api, ResourceExt};
 
 /// How often the collector looks (Kubernetes: 20 s).
@@ -77,13 +78,13 @@ pub(crate) fn collect(
     out
 }
 
-pub(crate) async fn run(client: kube::Client, threshold: usize, pods: Store<Pod>, nodes: Store<Node>) {
+pub(crate) async fn run(client: kube::Client, threshold: usize, pods: Cache<Pod>, nodes: Cache<Node>) {
     gc_loop(client, threshold, pods, nodes).await;
 }
 
-async fn gc_loop(client: kube::Client, threshold: usize, pods: Store<Pod>, nodes: Store<Node>) {
-    let _ = pods.wait_until_ready().await;
-    let _ = nodes.wait_until_ready().await;
+async fn gc_loop(client: kube::Client, threshold: usize, pods: Cache<Pod>, nodes: Cache<Node>) {
+    pods.wait_until_ready().await;
+    nodes.wait_until_ready().await;
     loop {
         tokio::time::sleep(PERIOD).await;
         let all_nodes = nodes.state();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
@@ -32,25 +32,13 @@ pub(crate) async fn run(client: kube::Client) {
 }
 
 async fn reconcile(secret: Arc<Secret>, client: Arc<kube::Client>) -> crate::Result<Action> {
-    if secret.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let Some(at) = expires_at(&secret) else { return Ok(Action::await_change()) };
-    let now = jiff::Timestamp::now();
-    if at > now {
-        return Ok(Action::requeue(Duration::from_millis(at.duration_since(now).as_millis().max(100) as u64)));
-    }
     let api: Api<Secret> = Api::namespaced((*client).clone(), NAMESPACE);
-    let params = DeleteParams {
-        preconditions: Some(Preconditions { uid: secret.metadata.uid.clone(), resource_version: None }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&secret.name_any(), &params).await {
-        Ok(_) => tracing::info!(secret = %secret.name_any(), "tokencleaner: deleted an expired bootstrap token"),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => return Err(e.into()),
+    let at = expires_at(&secret);
+    let (action, deleted) = crate::expiry::delete_when_expired(&*secret, &api, at, DeleteParams::default()).await?;
+    if deleted {
+        tracing::info!(secret = %secret.name_any(), "tokencleaner: deleted an expired bootstrap token");
     }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 fn error_policy(_secret: Arc<Secret>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {

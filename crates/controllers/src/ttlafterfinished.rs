@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
@@ -35,25 +35,13 @@ pub(crate) async fn run(client: kube::Client) {
 }
 
 async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> crate::Result<Action> {
-    if job.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let Some(at) = expires_at(&job) else { return Ok(Action::await_change()) };
-    let now = jiff::Timestamp::now();
-    if at > now {
-        return Ok(Action::requeue(Duration::from_millis(at.duration_since(now).as_millis().max(100) as u64)));
-    }
     let api: Api<Job> = Api::namespaced((*client).clone(), &job.namespace().unwrap_or_default());
-    let params = DeleteParams {
-        preconditions: Some(Preconditions { uid: job.metadata.uid.clone(), resource_version: None }),
-        ..DeleteParams::foreground()
-    };
-    match api.delete(&job.name_any(), &params).await {
-        Ok(_) => tracing::info!(job = %job.name_any(), "ttl-after-finished: deleted"),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => return Err(e.into()),
+    let at = expires_at(&job);
+    let (action, deleted) = crate::expiry::delete_when_expired(&*job, &api, at, DeleteParams::foreground()).await?;
+    if deleted {
+        tracing::info!(job = %job.name_any(), "ttl-after-finished: deleted");
     }
-    Ok(Action::await_change())
+    Ok(action)
 }
 
 fn error_policy(_job: Arc<Job>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {

@@ -47,8 +47,15 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// The `BERTH_LOG` filter given to the processes tests start: `info`, or the value of
+/// `BERTH_TEST_LOG` (e.g. `info,berth_controllers=debug`) when chasing a failure.
+fn log_filter() -> String {
+    std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "info".into())
+}
+
 impl TestServer {
-    /// Starts `berth agent ARGS` (the same binary as the server) with `BERTH_LOG=info`, its
+    /// Starts `berth agent ARGS` (the same binary as the server) with `BERTH_LOG` as
+    /// [`log_filter`] says, its
     /// stderr appended to `agent.log` in the server's dir.
     pub fn spawn_agent(&self, args: &[&str]) -> AgentProcess {
         let log = self.dir.path().join("agent.log");
@@ -56,7 +63,7 @@ impl TestServer {
         let child = Command::new(&self.bin)
             .arg("agent")
             .args(args)
-            .env("BERTH_LOG", "info")
+            .env("BERTH_LOG", log_filter())
             .stdout(Stdio::null())
             .stderr(out)
             .spawn()
@@ -146,7 +153,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.extra_args)
-            .env("BERTH_LOG", "info")
+            .env("BERTH_LOG", log_filter())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -29,8 +29,8 @@ use crate::revisions::{self, HASH_LABEL};
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
-    nodes: Store<Node>,
+    pods: crate::informers::Cache<Pod>,
+    nodes: crate::informers::Cache<Node>,
     expectations: Expectations,
     events: Events,
     failed_pods_backoff: Backoff,
@@ -98,8 +98,8 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>,
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.nodes.wait_until_ready().await;
+    ctx.pods.wait_until_ready().await;
+    ctx.nodes.wait_until_ready().await;
     let ns = ds.namespace().unwrap_or_default();
     let name = ds.name_any();
     let key = format!("{ns}/{name}");

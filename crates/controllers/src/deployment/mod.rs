@@ -31,7 +31,7 @@ use rollout::{HASH_LABEL, REVISION};
 
 struct Ctx {
     client: kube::Client,
-    replicasets: Store<ReplicaSet>,
+    replicasets: crate::informers::Cache<ReplicaSet>,
     events: Events,
 }
 
@@ -46,7 +46,7 @@ pub(crate) async fn run(client: kube::Client) {
     let deployments = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        replicasets: rs_reader,
+        replicasets: crate::informers::Cache::of(rs_reader),
         events: Events::new(client, "deployment-controller"),
     });
     controller
@@ -72,7 +72,7 @@ fn deployments_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<Objec
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> crate::Result<Action> {
-    let _ = ctx.replicasets.wait_until_ready().await;
+    ctx.replicasets.wait_until_ready().await;
     let ns = d.namespace().unwrap_or_default();
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     let in_ns = ctx.replicasets.state_filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()));

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -26,7 +26,7 @@ use budget::BudgetError;
 struct Ctx {
     client: kube::Client,
     events: crate::events::Events,
-    pods: Store<Pod>,
+    pods: crate::informers::Cache<Pod>,
     discovery: Mutex<Option<(Instant, Arc<Resources>)>>,
 }
 
@@ -50,6 +50,8 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     let Some(ns) = pdb.namespace() else { return Ok(Action::await_change()) };
+    // Before the first list, an empty cache would read as "no healthy pods" and block evictions.
+    ctx.pods.wait_until_ready().await;
     let all = ctx.pods.state();
     let selector = pdb.spec.as_ref().and_then(|s| s.selector.clone());
     let pods: Vec<&Pod> = all

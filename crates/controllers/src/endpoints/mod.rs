@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
@@ -31,7 +31,7 @@ pub(crate) enum Output {
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: crate::informers::Cache<Pod>,
     output: Output,
 }
 
@@ -81,6 +81,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     if svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // Before the first list, an empty cache would empty every Service's endpoints (a new
+    // leader would cut traffic until its cache filled).
+    ctx.pods.wait_until_ready().await;
     let all = ctx.pods.state();
     let pods: Vec<&Pod> = all
         .iter()

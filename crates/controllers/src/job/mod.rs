@@ -14,7 +14,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -24,7 +23,7 @@ use crate::replicaset::Expectations;
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: crate::informers::Cache<Pod>,
     expectations: Expectations,
     events: Events,
 }
@@ -34,16 +33,16 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     let events = Events::new(client.clone(), "job-controller");
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default(), events });
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
-    let orphans = release_orphans(ctx.clone(), controller.store());
+    let orphans = release_orphans(ctx.clone(), crate::informers::Cache::of(controller.store()));
     let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
     tokio::join!(run, orphans);
 }
 
 /// Pods still tracked by a Job that is gone (deleted without the controller seeing it)
 /// lose the tracking finalizer, as Kubernetes' orphan pod finalizer removal does.
-async fn release_orphans(ctx: Arc<Ctx>, jobs: Store<Job>) {
-    let _ = jobs.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+async fn release_orphans(ctx: Arc<Ctx>, jobs: crate::informers::Cache<Job>) {
+    jobs.wait_until_ready().await;
+    ctx.pods.wait_until_ready().await;
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let all = ctx.pods.state();

@@ -18,6 +18,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
+
+use crate::informers::Cache;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -39,15 +41,15 @@ pub(crate) async fn run(
     client: kube::Client,
     grace: Duration,
     limits: EvictionLimits,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
+    nodes: Cache<Node>,
+    pods: Cache<Pod>,
 ) {
     let (leases, lease_writer) = reflector::store::<Lease>();
     let follow_leases = watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default())
         .default_backoff()
         .reflect(lease_writer)
         .for_each(|_| async {});
-    let monitor = monitor(client, grace, limits, nodes, leases, pods);
+    let monitor = monitor(client, grace, limits, nodes, Cache::of(leases), pods);
     tokio::join!(follow_leases, monitor);
 }
 
@@ -55,18 +57,18 @@ async fn monitor(
     client: kube::Client,
     grace: Duration,
     limits: EvictionLimits,
-    nodes: Store<Node>,
-    leases: Store<Lease>,
-    pods: Store<Pod>,
+    nodes: Cache<Node>,
+    leases: Cache<Lease>,
+    pods: Cache<Pod>,
 ) {
     let events = Events::new(client.clone(), "node-controller");
     let mut zones = zones::Zones::new(limits);
     let mut standing_still = false;
     let period = (grace / 8).clamp(Duration::from_millis(500), Duration::from_secs(5));
     let mut probes: HashMap<String, Probe> = HashMap::new();
-    let _ = nodes.wait_until_ready().await;
-    let _ = leases.wait_until_ready().await;
-    let _ = pods.wait_until_ready().await;
+    nodes.wait_until_ready().await;
+    leases.wait_until_ready().await;
+    pods.wait_until_ready().await;
     loop {
         let now = Time(jiff::Timestamp::now());
         let all = nodes.state();

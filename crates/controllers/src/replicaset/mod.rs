@@ -91,7 +91,7 @@ struct Ctx<K: Resource<DynamicType = ()> + 'static> {
     client: kube::Client,
     kind: Kind,
     convert: fn(&K) -> Replicated,
-    pods: Store<Pod>,
+    pods: crate::informers::Cache<Pod>,
     expectations: Expectations,
     events: Events,
 }
@@ -137,7 +137,7 @@ where
         + Sync
         + 'static,
 {
-    let _ = ctx.pods.wait_until_ready().await;
+    ctx.pods.wait_until_ready().await;
     let owner = (ctx.convert)(&obj);
     let ns = owner.meta.namespace.clone().unwrap_or_default();
     let name = owner.meta.name.clone().unwrap_or_default();

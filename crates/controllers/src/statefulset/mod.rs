@@ -17,7 +17,6 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -29,7 +28,7 @@ use sync::{Rev, Step};
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: crate::informers::Cache<Pod>,
     events: Events,
 }
 
@@ -54,7 +53,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>)
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
-    let _ = ctx.pods.wait_until_ready().await;
+    ctx.pods.wait_until_ready().await;
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
