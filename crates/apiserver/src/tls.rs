@@ -3,17 +3,24 @@
 //! optional at the TLS layer and verified against the client CA when given; the user a
 //! verified certificate names is attached to every request of its connection for
 //! [`crate::authn`].
+//!
+//! The serving certificate is re-read from its files when they change (as kube-apiserver's
+//! dynamic serving certificate is), so `berth certificate rotate` takes effect on new
+//! connections without a restart.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -31,6 +38,9 @@ pub struct TlsConfig {
     pub client_ca_pem: String,
     /// The CA that signed the serving certificate (served at `/cacerts`).
     pub server_ca_pem: String,
+    /// The files `cert_pem` and `key_pem` were read from, if any: the server then serves
+    /// what they hold after they change (checked at most every few seconds).
+    pub cert_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// Errors building the TLS configuration.
@@ -43,6 +53,14 @@ pub enum TlsError {
         what: &'static str,
         /// Why.
         source: rustls::pki_types::pem::Error,
+    },
+    /// A serving certificate file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
     },
     /// rustls refused the material.
     #[error("tls configuration: {0}")]
@@ -64,17 +82,94 @@ impl TlsConfig {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .allow_unauthenticated()
             .build()?;
-        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsError::Pem { what: "serving certificate", source })?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
-            .map_err(|source| TlsError::Pem { what: "serving key", source })?;
+        let serving = ServingCert {
+            current: Mutex::new(Current {
+                key: Arc::new(certified_key(&self.cert_pem, &self.key_pem, &provider)?),
+                modified: self.cert_files.as_ref().and_then(|(cert, _)| modified(cert)),
+                checked: Instant::now(),
+            }),
+            files: self.cert_files.clone(),
+            provider: provider.clone(),
+        };
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)?;
+            .with_cert_resolver(Arc::new(serving));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
+    }
+}
+
+/// A certificate chain and its key, checked to belong together.
+fn certified_key(cert_pem: &str, key_pem: &str, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { what: "serving certificate", source })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|source| TlsError::Pem { what: "serving key", source })?;
+    Ok(CertifiedKey::from_der(certs, key, provider)?)
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// How often, at most, the serving certificate's file is looked at for a change.
+const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// The serving certificate rustls asks for at each handshake.
+#[derive(Debug)]
+struct ServingCert {
+    current: Mutex<Current>,
+    files: Option<(PathBuf, PathBuf)>,
+    provider: Arc<CryptoProvider>,
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    /// The certificate file's modification time when `key` was read.
+    modified: Option<SystemTime>,
+    checked: Instant,
+}
+
+impl ServingCert {
+    /// Re-reads the files if the certificate's changed since `current` was read. A pair that
+    /// does not load (a key that does not match: rotation writes the key first, then the
+    /// certificate) keeps the old one and is tried again at the next check.
+    fn reload_if_changed(&self, current: &mut Current) {
+        let Some((cert_path, key_path)) = &self.files else { return };
+        let now = modified(cert_path);
+        if now.is_none() || now == current.modified {
+            return;
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.clone(), source })
+        };
+        let loaded = read(cert_path)
+            .and_then(|cert| Ok((cert, read(key_path)?)))
+            .and_then(|(cert, key)| certified_key(&cert, &key, &self.provider));
+        match loaded {
+            Ok(key) => {
+                current.key = Arc::new(key);
+                current.modified = now;
+                tracing::info!(certificate = %cert_path.display(), "serving certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "serving certificate changed but does not load yet; keeping the old one")
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.checked.elapsed() >= RELOAD_CHECK {
+            current.checked = Instant::now();
+            self.reload_if_changed(&mut current);
+        }
+        Some(current.key.clone())
     }
 }
 

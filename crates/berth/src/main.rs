@@ -4,6 +4,7 @@ mod agent;
 mod audit;
 mod bench;
 mod bootstrap;
+mod certificate;
 mod datastore;
 mod image;
 mod secrets_encryption;
@@ -40,6 +41,8 @@ enum Command {
     Datastore(datastore::DatastoreCommand),
     /// Secrets at rest: rotate the encryption key.
     SecretsEncrypt(secrets_encryption::SecretsEncryptCommand),
+    /// Cluster certificates: check their ends, rotate them.
+    Certificate(certificate::CertificateCommand),
     /// Join tokens (bootstrap tokens) for agents: create, list, delete.
     Token(token::TokenCommand),
     /// Images in a node's containerd: import an archive, list.
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Datastore(args) => runtime.block_on(datastore::run(args)),
         Command::SecretsEncrypt(args) => secrets_encryption::run(args),
+        Command::Certificate(args) => certificate::run(args),
         Command::Image(args) => runtime.block_on(image::run(args)),
         Command::Token(args) => runtime.block_on(token::run(args)),
     }

@@ -134,8 +134,42 @@ pub(crate) fn default_data_dir() -> PathBuf {
     }
 }
 
+fn warn_of_expiring_cas(cas: &[(String, berth_pki::OffsetDateTime)]) {
+    for (name, not_after) in cas {
+        tracing::warn!(certificate = %name, %not_after, "CA certificate expires within 90 days: clients must be given a new CA");
+    }
+}
+
+/// How often the running server looks for certificates near their end.
+const RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// While the server runs, renews leaf certificates within 90 days of their end (the TLS
+/// listener then serves the new serving certificate; the components' client certificates
+/// are read at the next start, the old ones staying valid until then) and warns of CAs
+/// near theirs.
+async fn renew_certificates(dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEWAL_CHECK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let dir = dir.clone();
+        let renewed = tokio::task::spawn_blocking(move || berth_pki::Pki::load_or_create(&dir)?.renew_expiring()).await;
+        match renewed {
+            Ok(Ok((leaves, cas))) => {
+                for (name, not_after) in leaves {
+                    tracing::info!(certificate = %name, %not_after, "certificate renewed");
+                }
+                warn_of_expiring_cas(&cas);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "renewing certificates"),
+            Err(e) => tracing::warn!(error = %e, "renewing certificates"),
+        }
+    }
+}
+
 /// A kubeconfig for `server`, trusting `ca_pem`, as the holder of `client`.
-fn kubeconfig(server: &str, ca_pem: &str, client: &berth_pki::CertKey) -> String {
+pub(crate) fn kubeconfig(server: &str, ca_pem: &str, client: &berth_pki::CertKey) -> String {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
@@ -188,11 +222,7 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     let scheduler = client("scheduler", "system:kube-scheduler", &[])?;
     // Presented to node agents for pods' log/exec/attach/portforward.
     let kubelet_client = client("kubelet-client", "system:kube-apiserver", &[])?;
-    for (name, not_after) in pki.expiries()? {
-        if not_after - time_now() < berth_pki::RENEW_BEFORE {
-            tracing::warn!(certificate = %name, %not_after, "certificate expires within 90 days");
-        }
-    }
+    warn_of_expiring_cas(&pki.renew_expiring()?.1);
     let token =
         berth_pki::token::NodeToken::load_or_create(&data_dir.join("token"), &server_ca_pem, args.token.as_deref())
             .context("the node token")?;
@@ -201,6 +231,7 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
         key_pem: serving.key_pem,
         client_ca_pem: pki.ca_pem(CaKind::Client)?,
         server_ca_pem,
+        cert_files: Some(pki.leaf_files(&LeafSpec::serving(&[]).name)),
     };
     let service_account_key_pem = pki.service_account_key_pem()?;
     Ok(Security { tls, token, admin, controller_manager, scheduler, kubelet_client, service_account_key_pem })
@@ -220,10 +251,6 @@ fn service_account_tokens(
 /// The secret part of a `--token` (a bare secret or a full K10 token).
 fn token_secret(given: &str) -> String {
     berth_pki::token::NodeToken::parse(given).map(|t| t.secret).unwrap_or_else(|_| given.trim().to_string())
-}
-
-fn time_now() -> berth_pki::OffsetDateTime {
-    berth_pki::OffsetDateTime::now_utc()
 }
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -407,6 +434,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(schedule) = snapshot_schedule {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
+    tokio::spawn(renew_certificates(data_dir.join("tls"), stop_rx.clone()));
     tokio::spawn(publish_client_ca(local_client(addr, ca, &security.admin).await?, security.tls.client_ca_pem.clone()));
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(

@@ -250,3 +250,72 @@ fn every_namespace_gets_the_root_ca_configmap_back() {
     s.kubectl_ok(&["patch", "configmap", "kube-root-ca.crt", "-n", "team-a", "-p", r#"{"data":{"ca.crt":"forged"}}"#]);
     assert!(wait_until(Duration::from_secs(30), || published("team-a")), "not restored");
 }
+
+/// Runs `berth certificate ARGS` on the server's data dir.
+fn certificate(s: &TestServer, args: &[&str]) -> std::process::Output {
+    Command::new(BIN).arg("certificate").args(args).arg("--data-dir").arg(s.dir.path()).output().unwrap()
+}
+
+fn kubectl_with(s: &TestServer, kubeconfig: &Path) -> String {
+    let out = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "namespace", "default", "-o", "name"])
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working() {
+    let s = server();
+    let served = || s.client().connect_as("localhost").unwrap().conn.peer_certificates().unwrap()[0].to_vec();
+    let first = served();
+    let kubeconfig = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    let saved = s.dir.path().join("saved-kubeconfig.yaml");
+    std::fs::write(&saved, &kubeconfig).unwrap();
+
+    let check = certificate(&s, &["check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let listed = String::from_utf8_lossy(&check.stdout);
+    for name in ["server-ca", "client-ca", "serving-kube-apiserver", "client-admin", "client-controller"] {
+        assert!(listed.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{listed}");
+    }
+
+    // An unknown name is refused and rotates nothing.
+    let bad = certificate(&s, &["rotate", "--service", "client-admin", "--service", "apiserver"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(r#"no certificate named "apiserver" to rotate"#) && err.contains("serving-kube-apiserver"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&s.kubeconfig).unwrap(), kubeconfig);
+    assert_eq!(served(), first);
+
+    // The serving certificate alone: the running server serves the new one, under the same CA.
+    let out = certificate(&s, &["rotate", "--service", "serving-kube-apiserver"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("serving-kube-apiserver: rotated"));
+    assert!(wait_until(Duration::from_secs(30), || served() != first), "the server still serves the old certificate");
+    assert_eq!(std::fs::read_to_string(&s.kubeconfig).unwrap(), kubeconfig, "the admin certificate was not asked for");
+    assert_eq!(kubectl_with(&s, &saved), "namespace/default");
+
+    // Everything: the kubeconfig gets the new admin certificate; both it and the old one work.
+    let second = served();
+    let out = certificate(&s, &["rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        rotated.contains("client-admin: rotated") && rotated.contains("now holds the new admin certificate"),
+        "{rotated}"
+    );
+    let renewed = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    assert_ne!(renewed, kubeconfig);
+    assert!(wait_until(Duration::from_secs(30), || served() != second));
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    assert_eq!(kubectl_with(&s, &saved), "namespace/default");
+    assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
+}

@@ -59,7 +59,18 @@ pub enum Error {
     /// A stored certificate is not valid X.509 PEM.
     #[error("{0}: not a valid PEM certificate")]
     BadCertificate(PathBuf),
+    /// Rotation was asked for a certificate the directory does not hold.
+    #[error("no certificate named {name:?} to rotate (there are: {known})")]
+    UnknownCertificate {
+        /// The name asked for.
+        name: String,
+        /// The leaf certificates there are, comma-separated.
+        known: String,
+    },
 }
+
+/// Certificates by name with their ends of validity.
+pub type Ends = Vec<(String, OffsetDateTime)>;
 
 /// Result with the PKI's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -186,6 +197,25 @@ impl Pki {
         self.dir.join(format!("{stem}.{ext}"))
     }
 
+    /// The certificate and key files of the leaf named `name` (e.g. `serving-kube-apiserver`).
+    pub fn leaf_files(&self, name: &str) -> (PathBuf, PathBuf) {
+        (self.path(name, "crt"), self.path(name, "key"))
+    }
+
+    /// The leaf certificates within [`RENEW_BEFORE`] of their end, issued anew (same
+    /// subjects, SANs and CAs), and the CA certificates that near theirs (a CA is not
+    /// replaced: that takes every client's trust with it). What it renewed is returned.
+    pub fn renew_expiring(&self) -> Result<(Ends, Ends)> {
+        let now = OffsetDateTime::now_utc();
+        let ending: Ends = self.expiries()?.into_iter().filter(|(_, t)| *t - now < RENEW_BEFORE).collect();
+        let leaves: Vec<String> = self.stored_leaves()?.into_iter().map(|l| l.name).collect();
+        let expiring: Vec<String> = ending.iter().filter(|(n, _)| leaves.contains(n)).map(|(n, _)| n.clone()).collect();
+        let renewed = if expiring.is_empty() { Vec::new() } else { self.rotate(&expiring)? };
+        let cas = [CaKind::Server, CaKind::Client, CaKind::RequestHeader].map(CaKind::file);
+        let cas = ending.into_iter().filter(|(n, _)| cas.contains(&n.as_str())).collect();
+        Ok((renewed, cas))
+    }
+
     /// The PEM certificate of a CA (what clients trust, or what the server trusts clients by).
     pub fn ca_pem(&self, kind: CaKind) -> Result<String> {
         read(&self.path(kind.file(), "crt"))
@@ -278,8 +308,57 @@ impl Pki {
         Ok(Some(CertKey { cert_pem, key_pem: read(&key)?, not_after: info.not_after }))
     }
 
+    /// The leaf certificates stored in the directory, each described as [`LeafSpec`] (its
+    /// subject, SANs and signing CA read back from the certificate), by name. Files
+    /// signed by none of the CAs (left from a replaced CA) are skipped: [`Pki::leaf`]
+    /// issues those anew when they are next asked for.
+    pub fn stored_leaves(&self) -> Result<Vec<LeafSpec>> {
+        let mut cas = Vec::new();
+        for kind in [CaKind::Server, CaKind::Client, CaKind::RequestHeader] {
+            let path = self.path(kind.file(), "crt");
+            cas.push((kind, inspect(&path, &read(&path)?)?.key_id));
+        }
+        let mut leaves = Vec::new();
+        for (name, _) in self.expiries()? {
+            let path = self.path(&name, "crt");
+            if cas.iter().any(|(kind, _)| kind.file() == name) || !self.path(&name, "key").exists() {
+                continue;
+            }
+            let info = inspect(&path, &read(&path)?)?;
+            let Some((ca, _)) = cas.iter().find(|(_, id)| id.is_some() && *id == info.key_id) else { continue };
+            leaves.push(LeafSpec {
+                name,
+                common_name: info.common_name,
+                organizations: info.organizations,
+                sans: info.sans,
+                ca: *ca,
+            });
+        }
+        leaves.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(leaves)
+    }
+
+    /// Issues the stored leaf certificates named in `names` (all of them when empty) anew
+    /// under the same CAs, with the same subjects and SANs: certificate rotation. Clients
+    /// trust the CAs, not the leaves, so they keep working. Nothing is written when a name
+    /// is unknown. Returns the rotated certificates' names and new ends of validity.
+    pub fn rotate(&self, names: &[String]) -> Result<Ends> {
+        let leaves = self.stored_leaves()?;
+        for name in names {
+            if !leaves.iter().any(|l| &l.name == name) {
+                let known = leaves.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(Error::UnknownCertificate { name: name.clone(), known });
+            }
+        }
+        let mut rotated = Vec::new();
+        for leaf in leaves.iter().filter(|l| names.is_empty() || names.contains(&l.name)) {
+            rotated.push((leaf.name.clone(), self.issue(leaf)?.not_after));
+        }
+        Ok(rotated)
+    }
+
     /// Every certificate in the directory with its end of validity, soonest first.
-    pub fn expiries(&self) -> Result<Vec<(String, OffsetDateTime)>> {
+    pub fn expiries(&self) -> Result<Ends> {
         let entries = fs::read_dir(&self.dir).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
         let mut out = Vec::new();
         for entry in entries.flatten() {
@@ -488,9 +567,59 @@ mod tests {
         let cert = params.signed_by(&key, &issuer).unwrap();
         write_private(&pki.path("client-old", "key"), &key.serialize_pem()).unwrap();
         write_private(&pki.path("client-old", "crt"), &cert.pem()).unwrap();
+        // Renewal of what nears its end touches that one alone.
+        let serving = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        let (renewed, cas) = pki.renew_expiring().unwrap();
+        assert_eq!(renewed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["client-old"]);
+        assert!(cas.is_empty(), "{cas:?}");
+        assert_eq!(read(&pki.path("serving-kube-apiserver", "crt")).unwrap(), serving.cert_pem);
+        let stored = read(&pki.path("client-old", "crt")).unwrap();
+        let info = inspect(Path::new("old"), &stored).unwrap();
+        assert!(info.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE);
+        assert_eq!(info.common_name, "old-user");
+        assert!(pki.renew_expiring().unwrap().0.is_empty(), "nothing left to renew");
+        // leaf() renews too (here: the renewed one is kept).
         let renewed = pki.leaf(&spec).unwrap();
+        assert_eq!(renewed.cert_pem, stored);
         assert_ne!(renewed.cert_pem, cert.pem());
         assert!(renewed.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE);
+    }
+
+    #[test]
+    fn rotation_reissues_stored_leaves_with_their_subjects_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let serving = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        let admin = pki.leaf(&LeafSpec::client("admin", "system:admin", &["system:masters"])).unwrap();
+        let specs = pki.stored_leaves().unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["client-admin", "serving-kube-apiserver"]);
+        let read_back = specs.iter().find(|s| s.name == "serving-kube-apiserver").unwrap();
+        assert_eq!((read_back.ca, read_back.common_name.as_str()), (CaKind::Server, "kube-apiserver"));
+        assert_eq!(read_back.sans, sans());
+        let client = specs.iter().find(|s| s.name == "client-admin").unwrap();
+        assert_eq!((client.ca, client.organizations.clone()), (CaKind::Client, vec!["system:masters".to_string()]));
+
+        // An unknown name rotates nothing.
+        let err = pki.rotate(&["client-admin".into(), "nope".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"no certificate named "nope" to rotate (there are: client-admin, serving-kube-apiserver)"#
+        );
+        assert_eq!(read(&pki.path("client-admin", "crt")).unwrap(), admin.cert_pem);
+
+        // One by name: only that one changes.
+        let rotated = pki.rotate(&["client-admin".into()]).unwrap();
+        assert_eq!(rotated.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["client-admin"]);
+        let new_admin = read(&pki.path("client-admin", "crt")).unwrap();
+        assert_ne!(new_admin, admin.cert_pem);
+        assert_eq!(read(&pki.path("serving-kube-apiserver", "crt")).unwrap(), serving.cert_pem);
+        // All: the serving certificate too, same names, same CA; leaf() then keeps it.
+        assert_eq!(pki.rotate(&[]).unwrap().len(), 2);
+        let new_serving = read(&pki.path("serving-kube-apiserver", "crt")).unwrap();
+        assert_ne!(new_serving, serving.cert_pem);
+        assert_eq!(inspect(Path::new("s"), &new_serving).unwrap().sans, sans());
+        assert_eq!(pki.leaf(&LeafSpec::serving(&sans())).unwrap().cert_pem, new_serving);
     }
 
     #[test]
