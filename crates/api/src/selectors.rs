@@ -537,7 +537,8 @@ fn find_unescaped(s: &str, pat: &str) -> Option<usize> {
             i += 2;
             continue;
         }
-        if s[i..].starts_with(pat) {
+        // Bytes, not `&s[i..]`: after a backslash `i` may sit inside a multi-byte character.
+        if bytes[i..].starts_with(pat.as_bytes()) {
             return Some(i);
         }
         i += 1;
@@ -814,6 +815,11 @@ mod tests {
             Err("invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
         );
         check_field("pods", r"metadata.name=a\,b", json!({"metadata": {"name": "a,b"}}), Ok(true));
+        // Multi-byte characters, also right after a backslash (found by tests/fuzz.rs: it panicked).
+        check_field("pods", "metadata.name=ü", json!({"metadata": {"name": "ü"}}), Ok(true));
+        check_field("pods", "metadata.name!=\\üb", json!({"metadata": {"name": "x"}}), Ok(true));
+        assert!(FieldSelector::parse("a\\ۮb!=c").is_ok());
+        assert!(FieldSelector::parse("a\\ۮ").is_err());
     }
 
     #[test]

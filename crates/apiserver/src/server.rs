@@ -187,7 +187,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/apis/{*rest}", axum::routing::any(handler::api))
         .fallback(not_found)
         .with_state(app.clone());
-    if authenticated {
+    let router = if authenticated {
         let router = router.layer(axum::middleware::from_fn_with_state(app.clone(), crate::authz::middleware));
         // Audit sits between authentication and authorization, and only when configured.
         let router = match app.auditor {
@@ -197,6 +197,17 @@ pub fn router(app: Arc<App>) -> Router {
         router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
     } else {
         router
+    };
+    router.layer(axum::middleware::from_fn(recover_panics))
+}
+
+/// A request whose handler panics gets a 500 Status instead of a dropped connection, as
+/// Kubernetes' panic recovery filter answers; the panic hook has logged the panic.
+async fn recover_panics(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::internal("a request handler panicked").into_response(),
     }
 }
 
@@ -239,4 +250,29 @@ pub(crate) async fn version() -> Response {
         "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
     });
     codec::respond(StatusCode::OK, &v, Output::Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_a_status() {
+        async fn boom() -> Response {
+            panic!("handler bug")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(healthz))
+            .layer(axum::middleware::from_fn(recover_panics));
+        let request = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        let response = router.clone().oneshot(request("/boom")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("InternalError")));
+        assert_eq!(router.oneshot(request("/fine")).await.unwrap().status(), StatusCode::OK);
+    }
 }
