@@ -549,23 +549,9 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
     if decision.level == Level::None {
         return next.run(req).await;
     }
-    let received = jiff::Timestamp::now();
     let audit_id = uuid::Uuid::new_v4().to_string();
     let headers = req.headers().clone();
-    let mut event = json!({
-        "kind": "Event",
-        "apiVersion": "audit.k8s.io/v1",
-        "level": decision.level.as_str(),
-        "auditID": audit_id,
-        "requestURI": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-        "verb": attrs.verb,
-        "user": user_json(&user),
-        "sourceIPs": source_ips(&req),
-        "requestReceivedTimestamp": micro_time(received),
-    });
-    if let Some(ua) = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
-        event["userAgent"] = json!(ua);
-    }
+    let mut event = request_event(decision.level, &audit_id, &attrs, user_json(&user), &req);
     // The effective user and the authorizer's decision (impersonation as the authorizer applies it).
     let effective = match crate::authz::impersonation::impersonate(&app.authorizer, user.clone(), &headers) {
         Ok(Some(impersonated)) => {
@@ -579,20 +565,6 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         let attrs = Attributes::from_request(u, req.method(), &path, req.uri().query());
         app.authorizer.authorize(&attrs)
     });
-    if attrs.resource_request {
-        let mut r = json!({ "resource": attrs.resource, "apiVersion": attrs.api_version });
-        for (k, v) in [
-            ("namespace", &attrs.namespace),
-            ("name", &attrs.name),
-            ("apiGroup", &attrs.api_group),
-            ("subresource", &attrs.subresource),
-        ] {
-            if !v.is_empty() {
-                r[k] = json!(v);
-            }
-        }
-        event["objectRef"] = r;
-    }
     let mut pending = Pending { auditor: auditor.clone(), event, omit: decision.omit_stages.clone() };
     pending.emit(Stage::RequestReceived, |_| {});
     // The request body, when the level records it or (creates) to name the object, as Kubernetes does.
@@ -656,6 +628,66 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
         None
     };
     pending.emit(Stage::ResponseComplete, |e| finish.apply(e, status, response_object));
+    resp
+}
+
+/// What every event of a request holds: who, what, from where, when (now: the request has
+/// just come in).
+fn request_event(level: Level, audit_id: &str, attrs: &Attributes, user: Value, req: &Request) -> Value {
+    let mut event = json!({
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": level.as_str(),
+        "auditID": audit_id,
+        "requestURI": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "verb": attrs.verb,
+        "user": user,
+        "sourceIPs": source_ips(req),
+        "requestReceivedTimestamp": micro_time(jiff::Timestamp::now()),
+    });
+    if let Some(ua) = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+        event["userAgent"] = json!(ua);
+    }
+    if attrs.resource_request {
+        let mut r = json!({ "resource": attrs.resource, "apiVersion": attrs.api_version });
+        for (k, v) in [
+            ("namespace", &attrs.namespace),
+            ("name", &attrs.name),
+            ("apiGroup", &attrs.api_group),
+            ("subresource", &attrs.subresource),
+        ] {
+            if !v.is_empty() {
+                r[k] = json!(v);
+            }
+        }
+        event["objectRef"] = r;
+    }
+    event
+}
+
+/// Records requests that failed authentication (401), which [`middleware`] never sees: as
+/// Kubernetes does, one ResponseStarted event with an empty user, at the level the policy
+/// gives the request. Sits outside authentication.
+pub async fn failed_authentication(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let Some(auditor) = app.auditor.clone() else { return next.run(req).await };
+    let path = crate::handler::percent_decode(req.uri().path());
+    let nobody = UserInfo { username: String::new(), uid: String::new(), groups: Vec::new(), extra: BTreeMap::new() };
+    let attrs = Attributes::from_request(nobody, req.method(), &path, req.uri().query());
+    let decision = auditor.policy().evaluate(&attrs);
+    if decision.level == Level::None {
+        return next.run(req).await;
+    }
+    let audit_id = uuid::Uuid::new_v4().to_string();
+    let event = request_event(decision.level, &audit_id, &attrs, json!({}), &req);
+    let mut resp = next.run(req).await;
+    if resp.status() == http::StatusCode::UNAUTHORIZED {
+        if let Ok(v) = HeaderValue::from_str(&audit_id) {
+            resp.headers_mut().insert("audit-id", v);
+        }
+        let pending = Pending { auditor, event, omit: decision.omit_stages };
+        let status = json!({"metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
+        pending.emit(Stage::ResponseStarted, |e| e["responseStatus"] = status);
+    }
     resp
 }
 

@@ -194,7 +194,13 @@ pub fn router(app: Arc<App>) -> Router {
             Some(_) => router.layer(axum::middleware::from_fn_with_state(app.clone(), crate::audit::middleware)),
             None => router,
         };
-        router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware))
+        let router = router.layer(axum::middleware::from_fn_with_state(authn, crate::authn::middleware));
+        match app.auditor {
+            Some(_) => {
+                router.layer(axum::middleware::from_fn_with_state(app.clone(), crate::audit::failed_authentication))
+            }
+            None => router,
+        }
     } else {
         router
     };

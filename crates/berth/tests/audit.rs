@@ -132,6 +132,22 @@ fn kubectl_actions_are_recorded_at_the_policy_levels() {
     assert_eq!(denied["responseStatus"]["code"], 403);
     assert_eq!(denied["annotations"]["authorization.k8s.io/decision"], "forbid");
 
+    // A request that fails authentication: one ResponseStarted event, no user.
+    let bad = s.client_as(berth_testkit::Credentials::Bearer("not-a-token".into()));
+    let r = bad.request("GET", "/api/v1/namespaces/default/configmaps/c1", None, b"").unwrap();
+    assert_eq!(r.status, 401);
+    let audit_id = r.header_all("audit-id").first().map(|s| s.to_string()).expect("an Audit-Id header");
+    let refused = find(&log, "the 401", |e| e["auditID"] == audit_id.as_str());
+    assert_eq!(refused["stage"], "ResponseStarted");
+    assert_eq!(refused["user"], json!({}));
+    assert_eq!(refused["level"], "RequestResponse");
+    assert_eq!(refused["objectRef"]["name"], "c1");
+    assert_eq!(
+        refused["responseStatus"],
+        json!({"metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+    );
+    assert_eq!(events(&log).iter().filter(|e| e["auditID"] == audit_id.as_str()).count(), 1);
+
     // A watch: ResponseStarted, then ResponseComplete when it ends.
     let r = s.http("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", None, b"");
     assert_eq!(r.status, 200);
