@@ -4,7 +4,9 @@
 //! token `<id>.<secret>` checked against its Secret in kube-system ([`BootstrapTokens`]), else
 //! the server's node token). The first that
 //! succeeds wins; credentials that do not verify are refused with 401, and so is a request
-//! without credentials except on the public paths ([`PUBLIC_PATHS`]). The user goes into
+//! without credentials except on the public paths ([`PUBLIC_PATHS`]) and the `cluster-info`
+//! ConfigMap ([`ANONYMOUS_PATHS`], as `system:anonymous`, which RBAC lets read that one
+//! object, as kubeadm's clusters do). The user goes into
 //! the request's extensions as a [`UserInfo`] for authorization and audit.
 
 use std::collections::BTreeMap;
@@ -24,6 +26,15 @@ use crate::error::ApiError;
 /// Paths anyone may read without credentials (k3s serves the server CA at `/cacerts` for
 /// joining agents).
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/cacerts"];
+
+/// Paths a request without credentials reaches as `system:anonymous` (group
+/// `system:unauthenticated`), for authorization to decide: the `cluster-info` ConfigMap
+/// joining agents verify with their bootstrap token (Kubernetes' anonymous authentication
+/// restricted to these paths, as its `anonymous.conditions` configuration allows).
+pub const ANONYMOUS_PATHS: &[&str] = &["/api/v1/namespaces/kube-public/configmaps/cluster-info"];
+
+/// User name of requests without credentials on [`ANONYMOUS_PATHS`].
+pub const ANONYMOUS: &str = "system:anonymous";
 
 /// Group every authenticated user is in.
 pub const AUTHENTICATED: &str = "system:authenticated";
@@ -237,6 +248,14 @@ impl Authenticator {
                 .ok_or(Refusal::BadCredentials)?;
             return self.token_user(token).map(Some).ok_or(Refusal::BadCredentials);
         }
+        if ANONYMOUS_PATHS.contains(&path) {
+            return Ok(Some(UserInfo {
+                username: ANONYMOUS.into(),
+                uid: String::new(),
+                groups: vec!["system:unauthenticated".into()],
+                extra: BTreeMap::new(),
+            }));
+        }
         if PUBLIC_PATHS.contains(&path) { Ok(None) } else { Err(Refusal::Anonymous) }
     }
 
@@ -359,6 +378,11 @@ mod tests {
         for public in PUBLIC_PATHS {
             assert_eq!(check(&authn, None, None, public), Ok("anonymous".into()));
         }
+        assert_eq!(
+            check(&authn, None, None, "/api/v1/namespaces/kube-public/configmaps/cluster-info"),
+            Ok(r#"system:anonymous ["system:unauthenticated"]"#.into())
+        );
+        assert_eq!(check(&authn, None, None, "/api/v1/namespaces/kube-public/configmaps"), Err(Refusal::Anonymous));
         // A bootstrap-shaped token without its Secret (or without a cache) is refused.
         assert_eq!(check(&authn, None, Some("Bearer abcdef.0123456789abcdef"), "/api"), Err(Refusal::BadCredentials));
         let no_token = Authenticator::default();

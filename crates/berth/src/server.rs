@@ -435,7 +435,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
     }
     tokio::spawn(renew_certificates(data_dir.join("tls"), stop_rx.clone()));
-    tokio::spawn(publish_client_ca(local_client(addr, ca, &security.admin).await?, security.tls.client_ca_pem.clone()));
+    let admin = local_client(addr, ca, &security.admin).await?;
+    let client_ca = serde_json::json!({ "client-ca-file": security.tls.client_ca_pem });
+    tokio::spawn(publish_config_map(admin.clone(), "kube-system", "extension-apiserver-authentication", client_ca));
+    let cluster_info = serde_json::json!({ "kubeconfig": cluster_info_kubeconfig(&url, ca) });
+    tokio::spawn(publish_config_map(admin, "kube-public", "cluster-info", cluster_info));
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         local_client(addr, ca, &security.controller_manager).await?,
@@ -506,26 +510,39 @@ async fn run_agent(
     }
 }
 
-/// Publishes the client CA as Kubernetes does, in the ConfigMap
-/// `kube-system/extension-apiserver-authentication` key `client-ca-file`: node agents trust
-/// the API server's kubelet client certificate by it. Retries until the API answers.
-async fn publish_client_ca(client: kube::Client, client_ca_pem: String) {
+/// Publishes `data` in the ConfigMap `namespace`/`name`, retrying until the API answers: the
+/// client CA as Kubernetes does (kube-system/extension-apiserver-authentication,
+/// `client-ca-file`: node agents trust the API server's kubelet client certificate by it),
+/// and kube-public/cluster-info for joining agents.
+async fn publish_config_map(client: kube::Client, namespace: &str, name: &str, data: serde_json::Value) {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, Patch, PatchParams};
-    let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
     let cm = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": "extension-apiserver-authentication", "namespace": "kube-system" },
-        "data": { "client-ca-file": client_ca_pem },
+        "metadata": { "name": name, "namespace": namespace },
+        "data": data,
     });
+    // Server-side apply owns only these keys (the bootstrap signer adds its own to cluster-info).
     let params = PatchParams::apply("berth-server").force();
     for attempt in 0..60 {
-        match api.patch("extension-apiserver-authentication", &params, &Patch::Apply(&cm)).await {
+        match api.patch(name, &params, &Patch::Apply(&cm)).await {
             Ok(_) => return,
-            Err(e) if attempt == 59 => tracing::error!(error = %e, "publishing the client CA"),
+            Err(e) if attempt == 59 => tracing::error!(error = %e, namespace, name, "publishing a ConfigMap"),
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// The kubeconfig kube-public/cluster-info carries (as kubeadm writes it): the server and
+/// its CA, no user. Agents joining with a bare bootstrap token trust this CA once the
+/// bootstrap signer's signature with their token verifies.
+fn cluster_info_kubeconfig(server: &str, ca_pem: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n"
+    )
 }
 
 /// Runs the controllers and the scheduler, each while this server holds its lease (as

@@ -479,3 +479,56 @@ fn a_hollow_agent_joins_with_a_join_token_and_keeps_its_certificate() {
     assert!(!many.exit_status(WAIT).expect("the agent exits").success());
     assert!(many.log().contains("one node identity"), "{}", many.log());
 }
+
+/// kube-public/cluster-info as anyone may read it (anonymously).
+fn cluster_info(s: &TestServer) -> Value {
+    let r = s
+        .client_as(Credentials::Anonymous)
+        .request("GET", "/api/v1/namespaces/kube-public/configmaps/cluster-info", None, b"")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[test]
+fn a_bare_token_joins_by_the_signed_cluster_info_and_a_wrong_one_is_refused() {
+    let s = TestServer::start(Path::new(BIN));
+    let token = new_token(&s, &[]);
+    let (id, secret) = token.split_once('.').unwrap();
+    // The bootstrap signer signs cluster-info's kubeconfig with the token.
+    let key = format!("jws-kubeconfig-{id}");
+    assert!(wait_until(WAIT, || cluster_info(&s)["data"][&key].is_string()), "{}", cluster_info(&s));
+    let info = cluster_info(&s);
+    let kubeconfig = info["data"]["kubeconfig"].as_str().unwrap();
+    let ca =
+        berth_pki::Pki::load_or_create(&s.dir.path().join("tls")).unwrap().ca_pem(berth_pki::CaKind::Server).unwrap();
+    assert!(kubeconfig.contains(&b64(&ca)), "{kubeconfig}");
+    assert!(berth_pki::jws::verify_detached(info["data"][&key].as_str().unwrap(), kubeconfig.as_bytes(), id, secret));
+    // Anonymous reads stop at cluster-info: not other ConfigMaps, not writes.
+    let anonymous = s.client_as(Credentials::Anonymous);
+    let other = anonymous.request("GET", "/api/v1/namespaces/kube-public/configmaps", None, b"").unwrap();
+    assert_eq!(other.status, 401);
+    let write =
+        anonymous.request("DELETE", "/api/v1/namespaces/kube-public/configmaps/cluster-info", None, b"").unwrap();
+    assert_eq!(write.status, 403, "{}", String::from_utf8_lossy(&write.body));
+
+    // A wrong secret for the same id: the signature does not verify, nothing is joined.
+    let wrong = format!("{id}.{}", "0".repeat(16));
+    let refused_dir = s.dir.path().join("refused");
+    let mut refused = start_agent(&s, &refused_dir, &["--server", &s.url, "--token", &wrong]);
+    let status = refused.exit_status(WAIT);
+    assert!(status.is_some_and(|st| !st.success()), "{}", refused.log());
+    assert!(refused.log().contains("does not verify"), "{}", refused.log());
+    assert!(!refused_dir.join("pki").join("ca.crt").exists());
+    // The right token: the agent trusts the CA the signature covers and joins.
+    let data_dir = s.dir.path().join("agent");
+    let mut agent = start_agent(&s, &data_dir, &["--server", &s.url, "--token", &token]);
+    assert!(wait_until(WAIT, || node_ready(&s, "joined-0")), "node not Ready:\n{}", agent.log());
+    assert_eq!(std::fs::read_to_string(data_dir.join("pki").join("ca.crt")).unwrap(), ca);
+    assert!(agent.log().contains("verified by the token's cluster-info signature"), "{}", agent.log());
+    agent.terminate();
+
+    // A deleted token's signature goes away.
+    berth_token_ok(&s, &["delete", id]);
+    assert!(wait_until(WAIT, || cluster_info(&s)["data"].get(&key).is_none()), "{}", cluster_info(&s));
+}

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod bootstrapsigner;
 mod clusterrole_aggregation;
 mod cronjob;
 mod csr_approving;
@@ -85,6 +86,7 @@ pub const NAMES: &[&str] = &[
     "csrapproving",
     "csrsigning",
     "tokencleaner",
+    "bootstrapsigner",
 ];
 
 pub use nodelifecycle::EvictionLimits;
@@ -232,6 +234,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("tokencleaner") {
         all.push(("tokencleaner", Box::pin(tokencleaner::run(client.clone()))));
+    }
+    if options.enabled("bootstrapsigner") {
+        all.push(("bootstrapsigner", Box::pin(bootstrapsigner::run(client.clone()))));
     }
     // The shared watches start once every controller above has subscribed.
     if pods.used() {

@@ -16,6 +16,7 @@
 
 pub mod bootstrap;
 pub mod csr;
+pub mod jws;
 pub mod token;
 
 use std::fs;

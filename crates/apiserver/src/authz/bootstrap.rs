@@ -398,18 +398,21 @@ fn key(plural: &str, namespace: Option<&str>, name: &str) -> String {
     }
 }
 
-/// The default Roles and RoleBindings of `kube-system`: Kubernetes' reader of the
-/// `extension-apiserver-authentication` ConfigMap (the client CA), and berth's binding of it
-/// to the nodes, whose agents trust that CA on their HTTPS port.
+/// The default Roles and RoleBindings of namespaces: in `kube-system`, Kubernetes' reader of
+/// the `extension-apiserver-authentication` ConfigMap (the client CA) and berth's binding of
+/// it to the nodes, whose agents trust that CA on their HTTPS port; in `kube-public`,
+/// kubeadm's anonymous reader of the `cluster-info` ConfigMap (joining agents verify it
+/// with their bootstrap token).
 pub fn namespace_roles_and_bindings() -> Vec<(&'static str, Value)> {
-    let meta = |name: &str| {
+    let meta_in = |namespace: &str, name: &str| {
         json!({
             "name": name,
-            "namespace": "kube-system",
+            "namespace": namespace,
             "labels": { "kubernetes.io/bootstrapping": "rbac-defaults" },
             "annotations": { AUTOUPDATE: "true" },
         })
     };
+    let meta = |name: &str| meta_in("kube-system", name);
     let role = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -428,7 +431,26 @@ pub fn namespace_roles_and_bindings() -> Vec<(&'static str, Value)> {
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "extension-apiserver-authentication-reader" },
         "subjects": [{ "kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": super::node::NODES_GROUP }],
     });
-    vec![("roles", role), ("rolebindings", binding)]
+    let cluster_info = "kubeadm:bootstrap-signer-clusterinfo";
+    let cluster_info_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta_in("kube-public", cluster_info),
+        "rules": [{ "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"], "verbs": ["get"] }],
+    });
+    let cluster_info_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta_in("kube-public", cluster_info),
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": cluster_info },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": crate::authn::ANONYMOUS }],
+    });
+    vec![
+        ("roles", role),
+        ("rolebindings", binding),
+        ("roles", cluster_info_role),
+        ("rolebindings", cluster_info_binding),
+    ]
 }
 
 /// The rules of the aggregated default roles, filled from the defaults they select (so

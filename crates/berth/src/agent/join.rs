@@ -7,6 +7,11 @@
 //! included, no token needed) it authenticates with that certificate; once 80 % of the
 //! certificate's lifetime has passed, the next start renews it through a CSR sent with the
 //! old certificate (auto-approved as `selfnodeclient`).
+//!
+//! With a bare token `<id>.<secret>` (kubeadm's token discovery) the agent reads the
+//! kube-public/cluster-info ConfigMap without verification and trusts the CA in its
+//! kubeconfig only if the bootstrap signer's `jws-kubeconfig-<id>` signature verifies with
+//! the token: only the server that knows the token's secret could have signed it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -161,9 +166,7 @@ pub(crate) async fn config(
         }
         None => match creds.read() {
             Some((ca_pem, _, _)) => ca_pem,
-            None => bail!(
-                "a bare join token carries no CA hash: give the K10<CA hash>::<id>.<secret> form (`berth token create --print-join-command`)"
-            ),
+            None => discover_ca(&url, &token.token).await?,
         },
     };
     let mut bootstrap = kube::Config::new(url.clone());
@@ -194,6 +197,50 @@ fn ca_roots(ca_pem: &str) -> anyhow::Result<Vec<Vec<u8>>> {
         .map(|c| c.map(|c| c.to_vec()))
         .collect::<Result<Vec<_>, _>>()
         .context("the server CA is not PEM")
+}
+
+/// How long a bare token's signature may take to appear in cluster-info (the bootstrap
+/// signer adds it when the token is created).
+const DISCOVERY_WAIT: Duration = Duration::from_secs(60);
+
+/// The server CA from kube-public/cluster-info, fetched without verification and trusted
+/// only once the signature made with `token` (`<id>.<secret>`) verifies.
+async fn discover_ca(url: &hyper::Uri, token: &str) -> anyhow::Result<String> {
+    let (id, secret) = token.split_once('.').context("a bare join token is <id>.<secret>")?;
+    let mut insecure = kube::Config::new(url.clone());
+    insecure.accept_invalid_certs = true;
+    let client = kube::Client::try_from(insecure).context("building the discovery client")?;
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "kube-public");
+    let key = format!("jws-kubeconfig-{id}");
+    let deadline = std::time::Instant::now() + DISCOVERY_WAIT;
+    let (kubeconfig, signature) = loop {
+        let cm = api.get("cluster-info").await.with_context(|| format!("reading {url} kube-public/cluster-info"))?;
+        let mut data = cm.data.unwrap_or_default();
+        if let (Some(kubeconfig), Some(signature)) = (data.remove("kubeconfig"), data.remove(&key)) {
+            break (kubeconfig, signature);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "{url}: cluster-info holds no signature for token {id}: the token is unknown, expired or not for signing (berth token create --usages signing,authentication)"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    if !berth_pki::jws::verify_detached(&signature, kubeconfig.as_bytes(), id, secret) {
+        bail!(
+            "refusing {url}: its cluster-info signature for token {id} does not verify (a wrong token secret, or not the server the token belongs to)"
+        );
+    }
+    let config = kube::config::Kubeconfig::from_yaml(&kubeconfig).context("cluster-info's kubeconfig")?;
+    let ca = config
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.certificate_authority_data.clone())
+        .context("cluster-info's kubeconfig names no CA")?;
+    let pem = base64::engine::general_purpose::STANDARD.decode(ca.trim()).context("cluster-info's CA is not base64")?;
+    let pem = String::from_utf8(pem).context("cluster-info's CA is not PEM")?;
+    tracing::info!(server = %url, token = id, "the server CA is verified by the token's cluster-info signature");
+    Ok(pem)
 }
 
 /// The server CA from `/cacerts`, fetched without verification (the caller checks it).
