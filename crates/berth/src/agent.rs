@@ -130,13 +130,13 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
 
 /// mimalloc's option that commits its arena at once; with transparent huge pages in
 /// `madvise` mode that arena is backed by 2 MiB pages, ~9 MiB of an idle node agent's RSS.
-const EAGER_COMMIT: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+pub(crate) const EAGER_COMMIT: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
 
 /// Replaces this process (same PID, same arguments) with one whose allocator commits
 /// memory as it is used: mimalloc reads its options from the environment only when the
 /// process starts. Containerd and the pods do not inherit the setting's effect (it only
 /// concerns mimalloc). Returns only on failure.
-fn rerun_with_lazy_commit() -> std::io::Error {
+pub(crate) fn rerun_with_lazy_commit() -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
     let mut command = std::process::Command::new("/proc/self/exe");

@@ -292,6 +292,12 @@ fn write_kubeconfigs(
 
 /// Runs the server until SIGTERM or SIGINT.
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // mimalloc commits its first arena at once by default; lazily committed, the idle
+    // server's heap is ~4-20 MiB smaller (BENCHMARKS.md, bench api). An explicit setting wins.
+    if std::env::var_os(crate::agent::EAGER_COMMIT).is_none() {
+        let e = crate::agent::rerun_with_lazy_commit();
+        tracing::warn!(error = %e, "could not run again with {}=0: continuing", crate::agent::EAGER_COMMIT);
+    }
     let started = Instant::now();
     let scheduler_config = match &args.scheduler_config {
         Some(path) => berth_scheduler::SchedulerConfig::from_file(path)?,

@@ -9,6 +9,8 @@ use serde_json::Value;
 const FIGURES: &[&str] = &[
     "ready_ms",
     "idle_rss_mb",
+    "idle_rss_anon_mb",
+    "idle_rss_file_mb",
     "configmap_creates_per_s",
     "configmap_create_p99_ms",
     "configmap_create_server_cpu_us",
@@ -27,6 +29,9 @@ const FIGURES: &[&str] = &[
     "list_10k_pods_cache_p99_ms",
     "list_10k_pods_consistent_p50_ms",
     "list_10k_pods_consistent_p99_ms",
+    "list_settle_s",
+    "list_10k_pods_cache_server_cpu_ms",
+    "list_10k_pods_consistent_server_cpu_ms",
     "mutating_achieved_per_s",
     "mutating_p50_ms_at_1000_per_s",
     "mutating_p99_ms_at_1000_per_s",
