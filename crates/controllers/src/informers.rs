@@ -239,17 +239,31 @@ mod tests {
         store.wait_until_ready().await;
     }
 
+    /// Eight tasks waiting, each on its own clone of `cache`.
+    fn waiters(cache: &Cache<Pod>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.wait_until_ready().await })
+            })
+            .collect()
+    }
+
+    async fn all_wake(waiters: Vec<tokio::task::JoinHandle<()>>) {
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
+                .await
+                .expect("a waiter never woke")
+                .unwrap();
+        }
+    }
+
     /// Many tasks waiting for one shared cache all wake when it syncs (kube-runtime's
     /// `Store::wait_until_ready` wakes only the last of them: see the module doc).
     #[tokio::test]
     async fn every_waiter_wakes_when_the_cache_syncs() {
         let shared = Arc::new(Shared::<Pod>::new());
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                let cache = shared.store();
-                tokio::spawn(async move { cache.wait_until_ready().await })
-            })
-            .collect();
+        let waiters = waiters(&shared.store());
         // Let every waiter register before the list arrives.
         tokio::task::yield_now().await;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -263,12 +277,7 @@ mod tests {
         for event in [watcher::Event::Init, watcher::Event::InitApply(pod("p", "1")), watcher::Event::InitDone] {
             tx.send(Ok(event)).unwrap();
         }
-        for waiter in waiters {
-            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
-                .await
-                .expect("a waiter never woke")
-                .unwrap();
-        }
+        all_wake(waiters).await;
         assert_eq!(shared.store().len(), 1);
         drop(tx);
         runner.await.unwrap();
@@ -279,21 +288,11 @@ mod tests {
     async fn a_wrapped_store_wakes_every_waiter() {
         let mut writer = reflector::store::Writer::<Pod>::default();
         let cache = Cache::of(writer.as_reader());
-        let waiters: Vec<_> = (0..8)
-            .map(|_| {
-                let cache = cache.clone();
-                tokio::spawn(async move { cache.wait_until_ready().await })
-            })
-            .collect();
+        let waiters = waiters(&cache);
         tokio::task::yield_now().await;
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        for waiter in waiters {
-            tokio::time::timeout(std::time::Duration::from_secs(30), waiter)
-                .await
-                .expect("a waiter never woke")
-                .unwrap();
-        }
+        all_wake(waiters).await;
     }
 
     #[tokio::test]
