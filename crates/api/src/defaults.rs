@@ -30,13 +30,25 @@ fn fold_string_data(obj: &mut Value) {
 
 /// Fills in Kubernetes' defaults for `obj` of resource `res` (a no-op for kinds without
 /// defaults and for custom resources, whose schema defaults are applied elsewhere).
-/// Called on create and update; `metadata.uid` is already set.
+/// Called on create and update; `metadata.uid` is already set. Includes the values
+/// Kubernetes' admission plugins set on every Pod (see [`apply_scheme`]).
 pub fn apply(res: &ResourceInfo, obj: &mut Value) {
+    apply_with(res, obj, true);
+}
+
+/// The defaults Kubernetes applies when it decodes a request, without the Pod fields its
+/// admission plugins set (ServiceAccount, Priority, DefaultTolerationSeconds): what the
+/// creator's managedFields entry covers, as Kubernetes records it before admission.
+pub fn apply_scheme(res: &ResourceInfo, obj: &mut Value) {
+    apply_with(res, obj, false);
+}
+
+fn apply_with(res: &ResourceInfo, obj: &mut Value, admission: bool) {
     if !obj.is_object() || res.definition.is_empty() {
         return;
     }
     match (res.group.as_str(), res.kind.as_str()) {
-        ("", "Pod") => pod(obj),
+        ("", "Pod") => pod(obj, admission),
         ("", "PodTemplate") => template(obj, "/template"),
         ("", "ReplicationController") => replication_controller(obj),
         ("", "Service") => service(obj),
@@ -326,11 +338,34 @@ fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
-fn pod(obj: &mut Value) {
+fn pod(obj: &mut Value, admission: bool) {
     let spec = at(obj, "/spec");
     pod_spec(spec);
     set(spec, "enableServiceLinks", json!(true));
-    // admission defaults Kubernetes applies to every pod
+    if admission {
+        pod_admission(spec);
+    }
+    // requests default to limits, per resource
+    for key in ["/containers", "/initContainers"] {
+        for c in items(spec, key) {
+            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            let requests = at(c, "/resources/requests");
+            for (name, q) in limits {
+                set(requests, &name, q);
+            }
+        }
+    }
+    let qos = qos_class(spec);
+    let status = at(obj, "/status");
+    set(status, "phase", json!("Pending"));
+    set(status, "qosClass", json!(qos));
+}
+
+/// What Kubernetes' admission plugins set on every Pod: priority (Priority), the service
+/// account (ServiceAccount) and the not-ready/unreachable tolerations (DefaultTolerationSeconds).
+fn pod_admission(spec: &mut Value) {
     if !present(spec, "/priorityClassName") {
         set(spec, "priority", json!(0));
     }
@@ -354,22 +389,6 @@ fn pod(obj: &mut Value) {
             }
         }
     }
-    // requests default to limits, per resource
-    for key in ["/containers", "/initContainers"] {
-        for c in items(spec, key) {
-            let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() else {
-                continue;
-            };
-            let requests = at(c, "/resources/requests");
-            for (name, q) in limits {
-                set(requests, &name, q);
-            }
-        }
-    }
-    let qos = qos_class(spec);
-    let status = at(obj, "/status");
-    set(status, "phase", json!("Pending"));
-    set(status, "qosClass", json!(qos));
 }
 
 // ---- workloads ---------------------------------------------------------------------------

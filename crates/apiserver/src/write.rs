@@ -245,10 +245,7 @@ async fn admit(
     track: bool,
 ) -> ApiResult<()> {
     let served = &ctx.served;
-    match &served.custom {
-        Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), obj),
-        None => berth_api::defaults::apply(&served.info, obj),
-    }
+    apply_defaults(ctx, obj, true);
     let mut errors = match &served.custom {
         Some(c) => {
             let mut e = berth_api::validation::validate_metadata(&served.info, obj, old);
@@ -270,18 +267,28 @@ async fn admit(
     if is_service(served) && subresource.is_none() {
         crate::services::allocate(&ctx.app, obj, old).await?;
     }
-    if let (true, Some(schema)) = (track, schema_of(served)) {
-        berth_api::apply::track_update(
-            schema,
-            old,
-            obj,
-            &ctx.manager(),
-            &object::now(),
-            &served.info.api_version(),
-            subresource,
-        );
+    if track {
+        track_update(ctx, obj, old, subresource);
     }
     Ok(())
+}
+
+/// The kind's defaults (the schema's for custom resources); `admission`: also the values
+/// Kubernetes' admission plugins set on every Pod.
+fn apply_defaults(ctx: &Ctx, obj: &mut Value, admission: bool) {
+    match &ctx.served.custom {
+        Some(c) => berth_api::fields::apply_defaults(Node::new(&c.schema), obj),
+        None if admission => berth_api::defaults::apply(&ctx.served.info, obj),
+        None => berth_api::defaults::apply_scheme(&ctx.served.info, obj),
+    }
+}
+
+/// Records this write in managedFields as an Update by the request's field manager.
+fn track_update(ctx: &Ctx, obj: &mut Value, old: Option<&Value>, subresource: Option<&str>) {
+    if let Some(schema) = schema_of(&ctx.served) {
+        let (manager, now, version) = (ctx.manager(), object::now(), ctx.served.info.api_version());
+        berth_api::apply::track_update(schema, old, obj, &manager, &now, &version, subresource);
+    }
 }
 
 fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
@@ -335,12 +342,18 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
         crate::crd::set_status(&mut obj);
     }
     let generated = object::meta_str(&obj, "generateName").is_some() && ctx.path.name.is_none();
+    // The creator owns what it sent and the defaults, not what admission adds below (as
+    // Kubernetes records managedFields before mutating admission).
+    if track {
+        apply_defaults(ctx, &mut obj, false);
+        track_update(ctx, &mut obj, None, None);
+    }
     crate::certificates::prepare_create(ctx, &mut obj)?;
     crate::priority::admit_pod(ctx, &mut obj)?;
     crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
     crate::webhook::mutate(ctx, &mut obj, None).await?;
-    admit(ctx, &mut obj, None, None, track).await?;
+    admit(ctx, &mut obj, None, None, false).await?;
     crate::limit_ranger::validate(ctx, &obj)?;
     crate::pod_security::enforce(ctx, &obj)?;
     crate::webhook::validate(ctx, &obj, None).await?;

@@ -324,6 +324,19 @@ fn admission_sets_the_account_and_mounts_the_token() {
             json!([{ "name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount" }])
         );
     }
+    // The creator owns what it sent and the defaults, not what admission added (Kubernetes
+    // records managedFields before mutating admission).
+    let managed = p["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(managed.len(), 1, "{p}");
+    let owned = &managed[0]["fieldsV1"]["f:spec"];
+    for field in ["f:containers", "f:initContainers", "f:restartPolicy", "f:dnsPolicy"] {
+        assert!(owned.get(field).is_some(), "{field} not owned: {owned}");
+    }
+    for field in ["f:volumes", "f:serviceAccountName", "f:tolerations", "f:priority"] {
+        assert!(owned.get(field).is_none(), "{field} owned: {owned}");
+    }
+    let container = &owned["f:containers"][r#"k:{"name":"c"}"#];
+    assert!(container.get("f:image").is_some() && container.get("f:volumeMounts").is_none(), "{container}");
     // automountServiceAccountToken: false on the pod, or on its account.
     let (code, p) = pod("quiet", json!({ "automountServiceAccountToken": false }));
     assert_eq!(code, 201, "{p}");
