@@ -17,8 +17,13 @@ use crate::preemption::Victims;
 
 /// How many bindings may be in flight at once.
 const MAX_BINDS_IN_FLIGHT: usize = 64;
-/// Events waiting to be sent beyond this are dropped (as Kubernetes' event broadcaster does).
-const EVENT_BACKLOG: usize = 20_000;
+/// How many PodScheduled status writes (with their preemptions) may be in flight at once;
+/// the others wait their turn. Each request in flight holds an HTTP/1.1 connection of its
+/// own, so this also bounds the connections (and their TLS buffers) the writes open.
+const MAX_STATUS_WRITES_IN_FLIGHT: usize = 16;
+/// Events waiting to be sent beyond this are dropped, as client-go's event broadcaster
+/// drops them beyond its queue of 1,000 (`maxQueuedEvents`).
+const EVENT_BACKLOG: usize = 1_000;
 /// Events sent concurrently.
 const EVENT_CONCURRENCY: usize = 16;
 /// An event the same as the last one about the same pod (reason and message) is not
@@ -101,9 +106,32 @@ pub enum Action {
     },
 }
 
+/// The pod an event is about: what its `involvedObject` names, and no more (an event
+/// waiting to be posted does not keep the whole Pod alive).
+#[derive(Debug, Clone)]
+struct PodRef {
+    key: String,
+    namespace: String,
+    name: String,
+    uid: String,
+    resource_version: Option<String>,
+}
+
+impl PodRef {
+    fn of(info: &PodInfo) -> PodRef {
+        PodRef {
+            key: info.key.clone(),
+            namespace: info.namespace.clone(),
+            name: info.name.clone(),
+            uid: info.uid.clone(),
+            resource_version: info.pod.metadata.resource_version.clone(),
+        }
+    }
+}
+
 /// One event to post.
 struct EventSpec {
-    pod: Arc<PodInfo>,
+    pod: PodRef,
     kind: &'static str,
     reason: &'static str,
     action: &'static str,
@@ -128,7 +156,7 @@ fn event_object(e: &EventSpec) -> Event {
     let v = json!({
         "metadata": {"name": format!("{}.{:x}", e.pod.name, nanos.wrapping_add(seq)), "namespace": e.pod.namespace},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": e.pod.namespace, "name": e.pod.name,
-            "uid": e.pod.uid, "resourceVersion": e.pod.pod.metadata.resource_version},
+            "uid": e.pod.uid, "resourceVersion": e.pod.resource_version},
         "reason": e.reason, "message": e.message, "type": e.kind,
         "source": {"component": e.component},
         "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
@@ -156,9 +184,12 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
         });
         stream
             .for_each_concurrent(EVENT_CONCURRENCY, |e| {
-                let api: Api<Event> = Api::namespaced(events_client.clone(), &e.pod.namespace);
+                let client = events_client.clone();
                 async move {
-                    if let Err(err) = api.create(&PostParams::default(), &event_object(&e)).await {
+                    let url = <Event as kube::Resource>::url_path(&(), Some(&e.pod.namespace));
+                    let body = serde_json::to_vec(&event_object(&e)).unwrap_or_default();
+                    let request = kube::core::Request::new(url).create(&PostParams::default(), body);
+                    if let Err(err) = send(&client, request).await {
                         tracing::debug!(error = %err, pod = %e.pod.key, "posting a scheduler event");
                     }
                 }
@@ -166,6 +197,7 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
             .await;
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_BINDS_IN_FLIGHT));
+    let status_permits = Arc::new(tokio::sync::Semaphore::new(MAX_STATUS_WRITES_IN_FLIGHT));
     while let Some(action) = rx.recv().await {
         match action {
             Action::Bind { info, node } => {
@@ -179,8 +211,13 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
                 });
             }
             Action::Unschedulable { info, message, victims, profile } => {
-                let (client, events) = (client.clone(), events_tx.clone());
-                tokio::spawn(async move { unschedulable(client, info, message, victims, profile, &events).await });
+                let (client, events, permits) = (client.clone(), events_tx.clone(), status_permits.clone());
+                tokio::spawn(async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    unschedulable(client, info, message, victims, profile, &events).await
+                });
             }
         }
     }
@@ -188,6 +225,15 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
 
 fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Sends a request built with kube-core and drops the response body: the scheduler never
+/// reads back what it wrote, so decoding a whole Pod (or Event) per write is saved.
+async fn send(
+    client: &kube::Client,
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> kube::Result<()> {
+    client.request_text(request.map_err(kube::Error::BuildRequest)?).await.map(drop)
 }
 
 fn send_event(events: &tokio::sync::mpsc::Sender<EventSpec>, e: EventSpec) {
@@ -203,7 +249,6 @@ async fn bind(
     node: String,
     events: &tokio::sync::mpsc::Sender<EventSpec>,
 ) {
-    let api: Api<Pod> = Api::namespaced(client, &info.namespace);
     let binding = Binding {
         metadata: kube::api::ObjectMeta {
             name: Some(info.name.clone()),
@@ -219,14 +264,23 @@ async fn bind(
         },
     };
     let component = info.spec().scheduler_name.clone().unwrap_or_else(|| crate::config::DEFAULT_SCHEDULER_NAME.into());
-    match api.create_subresource::<_, serde_json::Value>("binding", &info.name, &PostParams::default(), &binding).await
-    {
+    let url = <Pod as kube::Resource>::url_path(&(), Some(&info.namespace));
+    let body = serde_json::to_vec(&binding).unwrap_or_default();
+    let request = kube::core::Request::new(url).create_subresource("binding", &info.name, &PostParams::default(), body);
+    match send(&client, request).await {
         Ok(_) => {
             shared.queue.done(&info.key);
             let message = format!("Successfully assigned {} to {node}", info.key);
             send_event(
                 events,
-                EventSpec { pod: info, kind: "Normal", reason: "Scheduled", action: "Binding", message, component },
+                EventSpec {
+                    pod: PodRef::of(&info),
+                    kind: "Normal",
+                    reason: "Scheduled",
+                    action: "Binding",
+                    message,
+                    component,
+                },
             );
         }
         Err(e) => {
@@ -243,7 +297,7 @@ async fn bind(
             send_event(
                 events,
                 EventSpec {
-                    pod: info,
+                    pod: PodRef::of(&info),
                     kind: "Warning",
                     reason: "FailedScheduling",
                     action: "Scheduling",
@@ -263,7 +317,6 @@ async fn unschedulable(
     component: String,
     events: &tokio::sync::mpsc::Sender<EventSpec>,
 ) {
-    let api: Api<Pod> = Api::namespaced(client.clone(), &info.namespace);
     let status = info.pod.status.as_ref();
     let current = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
     let same = current.is_some_and(|c| {
@@ -272,19 +325,32 @@ async fn unschedulable(
     let nominated = victims.as_ref().map(|v| v.node.clone());
     let nominated_same = status.and_then(|s| s.nominated_node_name.clone()) == nominated || nominated.is_none();
     if !same || !nominated_same {
+        // The transition time moves only when the status does (a new message alone keeps it).
+        let transitioned = current
+            .filter(|c| c.status == "False")
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(now);
         let mut patch = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": message, "lastProbeTime": null, "lastTransitionTime": now()}]}});
+            "message": message, "lastProbeTime": null, "lastTransitionTime": transitioned}]}});
         if let Some(n) = &nominated {
             patch["status"]["nominatedNodeName"] = json!(n);
         }
-        if let Err(e) = api.patch_status(&info.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+        let url = <Pod as kube::Resource>::url_path(&(), Some(&info.namespace));
+        let request = kube::core::Request::new(url).patch_subresource(
+            "status",
+            &info.name,
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        );
+        if let Err(e) = send(&client, request).await {
             tracing::debug!(pod = %info.key, error = %e, "updating PodScheduled");
         }
     }
     send_event(
         events,
         EventSpec {
-            pod: info.clone(),
+            pod: PodRef::of(&info),
             kind: "Warning",
             reason: "FailedScheduling",
             action: "Scheduling",
@@ -307,7 +373,7 @@ async fn unschedulable(
                 send_event(
                     events,
                     EventSpec {
-                        pod: victim.clone(),
+                        pod: PodRef::of(&victim),
                         kind: "Normal",
                         reason: "Preempted",
                         action: "Preempting",

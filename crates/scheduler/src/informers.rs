@@ -2,7 +2,8 @@
 //! and the services, replication controllers, replica sets and stateful sets that
 //! PodTopologySpread's default constraints select pods by,
 //! applied to the cache and the queue as events arrive (kube-runtime watchers: one LIST,
-//! then WATCH, re-listing with back-off after errors).
+//! then WATCH, re-listing with back-off after errors). Objects are kept once, behind an
+//! `Arc`, without their managedFields.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -84,7 +85,9 @@ where
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(e) => on(e),
+            // managedFields are dropped, as kube-scheduler's informers do: the scheduler
+            // never reads them, and they are often the largest part of a small object.
+            Ok(e) => on(e.modify(|o| o.meta_mut().managed_fields = None)),
             Err(e) => tracing::warn!(error = %e, "scheduler watch error"),
         }
     }

@@ -4,7 +4,7 @@
 //! wait for their `schedulingGates` to be removed. Pods are popped one at a time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,6 @@ struct Slot {
     generation: u64,
     /// Order of arrival (older first among equal priorities).
     seq: u64,
-    since: Instant,
     backoff_until: Instant,
     /// The value of `moves` when the pod was popped.
     popped_at_move: u64,
@@ -51,10 +50,14 @@ struct State {
     active: BinaryHeap<(i32, Reverse<u64>, u64, String)>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_seq: u64,
-    /// Keys of the pods in [`Place::Unschedulable`] (a superset: entries of pods that
-    /// left that place are dropped when the set is next walked), so cluster events walk
-    /// the unschedulable pods only, not every queued pod.
-    unschedulable: std::collections::HashSet<String>,
+    /// The last slot generation handed out: generations are unique across slots, so an
+    /// entry left by a deleted pod never matches a new pod of the same name.
+    last_generation: u64,
+    /// The pods that entered [`Place::Unschedulable`], oldest first, with the slot
+    /// generation they entered with: an entry whose slot has moved on since (another
+    /// generation or place) is stale and dropped when met. Cluster events walk these
+    /// pods only, not every queued pod, and the 5-minute retry looks at the front only.
+    unschedulable: VecDeque<(Instant, u64, String)>,
     /// Counts cluster events that moved unschedulable pods.
     moves: u64,
     closed: bool,
@@ -90,7 +93,8 @@ impl State {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        slot.generation += 1;
+        self.last_generation += 1;
+        slot.generation = self.last_generation;
         slot.place = Place::Active;
         self.active.push((slot.info.priority, Reverse(slot.seq), slot.generation, key.to_string()));
     }
@@ -103,9 +107,36 @@ impl State {
             self.push_active(key);
             return;
         }
-        slot.generation += 1;
+        self.last_generation += 1;
+        slot.generation = self.last_generation;
         slot.place = Place::Backoff;
         self.backoff.push(Reverse((slot.backoff_until, slot.generation, key.to_string())));
+    }
+
+    /// Whether an [`State::unschedulable`] entry still stands for its pod.
+    fn unschedulable_entry_live(&self, generation: u64, key: &str) -> bool {
+        self.slots.get(key).is_some_and(|s| s.generation == generation && s.place == Place::Unschedulable)
+    }
+
+    /// Moves the pods unschedulable for longer than [`MAX_UNSCHEDULABLE`] to the active
+    /// heap (podMaxInUnschedulablePodsDuration), dropping stale entries on the way; returns
+    /// whether any moved. Only the front of the (time-ordered) list is looked at.
+    fn flush_unschedulable_leftover(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        while let Some((since, generation, key)) = self.unschedulable.front() {
+            if !self.unschedulable_entry_live(*generation, key) {
+                self.unschedulable.pop_front();
+                continue;
+            }
+            if now.duration_since(*since) <= MAX_UNSCHEDULABLE {
+                break;
+            }
+            if let Some((_, _, key)) = self.unschedulable.pop_front() {
+                self.push_active(&key);
+                moved = true;
+            }
+        }
+        moved
     }
 
     /// Moves pods whose back-off ended to the active heap.
@@ -160,7 +191,6 @@ impl Queue {
                         attempts: 0,
                         generation: 0,
                         seq,
-                        since: now,
                         backoff_until: now,
                         popped_at_move: 0,
                         gone: false,
@@ -208,8 +238,10 @@ impl Queue {
         let now = Instant::now();
         let State { slots, unschedulable, .. } = &mut *s;
         let mut keys = Vec::new();
-        unschedulable.retain(|key| {
-            let Some(slot) = slots.get(key).filter(|slot| slot.place == Place::Unschedulable) else {
+        unschedulable.retain(|(_, generation, key)| {
+            let Some(slot) =
+                slots.get(key).filter(|slot| slot.generation == *generation && slot.place == Place::Unschedulable)
+            else {
                 return false;
             };
             if only.is_none_or(|f| f(&slot.info)) {
@@ -250,25 +282,20 @@ impl Queue {
                 }
             }
             // Pods unschedulable for too long are retried anyway.
-            let State { slots, unschedulable, .. } = &mut *s;
-            unschedulable.retain(|key| slots.get(key).is_some_and(|slot| slot.place == Place::Unschedulable));
-            let stale: Vec<String> = unschedulable
-                .iter()
-                .filter(|key| slots.get(*key).is_some_and(|slot| now.duration_since(slot.since) > MAX_UNSCHEDULABLE))
-                .cloned()
-                .collect();
-            if !stale.is_empty() {
-                for key in stale {
-                    s.push_active(&key);
-                }
+            if s.flush_unschedulable_leftover(now) {
                 continue;
             }
+            let leftover = s
+                .unschedulable
+                .front()
+                .map(|(since, _, _)| (*since + MAX_UNSCHEDULABLE).saturating_duration_since(now));
             let wait = s
                 .backoff
                 .peek()
                 .map(|Reverse((until, _, _))| until.saturating_duration_since(now))
-                .unwrap_or(Duration::from_secs(30))
-                .min(Duration::from_secs(30))
+                .into_iter()
+                .chain(leftover)
+                .fold(Duration::from_secs(30), Duration::min)
                 .max(Duration::from_millis(1));
             s = self.wake.wait_timeout(s, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
@@ -288,15 +315,28 @@ impl Queue {
             return;
         }
         slot.backoff_until = now + backoff_for(slot.attempts);
-        slot.since = now;
         if slot.popped_at_move != moves {
             s.push_backoff(key, now);
         } else if gated(&slot.info) {
             slot.place = Place::Gated;
         } else {
-            slot.generation += 1;
             slot.place = Place::Unschedulable;
-            s.unschedulable.insert(key.to_string());
+            s.last_generation += 1;
+            let generation = s.last_generation;
+            if let Some(slot) = s.slots.get_mut(key) {
+                slot.generation = generation;
+            }
+            s.unschedulable.push_back((now, generation, key.to_string()));
+            // Stale entries go when met at the front or walked by a cluster event; this
+            // bounds them when neither happens for a while.
+            if s.unschedulable.len() > 2 * s.slots.len() + 64 {
+                let State { slots, unschedulable, .. } = &mut *s;
+                unschedulable.retain(|(_, generation, key)| {
+                    slots
+                        .get(key)
+                        .is_some_and(|slot| slot.generation == *generation && slot.place == Place::Unschedulable)
+                });
+            }
         }
         drop(s);
         self.wake.notify_one();
@@ -392,5 +432,49 @@ mod tests {
         assert!(q.is_gone("d/b"));
         q.unschedulable("d/b");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn stale_unschedulable_entries_are_dropped_and_names_reused_safely() {
+        let q = Queue::new();
+        // A pod deleted while unschedulable, then created again under the same name: only
+        // the new pod's entry counts.
+        q.add_or_update(pod("a", 0, false));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key);
+        q.delete("d/a");
+        q.add_or_update(pod("a", 0, false));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key);
+        {
+            let s = q.state.lock().unwrap();
+            let live = s.unschedulable.iter().filter(|(_, g, k)| s.unschedulable_entry_live(*g, k)).count();
+            assert_eq!(live, 1);
+        }
+        // Pods going round (unschedulable, then changed, then tried again) leave stale
+        // entries behind; they stay bounded without any cluster event.
+        for i in 0..200 {
+            q.add_or_update(pod(&format!("p{i}"), 0, false));
+        }
+        for round in 0..5 {
+            while let Some(p) = {
+                let s = q.state.lock().unwrap();
+                let any = !s.active.is_empty();
+                drop(s);
+                any.then(|| q.pop()).flatten()
+            } {
+                q.unschedulable(&p.info.key);
+            }
+            // A spec change re-queues each of them (priority differs per round).
+            for i in 0..200 {
+                q.add_or_update(pod(&format!("p{i}"), round + 1, false));
+            }
+            let mut s = q.state.lock().unwrap();
+            let now = Instant::now() + MAX_BACKOFF;
+            s.flush_backoff(now);
+        }
+        let s = q.state.lock().unwrap();
+        assert!(s.unschedulable.len() <= 2 * s.slots.len() + 64, "{} entries", s.unschedulable.len());
+        assert_eq!(s.slots.len(), 201);
     }
 }
