@@ -85,13 +85,9 @@ fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
         let server = kubeconfig_server(&kubeconfig)?;
         let (cert, key) = pki.leaf_files(&admin);
         let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| p.display().to_string());
-        let client = berth_pki::CertKey {
-            cert_pem: read(&cert)?,
-            key_pem: read(&key)?,
-            not_after: berth_pki::OffsetDateTime::now_utc(),
-        };
         let ca = pki.ca_pem(berth_pki::CaKind::Server)?;
-        crate::server::write_private(&kubeconfig, &crate::server::kubeconfig(&server, &ca, &client))?;
+        let text = crate::server::kubeconfig(&server, &ca, &read(&cert)?, &read(&key)?);
+        crate::server::write_private(&kubeconfig, &text)?;
         println!("{}: now holds the new admin certificate", kubeconfig.display());
     }
     Ok(())

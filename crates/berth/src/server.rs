@@ -168,15 +168,16 @@ async fn renew_certificates(dir: PathBuf, mut stop: tokio::sync::watch::Receiver
     }
 }
 
-/// A kubeconfig for `server`, trusting `ca_pem`, as the holder of `client`.
-pub(crate) fn kubeconfig(server: &str, ca_pem: &str, client: &berth_pki::CertKey) -> String {
+/// A kubeconfig for `server`, trusting `ca_pem`, as the holder of the client certificate
+/// `cert_pem` and its key `key_pem`.
+pub(crate) fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> String {
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: berth\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\ncontexts:\n- name: berth\n  context:\n    cluster: berth\n    user: admin\n    namespace: default\ncurrent-context: berth\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
         b64(ca_pem),
-        b64(&client.cert_pem),
-        b64(&client.key_pem)
+        b64(cert_pem),
+        b64(key_pem)
     )
 }
 
@@ -281,7 +282,8 @@ fn write_kubeconfigs(
     addr: std::net::SocketAddr,
     security: &Security,
 ) -> anyhow::Result<PathBuf> {
-    let kc = kubeconfig(&format!("https://{addr}"), &security.tls.server_ca_pem, &security.admin);
+    let admin = &security.admin;
+    let kc = kubeconfig(&format!("https://{addr}"), &security.tls.server_ca_pem, &admin.cert_pem, &admin.key_pem);
     let kc_path = data_dir.join("kubeconfig.yaml");
     write_private(&kc_path, &kc)?;
     if let Some(extra) = &args.write_kubeconfig {
@@ -490,7 +492,8 @@ async fn local_client(
 ) -> anyhow::Result<kube::Client> {
     let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
     let url = format!("https://{}", std::net::SocketAddr::new(ip, addr.port()));
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, identity))?;
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, &identity.cert_pem, &identity.key_pem))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     kube::Client::try_from(config).context("a client for the server's own API")
 }
