@@ -66,10 +66,33 @@ impl UserInfo {
     }
 }
 
-/// The user a connection's verified client certificate names, if it presented one; the TLS
+/// What a connection's verified client certificate says, if it presented one; the TLS
 /// listener puts it in every request of that connection.
 #[derive(Debug, Clone, Default)]
-pub struct PeerCertificate(pub Option<UserInfo>);
+pub struct PeerCertificate {
+    /// The user the certificate names (CN and O values).
+    pub user: Option<UserInfo>,
+    /// The end of its validity, in seconds since the Unix epoch. The TLS handshake checked it
+    /// once; as Kubernetes' x509 authenticator, every request checks it again, so a
+    /// long-lived connection stops authenticating when its certificate expires.
+    pub not_after: Option<i64>,
+}
+
+impl PeerCertificate {
+    /// What the verified client certificate `der` says.
+    pub fn of(der: &[u8]) -> PeerCertificate {
+        let not_after = x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c.validity().not_after.timestamp());
+        PeerCertificate { user: user_from_certificate(der), not_after }
+    }
+
+    /// The certificate's user at `now` (seconds since the Unix epoch): `Err` once it expired.
+    pub fn user_at(&self, now: i64) -> Result<Option<&UserInfo>, Refusal> {
+        match (&self.user, self.not_after) {
+            (Some(_), Some(end)) if now > end => Err(Refusal::BadCredentials),
+            (user, _) => Ok(user.as_ref()),
+        }
+    }
+}
 
 /// The user a verified client certificate (DER) names: CN and O values.
 pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
@@ -330,7 +353,15 @@ pub fn unauthorized() -> Response {
 /// The axum middleware: authenticates the request and stores its [`UserInfo`] in the
 /// extensions, or answers 401.
 pub async fn middleware(State(authn): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<PeerCertificate>().and_then(|p| p.0.as_ref());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let peer = match req.extensions().get::<PeerCertificate>().map(|p| p.user_at(now)) {
+        Some(Err(_)) => {
+            tracing::debug!("client certificate expired on a connection made before");
+            return unauthorized();
+        }
+        Some(Ok(user)) => user,
+        None => None,
+    };
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
     match authn.authenticate(peer, authorization, req.uri().path()) {
         Ok(Some(user)) => {
@@ -356,6 +387,15 @@ mod tests {
             Some(u) => format!("{} {:?}", u.username, u.groups),
             None => "anonymous".into(),
         })
+    }
+
+    #[test]
+    fn a_certificate_user_is_refused_once_the_certificate_ended() {
+        let user = UserInfo::new("u", ["g".to_string()]);
+        let peer = PeerCertificate { user: Some(user), not_after: Some(100) };
+        assert_eq!(peer.user_at(100).unwrap().map(|u| u.username.as_str()), Some("u"));
+        assert_eq!(peer.user_at(101).unwrap_err(), Refusal::BadCredentials);
+        assert!(PeerCertificate::default().user_at(101).unwrap().is_none(), "no certificate: nothing to check");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::authn::{PeerCertificate, user_from_certificate};
+use crate::authn::PeerCertificate;
 
 /// The server's TLS material, PEM.
 #[derive(Debug, Clone)]
@@ -211,13 +211,13 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            let peer = PeerCertificate(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(|c| user_from_certificate(c)),
-            );
+            let peer = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|c| PeerCertificate::of(c))
+                .unwrap_or_default();
             let service = router.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(peer.clone());
                 req.extensions_mut().insert(axum::extract::ConnectInfo(remote));

@@ -4,6 +4,7 @@
 //! node token, or a join token exchanged for a node client certificate ([`join`]).
 
 mod join;
+mod rotation;
 
 use std::path::PathBuf;
 
@@ -216,8 +217,8 @@ async fn client(args: &AgentArgs, node_name: impl FnOnce() -> anyhow::Result<Str
         }
         (None, Some(server), token) => match token.as_deref().map(|t| (t, join::JoinToken::parse(t))) {
             Some((token, None)) => token_config(server, token).await?,
-            Some((_, Some(join))) => join::config(server, Some(&join), &node_name()?, &args.data_dir).await?,
-            None => join::config(server, None, &node_name()?, &args.data_dir).await?,
+            Some((_, Some(join))) => return join::client(server, Some(&join), &node_name()?, &args.data_dir).await,
+            None => return join::client(server, None, &node_name()?, &args.data_dir).await,
         },
         _ => bail!("give --kubeconfig PATH, or --server URL with --token TOKEN"),
     };

@@ -76,6 +76,10 @@ pub(crate) struct ServerArgs {
     /// Partially disrupted zones of at most this many nodes stop evicting.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// The longest a certificate signed through a CertificateSigningRequest lasts (agents
+    /// renew theirs after 80 % of it), e.g. 720h.
+    #[arg(long, default_value = "8760h")]
+    cluster_signing_duration: jiff::SignedDuration,
     /// Terminated pods beyond this many are deleted, oldest first.
     #[arg(long, default_value_t = 12_500)]
     terminated_pod_gc_threshold: usize,
@@ -393,7 +397,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => args.https_listen_port,
     };
     controller_options.root_ca = Some(security.tls.server_ca_pem.clone());
-    controller_options.csr_signing = Some(crate::token::csr_signing(&data_dir)?);
+    let signing_duration = Duration::try_from(args.cluster_signing_duration)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--cluster-signing-duration must be positive")?;
+    controller_options.csr_signing = Some(crate::token::csr_signing(&data_dir, signing_duration)?);
     let config = Config {
         bind_address: args.bind_address,
         port,

@@ -285,13 +285,18 @@ fn human(d: jiff::SignedDuration) -> String {
     }
 }
 
-/// The client CA the csrsigning controller signs approved requests with (`berth server`).
-pub(crate) fn csr_signing(data_dir: &Path) -> anyhow::Result<berth_controllers::csr_signing::CsrSigning> {
+/// The client CA the csrsigning controller signs approved requests with (`berth server`),
+/// and the longest a certificate it signs lasts.
+pub(crate) fn csr_signing(
+    data_dir: &Path,
+    duration: std::time::Duration,
+) -> anyhow::Result<berth_controllers::csr_signing::CsrSigning> {
     use berth_pki::CaKind;
     let pki = berth_pki::Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
     Ok(berth_controllers::csr_signing::CsrSigning {
         ca_pem: pki.ca_pem(CaKind::Client)?,
         ca_key_pem: pki.ca_key_pem(CaKind::Client)?,
+        duration,
     })
 }
 

@@ -532,3 +532,44 @@ fn a_bare_token_joins_by_the_signed_cluster_info_and_a_wrong_one_is_refused() {
     berth_token_ok(&s, &["delete", id]);
     assert!(wait_until(WAIT, || cluster_info(&s)["data"].get(&key).is_none()), "{}", cluster_info(&s));
 }
+
+/// A running agent renews its certificate as the kubelet's certificate manager does: with
+/// `--cluster-signing-duration 40s` it asks for a new one after 80 % of the time it got,
+/// presents it from then on and drops the connections made with the old one, so its Lease
+/// keeps being renewed after the first certificate has expired (the server checks a
+/// certificate's expiry on every request, not only at the handshake).
+#[test]
+fn a_running_agent_renews_its_certificate_before_it_expires() {
+    let s = TestServer::start_with(Path::new(BIN), &["--cluster-signing-duration", "40s"]);
+    let join = berth_token_ok(&s, &["create", "--print-join-command"]);
+    let words: Vec<&str> = join.split_whitespace().collect();
+    let (server, join_token) = (words[3], words[5]);
+    let data_dir = s.dir.path().join("agent");
+    let agent = start_agent(&s, &data_dir, &["--server", server, "--token", join_token]);
+    assert!(wait_until(WAIT, || node_ready(&s, "joined-0")), "node not Ready:\n{}", agent.log());
+    let cert_file = data_dir.join("pki").join("kubelet-client.crt");
+    let first = std::fs::read_to_string(&cert_file).unwrap();
+    let (_, first_end) = berth_pki::csr::validity(&first).unwrap();
+
+    let renewed = wait_until(Duration::from_secs(120), || {
+        std::fs::read_to_string(&cert_file).is_ok_and(|now| !now.is_empty() && now != first)
+    });
+    assert!(renewed, "the certificate was not renewed while running:\n{}", agent.log());
+    let second = std::fs::read_to_string(&cert_file).unwrap();
+    let (_, second_end) = berth_pki::csr::validity(&second).unwrap();
+    assert!(second_end > first_end, "the new certificate ends later");
+    assert!(wait_until(WAIT, || agent.log().contains("node client certificate renewed")), "{}", agent.log());
+    let (_, csrs) = s.http_json("GET", CSRS, None);
+    let by_node =
+        csrs["items"].as_array().unwrap().iter().filter(|c| c["spec"]["username"] == "system:node:joined-0").count();
+    assert!(by_node >= 1, "the renewal's CSR was sent with the node's own certificate: {csrs}");
+
+    // Past the first certificate's end, the node still renews its Lease (with the new one).
+    let lease_time = |s: &TestServer| {
+        lease_renew_time(s, "joined-0").and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second())
+    };
+    let renewed_after_expiry = wait_until(WAIT, || lease_time(&s).is_some_and(|t| t > first_end.unix_timestamp() + 1));
+    assert!(renewed_after_expiry, "no Lease renewal after the first certificate ended:\n{}", agent.log());
+    assert!(node_ready(&s, "joined-0"));
+    assert!(!agent.log().contains("Unauthorized"), "{}", agent.log());
+}

@@ -319,3 +319,34 @@ fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working()
     assert_eq!(kubectl_with(&s, &saved), "namespace/default");
     assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
 }
+
+/// As Kubernetes' x509 authenticator, every request checks its connection's client
+/// certificate against the clock: a keep-alive connection made with a certificate that
+/// has since expired gets 401, and a new connection with it is refused at the handshake.
+#[test]
+fn a_connection_stops_authenticating_when_its_client_certificate_expires() {
+    let s = server();
+    let ca = berth_pki::Pki::load_or_create(&s.dir.path().join("tls")).unwrap();
+    let kind = berth_pki::CaKind::Client;
+    let signer = berth_pki::csr::Signer::new(&ca.ca_pem(kind).unwrap(), &ca.ca_key_pem(kind).unwrap()).unwrap();
+    let (key_pem, request) = berth_pki::csr::new_request("short-lived", &["system:masters"]).unwrap();
+    let usages = ["client auth".to_string()];
+    let cert_pem = signer.sign(&request, &usages, berth_pki::csr::duration(Duration::from_secs(3))).unwrap();
+    let (_, not_after) = berth_pki::csr::validity(&cert_pem).unwrap();
+    let client = HttpClient::new(&s.addr, &s.kubeconfig(), Credentials::Certificate { cert_pem, key_pem }).unwrap();
+
+    let mut conn = client.connect().unwrap();
+    let first = client.get_on(&mut conn, "/api/v1/namespaces/default").unwrap();
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    // Until the certificate has ended (its notAfter has whole seconds), then a little more.
+    while berth_pki::OffsetDateTime::now_utc() <= not_after + Duration::from_millis(1500) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let later = client.get_on(&mut conn, "/api/v1/namespaces/default").unwrap();
+    assert_eq!(later.status, 401, "the same connection after expiry: {}", String::from_utf8_lossy(&later.body));
+    assert_eq!(later.json()["reason"], "Unauthorized");
+    let fresh = client.request("GET", "/api/v1/namespaces/default", None, b"");
+    assert!(fresh.as_ref().map_or(true, |r| r.status != 200), "a new connection with the expired certificate");
+    // The admin's connection is unaffected.
+    assert_eq!(s.client().request("GET", "/api/v1/namespaces/default", None, b"").unwrap().status, 200);
+}

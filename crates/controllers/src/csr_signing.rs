@@ -3,7 +3,8 @@
 //! with the client CA the API server trusts, as Kubernetes' controller of that name does:
 //! a request the signer refuses (a kubelet request that is not a node client certificate,
 //! usages beyond client authentication) gets a `Failed` condition; the certificate lasts
-//! `spec.expirationSeconds` (at least 10 minutes), at most the cluster signing duration.
+//! `spec.expirationSeconds` (at least 10 minutes), at most the cluster signing duration
+//! (`berth server --cluster-signing-duration`, one year by default).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,8 @@ use crate::csr_approving::{KUBELET_CLIENT_SIGNER, has_condition, kubelet_client_
 /// The signer of client certificates for the API server.
 pub(crate) const API_SERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
 
-/// How long a signed certificate lasts at most (`--cluster-signing-duration`, one year).
+/// How long a signed certificate lasts at most by default (kube-controller-manager's
+/// `--cluster-signing-duration`, one year).
 pub const CLUSTER_SIGNING_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Shortest lifetime `spec.expirationSeconds` may ask for.
@@ -35,6 +37,8 @@ pub struct CsrSigning {
     pub ca_pem: String,
     /// Its private key (PEM).
     pub ca_key_pem: String,
+    /// The longest a signed certificate lasts ([`CLUSTER_SIGNING_DURATION`] by default).
+    pub duration: Duration,
 }
 
 impl std::fmt::Debug for CsrSigning {
@@ -55,7 +59,7 @@ pub(crate) enum Decision {
 }
 
 /// The signer's judgement of `csr`.
-pub(crate) fn decide(csr: &CertificateSigningRequest) -> Decision {
+pub(crate) fn decide(csr: &CertificateSigningRequest, max: Duration) -> Decision {
     let spec = &csr.spec;
     let ours = spec.signer_name == KUBELET_CLIENT_SIGNER || spec.signer_name == API_SERVER_CLIENT_SIGNER;
     let signed = csr.status.as_ref().and_then(|s| s.certificate.as_ref()).is_some_and(|c| !c.0.is_empty());
@@ -94,13 +98,14 @@ pub(crate) fn decide(csr: &CertificateSigningRequest) -> Decision {
     let asked = spec
         .expiration_seconds
         .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)).max(MIN_EXPIRATION))
-        .unwrap_or(CLUSTER_SIGNING_DURATION);
-    Decision::Sign(asked.min(CLUSTER_SIGNING_DURATION))
+        .unwrap_or(max);
+    Decision::Sign(asked.min(max))
 }
 
 struct Ctx {
     client: kube::Client,
     signer: berth_pki::csr::Signer,
+    duration: Duration,
 }
 
 pub(crate) async fn run(client: kube::Client, signing: CsrSigning) {
@@ -112,13 +117,13 @@ pub(crate) async fn run(client: kube::Client, signing: CsrSigning) {
         }
     };
     Controller::new(Api::<CertificateSigningRequest>::all(client.clone()), watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client, signer }))
+        .run(reconcile, error_policy, Arc::new(Ctx { client, signer, duration: signing.duration }))
         .for_each(|_| async {})
         .await;
 }
 
 async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> crate::Result<Action> {
-    let status = match decide(&csr) {
+    let status = match decide(&csr, ctx.duration) {
         Decision::Skip => return Ok(Action::await_change()),
         Decision::Sign(validity) => {
             let pem = std::str::from_utf8(&csr.spec.request.0).unwrap_or_default();
@@ -205,26 +210,42 @@ mod tests {
         let nodes = ["system:nodes"];
         let n1 = "system:node:n1";
         assert_eq!(
-            decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], None)),
+            decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], None), CLUSTER_SIGNING_DURATION),
             Decision::Sign(CLUSTER_SIGNING_DURATION)
         );
         assert_eq!(
-            decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], Some(3600))),
+            decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], Some(3600)), CLUSTER_SIGNING_DURATION),
             Decision::Sign(Duration::from_secs(3600))
         );
         assert_eq!(
-            decide(&csr("alice", &[], &["client auth"], client, &["Approved"], Some(10))),
+            decide(&csr("alice", &[], &["client auth"], client, &["Approved"], Some(10)), CLUSTER_SIGNING_DURATION),
             Decision::Sign(MIN_EXPIRATION)
         );
-        assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &[], None)), Decision::Skip);
-        assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &["Approved", "Failed"], None)), Decision::Skip);
-        assert_eq!(decide(&csr(n1, &nodes, &usages, "example.com/other", &["Approved"], None)), Decision::Skip);
-        assert!(matches!(decide(&csr("alice", &nodes, &usages, kubelet, &["Approved"], None)), Decision::Fail(_)));
-        assert!(matches!(decide(&csr("alice", &[], &["server auth"], client, &["Approved"], None)), Decision::Fail(_)));
+        assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &[], None), CLUSTER_SIGNING_DURATION), Decision::Skip);
+        assert_eq!(
+            decide(&csr(n1, &nodes, &usages, kubelet, &["Approved", "Failed"], None), CLUSTER_SIGNING_DURATION),
+            Decision::Skip
+        );
+        assert_eq!(
+            decide(&csr(n1, &nodes, &usages, "example.com/other", &["Approved"], None), CLUSTER_SIGNING_DURATION),
+            Decision::Skip
+        );
+        assert!(matches!(
+            decide(&csr("alice", &nodes, &usages, kubelet, &["Approved"], None), CLUSTER_SIGNING_DURATION),
+            Decision::Fail(_)
+        ));
+        assert!(matches!(
+            decide(&csr("alice", &[], &["server auth"], client, &["Approved"], None), CLUSTER_SIGNING_DURATION),
+            Decision::Fail(_)
+        ));
         let mut signed = csr(n1, &nodes, &usages, kubelet, &["Approved"], None);
         if let Some(s) = signed.status.as_mut() {
             s.certificate = Some(ByteString(b"x".to_vec()));
         }
-        assert_eq!(decide(&signed), Decision::Skip);
+        assert_eq!(decide(&signed, CLUSTER_SIGNING_DURATION), Decision::Skip);
+        // A shorter cluster signing duration caps every request, with no 10-minute floor.
+        let short = Duration::from_secs(30);
+        assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], None), short), Decision::Sign(short));
+        assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], Some(3600)), short), Decision::Sign(short));
     }
 }

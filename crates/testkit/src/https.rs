@@ -180,6 +180,14 @@ impl HttpClient {
         crate::read_response(BufReader::new(stream))
     }
 
+    /// A GET of `path` on an open connection, which stays open (`keep-alive`) for the next.
+    pub fn get_on(&self, stream: &mut TlsStream, path: &str) -> std::io::Result<HttpResponse> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n{}\r\n", self.addr, self.auth_header());
+        stream.write_all(head.as_bytes())?;
+        stream.flush()?;
+        crate::read_response(BufReader::new(stream))
+    }
+
     /// One request.
     pub fn request(
         &self,

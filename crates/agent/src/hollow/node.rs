@@ -141,10 +141,16 @@ pub(crate) async fn post_status(shared: &Shared, index: usize) -> Result<(), kub
     .map(drop)
 }
 
-/// Follows the Nodes for podCIDRs assigned to ours (one watch for all of them).
+/// Follows the Nodes for podCIDRs assigned to ours (one watch for all of them; only its
+/// own Node for a single node, whose identity may read no other: the Node authorizer's
+/// selector rule of Kubernetes 1.32+).
 pub(crate) async fn watch_pod_cidrs(shared: Arc<Shared>) {
     let api: Api<Node> = Api::all(shared.client.clone());
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let config = match shared.nodes.as_slice() {
+        [only] => watcher::Config::default().fields(&format!("metadata.name={}", only.name)),
+        _ => watcher::Config::default(),
+    };
+    let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let node = match event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => n,

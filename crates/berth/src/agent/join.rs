@@ -5,8 +5,9 @@
 //! `system:node:<name>`, O `system:nodes`) for a key it made, waits for the certificate and
 //! keeps key, certificate and CA under DATA_DIR/pki (mode 0600). From then on (restarts
 //! included, no token needed) it authenticates with that certificate; once 80 % of the
-//! certificate's lifetime has passed, the next start renews it through a CSR sent with the
-//! old certificate (auto-approved as `selfnodeclient`).
+//! certificate's lifetime has passed it renews it through a CSR sent with the old
+//! certificate (auto-approved as `selfnodeclient`): at start, and while running
+//! ([`super::rotation`]).
 //!
 //! With a bare token `<id>.<secret>` (kubeadm's token discovery) the agent reads the
 //! kube-public/cluster-info ConfigMap without verification and trusts the CA in its
@@ -23,6 +24,8 @@ use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateS
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::PostParams;
+
+use super::rotation::{NodeCredentials, RotatingClient};
 
 /// The signer of kubelet client certificates.
 const SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
@@ -87,7 +90,7 @@ impl Credentials {
         Some((read(self.ca())?, read(self.cert())?, read(self.key())?))
     }
 
-    fn write(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         std::fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("restricting {}", self.dir.display()))?;
@@ -99,7 +102,7 @@ impl Credentials {
 }
 
 /// The share of a certificate's lifetime after which it is renewed.
-const RENEW_AT: f64 = 0.8;
+pub(crate) const RENEW_AT: f64 = 0.8;
 
 /// Whether `cert_pem` is still valid at `now` and whether it is due for renewal.
 fn freshness(cert_pem: &str, now: berth_pki::OffsetDateTime) -> Option<(bool, bool)> {
@@ -108,15 +111,32 @@ fn freshness(cert_pem: &str, now: berth_pki::OffsetDateTime) -> Option<(bool, bo
     Some((now < to, now >= renew_after))
 }
 
-/// A client configuration for the node `node_name` at `server`: the stored certificate
-/// (renewed first when due), else a new one obtained with `token`.
-pub(crate) async fn config(
+/// A client for the node `node_name` at `server`, with the stored certificate (renewed first
+/// when due), else a new one obtained with `token`; the certificate is then kept renewed
+/// while the process runs ([`RotatingClient::keep_renewed`]).
+pub(crate) async fn client(
     server: &str,
     token: Option<&JoinToken>,
     node_name: &str,
     data_dir: &Path,
-) -> anyhow::Result<kube::Config> {
+) -> anyhow::Result<kube::Client> {
     let url: hyper::Uri = server.parse().with_context(|| format!("--server {server:?} is not a URL"))?;
+    let creds = credentials(&url, server, token, node_name, data_dir).await?;
+    let rotating = RotatingClient::new(url, &creds)?;
+    let client = rotating.client();
+    tokio::spawn(rotating.keep_renewed(creds, node_name.to_string(), Credentials::new(data_dir)));
+    Ok(client)
+}
+
+/// The node's credentials: the stored certificate (renewed first when due), else a new one
+/// obtained with `token`.
+async fn credentials(
+    url: &hyper::Uri,
+    server: &str,
+    token: Option<&JoinToken>,
+    node_name: &str,
+    data_dir: &Path,
+) -> anyhow::Result<NodeCredentials> {
     if url.scheme_str() != Some("https") {
         bail!("--server {server:?} must be an https:// URL");
     }
@@ -130,19 +150,20 @@ pub(crate) async fn config(
         match freshness(&cert_pem, now) {
             Some((true, false)) if subject_ok && checked_ca => {
                 tracing::info!(node = node_name, "using the stored node client certificate");
-                return cert_config(url, &ca_pem, &cert_pem, &key_pem);
+                return Ok(NodeCredentials { ca_pem, cert_pem, key_pem });
             }
             Some((true, true)) if subject_ok && checked_ca => {
                 tracing::info!(node = node_name, "renewing the node client certificate (80 % of its lifetime passed)");
-                let old = kube::Client::try_from(cert_config(url.clone(), &ca_pem, &cert_pem, &key_pem)?)?;
-                match request_certificate(&old, node_name).await {
+                let old = NodeCredentials { ca_pem, cert_pem, key_pem };
+                let client = RotatingClient::new(url.clone(), &old)?.client();
+                match request_certificate(&client, node_name).await {
                     Ok((cert_pem, key_pem)) => {
-                        creds.write(&ca_pem, &cert_pem, &key_pem)?;
-                        return cert_config(url, &ca_pem, &cert_pem, &key_pem);
+                        creds.write(&old.ca_pem, &cert_pem, &key_pem)?;
+                        return Ok(NodeCredentials { ca_pem: old.ca_pem, cert_pem, key_pem });
                     }
                     Err(e) if token.is_none() => {
                         tracing::warn!(error = %e, "renewal failed: using the old certificate until it expires");
-                        return cert_config(url, &ca_pem, &cert_pem, &key_pem);
+                        return Ok(old);
                     }
                     Err(e) => tracing::warn!(error = %e, "renewal failed: joining again with the token"),
                 }
@@ -155,7 +176,7 @@ pub(crate) async fn config(
     };
     let ca_pem = match &token.ca_hash {
         Some(hash) => {
-            let ca_pem = fetch_ca(&url).await?;
+            let ca_pem = fetch_ca(url).await?;
             let actual = berth_pki::token::ca_hash(&ca_pem);
             if &actual != hash {
                 bail!(
@@ -166,7 +187,7 @@ pub(crate) async fn config(
         }
         None => match creds.read() {
             Some((ca_pem, _, _)) => ca_pem,
-            None => discover_ca(&url, &token.token).await?,
+            None => discover_ca(url, &token.token).await?,
         },
     };
     let mut bootstrap = kube::Config::new(url.clone());
@@ -177,7 +198,7 @@ pub(crate) async fn config(
     let (cert_pem, key_pem) = request_certificate(&client, node_name).await.context("joining with the token")?;
     creds.write(&ca_pem, &cert_pem, &key_pem)?;
     tracing::info!(node = node_name, dir = %creds.dir.display(), "joined: node client certificate stored");
-    cert_config(url, &ca_pem, &cert_pem, &key_pem)
+    Ok(NodeCredentials { ca_pem, cert_pem, key_pem })
 }
 
 fn cert_common_name(pem: &str) -> Option<String> {
@@ -190,7 +211,7 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
     CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok().map(|c| c.to_vec())
 }
 
-fn ca_roots(ca_pem: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn ca_roots(ca_pem: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(ca_pem.as_bytes())
@@ -255,22 +276,9 @@ async fn fetch_ca(url: &hyper::Uri) -> anyhow::Result<String> {
         .with_context(|| format!("fetching {url}/cacerts"))
 }
 
-/// A configuration authenticating with the client certificate.
-fn cert_config(url: hyper::Uri, ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<kube::Config> {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let mut config = kube::Config::new(url);
-    config.root_cert = Some(ca_roots(ca_pem)?);
-    config.auth_info = serde_json::from_value(serde_json::json!({
-        "client-certificate-data": b64(cert_pem),
-        "client-key-data": b64(key_pem),
-    }))
-    .context("building the client credentials")?;
-    Ok(config)
-}
-
 /// Posts a CSR for a new key as `system:node:<node_name>` and waits for its certificate:
 /// `(cert_pem, key_pem)`.
-async fn request_certificate(client: &kube::Client, node_name: &str) -> anyhow::Result<(String, String)> {
+pub(crate) async fn request_certificate(client: &kube::Client, node_name: &str) -> anyhow::Result<(String, String)> {
     let (key_pem, request_pem) = berth_pki::csr::new_request(&format!("system:node:{node_name}"), &["system:nodes"])
         .context("making the certificate request")?;
     let csr = CertificateSigningRequest {
