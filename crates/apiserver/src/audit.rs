@@ -589,7 +589,7 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
     initial.insert("authorization.k8s.io/decision".to_string(), if allowed { "allow" } else { "forbid" }.to_string());
     initial.insert("authorization.k8s.io/reason".to_string(), String::new());
     let annotations = Arc::new(Mutex::new(initial));
-    let mut resp = ANNOTATIONS.scope(annotations.clone(), next.run(req)).await;
+    let mut resp = recording_panics(&pending, ANNOTATIONS.scope(annotations.clone(), next.run(req))).await;
     if let Ok(v) = HeaderValue::from_str(&audit_id) {
         resp.headers_mut().insert("audit-id", v);
     }
@@ -629,6 +629,29 @@ pub async fn middleware(State(app): State<Arc<App>>, req: Request, next: Next) -
     };
     pending.emit(Stage::ResponseComplete, |e| finish.apply(e, status, response_object));
     resp
+}
+
+/// Runs the rest of the chain; a panic in it is recorded as a `Panic` event (status 500,
+/// `APIServer panic'd: ...`) and then goes on unwinding to the panic recovery, which answers
+/// the request: Kubernetes' audit filter does the same.
+async fn recording_panics(pending: &Pending, rest: impl Future<Output = Response>) -> Response {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(rest).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic".into());
+            pending.emit(Stage::Panic, |e| {
+                e["responseStatus"] = json!({
+                    "metadata": {}, "status": "Failure", "code": 500, "message": format!("APIServer panic'd: {what}"),
+                });
+            });
+            std::panic::resume_unwind(payload)
+        }
+    }
 }
 
 /// What every event of a request holds: who, what, from where, when (now: the request has

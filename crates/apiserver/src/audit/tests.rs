@@ -1,5 +1,7 @@
 //! Unit tests of policy parsing, rule matching and rotation.
 
+use axum::response::IntoResponse;
+
 use super::*;
 
 const POLICY: &str = r#"
@@ -118,4 +120,39 @@ fn the_log_rotates_by_size_and_keeps_max_backup_files() {
         assert!(name.starts_with("audit-") && name.ends_with(".log"), "{name}");
     }
     assert!(std::fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+}
+
+#[tokio::test]
+async fn a_panic_is_recorded_at_the_panic_stage_and_unwinds_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let policy = Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n").unwrap();
+    let config = AuditConfig { path: path.clone(), policy, max_size_mb: 0, max_backup: 0, max_age_days: 0 };
+    let auditor = Auditor::start(&config).unwrap();
+    let pending = Pending { auditor, event: json!({ "auditID": "a1", "verb": "get" }), omit: vec![] };
+    let fine = recording_panics(&pending, async { axum::http::StatusCode::OK.into_response() }).await;
+    assert_eq!(fine.status(), 200);
+    let rest = async {
+        if std::hint::black_box(true) {
+            panic!("handler bug");
+        }
+        axum::http::StatusCode::OK.into_response()
+    };
+    let unwound =
+        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(recording_panics(&pending, rest))).await;
+    assert!(unwound.is_err(), "the panic goes on to the recovery layer");
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = std::fs::read_to_string(&path).unwrap_or_default().lines().map(str::to_string).collect();
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(lines.len(), 1, "only the panic is an event here: {lines:?}");
+    let event: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(event["stage"], "Panic");
+    assert_eq!(event["auditID"], "a1");
+    assert_eq!(event["responseStatus"]["code"], 500);
+    assert_eq!(event["responseStatus"]["message"], "APIServer panic'd: handler bug");
 }
