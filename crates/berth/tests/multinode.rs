@@ -24,10 +24,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_berth");
 const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A `berth agent` inside a namespace; SIGTERM by PID on drop (the agent removes its pods,
-/// its routes and its bridge, and stops its containerd), SIGKILL if it does not exit.
+/// its routes and its bridge, and stops its containerd), SIGKILL if it does not exit; then
+/// whatever is still mounted under its data dir is unmounted before the dir goes.
 struct NsAgent {
     child: Option<Child>,
     log: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl NsAgent {
@@ -49,6 +51,7 @@ impl NsAgent {
 impl Drop for NsAgent {
     fn drop(&mut self) {
         self.stop();
+        netns::unmount_under(self.dir.path());
     }
 }
 
@@ -80,16 +83,24 @@ fn pod_ip(s: &TestServer, name: &str, logs: &dyn Fn() -> String) -> String {
     last["status"]["podIP"].as_str().unwrap().to_string()
 }
 
-/// `kubectl exec POD -- wget -qO- http://IP:8080/`, retried until it answers.
-fn fetch_from(s: &TestServer, pod: &str, ip: &str) -> String {
+/// `kubectl exec POD -- wget -qO- http://IP:8080/`, retried until it answers (busybox's
+/// own `wget -T` crashes on its timeout here: `timeout` bounds it instead).
+fn fetch_from(s: &TestServer, pod: &str, ip: &str, diagnose: &dyn Fn() -> String) -> String {
     let url = format!("http://{ip}:8080/index.html");
     let mut last = String::new();
     let ok = wait_until(TIMEOUT, || {
-        let out = s.kubectl(&["exec", pod, "--", "wget", "-qO-", "-T", "5", &url]);
+        let out = s.kubectl(&["exec", pod, "--", "busybox", "timeout", "5", "busybox", "wget", "-qO-", &url]);
         last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         out.status.success()
     });
-    assert!(ok, "{pod} could not fetch {url}: {last}");
+    if !ok {
+        let routes = s.kubectl(&["exec", pod, "--", "busybox", "ip", "route"]);
+        panic!(
+            "{pod} could not fetch {url}: {last}\nits routes:\n{}\n{}",
+            String::from_utf8_lossy(&routes.stdout),
+            diagnose()
+        );
+    }
     last.trim().to_string()
 }
 
@@ -157,7 +168,7 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
         .stderr(out)
         .spawn()
         .expect("spawn berth agent in the namespace");
-    let mut agent = NsAgent { child: Some(child), log };
+    let mut agent = NsAgent { child: Some(child), log, dir: agent_dir };
     let logs = || format!("agent log:\n{}\nserver log:\n{}", agent.log(), s.log());
     assert!(
         wait_until(TIMEOUT, || node_ready(&s, "mn-host") && node_ready(&s, "mn-ns")),
@@ -188,10 +199,6 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
     assert!(ip_a.starts_with(&format!("10.214.{x}.")), "{ip_a}");
     assert!(ip_b.starts_with(&format!("10.215.{x}.")), "{ip_b}");
 
-    // Pod to pod, both ways, by pod IP.
-    assert_eq!(fetch_from(&s, "web-a", &ip_b), "hello from the namespace node");
-    assert_eq!(fetch_from(&s, "web-b", &ip_a), "hello from the host node");
-
     // The host reaches both pods (the route to the namespace's pods takes the host pod
     // gateway address as its source once the host's bridge has it).
     for (ip, page) in [(&ip_a, "hello from the host node"), (&ip_b, "hello from the namespace node")] {
@@ -207,6 +214,19 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
         );
         assert_eq!(body.unwrap().trim(), page);
     }
+
+    // Pod to pod, both ways, by pod IP.
+    let diagnose = || {
+        let host = Command::new("ip").args(["-4", "route"]).output().unwrap();
+        format!(
+            "host routes:\n{}\nnamespace routes:\n{}\n{}",
+            String::from_utf8_lossy(&host.stdout),
+            ns.ip(&["-4", "route"]),
+            logs()
+        )
+    };
+    assert_eq!(fetch_from(&s, "web-a", &ip_b, &diagnose), "hello from the namespace node");
+    assert_eq!(fetch_from(&s, "web-b", &ip_a, &diagnose), "hello from the host node");
 
     // A Node whose address is reached only through a router gets no route; one on the lab
     // link does, and loses it when the Node is deleted.

@@ -3,8 +3,10 @@
 //! tests' own, never routed off the machine), and each [`NetNs`] a namespace
 //! `berth-t-<random>` joined to it by a veth pair, with its own address `10.213.X.<n>`, `lo`
 //! up and IPv4 forwarding on (so a node inside can route between its pods and the bridge).
-//! [`NetNs::command`] runs a program inside (`ip netns exec`, which also gives it a mount
-//! namespace of its own: mounts made inside, e.g. containerd's, go away with its processes).
+//! [`NetNs::command`] runs a program inside with `nsenter --net` (not `ip netns exec`: that
+//! one also gives the program a mount namespace with a fresh /sys, which hides the cgroup
+//! mounts from runc: "no cgroup mount found in mountinfo"). Mounts made inside (containerd's)
+//! are the host's: [`unmount_under`] removes what a failed test leaves under a data dir.
 //!
 //! Dropping a [`NetNs`] kills by PID the processes still inside and their descendants (the
 //! containers under containerd's shims), then deletes the namespace (and with it the veth
@@ -152,11 +154,11 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// `program` to be run inside the namespace (`ip netns exec NAME program`); the child's
-    /// PID is the program's (ip execs it).
+    /// `program` to be run inside the namespace (`nsenter --net=/run/netns/NAME program`);
+    /// the child's PID is the program's (nsenter execs it).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
         c
     }
 
@@ -170,6 +172,24 @@ impl NetNs {
     /// The PIDs of the processes inside.
     pub fn pids(&self) -> Vec<u32> {
         ip_quiet(&["netns", "pids", &self.name]).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+/// Unmounts (lazily, deepest first) every mount at or under `dir`: what containerd leaves
+/// (rootfs overlays, pod network namespace files) when its agent could not clean up.
+pub fn unmount_under(dir: &std::path::Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let dir = dir.to_string_lossy().into_owned();
+    // Field 5 is the mount point (octal escapes for spaces are left as they are).
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| *p == dir || p.starts_with(&format!("{dir}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).stderr(Stdio::null()).status();
     }
 }
 
