@@ -228,6 +228,14 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
     assert_eq!(fetch_from(&s, "web-a", &ip_b, &diagnose), "hello from the namespace node");
     assert_eq!(fetch_from(&s, "web-b", &ip_a, &diagnose), "hello from the host node");
 
+    // Nodes watch all Nodes for their routes (RBAC berth:node-routes), but still get only
+    // their own by name (the Node authorizer).
+    let as_node = ["--as", "system:node:mn-host", "--as-group", "system:nodes"];
+    let listed = s.kubectl_ok(&[&["get", "nodes", "-o", "name"][..], &as_node[..]].concat());
+    assert!(listed.contains("node/mn-ns"), "{listed}");
+    let other = s.kubectl(&[&["get", "node", "mn-ns"][..], &as_node[..]].concat());
+    assert!(!other.status.success(), "a node read another Node by name");
+
     // A Node whose address is reached only through a router gets no route; one on the lab
     // link does, and loses it when the Node is deleted.
     let far_cidr = format!("10.214.{}.0/24", x.wrapping_add(1));

@@ -301,9 +301,10 @@ pub fn cluster_roles() -> Vec<Value> {
         ),
         cluster_role("system:node", json!({}), node_rules()),
         // The node agent is also the network agent (as flannel's role): its host-gw routes
-        // need every Node's podCIDR and address, which the Node authorizer (a node reads
-        // only its own Node, Kubernetes 1.32+) does not give.
-        cluster_role("berth:node-routes", json!({}), vec![rule(&[""], &["nodes"], &["get", "list", "watch"])]),
+        // watch every Node's podCIDR and address, which the Node authorizer (a node reads
+        // only its own Node, Kubernetes 1.32+) does not give. List and watch only: `get`
+        // of another Node stays refused.
+        cluster_role("berth:node-routes", json!({}), vec![rule(&[""], &["nodes"], &["list", "watch"])]),
         // TLS bootstrapping: what a join token may do, and the approver's checks (a
         // SubjectAccessReview on these pseudo-subresources of a CSR's requester).
         cluster_role(
