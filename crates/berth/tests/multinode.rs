@@ -1,9 +1,10 @@
-//! Several nodes on one machine: `berth server` with its own node on the host, and a
-//! `berth agent` inside a network namespace (testkit's [`netns`]: its own address on a host
+//! Several nodes on one machine: `berth server` with its own node on the host, and `berth
+//! agent`s inside network namespaces (testkit's [`netns`]: each its own address on a host
 //! bridge in 10.213.X.0/24, its own data dir and containerd) joined with the node token.
-//! Pods on the two nodes reach each other by pod IP through the host-gw routes the two
-//! agents keep for each other's pod CIDRs; the host reaches both; a Node whose address is
-//! not on a local link gets no route; routes go with their Node.
+//! Pods on the nodes reach each other by pod IP (host ↔ namespace, namespace ↔ namespace)
+//! through the host-gw routes the agents keep for each other's pod CIDRs; the host reaches
+//! the pods; a Node whose address is not on a local link gets no route; routes go with
+//! their Node.
 //!
 //! Pod ranges are the test's own (10.214.X.0/24 on the host, 10.215.X.0/24 in the namespace,
 //! cluster CIDR 10.214.0.0/15), so they never meet another test's bridge. Without root, `ip`
@@ -53,6 +54,28 @@ impl Drop for NsAgent {
         self.stop();
         netns::unmount_under(self.dir.path());
     }
+}
+
+/// Starts `berth agent` inside `ns`, joined to `s` with the node token, as node `name` with
+/// its own data dir (and so its own containerd).
+fn spawn_ns_agent(s: &TestServer, ns: &NetNs, name: &str, pod_cidr: &str, cluster: &str, bridge: &str) -> NsAgent {
+    let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = ns
+        .command(BIN)
+        .args(["agent", "--server", &s.url, "--token", &token, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--node-name", name, "--node-ip", &ns.ip.to_string(), "--pod-cidr", pod_cidr])
+        .args(["--cluster-cidr", cluster, "--bridge-name", bridge])
+        .env("BERTH_LOG", std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn berth agent in the namespace");
+    NsAgent { child: Some(child), log, dir }
 }
 
 fn node_ready(s: &TestServer, name: &str) -> bool {
@@ -119,7 +142,7 @@ fn fake_node(s: &TestServer, name: &str, cidr: &str, ip: &str) {
 }
 
 #[test]
-fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
+fn pods_on_three_nodes_reach_each_other_through_host_gw_routes() {
     if !runtime_installed() {
         return;
     }
@@ -152,23 +175,7 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
     );
     let ns: NetNs = lab.add_ns();
     let ns_ip = ns.ip.to_string();
-    let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string();
-    let agent_dir = tempfile::tempdir().unwrap();
-    let log = agent_dir.path().join("agent.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = ns
-        .command(BIN)
-        .args(["agent", "--server", &s.url, "--token", &token, "--data-dir"])
-        .arg(agent_dir.path().join("data"))
-        .args(["--node-name", "mn-ns", "--node-ip", &ns_ip, "--pod-cidr", &ns_cidr, "--cluster-cidr", cluster])
-        .args(["--bridge-name", &format!("bmn{x}")])
-        .env("BERTH_LOG", std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "info".into()))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn berth agent in the namespace");
-    let mut agent = NsAgent { child: Some(child), log, dir: agent_dir };
+    let mut agent = spawn_ns_agent(&s, &ns, "mn-ns", &ns_cidr, cluster, &format!("bmn{x}"));
     let logs = || format!("agent log:\n{}\nserver log:\n{}", agent.log(), s.log());
     assert!(
         wait_until(TIMEOUT, || node_ready(&s, "mn-host") && node_ready(&s, "mn-ns")),
@@ -227,6 +234,32 @@ fn pods_on_two_nodes_reach_each_other_through_host_gw_routes() {
     };
     assert_eq!(fetch_from(&s, "web-a", &ip_b, &diagnose), "hello from the namespace node");
     assert_eq!(fetch_from(&s, "web-b", &ip_a, &diagnose), "hello from the host node");
+
+    // A second namespace node: its pods and the first namespace's reach each other over
+    // the lab bridge (agent to agent, the host only bridges), and the host's pod reaches it.
+    let ns2 = lab.add_ns();
+    let ns2_cidr = format!("10.215.{}.0/24", x.wrapping_add(2));
+    let agent2 = spawn_ns_agent(&s, &ns2, "mn-ns2", &ns2_cidr, cluster, &format!("bmo{x}"));
+    assert!(wait_until(TIMEOUT, || node_ready(&s, "mn-ns2")), "mn-ns2 not Ready:\n{}", agent2.log());
+    assert!(
+        wait_until(TIMEOUT, || ns
+            .ip(&["-4", "route", "show", "exact", &ns2_cidr])
+            .contains(&format!("via {}", ns2.ip))),
+        "no route to {ns2_cidr} in the first namespace: {}\n{}",
+        ns.ip(&["-4", "route"]),
+        agent.log()
+    );
+    apply(&s, &pod_on("web-c", "mn-ns2", "hello from the second namespace node"));
+    let ip_c = pod_ip(&s, "web-c", &|| agent2.log());
+    assert_eq!(fetch_from(&s, "web-b", &ip_c, &diagnose), "hello from the second namespace node");
+    assert_eq!(fetch_from(&s, "web-c", &ip_b, &diagnose), "hello from the namespace node");
+    assert_eq!(fetch_from(&s, "web-a", &ip_c, &diagnose), "hello from the second namespace node");
+    s.kubectl_ok(&["delete", "pod", "web-c", "--wait=false"]);
+    drop(agent2);
+    s.kubectl_ok(&["delete", "node", "mn-ns2"]);
+    assert!(wait_until(TIMEOUT, || ns.ip(&["-4", "route", "show", "exact", &ns2_cidr]).is_empty()), "{}", logs());
+    assert!(wait_until(TIMEOUT, || host_route(&ns2_cidr).is_empty()), "{}", logs());
+    drop(ns2);
 
     // Nodes watch all Nodes for their routes (RBAC berth:node-routes), but still get only
     // their own by name (the Node authorizer).
