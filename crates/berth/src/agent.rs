@@ -34,6 +34,10 @@ pub(crate) struct AgentArgs {
     /// `K10<CA hash>::server:<secret>` (the server's DATA_DIR/token).
     #[arg(long, requires = "server")]
     token: Option<String>,
+    /// The cluster's pod network (the server's --cluster-cidr): the real node's pods get a
+    /// route to it, and the node routes the other nodes' ranges to them (host-gw).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// Data dir of the real node: containerd, CNI state, pod logs.
     #[arg(long, default_value = "/var/lib/berth/agent")]
     data_dir: PathBuf,
@@ -120,7 +124,9 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
         let e = rerun_with_lazy_commit();
         tracing::warn!(error = %e, "could not run again with {EAGER_COMMIT}=0: continuing");
     }
-    let config = node_config(&args.node, args.data_dir.clone())?;
+    let mut config = node_config(&args.node, args.data_dir.clone())?;
+    berth_agent::runtime::cni::Cidr::parse(&args.cluster_cidr).context("--cluster-cidr")?;
+    config.cluster_cidr = Some(args.cluster_cidr.clone());
     let client = client(&args, || Ok(config.node_name.clone())).await?;
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), kubelet_port = handle.kubelet_port(), "node agent running");

@@ -432,7 +432,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let node = if args.disable_agent {
         None
     } else {
-        let config = crate::agent::node_config(&args.node, data_dir.join("agent"))?;
+        let mut config = crate::agent::node_config(&args.node, data_dir.join("agent"))?;
+        config.cluster_cidr = Some(args.cluster_cidr.to_string());
         // The node's own identity (group system:nodes), as a kubelet's client certificate.
         let pki = berth_pki::Pki::load_or_create(&data_dir.join("tls"))?;
         let spec =

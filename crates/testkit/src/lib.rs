@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod etcd;
 mod https;
+pub mod netns;
 pub use etcd::Etcd;
 pub use https::{Credentials, HttpClient, Kubeconfig, TlsStream};
 

@@ -9,10 +9,12 @@
 //! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
+//! - [`routes`]: routes to the other nodes' pod CIDRs through their addresses (host-gw).
 
 pub mod containers;
 pub mod probes;
 pub mod register;
+pub mod routes;
 pub mod sources;
 pub mod status;
 pub mod volumes;
@@ -75,6 +77,10 @@ pub struct AgentConfig {
     /// The pod CIDR; when unset, the Node's spec.podCIDR, else a /24 in 10.42.0.0/16 derived
     /// from the node name.
     pub pod_cidr: Option<String>,
+    /// The cluster's pod network (the server's `--cluster-cidr`): pods get a route to it
+    /// through their node, whose host-gw routes lead to the other nodes. None: pods reach
+    /// only their own node.
+    pub cluster_cidr: Option<String>,
     /// The CNI bridge device's name.
     pub bridge: String,
     /// On stop, leave the pods running (containerd is stopped, its shims and the containers
@@ -109,6 +115,7 @@ impl AgentConfig {
             containerd_socket: None,
             max_pods: 110,
             pod_cidr: None,
+            cluster_cidr: None,
             bridge: "berth0".into(),
             keep_pods: false,
             kubelet_port: None,
@@ -138,7 +145,12 @@ pub struct AgentHandle {
     containerd: Option<Containerd>,
     tasks: Vec<JoinHandle<()>>,
     pod_workers: pods::Workers,
+    /// The host-gw route keeper: told to stop, it removes its routes.
+    routes: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
 }
+
+/// How long a new node without `--pod-cidr` waits for the node IPAM controller's range.
+const NODE_IPAM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Entry point of the real node agent.
 pub struct Agent;
@@ -153,6 +165,7 @@ impl Agent {
         if let Some(cidr) = &config.pod_cidr {
             Cidr::parse(cidr)?;
         }
+        let pod_networks: Vec<Cidr> = config.cluster_cidr.iter().map(|c| Cidr::parse(c)).collect::<Result<_, _>>()?;
         let scratch = config.data_dir.join("tmp");
         std::fs::create_dir_all(&scratch).map_err(runtime::io_err("creating", &scratch))?;
         let (containerd, socket, cni_conf, cni_data) = match &config.containerd_socket {
@@ -231,12 +244,19 @@ impl Agent {
                 return Err(e);
             }
         };
+        // A new Node gets its range from the node IPAM controller a moment after it is created.
+        let node_cidr = match (&shared.config.pod_cidr, node_cidr) {
+            (None, None) => register::wait_for_pod_cidr(&shared, NODE_IPAM_WAIT).await,
+            (_, c) => c,
+        };
         let cidr = match (&shared.config.pod_cidr, node_cidr) {
             (Some(c), _) => Cidr::parse(c)?,
             (None, Some(c)) => Cidr::parse(&c)?,
             (None, None) => register::derived_cidr(&shared.config.node_name),
         };
-        cni::write_config(&cni_conf, &shared.config.bridge, cidr, &cni_data)?;
+        cni::write_config(&cni_conf, &shared.config.bridge, cidr, &cni_data, &pod_networks)?;
+        let (routes_stop, stop_rx) = tokio::sync::oneshot::channel();
+        let routes = tokio::spawn(routes::run(shared.client.clone(), shared.config.node_name.clone(), cidr, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
         let tasks = vec![
@@ -244,7 +264,7 @@ impl Agent {
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
             streaming,
         ];
-        Ok(AgentHandle { shared, containerd, tasks, pod_workers })
+        Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }
 
@@ -284,6 +304,10 @@ impl AgentHandle {
             t.abort();
         }
         self.pod_workers.abort_all();
+        if let Some((stop, task)) = self.routes.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        }
         let keep = self.shared.config.keep_pods;
         if let Some(c) = self.containerd.take_if(|_| keep) {
             c.stop().await;

@@ -104,11 +104,18 @@ fn node_object(shared: &Shared) -> Value {
     }
     let taints: Vec<Value> =
         config.taints.iter().map(|t| json!({ "key": t.key, "value": t.value, "effect": t.effect })).collect();
+    let mut spec = json!({ "taints": taints });
+    // A range given on the command line is the Node's (the node IPAM controller skips it),
+    // so the other nodes route to the range this node really uses.
+    if let Some(cidr) = config.pod_cidr.as_deref().and_then(|c| Cidr::parse(c).ok()) {
+        spec["podCIDR"] = json!(cidr.to_string());
+        spec["podCIDRs"] = json!([cidr.to_string()]);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": { "name": config.node_name, "labels": labels },
-        "spec": { "taints": taints },
+        "spec": spec,
     })
 }
 
@@ -183,6 +190,27 @@ pub(crate) async fn register(shared: &Arc<Shared>) -> Result<Option<String>> {
     let uid = node.metadata.uid.clone().unwrap_or_default();
     ensure_lease(shared, &uid).await.map_err(api_err("creating the node lease"))?;
     Ok(node.spec.and_then(|s| s.pod_cidr))
+}
+
+/// Polls the Node until it has a spec.podCIDR, at most `timeout`.
+pub(crate) async fn wait_for_pod_cidr(shared: &Shared, timeout: Duration) -> Option<String> {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(node) = api.get(&shared.config.node_name).await
+            && let Some(cidr) = node.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty())
+        {
+            return Some(cidr);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                node = shared.config.node_name,
+                "the node got no pod CIDR from the server: using a derived one"
+            );
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn post_status(shared: &Shared, started: Timestamp) -> Result<(), kube::Error> {

@@ -1,6 +1,8 @@
 //! The node's CNI network: a bridge with host-local addresses from the node's pod CIDR, the
 //! loopback plugin and portmap for hostPorts (Debian's plugins in /usr/lib/cni). `ipMasq`
-//! is off and no route is added: pod traffic stays on this machine.
+//! is off and pods get no default route: only a route to the cluster's pod network through
+//! their node (whose host-gw routes, [`crate::node::routes`], lead to the other nodes), so
+//! pod traffic stays on this machine (or on the nodes' own links).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -13,7 +15,7 @@ use super::{Error, Result, io_err};
 pub const NETWORK: &str = "berth-pods";
 
 /// An IPv4 CIDR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     /// The network address (host bits cleared).
     pub network: Ipv4Addr,
@@ -45,6 +47,11 @@ impl Cidr {
         let mask = u32::MAX << (32 - self.prefix);
         u32::from(ip) & mask == u32::from(self.network)
     }
+
+    /// Whether the two ranges share an address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.network) || other.contains(self.network)
+    }
 }
 
 impl std::fmt::Display for Cidr {
@@ -53,8 +60,16 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// The conflist for a bridge named `bridge` over `cidr`, with host-local's state in `data_dir`.
-pub fn render_conflist(bridge: &str, cidr: Cidr, data_dir: &Path) -> Value {
+/// The conflist for a bridge named `bridge` over `cidr`, with host-local's state in `data_dir`;
+/// pods get a route to each of `pod_networks` (the cluster CIDR) through the bridge, and no
+/// default route.
+pub fn render_conflist(bridge: &str, cidr: Cidr, data_dir: &Path, pod_networks: &[Cidr]) -> Value {
+    let gateway = cidr.gateway().to_string();
+    let routes: Vec<Value> = pod_networks
+        .iter()
+        .filter(|n| !cidr_covers(&cidr, n))
+        .map(|n| json!({ "dst": n.to_string(), "gw": gateway }))
+        .collect();
     json!({
         "cniVersion": "1.0.0",
         "name": NETWORK,
@@ -68,7 +83,8 @@ pub fn render_conflist(bridge: &str, cidr: Cidr, data_dir: &Path) -> Value {
                 "ipam": {
                     "type": "host-local",
                     "dataDir": data_dir.display().to_string(),
-                    "ranges": [[{ "subnet": cidr.to_string(), "gateway": cidr.gateway().to_string() }]],
+                    "ranges": [[{ "subnet": cidr.to_string(), "gateway": gateway }]],
+                    "routes": routes,
                 },
             },
             { "type": "portmap", "capabilities": { "portMappings": true } },
@@ -76,12 +92,17 @@ pub fn render_conflist(bridge: &str, cidr: Cidr, data_dir: &Path) -> Value {
     })
 }
 
+/// Whether `outer` holds all of `inner` (a route to it would only repeat the bridge's own).
+fn cidr_covers(outer: &Cidr, inner: &Cidr) -> bool {
+    outer.prefix <= inner.prefix && outer.contains(inner.network)
+}
+
 /// Writes the conflist into `conf_dir` (containerd picks it up even after it started; its
 /// CRI plugin adds the loopback plugin itself).
-pub fn write_config(conf_dir: &Path, bridge: &str, cidr: Cidr, data_dir: &Path) -> Result<()> {
+pub fn write_config(conf_dir: &Path, bridge: &str, cidr: Cidr, data_dir: &Path, pod_networks: &[Cidr]) -> Result<()> {
     std::fs::create_dir_all(conf_dir).map_err(io_err("creating", conf_dir))?;
     let path = conf_dir.join(format!("10-{NETWORK}.conflist"));
-    let body = serde_json::to_vec_pretty(&render_conflist(bridge, cidr, data_dir)).expect("json");
+    let body = serde_json::to_vec_pretty(&render_conflist(bridge, cidr, data_dir, pod_networks)).expect("json");
     // Written aside and renamed, so containerd never reads half a file.
     let tmp = conf_dir.join(format!(".10-{NETWORK}.tmp"));
     std::fs::write(&tmp, body).map_err(io_err("writing", &tmp))?;
@@ -117,7 +138,7 @@ mod tests {
 
     #[test]
     fn conflist_has_no_masquerade_and_uses_the_cidr() {
-        let c = render_conflist("cni-t1", Cidr::parse("10.88.1.0/24").unwrap(), Path::new("/d/cni"));
+        let c = render_conflist("cni-t1", Cidr::parse("10.88.1.0/24").unwrap(), Path::new("/d/cni"), &[]);
         let bridge = &c["plugins"][0];
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], "cni-t1");
@@ -125,6 +146,20 @@ mod tests {
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.88.1.0/24");
         assert_eq!(bridge["ipam"]["dataDir"], "/d/cni");
         assert_eq!(c["plugins"][1]["type"], "portmap");
-        assert!(bridge["ipam"].get("routes").is_none(), "no routes off the machine");
+        assert_eq!(bridge["ipam"]["routes"], json!([]), "no routes off the machine");
+        assert!(bridge.get("isDefaultGateway").is_none(), "no default route");
+    }
+
+    #[test]
+    fn pods_get_a_route_to_the_cluster_network_only() {
+        let own = Cidr::parse("10.42.3.0/24").unwrap();
+        let cluster = Cidr::parse("10.42.0.0/16").unwrap();
+        let c = render_conflist("b", own, Path::new("/d"), &[cluster]);
+        assert_eq!(c["plugins"][0]["ipam"]["routes"], json!([{ "dst": "10.42.0.0/16", "gw": "10.42.3.1" }]));
+        // A cluster network inside the node's own range adds nothing: the bridge covers it.
+        let c = render_conflist("b", own, Path::new("/d"), &[Cidr::parse("10.42.3.0/25").unwrap(), own]);
+        assert_eq!(c["plugins"][0]["ipam"]["routes"], json!([]));
+        assert!(own.overlaps(&cluster) && cluster.overlaps(&own));
+        assert!(!own.overlaps(&Cidr::parse("10.43.0.0/16").unwrap()));
     }
 }

@@ -300,6 +300,11 @@ pub fn cluster_roles() -> Vec<Value> {
             ],
         ),
         cluster_role("system:node", json!({}), node_rules()),
+        // The node agent is also the network agent (as flannel's role): its host-gw routes
+        // watch every Node's podCIDR and address, which the Node authorizer (a node reads
+        // only its own Node, Kubernetes 1.32+) does not give. List and watch only: `get`
+        // of another Node stays refused.
+        cluster_role("berth:node-routes", json!({}), vec![rule(&[""], &["nodes"], &["list", "watch"])]),
         // TLS bootstrapping: what a join token may do, and the approver's checks (a
         // SubjectAccessReview on these pseudo-subresources of a CSR's requester).
         cluster_role(
@@ -376,6 +381,7 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         // through RBAC for agents that join with it (and hollow processes acting for many
         // nodes) until join tokens and node certificates replace it.
         binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]),
+        binding("berth:node-routes", "berth:node-routes", &[("Group", "system:nodes")]),
         // As kubeadm binds them (for every bootstrap token, not only kubeadm's default group).
         binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", &[("Group", "system:bootstrappers")]),
         binding(
