@@ -8,7 +8,7 @@
 //! and is bound to a hostPath PersistentVolume, then mounts it (subPath, a read-only claim),
 //! and only its node may read the claim and the volume.
 //!
-//! Bridges `btest20`–`btest24` and `btest46`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the
+//! Bridges `btest20`–`btest24`, `btest46` and `btest47`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the
 //! agent by PID and deletes its bridge even when a test fails. Without containerd the tests
 //! skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
@@ -296,4 +296,79 @@ fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
     s.kubectl_ok(&["delete", "pod", "claimer", "--timeout=60s"]);
     assert!(volume_dir.path().join("site/index.html").exists());
     assert!(volume_dir.path().join("written").exists());
+}
+
+/// Deletes a bridge when dropped (the server's own node's, even when the test fails).
+struct BridgeGuard(&'static str);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("ip").args(["link", "del", self.0]).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+#[test]
+fn the_server_node_mounts_a_claim_with_its_own_node_identity() {
+    if !runtime_installed() {
+        return;
+    }
+    let _bridge = BridgeGuard("btest47");
+    // The server's node talks to the API as system:node:claims-node: the Node authorizer
+    // lets it read the claim and volume its pod uses.
+    let s = TestServer::start_with_agent(
+        std::path::Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--node-name", "claims-node", "--bridge-name", "btest47", "--pod-cidr", "10.88.47.0/24"],
+    );
+    let volume_dir = tempfile::tempdir().unwrap();
+    std::fs::write(volume_dir.path().join("index.html"), "local volume").unwrap();
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-47" },
+            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+                      "storageClassName": "local", "local": { "path": volume_dir.path() },
+                      "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [
+                          { "key": "kubernetes.io/hostname", "operator": "In", "values": ["claims-node"] }] }] } },
+                      "claimRef": { "namespace": "default", "name": "local-data" } } }),
+    );
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": { "name": "local-data", "namespace": "default" },
+            "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "local", "volumeName": "pv-47",
+                      "resources": { "requests": { "storage": "1Gi" } } } }),
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "local-data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
+    ]);
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "local-reader", "namespace": "default" },
+            "spec": { "nodeName": "claims-node", "terminationGracePeriodSeconds": 3,
+                "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "local-data" } }],
+                "containers": [{ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never",
+                    "command": ["httpd", "-f", "-p", "8080", "-h", "/data"],
+                    "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }] } }),
+    );
+    let mut pod = Value::Null;
+    let running = wait_until(TIMEOUT, || {
+        pod = get_pod(&s, "local-reader");
+        pod["status"]["phase"] == "Running" && pod["status"]["podIP"].is_string()
+    });
+    assert!(running, "{pod:#}\n{}", s.log());
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let mut body = None;
+    let served = wait_until(TIMEOUT, || {
+        body = http_get(&ip, 8080, "/index.html");
+        body.is_some()
+    });
+    assert!(served, "no answer from {ip}:\n{}", s.log());
+    assert_eq!(body.unwrap().trim(), "local volume");
+    s.kubectl_ok(&["delete", "pod", "local-reader", "--timeout=60s"]);
 }

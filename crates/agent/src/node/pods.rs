@@ -455,7 +455,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     } else {
         observed = vec![Observed::NotStarted; spec.containers.len()];
     }
-    if state.usage_checked.is_none_or(|t| t.elapsed() >= USAGE_CHECK_EVERY) {
+    let size_limited =
+        spec.volumes.iter().flatten().any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()));
+    if size_limited && state.usage_checked.is_none_or(|t| t.elapsed() >= USAGE_CHECK_EVERY) {
         state.usage_checked = Some(Instant::now());
         let data_dir = shared.config.data_dir.clone();
         let of = pod.clone();
