@@ -442,13 +442,15 @@ fn quantity_bytes(q: &str) -> Result<u64, String> {
 
 /// The mount points under `dir` (itself included), from /proc/self/mountinfo, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    // mountinfo has resolved paths: compare with the resolved directory.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut found: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         // mountinfo escapes spaces and the like as octal (\040); our paths have none.
         .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
+        .filter(|p| p.starts_with(&dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
@@ -456,7 +458,8 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn is_mount_point(dir: &Path) -> bool {
-    mounts_under(dir).iter().any(|p| p == dir)
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    mounts_under(dir).contains(&resolved)
 }
 
 /// Mounts a tmpfs on `dir`, of `size` bytes when given (else the kernel's default).
