@@ -4,7 +4,11 @@
 //! the files of a running pod. Real `berth server`, `berth agent` (containerd, runc, CNI),
 //! busybox pods serving their files over HTTP on the pod IP.
 //!
-//! Bridges `btest20`–`btest24`, pod CIDRs 10.88.20–24.0/24; the [`Node`] guard stops the
+//! persistentVolumeClaim volumes: a pod waits (FailedMount events) until its claim exists
+//! and is bound to a hostPath PersistentVolume, then mounts it (subPath, a read-only claim),
+//! and only its node may read the claim and the volume.
+//!
+//! Bridges `btest20`–`btest24`, `btest46` and `btest47`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the
 //! agent by PID and deletes its bridge even when a test fails. Without containerd the tests
 //! skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
@@ -12,9 +16,9 @@ mod common;
 
 use std::time::Duration;
 
-use berth_testkit::{TestServer, wait_until};
+use berth_testkit::{Credentials, TestServer, wait_until};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Waits until the pod runs with an IP and its httpd answers `path`; returns the IP.
 fn serving(s: &TestServer, node: &Node, name: &str, path: &str) -> String {
@@ -172,4 +176,199 @@ fn projected_and_downward_api_files_follow_their_sources() {
     // The pod was not restarted for it.
     let p = get_pod(&s, "follower");
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p:#}");
+}
+
+/// The Events about pod `name` in `default`.
+fn pod_events(s: &TestServer, name: &str) -> Vec<Value> {
+    let path = format!("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3D{name}");
+    let (_, list) = s.http_json("GET", &path, None);
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for a Warning event `reason` about pod `name` whose message contains `text`.
+fn wait_event(s: &TestServer, node: &Node, name: &str, reason: &str, text: &str) -> Value {
+    let mut found = None;
+    let ok = wait_until(TIMEOUT, || {
+        found = pod_events(s, name).into_iter().find(|e| {
+            e["reason"] == reason && e["type"] == "Warning" && e["message"].as_str().is_some_and(|m| m.contains(text))
+        });
+        found.is_some()
+    });
+    assert!(ok, "no {reason} event with {text:?} for {name}: {:#?}\nagent log:\n{}", pod_events(s, name), node.log());
+    found.unwrap()
+}
+
+/// A client holding a node's certificate (`system:node:NAME` in `system:nodes`).
+fn node_client(s: &TestServer, name: &str) -> berth_testkit::HttpClient {
+    let pki = berth_pki::Pki::load_or_create(&s.dir.path().join("tls")).expect("server pki");
+    let user = format!("system:node:{name}");
+    let cert = pki.leaf(&berth_pki::LeafSpec::client(&format!("test-{name}"), &user, &["system:nodes"])).expect("cert");
+    s.client_as(Credentials::Certificate { cert_pem: cert.cert_pem, key_pem: cert.key_pem })
+}
+
+#[test]
+fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
+    let s = server();
+    let Some(node) = Node::start(&s, 46) else { return };
+    let volume_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(volume_dir.path().join("site")).unwrap();
+    std::fs::write(volume_dir.path().join("site/index.html"), "from the volume").unwrap();
+    let script = "mkdir -p /tmp/www; echo written > /rw/written; \
+        if touch /ro/denied 2>/dev/null; then echo writable; else echo read-only; fi > /tmp/www/ro; \
+        cat /site/index.html > /tmp/www/index.html; exec httpd -f -p 8080 -h /tmp/www";
+    let mut pod = busybox_pod(
+        "claimer",
+        &node,
+        json!({ "command": ["sh", "-c", script], "volumeMounts": [
+            { "name": "rw", "mountPath": "/rw" },
+            { "name": "ro", "mountPath": "/ro" },
+            { "name": "rw", "mountPath": "/site", "subPath": "site" },
+        ] }),
+        "Always",
+    );
+    pod["spec"]["volumes"] = json!([
+        { "name": "rw", "persistentVolumeClaim": { "claimName": "data" } },
+        { "name": "ro", "persistentVolumeClaim": { "claimName": "data", "readOnly": true } },
+    ]);
+    apply(&s, &pod);
+    // No claim yet: the pod waits, and says why.
+    let event = wait_event(&s, &node, "claimer", "FailedMount", "persistentvolumeclaim \"data\" not found");
+    assert!(event["message"].as_str().unwrap().starts_with("Unable to attach or mount volumes"), "{event:#}");
+    let p = get_pod(&s, "claimer");
+    assert_eq!(p["status"]["phase"], "Pending", "{p:#}");
+    assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating", "{p:#}");
+
+    // A claim naming its volume, but not bound yet.
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-46" },
+            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+                      "storageClassName": "manual", "persistentVolumeReclaimPolicy": "Retain",
+                      "hostPath": { "path": volume_dir.path(), "type": "Directory" },
+                      "claimRef": { "namespace": "default", "name": "data" } } }),
+    );
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": { "name": "data", "namespace": "default" },
+            "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "manual", "volumeName": "pv-46",
+                      "resources": { "requests": { "storage": "1Gi" } } } }),
+    );
+    wait_event(&s, &node, "claimer", "FailedMount", "PVC is not bound");
+    assert_eq!(get_pod(&s, "claimer")["status"]["phase"], "Pending");
+
+    // Only the node running a pod that uses them may read the claim and its volume.
+    let mine = node_client(&s, &node.name);
+    let other = node_client(&s, "someone-else");
+    let claim_path = "/api/v1/namespaces/default/persistentvolumeclaims/data";
+    for path in [claim_path, "/api/v1/persistentvolumes/pv-46"] {
+        let ok = wait_until(TIMEOUT, || mine.request("GET", path, None, b"").unwrap().status == 200);
+        assert!(ok, "the pod's node cannot read {path}");
+        let r = other.request("GET", path, None, b"").unwrap();
+        assert_eq!(r.status, 403, "another node reads {path}: {}", String::from_utf8_lossy(&r.body));
+    }
+
+    // Bound: the pod starts with the volume's files, writes through to the host, and the
+    // read-only claim refuses writes.
+    s.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
+    ]);
+    let p = wait_pod(&s, &node, "claimer", "ran", |p| {
+        p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string()
+    });
+    let ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(TIMEOUT, || http_get(&ip, 8080, "/ro").is_some()),
+        "no HTTP answer from {ip}; agent log:\n{}",
+        node.log()
+    );
+    assert_eq!(http_get(&ip, 8080, "/index.html").as_deref().map(str::trim), Some("from the volume"));
+    assert_eq!(http_get(&ip, 8080, "/ro").as_deref().map(str::trim), Some("read-only"));
+    assert_eq!(std::fs::read_to_string(volume_dir.path().join("written")).unwrap().trim(), "written");
+    assert!(!volume_dir.path().join("denied").exists());
+
+    // Deleting the pod leaves the volume's data in place.
+    s.kubectl_ok(&["delete", "pod", "claimer", "--timeout=60s"]);
+    assert!(volume_dir.path().join("site/index.html").exists());
+    assert!(volume_dir.path().join("written").exists());
+}
+
+/// Deletes a bridge when dropped (the server's own node's, even when the test fails).
+struct BridgeGuard(&'static str);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new("ip").args(["link", "del", self.0]).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+#[test]
+fn the_server_node_mounts_a_claim_with_its_own_node_identity() {
+    if !runtime_installed() {
+        return;
+    }
+    let _bridge = BridgeGuard("btest47");
+    // The server's node talks to the API as system:node:claims-node: the Node authorizer
+    // lets it read the claim and volume its pod uses.
+    let s = TestServer::start_with_agent(
+        std::path::Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--node-name", "claims-node", "--bridge-name", "btest47", "--pod-cidr", "10.88.47.0/24"],
+    );
+    let volume_dir = tempfile::tempdir().unwrap();
+    std::fs::write(volume_dir.path().join("index.html"), "local volume").unwrap();
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-47" },
+            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+                      "storageClassName": "local", "local": { "path": volume_dir.path() },
+                      "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [
+                          { "key": "kubernetes.io/hostname", "operator": "In", "values": ["claims-node"] }] }] } },
+                      "claimRef": { "namespace": "default", "name": "local-data" } } }),
+    );
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": { "name": "local-data", "namespace": "default" },
+            "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "local", "volumeName": "pv-47",
+                      "resources": { "requests": { "storage": "1Gi" } } } }),
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "local-data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
+    ]);
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "local-reader", "namespace": "default" },
+            "spec": { "nodeName": "claims-node", "terminationGracePeriodSeconds": 3,
+                "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "local-data" } }],
+                "containers": [{ "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never",
+                    "command": ["httpd", "-f", "-p", "8080", "-h", "/data"],
+                    "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }] } }),
+    );
+    let mut pod = Value::Null;
+    let running = wait_until(TIMEOUT, || {
+        pod = get_pod(&s, "local-reader");
+        pod["status"]["phase"] == "Running" && pod["status"]["podIP"].is_string()
+    });
+    assert!(running, "{pod:#}\n{}", s.log());
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    let mut body = None;
+    let served = wait_until(TIMEOUT, || {
+        body = http_get(&ip, 8080, "/index.html");
+        body.is_some()
+    });
+    assert!(served, "no answer from {ip}:\n{}", s.log());
+    assert_eq!(body.unwrap().trim(), "local volume");
+    s.kubectl_ok(&["delete", "pod", "local-reader", "--timeout=60s"]);
 }

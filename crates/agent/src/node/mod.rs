@@ -5,13 +5,17 @@
 //! - [`register`](self::register): the Node object, its status and the Lease heartbeat.
 //! - `pods`: the pod watch and one worker per pod (sandbox, containers, status, deletion).
 //! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
+//! - [`hooks`]: postStart and preStop lifecycle hooks (exec, httpGet, sleep).
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
 //! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
 //! - [`routes`]: routes to the other nodes' pod CIDRs through their addresses (host-gw).
+//! - [`events`]: the Events the agent records about pods.
 
 pub mod containers;
+pub mod events;
+pub mod hooks;
 pub mod probes;
 pub mod register;
 pub mod routes;
@@ -137,6 +141,8 @@ pub(crate) struct Shared {
     pub(crate) sources: sources::Sources,
     /// Permits for setting up new pods ([`AgentConfig::parallel_pod_starts`]).
     pub(crate) pod_starts: tokio::sync::Semaphore,
+    /// Events about pods.
+    pub(crate) events: events::Events,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -215,6 +221,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             sources: sources::Sources::new(client.clone()),
             pod_starts: tokio::sync::Semaphore::new(starts),
+            events: events::Events::new(client.clone(), &config.node_name),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
@@ -322,6 +329,8 @@ impl AgentHandle {
                 let _ = self.shared.cri.remove_pod_sandbox(&s.id).await;
             }
         }
+        // Memory-medium emptyDirs are tmpfs mounts under the pods' directories.
+        volumes::unmount_all(&self.shared.config.data_dir.join("pods")).await;
         if let Some(c) = self.containerd {
             c.stop().await;
             cni::delete_bridge(&self.shared.config.bridge).await;

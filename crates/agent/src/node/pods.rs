@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
@@ -141,7 +142,7 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
                     container = c.name,
                     "startup probe failed: restarting the container"
                 );
-                stop_for_probe(shared, pod, &id, p).await;
+                kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
                 rec.startup = None;
             }
         }
@@ -164,21 +165,58 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
         let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
         if state.record(p, ok, Instant::now()) == Verdict::Failure {
             tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
-            stop_for_probe(shared, pod, &id, p).await;
+            kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
             rec.liveness = None;
         }
     }
 }
 
-/// Stops a container that failed its liveness or startup probe, within the grace period.
-async fn stop_for_probe(shared: &Shared, pod: &Pod, id: &str, p: &k8s_openapi::api::core::v1::Probe) {
-    let grace = p
-        .termination_grace_period_seconds
-        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30)
-        .max(0);
+/// The grace period of a container that failed its liveness or startup probe.
+fn probe_grace(pod: &Pod, p: &k8s_openapi::api::core::v1::Probe) -> i64 {
+    p.termination_grace_period_seconds.unwrap_or_else(|| pod_grace(pod))
+}
+
+/// The pod's terminationGracePeriodSeconds (default 30).
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0)
+}
+
+/// The pod as the kubelet names it in messages: `name_namespace(uid)`.
+fn kubelet_pod_name(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    format!(
+        "{}_{}({})",
+        m.name.as_deref().unwrap_or(""),
+        m.namespace.as_deref().unwrap_or(""),
+        m.uid.as_deref().unwrap_or("")
+    )
+}
+
+/// Stops a container as the kubelet kills one: its preStop hook first (when it has one, is
+/// running and there is a grace period), within `grace` seconds; then SIGTERM, and SIGKILL
+/// after what is left of the grace period (at least 2 s after a hook).
+async fn kill(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, id: &str, grace: i64) {
+    let mut grace = grace.max(0);
+    let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
+    if let Some(handler) = pre_stop.filter(|_| grace > 0) {
+        let running = matches!(
+            shared.cri.container_status(id).await,
+            Ok(Some(s)) if s.state == cri::ContainerState::ContainerRunning as i32
+        );
+        if running {
+            let started = Instant::now();
+            let name = kubelet_pod_name(pod);
+            let target = hooks::Target { pod: &name, pod_ip, container: c, container_id: id };
+            let timeout = Duration::from_secs(grace as u64);
+            if let Err(message) = hooks::run(&shared.cri, &target, handler, timeout).await {
+                tracing::info!(pod = pod_name(pod), container = c.name, %message, "preStop hook failed");
+                shared.events.warning(pod, Hook::PreStop.failed_reason(), message).await;
+            }
+            grace = hooks::remaining_grace(grace, started.elapsed());
+        }
+    }
     if let Err(e) = shared.cri.stop_container(id, grace).await {
-        tracing::warn!(pod = pod_name(pod), %e, "stopping a container that failed a probe");
+        tracing::warn!(pod = pod_name(pod), container = c.name, %e, "stopping a container");
     }
 }
 
@@ -223,7 +261,19 @@ struct PodState {
     volume_state: volumes::VolumeState,
     /// The start-up milestones, until the pod is posted Running.
     trace: Option<StartTrace>,
+    /// The last FailedMount event's message and when it was recorded.
+    mount_event: Option<(String, Instant)>,
+    /// Why the pod was evicted (its containers are stopped and it stays Failed).
+    evicted: Option<String>,
+    /// When emptyDir usage was last measured against the sizeLimits.
+    usage_checked: Option<Instant>,
 }
+
+/// How often a pod's emptyDir usage is measured (the kubelet's eviction manager: 10 s).
+const USAGE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a volume that still cannot be mounted is reported again.
+const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
 
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
     let mut state = PodState { uid: uid.clone(), trace: Some(StartTrace::new()), ..PodState::default() };
@@ -267,6 +317,10 @@ async fn prepare_volumes(
 
 async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     let spec = pod.spec.clone().unwrap_or_default();
+    if state.evicted.is_some() {
+        post_status(shared, pod, state, &spec, true, &[], "Failed").await;
+        return Duration::from_secs(60);
+    }
     let phase_now = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     if state.sandbox.is_none() && (phase_now == "Succeeded" || phase_now == "Failed") {
         return Duration::from_secs(60); // finished before we saw it: nothing to run
@@ -330,6 +384,13 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                 }
             }
             Err(message) => {
+                // A Warning FailedMount event when the reason changes, and again each minute.
+                let repeat =
+                    state.mount_event.as_ref().is_none_or(|(m, at)| *m != message || at.elapsed() >= MOUNT_EVENT_EVERY);
+                if repeat {
+                    shared.events.warning(pod, "FailedMount", message.clone()).await;
+                    state.mount_event = Some((message.clone(), Instant::now()));
+                }
                 for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
                     rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
                 }
@@ -394,6 +455,18 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     } else {
         observed = vec![Observed::NotStarted; spec.containers.len()];
     }
+    let size_limited =
+        spec.volumes.iter().flatten().any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()));
+    if size_limited && state.usage_checked.is_none_or(|t| t.elapsed() >= USAGE_CHECK_EVERY) {
+        state.usage_checked = Some(Instant::now());
+        let data_dir = shared.config.data_dir.clone();
+        let of = pod.clone();
+        let over = tokio::task::spawn_blocking(move || volumes::empty_dir_over_limit(&data_dir, &of)).await;
+        if let Ok(Some(message)) = over {
+            evict(shared, pod, state, &spec, message).await;
+            return Duration::from_secs(60);
+        }
+    }
     let phase = status::phase(initialized, state.init_failed, &observed);
     if phase == "Running"
         && let Some(t) = state.trace.as_mut().filter(|t| t.started_ms == 0)
@@ -419,6 +492,31 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         state.trace = None;
     }
     if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
+}
+
+/// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
+/// container killed at once (no grace period), the status Failed with reason `Evicted` and
+/// `message`, the sandbox and volumes removed. The pod object stays.
+async fn evict(
+    shared: &Shared,
+    pod: &Pod,
+    state: &mut PodState,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    message: String,
+) {
+    tracing::info!(pod = pod_name(pod), %message, "evicting the pod");
+    shared.events.warning(pod, "Evicted", message.clone()).await;
+    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, 0))).await;
+    for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+        if let Some(id) = &rec.id {
+            rec.cri = shared.cri.container_status(id).await.ok().flatten();
+        }
+        rec.waiting = None;
+    }
+    state.evicted = Some(message);
+    post_status(shared, pod, state, spec, true, &[], "Failed").await;
+    teardown(shared, state, 0).await;
 }
 
 /// Takes over the pod's sandbox and containers left running by an earlier agent on this
@@ -585,7 +683,7 @@ async fn drive(
         }
     };
     let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
-    match volumes::mounts(c, vols) {
+    match volumes::mounts(pod, c, vols) {
         Ok(m) => config.mounts = m,
         Err(message) => {
             rec.waiting = Some(("CreateContainerConfigError".into(), message));
@@ -606,6 +704,19 @@ async fn drive(
     }
     rec.id = Some(id.clone());
     rec.waiting = None;
+    if let Some(handler) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+        let name = kubelet_pod_name(pod);
+        let target = hooks::Target { pod: &name, pod_ip, container: c, container_id: &id };
+        if let Err(message) = hooks::run(&shared.cri, &target, handler, POST_START_TIMEOUT).await {
+            // The kubelet kills the container; its restart policy then applies.
+            tracing::info!(pod = pod_name(pod), container = c.name, %message, "postStart hook failed");
+            shared.events.warning(pod, Hook::PostStart.failed_reason(), message).await;
+            kill(shared, pod, pod_ip, c, &id, pod_grace(pod)).await;
+            rec.cri = shared.cri.container_status(&id).await.ok().flatten();
+            let code = rec.cri.as_ref().map_or(137, |s| s.exit_code);
+            return if status::should_restart(policy, code) { Observed::Restarting } else { Observed::Exited(code) };
+        }
+    }
     let now = Instant::now();
     rec.startup = c.startup_probe.as_ref().map(|_| ProbeState::new(now));
     rec.liveness = c.liveness_probe.as_ref().map(|_| ProbeState::new(now));
@@ -614,6 +725,10 @@ async fn drive(
     // One that exited at once is seen on the next pass.
     Observed::Running
 }
+
+/// The longest a postStart hook may run (the kubelet sets none; a hung hook would keep the
+/// container from ever running).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// NotStarted, or Restarting for a container that ran before.
 fn not_started(rec: &Record) -> Observed {
@@ -829,6 +944,8 @@ async fn post_status(
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         qos_class: Some(crate::hollow::pod_status::qos_class(spec).to_string()),
+        reason: state.evicted.as_ref().map(|_| "Evicted".to_string()),
+        message: state.evicted.clone(),
         ..Default::default()
     };
     let body = json!({ "status": status });
@@ -857,6 +974,7 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
     }
     if !state.uid.is_empty() {
         let dir = shared.config.data_dir.join("pods").join(&state.uid);
+        volumes::unmount_all(&dir).await;
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -867,12 +985,13 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
 
 /// A deleted pod: stop it within its grace period, then remove its object.
 async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
-    let grace = pod
-        .metadata
-        .deletion_grace_period_seconds
-        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30)
-        .max(0);
+    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or_else(|| pod_grace(pod)).max(0);
+    // The regular containers' preStop hooks, then SIGTERM/SIGKILL, all containers at once.
+    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let pod_ip = state.pod_ip.clone();
+    let running: Vec<(&Container, String)> =
+        containers.iter().zip(&state.containers).filter_map(|(c, r)| Some((c, r.id.clone()?))).collect();
+    futures::future::join_all(running.iter().map(|(c, id)| kill(shared, pod, pod_ip.as_deref(), c, id, grace))).await;
     teardown(shared, state, grace).await;
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
     let params = DeleteParams {

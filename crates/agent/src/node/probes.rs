@@ -1,6 +1,7 @@
 //! Container probes (startup, liveness, readiness) as the kubelet runs them: exec through
-//! CRI ExecSync, httpGet (2xx/3xx is success) and tcpSocket from the node to the pod IP;
-//! initialDelaySeconds, periodSeconds, timeoutSeconds, success and failure thresholds.
+//! CRI ExecSync, httpGet (2xx/3xx is success), tcpSocket and grpc (the standard
+//! `grpc.health.v1.Health/Check` over plain HTTP/2; SERVING is success) from the node to the
+//! pod IP; initialDelaySeconds, periodSeconds, timeoutSeconds, success and failure thresholds.
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ impl ProbeState {
 }
 
 /// The container port a probe names (a number, or the name of one of the container's ports).
-fn port(container: &Container, port: &IntOrString) -> Option<u16> {
+pub(crate) fn port(container: &Container, port: &IntOrString) -> Option<u16> {
     match port {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
         IntOrString::String(name) => container
@@ -91,6 +92,11 @@ pub async fn run(cri: &Cri, container_id: &str, pod_ip: Option<&str>, container:
         let host = tcp.host.clone().or(pod_ip.map(str::to_string));
         let (Some(host), Some(port)) = (host, port(container, &tcp.port)) else { return false };
         return matches!(tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await, Ok(Ok(_)));
+    }
+    if let Some(g) = &probe.grpc {
+        let (Some(host), Ok(port)) = (pod_ip, u16::try_from(g.port)) else { return false };
+        let service = g.service.clone().unwrap_or_default();
+        return matches!(grpc_health(host, port, service, timeout).await, Ok(SERVING));
     }
     if let Some(http) = &probe.http_get {
         if http.scheme.as_deref() == Some("HTTPS") {
@@ -118,8 +124,51 @@ pub async fn run(cri: &Cri, container_id: &str, pod_ip: Option<&str>, container:
     false
 }
 
+/// `grpc.health.v1.HealthCheckRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    service: String,
+}
+
+/// `grpc.health.v1.HealthCheckResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HealthCheckResponse {
+    /// UNKNOWN 0, SERVING 1, NOT_SERVING 2, SERVICE_UNKNOWN 3.
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+/// `HealthCheckResponse.ServingStatus.SERVING`.
+const SERVING: i32 = 1;
+
+/// One `grpc.health.v1.Health/Check` call to `host:port` over a fresh plain HTTP/2
+/// connection (as the kubelet's probe dials each time): the serving status, or why none.
+async fn grpc_health(host: &str, port: u16, service: String, timeout: Duration) -> Result<i32, String> {
+    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| e.to_string())?
+        .user_agent("kube-probe/1.33")
+        .map_err(|e| e.to_string())?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let call = async {
+        let channel = endpoint.connect().await.map_err(|e| format!("connecting to {authority}: {e}"))?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.map_err(|e| e.to_string())?;
+        let path = http::uri::PathAndQuery::from_static("/grpc.health.v1.Health/Check");
+        let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckResponse>::default();
+        let answer = grpc
+            .unary(tonic::Request::new(HealthCheckRequest { service }), path, codec)
+            .await
+            .map_err(|status| format!("health check: {status}"))?;
+        Ok(answer.into_inner().status)
+    };
+    tokio::time::timeout(timeout, call).await.map_err(|_| format!("timed out after {}s", timeout.as_secs()))?
+}
+
 /// The status code of an HTTP response's first bytes.
-fn http_status(head: &[u8]) -> Option<u16> {
+pub(crate) fn http_status(head: &[u8]) -> Option<u16> {
     let line = std::str::from_utf8(head).ok()?.lines().next()?;
     let mut parts = line.split_whitespace();
     parts.next().filter(|v| v.starts_with("HTTP/"))?;
@@ -168,5 +217,72 @@ mod tests {
         assert_eq!(port(&c, &IntOrString::String("http".into())), Some(8080));
         assert_eq!(port(&c, &IntOrString::String("nope".into())), None);
         assert_eq!(port(&c, &IntOrString::Int(81)), Some(81));
+    }
+
+    /// The server side of one `Health/Check` call, hand-written HTTP/2 frames: SETTINGS,
+    /// the ACK of the client's, response headers, one message with `status`, trailers.
+    fn health_response(status: u8) -> Vec<u8> {
+        fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+            out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+            out.extend_from_slice(&[kind, flags]);
+            out.extend_from_slice(&stream.to_be_bytes());
+            out.extend_from_slice(payload);
+        }
+        let mut out = Vec::new();
+        frame(&mut out, 4, 0, 0, &[]);
+        frame(&mut out, 4, 1, 0, &[]);
+        // HPACK: `:status: 200` (static 8); content-type (static 31) without indexing.
+        let mut headers = vec![0x88, 0x0f, 0x10, 16];
+        headers.extend_from_slice(b"application/grpc");
+        frame(&mut out, 1, 0x4, 1, &headers);
+        frame(&mut out, 0, 0, 1, &[0, 0, 0, 0, 2, 0x08, status]);
+        let mut trailers = vec![0x00, 11];
+        trailers.extend_from_slice(b"grpc-status");
+        trailers.extend_from_slice(&[1, b'0']);
+        frame(&mut out, 1, 0x5, 1, &trailers);
+        out
+    }
+
+    /// Serves one connection: reads the client's frames up to the end of its request, then
+    /// answers with `status`; returns the request message's bytes.
+    async fn serve_once(listener: &tokio::net::TcpListener, status: u8) -> Vec<u8> {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut preface = [0u8; 24];
+        s.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).await.unwrap();
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).await.unwrap();
+            if head[3] == 0 {
+                message.extend_from_slice(&payload);
+                if head[4] & 1 == 1 {
+                    break;
+                }
+            }
+        }
+        s.write_all(&health_response(status)).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        message
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_call_the_standard_health_service() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = Duration::from_secs(5);
+        let (served, answer) = tokio::join!(serve_once(&listener, 1), grpc_health("127.0.0.1", port, "db".into(), t));
+        assert_eq!(answer, Ok(SERVING));
+        // The request: uncompressed, 5 bytes long, field 1 = "db".
+        assert_eq!(served, [0, 0, 0, 0, 4, 0x0a, 2, b'd', b'b']);
+        let (_, answer) = tokio::join!(serve_once(&listener, 2), grpc_health("127.0.0.1", port, String::new(), t));
+        assert_eq!(answer, Ok(2), "NOT_SERVING");
+        drop(listener);
+        let refused = grpc_health("127.0.0.1", port, String::new(), t).await.unwrap_err();
+        assert!(refused.contains("connecting"), "{refused}");
     }
 }

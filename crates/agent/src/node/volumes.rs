@@ -2,8 +2,11 @@
 //! and secret (their keys written as files, with items and modes), downwardAPI (pod
 //! fields and container resources), projected (configMap, secret, downwardAPI and
 //! ServiceAccount token sources in one directory; the token comes from the TokenRequest
-//! API bound to the pod and is renewed at 80 % of its life), hostPath; and the CRI mounts
-//! of a container's volumeMounts (with subPath). File contents are written as the
+//! API bound to the pod and is renewed at 80 % of its life), hostPath, persistentVolumeClaim
+//! (the claim's bound PersistentVolume's hostPath or local path); and the CRI mounts of a
+//! container's volumeMounts (with subPath; read-only where the mount or the claim says so).
+//! An emptyDir of medium Memory is a tmpfs (its size the sizeLimit); [`empty_dir_over_limit`]
+//! measures emptyDir usage (as du) for the eviction of pods over their sizeLimit. File contents are written as the
 //! kubelet's atomic writer does (`..data` symlink switched in one rename) and refreshed
 //! every [`RESYNC`], so updates of ConfigMaps and Secrets reach running containers.
 
@@ -16,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, ResourceFieldSelector, ServiceAccount,
+    Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, ProjectedVolumeSource, ResourceFieldSelector, ServiceAccount,
     ServiceAccountTokenProjection,
 };
 use kube::api::{Api, PostParams};
@@ -387,8 +391,12 @@ pub async fn prepare(
     state.last = Some(Instant::now());
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let dir = base.join(&v.name);
-        if v.empty_dir.is_some() {
+        if let Some(src) = &v.empty_dir {
             std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            if src.medium.as_deref() == Some("Memory") && !is_mount_point(&dir) {
+                let limit = src.size_limit.as_ref().map(|q| quantity_bytes(&q.0)).transpose()?;
+                mount_tmpfs(&dir, limit).await?;
+            }
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                 .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
         } else if let Some(src) = &v.config_map {
@@ -409,6 +417,15 @@ pub async fn prepare(
         } else if let Some(src) = &v.host_path {
             out.insert(v.name.clone(), PathBuf::from(&src.path));
             continue;
+        } else if let Some(src) = &v.persistent_volume_claim {
+            let path = claim_path(client, &ns, src).await.map_err(|e| {
+                format!(
+                    "Unable to attach or mount volumes: unmounted volumes=[{}]: error processing PVC {ns}/{}: {e}",
+                    v.name, src.claim_name
+                )
+            })?;
+            out.insert(v.name.clone(), path);
+            continue;
         } else {
             continue; // not supported yet: mounts of it fail in mounts()
         }
@@ -417,8 +434,170 @@ pub async fn prepare(
     Ok(out)
 }
 
-/// The CRI mounts of `container`'s volumeMounts over the prepared `volumes`.
-pub fn mounts(container: &Container, volumes: &HashMap<String, PathBuf>) -> Result<Vec<cri::Mount>, String> {
+/// Bytes of a resource quantity (`1Mi`, `500k`, `1e6`).
+fn quantity_bytes(q: &str) -> Result<u64, String> {
+    let nano = parse_quantity(q).map_err(|e| e.to_string())?;
+    Ok(u64::try_from(nano.div_euclid(1_000_000_000)).unwrap_or(0))
+}
+
+/// The mount points under `dir` (itself included), from /proc/self/mountinfo, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    // mountinfo has resolved paths: compare with the resolved directory.
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes spaces and the like as octal (\040); our paths have none.
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    mounts_under(dir).contains(&resolved)
+}
+
+/// Mounts a tmpfs on `dir`, of `size` bytes when given (else the kernel's default).
+async fn mount_tmpfs(dir: &Path, size: Option<u64>) -> Result<(), String> {
+    let mut options = "mode=0777".to_string();
+    if let Some(size) = size {
+        options.push_str(&format!(",size={size}"));
+    }
+    let out = tokio::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+        .arg(dir)
+        .output()
+        .await
+        .map_err(|e| format!("running mount: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("mounting a tmpfs on {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
+}
+
+/// Unmounts every mount under `dir` (a pod's tmpfs emptyDirs before its directory goes).
+pub async fn unmount_all(dir: &Path) {
+    for p in mounts_under(dir) {
+        match tokio::process::Command::new("umount").arg(&p).output().await {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                tracing::warn!(path = %p.display(), error = %String::from_utf8_lossy(&out.stderr).trim(), "umount")
+            }
+            Err(e) => tracing::warn!(path = %p.display(), %e, "umount"),
+        }
+    }
+}
+
+/// The disk usage of the files under `dir` in bytes, as du counts it (allocated blocks,
+/// each inode once, links not followed).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else { continue };
+            if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.blocks() * 512;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// The first emptyDir of `pod` whose usage exceeds its sizeLimit: the kubelet's eviction
+/// message for it (`Usage of EmptyDir volume "x" exceeds the limit "1Mi".`).
+pub fn empty_dir_over_limit(data_dir: &Path, pod: &Pod) -> Option<String> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let base = pod_volumes_dir(data_dir, uid);
+    pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).find_map(|v| {
+        let limit = v.empty_dir.as_ref()?.size_limit.as_ref()?;
+        let bytes = quantity_bytes(&limit.0).ok()?;
+        (disk_usage(&base.join(&v.name)) > bytes)
+            .then(|| format!("Usage of EmptyDir volume {:?} exceeds the limit {:?}.", v.name, limit.0))
+    })
+}
+
+/// The host path of a PersistentVolumeClaim's volume: the claim (in the pod's namespace)
+/// must be Bound to a PersistentVolume that names it back and is a hostPath or local
+/// volume. The error says what is wrong, in the kubelet's words.
+async fn claim_path(
+    client: &kube::Client,
+    ns: &str,
+    src: &PersistentVolumeClaimVolumeSource,
+) -> Result<PathBuf, String> {
+    let name = &src.claim_name;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let claim = claims
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("failed to fetch PVC from API server: {e}"))?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{name}\" not found"))?;
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty());
+    let (Some(volume), "Bound") = (volume, phase) else {
+        return Err("PVC is not bound".into());
+    };
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get_opt(&volume)
+        .await
+        .map_err(|e| format!("failed to fetch PV {volume} from API server: {e}"))?
+        .ok_or_else(|| {
+            format!("failed to fetch PV {volume} from API server: persistentvolume \"{volume}\" not found")
+        })?;
+    persistent_volume_path(&pv, &claim)
+}
+
+/// The host path of `pv` for `claim`: its hostPath or local path, when it is bound to
+/// that claim (same uid). A hostPath of type DirectoryOrCreate is created.
+fn persistent_volume_path(pv: &PersistentVolume, claim: &PersistentVolumeClaim) -> Result<PathBuf, String> {
+    let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    let spec = pv.spec.clone().unwrap_or_default();
+    let claim_ref = spec.claim_ref.as_ref();
+    let bound_here = claim_ref.is_some_and(|r| {
+        r.name == claim.metadata.name && r.uid.as_ref().is_none_or(|u| Some(u) == claim.metadata.uid.as_ref())
+    });
+    if !bound_here {
+        return Err(format!(
+            "persistentvolume {pv_name} is bound to a different claim (claimRef {:?})",
+            claim_ref.map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name.as_deref().unwrap_or("")))
+        ));
+    }
+    let (path, create) = if let Some(h) = &spec.host_path {
+        (PathBuf::from(&h.path), h.type_.as_deref() == Some("DirectoryOrCreate"))
+    } else if let Some(l) = &spec.local {
+        (PathBuf::from(&l.path), false)
+    } else {
+        return Err(format!("persistentvolume {pv_name}: only hostPath and local volumes are supported on this node"));
+    };
+    if create {
+        std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    }
+    if !path.exists() {
+        return Err(format!("persistentvolume {pv_name}: path {} does not exist on the node", path.display()));
+    }
+    Ok(path)
+}
+
+/// The CRI mounts of `container`'s volumeMounts over the prepared `volumes` of `pod`; a
+/// claim's `readOnly` makes its mounts read-only.
+pub fn mounts(pod: &Pod, container: &Container, volumes: &HashMap<String, PathBuf>) -> Result<Vec<cri::Mount>, String> {
+    let claim_read_only = |name: &str| {
+        pod.spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .any(|v| v.name == name && v.persistent_volume_claim.as_ref().is_some_and(|c| c.read_only == Some(true)))
+    };
     let mut out = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
         let base =
@@ -436,7 +615,7 @@ pub fn mounts(container: &Container, volumes: &HashMap<String, PathBuf>) -> Resu
         out.push(cri::Mount {
             container_path: m.mount_path.clone(),
             host_path: host.display().to_string(),
-            readonly: m.read_only.unwrap_or(false),
+            readonly: m.read_only.unwrap_or(false) || claim_read_only(&m.name),
             ..Default::default()
         });
     }
@@ -478,7 +657,8 @@ mod tests {
             { "name": "data", "mountPath": "/data", "readOnly": true },
             { "name": "data", "mountPath": "/sub", "subPath": "x/y" }] }))
         .unwrap();
-        let m = mounts(&c, &volumes).unwrap();
+        let pod = Pod::default();
+        let m = mounts(&pod, &c, &volumes).unwrap();
         assert_eq!(m[0].container_path, "/data");
         assert!(m[0].readonly);
         assert_eq!(m[1].host_path, dir.path().join("x/y").display().to_string());
@@ -486,7 +666,37 @@ mod tests {
         let bad: Container = serde_json::from_value(serde_json::json!({ "name": "c", "volumeMounts": [
             { "name": "nope", "mountPath": "/n" }] }))
         .unwrap();
-        assert!(mounts(&bad, &volumes).is_err());
+        assert!(mounts(&pod, &bad, &volumes).is_err());
+        // A read-only claim makes every mount of it read-only.
+        let pod: Pod = serde_json::from_value(serde_json::json!({ "spec": { "containers": [], "volumes": [
+            { "name": "data", "persistentVolumeClaim": { "claimName": "c", "readOnly": true } }] } }))
+        .unwrap();
+        assert!(mounts(&pod, &c, &volumes).unwrap().iter().all(|m| m.readonly));
+    }
+
+    #[test]
+    fn a_claim_mounts_its_bound_volume_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "c", "namespace": "ns", "uid": "u1" }, "spec": { "volumeName": "pv" } }))
+        .unwrap();
+        let pv = |source: serde_json::Value, claim_uid: &str| -> PersistentVolume {
+            let mut spec = serde_json::json!({ "claimRef": { "namespace": "ns", "name": "c", "uid": claim_uid } });
+            spec.as_object_mut().unwrap().extend(source.as_object().unwrap().clone());
+            serde_json::from_value(serde_json::json!({ "metadata": { "name": "pv" }, "spec": spec })).unwrap()
+        };
+        let local = pv(serde_json::json!({ "local": { "path": dir.path() } }), "u1");
+        assert_eq!(persistent_volume_path(&local, &claim).unwrap(), dir.path());
+        let created = dir.path().join("made/here");
+        let host = pv(serde_json::json!({ "hostPath": { "path": created, "type": "DirectoryOrCreate" } }), "u1");
+        assert_eq!(persistent_volume_path(&host, &claim).unwrap(), created);
+        assert!(created.is_dir());
+        let missing = pv(serde_json::json!({ "hostPath": { "path": dir.path().join("nope") } }), "u1");
+        assert!(persistent_volume_path(&missing, &claim).unwrap_err().contains("does not exist"));
+        let other = pv(serde_json::json!({ "local": { "path": dir.path() } }), "u2");
+        assert!(persistent_volume_path(&other, &claim).unwrap_err().contains("different claim"));
+        let nfs = pv(serde_json::json!({ "nfs": { "server": "x", "path": "/" } }), "u1");
+        assert!(persistent_volume_path(&nfs, &claim).unwrap_err().contains("only hostPath and local"));
     }
 
     #[test]
@@ -550,5 +760,31 @@ mod tests {
         )
         .unwrap();
         assert!(downward_files(&pod, Ipv4Addr::LOCALHOST, &bad, 0o644, &mut Files::new()).is_err());
+    }
+
+    #[test]
+    fn empty_dir_usage_is_measured_against_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({ "metadata": { "uid": "u1" },
+            "spec": { "containers": [], "volumes": [
+                { "name": "free", "emptyDir": {} },
+                { "name": "small", "emptyDir": { "sizeLimit": "64Ki" } },
+            ] } }))
+        .unwrap();
+        let base = pod_volumes_dir(dir.path(), "u1");
+        std::fs::create_dir_all(base.join("free")).unwrap();
+        std::fs::create_dir_all(base.join("small/sub")).unwrap();
+        std::fs::write(base.join("free/big"), vec![1u8; 1 << 20]).unwrap();
+        std::fs::write(base.join("small/sub/a"), vec![1u8; 16 << 10]).unwrap();
+        assert_eq!(empty_dir_over_limit(dir.path(), &pod), None);
+        assert!(disk_usage(&base.join("small")) >= 16 << 10);
+        std::fs::write(base.join("small/sub/b"), vec![1u8; 100 << 10]).unwrap();
+        assert_eq!(
+            empty_dir_over_limit(dir.path(), &pod).as_deref(),
+            Some("Usage of EmptyDir volume \"small\" exceeds the limit \"64Ki\".")
+        );
+        assert_eq!(quantity_bytes("1Mi"), Ok(1 << 20));
+        assert_eq!(quantity_bytes("1k"), Ok(1000));
+        assert!(quantity_bytes("lots").is_err());
     }
 }

@@ -41,6 +41,19 @@ impl Cri {
         Ok(Cri { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) })
     }
 
+    /// A client that dials `socket` on its first call (for tests that never call it, or a
+    /// runtime that is not up yet).
+    pub fn connect_lazy(socket: &Path) -> Cri {
+        let path: PathBuf = socket.to_path_buf();
+        let channel = Endpoint::try_from("http://[::1]:50051").expect("a static URI").connect_with_connector_lazy(
+            tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { UnixStream::connect(path).await.map(TokioIo::new) }
+            }),
+        );
+        Cri { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
+    }
+
     /// The runtime's name and version.
     pub async fn version(&self) -> Result<cri::VersionResponse> {
         let req = cri::VersionRequest { version: "v1".into() };
