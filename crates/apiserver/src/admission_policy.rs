@@ -26,7 +26,9 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use berth_api::selectors::LabelSelector;
 use berth_api::{FieldError, ResourceInfo};
-use cel::objects::{Key, Map as CelMap};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt};
+use cel::common::value::Val;
+use cel::objects::{Key, Map as ValueMap};
 use serde_json::{Value, json};
 
 use crate::cache::Cache;
@@ -448,10 +450,45 @@ pub fn to_cel(v: &Value) -> cel::Value {
         },
         Value::String(s) => cel::Value::String(Arc::new(s.clone())),
         Value::Array(a) => cel::Value::List(Arc::new(a.iter().map(to_cel).collect())),
-        Value::Object(m) => cel::Value::Map(CelMap {
+        Value::Object(m) => cel::Value::Map(ValueMap {
             map: Arc::new(m.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect()),
         }),
     }
+}
+
+/// JSON as a CEL value that borrows its strings from `v`: what the request's objects become,
+/// once per request (binding a [`cel::Value`] to a context converts it deeply each time).
+pub fn to_val<'v>(v: &'v Value) -> Box<dyn Val + 'v> {
+    match v {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(0.0))),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(a) => Box::new(CelList::from(a.iter().map(to_val).collect::<Vec<_>>())),
+        Value::Object(m) => Box::new(CelMap::from(
+            m.iter().map(|(k, v)| (CelMapKey::from(k.as_str()), to_val(v))).collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+/// The root context of one request: `object`, `oldObject`, `request`, `namespaceObject`.
+fn base_context<'v>(
+    object: Option<&'v Value>,
+    old: Option<&'v Value>,
+    request: &'v Value,
+    namespace: Option<&'v Value>,
+) -> cel::Context<'v, 'v> {
+    let mut cx = cel::Context::with_env(ENV.clone());
+    let val = |v: Option<&'v Value>| v.map(to_val).unwrap_or_else(|| Box::new(CelNull));
+    cx.add_variable_as_val("object", val(object));
+    cx.add_variable_as_val("oldObject", val(old));
+    cx.add_variable_as_val("request", to_val(request));
+    cx.add_variable_as_val("namespaceObject", val(namespace));
+    cx
 }
 
 /// What the expressions of one request see, converted once per request.
@@ -459,14 +496,6 @@ struct RequestData<'a> {
     object: Option<&'a Value>,
     old: Option<&'a Value>,
     namespace: Option<&'a Value>,
-}
-
-/// The CEL values of one request, made when the first policy matches.
-struct Activation {
-    object: cel::Value,
-    old: cel::Value,
-    request: cel::Value,
-    namespace: cel::Value,
 }
 
 /// A policy's verdict on one param.
@@ -521,32 +550,38 @@ pub fn validate(ctx: &Ctx, object: Option<&Value>, old: Option<&Value>) -> ApiRe
         _ => None,
     };
     let data = RequestData { object, old, namespace: namespace_obj.as_ref().map(|o| &o.value) };
-    let mut activation: Option<Activation> = None;
     let mut failures: Vec<Failure> = Vec::new();
+    let mut deny = |policy: &Arc<Policy>, binding: &Arc<Binding>, v: Verdict| {
+        if let Verdict::Deny { message, reason, index } = v {
+            failures.push(Failure { policy: policy.clone(), binding: binding.clone(), message, reason, index });
+        }
+    };
+    let mut matched = Vec::new();
     for (policy, binding) in &snapshot.bound {
-        let matched = policy.constraints.matches(&target, &data, true).and_then(|m| match &binding.match_resources {
+        let m = policy.constraints.matches(&target, &data, true).and_then(|m| match &binding.match_resources {
             Some(mr) if m => mr.matches(&target, &data, false),
             _ => Ok(m),
         });
-        let verdicts = match matched {
-            Ok(false) => continue,
-            Ok(true) => {
-                let act = activation.get_or_insert_with(|| activate(ctx, &target, &data));
-                evaluate(ctx, policy, binding, act)
-            }
-            Err(e) => vec![configuration_error(policy, format!("invalid selector: {e}"))],
-        };
-        for v in verdicts {
-            if let Verdict::Deny { message, reason, index } = v {
-                failures.push(Failure { policy: policy.clone(), binding: binding.clone(), message, reason, index });
+        match m {
+            Ok(false) => {}
+            Ok(true) => matched.push((policy, binding)),
+            Err(e) => deny(policy, binding, configuration_error(policy, format!("invalid selector: {e}"))),
+        }
+    }
+    if !matched.is_empty() {
+        let request = request_json(ctx, &target);
+        let base = base_context(object, old, &request, data.namespace);
+        for (policy, binding) in matched {
+            for v in evaluate(ctx, policy, binding, &base) {
+                deny(policy, binding, v);
             }
         }
     }
     enforce(ctx, &target, failures)
 }
 
-/// The CEL values of the request.
-fn activate(ctx: &Ctx, t: &Target, data: &RequestData<'_>) -> Activation {
+/// The `request` variable: the request's attributes as in an AdmissionReview.
+fn request_json(ctx: &Ctx, t: &Target) -> Value {
     let info = &ctx.served.info;
     let kind = json!({ "group": info.group, "version": info.version, "kind": info.kind });
     let resource = json!({ "group": info.group, "version": info.version, "resource": info.plural });
@@ -566,12 +601,7 @@ fn activate(ctx: &Ctx, t: &Target, data: &RequestData<'_>) -> Activation {
         request["subResource"] = json!(t.subresource);
         request["requestSubResource"] = json!(t.subresource);
     }
-    Activation {
-        object: data.object.map(to_cel).unwrap_or(cel::Value::Null),
-        old: data.old.map(to_cel).unwrap_or(cel::Value::Null),
-        request: to_cel(&request),
-        namespace: data.namespace.map(to_cel).unwrap_or(cel::Value::Null),
-    }
+    request
 }
 
 fn configuration_error(policy: &Policy, message: String) -> Verdict {
@@ -630,11 +660,11 @@ fn params(ctx: &Ctx, policy: &Policy, binding: &Binding) -> Result<Option<Vec<Va
 }
 
 /// Evaluates `policy` bound by `binding`: one verdict per param.
-fn evaluate(ctx: &Ctx, policy: &Policy, binding: &Binding, act: &Activation) -> Vec<Verdict> {
+fn evaluate(ctx: &Ctx, policy: &Policy, binding: &Binding, base: &cel::Context<'_, '_>) -> Vec<Verdict> {
     match params(ctx, policy, binding) {
         Err(e) => vec![configuration_error(policy, e)],
-        Ok(None) => vec![evaluate_one(policy, act, cel::Value::Null)],
-        Ok(Some(list)) => list.iter().map(|p| evaluate_one(policy, act, to_cel(p))).collect(),
+        Ok(None) => vec![evaluate_one(policy, base, None)],
+        Ok(Some(list)) => list.iter().map(|p| evaluate_one(policy, base, Some(p))).collect(),
     }
 }
 
@@ -642,14 +672,11 @@ fn evaluation_error(policy: &Policy, expr: &Expr, error: &str) -> Verdict {
     configuration_error(policy, format!("expression '{}' resulted in error: {error}", expr.source))
 }
 
-fn evaluate_one(policy: &Policy, act: &Activation, params: cel::Value) -> Verdict {
-    let mut cx = cel::Context::with_env(ENV.clone());
-    cx.add_variable_from_value("object", act.object.clone());
-    cx.add_variable_from_value("oldObject", act.old.clone());
-    cx.add_variable_from_value("request", act.request.clone());
-    cx.add_variable_from_value("namespaceObject", act.namespace.clone());
-    cx.add_variable_from_value("params", params);
-    cx.add_variable_from_value("variables", cel::Value::Map(CelMap { map: Arc::new(HashMap::new()) }));
+/// Evaluates the policy's expressions with one param (`None`: the policy has no paramKind).
+fn evaluate_one(policy: &Policy, base: &cel::Context<'_, '_>, params: Option<&Value>) -> Verdict {
+    let mut cx = base.new_inner_scope();
+    cx.add_variable_as_val("params", params.map(to_val).unwrap_or_else(|| Box::new(CelNull)));
+    cx.add_variable_from_value("variables", cel::Value::Map(ValueMap { map: Arc::new(HashMap::new()) }));
     // matchConditions: all true, else the policy does not apply; errors follow failurePolicy.
     let mut condition_error = None;
     for (name, expr) in &policy.match_conditions {
@@ -679,7 +706,7 @@ fn evaluate_one(policy: &Policy, act: &Activation, params: cel::Value) -> Verdic
         for (name, expr) in &policy.variables {
             if let Ok(v) = expr.eval(&cx) {
                 vars.insert(Key::String(Arc::new(name.clone())), v);
-                cx.add_variable_from_value("variables", cel::Value::Map(CelMap { map: Arc::new(vars.clone()) }));
+                cx.add_variable_from_value("variables", cel::Value::Map(ValueMap { map: Arc::new(vars.clone()) }));
             }
         }
     }
