@@ -76,12 +76,13 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     /// Parses `source` (the error is Kubernetes' `compilation failed: ...` text).
     pub fn compile(source: &str) -> Expr {
-        let program = ENV.compile(source).map_err(|e| format!("compilation failed: {e}")).and_then(|p| {
-            match p.references().variables().into_iter().find(|v| !VARIABLES.contains(v) && !is_bound(source, v)) {
-                Some(v) => Err(format!("compilation failed: ERROR: <input>:1:1: undeclared reference to '{v}'")),
-                None => Ok(p),
-            }
-        });
+        let program =
+            ENV.compile(source).map_err(|e| format!("compilation failed: {e}")).and_then(|p| {
+                match undeclared(p.expression(), &mut Vec::new()) {
+                    Some(v) => Err(format!("compilation failed: ERROR: <input>:1:1: undeclared reference to '{v}'")),
+                    None => Ok(p),
+                }
+            });
         Expr { source: source.to_string(), program }
     }
 
@@ -96,20 +97,47 @@ impl Expr {
     }
 }
 
-/// True when `name` is a macro's iteration variable in `source` (`list.all(x, ...)`), which
-/// the parser reports as a reference.
-fn is_bound(source: &str, name: &str) -> bool {
-    ["all", "exists", "exists_one", "map", "filter", "existsOne", "transformList", "transformMap"].iter().any(|m| {
-        let mut rest = source;
-        while let Some(at) = rest.find(&format!("{m}(")) {
-            rest = &rest[at + m.len() + 1..];
-            let args: Vec<&str> = rest.split(',').take(2).map(str::trim).collect();
-            if args.contains(&name) {
-                return true;
-            }
+/// Type names an expression may use as identifiers (`type(x) == int`).
+const TYPE_NAMES: &[&str] =
+    &["int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "dyn"];
+
+/// The first identifier of `e` that is neither a variable of admission nor bound by an
+/// enclosing comprehension (`list.all(x, ...)` binds `x`).
+fn undeclared<'e>(e: &'e cel::common::ast::IdedExpr, bound: &mut Vec<&'e str>) -> Option<&'e str> {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    match &e.expr {
+        E::Ident(name) => {
+            let known = name.starts_with('@')
+                || VARIABLES.contains(&name.as_str())
+                || TYPE_NAMES.contains(&name.as_str())
+                || bound.contains(&name.as_str());
+            (!known).then_some(name.as_str())
         }
-        false
-    })
+        E::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).find_map(|a| undeclared(a, bound)),
+        E::Comprehension(c) => {
+            if let Some(v) = undeclared(&c.iter_range, bound).or_else(|| undeclared(&c.accu_init, bound)) {
+                return Some(v);
+            }
+            let depth = bound.len();
+            bound.push(&c.iter_var);
+            bound.extend(c.iter_var2.as_deref());
+            bound.push(&c.accu_var);
+            let found = [&c.loop_cond, &c.loop_step, &c.result].into_iter().find_map(|x| undeclared(x, bound));
+            bound.truncate(depth);
+            found
+        }
+        E::List(list) => list.elements.iter().find_map(|x| undeclared(x, bound)),
+        E::Map(map) => map.entries.iter().find_map(|entry| match &entry.expr {
+            EntryExpr::StructField(f) => undeclared(&f.value, bound),
+            EntryExpr::MapEntry(m) => undeclared(&m.key, bound).or_else(|| undeclared(&m.value, bound)),
+        }),
+        E::Struct(st) => st.entries.iter().find_map(|entry| match &entry.expr {
+            EntryExpr::StructField(f) => undeclared(&f.value, bound),
+            EntryExpr::MapEntry(m) => undeclared(&m.key, bound).or_else(|| undeclared(&m.value, bound)),
+        }),
+        E::Select(select) => undeclared(&select.operand, bound),
+        E::Literal(_) | E::Unspecified => None,
+    }
 }
 
 /// One `NamedRuleWithOperations`.

@@ -60,15 +60,29 @@ fn compile_errors_are_reported_as_kubernetes_does() {
         ("object.spec.replicas <=", "compilation failed: ERROR: <input>:1:"),
         ("object.spec.(", "compilation failed: ERROR: <input>:1:"),
         ("foo.spec > 1", "compilation failed: ERROR: <input>:1:1: undeclared reference to 'foo'"),
+        (
+            "object.spec.containers.all(c, c.name == y)",
+            "compilation failed: ERROR: <input>:1:1: undeclared reference to 'y'",
+        ),
+        // A comprehension's variable is bound only inside it.
+        (
+            "object.spec.containers.all(c, true) && c.name == ''",
+            "compilation failed: ERROR: <input>:1:1: undeclared reference to 'c'",
+        ),
     ];
     for (source, want) in cases {
         let e = Expr::compile(source);
         let got = e.error().unwrap_or_default();
         assert!(got.starts_with(want), "{source}: {got}");
     }
-    for ok in
-        ["object.spec.containers.all(c, c.name != '')", "variables.x && params.y", "request.operation == 'CREATE'"]
-    {
+    for ok in [
+        "object.spec.containers.all(c, c.name != '')",
+        "object.spec.containers.all(c, c.ports.exists(p, p.containerPort > 0 && c.name != ''))",
+        "object.spec.containers.map(c, c.name).filter(n, n.startsWith('a')) == []",
+        "variables.x && params.y",
+        "request.operation == 'CREATE'",
+        "type(object) == map && {'a': object.metadata.name}.a != ''",
+    ] {
         assert_eq!(Expr::compile(ok).error(), None, "{ok}");
     }
 }
