@@ -189,6 +189,15 @@ fn params_match_conditions_failure_policies_audit_and_invalid_policies() {
     let mut b = binding("param-limit", "param-limit", &["Deny", "Audit"]);
     b["spec"]["paramRef"] = json!({ "name": "limits", "parameterNotFoundAction": "Deny" });
     create(&s, "validatingadmissionpolicybindings", &b);
+    // kubectl's columns, as Kubernetes' printers give them.
+    let table = s.kubectl_ok(&["get", "validatingadmissionpolicies", "param-limit", "--no-headers"]);
+    assert_eq!(table.split_whitespace().take(3).collect::<Vec<_>>(), ["param-limit", "1", "v1/ConfigMap"], "{table}");
+    let table = s.kubectl_ok(&["get", "validatingadmissionpolicybindings", "param-limit", "--no-headers"]);
+    assert_eq!(
+        table.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["param-limit", "param-limit", "*/limits"],
+        "{table}"
+    );
     // No ConfigMap yet: parameterNotFoundAction Deny refuses.
     let err = wait_denied(&s, &deployment("d", "team-a", 1));
     assert!(err.contains("no params found for policy binding with `Deny` parameterNotFoundAction"), "{err}");
