@@ -474,3 +474,90 @@ fn cost_per_request_of_bound_policies_and_of_a_webhook() {
         eprintln!("  {what:<30} p50 {p50:>6} µs  p99 {p99:>6} µs");
     }
 }
+
+const LIMITS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: replicalimits.policy.berth.test
+spec:
+  group: policy.berth.test
+  scope: Cluster
+  names: { plural: replicalimits, singular: replicalimit, kind: ReplicaLimit }
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          maxReplicas: { type: integer }
+"#;
+
+/// Params from custom resources chosen by a label selector: every selected param must pass,
+/// none selected with `Allow` admits; the policy can also validate the objects' deletion.
+#[test]
+fn params_from_custom_resources_by_selector_and_deletes() {
+    let s = TestServer::start(Path::new(BIN));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(LIMITS_CRD));
+    let limit = |name: &str, max: i64, tier: &str| {
+        json!({ "apiVersion": "policy.berth.test/v1", "kind": "ReplicaLimit",
+            "metadata": { "name": name, "labels": { "tier": tier } }, "maxReplicas": max })
+        .to_string()
+    };
+    let mut created = false;
+    assert!(wait_until(Duration::from_secs(30), || {
+        created = s.kubectl_stdin(&["apply", "-f", "-"], Some(&limit("loose", 8, "web"))).status.success();
+        created
+    }));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&limit("strict", 4, "web")));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&limit("other", 1, "batch")));
+    create(
+        &s,
+        "validatingadmissionpolicies",
+        &policy(
+            "crd-limit",
+            json!({
+                "paramKind": { "apiVersion": "policy.berth.test/v1", "kind": "ReplicaLimit" },
+                "validations": [{ "expression": "object.spec.replicas <= params.maxReplicas",
+                    "messageExpression": "'limit ' + params.metadata.name + ' allows ' + string(params.maxReplicas)" }],
+            }),
+        ),
+    );
+    let mut b = binding("crd-limit", "crd-limit", &["Deny"]);
+    b["spec"]["paramRef"] =
+        json!({ "selector": { "matchLabels": { "tier": "web" } }, "parameterNotFoundAction": "Allow" });
+    create(&s, "validatingadmissionpolicybindings", &b);
+    // 5 passes "loose" (8) but not "strict" (4): denied by the strict one.
+    let err = wait_denied(&s, &deployment("web", "default", 5));
+    assert!(err.contains("denied request: limit strict allows 4"), "{err}");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&deployment("web", "default", 4)));
+    // No param selected, Allow: the binding does not apply.
+    s.kubectl_ok(&["label", "replicalimit", "strict", "loose", "tier=none", "--overwrite"]);
+    wait_admitted(&s, &deployment("web", "default", 9));
+
+    // A policy on DELETE sees oldObject (object is null).
+    create(
+        &s,
+        "validatingadmissionpolicies",
+        &json!({ "metadata": { "name": "keep-protected" }, "spec": {
+            "matchConstraints": { "resourceRules": [{ "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["DELETE"], "resources": ["configmaps"] }] },
+            "validations": [{ "expression": "object == null && !(has(oldObject.metadata.labels) && 'protected' in oldObject.metadata.labels)",
+                "message": "protected configmaps are not deleted" }] } }),
+    );
+    create(&s, "validatingadmissionpolicybindings", &binding("keep-protected", "keep-protected", &["Deny"]));
+    s.kubectl_ok(&["create", "configmap", "keep"]);
+    s.kubectl_ok(&["label", "configmap", "keep", "protected=yes"]);
+    s.kubectl_ok(&["create", "configmap", "drop"]);
+    let mut err = String::new();
+    assert!(wait_until(Duration::from_secs(30), || {
+        let out = s.kubectl(&["delete", "configmap", "keep", "--dry-run=server"]);
+        err = String::from_utf8_lossy(&out.stderr).into_owned();
+        !out.status.success()
+    }));
+    assert!(err.contains("protected configmaps are not deleted"), "{err}");
+    s.kubectl_ok(&["delete", "configmap", "drop"]);
+    s.kubectl_ok(&["get", "configmap", "keep"]);
+}
