@@ -86,6 +86,11 @@ impl Expr {
         Expr { source: source.to_string(), program }
     }
 
+    /// Whether the expression names the variable `name`.
+    fn uses(&self, name: &str) -> bool {
+        self.program.as_ref().is_ok_and(|p| p.references().has_variable(name))
+    }
+
     /// The compile error, if any.
     pub fn error(&self) -> Option<&str> {
         self.program.as_ref().err().map(String::as_str)
@@ -306,6 +311,38 @@ pub struct Policy {
     variables: Vec<(String, Expr)>,
     validations: Vec<Validation>,
     audit_annotations: Vec<(String, Expr)>,
+    /// Which of `object`, `oldObject`, `request`, `namespaceObject` an expression names (the
+    /// request's context binds only those some matching policy uses).
+    uses: Uses,
+}
+
+/// The request variables some expressions name.
+#[derive(Debug, Default, Clone, Copy)]
+struct Uses {
+    object: bool,
+    old: bool,
+    request: bool,
+    namespace: bool,
+}
+
+impl Uses {
+    fn of<'a>(exprs: impl Iterator<Item = &'a Expr>) -> Uses {
+        exprs.fold(Uses::default(), |u, e| Uses {
+            object: u.object || e.uses("object"),
+            old: u.old || e.uses("oldObject"),
+            request: u.request || e.uses("request"),
+            namespace: u.namespace || e.uses("namespaceObject"),
+        })
+    }
+
+    fn or(self, other: Uses) -> Uses {
+        Uses {
+            object: self.object || other.object,
+            old: self.old || other.old,
+            request: self.request || other.request,
+            namespace: self.namespace || other.namespace,
+        }
+    }
 }
 
 impl Policy {
@@ -336,7 +373,7 @@ impl Policy {
             .get("paramKind")
             .filter(|p| p.is_object())
             .map(|p| (str_at(p, "/apiVersion").to_string(), str_at(p, "/kind").to_string()));
-        Policy {
+        let mut policy = Policy {
             name: object::name(v).to_string(),
             uid: object::meta_str(v, "uid").unwrap_or("").to_string(),
             generation: v.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
@@ -347,7 +384,16 @@ impl Policy {
             variables: named("variables", "/name", "/expression"),
             validations,
             audit_annotations: named("auditAnnotations", "/key", "/valueExpression"),
-        }
+            uses: Uses::default(),
+        };
+        let p = &policy;
+        policy.uses =
+            Uses::of(
+                p.match_conditions.iter().chain(&p.variables).chain(&p.audit_annotations).map(|(_, e)| e).chain(
+                    p.validations.iter().flat_map(|v| std::iter::once(&v.expression).chain(&v.message_expression)),
+                ),
+            );
+        policy
     }
 }
 
@@ -597,8 +643,14 @@ pub fn validate(ctx: &Ctx, object: Option<&Value>, old: Option<&Value>) -> ApiRe
         }
     }
     if !matched.is_empty() {
-        let request = request_json(ctx, &target);
-        let base = base_context(object, old, &request, data.namespace);
+        let uses = matched.iter().fold(Uses::default(), |u, (p, _)| u.or(p.uses));
+        let request = if uses.request { request_json(ctx, &target) } else { Value::Null };
+        let base = base_context(
+            object.filter(|_| uses.object),
+            old.filter(|_| uses.old),
+            &request,
+            data.namespace.filter(|_| uses.namespace),
+        );
         for (policy, binding) in matched {
             for v in evaluate(ctx, policy, binding, &base) {
                 deny(policy, binding, v);
