@@ -106,6 +106,7 @@ fn apply_with(res: &ResourceInfo, obj: &mut Value, admission: bool) {
             "admissionregistration.k8s.io",
             kind @ ("ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration"),
         ) => webhooks(obj, kind == "MutatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => admission_policy(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
         _ => {}
     }
@@ -670,6 +671,22 @@ fn webhooks(obj: &mut Value, mutating: bool) {
         }
         if let Some(svc) = hook.pointer_mut("/clientConfig/service").filter(|s| s.is_object()) {
             set(svc, "port", json!(443));
+        }
+    }
+}
+
+/// A ValidatingAdmissionPolicy's defaults (as Kubernetes' `SetDefaults_ValidatingAdmissionPolicySpec`).
+fn admission_policy(obj: &mut Value) {
+    let spec = at(obj, "/spec");
+    set(spec, "failurePolicy", json!("Fail"));
+    if let Some(m) = spec.get_mut("matchConstraints").filter(|m| m.is_object()) {
+        set(m, "matchPolicy", json!("Equivalent"));
+        set(m, "namespaceSelector", json!({}));
+        set(m, "objectSelector", json!({}));
+        for list in ["/resourceRules", "/excludeResourceRules"] {
+            for rule in items(m, list) {
+                set(rule, "scope", json!("*"));
+            }
         }
     }
 }

@@ -176,6 +176,8 @@ const TABLE: &[Row] = &[
     // admissionregistration.k8s.io/v1
     row("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations", NONE, EXT, false, NONE, ALL_VERBS, "io.k8s.api.admissionregistration.v1.MutatingWebhookConfiguration"),
     row("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations", NONE, EXT, false, NONE, ALL_VERBS, "io.k8s.api.admissionregistration.v1.ValidatingWebhookConfiguration"),
+    row("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", NONE, EXT, false, STATUS, ALL_VERBS, "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy"),
+    row("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings", NONE, EXT, false, NONE, ALL_VERBS, "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding"),
     // apiextensions.k8s.io/v1
     row("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", &["crd", "crds"], EXT, false, STATUS, ALL_VERBS, "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"),
     // scheduling.k8s.io/v1

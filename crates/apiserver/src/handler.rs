@@ -65,7 +65,8 @@ impl Ctx {
 
 /// The handler for everything under `/api` and `/apis`.
 pub async fn api(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (result, warnings) = crate::webhook::collect_warnings(app.webhooks.any(), dispatch(app, req)).await;
+    let (result, warnings) =
+        crate::webhook::collect_warnings(app.webhooks.any() || app.policies.any(), dispatch(app, req)).await;
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     crate::webhook::add_warning_headers(&mut resp, &warnings);
     resp

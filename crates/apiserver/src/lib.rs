@@ -6,6 +6,7 @@
 //! validation and compare-and-swap in the store ([`write`]). Every failure is a
 //! Kubernetes `Status` ([`error`]).
 
+pub mod admission_policy;
 pub mod audit;
 pub mod authn;
 pub mod authz;

@@ -78,6 +78,8 @@ pub struct App {
     pub authorizer: Arc<crate::authz::Authorizer>,
     /// The admission webhooks (from the watch cache).
     pub webhooks: Arc<crate::webhook::Webhooks>,
+    /// The ValidatingAdmissionPolicies and their bindings (from the watch cache).
+    pub policies: Arc<crate::admission_policy::Policies>,
     /// The audit log, when configured.
     pub auditor: Option<Arc<crate::audit::Auditor>>,
 }
@@ -120,6 +122,7 @@ impl Server {
             deleted_namespaces: std::sync::Mutex::new(std::collections::HashMap::new()),
             authorizer,
             webhooks: Arc::default(),
+            policies: Arc::default(),
             auditor,
         });
         crd::load_all(&app);
@@ -131,6 +134,8 @@ impl Server {
         tokio::spawn(app.authorizer.clone().follow(app.cache.clone(), app.shutdown.clone()));
         app.webhooks.refresh(&app.cache);
         tokio::spawn(app.webhooks.clone().follow(app.cache.clone(), app.shutdown.clone()));
+        app.policies.refresh(&app.cache);
+        tokio::spawn(app.policies.clone().follow(app.cache.clone(), app.shutdown.clone()));
         app.ready.store(true, Ordering::SeqCst);
         Ok(Server { app, listener, shutdown_tx })
     }

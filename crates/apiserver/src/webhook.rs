@@ -331,7 +331,8 @@ pub fn add_warning_headers(resp: &mut axum::response::Response, warnings: &[Stri
     }
 }
 
-fn warn(text: &str) {
+/// Adds a warning to the current request's `Warning` headers (webhooks and admission policies).
+pub(crate) fn warn(text: &str) {
     let _ = WARNINGS.try_with(|w| w.lock().unwrap_or_else(|e| e.into_inner()).push(text.to_string()));
 }
 

@@ -259,6 +259,7 @@ async fn admit(
         errors.extend(berth_api::crd::validate_schemas(obj));
     }
     errors.extend(crate::webhook::validate_configuration(&served.info, obj));
+    errors.extend(crate::admission_policy::validate_configuration(&served.info, obj));
     if !errors.is_empty() {
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
@@ -357,6 +358,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     crate::limit_ranger::validate(ctx, &obj)?;
     crate::pod_security::enforce(ctx, &obj)?;
     crate::webhook::validate(ctx, &obj, None).await?;
+    crate::admission_policy::validate(ctx, Some(&obj), None)?;
     crate::resource_quota::admit(ctx, &obj).await?;
     if ctx.params.dry_run {
         return Ok(obj);
@@ -563,6 +565,7 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
     admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
     crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
+    crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(with_warnings(render_written(&ctx, &written, StatusCode::OK), &warnings))
 }
@@ -583,6 +586,7 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
     admit(&ctx, &mut new, Some(&old.value), Some("scale"), true).await?;
     crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
+    crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(&ctx, &old, new).await?;
     Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
 }
@@ -670,6 +674,7 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
         admit(&ctx, &mut new, Some(&old.value), sub.as_deref(), kind != BodyType::ApplyPatch).await?;
         crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
+        crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
         match commit_update(&ctx, &old, new).await {
             Ok(written) => {
                 let resp = if sub.as_deref() == Some("scale") {
@@ -794,6 +799,7 @@ pub async fn delete(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     for _ in 0..RETRIES {
         let old = read::load(&ctx).await?;
         crate::webhook::delete(&ctx, &old.value, dry).await?;
+        crate::admission_policy::validate(&ctx, None, Some(&old.value))?;
         match delete_one(&ctx, &old, &opts, dry).await {
             Err(e)
                 if e.code == 409 && e.reason == "Conflict" && opts.resource_version.is_none() && opts.uid.is_none() =>
@@ -932,6 +938,7 @@ pub async fn delete_collection(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             continue;
         };
         crate::webhook::delete(&ctx, &fresh.value, dry).await?;
+        crate::admission_policy::validate(&ctx, None, Some(&fresh.value))?;
         match delete_one(&ctx, &fresh, &opts, dry).await {
             Ok(_) => deleted.push(fresh.value.clone()),
             Err(e) if e.code == 404 || e.code == 409 => {}

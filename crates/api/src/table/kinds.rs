@@ -22,6 +22,7 @@ fn printer(res: &ResourceInfo) -> &str {
         (_, "Event") => "Event",
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => "Binding",
         ("rbac.authorization.k8s.io", _) | ("apiextensions.k8s.io", _) => "default",
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding") => &res.kind,
         ("admissionregistration.k8s.io", _) => "Webhooks",
         ("authentication.k8s.io" | "authorization.k8s.io", _) | ("", "Binding") => "default",
         (_, kind) => kind,
@@ -264,6 +265,18 @@ pub(super) fn specs(res: &ResourceInfo) -> &'static [Spec] {
             AGE,
         ],
         "Webhooks" => &[NAME, ("Webhooks", "integer", 0, "Number of webhooks"), AGE],
+        "ValidatingAdmissionPolicy" => &[
+            NAME,
+            ("Validations", "integer", 0, "Number of validations"),
+            ("ParamKind", "string", 0, "Kind of the policy's params"),
+            AGE,
+        ],
+        "ValidatingAdmissionPolicyBinding" => &[
+            NAME,
+            ("PolicyName", "string", 0, "Policy bound"),
+            ("ParamRef", "string", 0, "Params of the binding"),
+            AGE,
+        ],
         "CertificateSigningRequest" => &[
             NAME,
             AGE,
@@ -657,6 +670,29 @@ pub(super) fn cells(res: &ResourceInfo, ctx: &Ctx<'_>) -> Vec<Value> {
             ctx.age(),
         ],
         "Webhooks" => vec![ctx.name(), json!(ctx.list("/webhooks").len()), ctx.age()],
+        "ValidatingAdmissionPolicy" => {
+            let kind = ctx.get("/spec/paramKind");
+            let param_kind =
+                match (kind.get("apiVersion").and_then(Value::as_str), kind.get("kind").and_then(Value::as_str)) {
+                    (Some(v), Some(k)) => format!("{v}/{k}"),
+                    _ => "<unset>".to_string(),
+                };
+            vec![ctx.name(), json!(ctx.list("/spec/validations").len()), json!(param_kind), ctx.age()]
+        }
+        "ValidatingAdmissionPolicyBinding" => {
+            let pr = ctx.get("/spec/paramRef");
+            let name = pr.get("name").and_then(Value::as_str).unwrap_or("");
+            let namespace = pr.get("namespace").and_then(Value::as_str).unwrap_or("");
+            let param_ref = match (name, pr.get("selector").filter(|s| s.is_object())) {
+                ("", Some(sel)) => crate::selectors::LabelSelector::from_label_selector(sel)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|_| "<error>".to_string()),
+                ("", None) => "<unset>".to_string(),
+                (n, _) if namespace.is_empty() => format!("*/{n}"),
+                (n, _) => format!("{namespace}/{n}"),
+            };
+            vec![ctx.name(), json!(ctx.str("/spec/policyName")), json!(param_ref), ctx.age()]
+        }
         "CertificateSigningRequest" => {
             let mut conditions: Vec<&str> =
                 ctx.list("/status/conditions").iter().filter_map(|c| c.get("type").and_then(Value::as_str)).collect();
