@@ -79,7 +79,7 @@ pub(crate) async fn run(args: MemoryArgs) -> anyhow::Result<()> {
     let mut flags = vec!["--disable-scheduler".to_string()];
     flags.extend(args.server_args.iter().cloned());
     let mut runs = Vec::with_capacity(args.runs);
-    let mut last_pod = Bytes::new();
+    let mut pods = [Bytes::new(), Bytes::new()];
     for r in 1..=args.runs {
         progress(format!("run {r}/{}: {} {}", args.runs, exe.display(), flags.join(" ")));
         let server = ServerProcess::start_exe(&exe, &flags).await.context("starting the server under test")?;
@@ -89,9 +89,9 @@ pub(crate) async fn run(args: MemoryArgs) -> anyhow::Result<()> {
         stopped?;
         progress(format!("run {r}: {run:?}"));
         runs.push(run);
-        last_pod = pod;
+        pods = pod;
     }
-    let (value_kb, typed_kb) = decoded_sizes(&last_pod, args.objects)?;
+    let [(created_value_kb, created_typed_kb), (value_kb, typed_kb)] = decoded_sizes(&pods, args.objects)?;
     let n = args.objects as f64;
     let median = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let figures = vec![
@@ -117,6 +117,9 @@ pub(crate) async fn run(args: MemoryArgs) -> anyhow::Result<()> {
         Figure::new("rss_end_mb", "RSS at the end", median(&|r| r.repatched_mb), "MiB"),
         Figure::new("rss_anon_end_mb", "  of which anonymous (heap)", median(&|r| r.anon_mb), "MiB"),
         Figure::new("rss_file_end_mb", "  of which file-backed (binary, SQLite)", median(&|r| r.file_mb), "MiB"),
+        Figure::new("pod_created_json_bytes", "one created Pod as JSON", pods[0].len() as f64, "B"),
+        Figure::new("pod_created_value_tree_kb", "  as a serde_json::Value tree (+ its JSON)", created_value_kb, "kB"),
+        Figure::new("pod_created_typed_kb", "  as a typed k8s-openapi Pod", created_typed_kb, "kB"),
         Figure::new("pod_json_bytes", "one patched Pod as JSON", median(&|r| r.pod_json_bytes), "B"),
         Figure::new("pod_value_tree_kb", "the same Pod as a serde_json::Value tree (+ its JSON)", value_kb, "kB"),
         Figure::new("pod_typed_kb", "the same Pod as a typed k8s-openapi Pod", typed_kb, "kB"),
@@ -150,11 +153,14 @@ async fn quiet_rss(server: &ServerProcess) -> anyhow::Result<f64> {
     Ok(server.rss_bytes()? as f64 / (1024.0 * 1024.0))
 }
 
-async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, Bytes)> {
+/// One run; also returns one Pod as served after its creation and after the patches.
+async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, [Bytes; 2])> {
     let idle_mb = quiet_rss(server).await?;
     progress(format!("creating {n} Pods"));
     each(server, n, |i| (Method::POST, format!("{NS_PATH}/pods"), pod("mem-pod", i), "application/json")).await?;
     let created_mb = quiet_rss(server).await?;
+    let mut conn = Conn::connect(server.addr).await?;
+    let created = conn.call(Method::GET, &format!("{NS_PATH}/pods/mem-pod-00000"), None).await?;
     progress(format!("patching the status of {n} Pods (set)"));
     each(server, n, |i| status_patch(i, 0)).await?;
     let patched_mb = quiet_rss(server).await?;
@@ -162,7 +168,6 @@ async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, Bytes
     each(server, n, |i| status_patch(i, 1)).await?;
     let repatched_mb = quiet_rss(server).await?;
     let (anon_mb, file_mb) = rss_split(server.pid())?;
-    let mut conn = Conn::connect(server.addr).await?;
     let pod = conn.call(Method::GET, &format!("{NS_PATH}/pods/mem-pod-00000"), None).await?;
     // Counted without building the items: this process's heap is measured later.
     #[derive(serde::Deserialize)]
@@ -175,7 +180,7 @@ async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, Bytes
         bail!("expected {n} Pods, the server lists {count}");
     }
     let run = Run { idle_mb, created_mb, patched_mb, repatched_mb, anon_mb, file_mb, pod_json_bytes: pod.len() as f64 };
-    Ok((run, pod))
+    Ok((run, [created, pod]))
 }
 
 /// One request: method, path, body, content type.
@@ -244,22 +249,26 @@ fn status_patch(i: usize, round: usize) -> Call {
     (Method::PATCH, path, Bytes::from(patch.to_string()), "application/merge-patch+json")
 }
 
-/// Heap (kB) of one copy of `pod` decoded as a `serde_json::Value` tree together with its
-/// JSON bytes (what the watch cache holds per live object), and decoded as a typed
+/// Heap (kB) of one copy of each of `pods` decoded as a `serde_json::Value` tree together
+/// with its JSON bytes (what the watch cache holds per live object), and decoded as a typed
 /// k8s-openapi `Pod` (what an informer cache holds): `n` copies held at once in this
-/// process, measured as its RSS growth.
-fn decoded_sizes(pod: &Bytes, n: usize) -> anyhow::Result<(f64, f64)> {
+/// process, measured as its RSS growth. Everything stays allocated until every size is
+/// measured, so that no measurement reuses memory another freed.
+fn decoded_sizes<const N: usize>(pods: &[Bytes; N], n: usize) -> anyhow::Result<[(f64, f64); N]> {
     use k8s_openapi::api::core::v1::Pod;
     let n = n.max(1000);
     let rss = || rss_split(std::process::id()).map(|(anon, _)| anon * 1024.0);
-    let before = rss()?;
-    let trees: Vec<(Value, Vec<u8>)> =
-        (0..n).map(|_| Ok((serde_json::from_slice(pod)?, pod.to_vec()))).collect::<anyhow::Result<_>>()?;
-    let value_kb = (rss()? - before) / n as f64;
-    // Both sets stay alive until both are measured: freed memory would be reused.
-    let before = rss()?;
-    let typed: Vec<Pod> = (0..n).map(|_| serde_json::from_slice(pod)).collect::<Result<_, _>>()?;
-    let typed_kb = (rss()? - before) / n as f64;
+    let mut trees: Vec<Vec<(Value, Vec<u8>)>> = Vec::with_capacity(N);
+    let mut typed: Vec<Vec<Pod>> = Vec::with_capacity(N);
+    let mut sizes = [(0.0, 0.0); N];
+    for (pod, size) in pods.iter().zip(&mut sizes) {
+        let before = rss()?;
+        trees.push((0..n).map(|_| Ok((serde_json::from_slice(pod)?, pod.to_vec()))).collect::<anyhow::Result<_>>()?);
+        size.0 = (rss()? - before) / n as f64;
+        let before = rss()?;
+        typed.push((0..n).map(|_| serde_json::from_slice(pod)).collect::<Result<_, _>>()?);
+        size.1 = (rss()? - before) / n as f64;
+    }
     drop((trees, typed));
-    Ok((value_kb, typed_kb))
+    Ok(sizes)
 }
