@@ -10,8 +10,8 @@
 //! Only an object's current state is kept decoded. A state that is history only (replaced
 //! or deleted, kept for watchers starting from an older resourceVersion) keeps just its
 //! JSON bytes, and is decoded again when a watcher needs the object (selectors,
-//! conversion, Table output): a version of a Pod costs its JSON (~2 kB) instead of its
-//! JSON and its decoded tree (~10 kB more).
+//! conversion, Table output): a kept version of a 4.6 kB Pod costs ~8 kB instead of
+//! ~60 kB (`berth bench memory`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;

@@ -156,10 +156,19 @@ async fn quiet_rss(server: &ServerProcess) -> anyhow::Result<f64> {
 /// One run; also returns one Pod as served after its creation and after the patches.
 async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, [Bytes; 2])> {
     let idle_mb = quiet_rss(server).await?;
+    // Without the controller manager nobody creates the namespace's ServiceAccount, which
+    // admission requires of a Pod.
+    let mut conn = Conn::connect(server.addr).await?;
+    let sa = Bytes::from(
+        json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": { "name": "default" } }).to_string(),
+    );
+    let (status, body) = conn.call_any(Method::POST, &format!("{NS_PATH}/serviceaccounts"), Some(sa)).await?;
+    if !status.is_success() && status != hyper::StatusCode::CONFLICT {
+        bail!("creating the default ServiceAccount: {status}: {}", String::from_utf8_lossy(&body));
+    }
     progress(format!("creating {n} Pods"));
     each(server, n, |i| (Method::POST, format!("{NS_PATH}/pods"), pod("mem-pod", i), "application/json")).await?;
     let created_mb = quiet_rss(server).await?;
-    let mut conn = Conn::connect(server.addr).await?;
     let created = conn.call(Method::GET, &format!("{NS_PATH}/pods/mem-pod-00000"), None).await?;
     progress(format!("patching the status of {n} Pods (set)"));
     each(server, n, |i| status_patch(i, 0)).await?;
