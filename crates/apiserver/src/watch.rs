@@ -32,10 +32,6 @@ struct Watcher {
 
 impl Watcher {
     fn frame(&mut self, kind: &str, obj: &CachedObject) -> Bytes {
-        let mut line = Vec::with_capacity(obj.json.len() + 32);
-        line.extend_from_slice(b"{\"type\":\"");
-        line.extend_from_slice(kind.as_bytes());
-        line.extend_from_slice(b"\",\"object\":");
         if self.ctx.out == Output::Table {
             let rv = crate::object::meta_str(&obj.value, "resourceVersion").unwrap_or("");
             let t = table::table(
@@ -47,15 +43,35 @@ impl Watcher {
                 self.first,
             );
             self.first = false;
-            line.extend_from_slice(&serde_json::to_vec(&t).unwrap_or_default());
+            Self::frame_json(kind, &serde_json::to_vec(&t).unwrap_or_default())
         } else if let Output::PartialObject(v) = self.ctx.out {
-            line.extend_from_slice(&serde_json::to_vec(&codec::partial_object(&obj.value, v)).unwrap_or_default());
+            Self::frame_json(kind, &serde_json::to_vec(&codec::partial_object(&obj.value, v)).unwrap_or_default())
         } else {
             // Encoded once in the cache, shared by every watcher.
-            line.extend_from_slice(&obj.json);
+            Self::frame_json(kind, &obj.json)
         }
+    }
+
+    /// `{"type":kind,"object":json}` and a newline.
+    fn frame_json(kind: &str, json: &[u8]) -> Bytes {
+        let mut line = Vec::with_capacity(json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(json);
         line.extend_from_slice(b"}\n");
         Bytes::from(line)
+    }
+
+    /// True when events go out as the cache encoded them, so that no event needs its
+    /// object decoded: no selector, no conversion, no Table or metadata-only output, and
+    /// any namespace restriction already in the key prefix.
+    fn sends_bytes_as_cached(&self) -> bool {
+        let served = &self.ctx.served;
+        self.filter.is_empty()
+            && served.conversion.is_none()
+            && !matches!(self.ctx.out, Output::Table | Output::PartialObject(_))
+            && (self.ctx.namespace().is_none() || served.info.namespaced)
     }
 
     fn frame_value(kind: &str, v: &Value) -> Bytes {
@@ -79,18 +95,29 @@ impl Watcher {
 
     /// The frame for one event, applying selector transitions.
     fn event(&mut self, e: &CachedEvent) -> Option<Bytes> {
+        if self.sends_bytes_as_cached() {
+            // Everything is selected: the frame needs only the event's bytes, which
+            // history-only states keep (see the cache), so nothing is decoded.
+            let kind = match e.kind {
+                EventType::Delete => "DELETED",
+                EventType::Put if e.has_prev() => "MODIFIED",
+                EventType::Put => "ADDED",
+            };
+            return Some(Self::frame_json(kind, e.json()));
+        }
+        let stored = e.object()?;
         if let Some(ns) = self.ctx.namespace()
-            && crate::object::namespace(&e.object.value) != ns
+            && crate::object::namespace(&stored.value) != ns
         {
             return None;
         }
         let served = self.ctx.served.clone();
-        let object = served.present(&e.object);
+        let object = served.present(&stored);
         let now = self.filter.matches(&object.value);
         match e.kind {
             EventType::Delete => now.then(|| self.frame("DELETED", &object)),
             EventType::Put => {
-                let before = e.prev.as_ref().is_some_and(|p| self.filter.matches(&served.present(p).value));
+                let before = e.prev().is_some_and(|p| self.filter.matches(&served.present(&p).value));
                 match (before, now) {
                     (true, true) => Some(self.frame("MODIFIED", &object)),
                     (false, true) => Some(self.frame("ADDED", &object)),

@@ -312,6 +312,45 @@ fn watch_from_a_revision_with_selector_transitions() {
     assert_eq!(e["object"]["metadata"]["name"], "w");
 }
 
+/// Writes first, then watches from before them: every event but the last is history only
+/// in the watch cache (kept as JSON bytes), so the selector and the previous state are
+/// decoded again; the plain watch sends the kept bytes. Both see what a live watcher saw.
+#[test]
+fn watch_resumed_from_history_replays_the_same_events() {
+    let s = server();
+    let (_, list) = s.http_json("GET", "/api/v1/namespaces/default/configmaps", None);
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "h", "labels": { "team": "a" } } });
+    let (_, created) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    let path = "/api/v1/namespaces/default/configmaps/h";
+    for patch in [
+        &br#"{"metadata":{"labels":{"team":"b"}}}"#[..],
+        br#"{"metadata":{"labels":{"team":"a"}}}"#,
+        br#"{"data":{"x":"1"}}"#,
+    ] {
+        s.http("PATCH", path, Some("application/merge-patch+json"), patch);
+    }
+    let (_, last) = s.http_json("GET", path, None);
+    s.http_json("DELETE", path, None);
+
+    let base = "/api/v1/namespaces/default/configmaps?watch=true";
+    let mut selected = open_watch(&s, &format!("{base}&resourceVersion={rv}&labelSelector=team%3Da"));
+    let events: Vec<Value> = (0..5).map(|_| next_event(&mut selected)).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"]);
+    assert_eq!(events[0]["object"]["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+    assert_eq!(events[1]["object"]["metadata"]["labels"]["team"], "b");
+    assert_eq!(events[3]["object"], last);
+
+    let mut all = open_watch(&s, &format!("{base}&resourceVersion={rv}"));
+    let events: Vec<Value> = (0..5).map(|_| next_event(&mut all)).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "MODIFIED", "MODIFIED", "DELETED"]);
+    assert_eq!(events[0]["object"], created);
+    assert_eq!(events[3]["object"], last);
+    assert_eq!(events[4]["object"]["data"]["x"], "1");
+}
+
 #[test]
 fn watch_with_initial_events_and_bookmark() {
     let s = server();

@@ -319,12 +319,12 @@ impl NodeGraph {
     pub async fn follow(self: Arc<Self>, cache: Arc<Cache>, shutdown: watch::Receiver<bool>) {
         let rebuild = |cache: &Arc<Cache>| self.rebuild(cache);
         let apply = |_: &Arc<Cache>, events: &[Arc<crate::cache::CachedEvent>], revision| {
-            let mut pods = events.iter().filter_map(|e| Some((pod_id(&e.object.key)?, e))).peekable();
+            let mut pods = events.iter().filter_map(|e| Some((pod_id(e.key())?, e))).peekable();
             if pods.peek().is_some() {
                 let mut graph = self.graph.write().unwrap_or_else(|e| e.into_inner());
                 for (id, event) in pods {
                     match event.kind {
-                        EventType::Put => graph.set_pod(id, Some(&event.object.value)),
+                        EventType::Put => graph.set_pod(id, event.object().as_ref().map(|o| &o.value)),
                         EventType::Delete => graph.set_pod(id, None),
                     }
                 }

@@ -462,7 +462,7 @@ pub(super) fn configmap(prefix: &str, i: usize) -> Bytes {
 }
 
 /// A realistic small Pod named `{prefix}-{i}`: one container with image, ports, env and resources.
-fn pod(prefix: &str, i: usize) -> Bytes {
+pub(super) fn pod(prefix: &str, i: usize) -> Bytes {
     let v = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -580,7 +580,7 @@ async fn get_and_update(
 }
 
 /// `RssAnon` and `RssFile` of process `pid` in MiB.
-fn rss_split(pid: u32) -> anyhow::Result<(f64, f64)> {
+pub(super) fn rss_split(pid: u32) -> anyhow::Result<(f64, f64)> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let field = |name: &str| -> anyhow::Result<f64> {
@@ -598,7 +598,7 @@ fn rss_split(pid: u32) -> anyhow::Result<(f64, f64)> {
 
 /// Waits until the server uses under 5 % of a core over half a second (or `limit` passes);
 /// returns how long that took.
-async fn wait_until_quiet(server: &ServerProcess, limit: Duration) -> anyhow::Result<Duration> {
+pub(super) async fn wait_until_quiet(server: &ServerProcess, limit: Duration) -> anyhow::Result<Duration> {
     const WINDOW: Duration = Duration::from_millis(500);
     let started = Instant::now();
     loop {

@@ -35,6 +35,17 @@ impl Conn {
         path: &str,
         body: Option<Bytes>,
     ) -> anyhow::Result<Response<Incoming>> {
+        self.send_as(method, path, body, "application/json").await
+    }
+
+    /// Like [`Conn::send`], with the body's `Content-Type` (a patch type, for instance).
+    pub(crate) async fn send_as(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: &str,
+    ) -> anyhow::Result<Response<Incoming>> {
         if self.sender.ready().await.is_err() {
             self.sender = handshake(self.addr).await?;
         }
@@ -44,7 +55,7 @@ impl Conn {
             .header(hyper::header::HOST, self.addr.to_string())
             .header(hyper::header::ACCEPT, "application/json");
         if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+            req = req.header(hyper::header::CONTENT_TYPE, content_type);
         }
         let req = req.body(Full::new(body.unwrap_or_default())).context("building a request")?;
         self.sender.send_request(req).await.with_context(|| format!("{method} {path}"))

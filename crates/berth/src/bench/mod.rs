@@ -7,6 +7,7 @@ mod api;
 mod client;
 mod controllers;
 mod hollow;
+mod memory;
 mod pods;
 mod report;
 mod scheduler;
@@ -31,6 +32,9 @@ enum Area {
     Api(api::ApiArgs),
     /// Hollow nodes: registration, agent memory and CPU, lease freshness, pods to Running.
     Hollow(hollow::HollowArgs),
+    /// The API server's memory per object: RSS per Pod created, per status PATCH, and of
+    /// the history the watch cache and the store keep.
+    Memory(memory::MemoryArgs),
     /// Pods on one real node (containerd): create → Running latency, agent memory.
     Pods(pods::PodsArgs),
     /// The datastores side by side: the API server and the store on SQLite and on etcd,
@@ -47,6 +51,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.area {
         Area::Api(a) => api::run(a).await,
         Area::Hollow(a) => hollow::run(a).await,
+        Area::Memory(a) => memory::run(a).await,
         Area::Pods(a) => pods::run(a).await,
         Area::Store(a) => store::run(a).await,
         Area::Scheduler(a) => scheduler::run(a).await,

@@ -38,12 +38,18 @@ impl ServerProcess {
     /// Like [`ServerProcess::start`], with extra `berth server` flags.
     pub(crate) async fn start_with(extra_args: &[String]) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("finding the berth executable")?;
+        Self::start_exe(&exe, extra_args).await
+    }
+
+    /// Like [`ServerProcess::start_with`], running the server from the berth executable
+    /// `exe` (another build, to compare).
+    pub(crate) async fn start_exe(exe: &Path, extra_args: &[String]) -> anyhow::Result<ServerProcess> {
         let data_dir = tempfile::Builder::new().prefix("berth-bench-").tempdir().context("creating a temp data dir")?;
         let log_path = data_dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file handle")?;
         let started = Instant::now();
-        let child = Command::new(&exe)
+        let child = Command::new(exe)
             .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
             .arg(data_dir.path().join("server"))
             .args(extra_args)

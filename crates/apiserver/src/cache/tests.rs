@@ -1,0 +1,135 @@
+//! The watch cache over a real SQLite store: history-only states keep bytes only and
+//! decode back to what the live state was.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_store::Store;
+use berth_store::sqlite::{SqliteOptions, SqliteStore};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Cache, CachedEvent, EventType};
+
+struct Fixture {
+    store: Arc<SqliteStore>,
+    cache: Arc<Cache>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(history: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("db"), SqliteOptions::default()).unwrap());
+    let cache = Cache::start(store.clone(), history).await.unwrap();
+    Fixture { store, cache, _dir: dir }
+}
+
+fn pod(name: &str, phase: &str) -> Bytes {
+    Bytes::from(
+        json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name}, "status": {"phase": phase}}).to_string(),
+    )
+}
+
+async fn caught_up(f: &Fixture, revision: i64) {
+    f.cache.wait_for(revision, Duration::from_secs(30)).await.unwrap();
+}
+
+/// Every event after `from` under `prefix`.
+async fn events_after(cache: &Arc<Cache>, prefix: &str, from: i64) -> Vec<Arc<CachedEvent>> {
+    let target = cache.revision();
+    let mut cursor = cache.watch(prefix, from).unwrap();
+    let mut all = Vec::new();
+    while cursor.revision() < target {
+        all.extend(tokio::time::timeout(Duration::from_secs(30), cursor.next()).await.unwrap().unwrap());
+    }
+    all
+}
+
+fn phase(v: &Value) -> &str {
+    v.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
+}
+
+fn rv(v: &Value) -> &str {
+    v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("")
+}
+
+#[tokio::test]
+async fn replaced_and_deleted_states_keep_only_bytes_and_decode_the_same() {
+    let f = fixture(100).await;
+    let key = "/registry/core/pods/default/a";
+    let created = f.store.create(key, pod("a", "Pending")).await.unwrap();
+    let start = created.mod_revision - 1;
+    let updated = f.store.update(key, pod("a", "Running"), created.mod_revision).await.unwrap();
+    caught_up(&f, updated.mod_revision).await;
+
+    let events = events_after(&f.cache, "/registry/core/pods/", start).await;
+    assert_eq!(events.len(), 2);
+    let (create, update) = (&events[0], &events[1]);
+    assert!(!create.is_live(), "the created state was replaced: history only");
+    assert!(update.is_live(), "the updated state is current");
+    assert!(!create.has_prev());
+    assert!(update.has_prev());
+    // The history-only state decodes to the object with its own resourceVersion.
+    let old = create.object().unwrap();
+    assert_eq!((phase(&old.value), rv(&old.value)), ("Pending", created.mod_revision.to_string().as_str()));
+    assert_eq!(serde_json::from_slice::<Value>(create.json()).unwrap(), old.value);
+    let prev = update.prev().unwrap();
+    assert_eq!(prev.value, old.value);
+    assert_eq!(prev.revision, created.mod_revision);
+    // The live state is the very object LIST and GET serve.
+    let live = f.cache.get(key).unwrap();
+    assert!(Arc::ptr_eq(&update.object().unwrap(), &live));
+    assert_eq!(phase(&live.value), "Running");
+
+    let deleted = f.store.delete(key, None).await.unwrap();
+    caught_up(&f, deleted.mod_revision).await;
+    let events = events_after(&f.cache, "/registry/core/pods/", start).await;
+    assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventType::Put, EventType::Put, EventType::Delete]);
+    assert!(events.iter().all(|e| !e.is_live()), "nothing is current after the delete");
+    let gone = events[2].object().unwrap();
+    assert_eq!(phase(&gone.value), "Running");
+    assert_eq!(rv(&gone.value), deleted.mod_revision.to_string());
+    assert_eq!(phase(&events[2].prev().unwrap().value), "Running");
+    assert!(f.cache.get(key).is_none());
+}
+
+#[tokio::test]
+async fn other_keys_at_the_same_time_stay_live() {
+    let f = fixture(100).await;
+    let a = f.store.create("/registry/core/pods/default/a", pod("a", "Pending")).await.unwrap();
+    let b = f.store.create("/registry/core/pods/default/b", pod("b", "Pending")).await.unwrap();
+    let a2 = f.store.update("/registry/core/pods/default/a", pod("a", "Running"), a.mod_revision).await.unwrap();
+    caught_up(&f, a2.mod_revision).await;
+    let events = events_after(&f.cache, "/registry/core/pods/", a.mod_revision - 1).await;
+    let live: Vec<(&str, bool)> = events.iter().map(|e| (e.key(), e.is_live())).collect();
+    assert_eq!(
+        live,
+        [
+            ("/registry/core/pods/default/a", false),
+            ("/registry/core/pods/default/b", true),
+            ("/registry/core/pods/default/a", true)
+        ]
+    );
+    assert_eq!(events[1].revision(), b.mod_revision);
+}
+
+#[tokio::test]
+async fn a_state_older_than_the_window_is_gone_with_410() {
+    let f = fixture(2).await;
+    let key = "/registry/core/pods/default/a";
+    let mut kv = f.store.create(key, pod("a", "Pending")).await.unwrap();
+    let first = kv.mod_revision;
+    for phase in ["Running", "Succeeded", "Failed"] {
+        kv = f.store.update(key, pod("a", phase), kv.mod_revision).await.unwrap();
+    }
+    caught_up(&f, kv.mod_revision).await;
+    let err = f.cache.watch("/registry/core/pods/", first).err().unwrap();
+    assert_eq!(err.code, 410);
+    // The two kept events still decode; the older one is history only.
+    let events = events_after(&f.cache, "/registry/core/pods/", kv.mod_revision - 2).await;
+    assert_eq!(
+        events.iter().map(|e| phase(&e.object().unwrap().value).to_string()).collect::<Vec<_>>(),
+        ["Succeeded", "Failed"]
+    );
+    assert_eq!(events.iter().map(|e| e.is_live()).collect::<Vec<_>>(), [false, true]);
+}
