@@ -236,24 +236,26 @@ impl RotatingClient {
             };
             tokio::time::sleep(wait).await;
             tracing::info!(node = %node_name, "renewing the node client certificate (80 % of its lifetime passed)");
-            match request_certificate(&self.client, &node_name).await {
-                Ok((cert_pem, key_pem)) => {
+            let renewed = match request_certificate(&self.client, &node_name).await {
+                Ok((cert_pem, key_pem)) => match self.switch(&cert_pem, &key_pem) {
+                    Ok(closed) => Ok((cert_pem, key_pem, closed)),
+                    Err(e) => Err(e.context("the renewed node certificate is unusable")),
+                },
+                Err(e) => Err(e),
+            };
+            match renewed {
+                Ok((cert_pem, key_pem, closed)) => {
+                    tracing::info!(node = %node_name, closed, "node client certificate renewed; connections made with the old one closed");
                     if let Err(e) = store.write(&creds.ca_pem, &cert_pem, &key_pem) {
                         tracing::warn!(error = %e, "could not store the renewed node certificate: using it anyway");
                     }
-                    match self.switch(&cert_pem, &key_pem) {
-                        Ok(closed) => {
-                            tracing::info!(node = %node_name, closed, "node client certificate renewed; connections made with the old one closed");
-                            creds.cert_pem = cert_pem;
-                            creds.key_pem = key_pem;
-                            obtained = berth_pki::OffsetDateTime::now_utc();
-                            retry = Duration::from_secs(5);
-                        }
-                        Err(e) => tracing::error!(error = %e, "the renewed node certificate is unusable"),
-                    }
+                    creds.cert_pem = cert_pem;
+                    creds.key_pem = key_pem;
+                    obtained = berth_pki::OffsetDateTime::now_utc();
+                    retry = Duration::from_secs(5);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?retry, "renewing the node client certificate failed");
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?retry, "renewing the node client certificate failed");
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(Duration::from_secs(300));
                 }
