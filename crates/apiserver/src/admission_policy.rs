@@ -206,23 +206,7 @@ impl Rule {
             "Namespaced" => t.namespaced,
             _ => true,
         };
-        scope_ok && self.resources.iter().any(|r| resource_matches(r, &t.resource, &t.subresource))
-    }
-}
-
-/// `pods`, `*`, `pods/status`, `pods/*`, `*/scale`, `*/*` against a resource and subresource.
-fn resource_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
-    if pattern == "*/*" {
-        return true;
-    }
-    let (res, sub) = match pattern.split_once('/') {
-        Some((r, s)) => (r, Some(s)),
-        None => (pattern, None),
-    };
-    let res_ok = res == "*" || res == resource;
-    match sub {
-        None => res_ok && subresource.is_empty(),
-        Some(s) => res_ok && !subresource.is_empty() && (s == "*" || s == subresource),
+        scope_ok && self.resources.iter().any(|r| crate::webhook::resource_matches(r, &t.resource, &t.subresource))
     }
 }
 

@@ -124,8 +124,9 @@ impl Rule {
     }
 }
 
-/// `pods`, `*`, `pods/status`, `pods/*`, `*/scale`, `*/*` against a resource and subresource.
-fn resource_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
+/// `pods`, `*`, `pods/status`, `pods/*`, `*/scale`, `*/*` against a resource and subresource
+/// (webhook and ValidatingAdmissionPolicy rules alike).
+pub(crate) fn resource_matches(pattern: &str, resource: &str, subresource: &str) -> bool {
     if pattern == "*/*" {
         return true;
     }
