@@ -40,6 +40,11 @@ pub(crate) struct ServerArgs {
     /// Seconds between automatic compactions of the store.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Where the built-in `local-path` StorageClass provisions volumes on each node (as
+    /// k3s's flag); default DATA_DIR/storage. The class is created (default unless another
+    /// class is) when this server runs a node, or when this flag is given.
+    #[arg(long)]
+    default_local_storage_path: Option<PathBuf>,
     /// Run no controllers at all (an API-server-only control plane, as k3s's flag of the same name).
     #[arg(long)]
     disable_controller_manager: bool,
@@ -317,6 +322,15 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     controller_options.node_monitor_grace_period =
         args.node_monitor_grace_period.try_into().context("--node-monitor-grace-period must be positive")?;
     controller_options.terminated_pod_gc_threshold = args.terminated_pod_gc_threshold;
+    let local_storage = match (&args.default_local_storage_path, args.disable_agent) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => Some(data_dir.join("storage")),
+        (None, true) => None,
+    };
+    let local_storage = local_storage
+        .map(|p| std::path::absolute(&p).map(|p| p.display().to_string()))
+        .transpose()
+        .context("--default-local-storage-path")?;
     for (flag, rate) in [
         ("--node-eviction-rate", args.node_eviction_rate),
         ("--secondary-node-eviction-rate", args.secondary_node_eviction_rate),
@@ -456,7 +470,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let client_ca = serde_json::json!({ "client-ca-file": security.tls.client_ca_pem });
     tokio::spawn(publish_config_map(admin.clone(), "kube-system", "extension-apiserver-authentication", client_ca));
     let cluster_info = serde_json::json!({ "kubeconfig": cluster_info_kubeconfig(&url, ca) });
-    tokio::spawn(publish_config_map(admin, "kube-public", "cluster-info", cluster_info));
+    tokio::spawn(publish_config_map(admin.clone(), "kube-public", "cluster-info", cluster_info));
+    if let Some(path) = local_storage {
+        tokio::spawn(berth_controllers::persistentvolume::ensure_local_path_class(admin, path));
+    }
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         local_client(addr, ca, &security.controller_manager).await?,

@@ -489,15 +489,6 @@ fn a_restarted_agent_adopts_running_pods_without_restarting_them() {
     assert_eq!(http_get(&ip, 8080, "/index.html").as_deref().map(str::trim), Some("still here"));
 }
 
-/// Deletes a bridge when dropped (after the server that made it stopped).
-struct BridgeGuard(&'static str);
-
-impl Drop for BridgeGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", self.0]).stderr(Stdio::null()).status();
-    }
-}
-
 #[test]
 fn the_server_runs_its_own_node_and_stops_with_it() {
     if !runtime_installed() {

@@ -5,7 +5,7 @@
 //! busybox pods serving their files over HTTP on the pod IP.
 //!
 //! persistentVolumeClaim volumes: a pod waits (FailedMount events) until its claim exists
-//! and is bound to a hostPath PersistentVolume, then mounts it (subPath, a read-only claim),
+//! and is bound (by the persistentvolume-binder) to a hostPath PersistentVolume, then mounts it (subPath, a read-only claim),
 //! and only its node may read the claim and the volume.
 //!
 //! Bridges `btest20`–`btest24`, `btest46` and `btest47`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the
@@ -238,15 +238,7 @@ fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
     assert_eq!(p["status"]["phase"], "Pending", "{p:#}");
     assert_eq!(p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating", "{p:#}");
 
-    // A claim naming its volume, but not bound yet.
-    apply(
-        &s,
-        &json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-46" },
-            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
-                      "storageClassName": "manual", "persistentVolumeReclaimPolicy": "Retain",
-                      "hostPath": { "path": volume_dir.path(), "type": "Directory" },
-                      "claimRef": { "namespace": "default", "name": "data" } } }),
-    );
+    // A claim naming a volume that does not exist yet: not bound.
     apply(
         &s,
         &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": { "name": "data", "namespace": "default" },
@@ -255,6 +247,15 @@ fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
     );
     wait_event(&s, &node, "claimer", "FailedMount", "PVC is not bound");
     assert_eq!(get_pod(&s, "claimer")["status"]["phase"], "Pending");
+
+    // The volume appears: the persistentvolume-binder binds the two.
+    apply(
+        &s,
+        &json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-46" },
+            "spec": { "capacity": { "storage": "1Gi" }, "accessModes": ["ReadWriteOnce"],
+                      "storageClassName": "manual", "persistentVolumeReclaimPolicy": "Retain",
+                      "hostPath": { "path": volume_dir.path(), "type": "Directory" } } }),
+    );
 
     // Only the node running a pod that uses them may read the claim and its volume.
     let mine = node_client(&s, &node.name);
@@ -269,15 +270,6 @@ fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
 
     // Bound: the pod starts with the volume's files, writes through to the host, and the
     // read-only claim refuses writes.
-    s.kubectl_ok(&[
-        "patch",
-        "pvc",
-        "data",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
-    ]);
     let p = wait_pod(&s, &node, "claimer", "ran", |p| {
         p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string()
     });
@@ -296,16 +288,6 @@ fn a_claim_bound_to_a_host_path_volume_is_mounted_once_it_binds() {
     s.kubectl_ok(&["delete", "pod", "claimer", "--timeout=60s"]);
     assert!(volume_dir.path().join("site/index.html").exists());
     assert!(volume_dir.path().join("written").exists());
-}
-
-/// Deletes a bridge when dropped (the server's own node's, even when the test fails).
-struct BridgeGuard(&'static str);
-
-impl Drop for BridgeGuard {
-    fn drop(&mut self) {
-        let _ =
-            std::process::Command::new("ip").args(["link", "del", self.0]).stderr(std::process::Stdio::null()).status();
-    }
 }
 
 #[test]
@@ -338,15 +320,6 @@ fn the_server_node_mounts_a_claim_with_its_own_node_identity() {
             "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "local", "volumeName": "pv-47",
                       "resources": { "requests": { "storage": "1Gi" } } } }),
     );
-    s.kubectl_ok(&[
-        "patch",
-        "pvc",
-        "local-data",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"phase":"Bound","capacity":{"storage":"1Gi"},"accessModes":["ReadWriteOnce"]}}"#,
-    ]);
     apply(
         &s,
         &json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "local-reader", "namespace": "default" },

@@ -25,6 +25,7 @@ pub mod leader_election;
 mod namespace;
 pub mod nodeipam;
 mod nodelifecycle;
+pub mod persistentvolume;
 mod podgc;
 mod pods;
 mod replicaset;
@@ -76,6 +77,7 @@ pub const NAMES: &[&str] = &[
     "disruption",
     "nodelifecycle",
     "nodeipam",
+    "persistentvolume-binder",
     "podgc",
     "job",
     "cronjob",
@@ -186,6 +188,9 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("nodeipam") {
         all.push(("nodeipam", Box::pin(nodeipam::run(client.clone(), options.cluster_cidr))));
+    }
+    if options.enabled("persistentvolume-binder") {
+        all.push(("persistentvolume-binder", Box::pin(persistentvolume::run(client.clone(), pods.feed()))));
     }
     if options.enabled("podgc") {
         all.push((

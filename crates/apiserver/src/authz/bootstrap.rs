@@ -250,6 +250,8 @@ pub fn cluster_roles() -> Vec<Value> {
                         "endpoints",
                         "configmaps",
                         "persistentvolumeclaims",
+                        // The persistentvolume-binder provisions local-path volumes.
+                        "persistentvolumes",
                         "serviceaccounts",
                         "serviceaccounts/token",
                         "secrets",

@@ -123,6 +123,16 @@ impl Drop for Node {
     }
 }
 
+/// Deletes a bridge when dropped: the server's own node's, after the server that made it
+/// stopped (declare the guard before the server), even when the test fails.
+pub(crate) struct BridgeGuard(pub(crate) &'static str);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", self.0]).stderr(Stdio::null()).status();
+    }
+}
+
 /// Whether containerd, runc, the CNI plugins and the image sources are installed; panics
 /// when they are not but BERTH_REQUIRE_CONTAINERD is set.
 pub(crate) fn runtime_installed() -> bool {
