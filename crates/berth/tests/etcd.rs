@@ -354,7 +354,9 @@ fn snapshot_save_and_restore_serve_every_object_in_order() {
 
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("snap.jsonl");
-    let (ok, err) = datastore(&["snapshot", "save", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
+    // The logical format (that of earlier berth versions' files) still saves and restores.
+    let (ok, err) =
+        datastore(&["snapshot", "save", "--format", "logical", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
     assert!(ok, "{err}");
     assert!(err.contains("saved"), "{err}");
     // Secrets stay encrypted in the snapshot: a restore without their key says so.
@@ -428,7 +430,8 @@ fn scheduled_snapshots_are_taken_pruned_and_restorable() {
     assert!(
         wait_until(Duration::from_secs(60), || {
             for f in snapshots() {
-                if std::fs::read_to_string(&f).is_ok_and(|t| t.contains("cm-scheduled")) {
+                // A copy of the SQLite store: the object's JSON is in it as written.
+                if std::fs::read(&f).is_ok_and(|b| b.windows(12).any(|w| w == b"cm-scheduled")) {
                     seen.insert(f);
                 }
             }
@@ -496,9 +499,10 @@ fn migrate_sqlite_to_etcd_and_back() {
     want.push("cm-4".to_string());
     assert_eq!(configmaps_by_version(&on_sqlite), want);
 
-    // etcd snapshots go through the same format.
+    // Logical snapshots of etcd go through the same format.
     let file = work.path().join("etcd.jsonl");
-    let (ok, err) = datastore(&["snapshot", "save", "--datastore-endpoint", &etcd.url(), path_str(&file)]);
+    let (ok, err) =
+        datastore(&["snapshot", "save", "--format", "logical", "--datastore-endpoint", &etcd.url(), path_str(&file)]);
     assert!(ok, "{err}");
     assert!(std::fs::read_to_string(&file).unwrap().contains("/registry/core/configmaps/default/cm-4"));
 
