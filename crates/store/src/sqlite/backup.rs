@@ -141,3 +141,91 @@ fn check_layout(conn: &Connection) -> std::result::Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::Store;
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+
+    fn options() -> SqliteOptions {
+        SqliteOptions { compaction_interval: Duration::ZERO, ..SqliteOptions::default() }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_taken_during_writes_holds_one_revision_with_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Arc::new(SqliteStore::open(&dir.path().join("state.db"), options()).unwrap());
+        for i in 0..200 {
+            source.create(&format!("/registry/a/{i:04}"), format!("v{i}").into()).await.unwrap();
+        }
+        let kv = source.get("/registry/a/0007").await.unwrap().unwrap();
+        source.update("/registry/a/0007", "changed".into(), kv.mod_revision).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (source, stop) = (source.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    source.create(&format!("/registry/b/{i:06}"), "x".into()).await.unwrap();
+                    i += 1;
+                }
+                i
+            })
+        };
+        while source.count("/registry/b/").await.unwrap() < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (db, copy) = (dir.path().join("state.db"), dir.path().join("copy.db"));
+        let info = tokio::task::spawn_blocking(move || backup(&db, &copy)).await.unwrap().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        let written = writer.await.unwrap();
+        assert!(written >= 20);
+        let copy_path = dir.path().join("copy.db");
+        assert!(!dir.path().join("copy.db-wal").exists(), "the copy is one file");
+        assert_eq!(verify(&copy_path).unwrap(), info);
+
+        // The copy is the source at `info.revision`: the same keys with the same
+        // revisions, and the history before it.
+        let at = source.range("/registry/", None, 0, Some(info.revision)).await.unwrap();
+        assert_eq!(info.objects, at.kvs.len() as u64);
+        assert!(info.objects > 201, "no concurrent write in the copy: {info:?}");
+        let copy = SqliteStore::open(&copy_path, options()).unwrap();
+        assert_eq!(copy.current_revision().await.unwrap(), info.revision);
+        let restored = copy.range("/registry/", None, 0, None).await.unwrap();
+        assert_eq!(restored.kvs, at.kvs);
+        let old = copy.range("/registry/a/0007", None, 0, Some(kv.mod_revision)).await.unwrap();
+        assert_eq!(old.kvs[0].value, "v7", "history is kept");
+        copy.close().await.unwrap();
+        source.close().await.unwrap();
+    }
+
+    #[test]
+    fn verify_refuses_files_that_are_not_berth_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, expect: &str| {
+            let err = verify(&dir.path().join(name)).unwrap_err().to_string();
+            assert!(err.contains(expect), "{name}: want {expect:?}, got {err}");
+        };
+        let other = Connection::open(dir.path().join("other.db")).unwrap();
+        other.execute_batch("CREATE TABLE foo (x INTEGER); INSERT INTO foo VALUES (1);").unwrap();
+        drop(other);
+        check("other.db", "no `kv` table");
+
+        let store = SqliteStore::open(&dir.path().join("future.db"), options()).unwrap();
+        drop(store);
+        let future = Connection::open(dir.path().join("future.db")).unwrap();
+        future.execute_batch("UPDATE meta SET value = 99 WHERE name = 'schema'").unwrap();
+        drop(future);
+        check("future.db", "layout version 99");
+
+        std::fs::write(dir.path().join("text"), "not sqlite at all, but long enough").unwrap();
+        check("text", "not a SQLite database");
+        check("missing", "No such file");
+        assert!(backup(&dir.path().join("missing"), &dir.path().join("out")).is_err());
+        assert!(!dir.path().join("out").exists(), "a failed backup leaves no file");
+    }
+}
