@@ -313,6 +313,31 @@ fn bench_store_quick_reports_every_figure() {
     }
 }
 
+/// Issue 7's command: `berth bench api --datastore etcd://...` runs the datastores side
+/// by side (the same run as `berth bench store` on that etcd); a non-etcd URL is refused.
+#[test]
+fn bench_api_with_a_datastore_compares_sqlite_and_etcd() {
+    let Some(etcd) = Etcd::start() else { return };
+    let out = Command::new(BIN)
+        .args(["bench", "api", "--quick", "--json", "--datastore", &etcd.url()])
+        .output()
+        .expect("run berth bench api");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench api --datastore failed: {}\n{stderr}", out.status);
+    let figures = json(String::from_utf8_lossy(&out.stdout).trim());
+    for name in
+        ["api_sqlite_creates_per_s", "api_sqlite_create_p99_ms", "api_etcd_creates_per_s", "api_etcd_create_p99_ms"]
+    {
+        let value = figures[name].as_f64().unwrap_or_else(|| panic!("{name} missing: {figures}"));
+        assert!(value > 0.0, "{name} = {value}");
+    }
+    for bad in ["sqlite:/tmp/x.db", "mysql://h:1"] {
+        let out = Command::new(BIN).args(["bench", "api", "--datastore", bad]).output().expect("run berth bench api");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("datastore"), "{bad}: {stderr}");
+    }
+}
+
 /// Runs `berth datastore ARGS`; returns (success, stderr).
 fn datastore(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).arg("datastore").args(args).stdin(Stdio::null()).output().expect("run berth datastore");
