@@ -1,7 +1,8 @@
 //! `berth server --datastore-endpoint etcd://...` against a real etcd: kubectl works and
 //! keys are laid out as Kubernetes does, data survives a restart of berth, an etcd
 //! outage turns writes into 5xx Statuses (not hangs) and service resumes when etcd is
-//! back, a server started before etcd waits for it, and bad endpoints are refused.
+//! back (and on 3 members: losing one loses no write, losing quorum fails writes until it
+//! returns), a server started before etcd waits for it, and bad endpoints are refused.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -227,6 +228,47 @@ fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
     let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
     assert!(names.contains("configmap/after") && names.contains("configmap/before"), "{names}");
     assert!(!names.contains("configmap/during"), "{names}");
+}
+
+/// A server on a 3-member etcd: losing the etcd leader (SIGKILL) loses no write; losing a
+/// second member (no quorum) turns writes into 503/504 Statuses; with the members back,
+/// writes resume and every acknowledged object is there.
+#[test]
+fn three_etcd_members_lose_one_then_quorum_and_recover() {
+    let Some(mut etcd) = Etcd::start_cluster(3) else { return };
+    let s = server_on(&etcd);
+    let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-before")));
+    assert_eq!(code, 201, "{status}");
+    let leader = etcd.leader().expect("an etcd leader");
+    etcd.stop_member(leader, "KILL");
+    let mut acknowledged = vec!["m-before".to_string()];
+    for i in 0..5 {
+        let name = format!("m-one-down-{i}");
+        let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap(&name)));
+        assert_eq!(code, 201, "{name} with one member down: {status}\n{}", etcd.log());
+        acknowledged.push(name);
+    }
+    let (code, _) = s.http_json("GET", &format!("{CONFIGMAPS}/m-one-down-4"), None);
+    assert_eq!(code, 200);
+
+    let second = (0..3).find(|n| *n != leader).expect("another member");
+    etcd.stop_member(second, "KILL");
+    let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-no-quorum")));
+    assert!(code == 503 || code == 504, "without quorum: {code}: {status}");
+    assert_eq!(status["kind"], "Status", "{status}");
+
+    etcd.restart();
+    let mut last = (0, Value::Null);
+    let recovered = wait_until(Duration::from_secs(90), || {
+        last = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-after")));
+        last.0 == 201
+    });
+    assert!(recovered, "writes did not resume: {last:?}\n{}", s.log());
+    acknowledged.push("m-after".to_string());
+    let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    for name in &acknowledged {
+        assert!(names.contains(&format!("configmap/{name}")), "{name} is missing: {names}");
+    }
 }
 
 #[test]
