@@ -705,6 +705,23 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_files_are_told_apart_by_their_first_bytes() {
+        let mut bolt = vec![0u8; 20];
+        bolt[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        for (head, want) in [
+            (b"SQLite format 3\0\0\x10".as_slice(), FileKind::Sqlite),
+            (bolt.as_slice(), FileKind::Etcd),
+            (b"{\"format\":\"berth-snapshot/v1\"".as_slice(), FileKind::Logical),
+            (b"SQLite format 2\0".as_slice(), FileKind::Unknown),
+            (&bolt[..19], FileKind::Unknown),
+            (b"".as_slice(), FileKind::Unknown),
+            (b"hello".as_slice(), FileKind::Unknown),
+        ] {
+            assert_eq!(file_kind(head), want, "{head:?}");
+        }
+    }
+
+    #[test]
     fn tls_flags_need_etcd() {
         let args = DatastoreArgs { datastore_cafile: Some("ca.pem".into()), ..DatastoreArgs::default() };
         let err = args.endpoint(Path::new("/tmp")).unwrap_err().to_string();
