@@ -436,6 +436,12 @@ async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     // Everything is checked before anything is created.
     let source = match file_kind(&head) {
         FileKind::Sqlite => {
+            if with_suffix(&args.file, "-wal").exists() {
+                bail!(
+                    "{} has a -wal file beside it: it is a live store, not a snapshot (take one with `berth datastore snapshot save`)",
+                    args.file.display()
+                );
+            }
             let file = args.file.clone();
             let info = tokio::task::spawn_blocking(move || berth_store::sqlite::backup::verify(&file))
                 .await

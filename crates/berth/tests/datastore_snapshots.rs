@@ -287,6 +287,12 @@ fn restore_refuses_bad_input_and_leaves_nothing_behind() {
             std::fs::read_dir(&existing).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(left, ["tls"], "{name}: left behind");
     }
+    // A live store (its WAL beside it) is not a snapshot: its newest commits may be in the WAL.
+    let live = work.path().join("live.db");
+    std::fs::copy(&good, &live).unwrap();
+    std::fs::write(work.path().join("live.db-wal"), b"").unwrap();
+    refused(&work.path().join("l"), &live, "live store");
+    assert!(!work.path().join("l").exists());
     // A missing file.
     refused(&work.path().join("m"), &work.path().join("missing.db"), "opening");
     assert!(!work.path().join("m").exists());
