@@ -2,10 +2,17 @@
 //! store, or etcd) and opening it, waiting for etcd while it is unreachable; and
 //! `berth datastore`: snapshots (save/restore) and migration between backends.
 //!
-//! Snapshots are backend-independent: one JSON header line (format, revision, count),
-//! then one line per object (`/registry/...` key, mod revision, base64 value), all read
-//! at one revision. Restore and migration create the objects in their mod-revision
-//! order, so resourceVersions keep their order (not their numbers).
+//! Snapshots come in two formats. *Native* (the default): the embedded store copied with
+//! SQLite's online backup API (a SQLite file: every key with its history and its
+//! revisions, i.e. the same resourceVersions), or etcd's own snapshot (the bbolt file
+//! `etcdctl snapshot restore` reads) — both consistent at one revision while the server
+//! keeps writing. *Logical* (`--format logical`, and the files of earlier berth
+//! versions): one JSON header line (format, revision, count), then one line per object
+//! (`/registry/...` key, mod revision, base64 value), all read at one revision; it moves
+//! between backends. Restore reads a SQLite file or a logical file into an embedded
+//! store; a logical restore and a migration create the objects in their mod-revision
+//! order, so resourceVersions keep their order (not their numbers). An etcd snapshot is
+//! restored with etcd's tools into etcd (then `migrate` moves it to SQLite if wanted).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -213,8 +220,22 @@ struct SaveArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     datastore: DatastoreArgs,
+    /// `native`: a copy of the embedded SQLite store (online backup) or etcd's own
+    /// snapshot; `logical`: every object as JSON lines, for any backend.
+    #[arg(long, value_enum, default_value_t = SnapshotFormat::Native)]
+    format: SnapshotFormat,
     /// The snapshot file to write.
     file: PathBuf,
+}
+
+/// The format `snapshot save` writes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SnapshotFormat {
+    /// The backend's own: a SQLite database file, or an etcd (bbolt) snapshot.
+    #[default]
+    Native,
+    /// berth's backend-independent JSON lines.
+    Logical,
 }
 
 #[derive(Args, Debug)]
@@ -256,40 +277,11 @@ pub(crate) async fn run(cmd: DatastoreCommand) -> anyhow::Result<()> {
                     Endpoint::Sqlite(dir.clone().unwrap_or_else(crate::server::default_data_dir).join("state.db"))
                 }
             };
-            let store = open_existing(&args.datastore, &endpoint).await?;
-            let (revision, kvs) = dump(store.as_ref()).await?;
-            store.close().await.context("closing the source store")?;
-            write_snapshot(&args.file, revision, &kvs)?;
-            eprintln!("saved {} objects at revision {revision} to {}", kvs.len(), args.file.display());
+            let saved = save(&args.datastore, &endpoint, args.format, &args.file).await?;
+            eprintln!("saved {saved} to {}", args.file.display());
             Ok(())
         }
-        Tool::Snapshot(SnapshotCommand::Restore(args)) => {
-            let (revision, kvs) = read_snapshot(&args.file)?;
-            let db = args.data_dir.join("state.db");
-            if db.exists() {
-                bail!("{} already exists: restore into a data dir without a store", db.display());
-            }
-            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-            let encrypted = kvs.iter().filter(|kv| kv.value.starts_with(b"k8s:enc:")).count();
-            let key_file = args.data_dir.join("cred/encryption-config.json");
-            if let Some(config) = &args.encryption_provider_config {
-                let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-                berth_store::encryption::EncryptionConfig::parse(&text)
-                    .with_context(|| config.display().to_string())?;
-                crate::server::write_private(&key_file, &text)?;
-            }
-            let store = open_sqlite(&db)?;
-            load(store.as_ref(), &kvs).await?;
-            store.close().await.context("closing the restored store")?;
-            eprintln!("restored {} objects (saved at revision {revision}) into {}", kvs.len(), db.display());
-            if encrypted > 0 && !key_file.exists() {
-                eprintln!(
-                    "warning: {encrypted} values are encrypted: copy the source server's cred/encryption-config.json to {} (or pass --encryption-provider-config) before starting a server on it",
-                    key_file.display()
-                );
-            }
-            Ok(())
-        }
+        Tool::Snapshot(SnapshotCommand::Restore(args)) => restore(&args).await,
         Tool::Migrate(args) => {
             let none = DatastoreArgs::default();
             let (from, to) = (Endpoint::parse(&args.from)?, Endpoint::parse(&args.to)?);
@@ -309,6 +301,258 @@ pub(crate) async fn run(cmd: DatastoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What a snapshot save wrote, for messages.
+pub(crate) struct Saved {
+    /// The format written.
+    pub(crate) format: SnapshotFormat,
+    /// Objects (API keys) in it, when known (etcd snapshots are not read back).
+    pub(crate) objects: Option<u64>,
+    /// The revision it was taken at (for etcd: at or after it).
+    pub(crate) revision: i64,
+}
+
+impl std::fmt::Display for Saved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.format {
+            SnapshotFormat::Native => "a native snapshot",
+            SnapshotFormat::Logical => "a logical snapshot",
+        };
+        match self.objects {
+            Some(n) => write!(f, "{what} of {n} objects at revision {}", self.revision),
+            None => write!(f, "{what} (etcd) at revision {}", self.revision),
+        }
+    }
+}
+
+/// Writes a snapshot of the datastore at `endpoint` to `file` (replacing it when the
+/// snapshot is whole; a failed save leaves `file` as it was and no partial file).
+pub(crate) async fn save(
+    args: &DatastoreArgs,
+    endpoint: &Endpoint,
+    format: SnapshotFormat,
+    file: &Path,
+) -> anyhow::Result<Saved> {
+    match (format, endpoint) {
+        (SnapshotFormat::Logical, _) => {
+            let store = open_existing(args, endpoint).await?;
+            let (revision, kvs) = dump(store.as_ref()).await?;
+            store.close().await.context("closing the source store")?;
+            write_snapshot(file, revision, &kvs)?;
+            Ok(Saved { format, objects: Some(kvs.len() as u64), revision })
+        }
+        (SnapshotFormat::Native, Endpoint::Sqlite(db)) => {
+            if !db.exists() {
+                bail!("no store at {}", db.display());
+            }
+            let partial = with_suffix(file, ".partial");
+            let _ = std::fs::remove_file(&partial);
+            let (db, out) = (db.clone(), partial.clone());
+            let info = tokio::task::spawn_blocking(move || berth_store::sqlite::backup::backup(&db, &out))
+                .await
+                .context("the backup task")?
+                .with_context(|| format!("backing up {}", endpoint_name(endpoint)))?;
+            if let Err(e) = std::fs::rename(&partial, file) {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e).with_context(|| format!("writing {}", file.display()));
+            }
+            Ok(Saved { format, objects: Some(info.objects), revision: info.revision })
+        }
+        (SnapshotFormat::Native, Endpoint::Etcd(endpoints)) => {
+            let store = args.connect_etcd(endpoints, tool_etcd_options()).await?;
+            let partial = with_suffix(file, ".etcd");
+            let _ = std::fs::remove_file(&partial);
+            let saved = store.snapshot_to(&partial).await.context("taking an etcd snapshot");
+            store.close().await.context("closing the etcd client")?;
+            let info = saved?;
+            if let Err(e) = std::fs::rename(&partial, file) {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e).with_context(|| format!("writing {}", file.display()));
+            }
+            Ok(Saved { format, objects: None, revision: info.revision })
+        }
+    }
+}
+
+fn endpoint_name(endpoint: &Endpoint) -> String {
+    match endpoint {
+        Endpoint::Sqlite(path) => path.display().to_string(),
+        Endpoint::Etcd(endpoints) => format!("etcd://{}", endpoints.join(",")),
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The kinds of file `snapshot restore` tells apart by their first bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum FileKind {
+    /// A SQLite database (a native snapshot of the embedded store).
+    Sqlite,
+    /// A bbolt database: an etcd snapshot.
+    Etcd,
+    /// JSON lines: a logical snapshot.
+    Logical,
+    /// Anything else.
+    Unknown,
+}
+
+fn file_kind(head: &[u8]) -> FileKind {
+    if head.starts_with(berth_store::sqlite::backup::SQLITE_MAGIC) {
+        FileKind::Sqlite
+    } else if berth_store::etcd::snapshot::is_bolt(head) {
+        FileKind::Etcd
+    } else if head.first() == Some(&b'{') {
+        FileKind::Logical
+    } else {
+        FileKind::Unknown
+    }
+}
+
+/// `snapshot restore`: checks the whole file first, then creates the store; a failure
+/// leaves no store (and no data dir when the restore created it).
+async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
+    let head = {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(20);
+        std::fs::File::open(&args.file)
+            .with_context(|| format!("opening {}", args.file.display()))?
+            .take(20)
+            .read_to_end(&mut head)
+            .with_context(|| format!("reading {}", args.file.display()))?;
+        head
+    };
+    let db = args.data_dir.join("state.db");
+    for existing in [db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")] {
+        if existing.exists() {
+            bail!("{} already exists: restore into a data dir without a store", existing.display());
+        }
+    }
+    // Everything is checked before anything is created.
+    let source = match file_kind(&head) {
+        FileKind::Sqlite => {
+            if with_suffix(&args.file, "-wal").exists() {
+                bail!(
+                    "{} has a -wal file beside it: it is a live store, not a snapshot (take one with `berth datastore snapshot save`)",
+                    args.file.display()
+                );
+            }
+            let file = args.file.clone();
+            let info = tokio::task::spawn_blocking(move || berth_store::sqlite::backup::verify(&file))
+                .await
+                .context("the check task")??;
+            Restore::Copy(info)
+        }
+        FileKind::Logical => {
+            let (revision, kvs) = read_snapshot(&args.file)?;
+            Restore::Load(revision, kvs)
+        }
+        FileKind::Etcd => {
+            let whole = match berth_store::etcd::snapshot::verify_etcd_snapshot(&args.file) {
+                Ok(_) => "a whole etcd snapshot".to_string(),
+                Err(e) => format!("an etcd snapshot, and not a usable one ({e})"),
+            };
+            bail!(
+                "{} is {whole}: berth restores only its own snapshots into the embedded store. Restore it into etcd with `etcdctl snapshot restore {} --data-dir ETCD_DIR` (etcdutl from etcd 3.5), start etcd on ETCD_DIR, then run `berth server --datastore-endpoint etcd://...` on it, or copy it to the embedded store with `berth datastore migrate --from etcd://... --to sqlite:{}`",
+                args.file.display(),
+                args.file.display(),
+                db.display()
+            );
+        }
+        FileKind::Unknown => bail!(
+            "{} is not a berth snapshot: neither a SQLite store, a logical snapshot nor an etcd snapshot",
+            args.file.display()
+        ),
+    };
+    let config = match &args.encryption_provider_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            berth_store::encryption::EncryptionConfig::parse(&text).with_context(|| path.display().to_string())?;
+            Some(text)
+        }
+        None => None,
+    };
+    let created_dir = !args.data_dir.exists();
+    let key_file = args.data_dir.join("cred/encryption-config.json");
+    let had_key = key_file.exists();
+    let result = write_restored(args, &db, &key_file, config.as_deref(), &source).await;
+    if let Err(e) = result {
+        if created_dir {
+            let _ = std::fs::remove_dir_all(&args.data_dir);
+        } else {
+            for leftover in
+                [with_suffix(&db, ".restoring"), db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")]
+            {
+                let _ = std::fs::remove_file(leftover);
+            }
+            if !had_key && config.is_some() {
+                let _ = std::fs::remove_file(&key_file);
+            }
+        }
+        return Err(e);
+    }
+    let (objects, revision, encrypted) = match &source {
+        Restore::Copy(info) => (info.objects, info.revision, info.encrypted),
+        Restore::Load(revision, kvs) => {
+            let encrypted = kvs.iter().filter(|kv| kv.value.starts_with(b"k8s:enc:")).count();
+            (kvs.len() as u64, *revision, encrypted as u64)
+        }
+    };
+    let how = match source {
+        Restore::Copy(_) => "same resourceVersions",
+        Restore::Load(..) => "resourceVersions in the same order",
+    };
+    eprintln!("restored {objects} objects (saved at revision {revision}; {how}) into {}", db.display());
+    if encrypted > 0 && !key_file.exists() {
+        eprintln!(
+            "warning: {encrypted} values are encrypted: copy the source server's cred/encryption-config.json to {} (or pass --encryption-provider-config) before starting a server on it",
+            key_file.display()
+        );
+    }
+    Ok(())
+}
+
+/// A checked snapshot, ready to become a store.
+enum Restore {
+    /// A SQLite store file, copied as it is.
+    Copy(berth_store::sqlite::backup::BackupInfo),
+    /// A logical snapshot's objects, created one by one.
+    Load(i64, Vec<berth_store::KeyValue>),
+}
+
+async fn write_restored(
+    args: &RestoreArgs,
+    db: &Path,
+    key_file: &Path,
+    config: Option<&str>,
+    source: &Restore,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    if let Some(text) = config {
+        crate::server::write_private(key_file, text)?;
+    }
+    match source {
+        Restore::Copy(_) => {
+            // Copied under another name, synced, then renamed: a store appears whole or not at all.
+            let partial = with_suffix(db, ".restoring");
+            std::fs::copy(&args.file, &partial)
+                .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+                .with_context(|| format!("copying {} to {}", args.file.display(), partial.display()))?;
+            std::fs::rename(&partial, db).with_context(|| format!("writing {}", db.display()))?;
+        }
+        Restore::Load(_, kvs) => {
+            let store = open_sqlite(db)?;
+            let loaded = load(store.as_ref(), kvs).await;
+            store.close().await.context("closing the restored store")?;
+            loaded?;
+        }
+    }
+    Ok(())
 }
 
 fn tool_etcd_options() -> EtcdOptions {
@@ -464,6 +708,23 @@ mod tests {
         check("mysql://db:3306", Err("unsupported datastore endpoint \"mysql://db:3306\" (scheme \"mysql\")"));
         check("http://127.0.0.1:2379", Err("unsupported datastore endpoint"));
         check("127.0.0.1:2379", Err("unsupported datastore endpoint"));
+    }
+
+    #[test]
+    fn snapshot_files_are_told_apart_by_their_first_bytes() {
+        let mut bolt = vec![0u8; 20];
+        bolt[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+        for (head, want) in [
+            (b"SQLite format 3\0\0\x10".as_slice(), FileKind::Sqlite),
+            (bolt.as_slice(), FileKind::Etcd),
+            (b"{\"format\":\"berth-snapshot/v1\"".as_slice(), FileKind::Logical),
+            (b"SQLite format 2\0".as_slice(), FileKind::Unknown),
+            (&bolt[..19], FileKind::Unknown),
+            (b"".as_slice(), FileKind::Unknown),
+            (b"hello".as_slice(), FileKind::Unknown),
+        ] {
+            assert_eq!(file_kind(head), want, "{head:?}");
+        }
     }
 
     #[test]

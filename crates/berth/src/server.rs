@@ -433,7 +433,6 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         authorization_mode: args.authorization_mode.clone(),
         audit: crate::audit::config(&args.audit)?,
     };
-    let snapshot_store = store.clone();
     let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
     let server = Server::start(config, store)
         .await
@@ -462,11 +461,22 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(schedule) = snapshot_schedule {
-        tokio::spawn(crate::snapshots::run(snapshot_store, schedule, stop_rx.clone()));
-    }
     tokio::spawn(renew_certificates(data_dir.join("tls"), stop_rx.clone()));
     let admin = local_client(addr, ca, &security.admin).await?;
+    let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
+    if let Some(schedule) = snapshot_schedule {
+        let source =
+            crate::snapshots::Source { args: args.datastore.clone(), endpoint: args.datastore.endpoint(&data_dir)? };
+        // On a shared etcd only the controller-manager leader takes them.
+        let leader =
+            (!embedded).then(|| crate::snapshots::Leader { client: admin.clone(), identity: identity.clone() });
+        if leader.is_some() && args.disable_controller_manager {
+            tracing::warn!(
+                "--snapshot-cron on etcd with --disable-controller-manager: this server never holds the controller-manager Lease, so it takes no scheduled snapshots"
+            );
+        }
+        tokio::spawn(crate::snapshots::run(source, schedule, leader, stop_rx.clone()));
+    }
     let client_ca = serde_json::json!({ "client-ca-file": security.tls.client_ca_pem });
     tokio::spawn(publish_config_map(admin.clone(), "kube-system", "extension-apiserver-authentication", client_ca));
     let cluster_info = serde_json::json!({ "kubeconfig": cluster_info_kubeconfig(&url, ca) });
@@ -476,6 +486,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
+        identity,
         local_client(addr, ca, &security.controller_manager).await?,
         local_client(addr, ca, &security.scheduler).await?,
         (!args.disable_controller_manager).then_some(controller_options),
@@ -583,6 +594,7 @@ fn cluster_info_kubeconfig(server: &str, ca_pem: &str) -> String {
 /// Runs the controllers and the scheduler, each while this server holds its lease (as
 /// kube-controller-manager and kube-scheduler elect their leaders), until `stop` turns true.
 async fn run_components(
+    identity: String,
     client: kube::Client,
     scheduler_client: kube::Client,
     controllers: Option<berth_controllers::Options>,
@@ -590,7 +602,6 @@ async fn run_components(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use berth_controllers::leader_election::LeaderElection;
-    let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
     let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
     };

@@ -1,15 +1,58 @@
 //! Scheduled snapshots of a running server's datastore (`--snapshot-cron`,
 //! `--snapshot-retention`), as k3s takes etcd snapshots: at each time of a cron schedule
-//! (standard five fields, or six with seconds first) every object is written at one
-//! revision to `snapshot-<unix seconds>` in the snapshot dir (the format of
-//! `berth datastore snapshot save`, so `berth datastore snapshot restore` reads it), and
-//! only the newest N files are kept.
+//! (standard five fields, or six with seconds first) a native snapshot (the format of
+//! `berth datastore snapshot save`: a SQLite copy of the embedded store, which
+//! `berth datastore snapshot restore` reads, or etcd's own snapshot) is written to
+//! `snapshot-<unix seconds>` in the snapshot dir, and only the newest N files are kept.
+//!
+//! On etcd, where several servers share one datastore, only the server holding the
+//! controller-manager Lease (`kube-system/kube-controller-manager`) takes them, so one
+//! copy is written per scheduled time, not one per server.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
-use berth_store::Store;
+use k8s_openapi::api::coordination::v1::Lease;
+
+use crate::datastore::{DatastoreArgs, Endpoint, SnapshotFormat};
+
+/// The datastore a server snapshots.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// Flags that reach it (TLS towards etcd).
+    pub(crate) args: DatastoreArgs,
+    /// The store file or the etcd endpoints.
+    pub(crate) endpoint: Endpoint,
+}
+
+/// Who may take scheduled snapshots when several servers share the datastore: the
+/// holder of the controller-manager Lease.
+#[derive(Clone)]
+pub(crate) struct Leader {
+    /// A client of this server's API.
+    pub(crate) client: kube::Client,
+    /// This server's identity in its leader elections.
+    pub(crate) identity: String,
+}
+
+/// The Lease whose holder takes the snapshots.
+const LEASE: &str = "kube-controller-manager";
+
+impl Leader {
+    /// Whether this server holds the Lease now (named holder, renewed within its duration).
+    async fn holds(&self) -> anyhow::Result<bool> {
+        let api: kube::Api<Lease> = kube::Api::namespaced(self.client.clone(), "kube-system");
+        let Some(lease) = api.get_opt(LEASE).await.context("reading the controller-manager Lease")? else {
+            return Ok(false);
+        };
+        let Some(spec) = lease.spec else { return Ok(false) };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        let duration = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+        Ok(spec.renew_time.is_some_and(|t| jiff::Timestamp::now().as_second() - t.0.as_second() <= duration))
+    }
+}
 
 /// File name prefix of scheduled snapshots (other files in the dir are left alone).
 const PREFIX: &str = "snapshot-";
@@ -45,9 +88,15 @@ impl Schedule {
     }
 }
 
-/// Takes snapshots on `schedule` until `stop` turns true. A failed snapshot is logged and
+/// Takes snapshots on `schedule` until `stop` turns true; with a `leader`, only at the
+/// times this server holds the controller-manager Lease. A failed snapshot is logged and
 /// the next one is attempted at its time.
-pub(crate) async fn run(store: Arc<dyn Store>, schedule: Schedule, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn run(
+    source: Source,
+    schedule: Schedule,
+    leader: Option<Leader>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let now = jiff::Timestamp::now();
         let Some(next) = schedule.next_after(now) else {
@@ -59,9 +108,22 @@ pub(crate) async fn run(store: Arc<dyn Store>, schedule: Schedule, mut stop: tok
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match take(store.as_ref(), &schedule.dir, next).await {
-            Ok((path, objects)) => {
-                tracing::info!(file = %path.display(), objects, "snapshot saved");
+        if let Some(leader) = &leader {
+            match leader.holds().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("scheduled snapshot skipped: another server holds the controller-manager Lease");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "scheduled snapshot skipped");
+                    continue;
+                }
+            }
+        }
+        match take(&source, &schedule.dir, next).await {
+            Ok((path, saved)) => {
+                tracing::info!(file = %path.display(), %saved, "snapshot saved");
                 if let Err(e) = prune(&schedule.dir, schedule.retention) {
                     tracing::warn!(error = %format!("{e:#}"), "removing old snapshots");
                 }
@@ -71,13 +133,12 @@ pub(crate) async fn run(store: Arc<dyn Store>, schedule: Schedule, mut stop: tok
     }
 }
 
-/// Writes one snapshot named for `at`; returns its path and object count.
-async fn take(store: &dyn Store, dir: &Path, at: jiff::Timestamp) -> anyhow::Result<(PathBuf, usize)> {
+/// Writes one snapshot named for `at`; returns its path and what it holds.
+async fn take(source: &Source, dir: &Path, at: jiff::Timestamp) -> anyhow::Result<(PathBuf, crate::datastore::Saved)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (revision, kvs) = crate::datastore::dump(store).await?;
     let path = dir.join(format!("{PREFIX}{}", at.as_second()));
-    crate::datastore::write_snapshot(&path, revision, &kvs)?;
-    Ok((path, kvs.len()))
+    let saved = crate::datastore::save(&source.args, &source.endpoint, SnapshotFormat::Native, &path).await?;
+    Ok((path, saved))
 }
 
 /// Deletes all but the newest `keep` scheduled snapshots in `dir`.

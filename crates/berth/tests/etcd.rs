@@ -1,7 +1,8 @@
 //! `berth server --datastore-endpoint etcd://...` against a real etcd: kubectl works and
 //! keys are laid out as Kubernetes does, data survives a restart of berth, an etcd
 //! outage turns writes into 5xx Statuses (not hangs) and service resumes when etcd is
-//! back, a server started before etcd waits for it, and bad endpoints are refused.
+//! back (and on 3 members: losing one loses no write, losing quorum fails writes until it
+//! returns), a server started before etcd waits for it, and bad endpoints are refused.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -229,6 +230,47 @@ fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
     assert!(!names.contains("configmap/during"), "{names}");
 }
 
+/// A server on a 3-member etcd: losing the etcd leader (SIGKILL) loses no write; losing a
+/// second member (no quorum) turns writes into 503/504 Statuses; with the members back,
+/// writes resume and every acknowledged object is there.
+#[test]
+fn three_etcd_members_lose_one_then_quorum_and_recover() {
+    let Some(mut etcd) = Etcd::start_cluster(3) else { return };
+    let s = server_on(&etcd);
+    let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-before")));
+    assert_eq!(code, 201, "{status}");
+    let leader = etcd.leader().expect("an etcd leader");
+    etcd.stop_member(leader, "KILL");
+    let mut acknowledged = vec!["m-before".to_string()];
+    for i in 0..5 {
+        let name = format!("m-one-down-{i}");
+        let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap(&name)));
+        assert_eq!(code, 201, "{name} with one member down: {status}\n{}", etcd.log());
+        acknowledged.push(name);
+    }
+    let (code, _) = s.http_json("GET", &format!("{CONFIGMAPS}/m-one-down-4"), None);
+    assert_eq!(code, 200);
+
+    let second = (0..3).find(|n| *n != leader).expect("another member");
+    etcd.stop_member(second, "KILL");
+    let (code, status) = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-no-quorum")));
+    assert!(code == 503 || code == 504, "without quorum: {code}: {status}");
+    assert_eq!(status["kind"], "Status", "{status}");
+
+    etcd.restart();
+    let mut last = (0, Value::Null);
+    let recovered = wait_until(Duration::from_secs(90), || {
+        last = s.http_json("POST", CONFIGMAPS, Some(&configmap("m-after")));
+        last.0 == 201
+    });
+    assert!(recovered, "writes did not resume: {last:?}\n{}", s.log());
+    acknowledged.push("m-after".to_string());
+    let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    for name in &acknowledged {
+        assert!(names.contains(&format!("configmap/{name}")), "{name} is missing: {names}");
+    }
+}
+
 #[test]
 fn a_server_started_before_etcd_waits_for_it() {
     let Some(mut etcd) = Etcd::start() else { return };
@@ -313,6 +355,31 @@ fn bench_store_quick_reports_every_figure() {
     }
 }
 
+/// Issue 7's command: `berth bench api --datastore etcd://...` runs the datastores side
+/// by side (the same run as `berth bench store` on that etcd); a non-etcd URL is refused.
+#[test]
+fn bench_api_with_a_datastore_compares_sqlite_and_etcd() {
+    let Some(etcd) = Etcd::start() else { return };
+    let out = Command::new(BIN)
+        .args(["bench", "api", "--quick", "--json", "--datastore", &etcd.url()])
+        .output()
+        .expect("run berth bench api");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench api --datastore failed: {}\n{stderr}", out.status);
+    let figures = json(String::from_utf8_lossy(&out.stdout).trim());
+    for name in
+        ["api_sqlite_creates_per_s", "api_sqlite_create_p99_ms", "api_etcd_creates_per_s", "api_etcd_create_p99_ms"]
+    {
+        let value = figures[name].as_f64().unwrap_or_else(|| panic!("{name} missing: {figures}"));
+        assert!(value > 0.0, "{name} = {value}");
+    }
+    for bad in ["sqlite:/tmp/x.db", "mysql://h:1"] {
+        let out = Command::new(BIN).args(["bench", "api", "--datastore", bad]).output().expect("run berth bench api");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("datastore"), "{bad}: {stderr}");
+    }
+}
+
 /// Runs `berth datastore ARGS`; returns (success, stderr).
 fn datastore(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN).arg("datastore").args(args).stdin(Stdio::null()).output().expect("run berth datastore");
@@ -354,7 +421,9 @@ fn snapshot_save_and_restore_serve_every_object_in_order() {
 
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("snap.jsonl");
-    let (ok, err) = datastore(&["snapshot", "save", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
+    // The logical format (that of earlier berth versions' files) still saves and restores.
+    let (ok, err) =
+        datastore(&["snapshot", "save", "--format", "logical", "--data-dir", path_str(s.dir.path()), path_str(&file)]);
     assert!(ok, "{err}");
     assert!(err.contains("saved"), "{err}");
     // Secrets stay encrypted in the snapshot: a restore without their key says so.
@@ -428,7 +497,8 @@ fn scheduled_snapshots_are_taken_pruned_and_restorable() {
     assert!(
         wait_until(Duration::from_secs(60), || {
             for f in snapshots() {
-                if std::fs::read_to_string(&f).is_ok_and(|t| t.contains("cm-scheduled")) {
+                // A copy of the SQLite store: the object's JSON is in it as written.
+                if std::fs::read(&f).is_ok_and(|b| b.windows(12).any(|w| w == b"cm-scheduled")) {
                     seen.insert(f);
                 }
             }
@@ -496,9 +566,10 @@ fn migrate_sqlite_to_etcd_and_back() {
     want.push("cm-4".to_string());
     assert_eq!(configmaps_by_version(&on_sqlite), want);
 
-    // etcd snapshots go through the same format.
+    // Logical snapshots of etcd go through the same format.
     let file = work.path().join("etcd.jsonl");
-    let (ok, err) = datastore(&["snapshot", "save", "--datastore-endpoint", &etcd.url(), path_str(&file)]);
+    let (ok, err) =
+        datastore(&["snapshot", "save", "--format", "logical", "--datastore-endpoint", &etcd.url(), path_str(&file)]);
     assert!(ok, "{err}");
     assert!(std::fs::read_to_string(&file).unwrap().contains("/registry/core/configmaps/default/cm-4"));
 

@@ -32,6 +32,10 @@ pub(crate) struct ApiArgs {
     /// Small counts, for a smoke test (figures are not meaningful).
     #[arg(long)]
     quick: bool,
+    /// Measure the datastores instead: the same client load on the embedded SQLite store
+    /// and on this etcd (`etcd://HOST:PORT[,...]`), side by side — `berth bench store`.
+    #[arg(long, value_name = "URL")]
+    datastore: Option<String>,
 }
 
 /// How much work each part of the benchmark does.
@@ -107,6 +111,9 @@ const NS_PATH: &str = "/api/v1/namespaces/default";
 
 /// Runs the API benchmark and prints the figures.
 pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
+    if let Some(url) = args.datastore {
+        return super::store::run(super::store::StoreArgs::on(url, args.json, args.quick)?).await;
+    }
     let sizes = Sizes::new(args.quick);
     let mut ready = Latencies::with_capacity(sizes.starts);
     for i in 1..sizes.starts {

@@ -45,6 +45,20 @@ pub(crate) struct StoreArgs {
     datastore_endpoint: Option<String>,
 }
 
+impl StoreArgs {
+    /// The benchmark against a running etcd (`berth bench api --datastore etcd://...`).
+    pub(crate) fn on(url: String, json: bool, quick: bool) -> anyhow::Result<StoreArgs> {
+        match crate::datastore::Endpoint::parse(&url)? {
+            crate::datastore::Endpoint::Etcd(_) => {
+                Ok(StoreArgs { json, quick, etcd_members: 1, datastore_endpoint: Some(url) })
+            }
+            crate::datastore::Endpoint::Sqlite(_) => {
+                bail!("--datastore {url:?}: the embedded store is always measured; name an etcd://HOST:PORT to compare")
+            }
+        }
+    }
+}
+
 /// Runs the benchmark and prints the figures.
 pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let (ops, clients) = if args.quick { (200, 4) } else { (5_000, 16) };

@@ -18,7 +18,8 @@
 //! got no answer in time fails with [`Error::Timeout`] (a write may then have been
 //! applied). Watches reconnect by themselves from the next revision they owe.
 //!
-//! Files: `watch` (watch streams), `tests` (conformance against a real etcd).
+//! Files: `watch` (watch streams), `snapshot` (etcd's own snapshots to a file, checked),
+//! `tests` (conformance against a real etcd).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,6 +33,7 @@ use etcd_client::{
 
 use crate::{Error, KeyValue, RangeResult, Result, Revision, Store, WatchStream};
 
+pub mod snapshot;
 mod watch;
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! in-memory broadcast with replay from the database, and automatic compaction.
 //!
 //! Files: `schema` (layout), `writer` (group commit), `read` (read pool and queries),
-//! `watch` (replay/live hand-over), `compact` (compaction), `tests`.
+//! `watch` (replay/live hand-over), `compact` (compaction), `backup` (physical snapshots:
+//! online backup of a running store, checks of a copy), `tests`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -17,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{Error, Event, KeyValue, RangeResult, Result, Revision, Store, WatchStream};
 
+pub mod backup;
 mod checkpoint;
 mod compact;
 mod read;

@@ -39,7 +39,7 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0
 ";
 
 /// The layout version recorded in `meta`; opening a database of another version fails.
-const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 1;
 
 /// Columns selected for a key-value from a `kv` row aliased `kv`.
 pub(super) const KV_COLUMNS: &str = "kv.key, kv.value, kv.create_rev, kv.rev, kv.version";
