@@ -12,14 +12,18 @@
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
 //! - [`routes`]: routes to the other nodes' pod CIDRs through their addresses (host-gw).
 //! - [`events`]: the Events the agent records about pods.
+//! - [`stats`]: usage of the node, pods and containers from cgroups (the Summary API).
+//! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
 
 pub mod containers;
 pub mod events;
+pub mod eviction;
 pub mod hooks;
 pub mod probes;
 pub mod register;
 pub mod routes;
 pub mod sources;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -99,6 +103,8 @@ pub struct AgentConfig {
     /// finishing together late. 0: [`default_parallel_pod_starts`]; the environment variable
     /// `BERTH_PARALLEL_POD_STARTS` overrides it.
     pub parallel_pod_starts: usize,
+    /// Hard eviction thresholds (`--eviction-hard`); the kubelet's defaults unless set.
+    pub eviction_hard: Vec<eviction::Threshold>,
 }
 
 /// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
@@ -124,6 +130,7 @@ impl AgentConfig {
             keep_pods: false,
             kubelet_port: None,
             parallel_pod_starts: 0,
+            eviction_hard: eviction::default_thresholds(),
         }
     }
 }
@@ -143,6 +150,12 @@ pub(crate) struct Shared {
     pub(crate) pod_starts: tokio::sync::Semaphore,
     /// Events about pods.
     pub(crate) events: events::Events,
+    /// The latest usage snapshot ([`stats`]).
+    pub(crate) stats: stats::Stats,
+    /// Pressure and the pods picked for eviction ([`eviction`]).
+    pub(crate) eviction: eviction::State,
+    /// When the agent started (the Summary's node startTime).
+    pub(crate) started: k8s_openapi::jiff::Timestamp,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -222,6 +235,9 @@ impl Agent {
             sources: sources::Sources::new(client.clone()),
             pod_starts: tokio::sync::Semaphore::new(starts),
             events: events::Events::new(client.clone(), &config.node_name),
+            stats: stats::Stats::default(),
+            eviction: eviction::State::default(),
+            started: k8s_openapi::jiff::Timestamp::now(),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
@@ -270,6 +286,8 @@ impl Agent {
             tokio::spawn(register::heartbeat_loop(shared.clone())),
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
             streaming,
+            tokio::spawn(stats::sampler(shared.clone())),
+            tokio::spawn(eviction::manager(shared.clone())),
         ];
         Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }

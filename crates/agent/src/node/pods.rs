@@ -321,6 +321,11 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         post_status(shared, pod, state, &spec, true, &[], "Failed").await;
         return Duration::from_secs(60);
     }
+    // Picked by the eviction manager (node-pressure eviction).
+    if let Some(message) = shared.eviction.take(&state.uid) {
+        evict(shared, pod, state, &spec, message).await;
+        return Duration::from_secs(60);
+    }
     let phase_now = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     if state.sandbox.is_none() && (phase_now == "Succeeded" || phase_now == "Failed") {
         return Duration::from_secs(60); // finished before we saw it: nothing to run
