@@ -13,6 +13,7 @@
 //! - [`routes`]: routes to the other nodes' pod CIDRs through their addresses (host-gw).
 //! - [`events`]: the Events the agent records about pods.
 //! - [`stats`]: usage of the node, pods and containers from cgroups (the Summary API).
+//! - [`static_pods`]: pods from manifest files (`--pod-manifests`) and their mirror pods.
 //! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
 
 pub mod containers;
@@ -23,6 +24,7 @@ pub mod probes;
 pub mod register;
 pub mod routes;
 pub mod sources;
+pub mod static_pods;
 pub mod stats;
 pub mod status;
 pub mod volumes;
@@ -105,6 +107,8 @@ pub struct AgentConfig {
     pub parallel_pod_starts: usize,
     /// Hard eviction thresholds (`--eviction-hard`); the kubelet's defaults unless set.
     pub eviction_hard: Vec<eviction::Threshold>,
+    /// A directory of static pod manifests (`--pod-manifests`).
+    pub pod_manifests: Option<PathBuf>,
 }
 
 /// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
@@ -131,6 +135,7 @@ impl AgentConfig {
             kubelet_port: None,
             parallel_pod_starts: 0,
             eviction_hard: eviction::default_thresholds(),
+            pod_manifests: None,
         }
     }
 }
@@ -282,13 +287,16 @@ impl Agent {
         let routes = tokio::spawn(routes::run(shared.client.clone(), shared.config.node_name.clone(), cidr, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(register::heartbeat_loop(shared.clone())),
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
             streaming,
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
         ];
+        if let Some(dir) = shared.config.pod_manifests.clone() {
+            tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir)));
+        }
         Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }
