@@ -85,6 +85,9 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let catalog = app.resources.catalog();
     // Paths are percent-decoded (names never contain '/').
     let path = percent_decode(parts.uri.path());
+    if let Some((node, target)) = crate::node_proxy::node_proxy_target(&path) {
+        return crate::node_proxy::proxy_to_node(app, node, target, Request::from_parts(parts, body)).await;
+    }
     let parsed = crate::resources::parse_path(&path, &catalog).ok_or_else(ApiError::unknown_resource)?;
     let headers = parts.headers.clone();
     let rp = match parsed {

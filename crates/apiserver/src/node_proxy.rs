@@ -101,6 +101,31 @@ pub async fn proxy(app: Arc<App>, rp: ResourcePath, req: Request) -> ApiResult<R
     forward(&client, &host, port, &target, req).await
 }
 
+/// For `/api/v1/nodes/{name}/proxy/{path}`: the node's name and the path on its agent
+/// (`/stats/summary`, `/healthz`, ...).
+pub fn node_proxy_target(path: &str) -> Option<(&str, String)> {
+    let rest = path.strip_prefix("/api/v1/nodes/")?;
+    let (node, tail) = rest.split_once("/proxy")?;
+    (!node.is_empty() && !node.contains('/') && (tail.is_empty() || tail.starts_with('/')))
+        .then(|| (node, if tail.is_empty() { "/".to_string() } else { tail.to_string() }))
+}
+
+/// Serves `nodes/{name}/proxy/{path}`: the request, with its query, forwarded to the node's agent.
+pub async fn proxy_to_node(app: Arc<App>, node_name: &str, path: String, req: Request) -> ApiResult<Response> {
+    let nodes = app.resources.catalog().find("", "v1", "nodes").ok_or_else(ApiError::unknown_resource)?;
+    let node = app.cache.get(&nodes.key(None, node_name)).ok_or_else(|| ApiError::not_found(&nodes.info, node_name))?;
+    let (host, port) = node_endpoint(&node.value)
+        .ok_or_else(|| ApiError::unavailable(format!("node {node_name:?} has no InternalIP and kubelet port")))?;
+    let client = app.config.kubelet_client.clone().ok_or_else(|| {
+        ApiError::unavailable("this server has no kubelet client certificate: cannot reach node agents")
+    })?;
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    forward(&client, &host, port, &target, req).await
+}
+
 /// The container a request addresses: the asked one (it must exist), else the only one.
 fn container_name(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiResult<String> {
     let names = |field: &str| -> Vec<String> {
@@ -318,6 +343,16 @@ async fn forward(client: &KubeletClient, host: &str, port: u16, target: &str, re
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn node_proxy_paths_name_the_node_and_the_agent_path() {
+        let got = node_proxy_target("/api/v1/nodes/n1/proxy/stats/summary");
+        assert_eq!(got, Some(("n1", "/stats/summary".to_string())));
+        assert_eq!(node_proxy_target("/api/v1/nodes/n1/proxy"), Some(("n1", "/".to_string())));
+        assert_eq!(node_proxy_target("/api/v1/nodes/n1/status"), None);
+        assert_eq!(node_proxy_target("/api/v1/nodes/n1/proxyx/a"), None);
+        assert_eq!(node_proxy_target("/api/v1/nodes//proxy/a"), None);
+    }
 
     #[test]
     fn container_names_are_defaulted_only_when_unambiguous() {

@@ -89,6 +89,16 @@ pub(crate) struct NodeArgs {
     /// one) [default: 10250, or a free port when 10250 is taken].
     #[arg(long)]
     kubelet_port: Option<u16>,
+    /// Hard eviction thresholds, SIGNAL<QUANTITY or SIGNAL<PERCENT% separated by commas (the
+    /// kubelet's syntax; signals memory.available, nodefs.available, nodefs.inodesFree,
+    /// imagefs.available, imagefs.inodesFree, pid.available); given, it replaces all the defaults
+    /// [default: memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%].
+    #[arg(long)]
+    eviction_hard: Option<String>,
+    /// A directory of static pod manifests (YAML or JSON Pods) run on this node, each shown by
+    /// a mirror pod in the API server; re-read every 20 s.
+    #[arg(long)]
+    pod_manifests: Option<PathBuf>,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -188,6 +198,10 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
     config.bridge = args.bridge_name.clone();
     config.keep_pods = args.keep_pods;
     config.kubelet_port = args.kubelet_port;
+    config.pod_manifests = args.pod_manifests.clone();
+    if let Some(thresholds) = &args.eviction_hard {
+        config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
+    }
     Ok(config)
 }
 

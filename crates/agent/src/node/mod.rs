@@ -12,14 +12,20 @@
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
 //! - [`routes`]: routes to the other nodes' pod CIDRs through their addresses (host-gw).
 //! - [`events`]: the Events the agent records about pods.
+//! - [`stats`]: usage of the node, pods and containers from cgroups (the Summary API).
+//! - [`static_pods`]: pods from manifest files (`--pod-manifests`) and their mirror pods.
+//! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
 
 pub mod containers;
 pub mod events;
+pub mod eviction;
 pub mod hooks;
 pub mod probes;
 pub mod register;
 pub mod routes;
 pub mod sources;
+pub mod static_pods;
+pub mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -99,6 +105,10 @@ pub struct AgentConfig {
     /// finishing together late. 0: [`default_parallel_pod_starts`]; the environment variable
     /// `BERTH_PARALLEL_POD_STARTS` overrides it.
     pub parallel_pod_starts: usize,
+    /// Hard eviction thresholds (`--eviction-hard`); the kubelet's defaults unless set.
+    pub eviction_hard: Vec<eviction::Threshold>,
+    /// A directory of static pod manifests (`--pod-manifests`).
+    pub pod_manifests: Option<PathBuf>,
 }
 
 /// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
@@ -124,6 +134,8 @@ impl AgentConfig {
             keep_pods: false,
             kubelet_port: None,
             parallel_pod_starts: 0,
+            eviction_hard: eviction::default_thresholds(),
+            pod_manifests: None,
         }
     }
 }
@@ -143,6 +155,12 @@ pub(crate) struct Shared {
     pub(crate) pod_starts: tokio::sync::Semaphore,
     /// Events about pods.
     pub(crate) events: events::Events,
+    /// The latest usage snapshot ([`stats`]).
+    pub(crate) stats: stats::Stats,
+    /// Pressure and the pods picked for eviction ([`eviction`]).
+    pub(crate) eviction: eviction::State,
+    /// When the agent started (the Summary's node startTime).
+    pub(crate) started: k8s_openapi::jiff::Timestamp,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -222,6 +240,9 @@ impl Agent {
             sources: sources::Sources::new(client.clone()),
             pod_starts: tokio::sync::Semaphore::new(starts),
             events: events::Events::new(client.clone(), &config.node_name),
+            stats: stats::Stats::default(),
+            eviction: eviction::State::default(),
+            started: k8s_openapi::jiff::Timestamp::now(),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
@@ -266,11 +287,16 @@ impl Agent {
         let routes = tokio::spawn(routes::run(shared.client.clone(), shared.config.node_name.clone(), cidr, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(register::heartbeat_loop(shared.clone())),
             tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
             streaming,
+            tokio::spawn(stats::sampler(shared.clone())),
+            tokio::spawn(eviction::manager(shared.clone())),
         ];
+        if let Some(dir) = shared.config.pod_manifests.clone() {
+            tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir)));
+        }
         Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }

@@ -60,6 +60,11 @@ impl Workers {
         map.insert(uid, (tx, task.abort_handle()));
     }
 
+    /// Hands pod `uid` (None: gone) to its worker, starting one if needed (static pods).
+    pub(crate) fn send_pod(&self, shared: &Arc<Shared>, uid: String, pod: Option<Pod>) {
+        self.send(shared, uid, pod);
+    }
+
     fn remove(&self, uid: &str) {
         self.0.lock().expect("workers lock").remove(uid);
     }
@@ -72,6 +77,9 @@ pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
     let mut events = watcher(api, watcher::Config::default().fields(&selector)).default_backoff().boxed();
     while let Some(event) = events.next().await {
         match event {
+            // Mirror pods only show static pods, which run from their manifests.
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) | watcher::Event::Delete(pod))
+                if is_mirror(&pod) => {}
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 if let Some(uid) = pod.metadata.uid.clone() {
                     workers.send(&shared, uid, Some(pod));
@@ -86,6 +94,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
             Err(e) => tracing::warn!(%e, "watching pods"),
         }
     }
+}
+
+fn is_mirror(pod: &Pod) -> bool {
+    pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(super::static_pods::MIRROR_ANNOTATION))
 }
 
 /// One container's record in its pod's worker.
@@ -267,6 +279,8 @@ struct PodState {
     evicted: Option<String>,
     /// When emptyDir usage was last measured against the sizeLimits.
     usage_checked: Option<Instant>,
+    /// A static pod's mirror pod the status was posted to (a new one gets it again).
+    mirror_uid: Option<String>,
 }
 
 /// How often a pod's emptyDir usage is measured (the kubelet's eviction manager: 10 s).
@@ -319,6 +333,16 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     let spec = pod.spec.clone().unwrap_or_default();
     if state.evicted.is_some() {
         post_status(shared, pod, state, &spec, true, &[], "Failed").await;
+        return Duration::from_secs(60);
+    }
+    let mirror_uid = pod.metadata.annotations.as_ref().and_then(|a| a.get(super::static_pods::MIRROR_UID_ANNOTATION));
+    if mirror_uid.is_some() && mirror_uid != state.mirror_uid.as_ref() {
+        state.mirror_uid = mirror_uid.cloned();
+        state.last_posted = None;
+    }
+    // Picked by the eviction manager (node-pressure eviction).
+    if let Some(message) = shared.eviction.take(&state.uid) {
+        evict(shared, pod, state, &spec, message).await;
         return Duration::from_secs(60);
     }
     let phase_now = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");

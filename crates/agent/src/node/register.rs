@@ -127,6 +127,21 @@ pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -
         json!({ "type": type_, "status": status, "reason": reason, "message": message,
                 "lastHeartbeatTime": heartbeat, "lastTransitionTime": since })
     };
+    // The pressure conditions the eviction manager keeps, each with its own transition time.
+    let mut conditions: Vec<Value> = shared
+        .eviction
+        .conditions()
+        .into_iter()
+        .map(|(c, pressure, changed)| {
+            let (type_, status, reason, message) = c.describe(pressure);
+            let mut v = condition(type_, status, reason, message);
+            if let Some(at) = changed {
+                v["lastTransitionTime"] = json!(Time(at));
+            }
+            v
+        })
+        .collect();
+    conditions.push(condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"));
     let capacity = capacity(&shared.config.data_dir, shared.config.max_pods);
     let machine_id = std::fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_string()).unwrap_or_default();
     let boot_id =
@@ -134,12 +149,7 @@ pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -
     json!({
         "capacity": capacity,
         "allocatable": capacity,
-        "conditions": [
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ],
+        "conditions": conditions,
         "addresses": [
             { "type": "InternalIP", "address": shared.node_ip.to_string() },
             { "type": "Hostname", "address": shared.config.node_name },
@@ -217,6 +227,13 @@ async fn post_status(shared: &Shared, started: Timestamp) -> Result<(), kube::Er
     let api: Api<Node> = Api::all(shared.client.clone());
     let patch = json!({ "status": node_status(shared, started, Timestamp::now()) });
     api.patch_status(&shared.config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+}
+
+/// Posts the Node status now (a pressure condition changed); failures are logged.
+pub(crate) async fn post_node_status(shared: &Shared) {
+    if let Err(e) = post_status(shared, shared.started).await {
+        tracing::warn!(%e, "posting the node status");
+    }
 }
 
 async fn ensure_lease(shared: &Shared, node_uid: &str) -> Result<(), kube::Error> {

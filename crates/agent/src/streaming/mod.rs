@@ -2,7 +2,7 @@
 //! it to stream pods' logs ([`logs`]), exec and attach sessions (WebSocket
 //! `v5.channel.k8s.io` from the client, relayed as SPDY to containerd's CRI streaming
 //! server) and port-forwarding ([`spdy`] over WebSocket or a plain SPDY upgrade, to the
-//! pod's IP).
+//! pod's IP), and the Summary API `/stats/summary` ([`crate::node::stats`]).
 //!
 //! Callers authenticate with a client certificate signed by the cluster's client CA, which
 //! the agent reads as Kubernetes publishes it (ConfigMap
@@ -135,6 +135,7 @@ async fn handle(shared: Arc<Shared>, authenticated: bool, req: Request<Incoming>
     let get_or_post = get || req.method() == Method::POST;
     match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["healthz"] if get => text(StatusCode::OK, "ok"),
+        ["stats", "summary"] if get => stats_summary(&shared),
         ["containerLogs", ns, pod, container] if get => {
             remote::container_logs(&shared, ns, pod, container, &query).await.unwrap_or_else(|e| e)
         }
@@ -147,6 +148,15 @@ async fn handle(shared: Arc<Shared>, authenticated: bool, req: Request<Incoming>
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+/// The Summary API (stats/v1alpha1) from the sampler's latest snapshot.
+fn stats_summary(shared: &Shared) -> Response<Body> {
+    let snapshot = shared.stats.latest();
+    let body = crate::node::stats::summary_json(&shared.config.node_name, &snapshot, Some(shared.started));
+    let mut r = Response::new(full(body.to_string()));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
 }
 
 /// The pod `ns/name`, or a 404 answer.
