@@ -62,20 +62,61 @@ pub(crate) fn wants_no_execute(node: &Node) -> bool {
     wanted_key(node).is_some()
 }
 
-/// The node's taints as its Ready condition wants them: `not-ready` for False, `unreachable`
-/// for Unknown (NoSchedule, and NoExecute with its time added when `no_execute`: the zone
-/// rate limits decide that), none of them for True. `None` when the taints are already right.
+/// The NoSchedule taints other conditions call for (Kubernetes' TaintNodesByCondition):
+/// condition type, the status that calls for it, taint key.
+const CONDITION_TAINTS: &[(&str, &str, &str)] = &[
+    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+    ("NetworkUnavailable", "True", "node.kubernetes.io/network-unavailable"),
+];
+/// The taint of a cordoned node (`spec.unschedulable`).
+pub(crate) const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// The condition NoSchedule taint keys the node's conditions and `spec.unschedulable` call for.
+fn condition_keys(node: &Node) -> Vec<&'static str> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let mut keys: Vec<&'static str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(kind, status, _)| conditions.into_iter().flatten().any(|c| c.type_ == *kind && c.status == *status))
+        .map(|(_, _, key)| *key)
+        .collect();
+    if node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+        keys.push(UNSCHEDULABLE);
+    }
+    keys
+}
+
+fn is_condition_key(key: &str) -> bool {
+    key == UNSCHEDULABLE || CONDITION_TAINTS.iter().any(|(_, _, k)| *k == key)
+}
+
+/// The node's taints as its conditions want them: for Ready, `not-ready` for False,
+/// `unreachable` for Unknown (NoSchedule, and NoExecute with its time added when
+/// `no_execute`: the zone rate limits decide that), none of them for True; a NoSchedule
+/// taint for each pressure condition that holds, NetworkUnavailable and `spec.unschedulable`.
+/// `None` when the taints are already right.
 pub(crate) fn desired_taints(node: &Node, now: &Time, no_execute: bool) -> Option<Vec<Taint>> {
     let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     let want_key = wanted_key(node);
+    let condition_keys = condition_keys(node);
     let mut taints: Vec<Taint> = current
         .iter()
         .filter(|t| {
             let lifecycle = t.key == NOT_READY || t.key == UNREACHABLE;
+            let by_condition = t.effect == "NoSchedule" && is_condition_key(&t.key);
+            if by_condition {
+                return condition_keys.contains(&t.key.as_str());
+            }
             !lifecycle || (Some(t.key.as_str()) == want_key && (no_execute || t.effect != "NoExecute"))
         })
         .cloned()
         .collect();
+    for key in condition_keys {
+        if !taints.iter().any(|t| t.key == key && t.effect == "NoSchedule") {
+            taints.push(Taint { key: key.into(), effect: "NoSchedule".into(), time_added: None, value: None });
+        }
+    }
     if let Some(key) = want_key {
         for effect in ["NoSchedule", "NoExecute"].into_iter().filter(|e| no_execute || *e != "NoExecute") {
             if !taints.iter().any(|t| t.key == key && t.effect == effect) {

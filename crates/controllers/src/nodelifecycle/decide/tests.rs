@@ -108,3 +108,41 @@ fn pods_are_evicted_after_their_toleration_seconds() {
     assert!(tolerates(&toleration, &taint("v")));
     assert!(!tolerates(&toleration, &taint("w")));
 }
+
+#[test]
+fn pressure_conditions_and_cordoning_add_no_schedule_taints() {
+    let now = t("2026-01-01T00:00:00Z");
+    let keys = |ts: Vec<Taint>| ts.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>();
+    let pressured = node(json!({ "metadata": { "name": "n" },
+        "spec": { "taints": [{ "key": "x", "effect": "NoSchedule" }] },
+        "status": { "conditions": [
+            { "type": "Ready", "status": "True" },
+            { "type": "MemoryPressure", "status": "True" },
+            { "type": "DiskPressure", "status": "False" },
+            { "type": "PIDPressure", "status": "True" },
+        ] } }));
+    assert_eq!(
+        keys(desired_taints(&pressured, &now, true).unwrap()),
+        ["x:NoSchedule", "node.kubernetes.io/memory-pressure:NoSchedule", "node.kubernetes.io/pid-pressure:NoSchedule"]
+    );
+    // The pressure is gone: its taint goes, a user's taint of the same key with another effect stays.
+    let relieved = node(json!({ "metadata": { "name": "n" },
+        "spec": { "taints": [
+            { "key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule" },
+            { "key": "node.kubernetes.io/memory-pressure", "effect": "PreferNoSchedule" },
+        ] },
+        "status": { "conditions": [{ "type": "Ready", "status": "True" }, { "type": "MemoryPressure", "status": "False" }] } }));
+    assert_eq!(
+        keys(desired_taints(&relieved, &now, true).unwrap()),
+        ["node.kubernetes.io/memory-pressure:PreferNoSchedule"]
+    );
+    // Cordoned: the unschedulable taint, and it goes with uncordon.
+    let cordoned = node(json!({ "metadata": { "name": "n" }, "spec": { "unschedulable": true },
+        "status": { "conditions": [{ "type": "Ready", "status": "True" }] } }));
+    let ts = desired_taints(&cordoned, &now, true).unwrap();
+    assert_eq!(keys(ts.clone()), ["node.kubernetes.io/unschedulable:NoSchedule"]);
+    let mut uncordoned = cordoned.clone();
+    uncordoned.spec.as_mut().unwrap().unschedulable = Some(false);
+    uncordoned.spec.as_mut().unwrap().taints = Some(ts);
+    assert_eq!(desired_taints(&uncordoned, &now, true), Some(vec![]));
+}
