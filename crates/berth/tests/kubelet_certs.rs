@@ -390,3 +390,77 @@ fn the_proxy_refuses_an_agent_whose_serving_certificate_the_cluster_ca_did_not_s
     let err = s.kubectl_err(&["logs", "victim"], None);
     assert!(err.contains("failed to verify the node agent's serving certificate"), "{err}");
 }
+
+/// A real `berth agent` stopped with SIGTERM when dropped (it stops its containerd and
+/// pods), and its bridge deleted.
+struct RealAgent(berth_testkit::AgentProcess, Bridge);
+
+impl Drop for RealAgent {
+    fn drop(&mut self) {
+        self.0.terminate();
+    }
+}
+
+#[test]
+fn a_real_agent_trades_the_node_token_for_its_own_certificates_without_a_human() {
+    if !runtime_installed() {
+        return;
+    }
+    let s = TestServer::start(Path::new(BIN));
+    let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string();
+    let data_dir = s.dir.path().join("joined-agent");
+    let data_dir = data_dir.to_str().unwrap();
+    let agent = RealAgent(
+        s.spawn_agent(&[
+            "--server",
+            &s.url,
+            "--token",
+            &token,
+            "--data-dir",
+            data_dir,
+            "--node-name",
+            "kc-joined",
+            "--bridge-name",
+            "btest21",
+            "--pod-cidr",
+            "10.88.21.0/24",
+            "--kubelet-port",
+            "0",
+        ]),
+        Bridge("btest21"),
+    );
+    let node = "kc-joined";
+    assert!(wait_until(WAIT, || !signed_serving_certificates(&s, node).is_empty()), "{}", agent.0.log());
+    let (_, list) = s.http_json("GET", CSRS, None);
+    let client_csrs: Vec<&Value> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet")
+        .collect();
+    assert_eq!(client_csrs.len(), 1, "{list}");
+    assert_eq!(client_csrs[0]["spec"]["username"], "system:node-agent", "the node token asked for it");
+    assert_eq!(conditions(client_csrs[0]), ["Approved"]);
+    // From then on the agent is its node: it asked for its serving certificate as system:node:kc-joined.
+    let stored = std::fs::read_to_string(Path::new(data_dir).join("pki/kubelet-client.crt")).unwrap();
+    let der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(stored.as_bytes()).unwrap()
+    };
+    let (cn, orgs) = berth_pki::csr::certificate_subject(&der).unwrap();
+    assert_eq!((cn.as_str(), orgs), ("system:node:kc-joined", vec!["system:nodes".to_string()]));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "joined-talker", "namespace": "default" },
+        "spec": { "nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "main", "image": "localhost/busybox:1", "imagePullPolicy": "Never",
+            "command": ["sh", "-c", "echo hello-from-joined; exec sleep 3600"] }] },
+    });
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&pod.to_string()));
+    assert!(
+        wait_until(WAIT, || String::from_utf8_lossy(&s.kubectl(&["logs", "joined-talker"]).stdout)
+            .contains("hello-from-joined")),
+        "kubectl logs never worked: {}",
+        agent.0.log()
+    );
+    s.kubectl_ok(&["delete", "pod", "joined-talker", "--wait=true"]);
+}

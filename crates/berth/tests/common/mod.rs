@@ -78,6 +78,16 @@ impl Node {
         // human, as Kubernetes leaves such requests (the approver takes only a node's own).
         let served = wait_until(TIMEOUT, || approve_serving_certificate(s, &self.name));
         assert!(served, "the node's serving certificate was never signed; agent log:\n{}", self.log());
+        // The agent picks the signed certificate up a moment later; until then handshakes fail.
+        let url = format!("https://127.0.0.1:{}/healthz", self.port(s));
+        let handshakes = wait_until(TIMEOUT, || {
+            let out = Command::new("curl")
+                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &url])
+                .output()
+                .expect("curl");
+            out.stdout != b"000"
+        });
+        assert!(handshakes, "the agent never served its signed certificate; agent log:\n{}", self.log());
     }
 
     /// Stops the agent process (SIGTERM) and waits for it to exit.
