@@ -71,13 +71,13 @@ fn get_csr(s: &TestServer, name: &str) -> Value {
     csr
 }
 
-/// The node's serving CSRs that carry a certificate.
+/// The certificates of the node's serving CSRs that carry one, oldest request first.
 fn signed_serving_certificates(s: &TestServer, node: &str) -> Vec<String> {
     let (_, list) = s.http_json("GET", CSRS, None);
-    list["items"]
-        .as_array()
+    let mut items: Vec<&Value> = list["items"].as_array().into_iter().flatten().collect();
+    items.sort_by_key(|c| c["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+    items
         .into_iter()
-        .flatten()
         .filter(|c| c["spec"]["signerName"] == SERVING_SIGNER)
         .filter(|c| c["spec"]["username"] == format!("system:node:{node}"))
         .filter_map(|c| c["status"]["certificate"].as_str())
@@ -393,11 +393,14 @@ fn the_proxy_refuses_an_agent_whose_serving_certificate_the_cluster_ca_did_not_s
 
 /// A real `berth agent` stopped with SIGTERM when dropped (it stops its containerd and
 /// pods), and its bridge deleted.
-struct RealAgent(berth_testkit::AgentProcess, Bridge);
+struct RealAgent {
+    process: berth_testkit::AgentProcess,
+    _bridge: Bridge,
+}
 
 impl Drop for RealAgent {
     fn drop(&mut self) {
-        self.0.terminate();
+        self.process.terminate();
     }
 }
 
@@ -410,27 +413,25 @@ fn a_real_agent_trades_the_node_token_for_its_own_certificates_without_a_human()
     let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string();
     let data_dir = s.dir.path().join("joined-agent");
     let data_dir = data_dir.to_str().unwrap();
-    let agent = RealAgent(
-        s.spawn_agent(&[
-            "--server",
-            &s.url,
-            "--token",
-            &token,
-            "--data-dir",
-            data_dir,
-            "--node-name",
-            "kc-joined",
-            "--bridge-name",
-            "btest21",
-            "--pod-cidr",
-            "10.88.21.0/24",
-            "--kubelet-port",
-            "0",
-        ]),
-        Bridge("btest21"),
-    );
+    let args = [
+        "--server",
+        &s.url,
+        "--token",
+        &token,
+        "--data-dir",
+        data_dir,
+        "--node-name",
+        "kc-joined",
+        "--bridge-name",
+        "btest21",
+        "--pod-cidr",
+        "10.88.21.0/24",
+        "--kubelet-port",
+        "0",
+    ];
+    let agent = RealAgent { process: s.spawn_agent(&args), _bridge: Bridge("btest21") };
     let node = "kc-joined";
-    assert!(wait_until(WAIT, || !signed_serving_certificates(&s, node).is_empty()), "{}", agent.0.log());
+    assert!(wait_until(WAIT, || !signed_serving_certificates(&s, node).is_empty()), "{}", agent.process.log());
     let (_, list) = s.http_json("GET", CSRS, None);
     let client_csrs: Vec<&Value> = list["items"]
         .as_array()
@@ -460,7 +461,63 @@ fn a_real_agent_trades_the_node_token_for_its_own_certificates_without_a_human()
         wait_until(WAIT, || String::from_utf8_lossy(&s.kubectl(&["logs", "joined-talker"]).stdout)
             .contains("hello-from-joined")),
         "kubectl logs never worked: {}",
-        agent.0.log()
+        agent.process.log()
     );
     s.kubectl_ok(&["delete", "pod", "joined-talker", "--wait=true"]);
+}
+
+/// The DER of the first certificate in `pem`.
+fn der(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem).ok().map(|c| c.to_vec())
+}
+
+#[test]
+fn the_serving_certificate_is_renewed_and_served_without_a_restart() {
+    if !runtime_installed() {
+        return;
+    }
+    // Certificates last 40 s: renewed after ~32 s.
+    let s = TestServer::start_with_agent(
+        Path::new(BIN),
+        &[
+            "--node-name",
+            "kc-renew",
+            "--bridge-name",
+            "btest22",
+            "--pod-cidr",
+            "10.88.22.0/24",
+            "--kubelet-port",
+            "0",
+            "--cluster-signing-duration",
+            "40s",
+        ],
+    );
+    let _bridge = Bridge("btest22");
+    let node = "kc-renew";
+    let renewed = wait_until(Duration::from_secs(150), || signed_serving_certificates(&s, node).len() >= 2);
+    assert!(renewed, "the serving certificate was not renewed: {}", s.log());
+    let (_, n) = s.http_json("GET", &format!("/api/v1/nodes/{node}"), None);
+    let ip =
+        n["status"]["addresses"].as_array().unwrap().iter().find(|a| a["type"] == "InternalIP").unwrap()["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().unwrap();
+    let served = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl s_client -connect {ip}:{port} </dev/null 2>/dev/null | openssl x509"))
+            .output()
+            .expect("openssl");
+        der(&out.stdout)
+    };
+    // The same process now serves a certificate from a later CSR than the first one.
+    let first = der(signed_serving_certificates(&s, node)[0].as_bytes());
+    let later = wait_until(WAIT, || {
+        let now = served();
+        now.is_some() && now != first && signed_serving_certificates(&s, node).iter().any(|c| der(c.as_bytes()) == now)
+    });
+    assert!(later, "the agent still serves its first certificate");
+    assert!(s.log().matches("node agent running").count() <= 1, "the agent restarted");
 }
