@@ -4,7 +4,10 @@
 //! as SANs, and `kubectl logs`/`exec` work through the proxy that verifies it; a serving
 //! CSR naming an address that is not the node's stays pending; the proxy refuses an agent
 //! whose serving certificate the CA did not sign; the CSR admission refuses approvals
-//! without `approve` on the signer; the agent's port refuses users without `nodes/proxy`.
+//! without `approve` on the signer; the agent's port refuses users without `nodes/proxy`;
+//! a real `berth agent` given the node token ends up with its own node and serving
+//! certificates; the serving certificate is renewed without a restart. Real nodes use
+//! bridges `btest80`–`btest82` and pod CIDRs 10.88.80–82.0/24 (unused by other tests).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -120,9 +123,9 @@ fn the_in_process_agent_serves_a_cluster_signed_certificate_and_streaming_works_
     }
     let s = TestServer::start_with_agent(
         Path::new(BIN),
-        &["--node-name", "kc-node", "--bridge-name", "btest20", "--pod-cidr", "10.88.20.0/24", "--kubelet-port", "0"],
+        &["--node-name", "kc-node", "--bridge-name", "btest80", "--pod-cidr", "10.88.80.0/24", "--kubelet-port", "0"],
     );
-    let _bridge = Bridge("btest20");
+    let _bridge = Bridge("btest80");
     let node = "kc-node";
     assert!(
         wait_until(WAIT, || !signed_serving_certificates(&s, node).is_empty()),
@@ -423,13 +426,13 @@ fn a_real_agent_trades_the_node_token_for_its_own_certificates_without_a_human()
         "--node-name",
         "kc-joined",
         "--bridge-name",
-        "btest21",
+        "btest81",
         "--pod-cidr",
-        "10.88.21.0/24",
+        "10.88.81.0/24",
         "--kubelet-port",
         "0",
     ];
-    let agent = RealAgent { process: s.spawn_agent(&args), _bridge: Bridge("btest21") };
+    let agent = RealAgent { process: s.spawn_agent(&args), _bridge: Bridge("btest81") };
     let node = "kc-joined";
     assert!(wait_until(WAIT, || !signed_serving_certificates(&s, node).is_empty()), "{}", agent.process.log());
     let (_, list) = s.http_json("GET", CSRS, None);
@@ -484,16 +487,16 @@ fn the_serving_certificate_is_renewed_and_served_without_a_restart() {
             "--node-name",
             "kc-renew",
             "--bridge-name",
-            "btest22",
+            "btest82",
             "--pod-cidr",
-            "10.88.22.0/24",
+            "10.88.82.0/24",
             "--kubelet-port",
             "0",
             "--cluster-signing-duration",
             "40s",
         ],
     );
-    let _bridge = Bridge("btest22");
+    let _bridge = Bridge("btest82");
     let node = "kc-renew";
     let renewed = wait_until(Duration::from_secs(150), || signed_serving_certificates(&s, node).len() >= 2);
     assert!(renewed, "the serving certificate was not renewed: {}", s.log());
