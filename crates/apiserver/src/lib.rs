@@ -15,6 +15,7 @@ pub mod certificates;
 pub mod codec;
 pub mod convert;
 pub mod crd;
+pub mod csr_admission;
 pub mod discovery;
 pub mod error;
 pub mod filter;

@@ -3,8 +3,12 @@
 //!
 //! The pod's node gives the address (its InternalIP) and the port
 //! (`status.daemonEndpoints.kubeletEndpoint.Port`); the API server authenticates to the
-//! agent with its kubelet client certificate ([`KubeletClient`]). As kube-apiserver without
-//! `--kubelet-certificate-authority`, it does not verify the agent's serving certificate.
+//! agent with its kubelet client certificate ([`KubeletClient`]) and verifies the agent's
+//! serving certificate against the kubelet certificate authority (as kube-apiserver with
+//! `--kubelet-certificate-authority`; berth's default is the cluster CA, which signs the
+//! agents' `kubernetes.io/kubelet-serving` CSRs) for the address it dials. An agent
+//! without a signed serving certificate yet, or with one the CA did not sign, is refused
+//! with a 503 Status saying so.
 //! Requests that upgrade (WebSocket or SPDY for exec, attach and port-forward) are passed
 //! through byte for byte both ways once the agent answers 101.
 
@@ -17,7 +21,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
@@ -31,6 +35,8 @@ pub struct KubeletClient {
     pub cert_pem: String,
     /// Its private key.
     pub key_pem: String,
+    /// The CA agents' serving certificates must chain to (PEM).
+    pub ca_pem: String,
 }
 
 /// How long connecting to a node agent (TCP and TLS) may take.
@@ -210,46 +216,6 @@ fn node_endpoint(node: &Value) -> Option<(String, u16)> {
     Some((ip.to_string(), port))
 }
 
-/// Accepts any server certificate: kube-apiserver does not verify kubelets' serving
-/// certificates unless given `--kubelet-certificate-authority`.
-#[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn tls_config(client: &KubeletClient) -> ApiResult<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
@@ -257,15 +223,35 @@ fn tls_config(client: &KubeletClient) -> ApiResult<rustls::ClientConfig> {
         .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes())
         .map_err(|e| ApiError::internal(format!("kubelet client key: {e}")))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(client.ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| ApiError::internal(format!("kubelet certificate authority: {e}")))?;
+        roots.add(ca).map_err(|e| ApiError::internal(format!("kubelet certificate authority: {e}")))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| ApiError::internal(format!("kubelet certificate authority: {e}")))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(ApiError::internal)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(certs, key)
         .map_err(ApiError::internal)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// What a failed connection to an agent means, in words: TLS failures say whose fault.
+fn tls_failure(e: &std::io::Error, host: &str, port: u16) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(why)) => format!(
+            "tls: failed to verify the node agent's serving certificate for {host} against the kubelet certificate authority: {why:?}"
+        ),
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "tls: the node agent at {host}:{port} refused the handshake ({alert:?}): it has no signed serving certificate yet (is its kubelet-serving CSR approved?)"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Headers not passed to the agent: the client's credentials and the hop's own.
@@ -286,7 +272,7 @@ async fn forward(client: &KubeletClient, host: &str, port: u16, target: &str, re
     };
     let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return Err(dial_err(&e)),
+        Ok(Err(e)) => return Err(dial_err(&tls_failure(&e, host, port))),
         Err(_) => return Err(dial_err(&format!("connecting to {host}:{port} timed out"))),
     };
     let (mut sender, conn) =
@@ -391,5 +377,22 @@ mod tests {
         let e = ensure_logs_available(&pod, "p", "w", false).unwrap_err();
         assert_eq!(e.message, "container \"w\" in pod \"p\" is waiting to start: ImagePullBackOff");
         assert_eq!(ensure_logs_available(&pod, "p", "a", true).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn tls_failures_say_whether_the_certificate_failed_or_the_agent_has_none() {
+        use std::io::{Error, ErrorKind};
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let message = tls_failure(&Error::new(ErrorKind::InvalidData, unknown), "10.0.0.2", 10250);
+        assert!(
+            message.starts_with("tls: failed to verify the node agent's serving certificate for 10.0.0.2"),
+            "{message}"
+        );
+        assert!(message.ends_with("UnknownIssuer"), "{message}");
+        let refused = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        let message = tls_failure(&Error::new(ErrorKind::InvalidData, refused), "10.0.0.2", 10250);
+        assert!(message.contains("10.0.0.2:10250 refused the handshake"), "{message}");
+        assert!(message.contains("no signed serving certificate yet"), "{message}");
+        assert_eq!(tls_failure(&Error::new(ErrorKind::ConnectionRefused, "refused"), "h", 1), "refused");
     }
 }

@@ -389,6 +389,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
 /// status (for main-resource writes) or everything but status (for status writes).
 fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>) -> ApiResult<()> {
     let info = &ctx.served.info;
+    crate::csr_admission::admit(ctx, new, old, subresource)?;
     let subresource = crate::certificates::carry_over(ctx, new, old, subresource)?;
     match subresource {
         Some("status") => {

@@ -137,7 +137,15 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     let mut config = node_config(&args.node, args.data_dir.clone())?;
     berth_agent::runtime::cni::Cidr::parse(&args.cluster_cidr).context("--cluster-cidr")?;
     config.cluster_cidr = Some(args.cluster_cidr.clone());
-    let client = client(&args, || Ok(config.node_name.clone())).await?;
+    let client = match node_token_exchange(&args) {
+        // A real node trades the shared node token for its own certificate.
+        Some(join) => {
+            join::client(args.server.as_deref().unwrap_or_default(), Some(&join), &config.node_name, &args.data_dir)
+                .await
+                .context("exchanging the node token for a node certificate")?
+        }
+        None => client(&args, || Ok(config.node_name.clone())).await?,
+    };
     let handle = Agent::start(client, config).await.context("starting the node agent")?;
     tracing::info!(node = handle.node_name(), kubelet_port = handle.kubelet_port(), "node agent running");
     until_stopped().await?;
@@ -243,6 +251,21 @@ async fn client(args: &AgentArgs, node_name: impl FnOnce() -> anyhow::Result<Str
         _ => bail!("give --kubeconfig PATH, or --server URL with --token TOKEN"),
     };
     kube::Client::try_from(config).context("building the API client")
+}
+
+/// With `--server` and the shared node token `K10<CA hash>::server:<secret>`, the
+/// credentials a real node joins with as if it were a join token: the CA is checked against
+/// the hash, then a node client CSR is sent as `system:node-agent` (auto-approved through the
+/// `nodeclient` binding, as for bootstrap tokens) and the node uses its own certificate from
+/// then on, so the Node authorizer limits it to its own objects. Hollow processes keep the
+/// node token's broad identity: they act for many nodes at once.
+fn node_token_exchange(args: &AgentArgs) -> Option<join::JoinToken> {
+    let token = args.token.as_deref().filter(|_| args.server.is_some() && !args.hollow)?;
+    if join::JoinToken::parse(token).is_some() {
+        return None;
+    }
+    let node_token = berth_pki::token::NodeToken::parse(token).ok()?;
+    Some(join::JoinToken { ca_hash: Some(node_token.ca_hash), token: node_token.secret })
 }
 
 /// A client configuration from a k3s-style node token: fetches the server CA from

@@ -98,6 +98,11 @@ pub(crate) struct ServerArgs {
     /// Where scheduled snapshots go [default: DATA_DIR/snapshots].
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
+    /// The CA node agents' serving certificates are verified against when the API server
+    /// proxies logs/exec/attach/port-forward to them (PEM) [default: the cluster CA, which
+    /// signs their kubelet-serving CSRs].
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Extra names or addresses for the serving certificate (repeatable, comma-separated).
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
@@ -429,6 +434,11 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubelet_client: Some(berth_apiserver::node_proxy::KubeletClient {
             cert_pem: security.kubelet_client.cert_pem.clone(),
             key_pem: security.kubelet_client.key_pem.clone(),
+            ca_pem: match &args.kubelet_certificate_authority {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --kubelet-certificate-authority {}", path.display()))?,
+                None => security.tls.server_ca_pem.clone(),
+            },
         }),
         authorization_mode: args.authorization_mode.clone(),
         audit: crate::audit::config(&args.audit)?,

@@ -285,7 +285,8 @@ fn human(d: jiff::SignedDuration) -> String {
     }
 }
 
-/// The client CA the csrsigning controller signs approved requests with (`berth server`),
+/// The client CA (and the cluster CA, for kubelet serving certificates) the csrsigning
+/// controller signs approved requests with (`berth server`),
 /// and the longest a certificate it signs lasts.
 pub(crate) fn csr_signing(
     data_dir: &Path,
@@ -296,6 +297,8 @@ pub(crate) fn csr_signing(
     Ok(berth_controllers::csr_signing::CsrSigning {
         ca_pem: pki.ca_pem(CaKind::Client)?,
         ca_key_pem: pki.ca_key_pem(CaKind::Client)?,
+        serving_ca_pem: pki.ca_pem(CaKind::Server)?,
+        serving_ca_key_pem: pki.ca_key_pem(CaKind::Server)?,
         duration,
     })
 }

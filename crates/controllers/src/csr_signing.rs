@@ -1,8 +1,10 @@
 //! csrsigning: signs approved CertificateSigningRequests of the signers berth runs
 //! (`kubernetes.io/kube-apiserver-client-kubelet` and `kubernetes.io/kube-apiserver-client`)
-//! with the client CA the API server trusts, as Kubernetes' controller of that name does:
-//! a request the signer refuses (a kubelet request that is not a node client certificate,
-//! usages beyond client authentication) gets a `Failed` condition; the certificate lasts
+//! with the client CA the API server trusts, and `kubernetes.io/kubelet-serving` with the
+//! cluster (server) CA the API server verifies node agents' serving certificates against,
+//! as Kubernetes' controller of that name does:
+//! a request the signer refuses (a kubelet request that is not a node client or serving
+//! certificate, usages beyond client authentication) gets a `Failed` condition; the certificate lasts
 //! `spec.expirationSeconds` (at least 10 minutes), at most the cluster signing duration
 //! (`berth server --cluster-signing-duration`, one year by default).
 
@@ -18,7 +20,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
-use crate::csr_approving::{KUBELET_CLIENT_SIGNER, has_condition, kubelet_client_usages, node_client_subject};
+use crate::csr_approving::{
+    KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, has_condition, kubelet_client_usages, kubelet_serving_usages,
+    node_client_subject, serving_subject_node,
+};
 
 /// The signer of client certificates for the API server.
 pub(crate) const API_SERVER_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
@@ -37,6 +42,10 @@ pub struct CsrSigning {
     pub ca_pem: String,
     /// Its private key (PEM).
     pub ca_key_pem: String,
+    /// The cluster (server) CA certificate (PEM), which signs kubelet serving certificates.
+    pub serving_ca_pem: String,
+    /// Its private key (PEM).
+    pub serving_ca_key_pem: String,
     /// The longest a signed certificate lasts ([`CLUSTER_SIGNING_DURATION`] by default).
     pub duration: Duration,
 }
@@ -61,7 +70,8 @@ pub(crate) enum Decision {
 /// The signer's judgement of `csr`.
 pub(crate) fn decide(csr: &CertificateSigningRequest, max: Duration) -> Decision {
     let spec = &csr.spec;
-    let ours = spec.signer_name == KUBELET_CLIENT_SIGNER || spec.signer_name == API_SERVER_CLIENT_SIGNER;
+    let ours =
+        [KUBELET_CLIENT_SIGNER, API_SERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER].contains(&spec.signer_name.as_str());
     let signed = csr.status.as_ref().and_then(|s| s.certificate.as_ref()).is_some_and(|c| !c.0.is_empty());
     if !ours
         || signed
@@ -78,7 +88,13 @@ pub(crate) fn decide(csr: &CertificateSigningRequest, max: Duration) -> Decision
     else {
         return Decision::Fail("the request is not a valid PEM certificate request".into());
     };
-    if spec.signer_name == KUBELET_CLIENT_SIGNER {
+    if spec.signer_name == KUBELET_SERVING_SIGNER {
+        if serving_subject_node(&info).is_none() || !kubelet_serving_usages(usages) {
+            return Decision::Fail(
+                "invalid kubelet serving certificate: CN must be system:node:NAME, O system:nodes, DNS/IP SANs only, usages digital signature and server auth".into(),
+            );
+        }
+    } else if spec.signer_name == KUBELET_CLIENT_SIGNER {
         if !node_client_subject(&info) || !kubelet_client_usages(usages) {
             return Decision::Fail(
                 "invalid kubelet client certificate: CN must be system:node:NAME, O system:nodes, no SANs, usages digital signature and client auth".into(),
@@ -105,6 +121,7 @@ pub(crate) fn decide(csr: &CertificateSigningRequest, max: Duration) -> Decision
 struct Ctx {
     client: kube::Client,
     signer: berth_pki::csr::Signer,
+    serving: berth_pki::csr::Signer,
     duration: Duration,
 }
 
@@ -116,8 +133,16 @@ pub(crate) async fn run(client: kube::Client, signing: CsrSigning) {
             return;
         }
     };
-    Controller::new(Api::<CertificateSigningRequest>::all(client.clone()), watcher::Config::default())
-        .run(reconcile, error_policy, Arc::new(Ctx { client, signer, duration: signing.duration }))
+    let serving = match berth_pki::csr::Signer::new(&signing.serving_ca_pem, &signing.serving_ca_key_pem) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "csrsigning: cannot use the cluster CA");
+            return;
+        }
+    };
+    let ctx = Ctx { client, signer, serving, duration: signing.duration };
+    Controller::new(Api::<CertificateSigningRequest>::all(ctx.client.clone()), watcher::Config::default())
+        .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| async {})
         .await;
 }
@@ -129,7 +154,8 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> crate:
             let pem = std::str::from_utf8(&csr.spec.request.0).unwrap_or_default();
             let usages = csr.spec.usages.clone().unwrap_or_default();
             let lifetime = berth_pki::csr::duration(validity);
-            match ctx.signer.sign(pem, &usages, lifetime) {
+            let signer = if csr.spec.signer_name == KUBELET_SERVING_SIGNER { &ctx.serving } else { &ctx.signer };
+            match signer.sign(pem, &usages, lifetime) {
                 Ok(cert) => serde_json::json!({ "certificate": ByteString(cert.into_bytes()) }),
                 Err(e) => failed(&csr, &e.to_string()),
             }
@@ -243,6 +269,25 @@ mod tests {
             s.certificate = Some(ByteString(b"x".to_vec()));
         }
         assert_eq!(decide(&signed, CLUSTER_SIGNING_DURATION), Decision::Skip);
+        // Kubelet serving requests: a node's subject with DNS/IP SANs and serving usages.
+        let serving_usages = ["digital signature", "key encipherment", "server auth"].map(String::from);
+        let ip: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let (_, pem) = berth_pki::csr::new_request_with_sans(n1, &nodes, &["n1".to_string()], &[ip]).unwrap();
+        let mut serving = csr(n1, &nodes, &usages, KUBELET_SERVING_SIGNER, &["Approved"], None);
+        serving.spec.request = ByteString(pem.into_bytes());
+        serving.spec.usages = Some(serving_usages.to_vec());
+        assert_eq!(decide(&serving, CLUSTER_SIGNING_DURATION), Decision::Sign(CLUSTER_SIGNING_DURATION));
+        let no_sans = csr(
+            n1,
+            &nodes,
+            &["digital signature", "key encipherment", "server auth"],
+            KUBELET_SERVING_SIGNER,
+            &["Approved"],
+            None,
+        );
+        assert!(matches!(decide(&no_sans, CLUSTER_SIGNING_DURATION), Decision::Fail(_)));
+        serving.spec.usages = Some(vec!["digital signature".into(), "client auth".into()]);
+        assert!(matches!(decide(&serving, CLUSTER_SIGNING_DURATION), Decision::Fail(_)));
         // A shorter cluster signing duration caps every request, with no 10-minute floor.
         let short = Duration::from_secs(30);
         assert_eq!(decide(&csr(n1, &nodes, &usages, kubelet, &["Approved"], None), short), Decision::Sign(short));

@@ -6,6 +6,7 @@ use rcgen::{
     CertificateParams, CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
+use x509_parser::extensions::GeneralName;
 
 /// Errors of CSRs.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +34,36 @@ pub struct RequestInfo {
     pub organizations: Vec<String>,
     /// Whether the request carries subject alternative names (DNS, IP, email or URI).
     pub has_sans: bool,
+    /// Its DNS names.
+    pub dns_names: Vec<String>,
+    /// Its IP addresses.
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    /// Whether it carries SANs that are neither DNS names nor IP addresses (email, URI...).
+    pub other_sans: bool,
 }
 
 /// A new ECDSA P-256 key and a PEM request for CN `common_name`, O `organizations`:
 /// `(key_pem, request_pem)`.
 pub fn new_request(common_name: &str, organizations: &[&str]) -> Result<(String, String), CsrError> {
+    new_request_with_sans(common_name, organizations, &[], &[])
+}
+
+/// Like [`new_request`], with subject alternative names (a kubelet serving certificate's
+/// host names and addresses).
+pub fn new_request_with_sans(
+    common_name: &str,
+    organizations: &[&str],
+    dns_names: &[String],
+    ip_addresses: &[std::net::IpAddr],
+) -> Result<(String, String), CsrError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = crate::name(common_name, organizations);
+    for dns in dns_names {
+        let name = dns.clone().try_into().map_err(|_| CsrError::Request(format!("invalid DNS name {dns:?}")))?;
+        params.subject_alt_names.push(rcgen::SanType::DnsName(name));
+    }
+    params.subject_alt_names.extend(ip_addresses.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
     let request = params.serialize_request(&key)?;
     Ok((key.serialize_pem(), request.pem()?))
 }
@@ -58,16 +81,37 @@ pub fn parse_request(pem: &str) -> Result<RequestInfo, CsrError> {
     csr.verify_signature().map_err(|e| CsrError::Request(format!("bad signature: {e}")))?;
     let subject = &csr.certification_request_info.subject;
     let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| a.as_str().unwrap_or_default().to_string();
-    let has_sans = csr.requested_extensions().is_some_and(|mut exts| {
-        exts.any(|e| {
-            matches!(e, x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) if !s.general_names.is_empty())
-        })
-    });
+    let (mut dns_names, mut ip_addresses, mut other_sans) = (Vec::new(), Vec::new(), false);
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(sans) = ext else { continue };
+        for name in &sans.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                GeneralName::IPAddress(b) => match ip_from_bytes(b) {
+                    Some(ip) => ip_addresses.push(ip),
+                    None => other_sans = true,
+                },
+                _ => other_sans = true,
+            }
+        }
+    }
     Ok(RequestInfo {
         common_name: subject.iter_common_name().next().map(text).unwrap_or_default(),
         organizations: subject.iter_organization().map(text).collect(),
-        has_sans,
+        has_sans: other_sans || !dns_names.is_empty() || !ip_addresses.is_empty(),
+        dns_names,
+        ip_addresses,
+        other_sans,
     })
+}
+
+/// An IPv4 or IPv6 address from its 4 or 16 bytes.
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 /// Signs requests with one CA (the client CA for the kube-apiserver-client signers).
@@ -141,6 +185,33 @@ pub fn validity(pem: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     Some((cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime()))
 }
 
+/// The subject (CN, O values) of the DER certificate `der`, as Kubernetes' x509
+/// authenticator reads a user from it.
+pub fn certificate_subject(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let orgs = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
+    Some((cn, orgs))
+}
+
+/// The DNS names and IP addresses the PEM certificate `pem` is valid for.
+pub fn certificate_sans(pem: &str) -> Option<(Vec<String>, Vec<std::net::IpAddr>)> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    if let Ok(Some(sans)) = cert.subject_alternative_name() {
+        for name in &sans.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(b) => ips.extend(ip_from_bytes(b)),
+                _ => {}
+            }
+        }
+    }
+    Some((dns, ips))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +238,32 @@ mod tests {
         assert!(parsed.extended_key_usage().unwrap().unwrap().value.client_auth);
         assert!(!parsed.is_ca());
         assert!(matches!(signer.sign(&request, &["bogus".to_string()], Duration::hours(1)), Err(CsrError::Usage(_))));
+    }
+
+    #[test]
+    fn serving_requests_carry_their_names_and_addresses_into_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        let (_key, request) =
+            new_request_with_sans("system:node:n1", &["system:nodes"], &["n1".to_string()], &[ip]).unwrap();
+        let info = parse_request(&request).unwrap();
+        assert!(info.has_sans && !info.other_sans);
+        assert_eq!((info.dns_names, info.ip_addresses), (vec!["n1".to_string()], vec![ip]));
+        let signer =
+            Signer::new(&pki.ca_pem(CaKind::Server).unwrap(), &pki.ca_key_pem(CaKind::Server).unwrap()).unwrap();
+        let usages = ["digital signature", "key encipherment", "server auth"].map(String::from);
+        let cert = signer.sign(&request, &usages, Duration::hours(1)).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        assert!(parsed.extended_key_usage().unwrap().unwrap().value.server_auth);
+        let sans = parsed.subject_alternative_name().unwrap().unwrap().value.general_names.len();
+        assert_eq!(sans, 2);
+        assert_eq!(certificate_sans(&cert), Some((vec!["n1".to_string()], vec![ip])));
+        let (_, der) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let subject = certificate_subject(&der.contents).unwrap();
+        assert_eq!(subject, ("system:node:n1".to_string(), vec!["system:nodes".to_string()]));
+        assert!(new_request_with_sans("x", &[], &["nö".to_string()], &[]).is_err());
     }
 
     #[test]

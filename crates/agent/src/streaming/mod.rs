@@ -7,13 +7,16 @@
 //! Callers authenticate with a client certificate signed by the cluster's client CA, which
 //! the agent reads as Kubernetes publishes it (ConfigMap
 //! `kube-system/extension-apiserver-authentication`, key `client-ca-file`); anything else
-//! gets 401. Any holder of such a certificate is authorized (the kubelet would ask the API
-//! server with a SubjectAccessReview). The serving certificate is self-signed by the agent:
-//! kube-apiserver does not verify kubelet serving certificates unless configured to.
+//! gets 401. Each request is then authorized with a SubjectAccessReview on the Node's
+//! subresources ([`authz`]); a refusal is 403. The serving certificate is signed by the
+//! cluster CA through a CertificateSigningRequest and renewed without a restart
+//! ([`serving_cert`]), and the API server verifies it.
 
 pub mod logs;
+pub mod serving_cert;
 pub mod spdy;
 
+mod authz;
 mod remote;
 
 use std::convert::Infallible;
@@ -28,12 +31,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::node::{Error, Result, Shared};
+use serving_cert::ServingCertificate;
 
 /// A response body.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -73,9 +78,12 @@ pub(crate) async fn client_ca(client: &kube::Client) -> Result<String> {
     Err(Error::Config(format!("the client CA (ConfigMap kube-system/{CLIENT_CA_CONFIGMAP}): {last}")))
 }
 
-fn tls_config(shared: &Shared, client_ca_pem: &str) -> Result<rustls::ServerConfig> {
+fn tls_config(
+    serving: Arc<ServingCertificate>,
+    provider: Arc<CryptoProvider>,
+    client_ca_pem: &str,
+) -> Result<rustls::ServerConfig> {
     let bad = |what: &str, e: &dyn std::fmt::Display| Error::Config(format!("streaming server {what}: {e}"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
         roots.add(cert.map_err(|e| bad("client CA", &e))?).map_err(|e| bad("client CA", &e))?;
@@ -84,38 +92,54 @@ fn tls_config(shared: &Shared, client_ca_pem: &str) -> Result<rustls::ServerConf
         .allow_unauthenticated()
         .build()
         .map_err(|e| bad("client CA", &e))?;
-    let names = vec![shared.node_ip.to_string(), shared.config.node_name.clone(), "localhost".into()];
-    let own = rcgen::generate_simple_self_signed(names).map_err(|e| bad("certificate", &e))?;
-    let key = PrivateKeyDer::from_pem_slice(own.signing_key.serialize_pem().as_bytes()).map_err(|e| bad("key", &e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("TLS", &e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![own.cert.der().clone()], key)
-        .map_err(|e| bad("TLS", &e))?;
+        .with_cert_resolver(serving);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
-/// Serves the endpoint on `listener` until the task is aborted.
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the endpoint on `listener` until the task is aborted, with a serving certificate
+/// obtained (and renewed) through CSRs meanwhile.
 pub(crate) fn serve(shared: Arc<Shared>, listener: TcpListener, client_ca_pem: &str) -> Result<JoinHandle<()>> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&shared, client_ca_pem)?));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let serving = Arc::new(ServingCertificate::new(provider.clone()));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(serving.clone(), provider, client_ca_pem)?));
+    let authorizer = Arc::new(authz::Authorizer::new(shared.client.clone(), shared.config.node_name.clone()));
     Ok(tokio::spawn(async move {
+        let renewal = tokio::spawn(serving_cert::keep_renewed(shared.clone(), serving));
+        let _renewal = AbortOnDrop(renewal.abort_handle());
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, shared) = (acceptor.clone(), shared.clone());
+            let (acceptor, shared, authorizer) = (acceptor.clone(), shared.clone(), authorizer.clone());
             tokio::spawn(async move {
                 let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
                     return;
                 };
-                let authenticated = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                let user = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| authz::User::from_certificate(c));
                 let service = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, authenticated, req).await) }
+                    let (shared, authorizer, user) = (shared.clone(), authorizer.clone(), user.clone());
+                    async move { Ok::<_, Infallible>(authorized(shared, &authorizer, user, req).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
                 let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
@@ -124,10 +148,29 @@ pub(crate) fn serve(shared: Arc<Shared>, listener: TcpListener, client_ca_pem: &
     }))
 }
 
-async fn handle(shared: Arc<Shared>, authenticated: bool, req: Request<Incoming>) -> Response<Body> {
-    if !authenticated {
+/// Authenticates (a verified client certificate) and authorizes (a SubjectAccessReview)
+/// `req`, then handles it.
+async fn authorized(
+    shared: Arc<Shared>,
+    authorizer: &authz::Authorizer,
+    user: Option<authz::User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(user) = user else {
         return text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    };
+    let asked = authz::asked(req.method(), req.uri().path());
+    match authorizer.allowed(&user, &asked).await {
+        Ok(true) => handle(shared, req).await,
+        Ok(false) => text(StatusCode::FORBIDDEN, format!("Forbidden ({})", authz::describe(&user, &asked))),
+        Err(e) => {
+            tracing::warn!(error = %e, "authorizing a request to the node agent's port");
+            text(StatusCode::INTERNAL_SERVER_ERROR, format!("Authorization error ({})", authz::describe(&user, &asked)))
+        }
     }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(String::from).collect();
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect();

@@ -27,6 +27,28 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
     json!({ "apiGroups": groups, "resources": resources, "verbs": verbs })
 }
 
+fn named_rule(groups: &[&str], resources: &[&str], verbs: &[&str], names: &[&str]) -> Value {
+    json!({ "apiGroups": groups, "resources": resources, "verbs": verbs, "resourceNames": names })
+}
+
+/// Signers berth's csrapproving approves for.
+const APPROVED_SIGNERS: &[&str] = &["kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"];
+/// Signers berth's csrsigning signs for (and `legacy-unknown`, as Kubernetes' role lists it).
+const SIGNED_SIGNERS: &[&str] = &[
+    "kubernetes.io/kube-apiserver-client",
+    "kubernetes.io/kube-apiserver-client-kubelet",
+    "kubernetes.io/kubelet-serving",
+    "kubernetes.io/legacy-unknown",
+];
+
+/// The CertificateSigningRequest admission's rules for the approver and the signer.
+fn signer_rules() -> Vec<Value> {
+    vec![
+        named_rule(&["certificates.k8s.io"], &["signers"], &["approve"], APPROVED_SIGNERS),
+        named_rule(&["certificates.k8s.io"], &["signers"], &["sign"], SIGNED_SIGNERS),
+    ]
+}
+
 fn urls(urls: &[&str], verbs: &[&str]) -> Value {
     json!({ "nonResourceURLs": urls, "verbs": verbs })
 }
@@ -273,6 +295,43 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
                 // The clusterrole-aggregation controller writes rules it may not hold.
                 rule(&["rbac.authorization.k8s.io"], &["clusterroles"], &["escalate"]),
+                // csrapproving and csrsigning (the CSR admission checks these).
+                signer_rules()[0].clone(),
+                signer_rules()[1].clone(),
+            ],
+        ),
+        // Kubernetes' role of the certificate controllers (berth runs them as
+        // system:kube-controller-manager, whose role includes these rules).
+        cluster_role(
+            "system:controller:certificate-controller",
+            json!({}),
+            [
+                vec![
+                    rule(
+                        &["certificates.k8s.io"],
+                        &["certificatesigningrequests"],
+                        &["delete", "get", "list", "watch"],
+                    ),
+                    rule(
+                        &["certificates.k8s.io"],
+                        &["certificatesigningrequests/approval", "certificatesigningrequests/status"],
+                        &["update"],
+                    ),
+                    rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
+                    rule(&[core, "events.k8s.io"], &["events"], &["create", "patch", "update"]),
+                ],
+                signer_rules(),
+            ]
+            .concat(),
+        ),
+        // What the API server's kubelet client certificate may do on node agents' ports
+        // (their SubjectAccessReviews), as Kubernetes' role kubeadm binds to it.
+        cluster_role(
+            "system:kubelet-api-admin",
+            json!({}),
+            vec![
+                rule(&[core], &["nodes"], &["get", "list", "watch", "proxy"]),
+                rule(&[core], &["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/spec", "nodes/stats"], &["*"]),
             ],
         ),
         cluster_role(
@@ -376,13 +435,25 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             &[("User", "system:kube-controller-manager")],
         ),
         binding("system:kube-scheduler", "system:kube-scheduler", &[("User", "system:kube-scheduler")]),
+        // The API server's client certificate for node agents (kubeadm's
+        // kube-apiserver-kubelet-client binding).
+        binding(
+            "berth:kube-apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            &[("User", "system:kube-apiserver")],
+        ),
         // Kept without subjects, as Kubernetes: the Node authorizer decides for nodes
         // (reconciling removes the group an older berth bound here).
         binding("system:node", "system:node", &[]),
-        // The shared node token is not a node identity: it keeps the static node rules
-        // through RBAC for agents that join with it (and hollow processes acting for many
-        // nodes) until join tokens and node certificates replace it.
+        // The shared node token is not a node identity: real agents given it trade it for
+        // a node certificate (below); hollow processes acting for many nodes at once keep
+        // using it, so it keeps the static node rules through RBAC.
         binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]),
+        binding(
+            "berth:node-agent-autoapprove",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            &[("User", crate::authn::NODE_AGENT_USER)],
+        ),
         binding("berth:node-routes", "berth:node-routes", &[("Group", "system:nodes")]),
         // As kubeadm binds them (for every bootstrap token, not only kubeadm's default group).
         binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", &[("Group", "system:bootstrappers")]),

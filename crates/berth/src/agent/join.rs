@@ -38,7 +38,7 @@ const WAIT: Duration = Duration::from_secs(300);
 pub(crate) struct JoinToken {
     /// sha256 of the server CA PEM, lowercase hex.
     pub ca_hash: Option<String>,
-    /// `<id>.<secret>`.
+    /// `<id>.<secret>` (or the node token's secret, which a real node trades the same way).
     pub token: String,
 }
 

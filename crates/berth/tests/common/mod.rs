@@ -74,6 +74,20 @@ impl Node {
             String::from_utf8_lossy(&out.stdout) == "True"
         });
         assert!(ready, "node never became Ready; agent log:\n{}", self.log());
+        // The agent runs as the admin, not as its node: its kubelet-serving CSR waits for a
+        // human, as Kubernetes leaves such requests (the approver takes only a node's own).
+        let served = wait_until(TIMEOUT, || approve_serving_certificate(s, &self.name));
+        assert!(served, "the node's serving certificate was never signed; agent log:\n{}", self.log());
+        // The agent picks the signed certificate up a moment later; until then handshakes fail.
+        let url = format!("https://127.0.0.1:{}/healthz", self.port(s));
+        let handshakes = wait_until(TIMEOUT, || {
+            let out = Command::new("curl")
+                .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &url])
+                .output()
+                .expect("curl");
+            out.stdout != b"000"
+        });
+        assert!(handshakes, "the agent never served its signed certificate; agent log:\n{}", self.log());
     }
 
     /// Stops the agent process (SIGTERM) and waits for it to exit.
@@ -131,6 +145,32 @@ impl Drop for BridgeGuard {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", self.0]).stderr(Stdio::null()).status();
     }
+}
+
+/// Approves the pending kubelet-serving CSRs for `node` (CN `system:node:<node>`) as
+/// `kubectl certificate approve` would; true once one of them is signed.
+pub(crate) fn approve_serving_certificate(s: &TestServer, node: &str) -> bool {
+    use base64::Engine;
+    let (_, list) = s.http_json("GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests", None);
+    let mut signed = false;
+    for csr in list["items"].as_array().into_iter().flatten() {
+        if csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving" {
+            continue;
+        }
+        let request = csr["spec"]["request"].as_str().unwrap_or_default();
+        let pem = base64::engine::general_purpose::STANDARD.decode(request).unwrap_or_default();
+        let cn = berth_pki::csr::parse_request(&String::from_utf8_lossy(&pem)).map(|i| i.common_name);
+        if cn.ok().as_deref() != Some(format!("system:node:{node}").as_str()) {
+            continue;
+        }
+        if csr["status"]["certificate"].is_string() {
+            signed = true;
+        } else if csr["status"]["conditions"].is_null() {
+            let name = csr["metadata"]["name"].as_str().unwrap_or_default();
+            let _ = s.kubectl(&["certificate", "approve", name]);
+        }
+    }
+    signed
 }
 
 /// Whether containerd, runc, the CNI plugins and the image sources are installed; panics
