@@ -16,6 +16,7 @@ pub mod codec;
 pub mod convert;
 pub mod crd;
 pub mod csr_admission;
+pub mod default_storage_class;
 pub mod discovery;
 pub mod error;
 pub mod filter;

@@ -155,6 +155,30 @@ fn a_claim_named_volume_binds_only_when_it_fits() {
     create(&s, claim("late", "1Gi", None));
     let late = wait_for(&s, "pvc", "late", "bound", |v| phase(v) == "Bound");
     assert_eq!(late["spec"]["volumeName"], "pv-reserved", "{late:#}");
+
+    // Default classes (claims too big for the free volumes, so that none binds first): a
+    // claim made before one exists gets it from the binder, one made after gets it at
+    // admission, one that asks for no class ("") keeps none.
+    create(&s, claim("before-default", "100Gi", None));
+    create(&s, claim("no-class", "100Gi", Some("")));
+    create(
+        &s,
+        json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": { "name": "standard", "annotations": { "storageclass.kubernetes.io/is-default-class": "true" } },
+            "provisioner": "example.com/elsewhere" }),
+    );
+    wait_for(&s, "pvc", "before-default", "given the default class", |v| v["spec"]["storageClassName"] == "standard");
+    let out =
+        s.kubectl_in_ok(&["create", "-o", "json", "-f", "-"], Some(&claim("after-default", "1Gi", None).to_string()));
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["spec"]["storageClassName"], "standard", "{created:#}");
+    // Someone else's provisioner: the claim says whom it waits for.
+    let waiting = wait_for(&s, "pvc", "after-default", "handed to the provisioner", |v| {
+        v["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] == "example.com/elsewhere"
+    });
+    assert_eq!(phase(&waiting), "Pending");
+    wait_event(&s, "after-default", "ExternalProvisioning", "example.com/elsewhere");
+    assert_eq!(get(&s, "pvc", "no-class")["spec"]["storageClassName"], "");
 }
 
 #[test]
