@@ -636,7 +636,8 @@ fn compare_tracked_matches_comparing_tracked_copies() {
         "spec": {"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}], "restartPolicy": "Always"},
         "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
     });
-    let variants: Vec<Box<dyn Fn(&mut Value)>> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let variants: Vec<Edit> = vec![
         Box::new(|_| {}),
         Box::new(|p| p["spec"]["containers"][0]["image"] = json!("y")),
         Box::new(|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "b", "image": "z"}))),
