@@ -322,10 +322,19 @@ impl Cache {
                 _ => return None,
             }
         };
+        // `stored` is serde_json's encoding of `value` without resourceVersion (and selfLink):
+        // inserting the resourceVersion into those bytes gives `value`'s encoding, unencoded again.
+        let spliced = match value.get("metadata") {
+            Some(m) if m.get("selfLink").is_none() => with_resource_version(&stored, kv.mod_revision),
+            _ => None,
+        };
         drop(stored);
         object::set_resource_version(&mut value, kv.mod_revision);
-        let json = Bytes::from(serde_json::to_vec(&value).ok()?);
-        Some(Arc::new(CachedObject { key: kv.key.clone(), value, json, revision: kv.mod_revision }))
+        let json = match spliced {
+            Some(json) => json,
+            None => serde_json::to_vec(&value).ok()?,
+        };
+        Some(Arc::new(CachedObject { key: kv.key.clone(), value, json: Bytes::from(json), revision: kv.mod_revision }))
     }
 
     fn apply(&self, event: Event) {
@@ -499,6 +508,107 @@ impl Cursor {
             if !events.is_empty() {
                 return Ok(events);
             }
+        }
+    }
+}
+
+/// `stored` (serde_json's compact encoding of an object with a `metadata` object and no
+/// `metadata.resourceVersion`) with `"resourceVersion":"<revision>"` inserted among
+/// `metadata`'s keys where serde_json writes it (keys in order); `None` when the bytes are
+/// not laid out so (then the caller encodes the object instead).
+fn with_resource_version(stored: &[u8], revision: Revision) -> Option<Vec<u8>> {
+    const KEY: &[u8] = b"resourceVersion";
+    let mut i = expect(stored, 0, b'{')?;
+    // The top-level keys, up to `metadata`.
+    loop {
+        let (key, after) = string(stored, i)?;
+        i = expect(stored, after, b':')?;
+        if key == b"metadata" {
+            break;
+        }
+        i = skip_value(stored, i)?;
+        i = expect(stored, i, b',')?;
+    }
+    i = expect(stored, i, b'{')?;
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    let (at, comma_before, comma_after) = if stored.get(i) == Some(&b'}') {
+        (i, false, false)
+    } else {
+        loop {
+            let (key, after) = string(stored, i)?;
+            if key.contains(&b'\\') || key == KEY {
+                return None;
+            }
+            if key > KEY {
+                break (i, false, true);
+            }
+            let end = skip_value(stored, expect(stored, after, b':')?)?;
+            match stored.get(end)? {
+                b',' => i = end + 1,
+                b'}' => break (end, true, false),
+                _ => return None,
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(stored.len() + field.len() + 1);
+    out.extend_from_slice(&stored[..at]);
+    if comma_before {
+        out.push(b',');
+    }
+    out.extend_from_slice(field.as_bytes());
+    if comma_after {
+        out.push(b',');
+    }
+    out.extend_from_slice(&stored[at..]);
+    Some(out)
+}
+
+/// The position after byte `want` at `i`.
+fn expect(b: &[u8], i: usize, want: u8) -> Option<usize> {
+    (b.get(i) == Some(&want)).then_some(i + 1)
+}
+
+/// The raw contents of the JSON string starting at `i` and the position after it.
+fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
+    let start = expect(b, i, b'"')?;
+    let mut j = start;
+    loop {
+        match b.get(j)? {
+            b'"' => return Some((&b[start..j], j + 1)),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+/// The position after the compact JSON value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string(b, i).map(|(_, end)| end),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = string(b, j)?.1;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let len = b[i..].iter().position(|c| matches!(c, b',' | b'}' | b']'))?;
+            Some(i + len)
         }
     }
 }

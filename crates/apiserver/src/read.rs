@@ -30,6 +30,14 @@ pub async fn load(ctx: &Ctx) -> ApiResult<Arc<CachedObject>> {
         .ok_or_else(|| ApiError::not_found(&ctx.served.info, ctx.name()))
 }
 
+/// The object as the watch cache holds it, `None` when the cache does not have it. A
+/// read-modify-write may start from it, as Kubernetes' GuaranteedUpdate starts from the
+/// watch cache's copy, provided that it reads the store and tries again when the
+/// compare-and-swap (or a resourceVersion precondition) finds the copy stale.
+pub fn cached(ctx: &Ctx) -> Option<Arc<CachedObject>> {
+    ctx.app.cache.get(&ctx.key()).map(|o| ctx.served.present(&o))
+}
+
 /// GET of one object (or its status).
 pub async fn get(ctx: Ctx) -> ApiResult<Response> {
     let obj = load(&ctx).await?;

@@ -252,6 +252,15 @@ async fn admit(
             e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), obj));
             e
         }
+        // A Pod's status write keeps its spec: as Kubernetes' ValidatePodStatusUpdate, check
+        // metadata (the spec was valid when written; validating it again finds nothing).
+        None if subresource == Some("status")
+            && served.info.group.is_empty()
+            && served.info.kind == "Pod"
+            && old.is_some_and(|o| o.get("spec") == obj.get("spec")) =>
+        {
+            berth_api::validation::validate_metadata(&served.info, obj, old)
+        }
         None => berth_api::validation::validate(&served.info, obj, old),
     };
     if served.info.kind == "CustomResourceDefinition" {
@@ -394,18 +403,31 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
     let subresource = crate::certificates::carry_over(ctx, new, old, subresource)?;
     match subresource {
         Some("status") => {
-            let status = new.get("status").cloned();
-            let mut merged = old.clone();
-            match status {
-                Some(s) => merged["status"] = s,
-                None => {
-                    if let Some(o) = merged.as_object_mut() {
-                        o.remove("status");
+            // Status writers may not touch spec or metadata (except through the main resource):
+            // `new` becomes `old` with `new`'s status, copying only what differs from `old`.
+            match (new.as_object_mut(), old.as_object()) {
+                (Some(n), Some(o)) => {
+                    n.retain(|k, _| k == "status" || o.contains_key(k));
+                    for (k, v) in o {
+                        if k != "status" && n.get(k) != Some(v) {
+                            n.insert(k.clone(), v.clone());
+                        }
                     }
                 }
+                _ => {
+                    let status = new.get("status").cloned();
+                    let mut merged = old.clone();
+                    match status {
+                        Some(s) => merged["status"] = s,
+                        None => {
+                            if let Some(o) = merged.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                    *new = merged;
+                }
             }
-            // Status writers may not touch spec or metadata (except through the main resource).
-            *new = merged;
         }
         Some("finalize") => {
             let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
@@ -426,7 +448,8 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             }
         }
     }
-    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let no_meta = Map::new();
+    let old_meta = old.get("metadata").and_then(Value::as_object).unwrap_or(&no_meta);
     let meta = object::meta_mut(new).ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     if let Some(uid) = meta.get("uid").and_then(Value::as_str)
         && !uid.is_empty()
@@ -437,7 +460,7 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
             object::name(old),
             &format!(
                 "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                old_meta["uid"].as_str().unwrap_or("")
+                old_meta.get("uid").and_then(Value::as_str).unwrap_or("")
             ),
         ));
     }
@@ -478,19 +501,33 @@ fn bump_generation(new: &mut Value, old: &Value) {
     }
 }
 
+/// True when `a` and `b` are equal but for `metadata.resourceVersion` and `managedFields`
+/// (a write that changes nothing else is a no-op), compared without copying them.
+fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    let (Some(am), Some(bm)) = (a.as_object(), b.as_object()) else { return a == b };
+    let bookkeeping = |k: &str| k == "resourceVersion" || k == "managedFields";
+    let same_meta = match (am.get("metadata"), bm.get("metadata")) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            let (mut xs, mut ys) =
+                (x.iter().filter(|(k, _)| !bookkeeping(k)), y.iter().filter(|(k, _)| !bookkeeping(k)));
+            loop {
+                match (xs.next(), ys.next()) {
+                    (None, None) => break true,
+                    (Some(p), Some(q)) if p == q => {}
+                    _ => break false,
+                }
+            }
+        }
+        (x, y) => x == y,
+    };
+    same_meta && am.len() == bm.len() && am.iter().all(|(k, v)| k == "metadata" || bm.get(k) == Some(v))
+}
+
 /// Writes `new` over `old` with compare-and-swap; removes the object when it is being
 /// deleted and its last finalizer is gone. A no-op write returns the stored object.
 async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Value> {
     bump_generation(&mut new, &old.value);
-    let strip_rv = |v: &Value| {
-        let mut c = v.clone();
-        if let Some(m) = object::meta_mut(&mut c) {
-            m.remove("resourceVersion");
-            m.remove("managedFields");
-        }
-        c
-    };
-    if strip_rv(&new) == strip_rv(&old.value) {
+    if same_but_bookkeeping(&new, &old.value) {
         return Ok(old.value.clone());
     }
     if ctx.params.dry_run {
@@ -615,8 +652,18 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         ));
     }
     let mut warnings = Warnings::default();
-    for _ in 0..RETRIES {
-        let old = match read::load(&ctx).await {
+    for attempt in 0..RETRIES {
+        // Warnings of an attempt that is retried are not sent twice.
+        warnings.0.clear();
+        // The first attempt starts from the watch cache's copy; a stale copy fails the
+        // compare-and-swap (or the resourceVersion precondition) and the next reads the store.
+        let cached = if attempt == 0 { read::cached(&ctx) } else { None };
+        let from_cache = cached.is_some();
+        let loaded = match cached {
+            Some(o) => Ok(o),
+            None => read::load(&ctx).await,
+        };
+        let old = match loaded {
             Ok(o) => o,
             Err(e) if e.code == 404 && kind == BodyType::ApplyPatch && sub.is_none() => {
                 // Server-side apply creates what does not exist.
@@ -647,50 +694,77 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
             }
             Err(e) => return Err(e),
         };
-        // The document the patch applies to: the object, or its Scale view.
-        let base =
-            if sub.as_deref() == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
-        let mut patched = apply_patch(&ctx, kind, &base, &patch, &old.value)?;
-        let mut new = if sub.as_deref() == Some("scale") {
-            let mut n = old.value.clone();
-            scale::apply_scale(&ctx.served, &mut n, &patched)?;
-            n
-        } else {
-            let info = &ctx.served.info;
-            check_type_meta(&ctx.served, &mut patched, &info.kind, &info.api_version())?;
-            check_fields(&ctx, &mut patched, None, &mut warnings)?;
-            patched
-        };
-        // A resourceVersion in the patch is a precondition.
-        if let Ok(Some(rv)) = object::resource_version(&new)
-            && rv != old.revision
-        {
-            return Err(ApiError::stale(&ctx.served.info, ctx.name()));
-        }
-        if object::name(&new) != ctx.name() {
-            return Err(ApiError::bad_request("metadata.name: the name of an object cannot be changed by a patch"));
-        }
-        let carry_sub = if sub.as_deref() == Some("scale") { None } else { sub.as_deref() };
-        carry_over(&ctx, &mut new, &old.value, carry_sub)?;
-        // Server-side apply has recorded its own managedFields.
-        crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
-        admit(&ctx, &mut new, Some(&old.value), sub.as_deref(), kind != BodyType::ApplyPatch).await?;
-        crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
-        crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
-        match commit_update(&ctx, &old, new).await {
-            Ok(written) => {
-                let resp = if sub.as_deref() == Some("scale") {
-                    codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out)
-                } else {
-                    read::render_one(&ctx, &written)
-                };
-                return Ok(with_warnings(resp, &warnings));
-            }
-            Err(e) if e.code == 409 && !patch_has_rv(&patch) => continue,
-            Err(e) => return Err(e),
+        match patch_from(&ctx, kind, sub.as_deref(), &patch, &old, &mut warnings).await {
+            Ok(resp) => return Ok(resp),
+            // Maybe a stale copy from the watch cache: read the store and try again.
+            Err(_) if from_cache => continue,
+            Err(PatchFailure::Commit(e)) if e.code == 409 && !patch_has_rv(&patch) => continue,
+            Err(PatchFailure::Commit(e) | PatchFailure::Other(e)) => return Err(e),
         }
     }
     Err(ApiError::stale(&ctx.served.info, ctx.name()))
+}
+
+/// Why one attempt of a patch failed: its compare-and-swap, or anything before it.
+enum PatchFailure {
+    /// Writing to the store failed (409 when the object changed meanwhile).
+    Commit(ApiError),
+    /// Patching, checking or admitting the object failed.
+    Other(ApiError),
+}
+
+impl From<ApiError> for PatchFailure {
+    fn from(e: ApiError) -> PatchFailure {
+        PatchFailure::Other(e)
+    }
+}
+
+/// One attempt of a patch on `old`: patch, check, admit, compare-and-swap, answer.
+async fn patch_from(
+    ctx: &Ctx,
+    kind: BodyType,
+    sub: Option<&str>,
+    patch: &Value,
+    old: &CachedObject,
+    warnings: &mut Warnings,
+) -> Result<Response, PatchFailure> {
+    // The document the patch applies to: the object, or its Scale view.
+    let base = if sub == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
+    let mut patched = apply_patch(ctx, kind, &base, patch, &old.value)?;
+    drop(base);
+    let mut new = if sub == Some("scale") {
+        let mut n = old.value.clone();
+        scale::apply_scale(&ctx.served, &mut n, &patched)?;
+        n
+    } else {
+        let info = &ctx.served.info;
+        check_type_meta(&ctx.served, &mut patched, &info.kind, &info.api_version())?;
+        check_fields(ctx, &mut patched, None, warnings)?;
+        patched
+    };
+    // A resourceVersion in the patch is a precondition.
+    if let Ok(Some(rv)) = object::resource_version(&new)
+        && rv != old.revision
+    {
+        return Err(ApiError::stale(&ctx.served.info, ctx.name()).into());
+    }
+    if object::name(&new) != ctx.name() {
+        return Err(ApiError::bad_request("metadata.name: the name of an object cannot be changed by a patch").into());
+    }
+    let carry_sub = if sub == Some("scale") { None } else { sub };
+    carry_over(ctx, &mut new, &old.value, carry_sub)?;
+    // Server-side apply has recorded its own managedFields.
+    crate::webhook::mutate(ctx, &mut new, Some(&old.value)).await?;
+    admit(ctx, &mut new, Some(&old.value), sub, kind != BodyType::ApplyPatch).await?;
+    crate::webhook::validate(ctx, &new, Some(&old.value)).await?;
+    crate::admission_policy::validate(ctx, Some(&new), Some(&old.value))?;
+    let written = commit_update(ctx, old, new).await.map_err(PatchFailure::Commit)?;
+    let resp = if sub == Some("scale") {
+        codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out)
+    } else {
+        render_written(ctx, &written, StatusCode::OK)
+    };
+    Ok(with_warnings(resp, warnings))
 }
 
 fn patch_has_rv(patch: &Value) -> bool {

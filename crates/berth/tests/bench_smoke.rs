@@ -80,6 +80,41 @@ fn quick_json_run_reports_every_figure() {
     assert_eq!(object.len(), FIGURES.len(), "unexpected figures in {figures}");
 }
 
+/// The figures of `berth bench api --only pods`.
+const POD_PATH_FIGURES: &[&str] = &[
+    "pod_creates_per_s",
+    "pod_create_server_cpu_us",
+    "pod_create_settled_cpu_us",
+    "pod_create_api_cpu_us",
+    "status_smp_server_cpu_us",
+    "status_merge_server_cpu_us",
+];
+
+#[test]
+fn only_pods_quick_json_run_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "api", "--only", "pods", "--quick", "--json"])
+        .output()
+        .expect("running berth bench api --only pods");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench api --only pods failed: {}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
+    for name in POD_PATH_FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
+        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+    }
+    assert_eq!(object.len(), POD_PATH_FIGURES.len(), "unexpected figures in {figures}");
+    // An unknown part is refused.
+    let bad = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "api", "--only", "nothing", "--quick"])
+        .output()
+        .expect("running berth bench api --only nothing");
+    assert!(!bad.status.success(), "--only nothing was accepted");
+}
+
 /// The figures of `berth bench hollow`.
 const HOLLOW_FIGURES: &[&str] = &[
     "nodes",

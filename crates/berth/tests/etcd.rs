@@ -230,6 +230,84 @@ fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
     assert!(!names.contains("configmap/during"), "{names}");
 }
 
+/// Sends SIGCONT to a stopped process when dropped, even when the test fails.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        let ok = Command::new("kill").args(["-STOP", &pid.to_string()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "SIGSTOP {pid}");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+/// etcd's current revision, read with the real etcdctl.
+fn etcd_revision(etcd: &Etcd) -> i64 {
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(["endpoint", "status", "-w", "json"])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    let status = json(&String::from_utf8_lossy(&out.stdout));
+    status[0]["Status"]["header"]["revision"].as_i64().expect("a revision")
+}
+
+/// The watch cache follows etcd past a compaction it missed: while one server is stopped
+/// (SIGSTOP), another creates and deletes through the same etcd, etcd is compacted to its
+/// newest revision and restarted, so the stopped server's etcd watch cannot resume. It
+/// re-lists (its cached LIST shows the new state), and a client watch it served before
+/// either saw both changes or ended, so the client re-lists (Kubernetes' cacher ends its
+/// watchers when it re-initialises): never a watch that silently skips them.
+#[test]
+fn the_watch_cache_relists_after_a_compaction_it_missed() {
+    let Some(mut etcd) = Etcd::start() else { return };
+    let s1 = server_on(&etcd);
+    let s2 = server_on(&etcd);
+    assert_eq!(s1.http_json("POST", CONFIGMAPS, Some(&configmap("old"))).0, 201);
+    let (mut watch, lines) = s1.kubectl_lines(&["get", "configmaps", "-w", "-o", "name", "--request-timeout=300s"]);
+    assert!(wait_until(Duration::from_secs(30), || lines.try_iter().any(|l| l.contains("configmap/old"))));
+
+    let paused = Stopped::stop(s1.pid());
+    assert_eq!(s2.http_json("POST", CONFIGMAPS, Some(&configmap("new"))).0, 201);
+    assert_eq!(s2.http_json("DELETE", &format!("{CONFIGMAPS}/old"), None).0, 200);
+    let revision = etcd_revision(&etcd);
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(["compact", &revision.to_string()])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl compact: {}", String::from_utf8_lossy(&out.stderr));
+    etcd.stop();
+    etcd.restart();
+    drop(paused);
+
+    let cached = |name: &str| {
+        let (code, list) = s1.http_json("GET", &format!("{CONFIGMAPS}?resourceVersion=0"), None);
+        code == 200 && list["items"].as_array().into_iter().flatten().any(|i| i["metadata"]["name"] == name)
+    };
+    let caught_up = wait_until(Duration::from_secs(60), || cached("new") && !cached("old"));
+    assert!(caught_up, "the cache of the stopped server never caught up:\n{}", s1.log());
+    let mut seen: Vec<String> = Vec::new();
+    let settled = wait_until(Duration::from_secs(60), || {
+        seen.extend(lines.try_iter());
+        // "old" was printed once already: printed again, it is its deletion.
+        let both = seen.iter().any(|l| l == "configmap/new") && seen.iter().any(|l| l == "configmap/old");
+        both || matches!(watch.try_wait(), Ok(Some(_)))
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(settled, "the watch neither saw both changes nor ended: {seen:?}\n{}", s1.log());
+}
+
 /// A server on a 3-member etcd: losing the etcd leader (SIGKILL) loses no write; losing a
 /// second member (no quorum) turns writes into 503/504 Statuses; with the members back,
 /// writes resume and every acknowledged object is there.

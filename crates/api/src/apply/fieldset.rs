@@ -207,6 +207,26 @@ impl FieldSet {
         FieldSet { paths: self.paths.intersection(&other.paths).cloned().collect() }
     }
 
+    /// Removes the members of `other` from `self`, in place (no member is copied).
+    pub fn remove_all(&mut self, other: &FieldSet) {
+        if other.paths.len() * 4 < self.paths.len() {
+            for p in &other.paths {
+                self.paths.remove(p);
+            }
+        } else {
+            self.paths.retain(|p| !other.paths.contains(p));
+        }
+    }
+
+    /// Adds the members of `other` to `self`, in place.
+    pub fn insert_all(&mut self, other: &FieldSet) {
+        for p in &other.paths {
+            if !self.paths.contains(p) {
+                self.paths.insert(p.clone());
+            }
+        }
+    }
+
     /// Members of `self` not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
         FieldSet { paths: self.paths.difference(&other.paths).cloned().collect() }

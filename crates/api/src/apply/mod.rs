@@ -143,6 +143,56 @@ fn untrack(obj: &mut Value, t: &Value, include_status: bool) {
     }
 }
 
+/// Compares the tracked parts of `old` (`None`: an empty object) and `new`: the same
+/// result as `walk::compare` of `tracked(old)` with `tracked(new)`, without copying the
+/// objects (only the small tracked part of `metadata` is copied).
+fn compare_tracked(schema: Node<'_>, old: Option<&Value>, new: &Value, include_status: bool) -> Comparison {
+    let mut cmp = Comparison::default();
+    let empty = Map::new();
+    let om = old.and_then(Value::as_object).unwrap_or(&empty);
+    let nm = new.as_object().unwrap_or(&empty);
+    let tracked_meta = |m: &Map<String, Value>| -> Option<Value> {
+        let meta = m.get("metadata")?;
+        let t: Map<String, Value> =
+            TRACKED_METADATA.iter().filter_map(|f| meta.get(*f).map(|x| (f.to_string(), x.clone()))).collect();
+        (!t.is_empty()).then_some(Value::Object(t))
+    };
+    let (old_meta, new_meta) = (tracked_meta(om), tracked_meta(nm));
+    let is_tracked = |k: &str| match k {
+        "apiVersion" | "kind" | "metadata" => false,
+        "status" => include_status,
+        _ => true,
+    };
+    let differs = |k: &str| is_tracked(k) && om.get(k) != nm.get(k);
+    let any_difference = om.keys().chain(nm.keys()).any(|k| differs(k)) || old_meta != new_meta;
+    if !any_difference {
+        return cmp;
+    }
+    if !walk::is_granular_root(Some(schema)) {
+        // The root is compared whole (an unusual custom resource schema): as `walk::compare` does.
+        walk::compare(
+            Some(schema),
+            Some(&tracked(old.unwrap_or(&Value::Null), include_status)),
+            Some(&tracked(new, include_status)),
+            &mut Vec::new(),
+            &mut cmp,
+        );
+        return cmp;
+    }
+    let mut path = Vec::new();
+    for key in om.keys().chain(nm.keys().filter(|k| !om.contains_key(*k))) {
+        if key == "metadata" || !is_tracked(key) {
+            continue;
+        }
+        path.push(PathElement::Field(key.clone()));
+        walk::compare(walk::child(Some(schema), key).0, om.get(key), nm.get(key), &mut path, &mut cmp);
+        path.pop();
+    }
+    path.push(PathElement::Field("metadata".into()));
+    walk::compare(walk::child(Some(schema), "metadata").0, old_meta.as_ref(), new_meta.as_ref(), &mut path, &mut cmp);
+    cmp
+}
+
 fn fields_strict(schema: Node<'_>, obj: &Value, include_status: bool) -> Result<FieldSet> {
     let mut set = FieldSet::new();
     walk::collect(Some(schema), &tracked(obj, include_status), &mut Vec::new(), &mut set, true)?;
@@ -273,28 +323,29 @@ pub fn track_update(
     subresource: Option<&str>,
 ) {
     let include_status = subresource == Some("status");
-    let old_t = old.map_or_else(|| Value::Object(Map::new()), |o| tracked(o, include_status));
-    let new_t = tracked(new, include_status);
-    let mut entries = match managed::decode(new) {
-        Ok(e) if !e.is_empty() && subresource.is_none() => e,
-        _ => old.and_then(|o| managed::decode(o).ok()).unwrap_or_default(),
+    // (A subresource write never keeps what it sent: its managedFields are not decoded.)
+    let sent = if subresource.is_none() { managed::decode(new).ok().filter(|e| !e.is_empty()) } else { None };
+    let mut entries = match sent {
+        Some(e) => e,
+        None => old.and_then(|o| managed::decode(o).ok()).unwrap_or_default(),
     };
 
-    let mut cmp = Comparison::default();
-    walk::compare(Some(schema), Some(&old_t), Some(&new_t), &mut Vec::new(), &mut cmp);
+    let cmp = compare_tracked(schema, old, new, include_status);
     let changed = cmp.modified.union(&cmp.added);
 
     let mine = entries.iter().position(|e| e.is(manager, Operation::Update, api_version, subresource));
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != mine {
-            e.fields = e.fields.difference(&changed).difference(&cmp.removed);
+            e.fields.remove_all(&changed);
+            e.fields.remove_all(&cmp.removed);
         }
     }
     if !changed.is_empty() || mine.is_some() {
         match mine {
             Some(i) => {
                 let e = &mut entries[i];
-                e.fields = e.fields.difference(&cmp.removed).union(&changed);
+                e.fields.remove_all(&cmp.removed);
+                e.fields.insert_all(&changed);
                 if !changed.is_empty() {
                     e.time = Some(now.to_string());
                 }

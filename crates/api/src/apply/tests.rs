@@ -622,3 +622,62 @@ mod properties {
         }
     }
 }
+
+/// The tracked comparison `track_update` uses, without copies, finds exactly what comparing
+/// the copied tracked parts finds: for spec, status, label, annotation and list changes, on
+/// the main resource and on `status`, and for a schema whose root is compared whole.
+#[test]
+fn compare_tracked_matches_comparing_tracked_copies() {
+    let pod_schema = schema::definition("io.k8s.api.core.v1.Pod").expect("built-in Pod schema");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"}, "resourceVersion": "3",
+                     "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}}]},
+        "spec": {"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}], "restartPolicy": "Always"},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
+    });
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let variants: Vec<Edit> = vec![
+        Box::new(|_| {}),
+        Box::new(|p| p["spec"]["containers"][0]["image"] = json!("y")),
+        Box::new(|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "b", "image": "z"}))),
+        Box::new(|p| p["status"]["conditions"][0]["status"] = json!("True")),
+        Box::new(|p| p["status"]["podIP"] = json!("10.0.0.1")),
+        Box::new(|p| {
+            p["status"].as_object_mut().unwrap().remove("conditions");
+        }),
+        Box::new(|p| p["metadata"]["labels"]["tier"] = json!("db")),
+        Box::new(|p| {
+            p["metadata"].as_object_mut().unwrap().remove("labels");
+        }),
+        Box::new(|p| p["metadata"]["annotations"] = json!({"a": "b"})),
+        Box::new(|p| p["metadata"]["resourceVersion"] = json!("4")),
+        Box::new(|p| p["metadata"]["finalizers"] = json!(["x/y"])),
+        Box::new(|p| p["spec"]["unknownField"] = json!({"deep": [1, 2]})),
+        Box::new(|p| {
+            p.as_object_mut().unwrap().remove("status");
+        }),
+    ];
+    let custom_whole = json!({"type": "object"});
+    let custom_open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let schemas = [pod_schema, Node::new(&custom_whole), Node::new(&custom_open)];
+    for (si, schema) in schemas.iter().enumerate() {
+        for (i, a) in variants.iter().enumerate() {
+            for (j, b) in variants.iter().enumerate() {
+                let (mut old, mut new) = (pod.clone(), pod.clone());
+                a(&mut old);
+                b(&mut new);
+                for include_status in [false, true] {
+                    for old in [Some(&old), None] {
+                        let mut want = Comparison::default();
+                        let old_t = old.map_or_else(|| Value::Object(Map::new()), |o| tracked(o, include_status));
+                        let new_t = tracked(&new, include_status);
+                        walk::compare(Some(*schema), Some(&old_t), Some(&new_t), &mut Vec::new(), &mut want);
+                        let got = compare_tracked(*schema, old, &new, include_status);
+                        assert_eq!(got, want, "schema {si}, variants {i} → {j}, status {include_status}");
+                    }
+                }
+            }
+        }
+    }
+}

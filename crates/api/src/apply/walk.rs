@@ -78,7 +78,7 @@ fn shape<'a>(node: Option<Node<'a>>, a: Option<&Value>, b: Option<&Value>) -> Sh
 }
 
 /// The schema of child `key` of a map position, and whether it is a declared struct field.
-fn child<'a>(node: Option<Node<'a>>, key: &str) -> (Option<Node<'a>>, bool) {
+pub(crate) fn child<'a>(node: Option<Node<'a>>, key: &str) -> (Option<Node<'a>>, bool) {
     match node {
         Some(n) => match n.property(key) {
             Some(p) => (Some(p), true),
@@ -161,6 +161,13 @@ fn item_node<'a>(shape: &Shape<'a>) -> Option<Node<'a>> {
         Shape::AssocList(n, _) | Shape::Set(n) => *n,
         _ => None,
     }
+}
+
+/// True when an object's root position (a non-empty object against `node`) is a granular
+/// map whose children are compared one by one, and not compared whole.
+pub(crate) fn is_granular_root(node: Option<Node<'_>>) -> bool {
+    let probe = Value::Object(Map::from_iter([(String::new(), Value::Null)]));
+    matches!(shape(node, Some(&probe), Some(&probe)), Shape::Map(_))
 }
 
 /// Collects the field set `value` specifies at `path` into `set`.
@@ -301,6 +308,12 @@ pub(crate) fn compare(
     path: &mut Path,
     out: &mut Comparison,
 ) {
+    // Equal values hold no differences: a deep equality test is much cheaper than the walk.
+    if let (Some(a), Some(b)) = (old, new)
+        && a == b
+    {
+        return;
+    }
     let record_self = |out: &mut Comparison, path: &Path| {
         match (old, new) {
             (None, Some(_)) => out.added.insert(path.clone()),

@@ -133,3 +133,33 @@ async fn a_state_older_than_the_window_is_gone_with_410() {
     );
     assert_eq!(events.iter().map(|e| e.is_live()).collect::<Vec<_>>(), [false, true]);
 }
+
+/// The cache's JSON of a written object is its stored bytes with the resourceVersion
+/// inserted: byte for byte what encoding the object with its resourceVersion gives.
+#[test]
+fn resource_version_is_inserted_where_serde_json_writes_it() {
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "default",
+            "labels": {"x": "y\"}"}, "uid": "u", "managedFields": [{"a": {"b": "]}"}}]},
+            "spec": {"template": {"metadata": {"name": "inner"}}, "n": -1.5e3, "t": true, "z": null},
+            "status": {"phase": "Pending"}}),
+        json!({"metadata": {}}),
+        json!({"metadata": {"annotations": {"a": "b"}}}),
+        json!({"metadata": {"uid": "x"}}),
+        json!({"a": [1, {"b": "}"}], "b": "\\", "metadata": {"name": "é✓", "zzz": [true, false, null]}, "z": 1}),
+        json!({"metadata": {"generateName": "p-", "name": "p-1", "resourceVersionX": "q", "resourceVersiom": "r"}}),
+    ];
+    for obj in objects {
+        let stored = serde_json::to_vec(&obj).unwrap();
+        let mut with_rv = obj.clone();
+        with_rv["metadata"]["resourceVersion"] = json!("42");
+        let got = super::with_resource_version(&stored, 42).expect("laid out as serde_json writes");
+        assert_eq!(String::from_utf8(got).unwrap(), serde_json::to_string(&with_rv).unwrap(), "{obj}");
+    }
+    // Bytes not laid out so are left to the encoder.
+    for bad in
+        [&b"{}"[..], b"[]", b"{\"metadata\":[]}", b"{\"metadata\":{\"resourceVersion\":\"1\"}}", b"{\"a\":1", b""]
+    {
+        assert_eq!(super::with_resource_version(bad, 1), None, "{}", String::from_utf8_lossy(bad));
+    }
+}

@@ -36,6 +36,19 @@ pub(crate) struct ApiArgs {
     /// and on this etcd (`etcd://HOST:PORT[,...]`), side by side — `berth bench store`.
     #[arg(long, value_name = "URL")]
     datastore: Option<String>,
+    /// Measure only one part: `pods` runs the Pod write path alone (creates, the
+    /// scheduler's and a kubelet's status PATCHes; server CPU per operation).
+    #[arg(long, value_parser = ["pods"])]
+    only: Option<String>,
+    /// Pods per server with `--only pods`.
+    #[arg(long, default_value_t = 3000)]
+    pods: usize,
+    /// An extra `berth server` flag for `--only pods`, repeatable.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// The berth executable to run as the server with `--only pods` [default: this one].
+    #[arg(long)]
+    server_exe: Option<std::path::PathBuf>,
 }
 
 /// How much work each part of the benchmark does.
@@ -113,6 +126,20 @@ const NS_PATH: &str = "/api/v1/namespaces/default";
 pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     if let Some(url) = args.datastore {
         return super::store::run(super::store::StoreArgs::on(url, args.json, args.quick)?).await;
+    }
+    if args.only.as_deref() == Some("pods") {
+        let opts = super::api_pods::PodsOnly {
+            pods: if args.quick { 200 } else { args.pods },
+            server_args: args.server_args.clone(),
+            server_exe: args.server_exe.clone(),
+        };
+        let figures = super::api_pods::run(&opts).await?;
+        if args.json {
+            println!("{}", report::json(&figures));
+        } else {
+            print!("{}", report::table("berth bench api --only pods: the Pod write path", &figures));
+        }
+        return Ok(());
     }
     let sizes = Sizes::new(args.quick);
     let mut ready = Latencies::with_capacity(sizes.starts);
