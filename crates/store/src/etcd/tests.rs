@@ -30,6 +30,16 @@ async fn connect(etcd: &Etcd, options: EtcdOptions) -> Arc<EtcdStore> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite() {
+    conformance_on(1).await;
+}
+
+/// The same suite on three members, as an HA control plane runs etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_three_members() {
+    conformance_on(3).await;
+}
+
+async fn conformance_on(members: usize) {
     if !berth_testkit::etcd::etcd_available() {
         return;
     }
@@ -37,7 +47,7 @@ async fn conformance_suite() {
     let clusters: Mutex<Vec<Etcd>> = Mutex::new(Vec::new());
     conformance::run_all(|| {
         tokio::task::block_in_place(|| {
-            let etcd = Etcd::start().expect("etcd");
+            let etcd = if members == 1 { Etcd::start() } else { Etcd::start_cluster(members) }.expect("etcd");
             let store = tokio::runtime::Handle::current().block_on(connect(&etcd, test_options()));
             let mut clusters = clusters.lock().unwrap();
             // Keep only the cluster in use: the previous check's store is closed.
