@@ -12,7 +12,10 @@
 //! between backends. Restore reads a SQLite file or a logical file into an embedded
 //! store; a logical restore and a migration create the objects in their mod-revision
 //! order, so resourceVersions keep their order (not their numbers). An etcd snapshot is
-//! restored with etcd's tools into etcd (then `migrate` moves it to SQLite if wanted).
+//! restored into etcd with etcd's own `etcdctl snapshot restore`; restored into an
+//! embedded store, it is read the same way: unpacked by etcdctl into a temporary etcd on
+//! loopback ([`crate::etcd_process`]), then loaded as a logical snapshot (berth does not
+//! parse etcd's bbolt file).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -453,16 +456,13 @@ async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
             Restore::Load(revision, kvs)
         }
         FileKind::Etcd => {
-            let whole = match berth_store::etcd::snapshot::verify_etcd_snapshot(&args.file) {
-                Ok(_) => "a whole etcd snapshot".to_string(),
-                Err(e) => format!("an etcd snapshot, and not a usable one ({e})"),
-            };
-            bail!(
-                "{} is {whole}: berth restores only its own snapshots into the embedded store. Restore it into etcd with `etcdctl snapshot restore {} --data-dir ETCD_DIR` (etcdutl from etcd 3.5), start etcd on ETCD_DIR, then run `berth server --datastore-endpoint etcd://...` on it, or copy it to the embedded store with `berth datastore migrate --from etcd://... --to sqlite:{}`",
-                args.file.display(),
-                args.file.display(),
-                db.display()
-            );
+            if let Err(e) = berth_store::etcd::snapshot::verify_etcd_snapshot(&args.file) {
+                bail!("{} is an etcd snapshot, and not a usable one ({e})", args.file.display());
+            }
+            let (revision, kvs) = read_etcd_snapshot(&args.file)
+                .await
+                .with_context(|| format!("reading the etcd snapshot {}", args.file.display()))?;
+            Restore::Load(revision, kvs)
         }
         FileKind::Unknown => bail!(
             "{} is not a berth snapshot: neither a SQLite store, a logical snapshot nor an etcd snapshot",
@@ -553,6 +553,32 @@ async fn write_restored(
         }
     }
     Ok(())
+}
+
+/// Every object of an etcd snapshot file at its revision, read through a temporary etcd
+/// on loopback that `etcdctl snapshot restore` unpacked it for.
+async fn read_etcd_snapshot(file: &Path) -> anyhow::Result<(i64, Vec<berth_store::KeyValue>)> {
+    let etcd = crate::etcd_process::EtcdProcesses::from_snapshot(file)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let store = loop {
+        match EtcdStore::connect(&etcd.endpoints(), tool_etcd_options()).await {
+            Ok(store) => match store.current_revision().await {
+                Ok(_) => break store,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    bail!("the etcd serving the snapshot did not answer: {e}\n{}", etcd.log())
+                }
+                Err(_) => {}
+            },
+            Err(e) if std::time::Instant::now() > deadline => {
+                bail!("the etcd serving the snapshot did not start: {e}\n{}", etcd.log())
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let dumped = dump(&store).await;
+    store.close().await.context("closing the temporary etcd's store")?;
+    dumped
 }
 
 fn tool_etcd_options() -> EtcdOptions {

@@ -6,6 +6,7 @@ mod bench;
 mod bootstrap;
 mod certificate;
 mod datastore;
+mod etcd_process;
 mod image;
 mod secrets_encryption;
 mod server;

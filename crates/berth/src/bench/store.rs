@@ -7,8 +7,6 @@
 //! loopback ports, one member or `--etcd-members N`, and killed by PID at the end; or
 //! `--datastore-endpoint etcd://...` points at a running one.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -66,7 +64,7 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
     let (url, members) = match &args.datastore_endpoint {
         Some(url) => (url.clone(), 0),
         None => {
-            let etcd = EtcdCluster::start(args.etcd_members.max(1))?;
+            let etcd = crate::etcd_process::EtcdProcesses::start(args.etcd_members.max(1))?;
             let url = etcd.url();
             own_etcd = Some(etcd);
             (url, args.etcd_members.max(1))
@@ -230,66 +228,4 @@ async fn join(mut tasks: JoinSet<anyhow::Result<Latencies>>) -> anyhow::Result<L
         all.extend(res.context("a benchmark client panicked")??);
     }
     Ok(all)
-}
-
-/// An etcd cluster of child processes in a temp dir; dropping it kills them by PID.
-struct EtcdCluster {
-    children: Vec<Child>,
-    client_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-impl EtcdCluster {
-    fn start(members: usize) -> anyhow::Result<EtcdCluster> {
-        const ETCD: &str = "/usr/bin/etcd";
-        if !std::path::Path::new(ETCD).exists() {
-            bail!("{ETCD} is missing: apt-get install etcd-server, or pass --datastore-endpoint etcd://...");
-        }
-        let dir = tempfile::Builder::new().prefix("berth-bench-etcd-").tempdir().context("temp dir")?;
-        let ports: Vec<(u16, u16)> =
-            (0..members).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(n, (_, peer))| format!("m{n}=http://127.0.0.1:{peer}")).collect();
-        let mut cluster =
-            EtcdCluster { children: Vec::new(), client_ports: ports.iter().map(|p| p.0).collect(), _dir: dir };
-        for (n, (client, peer)) in ports.iter().enumerate() {
-            let log = std::fs::File::create(cluster._dir.path().join(format!("m{n}.log")))?;
-            let client = format!("http://127.0.0.1:{client}");
-            let peer = format!("http://127.0.0.1:{peer}");
-            let child = Command::new(ETCD)
-                .arg("--name")
-                .arg(format!("m{n}"))
-                .arg("--data-dir")
-                .arg(cluster._dir.path().join(format!("m{n}")))
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "berth-bench"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("spawning etcd")?;
-            cluster.children.push(child);
-        }
-        Ok(cluster)
-    }
-
-    fn url(&self) -> String {
-        let endpoints: Vec<String> = self.client_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("etcd://{}", endpoints.join(","))
-    }
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
