@@ -119,10 +119,19 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
     };
     let claim_loop = claim_controller
         .watches(volume_api, watcher::Config::default(), on_volume)
-        .watches_stream(pods.touched(), |pod: Pod| {
-            let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-            let ns = pod.namespace().unwrap_or_default();
-            matching::pod_claims(&pod).filter(|_| bound).map(|c| ObjectRef::new(&c).within(&ns)).collect::<Vec<_>>()
+        .watches_stream(pods.touched(), {
+            // Only claims still waiting for their first consumer: a bound claim has nothing
+            // to do when its pods' statuses change.
+            let claims = claims.clone();
+            move |pod: Pod| {
+                let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+                let ns = pod.namespace().unwrap_or_default();
+                matching::pod_claims(&pod)
+                    .filter(|_| bound)
+                    .map(|c| ObjectRef::new(&c).within(&ns))
+                    .filter(|r| claims.get(r).is_none_or(|c| matching::claim_phase(&c) != "Bound"))
+                    .collect::<Vec<_>>()
+            }
         })
         .watches_stream(class_watch, move |_class: StorageClass| pending_claims())
         .run(reconcile_claim, error_policy, ctx.clone())
@@ -405,13 +414,19 @@ async fn bind(
         api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
     let pv_spec = updated.spec.clone().unwrap_or_default();
-    let status = PersistentVolumeClaimStatus {
-        phase: Some("Bound".into()),
-        access_modes: pv_spec.access_modes.clone(),
-        capacity: pv_spec.capacity.clone(),
-        ..Default::default()
-    };
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    let current = claim.status.clone().unwrap_or_default();
+    let settled = current.phase.as_deref() == Some("Bound")
+        && current.access_modes == pv_spec.access_modes
+        && current.capacity == pv_spec.capacity;
+    if !settled {
+        let status = PersistentVolumeClaimStatus {
+            phase: Some("Bound".into()),
+            access_modes: pv_spec.access_modes.clone(),
+            capacity: pv_spec.capacity.clone(),
+            ..Default::default()
+        };
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    }
     if by_controller {
         tracing::info!(claim = %format!("{ns}/{name}"), volume = %pv_name, "persistentvolume: bound");
     }
