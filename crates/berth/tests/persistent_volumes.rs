@@ -139,7 +139,7 @@ fn claims_bind_to_the_smallest_fitting_volume_and_volumes_are_released_with_them
 
 #[test]
 fn a_claim_named_volume_binds_only_when_it_fits() {
-    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    let mut s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
     create(&s, volume("pv-named", "1Gi", "", "Retain"));
     // Pre-bound to a volume too small: it waits and says so.
     let mut big = claim("wants-named", "2Gi", None);
@@ -179,6 +179,19 @@ fn a_claim_named_volume_binds_only_when_it_fits() {
     assert_eq!(phase(&waiting), "Pending");
     wait_event(&s, "after-default", "ExternalProvisioning", "example.com/elsewhere");
     assert_eq!(get(&s, "pvc", "no-class")["spec"]["storageClassName"], "");
+
+    // A restart (the controller's caches fill again) loses no binding.
+    s.signal_and_wait("TERM");
+    s.restart();
+    create(&s, volume("pv-after-restart", "1Gi", "restart", "Retain"));
+    create(&s, claim("after-restart", "1Gi", Some("restart")));
+    wait_for(&s, "pvc", "after-restart", "bound after the restart", |v| phase(v) == "Bound");
+    let late = get(&s, "pvc", "late");
+    assert_eq!(phase(&late), "Bound", "{late:#}");
+    assert_eq!(phase(&get(&s, "pv", "pv-reserved")), "Bound");
+    let path = "/api/v1/namespaces/default/events?fieldSelector=reason%3DClaimLost";
+    let (_, lost) = s.http_json("GET", path, None);
+    assert_eq!(lost["items"], json!([]), "{lost:#}");
 }
 
 #[test]

@@ -235,7 +235,14 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> cr
 
     // Bound (or pre-bound by the user to a volume by name).
     if let Some(volume_name) = volume_name {
-        let Some(pv) = ctx.volumes.get(&ObjectRef::new(&volume_name)) else {
+        let cached = ctx.volumes.get(&ObjectRef::new(&volume_name));
+        let pv = match cached {
+            Some(pv) => Some(pv),
+            // Not cached (gone, or the volume cache still filling after a start): ask
+            // before calling a bound claim lost.
+            None => Api::<PersistentVolume>::all(ctx.client.clone()).get_opt(&volume_name).await?.map(Arc::new),
+        };
+        let Some(pv) = pv else {
             if matching::claim_phase(&claim) == "Bound" {
                 set_claim_phase(&api, &name, "Lost").await?;
                 let note = "Bound claim has lost its PersistentVolume. Data on the volume is lost!".to_string();
