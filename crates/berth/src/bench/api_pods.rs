@@ -10,16 +10,12 @@
 //! server is quiet, divided by the Pods.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use tokio::task::JoinSet;
 
 use super::api::{pod, rate, wait_until_quiet};
 use super::client::Conn;
@@ -138,7 +134,7 @@ async fn ensure_service_account(server: &ServerProcess) -> anyhow::Result<()> {
 }
 
 /// One request: method, path, body, content type.
-type Call = (Method, String, Bytes, &'static str);
+use super::memory::Call;
 
 fn create(i: usize, prefix: &str) -> Call {
     (Method::POST, format!("{NS_PATH}/pods"), pod(prefix, i), "application/json")
@@ -190,36 +186,13 @@ async fn phase(
     make: impl Fn(usize) -> Call + Send + Sync + 'static,
 ) -> anyhow::Result<(Duration, f64, f64)> {
     wait_until_quiet(server, QUIET_LIMIT).await?;
-    let make = Arc::new(make);
-    let next = Arc::new(AtomicUsize::new(0));
     let mut conns = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         conns.push(Conn::connect(server.addr).await?);
     }
     let cpu = server.cpu_time()?;
     let started = Instant::now();
-    let mut tasks = JoinSet::new();
-    for mut conn in conns {
-        let (make, next) = (make.clone(), next.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return anyhow::Ok(());
-                }
-                let (method, path, body, content_type) = make(i);
-                let resp = conn.send_as(method.clone(), &path, Some(body), content_type).await?;
-                let status = resp.status();
-                let bytes = resp.into_body().collect().await.with_context(|| format!("{method} {path}"))?.to_bytes();
-                if !status.is_success() {
-                    bail!("{method} {path}: {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
-                }
-            }
-        });
-    }
-    while let Some(res) = tasks.join_next().await {
-        res.context("a benchmark client panicked")??;
-    }
+    super::memory::send_all(conns, n, make).await?;
     let took = started.elapsed();
     let during = server.cpu_time()? - cpu;
     wait_until_quiet(server, QUIET_LIMIT).await?;

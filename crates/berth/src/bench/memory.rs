@@ -193,7 +193,7 @@ async fn measure(server: &ServerProcess, n: usize) -> anyhow::Result<(Run, [Byte
 }
 
 /// One request: method, path, body, content type.
-type Call = (Method, String, Bytes, &'static str);
+pub(super) type Call = (Method, String, Bytes, &'static str);
 
 /// `n` requests from [`CLIENTS`] connections; fails on the first error status.
 async fn each(
@@ -201,11 +201,24 @@ async fn each(
     n: usize,
     make: impl Fn(usize) -> Call + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        conns.push(Conn::connect(server.addr).await?);
+    }
+    send_all(conns, n, make).await
+}
+
+/// `n` requests made by `make(0..n)`, sent in closed loop over `conns` (one task each);
+/// fails on the first error status.
+pub(super) async fn send_all(
+    conns: Vec<Conn>,
+    n: usize,
+    make: impl Fn(usize) -> Call + Send + Sync + 'static,
+) -> anyhow::Result<()> {
     let make = Arc::new(make);
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
-    for _ in 0..CLIENTS {
-        let mut conn = Conn::connect(server.addr).await?;
+    for mut conn in conns {
         let (make, next) = (make.clone(), next.clone());
         tasks.spawn(async move {
             loop {
