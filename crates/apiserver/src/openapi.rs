@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::openapi::CustomResourceSchema;
 use serde_json::Value;
@@ -48,10 +48,26 @@ fn split_gv(path: &str) -> Option<(String, String)> {
     }
 }
 
-/// `GET /openapi/v2`.
-pub async fn v2(State(app): State<Arc<App>>) -> Response {
+/// The Content-Type of the OpenAPI v2 document in gnostic's protobuf form, as
+/// Kubernetes sends it: the media type clients ask for
+/// (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) is not a valid
+/// Content-Type (`@`), and Go's mime parser refuses it.
+const V2_PROTOBUF: &str = "application/octet-stream";
+
+/// `GET /openapi/v2`: JSON, or protobuf when the client accepts only that (kubectl does,
+/// and parses whatever it gets as protobuf).
+pub async fn v2(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let catalog = app.resources.catalog();
-    codec::respond(StatusCode::OK, &berth_api::openapi::v2_document(&infos(&catalog), &customs(&catalog)), Output::Json)
+    let document = berth_api::openapi::v2_document(&infos(&catalog), &customs(&catalog));
+    let wants_protobuf = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("proto-openapi") && !accept.contains("json"));
+    if wants_protobuf {
+        let body = berth_api::protobuf::encode_openapi_v2(&document);
+        return (StatusCode::OK, [(header::CONTENT_TYPE, V2_PROTOBUF)], body).into_response();
+    }
+    codec::respond(StatusCode::OK, &document, Output::Json)
 }
 
 /// `GET /openapi/v3`: the index of group/version documents.

@@ -96,6 +96,65 @@ fn create_get_apply_and_delete_a_deployment_from_a_file() {
     assert!(err.contains("deployments.apps \"web\" not found"), "{err}");
 }
 
+/// A `kind: List` (what `kubectl get -o yaml` writes for several objects): kubectl
+/// validates its items on the client side against `/openapi/v2`, which it reads only in
+/// gnostic's protobuf form.
+const LIST: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: listed}
+  data: {a: "1"}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: listed}
+  spec:
+    selector: {app: listed}
+    ports: [{port: 80, targetPort: http}]
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: listed}
+  spec:
+    replicas: 1
+    selector: {matchLabels: {app: listed}}
+    template:
+      metadata: {labels: {app: listed}}
+      spec:
+        containers:
+        - name: web
+          image: nginx:1.27
+          ports: [{name: http, containerPort: 8080}]
+          resources: {limits: {cpu: 500m, memory: 64Mi}}
+"#;
+
+#[test]
+fn a_list_file_is_validated_against_the_protobuf_openapi_document_and_created() {
+    let s = server();
+    let out = s.kubectl_in_ok(&["create", "-f", "-"], Some(LIST));
+    assert!(out.contains("configmap/listed created") && out.contains("deployment.apps/listed created"), "{out}");
+    let svc = json(&s.kubectl_ok(&["get", "service", "listed", "-o", "json"]));
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    // Applying the same List again goes through the same validation, then patches.
+    let out = s.kubectl_in_ok(&["apply", "-f", "-"], Some(&LIST.replace("a: \"1\"", "a: \"2\"")));
+    assert!(out.contains("configmap/listed configured"), "{out}");
+    assert_eq!(json(&s.kubectl_ok(&["get", "configmap", "listed", "-o", "json"]))["data"]["a"], "2");
+
+    // The document is really used: an unknown field and a wrong type are caught by
+    // kubectl before anything is sent, and nothing of the List is created.
+    let bad = LIST
+        .replace("listed", "bad")
+        .replace("replicas: 1", "replicas: one")
+        .replace("data: {a: \"1\"}", "data: {a: \"1\"}\n  colour: red");
+    let err = s.kubectl_err(&["create", "-f", "-"], Some(&bad));
+    assert!(err.contains("error validating data"), "{err}");
+    assert!(err.contains("colour"), "the unknown field is named: {err}");
+    assert!(err.contains("replicas"), "the wrong type is named: {err}");
+    let err = s.kubectl_err(&["get", "configmap", "bad"], None);
+    assert!(err.contains("not found"), "{err}");
+}
+
 #[test]
 fn imperative_create_sends_protobuf_and_works() {
     let s = server();

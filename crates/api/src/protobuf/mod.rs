@@ -14,6 +14,7 @@
 
 mod decode;
 mod encode;
+mod openapi_v2;
 mod table;
 mod wellknown;
 mod wire;
@@ -23,6 +24,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+pub use openapi_v2::encode_openapi_v2;
 pub use wire::WireType;
 
 /// The media type of Kubernetes' protobuf encoding.
