@@ -105,7 +105,12 @@ pub(crate) async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
             Scenario::Spread => (pods / 3).max(1),
         };
         progress(format!("{}: {nodes} nodes, {count} pods", scenario.label()));
-        let server = ServerProcess::start().await.context("starting a server")?;
+        // API server and scheduler only, as Kubernetes' scheduler_perf runs them: the
+        // controllers would react to every pod (and the node lifecycle controller would
+        // taint these Lease-less nodes once its grace period is over).
+        let server = ServerProcess::start_with(&["--disable-controller-manager".to_string()])
+            .await
+            .context("starting a server")?;
         let measured = measure(server.addr, scenario, nodes, count).await;
         let stopped = server.stop().await.context("stopping the server");
         let (per_s, mut latency) = match measured {
