@@ -897,10 +897,16 @@ fn body_dry_run(body: &[u8]) -> bool {
         .is_some_and(|l| l.iter().any(|x| x == "All"))
 }
 
+/// Namespaces the NamespaceLifecycle admission plugin never lets go.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 async fn delete_one(ctx: &Ctx, old: &CachedObject, opts: &DeleteOptions, dry: bool) -> ApiResult<Response> {
     crate::node_restriction::admit_delete(ctx, &old.value)?;
     let info = &ctx.served.info;
     let name = object::name(&old.value).to_string();
+    if info.group.is_empty() && info.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name.as_str()) {
+        return Err(ApiError::forbidden(info, &name, "this namespace may not be deleted"));
+    }
     if let Some(uid) = &opts.uid {
         let actual = object::meta_str(&old.value, "uid").unwrap_or("");
         if uid != actual {

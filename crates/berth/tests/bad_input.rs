@@ -213,6 +213,25 @@ fn create_in_missing_namespace_gets_404_and_in_terminating_one_403() {
 }
 
 #[test]
+fn the_default_and_system_namespaces_cannot_be_deleted() {
+    let s = server();
+    for ns in ["default", "kube-system", "kube-public"] {
+        let (code, v) = s.http_json("DELETE", &format!("/api/v1/namespaces/{ns}"), None);
+        assert_eq!(code, 403, "{v}");
+        assert_status(&v, 403, "Forbidden");
+        assert_eq!(v["message"], format!("namespaces \"{ns}\" is forbidden: this namespace may not be deleted"));
+        let (_, after) = s.http_json("GET", &format!("/api/v1/namespaces/{ns}"), None);
+        assert_eq!(after["status"]["phase"], "Active", "{after}");
+        assert!(after["metadata"].get("deletionTimestamp").is_none(), "{after}");
+    }
+    let err = s.kubectl_err(&["delete", "namespace", "kube-system"], None);
+    assert!(err.contains("this namespace may not be deleted"), "{err}");
+    // Any other namespace still goes.
+    s.kubectl_ok(&["create", "namespace", "mortal"]);
+    assert_eq!(s.http_json("DELETE", "/api/v1/namespaces/mortal", None).0, 200);
+}
+
+#[test]
 fn unknown_resources_and_methods() {
     let s = server();
     let (code, v) = s.http_json("GET", "/api/v1/namespaces/default/gizmos", None);
