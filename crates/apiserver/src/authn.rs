@@ -231,6 +231,8 @@ pub struct Authenticator {
     pub service_accounts: Option<Arc<crate::serviceaccount_token::ServiceAccountTokens>>,
     /// Bootstrap tokens (always on once [`Authenticator::attach`] gave the cache).
     pub bootstrap_tokens: BootstrapTokens,
+    /// Users of a static token file (`--token-auth-file`).
+    pub static_tokens: Option<Arc<crate::token_file::StaticTokens>>,
 }
 
 /// Why a request is not authenticated.
@@ -303,6 +305,9 @@ impl Authenticator {
                 }
             };
         }
+        if let Some(user) = self.static_tokens.as_ref().and_then(|t| t.user(token)) {
+            return Some(user);
+        }
         self.node_token_user(token)
     }
 
@@ -317,7 +322,12 @@ impl Authenticator {
         }
         let user = match BootstrapToken::parse(token) {
             Some(bootstrap) => self.bootstrap_tokens.authenticate(&bootstrap)?,
-            None => self.node_token_user(token).ok_or_else(|| "invalid bearer token".to_string())?,
+            None => self
+                .static_tokens
+                .as_ref()
+                .and_then(|t| t.user(token))
+                .or_else(|| self.node_token_user(token))
+                .ok_or_else(|| "invalid bearer token".to_string())?,
         };
         let api: Vec<String> =
             self.service_accounts.as_ref().map(|sa| sa.issuer.api_audiences().to_vec()).unwrap_or_default();

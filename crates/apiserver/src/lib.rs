@@ -42,6 +42,7 @@ pub mod services;
 pub mod starting;
 pub mod table;
 pub mod tls;
+pub mod token_file;
 pub mod watch;
 pub mod webhook;
 pub mod write;

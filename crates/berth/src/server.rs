@@ -31,6 +31,10 @@ pub(crate) struct ServerArgs {
     /// Run the control plane only, without a node agent on this host.
     #[arg(long)]
     disable_agent: bool,
+    /// Bearer tokens of users the cluster does not manage, in Kubernetes' CSV format:
+    /// `token,user,uid[,"group1,group2"]` per line (read at start).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
     /// The node this server runs (unless --disable-agent); its data is in DATA_DIR/agent.
     #[command(flatten)]
     node: crate::agent::NodeArgs,
@@ -429,6 +433,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         authn: berth_apiserver::Authenticator {
             node_token: Some(security.token.secret.clone()),
             service_accounts: Some(service_account_tokens(&args, &security)?),
+            static_tokens: match &args.token_auth_file {
+                Some(path) => Some(Arc::new(berth_apiserver::token_file::StaticTokens::load(path)?)),
+                None => None,
+            },
             ..Default::default()
         },
         kubelet_client: Some(berth_apiserver::node_proxy::KubeletClient {

@@ -350,3 +350,67 @@ fn a_connection_stops_authenticating_when_its_client_certificate_expires() {
     // The admin's connection is unaffected.
     assert_eq!(s.client().request("GET", "/api/v1/namespaces/default", None, b"").unwrap().status, 200);
 }
+
+#[test]
+fn a_static_token_file_authenticates_its_users_for_kubectl_and_rbac_applies() {
+    let files = tempfile::tempdir().unwrap();
+    let tokens = files.path().join("tokens.csv");
+    std::fs::write(&tokens, "ops-token-31415,olivia,42,\"ops,auditors\"\nview-token-27182,victor,43\n").unwrap();
+    let s = TestServer::start_with(Path::new(BIN), &["--token-auth-file", tokens.to_str().unwrap()]);
+    s.kubectl_ok(&["create", "clusterrolebinding", "ops-view", "--clusterrole=view", "--group=ops"]);
+
+    // kubectl with nothing but the token.
+    let config = s.kubeconfig();
+    let kubeconfig = files.path().join("olivia.yaml");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+             users:\n- name: u\n  user:\n    token: ops-token-31415\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            config.server,
+            base64_line(&config.ca_pem)
+        ),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        Command::new(berth_testkit::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", s.dir.path())
+            .output()
+            .unwrap()
+    };
+    let whoami = kubectl(&["auth", "whoami", "-o", "json"]);
+    assert!(whoami.status.success(), "{}", String::from_utf8_lossy(&whoami.stderr));
+    let user: Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!(
+        user["status"]["userInfo"],
+        json!({"username": "olivia", "uid": "42", "groups": ["ops", "auditors", "system:authenticated"]})
+    );
+    // The group's binding lets her read, not write.
+    assert!(kubectl(&["get", "configmaps", "-n", "kube-system"]).status.success());
+    let denied = kubectl(&["create", "configmap", "x", "-n", "default"]);
+    assert!(!denied.status.success());
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("User \"olivia\" cannot create resource \"configmaps\""), "{err}");
+
+    // The second user has no binding; a token not in the file is refused.
+    let victor = s.client_as(Credentials::Bearer("view-token-27182".into()));
+    assert_eq!(victor.request("GET", "/api/v1/namespaces/default/configmaps", None, b"").unwrap().status, 403);
+    let stranger = s.client_as(Credentials::Bearer("ops-token-3141".into()));
+    assert_eq!(stranger.request("GET", "/api/v1/namespaces", None, b"").unwrap().status, 401);
+
+    // A malformed file stops the server at start with the line named.
+    let bad = files.path().join("bad.csv");
+    std::fs::write(&bad, "ok-token,user,1\nonly-two,columns\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--disable-agent", "--https-listen-port", "0", "--data-dir"])
+        .arg(files.path().join("refused"))
+        .args(["--token-auth-file", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2") && err.contains("at least 3 columns"), "{err}");
+}
