@@ -294,9 +294,11 @@ impl Agent {
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
         ];
-        if let Some(dir) = shared.config.pod_manifests.clone() {
-            tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir)));
+        match shared.config.pod_manifests.clone() {
+            Some(dir) => tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir))),
+            None => pod_workers.mark_static_read(),
         }
+        tasks.push(tokio::spawn(pods::housekeeping(shared.clone(), pod_workers.clone())));
         Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,20 +35,46 @@ use crate::runtime::cri::v1 as cri;
 /// A pod worker's inbox (the latest object; None once gone from the API) and its task.
 type Worker = (watch::Sender<Option<Pod>>, AbortHandle);
 
-/// The worker of each pod in hand, by uid.
+/// The worker of each pod in hand, by uid, and whether every source of pods (the API
+/// server's pods of this node, the static pod manifests) was read once: until then a
+/// sandbox without a worker may still be claimed by a pod not yet seen.
 #[derive(Clone, Default)]
-pub(crate) struct Workers(Arc<Mutex<HashMap<String, Worker>>>);
+pub(crate) struct Workers {
+    map: Arc<Mutex<HashMap<String, Worker>>>,
+    api_listed: Arc<AtomicBool>,
+    static_read: Arc<AtomicBool>,
+}
 
 impl Workers {
     /// Aborts every worker (the agent stops; sandboxes are removed by the caller).
     pub(crate) fn abort_all(&self) {
-        for (_, (_, task)) in self.0.lock().expect("workers lock").drain() {
+        for (_, (_, task)) in self.map.lock().expect("workers lock").drain() {
             task.abort();
         }
     }
 
+    /// The pods of this node in the API server were listed (each has its worker).
+    pub(crate) fn mark_api_listed(&self) {
+        self.api_listed.store(true, Ordering::Release);
+    }
+
+    /// The static pod manifests were read (each has its worker), or there are none.
+    pub(crate) fn mark_static_read(&self) {
+        self.static_read.store(true, Ordering::Release);
+    }
+
+    /// Whether every source of pods was read once (the kubelet's `sourcesReady`).
+    fn sources_ready(&self) -> bool {
+        self.api_listed.load(Ordering::Acquire) && self.static_read.load(Ordering::Acquire)
+    }
+
+    /// Whether pod `uid` has a worker.
+    fn has(&self, uid: &str) -> bool {
+        self.map.lock().expect("workers lock").contains_key(uid)
+    }
+
     fn send(&self, shared: &Arc<Shared>, uid: String, pod: Option<Pod>) {
-        let mut map = self.0.lock().expect("workers lock");
+        let mut map = self.map.lock().expect("workers lock");
         if let Some((tx, _)) = map.get(&uid) {
             tx.send_replace(pod);
             return;
@@ -66,7 +93,7 @@ impl Workers {
     }
 
     fn remove(&self, uid: &str) {
-        self.0.lock().expect("workers lock").remove(uid);
+        self.map.lock().expect("workers lock").remove(uid);
     }
 }
 
@@ -90,8 +117,58 @@ pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
                     workers.send(&shared, uid, None);
                 }
             }
+            Ok(watcher::Event::InitDone) => workers.mark_api_listed(),
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "watching pods"),
+        }
+    }
+}
+
+/// How often sandboxes no pod claims are looked for (the kubelet's housekeeping period).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
+
+/// Removes, every [`HOUSEKEEPING_EVERY`], the sandboxes of this node that no pod claims.
+pub(crate) async fn housekeeping(shared: Arc<Shared>, workers: Workers) {
+    let mut ticker = tokio::time::interval(HOUSEKEEPING_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Ok(sandboxes) = shared.cri.list_pod_sandboxes().await {
+            remove_orphans(&shared, &workers, &sandboxes).await;
+        }
+    }
+}
+
+/// Stops and removes the sandboxes of this node (from `sandboxes`, a recent list) whose pod
+/// has no worker once every source of pods was read: pods deleted or static pod manifests
+/// removed while no agent ran (`--keep-pods`), as the kubelet's housekeeping kills the
+/// running pods it was not asked for. Their volume directories go with them.
+pub(crate) async fn remove_orphans(shared: &Shared, workers: &Workers, sandboxes: &[cri::PodSandbox]) {
+    if !workers.sources_ready() {
+        return;
+    }
+    for s in sandboxes {
+        if s.labels.get(containers::NODE_LABEL) != Some(&shared.config.node_name) {
+            continue;
+        }
+        let Some(uid) = s.labels.get("io.kubernetes.pod.uid").filter(|u| !u.is_empty()) else { continue };
+        if workers.has(uid) {
+            continue;
+        }
+        let name = s.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name)).unwrap_or_default();
+        tracing::info!(pod = name, uid, sandbox = s.id, "removing a sandbox no pod claims");
+        if let Err(e) = shared.cri.stop_pod_sandbox(&s.id).await {
+            tracing::warn!(%e, sandbox = s.id, "stopping an orphaned sandbox");
+            continue;
+        }
+        if let Err(e) = shared.cri.remove_pod_sandbox(&s.id).await {
+            tracing::warn!(%e, sandbox = s.id, "removing an orphaned sandbox");
+        }
+        // A worker that started meanwhile owns the directory.
+        if !workers.has(uid) {
+            let dir = shared.config.data_dir.join("pods").join(uid);
+            volumes::unmount_all(&dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
