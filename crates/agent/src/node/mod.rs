@@ -284,7 +284,9 @@ impl Agent {
         };
         cni::write_config(&cni_conf, &shared.config.bridge, cidr, &cni_data, &pod_networks)?;
         let (routes_stop, stop_rx) = tokio::sync::oneshot::channel();
-        let routes = tokio::spawn(routes::run(shared.client.clone(), shared.config.node_name.clone(), cidr, stop_rx));
+        let record = shared.config.data_dir.join("routes");
+        let node_name = shared.config.node_name.clone();
+        let routes = tokio::spawn(routes::run(shared.client.clone(), node_name, cidr, record, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
         let mut tasks = vec![
