@@ -51,7 +51,9 @@ fn cgroup_memory_usage(container_id: &str) -> Option<u64> {
 #[test]
 fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     let s = server();
-    let Some(node) = Node::start(&s, 60) else { return };
+    // Only a memory threshold: a machine short of disk (the kubelet's default nodefs/imagefs
+    // thresholds) must not evict the pod measured here.
+    let Some(node) = Node::start_with(&s, 60, &["--eviction-hard", "memory.available<1Mi"]) else { return };
     // 24 MiB in /dev/shm (charged to the container's cgroup), 5 MiB in an emptyDir, 2 MiB in
     // its writable layer, and a little CPU every second.
     let mut pod = busybox_pod(
@@ -91,7 +93,8 @@ fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     let working_set = n(&c["memory"]["workingSetBytes"]);
     assert!(n(&c["memory"]["usageBytes"]) >= working_set, "{c:#}");
     // The cgroup's usage now is about what the summary reported (the pod holds its memory).
-    let cgroup = cgroup_memory_usage(&id).expect("the container's memory cgroup");
+    let cgroup = cgroup_memory_usage(&id);
+    let cgroup = cgroup.unwrap_or_else(|| panic!("no memory cgroup for {id}\nagent log:\n{}", node.log()));
     assert!(
         working_set <= cgroup + (8 << 20) && cgroup <= working_set + (64 << 20),
         "summary working set {working_set} vs cgroup usage {cgroup}"

@@ -448,6 +448,7 @@ async fn evict_one(
     let name = pod.metadata.name.clone().unwrap_or_default();
     tracing::info!(pod = name, signal = threshold.signal.name(), "node-pressure eviction");
     shared.eviction.request_eviction(first.uid.clone(), message.trim_end().to_string());
+    shared.pod_wakers.wake(&first.uid);
     Some(first.uid.clone())
 }
 

@@ -3,6 +3,11 @@
 //! containers, restarts them per restartPolicy with back-off, writes the status back, and on
 //! deletion stops the containers within the grace period, removes the sandbox and deletes
 //! the pod object (grace 0, uid precondition).
+//!
+//! A worker looks at its pod when the pod object changes, when the node's relist saw its
+//! containers change state ([`super::relist`]), when the eviction manager picks it, and
+//! otherwise every second while something is under way (starting, backing off, probing)
+//! or every [`STEADY_RESYNC`] once its containers all run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -120,21 +125,6 @@ pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
             Ok(watcher::Event::InitDone) => workers.mark_api_listed(),
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "watching pods"),
-        }
-    }
-}
-
-/// How often sandboxes no pod claims are looked for (the kubelet's housekeeping period).
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
-
-/// Removes, every [`HOUSEKEEPING_EVERY`], the sandboxes of this node that no pod claims.
-pub(crate) async fn housekeeping(shared: Arc<Shared>, workers: Workers) {
-    let mut ticker = tokio::time::interval(HOUSEKEEPING_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if let Ok(sandboxes) = shared.cri.list_pod_sandboxes().await {
-            remove_orphans(&shared, &workers, &sandboxes).await;
         }
     }
 }
@@ -366,8 +356,13 @@ const USAGE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How often a volume that still cannot be mounted is reported again.
 const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
 
+/// How often a pod whose containers all run (no probes, nothing under way) is looked at
+/// when nothing wakes it: its volumes' contents follow their sources at this pace.
+const STEADY_RESYNC: Duration = volumes::RESYNC;
+
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
     let mut state = PodState { uid: uid.clone(), trace: Some(StartTrace::new()), ..PodState::default() };
+    let wake = shared.pod_wakers.register(&uid);
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
@@ -383,11 +378,13 @@ async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Po
                 let wait = sync(&shared, &pod, &mut state).await;
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { break },
+                    _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
     }
+    shared.pod_wakers.unregister(&uid);
     workers.remove(&uid);
 }
 
@@ -592,7 +589,25 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     } else if posted.is_some_and(|p| p != "Pending") {
         state.trace = None;
     }
-    if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
+    if phase == "Succeeded" || phase == "Failed" {
+        Duration::from_secs(30)
+    } else if posted == Some("Running") && steady(&spec, state, &observed) {
+        if size_limited { USAGE_CHECK_EVERY } else { STEADY_RESYNC }
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
+/// Every container runs, none has a probe, is waiting or backing off: nothing to do until
+/// the relist sees a container change (or the pod changes).
+fn steady(spec: &k8s_openapi::api::core::v1::PodSpec, state: &PodState, observed: &[Observed]) -> bool {
+    let probed = spec
+        .containers
+        .iter()
+        .any(|c| c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some());
+    !probed
+        && observed.iter().all(|o| *o == Observed::Running)
+        && state.containers.iter().all(|r| r.waiting.is_none() && r.restart_at.is_none() && r.id.is_some())
 }
 
 /// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
@@ -695,9 +710,18 @@ async fn drive(
     policy: &str,
 ) -> Observed {
     if let Some(id) = rec.id.clone() {
-        match shared.cri.container_status(&id).await {
+        // The full status only when the relist saw the state move since the last one read.
+        let relisted = shared.relist.state(&id);
+        let cached = rec.cri.clone().filter(|s| s.id == id && Some(s.state) == relisted);
+        let status = match cached {
+            Some(s) => Ok(Some(s)),
+            None => match shared.cri.container_status(&id).await {
+                Ok(Some(s)) => Ok(Some(settle_oom(shared, &id, s).await)),
+                other => other,
+            },
+        };
+        match status {
             Ok(Some(s)) => {
-                let s = settle_oom(shared, &id, s).await;
                 let st = cri::ContainerState::try_from(s.state);
                 rec.cri = Some(s.clone());
                 match st {
