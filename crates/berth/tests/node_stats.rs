@@ -1,6 +1,6 @@
 //! The node agent's resource usage and node-pressure eviction: the Summary API
 //! (`/stats/summary`) read through the API server's node proxy with real kubectl, compared
-//! with the container's cgroup; memory pressure made real by a threshold just below what the
+//! with the container's cgroup, with the disk use of an emptyDir and a writable layer; memory pressure made real by a threshold just below what the
 //! machine has available and a BestEffort pod filling a Memory emptyDir, which is evicted
 //! (Failed, Evicted, the kubelet's message, an Event, MemoryPressure) while a Guaranteed pod
 //! stays. Real `berth server`, `berth agent` (containerd, runc, CNI), busybox pods.
@@ -31,6 +31,10 @@ fn container_summary<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
     pod["containers"].as_array()?.iter().find(|c| c["name"] == name)
 }
 
+fn volume_summary<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
+    pod["volume"].as_array()?.iter().find(|v| v["name"] == name)
+}
+
 /// A number in the summary (0 when absent).
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
@@ -47,16 +51,23 @@ fn cgroup_memory_usage(container_id: &str) -> Option<u64> {
 #[test]
 fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     let s = server();
-    let Some(node) = Node::start(&s, 60) else { return };
-    // 24 MiB in /dev/shm (charged to the container's cgroup) and a little CPU every second.
-    let pod = busybox_pod(
+    // Only a memory threshold: a machine short of disk (the kubelet's default nodefs/imagefs
+    // thresholds) must not evict the pod measured here.
+    let Some(node) = Node::start_with(&s, 60, &["--eviction-hard", "memory.available<1Mi"]) else { return };
+    // 24 MiB in /dev/shm (charged to the container's cgroup), 5 MiB in an emptyDir, 2 MiB in
+    // its writable layer, and a little CPU every second.
+    let mut pod = busybox_pod(
         "busy",
         &node,
         json!({ "command": ["sh", "-c",
             "dd if=/dev/zero of=/dev/shm/fill bs=1M count=24 2>/dev/null; \
-             while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done"] }),
+             dd if=/dev/zero of=/scratch/fill bs=1M count=5 2>/dev/null; \
+             dd if=/dev/zero of=/tmp/layer bs=1M count=2 2>/dev/null; \
+             while true; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done"],
+            "volumeMounts": [{ "name": "scratch", "mountPath": "/scratch" }] }),
         "Always",
     );
+    pod["spec"]["volumes"] = json!([{ "name": "scratch", "emptyDir": {} }]);
     apply(&s, &pod);
     let p = wait_pod(&s, &node, "busy", "ran", |p| p["status"]["phase"] == "Running");
     let id = p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("containerd://");
@@ -67,7 +78,12 @@ fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     let ok = wait_until(Duration::from_secs(90), || {
         last = summary(&s, &node);
         let c = pod_summary(&last, "busy").and_then(|p| container_summary(p, "main"));
-        c.is_some_and(|c| n(&c["cpu"]["usageNanoCores"]) > 0 && n(&c["memory"]["workingSetBytes"]) >= 24 << 20)
+        let disk = pod_summary(&last, "busy").and_then(|p| volume_summary(p, "scratch"));
+        c.is_some_and(|c| {
+            n(&c["cpu"]["usageNanoCores"]) > 0
+                && n(&c["memory"]["workingSetBytes"]) >= 24 << 20
+                && n(&c["rootfs"]["usedBytes"]) >= 2 << 20
+        }) && disk.is_some_and(|v| n(&v["usedBytes"]) >= 5 << 20)
     });
     assert!(ok, "no CPU rate or memory for busy/main: {last:#}\nagent log:\n{}", node.log());
     let pod = pod_summary(&last, "busy").unwrap();
@@ -77,7 +93,8 @@ fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     let working_set = n(&c["memory"]["workingSetBytes"]);
     assert!(n(&c["memory"]["usageBytes"]) >= working_set, "{c:#}");
     // The cgroup's usage now is about what the summary reported (the pod holds its memory).
-    let cgroup = cgroup_memory_usage(&id).expect("the container's memory cgroup");
+    let cgroup = cgroup_memory_usage(&id);
+    let cgroup = cgroup.unwrap_or_else(|| panic!("no memory cgroup for {id}\nagent log:\n{}", node.log()));
     assert!(
         working_set <= cgroup + (8 << 20) && cgroup <= working_set + (64 << 20),
         "summary working set {working_set} vs cgroup usage {cgroup}"
@@ -87,13 +104,28 @@ fn stats_summary_reports_the_pods_cpu_and_memory_through_the_node_proxy() {
     assert!(n(&pod["memory"]["workingSetBytes"]) >= working_set, "{pod:#}");
     let eth0 = pod["network"]["interfaces"].as_array().unwrap().iter().any(|i| i["name"] == "eth0");
     assert!(eth0, "the pod's network has eth0: {pod:#}");
-    assert!(pod["ephemeral-storage"]["usedBytes"].as_u64().is_some(), "{pod:#}");
+    // Disk: the emptyDir with its filesystem, the writable layer, their sum in ephemeral-storage.
+    let scratch = volume_summary(pod, "scratch").unwrap();
+    assert!(n(&scratch["capacityBytes"]) > 0 && n(&scratch["availableBytes"]) > 0, "{scratch:#}");
+    assert!(n(&scratch["inodesUsed"]) >= 2, "{scratch:#}");
+    assert!(scratch["time"].is_string(), "{scratch:#}");
+    let rootfs = &c["rootfs"];
+    assert!(n(&rootfs["capacityBytes"]) > 0 && n(&rootfs["availableBytes"]) > 0, "{rootfs:#}");
+    assert!(n(&rootfs["usedBytes"]) < 64 << 20, "only the container's own files: {rootfs:#}");
+    let ephemeral = &pod["ephemeral-storage"];
+    assert!(n(&ephemeral["usedBytes"]) >= 7 << 20, "{ephemeral:#}");
+    assert!(n(&ephemeral["capacityBytes"]) > 0 && n(&ephemeral["availableBytes"]) > 0, "{ephemeral:#}");
     // The node's own figures.
     let nd = &last["node"];
     assert_eq!(nd["nodeName"], node.name.as_str());
     assert!(n(&nd["memory"]["availableBytes"]) > 0 && n(&nd["memory"]["workingSetBytes"]) > 0, "{nd:#}");
     assert!(n(&nd["cpu"]["usageCoreNanoSeconds"]) > 0, "{nd:#}");
-    assert!(n(&nd["fs"]["capacityBytes"]) > 0 && n(&nd["runtime"]["imageFs"]["capacityBytes"]) > 0, "{nd:#}");
+    for fs in [&nd["fs"], &nd["runtime"]["imageFs"]] {
+        let (capacity, available, used) = (n(&fs["capacityBytes"]), n(&fs["availableBytes"]), n(&fs["usedBytes"]));
+        assert!(capacity > 0 && available > 0 && used > 0 && available <= capacity, "{nd:#}");
+    }
+    // The images' bytes: at least the busybox layer.
+    assert!(n(&nd["runtime"]["imageFs"]["usedBytes"]) >= 1 << 20, "{nd:#}");
     assert!(n(&nd["rlimit"]["maxpid"]) > 0 && n(&nd["rlimit"]["curproc"]) > 0, "{nd:#}");
 
     // Bad input: an unknown node is 404, an unknown agent path is the agent's 404.

@@ -4,7 +4,10 @@
 //! without the containers restarting, and removing the file stops the pod and removes the
 //! mirror. Real `berth server`, `berth agent` (containerd, runc, CNI), real kubectl.
 //!
-//! Bridge `btest62`, pod CIDR 10.88.62.0/24; the [`Node`] guard stops the agent by PID and
+//! A restarted agent (`--keep-pods`) adopts its running static pods (same containers, same
+//! mirror pod) and stops the ones whose manifest went away while it was down.
+//!
+//! Bridges `btest62` and `btest93`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the agent by PID and
 //! deletes its bridge even when a test fails. Without containerd the test skips, unless
 //! BERTH_REQUIRE_CONTAINERD=1.
 
@@ -78,4 +81,45 @@ fn a_static_pod_runs_from_its_manifest_with_a_mirror_pod_kept_in_sync() {
         last.is_null() && node.containers().is_empty()
     });
     assert!(gone, "mirror {last:#}, containers {:?}\nagent log:\n{}", node.containers(), node.log());
+}
+
+#[test]
+fn a_restarted_agent_adopts_its_static_pods_and_stops_those_whose_manifest_went_away() {
+    let s = server();
+    let manifests = tempfile::tempdir().expect("temp dir");
+    std::fs::write(manifests.path().join("web.yaml"), WEB).unwrap();
+    std::fs::write(manifests.path().join("gone.yaml"), WEB.replace("name: web", "name: gone")).unwrap();
+    let dir = manifests.path().to_str().unwrap().to_string();
+    let Some(mut node) = Node::start_with(&s, 93, &["--keep-pods", "--pod-manifests", &dir]) else { return };
+    let (web, gone) = (format!("web-{}", node.name), format!("gone-{}", node.name));
+    let running = |p: &Value| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true;
+    let before = wait_pod(&s, &node, &web, "ran", running);
+    wait_pod(&s, &node, &gone, "ran", running);
+    let all_before = node.containers();
+    assert_eq!(all_before.len(), 4, "two sandboxes and two containers: {all_before:?}");
+
+    // The agent stops and leaves its pods running; one manifest goes away meanwhile.
+    node.stop();
+    std::fs::remove_file(manifests.path().join("gone.yaml")).unwrap();
+    // The next agent (without --keep-pods, so the guard's stop cleans everything up).
+    node.spawn(&s, &["--pod-manifests", &dir]);
+
+    // The removed manifest's pod is stopped and its mirror deleted.
+    let mut last = Value::Null;
+    let stopped = wait_until(Duration::from_secs(90), || {
+        last = get_pod(&s, &gone);
+        last.is_null() && node.containers().len() == 2
+    });
+    assert!(stopped, "mirror {last:#}, containers {:?}\nagent log:\n{}", node.containers(), node.log());
+    // The other one was adopted: the same containers, no restart, the same mirror pod.
+    let after = wait_pod(&s, &node, &web, "stayed Running", running);
+    let status = |p: &Value| p["status"]["containerStatuses"][0].clone();
+    assert_eq!(status(&after)["containerID"], status(&before)["containerID"], "{after:#}");
+    assert_eq!(status(&after)["restartCount"], 0, "{after:#}");
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"], "the mirror pod was kept");
+    let kept = node.containers();
+    assert!(kept.iter().all(|c| all_before.contains(c)), "no new container: {kept:?} vs {all_before:?}");
+    let log = node.log();
+    assert!(log.contains("adopted a running pod"), "{log}");
+    assert!(log.contains("removing a sandbox no pod claims"), "{log}");
 }

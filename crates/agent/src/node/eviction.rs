@@ -414,12 +414,7 @@ async fn evict_one(
         if !running || mirror || pod.metadata.deletion_timestamp.is_some() || priority >= CRITICAL_PRIORITY {
             continue;
         }
-        let usage = if memory {
-            stats.working_set_bytes()
-        } else {
-            stats.volumes_used_bytes.unwrap_or(0)
-                + stats.containers.iter().filter_map(|c| c.logs_used_bytes).sum::<u64>()
-        };
+        let usage = if memory { stats.working_set_bytes() } else { stats.ephemeral_used_bytes() };
         let request = requests(&pod, resource).iter().map(|(_, r)| r).sum();
         candidates.push(Candidate { uid: uid.clone(), priority, usage, request });
         by_uid.insert(uid, (pod, stats.clone()));
@@ -453,6 +448,7 @@ async fn evict_one(
     let name = pod.metadata.name.clone().unwrap_or_default();
     tracing::info!(pod = name, signal = threshold.signal.name(), "node-pressure eviction");
     shared.eviction.request_eviction(first.uid.clone(), message.trim_end().to_string());
+    shared.pod_wakers.wake(&first.uid);
     Some(first.uid.clone())
 }
 

@@ -15,6 +15,7 @@
 //! - [`stats`]: usage of the node, pods and containers from cgroups (the Summary API).
 //! - [`static_pods`]: pods from manifest files (`--pod-manifests`) and their mirror pods.
 //! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
+//! - `relist`: one listing of the node's containers per second, waking the pods that changed.
 
 pub mod containers;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod eviction;
 pub mod hooks;
 pub mod probes;
 pub mod register;
+mod relist;
 pub mod routes;
 pub mod sources;
 pub mod static_pods;
@@ -161,6 +163,10 @@ pub(crate) struct Shared {
     pub(crate) eviction: eviction::State,
     /// When the agent started (the Summary's node startTime).
     pub(crate) started: k8s_openapi::jiff::Timestamp,
+    /// The containers' states from the latest relist ([`relist`]).
+    pub(crate) relist: relist::Relist,
+    /// Wake-ups of the pod workers, by pod uid.
+    pub(crate) pod_wakers: relist::Wakers,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -243,6 +249,8 @@ impl Agent {
             stats: stats::Stats::default(),
             eviction: eviction::State::default(),
             started: k8s_openapi::jiff::Timestamp::now(),
+            relist: relist::Relist::default(),
+            pod_wakers: relist::Wakers::default(),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
@@ -284,7 +292,9 @@ impl Agent {
         };
         cni::write_config(&cni_conf, &shared.config.bridge, cidr, &cni_data, &pod_networks)?;
         let (routes_stop, stop_rx) = tokio::sync::oneshot::channel();
-        let routes = tokio::spawn(routes::run(shared.client.clone(), shared.config.node_name.clone(), cidr, stop_rx));
+        let record = shared.config.data_dir.join("routes");
+        let node_name = shared.config.node_name.clone();
+        let routes = tokio::spawn(routes::run(shared.client.clone(), node_name, cidr, record, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
         let mut tasks = vec![
@@ -294,9 +304,11 @@ impl Agent {
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
         ];
-        if let Some(dir) = shared.config.pod_manifests.clone() {
-            tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir)));
+        match shared.config.pod_manifests.clone() {
+            Some(dir) => tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir))),
+            None => pod_workers.mark_static_read(),
         }
+        tasks.push(tokio::spawn(relist::run(shared.clone(), pod_workers.clone())));
         Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }

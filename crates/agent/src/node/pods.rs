@@ -3,10 +3,16 @@
 //! containers, restarts them per restartPolicy with back-off, writes the status back, and on
 //! deletion stops the containers within the grace period, removes the sandbox and deletes
 //! the pod object (grace 0, uid precondition).
+//!
+//! A worker looks at its pod when the pod object changes, when the node's relist saw its
+//! containers change state ([`super::relist`]), when the eviction manager picks it, and
+//! otherwise every second while something is under way (starting, backing off, probing)
+//! or every [`STEADY_RESYNC`] once its containers all run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,20 +40,46 @@ use crate::runtime::cri::v1 as cri;
 /// A pod worker's inbox (the latest object; None once gone from the API) and its task.
 type Worker = (watch::Sender<Option<Pod>>, AbortHandle);
 
-/// The worker of each pod in hand, by uid.
+/// The worker of each pod in hand, by uid, and whether every source of pods (the API
+/// server's pods of this node, the static pod manifests) was read once: until then a
+/// sandbox without a worker may still be claimed by a pod not yet seen.
 #[derive(Clone, Default)]
-pub(crate) struct Workers(Arc<Mutex<HashMap<String, Worker>>>);
+pub(crate) struct Workers {
+    map: Arc<Mutex<HashMap<String, Worker>>>,
+    api_listed: Arc<AtomicBool>,
+    static_read: Arc<AtomicBool>,
+}
 
 impl Workers {
     /// Aborts every worker (the agent stops; sandboxes are removed by the caller).
     pub(crate) fn abort_all(&self) {
-        for (_, (_, task)) in self.0.lock().expect("workers lock").drain() {
+        for (_, (_, task)) in self.map.lock().expect("workers lock").drain() {
             task.abort();
         }
     }
 
+    /// The pods of this node in the API server were listed (each has its worker).
+    pub(crate) fn mark_api_listed(&self) {
+        self.api_listed.store(true, Ordering::Release);
+    }
+
+    /// The static pod manifests were read (each has its worker), or there are none.
+    pub(crate) fn mark_static_read(&self) {
+        self.static_read.store(true, Ordering::Release);
+    }
+
+    /// Whether every source of pods was read once (the kubelet's `sourcesReady`).
+    fn sources_ready(&self) -> bool {
+        self.api_listed.load(Ordering::Acquire) && self.static_read.load(Ordering::Acquire)
+    }
+
+    /// Whether pod `uid` has a worker.
+    fn has(&self, uid: &str) -> bool {
+        self.map.lock().expect("workers lock").contains_key(uid)
+    }
+
     fn send(&self, shared: &Arc<Shared>, uid: String, pod: Option<Pod>) {
-        let mut map = self.0.lock().expect("workers lock");
+        let mut map = self.map.lock().expect("workers lock");
         if let Some((tx, _)) = map.get(&uid) {
             tx.send_replace(pod);
             return;
@@ -66,7 +98,7 @@ impl Workers {
     }
 
     fn remove(&self, uid: &str) {
-        self.0.lock().expect("workers lock").remove(uid);
+        self.map.lock().expect("workers lock").remove(uid);
     }
 }
 
@@ -90,8 +122,43 @@ pub(crate) async fn watch(shared: Arc<Shared>, workers: Workers) {
                     workers.send(&shared, uid, None);
                 }
             }
+            Ok(watcher::Event::InitDone) => workers.mark_api_listed(),
             Ok(_) => {}
             Err(e) => tracing::warn!(%e, "watching pods"),
+        }
+    }
+}
+
+/// Stops and removes the sandboxes of this node (from `sandboxes`, a recent list) whose pod
+/// has no worker once every source of pods was read: pods deleted or static pod manifests
+/// removed while no agent ran (`--keep-pods`), as the kubelet's housekeeping kills the
+/// running pods it was not asked for. Their volume directories go with them.
+pub(crate) async fn remove_orphans(shared: &Shared, workers: &Workers, sandboxes: &[cri::PodSandbox]) {
+    if !workers.sources_ready() {
+        return;
+    }
+    for s in sandboxes {
+        if s.labels.get(containers::NODE_LABEL) != Some(&shared.config.node_name) {
+            continue;
+        }
+        let Some(uid) = s.labels.get("io.kubernetes.pod.uid").filter(|u| !u.is_empty()) else { continue };
+        if workers.has(uid) {
+            continue;
+        }
+        let name = s.metadata.as_ref().map(|m| format!("{}/{}", m.namespace, m.name)).unwrap_or_default();
+        tracing::info!(pod = name, uid, sandbox = s.id, "removing a sandbox no pod claims");
+        if let Err(e) = shared.cri.stop_pod_sandbox(&s.id).await {
+            tracing::warn!(%e, sandbox = s.id, "stopping an orphaned sandbox");
+            continue;
+        }
+        if let Err(e) = shared.cri.remove_pod_sandbox(&s.id).await {
+            tracing::warn!(%e, sandbox = s.id, "removing an orphaned sandbox");
+        }
+        // A worker that started meanwhile owns the directory.
+        if !workers.has(uid) {
+            let dir = shared.config.data_dir.join("pods").join(uid);
+            volumes::unmount_all(&dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
@@ -289,8 +356,13 @@ const USAGE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How often a volume that still cannot be mounted is reported again.
 const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
 
+/// How often a pod whose containers all run (no probes, nothing under way) is looked at
+/// when nothing wakes it: its volumes' contents follow their sources at this pace.
+const STEADY_RESYNC: Duration = volumes::RESYNC;
+
 async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
     let mut state = PodState { uid: uid.clone(), trace: Some(StartTrace::new()), ..PodState::default() };
+    let wake = shared.pod_wakers.register(&uid);
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
@@ -306,11 +378,13 @@ async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Po
                 let wait = sync(&shared, &pod, &mut state).await;
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { break },
+                    _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
     }
+    shared.pod_wakers.unregister(&uid);
     workers.remove(&uid);
 }
 
@@ -515,7 +589,25 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     } else if posted.is_some_and(|p| p != "Pending") {
         state.trace = None;
     }
-    if phase == "Succeeded" || phase == "Failed" { Duration::from_secs(30) } else { Duration::from_secs(1) }
+    if phase == "Succeeded" || phase == "Failed" {
+        Duration::from_secs(30)
+    } else if posted == Some("Running") && steady(&spec, state, &observed) {
+        if size_limited { USAGE_CHECK_EVERY } else { STEADY_RESYNC }
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
+/// Every container runs, none has a probe, is waiting or backing off: nothing to do until
+/// the relist sees a container change (or the pod changes).
+fn steady(spec: &k8s_openapi::api::core::v1::PodSpec, state: &PodState, observed: &[Observed]) -> bool {
+    let probed = spec
+        .containers
+        .iter()
+        .any(|c| c.startup_probe.is_some() || c.liveness_probe.is_some() || c.readiness_probe.is_some());
+    !probed
+        && observed.iter().all(|o| *o == Observed::Running)
+        && state.containers.iter().all(|r| r.waiting.is_none() && r.restart_at.is_none() && r.id.is_some())
 }
 
 /// Evicts the pod as the kubelet's eviction manager does: a Warning `Evicted` event, every
@@ -618,9 +710,18 @@ async fn drive(
     policy: &str,
 ) -> Observed {
     if let Some(id) = rec.id.clone() {
-        match shared.cri.container_status(&id).await {
+        // The full status only when the relist saw the state move since the last one read.
+        let relisted = shared.relist.state(&id);
+        let cached = rec.cri.clone().filter(|s| s.id == id && Some(s.state) == relisted);
+        let status = match cached {
+            Some(s) => Ok(Some(s)),
+            None => match shared.cri.container_status(&id).await {
+                Ok(Some(s)) => Ok(Some(settle_oom(shared, &id, s).await)),
+                other => other,
+            },
+        };
+        match status {
             Ok(Some(s)) => {
-                let s = settle_oom(shared, &id, s).await;
                 let st = cri::ContainerState::try_from(s.state);
                 rec.cri = Some(s.clone());
                 match st {

@@ -10,12 +10,18 @@
 //! source is this node's pod gateway address once its bridge has it, so that replies from
 //! remote pods to this host come back over the pod network.
 //!
+//! The routes installed are recorded in a file under the agent's data dir after each change;
+//! an agent starting on that data dir takes the recorded routes back, so that the first sync
+//! removes those a crashed agent left to Nodes that are gone (and only those: other agents
+//! sharing the network namespace keep theirs).
+//!
 //! [`desired`] and [`Keeper::sync`] are pure over the [`RouteTable`] seam; [`IpRoute`] is
 //! the real table (the `ip` command), [`run`] the Node watch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -124,6 +130,14 @@ impl<T: RouteTable> Keeper<T> {
     /// address) when the kernel accepts it.
     pub fn new(table: T, src: Option<Ipv4Addr>) -> Keeper<T> {
         Keeper { table, src, installed: BTreeMap::new(), refused: BTreeSet::new() }
+    }
+
+    /// Takes routes an earlier agent installed (`dst → gateway`) as its own: the next sync
+    /// removes those not wanted and refreshes the others.
+    pub fn adopt(&mut self, routes: &BTreeMap<Cidr, Ipv4Addr>) {
+        for (dst, gateway) in routes {
+            self.installed.entry(*dst).or_insert(Installed { gateway: *gateway, with_src: false });
+        }
     }
 
     /// The routes installed now, as `dst → gateway`.
@@ -274,6 +288,31 @@ impl RouteTable for IpRoute {
     }
 }
 
+/// The routes recorded in `text` (lines `DST GATEWAY`; bad lines skipped).
+pub fn parse_record(text: &str) -> BTreeMap<Cidr, Ipv4Addr> {
+    text.lines()
+        .filter_map(|l| {
+            let (dst, gateway) = l.trim().split_once(' ')?;
+            Some((Cidr::parse(dst).ok()?, gateway.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The record of `routes` (see [`parse_record`]).
+pub fn render_record(routes: &BTreeMap<Cidr, Ipv4Addr>) -> String {
+    routes.iter().map(|(dst, gateway)| format!("{dst} {gateway}\n")).collect()
+}
+
+/// Writes the record of `routes` to `path` (through a temporary file, so a crash leaves the
+/// old record or the new one).
+fn write_record(path: &Path, routes: &BTreeMap<Cidr, Ipv4Addr>) {
+    let tmp = path.with_extension("tmp");
+    let written = std::fs::write(&tmp, render_record(routes)).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, path = %path.display(), "host-gw: recording the routes");
+    }
+}
+
 /// Turns on IPv4 forwarding in this namespace if it is off (the routes are useless without
 /// it), and says so in the log.
 async fn ensure_forwarding() {
@@ -289,16 +328,23 @@ async fn ensure_forwarding() {
 }
 
 /// Watches the Nodes and keeps the routes to the others' pod CIDRs until `stop` fires (or
-/// its sender goes), then removes them.
+/// its sender goes), then removes them. `record` is the file of the routes installed.
 pub(crate) async fn run(
     client: kube::Client,
     own_name: String,
     own_cidr: Cidr,
+    record: PathBuf,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let api: Api<Node> = Api::all(client);
     let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
     let mut keeper = Keeper::new(IpRoute, Some(own_cidr.gateway()));
+    let left = parse_record(&std::fs::read_to_string(&record).unwrap_or_default());
+    if !left.is_empty() {
+        tracing::info!(routes = left.len(), "host-gw: routes an earlier agent recorded are checked at the first sync");
+        keeper.adopt(&left);
+    }
+    let mut recorded = left;
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     let mut relist: Option<BTreeMap<String, Node>> = None;
     let mut synced = false;
@@ -340,8 +386,13 @@ pub(crate) async fn run(
         if had == 0 && !keeper.installed().is_empty() {
             ensure_forwarding().await;
         }
+        if keeper.installed() != recorded {
+            recorded = keeper.installed();
+            write_record(&record, &recorded);
+        }
     }
     keeper.clear().await;
+    write_record(&record, &keeper.installed());
 }
 
 #[cfg(test)]

@@ -176,6 +176,7 @@ pub(crate) async fn run(shared: Arc<Shared>, workers: Workers, dir: PathBuf) {
                 }
             }
             running = wanted;
+            workers.mark_static_read();
         }
         sync_mirrors(&shared, &workers, &running, &mut mirrors).await;
     }

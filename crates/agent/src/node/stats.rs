@@ -3,6 +3,10 @@
 //! cgroups (v1 `cpuacct.usage` and `memory.{usage_in_bytes,stat}`, or v2 `cpu.stat` and
 //! `memory.{current,stat}`; working set = usage − inactive file), the pod's network from
 //! `/proc/<pause pid>/net/dev` inside its network namespace, filesystems by `statvfs`.
+//! Disk use: the node's filesystem (the data dir) and the image filesystem (CRI
+//! `ImageFsInfo`: containerd's snapshotter); each container's writable layer (CRI
+//! `ListContainerStats`, else a walk of its overlay upper dir); each pod's volumes under its
+//! directory (emptyDir, configMap, secret, downwardAPI, projected) measured as `du` does.
 //!
 //! A sampler takes a snapshot every [`SAMPLE_EVERY`] (cadvisor's housekeeping interval);
 //! `usageNanoCores` is the CPU time used between two snapshots over the time between them.
@@ -65,6 +69,21 @@ pub struct ContainerStats {
     pub memory: MemoryStats,
     /// Bytes of its log file.
     pub logs_used_bytes: Option<u64>,
+    /// Bytes and inodes of its writable layer (the container's own files).
+    pub rootfs_used: Option<(u64, u64)>,
+}
+
+/// One volume of a pod, with its filesystem.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeStats {
+    /// The volume's name in the pod spec.
+    pub name: String,
+    /// Bytes its files take (blocks, as `du`).
+    pub used_bytes: u64,
+    /// Inodes its files take.
+    pub inodes_used: u64,
+    /// The filesystem it lives on (a tmpfs of its own for Memory emptyDirs).
+    pub fs: Option<FsStats>,
 }
 
 /// A network interface's counters.
@@ -99,12 +118,22 @@ pub struct PodStats {
     pub interfaces: Vec<InterfaceStats>,
     /// Bytes of its volumes directory on the node (emptyDirs, configMaps, ...).
     pub volumes_used_bytes: Option<u64>,
+    /// Its volumes with a directory on the node (not hostPath or persistent volumes).
+    pub volumes: Vec<VolumeStats>,
 }
 
 impl PodStats {
     /// The pod's memory working set: the sum of its containers'.
     pub fn working_set_bytes(&self) -> u64 {
         self.containers.iter().map(|c| c.memory.working_set_bytes).sum()
+    }
+
+    /// The pod's local ephemeral storage, as the kubelet sums it: its containers' writable
+    /// layers and logs and its volumes on the node.
+    pub fn ephemeral_used_bytes(&self) -> u64 {
+        let containers: u64 =
+            self.containers.iter().map(|c| c.rootfs_used.map_or(0, |(b, _)| b) + c.logs_used_bytes.unwrap_or(0)).sum();
+        containers + self.volumes_used_bytes.unwrap_or(0)
     }
 }
 
@@ -147,7 +176,8 @@ pub struct NodeStats {
     pub memory: MemoryStats,
     /// The filesystem of the agent's data dir (nodefs).
     pub fs: Option<FsStats>,
-    /// The filesystem of containerd's images and writable layers (imagefs).
+    /// The filesystem of containerd's images and writable layers (imagefs); its used bytes
+    /// are those of the images and layers (CRI `ImageFsInfo`) when the runtime tells them.
     pub image_fs: Option<FsStats>,
     /// Interfaces of the node's network namespace (loopback left out).
     pub interfaces: Vec<InterfaceStats>,
@@ -208,7 +238,21 @@ pub(crate) async fn sample(shared: &Shared) -> Arc<Snapshot> {
     let now = Instant::now();
     let mut pods = Vec::new();
     let mut counters: Vec<(String, u64)> = Vec::new();
+    // Three CRI calls for the whole node.
     let sandboxes = shared.cri.list_pod_sandboxes().await.unwrap_or_default();
+    let all_containers = shared.cri.list_all_containers().await.unwrap_or_default();
+    let writable: HashMap<String, (u64, u64)> = shared
+        .cri
+        .list_container_stats()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|st| {
+            let layer = st.writable_layer?;
+            let used = layer.used_bytes?.value;
+            Some((st.attributes?.id, (used, layer.inodes_used.map_or(0, |i| i.value))))
+        })
+        .collect();
     let ours = sandboxes.into_iter().filter(|s| {
         s.state == cri::PodSandboxState::SandboxReady as i32
             && s.labels.get(NODE_LABEL).is_some_and(|n| *n == shared.config.node_name)
@@ -216,6 +260,8 @@ pub(crate) async fn sample(shared: &Shared) -> Arc<Snapshot> {
     let before = shared.stats.cpu_before.lock().expect("stats lock").clone();
     for sandbox in ours {
         let meta = sandbox.metadata.clone().unwrap_or_default();
+        let log_dir =
+            shared.config.data_dir.join("pods").join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid));
         let mut pod = PodStats {
             namespace: meta.namespace,
             name: meta.name,
@@ -224,36 +270,44 @@ pub(crate) async fn sample(shared: &Shared) -> Arc<Snapshot> {
             interfaces: interfaces_of_cgroup(&sandbox.id),
             ..Default::default()
         };
-        for c in shared.cri.list_containers(&sandbox.id).await.unwrap_or_default() {
-            if c.state != cri::ContainerState::ContainerRunning as i32 {
-                continue;
-            }
+        let running = all_containers
+            .iter()
+            .filter(|c| c.pod_sandbox_id == sandbox.id && c.state == cri::ContainerState::ContainerRunning as i32);
+        for c in running {
             let Some(cg) = read_cgroup(&c.id) else { continue };
             counters.push((c.id.clone(), cg.cpu_ns));
-            let log = shared.cri.container_status(&c.id).await.ok().flatten().map(|s| s.log_path);
+            let (name, attempt) = c.metadata.as_ref().map_or((String::new(), 0), |m| (m.name.clone(), m.attempt));
+            let log = log_dir.join(&name).join(format!("{attempt}.log"));
+            let rootfs_used = match writable.get(&c.id) {
+                Some(used) => Some(*used),
+                None => {
+                    let id = c.id.clone();
+                    tokio::task::spawn_blocking(move || upper_dir_of(&id).map(|d| usage(&d))).await.ok().flatten()
+                }
+            };
             pod.containers.push(ContainerStats {
-                name: c.metadata.map(|m| m.name).unwrap_or_default(),
+                name,
                 start_time: timestamp(c.created_at),
                 cpu: shared.stats.cpu(&before, now, &c.id, cg.cpu_ns),
                 memory: cg.memory,
-                logs_used_bytes: log.filter(|p| !p.is_empty()).and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()),
+                logs_used_bytes: std::fs::metadata(log).ok().map(|m| m.len()),
+                rootfs_used,
             });
         }
         pod.containers.sort_by(|a, b| a.name.cmp(&b.name));
-        let dir = shared.config.data_dir.join("pods").join(&pod.uid);
-        pod.volumes_used_bytes =
-            tokio::task::spawn_blocking(move || dir.exists().then(|| dir_usage(&dir))).await.ok().flatten();
+        let dir = super::volumes::pod_volumes_dir(&shared.config.data_dir, &pod.uid);
+        pod.volumes = tokio::task::spawn_blocking(move || volume_stats(&dir)).await.unwrap_or_default();
+        pod.volumes_used_bytes = Some(pod.volumes.iter().map(|v| v.used_bytes).sum());
         pods.push(pod);
     }
     pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let node_cpu = proc_stat_cpu_ns().unwrap_or_default();
     counters.push((String::new(), node_cpu));
-    let image_root = shared.config.data_dir.join("containerd");
     let node = NodeStats {
         cpu: shared.stats.cpu(&before, now, "", node_cpu),
         memory: node_memory().unwrap_or_default(),
         fs: FsStats::of(&shared.config.data_dir),
-        image_fs: FsStats::of(if image_root.exists() { &image_root } else { &shared.config.data_dir }),
+        image_fs: image_fs(shared).await,
         interfaces: net_dev(Path::new("/proc/net/dev")),
         max_pid: read_u64("/proc/sys/kernel/pid_max").unwrap_or(0),
         num_of_running_processes: count_processes(),
@@ -262,6 +316,70 @@ pub(crate) async fn sample(shared: &Shared) -> Arc<Snapshot> {
     *shared.stats.cpu_before.lock().expect("stats lock") = counters.into_iter().map(|(k, v)| (k, (now, v))).collect();
     *shared.stats.latest.lock().expect("stats lock") = snapshot.clone();
     snapshot
+}
+
+/// The image filesystem as the kubelet reports it: capacity and availability of the
+/// filesystem under the runtime's image store, the bytes and inodes the images and layers use
+/// (CRI `ImageFsInfo`; the filesystem's own use when the runtime does not say).
+async fn image_fs(shared: &Shared) -> Option<FsStats> {
+    let info = shared.cri.image_fs_info().await.ok().and_then(|v| v.into_iter().next());
+    let image_root = shared.config.data_dir.join("containerd");
+    let mountpoint = info
+        .as_ref()
+        .and_then(|i| i.fs_id.as_ref())
+        .map(|f| PathBuf::from(&f.mountpoint))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| if image_root.exists() { image_root } else { shared.config.data_dir.clone() });
+    let mut fs = FsStats::of(&mountpoint)?;
+    if let Some(used) = info.as_ref().and_then(|i| i.used_bytes).map(|u| u.value).filter(|u| *u > 0) {
+        fs.used_bytes = used;
+    }
+    Some(fs)
+}
+
+/// The volumes under a pod's volumes directory (one directory per volume), measured.
+fn volume_stats(dir: &Path) -> Vec<VolumeStats> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<VolumeStats> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let path = e.path();
+            let (used_bytes, inodes_used) = usage(&path);
+            VolumeStats {
+                name: e.file_name().to_string_lossy().into_owned(),
+                used_bytes,
+                inodes_used,
+                fs: FsStats::of(&path),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// The overlay upper directory (the writable layer) of the container whose cgroup is `id`,
+/// from its first process's root mount.
+fn upper_dir_of(id: &str) -> Option<PathBuf> {
+    let procs = std::fs::read_to_string(cgroup_dir("memory", id).join("cgroup.procs")).ok()?;
+    let pid: u32 = procs.lines().next()?.trim().parse().ok()?;
+    upper_dir(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?)
+}
+
+/// The `upperdir` of the overlay mounted at `/` in a `mountinfo` text.
+fn upper_dir(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if mount.split(' ').nth(4) != Some("/") {
+            return None;
+        }
+        let mut fs = fs.split(' ');
+        if fs.next() != Some("overlay") {
+            return None;
+        }
+        let options = fs.nth(1)?;
+        options.split(',').find_map(|o| o.strip_prefix("upperdir=")).map(PathBuf::from)
+    })
 }
 
 fn timestamp(unix_ns: i64) -> Option<Timestamp> {
@@ -434,23 +552,28 @@ fn count_processes() -> u64 {
         .unwrap_or(0) as u64
 }
 
-/// Bytes of the regular files under `dir` (not following links, not crossing into other
-/// filesystems' mounts is not attempted: tmpfs emptyDirs count, as the kubelet's `du` does).
-fn dir_usage(dir: &Path) -> u64 {
-    let mut total = 0;
+/// Bytes (allocated blocks, as `du`) and inodes under `dir`, the directory itself
+/// included; hard links count once; symbolic links are not followed.
+fn usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = dir.symlink_metadata() else { return (0, 0) };
+    let (mut bytes, mut inodes) = (top.blocks() * 512, 1);
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for e in entries.flatten() {
             let Ok(meta) = e.path().symlink_metadata() else { continue };
+            if seen.insert((meta.dev(), meta.ino())) {
+                bytes += meta.blocks() * 512;
+                inodes += 1;
+            }
             if meta.is_dir() {
                 stack.push(e.path());
-            } else if meta.is_file() {
-                total += meta.len();
             }
         }
     }
-    total
+    (bytes, inodes)
 }
 
 fn time_json(t: Option<Timestamp>) -> Value {
@@ -548,7 +671,9 @@ pub fn summary_json(node_name: &str, snapshot: &Snapshot, started: Option<Timest
                         "memory": memory_json(&c.memory, t.clone()),
                     });
                     if let Some(fs) = &n.image_fs {
-                        v["rootfs"] = fs_json(fs, t.clone(), Some(0));
+                        let (used, inodes) = c.rootfs_used.unwrap_or_default();
+                        v["rootfs"] = fs_json(fs, t.clone(), Some(used));
+                        v["rootfs"]["inodesUsed"] = json!(inodes);
                     }
                     if let Some(fs) = &n.fs {
                         v["logs"] = fs_json(fs, t.clone(), Some(c.logs_used_bytes.unwrap_or(0)));
@@ -568,8 +693,19 @@ pub fn summary_json(node_name: &str, snapshot: &Snapshot, started: Option<Timest
                 major_page_faults: p.containers.iter().map(|c| c.memory.major_page_faults).sum(),
                 available_bytes: None,
             };
-            let logs: u64 = p.containers.iter().filter_map(|c| c.logs_used_bytes).sum();
-            let volumes = p.volumes_used_bytes.unwrap_or(0);
+            let volume_list: Vec<Value> = p
+                .volumes
+                .iter()
+                .map(|vol| {
+                    let mut v = match &vol.fs {
+                        Some(fs) => fs_json(fs, t.clone(), Some(vol.used_bytes)),
+                        None => json!({ "time": t, "usedBytes": vol.used_bytes }),
+                    };
+                    v["inodesUsed"] = json!(vol.inodes_used);
+                    v["name"] = json!(vol.name);
+                    v
+                })
+                .collect();
             let mut v = json!({
                 "podRef": { "name": p.name, "namespace": p.namespace, "uid": p.uid },
                 "startTime": time_json(p.start_time),
@@ -577,11 +713,12 @@ pub fn summary_json(node_name: &str, snapshot: &Snapshot, started: Option<Timest
                 "cpu": cpu_json(&cpu, t.clone()),
                 "memory": memory_json(&memory, t.clone()),
                 "network": network_json(&p.interfaces, t.clone()),
-                "volume": [],
+                "volume": volume_list,
                 "process_stats": { "process_count": p.containers.len() },
             });
             if let Some(fs) = &n.fs {
-                v["ephemeral-storage"] = fs_json(fs, t.clone(), Some(logs + volumes));
+                // The kubelet's sum: writable layers, logs and the pod's ephemeral volumes.
+                v["ephemeral-storage"] = fs_json(fs, t.clone(), Some(p.ephemeral_used_bytes()));
             }
             v
         })
@@ -626,6 +763,34 @@ mod tests {
         // inactive file above usage (racy reads) does not underflow
         let m = memory_stats(100, &stat, "total_inactive_file", "total_rss", "a", "b", None);
         assert_eq!(m.working_set_bytes, 0);
+    }
+
+    #[test]
+    fn the_writable_layer_is_the_root_overlay_upper_dir() {
+        let text = "22 1 0:21 / /proc rw - proc proc rw\n\
+            601 540 0:52 / / rw,relatime - overlay overlay rw,lowerdir=/s/1/fs,upperdir=/s/7/fs,workdir=/s/7/work\n\
+            602 601 0:53 / /tmp rw - overlay overlay rw,lowerdir=/a,upperdir=/b,workdir=/c\n";
+        assert_eq!(upper_dir(text), Some(PathBuf::from("/s/7/fs")));
+        assert_eq!(upper_dir("601 540 0:52 / / rw - ext4 /dev/sda1 rw\n"), None);
+        assert_eq!(upper_dir("garbage"), None);
+    }
+
+    #[test]
+    fn volumes_are_measured_in_blocks_and_inodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("sub/file"), vec![1u8; 64 << 10]).unwrap();
+        std::fs::hard_link(data.join("sub/file"), data.join("link")).unwrap();
+        std::fs::write(dir.path().join("not-a-volume"), b"x").unwrap();
+        let vols = volume_stats(dir.path());
+        assert_eq!(vols.len(), 1, "{vols:?}");
+        assert_eq!(vols[0].name, "data");
+        // The 64 KiB file once (hard link), the directories' own blocks.
+        assert!(vols[0].used_bytes >= 64 << 10 && vols[0].used_bytes < 128 << 10, "{vols:?}");
+        assert_eq!(vols[0].inodes_used, 3, "data, sub, file");
+        assert!(vols[0].fs.as_ref().is_some_and(|f| f.capacity_bytes > 0));
+        assert!(volume_stats(&dir.path().join("missing")).is_empty());
     }
 
     #[test]

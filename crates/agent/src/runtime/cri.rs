@@ -126,6 +126,26 @@ impl Cri {
         Ok(self.runtime.clone().list_containers(req).await.map_err(cri_err("ListContainers"))?.into_inner().containers)
     }
 
+    /// Every container of every sandbox.
+    pub async fn list_all_containers(&self) -> Result<Vec<cri::Container>> {
+        let req = cri::ListContainersRequest::default();
+        Ok(self.runtime.clone().list_containers(req).await.map_err(cri_err("ListContainers"))?.into_inner().containers)
+    }
+
+    /// The usage of every container (CPU, memory, its writable layer).
+    pub async fn list_container_stats(&self) -> Result<Vec<cri::ContainerStats>> {
+        let req = cri::ListContainerStatsRequest::default();
+        let resp = self.runtime.clone().list_container_stats(req).await.map_err(cri_err("ListContainerStats"))?;
+        Ok(resp.into_inner().stats)
+    }
+
+    /// The usage of the image filesystem(s): their mount point, bytes and inodes the images use.
+    pub async fn image_fs_info(&self) -> Result<Vec<cri::FilesystemUsage>> {
+        let req = cri::ImageFsInfoRequest::default();
+        let resp = self.images.clone().image_fs_info(req).await.map_err(cri_err("ImageFsInfo"))?;
+        Ok(resp.into_inner().image_filesystems)
+    }
+
     /// Stops a sandbox (its containers and its network).
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let req = cri::StopPodSandboxRequest { pod_sandbox_id: id.to_string() };

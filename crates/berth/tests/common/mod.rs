@@ -79,8 +79,9 @@ impl Node {
         let served = wait_until(TIMEOUT, || approve_serving_certificate(s, &self.name));
         assert!(served, "the node's serving certificate was never signed; agent log:\n{}", self.log());
         // The agent picks the signed certificate up a moment later; until then handshakes fail.
-        let url = format!("https://127.0.0.1:{}/healthz", self.port(s));
+        // (A restarted agent's Node shows the old port until the new agent writes its status.)
         let handshakes = wait_until(TIMEOUT, || {
+            let url = format!("https://127.0.0.1:{}/healthz", self.port(s));
             let out = Command::new("curl")
                 .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", &url])
                 .output()

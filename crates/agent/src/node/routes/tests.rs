@@ -171,3 +171,30 @@ async fn without_a_source_routes_go_in_plain() {
     keeper.sync(&wanted).await;
     assert_eq!(fake.routes()[&cidr("10.42.1.0/24")], (ip("10.1.1.2"), None, true));
 }
+
+#[tokio::test]
+async fn routes_an_earlier_agent_recorded_are_removed_unless_still_wanted() {
+    let fake = Fake::default();
+    {
+        let mut s = fake.state.lock().unwrap();
+        s.reach.insert(ip("10.1.1.2"), Reach::OnLink);
+        // A crashed agent's routes: one to a Node still there, one to a Node gone.
+        s.routes.insert(cidr("10.42.1.0/24"), (ip("10.1.1.2"), None, true));
+        s.routes.insert(cidr("10.42.9.0/24"), (ip("10.1.1.9"), None, true));
+        // Another agent's route in the same namespace, not in the record.
+        s.routes.insert(cidr("10.42.5.0/24"), (ip("10.1.1.5"), None, true));
+    }
+    let record =
+        render_record(&[(cidr("10.42.1.0/24"), ip("10.1.1.2")), (cidr("10.42.9.0/24"), ip("10.1.1.9"))].into());
+    assert_eq!(record, "10.42.1.0/24 10.1.1.2\n10.42.9.0/24 10.1.1.9\n");
+    let left = parse_record(&format!("{record}garbage\n10.42.3.0/24 not-an-ip\n\n"));
+    assert_eq!(left.len(), 2, "{left:?}");
+    let mut keeper = Keeper::new(fake.clone(), None);
+    keeper.adopt(&left);
+    let wanted: BTreeMap<Cidr, Ipv4Addr> = [(cidr("10.42.1.0/24"), ip("10.1.1.2"))].into();
+    keeper.sync(&wanted).await;
+    assert_eq!(keeper.installed(), wanted);
+    let routes = fake.routes();
+    assert!(!routes.contains_key(&cidr("10.42.9.0/24")), "the gone Node's route is removed: {routes:?}");
+    assert!(routes.contains_key(&cidr("10.42.1.0/24")) && routes.contains_key(&cidr("10.42.5.0/24")), "{routes:?}");
+}
