@@ -22,6 +22,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The test nodes share this host's disk with the build (a clean debug build of the
+# workspace is ~15 GB): with the kubelet's default thresholds (nodefs 10 %, imagefs 15 %
+# free) a fuller disk would evict the tests' pods. Nodes started without --eviction-hard
+# take these instead; the eviction tests give their own.
+export BERTH_EVICTION_HARD="${BERTH_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%}"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo nextest run --workspace --no-fail-fast

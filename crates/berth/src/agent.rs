@@ -93,7 +93,7 @@ pub(crate) struct NodeArgs {
     /// kubelet's syntax; signals memory.available, nodefs.available, nodefs.inodesFree,
     /// imagefs.available, imagefs.inodesFree, pid.available); given, it replaces all the defaults
     /// [default: memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%].
-    #[arg(long)]
+    #[arg(long, env = "BERTH_EVICTION_HARD")]
     eviction_hard: Option<String>,
     /// A directory of static pod manifests (YAML or JSON Pods) run on this node, each shown by
     /// a mirror pod in the API server; re-read every 20 s.
