@@ -9,8 +9,15 @@
 //! the default set, hostPath volumes, host ports, procMount, seccomp Unconfined, unsafe
 //! sysctls) and restricted (those, plus volume types, privilege escalation,
 //! capabilities drop ALL, runAsNonRoot, runAsUser=0, seccomp RuntimeDefault/Localhost).
-//! Not checked yet: AppArmor, SELinux options, Windows host process. Pods are checked
-//! at creation; `audit` labels wait for the audit log.
+//! Not checked yet: AppArmor, SELinux options, Windows host process.
+//!
+//! Pods are checked at creation and on significant updates (Kubernetes'
+//! `isSignificantPodUpdate`: containers added or removed, an image changed, ephemeral
+//! containers added through their subresource); other subresources (status, binding,
+//! ...) and metadata-only changes are not. Workload templates are checked for warnings
+//! when created or when their template changes. The `audit` level records its
+//! violations on the request's audit event (`pod-security.kubernetes.io/audit-violations`),
+//! beside `pod-security.kubernetes.io/enforce-policy`.
 
 use serde_json::Value;
 
@@ -108,14 +115,76 @@ pub fn enforce(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
     ))
 }
 
-/// The warning for a pod or workload being created that breaks its namespace's warned level.
+/// The warning for a pod or workload being created that breaks its namespace's warned
+/// level; violations of the audited level go to the request's audit event.
 pub fn warning(ctx: &Ctx, obj: &Value) -> Option<String> {
     let ns = ctx.namespace()?;
     let (meta, spec, _) = pod_parts(ctx, obj)?;
-    let (level, version) = policy(&namespace_labels(ctx, ns), "warn");
+    let labels = namespace_labels(ctx, ns);
+    audit(&labels, meta, spec);
+    let (level, version) = policy(&labels, "warn");
     let violations = evaluate(level, meta, spec);
     (!violations.is_empty())
         .then(|| format!("would violate PodSecurity \"{}:{version}\": {}", level.name(), render(&violations)))
+}
+
+/// Records the namespace's enforced policy and the violations of its audited level on
+/// the request's audit event, with Kubernetes' annotation keys.
+fn audit(labels: &Value, meta: &Value, spec: &Value) {
+    let (enforced, enforced_version) = policy(labels, "enforce");
+    crate::audit::annotate(
+        &format!("{LABEL_PREFIX}enforce-policy"),
+        &format!("{}:{enforced_version}", enforced.name()),
+    );
+    let (level, version) = policy(labels, "audit");
+    let violations = evaluate(level, meta, spec);
+    if !violations.is_empty() {
+        crate::audit::annotate(
+            &format!("{LABEL_PREFIX}audit-violations"),
+            &format!("would violate PodSecurity \"{}:{version}\": {}", level.name(), render(&violations)),
+        );
+    }
+}
+
+/// Pod Security on an update of `old` to `new` (PUT or PATCH; `subresource` as on the
+/// URL): a significant Pod update is enforced as a creation is; a workload whose pod
+/// template changed gets the warning and the audit. The warning, if any, is returned.
+pub fn admit_update(ctx: &Ctx, new: &Value, old: &Value, subresource: Option<&str>) -> ApiResult<Option<String>> {
+    if !matches!(subresource, None | Some("ephemeralcontainers")) {
+        return Ok(None);
+    }
+    let Some((new_meta, new_spec, is_pod)) = pod_parts(ctx, new) else { return Ok(None) };
+    let Some((old_meta, old_spec, _)) = pod_parts(ctx, old) else { return Ok(None) };
+    let significant = if is_pod {
+        significant_pod_update(new_meta, new_spec, old_meta, old_spec)
+    } else {
+        new_meta != old_meta || new_spec != old_spec
+    };
+    if !significant {
+        return Ok(None);
+    }
+    enforce(ctx, new)?;
+    Ok(warning(ctx, new))
+}
+
+/// Kubernetes' `isSignificantPodUpdate`: an update that may change what the pod runs or
+/// how (containers added or removed, an image or a seccomp annotation changed).
+fn significant_pod_update(new_meta: &Value, new_spec: &Value, old_meta: &Value, old_spec: &Value) -> bool {
+    const SECCOMP_POD: &str = "seccomp.security.alpha.kubernetes.io/pod";
+    const SECCOMP_CONTAINER: &str = "container.seccomp.security.alpha.kubernetes.io/";
+    let annotation = |meta: &Value, key: &str| meta.pointer("/annotations").and_then(|a| a.get(key)).cloned();
+    if annotation(new_meta, SECCOMP_POD) != annotation(old_meta, SECCOMP_POD) {
+        return true;
+    }
+    ["initContainers", "containers", "ephemeralContainers"].into_iter().any(|kind| {
+        let list = |spec: &Value| spec.get(kind).and_then(Value::as_array).cloned().unwrap_or_default();
+        let (new_list, old_list) = (list(new_spec), list(old_spec));
+        new_list.len() != old_list.len()
+            || new_list.iter().zip(&old_list).any(|(n, o)| {
+                let key = format!("{SECCOMP_CONTAINER}{}", n.get("name").and_then(Value::as_str).unwrap_or(""));
+                n.get("image") != o.get("image") || annotation(new_meta, &key) != annotation(old_meta, &key)
+            })
+    })
 }
 
 /// `reason (detail), reason (detail)`.

@@ -603,6 +603,9 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     carry_over(&ctx, &mut new, &old.value, sub)?;
     crate::webhook::mutate(&ctx, &mut new, Some(&old.value)).await?;
     admit(&ctx, &mut new, Some(&old.value), sub, true).await?;
+    if let Some(w) = crate::pod_security::admit_update(&ctx, &new, &old.value, sub)? {
+        warnings.0.push(w);
+    }
     crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
     crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(&ctx, &old, new).await?;
@@ -756,6 +759,11 @@ async fn patch_from(
     // Server-side apply has recorded its own managedFields.
     crate::webhook::mutate(ctx, &mut new, Some(&old.value)).await?;
     admit(ctx, &mut new, Some(&old.value), sub, kind != BodyType::ApplyPatch).await?;
+    if sub != Some("scale")
+        && let Some(w) = crate::pod_security::admit_update(ctx, &new, &old.value, sub)?
+    {
+        warnings.0.push(w);
+    }
     crate::webhook::validate(ctx, &new, Some(&old.value)).await?;
     crate::admission_policy::validate(ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(ctx, old, new).await.map_err(PatchFailure::Commit)?;

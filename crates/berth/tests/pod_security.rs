@@ -92,3 +92,60 @@ fn namespaces_enforce_and_warn_pod_security_levels() {
     s.kubectl_in_ok(&["apply", "-f", "-"], Some(PRIVILEGED_POD));
     s.kubectl_ok(&["get", "pod", "root"]);
 }
+
+/// An audit policy that records every pod request at Metadata level.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources:\n  - group: \"\"\n    resources: [pods]\n- level: None\n";
+
+#[test]
+fn updates_are_checked_and_the_audit_level_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, AUDIT_POLICY).unwrap();
+    let log = dir.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &[
+            "--disable-scheduler",
+            "--audit-policy-file",
+            policy.to_str().unwrap(),
+            "--audit-log-path",
+            log.to_str().unwrap(),
+        ],
+    );
+    // A pod from before the namespace was locked keeps running; a significant update of it
+    // (a new image) is checked against the level now enforced, a label change is not.
+    s.kubectl_ok(&["create", "namespace", "later"]);
+    s.kubectl_in_ok(&["apply", "-n", "later", "-f", "-"], Some(PRIVILEGED_POD));
+    s.kubectl_ok(&["label", "namespace", "later", "pod-security.kubernetes.io/enforce=baseline"]);
+    s.kubectl_ok(&["label", "pod", "root", "-n", "later", "tier=legacy"]);
+    let err = s.kubectl_err(&["set", "image", "pod/root", "-n", "later", "shell=busybox:1.37"], None);
+    assert!(err.contains("pods \"root\" is forbidden: violates PodSecurity \"baseline:latest\": privileged"), "{err}");
+    let image = s.kubectl_ok(&["get", "pod", "root", "-n", "later", "-o", "jsonpath={.spec.containers[0].image}"]);
+    assert_eq!(image, "busybox:1.36", "nothing of the refused update is written");
+
+    // audit=restricted: the pod is admitted, the audit event says what it would violate.
+    s.kubectl_ok(&["create", "namespace", "audited"]);
+    s.kubectl_ok(&["label", "namespace", "audited", "pod-security.kubernetes.io/audit=restricted"]);
+    s.kubectl_in_ok(&["apply", "-n", "audited", "-f", "-"], Some(PRIVILEGED_POD));
+    let mut annotations = serde_json::Value::Null;
+    let found = berth_testkit::wait_until(std::time::Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        annotations = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| {
+                e["verb"] == "create" && e["objectRef"]["namespace"] == "audited" && e["stage"] == "ResponseComplete"
+            })
+            .map(|e| e["annotations"].clone())
+            .unwrap_or_default();
+        !annotations.is_null()
+    });
+    assert!(found, "no audit event of the create");
+    assert_eq!(annotations["pod-security.kubernetes.io/enforce-policy"], "privileged:latest", "{annotations}");
+    let violations = annotations["pod-security.kubernetes.io/audit-violations"].as_str().unwrap_or_default();
+    assert!(
+        violations.starts_with("would violate PodSecurity \"restricted:latest\": ")
+            && violations.contains("privileged (container \"shell\" must not set securityContext.privileged=true)"),
+        "{annotations}"
+    );
+}
