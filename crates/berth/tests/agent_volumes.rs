@@ -153,6 +153,16 @@ fn projected_and_downward_api_files_follow_their_sources() {
     assert_eq!(mode("settings/color"), 0o640);
     assert_eq!(mode("pw"), 0o400);
     assert!(std::fs::read_link(vol.join("..data")).is_ok(), "the kubelet's ..data layout");
+    // Secret-bearing volumes are memory backed: the projected and downwardAPI ones are
+    // tmpfs mounts, the configMap one is not, and the Secret's value is in no file on the
+    // node's disk (the data dir walked without crossing into other filesystems).
+    let data = node.dir.path().join("data");
+    let pod_dir = data.join(format!("pods/{uid}/volumes"));
+    assert_eq!(fs_type(&pod_dir.join("all")).as_deref(), Some("tmpfs"));
+    assert_eq!(fs_type(&pod_dir.join("info")).as_deref(), Some("tmpfs"));
+    assert_eq!(fs_type(&pod_dir.join("cfg")), None, "configMap volumes stay on disk");
+    let on_disk = files_on_disk_containing(&data, b"hunter2");
+    assert!(on_disk.is_empty(), "the secret is on the node's disk in {on_disk:?}");
 
     // Changes reach the running pod's files.
     s.kubectl_in_ok(
@@ -176,6 +186,45 @@ fn projected_and_downward_api_files_follow_their_sources() {
     // The pod was not restarted for it.
     let p = get_pod(&s, "follower");
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p:#}");
+}
+
+/// The filesystem type mounted exactly at `dir`, if `dir` is a mount point.
+fn fs_type(dir: &std::path::Path) -> Option<String> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // Fields: id parent major:minor root mount-point options... - fstype source options.
+    mounts.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (fields.get(4).map(std::path::Path::new) == Some(dir.as_path()))
+            .then(|| fields.get(dash + 1).map(|s| s.to_string()))?
+    })
+}
+
+/// Files under `root` on the same filesystem as `root` whose contents hold `needle`.
+fn files_on_disk_containing(root: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let device = std::fs::metadata(root).unwrap().dev();
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.dev() != device {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// The Events about pod `name` in `default`.

@@ -5,7 +5,9 @@
 //! API bound to the pod and is renewed at 80 % of its life), hostPath, persistentVolumeClaim
 //! (the claim's bound PersistentVolume's hostPath or local path); and the CRI mounts of a
 //! container's volumeMounts (with subPath; read-only where the mount or the claim says so).
-//! An emptyDir of medium Memory is a tmpfs (its size the sizeLimit); [`empty_dir_over_limit`]
+//! An emptyDir of medium Memory is a tmpfs (its size the sizeLimit), and so are secret,
+//! projected and downwardAPI volumes (as the kubelet does: Secret values and tokens stay off
+//! the disk); [`empty_dir_over_limit`]
 //! measures emptyDir usage (as du) for the eviction of pods over their sizeLimit. File contents are written as the
 //! kubelet's atomic writer does (`..data` symlink switched in one rename) and refreshed
 //! every [`RESYNC`], so updates of ConfigMaps and Secrets reach running containers.
@@ -405,14 +407,17 @@ pub async fn prepare(
         } else if let Some(src) = &v.secret {
             let name = src.secret_name.clone().unwrap_or_default();
             let data = secret_data(sources, &ns, &name, src.optional == Some(true)).await?;
+            memory_backed(&dir).await?;
             write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
         } else if let Some(src) = &v.downward_api {
             let mut files = Files::new();
             let mode = src.default_mode.unwrap_or(0o644) as u32;
             downward_files(pod, node_ip, src.items.as_deref().unwrap_or_default(), mode, &mut files)?;
+            memory_backed(&dir).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.projected {
             let files = projected_files(client, sources, pod, node_ip, &v.name, src, state).await?;
+            memory_backed(&dir).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.host_path {
             out.insert(v.name.clone(), PathBuf::from(&src.path));
@@ -460,6 +465,21 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 fn is_mount_point(dir: &Path) -> bool {
     let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     mounts_under(dir).contains(&resolved)
+}
+
+/// Makes `dir` a tmpfs (once): secret, projected and downwardAPI volumes are memory
+/// backed, as the kubelet makes them, so that Secret values and tokens never reach the
+/// node's disk.
+/// A volume directory that already exists is kept as it is (a running container's mount
+/// refers to it: a tmpfs mounted over it now would hide later updates from the container).
+async fn memory_backed(dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    mount_tmpfs(dir, None).await?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))
 }
 
 /// Mounts a tmpfs on `dir`, of `size` bytes when given (else the kernel's default).
