@@ -77,7 +77,7 @@ fn the_node_token_authenticates_and_a_wrong_one_does_not() {
         assert_eq!(r.status, 201, "{:?}", r.json());
         assert_eq!(
             r.json()["status"]["userInfo"],
-            json!({"username": "system:node-agent", "groups": ["system:nodes", "system:authenticated"]})
+            json!({"username": "system:node-agent", "groups": ["berth:hollow-nodes", "system:authenticated"]})
         );
     }
     for wrong in [format!("{secret}x"), "0".repeat(32), String::new()] {
