@@ -16,9 +16,13 @@
 //! (a `Warning` header) and Audit (the audit annotation
 //! `validation.policy.admission.k8s.io/validation_failure`). An expression that fails to
 //! evaluate, or a binding whose params cannot be found, follows the policy's
-//! `failurePolicy`. Not done: the `authorizer` variable, the type checker (expressions
-//! are parsed, not type-checked, on write) and Kubernetes' quantity/url/ip/semver CEL
-//! libraries; the cost budget is not enforced.
+//! `failurePolicy`, and so does an expression that passes its cost budget ([`cost`]). The
+//! `authorizer` variable is Kubernetes' authz library on berth's authorizer ([`authorizer`]).
+//! Not done: the type checker (expressions are parsed, not type-checked, on write) and
+//! Kubernetes' quantity/url/ip/semver CEL libraries.
+
+mod authorizer;
+mod cost;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +69,9 @@ pub struct Expr {
     /// The source text.
     pub source: String,
     program: Result<cel::Program, String>,
+    /// The program's expression with its comprehensions metered ([`cost::meter`]): what
+    /// is evaluated.
+    metered: Option<cel::common::ast::IdedExpr>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -83,7 +90,8 @@ impl Expr {
                     None => Ok(p),
                 }
             });
-        Expr { source: source.to_string(), program }
+        let metered = program.as_ref().ok().map(|p| cost::meter(p.expression()));
+        Expr { source: source.to_string(), program, metered }
     }
 
     /// Whether the expression names the variable `name`.
@@ -96,9 +104,19 @@ impl Expr {
         self.program.as_ref().err().map(String::as_str)
     }
 
-    fn eval(&self, ctx: &cel::Context<'_, '_>) -> Result<cel::Value, String> {
+    /// Evaluates the expression in `ctx`, whose cost function charges `budget` (given in
+    /// full to each expression, as Kubernetes' per-call limit).
+    fn eval(&self, ctx: &cel::Context<'_, '_>, budget: &cost::Budget) -> Result<cel::Value, String> {
         let program = self.program.as_ref().map_err(Clone::clone)?;
-        program.execute(ctx).map_err(|e| e.to_string())
+        budget.reset();
+        let result = match &self.metered {
+            Some(metered) => ctx.resolve(metered),
+            None => program.execute(ctx),
+        };
+        if budget.exceeded() {
+            return Err(cost::EXCEEDED.to_string());
+        }
+        result.map_err(|e| e.to_string())
     }
 }
 
@@ -307,6 +325,7 @@ struct Uses {
     old: bool,
     request: bool,
     namespace: bool,
+    authorizer: bool,
 }
 
 impl Uses {
@@ -316,6 +335,7 @@ impl Uses {
             old: u.old || e.uses("oldObject"),
             request: u.request || e.uses("request"),
             namespace: u.namespace || e.uses("namespaceObject"),
+            authorizer: u.authorizer || e.uses("authorizer"),
         })
     }
 
@@ -325,6 +345,7 @@ impl Uses {
             old: self.old || other.old,
             request: self.request || other.request,
             namespace: self.namespace || other.namespace,
+            authorizer: self.authorizer || other.authorizer,
         }
     }
 }
@@ -533,20 +554,44 @@ pub fn to_val<'v>(v: &'v Value) -> Box<dyn Val + 'v> {
     }
 }
 
-/// The root context of one request: `object`, `oldObject`, `request`, `namespaceObject`.
+/// What the expressions of one request are evaluated with: the root context and the cost
+/// budget its cost function charges.
+struct Base<'v> {
+    cx: cel::Context<'v, 'v>,
+    budget: Arc<cost::Budget>,
+}
+
+/// The root context of one request: `object`, `oldObject`, `request`, `namespaceObject`
+/// and the cost function ([`Base::with_authorizer`] adds `authorizer`).
 fn base_context<'v>(
     object: Option<&'v Value>,
     old: Option<&'v Value>,
     request: &'v Value,
     namespace: Option<&'v Value>,
-) -> cel::Context<'v, 'v> {
+) -> Base<'v> {
     let mut cx = cel::Context::with_env(ENV.clone());
     let val = |v: Option<&'v Value>| v.map(to_val).unwrap_or_else(|| Box::new(CelNull));
     cx.add_variable_as_val("object", val(object));
     cx.add_variable_as_val("oldObject", val(old));
     cx.add_variable_as_val("request", to_val(request));
     cx.add_variable_as_val("namespaceObject", val(namespace));
-    cx
+    let budget = cost::Budget::new(cost::PER_EXPRESSION_LIMIT);
+    cost::bind(&mut cx, budget.clone());
+    Base { cx, budget }
+}
+
+impl Base<'_> {
+    /// Binds `authorizer` for `user`, with `request` as its `requestResource`.
+    fn with_authorizer(
+        mut self,
+        authz: Arc<crate::authz::Authorizer>,
+        user: crate::authn::UserInfo,
+        request: &authorizer::RequestResource,
+    ) -> Self {
+        self.cx.add_variable_from_value("authorizer", authorizer::variable(request));
+        authorizer::bind(&mut self.cx, authz, user);
+        self
+    }
 }
 
 /// What the expressions of one request see, converted once per request.
@@ -629,12 +674,28 @@ pub fn validate(ctx: &Ctx, object: Option<&Value>, old: Option<&Value>) -> ApiRe
     if !matched.is_empty() {
         let uses = matched.iter().fold(Uses::default(), |u, (p, _)| u.or(p.uses));
         let request = if uses.request { request_json(ctx, &target) } else { Value::Null };
-        let base = base_context(
+        let mut base = base_context(
             object.filter(|_| uses.object),
             old.filter(|_| uses.old),
             &request,
             data.namespace.filter(|_| uses.namespace),
         );
+        if uses.authorizer {
+            let resource = authorizer::RequestResource {
+                group: target.group.clone(),
+                resource: target.resource.clone(),
+                subresource: target.subresource.clone(),
+                namespace: ctx.namespace().filter(|_| info.namespaced).unwrap_or("").to_string(),
+                name: target.name.clone(),
+            };
+            let user = ctx.user.clone().unwrap_or_else(|| crate::authn::UserInfo {
+                username: crate::authn::ANONYMOUS.to_string(),
+                uid: String::new(),
+                groups: vec!["system:unauthenticated".to_string()],
+                extra: Default::default(),
+            });
+            base = base.with_authorizer(ctx.app.authorizer.clone(), user, &resource);
+        }
         for (policy, binding) in matched {
             for v in evaluate(ctx, policy, binding, &base) {
                 deny(policy, binding, v);
@@ -724,7 +785,7 @@ fn params(ctx: &Ctx, policy: &Policy, binding: &Binding) -> Result<Option<Vec<Va
 }
 
 /// Evaluates `policy` bound by `binding`: one verdict per param.
-fn evaluate(ctx: &Ctx, policy: &Policy, binding: &Binding, base: &cel::Context<'_, '_>) -> Vec<Verdict> {
+fn evaluate(ctx: &Ctx, policy: &Policy, binding: &Binding, base: &Base<'_>) -> Vec<Verdict> {
     match params(ctx, policy, binding) {
         Err(e) => vec![configuration_error(policy, e)],
         Ok(None) => vec![evaluate_one(policy, base, None)],
@@ -737,14 +798,15 @@ fn evaluation_error(policy: &Policy, expr: &Expr, error: &str) -> Verdict {
 }
 
 /// Evaluates the policy's expressions with one param (`None`: the policy has no paramKind).
-fn evaluate_one(policy: &Policy, base: &cel::Context<'_, '_>, params: Option<&Value>) -> Verdict {
-    let mut cx = base.new_inner_scope();
+fn evaluate_one(policy: &Policy, base: &Base<'_>, params: Option<&Value>) -> Verdict {
+    let budget = &*base.budget;
+    let mut cx = base.cx.new_inner_scope();
     cx.add_variable_as_val("params", params.map(to_val).unwrap_or_else(|| Box::new(CelNull)));
     cx.add_variable_from_value("variables", cel::Value::Map(ValueMap { map: Arc::new(HashMap::new()) }));
     // matchConditions: all true, else the policy does not apply; errors follow failurePolicy.
     let mut condition_error = None;
     for (name, expr) in &policy.match_conditions {
-        match expr.eval(&cx) {
+        match expr.eval(&cx, budget) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => return Verdict::Admit,
             Ok(other) => {
@@ -768,17 +830,17 @@ fn evaluate_one(policy: &Policy, base: &cel::Context<'_, '_>, params: Option<&Va
     if !policy.variables.is_empty() {
         let mut vars: HashMap<Key, cel::Value> = HashMap::new();
         for (name, expr) in &policy.variables {
-            if let Ok(v) = expr.eval(&cx) {
+            if let Ok(v) = expr.eval(&cx, budget) {
                 vars.insert(Key::String(Arc::new(name.clone())), v);
                 cx.add_variable_from_value("variables", cel::Value::Map(ValueMap { map: Arc::new(vars.clone()) }));
             }
         }
     }
     for (i, v) in policy.validations.iter().enumerate() {
-        match v.expression.eval(&cx) {
+        match v.expression.eval(&cx, budget) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => {
-                let from_expression = v.message_expression.as_ref().and_then(|m| match m.eval(&cx) {
+                let from_expression = v.message_expression.as_ref().and_then(|m| match m.eval(&cx, budget) {
                     Ok(cel::Value::String(s)) if !s.trim().is_empty() && !s.contains('\n') => Some(s.to_string()),
                     _ => None,
                 });
@@ -792,7 +854,7 @@ fn evaluate_one(policy: &Policy, base: &cel::Context<'_, '_>, params: Option<&Va
         }
     }
     for (key, expr) in &policy.audit_annotations {
-        match expr.eval(&cx) {
+        match expr.eval(&cx, budget) {
             Ok(cel::Value::String(s)) if !s.is_empty() => crate::audit::annotate(&format!("{}/{key}", policy.name), &s),
             Ok(_) => {}
             Err(e) => return evaluation_error(policy, expr, &e),

@@ -2,7 +2,7 @@
 //! client certificate the TLS layer verified against the client CA (user = CN, groups =
 //! O values), then a bearer token (a ServiceAccount JWT of this server's issuer, a bootstrap
 //! token `<id>.<secret>` checked against its Secret in kube-system ([`BootstrapTokens`]), else
-//! the server's node token). The first that
+//! the server's node token, [`NODE_AGENT_USER`] in [`HOLLOW_NODES_GROUP`]). The first that
 //! succeeds wins; credentials that do not verify are refused with 401, and so is a request
 //! without credentials except on the public paths ([`PUBLIC_PATHS`]) and the `cluster-info`
 //! ConfigMap ([`ANONYMOUS_PATHS`], as `system:anonymous`, which RBAC lets read that one
@@ -41,6 +41,11 @@ pub const AUTHENTICATED: &str = "system:authenticated";
 
 /// User name of a client authenticated by the node token.
 pub const NODE_AGENT_USER: &str = "system:node-agent";
+
+/// The one group of [`NODE_AGENT_USER`]: hollow-node processes (many nodes, one identity)
+/// hold what they do through it and nothing more; it is not `system:nodes`, so the node
+/// token reaches none of the nodes' bindings (the client CA reader, certificate rotation).
+pub const HOLLOW_NODES_GROUP: &str = "berth:hollow-nodes";
 
 /// An authenticated user, as Kubernetes' `user.Info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -224,7 +229,7 @@ pub fn user_of_bootstrap_secret(
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     /// The node token's secret: `Bearer <secret>` (or the whole `K10…::server:<secret>`
-    /// token) authenticates as [`NODE_AGENT_USER`] in `system:nodes`.
+    /// token) authenticates as [`NODE_AGENT_USER`] in [`HOLLOW_NODES_GROUP`].
     pub node_token: Option<String>,
     /// ServiceAccount JWTs of this server's issuer, verified against the live
     /// ServiceAccount and bound object (`crate::serviceaccount_token`).
@@ -347,7 +352,7 @@ impl Authenticator {
         // The whole k3s-style token is accepted as well as its secret.
         let given = token.rsplit_once("::server:").map_or(token, |(_, s)| s);
         constant_time_eq(given.as_bytes(), secret.as_bytes())
-            .then(|| UserInfo::new(NODE_AGENT_USER, ["system:nodes".to_string()]))
+            .then(|| UserInfo::new(NODE_AGENT_USER, [HOLLOW_NODES_GROUP.to_string()]))
     }
 }
 
@@ -412,7 +417,7 @@ mod tests {
     fn certificates_then_tokens_then_public_paths() {
         let authn = Authenticator { node_token: Some("0123abcd".into()), ..Authenticator::default() };
         let admin = UserInfo::new("system:admin", ["system:masters".to_string()]);
-        let node = Ok(r#"system:node-agent ["system:nodes", "system:authenticated"]"#.to_string());
+        let node = Ok(r#"system:node-agent ["berth:hollow-nodes", "system:authenticated"]"#.to_string());
         assert_eq!(
             check(&authn, Some(&admin), Some("Bearer wrong"), "/api"),
             Ok(r#"system:admin ["system:masters", "system:authenticated"]"#.into())

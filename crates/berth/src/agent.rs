@@ -258,7 +258,8 @@ async fn client(args: &AgentArgs, node_name: impl FnOnce() -> anyhow::Result<Str
 /// the hash, then a node client CSR is sent as `system:node-agent` (auto-approved through the
 /// `nodeclient` binding, as for bootstrap tokens) and the node uses its own certificate from
 /// then on, so the Node authorizer limits it to its own objects. Hollow processes keep the
-/// node token's broad identity: they act for many nodes at once.
+/// node token's identity, since they act for many nodes at once; it holds only what hollow
+/// nodes do (`berth:hollow-node`: no secrets, configmaps or volumes).
 fn node_token_exchange(args: &AgentArgs) -> Option<join::JoinToken> {
     let token = args.token.as_deref().filter(|_| args.server.is_some() && !args.hollow)?;
     if join::JoinToken::parse(token).is_some() {

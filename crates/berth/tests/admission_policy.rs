@@ -389,6 +389,127 @@ impl AllowWebhook {
 }
 
 /// p50 and p99 of `samples`, in microseconds.
+/// A policy on ConfigMaps (CREATE and UPDATE) with `spec` merged in.
+fn configmap_policy(name: &str, spec: Value) -> Value {
+    let mut p = policy(name, spec);
+    p["spec"]["matchConstraints"]["resourceRules"] = json!([{ "apiGroups": [""], "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"] }]);
+    p
+}
+
+fn configmap(name: &str, keys: usize) -> String {
+    let data: serde_json::Map<String, Value> = (0..keys).map(|i| (format!("k{i}"), json!("v"))).collect();
+    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "namespace": "team-a" }, "data": data })
+        .to_string()
+}
+
+/// A server-side dry run of `manifest` as `user` (impersonated by the admin): kubectl's
+/// stderr, empty when admitted.
+fn dry_run_as(s: &TestServer, user: &str, manifest: &str) -> String {
+    let out = s.kubectl_stdin(&["apply", "--dry-run=server", "--as", user, "-f", "-"], Some(manifest));
+    if out.status.success() { String::new() } else { String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+#[test]
+fn the_authorizer_answers_for_the_requester_and_a_runaway_expression_is_cancelled() {
+    let s = TestServer::start(Path::new(BIN));
+    s.kubectl_ok(&["create", "namespace", "team-a"]);
+    // alice may write ConfigMaps in team-a; bob may also read its Secrets.
+    s.kubectl_ok(&[
+        "create",
+        "role",
+        "cm-writer",
+        "-n",
+        "team-a",
+        "--verb=get,create,update,patch",
+        "--resource=configmaps",
+    ]);
+    s.kubectl_ok(&["create", "role", "secret-reader", "-n", "team-a", "--verb=get", "--resource=secrets"]);
+    for user in ["alice", "bob"] {
+        s.kubectl_ok(&[
+            "create",
+            "rolebinding",
+            &format!("{user}-cm"),
+            "-n",
+            "team-a",
+            "--role=cm-writer",
+            "--user",
+            user,
+        ]);
+    }
+    s.kubectl_ok(&["create", "rolebinding", "bob-secrets", "-n", "team-a", "--role=secret-reader", "--user=bob"]);
+    // Only those who can read the namespace's Secrets may write its ConfigMaps.
+    create(
+        &s,
+        "validatingadmissionpolicies",
+        &configmap_policy(
+            "secret-readers-only",
+            json!({
+                "validations": [{
+                    "expression": "authorizer.group('').resource('secrets').namespace(request.namespace).check('get').allowed()",
+                    "messageExpression": "request.userInfo.username + ' cannot get secrets in ' + request.namespace",
+                    "reason": "Forbidden",
+                }, {
+                    "expression": "authorizer.requestResource.check('patch').allowed() && !authorizer.requestResource.check('delete').allowed()",
+                    "message": "writers of ConfigMaps may patch them and not delete them",
+                }],
+            }),
+        ),
+    );
+    create(&s, "validatingadmissionpolicybindings", &binding("secret-readers-only", "secret-readers-only", &["Deny"]));
+    let cm = configmap("settings", 3);
+    let mut denied = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            denied = dry_run_as(&s, "alice", &cm);
+            !denied.is_empty()
+        }),
+        "alice was never refused
+{}",
+        s.log()
+    );
+    assert!(
+        denied.contains("ValidatingAdmissionPolicy 'secret-readers-only' with binding 'secret-readers-only' denied request: alice cannot get secrets in team-a"),
+        "{denied}"
+    );
+    assert!(denied.contains("(Forbidden)") || denied.contains("forbidden"), "{denied}");
+    assert_eq!(dry_run_as(&s, "bob", &cm), "", "bob reads secrets: admitted");
+    // The admin may delete ConfigMaps: the second validation refuses it.
+    let out = s.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], Some(&cm));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writers of ConfigMaps may patch them and not delete them"), "{err}");
+    s.kubectl_ok(&["delete", "validatingadmissionpolicybinding", "secret-readers-only"]);
+
+    // A runaway comprehension: 200³ iterations over the ConfigMap's keys pass the cost
+    // budget; the request fails per failurePolicy (Fail), and a small ConfigMap passes.
+    let runaway = "object.data.all(a, object.data.all(b, object.data.all(c, a != b || b != c || c == a)))";
+    create(
+        &s,
+        "validatingadmissionpolicies",
+        &configmap_policy("runaway", json!({ "validations": [{ "expression": runaway }] })),
+    );
+    create(&s, "validatingadmissionpolicybindings", &binding("runaway", "runaway", &["Deny"]));
+    let big = configmap("big", 200);
+    let err = wait_denied(&s, &big);
+    assert!(
+        err.contains(&format!(
+            "ValidatingAdmissionPolicy 'runaway' with binding 'runaway' denied request: expression '{runaway}' resulted in error: operation cancelled: actual cost limit exceeded"
+        )),
+        "{err}"
+    );
+    wait_admitted(&s, &configmap("small", 3));
+    // failurePolicy Ignore lets it through.
+    s.kubectl_ok(&[
+        "patch",
+        "validatingadmissionpolicy",
+        "runaway",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"failurePolicy":"Ignore"}}"#,
+    ]);
+    wait_admitted(&s, &big);
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (u128, u128) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_micros();

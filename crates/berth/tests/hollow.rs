@@ -1,5 +1,5 @@
 //! Hollow nodes end to end: the real `berth server`, `berth agent --hollow` as a child
-//! process, and the real kubectl: nodes register Ready with their labels, taints and
+//! process with the node token, and the real kubectl: nodes register Ready with their labels, taints and
 //! capacity; bound pods run, complete and delete as with a kubelet; leases advance; a
 //! restarted agent takes its nodes and pods over; bad flags fail clearly.
 
@@ -12,10 +12,12 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-/// `berth agent --hollow` for `s` through its kubeconfig, with `flags`.
+/// `berth agent --hollow` for `s` with the server's node token, with `flags`: the identity
+/// hollow processes run as (`system:node-agent` in `berth:hollow-nodes`), which holds only
+/// what they do (node_authz.rs shows what it cannot).
 fn start_agent(s: &TestServer, flags: &[&str]) -> AgentProcess {
-    let kubeconfig = s.kubeconfig.to_str().expect("a UTF-8 path");
-    s.spawn_agent(&[&["--hollow", "--kubeconfig", kubeconfig], flags].concat())
+    let token = std::fs::read_to_string(s.dir.path().join("token")).expect("the node token");
+    s.spawn_agent(&[&["--hollow", "--server", &s.url, "--token", token.trim()], flags].concat())
 }
 
 /// SIGTERM; the agent must stop by itself (within 30 s), successfully.

@@ -366,14 +366,100 @@ fn node_restriction_keeps_a_node_to_its_own_objects() {
 }
 
 #[test]
-fn the_node_token_user_and_the_client_ca_reader_keep_working() {
-    let s = server();
-    // The shared node token is no node identity: RBAC gives it the static node rules.
+fn the_node_token_user_reads_no_secrets_and_the_client_ca_reader_keeps_working() {
+    let mut s = server();
+    // An older berth bound the node token to the whole system:node role: reconciling at
+    // start deletes that binding (as berth made it, marked for auto-update).
+    let retired = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": "berth:node-agent",
+            "annotations": { "rbac.authorization.kubernetes.io/autoupdate": "true" },
+        },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node" },
+        "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "system:node-agent" }],
+    });
+    create(&s, retired);
+    assert!(s.signal_and_wait("TERM").success());
+    s.restart();
+    let mut gone = None;
+    assert!(
+        wait_until(WAIT, || {
+            let out = s.kubectl(&["get", "clusterrolebinding", "berth:node-agent"]);
+            let found = String::from_utf8_lossy(&out.stderr).contains("NotFound");
+            gone = Some(out);
+            found
+        }),
+        "{gone:?}"
+    );
+
+    // The shared node token is no node identity and no member of system:nodes: it holds
+    // what hollow nodes do, and may still ask for a node certificate.
     let token = std::fs::read_to_string(s.dir.path().join("token")).unwrap().trim().to_string();
     let agent = s.client_as(Credentials::Bearer(token));
-    assert_eq!(get(&agent, "/api/v1/namespaces").0, 200);
     assert_eq!(get(&agent, "/api/v1/nodes").0, 200);
-    assert_eq!(get(&agent, "/api/v1/namespaces/kube-system/secrets").0, 200);
+    assert_eq!(get(&agent, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a").0, 200);
+    assert_eq!(get(&agent, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases").0, 200);
+    assert_eq!(get(&agent, "/apis/certificates.k8s.io/v1/certificatesigningrequests").0, 200);
+    create(
+        &s,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1", "namespace": "default"}, "stringData": {"k": "v"}}),
+    );
+    let user = r#"User "system:node-agent""#;
+    refused(
+        get(&agent, "/api/v1/namespaces/default/secrets/s1"),
+        &format!(
+            r#"secrets "s1" is forbidden: {user} cannot get resource "secrets" in API group "" in the namespace "default""#
+        ),
+    );
+    refused(
+        get(&agent, "/api/v1/namespaces/kube-system/secrets"),
+        &format!(
+            r#"secrets is forbidden: {user} cannot list resource "secrets" in API group "" in the namespace "kube-system""#
+        ),
+    );
+    refused(
+        get(&agent, "/api/v1/secrets?watch=true"),
+        &format!(
+            r#"secrets is forbidden: {user} cannot watch resource "secrets" in API group "" at the cluster scope"#
+        ),
+    );
+    refused(
+        get(&agent, "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"),
+        &format!(
+            r#"configmaps "extension-apiserver-authentication" is forbidden: {user} cannot get resource "configmaps" in API group "" in the namespace "kube-system""#
+        ),
+    );
+    refused(
+        get(&agent, "/api/v1/namespaces/default/persistentvolumeclaims"),
+        &format!(
+            r#"persistentvolumeclaims is forbidden: {user} cannot list resource "persistentvolumeclaims" in API group "" in the namespace "default""#
+        ),
+    );
+    refused(
+        get(&agent, "/apis/coordination.k8s.io/v1/namespaces/default/leases"),
+        &format!(
+            r#"leases.coordination.k8s.io is forbidden: {user} cannot list resource "leases" in API group "coordination.k8s.io" in the namespace "default""#
+        ),
+    );
+    // kubectl lists the same rules: no secrets, configmaps or claims anywhere.
+    let as_token = ["--as", "system:node-agent", "--as-group", "berth:hollow-nodes"];
+    for ns in ["default", "kube-system", "kube-node-lease"] {
+        let list = s.kubectl_ok(&[&["auth", "can-i", "--list", "-n", ns][..], &as_token[..]].concat());
+        for resource in ["secrets", "configmaps", "persistentvolumeclaims", "*.*"] {
+            assert!(!list.lines().any(|l| l.starts_with(resource)), "{ns}: {resource} in\n{list}");
+        }
+        assert!(list.lines().any(|l| l.starts_with("nodes/status ")), "{list}");
+        assert_eq!(
+            list.lines().any(|l| l.starts_with("leases.coordination.k8s.io ")),
+            ns == "kube-node-lease",
+            "{list}"
+        );
+    }
+    let can = s.kubectl(&[&["auth", "can-i", "get", "secrets", "-A"][..], &as_token[..]].concat());
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
+
     // Nodes read the client CA the server publishes (their agents trust it).
     let a = node(&s, "node-a");
     let ca = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";

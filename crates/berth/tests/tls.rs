@@ -64,7 +64,9 @@ fn the_node_token_authenticates_and_a_wrong_one_does_not() {
     assert_eq!(mode & 0o777, 0o600);
     for bearer in [secret.clone(), token.clone()] {
         let node = s.client_as(Credentials::Bearer(bearer));
-        assert_eq!(node.request("GET", "/api/v1/namespaces", None, b"").unwrap().status, 200);
+        // What hollow nodes do, and no more (node_authz.rs has the rest).
+        assert_eq!(node.request("GET", "/api/v1/nodes", None, b"").unwrap().status, 200);
+        assert_eq!(node.request("GET", "/api/v1/namespaces", None, b"").unwrap().status, 403);
         let review = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
         let r = node
             .request(
@@ -77,7 +79,7 @@ fn the_node_token_authenticates_and_a_wrong_one_does_not() {
         assert_eq!(r.status, 201, "{:?}", r.json());
         assert_eq!(
             r.json()["status"]["userInfo"],
-            json!({"username": "system:node-agent", "groups": ["system:nodes", "system:authenticated"]})
+            json!({"username": "system:node-agent", "groups": ["berth:hollow-nodes", "system:authenticated"]})
         );
     }
     for wrong in [format!("{secret}x"), "0".repeat(32), String::new()] {
@@ -177,6 +179,28 @@ fn a_restart_keeps_the_ca_and_the_kubeconfig_and_tls_san_is_served() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "namespace/default");
     s.client().connect_as("example.test").unwrap();
+}
+
+#[test]
+fn a_serving_certificate_the_current_ca_did_not_sign_is_issued_anew() {
+    let mut s = server();
+    assert!(s.signal_and_wait("TERM").success());
+    // Another cluster's CAs replace this server's files; its serving certificate stays.
+    let tls = s.dir.path().join("tls");
+    let serving = tls.join("serving-kube-apiserver.crt");
+    let old = std::fs::read_to_string(&serving).unwrap();
+    let (foreign, foreign_ca, _) = foreign_pki();
+    for name in berth_pki::Pki::SHARED {
+        std::fs::copy(foreign.path().join(name), tls.join(name)).unwrap();
+    }
+    // restart() waits for /readyz through a client that trusts only the kubeconfig's CA,
+    // the new one: the handshake verifies the certificate served now.
+    s.restart();
+    assert_eq!(s.kubeconfig().ca_pem, foreign_ca);
+    assert_eq!(s.client().request("GET", "/api/v1/namespaces/default", None, b"").unwrap().status, 200);
+    assert_ne!(std::fs::read_to_string(&serving).unwrap(), old);
+    let log = s.log();
+    assert!(log.contains("not signed by the current server-ca") && log.contains("serving-kube-apiserver"), "{log}");
 }
 
 /// A `berth agent` child, killed by PID when dropped.

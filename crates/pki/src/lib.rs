@@ -5,7 +5,8 @@
 //!   (signs client certificates the API server accepts), `request-header-ca` (front
 //!   proxies);
 //! - leaf certificates signed by them: the API server's serving certificate
-//!   (`serving-kube-apiserver`, re-issued when a SAN is missing or it nears expiry) and
+//!   (`serving-kube-apiserver`, re-issued when a SAN is missing, it nears expiry or the
+//!   current CA's key does not verify its signature) and
 //!   client certificates such as the admin's (`client-admin`, CN `system:admin`, O
 //!   `system:masters`);
 //! - `service.key`, the key that signs ServiceAccount tokens.
@@ -296,17 +297,14 @@ impl Pki {
             return Ok(None);
         }
         let cert_pem = read(&crt)?;
-        let info = inspect(&crt, &cert_pem)?;
-        let fresh = info.not_after - OffsetDateTime::now_utc() > RENEW_BEFORE;
-        let same_subject = info.common_name == spec.common_name && info.organizations == spec.organizations;
-        let has_sans = spec.sans.iter().all(|s| info.sans.contains(s));
-        // Signed by the CA there is now (it changes when a server adopts a cluster's CA).
         let ca_path = self.path(spec.ca.file(), "crt");
-        let signed_by_ca = inspect(&ca_path, &read(&ca_path)?)?.key_id == info.key_id && info.key_id.is_some();
-        if !(fresh && same_subject && has_sans && signed_by_ca) {
+        let ca_pem = read(&ca_path)?;
+        if let Some(why) = unfit(spec, &crt, &cert_pem, &ca_path, &ca_pem, OffsetDateTime::now_utc())? {
+            tracing::info!(certificate = %spec.name, reason = why, "issuing the certificate anew");
             return Ok(None);
         }
-        Ok(Some(CertKey { cert_pem, key_pem: read(&key)?, not_after: info.not_after }))
+        let not_after = inspect(&crt, &cert_pem)?.not_after;
+        Ok(Some(CertKey { cert_pem, key_pem: read(&key)?, not_after }))
     }
 
     /// The leaf certificates stored in the directory, each described as [`LeafSpec`] (its
@@ -325,8 +323,13 @@ impl Pki {
             if cas.iter().any(|(kind, _)| kind.file() == name) || !self.path(&name, "key").exists() {
                 continue;
             }
-            let info = inspect(&path, &read(&path)?)?;
+            let pem = read(&path)?;
+            let info = inspect(&path, &pem)?;
             let Some((ca, _)) = cas.iter().find(|(_, id)| id.is_some() && *id == info.key_id) else { continue };
+            let ca_path = self.path(ca.file(), "crt");
+            if !signed_by(&path, &pem, &ca_path, &read(&ca_path)?)? {
+                continue;
+            }
             leaves.push(LeafSpec {
                 name,
                 common_name: info.common_name,
@@ -375,6 +378,50 @@ impl Pki {
     }
 }
 
+/// Why the stored leaf `cert_pem` (at `path`) cannot serve as `spec` at `now`, if it cannot:
+/// not signed by the CA `ca_pem` there is now (its signature is verified against that CA's
+/// key: the CA changes when a server adopts a cluster's, or when its files are replaced),
+/// not yet valid or within [`RENEW_BEFORE`] of its end, another subject, or a SAN missing.
+fn unfit(
+    spec: &LeafSpec,
+    path: &Path,
+    cert_pem: &str,
+    ca_path: &Path,
+    ca_pem: &str,
+    now: OffsetDateTime,
+) -> Result<Option<String>> {
+    let info = inspect(path, cert_pem)?;
+    if !signed_by(path, cert_pem, ca_path, ca_pem)? {
+        return Ok(Some(format!("not signed by the current {}", spec.ca.file())));
+    }
+    if info.not_before > now {
+        return Ok(Some(format!("not valid before {}", info.not_before)));
+    }
+    if info.not_after - now <= RENEW_BEFORE {
+        return Ok(Some(format!("ends at {}, within {} days", info.not_after, RENEW_BEFORE.whole_days())));
+    }
+    if info.common_name != spec.common_name || info.organizations != spec.organizations {
+        return Ok(Some("another subject".into()));
+    }
+    let missing: Vec<&str> = spec.sans.iter().filter(|s| !info.sans.contains(s)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Ok(Some(format!("no SAN {}", missing.join(", "))));
+    }
+    Ok(None)
+}
+
+/// Whether the certificate `cert_pem` names the CA `ca_pem` as its issuer and carries a
+/// signature that the CA's public key verifies.
+fn signed_by(path: &Path, cert_pem: &str, ca_path: &Path, ca_pem: &str) -> Result<bool> {
+    let (_, leaf) =
+        x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).map_err(|_| Error::BadCertificate(path.to_path_buf()))?;
+    let leaf = leaf.parse_x509().map_err(|_| Error::BadCertificate(path.to_path_buf()))?;
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|_| Error::BadCertificate(ca_path.to_path_buf()))?;
+    let ca = ca.parse_x509().map_err(|_| Error::BadCertificate(ca_path.to_path_buf()))?;
+    Ok(leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok())
+}
+
 /// What the PKI needs to know of a stored certificate.
 #[derive(Debug)]
 struct CertInfo {
@@ -383,6 +430,7 @@ struct CertInfo {
     key_id: Option<Vec<u8>>,
     organizations: Vec<String>,
     sans: Vec<String>,
+    not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
 
@@ -423,7 +471,15 @@ fn inspect(path: &Path, pem: &str) -> Result<CertInfo> {
             _ => {}
         }
     }
-    Ok(CertInfo { common_name, key_id, organizations, sans, not_after: cert.validity().not_after.to_datetime() })
+    let validity = cert.validity();
+    Ok(CertInfo {
+        common_name,
+        key_id,
+        organizations,
+        sans,
+        not_before: validity.not_before.to_datetime(),
+        not_after: validity.not_after.to_datetime(),
+    })
 }
 
 fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
@@ -621,6 +677,61 @@ mod tests {
         assert_ne!(new_serving, serving.cert_pem);
         assert_eq!(inspect(Path::new("s"), &new_serving).unwrap().sans, sans());
         assert_eq!(pki.leaf(&LeafSpec::serving(&sans())).unwrap().cert_pem, new_serving);
+    }
+
+    #[test]
+    fn a_leaf_naming_the_ca_but_signed_by_another_key_is_issued_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let genuine = pki.leaf(&LeafSpec::serving(&sans())).unwrap();
+        let ca_pem = pki.ca_pem(CaKind::Server).unwrap();
+        // A forger's CA with the real CA's name and key identifier but its own key: the
+        // leaf it signs names the real CA as issuer and authority key.
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans()).unwrap();
+        params.distinguished_name = name("kube-apiserver", &[]);
+        params.use_authority_key_identifier_extension = true;
+        params.not_after = OffsetDateTime::now_utc() + LEAF_VALIDITY;
+        let forged = params.signed_by(&key, &issuer).unwrap().pem();
+        let forged_info = inspect(Path::new("f"), &forged).unwrap();
+        assert_eq!(forged_info.key_id, inspect(Path::new("g"), &genuine.cert_pem).unwrap().key_id);
+        write_private(&pki.path("serving-kube-apiserver", "crt"), &forged).unwrap();
+        write_private(&pki.path("serving-kube-apiserver", "key"), &key.serialize_pem()).unwrap();
+
+        let (crt, ca) = (pki.path("serving-kube-apiserver", "crt"), pki.path("server-ca", "crt"));
+        let spec = LeafSpec::serving(&sans());
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(
+            unfit(&spec, &crt, &forged, &ca, &ca_pem, now).unwrap().as_deref(),
+            Some("not signed by the current server-ca")
+        );
+        let reissued = pki.leaf(&spec).unwrap();
+        assert_ne!(reissued.cert_pem, forged);
+        assert!(signed_by(&crt, &reissued.cert_pem, &ca, &ca_pem).unwrap());
+        assert_eq!(pki.leaf(&spec).unwrap().cert_pem, reissued.cert_pem, "kept once it is sound");
+        assert_eq!(unfit(&spec, &crt, &reissued.cert_pem, &ca, &ca_pem, now).unwrap(), None);
+        // The other reasons, in words.
+        let later = now + LEAF_VALIDITY - RENEW_BEFORE;
+        assert!(unfit(&spec, &crt, &reissued.cert_pem, &ca, &ca_pem, later).unwrap().unwrap().starts_with("ends at"));
+        let earlier = now - Duration::hours(1);
+        assert!(
+            unfit(&spec, &crt, &reissued.cert_pem, &ca, &ca_pem, earlier)
+                .unwrap()
+                .unwrap()
+                .starts_with("not valid before")
+        );
+        let mut more = sans();
+        more.push("berth.example.com".into());
+        assert_eq!(
+            unfit(&LeafSpec::serving(&more), &crt, &reissued.cert_pem, &ca, &ca_pem, now).unwrap().as_deref(),
+            Some("no SAN berth.example.com")
+        );
+        let client = LeafSpec::client("x", "kube-apiserver", &["g"]);
+        assert_eq!(
+            unfit(&client, &crt, &reissued.cert_pem, &ca, &ca_pem, now).unwrap().as_deref(),
+            Some("another subject")
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ fn eval(source: &str, object: Value) -> Result<cel::Value, String> {
     let expr = Expr::compile(source);
     let mut cx = cel::Context::with_env(ENV.clone());
     cx.add_variable_from_value("object", to_cel(&object));
-    expr.eval(&cx)
+    let budget = cost::Budget::new(cost::PER_EXPRESSION_LIMIT);
+    cost::bind(&mut cx, budget.clone());
+    expr.eval(&cx, &budget)
 }
 
 #[test]
@@ -239,5 +241,107 @@ fn evaluation_cost_per_request() {
             assert!(matches!(evaluate_one(p, &base, None), Verdict::Admit));
         }
         eprintln!("policy with {what}: {:?} per evaluation ({n} runs)", start.elapsed() / n);
+    }
+}
+
+#[test]
+fn comprehensions_keep_their_meaning_once_metered() {
+    let obj = json!({ "items": [0, 1, 2, 3] });
+    let cases: &[(&str, cel::Value)] = &[
+        ("object.items.map(x, x * 2) == [0, 2, 4, 6]", cel::Value::Bool(true)),
+        ("object.items.map(x, x > 1, x) == [2, 3]", cel::Value::Bool(true)),
+        ("object.items.filter(x, x % 2 == 1) == [1, 3]", cel::Value::Bool(true)),
+        ("object.items.all(x, x >= 0)", cel::Value::Bool(true)),
+        ("object.items.exists_one(x, x == 2)", cel::Value::Bool(true)),
+        // An error beside a deciding element is absorbed, as in cel-go.
+        ("object.items.exists(x, 6 / x == 2)", cel::Value::Bool(true)),
+        ("object.items.all(x, object.items.exists(y, y == x))", cel::Value::Bool(true)),
+        ("{'a': 1, 'b': 2}.all(k, k.size() == 1)", cel::Value::Bool(true)),
+    ];
+    for (source, want) in cases {
+        assert_eq!(eval(source, obj.clone()).as_ref(), Ok(want), "{source}");
+    }
+}
+
+#[test]
+fn a_runaway_comprehension_is_cancelled_by_its_budget() {
+    let items: Vec<i64> = (0..200).collect();
+    let obj = json!({ "items": items });
+    // 200 iterations of a small step: well within the budget.
+    assert_eq!(eval("object.items.all(x, x < 1000)", obj.clone()), Ok(cel::Value::Bool(true)));
+    // 200³ iterations are not: cancelled, whatever the comprehensions' kinds.
+    for source in [
+        "object.items.all(a, object.items.all(b, object.items.all(c, a + b + c >= 0)))",
+        "object.items.map(a, object.items.map(b, object.items.filter(c, c == a + b))).size() > 0",
+        "object.items.exists(a, object.items.exists(b, object.items.exists(c, a + b + c < 0)))",
+    ] {
+        assert_eq!(eval(source, obj.clone()), Err(cost::EXCEEDED.to_string()), "{source}");
+    }
+    // The budget is per expression: the next one starts afresh.
+    let budget = cost::Budget::new(10);
+    assert!(budget.charge(10));
+    assert!(!budget.charge(1));
+    assert!(budget.exceeded());
+    budget.reset();
+    assert!(!budget.exceeded() && budget.charge(10));
+}
+
+#[test]
+fn a_policy_over_budget_follows_its_failure_policy() {
+    let items: Vec<i64> = (0..200).collect();
+    let runaway = "object.items.all(a, object.items.all(b, object.items.all(c, a != b || b != c || c >= 0)))";
+    let closed = policy(json!({ "validations": [{ "expression": runaway }] }));
+    assert_eq!(
+        verdict(&closed, json!({ "items": items }), json!({})),
+        Some(format!("expression '{runaway}' resulted in error: {}", cost::EXCEEDED))
+    );
+    let open = policy(json!({ "failurePolicy": "Ignore", "validations": [{ "expression": runaway }] }));
+    assert_eq!(verdict(&open, json!({ "items": items }), json!({})), None);
+}
+
+#[test]
+fn the_authorizer_library_asks_the_authorizer_for_the_user() {
+    use crate::authn::UserInfo;
+    use crate::authz::{Authorizer, Modes};
+    let request = json!({ "operation": "CREATE" });
+    let resource = authorizer::RequestResource {
+        group: "apps".into(),
+        resource: "deployments".into(),
+        namespace: "team-a".into(),
+        name: "web".into(),
+        ..Default::default()
+    };
+    let check = |modes: &str, user: UserInfo, source: &str| -> Result<cel::Value, String> {
+        let authz = Arc::new(Authorizer::new(modes.parse::<Modes>().unwrap()));
+        let base = base_context(None, None, &request, None).with_authorizer(authz, user, &resource);
+        let expr = Expr::compile(source);
+        let cx = base.cx.new_inner_scope();
+        expr.eval(&cx, &base.budget)
+    };
+    let alice = || UserInfo::new("alice", []);
+    let admin = || UserInfo::new("root", ["system:masters".to_string()]);
+    let secrets = "authorizer.group('').resource('secrets').namespace('team-a').check('get')";
+    // RBAC with no bindings: only system:masters may.
+    assert_eq!(check("RBAC", alice(), &format!("{secrets}.allowed()")), Ok(cel::Value::Bool(false)));
+    assert_eq!(check("RBAC", admin(), &format!("{secrets}.allowed()")), Ok(cel::Value::Bool(true)));
+    assert_eq!(check("AlwaysAllow", alice(), &format!("{secrets}.allowed()")), Ok(cel::Value::Bool(true)));
+    for source in [
+        "authorizer.requestResource.check('delete').allowed()",
+        "authorizer.requestResource.subresource('scale').check('update').allowed()",
+        "authorizer.path('/healthz').check('get').allowed()",
+        "authorizer.group('apps').resource('deployments').name('web').namespace('b').check('list').allowed()",
+    ] {
+        assert_eq!(check("RBAC", admin(), source), Ok(cel::Value::Bool(true)), "{source}");
+        assert_eq!(check("RBAC", alice(), source), Ok(cel::Value::Bool(false)), "{source}");
+    }
+    // A ServiceAccount check is the account's, not the requester's.
+    let sa = "authorizer.serviceAccount('team-a', 'ci').group('').resource('pods').check('list').allowed()";
+    assert_eq!(check("RBAC", admin(), sa), Ok(cel::Value::Bool(false)), "the requester's groups do not carry over");
+    assert_eq!(check("AlwaysAllow", alice(), sa), Ok(cel::Value::Bool(true)));
+    let decision = format!("{secrets}.reason() == '' && !{secrets}.errored() && {secrets}.error() == ''");
+    assert_eq!(check("RBAC", alice(), &decision), Ok(cel::Value::Bool(true)));
+    // Calls on the wrong kind of value are errors, not answers.
+    for bad in ["authorizer.resource('pods')", "authorizer.group('').check('get')", "'x'.allowed()"] {
+        assert!(check("RBAC", admin(), bad).is_err(), "{bad}");
     }
 }

@@ -366,6 +366,11 @@ pub fn cluster_roles() -> Vec<Value> {
         // only its own Node, Kubernetes 1.32+) does not give. List and watch only: `get`
         // of another Node stays refused.
         cluster_role("berth:node-routes", json!({}), vec![rule(&[""], &["nodes"], &["list", "watch"])]),
+        // What a hollow-node process does, for every node it plays (the node token's group):
+        // register and heartbeat Nodes, play the pods bound to them. No secrets, configmaps
+        // or volumes: hollow pods mount nothing. Leases are granted in kube-node-lease only
+        // (the Role below).
+        cluster_role("berth:hollow-node", json!({}), hollow_node_rules()),
         // TLS bootstrapping: what a join token may do, and the approver's checks (a
         // SubjectAccessReview on these pseudo-subresources of a CSR's requester).
         cluster_role(
@@ -413,6 +418,23 @@ pub fn node_rules() -> Vec<Value> {
     ]
 }
 
+/// The rules of `berth:hollow-node`: exactly the requests `berth_agent::hollow` sends
+/// (creating or taking over its Nodes, their status, watching them and the bound pods,
+/// the pods' status and their deletion once their grace period ends).
+pub fn hollow_node_rules() -> Vec<Value> {
+    vec![
+        rule(&[""], &["nodes"], &["create", "get", "list", "watch", "patch", "update"]),
+        rule(&[""], &["nodes/status"], &["patch", "update"]),
+        rule(&[""], &["pods"], &["get", "list", "watch", "delete"]),
+        rule(&[""], &["pods/status"], &["patch", "update"]),
+    ]
+}
+
+/// Default ClusterRoleBindings an older berth made that are no longer wanted (name and
+/// the role they named), deleted when reconciling finds them unchanged: `berth:node-agent`
+/// gave the node token the whole `system:node` role, every secret included.
+const RETIRED_BINDINGS: &[(&str, &str)] = &[("berth:node-agent", "system:node")];
+
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
     vec![
@@ -446,9 +468,15 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         // (reconciling removes the group an older berth bound here).
         binding("system:node", "system:node", &[]),
         // The shared node token is not a node identity: real agents given it trade it for
-        // a node certificate (below); hollow processes acting for many nodes at once keep
-        // using it, so it keeps the static node rules through RBAC.
-        binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]),
+        // a node certificate (a CSR, as a bootstrap token does, auto-approved below);
+        // hollow processes acting for many nodes at once keep using it, with the hollow
+        // nodes' rules only.
+        binding(
+            "berth:node-token-bootstrapper",
+            "system:node-bootstrapper",
+            &[("User", crate::authn::NODE_AGENT_USER)],
+        ),
+        binding("berth:hollow-nodes", "berth:hollow-node", &[("Group", crate::authn::HOLLOW_NODES_GROUP)]),
         binding(
             "berth:node-agent-autoapprove",
             "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
@@ -524,12 +552,36 @@ pub fn namespace_roles_and_bindings() -> Vec<(&'static str, Value)> {
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": cluster_info },
         "subjects": [{ "kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": crate::authn::ANONYMOUS }],
     });
+    let hollow = "berth:hollow-node-lease";
+    let hollow_role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": meta_in("kube-node-lease", hollow),
+        "rules": [rule(&["coordination.k8s.io"], &["leases"], &["create", "get", "list", "watch", "patch", "update"])],
+    });
+    let hollow_binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta_in("kube-node-lease", hollow),
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": hollow },
+        "subjects": [{ "kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": crate::authn::HOLLOW_NODES_GROUP }],
+    });
     vec![
         ("roles", role),
         ("rolebindings", binding),
         ("roles", cluster_info_role),
         ("rolebindings", cluster_info_binding),
+        ("roles", hollow_role),
+        ("rolebindings", hollow_binding),
     ]
+}
+
+/// Whether `existing` is the retired default binding `name` as berth made it (still marked
+/// for auto-update and naming the role it did), which reconciling deletes.
+fn retired(existing: &Value, name: &str) -> bool {
+    RETIRED_BINDINGS
+        .iter()
+        .any(|(retired, role)| *retired == name && existing["roleRef"]["name"] == *role && autoupdate(existing))
 }
 
 /// The rules of the aggregated default roles, filled from the defaults they select (so
@@ -622,6 +674,17 @@ pub async fn reconcile_all(app: &App) -> ApiResult<()> {
         .map(|r| ("clusterroles", r))
         .chain(cluster_role_bindings().into_iter().map(|b| ("clusterrolebindings", b)))
         .chain(namespace_roles_and_bindings());
+    for (name, _) in RETIRED_BINDINGS {
+        let key = key("clusterrolebindings", None, name);
+        let Some(kv) = app.store.get(&key).await? else { continue };
+        if serde_json::from_slice::<Value>(&kv.value).is_ok_and(|existing| retired(&existing, name)) {
+            tracing::info!(%name, "deleting a retired default ClusterRoleBinding");
+            match app.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(_) | Err(berth_store::Error::NotFound(_) | berth_store::Error::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     for (plural, mut default) in objects {
         let name = default["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let key = key(plural, default["metadata"]["namespace"].as_str(), &name);
@@ -698,5 +761,43 @@ mod tests {
         assert_eq!(updated["subjects"][0]["name"], "kept");
         assert_eq!(reconcile(&updated, &default), None);
         assert_eq!(key("roles", Some("kube-system"), "r"), format!("{}roles/kube-system/r", super::super::RBAC_PREFIX));
+    }
+
+    #[test]
+    fn the_node_token_binding_to_system_node_is_retired() {
+        let mut old = binding("berth:node-agent", "system:node", &[("User", crate::authn::NODE_AGENT_USER)]);
+        assert!(retired(&old, "berth:node-agent"));
+        assert!(!cluster_role_bindings().iter().any(|b| b["metadata"]["name"] == "berth:node-agent"));
+        // Not ours any more once an admin pinned it or pointed it elsewhere.
+        old["metadata"]["annotations"][AUTOUPDATE] = json!("false");
+        assert!(!retired(&old, "berth:node-agent"));
+        let other = binding("berth:node-agent", "view", &[]);
+        assert!(!retired(&other, "berth:node-agent"));
+        assert!(!retired(&binding("x", "system:node", &[]), "x"));
+    }
+
+    #[test]
+    fn the_node_token_reaches_no_secrets_configmaps_or_volumes() {
+        let mut roles = cluster_roles();
+        fill_aggregated(&mut roles);
+        let group = crate::authn::HOLLOW_NODES_GROUP;
+        let user = crate::authn::NODE_AGENT_USER;
+        let names: Vec<String> = cluster_role_bindings()
+            .iter()
+            .filter(|b| {
+                b["subjects"].as_array().into_iter().flatten().any(|s| {
+                    (s["kind"] == "Group" && (s["name"] == group || s["name"] == "system:authenticated"))
+                        || (s["kind"] == "User" && s["name"] == user)
+                })
+            })
+            .map(|b| b["roleRef"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(names.contains(&"berth:hollow-node".to_string()), "{names:?}");
+        for role in roles.iter().filter(|r| names.iter().any(|n| r["metadata"]["name"] == n.as_str())) {
+            let text = role["rules"].to_string();
+            for resource in ["\"secrets\"", "\"configmaps\"", "\"persistentvolumeclaims\"", "\"*\""] {
+                assert!(!text.contains(resource), "{} grants {resource}", role["metadata"]["name"]);
+            }
+        }
     }
 }
