@@ -286,6 +286,33 @@ fn priority_classes_resolve_and_preemption_evicts_lower_priority_pods() {
 }
 
 #[test]
+fn preemption_recounts_anti_affinity_without_the_victims() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+    add_node(&s, "only", json!({}), json!([]), cpu("4"));
+    let quick = json!({"terminationGracePeriodSeconds": 0});
+    create_ok(&s, "db", json!({"app": "db"}), quick.clone());
+    create_ok(&s, "bystander", json!({"app": "other"}), quick);
+    wait_bound(&s, "db");
+    wait_bound(&s, "bystander");
+    // Room enough, but the guard's anti-affinity excludes the db pod's node: preemption
+    // must count the affinity without the db pod to see that evicting it helps.
+    create_ok(
+        &s,
+        "guard",
+        json!({"app": "guard"}),
+        json!({"priorityClassName": "high", "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+    );
+    assert!(wait_until(WAIT, || !exists(&s, "db")), "db not preempted: {}", get_pod(&s, "guard"));
+    assert_eq!(wait_bound(&s, "guard"), "only");
+    assert!(exists(&s, "bystander"), "only the pod in the way is evicted");
+    let e = wait_event(&s, "db", "Preempted");
+    assert!(e["message"].as_str().unwrap_or("").ends_with("on node only"), "{e}");
+}
+
+#[test]
 fn preemption_policy_never_keeps_the_pod_pending() {
     let s = server();
     let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "polite"},

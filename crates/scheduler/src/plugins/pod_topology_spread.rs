@@ -12,10 +12,10 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+use k8s_openapi::api::core::v1::{Toleration, TopologySpreadConstraint};
 
 use crate::cache::{Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
-use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+use crate::framework::{Change, MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 use crate::plugins::node_affinity::Required;
 use crate::selectors::{Selector, untolerated};
 
@@ -27,6 +27,7 @@ pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 /// Reason: the node lacks a constraint's topology key.
 pub const MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
 
+#[derive(Clone)]
 struct Constraint {
     max_skew: i64,
     key: String,
@@ -86,6 +87,7 @@ pub fn default_selector(pod: &PodInfo, cache: &Cache) -> Option<Selector> {
 }
 
 /// One constraint's counts.
+#[derive(Clone)]
 struct Counted {
     /// Matching pods per domain (eligible nodes only; a domain absent has none).
     pods: DomainCounts,
@@ -103,6 +105,7 @@ impl Counted {
     }
 }
 
+#[derive(Clone)]
 struct Spread {
     constraints: Vec<Constraint>,
     /// Per constraint: its counts.
@@ -160,6 +163,25 @@ fn compile(pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
         .collect()
 }
 
+/// Whether `node` counts for constraint `c`: a node lacking any constraint's key is not
+/// counted (as Kubernetes), nor one the policies exclude.
+fn eligible(
+    node: &NodeInfo,
+    c: &Constraint,
+    constraints: &[Constraint],
+    required: &Required,
+    tolerations: &[Toleration],
+) -> bool {
+    node.node.is_some()
+        && (if c.system_default {
+            node.labels.contains_key(&c.key)
+        } else {
+            constraints.iter().all(|c| node.labels.contains_key(&c.key))
+        })
+        && (!c.honor_affinity || required.matches(node))
+        && (!c.honor_taints || untolerated(&node.taints, tolerations, &["NoSchedule", "NoExecute"]).is_none())
+}
+
 /// Counts matching pods per domain over the nodes the constraints consider: every
 /// eligible node's domain is present (with 0 when it has no matching pod); the matching
 /// pods are found through the cache's label index, not by walking every pod.
@@ -190,18 +212,7 @@ fn count(pod: &PodInfo, cache: &Cache, constraints: &[Constraint], only: Option<
             .collect();
     }
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
-    // Whether the node counts for constraint `c`: a node lacking any constraint's key is
-    // not counted (as Kubernetes), nor one the policies exclude.
-    let eligible = |node: &NodeInfo, c: &Constraint| {
-        node.node.is_some()
-            && (if c.system_default {
-                node.labels.contains_key(&c.key)
-            } else {
-                constraints.iter().all(|c| node.labels.contains_key(&c.key))
-            })
-            && (!c.honor_affinity || required.matches(node))
-            && (!c.honor_taints || untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_none())
-    };
+    let eligible = |node: &NodeInfo, c: &Constraint| eligible(node, c, constraints, &required, &tolerations);
     let mut counts = vec![HashMap::new(); constraints.len()];
     let only_names: Option<std::collections::HashSet<&str>> = only.map(|n| n.iter().map(|n| n.name.as_str()).collect());
     for (c, counts) in constraints.iter().zip(counts.iter_mut()) {
@@ -248,6 +259,36 @@ impl Plugin for PodTopologySpread {
         }
         let counts = count(pod, cache, &constraints, None);
         Ok(Prepared::with(Spread { constraints, counts }))
+    }
+
+    fn update(
+        &self,
+        pod: &PodInfo,
+        prepared: &mut Prepared,
+        change: Change,
+        other: &PodInfo,
+        node: &NodeInfo,
+        _cache: &Cache,
+    ) {
+        let Some(s) = prepared.get::<Spread>() else {
+            return;
+        };
+        if other.namespace != pod.namespace || other.terminating() {
+            return;
+        }
+        let required = Required::of(pod);
+        let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
+        let mut s = s.clone();
+        for (c, counted) in s.constraints.iter().zip(s.counts.iter_mut()) {
+            if !c.selector.matches(&other.labels) || !eligible(node, c, &s.constraints, &required, &tolerations) {
+                continue;
+            }
+            let pods = std::sync::Arc::make_mut(&mut counted.pods);
+            *pods.entry(node.labels[&c.key].clone()).or_insert(0) += change.sign();
+            // A domain left out of `pods` has no pods: the minimum is then 0.
+            counted.min = if pods.len() < counted.domains { 0 } else { pods.values().copied().min().unwrap_or(0) };
+        }
+        *prepared = Prepared::with(s);
     }
 
     fn filter(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
