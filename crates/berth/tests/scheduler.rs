@@ -1,6 +1,7 @@
 //! The scheduler inside `berth server`, driven over the real API: nodes created through
 //! the API (no node agent), pods placed by zone spread, anti-affinity, taints, extended
-//! resources and priority (with preemption); pending pods report why, as Kubernetes does.
+//! resources, priority (with preemption) and local volumes; pending pods report why, as
+//! Kubernetes does.
 
 use std::path::Path;
 use std::time::Duration;
@@ -283,6 +284,73 @@ fn priority_classes_resolve_and_preemption_evicts_lower_priority_pods() {
     let victim = if gone("low-1") { "low-1" } else { "low-2" };
     let e = wait_event(&s, victim, "Preempted");
     assert!(e["message"].as_str().unwrap_or("").ends_with("on node only"), "{e}");
+}
+
+#[test]
+fn preemption_recounts_anti_affinity_without_the_victims() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+    add_node(&s, "only", json!({}), json!([]), cpu("4"));
+    let quick = json!({"terminationGracePeriodSeconds": 0});
+    create_ok(&s, "db", json!({"app": "db"}), quick.clone());
+    create_ok(&s, "bystander", json!({"app": "other"}), quick);
+    wait_bound(&s, "db");
+    wait_bound(&s, "bystander");
+    // Room enough, but the guard's anti-affinity excludes the db pod's node: preemption
+    // must count the affinity without the db pod to see that evicting it helps.
+    create_ok(
+        &s,
+        "guard",
+        json!({"app": "guard"}),
+        json!({"priorityClassName": "high", "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+    );
+    assert!(wait_until(WAIT, || !exists(&s, "db")), "db not preempted: {}", get_pod(&s, "guard"));
+    assert_eq!(wait_bound(&s, "guard"), "only");
+    assert!(exists(&s, "bystander"), "only the pod in the way is evicted");
+    let e = wait_event(&s, "db", "Preempted");
+    assert!(e["message"].as_str().unwrap_or("").ends_with("on node only"), "{e}");
+}
+
+#[test]
+fn wait_for_first_consumer_claims_go_where_a_local_volume_is() {
+    let s = server();
+    add_node(&s, "n1", json!({}), json!([]), cpu("4"));
+    add_node(&s, "n2", json!({}), json!([]), cpu("4"));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local-disks"},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"});
+    let (code, v) = s.http_json("POST", "/apis/storage.k8s.io/v1/storageclasses", Some(&class));
+    assert_eq!(code, 201, "{v}");
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "disk-n2"},
+        "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-disks",
+            "local": {"path": "/mnt/disks/a"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}]}}}});
+    let (code, v) = s.http_json("POST", "/api/v1/persistentvolumes", Some(&pv));
+    assert_eq!(code, 201, "{v}");
+    for (claim, size) in [("data", "1Gi"), ("big", "10Gi")] {
+        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+            "spec": {"storageClassName": "local-disks", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}}}});
+        let (code, v) = s.http_json("POST", "/api/v1/namespaces/default/persistentvolumeclaims", Some(&pvc));
+        assert_eq!(code, 201, "{v}");
+    }
+    let mounting = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
+    create_ok(&s, "app", json!({}), mounting("data"));
+    assert_eq!(wait_bound(&s, "app"), "n2");
+    let claim_volume = || {
+        s.http_json("GET", "/api/v1/namespaces/default/persistentvolumeclaims/data", None).1["spec"]["volumeName"]
+            .clone()
+    };
+    assert!(wait_until(WAIT, || claim_volume() == "disk-n2"), "claim not bound: {}", claim_volume());
+    // No local volume is big enough for the second claim: it fits nowhere.
+    create_ok(&s, "app2", json!({}), mounting("big"));
+    wait_unschedulable_with(
+        &s,
+        "app2",
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
+    );
 }
 
 #[test]

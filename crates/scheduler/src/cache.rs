@@ -233,9 +233,9 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Images present on the node (normalized name → size in bytes).
     pub images: HashMap<String, i64>,
-    /// Pods nominated to the node by preemption, waiting for their victims to go:
-    /// (pod key, priority, requests). Pods of lower or equal priority leave room for them.
-    pub nominated: Vec<(String, i32, Resources)>,
+    /// Pods nominated to the node by preemption, waiting for their victims to go. Pods of
+    /// lower or equal priority are filtered as if these ran there ([`crate::framework::fits`]).
+    pub nominated: Vec<Arc<PodInfo>>,
 }
 
 impl NodeInfo {
@@ -389,7 +389,8 @@ struct Groups {
 /// A counted group no cycle asked for within this many asks (of any group) is dropped.
 const GROUP_IDLE_ASKS: u64 = 20_000;
 
-fn bump_domain(counts: &mut DomainCounts, domain: &str, by: i64) {
+/// Adds `by` to a domain's count, dropping the domain when it reaches 0.
+pub(crate) fn bump_domain(counts: &mut DomainCounts, domain: &str, by: i64) {
     let map = Arc::make_mut(counts);
     match map.get_mut(domain) {
         Some(c) => {
@@ -809,10 +810,10 @@ impl Cache {
     }
 
     /// Reserves room on `node` for a pod that preempted victims there.
-    pub fn nominate(&mut self, info: &PodInfo, node: &str) {
+    pub fn nominate(&mut self, info: Arc<PodInfo>, node: &str) {
         self.clear_nomination(&info.key);
-        self.entry(node).nominated.push((info.key.clone(), info.priority, info.requests.requests.clone()));
         self.nominations.insert(info.key.clone(), node.to_string());
+        self.entry(node).nominated.push(info);
     }
 
     /// Drops a pod's nomination (it was bound or deleted).
@@ -820,7 +821,7 @@ impl Cache {
         if let Some(node) = self.nominations.remove(key)
             && let Some(&i) = self.index.get(&node)
         {
-            self.nodes[i].nominated.retain(|(k, _, _)| k != key);
+            self.nodes[i].nominated.retain(|p| p.key != key);
             self.drop_if_empty(&node);
         }
     }

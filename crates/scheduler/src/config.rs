@@ -1,7 +1,8 @@
 //! `--scheduler-config`: a subset of `KubeSchedulerConfiguration`
 //! (`kubescheduler.config.k8s.io/v1`): profiles with their scheduler names, plugins
 //! enabled or disabled per extension point (`filter`, `score`, `multiPoint`), score
-//! weights, `percentageOfNodesToScore`, and the args of NodeResourcesFit and InterPodAffinity.
+//! weights, `percentageOfNodesToScore`, and the args of NodeResourcesFit, InterPodAffinity
+//! and PodTopologySpread.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -183,7 +184,12 @@ fn instantiate(name: &str, p: &ProfileConfig) -> Result<Arc<dyn Plugin>, Error> 
         "NodeAffinity" => Arc::new(NodeAffinity),
         "NodePorts" => Arc::new(NodePorts),
         "VolumeBinding" => Arc::new(VolumeBinding),
-        "PodTopologySpread" => Arc::new(PodTopologySpread),
+        "PodTopologySpread" => Arc::new(match args_of(p, name) {
+            Some(args) => {
+                PodTopologySpread::from_args(args).map_err(|e| Error::Config(format!("PodTopologySpread args: {e}")))?
+            }
+            None => PodTopologySpread::default(),
+        }),
         "ImageLocality" => Arc::new(ImageLocality),
         "NodeResourcesBalancedAllocation" => Arc::new(BalancedAllocation::default()),
         "InterPodAffinity" => {
@@ -349,8 +355,71 @@ profiles:
             "kind: Pod",
             "profiles: [{pluginConfig: [{name: NodeResourcesFit, args: {scoringStrategy: {type: Weird}}}]}]",
             "profiles: 3",
+            "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]}}]}]",
+            "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: List, defaultConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]}}]}]",
+            "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: List, defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: Maybe}]}}]}]",
+            "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: List, defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {}}]}}]}]",
+            "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: Other}}]}]",
         ] {
             assert!(SchedulerConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spread_default_constraints_from_the_config() {
+        use crate::cache::PodInfo;
+        use crate::framework::{Cycle, Decision};
+        use crate::plugins::testing::{bound_labelled, cache_of, labelled, node};
+        use serde_json::json;
+        use std::sync::Arc;
+        let config = |args: &str| {
+            SchedulerConfig::parse(&format!(
+                "profiles: [{{percentageOfNodesToScore: 100, pluginConfig: [{{name: PodTopologySpread, args: {args}}}]}}]"
+            ))
+            .unwrap()
+            .profiles()
+            .unwrap()
+            .remove(0)
+        };
+        let listed = config(
+            "{defaultingType: List, defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]}",
+        );
+        let none = config("{defaultingType: List}");
+        let system = config("{defaultingType: System}");
+        let nodes = vec![node("a", json!({"labels": {"zone": "a"}})), node("b", json!({"labels": {"zone": "b"}}))];
+        let mut cache = cache_of(
+            nodes,
+            vec![
+                bound_labelled("w1", "a", json!({"app": "web"}), json!({})),
+                bound_labelled("w2", "b", json!({"app": "web"}), json!({})),
+                bound_labelled("w3", "a", json!({"app": "web"}), json!({})),
+            ],
+        );
+        let pod: PodInfo = labelled(json!({"app": "web"}), json!({}));
+        let filtered = |profile: &Profile, cache: &crate::cache::Cache| {
+            let prepared = crate::framework::pre_filter(profile, &pod, cache).unwrap();
+            cache
+                .nodes()
+                .iter()
+                .filter(|n| crate::framework::fits(profile, &prepared, &pod, n, cache).is_ok())
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+        };
+        // No Service or controller selects the pod: no default constraint.
+        assert_eq!(filtered(&listed, &cache), ["a", "b"]);
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}}}),
+        )
+        .unwrap();
+        cache.services.insert("default/web".into(), Arc::new(svc));
+        // The listed DoNotSchedule zone constraint keeps the pod out of the crowded zone;
+        // an empty list means no defaults; System's defaults only score.
+        assert_eq!(filtered(&listed, &cache), ["b"]);
+        assert_eq!(filtered(&none, &cache), ["a", "b"]);
+        assert_eq!(filtered(&system, &cache), ["a", "b"]);
+        match Cycle::new(1).schedule(&listed, &cache, &pod) {
+            Decision::Node(n) => assert_eq!(n, "b"),
+            Decision::Unschedulable(d) => panic!("{}", d.message()),
         }
     }
 }

@@ -35,11 +35,12 @@ impl Rejection {
     }
 }
 
-/// Per-cycle data a plugin computes in pre-filter or pre-score and reads per node.
-pub type State = Option<Box<dyn Any + Send + Sync>>;
+/// Per-cycle data a plugin computes in pre-filter or pre-score and reads per node; shared,
+/// so that preemption and nominated pods can work on a cheap copy of the whole cycle state.
+pub type State = Option<Arc<dyn Any + Send + Sync>>;
 
 /// What pre-filter decided for one plugin.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Prepared {
     /// The plugin has nothing to check for this pod (its filter is not called).
     pub skip: bool,
@@ -55,12 +56,31 @@ impl Prepared {
 
     /// Data for the filter.
     pub fn with<T: Any + Send + Sync>(value: T) -> Prepared {
-        Prepared { skip: false, state: Some(Box::new(value)) }
+        Prepared { skip: false, state: Some(Arc::new(value)) }
     }
 
     /// The data, downcast.
     pub fn get<T: Any>(&self) -> Option<&T> {
         self.state.as_ref().and_then(|s| s.downcast_ref())
+    }
+}
+
+/// Whether a pod is added to a node or removed from it, for [`Plugin::update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The pod is counted as running on the node (a nominated pod, a spared victim).
+    Add,
+    /// The pod is no longer counted on the node (a preemption victim).
+    Remove,
+}
+
+impl Change {
+    /// +1 or -1.
+    pub fn sign(self) -> i64 {
+        match self {
+            Change::Add => 1,
+            Change::Remove => -1,
+        }
     }
 }
 
@@ -82,6 +102,20 @@ pub trait Plugin: Send + Sync {
     /// Computes per-pod data once per cycle; a rejection here rejects every node.
     fn pre_filter(&self, _pod: &PodInfo, _cache: &Cache) -> Result<Prepared, Rejection> {
         Ok(Prepared::default())
+    }
+
+    /// Updates pre-filter data as if `other` were added to or removed from `node`
+    /// (Kubernetes' PreFilterExtensions AddPod/RemovePod); only plugins whose pre-filter
+    /// data depends on other pods implement it.
+    fn update(
+        &self,
+        _pod: &PodInfo,
+        _prepared: &mut Prepared,
+        _change: Change,
+        _other: &PodInfo,
+        _node: &NodeInfo,
+        _cache: &Cache,
+    ) {
     }
 
     /// Whether the pod fits the node.
@@ -181,15 +215,56 @@ pub fn pre_filter(profile: &Profile, pod: &PodInfo, cache: &Cache) -> Result<Vec
     profile.filters.iter().map(|p| p.pre_filter(pod, cache)).collect()
 }
 
-/// Whether the pod passes every filter on `node`, given pre-filter data.
-pub fn fits(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+/// Updates every plugin's pre-filter data for `other` added to or removed from `node`.
+pub fn update_state(
+    profile: &Profile,
+    prepared: &mut [Prepared],
+    pod: &PodInfo,
+    change: Change,
+    other: &PodInfo,
+    node: &NodeInfo,
+    cache: &Cache,
+) {
+    for (plugin, p) in profile.filters.iter().zip(prepared.iter_mut()) {
+        if !p.skip {
+            plugin.update(pod, p, change, other, node, cache);
+        }
+    }
+}
+
+/// Whether the pod passes every filter on `node`, given pre-filter data, as Kubernetes'
+/// `RunFilterPluginsWithNominatedPods`: pods nominated to the node with at least the pod's
+/// priority are first counted as running there (resources, and the affinity and spread
+/// room they take), then the filters run again without them (a nominated pod that may
+/// not come must not be what satisfies the pod's affinity).
+pub fn fits(
+    profile: &Profile,
+    prepared: &[Prepared],
+    pod: &PodInfo,
+    node: &NodeInfo,
+    cache: &Cache,
+) -> Result<(), Rejection> {
+    let mut nominated = node.nominated.iter().filter(|p| p.key != pod.key && p.priority >= pod.priority).peekable();
+    if nominated.peek().is_none() {
+        return run_filters(profile, prepared, pod, node);
+    }
+    let mut with = node.clone();
+    with.nominated.clear();
+    let mut state = prepared.to_vec();
+    for p in nominated {
+        with.add_pod(p.clone());
+        update_state(profile, &mut state, pod, Change::Add, p, &with, cache);
+    }
+    run_filters(profile, &state, pod, &with)?;
     run_filters(profile, prepared, pod, node)
 }
 
 /// Filters nodes from `start` (round robin) until `want` feasible ones are found, on
 /// `threads` threads when there are many nodes.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn filter_nodes(
     profile: &Profile,
+    cache: &Cache,
     prepared: &[Prepared],
     pod: &PodInfo,
     nodes: &[NodeInfo],
@@ -202,7 +277,7 @@ fn filter_nodes(
     let check = |i: usize| -> Option<Result<(), Rejection>> {
         let node = &nodes[(start + i) % n];
         node.node.as_ref()?;
-        Some(run_filters(profile, prepared, pod, node))
+        Some(fits(profile, prepared, pod, node, cache))
     };
     if threads <= 1 || n < 4 * BLOCK {
         let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
@@ -325,13 +400,13 @@ impl Cycle {
         if let Some(nominated) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
             && let Some(node) = cache.node(nominated)
             && node.node.is_some()
-            && run_filters(profile, &prepared, pod, node).is_ok()
+            && fits(profile, &prepared, pod, node, cache).is_ok()
         {
             return Decision::Node(nominated.to_string());
         }
         let want = feasible_nodes_to_find(profile.percentage_of_nodes_to_score, num_all_nodes);
         let start = self.next_start % nodes.len().max(1);
-        let filtered = filter_nodes(profile, &prepared, pod, nodes, start, want, self.threads);
+        let filtered = filter_nodes(profile, cache, &prepared, pod, nodes, start, want, self.threads);
         self.next_start = (start + filtered.visited) % nodes.len().max(1);
         if filtered.feasible.is_empty() {
             diagnosis.nodes = filtered.rejected.into_iter().map(|(i, r)| (nodes[i].name.clone(), r)).collect();
@@ -438,5 +513,56 @@ mod tests {
         let mut s = vec![0, 5, 10];
         default_normalize(&mut s, true);
         assert_eq!(s, [100, 50, 0]);
+    }
+
+    #[test]
+    fn nominated_pods_hold_their_room() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{cache_of, labelled, node};
+        use serde_json::json;
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let mut cache = cache_of(vec![node("a", json!({}))], vec![]);
+        let nominee = labelled(
+            json!({"app": "db"}),
+            json!({"priority": 10, "containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]}),
+        );
+        let mut nominee = nominee.pod.as_ref().clone();
+        nominee.metadata.name = Some("db".into());
+        cache.nominate(Arc::new(PodInfo::new(Arc::new(nominee))), "a");
+        let decide = |cache: &Cache, spec: serde_json::Value| match Cycle::new(1).schedule(
+            profile,
+            cache,
+            &labelled(json!({"app": "web"}), spec),
+        ) {
+            Decision::Node(n) => n,
+            Decision::Unschedulable(d) => d.message(),
+        };
+        let term = |kind: &str| {
+            json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}})
+        };
+        let cpu = |priority: i32, cpu: &str| {
+            json!({"priority": priority,
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]})
+        };
+        // Resources: 3 of 4 CPUs are held for the nominee, for pods of its priority or lower.
+        assert_eq!(decide(&cache, cpu(5, "2")), "0/1 nodes are available: 1 Insufficient cpu.");
+        assert_eq!(decide(&cache, cpu(20, "2")), "a");
+        // Anti-affinity against the nominee: as if it ran there.
+        let mut anti = cpu(5, "100m");
+        anti["affinity"] = term("podAntiAffinity");
+        assert_eq!(
+            decide(&cache, anti.clone()),
+            "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules."
+        );
+        anti["priority"] = json!(20);
+        assert_eq!(decide(&cache, anti), "a");
+        // Affinity to the nominee: not satisfied by a pod that may never come.
+        let mut with = cpu(5, "100m");
+        with["affinity"] = term("podAffinity");
+        assert_eq!(decide(&cache, with), "0/1 nodes are available: 1 node(s) didn't match pod affinity rules.");
+        // Once the nominee is bound (or gone), the room is free.
+        cache.clear_nomination("default/db");
+        assert_eq!(decide(&cache, cpu(5, "2")), "a");
     }
 }

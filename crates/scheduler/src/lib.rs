@@ -188,7 +188,7 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
                 prof.preempting += t3.elapsed();
                 let victims = match preempted {
                     Ok(v) => {
-                        cache.nominate(&info, &v.node);
+                        cache.nominate(info.clone(), &v.node);
                         Some(v)
                     }
                     Err(why) => {

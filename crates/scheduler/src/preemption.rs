@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
-use crate::framework::{Diagnosis, Prepared, Profile, fits, pre_filter};
+use crate::framework::{Change, Diagnosis, Prepared, Profile, fits, pre_filter, update_state};
 use crate::selectors::Selector;
 
 /// The pods to evict on the chosen node.
@@ -65,7 +65,11 @@ fn split_by_budget(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>
 }
 
 /// The fewest, least important victims on `node` that make `pod` fit, or the reasons it
-/// still would not fit.
+/// still would not fit, as Kubernetes' `SelectVictimsOnNode`: every lower-priority pod is
+/// taken off a copy of the node and out of a copy of the pre-filter data (so that the
+/// affinity and spread counts no longer see them), the pod must then fit (nominated pods
+/// included), and victims are given back one by one, most important first and those a
+/// budget protects before the others, while the pod still fits.
 fn select_victims(
     profile: &Profile,
     prepared: &[Prepared],
@@ -74,6 +78,7 @@ fn select_victims(
     node: &NodeInfo,
 ) -> Result<Victims, Vec<std::borrow::Cow<'static, str>>> {
     let mut sim = node.clone();
+    let mut state = prepared.to_vec();
     let mut potential: Vec<Arc<PodInfo>> =
         node.pods.iter().filter(|p| priority_of(p) < pod.priority).cloned().collect();
     if potential.is_empty() {
@@ -81,8 +86,9 @@ fn select_victims(
     }
     for p in &potential {
         sim.remove_pod(&p.key);
+        update_state(profile, &mut state, pod, Change::Remove, p, &sim, cache);
     }
-    if let Err(r) = fits(profile, prepared, pod, &sim) {
+    if let Err(r) = fits(profile, &state, pod, &sim, cache) {
         return Err(r.reasons);
     }
     // Most important first: higher priority, then older.
@@ -97,8 +103,10 @@ fn select_victims(
     for (group, counts) in [(violating, true), (fine, false)] {
         for p in group {
             sim.add_pod(p.clone());
-            if fits(profile, prepared, pod, &sim).is_err() {
+            update_state(profile, &mut state, pod, Change::Add, &p, &sim, cache);
+            if fits(profile, &state, pod, &sim, cache).is_err() {
                 sim.remove_pod(&p.key);
+                update_state(profile, &mut state, pod, Change::Remove, &p, &sim, cache);
                 if counts {
                     victims.pdb_violations += 1;
                 }
@@ -250,5 +258,86 @@ mod tests {
         let v = run(&cache, &incoming(with(10, "1"))).unwrap();
         assert_eq!(v.node, "b");
         assert_eq!(v.pdb_violations, 0);
+    }
+
+    fn victims_of(v: &Victims) -> Vec<&str> {
+        let mut names: Vec<&str> = v.pods.iter().map(|p| p.name.as_str()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn anti_affinity_is_rechecked_without_the_victims() {
+        let cache = cache_of(
+            vec![node("a", json!({}))],
+            vec![
+                bound_labelled("db", "a", json!({"app": "db"}), with(1, "100m")),
+                bound_labelled("cache", "a", json!({"app": "cache"}), with(1, "100m")),
+            ],
+        );
+        let mut spec = with(10, "100m");
+        spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        let v = run(&cache, &incoming(spec.clone())).unwrap();
+        assert_eq!((v.node.as_str(), victims_of(&v)), ("a", vec!["db"]));
+        // The other way round: the existing pod's anti-affinity keeps the incoming one out.
+        let cache = cache_of(
+            vec![node("a", json!({}))],
+            vec![bound_labelled("lonely", "a", json!({"app": "x"}), {
+                let mut s = with(1, "100m");
+                s["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+                s
+            })],
+        );
+        let web = PodInfo::new(Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "spec": with(10, "100m")}),
+            )
+            .unwrap(),
+        ));
+        let v = run(&cache, &web).unwrap();
+        assert_eq!(victims_of(&v), ["lonely"]);
+        // A victim of higher priority than the pod is never taken.
+        let low = PodInfo::new(Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}},
+                "spec": with(0, "100m")}),
+            )
+            .unwrap(),
+        ));
+        assert_eq!(
+            run(&cache, &low).unwrap_err(),
+            "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+        );
+    }
+
+    #[test]
+    fn spread_is_rechecked_and_only_the_needed_victims_go() {
+        let web = |name: &str, node: &str| bound_labelled(name, node, json!({"app": "web"}), with(1, "100m"));
+        let cache = cache_of(
+            vec![node("a", json!({"labels": {"zone": "a"}})), node("b", json!({"labels": {"zone": "b"}}))],
+            vec![
+                web("w1", "a"),
+                web("w2", "a"),
+                web("w3", "b"),
+                bound_labelled("blocker", "b", json!({}), with(100, "4")),
+            ],
+        );
+        let mut spec = with(10, "100m");
+        spec["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "zone",
+            "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]);
+        let pod = PodInfo::new(Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "new", "namespace": "default", "labels": {"app": "web"}},
+                "spec": spec}),
+            )
+            .unwrap(),
+        ));
+        // a: 2 + 1 - 1 > 1, b is full of a more important pod: one web pod on a goes.
+        let v = run(&cache, &pod).unwrap();
+        assert_eq!(v.node, "a");
+        assert_eq!(v.pods.len(), 1, "{:?}", victims_of(&v));
     }
 }

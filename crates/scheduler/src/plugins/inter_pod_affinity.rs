@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use crate::cache::{AffinityTerm, Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
-use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+use crate::cache::{AffinityTerm, Cache, DomainCounts, GroupKey, NodeInfo, PodInfo, bump_domain};
+use crate::framework::{Change, MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 
 /// The InterPodAffinity filter and score.
 pub struct InterPodAffinity {
@@ -71,16 +71,18 @@ fn term_counts(term: &AffinityTerm, pod: &PodInfo, cache: &Cache) -> DomainCount
     counts
 }
 
+#[derive(Clone)]
 struct FilterState {
-    /// Existing pods' anti-affinity terms that match the incoming pod: (topology key,
-    /// pods carrying the term per domain).
-    existing_anti: Vec<(String, DomainCounts)>,
+    /// Existing pods' anti-affinity terms that match the incoming pod, each with the pods
+    /// carrying it per domain.
+    existing_anti: Vec<(AffinityTerm, DomainCounts)>,
     /// Per required affinity term (by index): matching pods per domain.
     affinity: Vec<DomainCounts>,
     /// Per required anti-affinity term (by index): matching pods per domain.
     anti: Vec<DomainCounts>,
-    /// No pod anywhere matches the affinity terms, and the pod matches them itself.
-    first_of_group: bool,
+    /// The pod matches its own affinity terms: when no pod anywhere matches them, it is
+    /// the first of its group and may go anywhere.
+    matches_own_affinity: bool,
 }
 
 fn term_domain<'a>(term: &AffinityTerm, node: &'a NodeInfo) -> Option<&'a str> {
@@ -104,28 +106,68 @@ impl Plugin for InterPodAffinity {
         let existing_anti = cache
             .existing_anti_affinity()
             .filter(|(term, _)| term.matches(pod, &cache.namespaces))
-            .map(|(term, counts)| (term.topology_key.clone(), counts.clone()))
+            .map(|(term, counts)| (term.clone(), counts.clone()))
             .collect();
         let affinity: Vec<DomainCounts> = pod.required_affinity.iter().map(|t| term_counts(t, pod, cache)).collect();
         let anti = pod.required_anti_affinity.iter().map(|t| term_counts(t, pod, cache)).collect();
-        // As Kubernetes: the first pod of a group whose affinity terms select itself may
-        // go anywhere when no pod matches them yet.
-        let first_of_group = !pod.required_affinity.is_empty()
-            && affinity.iter().all(|c| c.is_empty())
-            && pod.required_affinity.iter().all(|t| t.matches(pod, &cache.namespaces));
-        let state = FilterState { existing_anti, affinity, anti, first_of_group };
+        let matches_own_affinity = pod.required_affinity.iter().all(|t| t.matches(pod, &cache.namespaces));
+        let state = FilterState { existing_anti, affinity, anti, matches_own_affinity };
         Ok(Prepared::with(state))
+    }
+
+    fn update(
+        &self,
+        pod: &PodInfo,
+        prepared: &mut Prepared,
+        change: Change,
+        other: &PodInfo,
+        node: &NodeInfo,
+        cache: &Cache,
+    ) {
+        let Some(s) = prepared.get::<FilterState>() else {
+            return;
+        };
+        let by = change.sign();
+        let mut s = s.clone();
+        for t in &other.required_anti_affinity {
+            if let Some(v) = term_domain(t, node)
+                && t.matches(pod, &cache.namespaces)
+            {
+                match s.existing_anti.iter_mut().find(|(term, _)| term == t) {
+                    Some((_, counts)) => bump_domain(counts, v, by),
+                    None if by > 0 => {
+                        let mut counts = DomainCounts::default();
+                        bump_domain(&mut counts, v, by);
+                        s.existing_anti.push((t.clone(), counts));
+                    }
+                    None => {}
+                }
+            }
+        }
+        for (terms, counts) in [(&pod.required_affinity, &mut s.affinity), (&pod.required_anti_affinity, &mut s.anti)] {
+            for (t, c) in terms.iter().zip(counts.iter_mut()) {
+                if let Some(v) = term_domain(t, node)
+                    && t.matches(other, &cache.namespaces)
+                {
+                    bump_domain(c, v, by);
+                }
+            }
+        }
+        *prepared = Prepared::with(s);
     }
 
     fn filter(&self, pod: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
         let Some(s) = prepared.get::<FilterState>() else {
             return Ok(());
         };
+        // As Kubernetes: the first pod of a group whose affinity terms select itself may
+        // go anywhere when no pod matches them yet.
+        let first_of_group = s.matches_own_affinity && s.affinity.iter().all(|c| c.values().all(|n| *n <= 0));
         for (i, term) in pod.required_affinity.iter().enumerate() {
             let Some(v) = term_domain(term, node) else {
                 return Err(Rejection::unresolvable(AFFINITY));
             };
-            if !s.first_of_group && s.affinity[i].get(v).copied().unwrap_or(0) <= 0 {
+            if !first_of_group && s.affinity[i].get(v).copied().unwrap_or(0) <= 0 {
                 return Err(Rejection::unresolvable(AFFINITY));
             }
         }
@@ -136,7 +178,7 @@ impl Plugin for InterPodAffinity {
                 return Err(Rejection::unschedulable(ANTI));
             }
         }
-        if s.existing_anti.iter().any(|(k, m)| node.labels.get(k).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0))) {
+        if s.existing_anti.iter().any(|(t, m)| term_domain(t, node).is_some_and(|v| m.get(v).is_some_and(|c| *c > 0))) {
             return Err(Rejection::unschedulable(EXISTING_ANTI));
         }
         Ok(())

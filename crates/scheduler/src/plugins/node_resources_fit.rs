@@ -6,7 +6,6 @@ use std::borrow::Cow;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
-use crate::resources::Resources;
 
 /// How nodes are scored.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,18 +40,7 @@ impl Default for NodeResourcesFit {
 pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Option<Rejection> {
     let req = &pod.requests.requests;
     let alloc = &node.allocatable;
-    let mut with_nominated;
-    let mut used = &node.requested;
-    // Room reserved for pods nominated here, of at least this pod's priority.
-    let reserved: Vec<&Resources> =
-        node.nominated.iter().filter(|(k, p, _)| *k != pod.key && *p >= pod.priority).map(|(_, _, r)| r).collect();
-    if !reserved.is_empty() {
-        with_nominated = node.requested.clone();
-        for r in reserved {
-            with_nominated.add(r);
-        }
-        used = &with_nominated;
-    }
+    let used = &node.requested;
     let mut reasons: Vec<Cow<'static, str>> = Vec::new();
     let mut resolvable = true;
     if used.pods + 1 > alloc.pods {

@@ -2,8 +2,9 @@
 //! (skew = pods in the node's domain + self − the global minimum must stay ≤ maxSkew,
 //! with minDomains, nodeAffinityPolicy and nodeTaintsPolicy); ScheduleAnyway ones score.
 //! A pod without constraints that a Service, ReplicationController, ReplicaSet or
-//! StatefulSet selects gets the cluster defaults (`defaultingType: System`): zone maxSkew
-//! 5 and hostname maxSkew 3, ScheduleAnyway, over the pods those objects select.
+//! StatefulSet selects gets the cluster defaults over the pods those objects select: with
+//! `defaultingType: System` (the default) zone maxSkew 5 and hostname maxSkew 3,
+//! ScheduleAnyway; with `List`, the plugin args' `defaultConstraints`.
 //!
 //! When every node with the topology key is eligible (no node requirement honoured, taints
 //! ignored, one topology key) the counts come from the cache's incremental per-domain
@@ -12,21 +13,94 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+use k8s_openapi::api::core::v1::{Toleration, TopologySpreadConstraint};
 
 use crate::cache::{Cache, DomainCounts, GroupKey, NodeInfo, PodInfo};
-use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+use crate::framework::{Change, MAX_NODE_SCORE, Plugin, Prepared, Rejection};
 use crate::plugins::node_affinity::Required;
 use crate::selectors::{Selector, untolerated};
 
 /// The PodTopologySpread filter and score.
-pub struct PodTopologySpread;
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodTopologySpread {
+    /// The constraints of pods without their own.
+    pub defaults: Defaults,
+}
+
+/// Where default constraints come from (`defaultingType`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Defaults {
+    /// Kubernetes' built-in defaults (zone maxSkew 5, hostname maxSkew 3, ScheduleAnyway).
+    #[default]
+    System,
+    /// The configured `defaultConstraints` (none: no defaults).
+    List(Vec<DefaultConstraint>),
+}
+
+/// One configured default constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultConstraint {
+    /// maxSkew (≥ 1).
+    pub max_skew: i32,
+    /// topologyKey.
+    pub topology_key: String,
+    /// `DoNotSchedule` or `ScheduleAnyway`.
+    pub when_unsatisfiable: String,
+}
+
+impl PodTopologySpread {
+    /// The plugin from its `PodTopologySpreadArgs` (`defaultConstraints`, `defaultingType`),
+    /// checked as Kubernetes' `ValidatePodTopologySpreadArgs`.
+    pub fn from_args(args: &serde_json::Value) -> Result<PodTopologySpread, String> {
+        let defaulting = args.get("defaultingType").and_then(|t| t.as_str()).unwrap_or("System");
+        let list = args.get("defaultConstraints").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+        if args.get("defaultConstraints").is_some_and(|l| !l.is_array() && !l.is_null()) {
+            return Err("defaultConstraints: must be a list".into());
+        }
+        let mut constraints: Vec<DefaultConstraint> = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            let field = format!("defaultConstraints[{i}]");
+            let max_skew = c.get("maxSkew").and_then(|m| m.as_i64()).unwrap_or(0);
+            if max_skew <= 0 || max_skew > i64::from(i32::MAX) {
+                return Err(format!("{field}.maxSkew: Invalid value: {max_skew}: must be greater than zero"));
+            }
+            let topology_key = c.get("topologyKey").and_then(|k| k.as_str()).unwrap_or("").to_string();
+            if topology_key.is_empty() {
+                return Err(format!("{field}.topologyKey: Required value: can not be empty"));
+            }
+            let when = c.get("whenUnsatisfiable").and_then(|w| w.as_str()).unwrap_or("").to_string();
+            if when != "DoNotSchedule" && when != "ScheduleAnyway" {
+                return Err(format!(
+                    "{field}.whenUnsatisfiable: Unsupported value: {when:?}: supported values: \"DoNotSchedule\", \"ScheduleAnyway\""
+                ));
+            }
+            if c.get("labelSelector").is_some_and(|l| !l.is_null()) {
+                return Err(format!(
+                    "{field}.labelSelector: Forbidden: constraint must not define a selector, as they deduced for each pod"
+                ));
+            }
+            if constraints.iter().any(|o| o.topology_key == topology_key && o.when_unsatisfiable == when) {
+                return Err(format!("{field}: Duplicate value: {{{topology_key:?}, {when:?}}}"));
+            }
+            constraints.push(DefaultConstraint { max_skew: max_skew as i32, topology_key, when_unsatisfiable: when });
+        }
+        match defaulting {
+            "System" if constraints.is_empty() => Ok(PodTopologySpread { defaults: Defaults::System }),
+            "System" => Err("defaultConstraints: Invalid value: when .defaultingType is \"System\", .defaultConstraints must be empty".into()),
+            "List" => Ok(PodTopologySpread { defaults: Defaults::List(constraints) }),
+            other => Err(format!(
+                "defaultingType: Unsupported value: {other:?}: supported values: \"List\", \"System\""
+            )),
+        }
+    }
+}
 
 /// Reason: the skew would exceed maxSkew.
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 /// Reason: the node lacks a constraint's topology key.
 pub const MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
 
+#[derive(Clone)]
 struct Constraint {
     max_skew: i64,
     key: String,
@@ -86,6 +160,7 @@ pub fn default_selector(pod: &PodInfo, cache: &Cache) -> Option<Selector> {
 }
 
 /// One constraint's counts.
+#[derive(Clone)]
 struct Counted {
     /// Matching pods per domain (eligible nodes only; a domain absent has none).
     pods: DomainCounts,
@@ -103,23 +178,34 @@ impl Counted {
     }
 }
 
+#[derive(Clone)]
 struct Spread {
     constraints: Vec<Constraint>,
     /// Per constraint: its counts.
     counts: Vec<Counted>,
 }
 
-fn compile(pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
+fn compile(defaults: &Defaults, pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
     let own = pod.spec().topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
     if !own {
-        if when != "ScheduleAnyway" {
+        let wanted: Vec<(&str, i64)> = match defaults {
+            Defaults::System if when == "ScheduleAnyway" => vec![(ZONE, 5), (HOSTNAME, 3)],
+            Defaults::System => Vec::new(),
+            Defaults::List(list) => list
+                .iter()
+                .filter(|c| c.when_unsatisfiable == when)
+                .map(|c| (c.topology_key.as_str(), i64::from(c.max_skew)))
+                .collect(),
+        };
+        if wanted.is_empty() {
             return Vec::new();
         }
         let Some(selector) = default_selector(pod, cache) else {
             return Vec::new();
         };
         let self_match = i64::from(selector.matches(&pod.labels));
-        return [(ZONE, 5), (HOSTNAME, 3)]
+        let system_default = matches!(defaults, Defaults::System);
+        return wanted
             .into_iter()
             .map(|(key, max_skew)| Constraint {
                 max_skew,
@@ -129,7 +215,7 @@ fn compile(pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
                 honor_affinity: true,
                 honor_taints: false,
                 self_match,
-                system_default: true,
+                system_default,
             })
             .collect();
     }
@@ -158,6 +244,25 @@ fn compile(pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
             }
         })
         .collect()
+}
+
+/// Whether `node` counts for constraint `c`: a node lacking any constraint's key is not
+/// counted (as Kubernetes), nor one the policies exclude.
+fn eligible(
+    node: &NodeInfo,
+    c: &Constraint,
+    constraints: &[Constraint],
+    required: &Required,
+    tolerations: &[Toleration],
+) -> bool {
+    node.node.is_some()
+        && (if c.system_default {
+            node.labels.contains_key(&c.key)
+        } else {
+            constraints.iter().all(|c| node.labels.contains_key(&c.key))
+        })
+        && (!c.honor_affinity || required.matches(node))
+        && (!c.honor_taints || untolerated(&node.taints, tolerations, &["NoSchedule", "NoExecute"]).is_none())
 }
 
 /// Counts matching pods per domain over the nodes the constraints consider: every
@@ -190,18 +295,7 @@ fn count(pod: &PodInfo, cache: &Cache, constraints: &[Constraint], only: Option<
             .collect();
     }
     let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
-    // Whether the node counts for constraint `c`: a node lacking any constraint's key is
-    // not counted (as Kubernetes), nor one the policies exclude.
-    let eligible = |node: &NodeInfo, c: &Constraint| {
-        node.node.is_some()
-            && (if c.system_default {
-                node.labels.contains_key(&c.key)
-            } else {
-                constraints.iter().all(|c| node.labels.contains_key(&c.key))
-            })
-            && (!c.honor_affinity || required.matches(node))
-            && (!c.honor_taints || untolerated(&node.taints, &tolerations, &["NoSchedule", "NoExecute"]).is_none())
-    };
+    let eligible = |node: &NodeInfo, c: &Constraint| eligible(node, c, constraints, &required, &tolerations);
     let mut counts = vec![HashMap::new(); constraints.len()];
     let only_names: Option<std::collections::HashSet<&str>> = only.map(|n| n.iter().map(|n| n.name.as_str()).collect());
     for (c, counts) in constraints.iter().zip(counts.iter_mut()) {
@@ -242,12 +336,42 @@ impl Plugin for PodTopologySpread {
     }
 
     fn pre_filter(&self, pod: &PodInfo, cache: &Cache) -> Result<Prepared, Rejection> {
-        let constraints = compile(pod, "DoNotSchedule", cache);
+        let constraints = compile(&self.defaults, pod, "DoNotSchedule", cache);
         if constraints.is_empty() {
             return Ok(Prepared::skip());
         }
         let counts = count(pod, cache, &constraints, None);
         Ok(Prepared::with(Spread { constraints, counts }))
+    }
+
+    fn update(
+        &self,
+        pod: &PodInfo,
+        prepared: &mut Prepared,
+        change: Change,
+        other: &PodInfo,
+        node: &NodeInfo,
+        _cache: &Cache,
+    ) {
+        let Some(s) = prepared.get::<Spread>() else {
+            return;
+        };
+        if other.namespace != pod.namespace || other.terminating() {
+            return;
+        }
+        let required = Required::of(pod);
+        let tolerations = pod.spec().tolerations.clone().unwrap_or_default();
+        let mut s = s.clone();
+        for (c, counted) in s.constraints.iter().zip(s.counts.iter_mut()) {
+            if !c.selector.matches(&other.labels) || !eligible(node, c, &s.constraints, &required, &tolerations) {
+                continue;
+            }
+            let pods = std::sync::Arc::make_mut(&mut counted.pods);
+            *pods.entry(node.labels[&c.key].clone()).or_insert(0) += change.sign();
+            // A domain left out of `pods` has no pods: the minimum is then 0.
+            counted.min = if pods.len() < counted.domains { 0 } else { pods.values().copied().min().unwrap_or(0) };
+        }
+        *prepared = Prepared::with(s);
     }
 
     fn filter(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
@@ -268,7 +392,7 @@ impl Plugin for PodTopologySpread {
     }
 
     fn pre_score(&self, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Prepared {
-        let constraints = compile(pod, "ScheduleAnyway", cache);
+        let constraints = compile(&self.defaults, pod, "ScheduleAnyway", cache);
         if constraints.is_empty() {
             return Prepared::skip();
         }
@@ -334,19 +458,19 @@ mod tests {
         let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({})));
         // a has one, b and c none: a would make skew 2.
         let pods = vec![web("w1", "a1")];
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["b1", "c1"]);
-        let r = reasons(&PodTopologySpread, nodes(), pods.clone(), &p);
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods.clone(), &p), ["b1", "c1"]);
+        let r = reasons(&PodTopologySpread::default(), nodes(), pods.clone(), &p);
         assert_eq!(r, [("a1".into(), REASON.into()), ("nozone".into(), MISSING_LABEL.into())]);
         // Honouring taints drops c's empty domain: the minimum becomes 1.
         let pods = vec![web("w1", "a1"), web("w2", "b1")];
         let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({})));
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["c1"]);
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods.clone(), &p), ["c1"]);
         let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({"nodeTaintsPolicy": "Honor"})));
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
         // minDomains above the domain count makes the global minimum 0.
         let p = labelled(json!({"app": "web"}), spread("DoNotSchedule", json!({"minDomains": 5})));
         let pods = vec![web("w1", "a1"), web("w2", "b1"), web("w3", "c1")];
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods, &p), Vec::<String>::new());
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods, &p), Vec::<String>::new());
     }
 
     #[test]
@@ -356,18 +480,18 @@ mod tests {
         let p = labelled(json!({"app": "web"}), spec.clone());
         // Only zone a counts (Honor): skew is always 0 there.
         let pods = vec![web("w1", "a1"), web("w2", "a1")];
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods.clone(), &p), ["a1", "b1", "c1"]);
         let mut c = spec;
         c["topologySpreadConstraints"][0]["nodeAffinityPolicy"] = json!("Ignore");
         let p = labelled(json!({"app": "web"}), c);
-        assert_eq!(feasible_in(&PodTopologySpread, nodes(), pods, &p), ["b1", "c1"]);
+        assert_eq!(feasible_in(&PodTopologySpread::default(), nodes(), pods, &p), ["b1", "c1"]);
     }
 
     #[test]
     fn schedule_anyway_scores_emptier_domains_higher() {
         let p = labelled(json!({"app": "web"}), spread("ScheduleAnyway", json!({})));
         let pods = vec![web("w1", "a1"), web("w2", "a1"), web("w3", "b1")];
-        let s = scores(&PodTopologySpread, nodes()[..3].to_vec(), pods, &p);
+        let s = scores(&PodTopologySpread::default(), nodes()[..3].to_vec(), pods, &p);
         assert!(s[2].1 > s[1].1 && s[1].1 > s[0].1, "{s:?}");
         assert_eq!(s[2].1, 100);
     }
@@ -393,12 +517,12 @@ mod default_constraint_tests {
     fn ranked(cache: &Cache, pod: &PodInfo) -> Option<Vec<(String, i64)>> {
         let mut feasible: Vec<&NodeInfo> = cache.nodes().iter().filter(|n| n.node.is_some()).collect();
         feasible.sort_by(|a, b| a.name.cmp(&b.name));
-        let prepared = PodTopologySpread.pre_score(pod, cache, &feasible);
+        let prepared = PodTopologySpread::default().pre_score(pod, cache, &feasible);
         if prepared.skip {
             return None;
         }
-        let mut s: Vec<i64> = feasible.iter().map(|n| PodTopologySpread.score(pod, &prepared, n)).collect();
-        PodTopologySpread.normalize(pod, &mut s);
+        let mut s: Vec<i64> = feasible.iter().map(|n| PodTopologySpread::default().score(pod, &prepared, n)).collect();
+        PodTopologySpread::default().normalize(pod, &mut s);
         Some(feasible.iter().map(|n| n.name.clone()).zip(s).collect())
     }
 
@@ -428,7 +552,7 @@ mod default_constraint_tests {
         let db = labelled(json!({"app": "db"}), json!({}));
         assert!(ranked(&cache, &db).is_none());
         // Own constraints replace the defaults; the filter never uses them.
-        assert!(PodTopologySpread.pre_filter(&pod, &cache).unwrap().skip);
+        assert!(PodTopologySpread::default().pre_filter(&pod, &cache).unwrap().skip);
     }
 
     #[test]
