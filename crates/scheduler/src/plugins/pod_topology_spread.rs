@@ -183,7 +183,14 @@ struct Spread {
     constraints: Vec<Constraint>,
     /// Per constraint: its counts.
     counts: Vec<Counted>,
+    /// Whether a node lacking one of the constraints' keys is ignored (scores 0): when the
+    /// pod has constraints of its own or they come from configured defaults, not from the
+    /// system defaults (Kubernetes' `requireAllTopologies`).
+    require_all: bool,
 }
+
+/// The raw score of a node that `Spread::require_all` ignores; normalized to 0.
+const IGNORED: i64 = -1;
 
 fn compile(defaults: &Defaults, pod: &PodInfo, when: &str, cache: &Cache) -> Vec<Constraint> {
     let own = pod.spec().topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
@@ -341,7 +348,7 @@ impl Plugin for PodTopologySpread {
             return Ok(Prepared::skip());
         }
         let counts = count(pod, cache, &constraints, None);
-        Ok(Prepared::with(Spread { constraints, counts }))
+        Ok(Prepared::with(Spread { constraints, counts, require_all: true }))
     }
 
     fn update(
@@ -399,13 +406,18 @@ impl Plugin for PodTopologySpread {
         // Hostname domains are counted over the feasible nodes only, others cluster-wide.
         let by_host = constraints.iter().all(|c| c.key == "kubernetes.io/hostname");
         let counts = count(pod, cache, &constraints, by_host.then_some(feasible));
-        Prepared::with(Spread { constraints, counts })
+        let own = pod.spec().topology_spread_constraints.as_ref().is_some_and(|c| !c.is_empty());
+        let require_all = own || !matches!(self.defaults, Defaults::System);
+        Prepared::with(Spread { constraints, counts, require_all })
     }
 
     fn score(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> i64 {
         let Some(s) = prepared.get::<Spread>() else {
             return 0;
         };
+        if s.require_all && s.constraints.iter().any(|c| !node.labels.contains_key(&c.key)) {
+            return IGNORED;
+        }
         let mut total = 0.0;
         for (c, counts) in s.constraints.iter().zip(&s.counts) {
             let Some(value) = node.labels.get(&c.key) else {
@@ -418,9 +430,18 @@ impl Plugin for PodTopologySpread {
     }
 
     fn normalize(&self, _: &PodInfo, scores: &mut [i64]) {
-        let (min, max) = (scores.iter().copied().min().unwrap_or(0), scores.iter().copied().max().unwrap_or(0));
+        // Fewer matching pods is better; ignored nodes (without the topology keys) get 0
+        // and take no part in the minimum and maximum.
+        let counted = || scores.iter().copied().filter(|s| *s != IGNORED);
+        let (min, max) = (counted().min().unwrap_or(0), counted().max().unwrap_or(0));
         for s in scores.iter_mut() {
-            *s = if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max + min - *s) / max };
+            *s = if *s == IGNORED {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *s) / max
+            };
         }
     }
 }
@@ -494,6 +515,21 @@ mod tests {
         let s = scores(&PodTopologySpread::default(), nodes()[..3].to_vec(), pods, &p);
         assert!(s[2].1 > s[1].1 && s[1].1 > s[0].1, "{s:?}");
         assert_eq!(s[2].1, 100);
+    }
+
+    #[test]
+    fn schedule_anyway_gives_a_node_without_the_key_the_lowest_score() {
+        // The pod's own constraint: "nozone" lacks the key, so it is ignored (0), and it
+        // does not move the others' normalization.
+        let p = labelled(json!({"app": "web"}), spread("ScheduleAnyway", json!({})));
+        let pods = vec![web("w1", "a1"), web("w2", "a1"), web("w3", "b1")];
+        let s = scores(&PodTopologySpread::default(), nodes(), pods.clone(), &p);
+        let of = |n: &str| s.iter().find(|(name, _)| name == n).map(|(_, v)| *v).unwrap();
+        // Before, the node without the key scored raw 0 and normalized to the best, 100.
+        assert_eq!(of("nozone"), 0, "{s:?}");
+        assert_eq!(of("c1"), 100, "{s:?}");
+        assert!(of("b1") > of("a1"), "{s:?}");
+        assert_eq!(&s[..3], &scores(&PodTopologySpread::default(), nodes()[..3].to_vec(), pods, &p)[..], "{s:?}");
     }
 }
 
