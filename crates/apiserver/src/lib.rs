@@ -40,6 +40,7 @@ pub mod service_account;
 pub mod serviceaccount_token;
 pub mod services;
 pub mod starting;
+pub mod storage_protection;
 pub mod table;
 pub mod tls;
 pub mod watch;

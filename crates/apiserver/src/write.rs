@@ -361,6 +361,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     crate::certificates::prepare_create(ctx, &mut obj)?;
     crate::priority::admit_pod(ctx, &mut obj)?;
     crate::default_storage_class::admit(ctx, &mut obj);
+    crate::storage_protection::admit(ctx, &mut obj);
     crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
     crate::webhook::mutate(ctx, &mut obj, None).await?;

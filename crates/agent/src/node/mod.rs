@@ -15,11 +15,13 @@
 //! - [`stats`]: usage of the node, pods and containers from cgroups (the Summary API).
 //! - [`static_pods`]: pods from manifest files (`--pod-manifests`) and their mirror pods.
 //! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
+//! - [`local_volumes`]: removes the directories of this node's deleted local-path volumes.
 
 pub mod containers;
 pub mod events;
 pub mod eviction;
 pub mod hooks;
+pub mod local_volumes;
 pub mod probes;
 pub mod register;
 pub mod routes;
@@ -294,6 +296,8 @@ impl Agent {
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
         ];
+        let hostname = shared.config.labels.get("kubernetes.io/hostname").unwrap_or(&shared.config.node_name);
+        tasks.push(tokio::spawn(local_volumes::run(shared.client.clone(), hostname.clone())));
         if let Some(dir) = shared.config.pod_manifests.clone() {
             tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir)));
         }
