@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod params;
 pub mod pod_security;
 pub mod priority;
+pub mod pvc_resize;
 pub mod read;
 pub mod resource_quota;
 pub mod resources;

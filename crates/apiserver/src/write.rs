@@ -274,6 +274,7 @@ async fn admit(
     }
     crate::authz::escalation::check(ctx, obj)?;
     crate::node_restriction::admit(ctx, obj, old)?;
+    crate::pvc_resize::admit(ctx, obj, old)?;
     if is_service(served) && subresource.is_none() {
         crate::services::allocate(&ctx.app, obj, old).await?;
     }

@@ -4,7 +4,7 @@
 //! `local-path` class: the default class given to claims without one, binding delayed until
 //! a pod uses the claim, a hostPath volume provisioned on that pod's node and deleted with
 //! the claim; storage object in-use protection (a claim used by a pod and a bound volume
-//! stay Terminating until released). The last
+//! stay Terminating until released) and the immutability of claims and volumes. The last
 //! test runs a real pod on the server's own node (containerd, runc) that writes into its
 //! provisioned volume, whose directory the node removes once the claim is deleted.
 
@@ -182,6 +182,60 @@ fn claims_in_use_and_bound_volumes_stay_until_released() {
     let gone = |kind: &str, name: &str| wait_until(TIMEOUT, || !s.kubectl(&["get", kind, name]).status.success());
     assert!(gone("pvc", "held"), "the claim outlived its last pod: {:#}", get(&s, "pvc", "held"));
     assert!(gone("pv", "pv-held"), "the volume outlived its claim: {:#}", get(&s, "pv", "pv-held"));
+}
+
+#[test]
+fn bound_claims_and_volumes_keep_their_specs() {
+    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    create(
+        &s,
+        json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": { "name": "fixed" },
+            "provisioner": "kubernetes.io/no-provisioner" }),
+    );
+    create(&s, volume("pv-fixed", "2Gi", "fixed", "Retain"));
+    create(&s, claim("fixed", "1Gi", Some("fixed")));
+    let before = wait_for(&s, "pvc", "fixed", "bound", |v| phase(v) == "Bound");
+    let rv = before["metadata"]["resourceVersion"].clone();
+
+    // Anything but the request: 422 with Kubernetes' cause, nothing written.
+    let err = s.kubectl_err(&["patch", "pvc", "fixed", "-p", r#"{"spec":{"accessModes":["ReadWriteMany"]}}"#], None);
+    assert!(
+        err.contains("spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"),
+        "{err}"
+    );
+    let mut changed = before.clone();
+    changed["spec"]["storageClassName"] = json!("other");
+    let (code, status) = s.http_json("PUT", "/api/v1/namespaces/default/persistentvolumeclaims/fixed", Some(&changed));
+    assert_eq!(code, 422, "{status:#}");
+    assert_eq!(status["reason"], "Invalid", "{status:#}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec", "{status:#}");
+    assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueForbidden", "{status:#}");
+    // Shrinking below the bound capacity.
+    let err = s.kubectl_err(
+        &["patch", "pvc", "fixed", "-p", r#"{"spec":{"resources":{"requests":{"storage":"10Mi"}}}}"#],
+        None,
+    );
+    assert!(
+        err.contains("spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"),
+        "{err}"
+    );
+    // Growing: only when the class allows expansion (403, as the PersistentVolumeClaimResize plugin).
+    let grow = r#"{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}"#;
+    let err = s.kubectl_err(&["patch", "pvc", "fixed", "-p", grow], None);
+    assert!(err.contains("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"), "{err}");
+    assert_eq!(get(&s, "pvc", "fixed")["metadata"]["resourceVersion"], rv, "a refused update wrote");
+    s.kubectl_ok(&["patch", "storageclass", "fixed", "-p", r#"{"allowVolumeExpansion":true}"#]);
+    let ok = wait_until(TIMEOUT, || s.kubectl(&["patch", "pvc", "fixed", "-p", grow]).status.success());
+    assert!(ok, "growing a claim of an expandable class was refused");
+    assert_eq!(get(&s, "pvc", "fixed")["spec"]["resources"]["requests"]["storage"], "3Gi");
+
+    // A volume's source is immutable.
+    let err =
+        s.kubectl_err(&["patch", "pv", "pv-fixed", "-p", r#"{"spec":{"hostPath":{"path":"/tmp/elsewhere"}}}"#], None);
+    assert!(
+        err.contains("spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is immutable after creation"),
+        "{err}"
+    );
 }
 
 #[test]
