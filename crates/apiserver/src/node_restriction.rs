@@ -4,7 +4,8 @@
 //! its own Lease in `kube-node-lease` and CSINode, the status of pods bound to it (not their
 //! labels), mirror pods bound to itself that reference nothing else, deletions and
 //! evictions of pods bound to it, the status (capacity, conditions) of PVCs, and tokens
-//! bound to its own pods. The Node authorizer (`crate::authz::node`) lets these writes
+//! bound to its own pods, and the removal of the `berth.io/local-path-cleanup` finalizer
+//! of a PersistentVolume (the Node authorizer lets only the volume's own node ask). The Node authorizer (`crate::authz::node`) lets these writes
 //! through by verb; this module checks the objects. Refusals are Kubernetes' 403s
 //! (`pods "x" is forbidden: node "a" can only update pod status for pods with
 //! spec.nodeName set to itself`). Other users are not affected.
@@ -107,12 +108,40 @@ pub fn admit(ctx: &Ctx, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
             ("status", None) => Err(forbidden(ctx, name, format!("unexpected operation {operation:?}"))),
             _ => Err(forbidden(ctx, name, "may only update PVC status")),
         },
+        ("", "persistentvolumes") => match (sub, old) {
+            ("", Some(old)) if only_drops_cleanup_finalizer(obj, old) => Ok(()),
+            _ => Err(forbidden(
+                ctx,
+                name,
+                format!("node {node:?} may only remove the {LOCAL_PATH_CLEANUP} finalizer of a persistent volume"),
+            )),
+        },
         ("coordination.k8s.io", "leases") => own_lease(ctx, node, name),
         ("storage.k8s.io", "csinodes") if name != node => {
             Err(forbidden(ctx, name, "can only access CSINode with the same name as the requesting node"))
         }
         _ => Ok(()),
     }
+}
+
+/// The finalizer the node holding a local-path volume's directory removes once it deleted it.
+pub const LOCAL_PATH_CLEANUP: &str = "berth.io/local-path-cleanup";
+
+/// Whether `new` is `old` without the local-path cleanup finalizer (bookkeeping aside).
+fn only_drops_cleanup_finalizer(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for key in ["finalizers", "resourceVersion", "managedFields"] {
+                meta.remove(key);
+            }
+        }
+        v
+    };
+    let before = list_at(old, "/metadata/finalizers");
+    let wanted: Vec<&Value> = before.iter().filter(|f| *f != LOCAL_PATH_CLEANUP).collect();
+    let after: Vec<&Value> = list_at(new, "/metadata/finalizers").iter().collect();
+    before.len() != wanted.len() && after == wanted && strip(new) == strip(old)
 }
 
 /// Checks a deletion (or, for `pods/eviction`, an eviction) of `old` by a node.

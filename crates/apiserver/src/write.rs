@@ -274,6 +274,7 @@ async fn admit(
     }
     crate::authz::escalation::check(ctx, obj)?;
     crate::node_restriction::admit(ctx, obj, old)?;
+    crate::pvc_resize::admit(ctx, obj, old)?;
     if is_service(served) && subresource.is_none() {
         crate::services::allocate(&ctx.app, obj, old).await?;
     }
@@ -361,6 +362,7 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     crate::certificates::prepare_create(ctx, &mut obj)?;
     crate::priority::admit_pod(ctx, &mut obj)?;
     crate::default_storage_class::admit(ctx, &mut obj);
+    crate::storage_protection::admit(ctx, &mut obj);
     crate::service_account::admit(ctx, &mut obj).await?;
     crate::limit_ranger::apply_defaults(ctx, &mut obj);
     crate::webhook::mutate(ctx, &mut obj, None).await?;

@@ -3,8 +3,10 @@
 //! claim when two race for it, Released/Failed volumes when claims go, and the built-in
 //! `local-path` class: the default class given to claims without one, binding delayed until
 //! a pod uses the claim, a hostPath volume provisioned on that pod's node and deleted with
-//! the claim. The last test runs a real pod on the server's own node (containerd, runc) that
-//! writes into its provisioned volume.
+//! the claim; storage object in-use protection (a claim used by a pod and a bound volume
+//! stay Terminating until released) and the immutability of claims and volumes. The last
+//! test runs a real pod on the server's own node (containerd, runc) that writes into its
+//! provisioned volume, whose directory the node removes once the claim is deleted.
 
 mod common;
 
@@ -137,6 +139,105 @@ fn claims_bind_to_the_smallest_fitting_volume_and_volumes_are_released_with_them
     assert!(pv["status"]["message"].as_str().unwrap_or("").contains("no deletable volume plugin"), "{pv:#}");
 }
 
+fn finalizers(v: &Value) -> Vec<&str> {
+    v["metadata"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
+#[test]
+fn claims_in_use_and_bound_volumes_stay_until_released() {
+    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    create(&s, volume("pv-held", "1Gi", "held", "Retain"));
+    create(&s, claim("held", "1Gi", Some("held")));
+    let held = wait_for(&s, "pvc", "held", "bound", |v| phase(v) == "Bound");
+    assert_eq!(finalizers(&held), ["kubernetes.io/pvc-protection"], "{held:#}");
+    let pv = wait_for(&s, "pv", "pv-held", "bound", |v| phase(v) == "Bound");
+    assert_eq!(finalizers(&pv), ["kubernetes.io/pv-protection"], "{pv:#}");
+
+    // A pod uses the claim (no node runs it: a pod not yet scheduled counts too).
+    create(
+        &s,
+        json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "holder", "namespace": "default" },
+            "spec": { "volumes": [{ "name": "d", "persistentVolumeClaim": { "claimName": "held" } }],
+                "containers": [{ "name": "c", "image": "localhost/busybox:1" }] } }),
+    );
+    s.kubectl_ok(&["delete", "pvc", "held", "--wait=false"]);
+    s.kubectl_ok(&["delete", "pv", "pv-held", "--wait=false"]);
+    // A claim and a volume nobody uses go at once, and show the controllers have looked.
+    create(&s, volume("pv-free", "1Gi", "free", "Retain"));
+    create(&s, claim("free", "1Gi", Some("unbound")));
+    wait_for(&s, "pv", "pv-free", "protected", |v| !finalizers(v).is_empty());
+    s.kubectl_ok(&["delete", "pvc", "free", "--timeout=60s"]);
+    s.kubectl_ok(&["delete", "pv", "pv-free", "--timeout=60s"]);
+    let held = get(&s, "pvc", "held");
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held:#}");
+    assert_eq!(finalizers(&held), ["kubernetes.io/pvc-protection"], "{held:#}");
+    let described = s.kubectl_ok(&["describe", "pvc", "held"]);
+    assert!(described.lines().any(|l| l.starts_with("Status:") && l.contains("Terminating")), "{described}");
+    let pv = get(&s, "pv", "pv-held");
+    assert_eq!(phase(&pv), "Bound", "{pv:#}");
+    assert_eq!(finalizers(&pv), ["kubernetes.io/pv-protection"], "{pv:#}");
+
+    // The pod goes: the claim goes, then the volume (Released) goes too.
+    s.kubectl_ok(&["delete", "pod", "holder", "--grace-period=0", "--force"]);
+    let gone = |kind: &str, name: &str| wait_until(TIMEOUT, || !s.kubectl(&["get", kind, name]).status.success());
+    assert!(gone("pvc", "held"), "the claim outlived its last pod: {:#}", get(&s, "pvc", "held"));
+    assert!(gone("pv", "pv-held"), "the volume outlived its claim: {:#}", get(&s, "pv", "pv-held"));
+}
+
+#[test]
+fn bound_claims_and_volumes_keep_their_specs() {
+    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    create(
+        &s,
+        json!({ "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": { "name": "fixed" },
+            "provisioner": "kubernetes.io/no-provisioner" }),
+    );
+    create(&s, volume("pv-fixed", "2Gi", "fixed", "Retain"));
+    create(&s, claim("fixed", "1Gi", Some("fixed")));
+    let before = wait_for(&s, "pvc", "fixed", "bound", |v| phase(v) == "Bound");
+    let rv = before["metadata"]["resourceVersion"].clone();
+
+    // Anything but the request: 422 with Kubernetes' cause, nothing written.
+    let err = s.kubectl_err(&["patch", "pvc", "fixed", "-p", r#"{"spec":{"accessModes":["ReadWriteMany"]}}"#], None);
+    assert!(
+        err.contains("spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"),
+        "{err}"
+    );
+    let mut changed = before.clone();
+    changed["spec"]["storageClassName"] = json!("other");
+    let (code, status) = s.http_json("PUT", "/api/v1/namespaces/default/persistentvolumeclaims/fixed", Some(&changed));
+    assert_eq!(code, 422, "{status:#}");
+    assert_eq!(status["reason"], "Invalid", "{status:#}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec", "{status:#}");
+    assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueForbidden", "{status:#}");
+    // Shrinking below the bound capacity.
+    let err = s.kubectl_err(
+        &["patch", "pvc", "fixed", "-p", r#"{"spec":{"resources":{"requests":{"storage":"10Mi"}}}}"#],
+        None,
+    );
+    assert!(
+        err.contains("spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"),
+        "{err}"
+    );
+    // Growing: only when the class allows expansion (403, as the PersistentVolumeClaimResize plugin).
+    let grow = r#"{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}"#;
+    let err = s.kubectl_err(&["patch", "pvc", "fixed", "-p", grow], None);
+    assert!(err.contains("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"), "{err}");
+    assert_eq!(get(&s, "pvc", "fixed")["metadata"]["resourceVersion"], rv, "a refused update wrote");
+    s.kubectl_ok(&["patch", "storageclass", "fixed", "-p", r#"{"allowVolumeExpansion":true}"#]);
+    let ok = wait_until(TIMEOUT, || s.kubectl(&["patch", "pvc", "fixed", "-p", grow]).status.success());
+    assert!(ok, "growing a claim of an expandable class was refused");
+    assert_eq!(get(&s, "pvc", "fixed")["spec"]["resources"]["requests"]["storage"], "3Gi");
+
+    // A volume's source is immutable.
+    let err =
+        s.kubectl_err(&["patch", "pv", "pv-fixed", "-p", r#"{"spec":{"hostPath":{"path":"/tmp/elsewhere"}}}"#], None);
+    assert!(
+        err.contains("spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is immutable after creation"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_claim_named_volume_binds_only_when_it_fits() {
     let mut s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
@@ -245,12 +346,6 @@ fn local_path_volumes_are_provisioned_on_the_first_consumers_node() {
     assert_eq!(pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "berth.io/local-path");
     wait_event(&s, "data", "ProvisioningSucceeded", &pv_name);
 
-    // Delete reclaim: the provisioned volume goes with its claim.
-    s.kubectl_ok(&["delete", "pod", "consumer", "--grace-period=0", "--force"]);
-    s.kubectl_ok(&["delete", "pvc", "data"]);
-    let gone = wait_until(TIMEOUT, || !s.kubectl(&["get", "pv", &pv_name]).status.success());
-    assert!(gone, "the provisioned volume outlived its claim: {:#}", get(&s, "pv", &pv_name));
-
     // Bad input: local-path volumes are node-local, so ReadWriteMany cannot be provisioned.
     let mut shared = claim("shared", "1Gi", Some("local-path"));
     shared["spec"]["accessModes"] = json!(["ReadWriteMany"]);
@@ -264,6 +359,24 @@ fn local_path_volumes_are_provisioned_on_the_first_consumers_node() {
     );
     wait_event(&s, "shared", "ProvisioningFailed", "only supports ReadWriteOnce and ReadWriteOncePod");
     assert_eq!(phase(&get(&s, "pvc", "shared")), "Pending");
+
+    // Delete reclaim: the provisioned volume is deleted with its claim and waits for its
+    // node to remove the directory; this node runs no agent, so it waits until the Node is gone.
+    s.kubectl_ok(&["delete", "pod", "consumer", "--grace-period=0", "--force"]);
+    s.kubectl_ok(&["delete", "pvc", "data"]);
+    wait_for(&s, "pv", &pv_name, "left waiting for its node", |v| {
+        v["metadata"]["deletionTimestamp"].is_string() && finalizers(v) == ["berth.io/local-path-cleanup"]
+    });
+    s.kubectl_ok(&["delete", "node", "disk-node"]);
+    let gone = wait_until(TIMEOUT, || !s.kubectl(&["get", "pv", &pv_name]).status.success());
+    assert!(gone, "the provisioned volume outlived its node: {:#}", get(&s, "pv", &pv_name));
+    let path = "/api/v1/events?fieldSelector=reason%3DVolumeCleanupSkipped";
+    let mut skipped = Value::Null;
+    let recorded = wait_until(TIMEOUT, || {
+        skipped = s.http_json("GET", path, None).1;
+        skipped["items"][0]["involvedObject"]["name"] == pv_name.as_str()
+    });
+    assert!(recorded, "no VolumeCleanupSkipped event: {skipped:#}");
 }
 
 #[test]
@@ -271,10 +384,10 @@ fn a_pod_writes_into_a_volume_provisioned_on_the_servers_own_node() {
     if !runtime_installed() {
         return;
     }
-    let _bridge = BridgeGuard("btest70");
+    let _bridge = BridgeGuard("btest90");
     let s = TestServer::start_with_agent(
         std::path::Path::new(env!("CARGO_BIN_EXE_berth")),
-        &["--node-name", "pv-node", "--bridge-name", "btest70", "--pod-cidr", "10.88.70.0/24"],
+        &["--node-name", "pv-node", "--bridge-name", "btest90", "--pod-cidr", "10.88.90.0/24"],
     );
     let storage = s.dir.path().join("storage");
     wait_for(&s, "storageclass", "local-path", "created", |v| v.is_object());
@@ -296,4 +409,14 @@ fn a_pod_writes_into_a_volume_provisioned_on_the_servers_own_node() {
     let pv_name = claim["spec"]["volumeName"].as_str().unwrap();
     let file = storage.join(format!("{pv_name}_default_scratch/file"));
     assert_eq!(std::fs::read_to_string(&file).map(|s| s.trim().to_string()).ok().as_deref(), Some("kept"), "{file:?}");
+    let pv = get(&s, "pv", pv_name);
+    assert!(finalizers(&pv).contains(&"berth.io/local-path-cleanup"), "{pv:#}");
+
+    // The claim goes (its pod has finished): the node removes the directory, then the volume goes.
+    s.kubectl_ok(&["delete", "pvc", "scratch", "--timeout=60s"]);
+    let gone = wait_until(TIMEOUT, || !s.kubectl(&["get", "pv", pv_name]).status.success());
+    assert!(gone, "the volume outlived its claim: {:#}", get(&s, "pv", pv_name));
+    let dir = file.parent().unwrap();
+    assert!(!dir.exists(), "the node left the volume's directory {dir:?}");
+    assert!(storage.exists(), "the class's base directory went too");
 }

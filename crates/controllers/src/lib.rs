@@ -18,6 +18,7 @@ mod disruption;
 mod endpoints;
 mod events;
 mod expiry;
+mod finalizers;
 mod garbagecollector;
 mod informers;
 mod job;
@@ -28,6 +29,8 @@ mod nodelifecycle;
 pub mod persistentvolume;
 mod podgc;
 mod pods;
+mod pv_protection;
+mod pvc_protection;
 mod replicaset;
 mod resourcequota;
 mod revisions;
@@ -78,6 +81,8 @@ pub const NAMES: &[&str] = &[
     "nodelifecycle",
     "nodeipam",
     "persistentvolume-binder",
+    "pvc-protection",
+    "pv-protection",
     "podgc",
     "job",
     "cronjob",
@@ -191,6 +196,12 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     if options.enabled("persistentvolume-binder") {
         all.push(("persistentvolume-binder", Box::pin(persistentvolume::run(client.clone(), pods.feed()))));
+    }
+    if options.enabled("pvc-protection") {
+        all.push(("pvc-protection", Box::pin(pvc_protection::run(client.clone(), pods.feed()))));
+    }
+    if options.enabled("pv-protection") {
+        all.push(("pv-protection", Box::pin(pv_protection::run(client.clone()))));
     }
     if options.enabled("podgc") {
         all.push((

@@ -16,11 +16,13 @@
 //! - [`static_pods`]: pods from manifest files (`--pod-manifests`) and their mirror pods.
 //! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
 //! - `relist`: one listing of the node's containers per second, waking the pods that changed.
+//! - [`local_volumes`]: removes the directories of this node's deleted local-path volumes.
 
 pub mod containers;
 pub mod events;
 pub mod eviction;
 pub mod hooks;
+pub mod local_volumes;
 pub mod probes;
 pub mod register;
 mod relist;
@@ -304,6 +306,8 @@ impl Agent {
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
         ];
+        let hostname = shared.config.labels.get("kubernetes.io/hostname").unwrap_or(&shared.config.node_name);
+        tasks.push(tokio::spawn(local_volumes::run(shared.client.clone(), hostname.clone())));
         match shared.config.pod_manifests.clone() {
             Some(dir) => tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir))),
             None => pod_workers.mark_static_read(),

@@ -10,6 +10,7 @@ mod names;
 mod other;
 mod pod;
 mod scheduling;
+mod storage;
 mod volumes;
 
 pub(crate) use volumes::volume_source_keys;
@@ -47,6 +48,8 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Fie
         ("", "Namespace") => cluster::namespace(&mut ctx, obj),
         ("", "Event") => cluster::event(&mut ctx, obj, old, false),
         ("events.k8s.io", "Event") => cluster::event(&mut ctx, obj, old, true),
+        ("", "PersistentVolumeClaim") => storage::claim(&mut ctx, obj, old),
+        ("", "PersistentVolume") => storage::volume(&mut ctx, obj, old),
         _ => other::validate(&mut ctx, res, obj, old),
     }
     errs

@@ -414,6 +414,8 @@ pub fn node_rules() -> Vec<Value> {
         rule(&["coordination.k8s.io"], &["leases"], &["create", "delete", "get", "list", "watch", "patch", "update"]),
         rule(&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
         rule(&["storage.k8s.io"], &["volumeattachments", "csidrivers", "csinodes"], READ),
+        // The base path of a local-path volume's class, before its directory is removed.
+        rule(&["storage.k8s.io"], &["storageclasses"], &["get"]),
         rule(&["node.k8s.io"], &["runtimeclasses"], READ),
     ]
 }

@@ -398,7 +398,7 @@ impl NodeAuthorizer {
                 ("", "persistentvolumeclaims") => {
                     return get(node, attrs, |name| self.related(node, Kind::PersistentVolumeClaim, attrs, name));
                 }
-                ("", "persistentvolumes") => return get(node, attrs, |name| self.pv_related(node, name)),
+                ("", "persistentvolumes") => return self.persistent_volume(node, attrs),
                 ("resource.k8s.io", "resourceclaims") => {
                     return get(node, attrs, |name| self.related(node, Kind::ResourceClaim, attrs, name));
                 }
@@ -421,6 +421,36 @@ impl NodeAuthorizer {
 
     fn related(&self, node: &str, kind: Kind, attrs: &Attributes, name: &str) -> bool {
         self.graph.read(|g| g.references(node, kind, &attrs.namespace, name))
+    }
+
+    /// PersistentVolumes: `get` of one related through its claim (Kubernetes' rule), and for
+    /// the node-side deletion of local-path volumes (berth's addition) `list`/`watch` of all
+    /// (cluster-scoped objects holding no secret data; RBAC cannot narrow a list to the
+    /// volumes whose node affinity names a node) plus `get`/`patch`/`update` of the volumes
+    /// whose required node affinity names this node's hostname, whose writes NodeRestriction
+    /// limits to removing the cleanup finalizer.
+    fn persistent_volume(&self, node: &str, attrs: &Attributes) -> Decision {
+        if !attrs.subresource.is_empty() {
+            return no("cannot access subresource");
+        }
+        match attrs.verb.as_str() {
+            "list" | "watch" => Decision::Allow,
+            "get" => by_name(node, attrs, |name| self.pv_related(node, name) || self.pv_on_node(node, name)),
+            "patch" | "update" => by_name(node, attrs, |name| self.pv_on_node(node, name)),
+            _ => no("can only get, list, watch, and update the finalizers of persistent volumes"),
+        }
+    }
+
+    /// Whether the volume's required node affinity names this node (its
+    /// `kubernetes.io/hostname` label, else its name) with `kubernetes.io/hostname In`.
+    fn pv_on_node(&self, node: &str, name: &str) -> bool {
+        let Some(pv) = self.cached(&format!("/registry/core/persistentvolumes/{name}")) else { return false };
+        let node_object = self.cached(&format!("/registry/core/nodes/{node}"));
+        let hostname = node_object
+            .as_ref()
+            .and_then(|n| str_at(&n.value, "/metadata/labels/kubernetes.io~1hostname"))
+            .unwrap_or(node);
+        pv_affinity_names(&pv.value, hostname)
     }
 
     /// A PV is related through the claim it is bound to.
@@ -490,6 +520,19 @@ fn no_relationship(node: &str) -> Decision {
 }
 
 /// Kubernetes' `authorize`: a named object with a path to the node.
+/// Whether a PersistentVolume's required node affinity has a term that selects exactly
+/// `kubernetes.io/hostname In [.., hostname, ..]` (as local-path volumes are made).
+pub(crate) fn pv_affinity_names(pv: &Value, hostname: &str) -> bool {
+    let terms = pv.pointer("/spec/nodeAffinity/required/nodeSelectorTerms").and_then(Value::as_array);
+    terms.into_iter().flatten().any(|term| {
+        term.get("matchExpressions").and_then(Value::as_array).into_iter().flatten().any(|e| {
+            e.get("key").and_then(Value::as_str) == Some("kubernetes.io/hostname")
+                && e.get("operator").and_then(Value::as_str) == Some("In")
+                && e.get("values").and_then(Value::as_array).is_some_and(|v| v.iter().any(|v| v == hostname))
+        })
+    })
+}
+
 fn by_name(node: &str, attrs: &Attributes, related: impl FnOnce(&str) -> bool) -> Decision {
     if attrs.name.is_empty() {
         return no("No Object name found");

@@ -122,6 +122,18 @@ fn reachable_from(pv: &PersistentVolume, node: &Node) -> bool {
     }
 }
 
+/// The hostnames a volume's required node affinity selects with `kubernetes.io/hostname In`.
+pub(crate) fn affinity_hostnames(pv: &PersistentVolume) -> Vec<String> {
+    let required = pv.spec.as_ref().and_then(|s| s.node_affinity.as_ref()).and_then(|a| a.required.as_ref());
+    required
+        .iter()
+        .flat_map(|r| r.node_selector_terms.iter())
+        .flat_map(|t| t.match_expressions.iter().flatten())
+        .filter(|e| e.key == "kubernetes.io/hostname" && e.operator == "In")
+        .flat_map(|e| e.values.iter().flatten().cloned())
+        .collect()
+}
+
 /// Whether a volume the claim names (or that is pre-bound to it) can serve it: capacity,
 /// volume mode, access modes and class (Kubernetes checks these for a requested volume).
 pub(crate) fn fits(claim: &PersistentVolumeClaim, pv: &PersistentVolume) -> bool {

@@ -12,9 +12,12 @@
 //!   (the scheduler keeps such pods schedulable); that node is recorded in the claim's
 //!   `volume.kubernetes.io/selected-node` annotation and the volume must be reachable from
 //!   it (node affinity).
-//! - A volume whose claim is gone is Released; `Delete` reclaims remove volumes this
-//!   controller provisioned (the directory stays on the node: there is no node-side deleter
-//!   yet), other `Delete` volumes fail (no deleter plugin), `Retain` ones stay Released.
+//! - A volume whose claim is gone is Released; `Delete` reclaims delete volumes this
+//!   controller provisioned (their `berth.io/local-path-cleanup` finalizer keeps them until
+//!   the agent of their node removed the directory, or until that Node is gone: then it is
+//!   dropped here), other `Delete` volumes fail (no deleter plugin), `Retain` ones stay
+//!   Released. Volumes and claims being deleted keep their phases true (the pv-protection
+//!   controller waits for a volume to leave Bound).
 //! - A claim without a class gets the default StorageClass once one exists (Kubernetes'
 //!   retroactive default class assignment).
 
@@ -45,6 +48,8 @@ use matching::{claim_class, find_match};
 pub const LOCAL_PATH_PROVISIONER: &str = "berth.io/local-path";
 /// The built-in StorageClass's name.
 pub const LOCAL_PATH_CLASS: &str = "local-path";
+/// The finalizer of a provisioned local-path volume until its node removed the directory.
+pub(crate) const LOCAL_PATH_CLEANUP: &str = "berth.io/local-path-cleanup";
 /// The node chosen for a delayed-binding claim (by its first pod's node).
 pub(crate) const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
@@ -489,6 +494,8 @@ async fn provision_local_path(
         "metadata": {
             "name": volume_name,
             "annotations": { PROVISIONED_BY: LOCAL_PATH_PROVISIONER },
+            // The node's agent removes the directory, then this finalizer.
+            "finalizers": [LOCAL_PATH_CLEANUP],
         },
         "spec": {
             "capacity": { "storage": size },
@@ -521,9 +528,8 @@ async fn provision_local_path(
 }
 
 async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> crate::Result<Action> {
-    if pv.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
+    // A volume being deleted still gets its phase (Released once its claim is gone: the
+    // pv-protection controller lets it go then) but is not reclaimed again.
     let api = Api::<PersistentVolume>::all(ctx.client.clone());
     let name = pv.name_any();
     let phase = matching::volume_phase(&pv);
@@ -544,9 +550,10 @@ async fn reconcile_volume(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> crate::Re
     };
     let claim = match (&reference.namespace, &reference.name) {
         (Some(ns), Some(n)) => match ctx.claims.get(&ObjectRef::new(n).within(ns)) {
-            Some(c) => Some(c),
-            // Not cached (gone, or the cache is still filling): ask before releasing.
-            None => Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns).get_opt(n).await?.map(Arc::new),
+            Some(c) if c.metadata.deletion_timestamp.is_none() => Some(c),
+            // Not cached (gone, or the cache is still filling), or being deleted (this cache
+            // may lag behind the deletion that woke the volume): ask.
+            _ => Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns).get_opt(n).await?.map(Arc::new),
         },
         _ => None,
     };
@@ -597,6 +604,9 @@ where
     if phase != "Released" && phase != "Failed" {
         set_phase("Released", None).await?;
     }
+    if pv.metadata.deletion_timestamp.is_some() {
+        return cleanup_without_node(ctx, pv).await;
+    }
     let reference = pv.object_ref(&());
     match policy {
         "Delete" if phase != "Failed" => {
@@ -626,4 +636,27 @@ where
         }
         _ => Ok(Action::await_change()),
     }
+}
+
+/// A deleted local-path volume waits for its node's agent to remove the directory; when no
+/// Node carries the hostname its affinity names any more, nobody will, and the finalizer is
+/// dropped here (the directory stays with the gone machine). Looked at again every [`RESYNC`]
+/// while it waits.
+async fn cleanup_without_node(ctx: &Ctx, pv: &PersistentVolume) -> crate::Result<Action> {
+    if !crate::finalizers::has(pv, LOCAL_PATH_CLEANUP) {
+        return Ok(Action::await_change());
+    }
+    let hosts = matching::affinity_hostnames(pv);
+    let nodes = Api::<Node>::all(ctx.client.clone());
+    for host in &hosts {
+        let params = kube::api::ListParams::default().labels(&format!("kubernetes.io/hostname={host}"));
+        if !nodes.list(&params).await?.items.is_empty() {
+            return Ok(Action::requeue(RESYNC));
+        }
+    }
+    let api = Api::<PersistentVolume>::all(ctx.client.clone());
+    crate::finalizers::remove(&api, pv, LOCAL_PATH_CLEANUP).await?;
+    let note = format!("node {hosts:?} of the volume is gone: its directory was not removed");
+    ctx.events.warning(&pv.object_ref(&()), "VolumeCleanupSkipped", note).await;
+    Ok(Action::await_change())
 }
