@@ -455,6 +455,36 @@ impl Overlap {
 }
 
 #[test]
+fn a_deployments_min_ready_seconds_reaches_its_current_replicaset() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: mrs")
+        .replace("app: big", "app: mrs")
+        .replace("replicas: 10", "replicas: 2");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "deployment/mrs");
+    let rs_name = replicasets(&s, "app=mrs")[0].0.clone();
+    // The template is unchanged, so the same ReplicaSet stays current and takes the new value.
+    s.kubectl_ok(&["patch", "deployment", "mrs", "--type=merge", "-p", r#"{"spec":{"minReadySeconds":500}}"#]);
+    wait(&s, "minReadySeconds on the ReplicaSet", || {
+        get_json(&s, &["get", "rs", &rs_name])["spec"]["minReadySeconds"] == 500
+    });
+    assert_eq!(replicasets(&s, "app=mrs").len(), 1);
+    // Readiness now has to last 500 s (below the 600 s progress deadline, as validation
+    // requires): the pods ready so far and a new one are ready, none is available.
+    s.kubectl_ok(&["scale", "deployment", "mrs", "--replicas=3"]);
+    wait(&s, "3 ready, 0 available", || {
+        let st = &get_json(&s, &["get", "deployment", "mrs"])["status"];
+        st["readyReplicas"] == 3 && st["availableReplicas"] == 0
+    });
+    // Back to 0: it is available at once.
+    s.kubectl_ok(&["patch", "deployment", "mrs", "--type=merge", "-p", r#"{"spec":{"minReadySeconds":0}}"#]);
+    wait(&s, "3 available", || get_json(&s, &["get", "deployment", "mrs"])["status"]["availableReplicas"] == 3);
+    assert_eq!(get_json(&s, &["get", "rs", &rs_name])["spec"]["minReadySeconds"].as_i64().unwrap_or(0), 0);
+}
+
+#[test]
 fn a_stuck_rollout_exceeds_its_progress_deadline() {
     let s = server();
     let _kubelet = Kubelet::start(&s);

@@ -299,15 +299,18 @@ impl Sync<'_> {
         Ok(true)
     }
 
-    /// Brings the current ReplicaSet's revision and annotations up to date, and the
-    /// Deployment's revision with it.
+    /// Brings the current ReplicaSet's revision, annotations and minReadySeconds up to date
+    /// (Kubernetes' `getNewReplicaSet`), and the Deployment's revision with it.
     async fn sync_new(&self, rs: &ReplicaSet, olds: &[&ReplicaSet]) -> crate::Result<ReplicaSet> {
         let annotations =
             rollout::new_rs_annotations(self.d, rs.metadata.annotations.as_ref(), rollout::next_revision(olds));
+        let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
         let mut rs = rs.clone();
-        if rs.metadata.annotations.as_ref() != Some(&annotations) {
-            let patch =
-                json!({ "metadata": { "resourceVersion": rs.metadata.resource_version, "annotations": annotations } });
+        let rs_min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        if rs.metadata.annotations.as_ref() != Some(&annotations) || rs_min_ready != min_ready {
+            let patch = json!({
+                "metadata": { "resourceVersion": rs.metadata.resource_version, "annotations": annotations },
+                "spec": { "minReadySeconds": min_ready } });
             rs = self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         self.sync_revision(&rs).await?;
