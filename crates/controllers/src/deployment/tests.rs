@@ -240,7 +240,8 @@ fn recreate_creates_the_new_replicaset_only_once_old_pods_are_gone() {
     let new_empty = rs("new", 2, 0, 0, json!({}));
     let new_full = rs("new", 2, 3, 3, json!({}));
     // (new, olds, pods of old ReplicaSets in the cache) -> step
-    let cases: Vec<(Option<&ReplicaSet>, Vec<&ReplicaSet>, Vec<&str>, rollout::RecreateStep)> = vec![
+    type Case<'a> = (Option<&'a ReplicaSet>, Vec<&'a ReplicaSet>, Vec<&'a str>, rollout::RecreateStep);
+    let cases: Vec<Case> = vec![
         // Old pods run: the olds are scaled down first, and no new ReplicaSet is made.
         (None, vec![&old_full], vec!["Running"], ScaleDownOld(vec!["old".into()])),
         (Some(&new_empty), vec![&old_full], vec!["Running"], ScaleDownOld(vec!["old".into()])),
