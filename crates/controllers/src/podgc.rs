@@ -115,16 +115,17 @@ async fn gc_loop(client: kube::Client, threshold: usize, pods: Cache<Pod>, nodes
                 }
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            // Terminated pods go gracefully; the others are first marked Failed (an orphan
-            // also DisruptionTarget, for Jobs' podFailurePolicy) and force-deleted: no
-            // kubelet will finish them.
+            // Terminated pods go gracefully; the others are force-deleted (no kubelet will
+            // finish them). An orphan is first marked Failed and DisruptionTarget (for Jobs'
+            // podFailurePolicy), as Kubernetes does; Kubernetes also fails an unscheduled
+            // terminating pod first, which is not done here yet.
             let params = if reason == Reason::Terminated {
                 DeleteParams::default()
             } else {
                 let pod = all_pods.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(&ns));
-                let orphaned = (reason == Reason::Orphaned).then_some(&ORPHANED);
-                if let Some(pod) = pod
-                    && let Err(e) = crate::pods::mark_disrupted(&api, pod, orphaned, true).await
+                if reason == Reason::Orphaned
+                    && let Some(pod) = pod
+                    && let Err(e) = crate::pods::mark_disrupted(&api, pod, Some(&ORPHANED), true).await
                 {
                     tracing::debug!(namespace = %ns, pod = %name, error = %e, "pod gc: marking failed");
                     continue;
