@@ -1096,8 +1096,8 @@ pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     let eviction = codec::decode_object(codec::body_type(&ctx.headers)?, &body)?;
     let opts_body =
         eviction.get("deleteOptions").map(|d| serde_json::to_vec(d).unwrap_or_default()).unwrap_or_default();
-    let opts = delete_options(&ctx, &opts_body)?;
-    let old = read::load(&ctx).await?;
+    let mut opts = delete_options(&ctx, &opts_body)?;
+    let mut old = read::load(&ctx).await?;
     crate::node_restriction::admit_delete(&ctx, &old.value)?;
     let phase = old.value.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
     // Pods that are not running, or already going, need no budget.
@@ -1105,9 +1105,64 @@ pub async fn evict(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     if needs_budget {
         take_disruption(&ctx, &old.value).await?;
     }
+    if !ctx.params.dry_run {
+        old = mark_disruption_target(&ctx, old, &mut opts).await?;
+    }
     delete_one(&ctx, &old, &opts, ctx.params.dry_run).await?;
     let status = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 });
     Ok(codec::respond(StatusCode::CREATED, &status, codec::Output::Json))
+}
+
+/// Marks an evicted pod `DisruptionTarget=True` (reason `EvictionByEvictionAPI`) before it
+/// is deleted, as Kubernetes' eviction does, so that a Job's podFailurePolicy can tell an
+/// eviction from a failure. A resourceVersion precondition moves to the marked pod (the
+/// eviction wrote it); a failing precondition is left for the delete to report.
+async fn mark_disruption_target(
+    ctx: &Ctx,
+    mut pod: std::sync::Arc<CachedObject>,
+    opts: &mut DeleteOptions,
+) -> ApiResult<std::sync::Arc<CachedObject>> {
+    for _ in 0..RETRIES {
+        let uid_differs = opts.uid.as_deref().is_some_and(|u| Some(u) != object::meta_str(&pod.value, "uid"));
+        let rv_differs = opts.resource_version.as_ref().is_some_and(|rv| *rv != pod.revision.to_string());
+        if uid_differs || rv_differs {
+            return Ok(pod);
+        }
+        let Some(marked) = with_disruption_target(&pod.value, "EvictionByEvictionAPI", "Eviction API: evicting") else {
+            return Ok(pod);
+        };
+        match ctx.app.store.update(&pod.key, Bytes::from(object::encode_for_store(&marked)), pod.revision).await {
+            Ok(kv) => {
+                let updated = CachedObject::from_kv(&kv)
+                    .map(|o| ctx.served.present(&std::sync::Arc::new(o)))
+                    .ok_or_else(|| ApiError::internal("the marked pod could not be decoded"))?;
+                if opts.resource_version.is_some() {
+                    opts.resource_version = Some(updated.revision.to_string());
+                }
+                return Ok(updated);
+            }
+            Err(berth_store::Error::Conflict { .. }) => pod = read::load(ctx).await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(429, "TooManyRequests", "the pod is being updated concurrently; try again"))
+}
+
+/// `pod` with the condition `DisruptionTarget=True` (`reason`, `message`); None when it has
+/// it already.
+fn with_disruption_target(pod: &Value, reason: &str, message: &str) -> Option<Value> {
+    let mut pod = pod.clone();
+    let status = pod.as_object_mut()?.entry("status").or_insert_with(|| json!({}));
+    let conditions = status.as_object_mut()?.entry("conditions").or_insert_with(|| json!([]));
+    let list = conditions.as_array_mut()?;
+    let condition = json!({ "type": "DisruptionTarget", "status": "True", "reason": reason, "message": message,
+        "lastTransitionTime": object::now() });
+    match list.iter_mut().find(|c| c["type"] == "DisruptionTarget") {
+        Some(c) if c["status"] == "True" => return None,
+        Some(c) => *c = condition,
+        None => list.push(condition),
+    }
+    Some(pod)
 }
 
 /// 429 with the DisruptionBudget cause Kubernetes sends when an eviction is refused.

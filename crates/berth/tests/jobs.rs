@@ -166,6 +166,44 @@ fn indexed_jobs_and_pod_failure_policy() {
     assert!(wait_until(WAIT, || active_pods(&s, "later").len() == 1), "not resumed: {}", job(&s, "later"));
 }
 
+#[test]
+fn an_evicted_pod_is_a_disruption_that_a_pod_failure_policy_can_ignore() {
+    let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    // Any counted failure would fail this Job at once.
+    create_job(
+        &s,
+        "evicted",
+        json!({ "backoffLimit": 0, "podFailurePolicy": { "rules": [
+            { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] } ] } }),
+    );
+    assert!(wait_until(WAIT, || active_pods(&s, "evicted").len() == 1), "no pod:\n{}", s.log());
+    let name = active_pods(&s, "evicted")[0]["metadata"]["name"].as_str().unwrap().to_string();
+    let eviction = json!({ "apiVersion": "policy/v1", "kind": "Eviction", "metadata": { "name": name } });
+    let (code, v) = s.http_json("POST", &format!("{PODS}/{name}/eviction"), Some(&eviction));
+    assert_eq!(code, 201, "{v}");
+    // The eviction marked the pod before deleting it; the Job's tracking finalizer holds it
+    // until the Job controller has seen it.
+    let (code, evicted) = s.http_json("GET", &format!("{PODS}/{name}"), None);
+    if code == 200 {
+        let c = evicted["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget");
+        assert_eq!(
+            c.map(|c| (c["status"].clone(), c["reason"].clone())),
+            Some((json!("True"), json!("EvictionByEvictionAPI"))),
+            "{evicted}"
+        );
+    }
+    // Ignored: a replacement pod, no failure counted, the Job goes on.
+    assert!(
+        wait_until(WAIT, || active_pods(&s, "evicted").iter().any(|p| p["metadata"]["name"] != name.as_str())),
+        "no replacement: {}",
+        job(&s, "evicted")
+    );
+    let j = job(&s, "evicted");
+    assert_eq!(j["status"]["failed"].as_i64().unwrap_or(0), 0, "{j}");
+    assert!(condition(&j, "Failed").is_none(), "{j}");
+    assert!(wait_until(WAIT, || s.http_json("GET", &format!("{PODS}/{name}"), None).0 == 404));
+}
+
 fn index_of(pod: &Value) -> &str {
     pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"].as_str().unwrap()
 }

@@ -361,6 +361,7 @@ fn scaling_mid_rollout_is_proportional_and_pause_holds_the_rollout() {
 fn recreate_replaces_all_pods_and_history_is_trimmed() {
     let s = server();
     let _kubelet = Kubelet::start(&s);
+    let overlap = Overlap::watch(&s, "app=rec");
     let manifest = STALLED
         .replace("name: big", "name: rec")
         .replace("app: big", "app: rec")
@@ -378,6 +379,109 @@ fn recreate_replaces_all_pods_and_history_is_trimmed() {
     wait(&s, "history trimmed to 1", || {
         replicasets(&s, "app=rec").iter().map(|r| r.2.clone()).collect::<Vec<_>>() == ["3", "4"]
     });
+    // Every rollout had old and new pods apart: the new ReplicaSet's first pod came only
+    // after the last old pod (terminating ones included) was gone.
+    let seen = overlap.stop();
+    assert!(seen.hashes >= 4, "the watch saw {} templates", seen.hashes);
+    assert_eq!(seen.overlaps, Vec::<String>::new(), "old and new pods ran at the same time");
+}
+
+/// What [`Overlap`] saw: how many pod templates, and every moment pods of two templates
+/// existed together (unfinished, deleted or not).
+struct Seen {
+    hashes: usize,
+    overlaps: Vec<String>,
+}
+
+/// Follows the pods of a selector through one watch (each event applied in order, so every
+/// state the API server went through is seen) and records pods of different
+/// pod-template-hashes existing at once.
+struct Overlap {
+    rt: tokio::runtime::Runtime,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+}
+
+impl Overlap {
+    fn watch(s: &TestServer, selector: &str) -> Overlap {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen { hashes: 0, overlaps: vec![] }));
+        let (kubeconfig, selector, out) = (s.kubeconfig.clone(), selector.to_string(), seen.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let client = berth_testkit::kube_client(&kubeconfig).await;
+            let api: Api<Pod> = Api::default_namespaced(client);
+            let config = watcher::Config::default().labels(&selector);
+            let mut events = std::pin::pin!(watcher(api, config));
+            let mut live: std::collections::BTreeMap<String, String> = Default::default();
+            let mut hashes = std::collections::BTreeSet::new();
+            while let Some(ev) = events.next().await {
+                let mut apply = |p: &Pod, live: &mut std::collections::BTreeMap<String, String>| {
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                    let hash = p.labels().get("pod-template-hash").cloned().unwrap_or_default();
+                    hashes.insert(hash.clone());
+                    if phase == "Succeeded" || phase == "Failed" {
+                        live.remove(&p.name_any());
+                    } else {
+                        live.insert(p.name_any(), hash);
+                    }
+                };
+                match ev {
+                    Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => apply(&p, &mut live),
+                    Ok(watcher::Event::Delete(p)) => {
+                        live.remove(&p.name_any());
+                    }
+                    Ok(watcher::Event::Init) => live.clear(),
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Err(_) => continue,
+                }
+                let templates: std::collections::BTreeSet<&String> = live.values().collect();
+                let mut seen = out.lock().unwrap();
+                seen.hashes = hashes.len();
+                if templates.len() > 1 {
+                    seen.overlaps.push(format!("{live:?}"));
+                }
+            }
+        });
+        ready_rx.recv_timeout(TIMEOUT).expect("the pod watch started");
+        Overlap { rt, seen }
+    }
+
+    fn stop(self) -> Seen {
+        self.rt.shutdown_background();
+        std::mem::replace(&mut *self.seen.lock().unwrap(), Seen { hashes: 0, overlaps: vec![] })
+    }
+}
+
+#[test]
+fn a_deployments_min_ready_seconds_reaches_its_current_replicaset() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STALLED
+        .replace("name: big", "name: mrs")
+        .replace("app: big", "app: mrs")
+        .replace("replicas: 10", "replicas: 2");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    rollout_status(&s, "deployment/mrs");
+    let rs_name = replicasets(&s, "app=mrs")[0].0.clone();
+    // The template is unchanged, so the same ReplicaSet stays current and takes the new value.
+    s.kubectl_ok(&["patch", "deployment", "mrs", "--type=merge", "-p", r#"{"spec":{"minReadySeconds":500}}"#]);
+    wait(&s, "minReadySeconds on the ReplicaSet", || {
+        get_json(&s, &["get", "rs", &rs_name])["spec"]["minReadySeconds"] == 500
+    });
+    assert_eq!(replicasets(&s, "app=mrs").len(), 1);
+    // Readiness now has to last 500 s (below the 600 s progress deadline, as validation
+    // requires): the pods ready so far and a new one are ready, none is available.
+    s.kubectl_ok(&["scale", "deployment", "mrs", "--replicas=3"]);
+    wait(&s, "3 ready, 0 available", || {
+        let st = &get_json(&s, &["get", "deployment", "mrs"])["status"];
+        st["readyReplicas"] == 3 && st["availableReplicas"] == 0
+    });
+    // Back to 0: it is available at once.
+    s.kubectl_ok(&["patch", "deployment", "mrs", "--type=merge", "-p", r#"{"spec":{"minReadySeconds":0}}"#]);
+    wait(&s, "3 available", || get_json(&s, &["get", "deployment", "mrs"])["status"]["availableReplicas"] == 3);
+    assert_eq!(get_json(&s, &["get", "rs", &rs_name])["spec"]["minReadySeconds"].as_i64().unwrap_or(0), 0);
 }
 
 #[test]

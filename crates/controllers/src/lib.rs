@@ -219,7 +219,7 @@ pub async fn run(client: kube::Client, options: Options) {
         ));
     }
     if options.enabled("deployment") {
-        all.push(("deployment", Box::pin(deployment::run(client.clone()))));
+        all.push(("deployment", Box::pin(deployment::run(client.clone(), pods.feed()))));
     }
     if options.enabled("statefulset") {
         all.push(("statefulset", Box::pin(statefulset::run(client.clone(), pods.feed()))));

@@ -16,6 +16,10 @@ const PERIOD: Duration = Duration::from_secs(10);
 /// The taint that lets pods of a shut-down node go.
 const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 
+/// The condition PodGC sets on a pod whose node is gone before deleting it.
+const ORPHANED: crate::pods::Disruption =
+    crate::pods::Disruption { reason: "DeletionByPodGC", message: "PodGC: node no longer exists" };
+
 /// Why a pod is collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
@@ -111,10 +115,21 @@ async fn gc_loop(client: kube::Client, threshold: usize, pods: Cache<Pod>, nodes
                 }
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            // Terminated pods go gracefully; the others are force-deleted (no kubelet will finish them).
+            // Terminated pods go gracefully; the others are force-deleted (no kubelet will
+            // finish them). An orphan is first marked Failed and DisruptionTarget (for Jobs'
+            // podFailurePolicy), as Kubernetes does; Kubernetes also fails an unscheduled
+            // terminating pod first, which is not done here yet.
             let params = if reason == Reason::Terminated {
                 DeleteParams::default()
             } else {
+                let pod = all_pods.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(&ns));
+                if reason == Reason::Orphaned
+                    && let Some(pod) = pod
+                    && let Err(e) = crate::pods::mark_disrupted(&api, pod, Some(&ORPHANED), true).await
+                {
+                    tracing::debug!(namespace = %ns, pod = %name, error = %e, "pod gc: marking failed");
+                    continue;
+                }
                 DeleteParams::default().grace_period(0)
             };
             match api.delete(&name, &params).await {

@@ -245,3 +245,62 @@ pub(crate) fn slow_start_batches(n: usize) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests;
+
+/// Why a controller deletes a pod it did not fail itself, as the `DisruptionTarget`
+/// condition's reason and message say (Kubernetes' taint manager and PodGC).
+pub(crate) struct Disruption {
+    pub(crate) reason: &'static str,
+    pub(crate) message: &'static str,
+}
+
+/// The status patch that marks `pod` before a disruptive deletion (Kubernetes'
+/// `addConditionAndDeletePod` and PodGC's `markFailedAndDeletePodWithCondition`):
+/// `DisruptionTarget=True` unless it has it already, and, when `fail` is set and the pod
+/// had not finished, phase Failed (PodGC's pods have no kubelet left to finish them).
+/// None when there is nothing to change. PodGC adds no condition to a pod already finished.
+pub(crate) fn disruption_patch(
+    pod: &Pod,
+    disruption: Option<&Disruption>,
+    fail: bool,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let finished = matches!(phase, Some("Succeeded" | "Failed"));
+    if fail && finished {
+        return None;
+    }
+    let marked = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True"));
+    let mut status = serde_json::Map::new();
+    if let Some(d) = disruption.filter(|_| !marked) {
+        status.insert(
+            "conditions".into(),
+            serde_json::json!([{ "type": "DisruptionTarget", "status": "True", "reason": d.reason,
+                "message": d.message, "lastTransitionTime": now.to_string() }]),
+        );
+    }
+    if fail {
+        status.insert("phase".into(), "Failed".into());
+    }
+    (!status.is_empty()).then(|| serde_json::json!({ "status": status }))
+}
+
+/// Applies [`disruption_patch`] to the pod's status (conditions merge by type); a pod
+/// already gone is no error.
+pub(crate) async fn mark_disrupted(
+    api: &kube::Api<Pod>,
+    pod: &Pod,
+    disruption: Option<&Disruption>,
+    fail: bool,
+) -> kube::Result<()> {
+    let Some(patch) = disruption_patch(pod, disruption, fail, Timestamp::now()) else { return Ok(()) };
+    let params = kube::api::PatchParams::default();
+    match api.patch_status(&pod.name_any(), &params, &kube::api::Patch::Strategic(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}

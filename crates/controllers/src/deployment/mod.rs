@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -32,11 +32,13 @@ use rollout::{HASH_LABEL, REVISION};
 struct Ctx {
     client: kube::Client,
     replicasets: crate::informers::Cache<ReplicaSet>,
+    pods: crate::informers::Cache<Pod>,
     events: Events,
 }
 
-/// Runs the Deployment controller.
-pub(crate) async fn run(client: kube::Client) {
+/// Runs the Deployment controller. Pods are followed (from the shared informer) only for
+/// Recreate rollouts waiting on their old pods to go.
+pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>) {
     let (rs_reader, rs_writer) = reflector::store::<ReplicaSet>();
     let rs_events = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -46,11 +48,14 @@ pub(crate) async fn run(client: kube::Client) {
     let deployments = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        replicasets: crate::informers::Cache::of(rs_reader),
+        replicasets: crate::informers::Cache::of(rs_reader.clone()),
+        pods: pods.store.clone(),
         events: Events::new(client, "deployment-controller"),
     });
+    let waiting = deployments.clone();
     controller
         .watches_stream(rs_events, move |rs: ReplicaSet| deployments_of(&deployments, &rs))
+        .watches_stream(pods.touched(), move |pod: Pod| recreate_waiting_on(&waiting, &rs_reader, &pod))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
@@ -73,6 +78,7 @@ fn deployments_of(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<Objec
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     ctx.replicasets.wait_until_ready().await;
+    ctx.pods.wait_until_ready().await;
     let ns = d.namespace().unwrap_or_default();
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
     let in_ns = ctx.replicasets.state_filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()));
@@ -117,65 +123,112 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         return sync.write_status(new, &owned, status, now).await;
     }
 
+    if rollout::is_recreate(&d) {
+        return recreate(&sync, new, &olds, &owned, status, now).await;
+    }
     let new = match new {
         Some(rs) => sync.sync_new(rs, &olds).await?,
-        None => {
-            let Some(rs) = sync.create_new(&owned, &olds, &mut status, now).await? else {
-                // A hash collision: collisionCount went up; try again with the new name.
-                return Ok(Action::requeue(Duration::from_millis(100)));
-            };
-            let msg = format!("Created new replica set \"{}\"", rs.name_any());
-            rollout::set_condition(
-                &mut status,
-                rollout::condition("Progressing", "True", "NewReplicaSetCreated", msg, now),
-            );
-            rs
-        }
+        None => match sync.create_found(&owned, &olds, &mut status, now).await? {
+            Some(rs) => rs,
+            // A hash collision: collisionCount went up; try again with the new name.
+            None => return Ok(Action::requeue(Duration::from_millis(100))),
+        },
     };
-    if status.conditions.iter().flatten().all(|c| c.type_ != "Progressing") {
-        let msg = format!("Found new replica set \"{}\"", new.name_any());
-        rollout::set_condition(&mut status, rollout::condition("Progressing", "True", "FoundNewReplicaSet", msg, now));
-    }
+    found_condition(&mut status, &new, now);
     let mut all: Vec<&ReplicaSet> = olds.clone();
     all.push(&new);
 
-    if rollout::is_recreate(&d) {
-        let mut changed = false;
-        for rs in olds.iter().filter(|rs| rollout::rs_replicas(rs) > 0) {
-            changed |= sync.scale(rs, 0).await?;
+    let target = rollout::new_rs_target(&d, &new, &all);
+    if target != rollout::rs_replicas(&new) && sync.scale(&new, target).await? {
+        return sync.write_status(Some(&new), &all, status, now).await;
+    }
+    let mut changed = false;
+    for (name, target) in rollout::old_rs_targets(&d, &new, &olds) {
+        if let Some(rs) = olds.iter().find(|rs| rs.metadata.name.as_deref() == Some(name.as_str())) {
+            changed |= sync.scale(rs, target).await?;
         }
-        if changed {
-            return sync.write_status(Some(&new), &all, status, now).await;
-        }
-        if sync.old_pods_running(&olds).await? {
-            sync.write_status(Some(&new), &all, status, now).await?;
-            // Pods are not watched here: look again shortly for the old pods to be gone.
-            return Ok(Action::requeue(Duration::from_secs(1)));
-        }
-        let target = rollout::new_rs_target(&d, &new, &all);
-        if sync.scale(&new, target).await? {
-            return sync.write_status(Some(&new), &all, status, now).await;
-        }
-    } else {
-        let target = rollout::new_rs_target(&d, &new, &all);
-        if target != rollout::rs_replicas(&new) && sync.scale(&new, target).await? {
-            return sync.write_status(Some(&new), &all, status, now).await;
-        }
-        let mut changed = false;
-        for (name, target) in rollout::old_rs_targets(&d, &new, &olds) {
-            if let Some(rs) = olds.iter().find(|rs| rs.metadata.name.as_deref() == Some(name.as_str())) {
-                changed |= sync.scale(rs, target).await?;
+    }
+    if changed {
+        return sync.write_status(Some(&new), &all, status, now).await;
+    }
+    sync.finish(&new, &olds, status, now).await
+}
+
+/// Sets Progressing to FoundNewReplicaSet when there is no Progressing condition yet.
+fn found_condition(status: &mut DeploymentStatus, new: &ReplicaSet, now: Timestamp) {
+    if status.conditions.iter().flatten().all(|c| c.type_ != "Progressing") {
+        let msg = format!("Found new replica set \"{}\"", new.name_any());
+        rollout::set_condition(status, rollout::condition("Progressing", "True", "FoundNewReplicaSet", msg, now));
+    }
+}
+
+/// A Recreate rollout (Kubernetes' `rolloutRecreate`): the old ReplicaSets go to 0, and the
+/// new one is created or scaled up only once none of their pods runs any more. Pod events
+/// of scaled-down ReplicaSets wake this Deployment ([`recreate_waiting_on`]).
+async fn recreate(
+    sync: &Sync<'_>,
+    new: Option<&ReplicaSet>,
+    olds: &[&ReplicaSet],
+    owned: &[&ReplicaSet],
+    mut status: DeploymentStatus,
+    now: Timestamp,
+) -> crate::Result<Action> {
+    let d = sync.d;
+    // The revision of an existing new ReplicaSet is brought up to date first; a missing one
+    // is not created yet, so that nothing scales up before the old pods are gone.
+    let new = match new {
+        Some(rs) => Some(sync.sync_new(rs, olds).await?),
+        None => None,
+    };
+    let mut all: Vec<&ReplicaSet> = olds.to_vec();
+    all.extend(new.as_ref());
+    let ns = d.namespace().unwrap_or_default();
+    let running = rollout::old_pods_running(
+        olds,
+        sync.ctx.pods.state().iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str())).map(Arc::as_ref),
+    );
+    match rollout::recreate_step(d, new.as_ref(), olds, running) {
+        rollout::RecreateStep::ScaleDownOld(names) => {
+            for rs in olds.iter().filter(|rs| rs.metadata.name.as_ref().is_some_and(|n| names.contains(n))) {
+                sync.scale(rs, 0).await?;
             }
+            sync.write_status(new.as_ref(), &all, status, now).await
         }
-        if changed {
-            return sync.write_status(Some(&new), &all, status, now).await;
+        rollout::RecreateStep::WaitForOldPods => sync.write_status(new.as_ref(), &all, status, now).await,
+        rollout::RecreateStep::CreateNew(_) => match sync.create_found(owned, olds, &mut status, now).await? {
+            Some(created) => {
+                all.push(&created);
+                sync.write_status(Some(&created), &all, status, now).await
+            }
+            None => Ok(Action::requeue(Duration::from_millis(100))),
+        },
+        rollout::RecreateStep::ScaleNew(target) => {
+            let Some(new) = new.as_ref() else { return Ok(Action::await_change()) };
+            found_condition(&mut status, new, now);
+            if sync.scale(new, target).await? {
+                return sync.write_status(Some(new), &all, status, now).await;
+            }
+            sync.finish(new, olds, status, now).await
         }
     }
-    let probe = rollout::status(&d, Some(&new), &all, now);
-    if rollout::is_complete(&d, &probe) {
-        sync.cleanup(&olds).await?;
+}
+
+/// The Deployments in Recreate whose rollout may wait on `pod`: the controller of its
+/// ReplicaSet, when that ReplicaSet is scaled to 0 (an old one being emptied).
+fn recreate_waiting_on(
+    deployments: &Store<Deployment>,
+    replicasets: &Store<ReplicaSet>,
+    pod: &Pod,
+) -> Option<ObjectRef<Deployment>> {
+    let ns = pod.namespace().unwrap_or_default();
+    let r = pods::controller_ref(&pod.metadata).filter(|r| r.kind == "ReplicaSet")?;
+    let rs = replicasets.get(&ObjectRef::new(&r.name).within(&ns))?;
+    if rollout::rs_replicas(&rs) != 0 {
+        return None;
     }
-    sync.write_status(Some(&new), &all, status, now).await
+    let owner = pods::controller_ref(&rs.metadata).filter(|o| o.kind == "Deployment")?;
+    let key = ObjectRef::new(&owner.name).within(&ns);
+    deployments.get(&key).filter(|d| rollout::is_recreate(d)).map(|_| key)
 }
 
 /// One sync of one Deployment.
@@ -186,6 +239,39 @@ struct Sync<'a> {
 }
 
 impl Sync<'_> {
+    /// The end of a sync with nothing left to scale: old ReplicaSets beyond the history
+    /// limit go once the rollout is complete; the status is written.
+    async fn finish(
+        &self,
+        new: &ReplicaSet,
+        olds: &[&ReplicaSet],
+        status: DeploymentStatus,
+        now: Timestamp,
+    ) -> crate::Result<Action> {
+        let mut all: Vec<&ReplicaSet> = olds.to_vec();
+        all.push(new);
+        let probe = rollout::status(self.d, Some(new), &all, now);
+        if rollout::is_complete(self.d, &probe) {
+            self.cleanup(olds).await?;
+        }
+        self.write_status(Some(new), &all, status, now).await
+    }
+
+    /// Creates the new ReplicaSet ([`Sync::create_new`]) and records it in the Progressing
+    /// condition; None after a hash collision.
+    async fn create_found(
+        &self,
+        owned: &[&ReplicaSet],
+        olds: &[&ReplicaSet],
+        status: &mut DeploymentStatus,
+        now: Timestamp,
+    ) -> crate::Result<Option<ReplicaSet>> {
+        let Some(rs) = self.create_new(owned, olds, status, now).await? else { return Ok(None) };
+        let msg = format!("Created new replica set \"{}\"", rs.name_any());
+        rollout::set_condition(status, rollout::condition("Progressing", "True", "NewReplicaSetCreated", msg, now));
+        Ok(Some(rs))
+    }
+
     /// Scales `rs` to `target` (and records the Deployment's size on it); false if nothing changed.
     async fn scale(&self, rs: &ReplicaSet, target: i32) -> crate::Result<bool> {
         let (surge, _) = rollout::fenceposts(self.d);
@@ -213,15 +299,18 @@ impl Sync<'_> {
         Ok(true)
     }
 
-    /// Brings the current ReplicaSet's revision and annotations up to date, and the
-    /// Deployment's revision with it.
+    /// Brings the current ReplicaSet's revision, annotations and minReadySeconds up to date
+    /// (Kubernetes' `getNewReplicaSet`), and the Deployment's revision with it.
     async fn sync_new(&self, rs: &ReplicaSet, olds: &[&ReplicaSet]) -> crate::Result<ReplicaSet> {
         let annotations =
             rollout::new_rs_annotations(self.d, rs.metadata.annotations.as_ref(), rollout::next_revision(olds));
+        let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
         let mut rs = rs.clone();
-        if rs.metadata.annotations.as_ref() != Some(&annotations) {
-            let patch =
-                json!({ "metadata": { "resourceVersion": rs.metadata.resource_version, "annotations": annotations } });
+        let rs_min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        if rs.metadata.annotations.as_ref() != Some(&annotations) || rs_min_ready != min_ready {
+            let patch = json!({
+                "metadata": { "resourceVersion": rs.metadata.resource_version, "annotations": annotations },
+                "spec": { "minReadySeconds": min_ready } });
             rs = self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         self.sync_revision(&rs).await?;
@@ -315,21 +404,6 @@ impl Sync<'_> {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Whether pods of the old ReplicaSets still run (Recreate waits for them to go).
-    async fn old_pods_running(&self, olds: &[&ReplicaSet]) -> crate::Result<bool> {
-        if olds.iter().any(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0)) {
-            return Ok(true);
-        }
-        let uids: Vec<&str> = olds.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
-        let pods = api.list(&ListParams::default()).await?;
-        Ok(pods.items.iter().any(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            let owner = pods::controller_ref(&p.metadata).map(|r| r.uid.as_str());
-            owner.is_some_and(|u| uids.contains(&u)) && phase != Some("Succeeded") && phase != Some("Failed")
-        }))
     }
 
     /// Deletes old ReplicaSets beyond revisionHistoryLimit.

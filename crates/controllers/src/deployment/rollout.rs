@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -186,6 +186,58 @@ pub(crate) fn new_rs_target(d: &Deployment, new: &ReplicaSet, all: &[&ReplicaSet
         return current;
     }
     current + (max_total - total).min(want - current)
+}
+
+/// One step of a Recreate rollout (Kubernetes' `rolloutRecreate`): the old ReplicaSets go
+/// to 0 first, then nothing happens while any of their pods still runs, and only then is
+/// the new ReplicaSet created (or scaled) at the Deployment's size, so old and new pods
+/// never run together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecreateStep {
+    /// Scale these old ReplicaSets down to 0.
+    ScaleDownOld(Vec<String>),
+    /// Old pods still run (terminating ones too): wait for them to go.
+    WaitForOldPods,
+    /// No ReplicaSet has the template yet: create it at the Deployment's size.
+    CreateNew(i32),
+    /// Scale the new ReplicaSet to this size (it may be its size already).
+    ScaleNew(i32),
+}
+
+/// The next step of a Recreate rollout; `old_pods_running` is [`old_pods_running`]'s answer.
+pub(crate) fn recreate_step(
+    d: &Deployment,
+    new: Option<&ReplicaSet>,
+    olds: &[&ReplicaSet],
+    old_pods_running: bool,
+) -> RecreateStep {
+    let active: Vec<String> =
+        olds.iter().filter(|rs| rs_replicas(rs) > 0).filter_map(|rs| rs.metadata.name.clone()).collect();
+    if !active.is_empty() {
+        return RecreateStep::ScaleDownOld(active);
+    }
+    if old_pods_running {
+        return RecreateStep::WaitForOldPods;
+    }
+    match new {
+        None => RecreateStep::CreateNew(replicas(d)),
+        Some(_) => RecreateStep::ScaleNew(replicas(d)),
+    }
+}
+
+/// Whether pods of the old ReplicaSets still run (Kubernetes' `oldPodsRunning`): an old
+/// ReplicaSet reports replicas, or one of `pods` it controls has not finished, being
+/// deleted or not.
+pub(crate) fn old_pods_running<'a>(olds: &[&ReplicaSet], pods: impl IntoIterator<Item = &'a Pod>) -> bool {
+    if olds.iter().any(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0)) {
+        return true;
+    }
+    let uids: Vec<&str> = olds.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
+    pods.into_iter().any(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        let owner = crate::pods::controller_ref(&p.metadata).map(|r| r.uid.as_str());
+        owner.is_some_and(|u| uids.contains(&u)) && phase != Some("Succeeded") && phase != Some("Failed")
+    })
 }
 
 /// Target sizes for the old ReplicaSets in a rolling-update step: first the unhealthy

@@ -210,3 +210,57 @@ fn progress_conditions_follow_the_rollout() {
     assert_eq!(reason(&s3, "Progressing").as_deref(), Some("NewReplicaSetAvailable"));
     assert_eq!(reason(&s3, "Available").as_deref(), Some("MinimumReplicasAvailable"));
 }
+
+fn recreate_deployment(replicas: i32) -> Deployment {
+    let mut d = deployment(replicas, json!(1), json!(0));
+    if let Some(s) = d.spec.as_mut() {
+        s.strategy = serde_json::from_value(json!({ "type": "Recreate" })).unwrap();
+    }
+    d
+}
+
+fn pod_of(owner_uid: &str, phase: &str) -> k8s_openapi::api::core::v1::Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": "p", "namespace": "default",
+            "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner_uid, "uid": owner_uid, "controller": true }] },
+        "status": { "phase": phase }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn recreate_creates_the_new_replicaset_only_once_old_pods_are_gone() {
+    use rollout::RecreateStep::*;
+    let d = recreate_deployment(3);
+    let old_full = rs("old", 1, 3, 3, json!({}));
+    // Scaled to 0, but the ReplicaSet controller has not counted its pods out yet.
+    let mut old_draining = rs("old", 1, 0, 0, json!({}));
+    old_draining.status.as_mut().unwrap().replicas = 2;
+    let old_empty = rs("old", 1, 0, 0, json!({}));
+    let new_empty = rs("new", 2, 0, 0, json!({}));
+    let new_full = rs("new", 2, 3, 3, json!({}));
+    // (new, olds, pods of old ReplicaSets in the cache) -> step
+    type Case<'a> = (Option<&'a ReplicaSet>, Vec<&'a ReplicaSet>, Vec<&'a str>, rollout::RecreateStep);
+    let cases: Vec<Case> = vec![
+        // Old pods run: the olds are scaled down first, and no new ReplicaSet is made.
+        (None, vec![&old_full], vec!["Running"], ScaleDownOld(vec!["old".into()])),
+        (Some(&new_empty), vec![&old_full], vec!["Running"], ScaleDownOld(vec!["old".into()])),
+        // Scaled down, pods still counted or still in the cache (terminating or not): wait.
+        (None, vec![&old_draining], vec![], WaitForOldPods),
+        (None, vec![&old_empty], vec!["Running"], WaitForOldPods),
+        (None, vec![&old_empty], vec!["Pending"], WaitForOldPods),
+        (Some(&new_empty), vec![&old_empty], vec!["Running"], WaitForOldPods),
+        // Only finished pods are left, or none: create or scale up the new one.
+        (None, vec![&old_empty], vec!["Succeeded", "Failed"], CreateNew(3)),
+        (None, vec![], vec![], CreateNew(3)),
+        (Some(&new_empty), vec![&old_empty], vec![], ScaleNew(3)),
+        (Some(&new_full), vec![&old_empty], vec![], ScaleNew(3)),
+    ];
+    for (new, olds, phases, expect) in cases {
+        let pods: Vec<_> = phases.iter().map(|p| pod_of("old", p)).collect();
+        let running = rollout::old_pods_running(&olds, &pods);
+        assert_eq!(rollout::recreate_step(&d, new, &olds, running), expect, "new {new:?}, phases {phases:?}");
+    }
+    // Pods of other controllers do not hold a Recreate back.
+    assert!(!rollout::old_pods_running(&[&old_empty], &[pod_of("new", "Running"), pod_of("other", "Running")]));
+}

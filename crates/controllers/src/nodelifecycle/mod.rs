@@ -191,7 +191,14 @@ async fn set_unknown(
     Ok(())
 }
 
-/// Deletes the pods of `node` whose tolerations of its NoExecute taints ran out.
+/// The condition the taint manager sets on a pod before deleting it.
+const TAINT_EVICTION: crate::pods::Disruption = crate::pods::Disruption {
+    reason: "DeletionByTaintManager",
+    message: "Taint manager: deleting due to NoExecute taint",
+};
+
+/// Deletes the pods of `node` whose tolerations of its NoExecute taints ran out, each
+/// marked `DisruptionTarget` first.
 async fn evict(client: &kube::Client, events: &Events, node: &Node, pods: &Store<Pod>, now: jiff::Timestamp) {
     let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     if !taints.iter().any(|t| t.effect == "NoExecute") {
@@ -210,6 +217,11 @@ async fn evict(client: &kube::Client, events: &Events, node: &Node, pods: &Store
         }
         let ns = pod.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        // Marked first, as Kubernetes' taint manager does, for Jobs' podFailurePolicy.
+        if let Err(e) = crate::pods::mark_disrupted(&api, pod, Some(&TAINT_EVICTION), false).await {
+            tracing::debug!(pod = %pod.name_any(), error = %e, "node lifecycle: marking the pod failed");
+            continue;
+        }
         match api.delete(&pod.name_any(), &DeleteParams::default()).await {
             Ok(_) => {
                 tracing::info!(pod = %pod.name_any(), node = %name, "node lifecycle: evicting pod from tainted node");

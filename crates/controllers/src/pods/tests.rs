@@ -136,3 +136,34 @@ fn selectors_match_labels() {
     assert!(!selects(None, Some(&labels)), "no selector selects nothing");
     assert!(selects(Some(&sel(json!({}))), None), "an empty selector selects everything");
 }
+
+#[test]
+fn disruptions_mark_the_pod_before_it_is_deleted() {
+    let now = Timestamp::from_second(1_000).unwrap();
+    let taint = Disruption { reason: "DeletionByTaintManager", message: "m" };
+    let pod = |phase: &str, marked: bool| -> Pod {
+        let conditions = if marked { json!([{ "type": "DisruptionTarget", "status": "True" }]) } else { json!([]) };
+        serde_json::from_value(
+            json!({ "metadata": { "name": "p" }, "status": { "phase": phase, "conditions": conditions } }),
+        )
+        .unwrap()
+    };
+    let condition = json!([{ "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+        "message": "m", "lastTransitionTime": now.to_string() }]);
+    // The taint manager: the condition only, once.
+    assert_eq!(
+        disruption_patch(&pod("Running", false), Some(&taint), false, now),
+        Some(json!({ "status": { "conditions": condition } }))
+    );
+    assert_eq!(disruption_patch(&pod("Running", true), Some(&taint), false, now), None);
+    // PodGC: an unfinished pod fails too; a finished one is left as it is.
+    assert_eq!(
+        disruption_patch(&pod("Running", false), Some(&taint), true, now),
+        Some(json!({ "status": { "conditions": condition, "phase": "Failed" } }))
+    );
+    assert_eq!(
+        disruption_patch(&pod("Pending", false), None, true, now),
+        Some(json!({ "status": { "phase": "Failed" } }))
+    );
+    assert_eq!(disruption_patch(&pod("Succeeded", false), Some(&taint), true, now), None);
+}
