@@ -623,6 +623,103 @@ fn a_statefulset_makes_named_pods_with_claims_in_order() {
     wait(&s, "five-5 and five-6", || pod_names(&s, "app=five") == ["five-5", "five-6"]);
 }
 
+/// The claims of `app=keep` and their owners' kinds, by name.
+fn claim_owner_kinds(s: &TestServer) -> Vec<(String, Vec<String>)> {
+    let list = get_json(s, &["get", "pvc", "-l", "app=keep"]);
+    let mut out: Vec<(String, Vec<String>)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
+        .map(|c| {
+            let kinds = c["metadata"]["ownerReferences"]
+                .as_array()
+                .map(|o| o.iter().map(|r| r["kind"].as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            (c["metadata"]["name"].as_str().unwrap().to_string(), kinds)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn claim_retention_policies_give_claims_their_owners_and_the_collector_acts_on_them() {
+    let s = server();
+    let _kubelet = Kubelet::start(&s);
+    let manifest = STS.replace("name: db }", "name: keep }").replace("app: db", "app: keep").replace(
+        "serviceName: db",
+        "serviceName: keep\n  persistentVolumeClaimRetentionPolicy: { whenDeleted: Retain, whenScaled: Delete }",
+    );
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
+    wait(&s, "three pods", || pod_names(&s, "app=keep").len() == 3);
+    sts_observed(&s, "keep");
+    // whenScaled: Delete: a scale-down gives the condemned pods' claims to the pods, and the
+    // garbage collector removes them with the pods; the others have no owner.
+    s.kubectl_ok(&["scale", "statefulset", "keep", "--replicas=1"]);
+    wait(&s, "the scaled-away claims gone", || {
+        claim_owner_kinds(&s).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>() == ["data-keep-0"]
+    });
+    assert_eq!(claim_owner_kinds(&s), [("data-keep-0".to_string(), Vec::<String>::new())]);
+    // A claim owner of its own is kept while the policy changes to whenDeleted: Delete.
+    let keeper = get_json(&s, &["create", "configmap", "keeper"]);
+    let foreign =
+        json!([{ "apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": keeper["metadata"]["uid"] }]);
+    s.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data-keep-0",
+        "--type=merge",
+        "-p",
+        &json!({"metadata": {"ownerReferences": foreign}}).to_string(),
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "keep",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete","whenScaled":"Delete"}}}"#,
+    ]);
+    wait(&s, "the set owning its claim", || {
+        claim_owner_kinds(&s) == [("data-keep-0".to_string(), vec!["ConfigMap".to_string(), "StatefulSet".to_string()])]
+    });
+    // Back to Retain: the set's reference goes, the other owner stays.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "keep",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Retain","whenScaled":"Retain"}}}"#,
+    ]);
+    wait(&s, "the set's reference gone", || {
+        claim_owner_kinds(&s) == [("data-keep-0".to_string(), vec!["ConfigMap".to_string()])]
+    });
+    // whenDeleted: Delete again, the foreign owner removed: deleting the set takes the claim.
+    s.kubectl_ok(&[
+        "patch",
+        "statefulset",
+        "keep",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}}}"#,
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data-keep-0",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences/0"}]"#,
+    ]);
+    wait(&s, "the set owning its claim again", || {
+        claim_owner_kinds(&s) == [("data-keep-0".to_string(), vec!["StatefulSet".to_string()])]
+    });
+    s.kubectl_ok(&["delete", "statefulset", "keep"]);
+    wait(&s, "the claim deleted with its set", || claim_owner_kinds(&s).is_empty());
+}
+
 #[test]
 fn statefulset_updates_respect_partitions_and_roll_back() {
     let s = server();

@@ -102,8 +102,11 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> crate::Result<Action
                     create_pod(&ctx, &set, ordinal, template, rev_name, &ours).await?;
                 }
                 Step::Delete { name: pod_name, condemned } => {
-                    if condemned && sync::delete_claims_on_scale_down(&set) {
-                        release_claims_to_pod(&ctx, &set, &pod_name, &owned).await?;
+                    if condemned
+                        && sync::delete_claims_on_scale_down(&set)
+                        && let Some(pod) = owned.iter().find(|p| p.metadata.name.as_deref() == Some(&pod_name))
+                    {
+                        reconcile_claim_owners(&ctx, &set, pod).await?;
                     }
                     match pod_api.delete(&pod_name, &DeleteParams::default()).await {
                         Ok(_) => {
@@ -115,6 +118,17 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> crate::Result<Action
                     }
                 }
             }
+        }
+    }
+
+    // The claims' owners follow the retention policy: checked on every sync while a
+    // policy deletes claims, and once after any spec change (a policy set back to Retain
+    // takes the references away).
+    let policy_deletes = sync::delete_claims_with_set(&set) || sync::delete_claims_on_scale_down(&set);
+    let spec_changed = set.status.as_ref().and_then(|s| s.observed_generation) != set.metadata.generation;
+    if set.metadata.deletion_timestamp.is_none() && (policy_deletes || spec_changed) {
+        for pod in owned.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            reconcile_claim_owners(&ctx, &set, pod).await?;
         }
     }
 
@@ -188,19 +202,28 @@ async fn create_pod(
     }
 }
 
-/// With `whenScaled: Delete`, a condemned pod's claims get the pod as owner, so the
-/// garbage collector removes them with it (as Kubernetes does).
-async fn release_claims_to_pod(ctx: &Ctx, set: &StatefulSet, pod_name: &str, owned: &[&Pod]) -> crate::Result<()> {
-    let Some(pod) = owned.iter().find(|p| p.metadata.name.as_deref() == Some(pod_name)) else { return Ok(()) };
-    let Some(ordinal) = sync::ordinal(&set.name_any(), pod_name) else { return Ok(()) };
-    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
-    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-        controller: None,
-        block_owner_deletion: None,
-        ..pods::owner_ref("v1", "Pod", &pod.metadata)
+/// Puts on `pod`'s claims the owner references the retention policy asks for (see
+/// [`sync::claim_owners`]): with `whenScaled: Delete` a condemned pod owns its claims, so
+/// the garbage collector removes them with it; with `whenDeleted: Delete` the set owns them.
+/// Each write carries the claim's resourceVersion, so no concurrent owner change is lost.
+async fn reconcile_claim_owners(ctx: &Ctx, set: &StatefulSet, pod: &Pod) -> crate::Result<()> {
+    let Some(ordinal) = pod.metadata.name.as_deref().and_then(|n| sync::ordinal(&set.name_any(), n)) else {
+        return Ok(());
     };
-    for claim in sync::claims_for(set, ordinal) {
-        let patch = json!({ "metadata": { "ownerReferences": [owner] } });
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
+    let set_ref = pods::owner_ref("apps/v1", "StatefulSet", &set.metadata);
+    let pod_ref = pods::owner_ref("v1", "Pod", &pod.metadata);
+    let want_set = sync::delete_claims_with_set(set);
+    let want_pod = sync::delete_claims_on_scale_down(set) && sync::condemned(set, ordinal);
+    for template in sync::claims_for(set, ordinal) {
+        let Some(claim) = pvc_api.get_opt(&template.name_any()).await? else { continue };
+        if claim.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let existing = claim.metadata.owner_references.clone().unwrap_or_default();
+        let Some(owners) = sync::claim_owners(&existing, &set_ref, &pod_ref, want_set, want_pod) else { continue };
+        let patch = json!({ "metadata": {
+            "ownerReferences": owners, "resourceVersion": claim.metadata.resource_version } });
         match pvc_api.patch(&claim.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}

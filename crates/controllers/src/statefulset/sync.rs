@@ -266,6 +266,47 @@ pub(crate) fn delete_claims_on_scale_down(set: &StatefulSet) -> bool {
     policy.and_then(|p| p.when_scaled.as_deref()) == Some("Delete")
 }
 
+/// Whether claims are deleted with the set (`whenDeleted: Delete`).
+pub(crate) fn delete_claims_with_set(set: &StatefulSet) -> bool {
+    let policy = set.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete")
+}
+
+/// Whether the pod of `ordinal` is beyond the set's replicas (being scaled away).
+pub(crate) fn condemned(set: &StatefulSet, ordinal: i32) -> bool {
+    let spec = set.spec.as_ref();
+    let start = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0);
+    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1);
+    ordinal < start || ordinal >= start + replicas
+}
+
+/// The owner references a claim should carry under the set's retention policy, as
+/// Kubernetes' `updateClaimOwnerRefForSetAndPod`: the set's when `whenDeleted: Delete`,
+/// the pod's when `whenScaled: Delete` and the pod is condemned; each added or removed on
+/// its own, other owners kept, references to an earlier set or pod of the same name
+/// (another uid) dropped. `None` when the claim already has what it should.
+pub(crate) fn claim_owners(
+    existing: &[OwnerReference],
+    set_ref: &OwnerReference,
+    pod_ref: &OwnerReference,
+    want_set: bool,
+    want_pod: bool,
+) -> Option<Vec<OwnerReference>> {
+    let same_object = |r: &OwnerReference, of: &OwnerReference| r.kind == of.kind && r.name == of.name;
+    let mut out: Vec<OwnerReference> = existing
+        .iter()
+        .filter(|r| !(same_object(r, set_ref) && (r.uid != set_ref.uid || !want_set)))
+        .filter(|r| !(same_object(r, pod_ref) && (r.uid != pod_ref.uid || !want_pod)))
+        .cloned()
+        .collect();
+    for (want, reference) in [(want_set, set_ref), (want_pod, pod_ref)] {
+        if want && !out.iter().any(|r| r.uid == reference.uid) {
+            out.push(OwnerReference { controller: None, block_owner_deletion: None, ..reference.clone() });
+        }
+    }
+    (out != existing).then_some(out)
+}
+
 /// The status from the owned pods and the two revisions.
 pub(crate) fn status(
     set: &StatefulSet,

@@ -163,3 +163,37 @@ fn identities_claims_and_status() {
     assert_eq!(st.current_revision.as_deref(), Some("new"), "a finished update becomes current");
     assert_eq!(st.observed_generation, Some(2));
 }
+
+#[test]
+fn claim_owners_follow_the_retention_policy() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let r = |kind: &str, name: &str, uid: &str| OwnerReference {
+        api_version: "v1".into(),
+        kind: kind.into(),
+        name: name.into(),
+        uid: uid.into(),
+        ..OwnerReference::default()
+    };
+    let (set_ref, pod_ref, other) =
+        (r("StatefulSet", "db", "s1"), r("Pod", "db-1", "p1"), r("ConfigMap", "keep", "c1"));
+    let uids = |owners: &[OwnerReference]| owners.iter().map(|o| o.uid.clone()).collect::<Vec<_>>();
+    assert_eq!(sync::claim_owners(&[], &set_ref, &pod_ref, false, false), None, "nothing wanted, nothing there");
+    let both = sync::claim_owners(std::slice::from_ref(&other), &set_ref, &pod_ref, true, true).expect("added");
+    assert_eq!(uids(&both), ["c1", "s1", "p1"], "added beside the other owner");
+    assert_eq!(sync::claim_owners(&both, &set_ref, &pod_ref, true, true), None, "already right: no write");
+    let retained = sync::claim_owners(&both, &set_ref, &pod_ref, false, false).expect("removed");
+    assert_eq!(uids(&retained), ["c1"], "back to Retain: only the other owner stays");
+    let set_only = sync::claim_owners(&both, &set_ref, &pod_ref, true, false).expect("pod removed");
+    assert_eq!(uids(&set_only), ["c1", "s1"]);
+    let stale = [r("Pod", "db-1", "earlier"), r("StatefulSet", "db", "earlier-set")];
+    let renewed = sync::claim_owners(&stale, &set_ref, &pod_ref, true, true).expect("replaced");
+    assert_eq!(uids(&renewed), ["s1", "p1"], "references to an earlier set or pod of the name are replaced");
+}
+
+#[test]
+fn condemned_ordinals_are_those_beyond_the_replicas() {
+    let s = set(2, json!({}));
+    assert!(!sync::condemned(&s, 0) && !sync::condemned(&s, 1) && sync::condemned(&s, 2));
+    let shifted = set(2, json!({ "ordinals": { "start": 5 } }));
+    assert!(sync::condemned(&shifted, 4) && !sync::condemned(&shifted, 6) && sync::condemned(&shifted, 7));
+}
