@@ -416,3 +416,45 @@ fn default_roles_exist_and_come_back_after_restart() {
     s.kubectl_ok(&["create", "deployment", "web", "--image=busybox", "--replicas=2"]);
     assert!(wait_until(WAIT, || s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]).lines().count() == 2));
 }
+
+/// `kubectl auth can-i ARGS` as the test server's admin (with `--as` in ARGS): true for "yes".
+fn admin_can_i(s: &TestServer, args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    String::from_utf8_lossy(&s.kubectl(&all).stdout).trim() == "yes"
+}
+
+#[test]
+fn kubernetes_component_roles_are_bootstrapped_and_bound() {
+    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    // kube-proxy's identity is bound to system:node-proxier.
+    assert!(admin_can_i(&s, &["list", "endpointslices.discovery.k8s.io", "--as=system:kube-proxy"]));
+    assert!(admin_can_i(&s, &["watch", "services", "--as=system:kube-proxy", "-A"]));
+    assert!(!admin_can_i(&s, &["create", "services", "--as=system:kube-proxy"]));
+    // system:auth-delegator is unbound until someone binds it.
+    assert!(!admin_can_i(&s, &["create", "tokenreviews.authentication.k8s.io", "--as=x"]));
+    s.kubectl_ok(&["create", "clusterrolebinding", "x-delegator", "--clusterrole=system:auth-delegator", "--user=x"]);
+    assert!(wait_until(WAIT, || admin_can_i(&s, &["create", "tokenreviews.authentication.k8s.io", "--as=x"])));
+    assert!(admin_can_i(&s, &["create", "subjectaccessreviews.authorization.k8s.io", "--as=x"]));
+    assert!(!admin_can_i(&s, &["get", "secrets", "--as=x"]));
+    // The per-controller roles exist, marked for reconciliation, bound to kube-system's
+    // ServiceAccounts.
+    let role = s.kubectl_ok(&["get", "clusterrole", "system:controller:replicaset-controller", "-o", "json"]);
+    let role: serde_json::Value = serde_json::from_str(&role).unwrap();
+    assert_eq!(role["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"], "true");
+    assert!(role["rules"].to_string().contains("replicasets/status"), "{role}");
+    assert!(admin_can_i(
+        &s,
+        &[
+            "update",
+            "replicasets.apps/status",
+            "-n",
+            "web",
+            "--as=system:serviceaccount:kube-system:replicaset-controller"
+        ]
+    ));
+    assert!(!admin_can_i(
+        &s,
+        &["update", "deployments.apps", "-n", "web", "--as=system:serviceaccount:kube-system:replicaset-controller"]
+    ));
+}

@@ -7,7 +7,9 @@
 //! berth runs every controller under one identity, `system:kube-controller-manager`, so
 //! its role is the union of what Kubernetes' per-controller roles grant (the garbage
 //! collector and the namespace controller need read, update and delete on every
-//! resource; creates are limited to what the controllers create).
+//! resource; creates are limited to what the controllers create). Kubernetes' roles for
+//! other components and its per-controller `system:controller:*` roles (with their default
+//! bindings) are in `components`, reconciled the same way.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -16,6 +18,8 @@ use super::rbac;
 use crate::error::ApiResult;
 use crate::object;
 use crate::server::App;
+
+mod components;
 
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 const AGGREGATE: &str = "rbac.authorization.k8s.io/aggregate-to-";
@@ -94,6 +98,13 @@ fn binding(name: &str, role: &str, subjects: &[(&str, &str)]) -> Value {
 
 /// The default ClusterRoles, in an order where aggregated roles follow what they aggregate.
 pub fn cluster_roles() -> Vec<Value> {
+    let mut roles = berth_roles();
+    roles.extend(components::component_roles());
+    roles.extend(components::controller_roles());
+    roles
+}
+
+fn berth_roles() -> Vec<Value> {
     let label = |target: &str| json!({ format!("{AGGREGATE}{target}"): "true" });
     let core = "";
     vec![
@@ -439,6 +450,12 @@ const RETIRED_BINDINGS: &[(&str, &str)] = &[("berth:node-agent", "system:node")]
 
 /// The default ClusterRoleBindings.
 pub fn cluster_role_bindings() -> Vec<Value> {
+    let mut bindings = berth_bindings();
+    bindings.extend(components::component_bindings());
+    bindings
+}
+
+fn berth_bindings() -> Vec<Value> {
     vec![
         binding("cluster-admin", "cluster-admin", &[("Group", "system:masters")]),
         binding("system:discovery", "system:discovery", &[("Group", "system:authenticated")]),
