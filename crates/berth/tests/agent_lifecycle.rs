@@ -277,11 +277,12 @@ fn a_pod_whose_empty_dir_outgrows_its_size_limit_is_evicted() {
     let dd = http_get(&ip, 8080, "/dd").unwrap();
     assert!(dd.contains("No space left on device"), "{dd}");
     assert_eq!(get_pod(&s, "in-memory")["status"]["phase"], "Running");
-    // Deleting it unmounts the tmpfs.
-    let pods_dir = node.dir.path().join("data/pods");
+    // Deleting it unmounts the tmpfs (and its token volume's: the other pods' stay).
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let pod_dir = node.dir.path().join(format!("data/pods/{uid}/"));
     let mounted = || {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        info.lines().any(|l| l.contains(pods_dir.to_str().unwrap()))
+        info.lines().any(|l| l.contains(pod_dir.to_str().unwrap()))
     };
     assert!(mounted(), "the tmpfs is mounted on the node");
     s.kubectl_ok(&["delete", "pod", "in-memory", "--timeout=60s"]);

@@ -41,16 +41,21 @@ const FIGURES: &[&str] = &[
     "authz_rbac_creates_per_s",
     "authz_rbac_create_p50_ms",
     "authz_rbac_create_p99_ms",
+    "authz_rbac_create_cpu_us",
     "authz_rbac_gets_per_s",
     "authz_rbac_get_p50_ms",
     "authz_rbac_get_p99_ms",
+    "authz_rbac_get_cpu_us",
     "authz_allow_creates_per_s",
     "authz_allow_create_p50_ms",
     "authz_allow_create_p99_ms",
+    "authz_allow_create_cpu_us",
     "authz_allow_gets_per_s",
     "authz_allow_get_p50_ms",
     "authz_allow_get_p99_ms",
+    "authz_allow_get_cpu_us",
     "authz_throughput_cost_pct",
+    "authz_cpu_cost_pct",
 ];
 
 #[test]

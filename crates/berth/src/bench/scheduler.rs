@@ -222,6 +222,17 @@ async fn create_all(
 
 async fn measure(addr: SocketAddr, scenario: Scenario, nodes: usize, count: usize) -> anyhow::Result<(f64, Latencies)> {
     let cpu = if scenario == Scenario::Preemption { "4" } else { "32" };
+    // Without the controller manager nothing makes the namespace's `default`
+    // ServiceAccount, which ServiceAccount admission needs for every pod.
+    let sa =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}});
+    let (status, body) = Conn::connect(addr)
+        .await?
+        .call_any(Method::POST, "/api/v1/namespaces/default/serviceaccounts", Some(Bytes::from(sa.to_string())))
+        .await?;
+    if !status.is_success() && status.as_u16() != 409 {
+        bail!("creating the default ServiceAccount: {status}: {}", String::from_utf8_lossy(&body));
+    }
     create_all(addr, "/api/v1/nodes", nodes, move |i| node(i, cpu)).await.context("creating nodes")?;
     if scenario == Scenario::Preemption {
         let mut conn = Conn::connect(addr).await?;
