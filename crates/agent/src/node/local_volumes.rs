@@ -49,7 +49,11 @@ pub fn ours(pv: &PersistentVolume, hostname: &str) -> bool {
 /// itself when it is one plain entry directly under `base`; else why not.
 pub fn directory_to_remove(path: &str, base: &str) -> Result<PathBuf, String> {
     let base_path = Path::new(base.trim_end_matches('/'));
-    let plain = |p: &Path| p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    // `.` and `..` segments are refused as written (Path's components drop inner `.`s).
+    let plain = |p: &Path| {
+        p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && !p.to_string_lossy().split('/').any(|segment| segment == "." || segment == "..")
+    };
     if !base_path.is_absolute() || base_path == Path::new("/") || base_path.as_os_str().is_empty() || !plain(base_path)
     {
         return Err(format!("the class's path {base:?} is not an absolute directory other than /"));
