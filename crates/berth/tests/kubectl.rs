@@ -362,12 +362,14 @@ const EVERY_KIND: &str = include_str!("data/every-kind.yaml");
 #[test]
 fn every_kind_round_trips_through_kubectl() {
     // Only the API server, the namespace controller (which finishes the namespace's
-    // deletion at the end) and the serviceaccount controller (ServiceAccount admission
-    // refuses pods in a namespace without its `default` account, as Kubernetes does): other
-    // controllers and the scheduler would write (status, owned objects) while the test
-    // checks that a repeated apply writes nothing.
-    let others: Vec<&str> =
-        berth_controllers::NAMES.iter().copied().filter(|n| !matches!(*n, "namespace" | "serviceaccount")).collect();
+    // deletion at the end), the serviceaccount controller (ServiceAccount admission
+    // refuses pods in a namespace without its `default` account, as Kubernetes does) and
+    // the pvc-/pv-protection controllers (they lift the finalizers admission puts on claims
+    // and volumes, which the deletes at the end wait for): other controllers and the
+    // scheduler would write (status, owned objects) while the test checks that a repeated
+    // apply writes nothing.
+    let kept = |n: &str| matches!(n, "namespace" | "serviceaccount" | "pvc-protection" | "pv-protection");
+    let others: Vec<&str> = berth_controllers::NAMES.iter().copied().filter(|n| !kept(n)).collect();
     let disabled = others.join(",");
     let s = TestServer::start_with(
         Path::new(env!("CARGO_BIN_EXE_berth")),
