@@ -661,6 +661,10 @@ fn claim_retention_policies_give_claims_their_owners_and_the_collector_acts_on_t
         claim_owner_kinds(&s).iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>() == ["data-keep-0"]
     });
     assert_eq!(claim_owner_kinds(&s), [("data-keep-0".to_string(), Vec::<String>::new())]);
+    let set_policy = |policy: &str| {
+        let patch = format!(r#"{{"spec":{{"persistentVolumeClaimRetentionPolicy":{policy}}}}}"#);
+        s.kubectl_ok(&["patch", "statefulset", "keep", "--type=merge", "-p", &patch]);
+    };
     // A claim owner of its own is kept while the policy changes to whenDeleted: Delete.
     let keeper = get_json(&s, &["create", "configmap", "keeper"]);
     let foreign =
@@ -673,38 +677,17 @@ fn claim_retention_policies_give_claims_their_owners_and_the_collector_acts_on_t
         "-p",
         &json!({"metadata": {"ownerReferences": foreign}}).to_string(),
     ]);
-    s.kubectl_ok(&[
-        "patch",
-        "statefulset",
-        "keep",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete","whenScaled":"Delete"}}}"#,
-    ]);
+    set_policy(r#"{"whenDeleted":"Delete","whenScaled":"Delete"}"#);
     wait(&s, "the set owning its claim", || {
         claim_owner_kinds(&s) == [("data-keep-0".to_string(), vec!["ConfigMap".to_string(), "StatefulSet".to_string()])]
     });
     // Back to Retain: the set's reference goes, the other owner stays.
-    s.kubectl_ok(&[
-        "patch",
-        "statefulset",
-        "keep",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Retain","whenScaled":"Retain"}}}"#,
-    ]);
+    set_policy(r#"{"whenDeleted":"Retain","whenScaled":"Retain"}"#);
     wait(&s, "the set's reference gone", || {
         claim_owner_kinds(&s) == [("data-keep-0".to_string(), vec!["ConfigMap".to_string()])]
     });
     // whenDeleted: Delete again, the foreign owner removed: deleting the set takes the claim.
-    s.kubectl_ok(&[
-        "patch",
-        "statefulset",
-        "keep",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenDeleted":"Delete"}}}"#,
-    ]);
+    set_policy(r#"{"whenDeleted":"Delete"}"#);
     s.kubectl_ok(&[
         "patch",
         "pvc",
