@@ -56,6 +56,22 @@ const FIGURES: &[&str] = &[
     "authz_allow_get_cpu_us",
     "authz_throughput_cost_pct",
     "authz_cpu_cost_pct",
+    "authn_cert_gets_per_s",
+    "authn_cert_get_p50_ms",
+    "authn_cert_get_p99_ms",
+    "authn_cert_get_cpu_us",
+    "authn_static_gets_per_s",
+    "authn_static_get_p50_ms",
+    "authn_static_get_p99_ms",
+    "authn_static_get_cpu_us",
+    "authn_sa_gets_per_s",
+    "authn_sa_get_p50_ms",
+    "authn_sa_get_p99_ms",
+    "authn_sa_get_cpu_us",
+    "authn_cert_throughput_cost_pct",
+    "authn_cert_cpu_cost_pct",
+    "authn_sa_throughput_cost_pct",
+    "authn_sa_cpu_cost_pct",
 ];
 
 #[test]

@@ -158,6 +158,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let mut figures = measured?;
     stopped?;
     figures.extend(authz_comparison(&sizes).await?);
+    figures.extend(super::api_authn::run(sizes.clients, sizes.configmaps).await?);
     if args.json {
         println!("{}", report::json(&figures));
     } else {
@@ -464,7 +465,7 @@ async fn authz_run(mode: &str, s: &Sizes, round: usize) -> anyhow::Result<AuthzR
 }
 
 /// The server CA (PEM) a kubeconfig holds inline.
-fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
+pub(super) fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
     use base64::Engine;
     let text = std::fs::read_to_string(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
     let data = text
@@ -479,7 +480,7 @@ fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<String> {
 const AUTHZ_ROUNDS: usize = 3;
 
 /// The median of some figures.
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -547,7 +548,7 @@ pub(super) fn rate(n: usize, took: Duration) -> f64 {
 }
 
 /// CPU time per operation in microseconds.
-fn per_op_us(cpu: Duration, n: usize) -> f64 {
+pub(super) fn per_op_us(cpu: Duration, n: usize) -> f64 {
     cpu.as_secs_f64() * 1e6 / n.max(1) as f64
 }
 

@@ -1,6 +1,7 @@
 //! A minimal keep-alive HTTP/1.1 client: one TCP connection per [`Conn`], so a benchmark
 //! with N clients holds exactly N connections to the server. Over TLS with the admin
-//! client certificate once [`use_tls`] is set (the server benchmarks start serves HTTPS).
+//! client certificate once [`use_tls`] is set (the server benchmarks start serves HTTPS),
+//! with a bearer token on every request once [`use_bearer`] is set.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -57,6 +58,9 @@ impl Conn {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, content_type);
         }
+        if let Some(token) = BEARER.read().unwrap_or_else(|e| e.into_inner()).as_deref() {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
         let req = req.body(Full::new(body.unwrap_or_default())).context("building a request")?;
         self.sender.send_request(req).await.with_context(|| format!("{method} {path}"))
     }
@@ -97,23 +101,44 @@ pub(crate) fn use_tls(config: Arc<rustls::ClientConfig>) {
     *TLS.write().unwrap_or_else(|e| e.into_inner()) = Some(config);
 }
 
+/// The bearer token every request carries (`None`: no `Authorization` header).
+static BEARER: RwLock<Option<String>> = RwLock::new(None);
+
+/// Makes every request carry `Authorization: Bearer TOKEN` (or no header with `None`).
+pub(crate) fn use_bearer(token: Option<String>) {
+    *BEARER.write().unwrap_or_else(|e| e.into_inner()) = token;
+}
+
 /// A TLS client configuration trusting `ca_pem` and presenting `cert_pem`/`key_pem`.
 pub(crate) fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.context("the server CA")?).context("the server CA")?;
-    }
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .context("the client certificate")?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the client key")?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
+    let config = tls_builder(ca_pem)?.with_client_auth_cert(chain, key)?;
     Ok(Arc::new(config))
+}
+
+/// A TLS client configuration trusting `ca_pem` that presents no certificate (the requests
+/// then authenticate with a bearer token).
+pub(crate) fn tls_config_without_certificate(ca_pem: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    Ok(Arc::new(tls_builder(ca_pem)?.with_no_client_auth()))
+}
+
+fn tls_builder(
+    ca_pem: &str,
+) -> anyhow::Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.context("the server CA")?).context("the server CA")?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots))
 }
 
 async fn handshake(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {

@@ -4,6 +4,7 @@
 //! the table. Figures are measured, never asserted: nothing here fails on wall-clock time.
 
 mod api;
+mod api_authn;
 mod api_pods;
 mod client;
 mod controllers;
