@@ -7,8 +7,9 @@
 //! ServiceAccount and bound object still exist with the same uid is that ServiceAccount's
 //! user), and the TokenRequest subresource (`POST .../serviceaccounts/NAME/token`).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,6 +40,14 @@ pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 
 /// Clock skew tolerated on `nbf` and `iat`.
 const LEEWAY_SECONDS: i64 = 60;
+
+/// How long a verified signature is remembered (Kubernetes' token authenticator caches a
+/// success for 10 s). Expiry, audiences and the bound objects are still checked on every
+/// request: only the signature check and the claims' decoding are skipped.
+const VERIFIED_TTL: Duration = Duration::from_secs(10);
+
+/// At most this many remembered signatures; the map is emptied when it is full.
+const VERIFIED_MAX: usize = 10_000;
 
 /// Why a key cannot be used or a token does not verify.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,6 +156,8 @@ pub struct TokenIssuer {
     kid: String,
     jwk: Value,
     rng: SystemRandom,
+    /// Tokens whose signature verified lately: SHA-256 of the token → claims, when verified.
+    verified: Mutex<HashMap<[u8; 32], (Arc<Claims>, Instant)>>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -246,7 +257,16 @@ impl TokenIssuer {
             }
         };
         let api_audiences = if api_audiences.is_empty() { vec![issuer.to_string()] } else { api_audiences.to_vec() };
-        Ok(TokenIssuer { issuer: issuer.to_string(), api_audiences, key, public, kid, jwk, rng })
+        Ok(TokenIssuer {
+            issuer: issuer.to_string(),
+            api_audiences,
+            key,
+            public,
+            kid,
+            jwk,
+            rng,
+            verified: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The issuer (`iss`).
@@ -291,13 +311,61 @@ impl TokenIssuer {
     /// True when `token` looks like a JWT from this issuer (so other authenticators need
     /// not try it); says nothing about its validity.
     pub fn is_ours(&self, token: &str) -> bool {
-        unverified_claims(token).is_some_and(|c| c.get("iss").and_then(Value::as_str) == Some(self.issuer.as_str()))
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let known = <[u8; 32]>::try_from(digest.as_ref())
+            .is_ok_and(|d| self.verified.lock().expect("verified tokens lock").contains_key(&d));
+        known
+            || unverified_claims(token)
+                .is_some_and(|c| c.get("iss").and_then(Value::as_str) == Some(self.issuer.as_str()))
     }
 
     /// Verifies `token`'s signature, issuer and time window and that it carries one of
     /// `audiences` (the API audiences when empty); returns its claims and the audiences
     /// both sides accept.
     pub fn verify(&self, token: &str, audiences: &[String]) -> Result<(Claims, Vec<String>), Error> {
+        let claims = self.verified_claims(token)?;
+        let now = now();
+        if now >= claims.exp {
+            return Err(Error::Expired);
+        }
+        if claims.nbf > now + LEEWAY_SECONDS || claims.iat > now + LEEWAY_SECONDS {
+            return Err(Error::NotYetValid);
+        }
+        let accepted = if audiences.is_empty() { &self.api_audiences[..] } else { audiences };
+        let both: Vec<String> = accepted.iter().filter(|a| claims.aud.contains(a)).cloned().collect();
+        if both.is_empty() {
+            return Err(Error::Audience(claims.aud.clone()));
+        }
+        Ok((Claims::clone(&claims), both))
+    }
+
+    /// The claims of `token` once its issuer and signature are checked, from the cache of
+    /// recently verified tokens when it is there.
+    fn verified_claims(&self, token: &str) -> Result<Arc<Claims>, Error> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("a SHA-256 digest is 32 bytes");
+        let now = Instant::now();
+        if let Some((claims, at)) = self.verified.lock().expect("verified tokens lock").get(&digest)
+            && now.duration_since(*at) < VERIFIED_TTL
+        {
+            return Ok(claims.clone());
+        }
+        let claims = Arc::new(self.check_signature(token)?);
+        let mut verified = self.verified.lock().expect("verified tokens lock");
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, (_, at)| now.duration_since(*at) < VERIFIED_TTL);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (claims.clone(), now));
+        Ok(claims)
+    }
+
+    /// Decodes `token` and checks its issuer, algorithm and signature.
+    fn check_signature(&self, token: &str) -> Result<Claims, Error> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Error::Malformed);
@@ -324,20 +392,7 @@ impl TokenIssuer {
             }
         };
         ok.map_err(|_| Error::Signature)?;
-        let claims: Claims = serde_json::from_value(raw_claims).map_err(|_| Error::Malformed)?;
-        let now = now();
-        if now >= claims.exp {
-            return Err(Error::Expired);
-        }
-        if claims.nbf > now + LEEWAY_SECONDS || claims.iat > now + LEEWAY_SECONDS {
-            return Err(Error::NotYetValid);
-        }
-        let accepted = if audiences.is_empty() { &self.api_audiences[..] } else { audiences };
-        let both: Vec<String> = accepted.iter().filter(|a| claims.aud.contains(a)).cloned().collect();
-        if both.is_empty() {
-            return Err(Error::Audience(claims.aud));
-        }
-        Ok((claims, both))
+        serde_json::from_value(raw_claims).map_err(|_| Error::Malformed)
     }
 
     /// The JSON Web Key Set of the signing key (`/openid/v1/jwks`).
@@ -708,6 +763,33 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
             assert!(issuer.verify(bad, &[]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn remembered_signatures_still_get_every_other_check() {
+        let issuer = TokenIssuer::new(&ec_key(), DEFAULT_ISSUER, &[]).unwrap();
+        let good = issuer.sign(&claims(DEFAULT_ISSUER, &[DEFAULT_ISSUER], 600)).unwrap();
+        let first = issuer.verify(&good, &[]).unwrap();
+        assert_eq!(issuer.verified.lock().unwrap().len(), 1);
+        assert_eq!(issuer.verify(&good, &[]).unwrap(), first, "the remembered claims are the same");
+        // The audience is checked on every use, not only when the signature was verified.
+        assert!(matches!(issuer.verify(&good, &["vault".into()]), Err(Error::Audience(_))));
+        // So is the expiry: a remembered token past `exp` is refused.
+        let short = issuer.sign(&claims(DEFAULT_ISSUER, &[DEFAULT_ISSUER], 600)).unwrap();
+        issuer.verify(&short, &[]).unwrap();
+        let digest: [u8; 32] =
+            ring::digest::digest(&ring::digest::SHA256, short.as_bytes()).as_ref().try_into().unwrap();
+        if let Some((c, _)) = issuer.verified.lock().unwrap().get_mut(&digest) {
+            Arc::make_mut(c).exp = now() - 1;
+        }
+        assert_eq!(issuer.verify(&short, &[]).unwrap_err(), Error::Expired);
+        // Failures are not remembered: a forged token fails every time.
+        let forger = TokenIssuer::new(&ec_key(), DEFAULT_ISSUER, &[]).unwrap();
+        let forged = forger.sign(&claims(DEFAULT_ISSUER, &[DEFAULT_ISSUER], 600)).unwrap();
+        for _ in 0..2 {
+            assert_eq!(issuer.verify(&forged, &[]).unwrap_err(), Error::Signature);
+        }
+        assert_eq!(issuer.verified.lock().unwrap().len(), 2);
     }
 
     #[test]
