@@ -39,6 +39,7 @@ pub(crate) async fn run(client: kube::Client) {
         .touched_objects();
     let ctx = Arc::new(Ctx { client, tokens: crate::informers::Cache::of(tokens) });
     // Any token change may change the signatures: it re-syncs cluster-info.
+    let (reconcile, error_policy) = crate::backoff::wrap("bootstrapsigner", reconcile);
     controller
         .watches_stream(token_events, |_| Some(ObjectRef::new(NAME).within(NAMESPACE)))
         .run(reconcile, error_policy, ctx)
@@ -108,11 +109,6 @@ async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         Some(at) => Action::requeue(Duration::from_millis(at.duration_since(now).as_millis().max(100) as u64)),
         None => Action::await_change(),
     })
-}
-
-fn error_policy(_cm: Arc<ConfigMap>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "bootstrapsigner: retrying");
-    Action::requeue(Duration::from_secs(2))
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ pub(crate) fn recognize(csr: &CertificateSigningRequest) -> Vec<Recognizer> {
 }
 
 pub(crate) async fn run(client: kube::Client) {
+    let (reconcile, error_policy) = crate::backoff::wrap("csrapproving", reconcile);
     Controller::new(Api::<CertificateSigningRequest>::all(client.clone()), watcher::Config::default())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
@@ -256,11 +257,6 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, client: Arc<kube::Client
         break;
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_csr: Arc<CertificateSigningRequest>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
-    tracing::debug!(%error, "csrapproving: retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ pub(crate) async fn run(client: kube::Client, signing: CsrSigning) {
         }
     };
     let ctx = Ctx { client, signer, serving, duration: signing.duration };
+    let (reconcile, error_policy) = crate::backoff::wrap("csrsigning", reconcile);
     Controller::new(Api::<CertificateSigningRequest>::all(ctx.client.clone()), watcher::Config::default())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| async {})
@@ -186,11 +187,6 @@ fn failed(csr: &CertificateSigningRequest, message: &str) -> serde_json::Value {
         last_transition_time: Some(now),
     });
     serde_json::json!({ "conditions": conditions })
-}
-
-fn error_policy(_csr: Arc<CertificateSigningRequest>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "csrsigning: retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! starts the enabled ones; `berth server` runs it under [`leader_election`], so that of
 //! several servers exactly one runs the controllers.
 
+mod backoff;
 mod bootstrapsigner;
 mod clusterrole_aggregation;
 mod cronjob;
@@ -45,7 +46,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 
 /// Errors of the controllers.
 #[derive(Debug, thiserror::Error)]
@@ -156,9 +157,10 @@ impl Options {
 /// whose watch fails retries with back-off inside kube-runtime; it only returns on a bug.
 pub async fn run(client: kube::Client, options: Options) {
     let mut all: Vec<(&str, BoxFuture<'static, ()>)> = Vec::new();
-    // One watch of Pods and one of Nodes for every controller below (see `informers`).
+    // One watch of Pods, one of Nodes and one of claims for every controller below (see `informers`).
     let pods = Arc::new(informers::Shared::<Pod>::new());
     let nodes = Arc::new(informers::Shared::<Node>::new());
+    let claims = Arc::new(informers::Shared::<PersistentVolumeClaim>::new());
     if options.enabled("serviceaccount") {
         all.push(("serviceaccount", Box::pin(serviceaccounts::run(client.clone()))));
     }
@@ -222,7 +224,7 @@ pub async fn run(client: kube::Client, options: Options) {
         all.push(("deployment", Box::pin(deployment::run(client.clone(), pods.feed()))));
     }
     if options.enabled("statefulset") {
-        all.push(("statefulset", Box::pin(statefulset::run(client.clone(), pods.feed()))));
+        all.push(("statefulset", Box::pin(statefulset::run(client.clone(), pods.feed(), claims.feed()))));
     }
     if options.enabled("daemonset") {
         all.push(("daemonset", Box::pin(daemonset::run(client.clone(), pods.feed(), nodes.feed()))));
@@ -262,6 +264,10 @@ pub async fn run(client: kube::Client, options: Options) {
     if nodes.used() {
         let api = kube::Api::<Node>::all(client.clone());
         all.push(("node-informer", Box::pin(async move { nodes.run(api).await })));
+    }
+    if claims.used() {
+        let api = kube::Api::<PersistentVolumeClaim>::all(client.clone());
+        all.push(("claim-informer", Box::pin(async move { claims.run(api).await })));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

@@ -36,6 +36,7 @@ struct Ctx {
 pub(crate) async fn run(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ctx = Arc::new(Ctx { client, discovery: Mutex::new(None) });
+    let (reconcile, error_policy) = crate::backoff::wrap("namespace", reconcile);
     Controller::new(namespaces, watcher::Config::default())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -228,11 +229,6 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         Err(e) => return Err(e.into()),
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_ns: Arc<Namespace>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "namespace controller: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

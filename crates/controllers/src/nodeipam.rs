@@ -70,6 +70,7 @@ pub(crate) async fn run(client: kube::Client, cluster: Cidr) {
     let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
         .with_config(Config::default().concurrency(1));
     let ctx = Arc::new(Ctx { client, cluster, nodes: controller.store(), assigned: Mutex::new(BTreeMap::new()) });
+    let (reconcile, error_policy) = crate::backoff::wrap("nodeipam", reconcile);
     controller.run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
@@ -103,11 +104,6 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     Api::<Node>::all(ctx.client.clone()).patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     tracing::info!(node = %name, %range, "node ipam: assigned pod range");
     Ok(Action::await_change())
-}
-
-fn error_policy(_node: Arc<Node>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "node ipam: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

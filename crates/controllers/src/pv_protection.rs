@@ -6,7 +6,6 @@
 //! the finalizer here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolume;
@@ -47,6 +46,7 @@ pub(crate) fn decide(pv: &PersistentVolume) -> Decision {
 }
 
 pub(crate) async fn run(client: kube::Client) {
+    let (reconcile, error_policy) = crate::backoff::wrap("pv-protection", reconcile);
     Controller::new(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
@@ -64,11 +64,6 @@ async fn reconcile(pv: Arc<PersistentVolume>, client: Arc<kube::Client>) -> crat
         Decision::InUse | Decision::Nothing => {}
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_pv: Arc<PersistentVolume>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
-    tracing::debug!(%error, "pv-protection: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@
 //! the cache has not seen yet still holds the claim.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -83,6 +82,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
     let controller = Controller::new(api, watcher::Config::default());
     let claims = controller.store();
     let ctx = Arc::new(Ctx { client, pods: pods.store.clone() });
+    let (reconcile, error_policy) = crate::backoff::wrap("pvc-protection", reconcile);
     controller
         // A pod that changes (finishes, goes) may free the claims it names, when they are
         // being deleted.
@@ -116,11 +116,6 @@ async fn reconcile(claim: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> crate::R
         Decision::InUse | Decision::Nothing => {}
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_claim: Arc<PersistentVolumeClaim>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "pvc-protection: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

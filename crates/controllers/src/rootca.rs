@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -28,6 +27,7 @@ struct Ctx {
 pub(crate) async fn run(client: kube::Client, ca_pem: String) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let configmaps: Api<ConfigMap> = Api::all(client.clone());
+    let (reconcile, error_policy) = crate::backoff::wrap("root-ca-cert-publisher", reconcile);
     Controller::new(namespaces, watcher::Config::default())
         .watches(configmaps, watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP}")), |cm| {
             cm.namespace().map(|ns| ObjectRef::new(&ns))
@@ -76,9 +76,4 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         Some(_) => {}
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_ns: Arc<Namespace>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "root-ca-cert-publisher: retrying");
-    Action::requeue(Duration::from_secs(2))
 }

@@ -2,7 +2,6 @@
 //! re-created if it is deleted.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -18,6 +17,7 @@ const DEFAULT: &str = "default";
 pub(crate) async fn run(client: kube::Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::all(client.clone());
+    let (reconcile, error_policy) = crate::backoff::wrap("serviceaccount", reconcile);
     Controller::new(namespaces, watcher::Config::default())
         .watches(accounts, watcher::Config::default().fields("metadata.name=default"), |sa| {
             sa.namespace().map(|ns| ObjectRef::new(&ns))
@@ -48,9 +48,4 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<kube::Client>) -> crate::Resu
         }
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(_ns: Arc<Namespace>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
-    tracing::debug!(%error, "serviceaccount controller: retrying");
-    Action::requeue(Duration::from_secs(2))
 }

@@ -3,7 +3,6 @@
 //! controller of that name does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -28,6 +27,7 @@ pub(crate) fn expires_at(secret: &Secret) -> Option<jiff::Timestamp> {
 pub(crate) async fn run(client: kube::Client) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let config = watcher::Config::default().fields("type=bootstrap.kubernetes.io/token");
+    let (reconcile, error_policy) = crate::backoff::wrap("tokencleaner", reconcile);
     Controller::new(secrets, config).run(reconcile, error_policy, Arc::new(client)).for_each(|_| async {}).await;
 }
 
@@ -39,11 +39,6 @@ async fn reconcile(secret: Arc<Secret>, client: Arc<kube::Client>) -> crate::Res
         tracing::info!(secret = %secret.name_any(), "tokencleaner: deleted an expired bootstrap token");
     }
     Ok(action)
-}
-
-fn error_policy(_secret: Arc<Secret>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
-    tracing::debug!(%error, "tokencleaner: retrying");
-    Action::requeue(Duration::from_secs(5))
 }
 
 #[cfg(test)]

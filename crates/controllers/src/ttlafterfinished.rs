@@ -2,7 +2,6 @@
 //! foreground) once `ttlSecondsAfterFinished` has passed since it finished.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -28,6 +27,7 @@ pub(crate) fn expires_at(job: &Job) -> Option<jiff::Timestamp> {
 }
 
 pub(crate) async fn run(client: kube::Client) {
+    let (reconcile, error_policy) = crate::backoff::wrap("ttl-after-finished", reconcile);
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
@@ -42,11 +42,6 @@ async fn reconcile(job: Arc<Job>, client: Arc<kube::Client>) -> crate::Result<Ac
         tracing::info!(job = %job.name_any(), "ttl-after-finished: deleted");
     }
     Ok(action)
-}
-
-fn error_policy(_job: Arc<Job>, error: &crate::Error, _client: Arc<kube::Client>) -> Action {
-    tracing::debug!(%error, "ttl-after-finished: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub(crate) async fn run(client: kube::Client) {
         .touched_objects();
     let events = Events::new(client.clone(), "cronjob-controller");
     let ctx = Arc::new(Ctx { client: client.clone(), jobs, events });
+    let (reconcile, error_policy) = crate::backoff::wrap("cronjob", reconcile);
     Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
         .owns_stream(job_events)
         .run(reconcile, error_policy, ctx)
@@ -124,9 +125,4 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         Some(d) => Action::requeue(Duration::from_millis(d.as_millis().clamp(100, 24 * 3600 * 1000) as u64)),
         None => Action::await_change(),
     })
-}
-
-fn error_policy(_cj: Arc<CronJob>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "cronjob controller: retrying");
-    Action::requeue(Duration::from_secs(1))
 }

@@ -85,6 +85,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>,
         events: Events::new(client, "daemonset-controller"),
         failed_pods_backoff: Backoff::default(),
     });
+    let (reconcile, error_policy) = crate::backoff::wrap("daemonset", reconcile);
     controller
         .watches_stream(pod_events, move |pod: Pod| {
             pods::owners_of(&sets, "apps/v1", "DaemonSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
@@ -226,10 +227,4 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
         (Some(w), None) | (None, Some(w)) => Action::requeue(w),
         (None, None) => Action::await_change(),
     })
-}
-
-fn error_policy(ds: Arc<DaemonSet>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, daemonset = %ds.name_any(), "daemonset controller: retrying");
-    let conflict = matches!(error, crate::Error::Api(kube::Error::Api(e)) if e.code == 409);
-    Action::requeue(if conflict { Duration::from_millis(200) } else { Duration::from_secs(2) })
 }

@@ -53,6 +53,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>)
         events: Events::new(client, "deployment-controller"),
     });
     let waiting = deployments.clone();
+    let (reconcile, error_policy) = crate::backoff::wrap("deployment", reconcile);
     controller
         .watches_stream(rs_events, move |rs: ReplicaSet| deployments_of(&deployments, &rs))
         .watches_stream(pods.touched(), move |pod: Pod| recreate_waiting_on(&waiting, &rs_reader, &pod))
@@ -444,10 +445,4 @@ impl Sync<'_> {
         }
         Ok(requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
     }
-}
-
-fn error_policy(d: Arc<Deployment>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, deployment = %d.name_any(), "deployment controller: retrying");
-    let conflict = matches!(error, crate::Error::Api(kube::Error::Api(e)) if e.code == 409);
-    Action::requeue(if conflict { Duration::from_millis(200) } else { Duration::from_secs(2) })
 }

@@ -45,6 +45,7 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     };
     let events = crate::events::Events::new(client.clone(), "controllermanager");
     let ctx = Arc::new(Ctx { client, events, pods, discovery: Mutex::new(None) });
+    let (reconcile, error_policy) = crate::backoff::wrap("disruption", reconcile);
     controller.watches_stream(pod_events, mapper).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
@@ -176,9 +177,4 @@ impl Ctx {
         *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), r.clone()));
         Ok(r)
     }
-}
-
-fn error_policy(_pdb: Arc<PodDisruptionBudget>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "disruption controller: retrying");
-    Action::requeue(Duration::from_secs(1))
 }

@@ -7,7 +7,6 @@ mod desired;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -27,6 +26,16 @@ pub(crate) enum Output {
     Endpoints,
     /// discovery.k8s.io/v1 EndpointSlices.
     Slices,
+}
+
+impl Output {
+    /// The controller's name, as `--disable-controllers` takes it.
+    fn name(self) -> &'static str {
+        match self {
+            Output::Endpoints => "endpoints",
+            Output::Slices => "endpointslice",
+        }
+    }
 }
 
 struct Ctx {
@@ -69,6 +78,7 @@ pub(crate) async fn run(client: kube::Client, output: Output, feed: crate::infor
             watcher::Config::default().labels(&format!("{MANAGED_BY}={CONTROLLER}")),
         ),
     };
+    let (reconcile, error_policy) = crate::backoff::wrap(output.name(), reconcile);
     controller.run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
@@ -170,15 +180,11 @@ fn ignore_conflict(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
-fn error_policy<K>(_obj: Arc<K>, error: &crate::Error, _ctx: Arc<impl Send + Sync>) -> Action {
-    tracing::debug!(%error, "endpoints: retrying");
-    Action::requeue(Duration::from_secs(1))
-}
-
 /// Runs the `endpointslicemirroring` controller: the manual Endpoints of a selector-less
 /// Service mirrored into slices.
 pub(crate) async fn run_mirroring(client: kube::Client) {
     let endpoints: Api<Endpoints> = Api::all(client.clone());
+    let (reconcile_mirror, error_policy) = crate::backoff::wrap("endpointslicemirroring", reconcile_mirror);
     Controller::new(endpoints, watcher::Config::default())
         .watches(Api::<Service>::all(client.clone()), watcher::Config::default(), |svc| {
             Some(ObjectRef::new(&svc.name_any()).within(&svc.namespace()?))

@@ -34,6 +34,7 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default(), events });
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
     let orphans = release_orphans(ctx.clone(), crate::informers::Cache::of(controller.store()));
+    let (reconcile, error_policy) = crate::backoff::wrap("job", reconcile);
     let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
     tokio::join!(run, orphans);
 }
@@ -199,9 +200,4 @@ async fn release_all(ctx: &Ctx, job: &Job, ns: &str) -> Result<(), kube::Error> 
         }
     }
     Ok(())
-}
-
-fn error_policy(_job: Arc<Job>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "job controller: retrying");
-    Action::requeue(Duration::from_secs(1))
 }

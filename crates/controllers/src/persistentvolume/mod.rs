@@ -122,6 +122,8 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
             refs
         }
     };
+    let (reconcile_claim, claim_policy) = crate::backoff::wrap("persistentvolume-binder", reconcile_claim);
+    let (reconcile_volume, volume_policy) = crate::backoff::wrap("persistentvolume-binder", reconcile_volume);
     let claim_loop = claim_controller
         .watches(volume_api, watcher::Config::default(), on_volume)
         .watches_stream(pods.touched(), {
@@ -139,7 +141,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
             }
         })
         .watches_stream(class_watch, move |_class: StorageClass| pending_claims())
-        .run(reconcile_claim, error_policy, ctx.clone())
+        .run(reconcile_claim, claim_policy, ctx.clone())
         .for_each(|_| async {});
     let volume_loop = volume_controller
         .watches(claim_api, watcher::Config::default(), {
@@ -154,14 +156,9 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
                     .collect::<Vec<_>>()
             }
         })
-        .run(reconcile_volume, error_policy, ctx)
+        .run(reconcile_volume, volume_policy, ctx)
         .for_each(|_| async {});
     futures::join!(claim_loop, volume_loop);
-}
-
-fn error_policy<K>(_obj: Arc<K>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, "persistentvolume: retrying");
-    Action::requeue(Duration::from_secs(1))
 }
 
 /// Creates the built-in `local-path` StorageClass (provisioning under `path` on each node)

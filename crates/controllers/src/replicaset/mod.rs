@@ -118,11 +118,12 @@ where
         expectations: Expectations::default(),
         events: Events::new(client, kind.controller()),
     });
+    let (reconcile, error_policy) = crate::backoff::wrap(kind.controller(), reconcile::<K>);
     controller
         .watches_stream(pod_events, move |pod: Pod| {
             pods::owners_of(&owners, kind.api_version(), kind.kind(), |o| convert(o).selector, &pod)
         })
-        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }
@@ -307,9 +308,4 @@ async fn delete_pods<K: Resource<DynamicType = ()>>(
     }
     ctx.expectations.expect(key, vec![], deleted);
     failure
-}
-
-fn error_policy<K: Resource<DynamicType = ()> + Clone>(obj: Arc<K>, error: &crate::Error, ctx: Arc<Ctx<K>>) -> Action {
-    tracing::debug!(%error, name = %obj.meta().name.as_deref().unwrap_or_default(), "{}: retrying", ctx.kind.controller());
-    Action::requeue(Duration::from_secs(5))
 }

@@ -17,6 +17,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -29,23 +30,47 @@ use sync::{Rev, Step};
 struct Ctx {
     client: kube::Client,
     pods: crate::informers::Cache<Pod>,
+    /// The claims (kube-controller-manager's PVC informer): the retention policy's owner
+    /// references are checked against it on every sync, with no request per claim.
+    claims: crate::informers::Cache<PersistentVolumeClaim>,
     events: Events,
 }
 
 /// Runs the StatefulSet controller.
-pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>) {
+pub(crate) async fn run(
+    client: kube::Client,
+    pods: crate::informers::Feed<Pod>,
+    claims: crate::informers::Feed<PersistentVolumeClaim>,
+) {
     let pods_reader = pods.store.clone();
     let pod_events = pods.touched();
+    let claims_reader = claims.store.clone();
+    let claim_events = claims.touched();
     let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
+    let claim_sets = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods: pods_reader,
+        claims: claims_reader,
         events: Events::new(client, "statefulset-controller"),
     });
+    let (reconcile, error_policy) = crate::backoff::wrap("statefulset", reconcile);
     controller
         .watches_stream(pod_events, move |pod: Pod| {
             pods::owners_of(&sets, "apps/v1", "StatefulSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
+        })
+        // A claim that changes is checked again by the sets whose policy deletes claims: a sync
+        // that ran before the claim reached the cache left its owners for this one.
+        .watches_stream(claim_events, move |claim: PersistentVolumeClaim| {
+            let (ns, name) = (claim.namespace(), claim.name_any());
+            claim_sets
+                .state()
+                .iter()
+                .filter(|s| s.namespace() == ns && sync::is_claim_of(s, &name))
+                .filter(|s| sync::delete_claims_with_set(s) || sync::delete_claims_on_scale_down(s))
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -54,6 +79,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>)
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> crate::Result<Action> {
     ctx.pods.wait_until_ready().await;
+    ctx.claims.wait_until_ready().await;
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -205,18 +231,22 @@ async fn create_pod(
 /// Puts on `pod`'s claims the owner references the retention policy asks for (see
 /// [`sync::claim_owners`]): with `whenScaled: Delete` a condemned pod owns its claims, so
 /// the garbage collector removes them with it; with `whenDeleted: Delete` the set owns them.
-/// Each write carries the claim's resourceVersion, so no concurrent owner change is lost.
+/// The claims are read from the claim cache; each write carries the resourceVersion the cache
+/// had, so no concurrent owner change is lost (a stale copy gets a 409 Conflict, and the
+/// retry reads the cache again). A claim not in the cache yet is left to the sync its
+/// arrival triggers, as Kubernetes' controller leaves it to the next one.
 async fn reconcile_claim_owners(ctx: &Ctx, set: &StatefulSet, pod: &Pod) -> crate::Result<()> {
     let Some(ordinal) = pod.metadata.name.as_deref().and_then(|n| sync::ordinal(&set.name_any(), n)) else {
         return Ok(());
     };
-    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
+    let ns = set.namespace().unwrap_or_default();
+    let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let set_ref = pods::owner_ref("apps/v1", "StatefulSet", &set.metadata);
     let pod_ref = pods::owner_ref("v1", "Pod", &pod.metadata);
     let want_set = sync::delete_claims_with_set(set);
     let want_pod = sync::delete_claims_on_scale_down(set) && sync::condemned(set, ordinal);
     for template in sync::claims_for(set, ordinal) {
-        let Some(claim) = pvc_api.get_opt(&template.name_any()).await? else { continue };
+        let Some(claim) = ctx.claims.get(&ObjectRef::new(&template.name_any()).within(&ns)) else { continue };
         if claim.metadata.deletion_timestamp.is_some() {
             continue;
         }
@@ -231,10 +261,4 @@ async fn reconcile_claim_owners(ctx: &Ctx, set: &StatefulSet, pod: &Pod) -> crat
         }
     }
     Ok(())
-}
-
-fn error_policy(set: Arc<StatefulSet>, error: &crate::Error, _ctx: Arc<Ctx>) -> Action {
-    tracing::debug!(%error, statefulset = %set.name_any(), "statefulset controller: retrying");
-    let conflict = matches!(error, crate::Error::Api(kube::Error::Api(e)) if e.code == 409);
-    Action::requeue(if conflict { Duration::from_millis(200) } else { Duration::from_secs(2) })
 }

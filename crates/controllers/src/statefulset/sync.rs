@@ -68,6 +68,20 @@ pub(crate) fn ordinal(set_name: &str, pod_name: &str) -> Option<i32> {
     rest.parse().ok()
 }
 
+/// Whether `claim` (a claim's name) is the claim of one of `set`'s pods from one of its
+/// volumeClaimTemplates: `<template>-<set>-<ordinal>`.
+pub(crate) fn is_claim_of(set: &StatefulSet, claim: &str) -> bool {
+    let set_name = set.metadata.name.as_deref().unwrap_or_default();
+    let templates = set.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref());
+    templates.into_iter().flatten().any(|t| {
+        claim
+            .strip_prefix(t.metadata.name.as_deref().unwrap_or_default())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|pod| ordinal(set_name, pod))
+            .is_some()
+    })
+}
+
 /// The revision a pod was made from.
 pub(crate) fn pod_revision(pod: &Pod) -> Option<&str> {
     pod.metadata.labels.as_ref()?.get(HASH_LABEL).map(String::as_str)

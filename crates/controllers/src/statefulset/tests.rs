@@ -197,3 +197,19 @@ fn condemned_ordinals_are_those_beyond_the_replicas() {
     let shifted = set(2, json!({ "ordinals": { "start": 5 } }));
     assert!(sync::condemned(&shifted, 4) && !sync::condemned(&shifted, 6) && sync::condemned(&shifted, 7));
 }
+
+#[test]
+fn claims_of_a_set_are_known_by_their_names() {
+    let s = set(2, json!({}));
+    for (claim, ours) in [
+        ("data-db-0", true),
+        ("data-db-17", true),
+        ("data-db-", false),
+        ("data-db-x", false),
+        ("data-dba-0", false),
+        ("logs-db-0", false),
+        ("data-db", false),
+    ] {
+        assert_eq!(sync::is_claim_of(&s, claim), ours, "{claim}");
+    }
+}
