@@ -17,9 +17,13 @@ fn pod(name: &str, port: i32) -> Value {
 }
 
 /// A server whose pods the test runs itself: no scheduler (there are no nodes to bind to)
-/// to write their status meanwhile.
+/// to write their status meanwhile, and no pod GC (which fails a deleted pod that has no
+/// node, where these pods run on the test's word alone).
 fn server() -> TestServer {
-    TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"])
+    TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--disable-scheduler", "--disable-controllers", "podgc"],
+    )
 }
 
 /// Plays the kubelet: the pod runs at `ip` and is (not) ready.

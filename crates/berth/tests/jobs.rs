@@ -300,11 +300,21 @@ fn success_policy_completes_early() {
 #[test]
 fn pod_replacement_policy_failed_waits_for_terminating_pods() {
     let s = TestServer::start_with(Path::new(env!("CARGO_BIN_EXE_berth")), &["--disable-scheduler"]);
+    // The pod runs on a node whose kubelet the test plays, slowly: the pod stays terminating
+    // until that kubelet has stopped it. (A deleted pod that was never scheduled would not
+    // wait: the pod GC fails it.)
+    let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "worker" } });
+    let (code, v) = s.http_json("POST", "/api/v1/nodes", Some(&node));
+    assert_eq!(code, 201, "{v}");
     create_job(&s, "careful", json!({ "podReplacementPolicy": "Failed" }));
     assert!(wait_until(WAIT, || active_pods(&s, "careful").len() == 1), "no pod:\n{}", s.log());
-    let first = active_pods(&s, "careful").remove(0);
-    let name = first["metadata"]["name"].as_str().unwrap().to_string();
-    // A finalizer of the test's own keeps the deleted pod terminating, as a slow kubelet would.
+    let name = active_pods(&s, "careful").remove(0)["metadata"]["name"].as_str().unwrap().to_string();
+    let binding = json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": name },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "worker" } });
+    let (code, v) = s.http_json("POST", &format!("{PODS}/{name}/binding"), Some(&binding));
+    assert_eq!(code, 201, "{v}");
+    // A finalizer of the test's own holds the deleted pod after the Job releases its own
+    // (the API server removes a pod left without finalizers, kubelet or not).
     s.kubectl_ok(&[
         "patch",
         "pod",
@@ -318,12 +328,16 @@ fn pod_replacement_policy_failed_waits_for_terminating_pods() {
     // Still terminating: no replacement (well past the 10 s back-off).
     std::thread::sleep(Duration::from_secs(12));
     assert_eq!(pods_of(&s, "careful").len(), 1, "{:?}", pods_of(&s, "careful"));
-    // The pod finishes terminating (its last finalizer goes): now it is replaced.
+    let p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
+    assert!(p["metadata"]["deletionTimestamp"].is_string() && p["status"]["phase"] == "Pending", "{p}");
+    // The Job has released its tracking finalizer; the test's holds the pod.
     assert!(wait_until(WAIT, || {
         let p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
         p["metadata"]["finalizers"] == json!(["example.com/hold"])
     }));
-    s.kubectl_ok(&["patch", "pod", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    // The kubelet has stopped the pod (Failed, its container killed): now it is replaced.
+    let terminating = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
+    finish(&s, &terminating, 137);
     assert!(
         wait_until(WAIT, || active_pods(&s, "careful").len() == 1
             && active_pods(&s, "careful")[0]["metadata"]["name"] != name.as_str()),
@@ -331,6 +345,9 @@ fn pod_replacement_policy_failed_waits_for_terminating_pods() {
         pods_of(&s, "careful")
     );
     assert!(wait_until(WAIT, || job(&s, "careful")["status"]["terminating"] == 0), "{}", job(&s, "careful"));
+    // Its last finalizer gone, the pod goes.
+    s.kubectl_ok(&["patch", "pod", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    assert!(wait_until(WAIT, || s.http_json("GET", &format!("{PODS}/{name}"), None).0 == 404));
     assert_eq!(job(&s, "careful")["status"]["failed"], 1);
 }
 

@@ -1,6 +1,10 @@
-//! Pod garbage collector: deletes terminated pods beyond `--terminated-pod-gc-threshold`
-//! (oldest first), pods bound to nodes that no longer exist, terminating pods that were
-//! never scheduled, and terminating pods on nodes tainted out-of-service.
+//! Pod garbage collector, as kube-controller-manager's PodGC: deletes terminated pods beyond
+//! `--terminated-pod-gc-threshold` (evicted ones first, then oldest first; 0 turns this
+//! off), pods bound to nodes that no longer exist, terminating pods that were never
+//! scheduled, and terminating pods on nodes that are not Ready and tainted out-of-service.
+//! Every pod it deletes is first moved to phase Failed unless it had finished (no kubelet
+//! is left to do it), an orphan also marked `DisruptionTarget` (reason `DeletionByPodGC`),
+//! and then force-deleted (grace period 0).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -29,8 +33,16 @@ pub(crate) enum Reason {
     Orphaned,
     /// Terminating and never scheduled.
     UnscheduledTerminating,
-    /// Terminating on an out-of-service node.
+    /// Terminating on a node that is not Ready and tainted out-of-service.
     OutOfService,
+}
+
+impl Reason {
+    /// The `DisruptionTarget` condition the pod gets before it goes: Kubernetes sets one
+    /// only on orphans (an unscheduled or out-of-service pod is only failed).
+    fn disruption(self) -> Option<&'static crate::pods::Disruption> {
+        (self == Reason::Orphaned).then_some(&ORPHANED)
+    }
 }
 
 fn phase(p: &Pod) -> &str {
@@ -41,8 +53,31 @@ fn node_name(p: &Pod) -> &str {
     p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
 }
 
+/// Terminated as Kubernetes' PodGC counts it: in no phase of a live pod.
+fn terminated(p: &Pod) -> bool {
+    !matches!(phase(p), "Pending" | "Running" | "Unknown")
+}
+
+/// Failed by a kubelet's eviction (`status.reason` Evicted): collected before other terminated pods.
+fn evicted(p: &Pod) -> bool {
+    phase(p) == "Failed" && p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted")
+}
+
+/// Whether the pods terminating on `node` may be collected: the node is not Ready and
+/// carries the out-of-service taint (an operator's word that it is shut down).
+pub(crate) fn out_of_service(node: &Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let tainted =
+        node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE));
+    !ready && tainted
+}
+
 /// The pods to collect (namespace, name, reason), given the live `nodes` and the
-/// out-of-service ones.
+/// out-of-service ones; a `threshold` of 0 collects no terminated pods for their number.
 pub(crate) fn collect(
     pods: &[&Pod],
     nodes: &BTreeSet<String>,
@@ -51,11 +86,10 @@ pub(crate) fn collect(
 ) -> Vec<(String, String, Reason)> {
     let key = |p: &Pod| (p.namespace().unwrap_or_default(), p.name_any());
     let mut out = Vec::new();
-    let mut terminated: Vec<&Pod> =
-        pods.iter().copied().filter(|p| matches!(phase(p), "Succeeded" | "Failed")).collect();
-    if terminated.len() > threshold {
-        terminated.sort_by_key(|p| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.name_any()));
-        for p in &terminated[..terminated.len() - threshold] {
+    let mut done: Vec<&Pod> = pods.iter().copied().filter(|p| terminated(p)).collect();
+    if threshold > 0 && done.len() > threshold {
+        done.sort_by_key(|p| (!evicted(p), p.metadata.creation_timestamp.clone().map(|t| t.0), p.name_any()));
+        for p in &done[..done.len() - threshold] {
             let (ns, name) = key(p);
             out.push((ns, name, Reason::Terminated));
         }
@@ -65,11 +99,12 @@ pub(crate) fn collect(
             continue;
         }
         let node = node_name(p);
+        let deleting = p.metadata.deletion_timestamp.is_some();
         let reason = if !node.is_empty() && !nodes.contains(node) {
             Some(Reason::Orphaned)
-        } else if node.is_empty() && p.metadata.deletion_timestamp.is_some() {
+        } else if node.is_empty() && deleting {
             Some(Reason::UnscheduledTerminating)
-        } else if p.metadata.deletion_timestamp.is_some() && out_of_service.contains(node) {
+        } else if deleting && out_of_service.contains(node) {
             Some(Reason::OutOfService)
         } else {
             None
@@ -93,47 +128,34 @@ async fn gc_loop(client: kube::Client, threshold: usize, pods: Cache<Pod>, nodes
         tokio::time::sleep(PERIOD).await;
         let all_nodes = nodes.state();
         let live: BTreeSet<String> = all_nodes.iter().map(|n| n.name_any()).collect();
-        let out_of_service: BTreeSet<String> = all_nodes
-            .iter()
-            .filter(|n| {
-                n.spec
-                    .as_ref()
-                    .and_then(|s| s.taints.as_ref())
-                    .is_some_and(|t| t.iter().any(|t| t.key == OUT_OF_SERVICE))
-            })
-            .map(|n| n.name_any())
-            .collect();
+        let out_of_service: BTreeSet<String> =
+            all_nodes.iter().filter(|n| out_of_service(n)).map(|n| n.name_any()).collect();
         let all_pods = pods.state();
         let refs: Vec<&Pod> = all_pods.iter().map(|p| p.as_ref()).collect();
         for (ns, name, reason) in collect(&refs, &live, &out_of_service, threshold) {
+            let Some(pod) = refs.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(&ns)) else {
+                continue;
+            };
             // An orphan's node is checked live: the node store may lag behind a new node.
-            if reason == Reason::Orphaned {
-                let node = all_pods.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(&ns));
-                let node = node.map(|p| node_name(p).to_string()).unwrap_or_default();
-                if !matches!(Api::<Node>::all(client.clone()).get_opt(&node).await, Ok(None)) {
-                    continue;
-                }
+            if reason == Reason::Orphaned
+                && !matches!(Api::<Node>::all(client.clone()).get_opt(node_name(pod)).await, Ok(None))
+            {
+                continue;
             }
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            // Terminated pods go gracefully; the others are force-deleted (no kubelet will
-            // finish them). An orphan is first marked Failed and DisruptionTarget (for Jobs'
-            // podFailurePolicy), as Kubernetes does; Kubernetes also fails an unscheduled
-            // terminating pod first, which is not done here yet.
-            let params = if reason == Reason::Terminated {
-                DeleteParams::default()
-            } else {
-                let pod = all_pods.iter().find(|p| p.name_any() == name && p.namespace().as_deref() == Some(&ns));
-                if reason == Reason::Orphaned
-                    && let Some(pod) = pod
-                    && let Err(e) = crate::pods::mark_disrupted(&api, pod, Some(&ORPHANED), true).await
-                {
-                    tracing::debug!(namespace = %ns, pod = %name, error = %e, "pod gc: marking failed");
-                    continue;
-                }
-                DeleteParams::default().grace_period(0)
-            };
-            match api.delete(&name, &params).await {
+            // Failed first (for Jobs' podReplacementPolicy and podFailurePolicy), as
+            // Kubernetes' markFailedAndDeletePod; a pod that finished keeps its phase.
+            if let Err(e) = crate::pods::mark_disrupted(&api, pod, reason.disruption(), true).await {
+                tracing::debug!(namespace = %ns, pod = %name, error = %e, "pod gc: marking failed");
+                continue;
+            }
+            // A pod already deleted with no grace period waits only on its finalizers.
+            if pod.metadata.deletion_grace_period_seconds == Some(0) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::default().grace_period(0)).await {
                 Ok(_) => tracing::info!(namespace = %ns, pod = %name, ?reason, "pod gc: deleted"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => tracing::debug!(namespace = %ns, pod = %name, error = %e, "pod gc: delete failed"),
             }
         }
@@ -154,6 +176,13 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    fn names(pods: &[Pod], threshold: usize) -> Vec<(String, Reason)> {
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let nodes: BTreeSet<String> = ["n1".to_string(), "n2".to_string()].into();
+        let oos: BTreeSet<String> = ["n2".to_string()].into();
+        collect(&refs, &nodes, &oos, threshold).into_iter().map(|(_, n, r)| (n, r)).collect()
+    }
+
     #[test]
     fn what_is_collected() {
         let pods = [
@@ -167,12 +196,8 @@ mod tests {
             pod("stuck", "2026-01-01T00:00:00Z", "n2", "Running", true),
             pod("stuck-but-served", "2026-01-01T00:00:00Z", "n1", "Running", true),
         ];
-        let refs: Vec<&Pod> = pods.iter().collect();
-        let nodes: BTreeSet<String> = ["n1".to_string(), "n2".to_string()].into();
-        let oos: BTreeSet<String> = ["n2".to_string()].into();
-        let got: Vec<(String, Reason)> = collect(&refs, &nodes, &oos, 1).into_iter().map(|(_, n, r)| (n, r)).collect();
         assert_eq!(
-            got,
+            names(&pods, 1),
             [
                 ("old-done".to_string(), Reason::Terminated),
                 ("mid-failed".to_string(), Reason::Terminated),
@@ -181,6 +206,44 @@ mod tests {
                 ("stuck".to_string(), Reason::OutOfService),
             ]
         );
-        assert!(collect(&refs, &nodes, &oos, 3).iter().all(|(_, _, r)| *r != Reason::Terminated));
+        assert!(names(&pods, 3).iter().all(|(_, r)| *r != Reason::Terminated));
+        // 0 turns the threshold off, as Kubernetes' --terminated-pod-gc-threshold.
+        assert!(names(&pods, 0).iter().all(|(_, r)| *r != Reason::Terminated));
+    }
+
+    #[test]
+    fn evicted_pods_go_first_then_the_oldest() {
+        let mut evicted = pod("evicted-new", "2026-01-01T00:00:09Z", "n1", "Failed", false);
+        evicted.status.as_mut().unwrap().reason = Some("Evicted".into());
+        let pods = [
+            pod("b-old", "2026-01-01T00:00:01Z", "n1", "Succeeded", false),
+            pod("a-old", "2026-01-01T00:00:01Z", "n1", "Failed", false),
+            evicted,
+            pod("newest", "2026-01-01T00:00:05Z", "n1", "Succeeded", false),
+        ];
+        let got: Vec<String> = names(&pods, 1).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(got, ["evicted-new", "a-old", "b-old"]);
+    }
+
+    #[test]
+    fn only_orphans_get_a_disruption_condition() {
+        assert_eq!(Reason::Orphaned.disruption().map(|d| d.reason), Some("DeletionByPodGC"));
+        for r in [Reason::Terminated, Reason::UnscheduledTerminating, Reason::OutOfService] {
+            assert!(r.disruption().is_none(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn out_of_service_needs_the_taint_and_a_node_not_ready() {
+        let node = |ready: &str, taint: &str| -> Node {
+            serde_json::from_value(json!({ "metadata": { "name": "n" },
+                "spec": { "taints": [{ "key": taint, "effect": "NoExecute" }] },
+                "status": { "conditions": [{ "type": "Ready", "status": ready }] } }))
+            .unwrap()
+        };
+        assert!(out_of_service(&node("False", OUT_OF_SERVICE)));
+        assert!(out_of_service(&node("Unknown", OUT_OF_SERVICE)));
+        assert!(!out_of_service(&node("True", OUT_OF_SERVICE)));
+        assert!(!out_of_service(&node("False", "node.kubernetes.io/unreachable")));
     }
 }

@@ -282,7 +282,10 @@ pub(crate) fn plan(ds: &DaemonSet, nodes: &[&Node], owned: &[&Pod], update_hash:
                 (false, Some(_)) => {}
                 (false, None) => {
                     if old.iter().all(|p| !available(p)) {
-                        plan.delete.extend(old.iter().map(|p| name(p)));
+                        // An unavailable old pod gets its replacement beside it at once, outside
+                        // the surge; it goes when the new one is available (Kubernetes keeps it
+                        // until then too: with maxSurge nothing is deleted ahead of its successor).
+                        plan.create.push(node.clone());
                     } else if surging < surge {
                         plan.create.push(node.clone());
                         surging += 1;

@@ -240,6 +240,18 @@ fn plans_create_delete_and_roll() {
             vec!["n2"],
             vec!["p1"],
         ),
+        (
+            "surge: an unavailable old pod is replaced beside it, outside the surge",
+            rolling(json!(1), json!(0)),
+            vec![
+                pod("p1", "n1", "old", false),
+                pod("p2", "n2", "old", true),
+                pod("p3", "n3", "old", true),
+                pod("p4", "n4", "old", true),
+            ],
+            vec!["n1", "n2"],
+            vec![],
+        ),
         ("OnDelete: nothing", ds(json!({ "type": "OnDelete" })), all_old(), vec![], vec![]),
         (
             "failed pods are replaced in the same sync",

@@ -52,7 +52,8 @@ fn max_unavailable(set: &StatefulSet) -> i32 {
     if value.is_none() {
         return 1;
     }
-    scaled_value(value, replicas(set), true).max(1)
+    // A percentage rounds down (Kubernetes' getStatefulSetMaxUnavailable), but never below 1.
+    scaled_value(value, replicas(set), false).max(1)
 }
 
 fn min_ready(set: &StatefulSet) -> i32 {

@@ -56,6 +56,10 @@ fn next_steps_follow_policy_and_strategy() {
     let on_delete = json!({ "updateStrategy": { "type": "OnDelete" } });
     let two_at_a_time =
         json!({ "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 2 } } });
+    let percent = |p: &str| {
+        json!({ "podManagementPolicy": "Parallel",
+            "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": p } } })
+    };
     let cases: Vec<(&str, StatefulSet, Vec<Pod>, Vec<Step>)> = vec![
         ("ordered: one at a time", set(3, json!({})), vec![], vec![create(0, Rev::Update)]),
         ("ordered: waits for ready", set(3, json!({})), vec![pod(0, "new", "pending")], vec![]),
@@ -116,6 +120,24 @@ fn next_steps_follow_policy_and_strategy() {
             vec![delete(2, false), delete(1, false)],
         ),
         ("on delete: nothing", set(2, on_delete), vec![pod(0, "old", "ready"), pod(1, "old", "ready")], vec![]),
+        (
+            "maxUnavailable 50% of 4 is 2",
+            set(4, percent("50%")),
+            (0..4).map(|o| pod(o, "old", "ready")).collect(),
+            vec![delete(3, false), delete(2, false)],
+        ),
+        (
+            "maxUnavailable 30% of 4 rounds down to 1",
+            set(4, percent("30%")),
+            (0..4).map(|o| pod(o, "old", "ready")).collect(),
+            vec![delete(3, false)],
+        ),
+        (
+            "maxUnavailable 10% of 4 is at least 1",
+            set(4, percent("10%")),
+            (0..4).map(|o| pod(o, "old", "ready")).collect(),
+            vec![delete(3, false)],
+        ),
     ];
     for (what, s, pods, expect) in cases {
         let refs: Vec<&Pod> = pods.iter().collect();
