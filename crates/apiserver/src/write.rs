@@ -526,7 +526,9 @@ fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
 }
 
 /// Writes `new` over `old` with compare-and-swap; removes the object when it is being
-/// deleted and its last finalizer is gone. A no-op write returns the stored object.
+/// deleted with no grace period left and its last finalizer is gone (a pod still in its
+/// grace period waits for its kubelet's final delete, as Kubernetes'
+/// ShouldDeleteDuringUpdate). A no-op write returns the stored object.
 async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Value> {
     bump_generation(&mut new, &old.value);
     if same_but_bookkeeping(&new, &old.value) {
@@ -540,7 +542,9 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
     let namespace_finalizers = ctx.served.info.group.is_empty()
         && ctx.served.info.plural == "namespaces"
         && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|l| !l.is_empty());
-    if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !namespace_finalizers {
+    let no_grace_left =
+        old.value.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+    if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !namespace_finalizers && no_grace_left {
         let kv = ctx.app.store.delete(&old.key, Some(old.revision)).await.map_err(|e| map_cas(ctx, e))?;
         object::set_resource_version(&mut new, kv.mod_revision);
         return Ok(new);

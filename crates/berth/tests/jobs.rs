@@ -330,14 +330,18 @@ fn pod_replacement_policy_failed_waits_for_terminating_pods() {
     assert_eq!(pods_of(&s, "careful").len(), 1, "{:?}", pods_of(&s, "careful"));
     let p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
     assert!(p["metadata"]["deletionTimestamp"].is_string() && p["status"]["phase"] == "Pending", "{p}");
-    // The Job has released its tracking finalizer; the test's holds the pod.
+    // Not failed yet (only a Failed phase counts under this policy): the Job keeps its
+    // tracking finalizer and counts no failure.
+    let finalizers = p["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+    assert!(finalizers.contains(&json!("batch.kubernetes.io/job-tracking")), "{p}");
+    assert_eq!(job(&s, "careful")["status"]["failed"].as_i64().unwrap_or(0), 0, "{}", job(&s, "careful"));
+    // The kubelet has stopped the pod (Failed, its container killed): now it is counted,
+    // released and replaced; the test's finalizer still holds it.
+    finish(&s, &p, 137);
     assert!(wait_until(WAIT, || {
         let p = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
         p["metadata"]["finalizers"] == json!(["example.com/hold"])
     }));
-    // The kubelet has stopped the pod (Failed, its container killed): now it is replaced.
-    let terminating = s.http_json("GET", &format!("{PODS}/{name}"), None).1;
-    finish(&s, &terminating, 137);
     assert!(
         wait_until(WAIT, || active_pods(&s, "careful").len() == 1
             && active_pods(&s, "careful")[0]["metadata"]["name"] != name.as_str()),
@@ -345,8 +349,13 @@ fn pod_replacement_policy_failed_waits_for_terminating_pods() {
         pods_of(&s, "careful")
     );
     assert!(wait_until(WAIT, || job(&s, "careful")["status"]["terminating"] == 0), "{}", job(&s, "careful"));
-    // Its last finalizer gone, the pod goes.
+    // Its last finalizer gone, the pod still waits for its kubelet's final delete (its
+    // grace period is not over), as in Kubernetes; then it goes.
     s.kubectl_ok(&["patch", "pod", &name, "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    let (code, p) = s.http_json("GET", &format!("{PODS}/{name}"), None);
+    assert_eq!(code, 200, "{p}");
+    let (code, v) = s.http_json("DELETE", &format!("{PODS}/{name}?gracePeriodSeconds=0"), None);
+    assert_eq!(code, 200, "{v}");
     assert!(wait_until(WAIT, || s.http_json("GET", &format!("{PODS}/{name}"), None).0 == 404));
     assert_eq!(job(&s, "careful")["status"]["failed"], 1);
 }

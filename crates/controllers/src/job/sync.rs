@@ -214,9 +214,20 @@ pub(crate) fn success_policy_rule(job: &Job, completed: &BTreeSet<i32>) -> Optio
     })
 }
 
-/// True when the pod counts as failed: phase Failed, or deleted before it succeeded.
-fn failed(p: &Pod) -> bool {
-    phase(p) == "Failed" || (p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded" && has_finalizer(p))
+/// Whether only pods in phase Failed count as failures (Kubernetes' onlyReplaceFailedPods):
+/// with podReplacementPolicy Failed, or a podFailurePolicy, a deleted pod is not failed
+/// until its kubelet (or the pod GC) has moved it to Failed, with its final conditions.
+fn only_failed_pods(job: &Job) -> bool {
+    job.spec
+        .as_ref()
+        .is_some_and(|s| s.pod_replacement_policy.as_deref() == Some("Failed") || s.pod_failure_policy.is_some())
+}
+
+/// True when the pod counts as failed (Kubernetes' isPodFailed): phase Failed, or, unless
+/// `only_failed`, deleted before it succeeded (so orphans that never reach Failed count).
+fn failed(only_failed: bool, p: &Pod) -> bool {
+    phase(p) == "Failed"
+        || (!only_failed && p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded" && has_finalizer(p))
 }
 
 /// The sync of `job` over its `pods` at `now`.
@@ -238,6 +249,8 @@ pub(crate) fn sync(job: &Job, pods: &[&Pod], now: jiff::Timestamp) -> Plan {
     let by_uid: BTreeMap<String, &Pod> = pods.iter().map(|p| (uid(p), *p)).collect();
     let mut completed = parse_indexes(old.completed_indexes.as_deref().unwrap_or(""));
     let mut fail_job: Option<String> = None;
+    let only_failed = only_failed_pods(job);
+    let failed = |p: &Pod| failed(only_failed, p);
     for p in pods.iter().filter(|p| has_finalizer(p)) {
         let u = uid(p);
         if unc_succeeded.contains(&u) || unc_failed.contains(&u) {

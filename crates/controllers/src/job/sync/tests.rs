@@ -253,3 +253,29 @@ fn failed_replacement_policy_waits_for_terminating_pods() {
     let plan = sync(&j, &[&terminating], at("2026-01-01T00:00:06Z"));
     assert_eq!(plan.status.terminating, Some(1));
 }
+
+#[test]
+fn a_terminating_pod_fails_at_once_only_without_a_failed_replacement_policy() {
+    let mut terminating = pod("t", "Running", true, "");
+    terminating.metadata.deletion_timestamp = Some(Time(at("2026-01-01T00:00:05Z")));
+    let now = at("2026-01-01T00:00:06Z");
+    // TerminatingOrFailed: a deleted pod counts as failed at once (an orphan may never reach Failed).
+    let j = job(json!({ "podReplacementPolicy": "TerminatingOrFailed" }), json!({}));
+    let plan = sync(&j, &[&terminating], now);
+    assert_eq!(plan.status.uncounted_terminated_pods.unwrap().failed, Some(vec!["t-uid".to_string()]));
+    // Failed, or a podFailurePolicy: not until its kubelet fails it; the tracking finalizer stays.
+    for spec in [
+        json!({ "podReplacementPolicy": "Failed" }),
+        json!({ "podReplacementPolicy": "Failed", "podFailurePolicy": { "rules": [
+            { "action": "Ignore", "onPodConditions": [{ "type": "DisruptionTarget" }] }] } }),
+    ] {
+        let j = job(spec.clone(), json!({}));
+        let plan = sync(&j, &[&terminating], now);
+        assert_eq!(plan.status.uncounted_terminated_pods.unwrap().failed, Some(vec![]), "{spec}");
+        assert!(plan.remove_finalizers.is_empty(), "{spec}");
+        let mut failed = terminating.clone();
+        failed.status.as_mut().unwrap().phase = Some("Failed".into());
+        let plan = sync(&j, &[&failed], now);
+        assert_eq!(plan.status.uncounted_terminated_pods.unwrap().failed, Some(vec!["t-uid".to_string()]), "{spec}");
+    }
+}
