@@ -451,7 +451,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         authorization_mode: args.authorization_mode.clone(),
         audit: crate::audit::config(&args.audit)?,
     };
-    let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
+    let raw_store = store.clone();
+    let etcd_unshared = !embedded && share_token.is_none();
+    let (store, encryption) = crate::secrets_encryption::wrap(&args.encryption, &data_dir, etcd_unshared, store)?;
     let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
@@ -480,6 +482,9 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(renew_certificates(data_dir.join("tls"), stop_rx.clone()));
+    if let (Some(token), true) = (share_token, share_encryption) {
+        tokio::spawn(crate::bootstrap::follow(raw_store, data_dir.clone(), token, encryption, stop_rx.clone()));
+    }
     let admin = local_client(addr, ca, &security.admin).await?;
     let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
     if let Some(schedule) = snapshot_schedule {
