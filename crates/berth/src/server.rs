@@ -199,12 +199,18 @@ pub(crate) fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &s
     )
 }
 
-/// The serving certificate's names: loopback, the bind address, the in-cluster names of
-/// the `kubernetes` Service and its address, and `--tls-san` values.
-fn serving_sans(bind: IpAddr, extra: &[String]) -> Vec<String> {
+/// The serving certificate's names: loopback, the bind address, the node's address
+/// (`--node-ip`, else the source address of the default route, as the node registers it;
+/// what clients on other hosts dial when the server binds every address), the in-cluster
+/// names of the `kubernetes` Service and its address, and `--tls-san` values.
+fn serving_sans(bind: IpAddr, node_ip: Option<std::net::Ipv4Addr>, extra: &[String]) -> Vec<String> {
     let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     if !bind.is_unspecified() {
         sans.push(bind.to_string());
+    }
+    let node_ip = node_ip.unwrap_or_else(berth_agent::node::register::default_node_ip);
+    if !node_ip.is_loopback() && !node_ip.is_unspecified() {
+        sans.push(node_ip.to_string());
     }
     for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
         sans.push(name.into());
@@ -233,7 +239,8 @@ struct Security {
 fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     use berth_pki::{CaKind, LeafSpec, Pki};
     let pki = Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
-    let serving = pki.leaf(&LeafSpec::serving(&serving_sans(args.bind_address, &args.tls_san)))?;
+    let sans = serving_sans(args.bind_address, args.node.node_ip, &args.tls_san);
+    let serving = pki.leaf(&LeafSpec::serving(&sans))?;
     let server_ca_pem = pki.ca_pem(CaKind::Server)?;
     let client = |name: &str, cn: &str, orgs: &[&str]| pki.leaf(&LeafSpec::client(name, cn, orgs));
     let admin = client("admin", "system:admin", &["system:masters"])?;
@@ -301,7 +308,12 @@ fn write_kubeconfigs(
     security: &Security,
 ) -> anyhow::Result<PathBuf> {
     let admin = &security.admin;
-    let kc = kubeconfig(&format!("https://{addr}"), &security.tls.server_ca_pem, &admin.cert_pem, &admin.key_pem);
+    let kc = kubeconfig(
+        &format!("https://{}", dialable(addr)),
+        &security.tls.server_ca_pem,
+        &admin.cert_pem,
+        &admin.key_pem,
+    );
     let kc_path = data_dir.join("kubeconfig.yaml");
     write_private(&kc_path, &kc)?;
     if let Some(extra) = &args.write_kubeconfig {
@@ -543,6 +555,12 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The address local clients dial for the listener `addr`: loopback when it binds every
+/// address (0.0.0.0 is no certificate name).
+fn dialable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() { std::net::SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port()) } else { addr }
+}
+
 /// A client of this server's own API as the holder of `identity`, for the components it
 /// runs (they use HTTPS like any client).
 async fn local_client(
@@ -550,8 +568,7 @@ async fn local_client(
     ca_pem: &str,
     identity: &berth_pki::CertKey,
 ) -> anyhow::Result<kube::Client> {
-    let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
-    let url = format!("https://{}", std::net::SocketAddr::new(ip, addr.port()));
+    let url = format!("https://{}", dialable(addr));
     let kubeconfig =
         kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, &identity.cert_pem, &identity.key_pem))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;

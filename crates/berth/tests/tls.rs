@@ -181,6 +181,27 @@ fn a_restart_keeps_the_ca_and_the_kubeconfig_and_tls_san_is_served() {
     s.client().connect_as("example.test").unwrap();
 }
 
+/// A server bound to every address is dialled by other hosts at the node's address: the
+/// serving certificate names `--node-ip`, or else the address the node registers (the
+/// default route's source); the kubeconfig it writes dials loopback, not 0.0.0.0.
+#[test]
+fn the_node_address_is_a_serving_san_when_binding_every_address() {
+    let s = TestServer::start_with(Path::new(BIN), &["--bind-address", "0.0.0.0", "--node-ip", "10.88.66.7"]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    for name in ["10.88.66.7", "127.0.0.1", "localhost", "kubernetes.default.svc"] {
+        s.client().connect_as(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(s.client().connect_as("0.0.0.0").is_err(), "0.0.0.0 is no name");
+    // Without --node-ip: the address the node would register.
+    let host = berth_agent::node::register::default_node_ip();
+    let t = TestServer::start_with(Path::new(BIN), &["--bind-address", "0.0.0.0"]);
+    if !host.is_loopback() {
+        t.client().connect_as(&host.to_string()).unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+    assert!(t.client().connect_as("10.88.66.7").is_err(), "another node's address");
+}
+
 #[test]
 fn a_serving_certificate_the_current_ca_did_not_sign_is_issued_anew() {
     let mut s = server();
