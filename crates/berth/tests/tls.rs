@@ -365,6 +365,59 @@ fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working()
     assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
 }
 
+/// A server that runs past its leaf certificates' end renews them itself and keeps
+/// working without a restart. Certificates here live 40 s and are renewed in their last
+/// 30 s (`BERTH_TEST_LEAF_LIFETIME`, a test-only knob): once the first ones have ended,
+/// the rewritten kubeconfig works (the old one no longer does), the controllers still act
+/// and both components still renew their Leases.
+#[test]
+fn a_server_renews_its_certificates_while_it_runs_and_keeps_working() {
+    let s = TestServer::start_with_env(Path::new(BIN), &[], &[(berth_pki::TEST_LIFETIME_ENV, "40:30")]);
+    let saved = s.dir.path().join("saved-kubeconfig.yaml");
+    std::fs::copy(&s.kubeconfig, &saved).unwrap();
+    let first = s.kubeconfig();
+    let (_, first_end) = berth_pki::csr::validity(&first.cert_pem).unwrap();
+    assert!((first_end - berth_pki::OffsetDateTime::now_utc()).whole_seconds() <= 40, "not short-lived");
+    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=1"]);
+    let pods = |n: usize| {
+        s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            == n
+    };
+    assert!(wait_until(Duration::from_secs(30), || pods(1)), "the Deployment made no pod");
+    // Until the first certificates have ended.
+    while berth_pki::OffsetDateTime::now_utc() <= first_end + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = s.log();
+    assert!(log.contains("certificate near its end: renewed"), "{log}");
+    assert!(log.contains("client now presents the renewed certificate"), "{log}");
+    assert!(log.contains("kubeconfig now holds the renewed admin certificate"), "{log}");
+    assert_ne!(s.kubeconfig().cert_pem, first.cert_pem);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    let old = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&saved)
+        .args(["get", "namespace", "default"])
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(!old.status.success(), "the expired admin certificate still works");
+    // The controllers act on a change made now.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(wait_until(Duration::from_secs(30), || pods(3)), "the controllers did not scale up:\n{}", s.log());
+    // Both components keep renewing their Leases as themselves.
+    let renew_time =
+        |lease: &str| s.kubectl_ok(&["get", "lease", lease, "-n", "kube-system", "-o", "jsonpath={.spec.renewTime}"]);
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        let before = renew_time(lease);
+        assert!(wait_until(Duration::from_secs(30), || renew_time(lease) != before), "{lease} is no longer renewed");
+    }
+}
+
 /// As Kubernetes' x509 authenticator, every request checks its connection's client
 /// certificate against the clock: a keep-alive connection made with a certificate that
 /// has since expired gets 401, and a new connection with it is refused at the handshake.
