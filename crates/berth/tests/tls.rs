@@ -224,6 +224,59 @@ fn a_serving_certificate_the_current_ca_did_not_sign_is_issued_anew() {
     assert!(log.contains("not signed by the current server-ca") && log.contains("serving-kube-apiserver"), "{log}");
 }
 
+/// The controllers and the scheduler reach the API with their own certificates, as
+/// kube-controller-manager and kube-scheduler do: the audit log names their users, and
+/// neither is in system:masters; RBAC keeps them from what their roles do not grant.
+#[test]
+fn the_controllers_and_the_scheduler_are_not_system_masters() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources:\n  - group: coordination.k8s.io\n    resources: [leases]\n- level: None\n",
+    )
+    .unwrap();
+    let log = files.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    // Each takes its leader-election Lease as itself.
+    let user_of = |name: &str| {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().find_map(|l| {
+            let e: Value = serde_json::from_str(l).ok()?;
+            (e["objectRef"]["name"] == name && e["stage"] == "ResponseComplete").then(|| e["user"].clone())
+        })
+    };
+    for (lease, user) in
+        [("kube-controller-manager", "system:kube-controller-manager"), ("kube-scheduler", "system:kube-scheduler")]
+    {
+        let mut seen = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                seen = user_of(lease);
+                seen.is_some()
+            }),
+            "no audit event for the {lease} Lease:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let seen = seen.unwrap();
+        assert_eq!(seen["username"], user, "{seen}");
+        assert_eq!(seen["groups"], json!(["system:authenticated"]), "{seen}");
+        // Their roles do not reach what only masters may do.
+        let can = s.kubectl(&["auth", "can-i", "create", "clusterrolebindings", "--as", user]);
+        assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no", "{user}");
+        let can = s.kubectl(&["auth", "can-i", "*", "*", "--as", user]);
+        assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no", "{user}");
+    }
+    // The controllers still do their work as themselves.
+    s.kubectl_ok(&["create", "namespace", "not-masters"]);
+    assert!(wait_until(Duration::from_secs(30), || s
+        .kubectl(&["get", "serviceaccount", "default", "-n", "not-masters"])
+        .status
+        .success()));
+}
+
 /// A `berth agent` child, killed by PID when dropped.
 struct Agent(Child, PathBuf);
 
