@@ -37,6 +37,24 @@ pub struct KubeletClient {
     pub key_pem: String,
     /// The CA agents' serving certificates must chain to (PEM).
     pub ca_pem: String,
+    /// The files `cert_pem` and `key_pem` were read from, if any: each connection to an
+    /// agent then presents what they hold now (a renewed certificate without a restart).
+    pub cert_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl KubeletClient {
+    /// The certificate and key to present now: the files' (when they read), else the ones given.
+    fn identity(&self) -> (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>) {
+        use std::borrow::Cow;
+        let read = self
+            .cert_files
+            .as_ref()
+            .and_then(|(cert, key)| Some((std::fs::read_to_string(cert).ok()?, std::fs::read_to_string(key).ok()?)));
+        match read {
+            Some((cert, key)) => (Cow::Owned(cert), Cow::Owned(key)),
+            None => (Cow::Borrowed(self.cert_pem.as_str()), Cow::Borrowed(self.key_pem.as_str())),
+        }
+    }
 }
 
 /// How long connecting to a node agent (TCP and TLS) may take.
@@ -218,10 +236,11 @@ fn node_endpoint(node: &Value) -> Option<(String, u16)> {
 
 fn tls_config(client: &KubeletClient) -> ApiResult<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
+    let (cert_pem, key_pem) = client.identity();
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::internal(format!("kubelet client certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes())
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| ApiError::internal(format!("kubelet client key: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(client.ca_pem.as_bytes()) {

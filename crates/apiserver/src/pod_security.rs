@@ -5,11 +5,12 @@
 //! templates of workloads) that break the warned level get a `Warning` header.
 //!
 //! The checks are the standard's, with Kubernetes' reasons and details, evaluated in
-//! the order of their IDs: baseline (host namespaces, privileged, capabilities beyond
-//! the default set, hostPath volumes, host ports, procMount, seccomp Unconfined, unsafe
+//! the order of their IDs: baseline (AppArmor profiles other than RuntimeDefault or
+//! Localhost, host namespaces, privileged, capabilities beyond the default set, hostPath
+//! volumes, host ports, procMount, SELinux type/user/role, seccomp Unconfined, unsafe
 //! sysctls) and restricted (those, plus volume types, privilege escalation,
 //! capabilities drop ALL, runAsNonRoot, runAsUser=0, seccomp RuntimeDefault/Localhost).
-//! Not checked yet: AppArmor, SELinux options, Windows host process.
+//! Not checked: Windows host process (berth runs Linux nodes only).
 //!
 //! Pods are checked at creation and on significant updates (Kubernetes'
 //! `isSignificantPodUpdate`: containers added or removed, an image changed, ephemeral
@@ -200,6 +201,7 @@ type Check = (&'static str, Level, fn(&Value, &Value) -> Option<(&'static str, S
 /// ("overlap" in Kubernetes) makes the baseline one apply to baseline only.
 const CHECKS: &[Check] = &[
     ("allowPrivilegeEscalation", Level::Restricted, allow_privilege_escalation),
+    ("appArmorProfile", Level::Baseline, app_armor_profile),
     ("capabilities_baseline", Level::Baseline, capabilities_baseline),
     ("capabilities_restricted", Level::Restricted, capabilities_restricted),
     ("hostNamespaces", Level::Baseline, host_namespaces),
@@ -210,6 +212,7 @@ const CHECKS: &[Check] = &[
     ("restrictedVolumes", Level::Restricted, restricted_volumes),
     ("runAsNonRoot", Level::Restricted, run_as_non_root),
     ("runAsUser", Level::Restricted, run_as_user),
+    ("seLinuxOptions", Level::Baseline, selinux_options),
     ("seccompProfile_baseline", Level::Baseline, seccomp_baseline),
     ("seccompProfile_restricted", Level::Restricted, seccomp_restricted),
     ("sysctls", Level::Baseline, sysctls),
@@ -445,6 +448,105 @@ fn allow_privilege_escalation(_: &Value, spec: &Value) -> Option<(&'static str, 
     })
 }
 
+/// The annotation prefix of the (deprecated) per-container AppArmor profiles.
+const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// AppArmor: `securityContext.appArmorProfile.type` (pod or container) must be
+/// RuntimeDefault or Localhost, and the deprecated annotations `runtime/default`,
+/// `localhost/NAME` or empty.
+fn app_armor_profile(meta: &Value, spec: &Value) -> Option<(&'static str, String)> {
+    let allowed_type =
+        |v: &Value| matches!(v.get("type").and_then(Value::as_str), Some("RuntimeDefault") | Some("Localhost"));
+    let bad_type =
+        |v: Option<&Value>| v.filter(|v| !allowed_type(v)).map(|v| v["type"].as_str().unwrap_or("").to_string());
+    let mut bad_values = Vec::new();
+    let pod_type = bad_type(pod_context(spec, "appArmorProfile"));
+    let pod_bad = pod_type.is_some();
+    bad_values.extend(pod_type);
+    let mut bad_containers = Vec::new();
+    for (name, c) in containers(spec) {
+        if let Some(t) = bad_type(context(c, "appArmorProfile")) {
+            bad_containers.push(name);
+            bad_values.push(t);
+        }
+    }
+    let mut bad_values = sorted_unique(bad_values);
+    let mut annotations: Vec<String> = meta
+        .get("annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION_PREFIX))
+        .filter_map(|(k, v)| {
+            let v = v.as_str().unwrap_or("");
+            let allowed = v.is_empty() || v == "runtime/default" || v.starts_with("localhost/");
+            (!allowed).then(|| format!("{k}={v:?}"))
+        })
+        .collect();
+    annotations.sort();
+    let mut who: Vec<String> = Some(setters(pod_bad, &bad_containers)).filter(|w| !w.is_empty()).into_iter().collect();
+    if !annotations.is_empty() {
+        who.push(pluralize("annotation", "annotations", annotations.len()).to_string());
+    }
+    bad_values.extend(annotations);
+    (!who.is_empty()).then(|| {
+        let reason = pluralize("forbidden AppArmor profile", "forbidden AppArmor profiles", bad_values.len());
+        (reason, format!("{} must not set AppArmor profile type to {}", who.join(" and "), join_quote(&bad_values)))
+    })
+}
+
+/// SELinux types the baseline level allows (besides none).
+const SELINUX_ALLOWED_TYPES: &[&str] = &["container_t", "container_init_t", "container_kvm_t"];
+
+/// SELinux: `seLinuxOptions.type` (pod or container) only one of the container types,
+/// `user` and `role` unset.
+fn selinux_options(_: &Value, spec: &Value) -> Option<(&'static str, String)> {
+    let (mut bad_types, mut set_user, mut set_role) = (Vec::new(), false, false);
+    let mut valid = |opts: &Value| {
+        let field = |f: &str| opts.get(f).and_then(Value::as_str).unwrap_or("");
+        let mut ok = true;
+        if !field("type").is_empty() && !SELINUX_ALLOWED_TYPES.contains(&field("type")) {
+            bad_types.push(field("type").to_string());
+            ok = false;
+        }
+        if !field("user").is_empty() {
+            set_user = true;
+            ok = false;
+        }
+        if !field("role").is_empty() {
+            set_role = true;
+            ok = false;
+        }
+        ok
+    };
+    let pod_bad = pod_context(spec, "seLinuxOptions").is_some_and(|o| !valid(o));
+    let bad_containers: Vec<&str> = containers(spec)
+        .filter(|(_, c)| context(c, "seLinuxOptions").is_some_and(|o| !valid(o)))
+        .map(|(n, _)| n)
+        .collect();
+    if !pod_bad && bad_containers.is_empty() {
+        return None;
+    }
+    let bad_types = sorted_unique(bad_types);
+    let mut data = Vec::new();
+    // As Kubernetes words it: the user and role notes follow the types, and only with them.
+    if !bad_types.is_empty() {
+        data.push(format!("{} {}", pluralize("type", "types", bad_types.len()), join_quote(&bad_types)));
+        if set_user {
+            data.push("user may not be set".to_string());
+        }
+        if set_role {
+            data.push("role may not be set".to_string());
+        }
+    }
+    let detail = format!(
+        "{} set forbidden securityContext.seLinuxOptions: {}",
+        setters(pod_bad, &bad_containers),
+        data.join("; ")
+    );
+    Some(("seLinuxOptions", detail))
+}
+
 fn pod_context<'a>(spec: &'a Value, field: &str) -> Option<&'a Value> {
     spec.get("securityContext").and_then(|s| s.get(field)).filter(|v| !v.is_null())
 }
@@ -643,6 +745,75 @@ mod tests {
              runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false), \
              runAsUser=0 (pod and container \"app\" must not set runAsUser=0), \
              seccompProfile (pod must not set securityContext.seccompProfile.type to \"Unconfined\")"
+        );
+    }
+
+    /// One case: pod metadata and spec, and the violations Kubernetes reports at baseline.
+    fn check_baseline(meta: Value, spec: Value, expect: &str) {
+        assert_eq!(render(&evaluate(Level::Baseline, &meta, &spec)), expect, "{meta} {spec}");
+    }
+
+    #[test]
+    fn apparmor_profiles_other_than_runtime_default_or_localhost_break_baseline() {
+        let c = |name: &str, profile: Value| json!({"name": name, "image": "x", "securityContext": {"appArmorProfile": profile}});
+        let allowed = [json!({"type": "RuntimeDefault"}), json!({"type": "Localhost", "localhostProfile": "p"})];
+        for profile in allowed {
+            let spec =
+                json!({"securityContext": {"appArmorProfile": profile.clone()}, "containers": [c("a", profile)]});
+            check_baseline(json!({}), spec, "");
+        }
+        let ok_annotations = json!({"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/a": "runtime/default",
+            "container.apparmor.security.beta.kubernetes.io/b": "localhost/custom",
+            "container.apparmor.security.beta.kubernetes.io/c": "",
+            "other.example/x": "unconfined"}});
+        check_baseline(ok_annotations, json!({"containers": [{"name": "a", "image": "x"}]}), "");
+        check_baseline(
+            json!({}),
+            json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}, "containers": [{"name": "a", "image": "x"}]}),
+            "forbidden AppArmor profile (pod must not set AppArmor profile type to \"Unconfined\")",
+        );
+        check_baseline(
+            json!({"annotations": {"container.apparmor.security.beta.kubernetes.io/b": "unconfined"}}),
+            json!({"initContainers": [c("i", json!({"type": "Unconfined"}))],
+                   "containers": [c("a", json!({"type": "Unconfined"})), c("b", json!({"type": "RuntimeDefault"}))]}),
+            "forbidden AppArmor profiles (containers \"i\", \"a\" and annotation must not set AppArmor profile type to \
+             \"Unconfined\", \"container.apparmor.security.beta.kubernetes.io/b=\"unconfined\"\")",
+        );
+        check_baseline(
+            json!({"annotations": {"container.apparmor.security.beta.kubernetes.io/b": "unconfined",
+                                   "container.apparmor.security.beta.kubernetes.io/a": "docker-default"}}),
+            json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}),
+            "forbidden AppArmor profiles (annotations must not set AppArmor profile type to \
+             \"container.apparmor.security.beta.kubernetes.io/a=\"docker-default\"\", \
+             \"container.apparmor.security.beta.kubernetes.io/b=\"unconfined\"\")",
+        );
+    }
+
+    #[test]
+    fn selinux_types_users_and_roles_break_baseline() {
+        let c =
+            |name: &str, opts: Value| json!({"name": name, "image": "x", "securityContext": {"seLinuxOptions": opts}});
+        for t in ["", "container_t", "container_init_t", "container_kvm_t"] {
+            let spec = json!({"securityContext": {"seLinuxOptions": {"type": t, "level": "s0:c1,c2"}}, "containers": [c("a", json!({"type": t}))]});
+            check_baseline(json!({}), spec, "");
+        }
+        check_baseline(
+            json!({}),
+            json!({"securityContext": {"seLinuxOptions": {"type": "spc_t"}}, "containers": [c("a", json!({"type": "unconfined_t", "user": "u"})), c("b", json!({"role": "r"}))]}),
+            "seLinuxOptions (pod and containers \"a\", \"b\" set forbidden securityContext.seLinuxOptions: \
+             types \"spc_t\", \"unconfined_t\"; user may not be set; role may not be set)",
+        );
+        // Kubernetes names the user and the role only beside a bad type.
+        check_baseline(
+            json!({}),
+            json!({"containers": [c("a", json!({"user": "system_u", "role": "system_r"}))]}),
+            "seLinuxOptions (container \"a\" set forbidden securityContext.seLinuxOptions: )",
+        );
+        check_baseline(
+            json!({}),
+            json!({"ephemeralContainers": [c("debug", json!({"type": "spc_t"}))], "containers": [{"name": "a", "image": "x"}]}),
+            "seLinuxOptions (container \"debug\" set forbidden securityContext.seLinuxOptions: type \"spc_t\")",
         );
     }
 

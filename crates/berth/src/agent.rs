@@ -4,7 +4,7 @@
 //! node token, or a join token exchanged for a node client certificate ([`join`]).
 
 mod join;
-mod rotation;
+pub(crate) mod rotation;
 
 use std::path::PathBuf;
 
@@ -69,7 +69,7 @@ pub(crate) struct NodeArgs {
     node_name: Option<String>,
     /// The node's IPv4 address (default: the source address of the default route).
     #[arg(long)]
-    node_ip: Option<std::net::Ipv4Addr>,
+    pub(crate) node_ip: Option<std::net::Ipv4Addr>,
     /// Use the containerd at this socket instead of starting one.
     #[arg(long)]
     containerd_socket: Option<PathBuf>,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::agent::rotation::{NodeCredentials, RotatingClient};
+
 use anyhow::Context;
 use berth_apiserver::{Config, Server};
 use clap::Args;
@@ -158,31 +160,76 @@ fn warn_of_expiring_cas(cas: &[(String, berth_pki::OffsetDateTime)]) {
     }
 }
 
-/// How often the running server looks for certificates near their end.
-const RENEWAL_CHECK: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often the running server looks for certificates near their end: hourly, or more
+/// often when leaf certificates are short-lived (a tenth of their renewal window).
+fn renewal_check() -> Duration {
+    let before = Duration::try_from(berth_pki::leaf_lifetime().1).unwrap_or(Duration::from_secs(3600));
+    (before / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
 
-/// While the server runs, renews leaf certificates within 90 days of their end (the TLS
-/// listener then serves the new serving certificate; the components' client certificates
-/// are read at the next start, the old ones staying valid until then) and warns of CAs
-/// near theirs.
-async fn renew_certificates(dir: PathBuf, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// The clients this server holds by the name of the leaf certificate each presents, and
+/// the kubeconfig files that hold the admin's: what a renewal must update.
+struct Renewed {
+    clients: Vec<(String, RotatingClient)>,
+    kubeconfig_url: String,
+    ca_pem: String,
+    kubeconfigs: Vec<PathBuf>,
+}
+
+/// While the server runs, renews leaf certificates near their end (as
+/// [`berth_pki::Pki::renew_expiring`] says) with a warning for each, and puts the new ones
+/// to use without a restart: the TLS listener serves the new serving certificate, the
+/// components' clients present their new certificates on new connections (the ones made
+/// with the old closed), and the kubeconfig files get the new admin certificate. Warns of
+/// CAs near their end.
+async fn renew_certificates(dir: PathBuf, renewed: Renewed, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = renewal_check();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(RENEWAL_CHECK) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let dir = dir.clone();
-        let renewed = tokio::task::spawn_blocking(move || berth_pki::Pki::load_or_create(&dir)?.renew_expiring()).await;
-        match renewed {
-            Ok(Ok((leaves, cas))) => {
-                for (name, not_after) in leaves {
-                    tracing::info!(certificate = %name, %not_after, "certificate renewed");
+        let result = tokio::task::spawn_blocking(move || {
+            let pki = berth_pki::Pki::load_or_create(&dir)?;
+            pki.renew_expiring().map(|ends| (pki, ends))
+        })
+        .await;
+        match result {
+            Ok(Ok((pki, (leaves, cas)))) => {
+                for (name, not_after) in &leaves {
+                    tracing::warn!(certificate = %name, %not_after, "certificate near its end: renewed");
+                    if let Err(e) = renewed.put_to_use(&pki, name) {
+                        tracing::warn!(certificate = %name, error = %format!("{e:#}"), "using a renewed certificate");
+                    }
                 }
                 warn_of_expiring_cas(&cas);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "renewing certificates"),
             Err(e) => tracing::warn!(error = %e, "renewing certificates"),
         }
+    }
+}
+
+impl Renewed {
+    /// Makes the clients presenting the leaf `name` present its renewed certificate (and
+    /// rewrites the kubeconfig files for the admin's).
+    fn put_to_use(&self, pki: &berth_pki::Pki, name: &str) -> anyhow::Result<()> {
+        let (cert, key) = pki.leaf_files(name);
+        let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| p.display().to_string());
+        let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
+        for (_, client) in self.clients.iter().filter(|(n, _)| n == name) {
+            let closed = client.switch(&cert_pem, &key_pem)?;
+            tracing::info!(certificate = %name, closed, "client now presents the renewed certificate");
+        }
+        if name == berth_pki::LeafSpec::client("admin", "", &[]).name {
+            let text = kubeconfig(&self.kubeconfig_url, &self.ca_pem, &cert_pem, &key_pem);
+            for path in &self.kubeconfigs {
+                write_private(path, &text)?;
+                tracing::info!(kubeconfig = %path.display(), "kubeconfig now holds the renewed admin certificate");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -199,12 +246,18 @@ pub(crate) fn kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &s
     )
 }
 
-/// The serving certificate's names: loopback, the bind address, the in-cluster names of
-/// the `kubernetes` Service and its address, and `--tls-san` values.
-fn serving_sans(bind: IpAddr, extra: &[String]) -> Vec<String> {
+/// The serving certificate's names: loopback, the bind address, the node's address
+/// (`--node-ip`, else the source address of the default route, as the node registers it;
+/// what clients on other hosts dial when the server binds every address), the in-cluster
+/// names of the `kubernetes` Service and its address, and `--tls-san` values.
+fn serving_sans(bind: IpAddr, node_ip: Option<std::net::Ipv4Addr>, extra: &[String]) -> Vec<String> {
     let mut sans: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
     if !bind.is_unspecified() {
         sans.push(bind.to_string());
+    }
+    let node_ip = node_ip.unwrap_or_else(berth_agent::node::register::default_node_ip);
+    if !node_ip.is_loopback() && !node_ip.is_unspecified() {
+        sans.push(node_ip.to_string());
     }
     for name in ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
         sans.push(name.into());
@@ -233,7 +286,8 @@ struct Security {
 fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     use berth_pki::{CaKind, LeafSpec, Pki};
     let pki = Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
-    let serving = pki.leaf(&LeafSpec::serving(&serving_sans(args.bind_address, &args.tls_san)))?;
+    let sans = serving_sans(args.bind_address, args.node.node_ip, &args.tls_san);
+    let serving = pki.leaf(&LeafSpec::serving(&sans))?;
     let server_ca_pem = pki.ca_pem(CaKind::Server)?;
     let client = |name: &str, cn: &str, orgs: &[&str]| pki.leaf(&LeafSpec::client(name, cn, orgs));
     let admin = client("admin", "system:admin", &["system:masters"])?;
@@ -301,7 +355,12 @@ fn write_kubeconfigs(
     security: &Security,
 ) -> anyhow::Result<PathBuf> {
     let admin = &security.admin;
-    let kc = kubeconfig(&format!("https://{addr}"), &security.tls.server_ca_pem, &admin.cert_pem, &admin.key_pem);
+    let kc = kubeconfig(
+        &format!("https://{}", dialable(addr)),
+        &security.tls.server_ca_pem,
+        &admin.cert_pem,
+        &admin.key_pem,
+    );
     let kc_path = data_dir.join("kubeconfig.yaml");
     write_private(&kc_path, &kc)?;
     if let Some(extra) = &args.write_kubeconfig {
@@ -447,11 +506,17 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("reading --kubelet-certificate-authority {}", path.display()))?,
                 None => security.tls.server_ca_pem.clone(),
             },
+            cert_files: Some(
+                berth_pki::Pki::load_or_create(&data_dir.join("tls"))?
+                    .leaf_files(&berth_pki::LeafSpec::client("kubelet-client", "", &[]).name),
+            ),
         }),
         authorization_mode: args.authorization_mode.clone(),
         audit: crate::audit::config(&args.audit)?,
     };
-    let store = crate::secrets_encryption::wrap(&args.encryption, &data_dir, embedded || share_encryption, store)?;
+    let raw_store = store.clone();
+    let etcd_unshared = !embedded && share_token.is_none();
+    let (store, encryption) = crate::secrets_encryption::wrap(&args.encryption, &data_dir, etcd_unshared, store)?;
     let server = Server::start(config, store)
         .await
         .with_context(|| format!("starting the API server on {}:{}", args.bind_address, args.https_listen_port))?;
@@ -469,8 +534,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let pki = berth_pki::Pki::load_or_create(&data_dir.join("tls"))?;
         let spec =
             berth_pki::LeafSpec::client("kubelet", &format!("system:node:{}", config.node_name), &["system:nodes"]);
-        let client = local_client(addr, ca, &pki.leaf(&spec)?).await?;
-        Some((client, config))
+        let client = local_client(addr, ca, &pki.leaf(&spec)?)?;
+        Some((spec.name, client, config))
     };
     tracing::info!(
         address = %url,
@@ -479,8 +544,31 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "berth server ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(renew_certificates(data_dir.join("tls"), stop_rx.clone()));
-    let admin = local_client(addr, ca, &security.admin).await?;
+    if let (Some(token), true) = (share_token, share_encryption) {
+        tokio::spawn(crate::bootstrap::follow(raw_store, data_dir.clone(), token, encryption, stop_rx.clone()));
+    }
+    let admin_client = local_client(addr, ca, &security.admin)?;
+    let controller_client = local_client(addr, ca, &security.controller_manager)?;
+    let scheduler_client = local_client(addr, ca, &security.scheduler)?;
+    let admin = admin_client.client();
+    let (controller_manager, scheduler) = (controller_client.client(), scheduler_client.client());
+    let mut clients = vec![
+        ("client-admin".to_string(), admin_client),
+        ("client-controller".to_string(), controller_client),
+        ("client-scheduler".to_string(), scheduler_client),
+    ];
+    let node = node.map(|(name, client, config)| {
+        let kube = client.client();
+        clients.push((name, client));
+        (kube, config)
+    });
+    let renewed = Renewed {
+        clients,
+        kubeconfig_url: format!("https://{}", dialable(addr)),
+        ca_pem: ca.clone(),
+        kubeconfigs: std::iter::once(kc_path.clone()).chain(args.write_kubeconfig.clone()).collect(),
+    };
+    tokio::spawn(renew_certificates(data_dir.join("tls"), renewed, stop_rx.clone()));
     let identity = format!("{}_{}", hostname(), uuid::Uuid::new_v4());
     if let Some(schedule) = snapshot_schedule {
         let source =
@@ -505,8 +593,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         identity,
-        local_client(addr, ca, &security.controller_manager).await?,
-        local_client(addr, ca, &security.scheduler).await?,
+        controller_manager,
+        scheduler,
         (!args.disable_controller_manager).then_some(controller_options),
         (!args.disable_scheduler).then_some(scheduler_config),
         stop_rx,
@@ -538,19 +626,26 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The address local clients dial for the listener `addr`: loopback when it binds every
+/// address (0.0.0.0 is no certificate name).
+fn dialable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() { std::net::SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port()) } else { addr }
+}
+
 /// A client of this server's own API as the holder of `identity`, for the components it
-/// runs (they use HTTPS like any client).
-async fn local_client(
+/// runs (they use HTTPS like any client); its certificate can be switched for a renewed one.
+fn local_client(
     addr: std::net::SocketAddr,
     ca_pem: &str,
     identity: &berth_pki::CertKey,
-) -> anyhow::Result<kube::Client> {
-    let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
-    let url = format!("https://{}", std::net::SocketAddr::new(ip, addr.port()));
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&kubeconfig(&url, ca_pem, &identity.cert_pem, &identity.key_pem))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
-    kube::Client::try_from(config).context("a client for the server's own API")
+) -> anyhow::Result<RotatingClient> {
+    let url: hyper::Uri = format!("https://{}", dialable(addr)).parse().context("the server's own address")?;
+    let creds = NodeCredentials {
+        ca_pem: ca_pem.to_string(),
+        cert_pem: identity.cert_pem.clone(),
+        key_pem: identity.key_pem.clone(),
+    };
+    RotatingClient::new(url, &creds).context("a client for the server's own API")
 }
 
 /// Runs this server's node until `stop` turns true; a node that cannot start is reported

@@ -758,3 +758,103 @@ fn servers_given_one_token_share_the_ca_and_the_secrets_key() {
     let _ = c.wait();
     assert!(joined, "the server with the right token did not take the cluster's CA");
 }
+
+/// The aesgcm key names of a server's generated encryption configuration, newest first.
+fn key_names(s: &TestServer) -> Vec<String> {
+    let text = std::fs::read_to_string(s.dir.path().join("cred/encryption-config.json")).unwrap();
+    berth_store::encryption::EncryptionConfig::key_names(&text).unwrap()
+}
+
+/// `berth secrets-encrypt rotate` on one server of a shared-token etcd cluster: that
+/// server starts again (its configuration is a rotation of the cluster's, not a foreign
+/// one), publishes the new key before writing with it and re-encrypts; the running server
+/// takes the key without a restart and reads what it wrote.
+#[test]
+fn a_secrets_key_rotated_on_one_server_is_taken_by_the_others_without_a_restart() {
+    let Some(etcd) = Etcd::start() else { return };
+    let with_token =
+        || TestServer::start_with(Path::new(BIN), &["--datastore-endpoint", &etcd.url(), "--token", "rotate-s3cret"]);
+    let mut a = with_token();
+    let mut b = with_token();
+    let password = |s: &TestServer, name: &str| {
+        s.kubectl_ok(&["get", "secret", name, "-o", "jsonpath={.data.password}"]).trim().to_string()
+    };
+    a.kubectl_ok(&["create", "secret", "generic", "db", "--from-literal=password=before-rotation"]);
+    let old = key_names(&a);
+    assert_eq!((old.len(), &old), (1, &key_names(&b)));
+    let sealed = etcd_value(&etcd, "/bootstrap/berth");
+
+    assert!(a.signal_and_wait("TERM").success());
+    let out = Command::new(BIN)
+        .args(["secrets-encrypt", "rotate", "--data-dir"])
+        .arg(a.dir.path())
+        .output()
+        .expect("run berth secrets-encrypt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new = key_names(&a);
+    assert_eq!(new.len(), 2);
+    assert_eq!(new[1], old[0]);
+    a.restart();
+    assert!(a.log().contains("published this server's rotated Secrets encryption key"), "{}", a.log());
+    assert_ne!(etcd_value(&etcd, "/bootstrap/berth"), sealed);
+
+    // b follows without a restart: its file and its store take the new key.
+    assert!(wait_until(Duration::from_secs(30), || key_names(&b) == new), "b kept {:?}\n{}", key_names(&b), b.log());
+    assert!(b.log().contains("took the cluster's rotated Secrets encryption key"), "{}", b.log());
+    // a re-encrypts the old value with the new key; b reads it, and what a writes next.
+    let db = "/registry/core/secrets/default/db";
+    assert!(
+        wait_until(Duration::from_secs(30), || contains(
+            &etcd_value(&etcd, db),
+            &format!("k8s:enc:aesgcm:v1:{}:", new[0])
+        )),
+        "not re-encrypted: {}",
+        a.log()
+    );
+    assert_eq!(password(&b, "db"), "YmVmb3JlLXJvdGF0aW9u");
+    a.kubectl_ok(&["create", "secret", "generic", "after", "--from-literal=password=after-rotation"]);
+    assert_eq!(password(&b, "after"), "YWZ0ZXItcm90YXRpb24=");
+    let raw = etcd_value(&etcd, "/registry/core/secrets/default/after");
+    assert!(contains(&raw, &new[0]) && !contains(&raw, "after-rotation"));
+    // Both start again on their files.
+    assert!(b.signal_and_wait("TERM").success());
+    b.restart();
+    assert_eq!(password(&b, "after"), "YWZ0ZXItcm90YXRpb24=");
+    assert!(a.signal_and_wait("TERM").success());
+    a.restart();
+    assert_eq!(password(&a, "db"), "YmVmb3JlLXJvdGF0aW9u");
+}
+
+/// Without `--token` (nothing to share the key with), a server on etcd still encrypts
+/// Secrets, with its own key in its data dir: neither the value nor its base64 is
+/// anywhere in etcd.
+#[test]
+fn a_server_on_etcd_without_a_token_encrypts_secrets_with_its_own_key() {
+    let Some(etcd) = Etcd::start() else { return };
+    let mut s = server_on(&etcd);
+    s.kubectl_ok(&["create", "secret", "generic", "lone", "--from-literal=password=lone-etcd-value-5521"]);
+    s.kubectl_ok(&["create", "configmap", "control", "--from-literal=k=control-etcd-value-8812"]);
+    let config = s.dir.path().join("cred/encryption-config.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).expect("config").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let out = Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoints().join(",")))
+        .args(["get", "", "--prefix"])
+        .output()
+        .expect("run etcdctl");
+    assert!(out.status.success(), "etcdctl: {}", String::from_utf8_lossy(&out.stderr));
+    let dump = out.stdout;
+    assert!(contains(&dump, "control-etcd-value-8812"), "the control value is not in the dump");
+    assert!(contains(&dump, "/registry/core/secrets/default/lone"), "the secret is not in the dump");
+    assert!(!contains(&dump, "lone-etcd-value-5521"), "the secret is in etcd in the clear");
+    assert!(!contains(&dump, "bG9uZS1ldGNkLXZhbHVlLTU1MjE="), "the secret's base64 is in etcd");
+    let raw = etcd_value(&etcd, "/registry/core/secrets/default/lone");
+    assert!(contains(&raw, &format!("k8s:enc:aesgcm:v1:{}:", key_names(&s)[0])));
+    assert!(!s.log().contains("stored unencrypted"), "{}", s.log());
+    // The key stays: a restart reads the Secret.
+    assert!(s.signal_and_wait("TERM").success());
+    s.restart();
+    let got = s.kubectl_ok(&["get", "secret", "lone", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(got.trim(), "bG9uZS1ldGNkLXZhbHVlLTU1MjE=");
+}

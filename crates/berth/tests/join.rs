@@ -497,6 +497,9 @@ fn a_bare_token_joins_by_the_signed_cluster_info_and_a_wrong_one_is_refused() {
     let (id, secret) = token.split_once('.').unwrap();
     // The bootstrap signer signs cluster-info's kubeconfig with the token.
     let key = format!("jws-kubeconfig-{id}");
+    // The server publishes cluster-info once it serves: it may be a moment behind readiness.
+    let published = || s.kubectl(&["get", "configmap", "cluster-info", "-n", "kube-public"]).status.success();
+    assert!(wait_until(WAIT, published), "cluster-info was never published");
     assert!(wait_until(WAIT, || cluster_info(&s)["data"][&key].is_string()), "{}", cluster_info(&s));
     let info = cluster_info(&s);
     let kubeconfig = info["data"]["kubeconfig"].as_str().unwrap();

@@ -181,6 +181,27 @@ fn a_restart_keeps_the_ca_and_the_kubeconfig_and_tls_san_is_served() {
     s.client().connect_as("example.test").unwrap();
 }
 
+/// A server bound to every address is dialled by other hosts at the node's address: the
+/// serving certificate names `--node-ip`, or else the address the node registers (the
+/// default route's source); the kubeconfig it writes dials loopback, not 0.0.0.0.
+#[test]
+fn the_node_address_is_a_serving_san_when_binding_every_address() {
+    let s = TestServer::start_with(Path::new(BIN), &["--bind-address", "0.0.0.0", "--node-ip", "10.88.66.7"]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    for name in ["10.88.66.7", "127.0.0.1", "localhost", "kubernetes.default.svc"] {
+        s.client().connect_as(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(s.client().connect_as("0.0.0.0").is_err(), "0.0.0.0 is no name");
+    // Without --node-ip: the address the node would register.
+    let host = berth_agent::node::register::default_node_ip();
+    let t = TestServer::start_with(Path::new(BIN), &["--bind-address", "0.0.0.0"]);
+    if !host.is_loopback() {
+        t.client().connect_as(&host.to_string()).unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+    assert!(t.client().connect_as("10.88.66.7").is_err(), "another node's address");
+}
+
 #[test]
 fn a_serving_certificate_the_current_ca_did_not_sign_is_issued_anew() {
     let mut s = server();
@@ -201,6 +222,59 @@ fn a_serving_certificate_the_current_ca_did_not_sign_is_issued_anew() {
     assert_ne!(std::fs::read_to_string(&serving).unwrap(), old);
     let log = s.log();
     assert!(log.contains("not signed by the current server-ca") && log.contains("serving-kube-apiserver"), "{log}");
+}
+
+/// The controllers and the scheduler reach the API with their own certificates, as
+/// kube-controller-manager and kube-scheduler do: the audit log names their users, and
+/// neither is in system:masters; RBAC keeps them from what their roles do not grant.
+#[test]
+fn the_controllers_and_the_scheduler_are_not_system_masters() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources:\n  - group: coordination.k8s.io\n    resources: [leases]\n- level: None\n",
+    )
+    .unwrap();
+    let log = files.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    // Each takes its leader-election Lease as itself.
+    let user_of = |name: &str| {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().find_map(|l| {
+            let e: Value = serde_json::from_str(l).ok()?;
+            (e["objectRef"]["name"] == name && e["stage"] == "ResponseComplete").then(|| e["user"].clone())
+        })
+    };
+    for (lease, user) in
+        [("kube-controller-manager", "system:kube-controller-manager"), ("kube-scheduler", "system:kube-scheduler")]
+    {
+        let mut seen = None;
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                seen = user_of(lease);
+                seen.is_some()
+            }),
+            "no audit event for the {lease} Lease:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let seen = seen.unwrap();
+        assert_eq!(seen["username"], user, "{seen}");
+        assert_eq!(seen["groups"], json!(["system:authenticated"]), "{seen}");
+        // Their roles do not reach what only masters may do.
+        let can = s.kubectl(&["auth", "can-i", "create", "clusterrolebindings", "--as", user]);
+        assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no", "{user}");
+        let can = s.kubectl(&["auth", "can-i", "*", "*", "--as", user]);
+        assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no", "{user}");
+    }
+    // The controllers still do their work as themselves.
+    s.kubectl_ok(&["create", "namespace", "not-masters"]);
+    assert!(wait_until(Duration::from_secs(30), || s
+        .kubectl(&["get", "serviceaccount", "default", "-n", "not-masters"])
+        .status
+        .success()));
 }
 
 /// A `berth agent` child, killed by PID when dropped.
@@ -342,6 +416,59 @@ fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working()
     assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
     assert_eq!(kubectl_with(&s, &saved), "namespace/default");
     assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
+}
+
+/// A server that runs past its leaf certificates' end renews them itself and keeps
+/// working without a restart. Certificates here live 40 s and are renewed in their last
+/// 30 s (`BERTH_TEST_LEAF_LIFETIME`, a test-only knob): once the first ones have ended,
+/// the rewritten kubeconfig works (the old one no longer does), the controllers still act
+/// and both components still renew their Leases.
+#[test]
+fn a_server_renews_its_certificates_while_it_runs_and_keeps_working() {
+    let s = TestServer::start_with_env(Path::new(BIN), &[], &[(berth_pki::TEST_LIFETIME_ENV, "40:30")]);
+    let saved = s.dir.path().join("saved-kubeconfig.yaml");
+    std::fs::copy(&s.kubeconfig, &saved).unwrap();
+    let first = s.kubeconfig();
+    let (_, first_end) = berth_pki::csr::validity(&first.cert_pem).unwrap();
+    assert!((first_end - berth_pki::OffsetDateTime::now_utc()).whole_seconds() <= 40, "not short-lived");
+    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=1"]);
+    let pods = |n: usize| {
+        s.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            == n
+    };
+    assert!(wait_until(Duration::from_secs(30), || pods(1)), "the Deployment made no pod");
+    // Until the first certificates have ended.
+    while berth_pki::OffsetDateTime::now_utc() <= first_end + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = s.log();
+    assert!(log.contains("certificate near its end: renewed"), "{log}");
+    assert!(log.contains("client now presents the renewed certificate"), "{log}");
+    assert!(log.contains("kubeconfig now holds the renewed admin certificate"), "{log}");
+    assert_ne!(s.kubeconfig().cert_pem, first.cert_pem);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    let old = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&saved)
+        .args(["get", "namespace", "default"])
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(!old.status.success(), "the expired admin certificate still works");
+    // The controllers act on a change made now.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(wait_until(Duration::from_secs(30), || pods(3)), "the controllers did not scale up:\n{}", s.log());
+    // Both components keep renewing their Leases as themselves.
+    let renew_time =
+        |lease: &str| s.kubectl_ok(&["get", "lease", lease, "-n", "kube-system", "-o", "jsonpath={.spec.renewTime}"]);
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        let before = renew_time(lease);
+        assert!(wait_until(Duration::from_secs(30), || renew_time(lease) != before), "{lease} is no longer renewed");
+    }
 }
 
 /// As Kubernetes' x509 authenticator, every request checks its connection's client

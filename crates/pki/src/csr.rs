@@ -195,6 +195,15 @@ pub fn certificate_subject(der: &[u8]) -> Option<(String, Vec<String>)> {
     Some((cn, orgs))
 }
 
+/// Whether the PEM certificate `cert_pem` names the CA `ca_pem` as its issuer and its
+/// signature verifies with that CA's key (false when either does not parse).
+pub fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let parse = |pem: &str| x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok().map(|(_, p)| p);
+    let (Some(cert), Some(ca)) = (parse(cert_pem), parse(ca_pem)) else { return false };
+    let (Ok(cert), Ok(ca)) = (cert.parse_x509(), ca.parse_x509()) else { return false };
+    cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
 /// The DNS names and IP addresses the PEM certificate `pem` is valid for.
 pub fn certificate_sans(pem: &str) -> Option<(Vec<String>, Vec<std::net::IpAddr>)> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;

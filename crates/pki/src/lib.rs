@@ -39,6 +39,28 @@ pub const LEAF_VALIDITY: Duration = Duration::days(365);
 /// A leaf certificate this close to its end is renewed (and the server warns about it).
 pub const RENEW_BEFORE: Duration = Duration::days(90);
 
+/// The test-only environment variable that shortens leaf certificates:
+/// `VALIDITY_SECONDS:RENEW_BEFORE_SECONDS` (e.g. `40:30`), so that a test sees a running
+/// server renew its certificates and outlive the old ones. Not for production use.
+pub const TEST_LIFETIME_ENV: &str = "BERTH_TEST_LEAF_LIFETIME";
+
+/// How long leaf certificates are valid and how close to their end they are renewed:
+/// [`LEAF_VALIDITY`] and [`RENEW_BEFORE`], unless [`TEST_LIFETIME_ENV`] says otherwise.
+pub fn leaf_lifetime() -> (Duration, Duration) {
+    static LIFETIME: std::sync::OnceLock<(Duration, Duration)> = std::sync::OnceLock::new();
+    *LIFETIME.get_or_init(|| {
+        let given = std::env::var(TEST_LIFETIME_ENV).ok().and_then(|v| {
+            let (validity, before) = v.split_once(':')?;
+            let (validity, before) = (validity.trim().parse::<i64>().ok()?, before.trim().parse::<i64>().ok()?);
+            (0 < before && before < validity).then(|| (Duration::seconds(validity), Duration::seconds(before)))
+        });
+        if given.is_some() {
+            tracing::warn!(env = TEST_LIFETIME_ENV, ?given, "short-lived leaf certificates (for tests only)");
+        }
+        given.unwrap_or((LEAF_VALIDITY, RENEW_BEFORE))
+    })
+}
+
 /// Errors of the PKI.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -209,12 +231,14 @@ impl Pki {
     /// replaced: that takes every client's trust with it). What it renewed is returned.
     pub fn renew_expiring(&self) -> Result<(Ends, Ends)> {
         let now = OffsetDateTime::now_utc();
-        let ending: Ends = self.expiries()?.into_iter().filter(|(_, t)| *t - now < RENEW_BEFORE).collect();
+        let renew_before = leaf_lifetime().1;
+        let all = self.expiries()?;
         let leaves: Vec<String> = self.stored_leaves()?.into_iter().map(|l| l.name).collect();
-        let expiring: Vec<String> = ending.iter().filter(|(n, _)| leaves.contains(n)).map(|(n, _)| n.clone()).collect();
+        let expiring: Vec<String> =
+            all.iter().filter(|(n, t)| *t - now < renew_before && leaves.contains(n)).map(|(n, _)| n.clone()).collect();
         let renewed = if expiring.is_empty() { Vec::new() } else { self.rotate(&expiring)? };
         let cas = [CaKind::Server, CaKind::Client, CaKind::RequestHeader].map(CaKind::file);
-        let cas = ending.into_iter().filter(|(n, _)| cas.contains(&n.as_str())).collect();
+        let cas = all.into_iter().filter(|(n, t)| *t - now < RENEW_BEFORE && cas.contains(&n.as_str())).collect();
         Ok((renewed, cas))
     }
 
@@ -282,7 +306,7 @@ impl Pki {
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + LEAF_VALIDITY;
+        params.not_after = now + leaf_lifetime().0;
         let cert = params.signed_by(&key, &issuer).map_err(|source| Error::Certificate { what: what(), source })?;
         let leaf = CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem(), not_after: params.not_after };
         // The key first: a certificate on disk always has its key.
@@ -397,8 +421,9 @@ fn unfit(
     if info.not_before > now {
         return Ok(Some(format!("not valid before {}", info.not_before)));
     }
-    if info.not_after - now <= RENEW_BEFORE {
-        return Ok(Some(format!("ends at {}, within {} days", info.not_after, RENEW_BEFORE.whole_days())));
+    let renew_before = leaf_lifetime().1;
+    if info.not_after - now <= renew_before {
+        return Ok(Some(format!("ends at {}, within {} days", info.not_after, renew_before.whole_days())));
     }
     if info.common_name != spec.common_name || info.organizations != spec.organizations {
         return Ok(Some("another subject".into()));

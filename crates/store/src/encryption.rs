@@ -192,6 +192,19 @@ impl EncryptionConfig {
         Ok(serde_json::to_string_pretty(&file).expect("config serializes") + "\n")
     }
 
+    /// The names of every aesgcm key in the configuration `text`, rule by rule in order
+    /// (what tells a rotated configuration from the one it was rotated from).
+    pub fn key_names(text: &str) -> std::result::Result<Vec<String>, ConfigError> {
+        let file = parse_file(text)?;
+        Ok(file
+            .resources
+            .iter()
+            .flat_map(|r| &r.providers)
+            .filter_map(|p| p.aesgcm.as_ref())
+            .flat_map(|gcm| gcm.keys.iter().map(|k| k.name.clone()))
+            .collect())
+    }
+
     /// The rule covering `key` (the first that lists its resource), if any.
     fn rule_for(&self, key: &str) -> Option<&Rule> {
         let mut parts = key.strip_prefix("/registry/")?.splitn(3, '/');
@@ -357,23 +370,52 @@ fn new_key() -> KeyFile {
     }
 }
 
-/// A store whose values are encrypted per an [`EncryptionConfig`].
+/// A store whose values are encrypted per an [`EncryptionConfig`], which a
+/// [`ConfigHandle`] can replace while the store serves.
 pub struct EncryptedStore {
     inner: Arc<dyn Store>,
-    config: Arc<EncryptionConfig>,
+    config: ConfigHandle,
+}
+
+/// The configuration an [`EncryptedStore`] uses, replaceable while it serves (a server
+/// taking a rotated key from the cluster's other servers). Each read and write uses the
+/// configuration current when it starts.
+#[derive(Clone)]
+pub struct ConfigHandle(Arc<std::sync::RwLock<Arc<EncryptionConfig>>>);
+
+impl std::fmt::Debug for ConfigHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ConfigHandle").finish_non_exhaustive()
+    }
+}
+
+impl ConfigHandle {
+    /// Uses `config` from now on.
+    pub fn replace(&self, config: EncryptionConfig) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    fn current(&self) -> Arc<EncryptionConfig> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl EncryptedStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Store>, config: EncryptionConfig) -> EncryptedStore {
-        EncryptedStore { inner, config: Arc::new(config) }
+        EncryptedStore { inner, config: ConfigHandle(Arc::new(std::sync::RwLock::new(Arc::new(config)))) }
+    }
+
+    /// The handle that replaces this store's configuration.
+    pub fn handle(&self) -> ConfigHandle {
+        self.config.clone()
     }
 }
 
 #[async_trait::async_trait]
 impl Store for EncryptedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.inner.get(key).await?.map(|kv| self.config.open_kv(kv)).transpose()
+        self.inner.get(key).await?.map(|kv| self.config.current().open_kv(kv)).transpose()
     }
 
     async fn range(
@@ -384,7 +426,8 @@ impl Store for EncryptedStore {
         revision: Option<Revision>,
     ) -> Result<RangeResult> {
         let mut r = self.inner.range(prefix, start_after, limit, revision).await?;
-        r.kvs = r.kvs.into_iter().map(|kv| self.config.open_kv(kv)).collect::<Result<_>>()?;
+        let config = self.config.current();
+        r.kvs = r.kvs.into_iter().map(|kv| config.open_kv(kv)).collect::<Result<_>>()?;
         Ok(r)
     }
 
@@ -393,22 +436,25 @@ impl Store for EncryptedStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        let sealed = self.config.seal(key, value.clone())?;
-        let mut kv = self.inner.create(key, sealed).await.map_err(|e| self.config.open_error(e))?;
+        let config = self.config.current();
+        let sealed = config.seal(key, value.clone())?;
+        let mut kv = self.inner.create(key, sealed).await.map_err(|e| config.open_error(e))?;
         kv.value = value;
         Ok(kv)
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
-        let sealed = self.config.seal(key, value.clone())?;
-        let mut kv = self.inner.update(key, sealed, expected).await.map_err(|e| self.config.open_error(e))?;
+        let config = self.config.current();
+        let sealed = config.seal(key, value.clone())?;
+        let mut kv = self.inner.update(key, sealed, expected).await.map_err(|e| config.open_error(e))?;
         kv.value = value;
         Ok(kv)
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let kv = self.inner.delete(key, expected).await.map_err(|e| self.config.open_error(e))?;
-        self.config.open_kv(kv)
+        let config = self.config.current();
+        let kv = self.inner.delete(key, expected).await.map_err(|e| config.open_error(e))?;
+        config.open_kv(kv)
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -424,9 +470,10 @@ impl Store for EncryptedStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
-        let config = self.config.clone();
+        let handle = self.config.clone();
         let stream = self.inner.watch(prefix, from).await?;
         Ok(Box::pin(stream.map(move |event| {
+            let config = handle.current();
             Ok(match event? {
                 Event::Put { kv, prev } => {
                     Event::Put { kv: config.open_kv(kv)?, prev: prev.map(|p| config.open_kv(p)).transpose()? }
@@ -452,10 +499,11 @@ pub async fn reencrypt(inner: Arc<dyn Store>, config: EncryptionConfig) -> Resul
         let page = inner.range("/registry/", after.as_deref(), 500, None).await?;
         after = page.kvs.last().map(|kv| kv.key.clone());
         for raw in page.kvs {
-            if store.config.is_current(&raw.key, &raw.value) {
+            let config = store.config.current();
+            if config.is_current(&raw.key, &raw.value) {
                 continue;
             }
-            let plain = store.config.open(&raw.key, raw.value)?;
+            let plain = config.open(&raw.key, raw.value)?;
             match store.update(&raw.key, plain, raw.mod_revision).await {
                 Ok(_) => rewritten += 1,
                 // Written (or deleted) meanwhile: that write used the current configuration.
@@ -558,6 +606,29 @@ mod tests {
         assert!(matches!(&seen[0], Event::Put { kv, prev: None } if kv.value == "v1"));
         assert!(matches!(&seen[1], Event::Put { kv, prev: Some(p) } if kv.value == "v2" && p.value == "v1"));
         assert!(matches!(&seen[2], Event::Delete { kv } if kv.value == "v2"));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_configuration_reads_what_another_server_wrote_with_the_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = sqlite(&dir);
+        let old = EncryptionConfig::generate();
+        let new = EncryptionConfig::rotate(&old).unwrap();
+        let old_names = EncryptionConfig::key_names(&old).unwrap();
+        let new_names = EncryptionConfig::key_names(&new).unwrap();
+        assert_eq!(new_names.len(), 2);
+        assert_eq!(new_names[1..], old_names[..]);
+        // Server b still holds the old key; server a writes with the new one.
+        let b = EncryptedStore::new(raw.clone(), config(&old));
+        let mut watch = b.watch("/registry/core/secrets/", 0).await.unwrap();
+        let a = EncryptedStore::new(raw.clone(), config(&new));
+        a.create(SECRET, Bytes::from_static(b"rotated")).await.unwrap();
+        let err = b.get(SECRET).await.unwrap_err().to_string();
+        assert!(err.contains("is not in the encryption configuration"), "{err}");
+        // b takes the rotated configuration: its reads and its open watch decrypt again.
+        b.handle().replace(config(&new));
+        assert_eq!(b.get(SECRET).await.unwrap().unwrap().value, Bytes::from_static(b"rotated"));
+        assert!(matches!(watch.next().await.unwrap().unwrap(), Event::Put { kv, .. } if kv.value == "rotated"));
     }
 
     #[tokio::test]

@@ -33,6 +33,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// Runs its own node (no `--disable-agent`).
     agent: bool,
+    /// Environment variables given to the server process.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -94,6 +96,16 @@ impl TestServer {
         s
     }
 
+    /// Like [`TestServer::start_with`], with environment variables for the server process
+    /// (test-only knobs such as short certificate lifetimes).
+    pub fn start_with_env(bin: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut s = Self::new(bin, extra_args);
+        s.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        s.spawn();
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
     /// Starts the server and waits only for its kubeconfig (so for its port), not for it to
     /// be ready: for tests of what a starting server answers. See [`TestServer::wait_ready`].
     pub fn spawn_with(bin: &Path, extra_args: &[&str]) -> TestServer {
@@ -112,6 +124,7 @@ impl TestServer {
             bin: bin.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             agent: false,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -154,6 +167,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("BERTH_LOG", log_filter())
             .stdout(Stdio::null())
             .stderr(log)

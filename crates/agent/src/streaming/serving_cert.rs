@@ -102,14 +102,30 @@ fn store(data_dir: &Path, cert_pem: &str, key_pem: &str) -> std::io::Result<()> 
     write_private(&cert, cert_pem)
 }
 
-/// The stored certificate and key, if they are for exactly `names` and not yet due.
-fn stored(data_dir: &Path, names: &(Vec<String>, Vec<IpAddr>)) -> Option<(String, String)> {
+/// The stored certificate and key, if they are for exactly `names`, not yet due, and
+/// signed by the cluster's CA `ca_pem` (a data dir that joined another cluster, or whose
+/// cluster's CA was replaced, holds one the API server would refuse).
+fn stored(data_dir: &Path, names: &(Vec<String>, Vec<IpAddr>), ca_pem: &str) -> Option<(String, String)> {
     let (cert, key) = files(data_dir);
     let (cert_pem, key_pem) = (std::fs::read_to_string(cert).ok()?, std::fs::read_to_string(key).ok()?);
     let now = berth_pki::OffsetDateTime::now_utc();
     let (from, to) = berth_pki::csr::validity(&cert_pem)?;
     let due = from + (to - from) * RENEW_AT;
-    (berth_pki::csr::certificate_sans(&cert_pem).as_ref() == Some(names) && now < due).then_some((cert_pem, key_pem))
+    let fits = berth_pki::csr::certificate_sans(&cert_pem).as_ref() == Some(names) && now < due;
+    if fits && !berth_pki::csr::issued_by(&cert_pem, ca_pem) {
+        tracing::info!(
+            "the stored kubelet serving certificate is not signed by the cluster's CA: asking for a new one"
+        );
+        return None;
+    }
+    fits.then_some((cert_pem, key_pem))
+}
+
+/// The cluster's CA as the API server serves it (`/cacerts`, over the connection that
+/// already trusts it): the CA that signs kubelet serving certificates.
+async fn cluster_ca(client: &kube::Client) -> Option<String> {
+    let request = http::Request::get("/cacerts").body(Vec::new()).ok()?;
+    client.request_text(request).await.ok().filter(|pem| pem.contains("BEGIN CERTIFICATE"))
 }
 
 /// How long until `cert_pem`, obtained at `obtained`, is due for renewal: [`RENEW_AT`] of the
@@ -168,7 +184,9 @@ async fn request(shared: &Shared, names: &(Vec<String>, Vec<IpAddr>)) -> Result<
 pub(crate) async fn keep_renewed(shared: Arc<Shared>, cert: Arc<ServingCertificate>) {
     let names = wanted_names(&shared);
     let data_dir = shared.config.data_dir.clone();
-    let mut current = stored(&data_dir, &names).and_then(|(c, k)| match cert.set(&c, &k) {
+    // Without the CA to check it against, the stored certificate is not trusted.
+    let ca_pem = cluster_ca(&shared.client).await.unwrap_or_default();
+    let mut current = stored(&data_dir, &names, &ca_pem).and_then(|(c, k)| match cert.set(&c, &k) {
         Ok(()) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "the stored serving certificate is unusable");
@@ -202,5 +220,42 @@ pub(crate) async fn keep_renewed(shared: Arc<Shared>, cert: Arc<ServingCertifica
                 retry = (retry * 2).min(Duration::from_secs(300));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kubelet serving certificate for `names` signed by the server CA of `pki`.
+    fn signed(pki: &berth_pki::Pki, names: &(Vec<String>, Vec<IpAddr>)) -> (String, String) {
+        let kind = berth_pki::CaKind::Server;
+        let signer = berth_pki::csr::Signer::new(&pki.ca_pem(kind).unwrap(), &pki.ca_key_pem(kind).unwrap()).unwrap();
+        let (key_pem, request) =
+            berth_pki::csr::new_request_with_sans("system:node:n", &["system:nodes"], &names.0, &names.1).unwrap();
+        let usages: Vec<String> = USAGES.iter().map(|u| u.to_string()).collect();
+        let cert_pem = signer.sign(&request, &usages, berth_pki::csr::duration(Duration::from_secs(86_400))).unwrap();
+        (cert_pem, key_pem)
+    }
+
+    #[test]
+    fn a_stored_certificate_is_reused_only_when_the_cluster_ca_signed_it_for_these_names() {
+        let (dir, cluster, other) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cluster = berth_pki::Pki::load_or_create(cluster.path()).unwrap();
+        let other = berth_pki::Pki::load_or_create(other.path()).unwrap();
+        let ca = cluster.ca_pem(berth_pki::CaKind::Server).unwrap();
+        let names = (vec!["n".to_string()], vec![IpAddr::from([10, 88, 66, 2])]);
+        let (cert, key) = signed(&cluster, &names);
+        store(dir.path(), &cert, &key).unwrap();
+        assert_eq!(stored(dir.path(), &names, &ca), Some((cert.clone(), key.clone())));
+        // Other names, no CA known, or another cluster's CA: asked for anew.
+        let renamed = (vec!["m".to_string()], names.1.clone());
+        assert_eq!(stored(dir.path(), &renamed, &ca), None);
+        assert_eq!(stored(dir.path(), &names, ""), None);
+        let (foreign, foreign_key) = signed(&other, &names);
+        store(dir.path(), &foreign, &foreign_key).unwrap();
+        assert_eq!(stored(dir.path(), &names, &ca), None);
+        assert!(stored(dir.path(), &names, &other.ca_pem(berth_pki::CaKind::Server).unwrap()).is_some());
     }
 }

@@ -218,7 +218,7 @@ impl RotatingClient {
     }
 
     /// Presents `cert_pem` from now on and closes the connections made with the old one.
-    fn switch(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<usize> {
+    pub(crate) fn switch(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<usize> {
         self.identity.set(cert_pem, key_pem)?;
         Ok(self.connections.close_all())
     }
