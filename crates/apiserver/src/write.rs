@@ -273,6 +273,7 @@ async fn admit(
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
     crate::authz::escalation::check(ctx, obj)?;
+    crate::priority::admit_class(ctx, obj)?;
     crate::node_restriction::admit(ctx, obj, old)?;
     crate::pvc_resize::admit(ctx, obj, old)?;
     if is_service(served) && subresource.is_none() {

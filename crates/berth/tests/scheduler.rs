@@ -287,6 +287,104 @@ fn priority_classes_resolve_and_preemption_evicts_lower_priority_pods() {
 }
 
 #[test]
+fn a_preemptor_is_nominated_while_its_victim_terminates() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+    add_node(&s, "only", json!({}), json!([]), cpu("2"));
+    let two_cpus =
+        json!({"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "2"}}}]});
+    // No node agent runs: the victim's graceful deletion is never confirmed, so it stays
+    // Terminating and keeps its CPUs.
+    let mut slow = two_cpus.clone();
+    slow["terminationGracePeriodSeconds"] = json!(3600);
+    create_ok(&s, "low", json!({}), slow);
+    assert_eq!(wait_bound(&s, "low"), "only");
+    let mut vip = two_cpus;
+    vip["priorityClassName"] = json!("high");
+    create_ok(&s, "vip", json!({}), vip);
+    let nominated = || get_pod(&s, "vip")["status"]["nominatedNodeName"].clone();
+    assert!(wait_until(WAIT, || nominated() == "only"), "vip not nominated: {}", get_pod(&s, "vip"));
+    let low = get_pod(&s, "low");
+    assert!(low["metadata"]["deletionTimestamp"].is_string(), "{low}");
+    let target =
+        low["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").cloned();
+    assert_eq!(
+        target.as_ref().map(|c| (&c["status"], &c["reason"])),
+        Some((&json!("True"), &json!("PreemptionByScheduler")))
+    );
+    wait_event(&s, "low", "Preempted");
+    // While the victim terminates the preemptor waits, nominated, and preempts nobody else.
+    wait_unschedulable(&s, "vip", |m| m.starts_with("0/1 nodes are available: 1 Insufficient cpu."));
+    assert_eq!(nominated(), "only");
+    let wide = s.kubectl_ok(&["get", "pod", "vip", "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or("");
+    let column = header.find("NOMINATED NODE").expect("the NOMINATED NODE column");
+    assert_eq!(wide.lines().nth(1).and_then(|l| l.get(column..column + 4)), Some("only"), "{wide}");
+    // The victim is gone: the preemptor takes the room it was nominated to.
+    let (code, v) = s.http_json("DELETE", &format!("{PODS}/low?gracePeriodSeconds=0"), None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(wait_bound(&s, "vip"), "only");
+}
+
+#[test]
+fn a_global_default_priority_class_applies_to_pods_without_one() {
+    let s = server();
+    const CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
+    let class = |name: &str, value: i64, default: bool| {
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "globalDefault": default})
+    };
+    assert_eq!(s.http_json("POST", CLASSES, Some(&class("standard", 500, true))).0, 201);
+    // Only one default: a second is refused, as Kubernetes' Priority admission refuses it.
+    let (code, v) = s.http_json("POST", CLASSES, Some(&class("another", 700, true)));
+    assert_eq!((code, v["reason"].as_str()), (403, Some("Forbidden")), "{v}");
+    assert_eq!(
+        v["message"],
+        "priorityclasses.scheduling.k8s.io \"another\" is forbidden: PriorityClass standard is marked as default. Only one default can exist"
+    );
+    assert_eq!(s.http_json("GET", &format!("{CLASSES}/another"), None).0, 404, "nothing written");
+    // Nor may an existing class become a second default; the default itself may be updated.
+    assert_eq!(s.http_json("POST", CLASSES, Some(&class("batch", 100, false))).0, 201);
+    let r = s.http(
+        "PATCH",
+        &format!("{CLASSES}/batch"),
+        Some("application/merge-patch+json"),
+        br#"{"globalDefault":true}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.json());
+    let r = s.http(
+        "PATCH",
+        &format!("{CLASSES}/standard"),
+        Some("application/merge-patch+json"),
+        br#"{"description":"what pods get by default"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    // A pod that names no class gets the default's name, value and policy.
+    create_ok(&s, "plain", json!({}), json!({"nodeName": "elsewhere"}));
+    let spec = &get_pod(&s, "plain")["spec"];
+    assert_eq!(
+        (&spec["priorityClassName"], &spec["priority"], &spec["preemptionPolicy"]),
+        (&json!("standard"), &json!(500), &json!("PreemptLowerPriority"))
+    );
+    // A pod that names one keeps it.
+    create_ok(&s, "batchy", json!({}), json!({"priorityClassName": "batch", "nodeName": "elsewhere"}));
+    assert_eq!(get_pod(&s, "batchy")["spec"]["priority"], 100);
+    // With the default gone, pods get priority 0 and no class.
+    assert_eq!(s.http_json("DELETE", &format!("{CLASSES}/standard"), None).0, 200);
+    let mut tries = 0;
+    let mut late = Value::Null;
+    assert!(wait_until(WAIT, || {
+        tries += 1;
+        let name = format!("late-{tries}");
+        create_ok(&s, &name, json!({}), json!({"nodeName": "elsewhere"}));
+        late = get_pod(&s, &name);
+        late["spec"]["priority"] == 0
+    }));
+    assert!(late["spec"]["priorityClassName"].is_null(), "{late}");
+}
+
+#[test]
 fn preemption_recounts_anti_affinity_without_the_victims() {
     let s = server();
     let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});

@@ -515,6 +515,90 @@ mod tests {
         assert_eq!(s, [100, 50, 0]);
     }
 
+    /// A pod preferring `disk=ssd` (NodeAffinity), and two nodes: `ssd` with the label and a
+    /// PreferNoSchedule taint the pod does not tolerate (TaintToleration), `plain` with
+    /// neither. Every other default score is equal on both.
+    fn ssd_or_plain() -> (Cache, PodInfo) {
+        use crate::plugins::testing::{cache_of, node, pod};
+        use serde_json::json;
+        let cache = cache_of(
+            vec![
+                node(
+                    "ssd",
+                    json!({"labels": {"disk": "ssd"}, "taints": [{"key": "noisy", "effect": "PreferNoSchedule"}]}),
+                ),
+                node("plain", json!({})),
+            ],
+            vec![],
+        );
+        let p = pod(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}));
+        (cache, p)
+    }
+
+    #[test]
+    fn weighted_scores_decide_the_node() {
+        use crate::config::SchedulerConfig;
+        let (cache, p) = ssd_or_plain();
+        let decide = |profile: &Profile| match Cycle::new(1).schedule(profile, &cache, &p) {
+            Decision::Node(n) => n,
+            Decision::Unschedulable(d) => d.message(),
+        };
+        // Default weights: TaintToleration 3 x 100 for plain beats NodeAffinity 2 x 100 for ssd.
+        let default = &SchedulerConfig::default().profiles().unwrap()[0];
+        let feasible: Vec<&NodeInfo> = ["ssd", "plain"].iter().map(|n| cache.node(n).unwrap()).collect();
+        let totals = score(default, &p, &cache, &feasible);
+        assert_eq!(totals[1] - totals[0], 300 - 200, "{totals:?}");
+        assert_eq!(decide(default), "plain");
+        // NodeAffinity weighted up to 4: 400 for ssd beats 300 for plain.
+        let heavier =
+            SchedulerConfig::parse("profiles: [{plugins: {score: {enabled: [{name: NodeAffinity, weight: 4}]}}}]")
+                .unwrap()
+                .profiles()
+                .unwrap();
+        let totals = score(&heavier[0], &p, &cache, &feasible);
+        assert_eq!(totals[0] - totals[1], 400 - 300, "{totals:?}");
+        assert_eq!(decide(&heavier[0]), "ssd");
+        // Scores only rank feasible nodes: the filters still decide which those are.
+        let only_affinity = SchedulerConfig::parse(
+            "profiles: [{plugins: {score: {disabled: [{name: \"*\"}], enabled: [{name: NodeAffinity, weight: 1}]}}}]",
+        )
+        .unwrap()
+        .profiles()
+        .unwrap();
+        for _ in 0..20 {
+            assert_eq!(decide(&only_affinity[0]), "ssd");
+        }
+    }
+
+    #[test]
+    fn the_nominated_node_is_tried_first() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{bound, cache_of, node, pod};
+        use serde_json::json;
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let busy = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "6Gi"}}}]});
+        // `full` is mostly used: every score prefers `empty`.
+        let cache = cache_of(vec![node("empty", json!({})), node("full", json!({}))], vec![bound("big", "full", busy)]);
+        let nominated_to = |node: &str, cpu: &str| {
+            let mut p = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}))
+                .pod
+                .as_ref()
+                .clone();
+            p.status = Some(serde_json::from_value(json!({"nominatedNodeName": node})).unwrap());
+            PodInfo::new(Arc::new(p))
+        };
+        let mut cycle = Cycle::new(1);
+        let plain = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}));
+        assert_eq!(cycle.schedule(profile, &cache, &plain), Decision::Node("empty".into()));
+        // The pod preempted its way onto `full` earlier: it goes there while it fits.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("full", "100m")), Decision::Node("full".into()));
+        // It no longer fits there: the other nodes are filtered and scored as usual.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("full", "2")), Decision::Node("empty".into()));
+        // A nominated node that is gone is skipped.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("gone", "100m")), Decision::Node("empty".into()));
+    }
+
     #[test]
     fn nominated_pods_hold_their_room() {
         use crate::config::SchedulerConfig;
