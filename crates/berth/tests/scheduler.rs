@@ -1,7 +1,8 @@
 //! The scheduler inside `berth server`, driven over the real API: nodes created through
 //! the API (no node agent), pods placed by zone spread, anti-affinity, taints, extended
-//! resources, priority (with preemption) and local volumes; pending pods report why, as
-//! Kubernetes does.
+//! resources, priority (globalDefault classes, preemption and nomination) and local
+//! volumes; pending pods report why, as Kubernetes does; gated pods are marked and keep
+//! their gates.
 
 use std::path::Path;
 use std::time::Duration;
@@ -503,6 +504,49 @@ fn other_schedulers_and_gated_pods_are_left_alone() {
         assert!(p["spec"]["nodeName"].is_null(), "{p}");
         assert!(events_for(&s, name).is_empty(), "{:?}", events_for(&s, name));
     }
+    // The API server marks a gated pod at create, as Kubernetes' pod strategy does.
+    let conditions = get_pod(&s, "gated")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    let c = &conditions[0];
+    assert_eq!(
+        (&c["type"], &c["status"], &c["reason"], &c["message"]),
+        (
+            &json!("PodScheduled"),
+            &json!("False"),
+            &json!("SchedulingGated"),
+            &json!("Scheduling is blocked due to non-empty scheduling gates")
+        )
+    );
+    assert!(c["lastTransitionTime"].is_string(), "{c}");
+    assert!(get_pod(&s, "theirs")["status"]["conditions"].is_null(), "no gates, no condition");
+    let table = s.kubectl_ok(&["get", "pod", "gated"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("SchedulingGated")), "{table}");
+    // Gates may only be removed: adding one is refused, with Kubernetes' field error.
+    let r = s.http(
+        "PATCH",
+        &format!("{PODS}/gated"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"schedulingGates":[{"name":"example.com/wait"},{"name":"example.com/more"}]}}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(
+        r.json()["message"],
+        "Pod \"gated\" is invalid: spec.schedulingGates[1].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"
+    );
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        "ours",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/schedulingGates","value":[{"name":"late"}]}]"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only deletion is allowed, but found new scheduling gate 'late'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Removing the gate lets the pod be scheduled.
     let r = s.http(
         "PATCH",
