@@ -453,6 +453,75 @@ fn wait_for_first_consumer_claims_go_where_a_local_volume_is() {
 }
 
 #[test]
+fn one_local_volume_is_not_promised_to_two_pods() {
+    let s = server();
+    add_node(&s, "n1", json!({}), json!([]), cpu("4"));
+    add_node(&s, "n2", json!({}), json!([]), cpu("4"));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local-disks"},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"});
+    assert_eq!(s.http_json("POST", "/apis/storage.k8s.io/v1/storageclasses", Some(&class)).0, 201);
+    let local_volume = |name: &str, node: &str| {
+        let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-disks",
+                "local": {"path": "/mnt/disks/a"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}});
+        let (code, v) = s.http_json("POST", "/api/v1/persistentvolumes", Some(&pv));
+        assert_eq!(code, 201, "{v}");
+    };
+    local_volume("disk-n2", "n2");
+    for claim in ["data-1", "data-2"] {
+        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+            "spec": {"storageClassName": "local-disks", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}});
+        let (code, v) = s.http_json("POST", "/api/v1/namespaces/default/persistentvolumeclaims", Some(&pvc));
+        assert_eq!(code, 201, "{v}");
+    }
+    // Both pods are created at once: the scheduler places the first before the binder has
+    // bound its claim, and must not count the same volume for the second.
+    for i in ["1", "2"] {
+        create_ok(
+            &s,
+            &format!("app-{i}"),
+            json!({}),
+            json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": format!("data-{i}")}}]}),
+        );
+    }
+    let message = "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    let (mut placed, mut waiting) = (String::new(), String::new());
+    assert!(
+        wait_until(WAIT, || {
+            let bound: Vec<(String, Option<String>)> =
+                ["app-1", "app-2"].iter().map(|p| (p.to_string(), node_of(&s, p))).collect();
+            match bound.as_slice() {
+                [(p, Some(n)), (q, None)] | [(q, None), (p, Some(n))] if n == "n2" => {
+                    (placed, waiting) = (p.clone(), q.clone());
+                    true
+                }
+                _ => false,
+            }
+        }),
+        "one pod on n2 expected: {} {}",
+        get_pod(&s, "app-1"),
+        get_pod(&s, "app-2")
+    );
+    wait_unschedulable_with(&s, &waiting, message);
+    let claim_of = |pod: &str| format!("data-{}", &pod[4..]);
+    let volume_of = |claim: &str| {
+        s.http_json("GET", &format!("/api/v1/namespaces/default/persistentvolumeclaims/{claim}"), None).1["spec"]
+            ["volumeName"]
+            .clone()
+    };
+    assert!(wait_until(WAIT, || volume_of(&claim_of(&placed)) == "disk-n2"), "{}", volume_of(&claim_of(&placed)));
+    assert_eq!(node_of(&s, &waiting), None, "still no volume for the other claim");
+    assert!(volume_of(&claim_of(&waiting)).is_null());
+    // A volume for it appears on n1: the waiting pod goes there.
+    local_volume("disk-n1", "n1");
+    assert_eq!(wait_bound(&s, &waiting), "n1");
+    assert!(wait_until(WAIT, || volume_of(&claim_of(&waiting)) == "disk-n1"), "{}", volume_of(&claim_of(&waiting)));
+}
+
+#[test]
 fn preemption_policy_never_keeps_the_pod_pending() {
     let s = server();
     let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "polite"},
