@@ -306,8 +306,15 @@ fn a_preemptor_is_nominated_while_its_victim_terminates() {
     create_ok(&s, "vip", json!({}), vip);
     let nominated = || get_pod(&s, "vip")["status"]["nominatedNodeName"].clone();
     assert!(wait_until(WAIT, || nominated() == "only"), "vip not nominated: {}", get_pod(&s, "vip"));
-    let low = get_pod(&s, "low");
-    assert!(low["metadata"]["deletionTimestamp"].is_string(), "{low}");
+    // The scheduler nominates, then marks and deletes the victim.
+    let mut low = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            low = get_pod(&s, "low");
+            low["metadata"]["deletionTimestamp"].is_string()
+        }),
+        "victim not deleted: {low}"
+    );
     let target =
         low["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").cloned();
     assert_eq!(
