@@ -1,7 +1,8 @@
 //! Pod priority admission (Kubernetes' `Priority` admission plugin): at pod creation,
 //! `spec.priorityClassName` is resolved to `spec.priority` and `spec.preemptionPolicy`
 //! from the PriorityClass (the globalDefault class when no name is given; the built-in
-//! `system-cluster-critical` and `system-node-critical` always exist).
+//! `system-cluster-critical` and `system-node-critical` always exist); a second
+//! globalDefault class is refused.
 
 use serde_json::{Value, json};
 
@@ -32,13 +33,40 @@ fn lookup(ctx: &Ctx, name: &str) -> Option<Class> {
     BUILT_IN.iter().find(|(n, _)| *n == name).map(|(n, v)| (n.to_string(), *v, "PreemptLowerPriority".to_string()))
 }
 
-/// The globalDefault class with the highest value, if any.
+fn is_global_default(obj: &Value) -> bool {
+    obj.get("globalDefault").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// The globalDefault class; should several exist (writes racing past
+/// [`admit_class`]), the one with the lowest value, as Kubernetes picks.
 fn global_default(ctx: &Ctx) -> Option<Class> {
     let (all, _) = ctx.app.cache.list(PREFIX);
-    all.iter()
-        .filter(|o| o.value.get("globalDefault").and_then(Value::as_bool).unwrap_or(false))
+    all.iter().filter(|o| is_global_default(&o.value)).map(|o| class_of(&o.value)).min_by_key(|c| c.1)
+}
+
+/// A PriorityClass created or updated as globalDefault while another class is the
+/// default is refused, as Kubernetes' Priority admission plugin refuses it.
+pub fn admit_class(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    let info = &ctx.served.info;
+    if !(info.group == "scheduling.k8s.io" && info.plural == "priorityclasses" && is_global_default(obj)) {
+        return Ok(());
+    }
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let (all, _) = ctx.app.cache.list(PREFIX);
+    let other = all
+        .iter()
+        .filter(|o| is_global_default(&o.value))
         .map(|o| class_of(&o.value))
-        .max_by_key(|c| c.1)
+        .filter(|c| c.0 != name)
+        .min_by_key(|c| c.1);
+    match other {
+        Some((existing, _, _)) => Err(ApiError::forbidden(
+            info,
+            name,
+            format!("PriorityClass {existing} is marked as default. Only one default can exist"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Resolves the priority of a pod being created; other kinds are left alone.

@@ -232,7 +232,26 @@ fn prepare_create(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     {
         o.remove("status");
     }
+    if info.group.is_empty() && info.kind == "Pod" {
+        scheduling_gated(obj);
+    }
     Ok(())
+}
+
+/// A pod created with scheduling gates starts with PodScheduled=False, reason
+/// SchedulingGated, as Kubernetes' pod strategy sets it at create (the scheduler leaves
+/// the pod alone until the last gate is removed).
+fn scheduling_gated(obj: &mut Value) {
+    let gated = obj.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+    if !gated {
+        return;
+    }
+    let condition = json!({"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+        "message": "Scheduling is blocked due to non-empty scheduling gates",
+        "lastProbeTime": null, "lastTransitionTime": object::now()});
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("status".into(), json!({"conditions": [condition]}));
+    }
 }
 
 /// Defaults, validation and managed fields for an object about to be written.
@@ -273,6 +292,7 @@ async fn admit(
         return Err(ApiError::invalid(&served.info, object::name(obj), &errors));
     }
     crate::authz::escalation::check(ctx, obj)?;
+    crate::priority::admit_class(ctx, obj)?;
     crate::node_restriction::admit(ctx, obj, old)?;
     crate::pvc_resize::admit(ctx, obj, old)?;
     if is_service(served) && subresource.is_none() {

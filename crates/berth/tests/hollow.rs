@@ -1,7 +1,8 @@
 //! Hollow nodes end to end: the real `berth server`, `berth agent --hollow` as a child
 //! process with the node token, and the real kubectl: nodes register Ready with their labels, taints and
 //! capacity; bound pods run, complete and delete as with a kubelet; leases advance; a
-//! restarted agent takes its nodes and pods over; bad flags fail clearly.
+//! restarted agent takes its nodes and pods over; bad flags fail clearly; the scheduler
+//! spreads a Deployment over two agents' zones and moves its pods off a removed zone.
 
 use std::path::Path;
 use std::process::Command;
@@ -226,6 +227,145 @@ fn hollow_nodes_register_run_pods_and_renew_leases() {
     assert!(ip.starts_with("10.244.7."), "pod IP {ip} not in the podCIDR 10.244.7.0/24");
     assert_eq!(ready_nodes(&s).len(), 3);
     stop_cleanly(&mut agent);
+}
+
+const SPREAD: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {matchLabels: {app: web}}}
+      containers:
+      - {name: app, image: nginx:1.27, resources: {requests: {cpu: 500m}}}
+"#;
+
+/// The Deployment's live pods (not being deleted, not failed): name, node, phase.
+fn web_pods(s: &TestServer) -> Vec<(String, String, String)> {
+    let pods = json_of(s, &["get", "pods", "-l", "app=web"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] != "Failed")
+        .map(|p| {
+            let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (field(&p["metadata"]["name"]), field(&p["spec"]["nodeName"]), field(&p["status"]["phase"]))
+        })
+        .collect()
+}
+
+/// Running pods per zone, when all `want` pods run (on nodes named `zone-X-N`).
+fn running_by_zone(s: &TestServer, want: usize) -> Option<std::collections::BTreeMap<String, usize>> {
+    let pods = web_pods(s);
+    if pods.len() != want || pods.iter().any(|(_, node, phase)| node.is_empty() || phase != "Running") {
+        return None;
+    }
+    let mut zones = std::collections::BTreeMap::new();
+    for (_, node, _) in pods {
+        let zone = node.rsplit_once('-').map_or(node.clone(), |(zone, _)| zone.to_string());
+        *zones.entry(zone).or_insert(0) += 1;
+    }
+    Some(zones)
+}
+
+#[test]
+fn the_scheduler_spreads_pods_over_hollow_zones_and_moves_them_off_a_removed_node() {
+    // The controllers run: the Deployment makes the pods, pod GC removes those of a
+    // deleted node and the ReplicaSet replaces them.
+    let s = TestServer::start(Path::new(BIN));
+    let zone = |z: &str| {
+        let (prefix, labels) = (format!("zone-{z}-"), format!("topology.kubernetes.io/zone=zone-{z}"));
+        start_agent(
+            &s,
+            &["--nodes", "2", "--node-name-prefix", &prefix, "--node-labels", &labels, "--capacity", "cpu=4"],
+        )
+    };
+    let mut zone_a = zone("a");
+    let mut zone_b = zone("b");
+    assert!(
+        wait_until(Duration::from_secs(60), || ready_nodes(&s).len() == 4),
+        "4 Ready nodes expected: {}\n{}\n{}",
+        s.kubectl_ok(&["get", "nodes", "-L", "topology.kubernetes.io/zone"]),
+        zone_a.log(),
+        zone_b.log()
+    );
+
+    // Six replicas, at most one apart between the zones: three each, all running.
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(SPREAD));
+    let mut zones = None;
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            zones = running_by_zone(&s, 6);
+            zones.is_some()
+        }),
+        "6 running pods expected: {:?}\n{}",
+        web_pods(&s),
+        s.kubectl_ok(&["get", "events"])
+    );
+    let zones = zones.unwrap();
+    assert_eq!(zones.into_iter().collect::<Vec<_>>(), [("zone-a".to_string(), 3), ("zone-b".to_string(), 3)]);
+    // Each scheduled pod got its Scheduled event from the default scheduler.
+    let events = json_of(&s, &["get", "events", "--field-selector", "reason=Scheduled"]);
+    let scheduled = events["items"].as_array().unwrap();
+    assert!(scheduled.len() >= 6, "{events}");
+    assert!(scheduled.iter().all(|e| e["source"]["component"] == "default-scheduler"), "{events}");
+
+    // Zone b goes away mid-way: its agent stops and its Nodes are deleted. Its pods are
+    // garbage-collected, the ReplicaSet makes replacements, and the scheduler places those
+    // on the nodes that remain (zone b is no longer a domain of the spread).
+    stop_cleanly(&mut zone_b);
+    s.kubectl_ok(&["delete", "node", "zone-b-0", "zone-b-1"]);
+    let mut zones = None;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            zones = running_by_zone(&s, 6);
+            zones.as_ref().is_some_and(|z| z.len() == 1)
+        }),
+        "6 running pods in zone a expected: {:?}\n{}",
+        web_pods(&s),
+        zone_a.log()
+    );
+    assert_eq!(zones.unwrap().into_iter().collect::<Vec<_>>(), [("zone-a".to_string(), 6)]);
+    let nodes: std::collections::BTreeSet<String> = web_pods(&s).into_iter().map(|(_, node, _)| node).collect();
+    assert_eq!(nodes.into_iter().collect::<Vec<_>>(), ["zone-a-0", "zone-a-1"], "both remaining nodes take pods");
+
+    // More replicas than the remaining CPUs hold: the rest wait with the scheduler's reason.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=20"]);
+    let pending = |s: &TestServer| web_pods(s).into_iter().filter(|(_, node, _)| node.is_empty()).count();
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let pods = web_pods(&s);
+            pods.len() == 20 && pending(&s) == 4 && pods.iter().filter(|(_, _, phase)| phase == "Running").count() == 16
+        }),
+        "16 running and 4 pending pods expected: {:?}",
+        web_pods(&s)
+    );
+    let pods = json_of(&s, &["get", "pods", "-l", "app=web"]);
+    let waiting = pods["items"].as_array().unwrap().iter().find(|p| p["spec"]["nodeName"].is_null()).unwrap();
+    let mut message = String::new();
+    let name = waiting["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let p = json_of(&s, &["get", "pod", &name]);
+            message = p["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable"))
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or("")
+                .to_string();
+            message.starts_with("0/2 nodes are available: 2 Insufficient cpu.")
+        }),
+        "pending pod {name}: {message:?}"
+    );
+    stop_cleanly(&mut zone_a);
 }
 
 /// Runs `berth agent` with `args` expecting failure; returns stderr.

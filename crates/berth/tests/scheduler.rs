@@ -1,7 +1,8 @@
 //! The scheduler inside `berth server`, driven over the real API: nodes created through
 //! the API (no node agent), pods placed by zone spread, anti-affinity, taints, extended
-//! resources, priority (with preemption) and local volumes; pending pods report why, as
-//! Kubernetes does.
+//! resources, priority (globalDefault classes, preemption and nomination) and local
+//! volumes; pending pods report why, as Kubernetes does; gated pods are marked and keep
+//! their gates.
 
 use std::path::Path;
 use std::time::Duration;
@@ -287,6 +288,111 @@ fn priority_classes_resolve_and_preemption_evicts_lower_priority_pods() {
 }
 
 #[test]
+fn a_preemptor_is_nominated_while_its_victim_terminates() {
+    let s = server();
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+    add_node(&s, "only", json!({}), json!([]), cpu("2"));
+    let two_cpus =
+        json!({"containers": [{"name": "c", "image": "busybox:1.36", "resources": {"requests": {"cpu": "2"}}}]});
+    // No node agent runs: the victim's graceful deletion is never confirmed, so it stays
+    // Terminating and keeps its CPUs.
+    let mut slow = two_cpus.clone();
+    slow["terminationGracePeriodSeconds"] = json!(3600);
+    create_ok(&s, "low", json!({}), slow);
+    assert_eq!(wait_bound(&s, "low"), "only");
+    let mut vip = two_cpus;
+    vip["priorityClassName"] = json!("high");
+    create_ok(&s, "vip", json!({}), vip);
+    let nominated = || get_pod(&s, "vip")["status"]["nominatedNodeName"].clone();
+    assert!(wait_until(WAIT, || nominated() == "only"), "vip not nominated: {}", get_pod(&s, "vip"));
+    // The scheduler nominates, then marks and deletes the victim.
+    let mut low = Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            low = get_pod(&s, "low");
+            low["metadata"]["deletionTimestamp"].is_string()
+        }),
+        "victim not deleted: {low}"
+    );
+    let target =
+        low["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").cloned();
+    assert_eq!(
+        target.as_ref().map(|c| (&c["status"], &c["reason"])),
+        Some((&json!("True"), &json!("PreemptionByScheduler")))
+    );
+    wait_event(&s, "low", "Preempted");
+    // While the victim terminates the preemptor waits, nominated, and preempts nobody else.
+    wait_unschedulable(&s, "vip", |m| m.starts_with("0/1 nodes are available: 1 Insufficient cpu."));
+    assert_eq!(nominated(), "only");
+    let wide = s.kubectl_ok(&["get", "pod", "vip", "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or("");
+    let column = header.find("NOMINATED NODE").expect("the NOMINATED NODE column");
+    assert_eq!(wide.lines().nth(1).and_then(|l| l.get(column..column + 4)), Some("only"), "{wide}");
+    // The victim is gone: the preemptor takes the room it was nominated to.
+    let (code, v) = s.http_json("DELETE", &format!("{PODS}/low?gracePeriodSeconds=0"), None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(wait_bound(&s, "vip"), "only");
+}
+
+#[test]
+fn a_global_default_priority_class_applies_to_pods_without_one() {
+    let s = server();
+    const CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
+    let class = |name: &str, value: i64, default: bool| {
+        json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "globalDefault": default})
+    };
+    assert_eq!(s.http_json("POST", CLASSES, Some(&class("standard", 500, true))).0, 201);
+    // Only one default: a second is refused, as Kubernetes' Priority admission refuses it.
+    let (code, v) = s.http_json("POST", CLASSES, Some(&class("another", 700, true)));
+    assert_eq!((code, v["reason"].as_str()), (403, Some("Forbidden")), "{v}");
+    assert_eq!(
+        v["message"],
+        "priorityclasses.scheduling.k8s.io \"another\" is forbidden: PriorityClass standard is marked as default. Only one default can exist"
+    );
+    assert_eq!(s.http_json("GET", &format!("{CLASSES}/another"), None).0, 404, "nothing written");
+    // Nor may an existing class become a second default; the default itself may be updated.
+    assert_eq!(s.http_json("POST", CLASSES, Some(&class("batch", 100, false))).0, 201);
+    let r = s.http(
+        "PATCH",
+        &format!("{CLASSES}/batch"),
+        Some("application/merge-patch+json"),
+        br#"{"globalDefault":true}"#,
+    );
+    assert_eq!(r.status, 403, "{}", r.json());
+    let r = s.http(
+        "PATCH",
+        &format!("{CLASSES}/standard"),
+        Some("application/merge-patch+json"),
+        br#"{"description":"what pods get by default"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    // A pod that names no class gets the default's name, value and policy.
+    create_ok(&s, "plain", json!({}), json!({"nodeName": "elsewhere"}));
+    let spec = &get_pod(&s, "plain")["spec"];
+    assert_eq!(
+        (&spec["priorityClassName"], &spec["priority"], &spec["preemptionPolicy"]),
+        (&json!("standard"), &json!(500), &json!("PreemptLowerPriority"))
+    );
+    // A pod that names one keeps it.
+    create_ok(&s, "batchy", json!({}), json!({"priorityClassName": "batch", "nodeName": "elsewhere"}));
+    assert_eq!(get_pod(&s, "batchy")["spec"]["priority"], 100);
+    // With the default gone, pods get priority 0 and no class.
+    assert_eq!(s.http_json("DELETE", &format!("{CLASSES}/standard"), None).0, 200);
+    let mut tries = 0;
+    let mut late = Value::Null;
+    assert!(wait_until(WAIT, || {
+        tries += 1;
+        let name = format!("late-{tries}");
+        create_ok(&s, &name, json!({}), json!({"nodeName": "elsewhere"}));
+        late = get_pod(&s, &name);
+        late["spec"]["priority"] == 0
+    }));
+    assert!(late["spec"]["priorityClassName"].is_null(), "{late}");
+}
+
+#[test]
 fn preemption_recounts_anti_affinity_without_the_victims() {
     let s = server();
     let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
@@ -354,6 +460,75 @@ fn wait_for_first_consumer_claims_go_where_a_local_volume_is() {
 }
 
 #[test]
+fn one_local_volume_is_not_promised_to_two_pods() {
+    let s = server();
+    add_node(&s, "n1", json!({}), json!([]), cpu("4"));
+    add_node(&s, "n2", json!({}), json!([]), cpu("4"));
+    let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local-disks"},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"});
+    assert_eq!(s.http_json("POST", "/apis/storage.k8s.io/v1/storageclasses", Some(&class)).0, 201);
+    let local_volume = |name: &str, node: &str| {
+        let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-disks",
+                "local": {"path": "/mnt/disks/a"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}});
+        let (code, v) = s.http_json("POST", "/api/v1/persistentvolumes", Some(&pv));
+        assert_eq!(code, 201, "{v}");
+    };
+    local_volume("disk-n2", "n2");
+    for claim in ["data-1", "data-2"] {
+        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+            "spec": {"storageClassName": "local-disks", "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}});
+        let (code, v) = s.http_json("POST", "/api/v1/namespaces/default/persistentvolumeclaims", Some(&pvc));
+        assert_eq!(code, 201, "{v}");
+    }
+    // Both pods are created at once: the scheduler places the first before the binder has
+    // bound its claim, and must not count the same volume for the second.
+    for i in ["1", "2"] {
+        create_ok(
+            &s,
+            &format!("app-{i}"),
+            json!({}),
+            json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": format!("data-{i}")}}]}),
+        );
+    }
+    let message = "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    let (mut placed, mut waiting) = (String::new(), String::new());
+    assert!(
+        wait_until(WAIT, || {
+            let bound: Vec<(String, Option<String>)> =
+                ["app-1", "app-2"].iter().map(|p| (p.to_string(), node_of(&s, p))).collect();
+            match bound.as_slice() {
+                [(p, Some(n)), (q, None)] | [(q, None), (p, Some(n))] if n == "n2" => {
+                    (placed, waiting) = (p.clone(), q.clone());
+                    true
+                }
+                _ => false,
+            }
+        }),
+        "one pod on n2 expected: {} {}",
+        get_pod(&s, "app-1"),
+        get_pod(&s, "app-2")
+    );
+    wait_unschedulable_with(&s, &waiting, message);
+    let claim_of = |pod: &str| format!("data-{}", &pod[4..]);
+    let volume_of = |claim: &str| {
+        s.http_json("GET", &format!("/api/v1/namespaces/default/persistentvolumeclaims/{claim}"), None).1["spec"]
+            ["volumeName"]
+            .clone()
+    };
+    assert!(wait_until(WAIT, || volume_of(&claim_of(&placed)) == "disk-n2"), "{}", volume_of(&claim_of(&placed)));
+    assert_eq!(node_of(&s, &waiting), None, "still no volume for the other claim");
+    assert!(volume_of(&claim_of(&waiting)).is_null());
+    // A volume for it appears on n1: the waiting pod goes there.
+    local_volume("disk-n1", "n1");
+    assert_eq!(wait_bound(&s, &waiting), "n1");
+    assert!(wait_until(WAIT, || volume_of(&claim_of(&waiting)) == "disk-n1"), "{}", volume_of(&claim_of(&waiting)));
+}
+
+#[test]
 fn preemption_policy_never_keeps_the_pod_pending() {
     let s = server();
     let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "polite"},
@@ -405,6 +580,49 @@ fn other_schedulers_and_gated_pods_are_left_alone() {
         assert!(p["spec"]["nodeName"].is_null(), "{p}");
         assert!(events_for(&s, name).is_empty(), "{:?}", events_for(&s, name));
     }
+    // The API server marks a gated pod at create, as Kubernetes' pod strategy does.
+    let conditions = get_pod(&s, "gated")["status"]["conditions"].clone();
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    let c = &conditions[0];
+    assert_eq!(
+        (&c["type"], &c["status"], &c["reason"], &c["message"]),
+        (
+            &json!("PodScheduled"),
+            &json!("False"),
+            &json!("SchedulingGated"),
+            &json!("Scheduling is blocked due to non-empty scheduling gates")
+        )
+    );
+    assert!(c["lastTransitionTime"].is_string(), "{c}");
+    assert!(get_pod(&s, "theirs")["status"]["conditions"].is_null(), "no gates, no condition");
+    let table = s.kubectl_ok(&["get", "pod", "gated"]);
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains("SchedulingGated")), "{table}");
+    // Gates may only be removed: adding one is refused, with Kubernetes' field error.
+    let r = s.http(
+        "PATCH",
+        &format!("{PODS}/gated"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"schedulingGates":[{"name":"example.com/wait"},{"name":"example.com/more"}]}}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(
+        r.json()["message"],
+        "Pod \"gated\" is invalid: spec.schedulingGates[1].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"
+    );
+    let out = s.kubectl(&[
+        "patch",
+        "pod",
+        "ours",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/schedulingGates","value":[{"name":"late"}]}]"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only deletion is allowed, but found new scheduling gate 'late'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Removing the gate lets the pod be scheduled.
     let r = s.http(
         "PATCH",

@@ -392,6 +392,94 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// A client whose every request is answered with `code` (and a Status body when it is
+    /// an error), counting the requests.
+    fn answering(code: Arc<std::sync::atomic::AtomicU16>, seen: Arc<AtomicU64>) -> kube::Client {
+        let service = tower::service_fn(move |_req: http::Request<kube::client::Body>| {
+            let code = code.load(Ordering::SeqCst);
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = if code < 300 {
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": code})
+                } else {
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                        "reason": "InternalError", "message": "etcdserver: request timed out"})
+                };
+                http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn web() -> Arc<PodInfo> {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+        .unwrap();
+        Arc::new(PodInfo::new(Arc::new(pod)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_binding_is_forgotten_and_the_pod_retried() {
+        use crate::cache::Cache;
+        use crate::queue::Queue;
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({"metadata": {"name": "n1"},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
+        .unwrap();
+        let shared = Arc::new(Shared {
+            cache: std::sync::Mutex::new(Cache::new()),
+            queue: Queue::new(),
+            scheduler_names: vec!["default-scheduler".into()],
+        });
+        shared.cache().upsert_node(Arc::new(node));
+        let code = Arc::new(std::sync::atomic::AtomicU16::new(500));
+        let seen = Arc::new(AtomicU64::new(0));
+        let client = answering(code.clone(), seen.clone());
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(8);
+        let info = web();
+        shared.queue.add_or_update(info.clone());
+        let popped = shared.queue.pop().expect("queued");
+        assert_eq!(popped.attempts, 1);
+        // The scheduling thread assumed the pod on n1; the API server fails the binding.
+        shared.cache().assume(info.clone(), "n1");
+        bind(client.clone(), &shared, info.clone(), "n1".into(), &events_tx).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        assert!(!shared.cache().has_pod(&info.key), "the assumption is taken back");
+        assert_eq!(shared.cache().node("n1").map(|n| n.pods.len()), Some(0));
+        let e = events_rx.try_recv().expect("an event");
+        assert_eq!((e.reason, e.kind), ("FailedScheduling", "Warning"));
+        assert!(
+            e.message.starts_with("Binding rejected: ") && e.message.contains("request timed out"),
+            "{}",
+            e.message
+        );
+        // The pod comes back after its back-off, for a second attempt.
+        let q = shared.clone();
+        let again = tokio::task::spawn_blocking(move || q.queue.pop()).await.unwrap().expect("retried");
+        assert_eq!((again.info.key.as_str(), again.attempts), ("default/web", 2));
+        // The second binding succeeds: the pod leaves the queue and stays assumed until its
+        // watch event confirms it.
+        code.store(201, Ordering::SeqCst);
+        shared.cache().assume(info.clone(), "n1");
+        bind(client.clone(), &shared, info.clone(), "n1".into(), &events_tx).await;
+        assert!(shared.cache().has_pod(&info.key));
+        assert!(shared.queue.is_empty());
+        let e = events_rx.try_recv().expect("an event");
+        assert_eq!((e.reason, e.message.as_str()), ("Scheduled", "Successfully assigned default/web to n1"));
+        // A pod deleted meanwhile (404) is dropped without an event.
+        code.store(404, Ordering::SeqCst);
+        let gone = web();
+        shared.queue.add_or_update(gone.clone());
+        shared.queue.pop().expect("queued");
+        shared.cache().assume(gone.clone(), "n1");
+        bind(client, &shared, gone.clone(), "n1".into(), &events_tx).await;
+        assert!(!shared.cache().has_pod(&gone.key));
+        assert!(shared.queue.is_empty());
+        assert!(events_rx.try_recv().is_err());
+    }
+
     #[test]
     fn repeated_events_are_skipped_and_each_pod_has_a_budget() {
         let mut l = EventLimiter::default();

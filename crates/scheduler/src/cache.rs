@@ -322,6 +322,16 @@ struct Placement {
     info: Arc<PodInfo>,
 }
 
+/// A free volume the scheduler chose for a pod's unbound WaitForFirstConsumer claim,
+/// held until the claim is bound (or the pod is gone, or its binding failed).
+#[derive(Debug, Clone)]
+struct AssumedVolume {
+    /// The claim, `namespace/name`.
+    claim: String,
+    /// The pod, `namespace/name`.
+    pod: String,
+}
+
 /// Pods (or terms) per topology domain (label value); domains with none are absent.
 /// Shared copy-on-write: a cycle holds a clone of the `Arc` while the cache keeps
 /// updating its own (no copy happens unless a cycle still holds it).
@@ -468,6 +478,9 @@ pub struct Cache {
     pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
     /// The node each nominated pod is nominated to.
     nominations: HashMap<String, String>,
+    /// Volumes held for claims of placed pods by volume name, until the binder binds the
+    /// claims (Kubernetes' VolumeBinding assumes them in its cache at Reserve).
+    assumed_volumes: HashMap<String, AssumedVolume>,
     /// Every placed pod by label (so selectors find their pods without a walk of every pod).
     by_label: LabelIndex,
     /// Keys of placed pods with required anti-affinity terms.
@@ -802,11 +815,40 @@ impl Cache {
         self.place(info, node.to_string(), true);
     }
 
-    /// Takes back an assumption whose binding failed; a confirmed pod is left alone.
+    /// Takes back an assumption whose binding failed, with the volumes held for it; a
+    /// confirmed pod is left alone.
     pub fn forget(&mut self, key: &str) {
         if self.pods.get(key).is_some_and(|p| p.assumed) {
             self.remove_pod(key);
+            self.assumed_volumes.retain(|_, a| a.pod != key);
         }
+    }
+
+    /// Holds `volumes` (volume name, claim `namespace/name`) for the placed pod `pod`:
+    /// other claims do not get them while the binder has yet to bind these claims.
+    pub fn assume_volumes(&mut self, pod: &str, volumes: Vec<(String, String)>) {
+        let released: Vec<String> =
+            self.assumed_volumes.iter().filter(|(_, a)| !self.holds(a)).map(|(volume, _)| volume.clone()).collect();
+        for volume in released {
+            self.assumed_volumes.remove(&volume);
+        }
+        for (volume, claim) in volumes {
+            self.assumed_volumes.insert(volume, AssumedVolume { claim, pod: pod.to_string() });
+        }
+    }
+
+    /// The claim (`namespace/name`) a volume is held for, while that holds: its pod is
+    /// still placed and the claim still unbound.
+    pub fn volume_held_for(&self, volume: &str) -> Option<&str> {
+        self.assumed_volumes.get(volume).filter(|a| self.holds(a)).map(|a| a.claim.as_str())
+    }
+
+    fn holds(&self, a: &AssumedVolume) -> bool {
+        self.pods.contains_key(&a.pod)
+            && self.claims.get(&a.claim).is_some_and(|c| {
+                c.spec.as_ref().and_then(|s| s.volume_name.as_deref()).is_none_or(str::is_empty)
+                    && c.metadata.deletion_timestamp.is_none()
+            })
     }
 
     /// Reserves room on `node` for a pod that preempted victims there.

@@ -311,7 +311,21 @@ mod tests {
         let (filters, scores) = names(&profiles[0]);
         assert_eq!(profiles[0].scheduler_name, "default-scheduler");
         assert_eq!(filters.len(), 9);
-        assert!(scores.contains(&("TaintToleration", 3)) && scores.contains(&("PodTopologySpread", 2)));
+        // Every weight of Kubernetes' default profile (pkg/scheduler/apis/config/v1 default_plugins.go).
+        let mut scores = scores;
+        scores.sort();
+        assert_eq!(
+            scores,
+            [
+                ("ImageLocality", 1),
+                ("InterPodAffinity", 2),
+                ("NodeAffinity", 2),
+                ("NodeResourcesBalancedAllocation", 1),
+                ("NodeResourcesFit", 1),
+                ("PodTopologySpread", 2),
+                ("TaintToleration", 3),
+            ]
+        );
     }
 
     #[test]

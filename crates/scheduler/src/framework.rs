@@ -1,7 +1,9 @@
 //! The scheduling framework: filter and score plugin traits, a profile (plugins with
-//! weights), and one scheduling cycle for one pod: pre-filter, parallel filtering across
-//! nodes (stopping once enough feasible nodes are found, as Kubernetes'
-//! `percentageOfNodesToScore`), scoring with normalization and weights, host selection.
+//! weights), and one scheduling cycle for one pod: pre-filter, filtering across nodes
+//! (stopping once enough feasible nodes are found, as Kubernetes'
+//! `percentageOfNodesToScore`; on several threads once a cycle has checked many nodes),
+//! scoring with normalization and weights (on several threads for many feasible nodes),
+//! host selection.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -259,8 +261,25 @@ pub fn fits(
     run_filters(profile, prepared, pod, node)
 }
 
-/// Filters nodes from `start` (round robin) until `want` feasible ones are found, on
-/// `threads` threads when there are many nodes.
+/// Nodes checked on the scheduling thread alone before the rest of a cycle's filtering is
+/// spread over threads: most cycles find their feasible nodes among the first few hundred
+/// checked (thread start and join would cost more than they save); a cycle that has not
+/// (most nodes rejected, or `percentageOfNodesToScore` near 100 on a large cluster) has
+/// thousands of checks left, worth the threads.
+pub const SEQUENTIAL_FILTER_NODES: usize = 512;
+
+/// Feasible nodes from which scoring is spread over threads.
+pub const PARALLEL_SCORE_NODES: usize = 512;
+
+/// Nodes a filter thread takes at a time.
+const BLOCK: usize = 64;
+
+/// A node's index (from the round-robin start) and what filtering it gave (`None`: no Node object).
+type Checked = (usize, Option<Result<(), Rejection>>);
+
+/// Filters nodes from `start` (round robin) until `want` feasible ones are found: the
+/// first [`SEQUENTIAL_FILTER_NODES`] on this thread, the rest on `threads` threads. The
+/// result is the same whatever `threads` is.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn filter_nodes(
     profile: &Profile,
@@ -273,71 +292,69 @@ fn filter_nodes(
     threads: usize,
 ) -> Filtered {
     let n = nodes.len();
-    const BLOCK: usize = 64;
     let check = |i: usize| -> Option<Result<(), Rejection>> {
         let node = &nodes[(start + i) % n];
         node.node.as_ref()?;
         Some(fits(profile, prepared, pod, node, cache))
     };
-    if threads <= 1 || n < 4 * BLOCK {
-        let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
-        for i in 0..n {
-            if out.feasible.len() >= want {
-                break;
-            }
-            out.visited = i + 1;
-            match check(i) {
-                Some(Ok(())) => out.feasible.push((start + i) % n),
-                Some(Err(r)) => out.rejected.push(((start + i) % n, r)),
-                None => {}
-            }
+    let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
+    let record = |out: &mut Filtered, i: usize, result: Option<Result<(), Rejection>>| {
+        out.visited = i + 1;
+        match result {
+            Some(Ok(())) => out.feasible.push((start + i) % n),
+            Some(Err(r)) => out.rejected.push(((start + i) % n, r)),
+            None => {}
         }
+    };
+    let sequential = if threads <= 1 { n } else { SEQUENTIAL_FILTER_NODES.min(n) };
+    for i in 0..sequential {
+        if out.feasible.len() >= want {
+            return out;
+        }
+        record(&mut out, i, check(i));
+    }
+    if out.feasible.len() >= want || sequential == n {
         return out;
     }
-    let next = AtomicUsize::new(0);
+    // The rest on `threads` threads, each taking blocks of nodes in order until enough
+    // feasible nodes are found between them.
+    let missing = want - out.feasible.len();
+    let next = AtomicUsize::new(sequential);
     let found = AtomicUsize::new(0);
-    let mut parts: Vec<Vec<(usize, Result<(), Rejection>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut local = Vec::new();
-                    loop {
-                        if found.load(Ordering::Relaxed) >= want {
-                            break;
-                        }
-                        let from = next.fetch_add(BLOCK, Ordering::Relaxed);
-                        if from >= n {
-                            break;
-                        }
-                        for i in from..(from + BLOCK).min(n) {
-                            if let Some(r) = check(i) {
-                                if r.is_ok() {
-                                    found.fetch_add(1, Ordering::Relaxed);
-                                }
-                                local.push((i, r));
-                            }
-                        }
+    let parts: Vec<Vec<Checked>> = std::thread::scope(|scope| {
+        let work = || {
+            let mut local = Vec::new();
+            while found.load(Ordering::Relaxed) < missing {
+                let from = next.fetch_add(BLOCK, Ordering::Relaxed);
+                if from >= n {
+                    break;
+                }
+                for i in from..(from + BLOCK).min(n) {
+                    let r = check(i);
+                    if matches!(r, Some(Ok(()))) {
+                        found.fetch_add(1, Ordering::Relaxed);
                     }
-                    local
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+                    local.push((i, r));
+                }
+            }
+            local
+        };
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut parts = vec![work()];
+        parts.extend(helpers.into_iter().map(|h| h.join().unwrap_or_default()));
+        parts
     });
-    // Keep the round-robin order so the first `want` feasible nodes are the same as sequentially.
-    let mut all: Vec<(usize, Result<(), Rejection>)> = parts.drain(..).flatten().collect();
+    // In node order, the first `missing` feasible nodes are those a single thread finds:
+    // every node before the last of them was checked (blocks are taken in order).
+    let mut all: Vec<Checked> = parts.into_iter().flatten().collect();
     all.sort_unstable_by_key(|(i, _)| *i);
-    let mut out = Filtered { feasible: Vec::new(), rejected: Vec::new(), visited: 0 };
     for (i, r) in all {
         if out.feasible.len() >= want {
-            break;
+            return out;
         }
-        out.visited = i + 1;
-        match r {
-            Ok(()) => out.feasible.push((start + i) % n),
-            Err(rej) => out.rejected.push(((start + i) % n, rej)),
-        }
+        record(&mut out, i, r);
     }
+    out.visited = n;
     out
 }
 
@@ -359,11 +376,12 @@ pub struct Cycle {
 }
 
 impl Default for Cycle {
-    /// Filters on the scheduling thread alone: measured at 5,000 nodes on 2 shared cores,
-    /// spawning filter threads per cycle cost more (thread start and teardown, waiting for
-    /// a core, frees across threads) than the few hundred node checks a cycle makes.
+    /// Filters and scores on as many threads as the machine has cores (at most 16, as
+    /// Kubernetes' default parallelism), for the cycles with enough nodes to check
+    /// ([`SEQUENTIAL_FILTER_NODES`], [`PARALLEL_SCORE_NODES`]); the others stay on the
+    /// scheduling thread.
     fn default() -> Self {
-        Cycle::new(1)
+        Cycle::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(16)))
     }
 }
 
@@ -416,7 +434,7 @@ impl Cycle {
         if feasible.len() == 1 {
             return Decision::Node(feasible[0].name.clone());
         }
-        let totals = score(profile, pod, cache, &feasible);
+        let totals = score_on(profile, pod, cache, &feasible, self.threads);
         let best = self.select(&totals);
         Decision::Node(feasible[best].name.clone())
     }
@@ -440,24 +458,55 @@ impl Cycle {
     }
 }
 
-/// Weighted, normalized scores of the feasible nodes, summed per node.
-pub fn score(profile: &Profile, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Vec<i64> {
+/// Weighted, normalized scores of the feasible nodes, summed per node (raw scores on
+/// `threads` threads from [`PARALLEL_SCORE_NODES`] feasible nodes; the same totals either way).
+pub fn score_on(profile: &Profile, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo], threads: usize) -> Vec<i64> {
+    let plugins: Vec<(&dyn Plugin, i64, Prepared)> = profile
+        .scores
+        .iter()
+        .map(|(plugin, weight)| (plugin.as_ref(), *weight, plugin.pre_score(pod, cache, feasible)))
+        .filter(|(_, _, prepared)| !prepared.skip)
+        .collect();
+    // raw[p][i]: plugin p's raw score of feasible node i.
+    let raw_of = |nodes: &[&NodeInfo]| -> Vec<Vec<i64>> {
+        plugins
+            .iter()
+            .map(|(plugin, _, prepared)| nodes.iter().map(|node| plugin.score(pod, prepared, node)).collect())
+            .collect()
+    };
+    let mut raw: Vec<Vec<i64>> = if threads > 1 && feasible.len() >= PARALLEL_SCORE_NODES {
+        let chunk = feasible.len().div_ceil(threads);
+        let parts: Vec<Vec<Vec<i64>>> = std::thread::scope(|scope| {
+            let mut chunks = feasible.chunks(chunk);
+            let first = chunks.next().unwrap_or_default();
+            let helpers: Vec<_> = chunks.map(|c| scope.spawn(move || raw_of(c))).collect();
+            let mut parts = vec![raw_of(first)];
+            parts.extend(helpers.into_iter().map(|h| h.join().unwrap_or_default()));
+            parts
+        });
+        let mut raw = vec![Vec::with_capacity(feasible.len()); plugins.len()];
+        for part in parts {
+            for (all, some) in raw.iter_mut().zip(part) {
+                all.extend(some);
+            }
+        }
+        raw
+    } else {
+        raw_of(feasible)
+    };
     let mut totals = vec![0i64; feasible.len()];
-    let mut scores = vec![0i64; feasible.len()];
-    for (plugin, weight) in &profile.scores {
-        let prepared = plugin.pre_score(pod, cache, feasible);
-        if prepared.skip {
-            continue;
-        }
-        for (s, node) in scores.iter_mut().zip(feasible) {
-            *s = plugin.score(pod, &prepared, node);
-        }
-        plugin.normalize(pod, &mut scores);
-        for (t, s) in totals.iter_mut().zip(&scores) {
+    for ((plugin, weight, _), scores) in plugins.iter().zip(raw.iter_mut()) {
+        plugin.normalize(pod, scores);
+        for (t, s) in totals.iter_mut().zip(scores.iter()) {
             *t += s * weight;
         }
     }
     totals
+}
+
+/// Weighted, normalized scores of the feasible nodes, summed per node, on this thread.
+pub fn score(profile: &Profile, pod: &PodInfo, cache: &Cache, feasible: &[&NodeInfo]) -> Vec<i64> {
+    score_on(profile, pod, cache, feasible, 1)
 }
 
 /// Scales scores to 0..=100 by the largest (`reverse`: the largest becomes 0), as
@@ -513,6 +562,172 @@ mod tests {
         let mut s = vec![0, 5, 10];
         default_normalize(&mut s, true);
         assert_eq!(s, [100, 50, 0]);
+    }
+
+    /// A pod preferring `disk=ssd` (NodeAffinity), and two nodes: `ssd` with the label and a
+    /// PreferNoSchedule taint the pod does not tolerate (TaintToleration), `plain` with
+    /// neither. Every other default score is equal on both.
+    fn ssd_or_plain() -> (Cache, PodInfo) {
+        use crate::plugins::testing::{cache_of, node, pod};
+        use serde_json::json;
+        let cache = cache_of(
+            vec![
+                node(
+                    "ssd",
+                    json!({"labels": {"disk": "ssd"}, "taints": [{"key": "noisy", "effect": "PreferNoSchedule"}]}),
+                ),
+                node("plain", json!({})),
+            ],
+            vec![],
+        );
+        let p = pod(json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}}));
+        (cache, p)
+    }
+
+    #[test]
+    fn weighted_scores_decide_the_node() {
+        use crate::config::SchedulerConfig;
+        let (cache, p) = ssd_or_plain();
+        let decide = |profile: &Profile| match Cycle::new(1).schedule(profile, &cache, &p) {
+            Decision::Node(n) => n,
+            Decision::Unschedulable(d) => d.message(),
+        };
+        // Default weights: TaintToleration 3 x 100 for plain beats NodeAffinity 2 x 100 for ssd.
+        let default = &SchedulerConfig::default().profiles().unwrap()[0];
+        let feasible: Vec<&NodeInfo> = ["ssd", "plain"].iter().map(|n| cache.node(n).unwrap()).collect();
+        let totals = score(default, &p, &cache, &feasible);
+        assert_eq!(totals[1] - totals[0], 300 - 200, "{totals:?}");
+        assert_eq!(decide(default), "plain");
+        // NodeAffinity weighted up to 4: 400 for ssd beats 300 for plain.
+        let heavier =
+            SchedulerConfig::parse("profiles: [{plugins: {score: {enabled: [{name: NodeAffinity, weight: 4}]}}}]")
+                .unwrap()
+                .profiles()
+                .unwrap();
+        let totals = score(&heavier[0], &p, &cache, &feasible);
+        assert_eq!(totals[0] - totals[1], 400 - 300, "{totals:?}");
+        assert_eq!(decide(&heavier[0]), "ssd");
+        // Scores only rank feasible nodes: the filters still decide which those are.
+        let only_affinity = SchedulerConfig::parse(
+            "profiles: [{plugins: {score: {disabled: [{name: \"*\"}], enabled: [{name: NodeAffinity, weight: 1}]}}}]",
+        )
+        .unwrap()
+        .profiles()
+        .unwrap();
+        for _ in 0..20 {
+            assert_eq!(decide(&only_affinity[0]), "ssd");
+        }
+    }
+
+    #[test]
+    fn the_nominated_node_is_tried_first() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{bound, cache_of, node, pod};
+        use serde_json::json;
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let busy = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "6Gi"}}}]});
+        // `full` is mostly used: every score prefers `empty`.
+        let cache = cache_of(vec![node("empty", json!({})), node("full", json!({}))], vec![bound("big", "full", busy)]);
+        let nominated_to = |node: &str, cpu: &str| {
+            let mut p = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}))
+                .pod
+                .as_ref()
+                .clone();
+            p.status = Some(serde_json::from_value(json!({"nominatedNodeName": node})).unwrap());
+            PodInfo::new(Arc::new(p))
+        };
+        let mut cycle = Cycle::new(1);
+        let plain = pod(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}));
+        assert_eq!(cycle.schedule(profile, &cache, &plain), Decision::Node("empty".into()));
+        // The pod preempted its way onto `full` earlier: it goes there while it fits.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("full", "100m")), Decision::Node("full".into()));
+        // It no longer fits there: the other nodes are filtered and scored as usual.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("full", "2")), Decision::Node("empty".into()));
+        // A nominated node that is gone is skipped.
+        assert_eq!(cycle.schedule(profile, &cache, &nominated_to("gone", "100m")), Decision::Node("empty".into()));
+    }
+
+    #[test]
+    fn threads_decide_as_one_thread_does() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{bound_labelled, cache_of, labelled, node};
+        use serde_json::json;
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        // 3,000 nodes of mixed sizes, zones and taints, some cordoned, with pods on them.
+        let nodes: Vec<_> = (0..3000)
+            .map(|i| {
+                let taints = if random(7) == 0 {
+                    json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}])
+                } else {
+                    json!([])
+                };
+                node(
+                    &format!("n{i:04}"),
+                    json!({"labels": {"zone": format!("z{}", random(5))}, "taints": taints,
+                        "unschedulable": random(50) == 0,
+                        "allocatable": {"cpu": format!("{}", 1 + random(8)), "memory": "16Gi", "pods": "110"}}),
+                )
+            })
+            .collect();
+        let pods: Vec<_> = (0..1500)
+            .map(|i| {
+                let node = format!("n{:04}", random(3000));
+                let cpu = format!("{}m", 100 * (1 + random(9)));
+                bound_labelled(
+                    &format!("p{i}"),
+                    &node,
+                    json!({"app": format!("a{}", random(10))}),
+                    json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}),
+                )
+            })
+            .collect();
+        let cache = cache_of(nodes, pods);
+        let cpu = |cpu: &str| json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]});
+        let mut anti = cpu("500m");
+        anti["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "a3"}}, "topologyKey": "kubernetes.io/hostname"}],
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm":
+            {"labelSelector": {"matchLabels": {"app": "a4"}}, "topologyKey": "zone"}}]}});
+        anti["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "zone",
+            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "a3"}}}]);
+        let mut tolerant = cpu("6");
+        tolerant["tolerations"] = json!([{"key": "dedicated", "operator": "Exists"}]);
+        tolerant["nodeSelector"] = json!({"zone": "z2"});
+        let incoming = [
+            labelled(json!({"app": "a1"}), cpu("100m")), // fits almost anywhere
+            labelled(json!({"app": "a2"}), cpu("7")),    // fits few nodes: most of them are checked
+            labelled(json!({"app": "a3"}), cpu("100")),  // fits none: all of them
+            labelled(json!({"app": "a3"}), anti),
+            labelled(json!({"app": "a5"}), tolerant),
+        ];
+        let default = SchedulerConfig::default().profiles().unwrap();
+        let all_nodes =
+            SchedulerConfig::parse("profiles: [{percentageOfNodesToScore: 100}]").unwrap().profiles().unwrap();
+        for profile in [&default[0], &all_nodes[0]] {
+            let (mut one, mut four) = (Cycle::new(1), Cycle::new(4));
+            for round in 0..4 {
+                for (i, pod) in incoming.iter().enumerate() {
+                    let (a, b) = (one.schedule(profile, &cache, pod), four.schedule(profile, &cache, pod));
+                    assert_eq!(a, b, "round {round}, pod {i}");
+                }
+            }
+            assert_eq!(one.next_start, four.next_start);
+        }
+        // Scores alone, over every node: the same totals on any number of threads.
+        let feasible: Vec<&NodeInfo> = cache.nodes().iter().filter(|n| n.node.is_some()).collect();
+        for pod in &incoming {
+            let sequential = score_on(&default[0], pod, &cache, &feasible, 1);
+            for threads in [2, 3, 8] {
+                assert_eq!(score_on(&default[0], pod, &cache, &feasible, threads), sequential);
+            }
+        }
     }
 
     #[test]

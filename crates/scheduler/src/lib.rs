@@ -166,7 +166,11 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
         match decision {
             Decision::Node(node) => {
                 prof.scheduled += 1;
+                let volumes = plugins::volume_binding::chosen_volumes(&info, &cache, &node);
                 cache.assume(info.clone(), &node);
+                if !volumes.is_empty() {
+                    cache.assume_volumes(&key, volumes);
+                }
                 drop(cache);
                 let _ = tx.send(Action::Bind { info, node });
             }

@@ -258,6 +258,18 @@ fn validate_pod_spec_update(ctx: &mut Ctx<'_>, spec: &Value, old_spec: &Value) {
             "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
         ));
     }
+    // Gates may only be removed (Kubernetes' validateOnlyDeletedSchedulingGates).
+    let gate_name = |g: &Value| g.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let old_gates: Vec<String> = array(old_spec, "schedulingGates").iter().map(gate_name).collect();
+    for (i, gate) in array(spec, "schedulingGates").iter().enumerate() {
+        let name = gate_name(gate);
+        if !old_gates.contains(&name) {
+            ctx.push(FieldError::forbidden(
+                format!("spec.schedulingGates[{i}].name"),
+                format!("only deletion is allowed, but found new scheduling gate '{name}'"),
+            ));
+        }
+    }
     let old_tolerations = array(old_spec, "tolerations");
     let new_tolerations = array(spec, "tolerations");
     if !old_tolerations.iter().all(|t| new_tolerations.contains(t)) {
@@ -329,6 +341,29 @@ mod tests {
             None,
             &[
                 r#"spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#,
+            ],
+        );
+    }
+
+    #[test]
+    fn scheduling_gates_may_only_be_removed() {
+        let gated = |gates: Value| pod(json!({"containers": [{"name": "c", "image": "x"}], "schedulingGates": gates}));
+        let old = gated(json!([{"name": "a"}, {"name": "b"}]));
+        check("/v1/pods", gated(json!([{"name": "b"}])), Some(old.clone()), &[]);
+        check("/v1/pods", gated(json!([])), Some(old.clone()), &[]);
+        check(
+            "/v1/pods",
+            gated(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])),
+            Some(old.clone()),
+            &["spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'c'"],
+        );
+        // A pod created without gates cannot get one.
+        check(
+            "/v1/pods",
+            gated(json!([{"name": "late"}])),
+            Some(pod(json!({"containers": [{"name": "c", "image": "x"}]}))),
+            &[
+                "spec.schedulingGates[0].name: Forbidden: only deletion is allowed, but found new scheduling gate 'late'",
             ],
         );
     }

@@ -298,6 +298,54 @@ mod tests {
     }
 
     #[test]
+    fn preferred_anti_affinity_scores_down_the_domain() {
+        let pods = vec![bound_labelled("db", "b1", json!({"app": "db"}), json!({}))];
+        let p = labelled(
+            json!({}),
+            json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}),
+        );
+        let s = scores(&InterPodAffinity::default(), zones(), pods, &p);
+        // Raw -50 in zone b, 0 elsewhere (a node without the key counts nothing), scaled over min..max.
+        assert_eq!(s, [("a1".into(), 100), ("a2".into(), 100), ("b1".into(), 0), ("nozone".into(), 100)]);
+    }
+
+    #[test]
+    fn existing_pods_terms_score_symmetrically() {
+        let preferred = |kind: &str, weight: i32| {
+            json!({"affinity": {kind: {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": weight, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}}]}}})
+        };
+        let pods = vec![
+            // Prefers web pods out of zone a: -30 there.
+            bound_labelled("lonely", "a1", json!({"app": "x"}), preferred("podAntiAffinity", 30)),
+            // Prefers web pods in zone b: +20 there.
+            bound_labelled("friend", "b1", json!({"app": "y"}), preferred("podAffinity", 20)),
+            // Requires web pods on its own node: hardPodAffinityWeight there.
+            bound_labelled(
+                "needy",
+                "nozone",
+                json!({"app": "z"}),
+                term("podAffinity", "kubernetes.io/hostname", "web"),
+            ),
+        ];
+        let p = labelled(json!({"app": "web"}), json!({}));
+        let s = scores(&InterPodAffinity::default(), zones(), pods.clone(), &p);
+        // Raw: a1 -30, a2 -30, b1 20, nozone 1; (raw - min) * 100 / (max - min).
+        assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 100), ("nozone".into(), 62)]);
+        let heavy = InterPodAffinity { hard_pod_affinity_weight: 100 };
+        let s = scores(&heavy, zones(), pods.clone(), &p);
+        assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 38), ("nozone".into(), 100)]);
+        let off = InterPodAffinity { hard_pod_affinity_weight: 0 };
+        let s = scores(&off, zones(), pods.clone(), &p);
+        assert_eq!(s, [("a1".into(), 0), ("a2".into(), 0), ("b1".into(), 100), ("nozone".into(), 60)]);
+        // A pod none of the terms select gets no score from them.
+        let other = labelled(json!({"app": "other"}), json!({}));
+        let s = scores(&InterPodAffinity::default(), zones(), pods, &other);
+        assert!(s.iter().all(|(_, v)| *v == 0), "{s:?}");
+    }
+
+    #[test]
     fn namespace_selector_picks_namespaces_by_label() {
         use crate::plugins::testing::cache_of;
         let mut db = bound_labelled("db", "a1", json!({"app": "db"}), json!({})).pod.as_ref().clone();

@@ -5,8 +5,9 @@
 //! claim needs, on the node, an Available volume that fits it (class, capacity, access and
 //! volume modes, label selector, node affinity; one volume per claim of the pod), or a
 //! class that provisions (not `kubernetes.io/no-provisioner`) whose allowedTopologies take
-//! the node, as Kubernetes' `FindPodVolumes`. The persistentvolume-binder then binds the
-//! claim on the node the pod is bound to.
+//! the node, as Kubernetes' `FindPodVolumes`. The volumes chosen for a placed pod are held
+//! in the cache ([`chosen_volumes`], `Cache::assume_volumes`) until the
+//! persistentvolume-binder binds the claims on the node the pod is bound to.
 
 use std::collections::BTreeMap;
 
@@ -74,6 +75,8 @@ struct Candidate {
 /// One unbound delayed-binding claim: the volumes that could serve it (pre-bound first,
 /// then smallest first) and, when its class provisions, the class's allowed topologies.
 struct Unbound {
+    /// The claim, `namespace/name`.
+    claim: String,
     candidates: Vec<Candidate>,
     /// `Some` when the class provisions: (label key → allowed values) per allowed-topology term.
     provisions: Option<Vec<BTreeMap<String, Vec<String>>>>,
@@ -97,11 +100,17 @@ fn candidates(claim: &PersistentVolumeClaim, namespace: &str, name: &str, cache:
     let modes: &[String] = spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[]);
     let selector = spec.and_then(|s| s.selector.as_ref()).map(|s| Selector::from_label_selector(Some(s)));
     let uid = claim.metadata.uid.as_deref();
+    let claim_key = format!("{namespace}/{name}");
     let mut out: Vec<Candidate> = Vec::new();
     for pv in cache.volumes.values() {
         let Some(pv_spec) = pv.spec.as_ref() else {
             continue;
         };
+        let pv_name = pv.metadata.name.as_deref().unwrap_or("");
+        // Chosen for another claim by an earlier cycle, not yet bound by the binder.
+        if cache.volume_held_for(pv_name).is_some_and(|held| held != claim_key) {
+            continue;
+        }
         let size = bytes(pv_spec.capacity.as_ref().and_then(|c| c.get("storage")));
         if size < wanted
             || pv_spec.volume_mode.as_deref().unwrap_or("Filesystem") != mode
@@ -217,7 +226,7 @@ impl Plugin for VolumeBinding {
                     if provisions.as_ref().is_some_and(|t| t.is_empty()) && candidates.is_empty() {
                         continue;
                     }
-                    state.unbound.push(Unbound { candidates, provisions });
+                    state.unbound.push(Unbound { claim: format!("{}/{name}", pod.namespace), candidates, provisions });
                 }
             }
         }
@@ -225,26 +234,53 @@ impl Plugin for VolumeBinding {
     }
 
     fn filter(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> Result<(), Rejection> {
-        let Some(state) = prepared.get::<Claims>() else {
-            return Ok(());
-        };
-        if !state.bound.iter().all(|terms| any_term_matches(terms, &node.name, &node.labels)) {
-            return Err(Rejection::unresolvable(CONFLICT));
+        match prepared.get::<Claims>() {
+            Some(state) => choose(state, node).map(drop),
+            None => Ok(()),
         }
-        let mut chosen: Vec<&str> = Vec::new();
-        for claim in &state.unbound {
-            let found = claim.candidates.iter().find(|c| {
-                !chosen.contains(&c.name.as_str())
-                    && c.terms.as_ref().is_none_or(|t| any_term_matches(t, &node.name, &node.labels))
-            });
-            match found {
-                Some(c) => chosen.push(&c.name),
-                None if claim.provisions.as_ref().is_some_and(|t| topology_allows(t, &node.labels)) => {}
-                None => return Err(Rejection::unresolvable(BIND_CONFLICT)),
-            }
-        }
-        Ok(())
     }
+}
+
+/// The free volume each unbound delayed-binding claim takes on `node` (claim, volume), or
+/// why the node does not do.
+fn choose<'a>(state: &'a Claims, node: &NodeInfo) -> Result<Vec<(&'a str, &'a str)>, Rejection> {
+    if !state.bound.iter().all(|terms| any_term_matches(terms, &node.name, &node.labels)) {
+        return Err(Rejection::unresolvable(CONFLICT));
+    }
+    let mut chosen: Vec<(&str, &str)> = Vec::new();
+    for claim in &state.unbound {
+        let found = claim.candidates.iter().find(|c| {
+            !chosen.iter().any(|(_, v)| *v == c.name)
+                && c.terms.as_ref().is_none_or(|t| any_term_matches(t, &node.name, &node.labels))
+        });
+        match found {
+            Some(c) => chosen.push((claim.claim.as_str(), c.name.as_str())),
+            None if claim.provisions.as_ref().is_some_and(|t| topology_allows(t, &node.labels)) => {}
+            None => return Err(Rejection::unresolvable(BIND_CONFLICT)),
+        }
+    }
+    Ok(chosen)
+}
+
+/// The free volumes the pod's unbound WaitForFirstConsumer claims take on `node`, as
+/// (volume, claim `namespace/name`): what the scheduler holds for them once the pod is
+/// placed there, until the binder binds them (Kubernetes' `AssumePodVolumes` at Reserve),
+/// so that a second pod is not placed on the strength of the same volume.
+pub fn chosen_volumes(pod: &PodInfo, cache: &Cache, node: &str) -> Vec<(String, String)> {
+    let Some(node) = cache.node(node) else {
+        return Vec::new();
+    };
+    let Ok(prepared) = VolumeBinding.pre_filter(pod, cache) else {
+        return Vec::new();
+    };
+    let Some(state) = prepared.get::<Claims>() else {
+        return Vec::new();
+    };
+    choose(state, node)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(claim, volume)| (volume.to_string(), claim.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -411,5 +447,52 @@ mod tests {
             pv("pv-pre", "5Gi", "c", json!({"spec": {"claimRef": {"namespace": "default", "name": "data"}}})),
         );
         assert_eq!(place(&cache, &["data"]).0, ["c"]);
+    }
+
+    #[test]
+    fn a_volume_chosen_for_one_pod_is_held_until_its_claim_is_bound() {
+        use crate::plugins::testing::bound;
+        let mut cache = cache_of(vec![node("a", json!({})), node("b", json!({}))], vec![]);
+        cache.storage_classes.insert("local".into(), class("local", NO_PROVISIONER, json!({})));
+        // One local volume, on b, that either claim would fit.
+        cache.volumes.insert("pv-b".into(), pv("pv-b", "5Gi", "b", json!({})));
+        for name in ["first", "second"] {
+            cache.claims.insert(format!("default/{name}"), claim(name, "local", "1Gi"));
+        }
+        let mounting = |claim: &str| json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]});
+        let first = bound("first-pod", "b", mounting("first"));
+        assert_eq!(place(&cache, &["first"]).0, ["b"]);
+        // The scheduling loop places the first pod on b and holds the volume for its claim.
+        let chosen = chosen_volumes(&first, &cache, "b");
+        assert_eq!(chosen, [("pv-b".to_string(), "default/first".to_string())]);
+        assert_eq!(chosen_volumes(&first, &cache, "a"), Vec::<(String, String)>::new(), "nothing fits on a");
+        cache.assume(first.clone(), "b");
+        cache.assume_volumes(&first.key, chosen);
+        assert_eq!(cache.volume_held_for("pv-b"), Some("default/first"));
+        // The second claim no longer finds it; the first claim still does (a retried pod).
+        let rejected = |nodes: &[&str]| nodes.iter().map(|n| format!("{n}: {BIND_CONFLICT}")).collect::<Vec<_>>();
+        assert_eq!(place(&cache, &["second"]), (vec![], rejected(&["a", "b"])));
+        assert_eq!(place(&cache, &["first"]).0, ["b"]);
+        // The binding fails: the pod and its volume are released.
+        cache.forget(&first.key);
+        assert_eq!(cache.volume_held_for("pv-b"), None);
+        assert_eq!(place(&cache, &["second"]).0, ["b"]);
+        // Held again, then confirmed by the pod's watch event: still held.
+        cache.assume(first.clone(), "b");
+        cache.assume_volumes(&first.key, vec![("pv-b".into(), "default/first".into())]);
+        cache.add_pod(first.clone());
+        assert_eq!(place(&cache, &["second"]).0, Vec::<String>::new());
+        // The binder binds the claim: the hold ends (the volume's own status now keeps
+        // other claims off it).
+        let mut bound_claim = claim("first", "local", "1Gi").as_ref().clone();
+        bound_claim.spec.as_mut().unwrap().volume_name = Some("pv-b".into());
+        cache.claims.insert("default/first".into(), Arc::new(bound_claim));
+        assert_eq!(cache.volume_held_for("pv-b"), None);
+        // A deleted pod holds nothing either.
+        cache.claims.insert("default/first".into(), claim("first", "local", "1Gi"));
+        assert_eq!(cache.volume_held_for("pv-b"), Some("default/first"));
+        cache.remove_pod(&first.key);
+        assert_eq!(cache.volume_held_for("pv-b"), None);
+        assert_eq!(place(&cache, &["second"]).0, ["b"]);
     }
 }
