@@ -203,3 +203,26 @@ fn scheduler_quick_json_run_reports_every_figure() {
     }
     assert_eq!(object.len(), SCHEDULER_FIGURES.len(), "unexpected figures in {figures}");
 }
+
+/// The figures of `berth bench controllers`.
+const CONTROLLERS_FIGURES: &[&str] =
+    &["deployment_all_pods_created_ms", "deployment_all_available_ms", "rolling_update_ms", "cascade_delete_ms"];
+
+#[test]
+fn controllers_quick_json_run_reports_every_figure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "controllers", "--quick", "--json"])
+        .output()
+        .expect("running berth bench controllers");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench controllers failed: {}\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
+    for name in CONTROLLERS_FIGURES {
+        let value = object.get(*name).and_then(Value::as_f64);
+        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+    }
+    assert_eq!(object.len(), CONTROLLERS_FIGURES.len(), "unexpected figures in {figures}");
+}
