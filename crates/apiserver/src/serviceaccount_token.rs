@@ -147,6 +147,9 @@ enum SigningKey {
     Rsa(RsaKeyPair),
 }
 
+/// SHA-256 of a token whose signature verified → its claims and when it was verified.
+type Verified = HashMap<[u8; 32], (Arc<Claims>, Instant)>;
+
 /// Signs and verifies the server's ServiceAccount tokens.
 pub struct TokenIssuer {
     issuer: String,
@@ -156,8 +159,8 @@ pub struct TokenIssuer {
     kid: String,
     jwk: Value,
     rng: SystemRandom,
-    /// Tokens whose signature verified lately: SHA-256 of the token → claims, when verified.
-    verified: Mutex<HashMap<[u8; 32], (Arc<Claims>, Instant)>>,
+    /// Tokens whose signature verified lately.
+    verified: Mutex<Verified>,
 }
 
 impl std::fmt::Debug for TokenIssuer {
