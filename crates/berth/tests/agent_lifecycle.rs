@@ -154,7 +154,16 @@ fn pre_stop_hooks_run_before_sigterm_when_a_pod_is_deleted() {
     assert_eq!(main, ["started", "prestop", "term"], "agent log:\n{}", node.log());
     let napper: Vec<String> = read("napper").lines().map(str::to_string).collect();
     assert_eq!(napper, ["started", "term"], "agent log:\n{}", node.log());
-    assert!(pod_events(&s, "stopper").iter().all(|e| e["reason"] != "FailedPreStopHook"));
+    let events = pod_events(&s, "stopper");
+    assert!(events.iter().all(|e| e["reason"] != "FailedPreStopHook"));
+    // As the kubelet, one Normal `Killing` event per container stopped.
+    let mut killing: Vec<&str> = events
+        .iter()
+        .filter(|e| e["reason"] == "Killing" && e["type"] == "Normal")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    killing.sort();
+    assert_eq!(killing, ["Stopping container main", "Stopping container napper"], "{events:?}");
 }
 
 /// The server side of one `grpc.health.v1.Health/Check` call as raw HTTP/2 frames: SETTINGS,

@@ -1,6 +1,6 @@
 //! Events the node agent records about its pods, as the kubelet's recorder does: core/v1
 //! Events from source component `kubelet` on the node (reporting instance the node name),
-//! e.g. `FailedMount`, `FailedPostStartHook`, `Evicted`. The same event (object, type,
+//! e.g. `FailedMount`, `FailedPostStartHook`, `Evicted`, `Killing`. The same event (object, type,
 //! reason, message) recorded again bumps the count and last timestamp of the first one
 //! instead of adding another. Recording is best effort: a failure is logged, never returned.
 
@@ -34,6 +34,11 @@ impl Events {
     /// Records a Warning event about `pod`.
     pub async fn warning(&self, pod: &Pod, reason: &str, message: String) {
         self.record(pod, "Warning", reason, message).await;
+    }
+
+    /// Records a Normal event about `pod`.
+    pub async fn normal(&self, pod: &Pod, reason: &str, message: String) {
+        self.record(pod, "Normal", reason, message).await;
     }
 
     async fn record(&self, pod: &Pod, type_: &'static str, reason: &str, message: String) {

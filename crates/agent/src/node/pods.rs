@@ -276,6 +276,7 @@ fn kubelet_pod_name(pod: &Pod) -> String {
 /// after what is left of the grace period (at least 2 s after a hook).
 async fn kill(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, id: &str, grace: i64) {
     let mut grace = grace.max(0);
+    shared.events.normal(pod, "Killing", format!("Stopping container {}", c.name)).await;
     let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
     if let Some(handler) = pre_stop.filter(|_| grace > 0) {
         let running = matches!(
@@ -984,17 +985,18 @@ pub(crate) fn field_value(pod: &Pod, pod_ip: Option<&str>, node_ip: Ipv4Addr, pa
 }
 
 /// A container just killed by SIGKILL (exit 137) may have been OOM-killed: containerd
-/// records the OOM event after the exit, so its status is read again for up to 3 s
-/// before the reason is taken as plain Error.
+/// records the OOM event after the exit, so its status is read again for up to 5 s
+/// before the reason is taken as plain Error. "Just" is within 30 s of its exit: on a
+/// busy node the agent may see the exit itself late.
 async fn settle_oom(shared: &Shared, id: &str, status: cri::ContainerStatus) -> cri::ContainerStatus {
     let exited = status.state == cri::ContainerState::ContainerExited as i32;
     let now_ns = Timestamp::now().as_nanosecond();
-    let recent = now_ns.saturating_sub(i128::from(status.finished_at)) < 5_000_000_000;
+    let recent = now_ns.saturating_sub(i128::from(status.finished_at)) < 30_000_000_000;
     if !(exited && status.exit_code == 137 && status.reason != "OOMKilled" && recent) {
         return status;
     }
-    // Up to 3 s: on a busy node containerd records the OOM event well after the exit.
-    for _ in 0..15 {
+    // Up to 5 s: on a busy node containerd records the OOM event well after the exit.
+    for _ in 0..25 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         if let Ok(Some(again)) = shared.cri.container_status(id).await
             && again.reason == "OOMKilled"
