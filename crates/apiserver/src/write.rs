@@ -1094,6 +1094,14 @@ pub async fn bind(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                 &format!("pod {} is already assigned to node \"{current}\"", ctx.name()),
             ));
         }
+        // A pod not ready for scheduling cannot be bound (Kubernetes' assignPod).
+        if old.value.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+            return Err(ApiError::conflict(
+                &ctx.served.info,
+                ctx.name(),
+                &format!("pod {} has non-empty .spec.schedulingGates", ctx.name()),
+            ));
+        }
         let mut new = old.value.clone();
         new["spec"]["nodeName"] = json!(node);
         let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now() });

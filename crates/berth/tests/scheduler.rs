@@ -623,6 +623,17 @@ fn other_schedulers_and_gated_pods_are_left_alone() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Nor may anyone bind a gated pod (Kubernetes' assignPod): 409, the pod stays unbound.
+    let binding = json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "gated" },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": "n" } });
+    let r = s.http("POST", &format!("{PODS}/gated/binding"), Some("application/json"), binding.to_string().as_bytes());
+    assert_eq!(r.status, 409, "{}", r.json());
+    assert!(
+        r.json()["message"].as_str().is_some_and(|m| m.ends_with("pod gated has non-empty .spec.schedulingGates")),
+        "{}",
+        r.json()
+    );
+    assert!(get_pod(&s, "gated")["spec"]["nodeName"].is_null());
     // Removing the gate lets the pod be scheduled.
     let r = s.http(
         "PATCH",
