@@ -40,8 +40,6 @@ struct Collector {
     resources: Mutex<Option<Arc<Resources>>>,
     queue: mpsc::UnboundedSender<String>,
     queued: Mutex<HashSet<String>>,
-    /// Failures in a row per object uid, for the retry back-off (forgotten on success).
-    failures: Mutex<HashMap<String, u32>>,
 }
 
 pub(crate) async fn run(client: kube::Client) {
@@ -52,7 +50,6 @@ pub(crate) async fn run(client: kube::Client) {
         resources: Mutex::new(None),
         queue: tx,
         queued: Mutex::new(HashSet::new()),
-        failures: Mutex::new(HashMap::new()),
     });
     tokio::join!(gc.clone().discover_loop(), gc.work_loop(rx));
 }
@@ -172,27 +169,13 @@ impl Collector {
                 let gc = self.clone();
                 async move {
                     lock(&gc.queued).remove(&uid);
-                    match gc.process(&uid).await {
-                        Ok(()) => {
-                            lock(&gc.failures).remove(&uid);
-                        }
-                        Err(e) => {
-                            // Per-object exponential back-off, as the controllers' (client-go's
-                            // workqueue rate limiter): 5 ms doubling to 1000 s.
-                            let n = {
-                                let mut failures = lock(&gc.failures);
-                                let n = failures.entry(uid.clone()).or_insert(0);
-                                *n = n.saturating_add(1);
-                                *n
-                            };
-                            let wait = crate::backoff::delay(n);
-                            tracing::debug!(uid, error = %e, ?wait, "garbage collector: retrying");
-                            let gc = gc.clone();
-                            tokio::spawn(async move {
-                                tokio::time::sleep(wait).await;
-                                gc.enqueue(vec![uid]);
-                            });
-                        }
+                    if let Err(e) = gc.process(&uid).await {
+                        tracing::debug!(uid, error = %e, "garbage collector: retrying");
+                        let gc = gc.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            gc.enqueue(vec![uid]);
+                        });
                     }
                 }
             })
