@@ -176,7 +176,7 @@ fn key(meta: &kube::api::ObjectMeta) -> String {
 }
 
 /// The delay after the `n`th failure in a row (n ≥ 1): `BASE · 2^(n − 1)`, at most `CAP`.
-fn delay(n: u32) -> Duration {
+pub(crate) fn delay(n: u32) -> Duration {
     let exp = n.saturating_sub(1);
     // 2^18 · 5 ms is already beyond the cap: no overflow to think about past it.
     if exp >= 18 { CAP } else { (BASE * (1u32 << exp)).min(CAP) }

@@ -34,12 +34,17 @@ const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
 /// How many queue items are processed at once.
 const WORKERS: usize = 8;
 
+/// The longest wait before an object whose processing failed is looked at again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
 struct Collector {
     client: kube::Client,
     graph: Mutex<Graph>,
     resources: Mutex<Option<Arc<Resources>>>,
     queue: mpsc::UnboundedSender<String>,
     queued: Mutex<HashSet<String>>,
+    /// Failures in a row per object uid, for the retry back-off (forgotten on success).
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 pub(crate) async fn run(client: kube::Client) {
@@ -50,6 +55,7 @@ pub(crate) async fn run(client: kube::Client) {
         resources: Mutex::new(None),
         queue: tx,
         queued: Mutex::new(HashSet::new()),
+        failures: Mutex::new(HashMap::new()),
     });
     tokio::join!(gc.clone().discover_loop(), gc.work_loop(rx));
 }
@@ -169,13 +175,30 @@ impl Collector {
                 let gc = self.clone();
                 async move {
                     lock(&gc.queued).remove(&uid);
-                    if let Err(e) = gc.process(&uid).await {
-                        tracing::debug!(uid, error = %e, "garbage collector: retrying");
-                        let gc = gc.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            gc.enqueue(vec![uid]);
-                        });
+                    match gc.process(&uid).await {
+                        Ok(()) => {
+                            lock(&gc.failures).remove(&uid);
+                        }
+                        Err(e) => {
+                            // Per-object exponential back-off from 5 ms as the controllers',
+                            // capped at 5 s: the collector's failures wait on other watches
+                            // and discovery catching up (a new resource kind, an owner not yet
+                            // seen) with no event of the object itself to re-trigger it, so
+                            // longer delays only leave garbage behind for longer.
+                            let n = {
+                                let mut failures = lock(&gc.failures);
+                                let n = failures.entry(uid.clone()).or_insert(0);
+                                *n = n.saturating_add(1);
+                                *n
+                            };
+                            let wait = crate::backoff::delay(n).min(MAX_RETRY_DELAY);
+                            tracing::debug!(uid, error = %e, ?wait, "garbage collector: retrying");
+                            let gc = gc.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(wait).await;
+                                gc.enqueue(vec![uid]);
+                            });
+                        }
                     }
                 }
             })
