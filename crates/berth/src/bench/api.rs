@@ -414,29 +414,7 @@ async fn authz_run(mode: &str, s: &Sizes, round: usize) -> anyhow::Result<AuthzR
         .context("binding the bench user to edit")?;
     super::client::use_tls(super::client::tls_config(&ca, &user.cert_pem, &user.key_pem)?);
     // The binding reaches the authorizer through the watch cache: wait until it is in effect.
-    let review = json!({
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-        "spec": { "resourceAttributes": { "namespace": "default", "verb": "create", "resource": "configmaps" } },
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut conn = Conn::connect(server.addr).await?;
-        let body = conn
-            .call(
-                Method::POST,
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                Some(Bytes::from(review.to_string())),
-            )
-            .await?;
-        let answer: Value = serde_json::from_slice(&body).context("decoding the access review")?;
-        if answer.pointer("/status/allowed") == Some(&json!(true)) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the bench user's binding never took effect: {answer}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::api_authn::wait_allowed(server.addr, "create", "bench user (certificate)").await?;
     let cpu = server.cpu_time()?;
     let (took, creates) = closed_loop(server.addr, s.clients, s.configmaps, |i| {
         (Method::POST, format!("{NS_PATH}/configmaps"), Some(configmap("authz-cm", i)))

@@ -221,21 +221,21 @@ async fn prepare(server: &ServerProcess) -> anyhow::Result<Credentials> {
     let creds = Credentials { ca, cert_pem: user.cert_pem, key_pem: user.key_pem, service_account_token };
     for way in Way::ALL {
         creds.apply(way)?;
-        wait_allowed(server, way).await?;
+        wait_allowed(server.addr, "get", &format!("{} user", way.label())).await?;
     }
     Ok(creds)
 }
 
-/// Waits until the current credentials may GET ConfigMaps in `default` (the binding reaches
-/// the authorizer through the watch cache).
-async fn wait_allowed(server: &ServerProcess, way: Way) -> anyhow::Result<()> {
+/// Waits (up to 30 s) until the current credentials may `verb` ConfigMaps in `default`: a
+/// new binding reaches the authorizer through the watch cache. `who` names them in the error.
+pub(super) async fn wait_allowed(addr: std::net::SocketAddr, verb: &str, who: &str) -> anyhow::Result<()> {
     let review = json!({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-        "spec": { "resourceAttributes": { "namespace": "default", "verb": "get", "resource": "configmaps" } },
+        "spec": { "resourceAttributes": { "namespace": "default", "verb": verb, "resource": "configmaps" } },
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut conn = Conn::connect(server.addr).await?;
+        let mut conn = Conn::connect(addr).await?;
         let (status, body) = conn
             .call_any(
                 Method::POST,
@@ -248,7 +248,7 @@ async fn wait_allowed(server: &ServerProcess, way: Way) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the {} user may not read ConfigMaps: {status} {answer}", way.label());
+            bail!("the {who} may not {verb} ConfigMaps: {status} {answer}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
