@@ -76,29 +76,14 @@ const FIGURES: &[&str] = &[
 
 #[test]
 fn quick_json_run_reports_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["bench", "api", "--quick", "--json"])
-        .output()
-        .expect("running berth bench api");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "berth bench api failed: {}\n{stderr}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
-    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in FIGURES {
-        let value = object.get(*name).and_then(Value::as_f64);
+    check_figures(&["api"], FIGURES, |name, v| {
         // A watcher can read the ADDED event before the creator reads its response: the
         // delivery latency is then 0, a real outcome, so these two may be zero.
         let may_be_zero = name.starts_with("watch_delivery_");
         // The authorization cost is a difference of two noisy rates: any sign is a real outcome.
         let any_sign = name.ends_with("_cost_pct");
-        assert!(
-            value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0) || (any_sign && v.is_finite())),
-            "{name} is {value:?} in {figures}"
-        );
-    }
-    assert_eq!(object.len(), FIGURES.len(), "unexpected figures in {figures}");
+        v > 0.0 || (may_be_zero && v == 0.0) || (any_sign && v.is_finite())
+    });
 }
 
 /// The figures of `berth bench api --only pods`.
@@ -113,21 +98,7 @@ const POD_PATH_FIGURES: &[&str] = &[
 
 #[test]
 fn only_pods_quick_json_run_reports_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["bench", "api", "--only", "pods", "--quick", "--json"])
-        .output()
-        .expect("running berth bench api --only pods");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "berth bench api --only pods failed: {}\n{stderr}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
-    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in POD_PATH_FIGURES {
-        let value = object.get(*name).and_then(Value::as_f64);
-        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
-    }
-    assert_eq!(object.len(), POD_PATH_FIGURES.len(), "unexpected figures in {figures}");
+    check_figures(&["api", "--only", "pods"], POD_PATH_FIGURES, |_, v| v > 0.0);
     // An unknown part is refused.
     let bad = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["bench", "api", "--only", "nothing", "--quick"])
@@ -150,23 +121,10 @@ const HOLLOW_FIGURES: &[&str] = &[
 
 #[test]
 fn hollow_quick_json_run_reports_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["bench", "hollow", "--quick", "--json"])
-        .output()
-        .expect("running berth bench hollow");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "berth bench hollow failed: {}\n{stderr}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
-    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in HOLLOW_FIGURES {
-        let value = object.get(*name).and_then(Value::as_f64);
+    check_figures(&["hollow"], HOLLOW_FIGURES, |name, v| {
         // An idle agent may use too little CPU to show in three decimals.
-        let may_be_zero = *name == "agent_cpu_cores";
-        assert!(value.is_some_and(|v| v > 0.0 || (may_be_zero && v == 0.0)), "{name} is {value:?} in {figures}");
-    }
-    assert_eq!(object.len(), HOLLOW_FIGURES.len(), "unexpected figures in {figures}");
+        v > 0.0 || (name == "agent_cpu_cores" && v == 0.0)
+    });
 }
 
 /// The figures of `berth bench scheduler`.
@@ -187,21 +145,7 @@ const SCHEDULER_FIGURES: &[&str] = &[
 
 #[test]
 fn scheduler_quick_json_run_reports_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["bench", "scheduler", "--quick", "--json"])
-        .output()
-        .expect("running berth bench scheduler");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "berth bench scheduler failed: {}\n{stderr}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let figures: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
-    let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in SCHEDULER_FIGURES {
-        let value = object.get(*name).and_then(Value::as_f64);
-        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
-    }
-    assert_eq!(object.len(), SCHEDULER_FIGURES.len(), "unexpected figures in {figures}");
+    check_figures(&["scheduler"], SCHEDULER_FIGURES, |_, v| v > 0.0);
 }
 
 /// The figures of `berth bench controllers`.
@@ -210,19 +154,25 @@ const CONTROLLERS_FIGURES: &[&str] =
 
 #[test]
 fn controllers_quick_json_run_reports_every_figure() {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["bench", "controllers", "--quick", "--json"])
-        .output()
-        .expect("running berth bench controllers");
+    check_figures(&["controllers"], CONTROLLERS_FIGURES, |_, v| v > 0.0);
+}
+
+/// Runs `berth bench ARGS --quick --json` and checks that it prints one JSON object of
+/// exactly the figures `names`, each a number that `fits` accepts.
+fn check_figures(args: &[&str], names: &[&str], fits: impl Fn(&str, f64) -> bool) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--quick", "--json"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_berth")).args(&all).output().expect("running berth bench");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "berth bench controllers failed: {}\n{stderr}", out.status);
+    assert!(out.status.success(), "berth {all:?} failed: {}\n{stderr}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let figures: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
     let object = figures.as_object().unwrap_or_else(|| panic!("not an object: {figures}"));
-    for name in CONTROLLERS_FIGURES {
+    for name in names {
         let value = object.get(*name).and_then(Value::as_f64);
-        assert!(value.is_some_and(|v| v > 0.0), "{name} is {value:?} in {figures}");
+        assert!(value.is_some_and(|v| fits(name, v)), "{name} is {value:?} in {figures}");
     }
-    assert_eq!(object.len(), CONTROLLERS_FIGURES.len(), "unexpected figures in {figures}");
+    assert_eq!(object.len(), names.len(), "unexpected figures in {figures}");
 }
