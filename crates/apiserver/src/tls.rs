@@ -1,5 +1,8 @@
-//! The HTTPS listener: rustls (ring) over each accepted connection, HTTP/1.1 only (the
-//! router speaks HTTP/1, so ALPN offers `http/1.1` alone). Client certificates are
+//! The HTTPS listener: rustls (ring) over each accepted connection, HTTP/2 and HTTP/1.1
+//! (ALPN `h2`, then `http/1.1`, as kube-apiserver): HTTP/2 carries many requests and
+//! watches over one connection (client-go and the server's own components use it); the
+//! upgrades of exec, attach and port-forward need HTTP/1.1, which kubectl asks for on
+//! those connections. Client certificates are
 //! optional at the TLS layer and verified against the client CA when given; the user a
 //! verified certificate names is attached to every request of its connection for
 //! [`crate::authn`].
@@ -72,7 +75,7 @@ pub enum TlsError {
 
 impl TlsConfig {
     /// The rustls server configuration: ring, TLS 1.2 and 1.3, optional client
-    /// certificates, ALPN `http/1.1`.
+    /// certificates, ALPN `h2` and `http/1.1`.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
@@ -95,7 +98,7 @@ impl TlsConfig {
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(serving));
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
 }
@@ -176,6 +179,11 @@ impl ResolvesServerCert for ServingCert {
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Concurrent HTTP/2 streams a client may open on one connection: kube-apiserver's
+/// default (`--http2-max-streams-per-connection`). Each watch holds one for its life,
+/// and a client at the limit waits for a free stream rather than opening a connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
 /// Serves `router` over TLS on `listener` until `stop` resolves, then stops accepting and
 /// waits for open connections to finish their requests.
 pub async fn serve(
@@ -223,7 +231,8 @@ pub async fn serve(
                 req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
                 req
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -565,3 +565,84 @@ fn a_static_token_file_authenticates_its_users_for_kubectl_and_rbac_applies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2") && err.contains("at least 3 columns"), "{err}");
 }
+
+/// Established TCP connections whose local end is `port` (this host's IPv4 and IPv6 tables).
+fn established_to(port: u16) -> usize {
+    let local_port = |line: &str| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1)?;
+        let state = fields.nth(1)?;
+        let port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+        (state == "01").then_some(port)
+    };
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).filter_map(local_port).collect::<Vec<_>>())
+        .filter(|p| *p == port)
+        .count()
+}
+
+/// curl over HTTP/2 (ALPN) with the admin certificate: the protocol version, the HTTP code
+/// and the body.
+fn curl_h2(s: &TestServer, method: &str, path: &str, body: Option<&Path>) -> (String, String, String) {
+    let kc = berth_testkit::Kubeconfig::read(&s.kubeconfig).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = (files.path().join("ca"), files.path().join("crt"), files.path().join("key"));
+    std::fs::write(&ca, kc.ca_pem).unwrap();
+    std::fs::write(&cert, kc.cert_pem).unwrap();
+    std::fs::write(&key, kc.key_pem).unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--http2", "--max-time", "20", "-X", method, "-w", "\n%{http_version} %{http_code}"])
+        .arg("--cacert")
+        .arg(&ca)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key);
+    if let Some(body) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary"]).arg(format!("@{}", body.display()));
+    }
+    let out = cmd.arg(format!("{}{path}", s.url)).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (version, code) = tail.split_once(' ').unwrap_or((tail, ""));
+    (version.to_string(), code.to_string(), body.to_string())
+}
+
+/// The server speaks HTTP/2 (ALPN `h2`) as kube-apiserver does: its own controllers and
+/// scheduler multiplex their watches over a few connections (HTTP/1.1 took one per watch,
+/// over a hundred), and bad input over HTTP/2 still gets its Status.
+#[test]
+fn http2_carries_the_components_watches_and_bad_input_still_gets_a_status() {
+    let s = server();
+    let port: u16 = s.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // The components are up once the controllers have given `default` its ServiceAccount.
+    assert!(wait_until(Duration::from_secs(30), || s
+        .kubectl(&["get", "serviceaccount", "default", "-n", "default"])
+        .status
+        .success()));
+    let connections = established_to(port);
+    assert!((1..=8).contains(&connections), "{connections} connections to the API server");
+
+    let (version, code, body) = curl_h2(&s, "GET", "/api/v1/namespaces/default", None);
+    assert_eq!((version.as_str(), code.as_str()), ("2", "200"), "{body}");
+
+    let files = tempfile::tempdir().unwrap();
+    let big = files.path().join("big.json");
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "big" },
+        "data": { "k": "x".repeat(3 * 1024 * 1024 + 10) } });
+    std::fs::write(&big, cm.to_string()).unwrap();
+    let (version, code, body) = curl_h2(&s, "POST", "/api/v1/namespaces/default/configmaps", Some(&big));
+    assert_eq!((version.as_str(), code.as_str()), ("2", "413"), "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["reason"], "RequestEntityTooLarge", "{status}");
+
+    let bad = files.path().join("bad.json");
+    std::fs::write(&bad, "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {").unwrap();
+    let (version, code, body) = curl_h2(&s, "POST", "/api/v1/namespaces/default/configmaps", Some(&bad));
+    assert_eq!((version.as_str(), code.as_str()), ("2", "400"), "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["reason"], "BadRequest", "{status}");
+    assert!(!s.kubectl(&["get", "configmap", "big"]).status.success(), "nothing was written");
+}

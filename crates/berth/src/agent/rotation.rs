@@ -176,6 +176,8 @@ impl tower::Service<http::Uri> for Connector {
 }
 
 /// How the agent's client reaches the API server with a certificate it keeps renewed.
+/// HTTP/2 when the server offers it (berth's does): all its requests and watches share
+/// one connection instead of one connection each.
 pub(crate) struct RotatingClient {
     identity: Arc<NodeCertificate>,
     connections: Arc<Connections>,
@@ -205,6 +207,7 @@ impl RotatingClient {
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
+            .enable_http2()
             .wrap_connector(connector);
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
         let service = tower::ServiceBuilder::new().layer(config.base_uri_layer()).service(http);
