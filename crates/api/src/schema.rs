@@ -164,8 +164,13 @@ impl<'a> Node<'a> {
 
     /// `x-kubernetes-int-or-string: true`, or a built-in IntOrString.
     pub fn is_int_or_string(&self) -> bool {
+        // The built-in IntOrString (and Quantity) schemas: `oneOf` of typed alternatives (a
+        // CRD's `oneOf` holds value validations, never types).
+        let typed_alternatives = |alternatives: &Value| {
+            alternatives.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|x| x.get("type").is_some()))
+        };
         self.ext("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true)
-            || self.resolved().get("oneOf").is_some()
+            || self.resolved().get("oneOf").is_some_and(typed_alternatives)
     }
 
     /// `x-kubernetes-embedded-resource: true`.

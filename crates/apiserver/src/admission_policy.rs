@@ -22,7 +22,7 @@
 //! Kubernetes' quantity/url/ip/semver CEL libraries.
 
 mod authorizer;
-mod cost;
+pub(crate) mod cost;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,7 @@ const VARIABLES: &[&str] = &["object", "oldObject", "request", "params", "namesp
 
 /// The CEL environment: the standard library with the strings, lists and math extensions
 /// (Kubernetes' quantity, url, ip, semver and authz libraries are not there).
-static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
+pub(crate) static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| {
     let mut env = cel::Env::stdlib();
     // The extensions register fixed overloads; a failure here is a bug caught by the tests.
     let _ = env.add_extension(cel::extensions::strings);
@@ -83,9 +83,14 @@ impl std::fmt::Debug for Expr {
 impl Expr {
     /// Parses `source` (the error is Kubernetes' `compilation failed: ...` text).
     pub fn compile(source: &str) -> Expr {
+        Expr::compile_with(source, VARIABLES)
+    }
+
+    /// Parses `source`, whose free identifiers must be among `variables`.
+    pub(crate) fn compile_with(source: &str, variables: &[&str]) -> Expr {
         let program =
             ENV.compile(source).map_err(|e| format!("compilation failed: {e}")).and_then(|p| {
-                match undeclared(p.expression(), &mut Vec::new()) {
+                match undeclared(p.expression(), variables, &mut Vec::new()) {
                     Some(v) => Err(format!("compilation failed: ERROR: <input>:1:1: undeclared reference to '{v}'")),
                     None => Ok(p),
                 }
@@ -95,7 +100,7 @@ impl Expr {
     }
 
     /// Whether the expression names the variable `name`.
-    fn uses(&self, name: &str) -> bool {
+    pub(crate) fn uses(&self, name: &str) -> bool {
         self.program.as_ref().is_ok_and(|p| p.references().has_variable(name))
     }
 
@@ -106,7 +111,7 @@ impl Expr {
 
     /// Evaluates the expression in `ctx`, whose cost function charges `budget` (given in
     /// full to each expression, as Kubernetes' per-call limit).
-    fn eval(&self, ctx: &cel::Context<'_, '_>, budget: &cost::Budget) -> Result<cel::Value, String> {
+    pub(crate) fn eval(&self, ctx: &cel::Context<'_, '_>, budget: &cost::Budget) -> Result<cel::Value, String> {
         let program = self.program.as_ref().map_err(Clone::clone)?;
         budget.reset();
         let result = match &self.metered {
@@ -124,41 +129,50 @@ impl Expr {
 const TYPE_NAMES: &[&str] =
     &["int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type", "dyn"];
 
-/// The first identifier of `e` that is neither a variable of admission nor bound by an
+/// The first identifier of `e` that is neither one of `variables` nor bound by an
 /// enclosing comprehension (`list.all(x, ...)` binds `x`).
-fn undeclared<'e>(e: &'e cel::common::ast::IdedExpr, bound: &mut Vec<&'e str>) -> Option<&'e str> {
+fn undeclared<'e>(e: &'e cel::common::ast::IdedExpr, variables: &[&str], bound: &mut Vec<&'e str>) -> Option<&'e str> {
     use cel::common::ast::{EntryExpr, Expr as E};
     match &e.expr {
         E::Ident(name) => {
             let known = name.starts_with('@')
-                || VARIABLES.contains(&name.as_str())
+                || variables.contains(&name.as_str())
                 || TYPE_NAMES.contains(&name.as_str())
                 || bound.contains(&name.as_str());
             (!known).then_some(name.as_str())
         }
-        E::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).find_map(|a| undeclared(a, bound)),
+        E::Call(call) => {
+            call.target.iter().map(|t| &**t).chain(call.args.iter()).find_map(|a| undeclared(a, variables, bound))
+        }
         E::Comprehension(c) => {
-            if let Some(v) = undeclared(&c.iter_range, bound).or_else(|| undeclared(&c.accu_init, bound)) {
+            if let Some(v) =
+                undeclared(&c.iter_range, variables, bound).or_else(|| undeclared(&c.accu_init, variables, bound))
+            {
                 return Some(v);
             }
             let depth = bound.len();
             bound.push(&c.iter_var);
             bound.extend(c.iter_var2.as_deref());
             bound.push(&c.accu_var);
-            let found = [&c.loop_cond, &c.loop_step, &c.result].into_iter().find_map(|x| undeclared(x, bound));
+            let found =
+                [&c.loop_cond, &c.loop_step, &c.result].into_iter().find_map(|x| undeclared(x, variables, bound));
             bound.truncate(depth);
             found
         }
-        E::List(list) => list.elements.iter().find_map(|x| undeclared(x, bound)),
+        E::List(list) => list.elements.iter().find_map(|x| undeclared(x, variables, bound)),
         E::Map(map) => map.entries.iter().find_map(|entry| match &entry.expr {
-            EntryExpr::StructField(f) => undeclared(&f.value, bound),
-            EntryExpr::MapEntry(m) => undeclared(&m.key, bound).or_else(|| undeclared(&m.value, bound)),
+            EntryExpr::StructField(f) => undeclared(&f.value, variables, bound),
+            EntryExpr::MapEntry(m) => {
+                undeclared(&m.key, variables, bound).or_else(|| undeclared(&m.value, variables, bound))
+            }
         }),
         E::Struct(st) => st.entries.iter().find_map(|entry| match &entry.expr {
-            EntryExpr::StructField(f) => undeclared(&f.value, bound),
-            EntryExpr::MapEntry(m) => undeclared(&m.key, bound).or_else(|| undeclared(&m.value, bound)),
+            EntryExpr::StructField(f) => undeclared(&f.value, variables, bound),
+            EntryExpr::MapEntry(m) => {
+                undeclared(&m.key, variables, bound).or_else(|| undeclared(&m.value, variables, bound))
+            }
         }),
-        E::Select(select) => undeclared(&select.operand, bound),
+        E::Select(select) => undeclared(&select.operand, variables, bound),
         E::Literal(_) | E::Unspecified => None,
     }
 }

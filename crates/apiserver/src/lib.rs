@@ -15,6 +15,7 @@ pub mod certificates;
 pub mod codec;
 pub mod convert;
 pub mod crd;
+pub mod crd_rules;
 pub mod csr_admission;
 pub mod default_storage_class;
 pub mod discovery;

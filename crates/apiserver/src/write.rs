@@ -269,6 +269,10 @@ async fn admit(
         Some(c) => {
             let mut e = berth_api::validation::validate_metadata(&served.info, obj, old);
             e.extend(berth_api::fields::validate_custom(Node::new(&c.schema), obj));
+            // As the apiextensions apiserver: rules run once the values have their types.
+            if !e.iter().any(|e| e.kind == berth_api::FieldErrorKind::TypeInvalid) {
+                e.extend(crate::crd_rules::validate(&c.schema, obj, old));
+            }
             e
         }
         // A Pod's status write keeps its spec: as Kubernetes' ValidatePodStatusUpdate, check
@@ -285,6 +289,7 @@ async fn admit(
     if served.info.kind == "CustomResourceDefinition" {
         // Names, versions and scope are the CRD kind's validation; the schemas' structure is checked here.
         errors.extend(berth_api::crd::validate_schemas(obj));
+        errors.extend(crate::crd_rules::validate_crd(obj));
     }
     errors.extend(crate::webhook::validate_configuration(&served.info, obj));
     errors.extend(crate::admission_policy::validate_configuration(&served.info, obj));

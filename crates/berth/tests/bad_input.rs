@@ -251,3 +251,65 @@ fn dry_run_writes_nothing() {
     assert_eq!(v["metadata"]["name"], "dry");
     assert_eq!(count_configmaps(&s), 0);
 }
+
+/// `dryRun=All` on every other verb: the response is what would be written, the store
+/// keeps what it had (same data, same resourceVersion).
+#[test]
+fn dry_run_of_updates_patches_deletes_and_subresources_writes_nothing() {
+    let s = server();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    assert_eq!(s.http_json("POST", cms, Some(&configmap("kept"))).0, 201);
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+            "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    assert_eq!(s.http_json("POST", deployments, Some(&deployment)).0, 201);
+    let (_, stored) = s.http_json("GET", &format!("{cms}/kept"), None);
+
+    let mut changed = stored.clone();
+    changed["data"]["k"] = json!("put");
+    let (code, v) = s.http_json("PUT", &format!("{cms}/kept?dryRun=All"), Some(&changed));
+    assert_eq!((code, v["data"]["k"].clone()), (200, json!("put")), "{v}");
+    let r = s.http(
+        "PATCH",
+        &format!("{cms}/kept?dryRun=All"),
+        Some("application/merge-patch+json"),
+        br#"{"data":{"k":"merge"}}"#,
+    );
+    assert_eq!((r.status, r.json()["data"]["k"].clone()), (200, json!("merge")), "{}", r.json());
+    let apply = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kept"},"data":{"k":"applied"}}"#;
+    let r = s.http(
+        "PATCH",
+        &format!("{cms}/kept?dryRun=All&fieldManager=dry&force=true"),
+        Some("application/apply-patch+yaml"),
+        apply,
+    );
+    assert_eq!((r.status, r.json()["data"]["k"].clone()), (200, json!("applied")), "{}", r.json());
+    let (code, v) = s.http_json("DELETE", &format!("{cms}/kept?dryRun=All"), None);
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = s.http_json("DELETE", &format!("{cms}?dryRun=All"), None);
+    assert_eq!(code, 200, "{v}");
+    let r = s.http(
+        "PATCH",
+        &format!("{deployments}/d/scale?dryRun=All"),
+        Some("application/merge-patch+json"),
+        br#"{"spec":{"replicas":7}}"#,
+    );
+    assert_eq!((r.status, r.json()["spec"]["replicas"].clone()), (200, json!(7)), "{}", r.json());
+    let r = s.http(
+        "PATCH",
+        &format!("{deployments}/d/status?dryRun=All"),
+        Some("application/merge-patch+json"),
+        br#"{"status":{"observedGeneration":99}}"#,
+    );
+    assert_eq!((r.status, r.json()["status"]["observedGeneration"].clone()), (200, json!(99)), "{}", r.json());
+
+    let (_, after) = s.http_json("GET", &format!("{cms}/kept"), None);
+    assert_eq!(after, stored, "the ConfigMap is as it was (its resourceVersion too)");
+    let (_, d) = s.http_json("GET", &format!("{deployments}/d"), None);
+    assert_eq!(d["spec"]["replicas"], 1, "{d}");
+    assert_ne!(d["status"]["observedGeneration"], 99, "{d}");
+    let (code, v) = s.http_json("POST", &format!("{cms}?dryRun=Maybe"), Some(&configmap("odd")));
+    assert_eq!(code, 400, "{v}");
+    assert_status(&v, 400, "BadRequest");
+}

@@ -174,3 +174,93 @@ fn invalid_crds_are_refused_and_deleting_a_crd_removes_its_resources() {
     });
     assert!(gone, "custom resources outlived their CRD");
 }
+
+const RULES_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: pools.rules.example.com
+spec:
+  group: rules.example.com
+  scope: Namespaced
+  names: {plural: pools, singular: pool, kind: Pool}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.minReplicas <= self.maxReplicas
+              message: minReplicas must not exceed maxReplicas
+            - rule: "!has(self.tier) || self.tier != 'legacy'"
+              reason: FieldValueForbidden
+              fieldPath: .tier
+              messageExpression: "'tier ' + self.tier + ' is retired'"
+            properties:
+              minReplicas: {type: integer}
+              maxReplicas: {type: integer}
+              tier: {type: string}
+              zone:
+                type: string
+                x-kubernetes-validations:
+                - {rule: self == oldSelf, message: zone is immutable}
+              size:
+                type: string
+                anyOf: [{enum: [small, large]}, {pattern: '^custom-'}]
+"#;
+
+/// `x-kubernetes-validations` (CEL) and `anyOf` are enforced on custom resources through
+/// the API and kubectl; a CRD whose rule does not compile is refused.
+#[test]
+fn validation_rules_and_junctions_of_a_crd_are_enforced() {
+    let s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(RULES_CRD));
+    s.kubectl_ok(&["wait", "--for=condition=Established", "crd/pools.rules.example.com", "--timeout=10s"]);
+    let base = "/apis/rules.example.com/v1/namespaces/default/pools";
+    let pool = |name: &str, spec: Value| json!({"apiVersion": "rules.example.com/v1", "kind": "Pool", "metadata": {"name": name}, "spec": spec});
+
+    let (code, v) = s.http_json("POST", base, Some(&pool("p", json!({"minReplicas": 3, "maxReplicas": 2}))));
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["reason"], "Invalid", "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "spec", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("minReplicas must not exceed maxReplicas"), "{v}");
+    assert_eq!(s.http_json("GET", &format!("{base}/p"), None).0, 404, "nothing written");
+
+    let (code, v) =
+        s.http_json("POST", base, Some(&pool("p", json!({"minReplicas": 1, "maxReplicas": 2, "tier": "legacy"}))));
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], "spec.tier", "{v}");
+    assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueForbidden", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("tier legacy is retired"), "{v}");
+
+    let (code, v) =
+        s.http_json("POST", base, Some(&pool("p", json!({"minReplicas": 1, "maxReplicas": 2, "size": "medium"}))));
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("spec.size must validate at least one schema (anyOf)"), "{v}");
+
+    // A valid pool; its zone may not change afterwards (a transition rule), kubectl shows why.
+    let ok = "apiVersion: rules.example.com/v1\nkind: Pool\nmetadata:\n  name: p\nspec:\n  minReplicas: 1\n  maxReplicas: 2\n  zone: a\n  size: custom-9\n";
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(ok));
+    let err = s.kubectl_err(&["patch", "pool", "p", "--type=merge", "-p", r#"{"spec":{"zone":"b"}}"#], None);
+    assert!(err.contains("spec.zone") && err.contains("zone is immutable"), "{err}");
+    s.kubectl_ok(&["patch", "pool", "p", "--type=merge", "-p", r#"{"spec":{"maxReplicas":5}}"#]);
+    let got = json(&s.kubectl_ok(&["get", "pool", "p", "-o", "json"]));
+    assert_eq!((got["spec"]["zone"].clone(), got["spec"]["maxReplicas"].clone()), (json!("a"), json!(5)), "{got}");
+
+    // A rule that does not compile is refused with the CRD's field path.
+    let broken = RULES_CRD
+        .replace("pools.rules.example.com", "brokens.rules.example.com")
+        .replace("{plural: pools, singular: pool, kind: Pool}", "{plural: brokens, singular: broken, kind: Broken}")
+        .replace("self.minReplicas <= self.maxReplicas", "self.minReplicas <=");
+    let err = s.kubectl_err(&["create", "-f", "-"], Some(&broken));
+    assert!(
+        err.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule")
+            && err.contains("compilation failed"),
+        "{err}"
+    );
+}

@@ -296,6 +296,63 @@ fn discovery_lists_every_group_and_short_names() {
     assert!(versions.contains("autoscaling/v2") && versions.contains("batch/v1"), "{versions}");
 }
 
+/// The aggregated discovery documents (`apidiscovery.k8s.io/v2`, what kubectl 1.33 asks for
+/// first, falling back to the per-group documents silently): their content type, and a
+/// resource's scope, verbs, short names, categories and subresources — for a CRD's too.
+#[test]
+fn aggregated_discovery_describes_every_resource_and_custom_ones() {
+    let s = server();
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Cluster\n  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [things]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources: {status: {}}\n    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}\n";
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(crd));
+    s.kubectl_ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]);
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let get = |path: &str| {
+        let r = s.client().request_with("GET", path, &[accept], None, b"").unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        let ct = r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.clone());
+        assert_eq!(ct.as_deref(), Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"));
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["apiVersion"].as_str()),
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io/v2"))
+        );
+        v
+    };
+    let resource = |doc: &Value, group: &str, version: &str, plural: &str| -> Value {
+        let g = doc["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"].as_str().unwrap_or("") == group);
+        let v = g.and_then(|g| g["versions"].as_array().unwrap().iter().find(|v| v["version"] == version));
+        let r = v.and_then(|v| v["resources"].as_array().unwrap().iter().find(|r| r["resource"] == plural));
+        r.cloned().unwrap_or_else(|| panic!("{group}/{version} {plural} missing: {doc}"))
+    };
+    let core = get("/api");
+    let pods = resource(&core, "", "v1", "pods");
+    assert_eq!(pods["scope"], "Namespaced");
+    assert_eq!(pods["responseKind"]["kind"], "Pod");
+    assert_eq!(pods["shortNames"], serde_json::json!(["po"]));
+    assert_eq!(pods["categories"], serde_json::json!(["all"]));
+    let subresources: Vec<&str> =
+        pods["subresources"].as_array().unwrap().iter().filter_map(|x| x["subresource"].as_str()).collect();
+    for sub in ["status", "binding", "eviction", "log", "exec"] {
+        assert!(subresources.contains(&sub), "{sub} missing: {pods}");
+    }
+    let named = get("/apis");
+    let deployments = resource(&named, "apps", "v1", "deployments");
+    let verbs: Vec<&str> = deployments["verbs"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for verb in ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"] {
+        assert!(verbs.contains(&verb), "{verb} missing: {deployments}");
+    }
+    let scale = deployments["subresources"].as_array().unwrap().iter().find(|x| x["subresource"] == "scale").cloned();
+    let scale = scale.unwrap_or_else(|| panic!("no scale: {deployments}"));
+    assert_eq!(scale["responseKind"], serde_json::json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+    let widgets = resource(&named, "example.com", "v1", "widgets");
+    assert_eq!(widgets["scope"], "Cluster");
+    assert_eq!(widgets["shortNames"], serde_json::json!(["wd"]));
+    assert_eq!(widgets["categories"], serde_json::json!(["things"]));
+    assert_eq!(widgets["subresources"][0]["subresource"], "status");
+    // kubectl resolves the short name through it (kubectl_ok asserts success).
+    s.kubectl_ok(&["get", "wd"]);
+}
+
 #[test]
 fn explain_uses_the_openapi_documents() {
     let s = server();

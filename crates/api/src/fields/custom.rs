@@ -16,8 +16,9 @@ pub(crate) fn validate_value(schema: Node<'_>, value: &Value, path: &str) -> Vec
 
 /// Validates a custom resource against its CRD schema: type, format, enum, required,
 /// numeric bounds, multipleOf, string length and pattern, item and property counts,
-/// uniqueItems, nullable, `x-kubernetes-list-type` set/map uniqueness and
-/// `x-kubernetes-int-or-string`. The root's `apiVersion`, `kind` and `metadata` are
+/// uniqueItems, nullable, `x-kubernetes-list-type` set/map uniqueness,
+/// `x-kubernetes-int-or-string`, and the `allOf` / `anyOf` / `oneOf` / `not` value
+/// validations (worded as go-openapi's validator, which the apiextensions apiserver uses). The root's `apiVersion`, `kind` and `metadata` are
 /// left to the generic object checks.
 pub fn validate_custom(schema: Node<'_>, obj: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
@@ -88,6 +89,56 @@ fn validate(node: Node<'_>, value: &Value, path: &str, root: bool, out: &mut Vec
         Value::Array(items) => validate_array(node, items, path, out),
         Value::Object(map) => validate_object(node, map, path, root, out),
         _ => {}
+    }
+    validate_junctions(node, value, path, root, out);
+}
+
+/// The schemas under `key` (`allOf`, `anyOf`, `oneOf`): a structural schema's junctors
+/// carry value validations only (no types of their own).
+fn alternatives<'a>(node: Node<'a>, key: &str) -> impl Iterator<Item = Node<'a>> {
+    node.raw().get(key).and_then(Value::as_array).into_iter().flatten().map(Node::new)
+}
+
+/// Whether `value` meets `schema` with no error.
+fn satisfies(schema: Node<'_>, value: &Value, path: &str, root: bool) -> bool {
+    let mut errors = Vec::new();
+    validate(schema, value, path, root, &mut errors);
+    errors.is_empty()
+}
+
+/// `allOf` (every schema's errors), `anyOf` (at least one met), `oneOf` (exactly one met)
+/// and `not` (not met).
+fn validate_junctions(node: Node<'_>, value: &Value, path: &str, root: bool, out: &mut Vec<FieldError>) {
+    for schema in alternatives(node, "allOf") {
+        validate(schema, value, path, root, out);
+    }
+    // go-openapi's composite errors carry no value: Kubernetes shows "".
+    let shown = || "\"\"";
+    let name = if path.is_empty() { "<nil>" } else { path };
+    let mut any_of = alternatives(node, "anyOf").peekable();
+    if any_of.peek().is_some() && !any_of.any(|schema| satisfies(schema, value, path, root)) {
+        out.push(FieldError::invalid(path, shown(), format!("{name} must validate at least one schema (anyOf)")));
+    }
+    let one_of: Vec<Node<'_>> = alternatives(node, "oneOf").collect();
+    if !one_of.is_empty() {
+        match one_of.iter().filter(|schema| satisfies(**schema, value, path, root)).count() {
+            1 => {}
+            0 => out.push(FieldError::invalid(
+                path,
+                shown(),
+                format!("{name} must validate one and only one schema (oneOf). Found none valid"),
+            )),
+            n => out.push(FieldError::invalid(
+                path,
+                shown(),
+                format!("{name} must validate one and only one schema (oneOf). Found {n} valid alternatives"),
+            )),
+        }
+    }
+    if let Some(not) = node.raw().get("not")
+        && satisfies(Node::new(not), value, path, root)
+    {
+        out.push(FieldError::invalid(path, shown(), format!("{name} must not validate the schema (not)")));
     }
 }
 

@@ -290,6 +290,55 @@ fn validate_custom_cases() {
 }
 
 #[test]
+fn junctions_of_a_custom_schema() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {
+            "any": {"type": "integer", "anyOf": [{"minimum": 10}, {"maximum": 0}]},
+            "one": {"type": "string", "oneOf": [{"pattern": "^a"}, {"pattern": "b$"}]},
+            "all": {"type": "string", "allOf": [{"minLength": 2}, {"pattern": "^x"}]},
+            "not": {"type": "string", "not": {"enum": ["forbidden"]}},
+            "shape": {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}}}}});
+    let check = |spec: Value, expected: &[&str]| {
+        let obj = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "spec": spec});
+        assert_eq!(rendered(&validate_custom(Node::new(&schema), &obj)), expected, "spec {spec}");
+    };
+    check(json!({"any": 12, "one": "ax", "all": "xy", "not": "fine", "shape": {"a": "1"}}), &[]);
+    check(json!({"any": -1}), &[]);
+    check(json!({"any": 5}), &["spec.any: Invalid value: \"\": spec.any must validate at least one schema (anyOf)"]);
+    check(
+        json!({"one": "ab"}),
+        &[
+            "spec.one: Invalid value: \"\": spec.one must validate one and only one schema (oneOf). Found 2 valid alternatives",
+        ],
+    );
+    check(
+        json!({"one": "zz"}),
+        &["spec.one: Invalid value: \"\": spec.one must validate one and only one schema (oneOf). Found none valid"],
+    );
+    check(
+        json!({"all": "y"}),
+        &[
+            "spec.all: Invalid value: \"y\": spec.all in body should be at least 2 chars long",
+            "spec.all: Invalid value: \"y\": spec.all in body should match '^x'",
+        ],
+    );
+    check(json!({"not": "forbidden"}), &["spec.not: Invalid value: \"\": spec.not must not validate the schema (not)"]);
+    check(
+        json!({"shape": {"a": "1", "b": "2"}}),
+        &[
+            "spec.shape: Invalid value: \"\": spec.shape must validate one and only one schema (oneOf). Found 2 valid alternatives",
+        ],
+    );
+    check(
+        json!({"shape": {}}),
+        &[
+            "spec.shape: Invalid value: \"\": spec.shape must validate one and only one schema (oneOf). Found none valid",
+        ],
+    );
+}
+
+#[test]
 fn apply_defaults_cases() {
     let schema = crd_schema();
     let check = |mut obj: Value, expected: Value| {

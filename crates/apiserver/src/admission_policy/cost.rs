@@ -22,18 +22,18 @@ use cel::common::ast::{CallExpr, EntryExpr, Expr as E, IdedExpr, LiteralValue, o
 use cel::common::types::{CelBool, CelInt};
 
 /// The function every metered iteration calls; `@` names cannot be written in CEL source.
-pub(super) const COST_FUNCTION: &str = "@cost";
+pub(crate) const COST_FUNCTION: &str = "@cost";
 
 /// Kubernetes' `PerCallLimit`: the cost one expression may spend.
-pub(super) const PER_EXPRESSION_LIMIT: u64 = 1_000_000;
+pub(crate) const PER_EXPRESSION_LIMIT: u64 = 1_000_000;
 
 /// Kubernetes' message for an expression cancelled by its budget.
-pub(super) const EXCEEDED: &str = "operation cancelled: actual cost limit exceeded";
+pub(crate) const EXCEEDED: &str = "operation cancelled: actual cost limit exceeded";
 
 /// The cost spent by the expression being evaluated, shared with the context's
 /// [`COST_FUNCTION`].
 #[derive(Debug)]
-pub(super) struct Budget {
+pub(crate) struct Budget {
     limit: u64,
     spent: AtomicU64,
     exceeded: AtomicBool,
@@ -41,24 +41,24 @@ pub(super) struct Budget {
 
 impl Budget {
     /// A budget of `limit` per expression.
-    pub(super) fn new(limit: u64) -> Arc<Budget> {
+    pub(crate) fn new(limit: u64) -> Arc<Budget> {
         Arc::new(Budget { limit, spent: AtomicU64::new(0), exceeded: AtomicBool::new(false) })
     }
 
     /// Starts an expression's evaluation with its whole budget.
-    pub(super) fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.spent.store(0, Ordering::Relaxed);
         self.exceeded.store(false, Ordering::Relaxed);
     }
 
     /// Whether the expression evaluated since [`Budget::reset`] passed its limit (an error
     /// inside `all`/`exists` may be absorbed by a later element: this is what tells).
-    pub(super) fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)
     }
 
     /// Charges `cost`: `true` while within the limit.
-    pub(super) fn charge(&self, cost: u64) -> bool {
+    pub(crate) fn charge(&self, cost: u64) -> bool {
         let spent = self.spent.fetch_add(cost, Ordering::Relaxed).saturating_add(cost);
         if spent > self.limit {
             self.exceeded.store(true, Ordering::Relaxed);
@@ -69,7 +69,7 @@ impl Budget {
 }
 
 /// Registers [`COST_FUNCTION`] on the root context `cx`, charging `budget`.
-pub(super) fn bind(cx: &mut cel::Context<'_, '_>, budget: Arc<Budget>) {
+pub(crate) fn bind(cx: &mut cel::Context<'_, '_>, budget: Arc<Budget>) {
     let charge = move |cost: i64| -> Result<bool, cel::ExecutionError> {
         if budget.charge(u64::try_from(cost).unwrap_or(0)) {
             Ok(true)
@@ -82,7 +82,7 @@ pub(super) fn bind(cx: &mut cel::Context<'_, '_>, budget: Arc<Budget>) {
 }
 
 /// `e` with every comprehension metered.
-pub(super) fn meter(e: &IdedExpr) -> IdedExpr {
+pub(crate) fn meter(e: &IdedExpr) -> IdedExpr {
     let mut e = e.clone();
     rewrite(&mut e);
     e
