@@ -418,6 +418,98 @@ fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working()
     assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
 }
 
+/// The credential id Kubernetes' x509 authenticator gives a certificate file's user
+/// (`X509SHA256=` and its SHA-256 fingerprint), computed with openssl.
+fn credential_id(cert: &Path) -> String {
+    let out =
+        Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(cert).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase();
+    format!("X509SHA256={hex}")
+}
+
+/// `berth certificate rotate` beside a running server: within seconds its own clients
+/// present the new certificates (the audit log names each request's certificate by its
+/// fingerprint, as Kubernetes' `authentication.kubernetes.io/credential-id`), the
+/// controllers and the scheduler act with them, and kubectl with the rewritten kubeconfig works.
+#[test]
+fn a_rotation_beside_a_running_server_reaches_its_own_clients_within_seconds() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  verbs: [create]\n  resources:\n  - group: \"\"\n    resources: [pods, pods/binding]\n- level: None\n",
+    )
+    .unwrap();
+    let log = files.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let tls = s.dir.path().join("tls");
+    let ids = || {
+        ["client-controller", "client-scheduler", "client-admin"].map(|n| credential_id(&tls.join(format!("{n}.crt"))))
+    };
+    let [controller_before, scheduler_before, admin_before] = ids();
+    // The pods created (by the ReplicaSet controller) and bound (by the scheduler): the
+    // credential ids they were made with, by user.
+    let made = |user: &str, subresource: &str| -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["stage"] == "ResponseComplete"
+                    && e["user"]["username"] == user
+                    && e["objectRef"]["resource"] == "pods"
+                    && e["objectRef"]["subresource"].as_str().unwrap_or_default() == subresource
+            })
+            .map(|e| e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0].as_str().unwrap_or("").into())
+            .collect()
+    };
+    let controllers = "system:kube-controller-manager";
+    let scheduler = "system:kube-scheduler";
+    // Hollow nodes for the scheduler to bind the pods to.
+    let _nodes = agent(&s, &token(&s), "rot-");
+    let registered = || s.kubectl(&["get", "node", "rot-0", "rot-1", "-o", "name"]).status.success();
+    assert!(wait_until(Duration::from_secs(60), registered), "the hollow nodes never registered");
+    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=1"]);
+    let settled = |n: usize| made(controllers, "").len() == n && made(scheduler, "binding").len() == n;
+    assert!(wait_until(Duration::from_secs(30), || settled(1)), "no pod made and bound:\n{}", s.log());
+    assert_eq!(made(controllers, ""), std::slice::from_ref(&controller_before));
+    assert_eq!(made(scheduler, "binding"), std::slice::from_ref(&scheduler_before));
+
+    let out = certificate(&s, &["rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let [controller_after, scheduler_after, admin_after] = ids();
+    assert!(
+        controller_after != controller_before && scheduler_after != scheduler_before && admin_after != admin_before
+    );
+    // The server notices within its 2 s look at the files (no hourly wait).
+    let switched =
+        |name: &str| s.log().lines().any(|l| l.contains("certificate rotated on disk: in use") && l.contains(name));
+    assert!(
+        wait_until(Duration::from_secs(10), || ["client-controller", "client-scheduler", "client-admin"]
+            .iter()
+            .all(|n| switched(n))),
+        "the server did not pick the rotated certificates up:\n{}",
+        s.log()
+    );
+    // The rewritten kubeconfig holds the new admin certificate and works.
+    let kubeconfig = s.kubeconfig();
+    let written = files.path().join("admin.crt");
+    std::fs::write(&written, &kubeconfig.cert_pem).unwrap();
+    assert_eq!(credential_id(&written), admin_after);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    // The controllers and the scheduler act as their new certificates: the old ones are
+    // presented no more.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(wait_until(Duration::from_secs(30), || settled(3)), "the new pods were not made and bound:\n{}", s.log());
+    assert_eq!(made(controllers, "")[1..], [controller_after.clone(), controller_after]);
+    assert_eq!(made(scheduler, "binding")[1..], [scheduler_after.clone(), scheduler_after]);
+}
+
 /// A server that runs past its leaf certificates' end renews them itself and keeps
 /// working without a restart. Certificates here live 40 s and are renewed in their last
 /// 30 s (`BERTH_TEST_LEAF_LIFETIME`, a test-only knob): once the first ones have ended,
