@@ -342,6 +342,13 @@ struct Security {
 fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     use berth_pki::{CaKind, LeafSpec, Pki};
     let pki = Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
+    // Leaves within 90 days of their end are issued anew, each with a warning; CAs that
+    // near theirs are warned of (not replaced: that takes every client's trust with it).
+    let (leaves, cas) = pki.renew_expiring()?;
+    for (name, not_after) in &leaves {
+        tracing::warn!(certificate = %name, %not_after, "certificate near its end: renewed");
+    }
+    warn_of_expiring_cas(&cas);
     let sans = serving_sans(args.bind_address, args.node.node_ip, &args.tls_san);
     let serving = pki.leaf(&LeafSpec::serving(&sans))?;
     let server_ca_pem = pki.ca_pem(CaKind::Server)?;
@@ -351,7 +358,6 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     let scheduler = client("scheduler", "system:kube-scheduler", &[])?;
     // Presented to node agents for pods' log/exec/attach/portforward.
     let kubelet_client = client("kubelet-client", "system:kube-apiserver", &[])?;
-    warn_of_expiring_cas(&pki.renew_expiring()?.1);
     let token =
         berth_pki::token::NodeToken::load_or_create(&data_dir.join("token"), &server_ca_pem, args.token.as_deref())
             .context("the node token")?;
