@@ -99,7 +99,10 @@ impl PeerCertificate {
     }
 }
 
-/// The user a verified client certificate (DER) names: CN and O values.
+/// The user a verified client certificate (DER) names: CN and O values, and, as
+/// Kubernetes' x509 authenticator, the certificate's SHA-256 fingerprint as the extra
+/// `authentication.kubernetes.io/credential-id` (`X509SHA256=<hex>`: the audit log tells
+/// which certificate a request presented, e.g. across a rotation).
 pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
@@ -108,8 +111,15 @@ pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
         return None;
     }
     let orgs = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string));
-    Some(UserInfo::new(cn, orgs))
+    let mut user = UserInfo::new(cn, orgs);
+    let fingerprint: String =
+        ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    user.extra.insert(CREDENTIAL_ID.to_string(), vec![format!("X509SHA256={fingerprint}")]);
+    Some(user)
 }
+
+/// The user extra naming the credential a request authenticated with.
+const CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 
 /// Group of every bootstrap-token user.
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";

@@ -2,7 +2,9 @@
 //! validity, and issuing leaf certificates anew before they end (as k3s's `certificate`
 //! command). Rotation keeps the CAs, so every client that trusts them keeps working; a
 //! running server serves its new serving certificate within seconds (the TLS listener
-//! re-reads it), and DATA_DIR/kubeconfig.yaml gets the new admin certificate.
+//! re-reads it) and its own clients (controllers, scheduler, its node) present their new
+//! ones within seconds too (its renewal task looks at the files every 2 s), and
+//! DATA_DIR/kubeconfig.yaml gets the new admin certificate.
 
 use std::path::PathBuf;
 

@@ -176,19 +176,39 @@ struct Renewed {
     kubeconfigs: Vec<PathBuf>,
 }
 
+/// How often the running server looks at its clients' certificate files for a change made
+/// beside it (`berth certificate rotate` on its data dir).
+const ROTATION_CHECK: Duration = Duration::from_secs(2);
+
 /// While the server runs, renews leaf certificates near their end (as
 /// [`berth_pki::Pki::renew_expiring`] says) with a warning for each, and puts the new ones
 /// to use without a restart: the TLS listener serves the new serving certificate, the
 /// components' clients present their new certificates on new connections (the ones made
 /// with the old closed), and the kubeconfig files get the new admin certificate. Warns of
-/// CAs near their end.
+/// CAs near their end. Certificates rotated on disk by `berth certificate rotate` are put
+/// to use the same way within [`ROTATION_CHECK`].
 async fn renew_certificates(dir: PathBuf, renewed: Renewed, mut stop: tokio::sync::watch::Receiver<bool>) {
     let every = renewal_check();
+    let pki = berth_pki::Pki::load_or_create(&dir);
+    let pki = match pki {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "certificates will not be renewed");
+            return;
+        }
+    };
+    let mut in_use = renewed.presented(&pki);
+    let mut next_renewal = tokio::time::Instant::now() + every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(ROTATION_CHECK.min(every)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        renewed.follow_files(&pki, &mut in_use);
+        if tokio::time::Instant::now() < next_renewal {
+            continue;
+        }
+        next_renewal = tokio::time::Instant::now() + every;
         let dir = dir.clone();
         let result = tokio::task::spawn_blocking(move || {
             let pki = berth_pki::Pki::load_or_create(&dir)?;
@@ -199,8 +219,13 @@ async fn renew_certificates(dir: PathBuf, renewed: Renewed, mut stop: tokio::syn
             Ok(Ok((pki, (leaves, cas)))) => {
                 for (name, not_after) in &leaves {
                     tracing::warn!(certificate = %name, %not_after, "certificate near its end: renewed");
-                    if let Err(e) = renewed.put_to_use(&pki, name) {
-                        tracing::warn!(certificate = %name, error = %format!("{e:#}"), "using a renewed certificate");
+                    match renewed.put_to_use(&pki, name) {
+                        Ok(cert_pem) => {
+                            in_use.insert(name.clone(), cert_pem);
+                        }
+                        Err(e) => {
+                            tracing::warn!(certificate = %name, error = %format!("{e:#}"), "using a renewed certificate")
+                        }
                     }
                 }
                 warn_of_expiring_cas(&cas);
@@ -212,9 +237,40 @@ async fn renew_certificates(dir: PathBuf, renewed: Renewed, mut stop: tokio::syn
 }
 
 impl Renewed {
+    /// The leaves whose renewal this server puts to use: its clients' and the admin's.
+    fn names(&self) -> std::collections::BTreeSet<String> {
+        let admin = berth_pki::LeafSpec::client("admin", "", &[]).name;
+        self.clients.iter().map(|(n, _)| n.clone()).chain(std::iter::once(admin)).collect()
+    }
+
+    /// The certificate (PEM) in each of those files now: what the server started with.
+    fn presented(&self, pki: &berth_pki::Pki) -> std::collections::BTreeMap<String, String> {
+        let read = |name: &String| std::fs::read_to_string(pki.leaf_files(name).0).ok().map(|pem| (name.clone(), pem));
+        self.names().iter().filter_map(read).collect()
+    }
+
+    /// Puts to use the certificates whose files changed since `in_use` was read (rotated
+    /// beside the running server). A pair that does not load yet (rotation writes the key,
+    /// then the certificate) is tried again at the next look.
+    fn follow_files(&self, pki: &berth_pki::Pki, in_use: &mut std::collections::BTreeMap<String, String>) {
+        for name in self.names() {
+            let Ok(on_disk) = std::fs::read_to_string(pki.leaf_files(&name).0) else { continue };
+            if in_use.get(&name) == Some(&on_disk) {
+                continue;
+            }
+            match self.put_to_use(pki, &name) {
+                Ok(cert_pem) => {
+                    tracing::info!(certificate = %name, "certificate rotated on disk: in use");
+                    in_use.insert(name, cert_pem);
+                }
+                Err(e) => tracing::warn!(certificate = %name, error = %format!("{e:#}"), "using a rotated certificate"),
+            }
+        }
+    }
+
     /// Makes the clients presenting the leaf `name` present its renewed certificate (and
-    /// rewrites the kubeconfig files for the admin's).
-    fn put_to_use(&self, pki: &berth_pki::Pki, name: &str) -> anyhow::Result<()> {
+    /// rewrites the kubeconfig files for the admin's); the certificate put to use.
+    fn put_to_use(&self, pki: &berth_pki::Pki, name: &str) -> anyhow::Result<String> {
         let (cert, key) = pki.leaf_files(name);
         let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| p.display().to_string());
         let (cert_pem, key_pem) = (read(&cert)?, read(&key)?);
@@ -229,7 +285,7 @@ impl Renewed {
                 tracing::info!(kubeconfig = %path.display(), "kubeconfig now holds the renewed admin certificate");
             }
         }
-        Ok(())
+        Ok(cert_pem)
     }
 }
 
@@ -286,6 +342,13 @@ struct Security {
 fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     use berth_pki::{CaKind, LeafSpec, Pki};
     let pki = Pki::load_or_create(&data_dir.join("tls")).context("the cluster PKI")?;
+    // Leaves within 90 days of their end are issued anew, each with a warning; CAs that
+    // near theirs are warned of (not replaced: that takes every client's trust with it).
+    let (leaves, cas) = pki.renew_expiring()?;
+    for (name, not_after) in &leaves {
+        tracing::warn!(certificate = %name, %not_after, "certificate near its end: renewed");
+    }
+    warn_of_expiring_cas(&cas);
     let sans = serving_sans(args.bind_address, args.node.node_ip, &args.tls_san);
     let serving = pki.leaf(&LeafSpec::serving(&sans))?;
     let server_ca_pem = pki.ca_pem(CaKind::Server)?;
@@ -295,7 +358,6 @@ fn security(data_dir: &Path, args: &ServerArgs) -> anyhow::Result<Security> {
     let scheduler = client("scheduler", "system:kube-scheduler", &[])?;
     // Presented to node agents for pods' log/exec/attach/portforward.
     let kubelet_client = client("kubelet-client", "system:kube-apiserver", &[])?;
-    warn_of_expiring_cas(&pki.renew_expiring()?.1);
     let token =
         berth_pki::token::NodeToken::load_or_create(&data_dir.join("token"), &server_ca_pem, args.token.as_deref())
             .context("the node token")?;

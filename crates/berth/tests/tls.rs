@@ -418,6 +418,218 @@ fn rotated_certificates_are_served_without_a_restart_and_kubectl_keeps_working()
     assert!(s.log().contains("serving certificate reloaded"), "{}", s.log());
 }
 
+/// The credential id Kubernetes' x509 authenticator gives a certificate file's user
+/// (`X509SHA256=` and its SHA-256 fingerprint), computed with openssl.
+fn credential_id(cert: &Path) -> String {
+    let out =
+        Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(cert).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.trim().rsplit('=').next().unwrap().replace(':', "").to_lowercase();
+    format!("X509SHA256={hex}")
+}
+
+/// `berth certificate rotate` beside a running server: within seconds its own clients
+/// present the new certificates (the audit log names each request's certificate by its
+/// fingerprint, as Kubernetes' `authentication.kubernetes.io/credential-id`), the
+/// controllers and the scheduler act with them, and kubectl with the rewritten kubeconfig works.
+#[test]
+fn a_rotation_beside_a_running_server_reaches_its_own_clients_within_seconds() {
+    let files = tempfile::tempdir().unwrap();
+    let policy = files.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  verbs: [create]\n  resources:\n  - group: \"\"\n    resources: [pods, pods/binding]\n- level: None\n",
+    )
+    .unwrap();
+    let log = files.path().join("audit.log");
+    let s = TestServer::start_with(
+        Path::new(BIN),
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let tls = s.dir.path().join("tls");
+    let ids = || {
+        ["client-controller", "client-scheduler", "client-admin"].map(|n| credential_id(&tls.join(format!("{n}.crt"))))
+    };
+    let [controller_before, scheduler_before, admin_before] = ids();
+    // The pods created (by the ReplicaSet controller) and bound (by the scheduler): the
+    // credential ids they were made with, by user.
+    let made = |user: &str, subresource: &str| -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["stage"] == "ResponseComplete"
+                    && e["user"]["username"] == user
+                    && e["objectRef"]["resource"] == "pods"
+                    && e["objectRef"]["subresource"].as_str().unwrap_or_default() == subresource
+            })
+            .map(|e| e["user"]["extra"]["authentication.kubernetes.io/credential-id"][0].as_str().unwrap_or("").into())
+            .collect()
+    };
+    let controllers = "system:kube-controller-manager";
+    let scheduler = "system:kube-scheduler";
+    // Hollow nodes for the scheduler to bind the pods to.
+    let _nodes = agent(&s, &token(&s), "rot-");
+    let registered = || s.kubectl(&["get", "node", "rot-0", "rot-1", "-o", "name"]).status.success();
+    assert!(wait_until(Duration::from_secs(60), registered), "the hollow nodes never registered");
+    s.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=1"]);
+    let settled = |n: usize| made(controllers, "").len() == n && made(scheduler, "binding").len() == n;
+    assert!(wait_until(Duration::from_secs(30), || settled(1)), "no pod made and bound:\n{}", s.log());
+    assert_eq!(made(controllers, ""), std::slice::from_ref(&controller_before));
+    assert_eq!(made(scheduler, "binding"), std::slice::from_ref(&scheduler_before));
+
+    let out = certificate(&s, &["rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let [controller_after, scheduler_after, admin_after] = ids();
+    assert!(
+        controller_after != controller_before && scheduler_after != scheduler_before && admin_after != admin_before
+    );
+    // The server notices within its 2 s look at the files (no hourly wait).
+    let switched =
+        |name: &str| s.log().lines().any(|l| l.contains("certificate rotated on disk: in use") && l.contains(name));
+    assert!(
+        wait_until(Duration::from_secs(10), || ["client-controller", "client-scheduler", "client-admin"]
+            .iter()
+            .all(|n| switched(n))),
+        "the server did not pick the rotated certificates up:\n{}",
+        s.log()
+    );
+    // The rewritten kubeconfig holds the new admin certificate and works.
+    let kubeconfig = s.kubeconfig();
+    let written = files.path().join("admin.crt");
+    std::fs::write(&written, &kubeconfig.cert_pem).unwrap();
+    assert_eq!(credential_id(&written), admin_after);
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+    // The controllers and the scheduler act as their new certificates: the old ones are
+    // presented no more.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    assert!(wait_until(Duration::from_secs(30), || settled(3)), "the new pods were not made and bound:\n{}", s.log());
+    assert_eq!(made(controllers, "")[1..], [controller_after.clone(), controller_after]);
+    assert_eq!(made(scheduler, "binding")[1..], [scheduler_after.clone(), scheduler_after]);
+}
+
+/// Runs openssl with `args` in `dir`; panics with its error output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The line `berth certificate check` prints for `name`.
+fn check_line(s: &TestServer, name: &str) -> String {
+    let out = certificate(s, &["check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+    line.unwrap_or_else(|| panic!("no {name} in:\n{text}")).to_string()
+}
+
+/// The days-left column of a `berth certificate check` line.
+fn days_left(line: &str) -> i64 {
+    line.split_whitespace().nth(2).and_then(|d| d.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+/// The "the server warns 90 days before expiry", at the real 90 days: a CA and a
+/// leaf certificate with 30 days left (signed again with openssl, same keys and subjects),
+/// `berth certificate check` marks both; the server started on them warns of the CA (which
+/// it does not replace) and renews the leaf with a warning, and kubectl keeps working.
+#[test]
+fn certificates_within_90_days_of_their_end_are_warned_of_at_start() {
+    let mut s = server();
+    s.signal_and_wait("TERM");
+    let tls = s.dir.path().join("tls");
+    let subject = |name: &str| {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-nameopt", "compat", "-in", name])
+            .current_dir(&tls)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("subject=").to_string()
+    };
+    // The server CA, self-signed again with its key and key identifier for 30 days.
+    let ca_subject = subject("server-ca.crt");
+    let ski = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectKeyIdentifier", "-in", "server-ca.crt"])
+        .current_dir(&tls)
+        .output()
+        .unwrap();
+    let ski = String::from_utf8_lossy(&ski.stdout).lines().nth(1).unwrap_or_default().trim().to_string();
+    assert!(!ski.is_empty(), "the CA has no key identifier");
+    openssl(
+        &tls,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "server-ca.key",
+            "-subj",
+            &ca_subject,
+            "-days",
+            "30",
+            "-out",
+            "server-ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-addext",
+            &format!("subjectKeyIdentifier={ski}"),
+        ],
+    );
+    // The admin's certificate, signed again by the client CA for 30 days.
+    let admin_subject = subject("client-admin.crt");
+    std::fs::write(
+        tls.join("ext.cnf"),
+        "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    openssl(&tls, &["req", "-new", "-key", "client-admin.key", "-subj", &admin_subject, "-out", "admin.csr"]);
+    openssl(
+        &tls,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "admin.csr",
+            "-CA",
+            "client-ca.crt",
+            "-CAkey",
+            "client-ca.key",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-set_serial",
+            "4242",
+            "-out",
+            "client-admin.crt",
+        ],
+    );
+    for f in ["ext.cnf", "admin.csr"] {
+        std::fs::remove_file(tls.join(f)).unwrap();
+    }
+    for name in ["server-ca", "client-admin"] {
+        let line = check_line(&s, name);
+        assert!((29..=30).contains(&days_left(&line)) && line.ends_with("(renew: within 90 days)"), "{line}");
+    }
+    assert!(!check_line(&s, "client-ca").contains("renew"));
+
+    let before = s.log().len();
+    s.restart();
+    let log = s.log()[before..].to_string();
+    let warned = |message: &str, name: &str| log.lines().any(|l| l.contains(message) && l.contains(name));
+    assert!(warned("CA certificate expires within 90 days", "server-ca"), "{log}");
+    assert!(warned("certificate near its end: renewed", "client-admin"), "{log}");
+    assert!(!warned("CA certificate expires within 90 days", "client-ca"), "{log}");
+    // The CA is kept (30 days left); the admin's certificate is new, and kubectl works with it.
+    assert!((29..=30).contains(&days_left(&check_line(&s, "server-ca"))));
+    let admin = check_line(&s, "client-admin");
+    assert!(days_left(&admin) > 300 && !admin.contains("renew"), "{admin}");
+    assert_eq!(kubectl_with(&s, &s.kubeconfig), "namespace/default");
+}
+
 /// A server that runs past its leaf certificates' end renews them itself and keeps
 /// working without a restart. Certificates here live 40 s and are renewed in their last
 /// 30 s (`BERTH_TEST_LEAF_LIFETIME`, a test-only knob): once the first ones have ended,

@@ -365,15 +365,18 @@ impl Drop for TestServer {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             // A node stops its pods first.
             let deadline = Instant::now() + Duration::from_secs(if self.agent { 60 } else { 10 });
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
+        // What a node left mounted in the data dir (its containerd state's tmpfs, pods'
+        // volumes) goes before the dir is removed, so the removal neither fails on a busy
+        // mount nor deletes inside one.
+        netns::unmount_under(self.dir.path());
     }
 }
 

@@ -359,7 +359,7 @@ impl AgentHandle {
         }
         let keep = self.shared.config.keep_pods;
         if let Some(c) = self.containerd.take_if(|_| keep) {
-            c.stop().await;
+            c.stop_keeping_state().await;
             return;
         }
         if let Ok(sandboxes) = self.shared.cri.list_pod_sandboxes().await {

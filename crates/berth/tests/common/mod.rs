@@ -135,6 +135,9 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        // Mounts the agent left (its containerd state's tmpfs after a kill or --keep-pods)
+        // go before the temp dir is removed.
+        berth_testkit::netns::unmount_under(self.dir.path());
     }
 }
 
