@@ -676,6 +676,18 @@ pub(super) fn rss_split(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((field("RssAnon:")?, field("RssFile:")?))
 }
 
+/// `Pss` of process `pid` in MiB (`/proc/PID/smaps_rollup`): its resident pages, each
+/// shared page divided by the number of processes mapping it (the executable's text is
+/// shared by every berth process).
+pub(super) fn pss_mb(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let rollup = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let line = rollup.lines().find_map(|l| l.strip_prefix("Pss:")).with_context(|| format!("no Pss in {path}"))?;
+    let kib: f64 =
+        line.trim().trim_end_matches("kB").trim().parse().with_context(|| format!("parsing Pss {line:?}"))?;
+    Ok(kib / 1024.0)
+}
+
 /// Waits until the server uses under 5 % of a core over half a second (or `limit` passes);
 /// returns how long that took.
 pub(super) async fn wait_until_quiet(server: &ServerProcess, limit: Duration) -> anyhow::Result<Duration> {
