@@ -69,6 +69,43 @@ fn acknowledged_writes_survive_kill_9() {
     }
 }
 
+/// SIGTERM and SIGINT stop the server cleanly while a watch is open: the watch's response
+/// ends (the chunked body's last chunk and TLS close_notify, not a reset), the server exits
+/// 0 after saying so, and what was written before is there after a restart.
+#[test]
+fn sigterm_and_sigint_end_open_watches_and_stop_cleanly() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    for signal in ["TERM", "INT"] {
+        let mut s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));
+        s.kubectl_ok(&["create", "configmap", "before", "--from-literal=a=1"]);
+        let client = s.client();
+        let mut stream = client.connect().unwrap();
+        let head = format!(
+            "GET /api/v1/namespaces/default/configmaps?watch=1&fieldSelector=metadata.name%3Dbefore HTTP/1.1\r\nHost: {}\r\n{}\r\n",
+            s.addr,
+            client.auth_header()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut seen = String::new();
+        while !seen.contains("\"before\"") {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "the watch ended early: {seen}");
+            seen.push_str(&line);
+        }
+        assert!(seen.starts_with("HTTP/1.1 200") && seen.contains("ADDED"), "{seen}");
+        let status = s.signal_and_wait(signal);
+        let mut rest = Vec::new();
+        let ended = reader.read_to_end(&mut rest);
+        assert!(ended.is_ok(), "SIG{signal}: the watch was cut, not ended: {ended:?}");
+        assert!(rest.ends_with(b"0\r\n\r\n"), "SIG{signal}: no last chunk: {:?}", String::from_utf8_lossy(&rest));
+        assert!(status.success(), "SIG{signal}: server exited with {status}: {}", s.log());
+        assert!(s.log().contains("berth server stopped"), "{}", s.log());
+        s.restart();
+        assert_eq!(s.kubectl_ok(&["get", "configmap", "before", "-o", "jsonpath={.data.a}"]), "1");
+    }
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_state_persists() {
     let mut s = TestServer::start(Path::new(env!("CARGO_BIN_EXE_berth")));

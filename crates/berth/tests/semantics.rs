@@ -367,6 +367,35 @@ fn watch_with_initial_events_and_bookmark() {
     assert_eq!(b["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
 }
 
+/// With allowWatchBookmarks and nothing written, a watch still gets a periodic BOOKMARK
+/// (every 30 s, as the watch cache's bookmark timer) carrying the current resourceVersion
+/// and an empty object of the watched kind; without the parameter, none.
+#[test]
+fn idle_watches_get_periodic_bookmarks_when_they_ask() {
+    let s = server();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "quiet" } });
+    let (_, created) = s.http_json("POST", "/api/v1/namespaces/default/configmaps", Some(&cm));
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let base = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&fieldSelector=metadata.name%3Dquiet"
+    );
+    let mut asked = open_watch(&s, &format!("{base}&allowWatchBookmarks=true&timeoutSeconds=45"));
+    let mut plain = open_watch(&s, &format!("{base}&timeoutSeconds=45"));
+    for w in [&asked, &plain] {
+        w.get_ref().sock.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    }
+    let b = next_event(&mut asked);
+    assert_eq!(b["type"], "BOOKMARK", "{b}");
+    assert_eq!(b["object"]["kind"], "ConfigMap", "{b}");
+    let at: u64 = b["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(at >= rv.parse::<u64>().unwrap(), "{b} before {rv}");
+    assert!(b["object"]["metadata"].get("name").is_none(), "{b}");
+    // The plain watch ends at its timeout having sent nothing but the last chunk.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut plain, &mut rest).unwrap();
+    assert_eq!(rest, "0\r\n\r\n", "a watch that did not ask got more");
+}
+
 #[test]
 fn old_resource_versions_are_gone_after_compaction() {
     let s = TestServer::start_with(
