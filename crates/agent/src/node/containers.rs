@@ -1,11 +1,12 @@
 //! CRI configs from a pod spec (pure): the sandbox (metadata, hostname, log directory, port
-//! mappings, labels) and each container (command/args, env, working dir, resources → CPU
-//! shares/quota and memory limit, runAsUser/Group, log path).
+//! mappings, labels, privileged) and each container (command/args, env, working dir,
+//! resources → CPU shares/quota and memory limit, securityContext, log path), and the
+//! kubelet's runAsNonRoot check.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::hollow::config::parse_quantity;
@@ -65,8 +66,73 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
         log_directory: log_directory(data_dir, pod),
         port_mappings,
         labels,
-        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                privileged: has_privileged_container(&spec),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
+    }
+}
+
+/// Whether any container of the pod (init, regular, ephemeral) is privileged: its sandbox
+/// must then be privileged too, or containerd refuses the container (the kubelet's
+/// `HasPrivilegedContainer`).
+pub fn has_privileged_container(spec: &PodSpec) -> bool {
+    let privileged = |sc: Option<&SecurityContext>| sc.and_then(|sc| sc.privileged) == Some(true);
+    spec.init_containers.iter().flatten().chain(&spec.containers).any(|c| privileged(c.security_context.as_ref()))
+        || spec.ephemeral_containers.iter().flatten().any(|c| privileged(c.security_context.as_ref()))
+}
+
+/// The CRI capabilities of a container's securityContext: Kubernetes names as written
+/// (`NET_ADMIN`, `ALL`); containerd adds the `CAP_` prefix and handles `ALL`.
+fn capabilities(sc: &SecurityContext) -> Option<cri::Capability> {
+    let caps = sc.capabilities.as_ref()?;
+    Some(cri::Capability {
+        add_capabilities: caps.add.clone().unwrap_or_default(),
+        drop_capabilities: caps.drop.clone().unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// The kubelet's runAsNonRoot check (`verifyRunAsNonRoot`) of a container about to start from
+/// `image`: with runAsNonRoot set (container over pod), the effective runAsUser must not be 0,
+/// or else the image's user must be numeric and not 0 (no user in the image is root). The
+/// error is the container's CreateContainerConfigError message; `pod` is the pod as the
+/// kubelet names it (`name_namespace(uid)`).
+pub fn verify_run_as_non_root(
+    pod: &Pod,
+    pod_name: &str,
+    container: &Container,
+    image: &cri::Image,
+) -> Result<(), String> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = container.security_context.as_ref();
+    let non_root = sc.and_then(|s| s.run_as_non_root).or(pod_sc.and_then(|s| s.run_as_non_root));
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let name = &container.name;
+    if let Some(uid) = sc.and_then(|s| s.run_as_user).or(pod_sc.and_then(|s| s.run_as_user)) {
+        if uid == 0 {
+            return Err(format!(
+                "container's runAsUser breaks non-root policy (pod: \"{pod_name}\", container: {name})"
+            ));
+        }
+        return Ok(());
+    }
+    match (&image.uid, image.username.as_str()) {
+        (Some(uid), _) if uid.value != 0 => Ok(()),
+        (None, user) if !user.is_empty() => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is \
+             non-root (pod: \"{pod_name}\", container: {name})"
+        )),
+        // uid 0, or no user in the image: root.
+        _ => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{pod_name}\", container: {name})"
+        )),
     }
 }
 
@@ -136,6 +202,7 @@ pub fn container_config(
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(container)),
             security_context: Some(cri::LinuxContainerSecurityContext {
+                capabilities: capabilities(&sc),
                 run_as_user,
                 run_as_group,
                 privileged: sc.privileged.unwrap_or(false),
@@ -242,6 +309,61 @@ mod tests {
         let sc = cfg.linux.unwrap().security_context.unwrap();
         assert_eq!(sc.run_as_user.unwrap().value, 1000);
         assert_eq!(sc.run_as_group.unwrap().value, 2000);
+    }
+
+    #[test]
+    fn a_privileged_container_makes_a_privileged_sandbox_and_capabilities_pass_through() {
+        let p = pod(json!({
+            "metadata": { "name": "p", "uid": "u" },
+            "spec": { "initContainers": [{ "name": "i", "securityContext": { "privileged": true } }],
+                      "containers": [{ "name": "c" }] }
+        }));
+        let privileged = |p: &Pod| {
+            let s = sandbox_config(p, "n", Path::new("/d"));
+            s.linux.unwrap().security_context.unwrap().privileged
+        };
+        assert!(privileged(&p));
+        let plain = pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "c" }] } }));
+        assert!(!privileged(&plain));
+        let c: Container = serde_json::from_value(json!({
+            "name": "c", "securityContext": { "capabilities": { "drop": ["ALL"], "add": ["NET_BIND_SERVICE"] },
+                                             "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false }
+        }))
+        .unwrap();
+        let sc = container_config(&plain, &c, 0, vec![]).linux.unwrap().security_context.unwrap();
+        let caps = sc.capabilities.unwrap();
+        assert_eq!(caps.drop_capabilities, ["ALL"]);
+        assert_eq!(caps.add_capabilities, ["NET_BIND_SERVICE"]);
+        assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_against_the_user_and_the_image() {
+        let check = |pod_sc: serde_json::Value, sc: serde_json::Value, uid: Option<i64>, user: &str| {
+            let p =
+                pod(json!({ "metadata": { "name": "p" }, "spec": { "securityContext": pod_sc, "containers": [] } }));
+            let c: Container = serde_json::from_value(json!({ "name": "c", "securityContext": sc })).unwrap();
+            let image = cri::Image {
+                uid: uid.map(|value| cri::Int64Value { value }),
+                username: user.into(),
+                ..Default::default()
+            };
+            verify_run_as_non_root(&p, "p_ns(u)", &c, &image)
+        };
+        // Not asked: anything goes.
+        assert!(check(json!({}), json!({}), None, "").is_ok());
+        // The image's user decides: none or 0 is root; a name cannot be verified.
+        let err = check(json!({ "runAsNonRoot": true }), json!({}), None, "").unwrap_err();
+        assert_eq!(err, "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)");
+        assert!(check(json!({}), json!({ "runAsNonRoot": true }), Some(0), "").is_err());
+        assert!(check(json!({ "runAsNonRoot": true }), json!({}), Some(1000), "").is_ok());
+        let err = check(json!({ "runAsNonRoot": true }), json!({}), None, "nobody").unwrap_err();
+        assert!(err.contains("non-numeric user (nobody)"), "{err}");
+        // runAsUser wins over the image; the container's setting over the pod's.
+        assert!(check(json!({ "runAsNonRoot": true, "runAsUser": 1000 }), json!({}), Some(0), "").is_ok());
+        let err = check(json!({ "runAsNonRoot": true }), json!({ "runAsUser": 0 }), Some(1000), "").unwrap_err();
+        assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
+        assert!(check(json!({ "runAsNonRoot": true }), json!({ "runAsNonRoot": false }), None, "").is_ok());
     }
 
     #[test]

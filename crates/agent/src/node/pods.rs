@@ -778,14 +778,14 @@ async fn drive(
     }
     // Start (or restart) it.
     let image = c.image.clone().unwrap_or_default();
-    let present = match shared.cri.image_status(&image).await {
-        Ok(i) => i.is_some(),
+    let found = match shared.cri.image_status(&image).await {
+        Ok(i) => i,
         Err(e) => {
             rec.waiting = Some(("ErrImagePull".into(), e.to_string()));
             return not_started(rec);
         }
     };
-    if !present {
+    let Some(found) = found else {
         rec.pull_failures += 1;
         let (reason, message) = if pull_policy(c) == "Never" {
             ("ErrImageNeverPull", format!("Container image \"{image}\" is not present with pull policy of Never"))
@@ -799,6 +799,10 @@ async fn drive(
             )
         };
         rec.waiting = Some((reason.into(), message));
+        return not_started(rec);
+    };
+    if let Err(message) = containers::verify_run_as_non_root(pod, &kubelet_pod_name(pod), c, &found) {
+        rec.waiting = Some(("CreateContainerConfigError".into(), message));
         return not_started(rec);
     }
     let env = match resolve_env(shared, pod, pod_ip, c).await {

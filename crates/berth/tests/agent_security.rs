@@ -1,0 +1,101 @@
+//! The real node agent's securityContext, environment, termination messages and Linux
+//! namespaces end to end: `berth server` plus `berth agent` (its own containerd, runc, CNI
+//! bridge) running busybox pods, driven with the real kubectl.
+//!
+//! Bridges `btest38` and `btest39`, pod CIDRs 10.88.<n>.0/24; the [`Node`] guard stops the
+//! agent by PID and deletes its bridge, even when a test fails. Without containerd the tests
+//! skip, unless BERTH_REQUIRE_CONTAINERD=1.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+/// Waits for the pod to succeed and returns its log.
+fn succeeded_log(s: &berth_testkit::TestServer, node: &Node, name: &str) -> String {
+    wait_pod(s, node, name, "succeeded", |p| p["status"]["phase"] == "Succeeded");
+    s.kubectl_ok(&["logs", name])
+}
+
+#[test]
+fn security_context_privileged_capabilities_non_root_and_read_only() {
+    let s = server();
+    let Some(node) = Node::start(&s, 38) else { return };
+    // Privileged: all capabilities (mount works) and the host's devices.
+    let privileged = "mkdir -p /tmp/m && mount -t tmpfs t /tmp/m && test -e /dev/kmsg && echo privileged-ok";
+    apply(
+        &s,
+        &busybox_pod(
+            "privileged",
+            &node,
+            json!({ "command": ["sh", "-c", privileged], "securityContext": { "privileged": true } }),
+            "Never",
+        ),
+    );
+    // The same without privileged fails: the check above can fail.
+    apply(&s, &busybox_pod("unprivileged", &node, json!({ "command": ["sh", "-c", privileged] }), "Never"));
+    // Capabilities: drop ALL, add NET_BIND_SERVICE (bit 10).
+    apply(
+        &s,
+        &busybox_pod(
+            "caps",
+            &node,
+            json!({ "command": ["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/1/status"],
+                    "securityContext": { "capabilities": { "drop": ["ALL"], "add": ["NET_BIND_SERVICE"] } } }),
+            "Never",
+        ),
+    );
+    // A read-only root filesystem, and no privilege escalation.
+    let probe = "grep NoNewPrivs /proc/self/status; if touch /written 2>/dev/null; then echo writable; else echo read-only; fi";
+    apply(
+        &s,
+        &busybox_pod(
+            "readonly",
+            &node,
+            json!({ "command": ["sh", "-c", probe],
+                    "securityContext": { "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false } }),
+            "Never",
+        ),
+    );
+    // runAsNonRoot with an image that runs as root: never started.
+    apply(
+        &s,
+        &busybox_pod(
+            "nonroot",
+            &node,
+            json!({ "command": ["sleep", "3600"], "securityContext": { "runAsNonRoot": true } }),
+            "Always",
+        ),
+    );
+    // runAsNonRoot with a non-root runAsUser runs.
+    apply(
+        &s,
+        &busybox_pod(
+            "nonroot-user",
+            &node,
+            json!({ "command": ["id", "-u"], "securityContext": { "runAsNonRoot": true, "runAsUser": 1234 } }),
+            "Never",
+        ),
+    );
+
+    assert_eq!(succeeded_log(&s, &node, "privileged").trim(), "privileged-ok");
+    let pod = wait_pod(&s, &node, "unprivileged", "failed", |p| p["status"]["phase"] == "Failed");
+    assert_ne!(container_status(&pod)["state"]["terminated"]["exitCode"], 0, "{pod:#}");
+    let caps = succeeded_log(&s, &node, "caps");
+    assert!(caps.contains("CapEff:\t0000000000000400"), "{caps}");
+    assert!(caps.contains("CapBnd:\t0000000000000400"), "{caps}");
+    let readonly = succeeded_log(&s, &node, "readonly");
+    assert!(readonly.contains("NoNewPrivs:\t1"), "{readonly}");
+    assert!(readonly.contains("read-only"), "{readonly}");
+    let pod = wait_pod(&s, &node, "nonroot", "reported the config error", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let message = container_status(&pod)["state"]["waiting"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("container has runAsNonRoot and image will run as root"), "{pod:#}");
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod:#}");
+    assert_eq!(succeeded_log(&s, &node, "nonroot-user").trim(), "1234");
+}
