@@ -99,3 +99,30 @@ fn security_context_privileged_capabilities_non_root_and_read_only() {
     assert_eq!(pod["status"]["phase"], "Pending", "{pod:#}");
     assert_eq!(succeeded_log(&s, &node, "nonroot-user").trim(), "1234");
 }
+
+#[test]
+fn env_resources_expansion_termination_messages_and_namespaces() {
+    let s = server();
+    let Some(node) = Node::start(&s, 39) else { return };
+    // resourceFieldRef (divisors, an unset request is 0) and $(VAR) in command and args.
+    apply(
+        &s,
+        &busybox_pod(
+            "env",
+            &node,
+            json!({
+                "command": ["echo", "$(GREETING)"],
+                "args": ["$(CPU)", "$(MEM)", "$(REQ)", "$$(MEM)", "$(NOPE)"],
+                "resources": { "limits": { "cpu": "500m", "memory": "64Mi" } },
+                "env": [
+                    { "name": "GREETING", "value": "hi" },
+                    { "name": "CPU", "valueFrom": { "resourceFieldRef": { "resource": "limits.cpu", "divisor": "1m" } } },
+                    { "name": "MEM", "valueFrom": { "resourceFieldRef": { "resource": "limits.memory", "divisor": "1Mi" } } },
+                    { "name": "REQ", "valueFrom": { "resourceFieldRef": { "resource": "requests.ephemeral-storage" } } },
+                ],
+            }),
+            "Never",
+        ),
+    );
+    assert_eq!(succeeded_log(&s, &node, "env").trim(), "hi 500 64 0 $(MEM) $(NOPE)");
+}

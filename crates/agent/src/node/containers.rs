@@ -187,11 +187,15 @@ pub fn container_config(
     let mut labels = HashMap::new();
     labels.insert("io.kubernetes.container.name".to_string(), container.name.clone());
     labels.insert("io.kubernetes.pod.uid".to_string(), pod.metadata.uid.clone().unwrap_or_default());
+    // `$(VAR)` in command and args refers to the container's environment (the kubelet's
+    // ExpandContainerCommandAndArgs).
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|a| expand(a, &vars)).collect::<Vec<_>>();
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: container.name.clone(), attempt }),
         image: Some(cri::ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
-        command: container.command.clone().unwrap_or_default(),
-        args: container.args.clone().unwrap_or_default(),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs: env.into_iter().map(|(key, value)| cri::KeyValue { key, value }).collect(),
         labels,
@@ -372,5 +376,18 @@ mod tests {
         assert_eq!(expand("$(A)-$(B)", &vars), "x-$(B)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("a$b$(", &vars), "a$b$(");
+    }
+
+    #[test]
+    fn command_and_args_expand_the_environment() {
+        let p = pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [] } }));
+        let c: Container = serde_json::from_value(json!({
+            "name": "c", "command": ["echo", "$(GREETING)"], "args": ["$(WHO)", "$$(WHO)", "$(NOPE)"]
+        }))
+        .unwrap();
+        let env = vec![("GREETING".into(), "hello".into()), ("WHO".into(), "world".into())];
+        let cfg = container_config(&p, &c, 0, env);
+        assert_eq!(cfg.command, ["echo", "hello"]);
+        assert_eq!(cfg.args, ["world", "$(WHO)", "$(NOPE)"]);
     }
 }

@@ -866,7 +866,7 @@ fn not_started(rec: &Record) -> Observed {
 }
 
 /// The container's environment: envFrom, then env (value with `$(VAR)` expansion, fieldRef,
-/// configMapKeyRef, secretKeyRef). An error names the missing source.
+/// resourceFieldRef, configMapKeyRef, secretKeyRef). An error names the missing source.
 async fn resolve_env(
     shared: &Shared,
     pod: &Pod,
@@ -954,6 +954,13 @@ async fn resolve_env(
                     Some(None) => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),
                     None => return Err(format!("secret \"{}\" not found", r.name)),
                 }
+            } else if let Some(r) = &from.resource_field_ref {
+                // In env, the container defaults to this one.
+                let mut r = r.clone();
+                if r.container_name.as_deref().is_none_or(str::is_empty) {
+                    r.container_name = Some(c.name.clone());
+                }
+                volumes::resource_value(pod, &r)?
             } else {
                 continue;
             }

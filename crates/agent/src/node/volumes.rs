@@ -226,8 +226,9 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
         .join("\n")
 }
 
-/// The value of a `resourceFieldRef` (limits fall back to the node's capacity).
-fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String> {
+/// The value of a `resourceFieldRef` (limits fall back to the node's capacity), rounded up
+/// to its divisor; env variables and downwardAPI volumes share it.
+pub(crate) fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String> {
     let container = pod
         .spec
         .iter()
