@@ -50,7 +50,8 @@ fn security_context_privileged_capabilities_non_root_and_read_only() {
         ),
     );
     // A read-only root filesystem, and no privilege escalation.
-    let probe = "grep NoNewPrivs /proc/self/status; if touch /written 2>/dev/null; then echo writable; else echo read-only; fi";
+    let probe =
+        "grep NoNewPrivs /proc/self/status; if touch /written 2>/dev/null; then echo writable; else echo read-only; fi";
     apply(
         &s,
         &busybox_pod(
@@ -125,4 +126,42 @@ fn env_resources_expansion_termination_messages_and_namespaces() {
         ),
     );
     assert_eq!(succeeded_log(&s, &node, "env").trim(), "hi 500 64 0 $(MEM) $(NOPE)");
+
+    // Termination messages: the file at the default path, one at a custom path, and the
+    // log's tail for FallbackToLogsOnError when the file is empty and the container failed.
+    apply(
+        &s,
+        &busybox_pod(
+            "message",
+            &node,
+            json!({ "command": ["sh", "-c", "echo written by the app > /dev/termination-log; exit 1"] }),
+            "Never",
+        ),
+    );
+    apply(
+        &s,
+        &busybox_pod(
+            "message-path",
+            &node,
+            json!({ "command": ["sh", "-c", "echo custom path > /tmp/why"], "terminationMessagePath": "/tmp/why" }),
+            "Never",
+        ),
+    );
+    apply(
+        &s,
+        &busybox_pod(
+            "message-fallback",
+            &node,
+            json!({ "command": ["sh", "-c", "echo first; echo last words; exit 2"],
+                    "terminationMessagePolicy": "FallbackToLogsOnError" }),
+            "Never",
+        ),
+    );
+    let terminated = |name: &str, phase: &str| {
+        let pod = wait_pod(&s, &node, name, "finished", |p| p["status"]["phase"] == phase);
+        container_status(&pod)["state"]["terminated"].clone()
+    };
+    assert_eq!(terminated("message", "Failed")["message"], "written by the app\n");
+    assert_eq!(terminated("message-path", "Succeeded")["message"], "custom path\n");
+    assert_eq!(terminated("message-fallback", "Failed")["message"], "first\nlast words\n");
 }

@@ -31,6 +31,7 @@ pub mod sources;
 pub mod static_pods;
 pub mod stats;
 pub mod status;
+pub mod termination;
 pub mod volumes;
 
 mod pods;

@@ -34,7 +34,7 @@ use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
-use super::{Shared, containers, volumes};
+use super::{Shared, containers, termination, volumes};
 use crate::runtime::cri::v1 as cri;
 
 /// A pod worker's inbox (the latest object; None once gone from the API) and its task.
@@ -717,7 +717,11 @@ async fn drive(
         let status = match cached {
             Some(s) => Ok(Some(s)),
             None => match shared.cri.container_status(&id).await {
-                Ok(Some(s)) => Ok(Some(settle_oom(shared, &id, s).await)),
+                Ok(Some(s)) => {
+                    let mut s = settle_oom(shared, &id, s).await;
+                    termination::enrich(c, &mut s);
+                    Ok(Some(s))
+                }
                 other => other,
             },
         };
@@ -813,7 +817,8 @@ async fn drive(
         }
     };
     let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
-    match volumes::mounts(pod, c, vols) {
+    let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
+    match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
         Ok(m) => config.mounts = m,
         Err(message) => {
             rec.waiting = Some(("CreateContainerConfigError".into(), message));
