@@ -164,4 +164,56 @@ fn env_resources_expansion_termination_messages_and_namespaces() {
     assert_eq!(terminated("message", "Failed")["message"], "written by the app\n");
     assert_eq!(terminated("message-path", "Succeeded")["message"], "custom path\n");
     assert_eq!(terminated("message-fallback", "Failed")["message"], "first\nlast words\n");
+
+    // PID namespaces: one per container unless shareProcessNamespace.
+    let look = "for i in 1 2 3 4 5 6 7 8 9 10; do \
+                if cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q 'sleep 360[1]'; then echo sees-the-other; exec sleep 3600; fi; \
+                sleep 1; done; echo alone; exec sleep 3600";
+    for (name, share) in [("separate", false), ("shared", true)] {
+        let mut pod = busybox_pod(name, &node, json!({ "command": ["sleep", "3601"] }), "Always");
+        pod["spec"]["shareProcessNamespace"] = json!(share);
+        let second = json!({ "name": "look", "image": "localhost/busybox:1", "imagePullPolicy": "Never",
+                             "command": ["sh", "-c", look] });
+        pod["spec"]["containers"].as_array_mut().unwrap().push(second);
+        apply(&s, &pod);
+    }
+    for (name, expected) in [("separate", "alone"), ("shared", "sees-the-other")] {
+        let mut out = String::new();
+        let done = berth_testkit::wait_until(TIMEOUT, || {
+            out = String::from_utf8_lossy(&s.kubectl(&["logs", name, "-c", "look"]).stdout).into_owned();
+            !out.trim().is_empty()
+        });
+        assert!(done, "no answer from {name}; agent log:\n{}", node.log());
+        assert_eq!(out.trim(), expected, "{name}");
+    }
+
+    // hostNetwork: the node's IP and hostname; a port it listens on is the node's (loopback).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve =
+        format!("mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /tmp/www");
+    let mut pod = busybox_pod(
+        "host",
+        &node,
+        json!({ "command": ["sh", "-c", serve], "ports": [{ "containerPort": port }] }),
+        "Always",
+    );
+    pod["spec"]["hostNetwork"] = json!(true);
+    apply(&s, &pod);
+    let pod = wait_pod(&s, &node, "host", "ran", |p| p["status"]["phase"] == "Running");
+    let node_ip = s.kubectl_ok(&[
+        "get",
+        "node",
+        &node.name,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    assert_eq!(pod["status"]["podIP"], node_ip.trim(), "{pod:#}");
+    let mut body = None;
+    let answered = berth_testkit::wait_until(TIMEOUT, || {
+        body = http_get("127.0.0.1", port, "/index.html");
+        body.is_some()
+    });
+    assert!(answered, "no answer on 127.0.0.1:{port}; agent log:\n{}", node.log());
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(body.unwrap().trim(), hostname.trim());
 }

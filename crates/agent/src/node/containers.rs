@@ -37,12 +37,19 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
     let m = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let name = m.name.clone().unwrap_or_default();
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect());
+    let host_network = spec.host_network == Some(true);
+    // A hostNetwork pod has the node's hostname (the kubelet leaves it to the runtime).
+    let hostname = if host_network {
+        String::new()
+    } else {
+        spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect())
+    };
+    // In the node's network a container port is the host port: nothing to map.
     let port_mappings = spec
         .containers
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
-        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .filter(|p| !host_network && p.host_port.is_some_and(|h| h > 0))
         .map(|p| cri::PortMapping {
             protocol: protocol(p.protocol.as_deref()) as i32,
             container_port: p.container_port,
@@ -68,11 +75,35 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
         labels,
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(&spec, None)),
                 privileged: has_privileged_container(&spec),
                 ..Default::default()
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The Linux namespaces of the pod's sandbox and containers, as the kubelet's
+/// `NamespacesForPod`: network and IPC per pod unless hostNetwork/hostIPC (then the node's);
+/// PID per container unless shareProcessNamespace (per pod) or hostPID (the node's). With
+/// `target` (a container id), PID is that container's (ephemeral containers' targetContainerName).
+pub fn namespace_options(spec: &PodSpec, target: Option<&str>) -> cri::NamespaceOption {
+    let node_or_pod = |host: Option<bool>| {
+        if host == Some(true) { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod }
+    };
+    let pid = match target {
+        _ if spec.host_pid == Some(true) => cri::NamespaceMode::Node,
+        Some(_) => cri::NamespaceMode::Target,
+        None if spec.share_process_namespace == Some(true) => cri::NamespaceMode::Pod,
+        None => cri::NamespaceMode::Container,
+    };
+    cri::NamespaceOption {
+        network: node_or_pod(spec.host_network) as i32,
+        pid: pid as i32,
+        ipc: node_or_pod(spec.host_ipc) as i32,
+        target_id: target.filter(|_| pid == cri::NamespaceMode::Target).unwrap_or_default().to_string(),
         ..Default::default()
     }
 }
@@ -206,6 +237,7 @@ pub fn container_config(
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(container)),
             security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespace_options(&pod.spec.clone().unwrap_or_default(), None)),
                 capabilities: capabilities(&sc),
                 run_as_user,
                 run_as_group,
@@ -339,6 +371,37 @@ mod tests {
         assert_eq!(caps.drop_capabilities, ["ALL"]);
         assert_eq!(caps.add_capabilities, ["NET_BIND_SERVICE"]);
         assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+    }
+
+    #[test]
+    fn namespaces_follow_the_pod_spec() {
+        let spec = |v: serde_json::Value| -> PodSpec { serde_json::from_value(v).unwrap() };
+        let mode = |m: cri::NamespaceMode| m as i32;
+        let plain = namespace_options(&spec(json!({ "containers": [] })), None);
+        assert_eq!(
+            (plain.network, plain.pid, plain.ipc),
+            (mode(cri::NamespaceMode::Pod), mode(cri::NamespaceMode::Container), mode(cri::NamespaceMode::Pod))
+        );
+        let shared = namespace_options(&spec(json!({ "containers": [], "shareProcessNamespace": true })), None);
+        assert_eq!(shared.pid, mode(cri::NamespaceMode::Pod));
+        let host = spec(json!({ "containers": [], "hostNetwork": true, "hostPID": true, "hostIPC": true }));
+        let o = namespace_options(&host, None);
+        assert_eq!(
+            (o.network, o.pid, o.ipc),
+            (mode(cri::NamespaceMode::Node), mode(cri::NamespaceMode::Node), mode(cri::NamespaceMode::Node))
+        );
+        let target = namespace_options(&spec(json!({ "containers": [] })), Some("abc"));
+        assert_eq!((target.pid, target.target_id.as_str()), (mode(cri::NamespaceMode::Target), "abc"));
+        // A hostNetwork pod keeps the node's hostname and maps no ports.
+        let p = pod(json!({
+            "metadata": { "name": "web" },
+            "spec": { "hostNetwork": true, "containers": [{ "name": "c", "ports": [{ "containerPort": 80, "hostPort": 80 }] }] }
+        }));
+        let s = sandbox_config(&p, "n", Path::new("/d"));
+        assert_eq!(s.hostname, "");
+        assert!(s.port_mappings.is_empty());
+        let ns = s.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(ns.network, mode(cri::NamespaceMode::Node));
     }
 
     #[test]

@@ -453,7 +453,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                     .and_then(|s| s.network)
                     .map(|n| n.ip)
                     .filter(|ip| !ip.is_empty());
-                state.pod_ip = ip;
+                state.pod_ip = ip.or_else(|| host_network_ip(shared, &spec));
                 state.sandbox = Some((id, config));
                 if let Some(t) = state.trace.as_mut() {
                     t.sandbox_ms = t.ms();
@@ -675,10 +675,15 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
         }
     }
     let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
-    state.pod_ip = ip.filter(|ip| !ip.is_empty());
+    state.pod_ip = ip.filter(|ip| !ip.is_empty()).or_else(|| host_network_ip(shared, spec));
     let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
     tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
     state.sandbox = Some((sandbox.id, config));
+}
+
+/// A hostNetwork pod's IP: the node's (the runtime reports none without a pod network).
+fn host_network_ip(shared: &Shared, spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<String> {
+    (spec.host_network == Some(true)).then(|| shared.node_ip.to_string())
 }
 
 /// The image pull policy in effect (Kubernetes' default: Always for `:latest` or no tag).
