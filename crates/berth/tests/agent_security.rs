@@ -165,6 +165,17 @@ fn env_resources_expansion_termination_messages_and_namespaces() {
     assert_eq!(terminated("message-path", "Succeeded")["message"], "custom path\n");
     assert_eq!(terminated("message-fallback", "Failed")["message"], "first\nlast words\n");
 
+    // A finished pod's sandbox is stopped (no pause process, its IP released) while its
+    // logs and status stay.
+    for name in ["message", "message-fallback"] {
+        assert!(
+            berth_testkit::wait_until(TIMEOUT, || sandbox_stopped(&node, name)),
+            "the sandbox of {name} still runs; agent log:\n{}",
+            node.log()
+        );
+    }
+    assert_eq!(s.kubectl_ok(&["logs", "message-fallback"]), "first\nlast words\n");
+
     // PID namespaces: one per container unless shareProcessNamespace.
     let look = "for i in 1 2 3 4 5 6 7 8 9 10; do \
                 if cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q 'sleep 360[1]'; then echo sees-the-other; exec sleep 3600; fi; \
@@ -216,4 +227,23 @@ fn env_resources_expansion_termination_messages_and_namespaces() {
     assert!(answered, "no answer on 127.0.0.1:{port}; agent log:\n{}", node.log());
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(body.unwrap().trim(), hostname.trim());
+}
+
+/// Whether the pod's sandbox (its pause container's task) no longer runs.
+fn sandbox_stopped(node: &Node, pod: &str) -> bool {
+    let ctr = |args: &[&str]| {
+        let out = std::process::Command::new("ctr")
+            .arg("-a")
+            .arg(node.socket())
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("ctr");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let filter = format!("labels.\"io.cri-containerd.kind\"==sandbox,labels.\"io.kubernetes.pod.name\"=={pod}");
+    let ids = ctr(&["containers", "ls", "-q", &filter]);
+    let Some(id) = ids.lines().next().filter(|l| !l.is_empty()) else { return false };
+    let tasks = ctr(&["tasks", "ls"]);
+    !tasks.lines().any(|l| l.starts_with(id) && l.contains("RUNNING"))
 }

@@ -327,6 +327,8 @@ impl StartTrace {
 #[derive(Default)]
 struct PodState {
     sandbox: Option<(String, cri::PodSandboxConfig)>,
+    /// The sandbox was stopped: the pod finished (Succeeded or Failed).
+    sandbox_stopped: bool,
     pod_ip: Option<String>,
     init: Vec<Record>,
     containers: Vec<Record>,
@@ -573,6 +575,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         t.started_ms = t.ms();
     }
     post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+    if (phase == "Succeeded" || phase == "Failed") && !state.sandbox_stopped {
+        stop_finished(shared, pod, state).await;
+    }
     let posted = state.last_posted.as_ref().and_then(|b| b["status"]["phase"].as_str());
     if posted == Some("Running")
         && let Some(t) = state.trace.take()
@@ -596,6 +601,23 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         if size_limited { USAGE_CHECK_EVERY } else { STEADY_RESYNC }
     } else {
         Duration::from_secs(1)
+    }
+}
+
+/// Stops a finished pod's containers and sandbox (its pause process goes, its IP is
+/// released) as the kubelet does once a pod is terminal; the containers, their logs and the
+/// pod's status stay until the pod is deleted.
+async fn stop_finished(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, 0))).await;
+    let Some((id, _)) = &state.sandbox else { return };
+    match shared.cri.stop_pod_sandbox(id).await {
+        Ok(()) => {
+            tracing::debug!(pod = pod_name(pod), sandbox = id, "stopped the sandbox of a finished pod");
+            state.sandbox_stopped = true;
+        }
+        // Tried again on the next pass.
+        Err(e) => tracing::warn!(pod = pod_name(pod), %e, sandbox = id, "stopping the sandbox of a finished pod"),
     }
 }
 
