@@ -24,7 +24,31 @@ fn succeeded_log(s: &berth_testkit::TestServer, node: &Node, name: &str) -> Stri
 #[test]
 fn security_context_privileged_capabilities_non_root_and_read_only() {
     let s = server();
-    let Some(node) = Node::start(&s, 38) else { return };
+    let flags = [
+        "--system-reserved",
+        "cpu=100m,memory=100Mi",
+        "--kube-reserved",
+        "memory=50Mi",
+        "--eviction-hard",
+        "memory.available<100Mi,nodefs.available<1%,imagefs.available<1%,nodefs.inodesFree<1%",
+    ];
+    let Some(node) = Node::start_with(&s, 38, &flags) else { return };
+    // Allocatable is the capacity less the reservations and the memory eviction threshold;
+    // the node reports berth's version as /version does.
+    let node_obj: Value = serde_json::from_str(&s.kubectl_ok(&["get", "node", &node.name, "-o", "json"])).unwrap();
+    let status = &node_obj["status"];
+    let kib = |v: &Value| v.as_str().unwrap().strip_suffix("Ki").unwrap().parse::<u64>().unwrap();
+    assert_eq!(
+        kib(&status["allocatable"]["memory"]),
+        kib(&status["capacity"]["memory"]) - (100 + 50 + 100) * 1024,
+        "{status:#}"
+    );
+    let cpus: u64 = status["capacity"]["cpu"].as_str().unwrap().parse().unwrap();
+    assert_eq!(status["allocatable"]["cpu"], format!("{}m", cpus * 1000 - 100), "{status:#}");
+    assert_eq!(status["allocatable"]["pods"], "110", "{status:#}");
+    let version: Value = serde_json::from_str(&s.kubectl_ok(&["get", "--raw", "/version"])).unwrap();
+    assert_eq!(status["nodeInfo"]["kubeletVersion"], version["gitVersion"], "{status:#}");
+    assert_eq!(status["nodeInfo"]["kubeletVersion"], "v1.33.0+berth");
     // Privileged: all capabilities (mount works) and the host's devices.
     let privileged = "mkdir -p /tmp/m && mount -t tmpfs t /tmp/m && test -e /dev/kmsg && echo privileged-ok";
     apply(
