@@ -832,10 +832,6 @@ async fn drive(
         rec.waiting = Some((reason.into(), message));
         return not_started(rec);
     };
-    if let Err(message) = containers::verify_run_as_non_root(pod, &kubelet_pod_name(pod), c, &found) {
-        rec.waiting = Some(("CreateContainerConfigError".into(), message));
-        return not_started(rec);
-    }
     let env = match resolve_env(shared, pod, pod_ip, c).await {
         Ok(env) => env,
         Err(message) => {
@@ -843,6 +839,11 @@ async fn drive(
             return not_started(rec);
         }
     };
+    // After the environment, as the kubelet's generateContainerConfig.
+    if let Err(message) = containers::verify_run_as_non_root(pod, &kubelet_pod_name(pod), c, &found) {
+        rec.waiting = Some(("CreateContainerConfigError".into(), message));
+        return not_started(rec);
+    }
     let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
     let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
     match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
