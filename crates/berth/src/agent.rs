@@ -95,6 +95,13 @@ pub(crate) struct NodeArgs {
     /// [default: memory.available<100Mi,nodefs.available<10%,imagefs.available<15%,nodefs.inodesFree<5%].
     #[arg(long, env = "BERTH_EVICTION_HARD")]
     eviction_hard: Option<String>,
+    /// Resources reserved for the system, taken off the Node's allocatable (the kubelet's
+    /// syntax: cpu=100m,memory=256Mi,ephemeral-storage=1Gi,pid=1000).
+    #[arg(long, default_value = "")]
+    system_reserved: String,
+    /// Resources reserved for Kubernetes' daemons, taken off the Node's allocatable (same syntax).
+    #[arg(long, default_value = "")]
+    kube_reserved: String,
     /// A directory of static pod manifests (YAML or JSON Pods) run on this node, each shown by
     /// a mirror pod in the API server; re-read every 20 s.
     #[arg(long)]
@@ -207,6 +214,10 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
     config.keep_pods = args.keep_pods;
     config.kubelet_port = args.kubelet_port;
     config.pod_manifests = args.pod_manifests.clone();
+    config.system_reserved =
+        berth_agent::node::register::parse_reserved(&args.system_reserved).context("--system-reserved")?;
+    config.kube_reserved =
+        berth_agent::node::register::parse_reserved(&args.kube_reserved).context("--kube-reserved")?;
     if let Some(thresholds) = &args.eviction_hard {
         config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
     }

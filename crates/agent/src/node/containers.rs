@@ -1,11 +1,12 @@
 //! CRI configs from a pod spec (pure): the sandbox (metadata, hostname, log directory, port
-//! mappings, labels) and each container (command/args, env, working dir, resources → CPU
-//! shares/quota and memory limit, runAsUser/Group, log path).
+//! mappings, labels, privileged) and each container (command/args, env, working dir,
+//! resources → CPU shares/quota and memory limit, securityContext, log path), and the
+//! kubelet's runAsNonRoot check.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::hollow::config::parse_quantity;
@@ -36,12 +37,19 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
     let m = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let name = m.name.clone().unwrap_or_default();
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect());
+    let host_network = spec.host_network == Some(true);
+    // A hostNetwork pod has the node's hostname (the kubelet leaves it to the runtime).
+    let hostname = if host_network {
+        String::new()
+    } else {
+        spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect())
+    };
+    // In the node's network a container port is the host port: nothing to map.
     let port_mappings = spec
         .containers
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
-        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .filter(|p| !host_network && p.host_port.is_some_and(|h| h > 0))
         .map(|p| cri::PortMapping {
             protocol: protocol(p.protocol.as_deref()) as i32,
             container_port: p.container_port,
@@ -65,8 +73,97 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
         log_directory: log_directory(data_dir, pod),
         port_mappings,
         labels,
-        linux: Some(cri::LinuxPodSandboxConfig::default()),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(&spec, None)),
+                privileged: has_privileged_container(&spec),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
+    }
+}
+
+/// The Linux namespaces of the pod's sandbox and containers, as the kubelet's
+/// `NamespacesForPod`: network and IPC per pod unless hostNetwork/hostIPC (then the node's);
+/// PID per container unless shareProcessNamespace (per pod) or hostPID (the node's). With
+/// `target` (a container id), PID is that container's (ephemeral containers' targetContainerName).
+pub fn namespace_options(spec: &PodSpec, target: Option<&str>) -> cri::NamespaceOption {
+    let node_or_pod = |host: Option<bool>| {
+        if host == Some(true) { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod }
+    };
+    let pid = match target {
+        _ if spec.host_pid == Some(true) => cri::NamespaceMode::Node,
+        Some(_) => cri::NamespaceMode::Target,
+        None if spec.share_process_namespace == Some(true) => cri::NamespaceMode::Pod,
+        None => cri::NamespaceMode::Container,
+    };
+    cri::NamespaceOption {
+        network: node_or_pod(spec.host_network) as i32,
+        pid: pid as i32,
+        ipc: node_or_pod(spec.host_ipc) as i32,
+        target_id: target.filter(|_| pid == cri::NamespaceMode::Target).unwrap_or_default().to_string(),
+        ..Default::default()
+    }
+}
+
+/// Whether any container of the pod (init, regular, ephemeral) is privileged: its sandbox
+/// must then be privileged too, or containerd refuses the container (the kubelet's
+/// `HasPrivilegedContainer`).
+pub fn has_privileged_container(spec: &PodSpec) -> bool {
+    let privileged = |sc: Option<&SecurityContext>| sc.and_then(|sc| sc.privileged) == Some(true);
+    spec.init_containers.iter().flatten().chain(&spec.containers).any(|c| privileged(c.security_context.as_ref()))
+        || spec.ephemeral_containers.iter().flatten().any(|c| privileged(c.security_context.as_ref()))
+}
+
+/// The CRI capabilities of a container's securityContext: Kubernetes names as written
+/// (`NET_ADMIN`, `ALL`); containerd adds the `CAP_` prefix and handles `ALL`.
+fn capabilities(sc: &SecurityContext) -> Option<cri::Capability> {
+    let caps = sc.capabilities.as_ref()?;
+    Some(cri::Capability {
+        add_capabilities: caps.add.clone().unwrap_or_default(),
+        drop_capabilities: caps.drop.clone().unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// The kubelet's runAsNonRoot check (`verifyRunAsNonRoot`) of a container about to start from
+/// `image`: with runAsNonRoot set (container over pod), the effective runAsUser must not be 0,
+/// or else the image's user must be numeric and not 0 (no user in the image is root). The
+/// error is the container's CreateContainerConfigError message; `pod` is the pod as the
+/// kubelet names it (`name_namespace(uid)`).
+pub fn verify_run_as_non_root(
+    pod: &Pod,
+    pod_name: &str,
+    container: &Container,
+    image: &cri::Image,
+) -> Result<(), String> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = container.security_context.as_ref();
+    let non_root = sc.and_then(|s| s.run_as_non_root).or(pod_sc.and_then(|s| s.run_as_non_root));
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    let name = &container.name;
+    if let Some(uid) = sc.and_then(|s| s.run_as_user).or(pod_sc.and_then(|s| s.run_as_user)) {
+        if uid == 0 {
+            return Err(format!(
+                "container's runAsUser breaks non-root policy (pod: \"{pod_name}\", container: {name})"
+            ));
+        }
+        return Ok(());
+    }
+    match (&image.uid, image.username.as_str()) {
+        (Some(uid), _) if uid.value != 0 => Ok(()),
+        (None, user) if !user.is_empty() => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is \
+             non-root (pod: \"{pod_name}\", container: {name})"
+        )),
+        // uid 0, or no user in the image: root.
+        _ => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: \"{pod_name}\", container: {name})"
+        )),
     }
 }
 
@@ -121,11 +218,15 @@ pub fn container_config(
     let mut labels = HashMap::new();
     labels.insert("io.kubernetes.container.name".to_string(), container.name.clone());
     labels.insert("io.kubernetes.pod.uid".to_string(), pod.metadata.uid.clone().unwrap_or_default());
+    // `$(VAR)` in command and args refers to the container's environment (the kubelet's
+    // ExpandContainerCommandAndArgs).
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|a| expand(a, &vars)).collect::<Vec<_>>();
     cri::ContainerConfig {
         metadata: Some(cri::ContainerMetadata { name: container.name.clone(), attempt }),
         image: Some(cri::ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
-        command: container.command.clone().unwrap_or_default(),
-        args: container.args.clone().unwrap_or_default(),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs: env.into_iter().map(|(key, value)| cri::KeyValue { key, value }).collect(),
         labels,
@@ -136,6 +237,8 @@ pub fn container_config(
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(linux_resources(container)),
             security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(namespace_options(&pod.spec.clone().unwrap_or_default(), None)),
+                capabilities: capabilities(&sc),
                 run_as_user,
                 run_as_group,
                 privileged: sc.privileged.unwrap_or(false),
@@ -245,10 +348,109 @@ mod tests {
     }
 
     #[test]
+    fn a_privileged_container_makes_a_privileged_sandbox_and_capabilities_pass_through() {
+        let p = pod(json!({
+            "metadata": { "name": "p", "uid": "u" },
+            "spec": { "initContainers": [{ "name": "i", "securityContext": { "privileged": true } }],
+                      "containers": [{ "name": "c" }] }
+        }));
+        let privileged = |p: &Pod| {
+            let s = sandbox_config(p, "n", Path::new("/d"));
+            s.linux.unwrap().security_context.unwrap().privileged
+        };
+        assert!(privileged(&p));
+        let plain = pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "c" }] } }));
+        assert!(!privileged(&plain));
+        let c: Container = serde_json::from_value(json!({
+            "name": "c", "securityContext": { "capabilities": { "drop": ["ALL"], "add": ["NET_BIND_SERVICE"] },
+                                             "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false }
+        }))
+        .unwrap();
+        let sc = container_config(&plain, &c, 0, vec![]).linux.unwrap().security_context.unwrap();
+        let caps = sc.capabilities.unwrap();
+        assert_eq!(caps.drop_capabilities, ["ALL"]);
+        assert_eq!(caps.add_capabilities, ["NET_BIND_SERVICE"]);
+        assert!(sc.readonly_rootfs && sc.no_new_privs && !sc.privileged);
+    }
+
+    #[test]
+    fn namespaces_follow_the_pod_spec() {
+        let spec = |v: serde_json::Value| -> PodSpec { serde_json::from_value(v).unwrap() };
+        let mode = |m: cri::NamespaceMode| m as i32;
+        let plain = namespace_options(&spec(json!({ "containers": [] })), None);
+        assert_eq!(
+            (plain.network, plain.pid, plain.ipc),
+            (mode(cri::NamespaceMode::Pod), mode(cri::NamespaceMode::Container), mode(cri::NamespaceMode::Pod))
+        );
+        let shared = namespace_options(&spec(json!({ "containers": [], "shareProcessNamespace": true })), None);
+        assert_eq!(shared.pid, mode(cri::NamespaceMode::Pod));
+        let host = spec(json!({ "containers": [], "hostNetwork": true, "hostPID": true, "hostIPC": true }));
+        let o = namespace_options(&host, None);
+        assert_eq!(
+            (o.network, o.pid, o.ipc),
+            (mode(cri::NamespaceMode::Node), mode(cri::NamespaceMode::Node), mode(cri::NamespaceMode::Node))
+        );
+        let target = namespace_options(&spec(json!({ "containers": [] })), Some("abc"));
+        assert_eq!((target.pid, target.target_id.as_str()), (mode(cri::NamespaceMode::Target), "abc"));
+        // A hostNetwork pod keeps the node's hostname and maps no ports.
+        let p = pod(json!({
+            "metadata": { "name": "web" },
+            "spec": { "hostNetwork": true, "containers": [{ "name": "c", "ports": [{ "containerPort": 80, "hostPort": 80 }] }] }
+        }));
+        let s = sandbox_config(&p, "n", Path::new("/d"));
+        assert_eq!(s.hostname, "");
+        assert!(s.port_mappings.is_empty());
+        let ns = s.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!(ns.network, mode(cri::NamespaceMode::Node));
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_against_the_user_and_the_image() {
+        let check = |pod_sc: serde_json::Value, sc: serde_json::Value, uid: Option<i64>, user: &str| {
+            let p =
+                pod(json!({ "metadata": { "name": "p" }, "spec": { "securityContext": pod_sc, "containers": [] } }));
+            let c: Container = serde_json::from_value(json!({ "name": "c", "securityContext": sc })).unwrap();
+            let image = cri::Image {
+                uid: uid.map(|value| cri::Int64Value { value }),
+                username: user.into(),
+                ..Default::default()
+            };
+            verify_run_as_non_root(&p, "p_ns(u)", &c, &image)
+        };
+        // Not asked: anything goes.
+        assert!(check(json!({}), json!({}), None, "").is_ok());
+        // The image's user decides: none or 0 is root; a name cannot be verified.
+        let err = check(json!({ "runAsNonRoot": true }), json!({}), None, "").unwrap_err();
+        assert_eq!(err, "container has runAsNonRoot and image will run as root (pod: \"p_ns(u)\", container: c)");
+        assert!(check(json!({}), json!({ "runAsNonRoot": true }), Some(0), "").is_err());
+        assert!(check(json!({ "runAsNonRoot": true }), json!({}), Some(1000), "").is_ok());
+        let err = check(json!({ "runAsNonRoot": true }), json!({}), None, "nobody").unwrap_err();
+        assert!(err.contains("non-numeric user (nobody)"), "{err}");
+        // runAsUser wins over the image; the container's setting over the pod's.
+        assert!(check(json!({ "runAsNonRoot": true, "runAsUser": 1000 }), json!({}), Some(0), "").is_ok());
+        let err = check(json!({ "runAsNonRoot": true }), json!({ "runAsUser": 0 }), Some(1000), "").unwrap_err();
+        assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
+        assert!(check(json!({ "runAsNonRoot": true }), json!({ "runAsNonRoot": false }), None, "").is_ok());
+    }
+
+    #[test]
     fn expansion_follows_kubernetes_rules() {
         let vars: HashMap<String, String> = [("A".to_string(), "x".to_string())].into();
         assert_eq!(expand("$(A)-$(B)", &vars), "x-$(B)");
         assert_eq!(expand("$$(A)", &vars), "$(A)");
         assert_eq!(expand("a$b$(", &vars), "a$b$(");
+    }
+
+    #[test]
+    fn command_and_args_expand_the_environment() {
+        let p = pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [] } }));
+        let c: Container = serde_json::from_value(json!({
+            "name": "c", "command": ["echo", "$(GREETING)"], "args": ["$(WHO)", "$$(WHO)", "$(NOPE)"]
+        }))
+        .unwrap();
+        let env = vec![("GREETING".into(), "hello".into()), ("WHO".into(), "world".into())];
+        let cfg = container_config(&p, &c, 0, env);
+        assert_eq!(cfg.command, ["echo", "hello"]);
+        assert_eq!(cfg.args, ["world", "$(WHO)", "$(NOPE)"]);
     }
 }

@@ -31,6 +31,7 @@ pub mod sources;
 pub mod static_pods;
 pub mod stats;
 pub mod status;
+pub mod termination;
 pub mod volumes;
 
 mod pods;
@@ -111,6 +112,11 @@ pub struct AgentConfig {
     pub parallel_pod_starts: usize,
     /// Hard eviction thresholds (`--eviction-hard`); the kubelet's defaults unless set.
     pub eviction_hard: Vec<eviction::Threshold>,
+    /// Resources reserved for the system (`--system-reserved`, [`register::parse_reserved`]),
+    /// taken off the Node's allocatable.
+    pub system_reserved: BTreeMap<String, i128>,
+    /// Resources reserved for Kubernetes' own daemons (`--kube-reserved`), likewise.
+    pub kube_reserved: BTreeMap<String, i128>,
     /// A directory of static pod manifests (`--pod-manifests`).
     pub pod_manifests: Option<PathBuf>,
 }
@@ -139,6 +145,8 @@ impl AgentConfig {
             kubelet_port: None,
             parallel_pod_starts: 0,
             eviction_hard: eviction::default_thresholds(),
+            system_reserved: BTreeMap::new(),
+            kube_reserved: BTreeMap::new(),
             pod_manifests: None,
         }
     }

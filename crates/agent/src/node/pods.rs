@@ -34,7 +34,7 @@ use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
-use super::{Shared, containers, volumes};
+use super::{Shared, containers, termination, volumes};
 use crate::runtime::cri::v1 as cri;
 
 /// A pod worker's inbox (the latest object; None once gone from the API) and its task.
@@ -327,6 +327,8 @@ impl StartTrace {
 #[derive(Default)]
 struct PodState {
     sandbox: Option<(String, cri::PodSandboxConfig)>,
+    /// The sandbox was stopped: the pod finished (Succeeded or Failed).
+    sandbox_stopped: bool,
     pod_ip: Option<String>,
     init: Vec<Record>,
     containers: Vec<Record>,
@@ -453,7 +455,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                     .and_then(|s| s.network)
                     .map(|n| n.ip)
                     .filter(|ip| !ip.is_empty());
-                state.pod_ip = ip;
+                state.pod_ip = ip.or_else(|| host_network_ip(shared, &spec));
                 state.sandbox = Some((id, config));
                 if let Some(t) = state.trace.as_mut() {
                     t.sandbox_ms = t.ms();
@@ -573,6 +575,9 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         t.started_ms = t.ms();
     }
     post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+    if (phase == "Succeeded" || phase == "Failed") && !state.sandbox_stopped {
+        stop_finished(shared, pod, state).await;
+    }
     let posted = state.last_posted.as_ref().and_then(|b| b["status"]["phase"].as_str());
     if posted == Some("Running")
         && let Some(t) = state.trace.take()
@@ -596,6 +601,23 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         if size_limited { USAGE_CHECK_EVERY } else { STEADY_RESYNC }
     } else {
         Duration::from_secs(1)
+    }
+}
+
+/// Stops a finished pod's containers and sandbox (its pause process goes, its IP is
+/// released) as the kubelet does once a pod is terminal; the containers, their logs and the
+/// pod's status stay until the pod is deleted.
+async fn stop_finished(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, 0))).await;
+    let Some((id, _)) = &state.sandbox else { return };
+    match shared.cri.stop_pod_sandbox(id).await {
+        Ok(()) => {
+            tracing::debug!(pod = pod_name(pod), sandbox = id, "stopped the sandbox of a finished pod");
+            state.sandbox_stopped = true;
+        }
+        // Tried again on the next pass.
+        Err(e) => tracing::warn!(pod = pod_name(pod), %e, sandbox = id, "stopping the sandbox of a finished pod"),
     }
 }
 
@@ -675,10 +697,15 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
         }
     }
     let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
-    state.pod_ip = ip.filter(|ip| !ip.is_empty());
+    state.pod_ip = ip.filter(|ip| !ip.is_empty()).or_else(|| host_network_ip(shared, spec));
     let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
     tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
     state.sandbox = Some((sandbox.id, config));
+}
+
+/// A hostNetwork pod's IP: the node's (the runtime reports none without a pod network).
+fn host_network_ip(shared: &Shared, spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<String> {
+    (spec.host_network == Some(true)).then(|| shared.node_ip.to_string())
 }
 
 /// The image pull policy in effect (Kubernetes' default: Always for `:latest` or no tag).
@@ -717,7 +744,11 @@ async fn drive(
         let status = match cached {
             Some(s) => Ok(Some(s)),
             None => match shared.cri.container_status(&id).await {
-                Ok(Some(s)) => Ok(Some(settle_oom(shared, &id, s).await)),
+                Ok(Some(s)) => {
+                    let mut s = settle_oom(shared, &id, s).await;
+                    termination::enrich(c, &mut s);
+                    Ok(Some(s))
+                }
                 other => other,
             },
         };
@@ -778,14 +809,14 @@ async fn drive(
     }
     // Start (or restart) it.
     let image = c.image.clone().unwrap_or_default();
-    let present = match shared.cri.image_status(&image).await {
-        Ok(i) => i.is_some(),
+    let found = match shared.cri.image_status(&image).await {
+        Ok(i) => i,
         Err(e) => {
             rec.waiting = Some(("ErrImagePull".into(), e.to_string()));
             return not_started(rec);
         }
     };
-    if !present {
+    let Some(found) = found else {
         rec.pull_failures += 1;
         let (reason, message) = if pull_policy(c) == "Never" {
             ("ErrImageNeverPull", format!("Container image \"{image}\" is not present with pull policy of Never"))
@@ -800,7 +831,7 @@ async fn drive(
         };
         rec.waiting = Some((reason.into(), message));
         return not_started(rec);
-    }
+    };
     let env = match resolve_env(shared, pod, pod_ip, c).await {
         Ok(env) => env,
         Err(message) => {
@@ -808,8 +839,14 @@ async fn drive(
             return not_started(rec);
         }
     };
+    // After the environment, as the kubelet's generateContainerConfig.
+    if let Err(message) = containers::verify_run_as_non_root(pod, &kubelet_pod_name(pod), c, &found) {
+        rec.waiting = Some(("CreateContainerConfigError".into(), message));
+        return not_started(rec);
+    }
     let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
-    match volumes::mounts(pod, c, vols) {
+    let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
+    match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
         Ok(m) => config.mounts = m,
         Err(message) => {
             rec.waiting = Some(("CreateContainerConfigError".into(), message));
@@ -862,7 +899,7 @@ fn not_started(rec: &Record) -> Observed {
 }
 
 /// The container's environment: envFrom, then env (value with `$(VAR)` expansion, fieldRef,
-/// configMapKeyRef, secretKeyRef). An error names the missing source.
+/// resourceFieldRef, configMapKeyRef, secretKeyRef). An error names the missing source.
 async fn resolve_env(
     shared: &Shared,
     pod: &Pod,
@@ -950,6 +987,13 @@ async fn resolve_env(
                     Some(None) => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),
                     None => return Err(format!("secret \"{}\" not found", r.name)),
                 }
+            } else if let Some(r) = &from.resource_field_ref {
+                // In env, the container defaults to this one.
+                let mut r = r.clone();
+                if r.container_name.as_deref().is_none_or(str::is_empty) {
+                    r.container_name = Some(c.name.clone());
+                }
+                volumes::resource_value(pod, &r)?
             } else {
                 continue;
             }

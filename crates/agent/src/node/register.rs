@@ -2,6 +2,7 @@
 //! taints and the machine's capacity, its status (conditions, addresses, nodeInfo) re-posted
 //! every minute, and its Lease in `kube-node-lease` renewed every 10 s.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +14,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use super::eviction::{Signal, Threshold};
 use super::{Error, Result, Shared};
+use crate::hollow::config::parse_quantity;
 use crate::runtime::cni::Cidr;
 
 /// The kubelet version the node reports.
-pub const KUBELET_VERSION: &str = "v1.33.0";
+pub const KUBELET_VERSION: &str = "v1.33.0+berth";
 /// The namespace of node leases.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// How often the lease is renewed.
@@ -76,6 +79,73 @@ pub fn capacity(data_dir: &std::path::Path, max_pods: u32) -> Value {
         "ephemeral-storage": format!("{disk_kib}Ki"),
         "pods": max_pods.to_string(),
     })
+}
+
+/// A bad `--system-reserved`/`--kube-reserved` value.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid reservation {input:?}: {reason}")]
+pub struct ReservedError {
+    /// The offending part.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Parses `--system-reserved`/`--kube-reserved` as the kubelet (`cpu=100m,memory=256Mi,
+/// ephemeral-storage=1Gi,pid=1000`): resource → amount in nano-units (as `parse_quantity`).
+pub fn parse_reserved(input: &str) -> std::result::Result<BTreeMap<String, i128>, ReservedError> {
+    let mut out = BTreeMap::new();
+    for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let err = |reason: &str| ReservedError { input: part.to_string(), reason: reason.to_string() };
+        let (name, value) = part.split_once('=').ok_or_else(|| err("expected RESOURCE=QUANTITY"))?;
+        let name = name.trim();
+        if !matches!(name, "cpu" | "memory" | "ephemeral-storage" | "pid") {
+            return Err(err("unknown resource (cpu, memory, ephemeral-storage, pid)"));
+        }
+        let amount = parse_quantity(value.trim()).map_err(|e| err(&e.to_string()))?;
+        if amount < 0 {
+            return Err(err("negative quantity"));
+        }
+        out.insert(name.to_string(), amount);
+    }
+    Ok(out)
+}
+
+/// Node allocatable as the kubelet computes it: capacity minus the reservations
+/// (`--system-reserved`, `--kube-reserved`) and, for memory and ephemeral-storage, the hard
+/// eviction threshold of memory.available and nodefs.available; never below zero.
+pub fn allocatable(capacity: &Value, reserved: &[&BTreeMap<String, i128>], eviction_hard: &[Threshold]) -> Value {
+    const NANO: i128 = 1_000_000_000;
+    let mut out = serde_json::Map::new();
+    for (name, value) in capacity.as_object().into_iter().flatten() {
+        let Some(cap) = value.as_str().and_then(|v| parse_quantity(v).ok()) else {
+            out.insert(name.clone(), value.clone());
+            continue;
+        };
+        let mut left = cap - reserved.iter().filter_map(|r| r.get(name)).sum::<i128>();
+        let signal = match name.as_str() {
+            "memory" => Some(Signal::MemoryAvailable),
+            "ephemeral-storage" => Some(Signal::NodefsAvailable),
+            _ => None,
+        };
+        if let Some(t) = eviction_hard.iter().find(|t| Some(t.signal) == signal) {
+            left -= i128::from(t.quantity((cap / NANO) as u64)) * NANO;
+        }
+        let left = left.max(0);
+        let text = match name.as_str() {
+            "cpu" if left % NANO != 0 => format!("{}m", left / 1_000_000),
+            _ => {
+                let units = left / NANO;
+                if units % 1024 == 0 && units > 0 && name != "cpu" && name != "pods" {
+                    format!("{}Ki", units / 1024)
+                } else {
+                    units.to_string()
+                }
+            }
+        };
+        out.insert(name.clone(), json!(text));
+    }
+    Value::Object(out)
 }
 
 fn kernel_version() -> String {
@@ -148,7 +218,11 @@ pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -
         std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
     json!({
         "capacity": capacity,
-        "allocatable": capacity,
+        "allocatable": allocatable(
+            &capacity,
+            &[&shared.config.system_reserved, &shared.config.kube_reserved],
+            &shared.config.eviction_hard
+        ),
         "conditions": conditions,
         "addresses": [
             { "type": "InternalIP", "address": shared.node_ip.to_string() },
@@ -296,6 +370,29 @@ pub(crate) async fn heartbeat_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocatable_takes_off_reservations_and_the_hard_eviction_thresholds() {
+        let capacity = json!({ "cpu": "4", "memory": "8192Mi", "ephemeral-storage": "100Gi", "pods": "110" });
+        let system = parse_reserved("cpu=500m, memory=1Gi").unwrap();
+        let kube = parse_reserved("cpu=100m,memory=512Mi,ephemeral-storage=10Gi,pid=100").unwrap();
+        let hard = super::super::eviction::parse_thresholds("memory.available<100Mi,nodefs.available<10%").unwrap();
+        let a = allocatable(&capacity, &[&system, &kube], &hard);
+        assert_eq!(a["cpu"], "3400m");
+        assert_eq!(a["memory"], format!("{}Ki", (8192 - 1024 - 512 - 100) * 1024));
+        assert_eq!(a["ephemeral-storage"], format!("{}Ki", (100 - 10) * 1024 * 1024 - 10 * 1024 * 1024));
+        assert_eq!(a["pods"], "110");
+        // Nothing reserved, no thresholds: allocatable is the capacity; never below zero.
+        let none = BTreeMap::new();
+        assert_eq!(allocatable(&capacity, &[&none], &[])["cpu"], "4");
+        let huge = parse_reserved("cpu=8").unwrap();
+        assert_eq!(allocatable(&capacity, &[&huge], &[])["cpu"], "0");
+        // Bad input names the part.
+        assert_eq!(parse_reserved("gpu=1").unwrap_err().input, "gpu=1");
+        assert!(parse_reserved("memory").is_err());
+        assert!(parse_reserved("memory=lots").is_err());
+        assert!(parse_reserved("memory=-1Mi").is_err());
+    }
 
     #[test]
     fn derived_cidrs_are_stable_slash_24s_in_10_42() {

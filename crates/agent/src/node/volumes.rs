@@ -226,8 +226,9 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
         .join("\n")
 }
 
-/// The value of a `resourceFieldRef` (limits fall back to the node's capacity).
-fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String> {
+/// The value of a `resourceFieldRef` (limits fall back to the node's capacity), rounded up
+/// to its divisor; env variables and downwardAPI volumes share it.
+pub(crate) fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String> {
     let container = pod
         .spec
         .iter()
@@ -250,11 +251,12 @@ fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<String, String
         None if kind == "limits" && res == "memory" => machine_memory() as i128 * 1_000_000_000,
         None => 0,
     };
+    // No divisor, or a zero one (as defaulted), is 1 (the kubelet's ExtractContainerResourceValue).
     let divisor = match r.divisor.as_ref().map(|d| d.0.as_str()).filter(|d| !d.is_empty()) {
-        Some(d) => nano(d)?,
+        Some(d) => Some(nano(d)?).filter(|n| *n != 0).unwrap_or(1_000_000_000),
         None => 1_000_000_000,
     };
-    if divisor <= 0 {
+    if divisor < 0 {
         return Err(format!("invalid divisor for {:?}", r.resource));
     }
     Ok(((value + divisor - 1) / divisor).to_string())
@@ -645,6 +647,33 @@ pub fn mounts(pod: &Pod, container: &Container, volumes: &HashMap<String, PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_values_round_up_to_their_divisor() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p" },
+            "spec": { "containers": [
+                { "name": "a" },
+                { "name": "b", "resources": { "limits": { "cpu": "250m", "memory": "100Mi" } } }] }
+        }))
+        .unwrap();
+        let value = |container: &str, resource: &str, divisor: Option<&str>| {
+            let r: ResourceFieldSelector = serde_json::from_value(serde_json::json!({
+                "containerName": container, "resource": resource, "divisor": divisor
+            }))
+            .unwrap();
+            resource_value(&pod, &r)
+        };
+        assert_eq!(value("b", "limits.cpu", Some("1m")).unwrap(), "250");
+        // No divisor or a zero one is 1: 250m rounds up to 1 CPU.
+        assert_eq!(value("b", "limits.cpu", None).unwrap(), "1");
+        assert_eq!(value("b", "limits.cpu", Some("0")).unwrap(), "1");
+        assert_eq!(value("b", "limits.memory", Some("1Mi")).unwrap(), "100");
+        assert_eq!(value("b", "requests.memory", Some("1Mi")).unwrap(), "0");
+        assert!(value("b", "limits.cpu", Some("-1")).is_err());
+        // An unset limit is the node's capacity.
+        assert!(value("a", "limits.cpu", None).unwrap().parse::<u64>().unwrap() >= 1);
+    }
 
     #[test]
     fn files_follow_items_and_modes() {
