@@ -148,6 +148,21 @@ pub fn container_config(
     }
 }
 
+/// Makes `config` join the PID namespace of container `target_id` (CRI NamespaceMode
+/// TARGET), as the kubelet does for an ephemeral container's `targetContainerName`; network
+/// and IPC stay the pod's.
+pub fn share_pid_with(config: &mut cri::ContainerConfig, target_id: &str) {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let sc = linux.security_context.get_or_insert_with(Default::default);
+    sc.namespace_options = Some(cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        pid: cri::NamespaceMode::Target as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
+        target_id: target_id.to_string(),
+        ..Default::default()
+    });
+}
+
 /// Expands `$(VAR)` references from `vars` as Kubernetes does: `$$` escapes, unknown
 /// references stay as written.
 pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
