@@ -625,7 +625,7 @@ async fn run_ephemeral(
     for (i, ec) in spec.ephemeral_containers.iter().flatten().enumerate() {
         state.ephemeral[i].ephemeral = true;
         let c = ephemeral_as_container(ec);
-        if rec.id.is_none()
+        if state.ephemeral[i].id.is_none()
             && let Some(target) = ec.target_container_name.as_deref()
         {
             let named = |list: &[Container], records: &[Record]| {
