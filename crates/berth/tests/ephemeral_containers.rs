@@ -179,11 +179,12 @@ fn the_subresource_adds_ephemeral_containers_and_nothing_else() {
         &body,
         "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed",
     );
-    // What an ephemeral container may not have.
+    // What an ephemeral container may not have. (A strategic merge patch without
+    // `$setElementOrder` puts its new items first, as Kubernetes' does.)
     let add = |c: Value| json!({ "spec": { "ephemeralContainers": [c] } });
     let (code, body) =
         patch(&s, SUB, SMP, &add(json!({ "name": "web", "image": "busybox", "ports": [{ "containerPort": 80 }] })));
-    invalid(code, &body, "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container");
+    invalid(code, &body, "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container");
     let (code, body) = patch(
         &s,
         SUB,
@@ -193,15 +194,15 @@ fn the_subresource_adds_ephemeral_containers_and_nothing_else() {
     invalid(
         code,
         &body,
-        "spec.ephemeralContainers[1].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+        "spec.ephemeralContainers[0].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
     );
     let (code, body) =
         patch(&s, SUB, SMP, &add(json!({ "name": "lost", "image": "busybox", "targetContainerName": "nope" })));
-    invalid(code, &body, "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"");
+    invalid(code, &body, "spec.ephemeralContainers[0].targetContainerName: Not found: \"nope\"");
     let (code, body) = patch(&s, SUB, SMP, &add(json!({ "name": "setup", "image": "busybox" })));
-    invalid(code, &body, "spec.ephemeralContainers[1].name: Duplicate value: \"setup\"");
+    invalid(code, &body, "spec.ephemeralContainers[0].name: Duplicate value: \"setup\"");
     let (code, body) = patch(&s, SUB, SMP, &add(json!({ "name": "noimage" })));
-    invalid(code, &body, "spec.ephemeralContainers[1].image: Required value");
+    invalid(code, &body, "spec.ephemeralContainers[0].image: Required value");
     // None of the refused writes changed the pod.
     let (_, now) = s.http_json("GET", "/api/v1/namespaces/default/pods/target", None);
     assert_eq!(now["metadata"]["resourceVersion"], rv_after_add.as_str(), "{now:#}");

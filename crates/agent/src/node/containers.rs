@@ -141,9 +141,23 @@ pub fn container_config(
                 privileged: sc.privileged.unwrap_or(false),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
                 no_new_privs: sc.allow_privilege_escalation == Some(false),
+                namespace_options: Some(namespace_options(pod)),
                 ..Default::default()
             }),
         }),
+        ..Default::default()
+    }
+}
+
+/// The kubelet's namespaces for a pod's containers: the pod's network and IPC; a PID
+/// namespace of the container's own unless the pod shares one (`shareProcessNamespace`).
+fn namespace_options(pod: &Pod) -> cri::NamespaceOption {
+    let shared = pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true);
+    let pid = if shared { cri::NamespaceMode::Pod } else { cri::NamespaceMode::Container };
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod as i32,
+        pid: pid as i32,
+        ipc: cri::NamespaceMode::Pod as i32,
         ..Default::default()
     }
 }
