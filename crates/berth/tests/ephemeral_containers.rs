@@ -39,7 +39,7 @@ const SMP: &str = "application/strategic-merge-patch+json";
 #[test]
 fn kubectl_debug_runs_a_container_in_the_target_s_pid_namespace() {
     let s = server();
-    let Some(node) = Node::start(&s, 30) else { return };
+    let Some(mut node) = Node::start_with(&s, 30, &["--keep-pods"]) else { return };
     let app =
         busybox_pod("debugged", &node, json!({ "name": "app", "command": ["sh", "-c", "exec sleep 3601"] }), "Always");
     apply(&s, &app);
@@ -101,6 +101,30 @@ fn kubectl_debug_runs_a_container_in_the_target_s_pid_namespace() {
     assert_eq!(ephemeral_status(&p, "dbg")["state"]["terminated"]["exitCode"], 0, "the exited one restarted: {p:#}");
     assert_eq!(ephemeral_status(&p, "dbg")["restartCount"], 0, "{p:#}");
     assert_eq!(p["metadata"]["generation"], 3, "two ephemeral containers added: {p:#}");
+
+    // A restarted agent adopts them as they are: the exited one is not run again, the running
+    // one keeps its container.
+    let ids = |p: &Value| {
+        (ephemeral_status(p, "dbg")["containerID"].clone(), ephemeral_status(p, "shell")["containerID"].clone())
+    };
+    let before = ids(&p);
+    node.stop();
+    node.spawn(&s, &[]);
+    // The app and both ephemeral containers (the exited one too) are taken over.
+    let adopted = wait_until(TIMEOUT, || {
+        node.log().lines().any(|l| l.contains("adopted a running pod") && l.contains("containers=3"))
+    });
+    assert!(adopted, "agent log:\n{}", node.log());
+    s.kubectl_ok(&["label", "pod", "debugged", "poke=1"]);
+    let p = wait_pod(&s, &node, "debugged", "was adopted", |p| {
+        p["metadata"]["labels"]["poke"] == "1" && ephemeral_status(p, "shell")["state"]["running"].is_object()
+    });
+    assert_eq!(ids(&p), before, "{p:#}\nagent log:\n{}", node.log());
+    assert_eq!(ephemeral_status(&p, "dbg")["state"]["terminated"]["exitCode"], 0, "{p:#}");
+    let logs = s.kubectl_ok(&["logs", "debugged", "-c", "dbg"]);
+    assert_eq!(logs.matches("pid1=").count(), 1, "the debug container ran again: {logs}");
+    let out = s.kubectl_ok(&["exec", "debugged", "-c", "shell", "--", "echo", "still"]);
+    assert_eq!(out.trim(), "still");
 
     s.kubectl_ok(&["delete", "pod", "debugged", "--wait=true", "--timeout=60s"]);
     let gone = wait_until(TIMEOUT, || node.containers().is_empty());
