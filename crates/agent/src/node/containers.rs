@@ -274,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn containers_get_their_own_pid_namespace_unless_shared_or_targeting() {
+        let c: Container = serde_json::from_value(json!({ "name": "c", "image": "i" })).unwrap();
+        let pid_of = |cfg: &cri::ContainerConfig| {
+            let ns = cfg.linux.as_ref().unwrap().security_context.as_ref().unwrap().namespace_options.clone().unwrap();
+            (ns.pid, ns.network, ns.ipc, ns.target_id)
+        };
+        let own =
+            container_config(&pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [] } })), &c, 0, vec![]);
+        let pod_ns = cri::NamespaceMode::Pod as i32;
+        assert_eq!(pid_of(&own), (cri::NamespaceMode::Container as i32, pod_ns, pod_ns, String::new()));
+        let shared =
+            pod(json!({ "metadata": { "name": "p" }, "spec": { "shareProcessNamespace": true, "containers": [] } }));
+        assert_eq!(pid_of(&container_config(&shared, &c, 0, vec![])).0, pod_ns);
+        let mut debug = own.clone();
+        share_pid_with(&mut debug, "abc");
+        assert_eq!(pid_of(&debug), (cri::NamespaceMode::Target as i32, pod_ns, pod_ns, "abc".to_string()));
+    }
+
+    #[test]
     fn expansion_follows_kubernetes_rules() {
         let vars: HashMap<String, String> = [("A".to_string(), "x".to_string())].into();
         assert_eq!(expand("$(A)-$(B)", &vars), "x-$(B)");
