@@ -148,7 +148,7 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
         }
         (Method::GET, true, _) if verb_allowed("list") => read::list(ctx).await,
         (Method::GET, false, None) if verb_allowed("get") => read::get(ctx).await,
-        (Method::GET, false, Some("status" | "approval")) => read::get(ctx).await,
+        (Method::GET, false, Some("status" | "approval" | "ephemeralcontainers")) => read::get(ctx).await,
         (Method::GET, false, Some("scale")) => read::get_scale(ctx).await,
         (Method::POST, true, None) if verb_allowed("create") => {
             let body = read_body(body).await?;
@@ -166,7 +166,9 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
             let body = read_body(body).await?;
             write::evict(ctx, body).await
         }
-        (Method::PUT, false, None | Some("status") | Some("finalize") | Some("approval")) if verb_allowed("update") => {
+        (Method::PUT, false, None | Some("status" | "finalize" | "approval" | "ephemeralcontainers"))
+            if verb_allowed("update") =>
+        {
             let body = read_body(body).await?;
             write::update(ctx, body).await
         }
@@ -174,7 +176,9 @@ async fn dispatch(app: Arc<App>, req: Request) -> ApiResult<Response> {
             let body = read_body(body).await?;
             write::update_scale(ctx, body).await
         }
-        (Method::PATCH, false, None | Some("status") | Some("scale") | Some("approval")) if verb_allowed("patch") => {
+        (Method::PATCH, false, None | Some("status" | "scale" | "approval" | "ephemeralcontainers"))
+            if verb_allowed("patch") =>
+        {
             let body = read_body(body).await?;
             write::patch(ctx, body).await
         }

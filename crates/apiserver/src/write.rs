@@ -284,6 +284,10 @@ async fn admit(
         {
             berth_api::validation::validate_metadata(&served.info, obj, old)
         }
+        None if subresource == Some("ephemeralcontainers") && old.is_some() => {
+            let old = old.unwrap_or(&Value::Null);
+            berth_api::validation::validate_ephemeral_containers_update(&served.info, obj, old)
+        }
         None => berth_api::validation::validate(&served.info, obj, old),
     };
     if served.info.kind == "CustomResourceDefinition" {
@@ -455,6 +459,23 @@ fn carry_over(ctx: &Ctx, new: &mut Value, old: &Value, subresource: Option<&str>
                     *new = merged;
                 }
             }
+        }
+        Some("ephemeralcontainers") => {
+            // Kubernetes' dropNonEphemeralContainerUpdates: the stored pod with the request's
+            // ephemeral containers; everything else the request says is ignored.
+            let ephemeral = new.pointer("/spec/ephemeralContainers").cloned();
+            let rv = new.pointer("/metadata/resourceVersion").cloned();
+            let mut merged = old.clone();
+            if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                match ephemeral {
+                    Some(list) if !list.is_null() => spec.insert("ephemeralContainers".into(), list),
+                    _ => spec.remove("ephemeralContainers"),
+                };
+            }
+            if let (Some(rv), Some(meta)) = (rv, object::meta_mut(&mut merged)) {
+                meta.insert("resourceVersion".into(), rv);
+            }
+            *new = merged;
         }
         Some("finalize") => {
             let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));

@@ -251,6 +251,17 @@ pub fn container_config(
     }
 }
 
+/// Makes `config` join the PID namespace of container `target_id` (CRI NamespaceMode
+/// TARGET), as the kubelet does for an ephemeral container's `targetContainerName`; network
+/// and IPC stay what the pod's spec gave it ([`namespace_options`]).
+pub fn share_pid_with(config: &mut cri::ContainerConfig, target_id: &str) {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let sc = linux.security_context.get_or_insert_with(Default::default);
+    let ns = sc.namespace_options.get_or_insert_with(|| namespace_options(&PodSpec::default(), None));
+    ns.pid = cri::NamespaceMode::Target as i32;
+    ns.target_id = target_id.to_string();
+}
+
 /// Expands `$(VAR)` references from `vars` as Kubernetes does: `$$` escapes, unknown
 /// references stay as written.
 pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
@@ -431,6 +442,25 @@ mod tests {
         let err = check(json!({ "runAsNonRoot": true }), json!({ "runAsUser": 0 }), Some(1000), "").unwrap_err();
         assert!(err.starts_with("container's runAsUser breaks non-root policy"), "{err}");
         assert!(check(json!({ "runAsNonRoot": true }), json!({ "runAsNonRoot": false }), None, "").is_ok());
+    }
+
+    #[test]
+    fn containers_get_their_own_pid_namespace_unless_shared_or_targeting() {
+        let c: Container = serde_json::from_value(json!({ "name": "c", "image": "i" })).unwrap();
+        let pid_of = |cfg: &cri::ContainerConfig| {
+            let ns = cfg.linux.as_ref().unwrap().security_context.as_ref().unwrap().namespace_options.clone().unwrap();
+            (ns.pid, ns.network, ns.ipc, ns.target_id)
+        };
+        let own =
+            container_config(&pod(json!({ "metadata": { "name": "p" }, "spec": { "containers": [] } })), &c, 0, vec![]);
+        let pod_ns = cri::NamespaceMode::Pod as i32;
+        assert_eq!(pid_of(&own), (cri::NamespaceMode::Container as i32, pod_ns, pod_ns, String::new()));
+        let shared =
+            pod(json!({ "metadata": { "name": "p" }, "spec": { "shareProcessNamespace": true, "containers": [] } }));
+        assert_eq!(pid_of(&container_config(&shared, &c, 0, vec![])).0, pod_ns);
+        let mut debug = own.clone();
+        share_pid_with(&mut debug, "abc");
+        assert_eq!(pid_of(&debug), (cri::NamespaceMode::Target as i32, pod_ns, pod_ns, "abc".to_string()));
     }
 
     #[test]

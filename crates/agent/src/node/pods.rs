@@ -19,7 +19,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, EphemeralContainer, HostIP, Pod, PodIP,
+    PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -188,6 +189,11 @@ struct Record {
     startup: Option<ProbeState>,
     liveness: Option<ProbeState>,
     readiness: Option<ProbeState>,
+    /// An ephemeral container's target: the CRI id of the container whose PID namespace it
+    /// joins (CRI NamespaceMode TARGET, as the kubelet's `targetContainerName`).
+    pid_target: Option<String>,
+    /// An ephemeral container: created at most once (the kubelet never restarts one).
+    ephemeral: bool,
 }
 
 impl Record {
@@ -332,6 +338,8 @@ struct PodState {
     pod_ip: Option<String>,
     init: Vec<Record>,
     containers: Vec<Record>,
+    /// The ephemeral containers', in spec order (the list only grows).
+    ephemeral: Vec<Record>,
     init_failed: bool,
     start_time: Option<Time>,
     last_posted: Option<serde_json::Value>,
@@ -431,6 +439,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     });
     state.init.resize_with(spec.init_containers.as_ref().map_or(0, Vec::len), Record::default);
     state.containers.resize_with(spec.containers.len(), Record::default);
+    state.ephemeral.resize_with(spec.ephemeral_containers.as_ref().map_or(0, Vec::len), Record::default);
     // A new pod waits for a start permit, held for this pass (sandbox, volumes, first containers).
     let _permit = match state.sandbox {
         None => shared.pod_starts.acquire().await.ok(),
@@ -556,6 +565,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
     } else {
         observed = vec![Observed::NotStarted; spec.containers.len()];
     }
+    run_ephemeral(shared, pod, &spec, state, &vols).await;
     let size_limited =
         spec.volumes.iter().flatten().any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()));
     if size_limited && state.usage_checked.is_none_or(|t| t.elapsed() >= USAGE_CHECK_EVERY) {
@@ -621,6 +631,68 @@ async fn stop_finished(shared: &Shared, pod: &Pod, state: &mut PodState) {
     }
 }
 
+/// Starts the pod's ephemeral containers as the kubelet does: once each, in the running
+/// sandbox, never restarted (restartPolicy Never whatever the pod's), never probed; one with
+/// a `targetContainerName` joins that container's PID namespace once the target runs. They
+/// do not count for the pod's phase or readiness.
+async fn run_ephemeral(
+    shared: &Shared,
+    pod: &Pod,
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    state: &mut PodState,
+    vols: &HashMap<String, PathBuf>,
+) {
+    let Some((sandbox_id, sandbox_config)) = state.sandbox.clone() else { return };
+    let ip = state.pod_ip.clone();
+    for (i, ec) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        state.ephemeral[i].ephemeral = true;
+        let c = ephemeral_as_container(ec);
+        if state.ephemeral[i].id.is_none()
+            && let Some(target) = ec.target_container_name.as_deref()
+        {
+            let named = |list: &[Container], records: &[Record]| {
+                let j = list.iter().position(|c| c.name == target)?;
+                records.get(j).and_then(|r| r.id.clone())
+            };
+            let init = spec.init_containers.as_deref().unwrap_or_default();
+            let target_id = named(&spec.containers, &state.containers).or_else(|| named(init, &state.init));
+            match target_id {
+                Some(id) => state.ephemeral[i].pid_target = Some(id),
+                None => {
+                    state.ephemeral[i].waiting =
+                        Some(("ContainerCreating".into(), format!("waiting for target container {target:?}")));
+                    continue;
+                }
+            }
+        }
+        let rec = &mut state.ephemeral[i];
+        drive(shared, pod, (&sandbox_id, &sandbox_config), ip.as_deref(), vols, &c, rec, "Never").await;
+    }
+}
+
+/// An ephemeral container as a container (the same fields; the target is handled apart).
+fn ephemeral_as_container(ec: &EphemeralContainer) -> Container {
+    Container {
+        name: ec.name.clone(),
+        image: ec.image.clone(),
+        command: ec.command.clone(),
+        args: ec.args.clone(),
+        working_dir: ec.working_dir.clone(),
+        env: ec.env.clone(),
+        env_from: ec.env_from.clone(),
+        volume_mounts: ec.volume_mounts.clone(),
+        volume_devices: ec.volume_devices.clone(),
+        image_pull_policy: ec.image_pull_policy.clone(),
+        security_context: ec.security_context.clone(),
+        stdin: ec.stdin,
+        stdin_once: ec.stdin_once,
+        tty: ec.tty,
+        termination_message_path: ec.termination_message_path.clone(),
+        termination_message_policy: ec.termination_message_policy.clone(),
+        ..Default::default()
+    }
+}
+
 /// Every container runs, none has a probe, is waiting or backing off: nothing to do until
 /// the relist sees a container change (or the pod changes).
 fn steady(spec: &k8s_openapi::api::core::v1::PodSpec, state: &PodState, observed: &[Observed]) -> bool {
@@ -645,9 +717,10 @@ async fn evict(
 ) {
     tracing::info!(pod = pod_name(pod), %message, "evicting the pod");
     shared.events.warning(pod, "Evicted", message.clone()).await;
-    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    let ids: Vec<String> =
+        state.init.iter().chain(&state.containers).chain(&state.ephemeral).filter_map(|r| r.id.clone()).collect();
     futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, 0))).await;
-    for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+    for rec in state.init.iter_mut().chain(state.containers.iter_mut()).chain(state.ephemeral.iter_mut()) {
         if let Some(id) = &rec.id {
             rec.cri = shared.cri.container_status(id).await.ok().flatten();
         }
@@ -671,9 +744,11 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
     let Ok(list) = shared.cri.list_containers(&sandbox.id).await else { return };
     let now = Instant::now();
     let mut adopted = 0;
+    let ephemeral: Vec<Container> = spec.ephemeral_containers.iter().flatten().map(ephemeral_as_container).collect();
     for (records, specs) in [
         (&mut state.init, spec.init_containers.clone().unwrap_or_default()),
         (&mut state.containers, spec.containers.clone()),
+        (&mut state.ephemeral, ephemeral),
     ] {
         for (rec, c) in records.iter_mut().zip(&specs) {
             // The latest attempt of this container.
@@ -800,6 +875,8 @@ async fn drive(
                     _ => return Observed::NotStarted,
                 }
             }
+            // An ephemeral container is not created again: it keeps its last known state.
+            Ok(None) | Err(_) if rec.ephemeral => return Observed::NotStarted,
             Ok(None) | Err(_) => {
                 // Gone from the runtime: start it again.
                 rec.id = None;
@@ -845,6 +922,9 @@ async fn drive(
         return not_started(rec);
     }
     let mut config = containers::container_config(pod, c, rec.restart_count as u32, env);
+    if let Some(target) = &rec.pid_target {
+        containers::share_pid_with(&mut config, target);
+    }
     let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
     match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
         Ok(m) => config.mounts = m,
@@ -1092,6 +1172,15 @@ async fn post_status(
         spec.containers.iter().zip(&state.containers).map(|(c, r)| container_status(c, r)).collect();
     let init_statuses: Vec<ContainerStatus> =
         spec.init_containers.iter().flatten().zip(&state.init).map(|(c, r)| container_status(c, r)).collect();
+    // Ephemeral containers are reported once the kubelet has tried them (never ready).
+    let ephemeral_statuses: Vec<ContainerStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .zip(&state.ephemeral)
+        .filter(|(_, r)| r.id.is_some() || r.waiting.is_some() || r.cri.is_some())
+        .map(|(c, r)| ContainerStatus { ready: false, ..container_status(&ephemeral_as_container(c), r) })
+        .collect();
     let all_ready = !observed.is_empty()
         && observed.iter().all(|o| *o == Observed::Running)
         && state.containers.iter().all(Record::ready);
@@ -1114,6 +1203,7 @@ async fn post_status(
         start_time: state.start_time.clone(),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+        ephemeral_container_statuses: (!ephemeral_statuses.is_empty()).then_some(ephemeral_statuses),
         qos_class: Some(crate::hollow::pod_status::qos_class(spec).to_string()),
         reason: state.evicted.as_ref().map(|_| "Evicted".to_string()),
         message: state.evicted.clone(),
@@ -1133,7 +1223,8 @@ async fn post_status(
 
 /// Stops every container (SIGTERM, SIGKILL after `grace` seconds), then stops and removes the sandbox.
 async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
-    let ids: Vec<String> = state.init.iter().chain(&state.containers).filter_map(|r| r.id.clone()).collect();
+    let ids: Vec<String> =
+        state.init.iter().chain(&state.containers).chain(&state.ephemeral).filter_map(|r| r.id.clone()).collect();
     futures::future::join_all(ids.iter().map(|id| shared.cri.stop_container(id, grace))).await;
     if let Some((id, _)) = state.sandbox.take() {
         if let Err(e) = shared.cri.stop_pod_sandbox(&id).await {

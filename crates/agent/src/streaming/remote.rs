@@ -40,7 +40,12 @@ fn internal(message: impl Into<String>) -> Response<Body> {
 /// The status of `container` in `pod`, as the agent last wrote it.
 fn status_of<'a>(pod: &'a Pod, container: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
     let s = pod.status.as_ref()?;
-    s.container_statuses.iter().chain(s.init_container_statuses.iter()).flatten().find(|c| c.name == container)
+    s.container_statuses
+        .iter()
+        .chain(s.init_container_statuses.iter())
+        .chain(s.ephemeral_container_statuses.iter())
+        .flatten()
+        .find(|c| c.name == container)
 }
 
 /// GET /containerLogs/{ns}/{pod}/{container}.

@@ -64,6 +64,17 @@ pub fn validate_status_update(res: &ResourceInfo, obj: &Value, old: &Value) -> V
     errs
 }
 
+/// Validates a write to a Pod's `ephemeralcontainers` subresource (Kubernetes'
+/// ValidatePodEphemeralContainersUpdate): metadata as on any update, the whole spec with its
+/// new ephemeral containers, and no existing ephemeral container removed or changed.
+pub fn validate_ephemeral_containers_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = validate_metadata(res, obj, Some(old));
+    let mut ctx = Ctx { errs: &mut errs };
+    pod::validate_pod_spec(&mut ctx, obj.get("spec").unwrap_or(&Value::Null), "spec", &[]);
+    pod::validate_ephemeral_update(&mut ctx, obj, old);
+    errs
+}
+
 /// The name rule of a kind: which syntax `metadata.name` must follow.
 fn name_rule(res: &ResourceInfo) -> fn(&str) -> Vec<String> {
     match (res.group.as_str(), res.kind.as_str()) {

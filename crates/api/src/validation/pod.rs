@@ -59,6 +59,7 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
             super::scheduling::security_context(ctx, c.get("securityContext"), &sc_path);
         }
     }
+    validate_ephemeral_containers(ctx, spec, path, &mut names, &volumes);
     let restart = spec.get("restartPolicy");
     ctx.one_of(&format!("{path}.restartPolicy"), restart, RESTART_POLICIES);
     if !restart_policies.is_empty()
@@ -89,6 +90,106 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
     }
     ctx.labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"));
     super::scheduling::validate(ctx, spec, path);
+}
+
+/// The container fields an ephemeral container may not set (the ones outside Kubernetes'
+/// `allowedEphemeralContainerFields`), in the Container struct's order: it must not be relied
+/// upon for the pod's service, so no ports, resources, probes, lifecycle hooks or restart
+/// policy.
+const NOT_EPHEMERAL_FIELDS: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "restartPolicy",
+];
+
+/// Kubernetes' validateEphemeralContainers: each is a container (name, image, env, mounts,
+/// security context), with a name unique among all the pod's containers, a target that names
+/// one of its containers or init containers, only the allowed fields, and no subPath mounts.
+/// `names` holds the other containers' names.
+fn validate_ephemeral_containers(
+    ctx: &mut Ctx<'_>,
+    spec: &Value,
+    path: &str,
+    names: &mut HashSet<String>,
+    volumes: &HashMap<String, &'static str>,
+) {
+    let list = array(spec, "ephemeralContainers");
+    if list.is_empty() {
+        return;
+    }
+    let others: HashSet<String> = names.clone();
+    for (i, c) in list.iter().enumerate() {
+        let cpath = format!("{path}.ephemeralContainers[{i}]");
+        validate_container(ctx, c, &cpath, names, volumes);
+        super::scheduling::security_context(ctx, c.get("securityContext"), &format!("{cpath}.securityContext"));
+        let target = text(c, "targetContainerName");
+        if !target.is_empty() && !others.contains(target) {
+            ctx.push(FieldError {
+                value: Some(quote(target)),
+                ..FieldError::new(
+                    crate::field_error::FieldErrorKind::NotFound,
+                    format!("{cpath}.targetContainerName"),
+                    "",
+                )
+            });
+        }
+        // A zero value (null, false, 0, "", {} or []) counts as not set, as in Go.
+        let set = |v: &Value| match v {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            Value::Number(n) => n.as_f64() != Some(0.0),
+        };
+        for key in NOT_EPHEMERAL_FIELDS {
+            if c.get(key).is_some_and(set) {
+                ctx.push(FieldError::forbidden(format!("{cpath}.{key}"), "cannot be set for an Ephemeral Container"));
+            }
+        }
+        for (j, m) in array(c, "volumeMounts").iter().enumerate() {
+            for key in ["subPath", "subPathExpr"] {
+                if !text(m, key).is_empty() {
+                    ctx.push(FieldError::forbidden(
+                        format!("{cpath}.volumeMounts[{j}].{key}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Kubernetes' ValidatePodEphemeralContainersUpdate, for writes through the
+/// `ephemeralcontainers` subresource (the rest of the pod is the stored one): a static pod
+/// takes none, and existing ephemeral containers may be neither removed nor changed
+/// (matched by name: a patch may reorder them).
+pub(super) fn validate_ephemeral_update(ctx: &mut Ctx<'_>, obj: &Value, old: &Value) {
+    const MIRROR: &str = "kubernetes.io/config.mirror";
+    if old.pointer("/metadata/annotations").and_then(|a| a.get(MIRROR)).is_some() {
+        ctx.push(FieldError::forbidden("", "static pods do not support ephemeral containers"));
+        return;
+    }
+    let new_list = obj.pointer("/spec/ephemeralContainers").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    for o in old.pointer("/spec/ephemeralContainers").and_then(Value::as_array).into_iter().flatten() {
+        let name = text(o, "name");
+        match new_list.iter().find(|n| text(n, "name") == name) {
+            None => ctx.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers \"{name}\" may not be removed\n"),
+            )),
+            Some(n) if n != o => ctx.push(FieldError::forbidden(
+                format!("spec.ephemeralContainers.{name}"),
+                format!("existing ephemeral containers \"{name}\" may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 fn validate_container(
@@ -343,6 +444,86 @@ mod tests {
                 r#"spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never""#,
             ],
         );
+    }
+
+    #[test]
+    fn ephemeral_containers() {
+        let with = |ephemeral: Value| {
+            pod(
+                json!({"containers": [{"name": "app", "image": "x"}], "initContainers": [{"name": "init", "image": "x"}],
+                       "ephemeralContainers": ephemeral}),
+            )
+        };
+        check(
+            "/v1/pods",
+            with(json!([{"name": "dbg", "image": "x", "targetContainerName": "app", "stdin": true}])),
+            None,
+            &[],
+        );
+        // Zero values count as unset, as in Go.
+        check("/v1/pods", with(json!([{"name": "dbg", "image": "x", "ports": [], "resources": {}}])), None, &[]);
+        check(
+            "/v1/pods",
+            with(json!([
+                {"name": "app", "image": "x"},
+                {"name": "b", "targetContainerName": "dbg"},
+                {"name": "c", "image": "x", "ports": [{"containerPort": 80}], "lifecycle": {"preStop": {"exec": {}}},
+                 "resources": {"limits": {"cpu": "1"}}, "restartPolicy": "Always"},
+                {"name": "d", "image": "x", "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "s"}]},
+            ])),
+            None,
+            &[
+                r#"spec.ephemeralContainers[0].name: Duplicate value: "app""#,
+                "spec.ephemeralContainers[1].image: Required value",
+                r#"spec.ephemeralContainers[1].targetContainerName: Not found: "dbg""#,
+                "spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].resources: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].lifecycle: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].restartPolicy: Forbidden: cannot be set for an Ephemeral Container",
+                r#"spec.ephemeralContainers[3].volumeMounts[0].name: Not found: "v""#,
+                "spec.ephemeralContainers[3].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+            ],
+        );
+        // The pod's own update may not add or change them.
+        let old = with(json!([{"name": "dbg", "image": "x"}]));
+        let errs = update_errors(with(json!([{"name": "dbg", "image": "x"}, {"name": "e", "image": "x"}])), &old);
+        assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than"), "{errs:?}");
+    }
+
+    fn update_errors(new: Value, old: &Value) -> Vec<String> {
+        let res = crate::registry::find_builtin("", "v1", "pods").expect("pods");
+        crate::validation::validate(res, &new, Some(old)).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn ephemeral_containers_may_only_be_added() {
+        let with = |ephemeral: Value| {
+            pod(json!({"containers": [{"name": "app", "image": "x"}], "ephemeralContainers": ephemeral}))
+        };
+        let res = crate::registry::find_builtin("", "v1", "pods").expect("pods");
+        let errors = |new: &Value, old: &Value| -> Vec<String> {
+            crate::validation::validate_ephemeral_containers_update(res, new, old)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let old = with(json!([{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]));
+        // Added, and reordered (a patch may reorder).
+        let added =
+            with(json!([{"name": "b", "image": "x"}, {"name": "a", "image": "x"}, {"name": "c", "image": "x"}]));
+        assert_eq!(errors(&added, &old), Vec::<String>::new());
+        assert_eq!(
+            errors(&with(json!([{"name": "a", "image": "y"}])), &old),
+            [
+                "spec.ephemeralContainers.a: Forbidden: existing ephemeral containers \"a\" may not be changed",
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"b\" may not be removed\n",
+            ]
+        );
+        let mut mirror = old.clone();
+        mirror["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        let mut new = added.clone();
+        new["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        assert_eq!(errors(&new, &mirror), [": Forbidden: static pods do not support ephemeral containers"]);
     }
 
     #[test]
