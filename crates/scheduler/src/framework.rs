@@ -403,6 +403,11 @@ impl Cycle {
         Cycle { next_start: 0, rng: 0x9E37_79B9_7F4A_7C15, threads: threads.max(1) }
     }
 
+    /// Threads filtering and scoring nodes.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// A pseudo-random number (ties between nodes, preemption's candidate offset).
     pub fn random(&mut self) -> u64 {
         // xorshift64*: enough to break ties between equally scored nodes.

@@ -70,7 +70,7 @@ impl Drop for CloseOnDrop {
 /// Runs the scheduler until the returned future is dropped (or a task fails).
 pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<()> {
     let profiles = config.profiles()?;
-    let cycle = Cycle::default();
+    let cycle = config.cycle();
     let shared = Arc::new(Shared {
         cache: Mutex::new(Cache::new()),
         queue: Queue::new(),
