@@ -1,8 +1,9 @@
 //! Hollow nodes end to end: the real `berth server`, `berth agent --hollow` as a child
 //! process with the node token, and the real kubectl: nodes register Ready with their labels, taints and
 //! capacity; bound pods run, complete and delete as with a kubelet; leases advance; a
-//! restarted agent takes its nodes and pods over; bad flags fail clearly; the scheduler
-//! spreads a Deployment over two agents' zones and moves its pods off a removed zone.
+//! restarted agent takes its nodes and pods over; `--pod-start-delay` holds pods Pending;
+//! bad flags fail clearly; the scheduler spreads a Deployment over two agents' zones and
+//! moves its pods off a removed zone.
 
 use std::path::Path;
 use std::process::Command;
@@ -227,6 +228,69 @@ fn hollow_nodes_register_run_pods_and_renew_leases() {
     assert!(ip.starts_with("10.244.7."), "pod IP {ip} not in the podCIDR 10.244.7.0/24");
     assert_eq!(ready_nodes(&s).len(), 3);
     stop_cleanly(&mut agent);
+}
+
+/// A pod bound to `node`, for `kubectl apply -f -`.
+fn bound_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers: [{{name: c, image: nginx:1.27}}]\n"
+    )
+}
+
+#[test]
+fn pod_start_delay_holds_pods_pending_until_it_has_passed() {
+    // Two agents: `slow-0` starts pods after 4 s, `fast-0` at once. A pod bound to the slow
+    // node first, then (once it is seen Pending) one bound to the fast node: in the order a
+    // watch sees them, the fast one runs first, while the slow one is still Pending; the
+    // slow one runs after.
+    let s = TestServer::start_with(Path::new(BIN), &["--disable-controllers", "nodeipam"]);
+    let mut slow = start_agent(&s, &["--nodes", "1", "--node-name-prefix", "slow-", "--pod-start-delay", "4s"]);
+    let mut fast = start_agent(&s, &["--nodes", "1", "--node-name-prefix", "fast-", "--pod-start-delay", "0"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || ready_nodes(&s).len() == 2),
+        "2 Ready nodes expected: {}\n{}\n{}",
+        s.kubectl_ok(&["get", "nodes"]),
+        slow.log(),
+        fast.log()
+    );
+    let (mut watch, lines) = s.kubectl_lines(&[
+        "get",
+        "pods",
+        "--watch",
+        "--no-headers",
+        "-o",
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,IP:.status.podIP",
+    ]);
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let wait_for = |seen: &mut Vec<(String, String)>, name: &str, phase: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !seen.iter().any(|(n, p)| n == name && p == phase) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = lines.recv_timeout(left) else {
+                return false;
+            };
+            let mut fields = line.split_whitespace();
+            if let (Some(n), Some(p)) = (fields.next(), fields.next()) {
+                seen.push((n.to_string(), p.to_string()));
+            }
+        }
+        true
+    };
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&bound_pod("delayed", "slow-0")));
+    assert!(wait_for(&mut seen, "delayed", "Pending"), "delayed never seen Pending: {seen:?}");
+    s.kubectl_in_ok(&["apply", "-f", "-"], Some(&bound_pod("prompt", "fast-0")));
+    assert!(wait_for(&mut seen, "prompt", "Running"), "prompt never Running: {seen:?}\n{}", fast.log());
+    assert!(
+        !seen.iter().any(|(n, p)| n == "delayed" && p != "Pending"),
+        "delayed left Pending before prompt ran: {seen:?}"
+    );
+    assert!(wait_for(&mut seen, "delayed", "Running"), "delayed never Running: {seen:?}\n{}", slow.log());
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let delayed = json_of(&s, &["get", "pod", "delayed"]);
+    assert!(delayed["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].is_string(), "{delayed}");
+    stop_cleanly(&mut slow);
+    stop_cleanly(&mut fast);
 }
 
 const SPREAD: &str = r#"

@@ -211,12 +211,13 @@ pub async fn act(client: kube::Client, shared: Arc<Shared>, mut rx: tokio::sync:
                 });
             }
             Action::Unschedulable { info, message, victims, profile } => {
-                let (client, events, permits) = (client.clone(), events_tx.clone(), status_permits.clone());
+                let (client, shared, events, permits) =
+                    (client.clone(), shared.clone(), events_tx.clone(), status_permits.clone());
                 tokio::spawn(async move {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
                     };
-                    unschedulable(client, info, message, victims, profile, &events).await
+                    unschedulable(client, &shared, info, message, victims, profile, &events).await
                 });
             }
         }
@@ -311,6 +312,7 @@ async fn bind(
 
 async fn unschedulable(
     client: kube::Client,
+    shared: &Shared,
     info: Arc<PodInfo>,
     message: String,
     victims: Option<Victims>,
@@ -382,7 +384,11 @@ async fn unschedulable(
                     },
                 );
             }
-            Err(e) => tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim"),
+            Err(e) => {
+                // Not going after all (a 404 is the deletion the watch reports anyway).
+                shared.cache().unmark_victim(&victim.key);
+                tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim");
+            }
         }
     }
 }

@@ -202,7 +202,9 @@ impl PodInfo {
     }
 }
 
-/// One node and the pods placed on it.
+/// One node and the pods placed on it. What comes from the Node object alone (labels,
+/// taints, images) is shared, so that the copies preemption works on cost little more than
+/// the pod list.
 #[derive(Debug, Default, Clone)]
 pub struct NodeInfo {
     /// The node's name.
@@ -210,9 +212,9 @@ pub struct NodeInfo {
     /// The node object; `None` while pods name a node this cache has not seen (or that was deleted).
     pub node: Option<Arc<Node>>,
     /// Node labels.
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     /// spec.taints.
-    pub taints: Vec<Taint>,
+    pub taints: Arc<[Taint]>,
     /// spec.unschedulable.
     pub unschedulable: bool,
     /// status.allocatable (capacity when absent).
@@ -232,7 +234,7 @@ pub struct NodeInfo {
     /// Host ports in use.
     pub used_ports: Vec<HostPort>,
     /// Images present on the node (normalized name → size in bytes).
-    pub images: HashMap<String, i64>,
+    pub images: Arc<HashMap<String, i64>>,
     /// Pods nominated to the node by preemption, waiting for their victims to go. Pods of
     /// lower or equal priority are filtered as if these ran there ([`crate::framework::fits`]).
     pub nominated: Vec<Arc<PodInfo>>,
@@ -278,22 +280,23 @@ impl NodeInfo {
     }
 
     fn set_node(&mut self, node: Arc<Node>) {
-        self.labels = node.metadata.labels.clone().unwrap_or_default();
+        self.labels = Arc::new(node.metadata.labels.clone().unwrap_or_default());
         let spec = node.spec.as_ref();
-        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.taints = spec.and_then(|s| s.taints.as_deref()).unwrap_or_default().into();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         self.allocatable = node_allocatable(&node);
-        self.images = node
-            .status
-            .as_ref()
-            .and_then(|s| s.images.as_ref())
-            .into_iter()
-            .flatten()
-            .flat_map(|img| {
-                let size = img.size_bytes.unwrap_or(0);
-                img.names.iter().flatten().map(move |n| (normalize_image(n), size))
-            })
-            .collect();
+        self.images = Arc::new(
+            node.status
+                .as_ref()
+                .and_then(|s| s.images.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|img| {
+                    let size = img.size_bytes.unwrap_or(0);
+                    img.names.iter().flatten().map(move |n| (normalize_image(n), size))
+                })
+                .collect(),
+        );
         self.node = Some(node);
     }
 }
@@ -478,6 +481,9 @@ pub struct Cache {
     pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
     /// The node each nominated pod is nominated to.
     nominations: HashMap<String, String>,
+    /// Preemption victims this scheduler is deleting, until their deletion is seen (they
+    /// count as terminating: Kubernetes sees its victims' deletionTimestamp first).
+    victims: HashSet<String>,
     /// Volumes held for claims of placed pods by volume name, until the binder binds the
     /// claims (Kubernetes' VolumeBinding assumes them in its cache at Reserve).
     assumed_volumes: HashMap<String, AssumedVolume>,
@@ -601,7 +607,7 @@ impl Cache {
         }
         if change != NodeChange::Unchanged {
             let new_labels = self.node(&name).map(|n| n.labels.clone()).unwrap_or_default();
-            self.relabel(&name, old_labels.as_ref(), Some(&new_labels));
+            self.relabel(&name, old_labels.as_deref(), Some(&new_labels));
         }
         self.count_images(&old_images, -1);
         let new_images = self.node(&name).map(|n| n.images.clone()).unwrap_or_default();
@@ -856,6 +862,26 @@ impl Cache {
         self.clear_nomination(&info.key);
         self.nominations.insert(info.key.clone(), node.to_string());
         self.entry(node).nominated.push(info);
+    }
+
+    /// The node a pod was nominated to by this scheduler.
+    pub fn nomination(&self, key: &str) -> Option<&str> {
+        self.nominations.get(key).map(String::as_str)
+    }
+
+    /// Notes pods whose deletion this scheduler is requesting as preemption victims.
+    pub fn mark_victims<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
+        self.victims.extend(keys.into_iter().map(str::to_string));
+    }
+
+    /// A victim's deletion was seen, or failed: it no longer counts as terminating.
+    pub fn unmark_victim(&mut self, key: &str) {
+        self.victims.remove(key);
+    }
+
+    /// Whether the pod is terminating, or a victim whose deletion is under way.
+    pub fn going(&self, pod: &PodInfo) -> bool {
+        pod.terminating() || (!self.victims.is_empty() && self.victims.contains(&pod.key))
     }
 
     /// Drops a pod's nomination (it was bound or deleted).

@@ -1,7 +1,7 @@
 //! `--scheduler-config`: a subset of `KubeSchedulerConfiguration`
 //! (`kubescheduler.config.k8s.io/v1`): profiles with their scheduler names, plugins
 //! enabled or disabled per extension point (`filter`, `score`, `multiPoint`), score
-//! weights, `percentageOfNodesToScore`, and the args of NodeResourcesFit, InterPodAffinity
+//! weights, `percentageOfNodesToScore`, `parallelism`, and the args of NodeResourcesFit, InterPodAffinity
 //! and PodTopologySpread.
 
 use std::collections::HashMap;
@@ -39,6 +39,10 @@ pub struct SchedulerConfig {
     /// Percentage of nodes to find feasible before scoring (0 or absent: adaptive).
     #[serde(default)]
     pub percentage_of_nodes_to_score: Option<u32>,
+    /// Threads filtering and scoring nodes (Kubernetes: goroutines, default 16); absent:
+    /// half the machine's cores ([`crate::framework::Cycle::default`]).
+    #[serde(default)]
+    pub parallelism: Option<i64>,
     /// Profiles; none means one default profile named `default-scheduler`.
     #[serde(default)]
     pub profiles: Vec<ProfileConfig>,
@@ -127,8 +131,22 @@ impl SchedulerConfig {
         {
             return Err(Error::Config(format!("kind {kind:?} is not KubeSchedulerConfiguration")));
         }
+        if let Some(p) = config.parallelism
+            && p <= 0
+        {
+            return Err(Error::Config(format!("parallelism: must be greater than 0, not {p}")));
+        }
         config.profiles()?;
         Ok(config)
+    }
+
+    /// The scheduling cycle state with `parallelism` threads (at most 64: more only
+    /// costs thread starts), or the default of half the cores.
+    pub fn cycle(&self) -> crate::framework::Cycle {
+        match self.parallelism {
+            Some(p) if p > 0 => crate::framework::Cycle::new(p.min(64) as usize),
+            _ => crate::framework::Cycle::default(),
+        }
     }
 
     /// Builds the profiles.
@@ -362,6 +380,20 @@ profiles:
     }
 
     #[test]
+    fn parallelism_sets_the_threads() {
+        let c = SchedulerConfig::parse(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nparallelism: 3",
+        )
+        .unwrap();
+        assert_eq!(c.parallelism, Some(3));
+        assert_eq!(c.cycle().threads(), 3);
+        assert_eq!(SchedulerConfig::parse("parallelism: 1000").unwrap().cycle().threads(), 64);
+        // Absent: half the cores, at least one.
+        let half = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 16));
+        assert_eq!(SchedulerConfig::parse("{}").unwrap().cycle().threads(), half);
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         for bad in [
             "profiles: [{schedulerName: a}, {schedulerName: a}]",
@@ -374,6 +406,9 @@ profiles:
             "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: List, defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: Maybe}]}}]}]",
             "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: List, defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {}}]}}]}]",
             "profiles: [{pluginConfig: [{name: PodTopologySpread, args: {defaultingType: Other}}]}]",
+            "parallelism: 0",
+            "parallelism: -2",
+            "parallelism: many",
         ] {
             assert!(SchedulerConfig::parse(bad).is_err(), "{bad}");
         }

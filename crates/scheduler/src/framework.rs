@@ -7,7 +7,6 @@
 
 use std::any::Any;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -158,8 +157,9 @@ pub struct Diagnosis {
     pub num_all_nodes: usize,
     /// A pre-filter rejection (every node).
     pub pre_filter: Option<Rejection>,
-    /// Each rejected node's rejection.
-    pub nodes: HashMap<String, Rejection>,
+    /// Each rejected node (its index in [`Cache::nodes`] when the cycle ran: valid while
+    /// the cache is not changed) and its rejection, in the order the nodes were checked.
+    pub nodes: Vec<(usize, Rejection)>,
 }
 
 impl Diagnosis {
@@ -171,12 +171,7 @@ impl Diagnosis {
             msg.push_str(&format!(" {}.", pre.reasons.join(", ")));
             return msg;
         }
-        let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in self.nodes.values() {
-            for reason in &r.reasons {
-                *histogram.entry(reason.as_ref()).or_insert(0) += 1;
-            }
-        }
+        let histogram = count_reasons(self.nodes.iter().flat_map(|(_, r)| &r.reasons));
         let mut parts: Vec<String> = histogram.iter().map(|(r, n)| format!("{n} {r}")).collect();
         parts.sort();
         if !parts.is_empty() {
@@ -184,6 +179,20 @@ impl Diagnosis {
         }
         msg
     }
+}
+
+/// How many times each reason occurs: a short list, as there are few distinct reasons
+/// however many nodes there are (a map keyed by string would compare every one of them).
+pub(crate) fn count_reasons<'a>(reasons: impl IntoIterator<Item = &'a Cow<'static, str>>) -> Vec<(&'a str, usize)> {
+    let mut histogram: Vec<(&str, usize)> = Vec::new();
+    for reason in reasons {
+        let reason = reason.as_ref();
+        match histogram.iter_mut().find(|(r, _)| std::ptr::eq(*r, reason) || *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => histogram.push((reason, 1)),
+        }
+    }
+    histogram
 }
 
 /// The number of feasible nodes to find before scoring, as Kubernetes' `numFeasibleNodesToFind`.
@@ -394,7 +403,13 @@ impl Cycle {
         Cycle { next_start: 0, rng: 0x9E37_79B9_7F4A_7C15, threads: threads.max(1) }
     }
 
-    fn random(&mut self) -> u64 {
+    /// Threads filtering and scoring nodes.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// A pseudo-random number (ties between nodes, preemption's candidate offset).
+    pub fn random(&mut self) -> u64 {
         // xorshift64*: enough to break ties between equally scored nodes.
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
@@ -417,8 +432,9 @@ impl Cycle {
             }
         };
         let nodes = cache.nodes();
-        // A nominated node (from an earlier preemption) is tried first.
-        if let Some(nominated) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+        // A nominated node (from an earlier preemption) is tried first, as Kubernetes'
+        // `evaluateNominatedNode`: this scheduler's nomination, else the pod's status.
+        if let Some(nominated) = nominated_node(cache, pod)
             && let Some(node) = cache.node(nominated)
             && node.node.is_some()
             && fits(profile, &prepared, pod, node, cache).is_ok()
@@ -430,7 +446,7 @@ impl Cycle {
         let filtered = filter_nodes(profile, cache, &prepared, pod, nodes, start, want, self.threads);
         self.next_start = (start + filtered.visited) % nodes.len().max(1);
         if filtered.feasible.is_empty() {
-            diagnosis.nodes = filtered.rejected.into_iter().map(|(i, r)| (nodes[i].name.clone(), r)).collect();
+            diagnosis.nodes = filtered.rejected;
             return Decision::Unschedulable(diagnosis);
         }
         let feasible: Vec<&NodeInfo> = filtered.feasible.iter().map(|i| &nodes[*i]).collect();
@@ -459,6 +475,12 @@ impl Cycle {
         }
         best
     }
+}
+
+/// The node a pod is nominated to: by this scheduler (its latest preemption), else as its
+/// `status.nominatedNodeName` says.
+pub fn nominated_node<'a>(cache: &'a Cache, pod: &'a PodInfo) -> Option<&'a str> {
+    cache.nomination(&pod.key).or_else(|| pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()))
 }
 
 /// Weighted, normalized scores of the feasible nodes, summed per node (raw scores on
@@ -547,9 +569,9 @@ mod tests {
     #[test]
     fn message_is_a_sorted_histogram() {
         let mut d = Diagnosis { num_all_nodes: 4, ..Default::default() };
-        d.nodes.insert("a".into(), Rejection::unresolvable("node(s) had untolerated taint {dedicated: infra}"));
-        for n in ["b", "c", "d"] {
-            d.nodes.insert(n.into(), Rejection::unschedulable("Insufficient cpu"));
+        d.nodes.push((0, Rejection::unresolvable("node(s) had untolerated taint {dedicated: infra}")));
+        for n in 1..4 {
+            d.nodes.push((n, Rejection::unschedulable("Insufficient cpu")));
         }
         assert_eq!(
             d.message(),
@@ -782,5 +804,54 @@ mod tests {
         // Once the nominee is bound (or gone), the room is free.
         cache.clear_nomination("default/db");
         assert_eq!(decide(&cache, cpu(5, "2")), "a");
+    }
+
+    #[test]
+    fn spread_and_anti_affinity_hold_when_filtering_stops_early() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{cache_of, node};
+        use serde_json::json;
+        // 1,000 nodes in 4 zones: each cycle stops after 420 feasible nodes (adaptive
+        // percentageOfNodesToScore), from where the previous one stopped.
+        let nodes = (0..1000).map(|i| node(&format!("n{i:04}"), json!({"labels": {"zone": format!("z{}", i % 4)}})));
+        let mut cache = cache_of(nodes.collect(), vec![]);
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let mut cycle = Cycle::new(1);
+        let term = json!([{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]);
+        let mut placed: Vec<String> = Vec::new();
+        let mut early = 0;
+        for i in 0..60 {
+            let spec = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+                    "labelSelector": {"matchLabels": {"app": "web"}}}]});
+            let pod: k8s_openapi::api::core::v1::Pod =
+                serde_json::from_value(json!({"metadata": {"name": format!("web{i}"),
+                "namespace": "default", "labels": {"app": "web"}}, "spec": spec}))
+                .unwrap();
+            let info = Arc::new(PodInfo::new(Arc::new(pod)));
+            let before = cycle.next_start;
+            let Decision::Node(n) = cycle.schedule(profile, &cache, &info) else {
+                panic!("web{i} should fit");
+            };
+            // Fewer than all nodes were filtered whenever the zones were even (every node
+            // feasible); otherwise only the emptiest zones' 250 nodes are, and all are checked.
+            if cycle.next_start != before {
+                early += 1;
+            }
+            cache.assume(info, &n);
+            placed.push(n);
+        }
+        // One pod per node (anti-affinity), and the zones at most one apart (spread).
+        let mut distinct = placed.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), placed.len(), "{placed:?}");
+        let mut zones = [0usize; 4];
+        for n in &placed {
+            zones[cache.node(n).unwrap().labels["zone"][1..].parse::<usize>().unwrap()] += 1;
+        }
+        assert_eq!(zones, [15, 15, 15, 15]);
+        assert!(early >= 15, "{early} cycles stopped early");
     }
 }

@@ -128,6 +128,9 @@ fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender
         let freed = {
             let mut cache = shared.cache();
             cache.clear_nomination(&info.key);
+            if deleted {
+                cache.unmark_victim(&info.key);
+            }
             cache.remove_pod(&info.key)
         };
         shared.queue.delete(&info.key);

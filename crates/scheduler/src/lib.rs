@@ -70,6 +70,7 @@ impl Drop for CloseOnDrop {
 /// Runs the scheduler until the returned future is dropped (or a task fails).
 pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<()> {
     let profiles = config.profiles()?;
+    let cycle = config.cycle();
     let shared = Arc::new(Shared {
         cache: Mutex::new(Cache::new()),
         queue: Queue::new(),
@@ -84,7 +85,7 @@ pub async fn run(client: kube::Client, config: SchedulerConfig) -> Result<()> {
     let loop_shared = shared.clone();
     std::thread::Builder::new()
         .name("scheduler".into())
-        .spawn(move || scheduling_loop(&loop_shared, &profiles, &tx))
+        .spawn(move || scheduling_loop(&loop_shared, &profiles, cycle, &tx))
         .map_err(|e| Error::Stopped(format!("spawning the scheduling thread: {e}")))?;
     tasks.spawn(bind::act(client, shared.clone(), rx));
     match tasks.join_next().await {
@@ -127,8 +128,12 @@ impl LoopProfile {
 }
 
 /// Pops pods and decides where each goes, until the queue is closed.
-fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc::UnboundedSender<Action>) {
-    let mut cycle = Cycle::default();
+fn scheduling_loop(
+    shared: &Shared,
+    profiles: &[Profile],
+    mut cycle: Cycle,
+    tx: &tokio::sync::mpsc::UnboundedSender<Action>,
+) {
     let mut prof = LoopProfile::default();
     let profiling = tracing::enabled!(tracing::Level::DEBUG);
     loop {
@@ -188,11 +193,12 @@ fn scheduling_loop(shared: &Shared, profiles: &[Profile], tx: &tokio::sync::mpsc
             Decision::Unschedulable(diagnosis) => {
                 let mut message = diagnosis.message();
                 let t3 = std::time::Instant::now();
-                let preempted = preemption::preempt(profile, &cache, &info, &diagnosis);
+                let preempted = preemption::preempt(profile, &cache, &info, &diagnosis, cycle.random());
                 prof.preempting += t3.elapsed();
                 let victims = match preempted {
                     Ok(v) => {
                         cache.nominate(info.clone(), &v.node);
+                        cache.mark_victims(v.pods.iter().map(|p| p.key.as_str()));
                         Some(v)
                     }
                     Err(why) => {

@@ -3,11 +3,12 @@
 //! pods protected by a PodDisruptionBudget where possible. The pod is then nominated to
 //! that node (`status.nominatedNodeName`) and the victims are deleted.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
-use crate::framework::{Change, Diagnosis, Prepared, Profile, fits, pre_filter, update_state};
+use crate::framework::{
+    Change, Diagnosis, Prepared, Profile, count_reasons, fits, nominated_node, pre_filter, update_state,
+};
 use crate::selectors::Selector;
 
 /// The pods to evict on the chosen node.
@@ -26,42 +27,59 @@ pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
 /// Reason for nodes without lower-priority pods.
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
-fn priority_of(p: &PodInfo) -> i32 {
-    p.priority
+/// Share of the potential nodes dry-run for victims (Kubernetes' DefaultPreemption
+/// `minCandidateNodesPercentage`).
+pub const MIN_CANDIDATE_NODES_PERCENTAGE: usize = 10;
+/// Fewest potential nodes dry-run (`minCandidateNodesAbsolute`).
+pub const MIN_CANDIDATE_NODES_ABSOLUTE: usize = 100;
+
+/// How many candidates to find among `potential` nodes, as Kubernetes'
+/// `calculateNumCandidates`: 10 % of them, at least 100, at most all.
+pub fn candidates_wanted(potential: usize) -> usize {
+    (potential * MIN_CANDIDATE_NODES_PERCENTAGE / 100).max(MIN_CANDIDATE_NODES_ABSOLUTE).min(potential)
 }
 
-/// Budgets of the pod's namespace: (selector, disruptions still allowed).
-fn budgets_for(cache: &Cache, namespace: &str) -> Vec<(Selector, i32)> {
-    cache
-        .budgets
-        .values()
-        .filter(|b| b.metadata.namespace.as_deref() == Some(namespace))
-        .map(|b| {
-            let sel = Selector::from_label_selector(b.spec.as_ref().and_then(|s| s.selector.as_ref()));
-            (sel, b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0))
-        })
-        .collect()
-}
+/// The budgets of the cluster, read once per preemption: (namespace, selector,
+/// disruptions still allowed).
+struct Budgets(Vec<(String, Selector, i32)>);
 
-/// Splits victims (most important first) into those whose eviction would violate a
-/// budget and the others, as Kubernetes' `filterPodsWithPDBViolation`.
-fn split_by_budget(cache: &Cache, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
-    let mut budgets: BTreeMap<String, Vec<(Selector, i32)>> = BTreeMap::new();
-    let (mut violating, mut fine) = (Vec::new(), Vec::new());
-    for p in pods {
-        let list = budgets.entry(p.namespace.clone()).or_insert_with(|| budgets_for(cache, &p.namespace));
-        let mut violates = false;
-        for (sel, allowed) in list.iter_mut() {
-            if !p.labels.is_empty() && sel.matches(&p.labels) {
-                *allowed -= 1;
-                if *allowed < 0 {
-                    violates = true;
+impl Budgets {
+    fn of(cache: &Cache) -> Budgets {
+        Budgets(
+            cache
+                .budgets
+                .values()
+                .map(|b| {
+                    let sel = Selector::from_label_selector(b.spec.as_ref().and_then(|s| s.selector.as_ref()));
+                    let allowed = b.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0);
+                    (b.metadata.namespace.clone().unwrap_or_default(), sel, allowed)
+                })
+                .collect(),
+        )
+    }
+
+    /// Splits victims (most important first) into those whose eviction would violate a
+    /// budget and the others, as Kubernetes' `filterPodsWithPDBViolation`.
+    fn split(&self, pods: Vec<Arc<PodInfo>>) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+        if self.0.is_empty() {
+            return (Vec::new(), pods);
+        }
+        let mut allowed: Vec<i32> = self.0.iter().map(|(_, _, a)| *a).collect();
+        let (mut violating, mut fine) = (Vec::new(), Vec::new());
+        for p in pods {
+            let mut violates = false;
+            for ((namespace, sel, _), left) in self.0.iter().zip(allowed.iter_mut()) {
+                if *namespace == p.namespace && !p.labels.is_empty() && sel.matches(&p.labels) {
+                    *left -= 1;
+                    if *left < 0 {
+                        violates = true;
+                    }
                 }
             }
+            if violates { violating.push(p) } else { fine.push(p) }
         }
-        if violates { violating.push(p) } else { fine.push(p) }
+        (violating, fine)
     }
-    (violating, fine)
 }
 
 /// The fewest, least important victims on `node` that make `pod` fit, or the reasons it
@@ -74,31 +92,28 @@ fn select_victims(
     profile: &Profile,
     prepared: &[Prepared],
     cache: &Cache,
+    budgets: &Budgets,
     pod: &PodInfo,
     node: &NodeInfo,
 ) -> Result<Victims, Vec<std::borrow::Cow<'static, str>>> {
-    let mut sim = node.clone();
-    let mut state = prepared.to_vec();
-    let mut potential: Vec<Arc<PodInfo>> =
-        node.pods.iter().filter(|p| priority_of(p) < pod.priority).cloned().collect();
-    if potential.is_empty() {
+    if !node.pods.iter().any(|p| p.priority < pod.priority) {
         return Err(vec![NO_VICTIMS.into()]);
     }
-    for p in &potential {
+    let mut sim = node.clone();
+    let mut state = prepared.to_vec();
+    let mut potential: Vec<Arc<PodInfo>> = Vec::with_capacity(node.pods.len());
+    for p in node.pods.iter().filter(|p| p.priority < pod.priority) {
         sim.remove_pod(&p.key);
         update_state(profile, &mut state, pod, Change::Remove, p, &sim, cache);
+        potential.push(p.clone());
     }
     if let Err(r) = fits(profile, &state, pod, &sim, cache) {
         return Err(r.reasons);
     }
-    // Most important first: higher priority, then older.
-    potential.sort_by(|a, b| {
-        priority_of(b).cmp(&priority_of(a)).then_with(|| {
-            let start = |p: &PodInfo| p.pod.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| t.0);
-            start(a).cmp(&start(b))
-        })
-    });
-    let (violating, fine) = split_by_budget(cache, potential);
+    // Most important first: higher priority, then older (Kubernetes' MoreImportantPod).
+    let start = |p: &PodInfo| p.pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+    potential.sort_by_cached_key(|p| (std::cmp::Reverse(p.priority), start(p)));
+    let (violating, fine) = budgets.split(potential);
     let mut victims = Victims { node: node.name.clone(), pods: Vec::new(), pdb_violations: 0 };
     for (group, counts) in [(violating, true), (fine, false)] {
         for p in group {
@@ -118,15 +133,27 @@ fn select_victims(
 }
 
 /// Finds victims for `pod`, or says why preemption cannot help (the message that follows
-/// the filter reasons in FailedScheduling).
-pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diagnosis) -> Result<Victims, String> {
+/// the filter reasons in FailedScheduling), as Kubernetes' DefaultPreemption: a pod whose
+/// nominated node still has lower-priority pods going (terminating, or victims of its
+/// earlier preemption being deleted) waits for them instead of preempting again; the
+/// nodes where preemption may help (rejected for resolvable reasons) are dry-run from
+/// `offset` (taken modulo their number; random in the scheduler), until
+/// [`candidates_wanted`] of them have victims, at least one without budget violations;
+/// the best of those by [`better`] is chosen.
+pub fn preempt(
+    profile: &Profile,
+    cache: &Cache,
+    pod: &PodInfo,
+    diagnosis: &Diagnosis,
+    offset: u64,
+) -> Result<Victims, String> {
     let spec = pod.spec();
     if spec.preemption_policy.as_deref() == Some("Never") {
         return Err("not eligible due to preemptionPolicy=Never.".into());
     }
-    if let Some(nominated) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+    if let Some(nominated) = nominated_node(cache, pod)
         && let Some(node) = cache.node(nominated)
-        && node.pods.iter().any(|p| p.terminating() && p.priority < pod.priority)
+        && node.pods.iter().any(|p| p.priority < pod.priority && cache.going(p))
     {
         return Err("not eligible due to a terminating pod on the nominated node.".into());
     }
@@ -138,30 +165,34 @@ pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diag
     let Ok(prepared) = pre_filter(profile, pod, cache) else {
         return Err(all_unhelpful());
     };
-    let mut histogram: BTreeMap<std::borrow::Cow<'static, str>, usize> = BTreeMap::new();
-    let mut best: Option<Victims> = None;
-    // As Kubernetes, stop after max(10% of the nodes, 100) candidates (minCandidateNodes*).
-    let wanted = (n / 10).max(100);
-    let mut candidates = 0usize;
-    for (name, rejection) in &diagnosis.nodes {
-        if candidates >= wanted {
+    let nodes = cache.nodes();
+    let potential: Vec<usize> = diagnosis
+        .nodes
+        .iter()
+        .filter(|(i, r)| r.resolvable && nodes.get(*i).is_some_and(|n| n.node.is_some()))
+        .map(|(i, _)| *i)
+        .collect();
+    let mut reasons: Vec<std::borrow::Cow<'static, str>> = Vec::new();
+    let unhelpful = n.saturating_sub(potential.len());
+    if potential.is_empty() {
+        return Err(all_unhelpful());
+    }
+    let budgets = Budgets::of(cache);
+    let wanted = candidates_wanted(potential.len());
+    let offset = (offset % potential.len() as u64) as usize;
+    let (mut best, mut found, mut clean) = (None::<Victims>, 0usize, 0usize);
+    for k in 0..potential.len() {
+        if clean > 0 && found >= wanted {
             break;
         }
-        let Some(node) = cache.node(name).filter(|n| n.node.is_some()) else {
-            continue;
-        };
-        if !rejection.resolvable {
-            *histogram.entry(NOT_HELPFUL.into()).or_insert(0) += 1;
-            continue;
-        }
-        match select_victims(profile, &prepared, cache, pod, node) {
-            Err(reasons) => {
-                for r in reasons {
-                    *histogram.entry(r).or_insert(0) += 1;
-                }
-            }
+        let node = &nodes[potential[(offset + k) % potential.len()]];
+        match select_victims(profile, &prepared, cache, &budgets, pod, node) {
+            Err(r) => reasons.extend(r),
             Ok(v) => {
-                candidates += 1;
+                found += 1;
+                if v.pdb_violations == 0 {
+                    clean += 1;
+                }
                 if best.as_ref().is_none_or(|b| better(&v, b)) {
                     best = Some(v);
                 }
@@ -171,18 +202,31 @@ pub fn preempt(profile: &Profile, cache: &Cache, pod: &PodInfo, diagnosis: &Diag
     if let Some(v) = best {
         return Ok(v);
     }
+    let mut histogram: Vec<(&str, usize)> = count_reasons(&reasons);
+    if unhelpful > 0 {
+        histogram.push((NOT_HELPFUL, unhelpful));
+    }
     let mut parts: Vec<String> = histogram.iter().map(|(r, c)| format!("{c} {r}")).collect();
     parts.sort();
     Err(format!("preemption: 0/{n} nodes are available: {}.", parts.join(", ")))
 }
 
 /// Kubernetes' `pickOneNodeForPreemption` order: fewest budget violations, then the
-/// lowest highest-priority victim, then the lowest priority sum, then fewest victims.
+/// lowest highest-priority victim, then the lowest priority sum, then fewest victims, then
+/// the latest start among the highest-priority victims; on a tie the candidate found
+/// first stays.
 fn better(a: &Victims, b: &Victims) -> bool {
     let key = |v: &Victims| {
         let highest = v.pods.iter().map(|p| p.priority).max().unwrap_or(i32::MIN);
         let sum: i64 = v.pods.iter().map(|p| i64::from(p.priority) + i64::from(i32::MAX) + 1).sum();
-        (v.pdb_violations, highest, sum, v.pods.len(), v.node.clone())
+        let earliest = v
+            .pods
+            .iter()
+            .filter(|p| p.priority == highest)
+            .map(|p| p.pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0))
+            .min()
+            .flatten();
+        (v.pdb_violations, highest, sum, v.pods.len(), std::cmp::Reverse(earliest))
     };
     key(a) < key(b)
 }
@@ -210,7 +254,7 @@ mod tests {
         let Decision::Unschedulable(d) = Cycle::new(1).schedule(profile, cache, pod) else {
             panic!("the pod should not fit");
         };
-        preempt(profile, cache, pod, &d)
+        preempt(profile, cache, pod, &d, 0)
     }
 
     #[test]
@@ -339,5 +383,98 @@ mod tests {
         let v = run(&cache, &pod).unwrap();
         assert_eq!(v.node, "a");
         assert_eq!(v.pods.len(), 1, "{:?}", victims_of(&v));
+    }
+
+    #[test]
+    fn candidate_counts_follow_kubernetes() {
+        assert_eq!(candidates_wanted(5), 5);
+        assert_eq!(candidates_wanted(300), 100);
+        assert_eq!(candidates_wanted(5000), 500);
+    }
+
+    /// `n` nodes of 4 CPUs, each full of one 4-CPU pod of priority 1, except those listed
+    /// in `cheap`, whose pod has priority 0 (a better victim).
+    fn full_nodes(n: usize, cheap: &[usize], labels: serde_json::Value) -> Cache {
+        let nodes = (0..n).map(|i| node(&format!("n{i:03}"), json!({}))).collect();
+        let pods = (0..n)
+            .map(|i| {
+                let priority = if cheap.contains(&i) { 0 } else { 1 };
+                bound_labelled(&format!("low{i:03}"), &format!("n{i:03}"), labels.clone(), with(priority, "4"))
+            })
+            .collect();
+        cache_of(nodes, pods)
+    }
+
+    fn preempt_from(cache: &Cache, pod: &PodInfo, offset: u64) -> Victims {
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let Decision::Unschedulable(d) = Cycle::new(1).schedule(profile, cache, pod) else {
+            panic!("the pod should not fit");
+        };
+        preempt(profile, cache, pod, &d, offset).unwrap()
+    }
+
+    #[test]
+    fn candidates_are_sampled_from_the_offset() {
+        // 300 potential nodes: 100 are dry-run, from the offset on; among equal
+        // candidates the first found is taken.
+        let cache = full_nodes(300, &[150], json!({}));
+        let pod = incoming(with(10, "1"));
+        assert_eq!(preempt_from(&cache, &pod, 0).node, "n000");
+        assert_eq!(preempt_from(&cache, &pod, 7).node, "n007");
+        assert_eq!(preempt_from(&cache, &pod, 307).node, "n007");
+        // The better victim on n150 is found only when the sample reaches it.
+        assert_eq!(preempt_from(&cache, &pod, 30).node, "n030");
+        assert_eq!(preempt_from(&cache, &pod, 60).node, "n150");
+        assert_eq!(preempt_from(&cache, &pod, 120).node, "n150");
+        assert_eq!(preempt_from(&cache, &pod, 290).node, "n290");
+    }
+
+    #[test]
+    fn sampling_goes_on_until_a_candidate_without_budget_violations() {
+        let mut cache = full_nodes(150, &[], json!({"app": "db"}));
+        // n130's pod is not the budget's.
+        cache.remove_pod("default/low130");
+        cache.add_pod(bound_labelled("web", "n130", json!({"app": "web"}), with(1, "4")));
+        cache.budgets.insert(
+            "default/db".into(),
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": "db", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "db"}}}, "status": {"disruptionsAllowed": 0,
+                "currentHealthy": 150, "desiredHealthy": 150, "expectedPods": 150}}))
+                .unwrap(),
+            ),
+        );
+        let v = preempt_from(&cache, &incoming(with(10, "1")), 0);
+        assert_eq!((v.node.as_str(), v.pdb_violations), ("n130", 0));
+    }
+
+    #[test]
+    fn a_nominated_pod_waits_for_its_victims() {
+        let mut cache = full_nodes(2, &[], json!({}));
+        let pod = Arc::new(incoming(with(10, "1")));
+        let v = preempt_from(&cache, &pod, 0);
+        assert_eq!(victims_of(&v), ["low000"]);
+        cache.nominate(pod.clone(), &v.node);
+        cache.mark_victims(v.pods.iter().map(|p| p.key.as_str()));
+        // Retried before the victim's deletion is seen: no second preemption.
+        assert_eq!(run(&cache, &pod).unwrap_err(), "not eligible due to a terminating pod on the nominated node.");
+        // Once it is gone, the nominated node is where the pod goes.
+        cache.unmark_victim("default/low000");
+        cache.remove_pod("default/low000");
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        assert_eq!(Cycle::new(1).schedule(profile, &cache, &pod), Decision::Node("n000".into()));
+        // Another pod of the same priority does not take the room held for it.
+        let other = with(10, "4");
+        let other = PodInfo::new(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "other", "namespace": "default"}, "spec": other}))
+                .unwrap(),
+        ));
+        assert!(matches!(Cycle::new(1).schedule(profile, &cache, &other), Decision::Unschedulable(_)));
+        // A deletion that failed: the victim no longer counts as going, preemption runs again.
+        let mut cache = full_nodes(2, &[], json!({}));
+        cache.nominate(pod.clone(), "n001");
+        cache.mark_victims(["default/low001"]);
+        cache.unmark_victim("default/low001");
+        assert!(run(&cache, &pod).is_ok());
     }
 }

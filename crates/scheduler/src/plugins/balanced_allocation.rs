@@ -36,21 +36,33 @@ impl Plugin for BalancedAllocation {
     }
 
     fn score(&self, pod: &PodInfo, _: &Prepared, node: &NodeInfo) -> i64 {
-        let fractions: Vec<f64> = self
-            .resources
-            .iter()
-            .filter_map(|r| {
-                let alloc = node.allocatable.get(r);
-                if alloc == 0 {
-                    return None;
-                }
-                let used = node.requested.get(r) + pod.requests.requests.get(r);
-                Some((used as f64 / alloc as f64).min(1.0))
-            })
-            .collect();
-        if fractions.is_empty() {
+        // The fractions on the stack: this runs for every feasible node of every pod.
+        let mut fixed = [0.0f64; 8];
+        let mut more = Vec::new();
+        let mut n = 0;
+        for r in &self.resources {
+            let alloc = node.allocatable.get(r);
+            if alloc == 0 {
+                continue;
+            }
+            let used = node.requested.get(r) + pod.requests.requests.get(r);
+            let fraction = (used as f64 / alloc as f64).min(1.0);
+            match fixed.get_mut(n) {
+                Some(slot) => *slot = fraction,
+                None => more.push(fraction),
+            }
+            n += 1;
+        }
+        if n == 0 {
             return 0;
         }
+        let all: Vec<f64>;
+        let fractions: &[f64] = if more.is_empty() {
+            &fixed[..n]
+        } else {
+            all = fixed.iter().copied().chain(more).collect();
+            &all
+        };
         let std = if fractions.len() == 2 {
             (fractions[0] - fractions[1]).abs() / 2.0
         } else {

@@ -1,6 +1,8 @@
 //! TaintToleration: NoSchedule and NoExecute taints the pod does not tolerate exclude the
 //! node; untolerated PreferNoSchedule taints lower its score.
 
+use k8s_openapi::api::core::v1::Toleration;
+
 use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::framework::{Plugin, Prepared, Rejection, default_normalize};
 use crate::selectors::{tolerates, untolerated};
@@ -32,18 +34,24 @@ impl Plugin for TaintToleration {
         }
     }
 
-    fn pre_score(&self, _: &PodInfo, _: &Cache, _: &[&NodeInfo]) -> Prepared {
-        Prepared::default()
-    }
-
-    fn score(&self, pod: &PodInfo, _: &Prepared, node: &NodeInfo) -> i64 {
-        let tolerations: Vec<_> = pod
+    /// The pod's tolerations that may tolerate PreferNoSchedule taints, once per pod.
+    fn pre_score(&self, pod: &PodInfo, _: &Cache, _: &[&NodeInfo]) -> Prepared {
+        let tolerations: Vec<Toleration> = pod
             .spec()
             .tolerations
             .iter()
             .flatten()
             .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+            .cloned()
             .collect();
+        Prepared::with(tolerations)
+    }
+
+    fn score(&self, _: &PodInfo, prepared: &Prepared, node: &NodeInfo) -> i64 {
+        if node.taints.is_empty() {
+            return 0;
+        }
+        let tolerations = prepared.get::<Vec<Toleration>>().map_or(&[][..], Vec::as_slice);
         node.taints
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
