@@ -10,14 +10,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 
 fn label_sets() -> Vec<Map<String, Value>> {
-    [
-        json!({}),
-        json!({"app": "web", "tier": "front"}),
-        json!({"app": "db", "example.com/role": "primary", "x": ""}),
-    ]
-    .into_iter()
-    .map(|v| v.as_object().cloned().unwrap_or_default())
-    .collect()
+    [json!({}), json!({"app": "web", "tier": "front"}), json!({"app": "db", "example.com/role": "primary", "x": ""})]
+        .into_iter()
+        .map(|v| v.as_object().cloned().unwrap_or_default())
+        .collect()
 }
 
 fn check_label(sel: &LabelSelector) {
@@ -28,8 +24,8 @@ fn check_label(sel: &LabelSelector) {
         return;
     }
     let printed = sel.to_string();
-    let reparsed = LabelSelector::parse(&printed)
-        .unwrap_or_else(|e| panic!("printed selector {printed:?} does not parse: {e}"));
+    let reparsed =
+        LabelSelector::parse(&printed).unwrap_or_else(|e| panic!("printed selector {printed:?} does not parse: {e}"));
     let again: Vec<bool> = sets.iter().map(|l| reparsed.matches(l)).collect();
     assert_eq!(results, again, "{printed:?} matches differently after printing");
 }
