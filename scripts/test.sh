@@ -32,3 +32,18 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc
+
+# The cargo-fuzz targets (fuzz/): request bodies, selectors and patches, a short run each
+# from the committed seeds. cargo-fuzz needs nightly -Z flags; RUSTC_BOOTSTRAP lets the
+# stable toolchain (which ships the sanitizer runtimes) accept them. New inputs go to a
+# scratch corpus under target/, so the checkout stays clean; a crash fails the script
+# and leaves its input in fuzz/artifacts/<target>/.
+if ! cargo fuzz --version 2>/dev/null | grep -q "0.13.2"; then
+  cargo install --locked cargo-fuzz --version 0.13.2
+fi
+fuzz_secs="${BERTH_FUZZ_SECONDS:-20}"
+for t in decode_body selectors patches; do
+  mkdir -p "target/fuzz-corpus/$t"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz --target-dir target/fuzz "$t" \
+    "target/fuzz-corpus/$t" "fuzz/corpus/$t" -- -max_total_time="$fuzz_secs"
+done

@@ -4,9 +4,12 @@
 //! every answer must be a success or a 4xx `Status` with the same code: never a 5xx, a
 //! dropped connection or a dead server.
 //!
-//! A stable-toolchain stand-in for a cargo-fuzz target (cargo-fuzz needs nightly, which
-//! these machines do not have): `BERTH_FUZZ_CASES` sets the number of requests (default
-//! 1,500), `BERTH_FUZZ_SEED` replays a run (a failure prints its seed and request).
+//! The coverage-guided fuzzing of the same decoding code, in process, is the cargo-fuzz
+//! project in `fuzz/` (targets `decode_body`, `selectors`, `patches`, run briefly by
+//! `scripts/test.sh`); this test keeps the end-to-end check that the HTTP layer turns
+//! every such input into a proper `Status`. `BERTH_FUZZ_CASES` sets the number of
+//! requests (default 1,500), `BERTH_FUZZ_SEED` replays a run (a failure prints its seed
+//! and request).
 
 use std::path::Path;
 
