@@ -713,8 +713,10 @@ fn statefulset_updates_respect_partitions_and_roll_back() {
     );
     s.kubectl_in_ok(&["apply", "-f", "-"], Some(&manifest));
     rollout_status(&s, "statefulset/db");
+    // A pod being replaced is briefly gone: no image then.
     let image = |pod: &str| {
-        get_json(&s, &["get", "pod", pod])["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string()
+        let out = s.kubectl(&["get", "pod", pod, "-o", "jsonpath={.spec.containers[0].image}"]);
+        if out.status.success() { String::from_utf8_lossy(&out.stdout).into_owned() } else { String::new() }
     };
     s.kubectl_ok(&["set", "image", "statefulset/db", "c=busybox:1.37"]);
     // Only ordinals at or above the partition move to the new revision.
