@@ -47,6 +47,29 @@ fn default_namespaces_exist_and_print_as_a_table() {
     }
 }
 
+/// `--write-kubeconfig PATH` writes the admin kubeconfig there too (mode 0600, as the data
+/// dir's copy), and kubectl works with it.
+#[test]
+fn write_kubeconfig_puts_a_working_private_copy_where_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("nested").join("admin.yaml");
+    std::fs::create_dir_all(extra.parent().unwrap()).unwrap();
+    let s = TestServer::start_with(
+        Path::new(env!("CARGO_BIN_EXE_berth")),
+        &["--write-kubeconfig", extra.to_str().unwrap()],
+    );
+    let mode = std::fs::metadata(&extra).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", extra.display());
+    assert_eq!(std::fs::read_to_string(&extra).unwrap(), std::fs::read_to_string(&s.kubeconfig).unwrap());
+    let out = std::process::Command::new(berth_testkit::KUBECTL)
+        .args(["--kubeconfig", extra.to_str().unwrap(), "get", "namespace", "default", "-o", "name"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "namespace/default");
+}
+
 #[test]
 fn version_reports_kubernetes_1_33() {
     let s = server();
