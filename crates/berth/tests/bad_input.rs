@@ -158,6 +158,9 @@ fn malformed_yaml_and_json_get_400_naming_the_position() {
     );
     assert_eq!(r.status, 400);
     assert_status(&r.json(), 400, "BadRequest");
+    // The flow sequence opened on line 3 is never closed: the message says where.
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("line 3") || message.contains("line 4"), "{message}");
     let r = s.http(
         "POST",
         "/api/v1/namespaces/default/configmaps",
