@@ -106,6 +106,16 @@ pub(crate) struct NodeArgs {
     /// a mirror pod in the API server; re-read every 20 s.
     #[arg(long)]
     pod_manifests: Option<PathBuf>,
+    /// How long stopping the real node gives its pods (the kubelet's graceful node shutdown:
+    /// the Node turns NotReady, regular pods stop first, critical pods last, each within its
+    /// terminationGracePeriodSeconds and its phase's share; their status is written Failed).
+    /// 0 removes the pods at once. Not with --keep-pods, which leaves them running.
+    #[arg(long, default_value = "30s")]
+    shutdown_grace_period: String,
+    /// The part of --shutdown-grace-period kept for critical pods (priority of
+    /// system-cluster-critical and above), which stop last.
+    #[arg(long, default_value = "10s")]
+    shutdown_grace_period_critical_pods: String,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -218,6 +228,11 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
         berth_agent::node::register::parse_reserved(&args.system_reserved).context("--system-reserved")?;
     config.kube_reserved =
         berth_agent::node::register::parse_reserved(&args.kube_reserved).context("--kube-reserved")?;
+    config.shutdown_grace_period =
+        config::parse_duration(&args.shutdown_grace_period).context("--shutdown-grace-period")?;
+    config.shutdown_grace_period_critical_pods = config::parse_duration(&args.shutdown_grace_period_critical_pods)
+        .context("--shutdown-grace-period-critical-pods")?;
+    berth_agent::node::shutdown::phases(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods)?;
     if let Some(thresholds) = &args.eviction_hard {
         config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
     }
