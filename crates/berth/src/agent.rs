@@ -116,6 +116,17 @@ pub(crate) struct NodeArgs {
     /// system-cluster-critical and above), which stop last.
     #[arg(long, default_value = "10s")]
     shutdown_grace_period_critical_pods: String,
+    /// The cluster DNS server addresses, IP[,IP] (the kubelet's --cluster-dns): the nameservers
+    /// of pods with dnsPolicy ClusterFirst, which use the node's resolv.conf without it.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain: pods search <namespace>.svc.DOMAIN, svc.DOMAIN and DOMAIN.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The node's resolver config, which pods with dnsPolicy Default use ("" for none: their
+    /// lookups are then disabled).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -233,6 +244,11 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
     config.shutdown_grace_period_critical_pods = config::parse_duration(&args.shutdown_grace_period_critical_pods)
         .context("--shutdown-grace-period-critical-pods")?;
     berth_agent::node::shutdown::phases(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods)?;
+    config.dns = berth_agent::node::dns::DnsSettings {
+        cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_domain: args.cluster_domain.trim_end_matches('.').to_string(),
+        resolv_conf: (!args.resolv_conf.as_os_str().is_empty()).then(|| args.resolv_conf.clone()),
+    };
     if let Some(thresholds) = &args.eviction_hard {
         config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
     }

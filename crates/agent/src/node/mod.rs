@@ -7,6 +7,7 @@
 //! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`hooks`]: postStart and preStop lifecycle hooks (exec, httpGet, sleep).
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
+//! - [`dns`]: the pods' resolv.conf (dnsPolicy, dnsConfig), hostname and /etc/hosts.
 //! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
@@ -20,6 +21,7 @@
 //! - [`shutdown`]: graceful node shutdown (Node NotReady, pods stopped in two phases).
 
 pub mod containers;
+pub mod dns;
 pub mod events;
 pub mod eviction;
 pub mod hooks;
@@ -127,6 +129,8 @@ pub struct AgentConfig {
     /// The part of [`AgentConfig::shutdown_grace_period`] kept for critical pods
     /// (`--shutdown-grace-period-critical-pods`).
     pub shutdown_grace_period_critical_pods: std::time::Duration,
+    /// The pods' DNS: cluster DNS, cluster domain, the node's resolv.conf.
+    pub dns: dns::DnsSettings,
 }
 
 /// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
@@ -158,6 +162,7 @@ impl AgentConfig {
             pod_manifests: None,
             shutdown_grace_period: std::time::Duration::from_secs(30),
             shutdown_grace_period_critical_pods: std::time::Duration::from_secs(10),
+            dns: dns::DnsSettings::default(),
         }
     }
 }
@@ -189,6 +194,8 @@ pub(crate) struct Shared {
     pub(crate) pod_wakers: relist::Wakers,
     /// When a graceful shutdown began (the Node is NotReady from then on).
     pub(crate) shutting_down: std::sync::OnceLock<k8s_openapi::jiff::Timestamp>,
+    /// Whether the fall-back of ClusterFirst pods to the node's resolver was logged.
+    pub(crate) dns_fallback_logged: std::sync::atomic::AtomicBool,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -222,6 +229,9 @@ impl Agent {
         }
         shutdown::phases(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods)
             .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(bad) = config.dns.cluster_dns.iter().find(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(Error::Config(format!("the cluster DNS address {bad:?} is not an IP address")));
+        }
         let pod_networks: Vec<Cidr> = config.cluster_cidr.iter().map(|c| Cidr::parse(c)).collect::<Result<_, _>>()?;
         let scratch = config.data_dir.join("tmp");
         std::fs::create_dir_all(&scratch).map_err(runtime::io_err("creating", &scratch))?;
@@ -279,6 +289,7 @@ impl Agent {
             relist: relist::Relist::default(),
             pod_wakers: relist::Wakers::default(),
             shutting_down: std::sync::OnceLock::new(),
+            dns_fallback_logged: std::sync::atomic::AtomicBool::new(false),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,

@@ -35,7 +35,7 @@ use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
-use super::{Shared, containers, shutdown, termination, volumes};
+use super::{Shared, containers, dns, shutdown, termination, volumes};
 use crate::runtime::cri::v1 as cri;
 
 /// A pod worker: its inbox (the latest object; None once gone from the API), its task, and
@@ -503,7 +503,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         adopt(shared, pod, &spec, state).await;
     }
     if state.sandbox.is_none() {
-        let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+        let config = sandbox_config(shared, pod, true).await;
         match shared.cri.run_pod_sandbox(config.clone()).await {
             Ok(id) => {
                 let ip = shared
@@ -824,9 +824,46 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
     }
     let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
     state.pod_ip = ip.filter(|ip| !ip.is_empty()).or_else(|| host_network_ip(shared, spec));
-    let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    let config = sandbox_config(shared, pod, false).await;
     tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
     state.sandbox = Some((sandbox.id, config));
+}
+
+/// The pod's sandbox config ([`containers::sandbox_config`]) with its DNS config and
+/// hostname ([`dns`]). With `report`, what the kubelet warns about while forming the DNS
+/// config becomes events (and the fall-back from ClusterFirst one log line per agent).
+async fn sandbox_config(shared: &Shared, pod: &Pod, report: bool) -> cri::PodSandboxConfig {
+    let settings = &shared.config.dns;
+    let mut config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    let (node, error) = dns::read_node_resolver(settings.resolv_conf.as_deref());
+    let formed = dns::form(pod, settings, node.as_ref());
+    config.dns_config = Some(formed.config);
+    let spec = pod.spec.as_ref();
+    let (hostname, domain) = dns::hostname_and_domain(pod, &settings.cluster_domain);
+    if spec.and_then(|s| s.set_hostname_as_fqdn) == Some(true) && !domain.is_empty() && !config.hostname.is_empty() {
+        config.hostname = format!("{hostname}.{domain}");
+    }
+    if !report {
+        return config;
+    }
+    if let Some(e) = error {
+        tracing::warn!(%e, path = ?settings.resolv_conf, "reading the node's resolv.conf for a pod's DNS");
+    }
+    if formed.fell_back {
+        let message = format!(
+            "pod: {:?}. kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" \
+             policy. Falling back to \"Default\" policy.",
+            kubelet_pod_name(pod)
+        );
+        if !shared.dns_fallback_logged.swap(true, Ordering::Relaxed) {
+            tracing::info!("no --cluster-dns: pods with dnsPolicy ClusterFirst use the node's resolv.conf (Default)");
+        }
+        shared.events.warning(pod, "MissingClusterDNS", message).await;
+    }
+    for warning in formed.warnings {
+        shared.events.warning(pod, "DNSConfigForming", warning).await;
+    }
+    config
 }
 
 /// A hostNetwork pod's IP: the node's (the runtime reports none without a pod network).
@@ -977,7 +1014,17 @@ async fn drive(
         containers::share_pid_with(&mut config, target);
     }
     let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
-    match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
+    // The kubelet's managed /etc/hosts, unless the container mounts its own.
+    let hosts = |m: &[cri::Mount]| {
+        let own = m.iter().any(|m| m.container_path == "/etc/hosts");
+        let domain = &shared.config.dns.cluster_domain;
+        (!own).then(|| dns::hosts_mount(&shared.config.data_dir, pod, pod_ip, domain)).flatten()
+    };
+    let mounts = volumes::mounts(pod, c, vols).and_then(|m| {
+        let hosts = hosts(&m);
+        Ok([m, vec![termination_log?], hosts.into_iter().collect()].concat())
+    });
+    match mounts {
         Ok(m) => config.mounts = m,
         Err(message) => {
             rec.waiting = Some(("CreateContainerConfigError".into(), message));
