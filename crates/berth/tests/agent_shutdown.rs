@@ -1,12 +1,14 @@
-//! Stopping a real node agent: graceful node shutdown (the Node turns NotReady, regular pods
-//! stop before critical ones, preStop hooks and SIGTERM, SIGKILL only after the grace period,
-//! each pod's status written Failed/Terminated with a DisruptionTarget condition, read from the
-//! API server that outlives the agent). Real `berth server --disable-agent`, `berth agent`
-//! (containerd, runc, CNI), busybox pods, real kubectl.
+//! Stopping a real node agent: an agent killed with SIGKILL (its containerd dies with it, the
+//! pods run on, the next agent on the data dir adopts them), then graceful node shutdown (the
+//! Node turns NotReady, regular pods stop before critical ones, preStop hooks and SIGTERM,
+//! SIGKILL only after the grace period, each pod's status written Failed/Terminated with a
+//! DisruptionTarget condition, read from the API server that outlives the agent). Real
+//! `berth server --disable-agent`, `berth agent` (containerd, runc, CNI), busybox pods, real
+//! kubectl. (`--shutdown-grace-period 0s` is in tests/agent_dns.rs, whose node runs with it.)
 //!
-//! Bridge `btest40`, pod CIDR 10.88.40.0/24; the [`Node`] guard stops the agent by PID and
-//! deletes its bridge even when a test fails. Without containerd the tests skip, unless
-//! BERTH_REQUIRE_CONTAINERD=1.
+//! Bridge `btest40`, pod CIDR 10.88.40.0/24; the [`Node`] guard stops the agent by PID,
+//! kills what a killed agent left and deletes its bridge even when a test fails. Without
+//! containerd the tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
 mod common;
 
@@ -58,8 +60,13 @@ fn assert_shut_down(pod: &Value) {
     assert_eq!(condition(pod, "Ready")["status"], "False", "{pod:#}");
 }
 
+/// The PIDs of the node's processes whose command line contains `what`.
+fn pids(node: &Node, what: &str) -> Vec<u32> {
+    node.processes().into_iter().filter(|(_, cmdline)| cmdline.contains(what)).map(|(pid, _)| pid).collect()
+}
+
 #[test]
-fn a_stopping_agent_shuts_its_pods_down_gracefully_regular_ones_first() {
+fn a_killed_agent_takes_containerd_along_and_a_stopping_one_shuts_its_pods_down_gracefully() {
     let s = server();
     let flags = ["--shutdown-grace-period", "30s", "--shutdown-grace-period-critical-pods", "10s"];
     let Some(mut node) = Node::start_with(&s, 40, &flags) else { return };
@@ -100,6 +107,28 @@ fn a_stopping_agent_shuts_its_pods_down_gracefully_regular_ones_first() {
     });
     assert!(started, "the containers did not start; agent log:\n{}", node.log());
 
+    // SIGKILL: containerd gets SIGTERM from the kernel (its parent-death signal) and exits;
+    // the shims keep the pods running.
+    let containerd = pids(&node, "containerd/config.toml");
+    assert_eq!(containerd.len(), 1, "{:?}", node.processes());
+    let shims = pids(&node, "containerd-shim");
+    assert!(shims.len() >= 3, "a shim per pod: {:?}", node.processes());
+    let graceful_id = |s: &TestServer| get_pod(s, "graceful")["status"]["containerStatuses"][0]["containerID"].clone();
+    let before = graceful_id(&s);
+    node.kill();
+    assert!(wait_until(TIMEOUT, || !alive(containerd[0])), "containerd outlived its agent: {:?}", node.processes());
+    assert!(shims.iter().all(|p| alive(*p)), "the shims went with containerd");
+    // The next agent on the data dir adopts the running pods (same containers).
+    node.spawn(&s, &flags);
+    assert!(wait_until(TIMEOUT, || node.log().contains("adopted a running pod")), "agent log:\n{}", node.log());
+    let adopted = wait_until(TIMEOUT, || {
+        let p = get_pod(&s, "graceful");
+        p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["containerID"] == before
+    });
+    assert!(adopted, "not adopted: {:#}\nagent log:\n{}", get_pod(&s, "graceful"), node.log());
+    assert_eq!(get_pod(&s, "graceful")["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(graceful_id(&s), before);
+
     // SIGTERM to `berth agent`; the API server outlives it.
     node.stop();
     let order: Vec<String> = read("order").into_iter().filter(|l| !l.ends_with("-started")).collect();
@@ -132,6 +161,8 @@ fn a_stopping_agent_shuts_its_pods_down_gracefully_regular_ones_first() {
     assert_eq!(ready["reason"], "KubeletNotReady", "{node_object:#}");
     assert_eq!(ready["message"], "node is shutting down", "{node_object:#}");
     assert!(node.log().contains("node shutting down"), "{}", node.log());
+    // Nothing is left running: no containerd, no shim.
+    assert_eq!(node.processes(), Vec::<(u32, String)>::new());
 }
 
 #[test]
