@@ -126,7 +126,7 @@ pub(crate) struct NodeArgs {
     /// The node's resolver config, which pods with dnsPolicy Default use ("" for none: their
     /// lookups are then disabled).
     #[arg(long, default_value = "/etc/resolv.conf")]
-    resolv_conf: PathBuf,
+    resolv_conf: String,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -247,7 +247,7 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
     config.dns = berth_agent::node::dns::DnsSettings {
         cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
         cluster_domain: args.cluster_domain.trim_end_matches('.').to_string(),
-        resolv_conf: (!args.resolv_conf.as_os_str().is_empty()).then(|| args.resolv_conf.clone()),
+        resolv_conf: (!args.resolv_conf.is_empty()).then(|| PathBuf::from(&args.resolv_conf)),
     };
     if let Some(thresholds) = &args.eviction_hard {
         config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
