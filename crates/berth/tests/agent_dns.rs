@@ -49,7 +49,10 @@ fn pods_get_the_kubelets_resolv_conf_hostname_and_hosts_file() {
         "options": [{ "name": "ndots", "value": "2" }, { "name": "edns0" }] } });
     apply(&s, &sleeper("custom", &node, none));
     apply(&s, &sleeper("nodewide", &node, json!({ "dnsPolicy": "Default" })));
-    for name in ["cluster", "custom", "nodewide"] {
+    // ClusterFirst in the node's network is Default; its /etc/hosts is the node's and its aliases.
+    let aliases = json!([{ "ip": "10.1.2.3", "hostnames": ["foo.example", "bar"] }]);
+    apply(&s, &sleeper("hostnet", &node, json!({ "hostNetwork": true, "hostAliases": aliases })));
+    for name in ["cluster", "custom", "nodewide", "hostnet"] {
         wait_pod(&s, &node, name, "ran", |p| p["status"]["phase"] == "Running");
     }
 
@@ -68,6 +71,16 @@ fn pods_get_the_kubelets_resolv_conf_hostname_and_hosts_file() {
     assert_eq!(
         exec(&s, "nodewide", &["cat", "/etc/resolv.conf"]),
         "search corp.example\nnameserver 192.0.2.53\noptions edns0\n"
+    );
+
+    assert_eq!(
+        exec(&s, "hostnet", &["cat", "/etc/resolv.conf"]),
+        "search corp.example\nnameserver 192.0.2.53\noptions edns0\n"
+    );
+    let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert_eq!(
+        exec(&s, "hostnet", &["cat", "/etc/hosts"]),
+        format!("{node_hosts}\n# Entries added by HostAliases.\n10.1.2.3\tfoo.example\tbar\n")
     );
 
     // spec.hostname and spec.subdomain: the hostname, and the FQDN in the managed /etc/hosts.

@@ -15,7 +15,8 @@
 //!   warning when something was dropped.
 //! - The hostname is `spec.hostname` or the pod's name (cut to 63 characters), its domain
 //!   `<subdomain>.<ns>.svc.<domain>` with `spec.subdomain`; `/etc/hosts` is the kubelet's
-//!   managed file with the pod's IP, FQDN and `spec.hostAliases`.
+//!   managed file with the pod's IP, FQDN and `spec.hostAliases` (a hostNetwork pod's: the
+//!   node's /etc/hosts and its hostAliases).
 
 use std::path::{Path, PathBuf};
 
@@ -260,7 +261,14 @@ pub fn hosts_file(pod: &Pod, ip: &str, cluster_domain: &str) -> String {
     } else {
         out.push_str(&format!("{ip}\t{hostname}.{domain}\t{hostname}\n"));
     }
+    out.push_str(&host_aliases(pod));
+    out
+}
+
+/// The `spec.hostAliases` section of a pod's hosts file (empty without aliases).
+fn host_aliases(pod: &Pod) -> String {
     let aliases = pod.spec.as_ref().and_then(|s| s.host_aliases.as_deref()).unwrap_or_default();
+    let mut out = String::new();
     if !aliases.is_empty() {
         out.push_str("\n# Entries added by HostAliases.\n");
         for alias in aliases {
@@ -271,16 +279,24 @@ pub fn hosts_file(pod: &Pod, ip: &str, cluster_domain: &str) -> String {
     out
 }
 
+/// The hosts file of a hostNetwork pod: the node's (`node_hosts`, its /etc/hosts) and the
+/// pod's hostAliases, as the kubelet's `nodeHostsFileContent`.
+pub fn node_hosts_file(pod: &Pod, node_hosts: &str) -> String {
+    format!("{node_hosts}{}", host_aliases(pod))
+}
+
 /// Writes the pod's managed `/etc/hosts` under `data_dir/pods/<uid>` and returns its mount,
-/// for a pod with an IP outside the node's network (a hostNetwork pod keeps the runtime's).
+/// for a pod with an IP ([`hosts_file`]; a hostNetwork pod's is the node's /etc/hosts with
+/// its hostAliases, [`node_hosts_file`]).
 pub fn hosts_mount(data_dir: &Path, pod: &Pod, ip: Option<&str>, cluster_domain: &str) -> Option<cri::Mount> {
     let ip = ip.filter(|ip| !ip.is_empty())?;
-    if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
-        return None;
-    }
     let dir = data_dir.join("pods").join(pod.metadata.uid.as_deref()?);
     let path = dir.join("etc-hosts");
-    let content = hosts_file(pod, ip, cluster_domain);
+    let content = if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+        node_hosts_file(pod, &std::fs::read_to_string("/etc/hosts").unwrap_or_default())
+    } else {
+        hosts_file(pod, ip, cluster_domain)
+    };
     if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
         std::fs::create_dir_all(&dir).ok()?;
         std::fs::write(&path, content).ok()?;
@@ -431,6 +447,13 @@ mod tests {
         let plain = pod(json!({}));
         assert_eq!(hostname_and_domain(&plain, "cluster.local"), ("web".into(), String::new()));
         assert!(hosts_file(&plain, "10.0.0.9", "cluster.local").ends_with("fe00::2\tip6-allrouters\n10.0.0.9\tweb\n"));
+        // A hostNetwork pod: the node's file and its aliases.
+        let host = pod(json!({ "hostNetwork": true, "hostAliases": [{ "ip": "10.1.2.3", "hostnames": ["foo"] }] }));
+        assert_eq!(
+            node_hosts_file(&host, "127.0.0.1\tlocalhost\n"),
+            "127.0.0.1\tlocalhost\n\n# Entries added by HostAliases.\n10.1.2.3\tfoo\n"
+        );
+        assert_eq!(node_hosts_file(&plain, "127.0.0.1\tlocalhost\n"), "127.0.0.1\tlocalhost\n");
         // Cut to 63 characters, without a trailing '-'.
         let long = pod(json!({ "hostname": format!("{}-tail", "a".repeat(62)) }));
         assert_eq!(hostname_and_domain(&long, "cluster.local").0, "a".repeat(62));
