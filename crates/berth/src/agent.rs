@@ -106,6 +106,27 @@ pub(crate) struct NodeArgs {
     /// a mirror pod in the API server; re-read every 20 s.
     #[arg(long)]
     pod_manifests: Option<PathBuf>,
+    /// How long stopping the real node gives its pods (the kubelet's graceful node shutdown:
+    /// the Node turns NotReady, regular pods stop first, critical pods last, each within its
+    /// terminationGracePeriodSeconds and its phase's share; their status is written Failed).
+    /// 0 removes the pods at once. Not with --keep-pods, which leaves them running.
+    #[arg(long, default_value = "30s")]
+    shutdown_grace_period: String,
+    /// The part of --shutdown-grace-period kept for critical pods (priority of
+    /// system-cluster-critical and above), which stop last.
+    #[arg(long, default_value = "10s")]
+    shutdown_grace_period_critical_pods: String,
+    /// The cluster DNS server addresses, IP[,IP] (the kubelet's --cluster-dns): the nameservers
+    /// of pods with dnsPolicy ClusterFirst, which use the node's resolv.conf without it.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain: pods search <namespace>.svc.DOMAIN, svc.DOMAIN and DOMAIN.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The node's resolver config, which pods with dnsPolicy Default use ("" for none: their
+    /// lookups are then disabled).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: String,
     /// Extra node labels: k=v,...
     #[arg(long, default_value = "")]
     node_labels: String,
@@ -218,6 +239,16 @@ pub(crate) fn node_config(args: &NodeArgs, data_dir: PathBuf) -> anyhow::Result<
         berth_agent::node::register::parse_reserved(&args.system_reserved).context("--system-reserved")?;
     config.kube_reserved =
         berth_agent::node::register::parse_reserved(&args.kube_reserved).context("--kube-reserved")?;
+    config.shutdown_grace_period =
+        config::parse_duration(&args.shutdown_grace_period).context("--shutdown-grace-period")?;
+    config.shutdown_grace_period_critical_pods = config::parse_duration(&args.shutdown_grace_period_critical_pods)
+        .context("--shutdown-grace-period-critical-pods")?;
+    berth_agent::node::shutdown::phases(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods)?;
+    config.dns = berth_agent::node::dns::DnsSettings {
+        cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_domain: args.cluster_domain.trim_end_matches('.').to_string(),
+        resolv_conf: (!args.resolv_conf.is_empty()).then(|| PathBuf::from(&args.resolv_conf)),
+    };
     if let Some(thresholds) = &args.eviction_hard {
         config.eviction_hard = berth_agent::node::eviction::parse_thresholds(thresholds).context("--eviction-hard")?;
     }

@@ -652,6 +652,8 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(path) = local_storage {
         tokio::spawn(berth_controllers::persistentvolume::ensure_local_path_class(admin, path));
     }
+    // The node's graceful shutdown takes up to its grace period, and a moment to clean up.
+    let agent_stop = node.as_ref().map_or(Duration::ZERO, |(_, c)| c.shutdown_grace_period) + Duration::from_secs(30);
     let agent = node.map(|(client, config)| tokio::spawn(run_agent(client, config, stop_rx.clone(), agent_failed_tx)));
     let components = tokio::spawn(run_components(
         identity,
@@ -676,7 +678,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let _ = tokio::time::timeout(Duration::from_secs(5), components).await;
             // The node stops its pods while it can still report them.
             if let Some(agent) = agent {
-                let _ = tokio::time::timeout(Duration::from_secs(60), agent).await;
+                let _ = tokio::time::timeout(agent_stop, agent).await;
             }
         })
         .await

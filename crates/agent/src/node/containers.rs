@@ -39,11 +39,7 @@ pub fn sandbox_config(pod: &Pod, node_name: &str, data_dir: &Path) -> cri::PodSa
     let name = m.name.clone().unwrap_or_default();
     let host_network = spec.host_network == Some(true);
     // A hostNetwork pod has the node's hostname (the kubelet leaves it to the runtime).
-    let hostname = if host_network {
-        String::new()
-    } else {
-        spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect())
-    };
+    let hostname = if host_network { String::new() } else { super::dns::hostname_and_domain(pod, "").0 };
     // In the node's network a container port is the host port: nothing to map.
     let port_mappings = spec
         .containers

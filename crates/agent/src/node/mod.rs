@@ -7,6 +7,7 @@
 //! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`hooks`]: postStart and preStop lifecycle hooks (exec, httpGet, sleep).
 //! - [`containers`]: CRI sandbox and container configs from a pod spec (pure).
+//! - [`dns`]: the pods' resolv.conf (dnsPolicy, dnsConfig), hostname and /etc/hosts.
 //! - [`volumes`]: emptyDir, configMap, secret and hostPath volumes and their mounts.
 //! - [`status`]: pod phase, conditions, container states and back-off (pure).
 //! - [`sources`]: the ConfigMaps and Secrets pods read, shared between pods for a moment.
@@ -17,8 +18,10 @@
 //! - [`eviction`]: eviction thresholds, node pressure conditions and node-pressure eviction.
 //! - `relist`: one listing of the node's containers per second, waking the pods that changed.
 //! - [`local_volumes`]: removes the directories of this node's deleted local-path volumes.
+//! - [`shutdown`]: graceful node shutdown (Node NotReady, pods stopped in two phases).
 
 pub mod containers;
+pub mod dns;
 pub mod events;
 pub mod eviction;
 pub mod hooks;
@@ -27,6 +30,7 @@ pub mod probes;
 pub mod register;
 mod relist;
 pub mod routes;
+pub mod shutdown;
 pub mod sources;
 pub mod static_pods;
 pub mod stats;
@@ -119,6 +123,14 @@ pub struct AgentConfig {
     pub kube_reserved: BTreeMap<String, i128>,
     /// A directory of static pod manifests (`--pod-manifests`).
     pub pod_manifests: Option<PathBuf>,
+    /// How long a stop (without `keep_pods`) gives the pods, critical ones included
+    /// (`--shutdown-grace-period`, [`shutdown`]); zero removes them at once.
+    pub shutdown_grace_period: std::time::Duration,
+    /// The part of [`AgentConfig::shutdown_grace_period`] kept for critical pods
+    /// (`--shutdown-grace-period-critical-pods`).
+    pub shutdown_grace_period_critical_pods: std::time::Duration,
+    /// The pods' DNS: cluster DNS, cluster domain, the node's resolv.conf.
+    pub dns: dns::DnsSettings,
 }
 
 /// Pod starts run at once by default: a few per CPU (most of a start is spent in runc, the
@@ -148,6 +160,9 @@ impl AgentConfig {
             system_reserved: BTreeMap::new(),
             kube_reserved: BTreeMap::new(),
             pod_manifests: None,
+            shutdown_grace_period: std::time::Duration::from_secs(30),
+            shutdown_grace_period_critical_pods: std::time::Duration::from_secs(10),
+            dns: dns::DnsSettings::default(),
         }
     }
 }
@@ -177,6 +192,10 @@ pub(crate) struct Shared {
     pub(crate) relist: relist::Relist,
     /// Wake-ups of the pod workers, by pod uid.
     pub(crate) pod_wakers: relist::Wakers,
+    /// When a graceful shutdown began (the Node is NotReady from then on).
+    pub(crate) shutting_down: std::sync::OnceLock<k8s_openapi::jiff::Timestamp>,
+    /// Whether the fall-back of ClusterFirst pods to the node's resolver was logged.
+    pub(crate) dns_fallback_logged: std::sync::atomic::AtomicBool,
 }
 
 /// A running node agent; [`AgentHandle::stop`] stops it.
@@ -184,6 +203,9 @@ pub struct AgentHandle {
     shared: Arc<Shared>,
     containerd: Option<Containerd>,
     tasks: Vec<JoinHandle<()>>,
+    /// The tasks that hand pods to workers (the API watch, static pods): stopped first on a
+    /// graceful shutdown, so no pod starts meanwhile.
+    pod_sources: Vec<JoinHandle<()>>,
     pod_workers: pods::Workers,
     /// The host-gw route keeper: told to stop, it removes its routes.
     routes: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
@@ -204,6 +226,11 @@ impl Agent {
         }
         if let Some(cidr) = &config.pod_cidr {
             Cidr::parse(cidr)?;
+        }
+        shutdown::phases(config.shutdown_grace_period, config.shutdown_grace_period_critical_pods)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(bad) = config.dns.cluster_dns.iter().find(|ip| ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(Error::Config(format!("the cluster DNS address {bad:?} is not an IP address")));
         }
         let pod_networks: Vec<Cidr> = config.cluster_cidr.iter().map(|c| Cidr::parse(c)).collect::<Result<_, _>>()?;
         let scratch = config.data_dir.join("tmp");
@@ -261,6 +288,8 @@ impl Agent {
             started: k8s_openapi::jiff::Timestamp::now(),
             relist: relist::Relist::default(),
             pod_wakers: relist::Wakers::default(),
+            shutting_down: std::sync::OnceLock::new(),
+            dns_fallback_logged: std::sync::atomic::AtomicBool::new(false),
             client,
             runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
             config,
@@ -307,9 +336,9 @@ impl Agent {
         let routes = tokio::spawn(routes::run(shared.client.clone(), node_name, cidr, record, stop_rx));
         tracing::info!(node = shared.config.node_name, %cidr, runtime = shared.runtime_version, "node agent ready");
         let pod_workers = pods::Workers::default();
+        let mut pod_sources = vec![tokio::spawn(pods::watch(shared.clone(), pod_workers.clone()))];
         let mut tasks = vec![
             tokio::spawn(register::heartbeat_loop(shared.clone())),
-            tokio::spawn(pods::watch(shared.clone(), pod_workers.clone())),
             streaming,
             tokio::spawn(stats::sampler(shared.clone())),
             tokio::spawn(eviction::manager(shared.clone())),
@@ -317,11 +346,11 @@ impl Agent {
         let hostname = shared.config.labels.get("kubernetes.io/hostname").unwrap_or(&shared.config.node_name);
         tasks.push(tokio::spawn(local_volumes::run(shared.client.clone(), hostname.clone())));
         match shared.config.pod_manifests.clone() {
-            Some(dir) => tasks.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir))),
+            Some(dir) => pod_sources.push(tokio::spawn(static_pods::run(shared.clone(), pod_workers.clone(), dir))),
             None => pod_workers.mark_static_read(),
         }
         tasks.push(tokio::spawn(relist::run(shared.clone(), pod_workers.clone())));
-        Ok(AgentHandle { shared, containerd, tasks, pod_workers, routes: Some((routes_stop, routes)) })
+        Ok(AgentHandle { shared, containerd, tasks, pod_sources, pod_workers, routes: Some((routes_stop, routes)) })
     }
 }
 
@@ -353,10 +382,19 @@ impl AgentHandle {
         self.shared.kubelet_port
     }
 
-    /// Stops the agent: the watch and heartbeats, then every pod's sandbox (containers
-    /// stopped, network torn down, removed), then containerd if it started it, then the bridge.
-    /// With `keep_pods`, only the agent and containerd stop.
+    /// Stops the agent: a graceful node shutdown first ([`shutdown`]: the Node NotReady, the
+    /// pods stopped with their grace periods and their status written), then the watch and
+    /// heartbeats, then every pod's sandbox left (containers stopped, network torn down,
+    /// removed), then containerd if it started it, then the bridge. With `keep_pods`, only
+    /// the agent and containerd stop.
     pub async fn stop(mut self) {
+        let keep = self.shared.config.keep_pods;
+        for t in &self.pod_sources {
+            t.abort();
+        }
+        if !keep {
+            shutdown::run(&self.shared, &self.pod_workers).await;
+        }
         for t in &self.tasks {
             t.abort();
         }
@@ -365,7 +403,6 @@ impl AgentHandle {
             let _ = stop.send(());
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
         }
-        let keep = self.shared.config.keep_pods;
         if let Some(c) = self.containerd.take_if(|_| keep) {
             c.stop_keeping_state().await;
             return;

@@ -27,7 +27,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -35,11 +35,22 @@ use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
-use super::{Shared, containers, termination, volumes};
+use super::{Shared, containers, dns, shutdown, termination, volumes};
 use crate::runtime::cri::v1 as cri;
 
-/// A pod worker's inbox (the latest object; None once gone from the API) and its task.
-type Worker = (watch::Sender<Option<Pod>>, AbortHandle);
+/// A pod worker: its inbox (the latest object; None once gone from the API), its task, and
+/// where a node shutdown is asked of it (taken once asked).
+struct Worker {
+    pod: watch::Sender<Option<Pod>>,
+    task: AbortHandle,
+    shutdown: Option<oneshot::Sender<ShutDown>>,
+}
+
+/// A node shutdown asked of a pod worker: stop the pod within `grace` seconds, then say so.
+struct ShutDown {
+    grace: i64,
+    done: oneshot::Sender<()>,
+}
 
 /// The worker of each pod in hand, by uid, and whether every source of pods (the API
 /// server's pods of this node, the static pod manifests) was read once: until then a
@@ -54,8 +65,8 @@ pub(crate) struct Workers {
 impl Workers {
     /// Aborts every worker (the agent stops; sandboxes are removed by the caller).
     pub(crate) fn abort_all(&self) {
-        for (_, (_, task)) in self.map.lock().expect("workers lock").drain() {
-            task.abort();
+        for (_, worker) in self.map.lock().expect("workers lock").drain() {
+            worker.task.abort();
         }
     }
 
@@ -81,16 +92,37 @@ impl Workers {
 
     fn send(&self, shared: &Arc<Shared>, uid: String, pod: Option<Pod>) {
         let mut map = self.map.lock().expect("workers lock");
-        if let Some((tx, _)) = map.get(&uid) {
-            tx.send_replace(pod);
+        if let Some(worker) = map.get(&uid) {
+            worker.pod.send_replace(pod);
             return;
         }
         if pod.is_none() {
             return;
         }
         let (tx, rx) = watch::channel(pod);
-        let task = tokio::spawn(run(shared.clone(), uid.clone(), rx, self.clone()));
-        map.insert(uid, (tx, task.abort_handle()));
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let task = tokio::spawn(run(shared.clone(), uid.clone(), rx, shutdown_rx, self.clone()));
+        map.insert(uid, Worker { pod: tx, task: task.abort_handle(), shutdown: Some(shutdown_tx) });
+    }
+
+    /// Asks the workers of the pods of `phase` (critical or not) to stop them for a node
+    /// shutdown, each with its grace period ([`shutdown::grace`]); each receiver completes
+    /// once its pod is stopped (or its worker ended).
+    pub(crate) fn shut_down(&self, phase: shutdown::Phase) -> Vec<oneshot::Receiver<()>> {
+        let mut map = self.map.lock().expect("workers lock");
+        let mut done = Vec::new();
+        for worker in map.values_mut() {
+            let Some(pod) = worker.pod.borrow().clone() else { continue };
+            if shutdown::is_critical(&pod) != phase.critical {
+                continue;
+            }
+            let Some(ask) = worker.shutdown.take() else { continue };
+            let (done_tx, done_rx) = oneshot::channel();
+            if ask.send(ShutDown { grace: shutdown::grace(&pod, phase.budget_secs), done: done_tx }).is_ok() {
+                done.push(done_rx);
+            }
+        }
+        done
     }
 
     /// Hands pod `uid` (None: gone) to its worker, starting one if needed (static pods).
@@ -359,6 +391,8 @@ struct PodState {
     usage_checked: Option<Instant>,
     /// A static pod's mirror pod the status was posted to (a new one gets it again).
     mirror_uid: Option<String>,
+    /// Stopped by a node shutdown ([`shutdown`]): the status says so.
+    shut_down: bool,
 }
 
 /// How often a pod's emptyDir usage is measured (the kubelet's eviction manager: 10 s).
@@ -371,9 +405,17 @@ const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
 /// when nothing wakes it: its volumes' contents follow their sources at this pace.
 const STEADY_RESYNC: Duration = volumes::RESYNC;
 
-async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Pod>>, workers: Workers) {
+async fn run(
+    shared: Arc<Shared>,
+    uid: String,
+    mut rx: watch::Receiver<Option<Pod>>,
+    mut shutdown_rx: oneshot::Receiver<ShutDown>,
+    workers: Workers,
+) {
     let mut state = PodState { uid: uid.clone(), trace: Some(StartTrace::new()), ..PodState::default() };
     let wake = shared.pod_wakers.register(&uid);
+    // Whether a node shutdown may still be asked (the asking end is there).
+    let mut may_shut_down = true;
     loop {
         let pod = rx.borrow_and_update().clone();
         match pod {
@@ -391,6 +433,15 @@ async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Po
                     changed = rx.changed() => if changed.is_err() { break },
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
+                    asked = &mut shutdown_rx, if may_shut_down => match asked {
+                        Ok(ask) => {
+                            let pod = rx.borrow().clone().unwrap_or(pod);
+                            shut_down(&shared, &pod, &mut state, ask.grace).await;
+                            let _ = ask.done.send(());
+                            break;
+                        }
+                        Err(_) => may_shut_down = false,
+                    },
                 }
             }
         }
@@ -452,7 +503,7 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         adopt(shared, pod, &spec, state).await;
     }
     if state.sandbox.is_none() {
-        let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+        let config = sandbox_config(shared, pod, true).await;
         match shared.cri.run_pod_sandbox(config.clone()).await {
             Ok(id) => {
                 let ip = shared
@@ -773,9 +824,46 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
     }
     let ip = shared.cri.pod_sandbox_status(&sandbox.id).await.ok().flatten().and_then(|s| s.network).map(|n| n.ip);
     state.pod_ip = ip.filter(|ip| !ip.is_empty()).or_else(|| host_network_ip(shared, spec));
-    let config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    let config = sandbox_config(shared, pod, false).await;
     tracing::info!(pod = pod_name(pod), sandbox = sandbox.id, containers = adopted, "adopted a running pod");
     state.sandbox = Some((sandbox.id, config));
+}
+
+/// The pod's sandbox config ([`containers::sandbox_config`]) with its DNS config and
+/// hostname ([`dns`]). With `report`, what the kubelet warns about while forming the DNS
+/// config becomes events (and the fall-back from ClusterFirst one log line per agent).
+async fn sandbox_config(shared: &Shared, pod: &Pod, report: bool) -> cri::PodSandboxConfig {
+    let settings = &shared.config.dns;
+    let mut config = containers::sandbox_config(pod, &shared.config.node_name, &shared.config.data_dir);
+    let (node, error) = dns::read_node_resolver(settings.resolv_conf.as_deref());
+    let formed = dns::form(pod, settings, node.as_ref());
+    config.dns_config = Some(formed.config);
+    let spec = pod.spec.as_ref();
+    let (hostname, domain) = dns::hostname_and_domain(pod, &settings.cluster_domain);
+    if spec.and_then(|s| s.set_hostname_as_fqdn) == Some(true) && !domain.is_empty() && !config.hostname.is_empty() {
+        config.hostname = format!("{hostname}.{domain}");
+    }
+    if !report {
+        return config;
+    }
+    if let Some(e) = error {
+        tracing::warn!(%e, path = ?settings.resolv_conf, "reading the node's resolv.conf for a pod's DNS");
+    }
+    if formed.fell_back {
+        let message = format!(
+            "pod: {:?}. kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" \
+             policy. Falling back to \"Default\" policy.",
+            kubelet_pod_name(pod)
+        );
+        if !shared.dns_fallback_logged.swap(true, Ordering::Relaxed) {
+            tracing::info!("no --cluster-dns: pods with dnsPolicy ClusterFirst use the node's resolv.conf (Default)");
+        }
+        shared.events.warning(pod, "MissingClusterDNS", message).await;
+    }
+    for warning in formed.warnings {
+        shared.events.warning(pod, "DNSConfigForming", warning).await;
+    }
+    config
 }
 
 /// A hostNetwork pod's IP: the node's (the runtime reports none without a pod network).
@@ -926,7 +1014,17 @@ async fn drive(
         containers::share_pid_with(&mut config, target);
     }
     let termination_log = termination::prepare(&shared.config.data_dir, pod, c, rec.restart_count as u32);
-    match volumes::mounts(pod, c, vols).and_then(|m| Ok([m, vec![termination_log?]].concat())) {
+    // The kubelet's managed /etc/hosts, unless the container mounts its own.
+    let hosts = |m: &[cri::Mount]| {
+        let own = m.iter().any(|m| m.container_path == "/etc/hosts");
+        let domain = &shared.config.dns.cluster_domain;
+        (!own).then(|| dns::hosts_mount(&shared.config.data_dir, pod, pod_ip, domain)).flatten()
+    };
+    let mounts = volumes::mounts(pod, c, vols).and_then(|m| {
+        let hosts = hosts(&m);
+        Ok([m, vec![termination_log?], hosts.into_iter().collect()].concat())
+    });
+    match mounts {
         Ok(m) => config.mounts = m,
         Err(message) => {
             rec.waiting = Some(("CreateContainerConfigError".into(), message));
@@ -1186,16 +1284,19 @@ async fn post_status(
         && state.containers.iter().all(Record::ready);
     let previous = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
     let host_ip = shared.node_ip.to_string();
+    let now = Timestamp::now();
+    let mut conditions = status::conditions(&previous, state.sandbox.is_some(), initialized, all_ready, phase, now);
+    let (reason, message) = match (&state.evicted, state.shut_down) {
+        (Some(message), _) => (Some("Evicted".to_string()), Some(message.clone())),
+        (None, true) => {
+            conditions.push(shutdown::disruption_condition(&previous, now));
+            (Some(shutdown::REASON.to_string()), Some(shutdown::MESSAGE.to_string()))
+        }
+        (None, false) => (None, None),
+    };
     let status = PodStatus {
         phase: Some(phase.to_string()),
-        conditions: Some(status::conditions(
-            &previous,
-            state.sandbox.is_some(),
-            initialized,
-            all_ready,
-            phase,
-            Timestamp::now(),
-        )),
+        conditions: Some(conditions),
         host_ip: Some(host_ip.clone()),
         host_ips: Some(vec![HostIP { ip: host_ip }]),
         pod_ip: state.pod_ip.clone(),
@@ -1205,8 +1306,8 @@ async fn post_status(
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         ephemeral_container_statuses: (!ephemeral_statuses.is_empty()).then_some(ephemeral_statuses),
         qos_class: Some(crate::hollow::pod_status::qos_class(spec).to_string()),
-        reason: state.evicted.as_ref().map(|_| "Evicted".to_string()),
-        message: state.evicted.clone(),
+        reason,
+        message,
         ..Default::default()
     };
     let body = json!({ "status": status });
@@ -1243,6 +1344,45 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
             tracing::warn!(%e, dir = %dir.display(), "removing the pod's volumes");
         }
     }
+}
+
+/// The node shuts down ([`shutdown`]): a pod not yet finished has its containers stopped as
+/// on deletion (preStop hooks, SIGTERM, SIGKILL after `grace` seconds), then its status is
+/// written Failed with reason `Terminated` and a `DisruptionTarget`
+/// condition, as the kubelet's shutdown manager does; then its sandbox and volumes go. The
+/// pod object stays (its controller replaces it).
+async fn shut_down(shared: &Shared, pod: &Pod, state: &mut PodState, grace: i64) {
+    let posted = state.last_posted.as_ref().and_then(|b| b["status"]["phase"].as_str().map(str::to_string));
+    let phase_now = posted.or_else(|| pod.status.as_ref().and_then(|s| s.phase.clone())).unwrap_or_default();
+    let finished = phase_now == "Succeeded" || phase_now == "Failed";
+    if state.sandbox.is_some() && !finished {
+        tracing::info!(pod = pod_name(pod), grace, "stopping the pod: the node shuts down");
+        let spec = pod.spec.clone().unwrap_or_default();
+        let pod_ip = state.pod_ip.clone();
+        let running =
+            |r: &Record| r.cri.as_ref().is_none_or(|s| s.state != cri::ContainerState::ContainerExited as i32);
+        let live: Vec<(&Container, String)> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .zip(&state.init)
+            .chain(spec.containers.iter().zip(&state.containers))
+            .filter(|(_, r)| running(r))
+            .filter_map(|(c, r)| Some((c, r.id.clone()?)))
+            .collect();
+        futures::future::join_all(live.iter().map(|(c, id)| kill(shared, pod, pod_ip.as_deref(), c, id, grace))).await;
+        for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+            if let Some(id) = &rec.id {
+                rec.cri = shared.cri.container_status(id).await.ok().flatten();
+            }
+            rec.waiting = None;
+            rec.restart_at = None;
+        }
+        state.shut_down = true;
+        let initialized = state.init.iter().all(|r| r.done);
+        post_status(shared, pod, state, &spec, initialized, &[], "Failed").await;
+    }
+    teardown(shared, state, 0).await;
 }
 
 /// A deleted pod: stop it within its grace period, then remove its object.

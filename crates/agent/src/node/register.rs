@@ -211,7 +211,15 @@ pub(crate) fn node_status(shared: &Shared, started: Timestamp, now: Timestamp) -
             v
         })
         .collect();
-    conditions.push(condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"));
+    match shared.shutting_down.get() {
+        // A graceful shutdown is under way (the kubelet's nodeshutdown manager's error).
+        Some(at) => {
+            let mut ready = condition("Ready", "False", "KubeletNotReady", super::shutdown::NODE_MESSAGE);
+            ready["lastTransitionTime"] = json!(Time(*at));
+            conditions.push(ready);
+        }
+        None => conditions.push(condition("Ready", "True", "KubeletReady", "kubelet is posting ready status")),
+    }
     let capacity = capacity(&shared.config.data_dir, shared.config.max_pods);
     let machine_id = std::fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_string()).unwrap_or_default();
     let boot_id =

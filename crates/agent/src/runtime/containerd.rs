@@ -1,6 +1,9 @@
 //! containerd as a child process: a config of its own under the data dir (root, state,
 //! sockets, CNI conf dir; `restrict_oom_score_adj`, which root without CAP_SYS_RESOURCE
 //! needs), started with `containerd --config`, waited for on its socket, stopped by PID.
+//! It gets SIGTERM when the agent dies, even by SIGKILL (a parent-death signal set by
+//! util-linux's `setpriv` before it execs containerd); the shims and their pods outlive it,
+//! for the next agent to adopt.
 //! Its `state` dir and runc's root (the runc bundles' `config.json` with the containers'
 //! environment, Secret values from `secretKeyRef` included, and runc's `state.json`) live on
 //! a tmpfs of their own, as the kubelet's containerd keeps them under `/run`.
@@ -126,9 +129,7 @@ impl Containerd {
             .open(&log_path)
             .map_err(io_err("opening", &log_path))?;
         let log2 = log.try_clone().map_err(io_err("opening", &log_path))?;
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
+        let child = containerd_command(&config)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -203,6 +204,26 @@ impl Containerd {
         }
         let _ = child.kill().await;
     }
+}
+
+/// util-linux's `setpriv`, which sets the parent-death signal and execs the command.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// `containerd --config CONFIG`, under `setpriv --pdeathsig TERM` when there is one: the
+/// kernel sends containerd SIGTERM when the thread that started it ends, which is when the
+/// agent dies (it starts containerd from a thread that lives as long as the agent: the main
+/// thread or a runtime worker). Without setpriv (no util-linux) containerd outlives a killed
+/// agent.
+fn containerd_command(config: &Path) -> Command {
+    let mut command = if Path::new(SETPRIV).exists() {
+        let mut c = Command::new(SETPRIV);
+        c.args(["--pdeathsig", "TERM", "--", "containerd"]);
+        c
+    } else {
+        Command::new("containerd")
+    };
+    command.arg("--config").arg(config);
+    command
 }
 
 /// The size limit of the tmpfs under [`Layout::run_dir`]: a container's bundle, runc state
@@ -305,6 +326,19 @@ mod tests {
         assert!(!config.contains("/var/lib/containerd"), "{config}");
         assert!(config.contains("state = \"/d/containerd/run/state\""), "{config}");
         assert!(config.contains("Root = \"/d/containerd/run/runc\""), "{config}");
+    }
+
+    #[test]
+    fn containerd_dies_with_the_agent() {
+        let command = containerd_command(Path::new("/d/containerd/config.toml"));
+        let std = command.as_std();
+        let args: Vec<_> = std.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        if Path::new(SETPRIV).exists() {
+            assert_eq!(std.get_program(), SETPRIV);
+            assert_eq!(args, ["--pdeathsig", "TERM", "--", "containerd", "--config", "/d/containerd/config.toml"]);
+        } else {
+            assert_eq!(std.get_program(), "containerd");
+        }
     }
 
     #[test]

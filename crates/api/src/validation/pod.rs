@@ -70,6 +70,7 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
         ctx.push(FieldError::not_supported(format!("{path}.restartPolicy"), quote(r), restart_policies));
     }
     ctx.one_of(&format!("{path}.dnsPolicy"), spec.get("dnsPolicy"), DNS_POLICIES);
+    validate_dns_config(ctx, spec, path);
     ctx.non_negative(spec, "terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"));
     if let Some(n) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
         && n <= 0
@@ -90,6 +91,50 @@ pub(super) fn validate_pod_spec(ctx: &mut Ctx<'_>, spec: &Value, path: &str, res
     }
     ctx.labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"));
     super::scheduling::validate(ctx, spec, path);
+}
+
+/// The most nameservers a pod's dnsConfig may list (Kubernetes' `MaxDNSNameservers`).
+const MAX_DNS_NAMESERVERS: usize = 3;
+
+/// `dnsPolicy: None` takes everything from `dnsConfig`, which must then name a nameserver;
+/// no dnsConfig lists more than three (Kubernetes' `validatePodDNSConfig`).
+fn validate_dns_config(ctx: &mut Ctx<'_>, spec: &Value, path: &str) {
+    let config = spec.get("dnsConfig").filter(|c| !c.is_null());
+    let servers = config.map(|c| array(c, "nameservers")).unwrap_or_default();
+    if spec.get("dnsPolicy").and_then(Value::as_str) == Some("None") {
+        let Some(_) = config else {
+            ctx.push(FieldError::required(
+                format!("{path}.dnsConfig"),
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return;
+        };
+        if servers.is_empty() {
+            ctx.push(FieldError::required(
+                format!("{path}.dnsConfig.nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return;
+        }
+    }
+    if servers.len() > MAX_DNS_NAMESERVERS {
+        let shown: Vec<String> = servers.iter().map(|s| quote(s.as_str().unwrap_or_default())).collect();
+        ctx.push(FieldError::invalid(
+            format!("{path}.dnsConfig.nameservers"),
+            format!("[]string{{{}}}", shown.join(", ")),
+            format!("must not have more than {MAX_DNS_NAMESERVERS} nameservers"),
+        ));
+    }
+    for (i, server) in servers.iter().enumerate() {
+        let text = server.as_str().unwrap_or_default();
+        if text.parse::<std::net::IpAddr>().is_err() {
+            ctx.push(FieldError::invalid(
+                format!("{path}.dnsConfig.nameservers[{i}]"),
+                quote(text),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
 }
 
 /// The container fields an ephemeral container may not set (the ones outside Kubernetes'
@@ -604,6 +649,35 @@ mod tests {
             None,
             &[
                 r#"spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never""#,
+            ],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"dnsPolicy": "None"})),
+            None,
+            &["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a.example"]}})),
+            None,
+            &[
+                "spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["10.0.0.1"], "searches": ["a.example"]}})),
+            None,
+            &[],
+        );
+        check(
+            "/v1/pods",
+            base(json!({"dnsConfig": {"nameservers": ["1.1.1.1", "1.0.0.1", "8.8.8.8", "9.9.9.9", "dns"]}})),
+            None,
+            &[
+                r#"spec.dnsConfig.nameservers: Invalid value: []string{"1.1.1.1", "1.0.0.1", "8.8.8.8", "9.9.9.9", "dns"}: must not have more than 3 nameservers"#,
+                r#"spec.dnsConfig.nameservers[4]: Invalid value: "dns": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#,
             ],
         );
         check(

@@ -1,7 +1,8 @@
 //! What the real-node tests share (tests/agent.rs, agent_volumes.rs, streaming.rs): a
 //! `berth agent` child joined to a test server ([`Node`]: its own node name `agent-<n>`,
 //! data dir, bridge `btest<n>` and pod CIDR 10.88.<n>.0/24; stopped by PID and its bridge
-//! deleted when dropped, even when a test fails), and pod helpers. Without containerd the
+//! deleted when dropped, even when a test fails, with whatever a killed agent left: its
+//! containerd, shims and their containers by PID, mounts under its data dir), and pod helpers. Without containerd the
 //! tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
 // Each test file uses its own part of this module.
@@ -103,6 +104,20 @@ impl Node {
         }
     }
 
+    /// Kills the agent process (SIGKILL, no chance to clean up) and waits for it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The processes whose command line names the node's data dir (its agent, containerd,
+    /// the shims of its pods), with their command lines.
+    pub(crate) fn processes(&self) -> Vec<(u32, String)> {
+        processes_mentioning(self.dir.path())
+    }
+
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
@@ -134,11 +149,65 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+        // What a killed agent (or one stopped with --keep-pods) left running: its containerd,
+        // the shims and their containers.
+        kill_trees(&self.processes().into_iter().map(|(pid, _)| pid).collect::<Vec<_>>());
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
         // Mounts the agent left (its containerd state's tmpfs after a kill or --keep-pods)
         // go before the temp dir is removed.
         berth_testkit::netns::unmount_under(self.dir.path());
     }
+}
+
+/// The processes whose command line contains `dir`, with their command lines.
+pub(crate) fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    // Everything such a process names is below the dir.
+    let needle = format!("{}/", dir.display());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ").trim().to_string();
+        if cmdline.contains(&needle) {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
+/// Whether process `pid` exists (a zombie counts as gone).
+pub(crate) fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    state.is_some_and(|s| s != "Z" && s != "X")
+}
+
+/// SIGKILLs `roots` and all their descendants by PID, and waits (a while) for them to go.
+pub(crate) fn kill_trees(roots: &[u32]) {
+    if roots.is_empty() {
+        return;
+    }
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut all: Vec<u32> = roots.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        let parent = all[i];
+        let children: Vec<u32> =
+            parents.iter().filter(|(pid, ppid)| *ppid == parent && !all.contains(pid)).map(|(pid, _)| *pid).collect();
+        all.extend(children);
+        i += 1;
+    }
+    let pids: Vec<String> = all.iter().map(u32::to_string).collect();
+    let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status();
+    wait_until(Duration::from_secs(10), || all.iter().all(|p| !alive(*p)));
 }
 
 /// Deletes a bridge when dropped: the server's own node's, after the server that made it
