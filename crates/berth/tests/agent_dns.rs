@@ -5,7 +5,7 @@
 //! Real `berth server --disable-agent`, `berth agent` (containerd, runc, CNI), busybox pods,
 //! real kubectl.
 //!
-//! Bridge `btest41`, pod CIDR 10.88.41.0/24; the [`Node`] guard stops the agent by PID and
+//! Bridge `btest51`, pod CIDR 10.88.51.0/24; the [`Node`] guard stops the agent by PID and
 //! deletes its bridge even when a test fails. Without containerd the tests skip, unless
 //! BERTH_REQUIRE_CONTAINERD=1.
 
@@ -36,7 +36,7 @@ fn pods_get_the_kubelets_resolv_conf_hostname_and_hosts_file() {
     let resolv = resolv.display().to_string();
     // (With --shutdown-grace-period 0s this node's stop removes its pods at once: see the end.)
     let flags = ["--cluster-dns", "10.96.0.10", "--resolv-conf", &resolv, "--shutdown-grace-period", "0s"];
-    let Some(mut node) = Node::start_with(&s, 41, &flags) else { return };
+    let Some(mut node) = Node::start_with(&s, 51, &flags) else { return };
 
     // dnsPolicy None without dnsConfig: 422, nothing written.
     let bad = sleeper("bad", &node, json!({ "dnsPolicy": "None" }));

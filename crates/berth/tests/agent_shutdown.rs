@@ -6,7 +6,7 @@
 //! `berth server --disable-agent`, `berth agent` (containerd, runc, CNI), busybox pods, real
 //! kubectl. (`--shutdown-grace-period 0s` is in tests/agent_dns.rs, whose node runs with it.)
 //!
-//! Bridge `btest40`, pod CIDR 10.88.40.0/24; the [`Node`] guard stops the agent by PID,
+//! Bridge `btest50`, pod CIDR 10.88.50.0/24; the [`Node`] guard stops the agent by PID,
 //! kills what a killed agent left and deletes its bridge even when a test fails. Without
 //! containerd the tests skip, unless BERTH_REQUIRE_CONTAINERD=1.
 
@@ -69,7 +69,7 @@ fn pids(node: &Node, what: &str) -> Vec<u32> {
 fn a_killed_agent_takes_containerd_along_and_a_stopping_one_shuts_its_pods_down_gracefully() {
     let s = server();
     let flags = ["--shutdown-grace-period", "30s", "--shutdown-grace-period-critical-pods", "10s"];
-    let Some(mut node) = Node::start_with(&s, 40, &flags) else { return };
+    let Some(mut node) = Node::start_with(&s, 50, &flags) else { return };
     let log = tempfile::tempdir().unwrap();
     let read = |file: &str| -> Vec<String> {
         std::fs::read_to_string(log.path().join(file)).unwrap_or_default().lines().map(str::to_string).collect()
