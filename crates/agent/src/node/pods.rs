@@ -211,7 +211,8 @@ impl Record {
 }
 
 /// Runs the container's due probes; a failed liveness probe stops the container (it is then
-/// restarted per the restart policy).
+/// restarted per the restart policy). Each failure is a Warning `Unhealthy` event, as the
+/// kubelet records it.
 async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, rec: &mut Record) {
     let Some(id) = rec.id.clone() else { return };
     let now = Instant::now();
@@ -220,14 +221,17 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
         && state.verdict != Verdict::Success
     {
         if state.due(p, now) {
-            let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-            if state.record(p, ok, Instant::now()) == Verdict::Failure {
+            let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+            let verdict = state.record(p, result.is_ok(), Instant::now());
+            unhealthy(shared, pod, "Startup", result).await;
+            if verdict == Verdict::Failure {
                 tracing::info!(
                     pod = pod_name(pod),
                     container = c.name,
                     "startup probe failed: restarting the container"
                 );
-                kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
+                let why = probe_kill_message(pod, c, "startup");
+                kill_because(shared, pod, pod_ip, c, &id, probe_grace(pod, p), why).await;
                 rec.startup = None;
             }
         }
@@ -241,19 +245,37 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
     if let (Some(p), Some(state)) = (&c.readiness_probe, rec.readiness.as_mut())
         && state.due(p, now)
     {
-        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-        state.record(p, ok, Instant::now());
+        let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        state.record(p, result.is_ok(), Instant::now());
+        unhealthy(shared, pod, "Readiness", result).await;
     }
     if let (Some(p), Some(state)) = (&c.liveness_probe, rec.liveness.as_mut())
         && state.due(p, now)
     {
-        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-        if state.record(p, ok, Instant::now()) == Verdict::Failure {
+        let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        let verdict = state.record(p, result.is_ok(), Instant::now());
+        unhealthy(shared, pod, "Liveness", result).await;
+        if verdict == Verdict::Failure {
             tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
-            kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
+            let why = probe_kill_message(pod, c, "liveness");
+            kill_because(shared, pod, pod_ip, c, &id, probe_grace(pod, p), why).await;
             rec.liveness = None;
         }
     }
+}
+
+/// The Warning `Unhealthy` event of a failed probe: `<Kind> probe failed: <output>`.
+async fn unhealthy(shared: &Shared, pod: &Pod, kind: &str, result: Result<(), String>) {
+    if let Err(output) = result {
+        shared.events.warning(pod, "Unhealthy", format!("{kind} probe failed: {output}")).await;
+    }
+}
+
+/// The kubelet's Killing message for a container that failed its `kind` probe.
+fn probe_kill_message(pod: &Pod, c: &Container, kind: &str) -> String {
+    let never = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+    let restarted = if never { "" } else { ", will be restarted" };
+    format!("Container {} failed {kind} probe{restarted}", c.name)
 }
 
 /// The grace period of a container that failed its liveness or startup probe.
@@ -281,8 +303,21 @@ fn kubelet_pod_name(pod: &Pod) -> String {
 /// running and there is a grace period), within `grace` seconds; then SIGTERM, and SIGKILL
 /// after what is left of the grace period (at least 2 s after a hook).
 async fn kill(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, id: &str, grace: i64) {
+    kill_because(shared, pod, pod_ip, c, id, grace, format!("Stopping container {}", c.name)).await;
+}
+
+/// [`kill`] with the message of its Normal `Killing` event.
+async fn kill_because(
+    shared: &Shared,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    c: &Container,
+    id: &str,
+    grace: i64,
+    message: String,
+) {
     let mut grace = grace.max(0);
-    shared.events.normal(pod, "Killing", format!("Stopping container {}", c.name)).await;
+    shared.events.normal(pod, "Killing", message).await;
     let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
     if let Some(handler) = pre_stop.filter(|_| grace > 0) {
         let running = matches!(
