@@ -176,6 +176,8 @@ struct Record {
     /// Its latest CRI status.
     cri: Option<cri::ContainerStatus>,
     restart_count: i32,
+    /// Restarts since its back-off last started over (see [`status::restart_delay`]).
+    backoffs: u32,
     last_state: Option<ContainerStateTerminated>,
     /// When the next restart may happen (set while backing off).
     restart_at: Option<Instant>,
@@ -794,6 +796,7 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
             let Some(k) = latest else { continue };
             rec.id = Some(k.id.clone());
             rec.restart_count = k.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
+            rec.backoffs = rec.restart_count.max(0) as u32;
             rec.cri = shared.cri.container_status(&k.id).await.ok().flatten();
             // (Only init containers look at `done`.)
             rec.done = rec
@@ -878,16 +881,16 @@ async fn drive(
                             return Observed::Exited(s.exit_code);
                         }
                         let now = Instant::now();
-                        // The first restart is immediate; then 10 s doubling to 5 min.
-                        let at = *rec.restart_at.get_or_insert_with(|| {
-                            if rec.restart_count == 0 {
-                                now
-                            } else {
-                                now + status::backoff_delay(rec.restart_count as u32 - 1)
-                            }
-                        });
+                        // The first restart is immediate; then 10 s doubling to 5 min, from
+                        // the start again after a long healthy run.
+                        if rec.restart_at.is_none() {
+                            let (backoffs, delay) = status::restart_delay(rec.backoffs, s.started_at, s.finished_at);
+                            rec.backoffs = backoffs;
+                            rec.restart_at = Some(now + delay);
+                        }
+                        let at = rec.restart_at.unwrap_or(now);
                         if now < at {
-                            let delay = status::backoff_delay((rec.restart_count as u32).saturating_sub(1));
+                            let delay = status::backoff_delay(rec.backoffs.saturating_sub(1));
                             rec.waiting = Some((
                                 "CrashLoopBackOff".into(),
                                 format!(
@@ -902,6 +905,7 @@ async fn drive(
                         rec.last_state = Some(status::terminated(&s));
                         rec.restart_at = None;
                         rec.restart_count += 1;
+                        rec.backoffs += 1;
                         if let Some(old) = rec.id.take() {
                             let _ = shared.cri.remove_container(&old).await;
                         }
