@@ -1207,10 +1207,32 @@ async fn post_status(
     observed: &[Observed],
     phase: &str,
 ) {
-    let statuses: Vec<ContainerStatus> =
-        spec.containers.iter().zip(&state.containers).map(|(c, r)| container_status(c, r)).collect();
-    let init_statuses: Vec<ContainerStatus> =
-        spec.init_containers.iter().flatten().zip(&state.init).map(|(c, r)| container_status(c, r)).collect();
+    // As the kubelet: containers not created yet wait in PodInitializing while the pod has
+    // init containers, and an init container that completed is ready.
+    let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .zip(&state.containers)
+        .map(|(c, r)| {
+            let mut s = container_status(c, r);
+            if has_init && r.id.is_none() && r.cri.is_none() && r.waiting.is_none() {
+                s.state = Some(status::waiting("PodInitializing", ""));
+            }
+            s
+        })
+        .collect();
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .zip(&state.init)
+        .map(|(c, r)| {
+            let s = container_status(c, r);
+            let completed = s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
+            ContainerStatus { ready: s.ready || completed, ..s }
+        })
+        .collect();
     // Ephemeral containers are reported once the kubelet has tried them (never ready).
     let ephemeral_statuses: Vec<ContainerStatus> = spec
         .ephemeral_containers
