@@ -1306,6 +1306,28 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
     }
 }
 
+/// The status of a deleted pod whose containers were stopped, before its object goes (the
+/// kubelet's status manager writes it so): the containers' final states, and a terminal
+/// phase, Succeeded when every container exited 0, else Failed.
+async fn post_terminated(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    let spec = pod.spec.clone().unwrap_or_default();
+    for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+        if let Some(id) = &rec.id {
+            rec.cri = shared.cri.container_status(id).await.ok().flatten();
+            rec.waiting = None;
+        }
+    }
+    let exited = |r: &Record| {
+        r.cri.as_ref().filter(|s| s.state == cri::ContainerState::ContainerExited as i32).map(|s| s.exit_code)
+    };
+    let observed: Vec<Observed> =
+        state.containers.iter().map(|r| exited(r).map_or(Observed::NotStarted, Observed::Exited)).collect();
+    let succeeded = !observed.is_empty() && observed.iter().all(|o| *o == Observed::Exited(0));
+    let initialized = state.init.iter().all(|r| r.done);
+    let phase = if succeeded { "Succeeded" } else { "Failed" };
+    post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+}
+
 /// A deleted pod: stop it within its grace period, then remove its object.
 async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
     let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or_else(|| pod_grace(pod)).max(0);
@@ -1315,6 +1337,7 @@ async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
     let running: Vec<(&Container, String)> =
         containers.iter().zip(&state.containers).filter_map(|(c, r)| Some((c, r.id.clone()?))).collect();
     futures::future::join_all(running.iter().map(|(c, id)| kill(shared, pod, pod_ip.as_deref(), c, id, grace))).await;
+    post_terminated(shared, pod, state).await;
     teardown(shared, state, grace).await;
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
     let params = DeleteParams {
