@@ -1,6 +1,6 @@
 //! Pods on the real node agent end to end, for what tests/agent.rs leaves out: init
 //! containers, the status fields of a real pod, pod-to-pod traffic on one node, hostPorts,
-//! Secret volume updates and optional keys, startup probe failures, SIGKILL after the grace
+//! Secret volume updates and optional keys, hostPath types, startup probe failures, SIGKILL after the grace
 //! period, `kubectl attach` with stdin and a tty, and port-forward over plain SPDY. Real
 //! `berth server`, `berth agent` (containerd, runc, CNI), busybox pods, real kubectl.
 //!
@@ -314,7 +314,7 @@ fn pods_reach_each_other_on_one_node_and_host_ports_reach_pods() {
 }
 
 #[test]
-fn secret_volumes_follow_updates_and_optional_sources_behave_as_the_kubelet() {
+fn secret_volumes_optional_sources_and_host_path_types_behave_as_the_kubelet() {
     let s = server();
     let Some(node) = node(&s, 42) else { return };
     s.kubectl_ok(&["create", "secret", "generic", "creds", "--from-literal=password=one", "--from-literal=user=me"]);
@@ -363,6 +363,26 @@ fn secret_volumes_follow_updates_and_optional_sources_behave_as_the_kubelet() {
     assert!(message.contains("references non-existent secret key: absent"), "{event:#}");
     let p = get_pod(&s, "bad-key");
     assert_eq!(p["status"]["phase"], "Pending", "{p:#}");
+    assert_eq!(status_named(&p, "containerStatuses", "main")["state"]["waiting"]["reason"], "ContainerCreating");
+
+    // hostPath types: FileOrCreate makes an empty file; Directory on a file fails the mount.
+    let host = |name: &str| node.dir.path().join(name).display().to_string();
+    std::fs::write(host("a-file"), b"x").unwrap();
+    let mut typed = pod("typed", "Always", vec![container("main", "exec sleep 3600")]);
+    typed["spec"]["containers"][0]["volumeMounts"] = json!([{ "name": "made", "mountPath": "/made" }]);
+    typed["spec"]["volumes"] =
+        json!([{ "name": "made", "hostPath": { "path": host("made"), "type": "FileOrCreate" } }]);
+    apply(&s, &typed);
+    wait_pod(&s, &node, "typed", "ran", |p| p["status"]["phase"] == "Running");
+    assert_eq!(std::fs::read(host("made")).unwrap(), b"", "FileOrCreate made an empty file");
+    let mut wrong = pod("wrong-type", "Always", vec![container("main", "exec sleep 3600")]);
+    wrong["spec"]["containers"][0]["volumeMounts"] = json!([{ "name": "dir", "mountPath": "/dir" }]);
+    wrong["spec"]["volumes"] = json!([{ "name": "dir", "hostPath": { "path": host("a-file"), "type": "Directory" } }]);
+    apply(&s, &wrong);
+    let event = wait_event(&s, &node, "wrong-type", "Warning", "FailedMount", "");
+    let expected = format!("hostPath type check failed: {} is not a directory", host("a-file"));
+    assert!(event["message"].as_str().unwrap().contains(&expected), "{event:#}");
+    let p = get_pod(&s, "wrong-type");
     assert_eq!(status_named(&p, "containerStatuses", "main")["state"]["waiting"]["reason"], "ContainerCreating");
 }
 
