@@ -293,7 +293,7 @@ fn pods_reach_each_other_on_one_node_and_host_ports_reach_pods() {
 
     // A second pod asking for the same hostPort does not fit the node: the scheduler
     // leaves it Pending and says why.
-    apply(&s, &pod("web-2", "Always", vec![web]));
+    apply(&s, &pod("web-2", "Always", vec![web.clone()]));
     let p = wait_pod(&s, &node, "web-2", "was found unschedulable", |p| {
         condition(p, "PodScheduled")["reason"] == "Unschedulable"
     });
@@ -311,6 +311,19 @@ fn pods_reach_each_other_on_one_node_and_host_ports_reach_pods() {
         body.is_some()
     });
     assert!(served, "web-2 is not reached on its hostPort: {p:#}\nagent log:\n{}", node.log());
+
+    // A pod bound to the node past the scheduler with the same hostPort: the node refuses
+    // it as the kubelet's admission does, and web-2 keeps the port.
+    let mut bound = pod("web-3", "Always", vec![web]);
+    bound["spec"]["nodeName"] = json!(node.name);
+    apply(&s, &bound);
+    let p = wait_pod(&s, &node, "web-3", "was rejected", |p| p["status"]["phase"] == "Failed");
+    assert_eq!(p["status"]["reason"], "NodePorts", "{p:#}");
+    assert_eq!(p["status"]["message"], "Pod was rejected: Predicate NodePorts failed", "{p:#}");
+    assert!(status_named(&p, "containerStatuses", "web")["containerID"].is_null(), "{p:#}");
+    wait_event(&s, &node, "web-3", "Warning", "NodePorts", "Predicate NodePorts failed");
+    assert_eq!(http_get("127.0.0.1", host_port, "/index.html").as_deref(), Some("from-web\n"));
+    s.kubectl_ok(&["delete", "pod", "web-3", "--timeout=60s"]);
 }
 
 #[test]

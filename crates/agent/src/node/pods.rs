@@ -101,6 +101,78 @@ impl Workers {
     fn remove(&self, uid: &str) {
         self.map.lock().expect("workers lock").remove(uid);
     }
+
+    /// Whether `pod` asks for a host port that an older pod of this node still holds (not
+    /// finished; deleting ones hold theirs until they are gone): the kubelet's NodePorts
+    /// admission. Older means created earlier (then the smaller uid), so of two conflicting
+    /// pods the older one runs whichever worker looks first.
+    fn host_port_taken(&self, uid: &str, pod: &Pod) -> bool {
+        let wanted = host_ports(pod);
+        if wanted.is_empty() {
+            return false;
+        }
+        let age = |p: &Pod| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.metadata.uid.clone());
+        let mine = age(pod);
+        let map = self.map.lock().expect("workers lock");
+        map.iter().filter(|(other, _)| other.as_str() != uid).any(|(_, (tx, _))| {
+            let other = tx.borrow();
+            let Some(other) = other.as_ref() else { return false };
+            let phase = other.status.as_ref().and_then(|s| s.phase.as_deref());
+            let finished = matches!(phase, Some("Succeeded" | "Failed"));
+            !finished && age(other) < mine && host_ports(other).iter().any(|h| wanted.iter().any(|w| w.conflicts(h)))
+        })
+    }
+}
+
+/// A host port a pod's container asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPort {
+    protocol: String,
+    ip: String,
+    port: i32,
+}
+
+impl HostPort {
+    /// Same protocol and port, on the same address or on all of them (0.0.0.0 or unset).
+    fn conflicts(&self, other: &HostPort) -> bool {
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.protocol == other.protocol
+            && self.port == other.port
+            && (self.ip == other.ip || any(&self.ip) || any(&other.ip))
+    }
+}
+
+/// The host ports of a pod's containers (as the scheduler's NodePorts counts them).
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    containers
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| HostPort {
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            ip: p.host_ip.clone().unwrap_or_default(),
+            port: p.host_port.unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The kubelet's name of its host-port admission check, the reason of a pod it rejects.
+const NODE_PORTS: &str = "NodePorts";
+
+/// Fails a pod the node cannot admit, as the kubelet's rejectPod: a Warning event with the
+/// predicate's message, phase Failed with reason `reason` and "Pod was rejected: ...". Its
+/// containers never start.
+async fn reject(shared: &Shared, pod: &Pod, reason: &str) {
+    let message = format!("Predicate {reason} failed");
+    tracing::info!(pod = pod_name(pod), reason, "rejecting the pod");
+    shared.events.warning(pod, reason, message.clone()).await;
+    let body =
+        json!({ "status": { "phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}") } });
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        tracing::warn!(pod = pod_name(pod), %e, "writing the status of a rejected pod");
+    }
 }
 
 /// Watches the pods bound to this node and hands each to its worker.
@@ -392,6 +464,10 @@ struct PodState {
     mount_event: Option<(String, Instant)>,
     /// Why the pod was evicted (its containers are stopped and it stays Failed).
     evicted: Option<String>,
+    /// The node's admission checks ran (when the worker first saw the pod).
+    admission_done: bool,
+    /// The node refused the pod (a host port taken): it stays Failed, nothing runs.
+    rejected: bool,
     /// When emptyDir usage was last measured against the sizeLimits.
     usage_checked: Option<Instant>,
     /// A static pod's mirror pod the status was posted to (a new one gets it again).
@@ -421,6 +497,22 @@ async fn run(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<Option<Po
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                 terminate(&shared, &pod, &mut state).await;
                 break;
+            }
+            // Admitted (or not) once, when first seen, as the kubelet does; a pod already
+            // running (adopted after a restart) or finished keeps its state.
+            Some(pod) if !state.admission_done => {
+                state.admission_done = true;
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+                if phase == "Pending" && workers.host_port_taken(&uid, &pod) {
+                    reject(&shared, &pod, NODE_PORTS).await;
+                    state.rejected = true;
+                }
+            }
+            // Rejected: nothing runs; the worker waits for the pod's deletion.
+            Some(_) if state.rejected => {
+                if rx.changed().await.is_err() {
+                    break;
+                }
             }
             Some(pod) => {
                 let wait = sync(&shared, &pod, &mut state).await;
@@ -1310,6 +1402,9 @@ async fn teardown(shared: &Shared, state: &mut PodState, grace: i64) {
 /// kubelet's status manager writes it so): the containers' final states, and a terminal
 /// phase, Succeeded when every container exited 0, else Failed.
 async fn post_terminated(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    if state.rejected {
+        return; // it keeps the rejection's reason
+    }
     let spec = pod.spec.clone().unwrap_or_default();
     for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
         if let Some(id) = &rec.id {
@@ -1350,5 +1445,63 @@ async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => tracing::warn!(pod = pod_name(pod), %e, "deleting the pod"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, created: &str, phase: &str, ports: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": uid, "namespace": "default", "uid": uid, "creationTimestamp": created },
+            "spec": { "containers": [{ "name": "c", "ports": ports }] },
+            "status": { "phase": phase },
+        }))
+        .unwrap()
+    }
+
+    /// Workers holding `pods` (idle tasks).
+    fn workers(pods: &[Pod]) -> Workers {
+        let w = Workers::default();
+        for p in pods {
+            let (tx, _) = watch::channel(Some(p.clone()));
+            let task = tokio::spawn(std::future::pending::<()>());
+            w.map.lock().unwrap().insert(p.metadata.uid.clone().unwrap(), (tx, task.abort_handle()));
+        }
+        w
+    }
+
+    #[tokio::test]
+    async fn a_host_port_goes_to_the_older_pod_until_it_finishes() {
+        let port = |host_port: i32, ip: &str, protocol: &str| json!([{ "containerPort": 80, "hostPort": host_port, "hostIP": ip, "protocol": protocol }]);
+        let old = pod("a", "2026-01-01T00:00:00Z", "Running", port(8080, "", "TCP"));
+        let w = workers(std::slice::from_ref(&old));
+        let new = |ports| pod("b", "2026-01-01T00:00:01Z", "Pending", ports);
+        assert!(w.host_port_taken("b", &new(port(8080, "", "TCP"))));
+        assert!(w.host_port_taken("b", &new(port(8080, "127.0.0.1", "TCP"))), "all addresses hold it");
+        assert!(!w.host_port_taken("b", &new(port(8080, "", "UDP"))), "another protocol");
+        assert!(!w.host_port_taken("b", &new(port(8081, "", "TCP"))));
+        assert!(!w.host_port_taken("b", &new(json!([{ "containerPort": 8080 }]))), "no host port");
+        assert!(!w.host_port_taken("a", &old), "not against itself");
+        // The older of two pending pods gets it, whichever asks first.
+        let twins = workers(&[
+            pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP")),
+            pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP")),
+        ]);
+        assert!(twins.host_port_taken("y", &pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP"))));
+        assert!(!twins.host_port_taken("x", &pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP"))));
+        // A finished pod holds nothing.
+        let done = workers(&[pod("a", "2026-01-01T00:00:00Z", "Succeeded", port(8080, "", "TCP"))]);
+        assert!(!done.host_port_taken("b", &new(port(8080, "", "TCP"))));
+    }
+
+    #[test]
+    fn host_ips_conflict_when_equal_or_any() {
+        let hp = |ip: &str| HostPort { protocol: "TCP".into(), ip: ip.into(), port: 1 };
+        assert!(hp("10.0.0.1").conflicts(&hp("10.0.0.1")));
+        assert!(!hp("10.0.0.1").conflicts(&hp("10.0.0.2")));
+        assert!(hp("0.0.0.0").conflicts(&hp("10.0.0.2")));
+        assert!(hp("10.0.0.1").conflicts(&hp("")));
     }
 }
