@@ -185,6 +185,23 @@ mod tests {
         assert!(err.contains("invalid lifecycle handler"), "{err}");
     }
 
+    #[tokio::test]
+    async fn https_hooks_do_not_verify_the_certificate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cri = no_cri().await;
+        let h = handler(serde_json::json!({ "httpGet": { "path": "/stop", "port": port, "scheme": "HTTPS" } }));
+        let c = container();
+        let local = target(&c, Some("127.0.0.1"));
+        let answer = b"HTTP/1.1 500 Internal Server Error\r\n\r\n";
+        let (line, result) =
+            tokio::join!(super::probes::tests::serve_tls_once(listener, answer), run(&cri, &local, &h, TIMEOUT));
+        assert_eq!(line, "GET /stop HTTP/1.0");
+        assert_eq!(result, Ok(()), "any answer is a success");
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
+
     #[tokio::test(start_paused = true)]
     async fn sleep_hooks_sleep_within_the_timeout() {
         let cri = no_cri().await;

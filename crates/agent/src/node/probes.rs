@@ -283,7 +283,7 @@ pub(crate) fn http_status(head: &[u8]) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn probe(v: serde_json::Value) -> Probe {
@@ -328,7 +328,7 @@ mod tests {
 
     /// Serves one TLS connection on `listener` with a certificate from a CA no one trusts,
     /// answering `answer`; returns the request's first line.
-    async fn serve_tls_once(listener: tokio::net::TcpListener, answer: &'static [u8]) -> String {
+    pub(crate) async fn serve_tls_once(listener: tokio::net::TcpListener, answer: &'static [u8]) -> String {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
         let dir = tempfile::tempdir().unwrap();
         let pki = berth_pki::Pki::load_or_create(dir.path()).unwrap();
