@@ -228,6 +228,7 @@ fn init_containers_run_in_order_before_the_app_and_real_pods_report_their_status
     assert!(app["containerID"].is_null() && app["state"]["terminated"].is_null(), "the app ran: {p:#}");
     assert_eq!(app["state"]["waiting"]["reason"], "PodInitializing", "{p:#}");
     assert_eq!(condition(&p, "Initialized")["status"], "False", "{p:#}");
+    assert_eq!(condition(&p, "Initialized")["reason"], "ContainersNotInitialized", "{p:#}");
     assert_eq!(shown_status(&s, "init-fails"), "Init:Error");
 
     // Under restartPolicy Always it is restarted with back-off.

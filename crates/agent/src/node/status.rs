@@ -148,17 +148,26 @@ pub fn conditions(
         PodCondition {
             type_: type_.to_string(),
             status: status.to_string(),
-            reason: if ok { None } else { reason.map(str::to_string) },
+            reason: reason.map(str::to_string),
             last_transition_time: Some(since),
             ..Default::default()
         }
     };
-    let not_ready = if completed { "PodCompleted" } else { "ContainersNotReady" };
+    let ready = containers_ready && !completed;
+    let not_ready = (!ready).then_some(if completed { "PodCompleted" } else { "ContainersNotReady" });
+    // As the kubelet's GeneratePodInitializedCondition: a pod that failed before its init
+    // containers completed is still ContainersNotInitialized; a Succeeded one is True with
+    // PodCompleted.
+    let init_reason = match (initialized, phase) {
+        (false, _) => Some("ContainersNotInitialized"),
+        (true, "Succeeded") => Some("PodCompleted"),
+        (true, _) => None,
+    };
     vec![
         make("PodReadyToStartContainers", sandbox_ready && !completed, None),
-        make("Initialized", initialized, Some(if completed { "PodCompleted" } else { "ContainersNotInitialized" })),
-        make("Ready", containers_ready && !completed, Some(not_ready)),
-        make("ContainersReady", containers_ready && !completed, Some(not_ready)),
+        make("Initialized", initialized, init_reason),
+        make("Ready", ready, not_ready),
+        make("ContainersReady", ready, not_ready),
         make("PodScheduled", true, None),
     ]
 }
@@ -229,5 +238,16 @@ mod tests {
         assert_eq!(get(&first, "Ready").reason.as_deref(), Some("ContainersNotReady"));
         let done = conditions(&second, true, true, true, "Succeeded", t1);
         assert_eq!(get(&done, "Ready").reason.as_deref(), Some("PodCompleted"));
+        let initialized = get(&done, "Initialized");
+        assert_eq!((initialized.status.as_str(), initialized.reason.as_deref()), ("True", Some("PodCompleted")));
+        // Failed in an init container: not initialized, whatever the phase.
+        let failed = conditions(&first, true, false, false, "Failed", t1);
+        let initialized = get(&failed, "Initialized");
+        assert_eq!(
+            (initialized.status.as_str(), initialized.reason.as_deref()),
+            ("False", Some("ContainersNotInitialized"))
+        );
+        assert_eq!(get(&failed, "Ready").reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(get(&failed, "PodReadyToStartContainers").status, "False");
     }
 }
