@@ -1,5 +1,8 @@
 //! `berth bench api --quick --json` runs end to end against a real server child and
-//! prints every named figure as a positive number. No timing is asserted.
+//! prints every named figure as a positive number. No timing is asserted. `berth bench
+//! pods` runs on a real node (skipped without containerd unless BERTH_REQUIRE_CONTAINERD=1).
+
+mod common;
 
 use std::process::Command;
 
@@ -155,6 +158,71 @@ const CONTROLLERS_FIGURES: &[&str] =
 #[test]
 fn controllers_quick_json_run_reports_every_figure() {
     check_figures(&["controllers"], CONTROLLERS_FIGURES, |_, v| v > 0.0);
+}
+
+/// The figures of `berth bench pods` (BENCHMARKS.md's table).
+const PODS_FIGURES: &[&str] = &[
+    "pods",
+    "startup_p50_ms",
+    "startup_p99_ms",
+    "all_running_s",
+    "delete_all_s",
+    "node_registered_s",
+    "containerd_start_ms",
+    "agent_idle_rss_mb",
+    "agent_idle_rss_anon_mb",
+    "agent_idle_rss_file_mb",
+    "agent_idle_pss_mb",
+    "agent_idle_threads",
+    "agent_busy_rss_mb",
+    "agent_busy_rss_anon_mb",
+    "agent_idle_cpu_pct",
+    "agent_pods_cpu_pct",
+    "traced_pods",
+    "phase_watch_p50_ms",
+    "phase_queued_p50_ms",
+    "phase_sandbox_p50_ms",
+    "phase_volumes_p50_ms",
+    "phase_containers_p50_ms",
+    "phase_status_p50_ms",
+];
+
+/// `berth bench pods --pods 3 --json` on a real node (its own containerd and bridge
+/// `bbench0`, which the bench removes): every figure, with sane values.
+#[test]
+fn pods_json_run_reports_every_figure() {
+    if !common::runtime_installed() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["bench", "pods", "--pods", "3", "--json"])
+        .output()
+        .expect("running berth bench pods");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "berth bench pods failed: {}\n{stderr}", out.status);
+    let figures = one_object(&String::from_utf8_lossy(&out.stdout));
+    let object = figures.as_object().unwrap();
+    let get = |name: &str| object.get(name).and_then(Value::as_f64).unwrap_or_else(|| panic!("{name} in {figures}"));
+    for name in PODS_FIGURES {
+        let v = get(name);
+        // CPU use of an idle agent, and phases that took no whole ms, may be 0.
+        let may_be_zero = name.ends_with("_cpu_pct") || name.starts_with("phase_");
+        assert!(v > 0.0 || (may_be_zero && v == 0.0), "{name} is {v} in {figures}");
+    }
+    assert_eq!(object.len(), PODS_FIGURES.len(), "unexpected figures in {figures}");
+    assert_eq!(get("pods"), 3.0);
+    assert_eq!(get("traced_pods"), 3.0, "every pod's start was traced");
+    assert!(get("startup_p50_ms") <= get("startup_p99_ms"), "{figures}");
+    assert!(get("containerd_start_ms") <= get("node_registered_s") * 1000.0, "a part of the node's start: {figures}");
+    assert!(get("agent_idle_rss_anon_mb") < get("agent_idle_rss_mb"), "{figures}");
+}
+
+/// `stdout` as one JSON object.
+fn one_object(stdout: &str) -> Value {
+    let figures: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    assert!(figures.is_object(), "not an object: {figures}");
+    figures
 }
 
 /// Runs `berth bench ARGS --quick --json` and checks that it prints one JSON object of

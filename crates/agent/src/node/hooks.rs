@@ -1,7 +1,8 @@
 //! Container lifecycle hooks (postStart, preStop) as the kubelet runs them: an `exec`
 //! command in the container through CRI ExecSync (a non-zero exit fails), an `httpGet` from
-//! the node to the pod IP (only a connection or protocol error fails: the kubelet does not
-//! look at the status code of a hook's answer), or a `sleep` in the agent. See
+//! the node to the pod IP, HTTPS without verifying the certificate (only a connection or
+//! protocol error fails: the kubelet does not look at the status code of a hook's answer),
+//! or a `sleep` in the agent. See
 //! <https://kubernetes.io/docs/concepts/containers/container-lifecycle-hooks/>.
 
 use std::time::Duration;
@@ -73,15 +74,16 @@ pub async fn run(cri: &Cri, target: &Target<'_>, handler: &LifecycleHandler, tim
             http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
         let host = http.host.clone().filter(|h| !h.is_empty()).or(pod_ip.map(str::to_string));
         let port = probes::port(container, &http.port);
-        let result = match (http.scheme.as_deref(), host, port) {
-            (Some("HTTPS"), _, _) => Err("HTTPS lifecycle hooks are not supported on this node yet".to_string()),
-            (_, None, _) => Err("the pod has no IP yet".to_string()),
-            (_, _, None) => Err(format!("invalid port {:?}", http.port)),
-            (_, Some(host), Some(port)) => match tokio::time::timeout(timeout, get(&host, port, &path, &headers)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
-            },
+        let https = http.scheme.as_deref() == Some("HTTPS");
+        let result = match (host, port) {
+            (None, _) => Err("the pod has no IP yet".to_string()),
+            (_, None) => Err(format!("invalid port {:?}", http.port)),
+            (Some(host), Some(port)) => {
+                match tokio::time::timeout(timeout, get(&host, port, &path, &headers, https)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+                }
+            }
         };
         return result.map_err(|e| format!("{what} failed - error: {e}"));
     }
@@ -92,9 +94,21 @@ pub async fn run(cri: &Cri, target: &Target<'_>, handler: &LifecycleHandler, tim
     Err(format!("invalid lifecycle handler {for_whom}: no exec, httpGet or sleep"))
 }
 
-/// One HTTP GET; any answer with a status line is a success.
-async fn get(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<(), String> {
-    let mut stream = TcpStream::connect((host, port)).await.map_err(|e| format!("dial {host}:{port}: {e}"))?;
+/// One HTTP GET (over TLS without verifying the certificate when `https`, as the kubelet);
+/// any answer with a status line is a success.
+async fn get(host: &str, port: u16, path: &str, headers: &[(String, String)], https: bool) -> Result<(), String> {
+    let stream = TcpStream::connect((host, port)).await.map_err(|e| format!("dial {host}:{port}: {e}"))?;
+    if https {
+        let tls = probes::connect_tls(stream, host).await.map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+        return answer(tls, host, port, path, headers).await;
+    }
+    answer(stream, host, port, path, headers).await
+}
+
+async fn answer<S>(mut stream: S, host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.33\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
@@ -170,6 +184,23 @@ mod tests {
         let err = run(&cri, &local, &LifecycleHandler::default(), t).await.unwrap_err();
         assert!(err.contains("invalid lifecycle handler"), "{err}");
     }
+
+    #[tokio::test]
+    async fn https_hooks_do_not_verify_the_certificate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cri = no_cri().await;
+        let h = handler(serde_json::json!({ "httpGet": { "path": "/stop", "port": port, "scheme": "HTTPS" } }));
+        let c = container();
+        let local = target(&c, Some("127.0.0.1"));
+        let answer = b"HTTP/1.1 500 Internal Server Error\r\n\r\n";
+        let (line, result) =
+            tokio::join!(super::probes::tests::serve_tls_once(listener, answer), run(&cri, &local, &h, TIMEOUT));
+        assert_eq!(line, "GET /stop HTTP/1.0");
+        assert_eq!(result, Ok(()), "any answer is a success");
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(10);
 
     #[tokio::test(start_paused = true)]
     async fn sleep_hooks_sleep_within_the_timeout() {

@@ -133,6 +133,78 @@ impl Workers {
     fn remove(&self, uid: &str) {
         self.map.lock().expect("workers lock").remove(uid);
     }
+
+    /// Whether `pod` asks for a host port that an older pod of this node still holds (not
+    /// finished; deleting ones hold theirs until they are gone): the kubelet's NodePorts
+    /// admission. Older means created earlier (then the smaller uid), so of two conflicting
+    /// pods the older one runs whichever worker looks first.
+    fn host_port_taken(&self, uid: &str, pod: &Pod) -> bool {
+        let wanted = host_ports(pod);
+        if wanted.is_empty() {
+            return false;
+        }
+        let age = |p: &Pod| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.metadata.uid.clone());
+        let mine = age(pod);
+        let map = self.map.lock().expect("workers lock");
+        map.iter().filter(|(other, _)| other.as_str() != uid).any(|(_, worker)| {
+            let other = worker.pod.borrow();
+            let Some(other) = other.as_ref() else { return false };
+            let phase = other.status.as_ref().and_then(|s| s.phase.as_deref());
+            let finished = matches!(phase, Some("Succeeded" | "Failed"));
+            !finished && age(other) < mine && host_ports(other).iter().any(|h| wanted.iter().any(|w| w.conflicts(h)))
+        })
+    }
+}
+
+/// A host port a pod's container asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostPort {
+    protocol: String,
+    ip: String,
+    port: i32,
+}
+
+impl HostPort {
+    /// Same protocol and port, on the same address or on all of them (0.0.0.0 or unset).
+    fn conflicts(&self, other: &HostPort) -> bool {
+        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.protocol == other.protocol
+            && self.port == other.port
+            && (self.ip == other.ip || any(&self.ip) || any(&other.ip))
+    }
+}
+
+/// The host ports of a pod's containers (as the scheduler's NodePorts counts them).
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    containers
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| HostPort {
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            ip: p.host_ip.clone().unwrap_or_default(),
+            port: p.host_port.unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The kubelet's name of its host-port admission check, the reason of a pod it rejects.
+const NODE_PORTS: &str = "NodePorts";
+
+/// Fails a pod the node cannot admit, as the kubelet's rejectPod: a Warning event with the
+/// predicate's message, phase Failed with reason `reason` and "Pod was rejected: ...". Its
+/// containers never start.
+async fn reject(shared: &Shared, pod: &Pod, reason: &str) {
+    let message = format!("Predicate {reason} failed");
+    tracing::info!(pod = pod_name(pod), reason, "rejecting the pod");
+    shared.events.warning(pod, reason, message.clone()).await;
+    let body =
+        json!({ "status": { "phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}") } });
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+        tracing::warn!(pod = pod_name(pod), %e, "writing the status of a rejected pod");
+    }
 }
 
 /// Watches the pods bound to this node and hands each to its worker.
@@ -208,6 +280,8 @@ struct Record {
     /// Its latest CRI status.
     cri: Option<cri::ContainerStatus>,
     restart_count: i32,
+    /// Restarts since its back-off last started over (see [`status::restart_delay`]).
+    backoffs: u32,
     last_state: Option<ContainerStateTerminated>,
     /// When the next restart may happen (set while backing off).
     restart_at: Option<Instant>,
@@ -243,7 +317,8 @@ impl Record {
 }
 
 /// Runs the container's due probes; a failed liveness probe stops the container (it is then
-/// restarted per the restart policy).
+/// restarted per the restart policy). Each failure is a Warning `Unhealthy` event, as the
+/// kubelet records it.
 async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, rec: &mut Record) {
     let Some(id) = rec.id.clone() else { return };
     let now = Instant::now();
@@ -252,14 +327,17 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
         && state.verdict != Verdict::Success
     {
         if state.due(p, now) {
-            let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-            if state.record(p, ok, Instant::now()) == Verdict::Failure {
+            let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+            let verdict = state.record(p, result.is_ok(), Instant::now());
+            unhealthy(shared, pod, "Startup", result).await;
+            if verdict == Verdict::Failure {
                 tracing::info!(
                     pod = pod_name(pod),
                     container = c.name,
                     "startup probe failed: restarting the container"
                 );
-                kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
+                let why = probe_kill_message(pod, c, "startup");
+                kill_because(shared, pod, pod_ip, c, &id, probe_grace(pod, p), why).await;
                 rec.startup = None;
             }
         }
@@ -273,19 +351,37 @@ async fn probe(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, 
     if let (Some(p), Some(state)) = (&c.readiness_probe, rec.readiness.as_mut())
         && state.due(p, now)
     {
-        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-        state.record(p, ok, Instant::now());
+        let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        state.record(p, result.is_ok(), Instant::now());
+        unhealthy(shared, pod, "Readiness", result).await;
     }
     if let (Some(p), Some(state)) = (&c.liveness_probe, rec.liveness.as_mut())
         && state.due(p, now)
     {
-        let ok = probes::run(&shared.cri, &id, pod_ip, c, p).await;
-        if state.record(p, ok, Instant::now()) == Verdict::Failure {
+        let result = probes::run(&shared.cri, &id, pod_ip, c, p).await;
+        let verdict = state.record(p, result.is_ok(), Instant::now());
+        unhealthy(shared, pod, "Liveness", result).await;
+        if verdict == Verdict::Failure {
             tracing::info!(pod = pod_name(pod), container = c.name, "liveness probe failed: restarting the container");
-            kill(shared, pod, pod_ip, c, &id, probe_grace(pod, p)).await;
+            let why = probe_kill_message(pod, c, "liveness");
+            kill_because(shared, pod, pod_ip, c, &id, probe_grace(pod, p), why).await;
             rec.liveness = None;
         }
     }
+}
+
+/// The Warning `Unhealthy` event of a failed probe: `<Kind> probe failed: <output>`.
+async fn unhealthy(shared: &Shared, pod: &Pod, kind: &str, result: Result<(), String>) {
+    if let Err(output) = result {
+        shared.events.warning(pod, "Unhealthy", format!("{kind} probe failed: {output}")).await;
+    }
+}
+
+/// The kubelet's Killing message for a container that failed its `kind` probe.
+fn probe_kill_message(pod: &Pod, c: &Container, kind: &str) -> String {
+    let never = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+    let restarted = if never { "" } else { ", will be restarted" };
+    format!("Container {} failed {kind} probe{restarted}", c.name)
 }
 
 /// The grace period of a container that failed its liveness or startup probe.
@@ -313,8 +409,21 @@ fn kubelet_pod_name(pod: &Pod) -> String {
 /// running and there is a grace period), within `grace` seconds; then SIGTERM, and SIGKILL
 /// after what is left of the grace period (at least 2 s after a hook).
 async fn kill(shared: &Shared, pod: &Pod, pod_ip: Option<&str>, c: &Container, id: &str, grace: i64) {
+    kill_because(shared, pod, pod_ip, c, id, grace, format!("Stopping container {}", c.name)).await;
+}
+
+/// [`kill`] with the message of its Normal `Killing` event.
+async fn kill_because(
+    shared: &Shared,
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    c: &Container,
+    id: &str,
+    grace: i64,
+    message: String,
+) {
     let mut grace = grace.max(0);
-    shared.events.normal(pod, "Killing", format!("Stopping container {}", c.name)).await;
+    shared.events.normal(pod, "Killing", message).await;
     let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
     if let Some(handler) = pre_stop.filter(|_| grace > 0) {
         let running = matches!(
@@ -387,6 +496,10 @@ struct PodState {
     mount_event: Option<(String, Instant)>,
     /// Why the pod was evicted (its containers are stopped and it stays Failed).
     evicted: Option<String>,
+    /// The node's admission checks ran (when the worker first saw the pod).
+    admission_done: bool,
+    /// The node refused the pod (a host port taken): it stays Failed, nothing runs.
+    rejected: bool,
     /// When emptyDir usage was last measured against the sizeLimits.
     usage_checked: Option<Instant>,
     /// A static pod's mirror pod the status was posted to (a new one gets it again).
@@ -426,6 +539,22 @@ async fn run(
             Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
                 terminate(&shared, &pod, &mut state).await;
                 break;
+            }
+            // Admitted (or not) once, when first seen, as the kubelet does; a pod already
+            // running (adopted after a restart) or finished keeps its state.
+            Some(pod) if !state.admission_done => {
+                state.admission_done = true;
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+                if phase == "Pending" && workers.host_port_taken(&uid, &pod) {
+                    reject(&shared, &pod, NODE_PORTS).await;
+                    state.rejected = true;
+                }
+            }
+            // Rejected: nothing runs; the worker waits for the pod's deletion.
+            Some(_) if state.rejected => {
+                if rx.changed().await.is_err() {
+                    break;
+                }
             }
             Some(pod) => {
                 let wait = sync(&shared, &pod, &mut state).await;
@@ -810,6 +939,7 @@ async fn adopt(shared: &Shared, pod: &Pod, spec: &k8s_openapi::api::core::v1::Po
             let Some(k) = latest else { continue };
             rec.id = Some(k.id.clone());
             rec.restart_count = k.metadata.as_ref().map_or(0, |m| m.attempt) as i32;
+            rec.backoffs = rec.restart_count.max(0) as u32;
             rec.cri = shared.cri.container_status(&k.id).await.ok().flatten();
             // (Only init containers look at `done`.)
             rec.done = rec
@@ -931,16 +1061,16 @@ async fn drive(
                             return Observed::Exited(s.exit_code);
                         }
                         let now = Instant::now();
-                        // The first restart is immediate; then 10 s doubling to 5 min.
-                        let at = *rec.restart_at.get_or_insert_with(|| {
-                            if rec.restart_count == 0 {
-                                now
-                            } else {
-                                now + status::backoff_delay(rec.restart_count as u32 - 1)
-                            }
-                        });
+                        // The first restart is immediate; then 10 s doubling to 5 min, from
+                        // the start again after a long healthy run.
+                        if rec.restart_at.is_none() {
+                            let (backoffs, delay) = status::restart_delay(rec.backoffs, s.started_at, s.finished_at);
+                            rec.backoffs = backoffs;
+                            rec.restart_at = Some(now + delay);
+                        }
+                        let at = rec.restart_at.unwrap_or(now);
                         if now < at {
-                            let delay = status::backoff_delay((rec.restart_count as u32).saturating_sub(1));
+                            let delay = status::backoff_delay(rec.backoffs.saturating_sub(1));
                             rec.waiting = Some((
                                 "CrashLoopBackOff".into(),
                                 format!(
@@ -955,6 +1085,7 @@ async fn drive(
                         rec.last_state = Some(status::terminated(&s));
                         rec.restart_at = None;
                         rec.restart_count += 1;
+                        rec.backoffs += 1;
                         if let Some(old) = rec.id.take() {
                             let _ = shared.cri.remove_container(&old).await;
                         }
@@ -1266,10 +1397,32 @@ async fn post_status(
     observed: &[Observed],
     phase: &str,
 ) {
-    let statuses: Vec<ContainerStatus> =
-        spec.containers.iter().zip(&state.containers).map(|(c, r)| container_status(c, r)).collect();
-    let init_statuses: Vec<ContainerStatus> =
-        spec.init_containers.iter().flatten().zip(&state.init).map(|(c, r)| container_status(c, r)).collect();
+    // As the kubelet: containers not created yet wait in PodInitializing while the pod has
+    // init containers, and an init container that completed is ready.
+    let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
+    let statuses: Vec<ContainerStatus> = spec
+        .containers
+        .iter()
+        .zip(&state.containers)
+        .map(|(c, r)| {
+            let mut s = container_status(c, r);
+            if has_init && r.id.is_none() && r.cri.is_none() && r.waiting.is_none() {
+                s.state = Some(status::waiting("PodInitializing", ""));
+            }
+            s
+        })
+        .collect();
+    let init_statuses: Vec<ContainerStatus> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .zip(&state.init)
+        .map(|(c, r)| {
+            let s = container_status(c, r);
+            let completed = s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0);
+            ContainerStatus { ready: s.ready || completed, ..s }
+        })
+        .collect();
     // Ephemeral containers are reported once the kubelet has tried them (never ready).
     let ephemeral_statuses: Vec<ContainerStatus> = spec
         .ephemeral_containers
@@ -1385,6 +1538,31 @@ async fn shut_down(shared: &Shared, pod: &Pod, state: &mut PodState, grace: i64)
     teardown(shared, state, 0).await;
 }
 
+/// The status of a deleted pod whose containers were stopped, before its object goes (the
+/// kubelet's status manager writes it so): the containers' final states, and a terminal
+/// phase, Succeeded when every container exited 0, else Failed.
+async fn post_terminated(shared: &Shared, pod: &Pod, state: &mut PodState) {
+    if state.rejected {
+        return; // it keeps the rejection's reason
+    }
+    let spec = pod.spec.clone().unwrap_or_default();
+    for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
+        if let Some(id) = &rec.id {
+            rec.cri = shared.cri.container_status(id).await.ok().flatten();
+            rec.waiting = None;
+        }
+    }
+    let exited = |r: &Record| {
+        r.cri.as_ref().filter(|s| s.state == cri::ContainerState::ContainerExited as i32).map(|s| s.exit_code)
+    };
+    let observed: Vec<Observed> =
+        state.containers.iter().map(|r| exited(r).map_or(Observed::NotStarted, Observed::Exited)).collect();
+    let succeeded = !observed.is_empty() && observed.iter().all(|o| *o == Observed::Exited(0));
+    let initialized = state.init.iter().all(|r| r.done);
+    let phase = if succeeded { "Succeeded" } else { "Failed" };
+    post_status(shared, pod, state, &spec, initialized, &observed, phase).await;
+}
+
 /// A deleted pod: stop it within its grace period, then remove its object.
 async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
     let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or_else(|| pod_grace(pod)).max(0);
@@ -1394,6 +1572,7 @@ async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
     let running: Vec<(&Container, String)> =
         containers.iter().zip(&state.containers).filter_map(|(c, r)| Some((c, r.id.clone()?))).collect();
     futures::future::join_all(running.iter().map(|(c, id)| kill(shared, pod, pod_ip.as_deref(), c, id, grace))).await;
+    post_terminated(shared, pod, state).await;
     teardown(shared, state, grace).await;
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
     let params = DeleteParams {
@@ -1406,5 +1585,66 @@ async fn terminate(shared: &Shared, pod: &Pod, state: &mut PodState) {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => tracing::warn!(pod = pod_name(pod), %e, "deleting the pod"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, created: &str, phase: &str, ports: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": uid, "namespace": "default", "uid": uid, "creationTimestamp": created },
+            "spec": { "containers": [{ "name": "c", "ports": ports }] },
+            "status": { "phase": phase },
+        }))
+        .unwrap()
+    }
+
+    /// Workers holding `pods` (idle tasks).
+    fn workers(pods: &[Pod]) -> Workers {
+        let w = Workers::default();
+        for p in pods {
+            let (tx, _) = watch::channel(Some(p.clone()));
+            let task = tokio::spawn(std::future::pending::<()>());
+            w.map
+                .lock()
+                .unwrap()
+                .insert(p.metadata.uid.clone().unwrap(), Worker { pod: tx, task: task.abort_handle(), shutdown: None });
+        }
+        w
+    }
+
+    #[tokio::test]
+    async fn a_host_port_goes_to_the_older_pod_until_it_finishes() {
+        let port = |host_port: i32, ip: &str, protocol: &str| json!([{ "containerPort": 80, "hostPort": host_port, "hostIP": ip, "protocol": protocol }]);
+        let old = pod("a", "2026-01-01T00:00:00Z", "Running", port(8080, "", "TCP"));
+        let w = workers(std::slice::from_ref(&old));
+        let new = |ports| pod("b", "2026-01-01T00:00:01Z", "Pending", ports);
+        assert!(w.host_port_taken("b", &new(port(8080, "", "TCP"))));
+        assert!(w.host_port_taken("b", &new(port(8080, "127.0.0.1", "TCP"))), "all addresses hold it");
+        assert!(!w.host_port_taken("b", &new(port(8080, "", "UDP"))), "another protocol");
+        assert!(!w.host_port_taken("b", &new(port(8081, "", "TCP"))));
+        assert!(!w.host_port_taken("b", &new(json!([{ "containerPort": 8080 }]))), "no host port");
+        assert!(!w.host_port_taken("a", &old), "not against itself");
+        // The older of two pending pods gets it, whichever asks first.
+        let twins = workers(&[
+            pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP")),
+            pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP")),
+        ]);
+        assert!(twins.host_port_taken("y", &pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP"))));
+        assert!(!twins.host_port_taken("x", &pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP"))));
+        // A finished pod holds nothing.
+        let done = workers(&[pod("a", "2026-01-01T00:00:00Z", "Succeeded", port(8080, "", "TCP"))]);
+        assert!(!done.host_port_taken("b", &new(port(8080, "", "TCP"))));
+    }
+
+    #[test]
+    fn host_ips_conflict_when_equal_or_any() {
+        let hp = |ip: &str| HostPort { protocol: "TCP".into(), ip: ip.into(), port: 1 };
+        assert!(hp("10.0.0.1").conflicts(&hp("10.0.0.1")));
+        assert!(!hp("10.0.0.1").conflicts(&hp("10.0.0.2")));
+        assert!(hp("0.0.0.0").conflicts(&hp("10.0.0.2")));
+        assert!(hp("10.0.0.1").conflicts(&hp("")));
     }
 }

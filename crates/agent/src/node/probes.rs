@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -81,47 +81,154 @@ pub(crate) fn port(container: &Container, port: &IntOrString) -> Option<u16> {
     }
 }
 
-/// Runs `probe` once against the container; true on success.
-pub async fn run(cri: &Cri, container_id: &str, pod_ip: Option<&str>, container: &Container, probe: &Probe) -> bool {
+/// Runs `probe` once against the container: Ok on success, else the output the kubelet puts
+/// in its `Unhealthy` event (`<Kind> probe failed: <output>`).
+pub async fn run(
+    cri: &Cri,
+    container_id: &str,
+    pod_ip: Option<&str>,
+    container: &Container,
+    probe: &Probe,
+) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(exec) = &probe.exec {
         let cmd = exec.command.clone().unwrap_or_default();
-        return matches!(cri.exec_sync(container_id, cmd, timeout.as_secs() as i64).await, Ok(r) if r.exit_code == 0);
+        return match cri.exec_sync(container_id, cmd.clone(), timeout.as_secs() as i64).await {
+            Ok(r) if r.exit_code == 0 => Ok(()),
+            // The kubelet's output: what the command wrote, stdout then stderr.
+            Ok(r) => Err(String::from_utf8_lossy(&[r.stdout, r.stderr].concat()).into_owned()),
+            Err(e) => Err(format!("command {:?} failed: {e}", cmd.join(" "))),
+        };
     }
     if let Some(tcp) = &probe.tcp_socket {
         let host = tcp.host.clone().or(pod_ip.map(str::to_string));
-        let (Some(host), Some(port)) = (host, port(container, &tcp.port)) else { return false };
-        return matches!(tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await, Ok(Ok(_)));
+        let Some(host) = host else { return Err("the pod has no IP yet".into()) };
+        let Some(port) = port(container, &tcp.port) else { return Err(format!("invalid port {:?}", tcp.port)) };
+        return match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
+            Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
+        };
     }
     if let Some(g) = &probe.grpc {
-        let (Some(host), Ok(port)) = (pod_ip, u16::try_from(g.port)) else { return false };
+        let Some(host) = pod_ip else { return Err("the pod has no IP yet".into()) };
+        let Ok(port) = u16::try_from(g.port) else { return Err(format!("invalid port {}", g.port)) };
         let service = g.service.clone().unwrap_or_default();
-        return matches!(grpc_health(host, port, service, timeout).await, Ok(SERVING));
+        return match grpc_health(host, port, service, timeout).await? {
+            SERVING => Ok(()),
+            other => Err(format!("service unhealthy (responded with {other})")),
+        };
     }
     if let Some(http) = &probe.http_get {
-        if http.scheme.as_deref() == Some("HTTPS") {
-            return false; // not supported yet
-        }
-        let host = http.host.clone().or(pod_ip.map(str::to_string));
-        let (Some(host), Some(port)) = (host, port(container, &http.port)) else { return false };
-        let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let mut headers = String::new();
-        for h in http.http_headers.iter().flatten() {
-            headers.push_str(&format!("{}: {}\r\n", h.name, h.value));
-        }
-        let get = async {
-            let mut stream = TcpStream::connect((host.as_str(), port)).await.ok()?;
-            let request = format!(
-                "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\n{headers}\r\n"
-            );
-            stream.write_all(request.as_bytes()).await.ok()?;
-            let mut head = vec![0u8; 64];
-            let n = stream.read(&mut head).await.ok()?;
-            http_status(&head[..n])
-        };
-        return matches!(tokio::time::timeout(timeout, get).await, Ok(Some(code)) if (200..400).contains(&code));
+        let host = http.host.clone().filter(|h| !h.is_empty()).or(pod_ip.map(str::to_string));
+        let Some(host) = host else { return Err("the pod has no IP yet".into()) };
+        let Some(port) = port(container, &http.port) else { return Err(format!("invalid port {:?}", http.port)) };
+        return http_get(http, &host, port, timeout).await;
     }
-    false
+    Err("the probe has no handler".into())
+}
+
+/// An httpGet probe against `host:port` (HTTPS without verifying the certificate, as the
+/// kubelet): a 2xx or 3xx status is success; else the kubelet's failure output.
+pub(crate) async fn http_get(http: &HTTPGetAction, host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    let path = http.path.clone().unwrap_or_else(|| "/".into());
+    let https = http.scheme.as_deref() == Some("HTTPS");
+    let url = format!("{}://{host}:{port}{path}", if https { "https" } else { "http" });
+    let mut headers = String::new();
+    for h in http.http_headers.iter().flatten() {
+        headers.push_str(&format!("{}: {}\r\n", h.name, h.value));
+    }
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\n{headers}\r\n"
+    );
+    let get = async {
+        let stream = TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?;
+        if https {
+            let tls = connect_tls(stream, host).await.map_err(|e| e.to_string())?;
+            first_bytes(tls, &request).await
+        } else {
+            first_bytes(stream, &request).await
+        }
+    };
+    match tokio::time::timeout(timeout, get).await {
+        Ok(Ok(head)) => match http_status(&head) {
+            Some(code) if (200..400).contains(&code) => Ok(()),
+            Some(code) => Err(format!("HTTP probe failed with statuscode: {code}")),
+            None => Err(format!("Get {url:?}: malformed HTTP response")),
+        },
+        Ok(Err(e)) => Err(format!("Get {url:?}: {e}")),
+        Err(_) => Err(format!("Get {url:?}: context deadline exceeded")),
+    }
+}
+
+/// Sends `request` and reads the first bytes of the answer (enough for its status line).
+async fn first_bytes<S>(mut stream: S, request: &str) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut head = vec![0u8; 64];
+    let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
+    head.truncate(n);
+    Ok(head)
+}
+
+/// A TLS client over `stream` that accepts any server certificate, as the kubelet's probes
+/// and hooks do (`InsecureSkipVerify`): a pod's serving certificate is its own business.
+pub(crate) async fn connect_tls(
+    stream: TcpStream,
+    host: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    // An IP (the pod's, usually) or a name; SNI is only sent for names.
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await
+}
+
+/// A certificate verifier that takes any certificate (signatures are still checked).
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// `grpc.health.v1.HealthCheckRequest`.
@@ -176,7 +283,7 @@ pub(crate) fn http_status(head: &[u8]) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn probe(v: serde_json::Value) -> Probe {
@@ -217,6 +324,61 @@ mod tests {
         assert_eq!(port(&c, &IntOrString::String("http".into())), Some(8080));
         assert_eq!(port(&c, &IntOrString::String("nope".into())), None);
         assert_eq!(port(&c, &IntOrString::Int(81)), Some(81));
+    }
+
+    /// Serves one TLS connection on `listener` with a certificate from a CA no one trusts,
+    /// answering `answer`; returns the request's first line.
+    pub(crate) async fn serve_tls_once(listener: tokio::net::TcpListener, answer: &'static [u8]) -> String {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let dir = tempfile::tempdir().unwrap();
+        let pki = berth_pki::Pki::load_or_create(dir.path()).unwrap();
+        let leaf = pki.issue(&berth_pki::LeafSpec::serving(&["127.0.0.1".to_string()])).unwrap();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).map(Result::unwrap).collect();
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tls.read(&mut buf).await.unwrap();
+        tls.write_all(answer).await.unwrap();
+        tls.shutdown().await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test]
+    async fn https_probes_do_not_verify_the_certificate() {
+        let action = |scheme: &str| -> HTTPGetAction {
+            serde_json::from_value(serde_json::json!({ "path": "/healthz", "port": 1, "scheme": scheme })).unwrap()
+        };
+        let t = Duration::from_secs(10);
+        for (answer, expect) in [
+            (&b"HTTP/1.1 200 OK\r\n\r\n"[..], Ok(())),
+            (&b"HTTP/1.1 302 Found\r\n\r\n"[..], Ok(())),
+            (&b"HTTP/1.1 503 Unavailable\r\n\r\n"[..], Err("HTTP probe failed with statuscode: 503".to_string())),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let https = action("HTTPS");
+            let (line, result) = tokio::join!(serve_tls_once(listener, answer), http_get(&https, "127.0.0.1", port, t));
+            assert_eq!(line, "GET /healthz HTTP/1.0");
+            assert_eq!(result, expect);
+        }
+        // Nothing listening: the error names the URL, as the kubelet's.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = http_get(&action("HTTPS"), "127.0.0.1", port, t).await.unwrap_err();
+        assert!(err.starts_with(&format!("Get \"https://127.0.0.1:{port}/healthz\": ")), "{err}");
+        let err = http_get(&action("HTTP"), "127.0.0.1", port, t).await.unwrap_err();
+        assert!(err.starts_with(&format!("Get \"http://127.0.0.1:{port}/healthz\": ")), "{err}");
     }
 
     /// The server side of one `Health/Check` call, hand-written HTTP/2 frames: SETTINGS,

@@ -21,6 +21,20 @@ pub fn backoff_delay(restarts: u32) -> Duration {
     BACKOFF_INITIAL.saturating_mul(1u32 << restarts.min(16)).min(BACKOFF_MAX)
 }
 
+/// When a container that exited is restarted: the back-offs it counts (`backoffs` restarts
+/// since its back-off last started over) and the wait. The first restart is immediate, then
+/// 10 s doubling to 5 min; a run of more than twice the longest back-off (10 min, from
+/// `started_at` to `finished_at`, CRI nanoseconds) starts the back-off over, as the
+/// kubelet's back-off entry expires after 2 × its maximum without a restart.
+pub fn restart_delay(backoffs: u32, started_at: i64, finished_at: i64) -> (u32, Duration) {
+    let healthy_run = i64::try_from(2 * BACKOFF_MAX.as_nanos()).unwrap_or(i64::MAX);
+    let backoffs = if finished_at.saturating_sub(started_at) > healthy_run { 0 } else { backoffs };
+    match backoffs {
+        0 => (0, Duration::ZERO),
+        n => (n, backoff_delay(n - 1)),
+    }
+}
+
 /// Whether a container that exited with `exit_code` is restarted under `policy`.
 pub fn should_restart(policy: &str, exit_code: i32) -> bool {
     match policy {
@@ -134,17 +148,26 @@ pub fn conditions(
         PodCondition {
             type_: type_.to_string(),
             status: status.to_string(),
-            reason: if ok { None } else { reason.map(str::to_string) },
+            reason: reason.map(str::to_string),
             last_transition_time: Some(since),
             ..Default::default()
         }
     };
-    let not_ready = if completed { "PodCompleted" } else { "ContainersNotReady" };
+    let ready = containers_ready && !completed;
+    let not_ready = (!ready).then_some(if completed { "PodCompleted" } else { "ContainersNotReady" });
+    // As the kubelet's GeneratePodInitializedCondition: a pod that failed before its init
+    // containers completed is still ContainersNotInitialized; a Succeeded one is True with
+    // PodCompleted.
+    let init_reason = match (initialized, phase) {
+        (false, _) => Some("ContainersNotInitialized"),
+        (true, "Succeeded") => Some("PodCompleted"),
+        (true, _) => None,
+    };
     vec![
         make("PodReadyToStartContainers", sandbox_ready && !completed, None),
-        make("Initialized", initialized, Some(if completed { "PodCompleted" } else { "ContainersNotInitialized" })),
-        make("Ready", containers_ready && !completed, Some(not_ready)),
-        make("ContainersReady", containers_ready && !completed, Some(not_ready)),
+        make("Initialized", initialized, init_reason),
+        make("Ready", ready, not_ready),
+        make("ContainersReady", ready, not_ready),
         make("PodScheduled", true, None),
     ]
 }
@@ -158,6 +181,19 @@ mod tests {
         let secs: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
         assert_eq!(secs, [10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff_delay(u32::MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn the_back_off_starts_over_after_ten_healthy_minutes() {
+        let secs = 1_000_000_000i64;
+        let t0 = 1_700_000_000 * secs;
+        assert_eq!(restart_delay(0, t0, t0 + secs), (0, Duration::ZERO), "the first restart is immediate");
+        assert_eq!(restart_delay(1, t0, t0 + secs), (1, Duration::from_secs(10)));
+        assert_eq!(restart_delay(3, t0, t0 + 60 * secs), (3, Duration::from_secs(40)));
+        assert_eq!(restart_delay(9, t0, t0 + 600 * secs), (9, BACKOFF_MAX), "10 min is not more than 2 × 5 min");
+        assert_eq!(restart_delay(9, t0, t0 + 601 * secs), (0, Duration::ZERO), "a long run starts over");
+        // Unknown times (0) are no long run.
+        assert_eq!(restart_delay(2, 0, 0), (2, Duration::from_secs(20)));
     }
 
     #[test]
@@ -202,5 +238,16 @@ mod tests {
         assert_eq!(get(&first, "Ready").reason.as_deref(), Some("ContainersNotReady"));
         let done = conditions(&second, true, true, true, "Succeeded", t1);
         assert_eq!(get(&done, "Ready").reason.as_deref(), Some("PodCompleted"));
+        let initialized = get(&done, "Initialized");
+        assert_eq!((initialized.status.as_str(), initialized.reason.as_deref()), ("True", Some("PodCompleted")));
+        // Failed in an init container: not initialized, whatever the phase.
+        let failed = conditions(&first, true, false, false, "Failed", t1);
+        let initialized = get(&failed, "Initialized");
+        assert_eq!(
+            (initialized.status.as_str(), initialized.reason.as_deref()),
+            ("False", Some("ContainersNotInitialized"))
+        );
+        assert_eq!(get(&failed, "Ready").reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(get(&failed, "PodReadyToStartContainers").status, "False");
     }
 }

@@ -55,12 +55,18 @@ fn select(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     mode: u32,
+    missing: MissingKey,
     out: &mut Files,
 ) -> Result<(), String> {
     match items {
         Some(items) => {
             for item in items {
-                let bytes = data.get(&item.key).ok_or_else(|| format!("key {:?} not found", item.key))?;
+                let Some(bytes) = data.get(&item.key) else {
+                    match missing {
+                        MissingKey::Skip => continue,
+                        MissingKey::Fail(what) => return Err(format!("{what}: {}", item.key)),
+                    }
+                };
                 safe_relative(&item.path)?;
                 out.insert(item.path.clone(), (bytes.clone(), item.mode.map_or(mode, |m| m as u32)));
             }
@@ -75,6 +81,33 @@ fn select(
     Ok(())
 }
 
+/// What an item naming a key its ConfigMap or Secret lacks does, as the kubelet's
+/// `MakePayload`: skipped when the source is optional, else the volume fails with the
+/// kubelet's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Left out (an optional source).
+    Skip,
+    /// An error: this text, `: `, the key.
+    Fail(&'static str),
+}
+
+impl MissingKey {
+    /// For a ConfigMap source.
+    pub fn config_map(optional: Option<bool>) -> MissingKey {
+        if optional == Some(true) {
+            MissingKey::Skip
+        } else {
+            MissingKey::Fail("configmap references non-existent config key")
+        }
+    }
+
+    /// For a Secret source.
+    pub fn secret(optional: Option<bool>) -> MissingKey {
+        if optional == Some(true) { MissingKey::Skip } else { MissingKey::Fail("references non-existent secret key") }
+    }
+}
+
 /// Writes `files` (key → bytes) into `dir`, as `items` select and name them, with `mode`
 /// (atomically, see [`write_atomic`]).
 pub fn write_files(
@@ -82,9 +115,10 @@ pub fn write_files(
     files: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     mode: u32,
+    missing: MissingKey,
 ) -> Result<(), String> {
     let mut out = Files::new();
-    select(files, items, mode, &mut out)?;
+    select(files, items, mode, missing, &mut out)?;
     write_atomic(dir, &out).map(|_| ())
 }
 
@@ -359,10 +393,10 @@ async fn projected_files(
     for (i, s) in src.sources.iter().flatten().enumerate() {
         if let Some(cm) = &s.config_map {
             let data = config_map_data(sources, &ns, &cm.name, cm.optional == Some(true)).await?;
-            select(&data, cm.items.as_deref(), mode, &mut out)?;
+            select(&data, cm.items.as_deref(), mode, MissingKey::config_map(cm.optional), &mut out)?;
         } else if let Some(sec) = &s.secret {
             let data = secret_data(sources, &ns, &sec.name, sec.optional == Some(true)).await?;
-            select(&data, sec.items.as_deref(), mode, &mut out)?;
+            select(&data, sec.items.as_deref(), mode, MissingKey::secret(sec.optional), &mut out)?;
         } else if let Some(d) = &s.downward_api {
             downward_files(pod, node_ip, d.items.as_deref().unwrap_or_default(), mode, &mut out)?;
         } else if let Some(t) = &s.service_account_token {
@@ -405,12 +439,14 @@ pub async fn prepare(
                 .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
         } else if let Some(src) = &v.config_map {
             let data = config_map_data(sources, &ns, &src.name, src.optional == Some(true)).await?;
-            write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
+            let mode = src.default_mode.unwrap_or(0o644) as u32;
+            write_files(&dir, &data, src.items.as_deref(), mode, MissingKey::config_map(src.optional))?;
         } else if let Some(src) = &v.secret {
             let name = src.secret_name.clone().unwrap_or_default();
             let data = secret_data(sources, &ns, &name, src.optional == Some(true)).await?;
             memory_backed(&dir).await?;
-            write_files(&dir, &data, src.items.as_deref(), src.default_mode.unwrap_or(0o644) as u32)?;
+            let mode = src.default_mode.unwrap_or(0o644) as u32;
+            write_files(&dir, &data, src.items.as_deref(), mode, MissingKey::secret(src.optional))?;
         } else if let Some(src) = &v.downward_api {
             let mut files = Files::new();
             let mode = src.default_mode.unwrap_or(0o644) as u32;
@@ -422,7 +458,9 @@ pub async fn prepare(
             memory_backed(&dir).await?;
             write_atomic(&dir, &files)?;
         } else if let Some(src) = &v.host_path {
-            out.insert(v.name.clone(), PathBuf::from(&src.path));
+            let path = PathBuf::from(&src.path);
+            check_host_path(&path, src.type_.as_deref())?;
+            out.insert(v.name.clone(), path);
             continue;
         } else if let Some(src) = &v.persistent_volume_claim {
             let path = claim_path(client, &ns, src).await.map_err(|e| {
@@ -595,20 +633,47 @@ fn persistent_volume_path(pv: &PersistentVolume, claim: &PersistentVolumeClaim) 
             claim_ref.map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name.as_deref().unwrap_or("")))
         ));
     }
-    let (path, create) = if let Some(h) = &spec.host_path {
-        (PathBuf::from(&h.path), h.type_.as_deref() == Some("DirectoryOrCreate"))
+    let path = if let Some(h) = &spec.host_path {
+        let path = PathBuf::from(&h.path);
+        check_host_path(&path, h.type_.as_deref()).map_err(|e| format!("persistentvolume {pv_name}: {e}"))?;
+        path
     } else if let Some(l) = &spec.local {
-        (PathBuf::from(&l.path), false)
+        PathBuf::from(&l.path)
     } else {
         return Err(format!("persistentvolume {pv_name}: only hostPath and local volumes are supported on this node"));
     };
-    if create {
-        std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    }
     if !path.exists() {
         return Err(format!("persistentvolume {pv_name}: path {} does not exist on the node", path.display()));
     }
     Ok(path)
+}
+
+/// Checks a hostPath against its `type` as the kubelet does before mounting it, creating
+/// what `DirectoryOrCreate` (mode 0755, parents too) and `FileOrCreate` (an empty file, mode
+/// 0644, in an existing directory) ask for; the error is the kubelet's message. No type
+/// (or `""`) checks nothing; links are followed.
+pub fn check_host_path(path: &Path, type_: Option<&str>) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+    let kind = || std::fs::metadata(path).ok().map(|m| m.file_type());
+    let failed = |what: &str| format!("hostPath type check failed: {} is not {what}", path.display());
+    let (ok, what) = match type_.unwrap_or("") {
+        "" => return Ok(()),
+        "DirectoryOrCreate" if kind().is_none() => {
+            let made = std::fs::DirBuilder::new().recursive(true).mode(0o755).create(path);
+            return made.map_err(|e| format!("creating {}: {e}", path.display()));
+        }
+        "FileOrCreate" if kind().is_none() => {
+            let made = std::fs::OpenOptions::new().create(true).append(true).mode(0o644).open(path);
+            return made.map(drop).map_err(|e| format!("creating {}: {e}", path.display()));
+        }
+        "Directory" | "DirectoryOrCreate" => (kind().is_some_and(|k| k.is_dir()), "a directory"),
+        "File" | "FileOrCreate" => (kind().is_some_and(|k| k.is_file()), "a file"),
+        "Socket" => (kind().is_some_and(|k| k.is_socket()), "a socket file"),
+        "CharDevice" => (kind().is_some_and(|k| k.is_char_device()), "a character device"),
+        "BlockDevice" => (kind().is_some_and(|k| k.is_block_device()), "a block device"),
+        other => return Err(format!("{other} is an invalid volume type")),
+    };
+    if ok { Ok(()) } else { Err(failed(what)) }
 }
 
 /// The CRI mounts of `container`'s volumeMounts over the prepared `volumes` of `pod`; a
@@ -676,26 +741,82 @@ mod tests {
     }
 
     #[test]
+    fn host_paths_are_checked_and_made_by_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |p: &Path, t: &str| check_host_path(p, Some(t));
+        let missing = dir.path().join("a/b");
+        assert_eq!(check_host_path(&missing, None), Ok(()), "no type, no check");
+        assert_eq!(check(&missing, ""), Ok(()));
+        let not_dir = format!("hostPath type check failed: {} is not a directory", missing.display());
+        assert_eq!(check(&missing, "Directory"), Err(not_dir));
+        check(&missing, "DirectoryOrCreate").unwrap();
+        let mode = std::fs::metadata(&missing).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o755, 0, "made with mode 0755 at most: {mode:o}");
+        assert_eq!(check(&missing, "Directory"), Ok(()));
+        assert_eq!(check(&missing, "DirectoryOrCreate"), Ok(()));
+        let not_file = format!("hostPath type check failed: {} is not a file", missing.display());
+        assert_eq!(check(&missing, "File"), Err(not_file.clone()));
+        assert_eq!(check(&missing, "FileOrCreate"), Err(not_file), "a directory is there");
+
+        let file = dir.path().join("f");
+        let no_parent = dir.path().join("none/f");
+        assert!(check(&no_parent, "FileOrCreate").unwrap_err().starts_with("creating"));
+        assert!(check(&file, "File").unwrap_err().ends_with("is not a file"));
+        check(&file, "FileOrCreate").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"");
+        std::fs::write(&file, b"kept").unwrap();
+        check(&file, "FileOrCreate").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept", "an existing file is left alone");
+        assert_eq!(check(&file, "File"), Ok(()));
+        let not_dir = format!("hostPath type check failed: {} is not a directory", file.display());
+        assert_eq!(check(&file, "DirectoryOrCreate"), Err(not_dir));
+
+        let socket_path = dir.path().join("s");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+        assert_eq!(check(&socket_path, "Socket"), Ok(()));
+        let not_socket = format!("hostPath type check failed: {} is not a socket file", file.display());
+        assert_eq!(check(&file, "Socket"), Err(not_socket));
+        assert_eq!(check(Path::new("/dev/null"), "CharDevice"), Ok(()));
+        let not_char = format!("hostPath type check failed: {} is not a character device", file.display());
+        assert_eq!(check(&file, "CharDevice"), Err(not_char));
+        let not_block = "hostPath type check failed: /dev/null is not a block device".to_string();
+        assert_eq!(check(Path::new("/dev/null"), "BlockDevice"), Err(not_block));
+        assert_eq!(check(&file, "Pipe"), Err("Pipe is an invalid volume type".to_string()));
+    }
+
+    #[test]
     fn files_follow_items_and_modes() {
         let dir = tempfile::tempdir().unwrap();
         let files: BTreeMap<String, Vec<u8>> =
             [("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())].into();
-        write_files(dir.path(), &files, None, 0o600).unwrap();
+        write_files(dir.path(), &files, None, 0o600, MissingKey::secret(None)).unwrap();
         assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"1");
         let mode = std::fs::metadata(dir.path().join("b")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let items: Vec<KeyToPath> =
             serde_json::from_value(serde_json::json!([{ "key": "b", "path": "sub/x", "mode": 0o400 }])).unwrap();
         let other = dir.path().join("items");
-        write_files(&other, &files, Some(&items), 0o644).unwrap();
+        write_files(&other, &files, Some(&items), 0o644, MissingKey::secret(None)).unwrap();
         assert_eq!(std::fs::read(other.join("sub/x")).unwrap(), b"2");
         assert!(!other.join("a").exists());
         let bad: Vec<KeyToPath> =
             serde_json::from_value(serde_json::json!([{ "key": "a", "path": "../escape" }])).unwrap();
-        assert!(write_files(&other, &files, Some(&bad), 0o644).unwrap_err().contains("invalid path"));
+        let fail = MissingKey::config_map(Some(false));
+        assert!(write_files(&other, &files, Some(&bad), 0o644, fail).unwrap_err().contains("invalid path"));
         let missing: Vec<KeyToPath> =
             serde_json::from_value(serde_json::json!([{ "key": "zz", "path": "z" }])).unwrap();
-        assert!(write_files(&other, &files, Some(&missing), 0o644).unwrap_err().contains("\"zz\""));
+        let err = write_files(&other, &files, Some(&missing), 0o644, fail).unwrap_err();
+        assert_eq!(err, "configmap references non-existent config key: zz");
+        let err = write_files(&other, &files, Some(&missing), 0o644, MissingKey::secret(None)).unwrap_err();
+        assert_eq!(err, "references non-existent secret key: zz");
+        // An optional source leaves the missing key out and writes the others.
+        let some: Vec<KeyToPath> =
+            serde_json::from_value(serde_json::json!([{ "key": "zz", "path": "z" }, { "key": "a", "path": "y" }]))
+                .unwrap();
+        let optional = dir.path().join("optional");
+        write_files(&optional, &files, Some(&some), 0o644, MissingKey::secret(Some(true))).unwrap();
+        assert_eq!(std::fs::read(optional.join("y")).unwrap(), b"1");
+        assert!(!optional.join("z").exists());
     }
 
     #[test]

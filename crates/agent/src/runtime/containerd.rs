@@ -113,6 +113,7 @@ pub struct Containerd {
 impl Containerd {
     /// Writes the config under `data_dir`, starts containerd and waits (up to 30 s) for its socket.
     pub async fn start(data_dir: &Path) -> Result<Containerd> {
+        let began = Instant::now();
         super::check_packages()?;
         let layout = Layout::new(data_dir);
         for dir in [layout.dir.clone(), layout.cni_conf_dir(), layout.cni_data_dir(), layout.run_dir()] {
@@ -138,6 +139,8 @@ impl Containerd {
             .map_err(|e| Error::Command { program: "containerd".into(), message: e.to_string() })?;
         let mut containerd = Containerd { layout, child: Some(child) };
         containerd.wait_ready(Duration::from_secs(30)).await?;
+        // `berth bench pods` reads this line (`containerd_start_ms`).
+        tracing::info!(ready_ms = began.elapsed().as_millis() as u64, "containerd ready");
         Ok(containerd)
     }
 

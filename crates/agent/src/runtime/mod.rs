@@ -83,6 +83,11 @@ pub(crate) fn io_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnc
 
 /// Checks that the programs the runtime runs are installed; the error names the apt packages.
 pub fn check_packages() -> Result<()> {
+    check_packages_with(|p| std::path::Path::new(p).exists())
+}
+
+/// [`check_packages`] with `exists` telling which files are there.
+fn check_packages_with(exists: impl Fn(&str) -> bool) -> Result<()> {
     let wanted: [(&str, &[&str]); 6] = [
         ("containerd", &["/usr/bin/containerd", "/usr/local/bin/containerd"]),
         ("ctr", &["/usr/bin/ctr", "/usr/local/bin/ctr"]),
@@ -91,10 +96,33 @@ pub fn check_packages() -> Result<()> {
         ("busybox", &[images::BUSYBOX]),
         ("catatonit", &[images::CATATONIT]),
     ];
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(_, paths)| !paths.iter().any(|p| std::path::Path::new(p).exists()))
-        .map(|(name, _)| *name)
-        .collect();
+    let missing: Vec<&str> =
+        wanted.iter().filter(|(_, paths)| !paths.iter().any(|p| exists(p))).map(|(name, _)| *name).collect();
     if missing.is_empty() { Ok(()) } else { Err(Error::MissingPackages { missing: missing.join(", ") }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_packages_are_named_with_the_apt_command() {
+        assert!(check_packages_with(|_| true).is_ok());
+        // Any one of a program's usual places will do.
+        let local = |p: &str| p.starts_with("/usr/local/") || !p.contains("containerd") && !p.contains("runc");
+        assert!(check_packages_with(local).is_ok());
+        let without = |gone: &'static [&'static str]| move |p: &str| !gone.iter().any(|g| p.contains(g));
+        let err = check_packages_with(without(&["runc", "/usr/lib/cni"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing runc, CNI plugins (/usr/lib/cni): install them with `apt-get install containerd runc \
+             containernetworking-plugins busybox-static catatonit`"
+        );
+        let err = check_packages_with(|_| false).unwrap_err().to_string();
+        assert!(
+            err.starts_with("missing containerd, ctr, runc, CNI plugins (/usr/lib/cni), busybox, catatonit: "),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("`apt-get install {APT_PACKAGES}`")), "{err}");
+    }
 }

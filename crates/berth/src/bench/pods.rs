@@ -2,7 +2,7 @@
 //! `berth agent` child (its own containerd, CNI bridge `bbench0` over 10.89.0.0/24); N
 //! busybox pods bound to the node are created at once, and each one's create → Running
 //! latency is taken from a pod watch. Also the agent's idle RSS and CPU, containerd's start
-//! time, and where the start-up time goes: the agent logs each pod's milestones (`pod
+//! time (the agent's `containerd ready` log line), and where the start-up time goes: the agent logs each pod's milestones (`pod
 //! started`, debug level) and their medians are printed as phases.
 
 use std::collections::HashMap;
@@ -147,6 +147,14 @@ fn traces(log: &str) -> Vec<Trace> {
         .collect()
 }
 
+/// containerd's start (config written, process spawned, socket answering), in ms, from the
+/// agent's `containerd ready` line.
+fn containerd_start_ms(log: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains("containerd ready"))?;
+    let value = line.split_whitespace().find_map(|w| w.strip_prefix("ready_ms="))?;
+    value.trim_matches('"').parse::<u64>().ok().map(|ms| ms as f64)
+}
+
 /// Where the start-up time went: the median of each phase over the traced pods, in ms.
 /// `created` holds each pod's create time as wall-clock ms since the epoch.
 fn phases(traces: &[Trace], created: &HashMap<String, i64>) -> Vec<(&'static str, &'static str, f64)> {
@@ -270,7 +278,9 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
     let total_s = t0.elapsed().as_secs_f64();
     let busy = agent.memory()?;
     let busy_cpu_pct = agent.cpu_pct(Duration::from_secs(10)).await;
-    let traced = traces(&std::fs::read_to_string(&agent.log).unwrap_or_default());
+    let agent_log = std::fs::read_to_string(&agent.log).unwrap_or_default();
+    let traced = traces(&agent_log);
+    let containerd_ms = containerd_start_ms(&agent_log).context("the agent did not log containerd's start")?;
     pods.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
     let t_del = Instant::now();
     while !pods.list_metadata(&ListParams::default()).await?.items.is_empty() {
@@ -292,6 +302,7 @@ pub(crate) async fn run(args: PodsArgs) -> anyhow::Result<()> {
         Figure::new("all_running_s", "first create → last Running", total_s, "s"),
         Figure::new("delete_all_s", "delete all → all gone", delete_s, "s"),
         Figure::new("node_registered_s", "agent start (containerd, images) → Node registered", node_ready_s, "s"),
+        Figure::new("containerd_start_ms", "  of which containerd start → its socket answers", containerd_ms, "ms"),
         Figure::new("agent_idle_rss_mb", "agent RSS, idle", idle.rss_mb, "MiB")
             .goal("< 30 MB")
             .anchor("k3s agent 275 MB"),
@@ -338,6 +349,15 @@ mod tests {
         assert!(m.pss_mb > 0.0 && m.pss_mb <= m.rss_mb + 1.0, "{m:?}");
         assert!(m.threads >= 1, "{m:?}");
         assert!(Memory::of(u32::MAX).is_err(), "no such process");
+    }
+
+    #[test]
+    fn containerd_start_is_read_from_the_agent_log() {
+        let log = "2026-11-29T11:00:00.000Z  INFO berth_agent::runtime::containerd: mounted a tmpfs\n\
+            2026-11-29T11:00:00.200Z  INFO berth_agent::runtime::containerd: containerd ready ready_ms=187\n";
+        assert_eq!(containerd_start_ms(log), Some(187.0));
+        assert_eq!(containerd_start_ms("node agent ready\n"), None);
+        assert_eq!(containerd_start_ms("containerd ready ready_ms=x\n"), None);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub(crate) struct Node {
     pub(crate) n: u8,
     pub(crate) dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Held while the node lives: tests that share a bridge number take turns.
+    _bridge_lock: std::fs::File,
 }
 
 impl Node {
@@ -40,8 +42,10 @@ impl Node {
         if !runtime_installed() {
             return None;
         }
+        let bridge_lock = lock_bridge(n);
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut node = Node { name: format!("agent-{n}"), bridge: format!("btest{n}"), n, dir, child: None };
+        let bridge = format!("btest{n}");
+        let mut node = Node { name: format!("agent-{n}"), bridge, n, dir, child: None, _bridge_lock: bridge_lock };
         node.spawn(s, extra);
         Some(node)
     }
@@ -208,6 +212,17 @@ pub(crate) fn kill_trees(roots: &[u32]) {
     let pids: Vec<String> = all.iter().map(u32::to_string).collect();
     let _ = Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status();
     wait_until(Duration::from_secs(10), || all.iter().all(|p| !alive(*p)));
+}
+
+/// An exclusive lock on bridge number `n` (`btest<n>`, 10.88.<n>.0/24) across the test
+/// processes of this machine, released when the file is dropped: two tests given the same
+/// number wait for each other instead of fighting over the bridge and its addresses.
+fn lock_bridge(n: u8) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("berth-test-btest{n}.lock"));
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("bridge lock file");
+    file.lock().expect("locking the bridge number");
+    file
 }
 
 /// Deletes a bridge when dropped: the server's own node's, after the server that made it
