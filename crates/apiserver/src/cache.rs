@@ -172,6 +172,36 @@ impl CachedEvent {
     pub fn is_live(&self) -> bool {
         matches!(self.object, Version::Live(_))
     }
+
+    /// The object's `metadata` (`None` when it has none, or its bytes do not decode): taken
+    /// from the decoded object while it is live, else parsed from the bytes alone, without
+    /// decoding the rest of the object.
+    pub fn metadata(&self) -> Option<Value> {
+        #[derive(serde::Deserialize)]
+        struct MetadataOnly {
+            metadata: Option<Value>,
+        }
+        match &self.object {
+            Version::Live(o) => o.value.get("metadata").cloned(),
+            Version::Past { json, .. } => serde_json::from_slice::<MetadataOnly>(json).ok().and_then(|m| m.metadata),
+        }
+    }
+}
+
+/// How many recent watch frames of other formats than the cached JSON are kept for sharing.
+/// Watchers of one prefix are woken by the same revisions and frame the same events at about
+/// the same time; older frames are made again by a watcher that needs them.
+const SHARED_FRAMES: usize = 1024;
+
+/// Watch frames in formats other than the cache's JSON (Table, PartialObjectMetadata), made
+/// once per event and format for all the watchers that ask for the same one. Only recent
+/// frames are kept, so the history holds no second copy of its events.
+#[derive(Default)]
+struct SharedFrames {
+    /// (revision, key, format) → the frame.
+    recent: std::sync::Mutex<VecDeque<(Revision, String, String, Bytes)>>,
+    /// Frames made (for tests and diagnostics).
+    made: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -212,6 +242,7 @@ pub struct Cache {
     /// instead of decoding them again.
     primed: std::sync::Mutex<HashMap<String, (Bytes, Value)>>,
     revision_tx: watch::Sender<(u64, Revision)>,
+    frames: SharedFrames,
 }
 
 /// Keys in `[prefix, prefix + 0xFF)`.
@@ -231,6 +262,7 @@ impl Cache {
             history: history.max(1),
             primed: std::sync::Mutex::new(HashMap::new()),
             revision_tx,
+            frames: SharedFrames::default(),
         });
         let rev = cache.relist(store.as_ref()).await?;
         let follower = cache.clone();
@@ -373,6 +405,40 @@ impl Cache {
         let epoch = st.epoch;
         drop(st);
         self.revision_tx.send_replace((epoch, revision));
+    }
+
+    /// The watch frame of `event` in `format` (a name for the format and everything it
+    /// depends on besides the event: the served resource, Table options), made by `make` for
+    /// the first watcher that asks and shared with the others (see [`SharedFrames`]).
+    pub fn shared_frame(
+        &self,
+        event: &CachedEvent,
+        format: &str,
+        make: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let revision = event.revision();
+        let same = |(r, k, f, _): &&(Revision, String, String, Bytes)| *r == revision && k == &event.key && f == format;
+        {
+            let recent = self.frames.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((.., frame)) = recent.iter().rev().find(same) {
+                return Some(frame.clone());
+            }
+        }
+        let frame = make()?;
+        self.frames.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut recent = self.frames.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if !recent.iter().any(|e| same(&e)) {
+            if recent.len() >= SHARED_FRAMES {
+                recent.pop_front();
+            }
+            recent.push_back((revision, event.key.clone(), format.to_string(), frame.clone()));
+        }
+        Some(frame)
+    }
+
+    /// How many shared watch frames [`Cache::shared_frame`] has made so far.
+    pub fn shared_frames_made(&self) -> u64 {
+        self.frames.made.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The revision the cache has caught up to.

@@ -74,6 +74,44 @@ impl Watcher {
             && (self.ctx.namespace().is_none() || served.info.namespaced)
     }
 
+    /// When every watcher with the same output would send the same frame for an event (no
+    /// selector, no conversion, a Table past its first event or PartialObjectMetadata): the
+    /// name of that output, under which the frame is made once and shared.
+    fn shared_format(&self) -> Option<String> {
+        let served = &self.ctx.served;
+        let shareable = self.filter.is_empty()
+            && served.conversion.is_none()
+            && (self.ctx.namespace().is_none() || served.info.namespaced);
+        if !shareable {
+            return None;
+        }
+        let info = &served.info;
+        match self.ctx.out {
+            Output::PartialObject(v) => Some(format!("partial {v}")),
+            // The first Table event of a watch carries the column definitions: not shared.
+            Output::Table if !self.first => Some(format!(
+                "table {}/{}/{} {}",
+                info.group, info.version, info.plural, self.ctx.params.include_object
+            )),
+            _ => None,
+        }
+    }
+
+    /// The frame of `e` in the output `format` names (see [`Watcher::shared_format`]),
+    /// shared through the cache with the other watchers.
+    fn shared_frame(&mut self, e: &CachedEvent, kind: &str, format: &str) -> Option<Bytes> {
+        let cache = self.ctx.app.cache.clone();
+        cache.shared_frame(e, format, || match self.ctx.out {
+            // Only the metadata is needed: a history-only state is not decoded whole.
+            Output::PartialObject(v) => {
+                let metadata = e.metadata().unwrap_or_else(|| json!({}));
+                let partial = json!({ "kind": "PartialObjectMetadata", "apiVersion": v, "metadata": metadata });
+                Some(Self::frame_json(kind, &serde_json::to_vec(&partial).unwrap_or_default()))
+            }
+            _ => e.object().map(|object| self.frame(kind, &object)),
+        })
+    }
+
     fn frame_value(kind: &str, v: &Value) -> Bytes {
         let mut line = serde_json::to_vec(&json!({ "type": kind, "object": v })).unwrap_or_default();
         line.push(b'\n');
@@ -95,15 +133,19 @@ impl Watcher {
 
     /// The frame for one event, applying selector transitions.
     fn event(&mut self, e: &CachedEvent) -> Option<Bytes> {
+        // With everything selected, the event's kind is its own.
+        let kind = match e.kind {
+            EventType::Delete => "DELETED",
+            EventType::Put if e.has_prev() => "MODIFIED",
+            EventType::Put => "ADDED",
+        };
         if self.sends_bytes_as_cached() {
-            // Everything is selected: the frame needs only the event's bytes, which
-            // history-only states keep (see the cache), so nothing is decoded.
-            let kind = match e.kind {
-                EventType::Delete => "DELETED",
-                EventType::Put if e.has_prev() => "MODIFIED",
-                EventType::Put => "ADDED",
-            };
+            // The frame needs only the event's bytes, which history-only states keep (see
+            // the cache), so nothing is decoded.
             return Some(Self::frame_json(kind, e.json()));
+        }
+        if let Some(format) = self.shared_format() {
+            return self.shared_frame(e, kind, &format);
         }
         let stored = e.object()?;
         if let Some(ns) = self.ctx.namespace()
@@ -117,7 +159,12 @@ impl Watcher {
         match e.kind {
             EventType::Delete => now.then(|| self.frame("DELETED", &object)),
             EventType::Put => {
-                let before = e.prev().is_some_and(|p| self.filter.matches(&served.present(&p).value));
+                // (Without a selector the state before needs no decoding: it was selected.)
+                let before = if self.filter.is_empty() {
+                    e.has_prev()
+                } else {
+                    e.prev().is_some_and(|p| self.filter.matches(&served.present(&p).value))
+                };
                 match (before, now) {
                     (true, true) => Some(self.frame("MODIFIED", &object)),
                     (false, true) => Some(self.frame("ADDED", &object)),

@@ -92,6 +92,25 @@ fn check_type_meta(served: &Served, obj: &mut Value, expect_kind: &str, expect_a
 /// Unknown and duplicate fields, wrong types: Strict fails, Warn warns, Ignore ignores;
 /// unknown fields are pruned in every mode (custom resources keep what their schema preserves).
 fn check_fields(ctx: &Ctx, obj: &mut Value, raw: Option<&[u8]>, warnings: &mut Warnings) -> ApiResult<()> {
+    check_fields_against(ctx, obj, raw, None, warnings)
+}
+
+/// [`check_fields`] of an object a patch made from the stored `old`. For a built-in kind
+/// only the top-level fields that differ from `old`'s are walked: the others were checked by
+/// the same schema when they were written. (A custom resource's schema may have changed
+/// since: its objects are checked whole.)
+fn check_fields_changed(ctx: &Ctx, obj: &mut Value, old: &Value, warnings: &mut Warnings) -> ApiResult<()> {
+    let same = if ctx.served.custom.is_none() { Some(old) } else { None };
+    check_fields_against(ctx, obj, None, same, warnings)
+}
+
+fn check_fields_against(
+    ctx: &Ctx,
+    obj: &mut Value,
+    raw: Option<&[u8]>,
+    same: Option<&Value>,
+    warnings: &mut Warnings,
+) -> ApiResult<()> {
     let Some(schema) = schema_of(&ctx.served) else { return Ok(()) };
     let mut problems: Vec<String> = Vec::new();
     if let Some(raw) = raw {
@@ -99,11 +118,18 @@ fn check_fields(ctx: &Ctx, obj: &mut Value, raw: Option<&[u8]>, warnings: &mut W
             problems.push(format!("duplicate field \"{}\"", path.trim_start_matches('.')));
         }
     }
-    for path in berth_api::fields::prune_unknown(schema, obj) {
+    let unknown = match same {
+        Some(old) => berth_api::fields::prune_unknown_changed(schema, obj, old),
+        None => berth_api::fields::prune_unknown(schema, obj),
+    };
+    for path in unknown {
         problems.push(format!("unknown field \"{}\"", path.trim_start_matches('.')));
     }
     if ctx.served.custom.is_none() {
-        let type_errors = berth_api::fields::check_types(schema, obj);
+        let type_errors = match same {
+            Some(old) => berth_api::fields::check_types_changed(schema, obj, old),
+            None => berth_api::fields::check_types(schema, obj),
+        };
         if let Some(first) = type_errors.first() {
             let info = &ctx.served.info;
             return Err(ApiError::bad_request(format!(
@@ -785,8 +811,7 @@ async fn patch_from(
 ) -> Result<Response, PatchFailure> {
     // The document the patch applies to: the object, or its Scale view.
     let base = if sub == Some("scale") { scale::to_scale(&ctx.served, &old.value)? } else { old.value.clone() };
-    let mut patched = apply_patch(ctx, kind, &base, patch, &old.value)?;
-    drop(base);
+    let mut patched = apply_patch(ctx, kind, base, patch, &old.value)?;
     let mut new = if sub == Some("scale") {
         let mut n = old.value.clone();
         scale::apply_scale(&ctx.served, &mut n, &patched)?;
@@ -794,7 +819,7 @@ async fn patch_from(
     } else {
         let info = &ctx.served.info;
         check_type_meta(&ctx.served, &mut patched, &info.kind, &info.api_version())?;
-        check_fields(ctx, &mut patched, None, warnings)?;
+        check_fields_changed(ctx, &mut patched, &old.value, warnings)?;
         patched
     };
     // A resourceVersion in the patch is a precondition.
@@ -838,12 +863,12 @@ fn apply_error(ctx: &Ctx, e: berth_api::apply::ApplyError) -> ApiError {
     }
 }
 
-/// Applies a patch document to `base`.
-fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Value) -> ApiResult<Value> {
+/// Applies a patch document to `base` (a copy the caller gives up).
+fn apply_patch(ctx: &Ctx, kind: BodyType, base: Value, patch: &Value, live: &Value) -> ApiResult<Value> {
     let patch_err = |e: berth_api::patch::PatchError| ApiError::new(422, "Invalid", e.to_string());
     match kind {
         BodyType::JsonPatch => {
-            let mut out = base.clone();
+            let mut out = base;
             berth_api::patch::json_patch(&mut out, patch).map_err(|e| {
                 ApiError::new(
                     422,
@@ -857,7 +882,7 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }
-            let mut out = base.clone();
+            let mut out = base;
             berth_api::patch::merge_patch(&mut out, patch);
             Ok(out)
         }
@@ -866,12 +891,12 @@ fn apply_patch(ctx: &Ctx, kind: BodyType, base: &Value, patch: &Value, live: &Va
                 return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
             }
             if ctx.path.subresource.as_deref() == Some("scale") {
-                let mut out = base.clone();
+                let mut out = base;
                 berth_api::patch::merge_patch(&mut out, patch);
                 return Ok(out);
             }
             let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;
-            berth_api::patch::strategic_merge_patch(schema, base, patch).map_err(patch_err)
+            berth_api::patch::strategic_merge_patch_owned(schema, base, patch).map_err(patch_err)
         }
         BodyType::ApplyPatch => {
             let schema = schema_of(&ctx.served).ok_or_else(|| ApiError::internal("no schema"))?;

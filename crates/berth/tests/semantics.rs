@@ -240,9 +240,13 @@ fn field_selectors() {
 
 /// Opens a raw watch and returns a line reader over its events.
 fn open_watch(s: &TestServer, path: &str) -> BufReader<TlsStream> {
+    open_watch_accepting(s, path, "application/json")
+}
+
+fn open_watch_accepting(s: &TestServer, path: &str, accept: &str) -> BufReader<TlsStream> {
     let mut stream = s.client().connect().unwrap();
     stream.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -463,6 +467,35 @@ fn tables_for_lists_and_single_objects() {
     assert_eq!(&cols[..5], ["Name", "Ready", "Up-to-date", "Available", "Age"]);
     assert_eq!(t["rows"][0]["cells"][0], "t");
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+}
+
+/// Table watch events after a watch's first (which carries the column definitions) are the
+/// same for every watcher of the same resource: they are made once and shared.
+#[test]
+fn table_watchers_get_the_same_events() {
+    let s = server();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (_, list) = s.http_json("GET", cms, None);
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let path = format!("{cms}?watch=true&resourceVersion={rv}");
+    let mut watchers = [open_watch_accepting(&s, &path, table), open_watch_accepting(&s, &path, table)];
+    let cm = |name: &str, x: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "x": x } });
+    for (name, x) in [("t1", "1"), ("t2", "1")] {
+        let (code, _) = s.http_json("POST", cms, Some(&cm(name, x)));
+        assert_eq!(code, 201);
+    }
+    let (code, _) = s.http_json("PUT", &format!("{cms}/t1"), Some(&cm("t1", "2")));
+    assert_eq!(code, 200);
+    let [a, b] = watchers.each_mut().map(|w| (0..3).map(|_| next_event(w)).collect::<Vec<Value>>());
+    let names = |events: &[Value]| -> Vec<String> {
+        events.iter().map(|e| format!("{} {}", e["type"], e["object"]["rows"][0]["cells"][0])).collect()
+    };
+    assert_eq!(names(&a), ["\"ADDED\" \"t1\"", "\"ADDED\" \"t2\"", "\"MODIFIED\" \"t1\""]);
+    assert!(a[0]["object"]["columnDefinitions"].as_array().is_some_and(|c| !c.is_empty()), "{}", a[0]);
+    assert_eq!(a[1]["object"]["kind"], "Table");
+    assert_eq!(a[1]["object"]["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(a, b);
 }
 
 #[test]

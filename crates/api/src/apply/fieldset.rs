@@ -1,7 +1,6 @@
 //! Field paths and sets of them, with Kubernetes' `FieldsV1` JSON encoding
 //! (`f:<name>`, `k:<json key>`, `v:<json value>`, `i:<index>`, `.` for the item itself).
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -39,11 +38,31 @@ impl PathElement {
 
     /// The `FieldsV1` spelling (`f:name`, `k:{..}`, `v:..`, `i:0`).
     pub fn to_fields_v1_key(&self) -> String {
+        let mut out = String::new();
+        self.write_fields_v1_key(&mut out);
+        out
+    }
+
+    /// Writes the `FieldsV1` spelling into `out`, replacing what it held.
+    pub(crate) fn write_fields_v1_key(&self, out: &mut String) {
+        out.clear();
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(k) => format!("k:{k}"),
-            PathElement::Value(v) => format!("v:{v}"),
-            PathElement::Index(i) => format!("i:{i}"),
+            PathElement::Field(name) => {
+                out.push_str("f:");
+                out.push_str(name);
+            }
+            PathElement::Key(k) => {
+                out.push_str("k:");
+                out.push_str(k);
+            }
+            PathElement::Value(v) => {
+                out.push_str("v:");
+                out.push_str(v);
+            }
+            PathElement::Index(i) => {
+                out.push_str("i:");
+                out.push_str(&i.to_string());
+            }
         }
     }
 
@@ -95,17 +114,49 @@ pub fn path_string(path: &[PathElement]) -> String {
 
 /// JSON text with object keys sorted and no whitespace, as Kubernetes encodes keys.
 pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical_json(v, &mut out);
+    out
+}
+
+fn write_canonical_json(v: &Value, out: &mut String) {
     match v {
+        // serde_json's maps keep their keys sorted: written in order, they are canonical.
         Value::Object(m) => {
-            let sorted: BTreeMap<&String, &Value> = m.iter().collect();
-            let parts: Vec<String> = sorted
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
-                .collect();
-            format!("{{{}}}", parts.join(","))
+            out.push('{');
+            for (i, (k, v)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_string(k, out);
+                out.push(':');
+                write_canonical_json(v, out);
+            }
+            out.push('}');
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
-        other => other.to_string(),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_json_string(s, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn write_json_string(s: &str, out: &mut String) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(s.to_string()).to_string());
     }
 }
 
@@ -134,30 +185,31 @@ impl FieldSet {
 
     /// Encodes the set as a `FieldsV1` object.
     pub fn to_fields_v1(&self) -> Value {
-        #[derive(Default)]
-        struct Tree {
-            member: bool,
-            children: BTreeMap<PathElement, Tree>,
-        }
-        fn emit(tree: &Tree) -> Value {
-            let mut out = Map::new();
-            if tree.member && !tree.children.is_empty() {
-                out.insert(".".to_string(), Value::Object(Map::new()));
-            }
-            for (pe, child) in &tree.children {
-                out.insert(pe.to_fields_v1_key(), emit(child));
-            }
-            Value::Object(out)
-        }
-        let mut root = Tree::default();
-        for path in &self.paths {
+        // Members come in order, so a path comes before the paths under it: a member is
+        // written as `{}`, and gets its `.` when a first child is added below it (an
+        // object left empty is always a member: positions on the way down get a child at
+        // once). Keys are formatted into one buffer and copied only when inserted.
+        let mut root = Map::new();
+        let mut key = String::new();
+        'paths: for path in &self.paths {
+            let Some((last, parents)) = path.split_last() else { continue };
             let mut node = &mut root;
-            for pe in path {
-                node = node.children.entry(pe.clone()).or_default();
+            for pe in parents {
+                pe.write_fields_v1_key(&mut key);
+                let created = !node.contains_key(key.as_str());
+                if created {
+                    node.insert(key.clone(), Value::Object(Map::new()));
+                }
+                let Some(Value::Object(child)) = node.get_mut(key.as_str()) else { continue 'paths };
+                if !created && child.is_empty() {
+                    child.insert(".".to_string(), Value::Object(Map::new()));
+                }
+                node = child;
             }
-            node.member = true;
+            last.write_fields_v1_key(&mut key);
+            node.insert(key.clone(), Value::Object(Map::new()));
         }
-        emit(&root)
+        Value::Object(root)
     }
 
     /// Adds a path.

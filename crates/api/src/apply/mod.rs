@@ -323,28 +323,135 @@ pub fn track_update(
     subresource: Option<&str>,
 ) {
     let include_status = subresource == Some("status");
+    let stored = old.and_then(|o| o.pointer("/metadata/managedFields")).and_then(Value::as_array);
+    let sent = new.pointer("/metadata/managedFields");
+    // The stored entries carry over when the write is to a subresource or sends none (or the
+    // same ones back): then only the entries this write changes need decoding.
+    let sends_none = match sent {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(list)) => list.is_empty() || Some(list) == stored,
+        Some(_) => false,
+    };
+    if let Some(list) = stored
+        && (subresource.is_some() || sends_none)
+        && let Ok(entries) = managed::decode_headers(list)
+    {
+        track_stored(schema, old, new, entries, manager, now, api_version, subresource, include_status);
+        return;
+    }
+    track_update_decoded(schema, old, new, manager, now, api_version, subresource);
+}
+
+/// [`track_update`] with every entry decoded.
+fn track_update_decoded(
+    schema: Node<'_>,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    now: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
+    let include_status = subresource == Some("status");
     // (A subresource write never keeps what it sent: its managedFields are not decoded.)
     let sent = if subresource.is_none() { managed::decode(new).ok().filter(|e| !e.is_empty()) } else { None };
-    let mut entries = match sent {
+    let entries = match sent {
         Some(e) => e,
         None => old.and_then(|o| managed::decode(o).ok()).unwrap_or_default(),
     };
 
     let cmp = compare_tracked(schema, old, new, include_status);
-    let changed = cmp.modified.union(&cmp.added);
+    let (changed, removed) = changed_and_removed(cmp);
+    track_update_entries(new, entries, changed, removed, manager, now, api_version, subresource);
+}
 
+/// The fields a write changed (modified or added) and those it removed.
+fn changed_and_removed(cmp: Comparison) -> (FieldSet, FieldSet) {
+    let Comparison { added, modified, removed } = cmp;
+    let changed = if modified.is_empty() {
+        added
+    } else if added.is_empty() {
+        modified
+    } else {
+        modified.union(&added)
+    };
+    (changed, removed)
+}
+
+/// [`track_update`] over the stored entries of `old`: the same result, but an entry whose
+/// fields the write neither changes nor removes is written back as stored, undecoded.
+#[allow(clippy::too_many_arguments)] // track_update's arguments and its decoded entries
+fn track_stored(
+    schema: Node<'_>,
+    old: Option<&Value>,
+    new: &mut Value,
+    mut entries: Vec<managed::StoredEntry<'_>>,
+    manager: &str,
+    now: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+    include_status: bool,
+) {
+    let cmp = compare_tracked(schema, old, new, include_status);
+    let (changed, removed) = changed_and_removed(cmp);
+    let mine = entries.iter().position(|e| e.entry.is(manager, Operation::Update, api_version, subresource));
+    let mut key = String::new();
+    for (i, e) in entries.iter_mut().enumerate() {
+        let touched = Some(i) == mine || changed.iter().chain(removed.iter()).any(|p| e.owns(p, &mut key));
+        if touched && e.decode_fields().is_err() {
+            // Stored entries are this module's encoding; one that does not decode resets
+            // them all, as decoding them all up front does.
+            return track_update_entries(new, Vec::new(), changed, removed, manager, now, api_version, subresource);
+        }
+        if Some(i) != mine && e.stored.is_none() {
+            e.entry.fields.remove_all(&changed);
+            e.entry.fields.remove_all(&removed);
+        }
+    }
+    if !changed.is_empty() || mine.is_some() {
+        match mine {
+            Some(i) => {
+                let e = &mut entries[i].entry;
+                e.fields.remove_all(&removed);
+                e.fields.insert_all(&changed);
+                if !changed.is_empty() {
+                    e.time = Some(now.to_string());
+                }
+            }
+            None => entries.push(managed::StoredEntry {
+                entry: ManagedEntry::update(manager, api_version, now, subresource, changed),
+                stored: None,
+            }),
+        }
+    }
+    entries.retain(|e| !e.is_empty());
+    managed::encode_stored(new, entries);
+}
+
+/// The end of [`track_update`] for decoded `entries`.
+#[allow(clippy::too_many_arguments)] // the state of track_update at that point
+fn track_update_entries(
+    new: &mut Value,
+    mut entries: Vec<ManagedEntry>,
+    changed: FieldSet,
+    removed: FieldSet,
+    manager: &str,
+    now: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
     let mine = entries.iter().position(|e| e.is(manager, Operation::Update, api_version, subresource));
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != mine {
             e.fields.remove_all(&changed);
-            e.fields.remove_all(&cmp.removed);
+            e.fields.remove_all(&removed);
         }
     }
     if !changed.is_empty() || mine.is_some() {
         match mine {
             Some(i) => {
                 let e = &mut entries[i];
-                e.fields.remove_all(&cmp.removed);
+                e.fields.remove_all(&removed);
                 e.fields.insert_all(&changed);
                 if !changed.is_empty() {
                     e.time = Some(now.to_string());

@@ -107,6 +107,10 @@ fn fields_v1_keys_are_canonical() {
     let b = FieldSet::from_fields_v1(&json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}})).unwrap();
     assert_eq!(a, b);
     assert_eq!(b.to_fields_v1(), json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}}));
+    // Nested values, escapes and numbers are written as serde_json writes them.
+    let v = json!({"z": [1, 2.5, null, true], "a": {"q\"uote": "back\\slash\n", "é": "ü"}});
+    assert_eq!(canonical_json(&v), serde_json::to_string(&v).unwrap());
+    assert_eq!(canonical_json(&v), r#"{"a":{"q\"uote":"back\\slash\n","é":"ü"},"z":[1,2.5,null,true]}"#);
 }
 
 #[test]
@@ -677,6 +681,63 @@ fn compare_tracked_matches_comparing_tracked_copies() {
                         assert_eq!(got, want, "schema {si}, variants {i} → {j}, status {include_status}");
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Writing back the stored entries a write leaves alone, undecoded, gives exactly what
+/// decoding every entry gives: for main-resource and status writes by the owners and by new
+/// managers, changing, adding and removing fields that one or several entries own.
+#[test]
+fn track_update_of_stored_entries_matches_decoding_them() {
+    let schema = schema::definition("io.k8s.api.core.v1.Pod").expect("built-in Pod schema");
+    let mut pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "a", "image": "x", "ports": [{"containerPort": 80}]}], "restartPolicy": "Always"},
+    });
+    track_update(schema, None, &mut pod, "creator", T0, "v1", None);
+    let mut scheduled = pod.clone();
+    scheduled["status"] =
+        json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]});
+    track_update(schema, Some(&pod), &mut scheduled, "scheduler", T1, "v1", Some("status"));
+    let mut labelled = scheduled.clone();
+    labelled["metadata"]["labels"]["tier"] = json!("db");
+    track_update(schema, Some(&scheduled), &mut labelled, "labeller", T1, "v1", None);
+    assert_eq!(entries(&labelled).len(), 3);
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<Edit> = vec![
+        Box::new(|_| {}),
+        Box::new(|p| p["spec"]["containers"][0]["image"] = json!("y")),
+        Box::new(|p| p["spec"]["containers"].as_array_mut().unwrap().push(json!({"name": "b", "image": "z"}))),
+        Box::new(|p| {
+            p["spec"]["containers"][0].as_object_mut().unwrap().remove("ports");
+        }),
+        Box::new(|p| p["status"]["conditions"][0]["status"] = json!("True")),
+        Box::new(|p| p["status"]["phase"] = json!("Running")),
+        Box::new(|p| {
+            p.as_object_mut().unwrap().remove("status");
+        }),
+        Box::new(|p| p["metadata"]["labels"]["tier"] = json!("web")),
+        Box::new(|p| {
+            p["metadata"].as_object_mut().unwrap().remove("labels");
+        }),
+        Box::new(|p| p["metadata"]["managedFields"] = json!([])),
+        Box::new(|p| p["metadata"]["managedFields"] = Value::Null),
+        Box::new(|p| p["metadata"]["managedFields"][0]["manager"] = json!("renamed")),
+    ];
+    let managers = ["creator", "scheduler", "labeller", "newcomer"];
+    for (i, edit) in edits.iter().enumerate() {
+        for manager in managers {
+            for sub in [None, Some("status")] {
+                let mut new = labelled.clone();
+                edit(&mut new);
+                let mut want = new.clone();
+                track_update_decoded(schema, Some(&labelled), &mut want, manager, T2, "v1", sub);
+                track_update(schema, Some(&labelled), &mut new, manager, T2, "v1", sub);
+                assert_eq!(new, want, "edit {i} by {manager} through {sub:?}");
             }
         }
     }

@@ -37,9 +37,10 @@ fn is_empty_container(v: Option<&Value>) -> bool {
 
 /// The shape of a position whose values (either may be absent) are `a` and `b`.
 fn shape<'a>(node: Option<Node<'a>>, a: Option<&Value>, b: Option<&Value>) -> Shape<'a> {
-    let present: Vec<&Value> = [a, b].into_iter().flatten().filter(|v| !v.is_null()).collect();
-    let all_objects = !present.is_empty() && present.iter().all(|v| v.is_object());
-    let all_arrays = !present.is_empty() && present.iter().all(|v| v.is_array());
+    let present = || [a, b].into_iter().flatten().filter(|v| !v.is_null());
+    let any = present().next().is_some();
+    let all_objects = any && present().all(Value::is_object);
+    let all_arrays = any && present().all(Value::is_array);
     let Some(n) = node else {
         return if all_objects { Shape::Map(None) } else { Shape::Leaf };
     };

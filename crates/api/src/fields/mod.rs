@@ -6,6 +6,7 @@
 //! Paths returned for fieldValidation start with a dot (`.spec.foo`); [`FieldError`]
 //! paths do not (`spec.replicas`), as Kubernetes prints them.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
@@ -30,16 +31,16 @@ pub use structural::{validate_structural_schema, validate_structural_schema_at};
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
     let found = RefCell::new(Vec::new());
     let mut de = serde_json::Deserializer::from_slice(body);
-    let _ = DuplicateSeed { path: String::new(), found: &found }.deserialize(&mut de);
+    let _ = DuplicateSeed { pos: &Pos::Root, found: &found }.deserialize(&mut de);
     found.into_inner()
 }
 
-struct DuplicateSeed<'f> {
-    path: String,
+struct DuplicateSeed<'p, 'f> {
+    pos: &'p Pos<'p>,
     found: &'f RefCell<Vec<String>>,
 }
 
-impl<'de> DeserializeSeed<'de> for DuplicateSeed<'_> {
+impl<'de> DeserializeSeed<'de> for DuplicateSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -47,7 +48,29 @@ impl<'de> DeserializeSeed<'de> for DuplicateSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for DuplicateSeed<'_> {
+/// An object key, borrowed from the body unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for DuplicateSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,23 +78,24 @@ impl<'de> Visitor<'de> for DuplicateSeed<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let path = format!("{}.{key}", self.path);
-            if !seen.insert(key) {
-                self.found.borrow_mut().push(path.clone());
+        let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let duplicate = seen.contains(&key);
+            let pos = Pos::Entry(self.pos, &key);
+            if duplicate {
+                self.found.borrow_mut().push(pos.dotted());
             }
-            map.next_value_seed(DuplicateSeed { path, found: self.found })?;
+            map.next_value_seed(DuplicateSeed { pos: &pos, found: self.found })?;
+            if !duplicate {
+                seen.insert(key);
+            }
         }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
-        while seq
-            .next_element_seed(DuplicateSeed { path: format!("{}[{index}]", self.path), found: self.found })?
-            .is_some()
-        {
+        while seq.next_element_seed(DuplicateSeed { pos: &Pos::Index(self.pos, index), found: self.found })?.is_some() {
             index += 1;
         }
         Ok(())
@@ -122,11 +146,117 @@ fn is_builtin(node: Node<'_>) -> bool {
 /// every kind; embedded resources allow `apiVersion`, `kind` and `metadata`.
 pub fn prune_unknown(schema: Node<'_>, obj: &mut Value) -> Vec<String> {
     let mut out = Vec::new();
-    prune(Some(schema), obj, "", true, &mut out);
+    prune(Some(schema), obj, &Pos::Root, true, None, &mut out);
     out
 }
 
-fn prune(node: Option<Node<'_>>, value: &mut Value, path: &str, root: bool, out: &mut Vec<String>) {
+/// [`prune_unknown`] of the top-level fields of `obj` whose values differ from those of
+/// `old`, a stored object of the same built-in kind that `obj` was made from (a patch): the
+/// fields a write leaves as they were were pruned when they were written, by the same schema.
+pub fn prune_unknown_changed(schema: Node<'_>, obj: &mut Value, old: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    prune(Some(schema), obj, &Pos::Root, true, Some(old), &mut out);
+    out
+}
+
+/// A position in a document, rendered into a path only when something is reported there
+/// (the walks below visit every field, and formatting each one's path was a large part
+/// of their cost).
+#[derive(Clone, Copy)]
+enum Pos<'a> {
+    /// The document itself.
+    Root,
+    /// A declared property of a struct: `.name` (`name` at the start of a field path).
+    Prop(&'a Pos<'a>, &'a str),
+    /// An entry of a map: `[key]` in a field path, `.key` in a pruning path.
+    Entry(&'a Pos<'a>, &'a str),
+    /// An item of a list: `[i]`.
+    Index(&'a Pos<'a>, usize),
+}
+
+impl Pos<'_> {
+    /// The pruning path: `.spec.foo`, `.spec.containers[0].bogus` (every key as `.key`).
+    fn dotted(&self) -> String {
+        let mut out = String::new();
+        self.write_dotted(&mut out);
+        out
+    }
+
+    fn write_dotted(&self, out: &mut String) {
+        match self {
+            Pos::Root => {}
+            Pos::Prop(parent, key) | Pos::Entry(parent, key) => {
+                parent.write_dotted(out);
+                out.push('.');
+                out.push_str(key);
+            }
+            Pos::Index(parent, i) => {
+                parent.write_dotted(out);
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+
+    /// The field path of an error: `spec.replicas`, `data[key]`, `spec.containers[0].image`.
+    fn field(&self) -> String {
+        let mut out = String::new();
+        self.write_field(&mut out);
+        out
+    }
+
+    fn write_field(&self, out: &mut String) {
+        match self {
+            Pos::Root => {}
+            Pos::Prop(parent, key) => {
+                parent.write_field(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Pos::Entry(parent, key) => {
+                parent.write_field(out);
+                out.push_str(&format!("[{key}]"));
+            }
+            Pos::Index(parent, i) => {
+                parent.write_field(out);
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+
+    /// The Go decoder's field path: the declared property names only, dot-separated
+    /// (`spec.template.spec.containers.image`).
+    fn go_path(&self) -> String {
+        let mut out = String::new();
+        self.write_go(&mut out);
+        out
+    }
+
+    fn write_go(&self, out: &mut String) {
+        match self {
+            Pos::Root => {}
+            Pos::Prop(parent, key) => {
+                parent.write_go(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Pos::Entry(parent, _) | Pos::Index(parent, _) => parent.write_go(out),
+        }
+    }
+}
+
+/// `same`: an object whose equal fields are skipped (at this level only).
+fn prune(
+    node: Option<Node<'_>>,
+    value: &mut Value,
+    pos: &Pos<'_>,
+    root: bool,
+    same: Option<&Value>,
+    out: &mut Vec<String>,
+) {
     let Some(node) = node else { return };
     if node.is_int_or_string() {
         return;
@@ -145,17 +275,20 @@ fn prune(node: Option<Node<'_>>, value: &mut Value, path: &str, root: bool, out:
             }
             let mut removed = Vec::new();
             for (key, child) in map.iter_mut() {
-                let child_path = format!("{path}.{key}");
+                if same.and_then(|o| o.get(key)).is_some_and(|o| o == child) {
+                    continue;
+                }
+                let child_pos = Pos::Entry(pos, key);
                 let child_node = node.property(key).or(additional).or_else(|| match key.as_str() {
                     "metadata" if embedded => object_meta(),
                     _ => None,
                 });
                 match child_node {
-                    Some(n) => prune(Some(n), child, &child_path, false, out),
+                    Some(n) => prune(Some(n), child, &child_pos, false, None, out),
                     None if preserve => {}
                     None if embedded && (key == "apiVersion" || key == "kind") => {}
                     None => {
-                        out.push(child_path);
+                        out.push(child_pos.dotted());
                         removed.push(key.clone());
                     }
                 }
@@ -167,7 +300,7 @@ fn prune(node: Option<Node<'_>>, value: &mut Value, path: &str, root: bool, out:
         Value::Array(items) => {
             let item_node = node.items();
             for (i, item) in items.iter_mut().enumerate() {
-                prune(item_node, item, &format!("{path}[{i}]"), false, out);
+                prune(item_node, item, &Pos::Index(pos, i), false, None, out);
             }
         }
         _ => {}
@@ -229,16 +362,16 @@ pub(crate) fn child(parent: &str, key: &str) -> String {
 /// DeploymentSpec.spec.replicas of type int32`); see [`type_error_message`].
 pub fn check_types(schema: Node<'_>, obj: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
-    let ctx = GoContext { path: String::new(), parent: schema };
-    check_node(schema, obj, "", &ctx, &mut out);
+    check_node(schema, obj, &Pos::Root, schema, None, &mut out);
     out
 }
 
-/// Where the Go decoder would be: the innermost struct and the field names (without
-/// list indices or map keys) leading to the value.
-struct GoContext<'a> {
-    path: String,
-    parent: Node<'a>,
+/// [`check_types`] of the top-level fields of `obj` whose values differ from those of
+/// `old` (see [`prune_unknown_changed`]).
+pub fn check_types_changed(schema: Node<'_>, obj: &Value, old: &Value) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    check_node(schema, obj, &Pos::Root, schema, Some(old), &mut out);
+    out
 }
 
 /// The full definition name (`io.k8s.api.apps.v1.DeploymentSpec`) of a built-in schema node.
@@ -302,24 +435,34 @@ fn go_json_name(v: &Value) -> String {
     }
 }
 
-fn type_error(path: &str, got: String, node: Node<'_>, ctx: &GoContext<'_>) -> FieldError {
-    let parent = struct_name(ctx.parent).unwrap_or("Object");
+/// A wrong JSON type at `pos`; `parent` is the innermost struct the Go decoder would be in.
+fn type_error(pos: &Pos<'_>, got: String, node: Node<'_>, parent: Node<'_>) -> FieldError {
+    let parent_name = struct_name(parent).unwrap_or("Object");
     FieldError {
         kind: FieldErrorKind::TypeInvalid,
-        field: path.to_string(),
+        field: pos.field(),
         value: Some(got),
-        detail: format!("Go struct field {parent}.{} of type {}", ctx.path, go_type(node, 0)),
+        detail: format!("Go struct field {parent_name}.{} of type {}", pos.go_path(), go_type(node, 0)),
     }
 }
 
-fn check_node(node: Node<'_>, value: &Value, path: &str, ctx: &GoContext<'_>, out: &mut Vec<FieldError>) {
+/// `parent`: the struct whose property the walk entered last (for the Go decoder's wording);
+/// `same`: an object whose equal fields are skipped (at this level only).
+fn check_node(
+    node: Node<'_>,
+    value: &Value,
+    pos: &Pos<'_>,
+    parent: Node<'_>,
+    same: Option<&Value>,
+    out: &mut Vec<FieldError>,
+) {
     if value.is_null() {
         return;
     }
     if let Some(alternatives) = node.raw().get("oneOf").and_then(Value::as_array) {
         let types: Vec<&str> = alternatives.iter().filter_map(|a| Node::new(a).type_name()).collect();
         if !types.is_empty() && !types.iter().any(|t| has_type(value, t)) {
-            out.push(type_error(path, go_json_name(value), node, ctx));
+            out.push(type_error(pos, go_json_name(value), node, parent));
         }
         return;
     }
@@ -328,27 +471,29 @@ fn check_node(node: Node<'_>, value: &Value, path: &str, ctx: &GoContext<'_>, ou
     match ty {
         "object" => {
             let Value::Object(map) = value else {
-                out.push(type_error(path, go_json_name(value), node, ctx));
+                out.push(type_error(pos, go_json_name(value), node, parent));
                 return;
             };
             let additional = node.additional_properties();
             for (key, child_value) in map {
+                if same.and_then(|o| o.get(key)) == Some(child_value) {
+                    continue;
+                }
                 if let Some(n) = node.property(key) {
-                    let inner = GoContext { path: child(&ctx.path, key), parent: node };
-                    check_node(n, child_value, &child(path, key), &inner, out);
+                    check_node(n, child_value, &Pos::Prop(pos, key), node, None, out);
                 } else if let Some(n) = additional {
-                    check_node(n, child_value, &format!("{path}[{key}]"), ctx, out);
+                    check_node(n, child_value, &Pos::Entry(pos, key), parent, None, out);
                 }
             }
         }
         "array" => {
             let Value::Array(items) = value else {
-                out.push(type_error(path, go_json_name(value), node, ctx));
+                out.push(type_error(pos, go_json_name(value), node, parent));
                 return;
             };
             if let Some(item_node) = node.items() {
                 for (i, item) in items.iter().enumerate() {
-                    check_node(item_node, item, &format!("{path}[{i}]"), ctx, out);
+                    check_node(item_node, item, &Pos::Index(pos, i), parent, None, out);
                 }
             }
         }
@@ -358,7 +503,7 @@ fn check_node(node: Node<'_>, value: &Value, path: &str, ctx: &GoContext<'_>, ou
                     Value::Number(n) => format!("number {n}"),
                     other => go_json_name(other),
                 };
-                out.push(type_error(path, got, node, ctx));
+                out.push(type_error(pos, got, node, parent));
                 return;
             };
             let in_range = match format {
@@ -366,16 +511,16 @@ fn check_node(node: Node<'_>, value: &Value, path: &str, ctx: &GoContext<'_>, ou
                 _ => i64::try_from(i).is_ok(),
             };
             if !in_range {
-                out.push(type_error(path, format!("number {i}"), node, ctx));
+                out.push(type_error(pos, format!("number {i}"), node, parent));
             }
         }
-        "number" if !value.is_number() => out.push(type_error(path, go_json_name(value), node, ctx)),
-        "boolean" if !value.is_boolean() => out.push(type_error(path, go_json_name(value), node, ctx)),
+        "number" if !value.is_number() => out.push(type_error(pos, go_json_name(value), node, parent)),
+        "boolean" if !value.is_boolean() => out.push(type_error(pos, go_json_name(value), node, parent)),
         "string" => match value.as_str() {
-            None => out.push(type_error(path, go_json_name(value), node, ctx)),
+            None => out.push(type_error(pos, go_json_name(value), node, parent)),
             Some(s) => {
                 if let Err(detail) = check_format(format, s) {
-                    out.push(FieldError::invalid(path, format!("{s:?}"), detail));
+                    out.push(FieldError::invalid(pos.field(), format!("{s:?}"), detail));
                 }
             }
         },

@@ -435,3 +435,23 @@ fn structural_schema_cases() {
         &["openAPIV3Schema.properties[l].items: Forbidden: items must be a schema object and not an array"],
     );
 }
+
+/// A patch's object is checked where it differs from the stored one it was made from: the
+/// top-level fields it left equal are not walked again; those it changed are, whole.
+#[test]
+fn checks_of_changed_fields_walk_only_what_differs() {
+    let old = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "bogus": 1}, "status": {"replicas": 1}});
+    let mut patched = old.clone();
+    patched["status"] = json!({"replicas": "two", "extra": true});
+    assert_eq!(prune_unknown_changed(deployment(), &mut patched, &old), vec![".status.extra"]);
+    assert_eq!(patched["spec"]["bogus"], 1, "an unchanged field is left alone");
+    assert_eq!(
+        check_types_changed(deployment(), &patched, &old).iter().map(type_error_message).collect::<Vec<_>>(),
+        vec!["json: cannot unmarshal string into Go struct field DeploymentStatus.status.replicas of type int32"]
+    );
+    // Changing a field walks all of it, as the whole-object checks do.
+    let mut respec = old.clone();
+    respec["spec"]["replicas"] = json!(2);
+    assert_eq!(prune_unknown_changed(deployment(), &mut respec.clone(), &old), vec![".spec.bogus"]);
+    assert_eq!(prune_unknown(deployment(), &mut respec), vec![".spec.bogus"]);
+}

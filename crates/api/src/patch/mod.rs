@@ -107,11 +107,19 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// Applies a Kubernetes strategic merge patch to `original`, the lists and maps merged
 /// as `schema` (the kind's schema) says. Both documents must be JSON objects.
 pub fn strategic_merge_patch(schema: Node<'_>, original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    if !patch.is_object() {
+        return Err(PatchError::Malformed("strategic merge patch must be a JSON object".into()));
+    }
+    strategic_merge_patch_owned(schema, original.clone(), patch)
+}
+
+/// [`strategic_merge_patch`] of an `original` the caller gives up (no copy of it is made).
+pub fn strategic_merge_patch_owned(schema: Node<'_>, original: Value, patch: &Value) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::Malformed("strategic merge patch must be a JSON object".into()));
     };
     let original = match original {
-        Value::Object(m) => m.clone(),
+        Value::Object(m) => m,
         Value::Null => Map::new(),
         _ => {
             return Err(PatchError::Malformed("the object to patch is not a JSON object".into()));

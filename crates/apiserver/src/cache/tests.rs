@@ -163,3 +163,35 @@ fn resource_version_is_inserted_where_serde_json_writes_it() {
         assert_eq!(super::with_resource_version(bad, 1), None, "{}", String::from_utf8_lossy(bad));
     }
 }
+
+/// A frame in another format than the cache's JSON is made once per event and format and
+/// shared by every watcher asking for it; another format, or another event, is made anew.
+/// A history-only state gives its metadata without being decoded whole.
+#[tokio::test]
+async fn shared_frames_are_made_once_per_event_and_format() {
+    let f = fixture(100).await;
+    let key = "/registry/core/pods/default/a";
+    let created = f.store.create(key, pod("a", "Pending")).await.unwrap();
+    let updated = f.store.update(key, pod("a", "Running"), created.mod_revision).await.unwrap();
+    caught_up(&f, updated.mod_revision).await;
+    let events = events_after(&f.cache, "/registry/core/pods/", created.mod_revision - 1).await;
+    assert_eq!(events.len(), 2);
+    let (first, second) = (&events[0], &events[1]);
+    assert!(!first.is_live(), "the create is history once the update came");
+    assert_eq!(first.metadata().unwrap()["resourceVersion"], created.mod_revision.to_string());
+    assert_eq!(second.metadata().unwrap()["name"], "a");
+
+    let made = |n: u64| move || Some(Bytes::from(format!("frame {n}")));
+    let before = f.cache.shared_frames_made();
+    let a = f.cache.shared_frame(first, "table x", made(1)).unwrap();
+    let b = f.cache.shared_frame(first, "table x", made(2)).unwrap();
+    assert_eq!((a.clone(), b), (Bytes::from("frame 1"), Bytes::from("frame 1")), "the second watcher shares the frame");
+    assert_eq!(f.cache.shared_frames_made() - before, 1);
+    let other_format = f.cache.shared_frame(first, "partial meta.k8s.io/v1", made(3)).unwrap();
+    let other_event = f.cache.shared_frame(second, "table x", made(4)).unwrap();
+    assert_eq!((other_format, other_event), (Bytes::from("frame 3"), Bytes::from("frame 4")));
+    assert_eq!(f.cache.shared_frames_made() - before, 3);
+    // A frame that cannot be made is not remembered.
+    assert!(f.cache.shared_frame(second, "table y", || None).is_none());
+    assert_eq!(f.cache.shared_frame(second, "table y", made(5)).unwrap(), Bytes::from("frame 5"));
+}
