@@ -22,17 +22,19 @@ pub struct Rejection {
     pub resolvable: bool,
     /// Reasons as Kubernetes words them (`Insufficient cpu`, `node(s) were unschedulable`).
     pub reasons: Vec<Cow<'static, str>>,
+    /// The rejecting plugin's name, set by the framework (for the queueing hints).
+    pub plugin: &'static str,
 }
 
 impl Rejection {
     /// A rejection preemption may resolve.
     pub fn unschedulable(reason: impl Into<Cow<'static, str>>) -> Rejection {
-        Rejection { resolvable: true, reasons: vec![reason.into()] }
+        Rejection { resolvable: true, reasons: vec![reason.into()], plugin: "" }
     }
 
     /// A rejection preemption cannot resolve.
     pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Rejection {
-        Rejection { resolvable: false, reasons: vec![reason.into()] }
+        Rejection { resolvable: false, reasons: vec![reason.into()], plugin: "" }
     }
 }
 
@@ -215,7 +217,7 @@ struct Filtered {
 fn run_filters(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
     for (plugin, p) in profile.filters.iter().zip(prepared) {
         if !p.skip {
-            plugin.filter(pod, p, node)?;
+            plugin.filter(pod, p, node).map_err(|r| Rejection { plugin: plugin.name(), ..r })?;
         }
     }
     Ok(())
@@ -223,7 +225,7 @@ fn run_filters(profile: &Profile, prepared: &[Prepared], pod: &PodInfo, node: &N
 
 /// Runs every filter plugin's pre-filter.
 pub fn pre_filter(profile: &Profile, pod: &PodInfo, cache: &Cache) -> Result<Vec<Prepared>, Rejection> {
-    profile.filters.iter().map(|p| p.pre_filter(pod, cache)).collect()
+    profile.filters.iter().map(|p| p.pre_filter(pod, cache).map_err(|r| Rejection { plugin: p.name(), ..r })).collect()
 }
 
 /// Updates every plugin's pre-filter data for `other` added to or removed from `node`.
