@@ -149,9 +149,10 @@ fn a_new_reason_is_written_with_its_event_and_the_transition_time_kept() {
         message(&s)
     );
     let first = condition(&s);
-    // A new node re-queues the pod; it fails again for another reason as well, which the
+    // A new node big enough for it re-queues the pod (NodeResourcesFit's queueing hint: a
+    // node too small would not); it fails again for another reason as well, which the
     // condition and a second event report.
-    add_node(&s, "tainted", "2", json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]));
+    add_node(&s, "tainted", "8", json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]));
     assert!(wait_until(WAIT, || message(&s).starts_with("0/2 nodes are available:")), "{}", message(&s));
     let second = condition(&s);
     assert_eq!(second["status"], "False");

@@ -385,8 +385,10 @@ async fn unschedulable(
                 );
             }
             Err(e) => {
-                // Not going after all (a 404 is the deletion the watch reports anyway).
+                // Not going after all (a 404 is the deletion the watch reports anyway):
+                // the preemptor must not wait for it.
                 shared.cache().unmark_victim(&victim.key);
+                shared.queue.requeue(&info.key);
                 tracing::info!(victim = %victim.key, error = %e, "deleting a preemption victim");
             }
         }

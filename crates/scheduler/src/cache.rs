@@ -782,6 +782,11 @@ impl Cache {
         counts
     }
 
+    /// A placed pod (bound or assumed) as the cache holds it, and the node it is on.
+    pub fn placement(&self, key: &str) -> Option<(&Arc<PodInfo>, &str)> {
+        self.pods.get(key).map(|p| (&p.info, p.node.as_str()))
+    }
+
     /// The value of label `key` on the node where pod `key` is placed (a Node object).
     pub fn placed_domain(&self, pod: &str, key: &str) -> Option<String> {
         self.placed(pod).and_then(|(_, n)| n.labels.get(key).cloned())

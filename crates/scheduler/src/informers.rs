@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Shared;
 use crate::cache::{Cache, NodeChange, PodInfo};
+use crate::hints::{ClusterEvent, NodeFacts};
 
 /// Starts the watches; the returned future completes once nodes and pods are listed.
 pub fn start(
@@ -38,35 +39,36 @@ pub fn start(
     tasks.spawn(watch(Api::<Pod>::all(client.clone()), move |e| on_pod(&s, e, &tx)));
     let s = shared.clone();
     tasks.spawn(watch(Api::<PersistentVolumeClaim>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.claims, true, true)
+        keyed(&s, e, |c| &mut c.claims, true, Some(ClusterEvent::Storage))
     }));
     let s = shared.clone();
     tasks.spawn(watch(Api::<PersistentVolume>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.volumes, false, true)
+        keyed(&s, e, |c| &mut c.volumes, false, Some(ClusterEvent::Storage))
     }));
     let s = shared.clone();
     tasks.spawn(watch(Api::<StorageClass>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.storage_classes, false, true)
+        keyed(&s, e, |c| &mut c.storage_classes, false, Some(ClusterEvent::Storage))
     }));
     let s = shared.clone();
-    tasks
-        .spawn(watch(Api::<Namespace>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.namespaces, false, true)));
+    tasks.spawn(watch(Api::<Namespace>::all(client.clone()), move |e| {
+        keyed(&s, e, |c| &mut c.namespaces, false, Some(ClusterEvent::Namespace))
+    }));
     let s = shared.clone();
-    tasks.spawn(watch(Api::<Service>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.services, true, false)));
+    tasks.spawn(watch(Api::<Service>::all(client.clone()), move |e| keyed(&s, e, |c| &mut c.services, true, None)));
     let s = shared.clone();
     tasks.spawn(watch(Api::<ReplicationController>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.replication_controllers, true, false)
+        keyed(&s, e, |c| &mut c.replication_controllers, true, None)
     }));
     let s = shared.clone();
     tasks.spawn(watch(Api::<ReplicaSet>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.replica_sets, true, false)
+        keyed(&s, e, |c| &mut c.replica_sets, true, None)
     }));
     let s = shared.clone();
     tasks.spawn(watch(Api::<StatefulSet>::all(client.clone()), move |e| {
-        keyed(&s, e, |c| &mut c.stateful_sets, true, false)
+        keyed(&s, e, |c| &mut c.stateful_sets, true, None)
     }));
     let s = shared;
-    tasks.spawn(watch(Api::<PodDisruptionBudget>::all(client), move |e| keyed(&s, e, |c| &mut c.budgets, true, false)));
+    tasks.spawn(watch(Api::<PodDisruptionBudget>::all(client), move |e| keyed(&s, e, |c| &mut c.budgets, true, None)));
     async move {
         for _ in 0..2 {
             if rx.recv().await.is_none() {
@@ -96,9 +98,20 @@ where
 fn on_node(shared: &Shared, event: Event<Node>, synced: &tokio::sync::mpsc::Sender<()>) {
     match event {
         Event::Apply(node) | Event::InitApply(node) => {
-            let change = shared.cache().upsert_node(Arc::new(node));
-            if change != NodeChange::Unchanged {
-                shared.queue.move_all_unschedulable(None);
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let mut cache = shared.cache();
+            let old = cache.node(&name).filter(|n| n.node.is_some()).map(NodeFacts::of);
+            let change = cache.upsert_node(Arc::new(node));
+            let new = if change == NodeChange::Unchanged { None } else { cache.node(&name).map(NodeFacts::of) };
+            drop(cache);
+            match (change, old, new) {
+                (NodeChange::Updated, Some(old), Some(new)) => {
+                    shared.queue.on_event(ClusterEvent::NodeUpdated { old, new })
+                }
+                (NodeChange::Added | NodeChange::Updated, _, Some(new)) => {
+                    shared.queue.on_event(ClusterEvent::NodeAdded(new))
+                }
+                _ => {}
             }
         }
         Event::Delete(node) => shared.cache().remove_node(node.metadata.name.as_deref().unwrap_or("")),
@@ -131,20 +144,25 @@ fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender
             if deleted {
                 cache.unmark_victim(&info.key);
             }
-            cache.remove_pod(&info.key)
+            let node = cache.placement(&info.key).map(|(_, node)| node.to_string());
+            node.filter(|_| cache.remove_pod(&info.key))
         };
         shared.queue.delete(&info.key);
-        if freed {
-            shared.queue.move_all_unschedulable(None);
+        if let Some(node) = freed {
+            shared.queue.on_event(ClusterEvent::PodDeleted { pod: info, node });
         }
         return;
     }
     if assigned {
-        shared.cache().add_pod(info.clone());
+        let old = {
+            let mut cache = shared.cache();
+            let old = cache.placement(&info.key).map(|(p, _)| p.clone());
+            cache.add_pod(info.clone());
+            old
+        };
         shared.queue.delete(&info.key);
-        // A new pod may satisfy pending pods' affinity.
-        let affinity = |p: &PodInfo| !p.required_affinity.is_empty();
-        shared.queue.move_all_unschedulable(Some(&affinity));
+        let node = spec.node_name.clone().unwrap_or_default();
+        shared.queue.on_event(ClusterEvent::PodAssigned { pod: info, old, node });
         return;
     }
     let ours = shared.scheduler_names.iter().any(|n| Some(n.as_str()) == spec.scheduler_name.as_deref())
@@ -163,7 +181,7 @@ fn keyed<K: kube::Resource>(
     event: Event<K>,
     map: impl Fn(&mut Cache) -> &mut std::collections::HashMap<String, Arc<K>>,
     namespaced: bool,
-    requeue: bool,
+    requeue: Option<ClusterEvent>,
 ) {
     let key = |o: &K| {
         let name = o.meta().name.clone().unwrap_or_default();
@@ -174,9 +192,9 @@ fn keyed<K: kube::Resource>(
             let mut cache = shared.cache();
             map(&mut cache).insert(key(&o), Arc::new(o));
             drop(cache);
-            // A new claim, volume or class may unblock pending pods.
-            if requeue {
-                shared.queue.move_all_unschedulable(None);
+            // A new claim, volume, class or namespace may unblock pending pods.
+            if let Some(event) = requeue {
+                shared.queue.on_event(event);
             }
         }
         Event::Delete(o) => {

@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cache;
 pub mod config;
 pub mod framework;
+pub mod hints;
 pub mod informers;
 pub mod plugins;
 pub mod preemption;
@@ -181,7 +182,7 @@ fn scheduling_loop(
             }
             Decision::Unschedulable(diagnosis) if diagnosis.num_all_nodes == 0 => {
                 drop(cache);
-                shared.queue.unschedulable(&key);
+                shared.queue.unschedulable(&key, hints::Rejected::default());
                 let message = "no nodes available to schedule pods".to_string();
                 let _ = tx.send(Action::Unschedulable {
                     info,
@@ -207,8 +208,10 @@ fn scheduling_loop(
                         None
                     }
                 };
+                let mut rejected = hints::Rejected::of(&diagnosis);
+                rejected.waiting_on = preemption::waiting_on(&cache, &info).map(str::to_string);
                 drop(cache);
-                shared.queue.unschedulable(&key);
+                shared.queue.unschedulable(&key, rejected);
                 let _ =
                     tx.send(Action::Unschedulable { info, message, victims, profile: profile.scheduler_name.clone() });
             }

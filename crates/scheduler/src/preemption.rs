@@ -132,6 +132,14 @@ fn select_victims(
     Ok(victims)
 }
 
+/// The node `pod` is nominated to, while lower-priority pods there are going (terminating,
+/// or victims of its preemption being deleted): the pod waits for them.
+pub fn waiting_on<'a>(cache: &'a Cache, pod: &'a PodInfo) -> Option<&'a str> {
+    let nominated = nominated_node(cache, pod)?;
+    let node = cache.node(nominated)?;
+    node.pods.iter().any(|p| p.priority < pod.priority && cache.going(p)).then_some(nominated)
+}
+
 /// Finds victims for `pod`, or says why preemption cannot help (the message that follows
 /// the filter reasons in FailedScheduling), as Kubernetes' DefaultPreemption: a pod whose
 /// nominated node still has lower-priority pods going (terminating, or victims of its
@@ -151,10 +159,7 @@ pub fn preempt(
     if spec.preemption_policy.as_deref() == Some("Never") {
         return Err("not eligible due to preemptionPolicy=Never.".into());
     }
-    if let Some(nominated) = nominated_node(cache, pod)
-        && let Some(node) = cache.node(nominated)
-        && node.pods.iter().any(|p| p.priority < pod.priority && cache.going(p))
-    {
+    if waiting_on(cache, pod).is_some() {
         return Err("not eligible due to a terminating pod on the nominated node.".into());
     }
     let n = diagnosis.num_all_nodes;

@@ -1,14 +1,16 @@
 //! The scheduling queue: an active heap (higher priority first, then oldest), a back-off
 //! heap for pods that failed recently, an unschedulable set that waits for a cluster
-//! event that could help (node added or changed, a pod deleted), and gated pods that
-//! wait for their `schedulingGates` to be removed. Pods are popped one at a time.
+//! event that could help (as the [`crate::hints`] of the plugins that rejected each pod
+//! say), and gated pods that wait for their `schedulingGates` to be removed. Pods are
+//! popped one at a time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::PodInfo;
+use crate::hints::{ClusterEvent, Rejected, helps};
 
 /// Back-off after the first failed attempt (podInitialBackoffSeconds).
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -16,6 +18,9 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Unschedulable pods are retried at least this often (podMaxInUnschedulablePodsDuration).
 pub const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
+/// Cluster events kept for the pods in flight at most; beyond, the oldest are dropped and
+/// the pods popped before them go to back-off when found unschedulable (as if one helped).
+const MAX_IN_FLIGHT_EVENTS: usize = 20_000;
 
 /// Where a queued pod waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +43,14 @@ struct Slot {
     /// Order of arrival (older first among equal priorities).
     seq: u64,
     backoff_until: Instant,
-    /// The value of `moves` when the pod was popped.
-    popped_at_move: u64,
+    /// The last event's number when the pod was popped.
+    popped_at_event: u64,
     /// The pod was deleted or bound while in flight.
     gone: bool,
+    /// Why its last attempt found no node (what its queueing hints look at).
+    rejected: Rejected,
+    /// Its back-off follows an error (a failed binding), not an event that may help.
+    after_error: bool,
 }
 
 #[derive(Debug, Default)]
@@ -58,8 +67,16 @@ struct State {
     /// generation or place) is stale and dropped when met. Cluster events walk these
     /// pods only, not every queued pod, and the 5-minute retry looks at the front only.
     unschedulable: VecDeque<(Instant, u64, String)>,
-    /// Counts cluster events that moved unschedulable pods.
-    moves: u64,
+    /// Counts cluster events.
+    events: u64,
+    /// The events since the oldest pod in flight was popped, numbered (kube-scheduler's
+    /// `inFlightEvents`): a pod found unschedulable checks those that came during its
+    /// attempt against its hints.
+    in_flight_events: VecDeque<(u64, Arc<ClusterEvent>)>,
+    /// Events up to this number were dropped from `in_flight_events` (over the bound).
+    dropped_through: u64,
+    /// The pods in flight, counted by the event number at their pop.
+    in_flight: BTreeMap<u64, usize>,
     closed: bool,
 }
 
@@ -139,6 +156,57 @@ impl State {
         moved
     }
 
+    /// A pod popped at event `popped_at` leaves flight: the events no pod in flight needs
+    /// any longer are dropped.
+    fn leave_flight(&mut self, popped_at: u64) {
+        if let Some(n) = self.in_flight.get_mut(&popped_at) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&popped_at);
+            }
+        }
+        let oldest = self.in_flight.keys().next().copied().unwrap_or(u64::MAX);
+        while self.in_flight_events.front().is_some_and(|(seq, _)| *seq <= oldest) {
+            self.in_flight_events.pop_front();
+        }
+    }
+
+    /// Whether an event since `popped_at` (the pod's attempt) may help the pod.
+    fn helped_in_flight(&self, popped_at: u64, info: &PodInfo, rejected: &Rejected) -> bool {
+        popped_at < self.dropped_through
+            || self
+                .in_flight_events
+                .iter()
+                .rev()
+                .take_while(|(seq, _)| *seq > popped_at)
+                .any(|(_, e)| helps(e, info, rejected))
+    }
+
+    /// With no active pod, moves the first pod to leave back-off to the active heap at
+    /// once when it backs off after an event that may help (not after an error), as
+    /// Kubernetes' `SchedulerPopFromBackoffQ` (on by default from 1.33): an idle scheduler
+    /// does not wait out back-offs. Returns whether a pod moved.
+    fn pop_from_backoff(&mut self) -> bool {
+        while let Some(Reverse((_, generation, key))) = self.backoff.peek() {
+            match self.slots.get(key) {
+                Some(slot) if slot.generation == *generation && slot.place == Place::Backoff => {
+                    if slot.after_error {
+                        return false;
+                    }
+                    let Some(Reverse((_, _, key))) = self.backoff.pop() else {
+                        return false;
+                    };
+                    self.push_active(&key);
+                    return true;
+                }
+                _ => {
+                    self.backoff.pop();
+                }
+            }
+        }
+        false
+    }
+
     /// Moves pods whose back-off ended to the active heap.
     fn flush_backoff(&mut self, now: Instant) {
         while let Some(Reverse((until, _, _))) = self.backoff.peek() {
@@ -192,8 +260,10 @@ impl Queue {
                         generation: 0,
                         seq,
                         backoff_until: now,
-                        popped_at_move: 0,
+                        popped_at_event: 0,
                         gone: false,
+                        rejected: Rejected::default(),
+                        after_error: false,
                     },
                 );
                 if !is_gated {
@@ -229,12 +299,13 @@ impl Queue {
         s.slots.get(key).map(|slot| slot.info.clone())
     }
 
-    /// A cluster event that may make unschedulable pods schedulable: all of them are
-    /// moved to back-off (or active when their back-off has passed). With `only`, just
-    /// the pods it accepts move.
-    pub fn move_all_unschedulable(&self, only: Option<&dyn Fn(&PodInfo) -> bool>) {
+    /// A cluster event: the unschedulable pods it may help (by the hints of the plugins
+    /// that rejected each) move to back-off, or active when their back-off has passed;
+    /// pods in flight see it when their attempt ends.
+    pub fn on_event(&self, event: ClusterEvent) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.moves += 1;
+        s.events += 1;
+        let seq = s.events;
         let now = Instant::now();
         let State { slots, unschedulable, .. } = &mut *s;
         let mut keys = Vec::new();
@@ -244,7 +315,7 @@ impl Queue {
             else {
                 return false;
             };
-            if only.is_none_or(|f| f(&slot.info)) {
+            if helps(&event, &slot.info, &slot.rejected) {
                 keys.push(key.clone());
                 return false;
             }
@@ -254,8 +325,27 @@ impl Queue {
         for key in keys {
             s.push_backoff(&key, now);
         }
+        if !s.in_flight.is_empty() {
+            s.in_flight_events.push_back((seq, Arc::new(event)));
+            if s.in_flight_events.len() > MAX_IN_FLIGHT_EVENTS
+                && let Some((dropped, _)) = s.in_flight_events.pop_front()
+            {
+                s.dropped_through = dropped;
+            }
+        }
         drop(s);
         if moved {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Moves an unschedulable pod to back-off whatever its hints say (its preemption's
+    /// victims could not be deleted: it must not wait for them).
+    pub fn requeue(&self, key: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.slots.get(key).is_some_and(|slot| slot.place == Place::Unschedulable) {
+            s.push_backoff(key, Instant::now());
+            drop(s);
             self.wake.notify_one();
         }
     }
@@ -270,19 +360,21 @@ impl Queue {
             let now = Instant::now();
             s.flush_backoff(now);
             while let Some((_, _, generation, key)) = s.active.pop() {
-                let moves = s.moves;
+                let events = s.events;
                 if let Some(slot) = s.slots.get_mut(&key)
                     && slot.generation == generation
                     && slot.place == Place::Active
                 {
                     slot.place = Place::InFlight;
                     slot.attempts += 1;
-                    slot.popped_at_move = moves;
-                    return Some(Popped { info: slot.info.clone(), attempts: slot.attempts });
+                    slot.popped_at_event = events;
+                    let popped = Popped { info: slot.info.clone(), attempts: slot.attempts };
+                    *s.in_flight.entry(events).or_insert(0) += 1;
+                    return Some(popped);
                 }
             }
             // Pods unschedulable for too long are retried anyway.
-            if s.flush_unschedulable_leftover(now) {
+            if s.flush_unschedulable_leftover(now) || s.pop_from_backoff() {
                 continue;
             }
             let leftover = s
@@ -301,12 +393,21 @@ impl Queue {
         }
     }
 
-    /// The scheduling attempt found no node: the pod waits for a cluster event (or, if one
-    /// happened while it was being scheduled, for its back-off).
-    pub fn unschedulable(&self, key: &str) {
+    /// The scheduling attempt found no node, for the reasons `rejected` holds: the pod
+    /// waits for a cluster event that may help (or, if one came while it was being
+    /// scheduled, for its back-off).
+    pub fn unschedulable(&self, key: &str, rejected: Rejected) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let moves = s.moves;
+        let Some(slot) = s.slots.get(key) else {
+            return;
+        };
+        let popped_at = slot.popped_at_event;
+        let in_flight = slot.place == Place::InFlight;
+        let helped = in_flight && s.helped_in_flight(popped_at, &slot.info, &rejected);
+        if in_flight {
+            s.leave_flight(popped_at);
+        }
         let Some(slot) = s.slots.get_mut(key) else {
             return;
         };
@@ -315,7 +416,9 @@ impl Queue {
             return;
         }
         slot.backoff_until = now + backoff_for(slot.attempts);
-        if slot.popped_at_move != moves {
+        slot.rejected = rejected;
+        slot.after_error = false;
+        if helped {
             s.push_backoff(key, now);
         } else if gated(&slot.info) {
             slot.place = Place::Gated;
@@ -346,6 +449,12 @@ impl Queue {
     pub fn retry(&self, key: &str) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        if let Some(slot) = s.slots.get(key)
+            && slot.place == Place::InFlight
+        {
+            let popped_at = slot.popped_at_event;
+            s.leave_flight(popped_at);
+        }
         let Some(slot) = s.slots.get_mut(key) else {
             return;
         };
@@ -354,6 +463,7 @@ impl Queue {
             return;
         }
         slot.backoff_until = now + backoff_for(slot.attempts);
+        slot.after_error = true;
         s.push_backoff(key, now);
         drop(s);
         self.wake.notify_one();
@@ -362,7 +472,11 @@ impl Queue {
     /// The pod was bound: it leaves the queue.
     pub fn done(&self, key: &str) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.slots.remove(key);
+        if let Some(slot) = s.slots.remove(key)
+            && slot.place == Place::InFlight
+        {
+            s.leave_flight(slot.popped_at_event);
+        }
     }
 
     /// Wakes `pop` and makes it return `None` from now on.
@@ -396,6 +510,96 @@ mod tests {
         )))
     }
 
+    fn node_added(name: &str) -> ClusterEvent {
+        ClusterEvent::NodeAdded(crate::hints::NodeFacts::of(&crate::cache::NodeInfo {
+            name: name.into(),
+            ..Default::default()
+        }))
+    }
+
+    /// A pod requesting `cpu` deleted from `node`.
+    fn deleted(name: &str, cpu: &str, node: &str) -> ClusterEvent {
+        let pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
+        .unwrap();
+        ClusterEvent::PodDeleted { pod: Arc::new(PodInfo::new(Arc::new(pod))), node: node.into() }
+    }
+
+    fn lacking_cpu(waiting_on: Option<&str>) -> Rejected {
+        Rejected {
+            plugins: [crate::hints::Plugin::NodeResourcesFit].into_iter().collect(),
+            lacking: vec!["cpu".into()],
+            waiting_on: waiting_on.map(String::from),
+        }
+    }
+
+    fn place(q: &Queue, key: &str) -> Option<Place> {
+        q.state.lock().unwrap().slots.get(key).map(|s| s.place)
+    }
+
+    #[test]
+    fn events_move_only_the_pods_their_hints_accept() {
+        let q = Queue::new();
+        for (name, rejected) in [("short", lacking_cpu(None)), ("nominated", lacking_cpu(Some("n1")))] {
+            q.add_or_update(pod(name, 0, false));
+            let p = q.pop().unwrap();
+            q.unschedulable(&p.info.key, rejected);
+        }
+        // A pod freeing no CPU helps neither.
+        q.on_event(deleted("x", "0", "n2"));
+        assert_eq!(place(&q, "d/short"), Some(Place::Unschedulable));
+        assert_eq!(place(&q, "d/nominated"), Some(Place::Unschedulable));
+        // One freeing CPU elsewhere helps the pod short of CPU, not the one waiting for
+        // its victims on n1.
+        q.on_event(deleted("y", "1", "n2"));
+        assert_eq!(place(&q, "d/short"), Some(Place::Backoff));
+        assert_eq!(place(&q, "d/nominated"), Some(Place::Unschedulable));
+        // Its victim on n1 goes: it comes back.
+        q.on_event(deleted("victim", "1", "n1"));
+        assert_eq!(place(&q, "d/nominated"), Some(Place::Backoff));
+        // The five-minute retry still holds for pods no event helps.
+        q.add_or_update(pod("stuck", 0, false));
+        let p = q.pop().unwrap();
+        q.unschedulable(&p.info.key, lacking_cpu(Some("n1")));
+        q.on_event(deleted("z", "1", "n3"));
+        let mut s = q.state.lock().unwrap();
+        assert!(!s.flush_unschedulable_leftover(Instant::now()));
+        assert!(s.flush_unschedulable_leftover(Instant::now() + MAX_UNSCHEDULABLE + Duration::from_secs(1)));
+        assert_eq!(s.slots["d/stuck"].place, Place::Active);
+    }
+
+    #[test]
+    fn events_during_an_attempt_count_when_they_may_help() {
+        let q = Queue::new();
+        q.add_or_update(pod("a", 0, false));
+        q.add_or_update(pod("b", 0, false));
+        let a = q.pop().unwrap();
+        let b = q.pop().unwrap();
+        // While both are tried, a pod freeing CPU goes: it may help a (short of CPU), not
+        // b (waiting for a pod on n1).
+        q.on_event(deleted("y", "1", "n2"));
+        q.unschedulable(&a.info.key, lacking_cpu(None));
+        q.unschedulable(&b.info.key, lacking_cpu(Some("n1")));
+        assert_eq!(place(&q, "d/a"), Some(Place::Backoff));
+        assert_eq!(place(&q, "d/b"), Some(Place::Unschedulable));
+        // No pod in flight: no event is kept.
+        let s = q.state.lock().unwrap();
+        assert!(s.in_flight.is_empty() && s.in_flight_events.is_empty());
+    }
+
+    #[test]
+    fn a_failed_binding_waits_out_its_back_off() {
+        let q = Queue::new();
+        q.add_or_update(pod("a", 0, false));
+        let p = q.pop().unwrap();
+        q.retry(&p.info.key);
+        let mut s = q.state.lock().unwrap();
+        assert!(!s.pop_from_backoff());
+        assert_eq!(s.slots["d/a"].place, Place::Backoff);
+        s.flush_backoff(Instant::now() + MAX_BACKOFF);
+        assert_eq!(s.slots["d/a"].place, Place::Active);
+    }
+
     #[test]
     fn priority_then_age_and_gates() {
         let q = Queue::new();
@@ -416,13 +620,14 @@ mod tests {
         let q = Queue::new();
         q.add_or_update(pod("a", 0, false));
         let p = q.pop().unwrap();
-        q.unschedulable(&p.info.key);
+        q.unschedulable(&p.info.key, Rejected::default());
         q.add_or_update(pod("b", 0, false));
         assert_eq!(q.pop().unwrap().info.name, "b");
         // An event during b's attempt sends b to back-off rather than unschedulable.
-        q.move_all_unschedulable(None);
-        q.unschedulable("d/b");
-        // a's back-off (1 s) passes; then both come back, a first (older).
+        q.on_event(node_added("n"));
+        q.unschedulable("d/b", Rejected::default());
+        // Nothing is active: the first pod to leave back-off comes at once (a, older),
+        // then b, without waiting out their back-off.
         let first = q.pop().unwrap();
         assert_eq!(first.info.name, "a");
         assert_eq!(first.attempts, 2);
@@ -430,8 +635,10 @@ mod tests {
         q.done("d/a");
         q.delete("d/b");
         assert!(q.is_gone("d/b"));
-        q.unschedulable("d/b");
+        q.unschedulable("d/b", Rejected::default());
         assert!(q.is_empty());
+        let s = q.state.lock().unwrap();
+        assert!(s.in_flight.is_empty() && s.in_flight_events.is_empty());
     }
 
     #[test]
@@ -441,11 +648,11 @@ mod tests {
         // the new pod's entry counts.
         q.add_or_update(pod("a", 0, false));
         let p = q.pop().unwrap();
-        q.unschedulable(&p.info.key);
+        q.unschedulable(&p.info.key, Rejected::default());
         q.delete("d/a");
         q.add_or_update(pod("a", 0, false));
         let p = q.pop().unwrap();
-        q.unschedulable(&p.info.key);
+        q.unschedulable(&p.info.key, Rejected::default());
         {
             let s = q.state.lock().unwrap();
             let live = s.unschedulable.iter().filter(|(_, g, k)| s.unschedulable_entry_live(*g, k)).count();
@@ -463,7 +670,7 @@ mod tests {
                 drop(s);
                 any.then(|| q.pop()).flatten()
             } {
-                q.unschedulable(&p.info.key);
+                q.unschedulable(&p.info.key, Rejected::default());
             }
             // A spec change re-queues each of them (priority differs per round).
             for i in 0..200 {

@@ -47,15 +47,15 @@ pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Option<Rejection> {
         reasons.push("Too many pods".into());
         resolvable &= alloc.pods > 0;
     }
-    let mut check = |name: &'static str, want: i64, have: i64, taken: i64| {
+    let mut check = |reason: &'static str, want: i64, have: i64, taken: i64| {
         if want > 0 && want > have - taken {
-            reasons.push(Cow::Owned(format!("Insufficient {name}")));
+            reasons.push(Cow::Borrowed(reason));
             resolvable &= want <= have;
         }
     };
-    check("cpu", req.milli_cpu, alloc.milli_cpu, used.milli_cpu);
-    check("memory", req.memory, alloc.memory, used.memory);
-    check("ephemeral-storage", req.ephemeral_storage, alloc.ephemeral_storage, used.ephemeral_storage);
+    check("Insufficient cpu", req.milli_cpu, alloc.milli_cpu, used.milli_cpu);
+    check("Insufficient memory", req.memory, alloc.memory, used.memory);
+    check("Insufficient ephemeral-storage", req.ephemeral_storage, alloc.ephemeral_storage, used.ephemeral_storage);
     for (name, want) in &req.scalar {
         let have = alloc.scalar.get(name).copied().unwrap_or(0);
         let taken = used.scalar.get(name).copied().unwrap_or(0);
@@ -64,7 +64,7 @@ pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Option<Rejection> {
             resolvable &= *want <= have;
         }
     }
-    if reasons.is_empty() { None } else { Some(Rejection { resolvable, reasons }) }
+    if reasons.is_empty() { None } else { Some(Rejection { resolvable, reasons, plugin: "" }) }
 }
 
 /// (requested with the pod, allocatable) of one resource, as the scorers see it.
