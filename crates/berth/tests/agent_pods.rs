@@ -100,37 +100,6 @@ fn shown_status(s: &TestServer, name: &str) -> String {
     out.split_whitespace().nth(2).unwrap_or_default().to_string()
 }
 
-/// Runs kubectl with `stdin` (and extra environment), killing it after `limit`; its output.
-fn kubectl_timed(s: &TestServer, args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Output {
-    let mut child = Command::new(berth_testkit::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&s.kubeconfig)
-        .args(args)
-        .env("HOME", s.dir.path())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kubectl");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
-    }
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Ok(Some(_)) = child.try_wait() {
-            return child.wait_with_output().expect("kubectl output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("kubectl output");
-    panic!(
-        "kubectl {args:?} did not finish within {limit:?}; stdout: {} stderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn exec(s: &TestServer, pod: &str, command: &str) -> Output {
     kubectl_timed(s, &["exec", pod, "--", "sh", "-c", command], None, TIMEOUT)
 }

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::{TestServer, wait_until};
-use common::{Node, TIMEOUT, apply, server, wait_pod};
+use common::{Node, TIMEOUT, apply, kubectl_timed, server, wait_pod};
 use serde_json::{Value, json};
 
 /// The streaming tests' node `agent-<n>`, its kubelet port picked by the system.
@@ -54,38 +54,6 @@ fn pod(name: &str, node: &Node, containers: Vec<Value>, restart: &str) -> Value 
         "spec": { "nodeName": node.name, "restartPolicy": restart, "terminationGracePeriodSeconds": 1,
                   "containers": containers },
     })
-}
-
-/// Runs kubectl with `stdin`, killing it after `limit`; its output.
-fn kubectl_timed(s: &TestServer, args: &[&str], stdin: Option<&[u8]>, limit: Duration) -> Output {
-    let mut child = Command::new(berth_testkit::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&s.kubeconfig)
-        .args(args)
-        .env("HOME", s.dir.path())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kubectl");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input).expect("write stdin");
-    }
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Ok(Some(_)) = child.try_wait() {
-            return child.wait_with_output().expect("kubectl output");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("kubectl output");
-    panic!(
-        "kubectl {args:?} did not finish within {limit:?}; stdout: {} stderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn stdout(o: &Output) -> String {

@@ -349,3 +349,40 @@ pub(crate) fn whoami(s: &TestServer, token: &str) -> Result<Value, u16> {
         .unwrap();
     if r.status == 201 { Ok(r.json()["status"]["userInfo"].clone()) } else { Err(r.status) }
 }
+
+/// Runs kubectl with `stdin`, killing it after `limit`; its output.
+pub(crate) fn kubectl_timed(
+    s: &TestServer,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> std::process::Output {
+    let mut child = Command::new(berth_testkit::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .args(args)
+        .env("HOME", s.dir.path())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("write stdin");
+    }
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("kubectl output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("kubectl output");
+    panic!(
+        "kubectl {args:?} did not finish within {limit:?}; stdout: {} stderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
