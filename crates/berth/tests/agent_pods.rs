@@ -12,27 +12,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::{TestServer, wait_until};
+use common::node_with_own_kubelet_port as node;
 use common::*;
 use serde_json::{Value, json};
-
-/// This file's node `agent-<n>`, its kubelet port picked by the system.
-fn node(s: &TestServer, n: u8) -> Option<Node> {
-    Node::start_with(s, n, &["--kubelet-port", "0"])
-}
-
-/// Kills a child process (by its PID) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn container(name: &str, command: &str) -> Value {
     json!({ "name": name, "image": "localhost/busybox:1", "imagePullPolicy": "Never",

@@ -12,27 +12,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_testkit::{TestServer, wait_until};
-use common::{Node, TIMEOUT, apply, kubectl_timed, server, wait_pod};
+use common::{Killed, Node, TIMEOUT, apply, kubectl_timed, node_with_own_kubelet_port as node, server, wait_pod};
 use serde_json::{Value, json};
-
-/// The streaming tests' node `agent-<n>`, its kubelet port picked by the system.
-fn node(s: &TestServer, n: u8) -> Option<Node> {
-    Node::start_with(s, n, &["--kubelet-port", "0"])
-}
-
-/// Kills a child process (by its PID) when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn running(s: &TestServer, node: &Node, name: &str) -> Value {
     wait_pod(s, node, name, "ran", |p| {

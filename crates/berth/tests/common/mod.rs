@@ -386,3 +386,19 @@ pub(crate) fn kubectl_timed(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Node `agent-<n>` with its kubelet port picked by the system (for tests that reach the
+/// agent's own HTTPS port: streaming, attach, port-forward).
+pub(crate) fn node_with_own_kubelet_port(s: &TestServer, n: u8) -> Option<Node> {
+    Node::start_with(s, n, &["--kubelet-port", "0"])
+}
+
+/// Kills a child process (by its PID) when dropped.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
