@@ -275,9 +275,10 @@ fn pods_reach_each_other_on_one_node_and_host_ports_reach_pods() {
     apply(&s, &bound);
     let p = wait_pod(&s, &node, "web-3", "was rejected", |p| p["status"]["phase"] == "Failed");
     assert_eq!(p["status"]["reason"], "NodePorts", "{p:#}");
-    assert_eq!(p["status"]["message"], "Pod was rejected: Predicate NodePorts failed", "{p:#}");
+    let message = "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports";
+    assert_eq!(p["status"]["message"], format!("Pod was rejected: {message}"), "{p:#}");
     assert!(status_named(&p, "containerStatuses", "web")["containerID"].is_null(), "{p:#}");
-    wait_event(&s, &node, "web-3", "Warning", "NodePorts", "Predicate NodePorts failed");
+    wait_event(&s, &node, "web-3", "Warning", "NodePorts", message);
     assert_eq!(http_get("127.0.0.1", host_port, "/index.html").as_deref(), Some("from-web\n"));
     s.kubectl_ok(&["delete", "pod", "web-3", "--timeout=60s"]);
 }
