@@ -520,8 +520,10 @@ struct PodState {
     volume_state: volumes::VolumeState,
     /// The start-up milestones, until the pod is posted Running.
     trace: Option<StartTrace>,
-    /// The last FailedMount event's message and when it was recorded.
-    mount_event: Option<(String, Instant)>,
+    /// The FailedMount events' messages and when each was last recorded.
+    mount_events: HashMap<String, Instant>,
+    /// Since when the pod's volumes wait to be set up.
+    mount_waiting_since: Option<Instant>,
     /// Why the pod was evicted (its containers are stopped and it stays Failed).
     evicted: Option<String>,
     /// The node's admission checks ran (when the worker first saw the pod).
@@ -541,6 +543,10 @@ const USAGE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// How often a volume that still cannot be mounted is reported again.
 const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a pod waits for its volumes before the summary event (the kubelet's
+/// podAttachAndMountTimeout, 2 min 3 s).
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(123);
 
 /// How often a pod whose containers all run (no probes, nothing under way) is looked at
 /// when nothing wakes it: its volumes' contents follow their sources at this pace.
@@ -622,7 +628,7 @@ async fn prepare_volumes(
     shared: &Shared,
     pod: &Pod,
     state: &mut PodState,
-) -> Result<std::collections::HashMap<String, std::path::PathBuf>, String> {
+) -> Result<std::collections::HashMap<String, std::path::PathBuf>, volumes::MountFailure> {
     let Shared { client, sources, config, node_ip, .. } = shared;
     volumes::prepare(client, sources, &config.data_dir, pod, *node_ip, &mut state.volume_state).await
 }
@@ -694,8 +700,8 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         // Contents of configMap/secret/downwardAPI/projected volumes follow their sources;
         // a failed refresh keeps the files the containers have.
         let refreshed = prepare_volumes(shared, pod, state).await;
-        if let Err(message) = refreshed {
-            tracing::warn!(pod = pod_name(pod), %message, "refreshing volumes");
+        if let Err(failure) = refreshed {
+            tracing::warn!(pod = pod_name(pod), messages = ?failure.messages, "refreshing volumes");
         }
     }
     if state.volumes.is_none() {
@@ -706,16 +712,26 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                     t.volumes_ms = t.ms();
                 }
             }
-            Err(message) => {
-                // A Warning FailedMount event when the reason changes, and again each minute.
-                let repeat =
-                    state.mount_event.as_ref().is_none_or(|(m, at)| *m != message || at.elapsed() >= MOUNT_EVENT_EVERY);
-                if repeat {
-                    shared.events.warning(pod, "FailedMount", message.clone()).await;
-                    state.mount_event = Some((message.clone(), Instant::now()));
+            Err(failure) => {
+                // A Warning FailedMount event per failure when it is new, and again each
+                // minute; once the pod waited past the kubelet's attach-and-mount timeout,
+                // the summary too (unless a claim could not be resolved: that one says why).
+                let since = *state.mount_waiting_since.get_or_insert_with(Instant::now);
+                let mut due: Vec<(String, Duration)> =
+                    failure.messages.iter().map(|m| (m.clone(), MOUNT_EVENT_EVERY)).collect();
+                if !failure.unprocessed && since.elapsed() >= MOUNT_TIMEOUT {
+                    due.push((failure.timed_out(), MOUNT_TIMEOUT));
                 }
+                for (message, every) in due {
+                    let repeat = state.mount_events.get(&message).is_none_or(|at| at.elapsed() >= every);
+                    if repeat {
+                        shared.events.warning(pod, "FailedMount", message.clone()).await;
+                        state.mount_events.insert(message, Instant::now());
+                    }
+                }
+                let message = failure.messages.first().cloned().unwrap_or_default();
                 for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
-                    rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
+                    rec.waiting = Some(("ContainerCreating".into(), message.clone()));
                 }
                 let observed = vec![Observed::NotStarted; spec.containers.len()];
                 post_status(shared, pod, state, &spec, false, &observed, "Pending").await;
