@@ -82,8 +82,10 @@ pub(crate) fn admit(pod: &Pod, node: &Node, others: &[&Pod], is_static: bool) ->
     }
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default();
     let tolerations = spec.tolerations.as_deref().unwrap_or_default();
-    let untolerated =
-        taints.iter().filter(|t| t.effect == "NoExecute").any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)));
+    let untolerated = taints
+        .iter()
+        .filter(|t| t.effect == "NoExecute" && !tolerated_by_default(t, tolerations))
+        .any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)));
     if !is_static && untolerated {
         return Err(predicate(TAINT_TOLERATION));
     }
@@ -284,6 +286,19 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
         }
         _ => false,
     }
+}
+
+/// The node lifecycle taints every pod of a Kubernetes cluster tolerates for 300 s unless it
+/// says otherwise: kube-apiserver's DefaultTolerationSeconds admission adds those
+/// tolerations to each pod without one for the key (NoExecute or any effect). Berth's API
+/// server does not add them, so they are taken as there.
+fn tolerated_by_default(taint: &Taint, tolerations: &[Toleration]) -> bool {
+    let lifecycle = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+    lifecycle.contains(&taint.key.as_str())
+        && !tolerations.iter().any(|t| {
+            t.key.as_deref() == Some(taint.key.as_str())
+                && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
+        })
 }
 
 /// Whether a toleration tolerates a taint: same effect (or any), same key (or any with
@@ -575,6 +590,14 @@ mod tests {
         let p = pod(json!({}));
         assert!(admit(&p, &n, &[], false).is_err());
         assert_eq!(admit(&p, &n, &[], true), Ok(()));
+        // A node not ready: tolerated as with DefaultTolerationSeconds' tolerations, unless
+        // the pod has its own for the key (then those decide).
+        let not_ready = json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoExecute" }]);
+        let n = node(json!({}), not_ready, json!({ "pods": "10" }));
+        assert_eq!(admit(&p, &n, &[], false), Ok(()));
+        let own = pod(json!({ "tolerations": [{ "key": "node.kubernetes.io/not-ready", "operator": "Equal",
+                                                "value": "x", "effect": "NoExecute" }] }));
+        assert!(admit(&own, &n, &[], false).is_err());
         // NoSchedule taints are the scheduler's business, not the kubelet's.
         let n = node(json!({}), json!([{ "key": "k", "effect": "NoSchedule" }]), json!({ "pods": "10" }));
         assert_eq!(admit(&p, &n, &[], false), Ok(()));
