@@ -6,7 +6,7 @@
 mod join;
 pub(crate) mod rotation;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use berth_agent::hollow::{HollowConfig, HollowNodes, config};
@@ -159,7 +159,11 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
 /// The real node: containerd, CNI, pods.
 async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     if std::env::var_os(EAGER_COMMIT).is_none() {
-        let e = rerun_with_lazy_commit();
+        // The kubeconfig is read (YAML) before running again and handed over as JSON: the
+        // YAML parser's code then never runs in the long-lived process, whose idle memory
+        // is mostly the executable's pages it ran (~1.3 MiB for that parser).
+        let handover = args.kubeconfig.as_deref().and_then(kubeconfig_json);
+        let e = rerun(handover);
         tracing::warn!(error = %e, "could not run again with {EAGER_COMMIT}=0: continuing");
     }
     let mut config = node_config(&args.node, args.data_dir.clone())?;
@@ -181,6 +185,11 @@ async fn run_node(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long an idle thread of the node agent's blocking pool lives (tokio's default: 10 s).
+/// The agent's file work comes in short bursts (start-up, stats of volumes and writable
+/// layers); threads kept between them would hold their stacks and allocator heaps.
+pub(crate) const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// mimalloc's option that commits its arena at once; with transparent huge pages in
 /// `madvise` mode that arena is backed by 2 MiB pages, ~9 MiB of an idle node agent's RSS.
 pub(crate) const EAGER_COMMIT: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
@@ -190,13 +199,57 @@ pub(crate) const EAGER_COMMIT: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
 /// process starts. Containerd and the pods do not inherit the setting's effect (it only
 /// concerns mimalloc). Returns only on failure.
 pub(crate) fn rerun_with_lazy_commit() -> std::io::Error {
+    rerun(None)
+}
+
+/// Runs again as [`rerun_with_lazy_commit`]; `kubeconfig` (JSON), when given, goes to the
+/// new process through a pipe on its stdin ([`handed_over_kubeconfig`] reads it).
+fn rerun(kubeconfig: Option<Vec<u8>>) -> std::io::Error {
+    use std::io::Write;
     use std::os::unix::process::CommandExt;
     let mut args = std::env::args_os();
     let mut command = std::process::Command::new("/proc/self/exe");
     if let Some(arg0) = args.next() {
         command.arg0(arg0);
     }
+    // The pipe holds it all before anyone reads (HANDOVER_MAX is below its 64 KiB).
+    if let Some(json) = kubeconfig
+        && let Ok((reader, mut writer)) = std::io::pipe()
+        && writer.write_all(&json).is_ok()
+    {
+        drop(writer);
+        command.stdin(reader).env(KUBECONFIG_ON_STDIN, "1");
+    }
     command.args(args).env(EAGER_COMMIT, "0").exec()
+}
+
+/// Set for a re-run node agent whose stdin carries its kubeconfig as JSON.
+const KUBECONFIG_ON_STDIN: &str = "BERTH_AGENT_KUBECONFIG_ON_STDIN";
+
+/// The largest kubeconfig handed over (a pipe holds 64 KiB before its writer waits).
+const HANDOVER_MAX: usize = 60 * 1024;
+
+/// The kubeconfig at `path` as JSON, to hand over; None when it cannot be read (the re-run
+/// process reads it and says why) or is too large for the pipe.
+fn kubeconfig_json(path: &Path) -> Option<Vec<u8>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).ok()?;
+    serde_json::to_vec(&kubeconfig).ok().filter(|json| json.len() <= HANDOVER_MAX)
+}
+
+/// The kubeconfig the process that ran this one handed over on stdin, if it did.
+fn handed_over_kubeconfig() -> Option<kube::config::Kubeconfig> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    std::env::var_os(KUBECONFIG_ON_STDIN)?;
+    std::env::var_os(EAGER_COMMIT)?;
+    // Only a pipe (an inherited variable with a terminal on stdin would wait forever).
+    let stdin = std::fs::metadata("/proc/self/fd/0").ok()?;
+    if !stdin.file_type().is_fifo() {
+        return None;
+    }
+    let mut json = Vec::new();
+    std::io::stdin().lock().take(HANDOVER_MAX as u64 + 1).read_to_end(&mut json).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -279,8 +332,11 @@ fn hollow_config(args: &AgentArgs) -> anyhow::Result<HollowConfig> {
 async fn client(args: &AgentArgs, node_name: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<kube::Client> {
     let config = match (&args.kubeconfig, &args.server, &args.token) {
         (Some(path), _, _) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            let kubeconfig = match handed_over_kubeconfig() {
+                Some(kubeconfig) => kubeconfig,
+                None => kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading the kubeconfig {}", path.display()))?,
+            };
             kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
                 .await
                 .with_context(|| format!("using the kubeconfig {}", path.display()))?

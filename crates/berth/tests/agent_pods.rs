@@ -275,9 +275,10 @@ fn pods_reach_each_other_on_one_node_and_host_ports_reach_pods() {
     apply(&s, &bound);
     let p = wait_pod(&s, &node, "web-3", "was rejected", |p| p["status"]["phase"] == "Failed");
     assert_eq!(p["status"]["reason"], "NodePorts", "{p:#}");
-    assert_eq!(p["status"]["message"], "Pod was rejected: Predicate NodePorts failed", "{p:#}");
+    let message = "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports";
+    assert_eq!(p["status"]["message"], format!("Pod was rejected: {message}"), "{p:#}");
     assert!(status_named(&p, "containerStatuses", "web")["containerID"].is_null(), "{p:#}");
-    wait_event(&s, &node, "web-3", "Warning", "NodePorts", "Predicate NodePorts failed");
+    wait_event(&s, &node, "web-3", "Warning", "NodePorts", message);
     assert_eq!(http_get("127.0.0.1", host_port, "/index.html").as_deref(), Some("from-web\n"));
     s.kubectl_ok(&["delete", "pod", "web-3", "--timeout=60s"]);
 }
@@ -328,11 +329,18 @@ fn secret_volumes_optional_sources_and_host_path_types_behave_as_the_kubelet() {
         json!([{ "name": "creds", "secret": { "secretName": "creds", "items": [{ "key": "absent", "path": "x" }] } }]);
     apply(&s, &bad);
     let event = wait_event(&s, &node, "bad-key", "Warning", "FailedMount", "");
-    let message = event["message"].as_str().unwrap();
-    assert!(message.contains("references non-existent secret key: absent"), "{event:#}");
+    let message = "MountVolume.SetUp failed for volume \"creds\" : references non-existent secret key: absent";
+    assert_eq!(event["message"], message, "{event:#}");
     let p = get_pod(&s, "bad-key");
     assert_eq!(p["status"]["phase"], "Pending", "{p:#}");
     assert_eq!(status_named(&p, "containerStatuses", "main")["state"]["waiting"]["reason"], "ContainerCreating");
+    // A ConfigMap that does not exist, as the kubelet words it.
+    let mut absent = pod("absent-config", "Always", vec![container("main", "exec sleep 3600")]);
+    absent["spec"]["containers"][0]["volumeMounts"] = json!([{ "name": "cfg", "mountPath": "/cfg" }]);
+    absent["spec"]["volumes"] = json!([{ "name": "cfg", "configMap": { "name": "nowhere" } }]);
+    apply(&s, &absent);
+    let message = "MountVolume.SetUp failed for volume \"cfg\" : configmap \"nowhere\" not found";
+    wait_event(&s, &node, "absent-config", "Warning", "FailedMount", message);
 
     // hostPath types: FileOrCreate makes an empty file; Directory on a file fails the mount.
     let host = |name: &str| node.dir.path().join(name).display().to_string();
@@ -349,8 +357,11 @@ fn secret_volumes_optional_sources_and_host_path_types_behave_as_the_kubelet() {
     wrong["spec"]["volumes"] = json!([{ "name": "dir", "hostPath": { "path": host("a-file"), "type": "Directory" } }]);
     apply(&s, &wrong);
     let event = wait_event(&s, &node, "wrong-type", "Warning", "FailedMount", "");
-    let expected = format!("hostPath type check failed: {} is not a directory", host("a-file"));
-    assert!(event["message"].as_str().unwrap().contains(&expected), "{event:#}");
+    let expected = format!(
+        "MountVolume.SetUp failed for volume \"dir\" : hostPath type check failed: {} is not a directory",
+        host("a-file")
+    );
+    assert_eq!(event["message"], expected.as_str(), "{event:#}");
     let p = get_pod(&s, "wrong-type");
     assert_eq!(status_named(&p, "containerStatuses", "main")["state"]["waiting"]["reason"], "ContainerCreating");
 }

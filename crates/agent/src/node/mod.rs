@@ -3,6 +3,8 @@
 //! networked by the CNI bridge over the node's pod CIDR.
 //!
 //! - [`register`](self::register): the Node object, its status and the Lease heartbeat.
+//! - `admission`: the kubelet's admission checks of a pod bound to the node (resources,
+//!   node affinity, host ports, NoExecute taints).
 //! - `pods`: the pod watch and one worker per pod (sandbox, containers, status, deletion).
 //! - [`probes`]: liveness and readiness probes (exec, httpGet, tcpSocket).
 //! - [`hooks`]: postStart and preStop lifecycle hooks (exec, httpGet, sleep).
@@ -20,6 +22,7 @@
 //! - [`local_volumes`]: removes the directories of this node's deleted local-path volumes.
 //! - [`shutdown`]: graceful node shutdown (Node NotReady, pods stopped in two phases).
 
+mod admission;
 pub mod containers;
 pub mod dns;
 pub mod events;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateTerminated, ContainerStatus, EphemeralContainer, HostIP, Pod, PodIP,
+    Container, ContainerState, ContainerStateTerminated, ContainerStatus, EphemeralContainer, HostIP, Node, Pod, PodIP,
     PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -35,7 +35,7 @@ use super::hooks::{self, Hook};
 use super::probes::{self, ProbeState, Verdict};
 use super::sources::Sources;
 use super::status::{self, Observed};
-use super::{Shared, containers, dns, shutdown, termination, volumes};
+use super::{Shared, admission, containers, dns, register, shutdown, static_pods, termination, volumes};
 use crate::runtime::cri::v1 as cri;
 
 /// A pod worker: its inbox (the latest object; None once gone from the API), its task, and
@@ -44,6 +44,8 @@ struct Worker {
     pod: watch::Sender<Option<Pod>>,
     task: AbortHandle,
     shutdown: Option<oneshot::Sender<ShutDown>>,
+    /// The node's admission verdict on the pod.
+    admission: Admission,
 }
 
 /// A node shutdown asked of a pod worker: stop the pod within `grace` seconds, then say so.
@@ -102,7 +104,10 @@ impl Workers {
         let (tx, rx) = watch::channel(pod);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let task = tokio::spawn(run(shared.clone(), uid.clone(), rx, shutdown_rx, self.clone()));
-        map.insert(uid, Worker { pod: tx, task: task.abort_handle(), shutdown: Some(shutdown_tx) });
+        map.insert(
+            uid,
+            Worker { pod: tx, task: task.abort_handle(), shutdown: Some(shutdown_tx), admission: Admission::Undecided },
+        );
     }
 
     /// Asks the workers of the pods of `phase` (critical or not) to stop them for a node
@@ -134,69 +139,92 @@ impl Workers {
         self.map.lock().expect("workers lock").remove(uid);
     }
 
-    /// Whether `pod` asks for a host port that an older pod of this node still holds (not
-    /// finished; deleting ones hold theirs until they are gone): the kubelet's NodePorts
-    /// admission. Older means created earlier (then the smaller uid), so of two conflicting
-    /// pods the older one runs whichever worker looks first.
-    fn host_port_taken(&self, uid: &str, pod: &Pod) -> bool {
-        let wanted = host_ports(pod);
-        if wanted.is_empty() {
-            return false;
-        }
+    /// The kubelet's admission of `pod` (uid `uid`), first seen Pending, on `node`: the
+    /// predicates of [`admission::admit`] against the pods this node admitted before it and
+    /// that are not finished, in the order their workers asked. A pod asking for a host port
+    /// that an older pod of this node still holds (not finished; deleting ones hold theirs
+    /// until they are gone) is refused too even when that one is not admitted yet: of two
+    /// conflicting pods the older one runs whichever worker looks first (older means created
+    /// earlier, then the smaller uid). The verdict is recorded: an admitted pod counts
+    /// against the later ones, a rejected one never does.
+    fn admit(&self, uid: &str, pod: &Pod, node: &Node) -> Result<(), admission::Rejection> {
         let age = |p: &Pod| (p.metadata.creation_timestamp.clone().map(|t| t.0), p.metadata.uid.clone());
-        let mine = age(pod);
-        let map = self.map.lock().expect("workers lock");
-        map.iter().filter(|(other, _)| other.as_str() != uid).any(|(_, worker)| {
-            let other = worker.pod.borrow();
-            let Some(other) = other.as_ref() else { return false };
-            let phase = other.status.as_ref().and_then(|s| s.phase.as_deref());
-            let finished = matches!(phase, Some("Succeeded" | "Failed"));
-            !finished && age(other) < mine && host_ports(other).iter().any(|h| wanted.iter().any(|w| w.conflicts(h)))
-        })
+        let finished =
+            |p: &Pod| matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        let mut map = self.map.lock().expect("workers lock");
+        let verdict = {
+            let others: Vec<(Admission, Pod)> = map
+                .iter()
+                .filter(|(other, _)| other.as_str() != uid)
+                .filter_map(|(_, w)| w.pod.borrow().clone().map(|p| (w.admission, p)))
+                .filter(|(_, p)| !finished(p))
+                .collect();
+            let admitted: Vec<&Pod> =
+                others.iter().filter(|(a, _)| *a == Admission::Admitted).map(|(_, p)| p).collect();
+            let wanted = admission::host_ports(pod);
+            let mine = age(pod);
+            let older_holds_port = others.iter().any(|(a, other)| {
+                *a != Admission::Rejected
+                    && age(other) < mine
+                    && admission::host_ports(other).iter().any(|h| wanted.iter().any(|w| w.conflicts(h)))
+            });
+            if older_holds_port {
+                Err(admission::Rejection {
+                    reason: admission::NODE_PORTS_REASON.into(),
+                    message: admission::node_ports_message(),
+                })
+            } else {
+                admission::admit(pod, node, &admitted, static_pods::is_static(pod))
+            }
+        };
+        if let Some(worker) = map.get_mut(uid) {
+            worker.admission = if verdict.is_ok() { Admission::Admitted } else { Admission::Rejected };
+        }
+        verdict
+    }
+
+    /// Pod `uid` was running before this agent saw it (adopted): it counts as admitted.
+    fn mark_admitted(&self, uid: &str) {
+        if let Some(worker) = self.map.lock().expect("workers lock").get_mut(uid) {
+            worker.admission = Admission::Admitted;
+        }
     }
 }
 
-/// A host port a pod's container asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct HostPort {
-    protocol: String,
-    ip: String,
-    port: i32,
+/// The node's admission verdict on a pod, recorded in its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Admission {
+    /// Not looked at yet.
+    #[default]
+    Undecided,
+    /// Admitted (or found running): its requests and ports count against later pods.
+    Admitted,
+    /// Refused: it never runs.
+    Rejected,
 }
 
-impl HostPort {
-    /// Same protocol and port, on the same address or on all of them (0.0.0.0 or unset).
-    fn conflicts(&self, other: &HostPort) -> bool {
-        let any = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
-        self.protocol == other.protocol
-            && self.port == other.port
-            && (self.ip == other.ip || any(&self.ip) || any(&other.ip))
+/// The Node this agent runs, as the kubelet's getNodeAnyWay: from the API server, else as
+/// this agent registers it (labels, taints, allocatable).
+async fn current_node(shared: &Shared) -> Node {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    match api.get(&shared.config.node_name).await {
+        Ok(node) => node,
+        Err(e) => {
+            tracing::warn!(%e, "reading this node for admission; using its local settings");
+            let mut node = register::node_object(shared);
+            node["status"] = register::node_status(shared, shared.started, Timestamp::now());
+            serde_json::from_value(node).unwrap_or_default()
+        }
     }
 }
-
-/// The host ports of a pod's containers (as the scheduler's NodePorts counts them).
-fn host_ports(pod: &Pod) -> Vec<HostPort> {
-    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
-    containers
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter(|p| p.host_port.is_some_and(|h| h > 0))
-        .map(|p| HostPort {
-            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            ip: p.host_ip.clone().unwrap_or_default(),
-            port: p.host_port.unwrap_or(0),
-        })
-        .collect()
-}
-
-/// The kubelet's name of its host-port admission check, the reason of a pod it rejects.
-const NODE_PORTS: &str = "NodePorts";
 
 /// Fails a pod the node cannot admit, as the kubelet's rejectPod: a Warning event with the
-/// predicate's message, phase Failed with reason `reason` and "Pod was rejected: ...". Its
-/// containers never start.
-async fn reject(shared: &Shared, pod: &Pod, reason: &str) {
-    let message = format!("Predicate {reason} failed");
-    tracing::info!(pod = pod_name(pod), reason, "rejecting the pod");
+/// predicate's message, phase Failed with its reason and "Pod was rejected: <message>".
+/// Its containers never start.
+async fn reject(shared: &Shared, pod: &Pod, rejection: admission::Rejection) {
+    let admission::Rejection { reason, message } = rejection;
+    let reason = reason.as_str();
+    tracing::info!(pod = pod_name(pod), reason, message, "rejecting the pod");
     shared.events.warning(pod, reason, message.clone()).await;
     let body =
         json!({ "status": { "phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}") } });
@@ -492,8 +520,10 @@ struct PodState {
     volume_state: volumes::VolumeState,
     /// The start-up milestones, until the pod is posted Running.
     trace: Option<StartTrace>,
-    /// The last FailedMount event's message and when it was recorded.
-    mount_event: Option<(String, Instant)>,
+    /// The FailedMount events' messages and when each was last recorded.
+    mount_events: HashMap<String, Instant>,
+    /// Since when the pod's volumes wait to be set up.
+    mount_waiting_since: Option<Instant>,
     /// Why the pod was evicted (its containers are stopped and it stays Failed).
     evicted: Option<String>,
     /// The node's admission checks ran (when the worker first saw the pod).
@@ -513,6 +543,10 @@ const USAGE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// How often a volume that still cannot be mounted is reported again.
 const MOUNT_EVENT_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a pod waits for its volumes before the summary event (the kubelet's
+/// podAttachAndMountTimeout, 2 min 3 s).
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(123);
 
 /// How often a pod whose containers all run (no probes, nothing under way) is looked at
 /// when nothing wakes it: its volumes' contents follow their sources at this pace.
@@ -545,9 +579,14 @@ async fn run(
             Some(pod) if !state.admission_done => {
                 state.admission_done = true;
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-                if phase == "Pending" && workers.host_port_taken(&uid, &pod) {
-                    reject(&shared, &pod, NODE_PORTS).await;
-                    state.rejected = true;
+                if phase != "Pending" {
+                    workers.mark_admitted(&uid);
+                } else {
+                    let node = current_node(&shared).await;
+                    if let Err(rejection) = workers.admit(&uid, &pod, &node) {
+                        reject(&shared, &pod, rejection).await;
+                        state.rejected = true;
+                    }
                 }
             }
             // Rejected: nothing runs; the worker waits for the pod's deletion.
@@ -589,7 +628,7 @@ async fn prepare_volumes(
     shared: &Shared,
     pod: &Pod,
     state: &mut PodState,
-) -> Result<std::collections::HashMap<String, std::path::PathBuf>, String> {
+) -> Result<std::collections::HashMap<String, std::path::PathBuf>, volumes::MountFailure> {
     let Shared { client, sources, config, node_ip, .. } = shared;
     volumes::prepare(client, sources, &config.data_dir, pod, *node_ip, &mut state.volume_state).await
 }
@@ -661,8 +700,8 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
         // Contents of configMap/secret/downwardAPI/projected volumes follow their sources;
         // a failed refresh keeps the files the containers have.
         let refreshed = prepare_volumes(shared, pod, state).await;
-        if let Err(message) = refreshed {
-            tracing::warn!(pod = pod_name(pod), %message, "refreshing volumes");
+        if let Err(failure) = refreshed {
+            tracing::warn!(pod = pod_name(pod), messages = ?failure.messages, "refreshing volumes");
         }
     }
     if state.volumes.is_none() {
@@ -673,16 +712,26 @@ async fn sync(shared: &Shared, pod: &Pod, state: &mut PodState) -> Duration {
                     t.volumes_ms = t.ms();
                 }
             }
-            Err(message) => {
-                // A Warning FailedMount event when the reason changes, and again each minute.
-                let repeat =
-                    state.mount_event.as_ref().is_none_or(|(m, at)| *m != message || at.elapsed() >= MOUNT_EVENT_EVERY);
-                if repeat {
-                    shared.events.warning(pod, "FailedMount", message.clone()).await;
-                    state.mount_event = Some((message.clone(), Instant::now()));
+            Err(failure) => {
+                // A Warning FailedMount event per failure when it is new, and again each
+                // minute; once the pod waited past the kubelet's attach-and-mount timeout,
+                // the summary too (unless a claim could not be resolved: that one says why).
+                let since = *state.mount_waiting_since.get_or_insert_with(Instant::now);
+                let mut due: Vec<(String, Duration)> =
+                    failure.messages.iter().map(|m| (m.clone(), MOUNT_EVENT_EVERY)).collect();
+                if !failure.unprocessed && since.elapsed() >= MOUNT_TIMEOUT {
+                    due.push((failure.timed_out(), MOUNT_TIMEOUT));
                 }
+                for (message, every) in due {
+                    let repeat = state.mount_events.get(&message).is_none_or(|at| at.elapsed() >= every);
+                    if repeat {
+                        shared.events.warning(pod, "FailedMount", message.clone()).await;
+                        state.mount_events.insert(message, Instant::now());
+                    }
+                }
+                let message = failure.messages.first().cloned().unwrap_or_default();
                 for rec in state.init.iter_mut().chain(state.containers.iter_mut()) {
-                    rec.waiting = Some(("ContainerCreating".into(), format!("MountVolume failed: {message}")));
+                    rec.waiting = Some(("ContainerCreating".into(), message.clone()));
                 }
                 let observed = vec![Observed::NotStarted; spec.containers.len()];
                 post_status(shared, pod, state, &spec, false, &observed, "Pending").await;
@@ -1601,18 +1650,32 @@ mod tests {
         .unwrap()
     }
 
-    /// Workers holding `pods` (idle tasks).
-    fn workers(pods: &[Pod]) -> Workers {
+    /// Workers holding `pods` (idle tasks), with their admission verdicts.
+    fn workers_with(pods: &[(Pod, Admission)]) -> Workers {
         let w = Workers::default();
-        for p in pods {
+        for (p, admission) in pods {
             let (tx, _) = watch::channel(Some(p.clone()));
             let task = tokio::spawn(std::future::pending::<()>());
-            w.map
-                .lock()
-                .unwrap()
-                .insert(p.metadata.uid.clone().unwrap(), Worker { pod: tx, task: task.abort_handle(), shutdown: None });
+            let worker = Worker { pod: tx, task: task.abort_handle(), shutdown: None, admission: *admission };
+            w.map.lock().unwrap().insert(p.metadata.uid.clone().unwrap(), worker);
         }
         w
+    }
+
+    /// Workers holding `pods` not yet admitted.
+    fn workers(pods: &[Pod]) -> Workers {
+        workers_with(&pods.iter().map(|p| (p.clone(), Admission::Undecided)).collect::<Vec<_>>())
+    }
+
+    fn node() -> Node {
+        serde_json::from_value(
+            json!({ "metadata": { "name": "n" }, "status": { "allocatable": { "cpu": "1", "pods": "10" } } }),
+        )
+        .unwrap()
+    }
+
+    fn taken(w: &Workers, uid: &str, pod: &Pod) -> bool {
+        w.admit(uid, pod, &node()).is_err_and(|r| r.reason == "NodePorts")
     }
 
     #[tokio::test]
@@ -1621,30 +1684,48 @@ mod tests {
         let old = pod("a", "2026-01-01T00:00:00Z", "Running", port(8080, "", "TCP"));
         let w = workers(std::slice::from_ref(&old));
         let new = |ports| pod("b", "2026-01-01T00:00:01Z", "Pending", ports);
-        assert!(w.host_port_taken("b", &new(port(8080, "", "TCP"))));
-        assert!(w.host_port_taken("b", &new(port(8080, "127.0.0.1", "TCP"))), "all addresses hold it");
-        assert!(!w.host_port_taken("b", &new(port(8080, "", "UDP"))), "another protocol");
-        assert!(!w.host_port_taken("b", &new(port(8081, "", "TCP"))));
-        assert!(!w.host_port_taken("b", &new(json!([{ "containerPort": 8080 }]))), "no host port");
-        assert!(!w.host_port_taken("a", &old), "not against itself");
+        assert!(taken(&w, "b", &new(port(8080, "", "TCP"))));
+        assert!(taken(&w, "b", &new(port(8080, "127.0.0.1", "TCP"))), "all addresses hold it");
+        assert!(!taken(&w, "b", &new(port(8080, "", "UDP"))), "another protocol");
+        assert!(!taken(&w, "b", &new(port(8081, "", "TCP"))));
+        assert!(!taken(&w, "b", &new(json!([{ "containerPort": 8080 }]))), "no host port");
+        assert!(!taken(&w, "a", &old), "not against itself");
         // The older of two pending pods gets it, whichever asks first.
         let twins = workers(&[
             pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP")),
             pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP")),
         ]);
-        assert!(twins.host_port_taken("y", &pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP"))));
-        assert!(!twins.host_port_taken("x", &pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP"))));
+        assert!(taken(&twins, "y", &pod("y", "2026-01-01T00:00:05Z", "Pending", port(9000, "", "TCP"))));
+        assert!(!taken(&twins, "x", &pod("x", "2026-01-01T00:00:00Z", "Pending", port(9000, "", "TCP"))));
         // A finished pod holds nothing.
         let done = workers(&[pod("a", "2026-01-01T00:00:00Z", "Succeeded", port(8080, "", "TCP"))]);
-        assert!(!done.host_port_taken("b", &new(port(8080, "", "TCP"))));
+        assert!(!taken(&done, "b", &new(port(8080, "", "TCP"))));
     }
 
-    #[test]
-    fn host_ips_conflict_when_equal_or_any() {
-        let hp = |ip: &str| HostPort { protocol: "TCP".into(), ip: ip.into(), port: 1 };
-        assert!(hp("10.0.0.1").conflicts(&hp("10.0.0.1")));
-        assert!(!hp("10.0.0.1").conflicts(&hp("10.0.0.2")));
-        assert!(hp("0.0.0.0").conflicts(&hp("10.0.0.2")));
-        assert!(hp("10.0.0.1").conflicts(&hp("")));
+    #[tokio::test]
+    async fn only_admitted_unfinished_pods_count_against_resources() {
+        let cpu = |uid: &str, phase: &str, cpu: &str| {
+            let mut p = pod(uid, "2026-01-01T00:00:00Z", phase, json!([]));
+            p.spec.as_mut().unwrap().containers[0].resources =
+                Some(serde_json::from_value(json!({ "requests": { "cpu": cpu } })).unwrap());
+            p
+        };
+        let w = workers_with(&[
+            (cpu("admitted", "Running", "600m"), Admission::Admitted),
+            (cpu("rejected", "Failed", "900m"), Admission::Rejected),
+            (cpu("undecided", "Pending", "900m"), Admission::Undecided),
+            (cpu("done", "Succeeded", "900m"), Admission::Admitted),
+            (cpu("next", "Pending", "500m"), Admission::Undecided),
+            (cpu("small", "Pending", "400m"), Admission::Undecided),
+        ]);
+        let refused = w.admit("next", &cpu("next", "Pending", "500m"), &node()).unwrap_err();
+        assert_eq!(refused.reason, "OutOfcpu");
+        assert_eq!(refused.message, "Node didn't have enough resource: cpu, requested: 500, used: 600, capacity: 1000");
+        assert_eq!(w.map.lock().unwrap()["next"].admission, Admission::Rejected);
+        // The rejected pod does not count; the admitted one then does.
+        assert!(w.admit("small", &cpu("small", "Pending", "400m"), &node()).is_ok());
+        assert_eq!(w.map.lock().unwrap()["small"].admission, Admission::Admitted);
+        let full = w.admit("undecided", &cpu("undecided", "Pending", "100m"), &node()).unwrap_err();
+        assert_eq!(full.message, "Node didn't have enough resource: cpu, requested: 100, used: 1000, capacity: 1000");
     }
 }

@@ -160,7 +160,7 @@ fn os_image() -> String {
 }
 
 /// The Node as created.
-fn node_object(shared: &Shared) -> Value {
+pub(crate) fn node_object(shared: &Shared) -> Value {
     let config = &shared.config;
     let arch = crate::hollow::config::go_arch();
     let mut labels = serde_json::Map::new();

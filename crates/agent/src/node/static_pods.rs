@@ -33,6 +33,13 @@ pub const MIRROR_EVERY: Duration = Duration::from_secs(5);
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// The annotation naming where a static pod came from.
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+/// Whether `pod` came from a manifest (the kubelet's IsStaticPod: a source other than the
+/// API server).
+pub(crate) fn is_static(pod: &Pod) -> bool {
+    let source = pod.metadata.annotations.as_ref().and_then(|a| a.get(SOURCE_ANNOTATION));
+    source.is_some_and(|s| s != "api")
+}
+
 /// The annotation with the static pod's hash.
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// The uid of the mirror pod a static pod's status goes to (berth's own; on the worker's copy only).

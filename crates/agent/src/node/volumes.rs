@@ -23,7 +23,7 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{
     Container, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, Pod, ProjectedVolumeSource, ResourceFieldSelector, ServiceAccount,
-    ServiceAccountTokenProjection,
+    ServiceAccountTokenProjection, Volume,
 };
 use kube::api::{Api, PostParams};
 
@@ -410,10 +410,49 @@ async fn projected_files(
     Ok(out)
 }
 
+/// Why some of a pod's volumes could not be set up, in the kubelet's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountFailure {
+    /// One message per failure, each a FailedMount event: `MountVolume.SetUp failed for
+    /// volume "v" : <why>` for a volume the node could not make, `Unable to attach or mount
+    /// volumes: ...: error processing PVC ns/claim: <why>` for claims it could not resolve.
+    pub messages: Vec<String>,
+    /// The volumes not mounted, by name, sorted.
+    pub unmounted: Vec<String>,
+    /// Some claim could not be resolved (the kubelet then says so, not that it timed out).
+    pub unprocessed: bool,
+}
+
+impl MountFailure {
+    /// The summary the kubelet records when a pod's volumes are still not mounted after
+    /// its wait for them (two minutes) timed out.
+    pub fn timed_out(&self) -> String {
+        format!(
+            "Unable to attach or mount volumes: unmounted volumes=[{}], unattached volumes=[], failed to process \
+             volumes=[]: timed out waiting for the condition",
+            self.unmounted.join(" ")
+        )
+    }
+}
+
+/// Why one volume could not be set up.
+enum VolumeError {
+    /// The node could not make it (the volume plugin's SetUp failed).
+    SetUp(String),
+    /// Its claim could not be resolved to a volume.
+    Claim(String),
+}
+
+impl From<String> for VolumeError {
+    fn from(message: String) -> VolumeError {
+        VolumeError::SetUp(message)
+    }
+}
+
 /// Makes every volume of `pod` the node can provide, or brings the contents of its
 /// configMap, secret, downward API and projected volumes up to date (an atomic switch
-/// when they changed); returns their host paths by name. An error is the message the
-/// pod's containers wait with.
+/// when they changed); returns their host paths by name. Every volume is tried; the
+/// error gathers the failures.
 pub async fn prepare(
     client: &kube::Client,
     sources: &Sources,
@@ -421,62 +460,110 @@ pub async fn prepare(
     pod: &Pod,
     node_ip: Ipv4Addr,
     state: &mut VolumeState,
-) -> Result<HashMap<String, PathBuf>, String> {
+) -> Result<HashMap<String, PathBuf>, MountFailure> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let base = pod_volumes_dir(data_dir, &uid);
     let mut out = HashMap::new();
+    let mut set_up_failures = Vec::new();
+    let mut claim_failures = Vec::new();
     state.last = Some(Instant::now());
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-        let dir = base.join(&v.name);
-        if let Some(src) = &v.empty_dir {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-            if src.medium.as_deref() == Some("Memory") && !is_mount_point(&dir) {
-                let limit = src.size_limit.as_ref().map(|q| quantity_bytes(&q.0)).transpose()?;
-                mount_tmpfs(&dir, limit).await?;
+        let context = Context { client, sources, pod, ns: &ns, node_ip };
+        match set_up(&context, v, &base.join(&v.name), state).await {
+            Ok(Some(path)) => {
+                out.insert(v.name.clone(), path);
             }
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
-        } else if let Some(src) = &v.config_map {
-            let data = config_map_data(sources, &ns, &src.name, src.optional == Some(true)).await?;
-            let mode = src.default_mode.unwrap_or(0o644) as u32;
-            write_files(&dir, &data, src.items.as_deref(), mode, MissingKey::config_map(src.optional))?;
-        } else if let Some(src) = &v.secret {
-            let name = src.secret_name.clone().unwrap_or_default();
-            let data = secret_data(sources, &ns, &name, src.optional == Some(true)).await?;
-            memory_backed(&dir).await?;
-            let mode = src.default_mode.unwrap_or(0o644) as u32;
-            write_files(&dir, &data, src.items.as_deref(), mode, MissingKey::secret(src.optional))?;
-        } else if let Some(src) = &v.downward_api {
-            let mut files = Files::new();
-            let mode = src.default_mode.unwrap_or(0o644) as u32;
-            downward_files(pod, node_ip, src.items.as_deref().unwrap_or_default(), mode, &mut files)?;
-            memory_backed(&dir).await?;
-            write_atomic(&dir, &files)?;
-        } else if let Some(src) = &v.projected {
-            let files = projected_files(client, sources, pod, node_ip, &v.name, src, state).await?;
-            memory_backed(&dir).await?;
-            write_atomic(&dir, &files)?;
-        } else if let Some(src) = &v.host_path {
-            let path = PathBuf::from(&src.path);
-            check_host_path(&path, src.type_.as_deref())?;
-            out.insert(v.name.clone(), path);
-            continue;
-        } else if let Some(src) = &v.persistent_volume_claim {
-            let path = claim_path(client, &ns, src).await.map_err(|e| {
-                format!(
-                    "Unable to attach or mount volumes: unmounted volumes=[{}]: error processing PVC {ns}/{}: {e}",
-                    v.name, src.claim_name
-                )
-            })?;
-            out.insert(v.name.clone(), path);
-            continue;
-        } else {
-            continue; // not supported yet: mounts of it fail in mounts()
+            Ok(None) => {}
+            Err(VolumeError::SetUp(why)) => {
+                set_up_failures
+                    .push((v.name.clone(), format!("MountVolume.SetUp failed for volume \"{}\" : {why}", v.name)));
+            }
+            Err(VolumeError::Claim(why)) => claim_failures.push((v.name.clone(), why)),
         }
-        out.insert(v.name.clone(), dir);
     }
-    Ok(out)
+    if set_up_failures.is_empty() && claim_failures.is_empty() {
+        return Ok(out);
+    }
+    let mut unmounted: Vec<String> =
+        set_up_failures.iter().map(|(n, _)| n.clone()).chain(claim_failures.iter().map(|(n, _)| n.clone())).collect();
+    unmounted.sort();
+    let mut messages: Vec<String> = set_up_failures.into_iter().map(|(_, m)| m).collect();
+    let unprocessed = !claim_failures.is_empty();
+    if unprocessed {
+        let names: Vec<&str> = claim_failures.iter().map(|(n, _)| n.as_str()).collect();
+        let errors: Vec<&str> = claim_failures.iter().map(|(_, e)| e.as_str()).collect();
+        // One error as it is, several as Kubernetes' aggregate prints them.
+        let why = if errors.len() == 1 { errors[0].to_string() } else { format!("[{}]", errors.join(", ")) };
+        messages.push(format!(
+            "Unable to attach or mount volumes: unmounted volumes=[{}], unattached volumes=[], failed to process \
+             volumes=[{}]: {why}",
+            unmounted.join(" "),
+            names.join(" ")
+        ));
+    }
+    Err(MountFailure { messages, unmounted, unprocessed })
+}
+
+/// What setting a volume up reads.
+struct Context<'a> {
+    client: &'a kube::Client,
+    sources: &'a Sources,
+    pod: &'a Pod,
+    ns: &'a str,
+    node_ip: Ipv4Addr,
+}
+
+/// Sets volume `v` up in `dir`; its host path, None for a kind the node does not provide
+/// (mounts of it fail in [`mounts`]).
+async fn set_up(
+    cx: &Context<'_>,
+    v: &Volume,
+    dir: &Path,
+    state: &mut VolumeState,
+) -> Result<Option<PathBuf>, VolumeError> {
+    let Context { client, sources, pod, ns, node_ip } = *cx;
+    if let Some(src) = &v.empty_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if src.medium.as_deref() == Some("Memory") && !is_mount_point(dir) {
+            let limit = src.size_limit.as_ref().map(|q| quantity_bytes(&q.0)).transpose()?;
+            mount_tmpfs(dir, limit).await?;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("setting the mode of {}: {e}", dir.display()))?;
+    } else if let Some(src) = &v.config_map {
+        let data = config_map_data(sources, ns, &src.name, src.optional == Some(true)).await?;
+        let mode = src.default_mode.unwrap_or(0o644) as u32;
+        write_files(dir, &data, src.items.as_deref(), mode, MissingKey::config_map(src.optional))?;
+    } else if let Some(src) = &v.secret {
+        let name = src.secret_name.clone().unwrap_or_default();
+        let data = secret_data(sources, ns, &name, src.optional == Some(true)).await?;
+        memory_backed(dir).await?;
+        let mode = src.default_mode.unwrap_or(0o644) as u32;
+        write_files(dir, &data, src.items.as_deref(), mode, MissingKey::secret(src.optional))?;
+    } else if let Some(src) = &v.downward_api {
+        let mut files = Files::new();
+        let mode = src.default_mode.unwrap_or(0o644) as u32;
+        downward_files(pod, node_ip, src.items.as_deref().unwrap_or_default(), mode, &mut files)?;
+        memory_backed(dir).await?;
+        write_atomic(dir, &files)?;
+    } else if let Some(src) = &v.projected {
+        let files = projected_files(client, sources, pod, node_ip, &v.name, src, state).await?;
+        memory_backed(dir).await?;
+        write_atomic(dir, &files)?;
+    } else if let Some(src) = &v.host_path {
+        let path = PathBuf::from(&src.path);
+        check_host_path(&path, src.type_.as_deref())?;
+        return Ok(Some(path));
+    } else if let Some(src) = &v.persistent_volume_claim {
+        let path = claim_path(client, ns, src)
+            .await
+            .map_err(|e| VolumeError::Claim(format!("error processing PVC {ns}/{}: {e}", src.claim_name)))?;
+        return Ok(Some(path));
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(dir.to_path_buf()))
 }
 
 /// Bytes of a resource quantity (`1Mi`, `500k`, `1e6`).
@@ -956,5 +1043,44 @@ mod tests {
         assert_eq!(quantity_bytes("1Mi"), Ok(1 << 20));
         assert_eq!(quantity_bytes("1k"), Ok(1000));
         assert!(quantity_bytes("lots").is_err());
+    }
+
+    #[tokio::test]
+    async fn failures_are_gathered_in_the_kubelets_words() {
+        // No API server: the claim cannot be fetched.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let sources = Sources::new(client.clone());
+        let data = tempfile::tempdir().unwrap();
+        let missing = data.path().join("missing");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "ns", "uid": "u1" },
+            "spec": { "containers": [{ "name": "c" }], "volumes": [
+                { "name": "scratch", "emptyDir": {} },
+                { "name": "host", "hostPath": { "path": missing, "type": "Directory" } },
+                { "name": "data", "persistentVolumeClaim": { "claimName": "claim" } },
+            ] },
+        }))
+        .unwrap();
+        let mut state = VolumeState::default();
+        let failure = prepare(&client, &sources, data.path(), &pod, Ipv4Addr::LOCALHOST, &mut state).await.unwrap_err();
+        assert_eq!(failure.unmounted, ["data", "host"]);
+        assert!(failure.unprocessed);
+        let host = format!(
+            "MountVolume.SetUp failed for volume \"host\" : hostPath type check failed: {} is not a directory",
+            missing.display()
+        );
+        assert_eq!(failure.messages[0], host);
+        let claim = "Unable to attach or mount volumes: unmounted volumes=[data host], unattached volumes=[], failed \
+                     to process volumes=[data]: error processing PVC ns/claim: failed to fetch PVC from API server: ";
+        assert!(failure.messages[1].starts_with(claim), "{:?}", failure.messages);
+        assert_eq!(failure.messages.len(), 2);
+        // The emptyDir was made all the same.
+        assert!(pod_volumes_dir(data.path(), "u1").join("scratch").is_dir());
+        assert_eq!(
+            failure.timed_out(),
+            "Unable to attach or mount volumes: unmounted volumes=[data host], unattached volumes=[], failed to \
+             process volumes=[]: timed out waiting for the condition"
+        );
     }
 }
