@@ -290,8 +290,10 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
 
 /// The node lifecycle taints every pod of a Kubernetes cluster tolerates for 300 s unless it
 /// says otherwise: kube-apiserver's DefaultTolerationSeconds admission adds those
-/// tolerations to each pod without one for the key (NoExecute or any effect). Berth's API
-/// server does not add them, so they are taken as there.
+/// tolerations to each pod without one for the key (NoExecute or any effect), as berth's
+/// API server does in `berth_api::defaults`. A pod that reached the node without them (an
+/// API server with that defaulting off) is judged as if it had them, as the kubelet sees
+/// such pods in a default cluster.
 fn tolerated_by_default(taint: &Taint, tolerations: &[Toleration]) -> bool {
     let lifecycle = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
     lifecycle.contains(&taint.key.as_str())
