@@ -35,6 +35,7 @@ const FIGURES: &[&str] = &[
     "list_settle_s",
     "list_10k_pods_cache_server_cpu_ms",
     "list_10k_pods_consistent_server_cpu_ms",
+    "list_10k_pods_first_ms",
     "mutating_achieved_per_s",
     "mutating_p50_ms_at_1000_per_s",
     "mutating_p99_ms_at_1000_per_s",

@@ -92,14 +92,17 @@ pub(crate) struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Feed<K> {
-    /// The changed objects as a controller's `watches_stream`/`owns_stream` input.
-    pub(crate) fn touched(self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    /// The changed objects, shared: the input of a controller's `watches_shared_stream` or
+    /// `owns_shared_stream`. Every subscriber gets the one object decoded for the event (a
+    /// stream of owned objects would copy the whole object once per subscriber: eleven
+    /// controllers follow Pods, and those copies were most of their share of a Pod write).
+    pub(crate) fn shared(self) -> impl Stream<Item = Arc<K>> + Send + 'static
     where
         K: Send + Sync,
     {
         futures::stream::unfold(self.changed, |mut rx| async move {
             let obj = rx.recv().await?;
-            Some((Ok(Arc::unwrap_or_clone(obj)), rx))
+            Some((obj, rx))
         })
     }
 }

@@ -86,7 +86,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
     controller
         // A pod that changes (finishes, goes) may free the claims it names, when they are
         // being deleted.
-        .watches_stream(pods.touched(), move |pod: Pod| {
+        .watches_shared_stream(pods.shared(), move |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
             claims_of(&pod)
                 .map(|c| ObjectRef::new(&c).within(&ns))

@@ -71,9 +71,9 @@ impl Backoff {
 /// Runs the DaemonSet controller.
 pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>, nodes: crate::informers::Feed<Node>) {
     let pods_reader = pods.store.clone();
-    let pod_events = pods.touched();
+    let pod_events = pods.shared();
     let nodes_reader = nodes.store.clone();
-    let node_events = nodes.touched();
+    let node_events = nodes.shared();
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let all_sets = sets.clone();
@@ -87,10 +87,10 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>,
     });
     let (reconcile, error_policy) = crate::backoff::wrap("daemonset", reconcile);
     controller
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             pods::owners_of(&sets, "apps/v1", "DaemonSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
         })
-        .watches_stream(node_events, move |_node: Node| {
+        .watches_shared_stream(node_events, move |_node: Arc<Node>| {
             all_sets.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)

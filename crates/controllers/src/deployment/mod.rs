@@ -56,7 +56,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>)
     let (reconcile, error_policy) = crate::backoff::wrap("deployment", reconcile);
     controller
         .watches_stream(rs_events, move |rs: ReplicaSet| deployments_of(&deployments, &rs))
-        .watches_stream(pods.touched(), move |pod: Pod| recreate_waiting_on(&waiting, &rs_reader, &pod))
+        .watches_shared_stream(pods.shared(), move |pod: Arc<Pod>| recreate_waiting_on(&waiting, &rs_reader, &pod))
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -31,11 +31,11 @@ struct Ctx {
 }
 
 pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>) {
-    let (pods, pod_events) = (feed.store.clone(), feed.touched());
+    let (pods, pod_events) = (feed.store.clone(), feed.shared());
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     // Any pod change may concern the budgets of its namespace (there are few of those).
-    let mapper = move |pod: Pod| {
+    let mapper = move |pod: Arc<Pod>| {
         budgets
             .state()
             .iter()
@@ -46,7 +46,7 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     let events = crate::events::Events::new(client.clone(), "controllermanager");
     let ctx = Arc::new(Ctx { client, events, pods, discovery: Mutex::new(None) });
     let (reconcile, error_policy) = crate::backoff::wrap("disruption", reconcile);
-    controller.watches_stream(pod_events, mapper).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
+    controller.watches_shared_stream(pod_events, mapper).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> crate::Result<Action> {

@@ -47,12 +47,12 @@ struct Ctx {
 /// Runs the `endpoints` or the `endpointslice` controller.
 pub(crate) async fn run(client: kube::Client, output: Output, feed: crate::informers::Feed<Pod>) {
     let services: Api<Service> = Api::all(client.clone());
-    let (pods, pod_events) = (feed.store.clone(), feed.touched());
+    let (pods, pod_events) = (feed.store.clone(), feed.shared());
     let controller = Controller::new(services, watcher::Config::default());
     let svc_store = controller.store();
     // Pods trigger the services that select them now or selected them before.
     let matched: Mutex<HashMap<ObjectRef<Pod>, HashSet<ObjectRef<Service>>>> = Mutex::new(HashMap::new());
-    let mapper = move |pod: Pod| {
+    let mapper = move |pod: Arc<Pod>| {
         let now: HashSet<ObjectRef<Service>> = svc_store
             .state()
             .iter()
@@ -63,12 +63,12 @@ pub(crate) async fn run(client: kube::Client, output: Output, feed: crate::infor
             .map(|s| ObjectRef::from_obj(s.as_ref()))
             .collect();
         let mut m = matched.lock().unwrap_or_else(|e| e.into_inner());
-        let key = ObjectRef::from_obj(&pod);
+        let key = ObjectRef::from_obj(&*pod);
         let before = if now.is_empty() { m.remove(&key) } else { m.insert(key, now.clone()) };
         now.into_iter().chain(before.into_iter().flatten()).collect::<HashSet<_>>()
     };
     let ctx = Arc::new(Ctx { client: client.clone(), pods, output });
-    let controller = controller.watches_stream(pod_events, mapper);
+    let controller = controller.watches_shared_stream(pod_events, mapper);
     let controller = match output {
         Output::Endpoints => controller.watches(Api::<Endpoints>::all(client), watcher::Config::default(), |ep| {
             Some(ObjectRef::new(&ep.name_any()).within(&ep.namespace()?))

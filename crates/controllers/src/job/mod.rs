@@ -29,13 +29,13 @@ struct Ctx {
 }
 
 pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>) {
-    let (pods, pod_events) = (feed.store.clone(), feed.touched());
+    let (pods, pod_events) = (feed.store.clone(), feed.shared());
     let events = Events::new(client.clone(), "job-controller");
     let ctx = Arc::new(Ctx { client: client.clone(), pods, expectations: Expectations::default(), events });
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
     let orphans = release_orphans(ctx.clone(), crate::informers::Cache::of(controller.store()));
     let (reconcile, error_policy) = crate::backoff::wrap("job", reconcile);
-    let run = controller.owns_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
+    let run = controller.owns_shared_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
     tokio::join!(run, orphans);
 }
 

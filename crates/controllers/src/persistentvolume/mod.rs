@@ -126,11 +126,11 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
     let (reconcile_volume, volume_policy) = crate::backoff::wrap("persistentvolume-binder", reconcile_volume);
     let claim_loop = claim_controller
         .watches(volume_api, watcher::Config::default(), on_volume)
-        .watches_stream(pods.touched(), {
+        .watches_shared_stream(pods.shared(), {
             // Only claims still waiting for their first consumer: a bound claim has nothing
             // to do when its pods' statuses change.
             let claims = claims.clone();
-            move |pod: Pod| {
+            move |pod: Arc<Pod>| {
                 let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
                 let ns = pod.namespace().unwrap_or_default();
                 matching::pod_claims(&pod)

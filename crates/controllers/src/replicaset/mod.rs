@@ -107,7 +107,7 @@ where
         + 'static,
 {
     let pods_reader = pods.store.clone();
-    let pod_events = pods.touched();
+    let pod_events = pods.shared();
     let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
     let owners = controller.store();
     let ctx = Arc::new(Ctx {
@@ -120,7 +120,7 @@ where
     });
     let (reconcile, error_policy) = crate::backoff::wrap(kind.controller(), reconcile::<K>);
     controller
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             pods::owners_of(&owners, kind.api_version(), kind.kind(), |o| convert(o).selector, &pod)
         })
         .run(reconcile, error_policy, ctx)

@@ -43,9 +43,9 @@ pub(crate) async fn run(
     claims: crate::informers::Feed<PersistentVolumeClaim>,
 ) {
     let pods_reader = pods.store.clone();
-    let pod_events = pods.touched();
+    let pod_events = pods.shared();
     let claims_reader = claims.store.clone();
-    let claim_events = claims.touched();
+    let claim_events = claims.shared();
     let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let claim_sets = controller.store();
@@ -57,12 +57,12 @@ pub(crate) async fn run(
     });
     let (reconcile, error_policy) = crate::backoff::wrap("statefulset", reconcile);
     controller
-        .watches_stream(pod_events, move |pod: Pod| {
+        .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             pods::owners_of(&sets, "apps/v1", "StatefulSet", |s| s.spec.as_ref().map(|sp| sp.selector.clone()), &pod)
         })
         // A claim that changes is checked again by the sets whose policy deletes claims: a sync
         // that ran before the claim reached the cache left its owners for this one.
-        .watches_stream(claim_events, move |claim: PersistentVolumeClaim| {
+        .watches_shared_stream(claim_events, move |claim: Arc<PersistentVolumeClaim>| {
             let (ns, name) = (claim.namespace(), claim.name_any());
             claim_sets
                 .state()
