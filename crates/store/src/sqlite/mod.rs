@@ -23,7 +23,6 @@ mod checkpoint;
 mod compact;
 mod read;
 mod schema;
-mod threads;
 mod watch;
 mod writer;
 
@@ -32,7 +31,7 @@ mod tests;
 
 use writer::{Op, Reply, Request};
 
-/// Most reads running at once (each on its own connection and reader thread).
+/// Most reads running at once (each on its own connection and blocking thread).
 const MAX_CONCURRENT_READS: usize = 16;
 
 /// Settings of a [`SqliteStore`].
@@ -58,10 +57,8 @@ impl Default for SqliteOptions {
 struct Shared {
     /// Read connections.
     readers: read::ReadPool,
-    /// Limits concurrent reads, hence open read connections and reader threads.
+    /// Limits concurrent reads, hence open read connections.
     read_slots: tokio::sync::Semaphore,
-    /// The threads reads run on.
-    read_threads: Arc<threads::Threads>,
     /// The last committed revision.
     revision: AtomicI64,
     /// The compacted revision.
@@ -71,7 +68,7 @@ struct Shared {
 }
 
 impl Shared {
-    /// Runs a read on a pooled connection on a reader thread, at most
+    /// Runs a read on a pooled connection on a blocking thread, at most
     /// [`MAX_CONCURRENT_READS`] at once (each holds a connection).
     async fn read<T: Send + 'static>(
         self: &Arc<Self>,
@@ -79,14 +76,9 @@ impl Shared {
     ) -> Result<T> {
         let _permit = self.read_slots.acquire().await.map_err(|_| Error::Closed)?;
         let shared = self.clone();
-        let (tx, rx) = oneshot::channel();
-        self.read_threads
-            .run(Box::new(move || {
-                // The reader may have stopped waiting (its future dropped): nothing to do.
-                let _ = tx.send(shared.readers.with(f));
-            }))
-            .map_err(|err| Error::Backend(format!("cannot start a reader thread: {err}")))?;
-        rx.await.map_err(|_| Error::Backend("read thread ended without an answer".into()))?
+        tokio::task::spawn_blocking(move || shared.readers.with(f))
+            .await
+            .map_err(|err| Error::Backend(format!("read task: {err}")))?
     }
 
     /// Publishes a committed batch's events to live watchers.
@@ -140,7 +132,6 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             readers: read::ReadPool::new(path.to_path_buf()),
             read_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
-            read_threads: Arc::default(),
             revision: AtomicI64::new(revision),
             compacted: AtomicI64::new(compacted),
             events: Mutex::new(Some(events)),
