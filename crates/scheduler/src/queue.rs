@@ -522,7 +522,7 @@ mod tests {
         let pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
             "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
         .unwrap();
-        ClusterEvent::PodDeleted { pod: Arc::new(PodInfo::new(Arc::new(pod))), node: node.into() }
+        ClusterEvent::PodDeleted { pod: Arc::new(PodInfo::new(Arc::new(pod))), node: node.into(), room: None }
     }
 
     fn lacking_cpu(waiting_on: Option<&str>) -> Rejected {
@@ -549,7 +549,7 @@ mod tests {
         q.on_event(deleted("x", "0", "n2"));
         assert_eq!(place(&q, "d/short"), Some(Place::Unschedulable));
         assert_eq!(place(&q, "d/nominated"), Some(Place::Unschedulable));
-        // One freeing CPU elsewhere helps the pod short of CPU, not the one waiting for
+        // One freeing CPU elsewhere (leaving no room known) helps the pod short of CPU, not the one waiting for
         // its victims on n1.
         q.on_event(deleted("y", "1", "n2"));
         assert_eq!(place(&q, "d/short"), Some(Place::Backoff));
