@@ -335,6 +335,74 @@ fn a_preemptor_is_nominated_while_its_victim_terminates() {
     assert_eq!(wait_bound(&s, "vip"), "only");
 }
 
+/// A pod asking for `cpu` CPUs and `memory`, at `priority_class` (none: priority 0), whose
+/// deletion is never confirmed (no node agent runs) unless forced.
+fn requesting(cpu: &str, memory: &str, priority_class: Option<&str>) -> Value {
+    let mut spec = json!({"terminationGracePeriodSeconds": 3600, "containers": [{"name": "c", "image": "busybox:1.36",
+        "resources": {"requests": {"cpu": cpu, "memory": memory}}}]});
+    if let Some(class) = priority_class {
+        spec["priorityClassName"] = json!(class);
+    }
+    spec
+}
+
+fn high_priority_class(s: &TestServer) {
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    assert_eq!(s.http_json("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", Some(&pc)).0, 201);
+}
+
+#[test]
+fn a_preemptor_waiting_for_its_victim_takes_room_freed_elsewhere() {
+    let s = server();
+    high_priority_class(&s);
+    add_node(&s, "only", json!({}), json!([]), cpu("2"));
+    create_ok(&s, "low", json!({}), requesting("2", "0", None));
+    assert_eq!(wait_bound(&s, "low"), "only");
+    // A second node, full with a pod of the preemptor's priority (not a victim).
+    add_node(&s, "other", json!({}), json!([]), cpu("2"));
+    let mut busy = requesting("2", "0", Some("high"));
+    busy["nodeName"] = json!("other");
+    create_ok(&s, "busy", json!({}), busy);
+    create_ok(&s, "vip", json!({}), requesting("2", "0", Some("high")));
+    assert!(
+        wait_until(WAIT, || get_pod(&s, "vip")["status"]["nominatedNodeName"] == "only"),
+        "vip not nominated: {}",
+        get_pod(&s, "vip")
+    );
+    wait_event(&s, "low", "Preempted");
+    wait_unschedulable(&s, "vip", |m| m.starts_with("0/2 nodes are available: 2 Insufficient cpu."));
+    // Its victim keeps terminating; room it fits is freed on the other node: it goes there
+    // now, as Kubernetes' NodeResourcesFit hint moves it (not after the 5-minute retry).
+    let (code, v) = s.http_json("DELETE", &format!("{PODS}/busy?gracePeriodSeconds=0"), None);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(wait_bound(&s, "vip"), "other");
+    assert!(get_pod(&s, "low")["metadata"]["deletionTimestamp"].is_string());
+}
+
+#[test]
+fn a_node_rejecting_with_and_without_its_nominees_gives_the_reasons_with_them() {
+    let s = server();
+    high_priority_class(&s);
+    add_node(&s, "only", json!({}), json!([]), json!({"cpu": "4", "memory": "8Gi", "pods": "110"}));
+    create_ok(&s, "busy", json!({}), requesting("3", "0", Some("high")));
+    assert_eq!(wait_bound(&s, "busy"), "only");
+    create_ok(&s, "low", json!({}), requesting("1", "0", None));
+    assert_eq!(wait_bound(&s, "low"), "only");
+    // vip preempts low (which keeps terminating) and holds 1 CPU and 7 GiB there.
+    create_ok(&s, "vip", json!({}), requesting("1", "7Gi", Some("high")));
+    assert!(
+        wait_until(WAIT, || get_pod(&s, "vip")["status"]["nominatedNodeName"] == "only"),
+        "vip not nominated: {}",
+        get_pod(&s, "vip")
+    );
+    wait_event(&s, "low", "Preempted");
+    // Without the nominee the node is short of CPU only; with it, of memory too: the
+    // reasons are those with it, as Kubernetes gives them.
+    create_ok(&s, "mid", json!({}), requesting("1", "2Gi", None));
+    let message = wait_unschedulable(&s, "mid", |m| m.starts_with("0/1 nodes are available: "));
+    assert!(message.starts_with("0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."), "{message}");
+}
+
 #[test]
 fn a_global_default_priority_class_applies_to_pods_without_one() {
     let s = server();

@@ -249,10 +249,10 @@ pub fn update_state(
 /// `RunFilterPluginsWithNominatedPods`: the pod must pass both with the pods nominated to
 /// the node with at least its priority counted as running there (resources, and the
 /// affinity and spread room they take) and without them (a nominated pod that may not
-/// come must not be what satisfies the pod's affinity). The check without them runs
-/// first, as it needs no copy of the node: a node that is full anyway (preemption churn
-/// nominates pods to thousands of full nodes) costs no more than one without nominees.
-/// When both fail the reasons are those without the nominees (Kubernetes gives those with).
+/// come must not be what satisfies the pod's affinity). A node rejecting it with them gives
+/// the reasons with them, whether or not it also rejects it without; one accepting it with
+/// them gives those without (Kubernetes checks with them first; the order does not change
+/// the outcome).
 pub fn fits(
     profile: &Profile,
     prepared: &[Prepared],
@@ -264,7 +264,12 @@ pub fn fits(
     if nominated.peek().is_none() {
         return run_filters(profile, prepared, pod, node);
     }
-    run_filters(profile, prepared, pod, node)?;
+    let without = run_filters(profile, prepared, pod, node);
+    if let Err(r) = &without
+        && let Some(with) = short_with_nominees(profile, prepared, pod, node, r, nominated.clone())
+    {
+        return Err(with);
+    }
     let mut with = node.clone();
     with.nominated.clear();
     let mut state = prepared.to_vec();
@@ -272,7 +277,43 @@ pub fn fits(
         with.add_pod(p.clone());
         update_state(profile, &mut state, pod, Change::Add, p, &with, cache);
     }
-    run_filters(profile, &state, pod, &with)
+    run_filters(profile, &state, pod, &with)?;
+    without
+}
+
+/// Filters whose outcome depends on the node alone, not on the pods there.
+const NODE_ONLY_FILTERS: [&str; 4] = ["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity"];
+
+/// The rejection with the nominees counted, for a node NodeResourcesFit rejects without
+/// them when every filter before it that runs looks at the node alone: those pass with the
+/// nominees too, and NodeResourcesFit rejects with them (they only add requests), for the
+/// reasons their requests added to the node's give. Saves copying the node (preemption
+/// churn nominates pods to thousands of full nodes). `None`: another case, filter a copy.
+fn short_with_nominees<'a>(
+    profile: &Profile,
+    prepared: &[Prepared],
+    pod: &PodInfo,
+    node: &NodeInfo,
+    without: &Rejection,
+    nominated: impl Iterator<Item = &'a Arc<PodInfo>>,
+) -> Option<Rejection> {
+    if without.plugin != "NodeResourcesFit" {
+        return None;
+    }
+    for (plugin, p) in profile.filters.iter().zip(prepared) {
+        match plugin.name() {
+            "NodeResourcesFit" => break,
+            _ if p.skip => {}
+            name if NODE_ONLY_FILTERS.contains(&name) => {}
+            _ => return None,
+        }
+    }
+    let mut requested = node.requested.clone();
+    for p in nominated {
+        requested.add(&p.requests.requests);
+    }
+    let r = crate::plugins::node_resources_fit::insufficient_in(pod, &node.allocatable, &requested)?;
+    Some(Rejection { plugin: without.plugin, ..r })
 }
 
 /// Nodes checked on the scheduling thread alone before the rest of a cycle's filtering is
@@ -809,6 +850,48 @@ mod tests {
         // Once the nominee is bound (or gone), the room is free.
         cache.clear_nomination("default/db");
         assert_eq!(decide(&cache, cpu(5, "2")), "a");
+    }
+
+    #[test]
+    fn a_node_rejecting_with_and_without_its_nominees_gives_the_reasons_with_them() {
+        use crate::config::SchedulerConfig;
+        use crate::plugins::testing::{bound, cache_of, labelled, node};
+        use serde_json::json;
+        let profile = &SchedulerConfig::default().profiles().unwrap()[0];
+        let requests =
+            |cpu: &str, memory: &str| json!([{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]);
+        // 3 of 4 CPUs are used; the nominee (priority 10) holds 7 of 8 GiB.
+        let running = bound("running", "a", json!({"containers": requests("3", "0")}));
+        let mut cache = cache_of(vec![node("a", json!({}))], vec![running]);
+        let nominee = labelled(json!({}), json!({"priority": 10, "containers": requests("0", "7Gi")}));
+        let mut nominee = nominee.pod.as_ref().clone();
+        nominee.metadata.name = Some("nominee".into());
+        cache.nominate(Arc::new(PodInfo::new(Arc::new(nominee))), "a");
+        let pod = labelled(json!({}), json!({"priority": 5, "containers": requests("2", "2Gi")}));
+        let prepared = pre_filter(profile, &pod, &cache).unwrap();
+        let node = cache.node("a").unwrap();
+        // Without the nominee only CPU is short; with it memory too, and those are the reasons.
+        let without = run_filters(profile, &prepared, &pod, node).unwrap_err();
+        assert_eq!(without.reasons, ["Insufficient cpu"]);
+        let with = fits(profile, &prepared, &pod, node, &cache).unwrap_err();
+        let with_reasons =
+            || -> Vec<Cow<'static, str>> { vec!["Insufficient cpu".into(), "Insufficient memory".into()] };
+        assert_eq!((with.plugin, with.reasons), ("NodeResourcesFit", with_reasons()));
+        // A pod with a host port (NodePorts, before NodeResourcesFit, runs) is checked on a
+        // copy of the node with the nominee: the same reasons.
+        let mut ported = requests("2", "2Gi");
+        ported[0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+        let ported = labelled(json!({}), json!({"priority": 5, "containers": ported}));
+        let prepared = pre_filter(profile, &ported, &cache).unwrap();
+        assert!(!prepared.iter().all(|p| p.skip), "NodePorts runs");
+        let copied = fits(profile, &prepared, &ported, node, &cache).unwrap_err();
+        assert_eq!(copied.reasons, with_reasons());
+        match Cycle::new(1).schedule(profile, &cache, &pod) {
+            Decision::Unschedulable(d) => {
+                assert_eq!(d.message(), "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! to the active queue only when one of those plugins says the event may make it
 //! schedulable (an assigned pod deleted that requested a resource the pod lacked, a node
 //! added that it fits, a taint removed that it did not tolerate, …). A pod nominated by
-//! its preemption whose victims are still going waits for a pod *on that node* to go.
+//! its preemption whose victims are still going waits for a pod on that node to go, or
+//! for room it fits to be freed on another node.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -116,7 +117,8 @@ pub struct Rejected {
     /// The resources NodeResourcesFit found short on some node (`cpu`, `pods`, `nvidia.com/gpu`).
     pub lacking: Vec<String>,
     /// The node the pod is nominated to while lower-priority pods there are going
-    /// (preemption victims being deleted): pod events elsewhere do not move it.
+    /// (preemption victims being deleted): a pod deleted elsewhere moves it only when it
+    /// leaves room the pod fits in, other pod events elsewhere do not.
     pub waiting_on: Option<String>,
 }
 
@@ -199,6 +201,41 @@ impl NodeFacts {
     }
 }
 
+/// The room on a node: its allocatable less what its pods request, and the pods
+/// nominated to it (which hold room there for pods of their priority or lower).
+#[derive(Debug, Clone)]
+pub struct Room {
+    /// Allocatable less requested (a pod slot each).
+    pub free: Resources,
+    /// The pods nominated to the node.
+    pub nominated: Vec<Arc<PodInfo>>,
+}
+
+impl Room {
+    /// The room on a cached node.
+    pub fn of(node: &NodeInfo) -> Room {
+        let mut free = node.allocatable.clone();
+        free.sub(&node.requested);
+        Room { free, nominated: node.nominated.clone() }
+    }
+
+    /// Whether `pod`'s requests fit in the room, a pod slot included, with the pods
+    /// nominated there of at least its priority counted as running (as the filters count
+    /// them).
+    pub fn fits(&self, pod: &PodInfo) -> bool {
+        let mut free = self.free.clone();
+        for p in self.nominated.iter().filter(|p| p.key != pod.key && p.priority >= pod.priority) {
+            free.sub(&p.requests.requests);
+        }
+        let want = &pod.requests.requests;
+        want.pods <= free.pods
+            && want.milli_cpu <= free.milli_cpu
+            && want.memory <= free.memory
+            && want.ephemeral_storage <= free.ephemeral_storage
+            && want.scalar.iter().all(|(name, n)| *n <= free.get(name))
+    }
+}
+
 /// A cluster event that may make unschedulable pods schedulable.
 #[derive(Debug, Clone)]
 pub enum ClusterEvent {
@@ -226,6 +263,8 @@ pub enum ClusterEvent {
         pod: Arc<PodInfo>,
         /// Its node.
         node: String,
+        /// The room left on the node once the pod went (`None`: the node is not known).
+        room: Option<Room>,
     },
     /// A claim, volume or storage class was added or changed.
     Storage,
@@ -238,7 +277,14 @@ pub enum ClusterEvent {
 pub fn helps(event: &ClusterEvent, pod: &PodInfo, rejected: &Rejected) -> bool {
     if let Some(nominated) = &rejected.waiting_on {
         match event {
-            ClusterEvent::PodDeleted { node, .. } => return node == nominated,
+            // Its victims' node, or room it fits freed elsewhere (as Kubernetes'
+            // NodeResourcesFit hint moves it, but not for every pod going anywhere: while
+            // its victims go it is not to preempt again, and most deletions elsewhere in a
+            // busy cluster leave no room it fits).
+            ClusterEvent::PodDeleted { node, pod: gone, room } if node != nominated => {
+                return frees_lacking(rejected, &gone.requests.requests) && room.as_ref().is_some_and(|r| r.fits(pod));
+            }
+            ClusterEvent::PodDeleted { .. } => return true,
             ClusterEvent::PodAssigned { node, .. } if node != nominated => return false,
             ClusterEvent::NodeUpdated { new, .. } if new.name == *nominated => return true,
             _ => {}

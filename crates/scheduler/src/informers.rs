@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Shared;
 use crate::cache::{Cache, NodeChange, PodInfo};
-use crate::hints::{ClusterEvent, NodeFacts};
+use crate::hints::{ClusterEvent, NodeFacts, Room};
 
 /// Starts the watches; the returned future completes once nodes and pods are listed.
 pub fn start(
@@ -145,11 +145,14 @@ fn on_pod(shared: &Shared, event: Event<Pod>, synced: &tokio::sync::mpsc::Sender
                 cache.unmark_victim(&info.key);
             }
             let node = cache.placement(&info.key).map(|(_, node)| node.to_string());
-            node.filter(|_| cache.remove_pod(&info.key))
+            node.filter(|_| cache.remove_pod(&info.key)).map(|node| {
+                let room = cache.node(&node).filter(|n| n.node.is_some()).map(Room::of);
+                (node, room)
+            })
         };
         shared.queue.delete(&info.key);
-        if let Some(node) = freed {
-            shared.queue.on_event(ClusterEvent::PodDeleted { pod: info, node });
+        if let Some((node, room)) = freed {
+            shared.queue.on_event(ClusterEvent::PodDeleted { pod: info, node, room });
         }
         return;
     }

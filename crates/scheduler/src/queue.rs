@@ -302,7 +302,13 @@ impl Queue {
     /// A cluster event: the unschedulable pods it may help (by the hints of the plugins
     /// that rejected each) move to back-off, or active when their back-off has passed;
     /// pods in flight see it when their attempt ends.
-    pub fn on_event(&self, event: ClusterEvent) {
+    ///
+    /// Room freed on a node that moves preemptors waiting for their victims elsewhere is
+    /// taken by the first of them it fits (oldest first), the next ones see what is left:
+    /// a deletion moves as many of them as the room can hold, not every waiting preemptor
+    /// of the same size (which, in preemption churn, would each filter every node only for
+    /// one to take the room).
+    pub fn on_event(&self, mut event: ClusterEvent) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.events += 1;
         let seq = s.events;
@@ -316,6 +322,11 @@ impl Queue {
                 return false;
             };
             if helps(&event, &slot.info, &slot.rejected) {
+                if let ClusterEvent::PodDeleted { node, room: Some(room), .. } = &mut event
+                    && slot.rejected.waiting_on.as_ref().is_some_and(|n| n != node)
+                {
+                    room.free.sub(&slot.info.requests.requests);
+                }
                 keys.push(key.clone());
                 return false;
             }
@@ -522,7 +533,7 @@ mod tests {
         let pod = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "d"},
             "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}))
         .unwrap();
-        ClusterEvent::PodDeleted { pod: Arc::new(PodInfo::new(Arc::new(pod))), node: node.into() }
+        ClusterEvent::PodDeleted { pod: Arc::new(PodInfo::new(Arc::new(pod))), node: node.into(), room: None }
     }
 
     fn lacking_cpu(waiting_on: Option<&str>) -> Rejected {
@@ -549,7 +560,7 @@ mod tests {
         q.on_event(deleted("x", "0", "n2"));
         assert_eq!(place(&q, "d/short"), Some(Place::Unschedulable));
         assert_eq!(place(&q, "d/nominated"), Some(Place::Unschedulable));
-        // One freeing CPU elsewhere helps the pod short of CPU, not the one waiting for
+        // One freeing CPU elsewhere (leaving no room known) helps the pod short of CPU, not the one waiting for
         // its victims on n1.
         q.on_event(deleted("y", "1", "n2"));
         assert_eq!(place(&q, "d/short"), Some(Place::Backoff));
@@ -566,6 +577,31 @@ mod tests {
         assert!(!s.flush_unschedulable_leftover(Instant::now()));
         assert!(s.flush_unschedulable_leftover(Instant::now() + MAX_UNSCHEDULABLE + Duration::from_secs(1)));
         assert_eq!(s.slots["d/stuck"].place, Place::Active);
+    }
+
+    #[test]
+    fn room_freed_elsewhere_moves_as_many_waiting_preemptors_as_it_holds() {
+        let q = Queue::new();
+        for name in ["p1", "p2", "p3"] {
+            q.add_or_update(pod(name, 0, false));
+            let p = q.pop().unwrap();
+            q.unschedulable(&p.info.key, lacking_cpu(Some(&format!("victims-of-{name}"))));
+        }
+        // Each asks for no CPU but a pod slot: a pod going from n2 leaves two slots there.
+        let gone = serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "d"},
+            "spec": {"nodeName": "n2", "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}))
+        .unwrap();
+        let free = crate::resources::Resources { milli_cpu: 1000, memory: 1 << 30, pods: 2, ..Default::default() };
+        let room = crate::hints::Room { free, nominated: Vec::new() };
+        q.on_event(ClusterEvent::PodDeleted {
+            pod: Arc::new(PodInfo::new(Arc::new(gone))),
+            node: "n2".into(),
+            room: Some(room),
+        });
+        // The two oldest move; the third keeps waiting for its victims.
+        assert_eq!(place(&q, "d/p1"), Some(Place::Backoff));
+        assert_eq!(place(&q, "d/p2"), Some(Place::Backoff));
+        assert_eq!(place(&q, "d/p3"), Some(Place::Unschedulable));
     }
 
     #[test]

@@ -20,7 +20,17 @@ fn cpu(cpu: &str) -> Value {
 
 fn deleted(p: Arc<PodInfo>) -> ClusterEvent {
     let node = p.spec().node_name.clone().unwrap_or_default();
-    ClusterEvent::PodDeleted { pod: p, node }
+    ClusterEvent::PodDeleted { pod: p, node, room: None }
+}
+
+/// `p` deleted, leaving `free_cpu` CPUs (8 GiB, 100 pod slots) free on its node and
+/// `nominated` nominated there.
+fn deleted_leaving(p: Arc<PodInfo>, free_cpu: &str, nominated: Vec<Arc<PodInfo>>) -> ClusterEvent {
+    let node_name = p.spec().node_name.clone().unwrap_or_default();
+    let allocatable = json!({"allocatable": {"cpu": free_cpu, "memory": "8Gi", "pods": "100"}});
+    let cache = cache_of(vec![node(&node_name, allocatable)], vec![]);
+    let room = Room { nominated, ..Room::of(cache.node(&node_name).expect("node")) };
+    ClusterEvent::PodDeleted { pod: p, node: node_name, room: Some(room) }
 }
 
 fn assigned(p: Arc<PodInfo>) -> ClusterEvent {
@@ -103,13 +113,28 @@ fn hints_decide_which_events_queue_a_pod() {
 }
 
 #[test]
-fn a_pod_waiting_for_its_victims_waits_for_its_nominated_node() {
+fn a_pod_waiting_for_its_victims_waits_for_its_nominated_node_or_room_elsewhere() {
     let waiting = Rejected { waiting_on: Some("n1".into()), ..by(&[Plugin::NodeResourcesFit], &["cpu"]) };
     let p = pod(cpu("2"));
-    // A pod freeing CPU elsewhere does not move it; a pod going from n1 does (whatever it freed).
-    assert!(!helps(&deleted(bound("x", "n2", cpu("4"))), &p, &waiting));
+    // A pod going from n1 moves it (whatever it freed).
     assert!(helps(&deleted(bound("victim", "n1", json!({}))), &p, &waiting));
-    // Pods added elsewhere neither; a change of n1 does.
+    // A pod freeing CPU elsewhere moves it when it leaves room the pod fits, as Kubernetes'
+    // NodeResourcesFit hint does; not when the room left is too small, nor when a pod
+    // nominated there of its priority or higher holds it, nor when it freed no CPU.
+    let gone = || bound("x", "n2", cpu("4"));
+    let nominee = |priority: i32| {
+        let mut n = bound("nominee", "n2", cpu("1")).pod.as_ref().clone();
+        n.spec.as_mut().unwrap().priority = Some(priority);
+        n.spec.as_mut().unwrap().node_name = None;
+        Arc::new(PodInfo::new(Arc::new(n)))
+    };
+    assert!(helps(&deleted_leaving(gone(), "2", vec![]), &p, &waiting));
+    assert!(!helps(&deleted_leaving(gone(), "1", vec![]), &p, &waiting));
+    assert!(!helps(&deleted_leaving(gone(), "2", vec![nominee(0)]), &p, &waiting));
+    assert!(helps(&deleted_leaving(gone(), "2", vec![nominee(-1)]), &p, &waiting));
+    assert!(!helps(&deleted_leaving(bound("x", "n2", json!({})), "4", vec![]), &p, &waiting));
+    assert!(!helps(&deleted(gone()), &p, &waiting));
+    // Pods added elsewhere do not move it; a change of n1 does.
     assert!(!helps(&assigned(bound("x", "n2", json!({}))), &p, &waiting));
     let n1 = |labels: Value| facts("n1", json!({"labels": labels}));
     assert!(helps(&ClusterEvent::NodeUpdated { old: n1(json!({})), new: n1(json!({"a": "b"})) }, &p, &waiting));

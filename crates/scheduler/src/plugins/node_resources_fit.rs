@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Plugin, Prepared, Rejection};
+use crate::resources::Resources;
 
 /// How nodes are scored.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +39,12 @@ impl Default for NodeResourcesFit {
 /// What the node lacks for the pod, as Kubernetes words it; `resolvable` is false when
 /// the request is larger than the node's whole allocatable.
 pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Option<Rejection> {
+    insufficient_in(pod, &node.allocatable, &node.requested)
+}
+
+/// [`insufficient`] for a node with this allocatable whose pods request `used`.
+pub fn insufficient_in(pod: &PodInfo, alloc: &Resources, used: &Resources) -> Option<Rejection> {
     let req = &pod.requests.requests;
-    let alloc = &node.allocatable;
-    let used = &node.requested;
     let mut reasons: Vec<Cow<'static, str>> = Vec::new();
     let mut resolvable = true;
     if used.pods + 1 > alloc.pods {
