@@ -305,6 +305,8 @@ fn probes_gate_readiness_and_restart_failing_containers() {
     dying["spec"]["terminationGracePeriodSeconds"] = json!(1);
     apply(&s, &dying);
     // httpGet readiness on a named port and tcpSocket liveness: Ready and never restarted.
+    // The liveness probe allows three misses: like the kubelet, the agent probes as soon as
+    // the container runs, which on a loaded machine can be before httpd listens.
     apply(
         &s,
         &busybox_pod(
@@ -314,7 +316,7 @@ fn probes_gate_readiness_and_restart_failing_containers() {
                 "command": httpd_command("ok"),
                 "ports": [{ "name": "http", "containerPort": 8080 }],
                 "readinessProbe": { "httpGet": { "path": "/index.html", "port": "http" }, "periodSeconds": 1 },
-                "livenessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1, "failureThreshold": 1 },
+                "livenessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1, "failureThreshold": 3 },
             }),
             "Always",
         ),
