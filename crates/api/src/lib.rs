@@ -12,6 +12,7 @@ pub mod crd;
 pub mod defaults;
 pub mod field_error;
 pub mod fields;
+pub mod node_match;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

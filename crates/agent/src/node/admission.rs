@@ -10,9 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
-};
+use berth_api::node_match::{term_matches, tolerates};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, Taint, Toleration};
 
 use crate::hollow::config::{NANO, parse_quantity};
 
@@ -255,39 +254,6 @@ fn matches_node_affinity(spec: &PodSpec, node_name: &str, labels: &BTreeMap<Stri
     }
 }
 
-/// A node selector term: all its expressions on labels and fields (an empty term matches
-/// no node).
-fn term_matches(term: &NodeSelectorTerm, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let by_field = |r: &NodeSelectorRequirement| {
-        let value = (r.key == "metadata.name").then_some(node_name);
-        requirement_matches(r, value)
-    };
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str))) && fields.iter().all(by_field)
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(bound)) = (value.and_then(number), values.first().and_then(|v| number(v))) else {
-                return false;
-            };
-            if r.operator == "Gt" { have > bound } else { have < bound }
-        }
-        _ => false,
-    }
-}
-
 /// The node lifecycle taints every pod of a Kubernetes cluster tolerates for 300 s unless it
 /// says otherwise: kube-apiserver's DefaultTolerationSeconds admission adds those
 /// tolerations to each pod without one for the key (NoExecute or any effect), as berth's
@@ -301,27 +267,6 @@ fn tolerated_by_default(taint: &Taint, tolerations: &[Toleration]) -> bool {
             t.key.as_deref() == Some(taint.key.as_str())
                 && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
         })
-}
-
-/// Whether a toleration tolerates a taint: same effect (or any), same key (or any with
-/// Exists), and Exists or an equal value.
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    let key = t.key.as_deref().unwrap_or("");
-    let operator = t.operator.as_deref().unwrap_or("Equal");
-    if key.is_empty() {
-        return operator == "Exists";
-    }
-    if key != taint.key {
-        return false;
-    }
-    match operator {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
 }
 
 /// A host port a pod's container asks for.

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth_api::node_match;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{
@@ -52,47 +53,10 @@ pub(crate) fn daemon_tolerations(spec: &PodSpec) -> Vec<Toleration> {
     all
 }
 
-fn tolerates(tolerations: &[Toleration], key: &str, value: Option<&str>, effect: &str) -> bool {
-    tolerations.iter().any(|t| {
-        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == effect);
-        let exists = t.operator.as_deref() == Some("Exists");
-        let key_ok = match t.key.as_deref() {
-            None | Some("") => exists,
-            Some(k) => k == key,
-        };
-        let value_ok = exists || t.value.as_deref().unwrap_or_default() == value.unwrap_or_default();
-        effect_ok && key_ok && value_ok
-    })
-}
-
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.clone().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) =
-                (value.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok()))
-            else {
-                return false;
-            };
-            if req.operator == "Gt" { v > bound } else { v < bound }
-        }
-        _ => false,
-    }
-}
-
+/// Whether a node selector term matches `node` (its labels and name).
 pub(crate) fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, node.metadata.name.as_deref()))
+    node_match::term_matches(term, node.metadata.name.as_deref().unwrap_or_default(), &labels)
 }
 
 /// Whether a pod with `spec` should run on `node`, and whether one already there may keep
@@ -111,14 +75,8 @@ pub(crate) fn eligibility(spec: &PodSpec, node: &Node) -> (bool, bool) {
     }
     let tolerations = daemon_tolerations(spec);
     let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let untolerated = |effect: &str| {
-        taints
-            .iter()
-            .filter(|t| t.effect == effect)
-            .any(|t| !tolerates(&tolerations, &t.key, t.value.as_deref(), &t.effect))
-    };
-    let no_execute = untolerated("NoExecute");
-    let no_schedule = untolerated("NoSchedule");
+    let no_execute = node_match::untolerated(&taints, &tolerations, &["NoExecute"]).is_some();
+    let no_schedule = node_match::untolerated(&taints, &tolerations, &["NoSchedule"]).is_some();
     (!no_execute && !no_schedule, !no_execute)
 }
 

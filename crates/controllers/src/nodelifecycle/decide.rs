@@ -2,6 +2,7 @@
 //! not-ready/unreachable taints its Ready condition calls for, and when a pod on a
 //! NoExecute-tainted node is evicted (its tolerations' `tolerationSeconds`).
 
+pub(crate) use berth_api::node_match::tolerates;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -130,20 +131,6 @@ pub(crate) fn desired_taints(node: &Node, now: &Time, no_execute: bool) -> Optio
         }
     }
     (taints != current).then_some(taints)
-}
-
-/// True when `toleration` tolerates `taint`.
-pub(crate) fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect_ok = toleration.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-    let key = toleration.key.as_deref().unwrap_or("");
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => effect_ok && (key.is_empty() || key == taint.key),
-        _ => {
-            effect_ok
-                && key == taint.key
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-    }
 }
 
 /// When a pod on a node with `taints` is evicted.
