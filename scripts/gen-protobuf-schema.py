@@ -8,7 +8,7 @@ Three sources are merged:
     at v0.33.0 (git mirrors):
     each field's JSON name, `omitempty`, pointer-ness and `json:",inline"`, keyed by the
     proto field number in its `protobuf:"..."` struct tag;
-  * crates/api/schema/k8s-v1.33.json: group/version/kind of top-level types, and JSON names
+  * crates/api/schema/k8s-v1.33.defs: group/version/kind of top-level types, and JSON names
     (and `required`) for packages whose Go sources are not at hand.
 
 Usage: gen-protobuf-schema.py K8S_PB_SRC MIRRORS OUT
@@ -200,6 +200,15 @@ def go_dir_for(pkg):
     return None
 
 
+def load_definitions(path):
+    """The definitions of gen-schema.py's output: a name, a space, the schema's JSON per line."""
+    defs = {}
+    for line in open(path):
+        name, schema = line.rstrip("\n").split(" ", 1)
+        defs[name] = json.loads(schema)
+    return defs
+
+
 def lower_camel(snake):
     parts = snake.split("_")
     return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
@@ -207,7 +216,7 @@ def lower_camel(snake):
 
 def main():
     src, mirrors, out_path = sys.argv[1:4]
-    schema = json.load(open(os.path.join(os.path.dirname(out_path), "k8s-v1.33.json")))
+    schema = load_definitions(os.path.join(os.path.dirname(out_path), "k8s-v1.33.defs"))
     rust = parse_rust(src)
     gits = {r: os.path.join(mirrors, f"kubernetes+{r}", "repo")
             for r in ("api", "apimachinery", "apiextensions-apiserver", "kube-aggregator")}

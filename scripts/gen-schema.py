@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Generate crates/api/schema/k8s-v1.33.json: the structural facts of the Kubernetes 1.33 API.
+"""Generate crates/api/schema/k8s-v1.33.defs: the structural facts of the Kubernetes 1.33 API,
+one definition per line (its name, a space, its schema as compact JSON), so that the
+server can decode each definition the first time it needs it.
 
 Source: the `_definitions.json` JSON Schema inside the PyPI wheel `kubernetes-validate`.
 Kept: types, formats, properties, $ref, items, additionalProperties, required, enum and
@@ -18,7 +20,7 @@ import zipfile
 
 VERSION = "v1.33.0-local"
 WHEEL = "kubernetes-validate==1.37.0"
-OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "api", "schema", "k8s-v1.33.json")
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "api", "schema", "k8s-v1.33.defs")
 KEEP = {"type", "format", "properties", "$ref", "items", "additionalProperties", "required", "enum"}
 
 
@@ -59,8 +61,8 @@ def main():
     doc = load(sys.argv[1] if len(sys.argv) > 1 else None)
     defs = {name: strip(d) for name, d in sorted(doc["$defs"].items())}
     with open(OUT, "w") as f:
-        json.dump(defs, f, separators=(",", ":"), sort_keys=True)
-        f.write("\n")
+        for name, d in defs.items():
+            f.write(name + " " + json.dumps(d, separators=(",", ":"), sort_keys=True) + "\n")
     print(f"wrote {len(defs)} definitions to {os.path.normpath(OUT)}")
 
 

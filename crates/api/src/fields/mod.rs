@@ -134,8 +134,7 @@ fn object_meta() -> Option<Node<'static>> {
 
 /// True when `node` is a built-in definition (rather than a position in a CRD schema).
 fn is_builtin(node: Node<'_>) -> bool {
-    let raw = node.raw();
-    schema::definitions().values().any(|d| std::ptr::eq(d, raw))
+    schema::definition_name_of(node.raw()).is_some()
 }
 
 /// Removes from `obj` the fields `schema` does not know, returning their paths
@@ -376,8 +375,7 @@ pub fn check_types_changed(schema: Node<'_>, obj: &Value, old: &Value) -> Vec<Fi
 
 /// The full definition name (`io.k8s.api.apps.v1.DeploymentSpec`) of a built-in schema node.
 fn definition_name(node: Node<'_>) -> Option<&'static str> {
-    let raw = node.raw();
-    schema::definitions().iter().find(|(_, d)| std::ptr::eq(*d, raw)).map(|(name, _)| name.as_str())
+    schema::definition_name_of(node.raw())
 }
 
 /// The definition's short name (`DeploymentSpec`) of a built-in schema node.

@@ -179,7 +179,7 @@ fn collect_reachable(name: &str, names: &mut BTreeSet<String>) {
     if !names.insert(name.to_string()) {
         return;
     }
-    if let Some(def) = schema::definitions().get(name) {
+    if let Some(def) = schema::definition_value(name) {
         let mut refs = Vec::new();
         refs_in(def, &mut refs);
         for r in refs {
@@ -213,7 +213,7 @@ fn schemas_for(resources: &[&ResourceInfo], custom: &[CustomResourceSchema<'_>],
     for r in resources.iter().filter(|r| !r.definition.is_empty()) {
         collect_reachable(&r.definition, &mut names);
         let list = format!("{}List", r.definition);
-        if schema::definitions().contains_key(&list) {
+        if schema::has_definition(&list) {
             collect_reachable(&list, &mut names);
         }
         if r.has_subresource("scale") {
@@ -226,7 +226,7 @@ fn schemas_for(resources: &[&ResourceInfo], custom: &[CustomResourceSchema<'_>],
     }
     let mut out = Map::new();
     for name in names {
-        if let Some(def) = schema::definitions().get(&name) {
+        if let Some(def) = schema::definition_value(&name) {
             out.insert(name, convert(def, flavor));
         }
     }
@@ -277,7 +277,7 @@ fn names_of(r: &ResourceInfo) -> (String, String, bool) {
         (custom_definition_name(r, &r.kind), custom_definition_name(r, &r.list_kind), false)
     } else {
         let list = format!("{}List", r.definition);
-        let list = if schema::definitions().contains_key(&list) { list } else { r.definition.clone() };
+        let list = if schema::has_definition(&list) { list } else { r.definition.clone() };
         (r.definition.clone(), list, true)
     }
 }
