@@ -1,7 +1,8 @@
 //! `berth bench api`: a real `berth server` child measured over HTTP — start-up, idle
 //! memory, create/get/update throughput and latency, an open-loop 1,000 writes/s run,
 //! LIST of 10,000 pods from the watch cache and from the store, and watch fan-out; then
-//! the cost of authorization: the same creates and gets as a non-admin user bound to
+//! Pod creates on a second server running the API server alone (no scheduler, no
+//! controllers reacting to each write); then the cost of authorization: the same creates and gets as a non-admin user bound to
 //! `edit` in its namespace, on a server with `--authorization-mode RBAC` and on one with
 //! `AlwaysAllow` (both over TLS with client certificates, so authentication is in both).
 
@@ -157,6 +158,7 @@ pub(crate) async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let stopped = server.stop().await.context("stopping the server under test");
     let mut figures = measured?;
     stopped?;
+    figures.extend(apiserver_alone(&sizes).await?);
     figures.extend(authz_comparison(&sizes).await?);
     figures.extend(super::api_authn::run(sizes.clients, sizes.configmaps).await?);
     if args.json {
@@ -524,6 +526,45 @@ async fn authz_comparison(s: &Sizes) -> anyhow::Result<Vec<Figure>> {
             .goal("< 10 %"),
         Figure::new("authz_cpu_cost_pct", "RBAC server CPU cost per request", cpu_cost, "%").goal("< 10 %"),
     ])
+}
+
+/// Pod creates against the API server alone (`--disable-scheduler
+/// --disable-controller-manager`, a fresh data dir): the same 16-client closed loop as the
+/// whole control plane's figure, without the scheduler's PATCH and Event per Pod and the
+/// controllers' reaction to each write, as an API server benchmark measures it.
+async fn apiserver_alone(s: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    progress(format!("API server alone: creating {} Pods with {} clients", s.pods, s.clients));
+    let args = ["--disable-scheduler".to_string(), "--disable-controller-manager".to_string()];
+    let server = ServerProcess::start_with(&args).await.context("starting the API server alone")?;
+    let measured = async {
+        super::api_pods::ensure_service_account(&server).await?;
+        let cpu = server.cpu_time()?;
+        let (took, mut lat) = closed_loop(server.addr, s.clients, s.pods, |i| {
+            (Method::POST, format!("{NS_PATH}/pods"), Some(pod("alone-pod", i)))
+        })
+        .await
+        .context("creating Pods on the API server alone")?;
+        let cpu = server.cpu_time()? - cpu;
+        anyhow::Ok(vec![
+            Figure::new(
+                "apiserver_alone_pod_creates_per_s",
+                format!("API server alone: Pod creates, {} clients", s.clients),
+                rate(s.pods, took),
+                "/s",
+            )
+            .goal(">= 5000/s"),
+            Figure::new("apiserver_alone_create_p99_ms", "  Pod create p99", lat.percentile_ms(99.0), "ms"),
+            Figure::new(
+                "apiserver_alone_pod_create_cpu_us",
+                "  server CPU per Pod create",
+                per_op_us(cpu, s.pods),
+                "us",
+            ),
+        ])
+    }
+    .await;
+    server.stop().await.context("stopping the API server alone")?;
+    measured
 }
 
 /// Operations per second.

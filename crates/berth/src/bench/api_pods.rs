@@ -121,7 +121,7 @@ pub(super) async fn run(opts: &PodsOnly) -> anyhow::Result<Vec<Figure>> {
 
 /// Creates the `default` ServiceAccount (which admission requires of a Pod) unless the
 /// controllers did already.
-async fn ensure_service_account(server: &ServerProcess) -> anyhow::Result<()> {
+pub(super) async fn ensure_service_account(server: &ServerProcess) -> anyhow::Result<()> {
     let mut conn = Conn::connect(server.addr).await?;
     let sa = Bytes::from(
         json!({ "apiVersion": "v1", "kind": "ServiceAccount", "metadata": { "name": "default" } }).to_string(),
