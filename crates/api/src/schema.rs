@@ -63,44 +63,54 @@ pub fn definition_name_of(raw: &Value) -> Option<&'static str> {
     BUILTIN.iter().find(|(_, d)| d.value.get().is_some_and(|v| std::ptr::eq(v, raw))).map(|(name, _)| *name)
 }
 
+/// `raw` after following `$ref`s to built-in definitions (at most 8, against cycles).
+fn resolve(raw: &Value) -> &Value {
+    let mut v = raw;
+    // Built-in definitions refer to others by bare name; anything else is local.
+    for _ in 0..8 {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => match definition_value(r.rsplit('/').next().unwrap_or(r)) {
+                Some(target) => v = target,
+                None => break,
+            },
+            None => break,
+        }
+    }
+    v
+}
+
 /// One position in a schema.
 #[derive(Debug, Clone, Copy)]
 pub struct Node<'a> {
-    raw: &'a Value,
+    /// The schema value at this position, as written (maybe a `$ref`).
+    at: &'a Value,
+    /// `at` after following its `$ref`s, resolved once when the node is made: a walk asks
+    /// a node several questions (type, properties, items, list type), and each lookup of a
+    /// definition by name hashes it.
+    target: &'a Value,
 }
 
 impl<'a> Node<'a> {
     /// Wraps a raw JSON Schema value (a built-in definition or a CRD's `openAPIV3Schema`),
     /// following a `$ref` to a built-in definition.
     pub fn new(raw: &'a Value) -> Node<'a> {
-        Node { raw }
+        Node { at: raw, target: resolve(raw) }
     }
 
     /// The schema value itself, after following `$ref`.
     pub fn raw(&self) -> &'a Value {
-        self.resolved()
+        self.target
     }
 
     fn resolved(&self) -> &'a Value {
-        let mut v = self.raw;
-        // Built-in definitions refer to others by bare name; anything else is local.
-        for _ in 0..8 {
-            match v.get("$ref").and_then(Value::as_str) {
-                Some(r) => match definition_value(r.rsplit('/').next().unwrap_or(r)) {
-                    Some(target) => v = target,
-                    None => break,
-                },
-                None => break,
-            }
-        }
-        v
+        self.target
     }
 
     /// The value of an annotation at this position, looking at the position itself
     /// before the definition it refers to (the generated data puts patch strategies
     /// beside the `$ref`).
     fn ext(&self, key: &str) -> Option<&'a Value> {
-        self.raw.get(key).or_else(|| self.resolved().get(key))
+        self.at.get(key).or_else(|| self.resolved().get(key))
     }
 
     /// The JSON type (`object`, `array`, `string`, `integer`, `number`, `boolean`),
@@ -216,7 +226,7 @@ impl<'a> Node<'a> {
 
     /// The `default` value, if the schema declares one (CRD schemas).
     pub fn default_value(&self) -> Option<&'a Value> {
-        self.raw.get("default")
+        self.at.get("default")
     }
 }
 

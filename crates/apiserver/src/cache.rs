@@ -346,6 +346,39 @@ impl Cache {
         primed.insert(key.to_string(), (stored, value));
     }
 
+    /// A copy of the object primed at `key` as `stored`, while the store's event for it has
+    /// not taken it yet.
+    pub fn primed_copy(&self, key: &str, stored: &Bytes) -> Option<Value> {
+        let primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        primed.get(key).filter(|(bytes, _)| bytes == stored).map(|(_, value)| value.clone())
+    }
+
+    /// The JSON encoding, with resourceVersion `revision`, of the object primed at `key` as
+    /// `stored` (while the store's event for it has not taken it): the stored bytes with the
+    /// resourceVersion inserted, as the event will encode it. None when not primed so, or
+    /// when the bytes cannot be spliced.
+    pub fn primed_json(&self, key: &str, stored: &Bytes, revision: Revision) -> Option<Bytes> {
+        let spliceable = {
+            let primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+            match primed.get(key) {
+                Some((bytes, value)) if bytes == stored => {
+                    value.get("metadata").is_some_and(|m| m.get("selfLink").is_none())
+                }
+                _ => false,
+            }
+        };
+        spliceable.then(|| with_resource_version(stored, revision)).flatten().map(Bytes::from)
+    }
+
+    /// Takes back the object primed at `key` as `stored` (its write failed).
+    pub fn unprime(&self, key: &str, stored: &Bytes) -> Option<Value> {
+        let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+        match primed.get(key) {
+            Some((bytes, _)) if bytes == stored => primed.remove(key).map(|(_, value)| value),
+            _ => None,
+        }
+    }
+
     fn take_primed(&self, kv: &KeyValue) -> Option<Arc<CachedObject>> {
         let (stored, mut value) = {
             let mut primed = self.primed.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,8 @@
 //! validation → managed fields → compare-and-swap in the store. Nothing is written
 //! when any step fails, and `dryRun=All` stops just before the store.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use berth_api::schema::Node;
@@ -361,6 +363,45 @@ fn created_response(ctx: &Ctx, obj: &Value, warnings: &Warnings) -> Response {
     with_warnings(render_written(ctx, obj, StatusCode::CREATED), warnings)
 }
 
+/// An object this request has written, with its resourceVersion set.
+enum Written {
+    /// The watch cache's state of the object at the written revision: the object the
+    /// request handed to the cache (see [`encode_and_prime`]), and its JSON encoding.
+    Cached(Arc<CachedObject>),
+    /// The object itself (dry run, no-op, delete, a converted resource, or the cache not
+    /// there yet).
+    Owned(Value),
+    /// Only the object's JSON encoding, for a request whose answer is that alone
+    /// ([`answers_json_only`]) when the cache has not taken the object yet.
+    Json(Bytes),
+}
+
+impl Written {
+    /// The object, unless only its encoding was kept ([`Written::Json`]).
+    fn value(&self) -> Option<&Value> {
+        match self {
+            Written::Cached(c) => Some(&c.value),
+            Written::Owned(v) => Some(v),
+            Written::Json(_) => None,
+        }
+    }
+
+    /// The object, for a request that keeps it.
+    fn required(&self) -> ApiResult<&Value> {
+        self.value().ok_or_else(|| ApiError::internal("the written object was not kept"))
+    }
+}
+
+/// True when a write's answer is the written object's JSON and nothing else needs the
+/// object afterwards (a CRD rebuilds the served resources from it; a scale write answers
+/// with a Scale).
+fn answers_json_only(ctx: &Ctx) -> bool {
+    ctx.out == codec::Output::Json
+        && ctx.served.conversion.is_none()
+        && !crd_resource(ctx)
+        && ctx.path.subresource.as_deref() != Some("scale")
+}
+
 /// Renders an object this request has just written. A JSON answer reuses the bytes the
 /// watch cache encoded for that revision when the cache has it already (it usually does:
 /// the store publishes the event before it answers the write).
@@ -374,6 +415,18 @@ fn render_written(ctx: &Ctx, obj: &Value, code: StatusCode) -> Response {
         }
     }
     render_one_with(ctx, obj, code)
+}
+
+/// [`render_written`] of a [`Written`]: the cache's bytes when it is the cache's state.
+fn render_written_object(ctx: &Ctx, written: &Written, code: StatusCode) -> Response {
+    match written {
+        Written::Cached(c) if ctx.out == codec::Output::Json && ctx.served.conversion.is_none() => {
+            codec::with_bytes(code, c.json.clone(), "application/json")
+        }
+        Written::Json(json) => codec::with_bytes(code, json.clone(), "application/json"),
+        Written::Cached(c) => render_written(ctx, &c.value, code),
+        Written::Owned(v) => render_written(ctx, v, code),
+    }
 }
 
 /// POST to a collection.
@@ -395,11 +448,11 @@ pub async fn create(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
         warnings.0.push(w);
     }
     let obj = create_object(&ctx, obj, true).await?;
-    Ok(created_response(&ctx, &obj, &warnings))
+    Ok(with_warnings(render_written_object(&ctx, &obj, StatusCode::CREATED), &warnings))
 }
 
 /// The create path shared by POST and server-side apply of a new object (`track` as in [`admit`]).
-async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Value> {
+async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Written> {
     if let Some(ns) = ctx.namespace() {
         check_namespace(ctx, ns, object::name(&obj)).await?;
     }
@@ -428,18 +481,22 @@ async fn create_object(ctx: &Ctx, mut obj: Value, track: bool) -> ApiResult<Valu
     crate::admission_policy::validate(ctx, Some(&obj), None)?;
     crate::resource_quota::admit(ctx, &obj).await?;
     if ctx.params.dry_run {
-        return Ok(obj);
+        return Ok(Written::Owned(obj));
     }
     for attempt in 0..3 {
         let name = object::name(&obj).to_string();
         let key = ctx.served.key(object::meta_str(&obj, "namespace"), &name);
-        match ctx.app.store.create(&key, encode_and_prime(ctx, &key, &obj)).await {
+        let encoded = encode_and_prime(ctx, &key, obj);
+        match ctx.app.store.create(&key, encoded.stored.clone()).await {
             Ok(kv) => {
-                object::set_resource_version(&mut obj, kv.mod_revision);
-                crate::crd::after_write(ctx, &obj);
-                return Ok(obj);
+                let written = written(ctx, &key, encoded, kv.mod_revision)?;
+                if let Some(obj) = written.value() {
+                    crate::crd::after_write(ctx, obj);
+                }
+                return Ok(written);
             }
             Err(berth_store::Error::AlreadyExists(_)) if generated && attempt < 2 => {
+                obj = reclaim(ctx, &key, encoded)?;
                 let prefix = object::meta_str(&obj, "generateName").unwrap_or("").to_string();
                 if let Some(m) = object::meta_mut(&mut obj) {
                     m.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
@@ -601,14 +658,14 @@ fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
 /// deleted with no grace period left and its last finalizer is gone (a pod still in its
 /// grace period waits for its kubelet's final delete, as Kubernetes'
 /// ShouldDeleteDuringUpdate). A no-op write returns the stored object.
-async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Value> {
+async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResult<Written> {
     bump_generation(&mut new, &old.value);
     if same_but_bookkeeping(&new, &old.value) {
-        return Ok(old.value.clone());
+        return Ok(Written::Owned(old.value.clone()));
     }
     if ctx.params.dry_run {
         object::set_resource_version(&mut new, old.revision);
-        return Ok(new);
+        return Ok(Written::Owned(new));
     }
     // A namespace also waits for its spec finalizers (the namespace controller's).
     let namespace_finalizers = ctx.served.info.group.is_empty()
@@ -619,26 +676,75 @@ async fn commit_update(ctx: &Ctx, old: &CachedObject, mut new: Value) -> ApiResu
     if object::is_deleting(&new) && object::finalizers(&new).is_empty() && !namespace_finalizers && no_grace_left {
         let kv = ctx.app.store.delete(&old.key, Some(old.revision)).await.map_err(|e| map_cas(ctx, e))?;
         object::set_resource_version(&mut new, kv.mod_revision);
-        return Ok(new);
+        return Ok(Written::Owned(new));
     }
     if let Some(m) = object::meta_mut(&mut new) {
         m.remove("resourceVersion");
     }
-    let stored = encode_and_prime(ctx, &old.key, &new);
-    let kv = ctx.app.store.update(&old.key, stored, old.revision).await.map_err(|e| map_cas(ctx, e))?;
-    object::set_resource_version(&mut new, kv.mod_revision);
-    crate::crd::after_write(ctx, &new);
-    Ok(new)
+    let encoded = encode_and_prime(ctx, &old.key, new);
+    let kv = ctx.app.store.update(&old.key, encoded.stored.clone(), old.revision).await.map_err(|e| map_cas(ctx, e))?;
+    let written = written(ctx, &old.key, encoded, kv.mod_revision)?;
+    if let Some(obj) = written.value() {
+        crate::crd::after_write(ctx, obj);
+    }
+    Ok(written)
 }
 
-/// The store encoding of `obj` (which has no resourceVersion); the watch cache is told
-/// so that it takes `obj` itself when the store's event for the write arrives.
-fn encode_and_prime(ctx: &Ctx, key: &str, obj: &Value) -> Bytes {
-    let stored = ctx.served.to_store(obj);
+/// An object on its way to the store: its store encoding, and the object itself unless
+/// the watch cache holds it until the store's event for the write takes it.
+struct Encoded {
+    stored: Bytes,
+    kept: Option<Value>,
+}
+
+/// The store encoding of `obj` (which has no resourceVersion). The object is handed to the
+/// watch cache, which takes it when the store's event for the write arrives (no copy, and
+/// no decoding of the bytes); [`written`] gets it back from there.
+fn encode_and_prime(ctx: &Ctx, key: &str, obj: Value) -> Encoded {
+    let stored = ctx.served.to_store(&obj);
     if ctx.served.conversion.is_none() {
-        ctx.app.cache.prime(key, stored.clone(), obj.clone());
+        ctx.app.cache.prime(key, stored.clone(), obj);
+        Encoded { stored, kept: None }
+    } else {
+        Encoded { stored, kept: Some(obj) }
     }
-    stored
+}
+
+/// The object a write stored at `key` at `revision`: the cache's state when the store's
+/// event reached it already (usually), else while the event has not taken the primed
+/// object its encoding (spliced from the stored bytes) when that is all the answer needs,
+/// or a copy of it; else (a later write to the key was applied in between, or the primed
+/// objects were dropped) the stored bytes decoded.
+fn written(ctx: &Ctx, key: &str, encoded: Encoded, revision: berth_store::Revision) -> ApiResult<Written> {
+    let mut obj = match encoded.kept {
+        Some(obj) => obj,
+        None => {
+            if let Some(cached) = ctx.app.cache.get(key)
+                && cached.revision == revision
+            {
+                return Ok(Written::Cached(cached));
+            }
+            if answers_json_only(ctx)
+                && let Some(json) = ctx.app.cache.primed_json(key, &encoded.stored, revision)
+            {
+                return Ok(Written::Json(json));
+            }
+            match ctx.app.cache.primed_copy(key, &encoded.stored) {
+                Some(obj) => obj,
+                None => serde_json::from_slice(&encoded.stored).map_err(ApiError::internal)?,
+            }
+        }
+    };
+    object::set_resource_version(&mut obj, revision);
+    Ok(Written::Owned(obj))
+}
+
+/// The object of a write that failed, taken back from the cache (or decoded again).
+fn reclaim(ctx: &Ctx, key: &str, encoded: Encoded) -> ApiResult<Value> {
+    match encoded.kept.or_else(|| ctx.app.cache.unprime(key, &encoded.stored)) {
+        Some(obj) => Ok(obj),
+        None => serde_json::from_slice(&encoded.stored).map_err(ApiError::internal),
+    }
 }
 
 fn map_cas(ctx: &Ctx, e: berth_store::Error) -> ApiError {
@@ -687,7 +793,7 @@ pub async fn update(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
     crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(&ctx, &old, new).await?;
-    Ok(with_warnings(render_written(&ctx, &written, StatusCode::OK), &warnings))
+    Ok(with_warnings(render_written_object(&ctx, &written, StatusCode::OK), &warnings))
 }
 
 /// PUT of the scale subresource.
@@ -708,7 +814,7 @@ pub async fn update_scale(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
     crate::webhook::validate(&ctx, &new, Some(&old.value)).await?;
     crate::admission_policy::validate(&ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(&ctx, &old, new).await?;
-    Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out))
+    Ok(codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, written.required()?)?, ctx.out))
 }
 
 /// PATCH of an object, its status or its scale.
@@ -771,7 +877,7 @@ pub async fn patch(ctx: Ctx, body: Bytes) -> ApiResult<Response> {
                 )
                 .map_err(|e| apply_error(&ctx, e))?;
                 let created = create_object(&ctx, applied, false).await?;
-                return Ok(created_response(&ctx, &created, &warnings));
+                return Ok(with_warnings(render_written_object(&ctx, &created, StatusCode::CREATED), &warnings));
             }
             Err(e) => return Err(e),
         };
@@ -845,9 +951,9 @@ async fn patch_from(
     crate::admission_policy::validate(ctx, Some(&new), Some(&old.value))?;
     let written = commit_update(ctx, old, new).await.map_err(PatchFailure::Commit)?;
     let resp = if sub == Some("scale") {
-        codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, &written)?, ctx.out)
+        codec::respond(StatusCode::OK, &scale::to_scale(&ctx.served, written.required()?)?, ctx.out)
     } else {
-        render_written(ctx, &written, StatusCode::OK)
+        render_written_object(ctx, &written, StatusCode::OK)
     };
     Ok(with_warnings(resp, warnings))
 }

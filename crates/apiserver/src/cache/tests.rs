@@ -195,3 +195,52 @@ async fn shared_frames_are_made_once_per_event_and_format() {
     assert!(f.cache.shared_frame(second, "table y", || None).is_none());
     assert_eq!(f.cache.shared_frame(second, "table y", made(5)).unwrap(), Bytes::from("frame 5"));
 }
+
+/// What a write answers before the store's event reaches the cache (the primed object's
+/// stored bytes with the resourceVersion spliced in, or a copy of it) is what the cache
+/// holds once the event arrives; a failed write takes its object back.
+#[tokio::test]
+async fn a_primed_object_answers_as_the_cache_will_hold_it() {
+    let f = fixture(100).await;
+    let key = "/registry/core/pods/default/p";
+    let value = json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": "p", "namespace": "default", "labels": {"a": "b"}, "uid": "u"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    let stored = Bytes::from(serde_json::to_vec(&value).unwrap());
+    f.cache.prime(key, stored.clone(), value.clone());
+    // Other bytes at the key are not this object.
+    let other = Bytes::from_static(b"{}");
+    assert!(f.cache.primed_json(key, &other, 7).is_none());
+    assert!(f.cache.primed_copy(key, &other).is_none());
+    assert!(f.cache.unprime(key, &other).is_none());
+
+    let created = f.store.create(key, stored.clone()).await.unwrap();
+    let revision = created.mod_revision;
+    // Before the event is applied (a racing follower may have taken it already: then
+    // both are None and the cache has it).
+    let spliced = f.cache.primed_json(key, &stored, revision);
+    let copy = f.cache.primed_copy(key, &stored);
+    caught_up(&f, revision).await;
+    let cached = f.cache.get(key).unwrap();
+    assert_eq!(cached.revision, revision);
+    assert_eq!(rv(&cached.value), revision.to_string());
+    if let Some(json) = spliced {
+        assert_eq!(json, cached.json, "the spliced answer is the cache's encoding");
+    }
+    if let Some(mut copy) = copy {
+        crate::object::set_resource_version(&mut copy, revision);
+        assert_eq!(copy, cached.value);
+    }
+    // The event took the primed object: nothing is left to answer from or take back.
+    assert!(f.cache.primed_json(key, &stored, revision).is_none());
+    assert!(f.cache.unprime(key, &stored).is_none());
+
+    // A write that fails gets its object back, once.
+    let second = Bytes::from(serde_json::to_vec(&json!({"kind": "Pod", "metadata": {"name": "q"}})).unwrap());
+    f.cache.prime("/registry/core/pods/default/q", second.clone(), json!({"kind": "Pod", "metadata": {"name": "q"}}));
+    let spliced = f.cache.primed_json("/registry/core/pods/default/q", &second, 9).unwrap();
+    assert_eq!(&spliced[..], br#"{"kind":"Pod","metadata":{"name":"q","resourceVersion":"9"}}"#);
+    let back = f.cache.unprime("/registry/core/pods/default/q", &second).unwrap();
+    assert_eq!(back, json!({"kind": "Pod", "metadata": {"name": "q"}}));
+    assert!(f.cache.unprime("/registry/core/pods/default/q", &second).is_none());
+}
