@@ -182,6 +182,84 @@ pub(crate) fn delay(n: u32) -> Duration {
     if exp >= 18 { CAP } else { (BASE * (1u32 << exp)).min(CAP) }
 }
 
+/// The first delay of a watch that failed ([kube-runtime's `DefaultBackoff`], as client-go's
+/// reflector).
+const WATCH_BASE: Duration = Duration::from_millis(800);
+/// The longest delay of a watch.
+const WATCH_CAP: Duration = Duration::from_secs(30);
+/// How long a retried watch must have been up for its next error to start the delays over.
+const WATCH_HEALTHY: Duration = Duration::from_secs(5);
+
+/// The back-off of the controllers' watches (`.backoff(backoff::watch())` on a watcher,
+/// `.trigger_backoff(backoff::watch())` on a kube-runtime `Controller`): kube-runtime's
+/// default delays, 0.8 s doubling to 30 s plus up to 0.8 s of jitter, but started over once
+/// a retry has worked.
+///
+/// kube-runtime's `DefaultBackoff` starts over only after an event arrives or two minutes
+/// without an error. A watch that the server closes cleanly (a certificate renewal, a
+/// restart of the other server of a pair) is resumed at once; if that resumption fails
+/// because the old connection is gone, the error is counted, and on a quiet cluster no event
+/// comes before the next close: a watch cut every 12 s escalated to 30 s of blindness per
+/// cut. Whether the retry worked is not visible from outside the watcher (a resumed watch
+/// yields nothing until an object changes), but its timing shows it: a retry that fails
+/// does so as soon as it is sent (a refused or reset connection, an error status), while an
+/// error [`WATCH_HEALTHY`] or more after the retry was due means the retried watch was up
+/// until then. Such an error starts the delays over, as a success does.
+pub(crate) fn watch() -> WatchBackoff {
+    WatchBackoff { failures: 0, retry_at: None }
+}
+
+/// See [`watch`].
+#[derive(Debug)]
+pub(crate) struct WatchBackoff {
+    /// Errors in a row.
+    failures: u32,
+    /// When the last retry was due.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl WatchBackoff {
+    /// The delay after an error at `now`, before jitter.
+    fn next_at(&mut self, now: tokio::time::Instant) -> Duration {
+        if self.retry_at.is_some_and(|at| now.saturating_duration_since(at) >= WATCH_HEALTHY) {
+            self.failures = 0;
+        }
+        let exp = self.failures.min(16);
+        self.failures = self.failures.saturating_add(1);
+        let delay = (WATCH_BASE * (1u32 << exp)).min(WATCH_CAP);
+        self.retry_at = Some(now + delay);
+        delay
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next_at(tokio::time::Instant::now());
+        let jitter = WATCH_BASE.mul_f64(random_fraction());
+        if let Some(at) = self.retry_at.as_mut() {
+            *at += jitter;
+        }
+        Some(delay + jitter)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// A number in [0, 1), random enough for jitter: std's hasher keys are random per process and
+/// change with every `RandomState` (no random-number crate for this).
+fn random_fraction() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A token bucket (golang.org/x/time/rate's, as client-go's `BucketRateLimiter` uses it):
 /// each retry takes a token, and once the bucket is empty a retry waits for its token.
 #[derive(Debug)]
@@ -278,6 +356,49 @@ mod tests {
         b.failed("ns/other", false, now + STALE_AFTER * 2);
         assert_eq!(b.state().objects.len(), 1, "ns/gone was pruned");
         assert_eq!(b.failed("ns/gone", false, now + STALE_AFTER * 2), ms(5));
+    }
+
+    #[test]
+    fn watch_delays_double_to_30s_while_retries_fail() {
+        let mut b = watch();
+        let mut now = tokio::time::Instant::now();
+        let mut delays = vec![];
+        for _ in 0..8 {
+            let d = b.next_at(now);
+            delays.push(d);
+            // The retry fails as soon as it is sent.
+            now += d + ms(3);
+        }
+        let secs: Vec<f64> = delays.iter().map(Duration::as_secs_f64).collect();
+        assert_eq!(secs, [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]);
+    }
+
+    #[test]
+    fn a_watch_cut_cleanly_again_and_again_does_not_escalate() {
+        // A certificate renewal every 12 s closes the watch; the first resumption fails on
+        // the closed connection, the retry after the delay works and stays up until the next cut.
+        let mut b = watch();
+        let mut now = tokio::time::Instant::now();
+        for cut in 0..10 {
+            let d = b.next_at(now);
+            assert_eq!(d, ms(800), "cut {cut}");
+            now += Duration::from_secs(12);
+        }
+        // An event in between resets it too (kube-runtime's StreamBackoff calls reset).
+        use kube::runtime::utils::Backoff as _;
+        b.next_at(now);
+        b.next_at(now + ms(801));
+        b.reset();
+        assert_eq!(b.next_at(now + ms(900)), ms(800));
+    }
+
+    #[test]
+    fn the_jitter_stays_under_the_base_delay() {
+        let fractions: Vec<f64> = (0..50).map(|_| random_fraction()).collect();
+        assert!(fractions.iter().all(|f| (0.0..1.0).contains(f)), "{fractions:?}");
+        assert!(fractions.iter().any(|f| *f != fractions[0]), "not constant: {fractions:?}");
+        let d = watch().next().unwrap();
+        assert!(d >= ms(800) && d < ms(1600), "{d:?}");
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ pub(crate) async fn run(client: kube::Client) {
     let controller = Controller::new(config_maps, watcher::Config::default().fields(&format!("metadata.name={NAME}")));
     let (tokens, writer) = reflector::store::<Secret>();
     let token_events = watcher(secrets, watcher::Config::default().fields("type=bootstrap.kubernetes.io/token"))
-        .default_backoff()
+        .backoff(crate::backoff::watch())
         .reflect(writer)
         .touched_objects();
     let ctx = Arc::new(Ctx { client, tokens: crate::informers::Cache::of(tokens) });
@@ -42,6 +42,7 @@ pub(crate) async fn run(client: kube::Client) {
     let (reconcile, error_policy) = crate::backoff::wrap("bootstrapsigner", reconcile);
     controller
         .watches_stream(token_events, |_| Some(ObjectRef::new(NAME).within(NAMESPACE)))
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

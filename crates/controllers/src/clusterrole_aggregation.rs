@@ -36,7 +36,8 @@ pub(crate) fn aggregated_rules(role: &ClusterRole, all: &[&ClusterRole]) -> Opti
 pub(crate) async fn run(client: kube::Client) {
     let api: Api<ClusterRole> = Api::all(client);
     let (reader, writer) = reflector::store();
-    let mut events = reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff().boxed();
+    let mut events =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).backoff(crate::backoff::watch()).boxed();
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     let mut listed = false;
     loop {

@@ -158,6 +158,7 @@ pub(crate) fn recognize(csr: &CertificateSigningRequest) -> Vec<Recognizer> {
 pub(crate) async fn run(client: kube::Client) {
     let (reconcile, error_policy) = crate::backoff::wrap("csrapproving", reconcile);
     Controller::new(Api::<CertificateSigningRequest>::all(client.clone()), watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

@@ -143,6 +143,7 @@ pub(crate) async fn run(client: kube::Client, signing: CsrSigning) {
     let ctx = Ctx { client, signer, serving, duration: signing.duration };
     let (reconcile, error_policy) = crate::backoff::wrap("csrsigning", reconcile);
     Controller::new(Api::<CertificateSigningRequest>::all(ctx.client.clone()), watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| async {})
         .await;

@@ -18,12 +18,14 @@ use std::fmt::Debug;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
+
+use crate::lean::Lean;
 
 /// A cache (kube-runtime's [`Store`], reachable through `Deref`) and whether its first list
 /// has arrived, which any number of tasks can wait for.
@@ -145,10 +147,20 @@ where
         self.state().used
     }
 
-    /// Watches `api` for as long as the future is polled (kube-runtime's watcher re-lists
-    /// with back-off after errors), updating the cache and then feeding every subscriber.
-    pub(crate) async fn run(&self, api: Api<K>) {
-        let events = watcher(api, watcher::Config::default()).default_backoff();
+    /// Watches every `K` for as long as the future is polled (kube-runtime's watcher re-lists
+    /// after errors, with the controllers' [`crate::backoff::watch`] back-off), updating the
+    /// cache and then feeding every subscriber. Objects are decoded without their
+    /// managedFields ([`Lean`]): no controller reads them.
+    pub(crate) async fn run(&self, client: kube::Client) {
+        let api = Api::<Lean<K>>::all(client);
+        let events =
+            watcher(api, watcher::Config::default()).backoff(crate::backoff::watch()).map_ok(|event| match event {
+                watcher::Event::Apply(Lean(o)) => watcher::Event::Apply(o),
+                watcher::Event::InitApply(Lean(o)) => watcher::Event::InitApply(o),
+                watcher::Event::Delete(Lean(o)) => watcher::Event::Delete(o),
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitDone => watcher::Event::InitDone,
+            });
         self.fan_out(events).await;
     }
 

@@ -24,6 +24,7 @@ mod garbagecollector;
 mod informers;
 mod job;
 pub mod leader_election;
+mod lean;
 mod namespace;
 pub mod nodeipam;
 mod nodelifecycle;
@@ -258,16 +259,16 @@ pub async fn run(client: kube::Client, options: Options) {
     }
     // The shared watches start once every controller above has subscribed.
     if pods.used() {
-        let api = kube::Api::<Pod>::all(client.clone());
-        all.push(("pod-informer", Box::pin(async move { pods.run(api).await })));
+        let client = client.clone();
+        all.push(("pod-informer", Box::pin(async move { pods.run(client).await })));
     }
     if nodes.used() {
-        let api = kube::Api::<Node>::all(client.clone());
-        all.push(("node-informer", Box::pin(async move { nodes.run(api).await })));
+        let client = client.clone();
+        all.push(("node-informer", Box::pin(async move { nodes.run(client).await })));
     }
     if claims.used() {
-        let api = kube::Api::<PersistentVolumeClaim>::all(client.clone());
-        all.push(("claim-informer", Box::pin(async move { claims.run(api).await })));
+        let client = client.clone();
+        all.push(("claim-informer", Box::pin(async move { claims.run(client).await })));
     }
     let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
     tracing::info!(controllers = ?names, "controllers started");

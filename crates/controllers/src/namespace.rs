@@ -38,6 +38,7 @@ pub(crate) async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client, discovery: Mutex::new(None) });
     let (reconcile, error_policy) = crate::backoff::wrap("namespace", reconcile);
     Controller::new(namespaces, watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -71,7 +71,7 @@ pub(crate) async fn run(client: kube::Client, cluster: Cidr) {
         .with_config(Config::default().concurrency(1));
     let ctx = Arc::new(Ctx { client, cluster, nodes: controller.store(), assigned: Mutex::new(BTreeMap::new()) });
     let (reconcile, error_policy) = crate::backoff::wrap("nodeipam", reconcile);
-    controller.run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
+    controller.trigger_backoff(crate::backoff::watch()).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> crate::Result<Action> {

@@ -48,6 +48,7 @@ pub(crate) fn decide(pv: &PersistentVolume) -> Decision {
 pub(crate) async fn run(client: kube::Client) {
     let (reconcile, error_policy) = crate::backoff::wrap("pv-protection", reconcile);
     Controller::new(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

@@ -93,6 +93,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
                 .filter(|r| claims.get(r).is_some_and(|c| c.metadata.deletion_timestamp.is_some()))
                 .collect::<Vec<_>>()
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -32,6 +32,7 @@ pub(crate) async fn run(client: kube::Client, ca_pem: String) {
         .watches(configmaps, watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP}")), |cm| {
             cm.namespace().map(|ns| ObjectRef::new(&ns))
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(Ctx { client, ca_pem }))
         .for_each(|_| async {})
         .await;

@@ -22,6 +22,7 @@ pub(crate) async fn run(client: kube::Client) {
         .watches(accounts, watcher::Config::default().fields("metadata.name=default"), |sa| {
             sa.namespace().map(|ns| ObjectRef::new(&ns))
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

@@ -28,7 +28,11 @@ pub(crate) async fn run(client: kube::Client) {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let config = watcher::Config::default().fields("type=bootstrap.kubernetes.io/token");
     let (reconcile, error_policy) = crate::backoff::wrap("tokencleaner", reconcile);
-    Controller::new(secrets, config).run(reconcile, error_policy, Arc::new(client)).for_each(|_| async {}).await;
+    Controller::new(secrets, config)
+        .trigger_backoff(crate::backoff::watch())
+        .run(reconcile, error_policy, Arc::new(client))
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn reconcile(secret: Arc<Secret>, client: Arc<kube::Client>) -> crate::Result<Action> {

@@ -29,6 +29,7 @@ pub(crate) fn expires_at(job: &Job) -> Option<jiff::Timestamp> {
 pub(crate) async fn run(client: kube::Client) {
     let (reconcile, error_policy) = crate::backoff::wrap("ttl-after-finished", reconcile);
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

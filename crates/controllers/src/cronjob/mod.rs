@@ -28,7 +28,7 @@ struct Ctx {
 pub(crate) async fn run(client: kube::Client) {
     let (jobs, writer) = reflector::store::<Job>();
     let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
+        .backoff(crate::backoff::watch())
         .reflect(writer)
         .touched_objects();
     let events = Events::new(client.clone(), "cronjob-controller");
@@ -36,6 +36,7 @@ pub(crate) async fn run(client: kube::Client) {
     let (reconcile, error_policy) = crate::backoff::wrap("cronjob", reconcile);
     Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
         .owns_stream(job_events)
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -93,6 +93,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>,
         .watches_shared_stream(node_events, move |_node: Arc<Node>| {
             all_sets.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -41,7 +41,7 @@ struct Ctx {
 pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>) {
     let (rs_reader, rs_writer) = reflector::store::<ReplicaSet>();
     let rs_events = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
+        .backoff(crate::backoff::watch())
         .reflect(rs_writer)
         .touched_objects();
     let controller = Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default());
@@ -57,6 +57,7 @@ pub(crate) async fn run(client: kube::Client, pods: crate::informers::Feed<Pod>)
     controller
         .watches_stream(rs_events, move |rs: ReplicaSet| deployments_of(&deployments, &rs))
         .watches_shared_stream(pods.shared(), move |pod: Arc<Pod>| recreate_waiting_on(&waiting, &rs_reader, &pod))
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

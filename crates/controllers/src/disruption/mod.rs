@@ -46,7 +46,12 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     let events = crate::events::Events::new(client.clone(), "controllermanager");
     let ctx = Arc::new(Ctx { client, events, pods, discovery: Mutex::new(None) });
     let (reconcile, error_policy) = crate::backoff::wrap("disruption", reconcile);
-    controller.watches_shared_stream(pod_events, mapper).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
+    controller
+        .watches_shared_stream(pod_events, mapper)
+        .trigger_backoff(crate::backoff::watch())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
 }
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> crate::Result<Action> {

@@ -79,7 +79,7 @@ pub(crate) async fn run(client: kube::Client, output: Output, feed: crate::infor
         ),
     };
     let (reconcile, error_policy) = crate::backoff::wrap(output.name(), reconcile);
-    controller.run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
+    controller.trigger_backoff(crate::backoff::watch()).run(reconcile, error_policy, ctx).for_each(|_| async {}).await;
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> crate::Result<Action> {
@@ -193,6 +193,7 @@ pub(crate) async fn run_mirroring(client: kube::Client) {
             Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY}={MIRRORING}")),
         )
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile_mirror, error_policy, Arc::new(client))
         .for_each(|_| async {})
         .await;

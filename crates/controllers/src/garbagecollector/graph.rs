@@ -64,6 +64,18 @@ impl Graph {
 
     /// Adds or replaces an object; returns the UIDs to look at again.
     pub(crate) fn upsert(&mut self, node: Node) -> Vec<String> {
+        // A write that changed nothing the collector decides on (a status update, a label)
+        // concerns no one, as in Kubernetes' graph builder, which looks again only when the
+        // references or the deletion state change: most writes of a Pod are status writes.
+        if let Some(old) = self.nodes.get_mut(&node.uid)
+            && old.owners == node.owners
+            && old.deleting == node.deleting
+            && old.finalizers == node.finalizers
+            && old.resource.key() == node.resource.key()
+        {
+            *old = node;
+            return Vec::new();
+        }
         let uid = node.uid.clone();
         let mut touched = vec![uid.clone()];
         let old_owners: Vec<String> = self.unlink(&uid);

@@ -11,6 +11,7 @@
 
 mod graph;
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +20,11 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ObjectMeta, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
+use kube::core::DynamicResourceScope;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
@@ -36,6 +41,45 @@ const WORKERS: usize = 8;
 
 /// The longest wait before an object whose processing failed is looked at again.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// What the collector reads of an object it watches: the metadata, without managedFields.
+///
+/// The watches are of whole objects (one encoding on the server, shared with every other
+/// watcher of the kind). kube's `PartialObjectMeta` decodes them through a flattened field,
+/// which makes serde buffer the spec and status of every object into a tree of values only to
+/// drop it; this type skips them unread, and skips the managedFields ([`crate::lean`]).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct Meta {
+    #[serde(default, deserialize_with = "crate::lean::object_meta")]
+    metadata: ObjectMeta,
+}
+
+impl kube::Resource for Meta {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
 
 struct Collector {
     client: kube::Client,
@@ -65,7 +109,7 @@ impl Collector {
     /// and forgets removed ones.
     async fn discover_loop(self: Arc<Self>) {
         let crds: Api<PartialObjectMeta<CustomResourceDefinition>> = Api::all(self.client.clone());
-        let mut crd_events = watcher(crds, watcher::Config::default()).default_backoff().boxed();
+        let mut crd_events = watcher(crds, watcher::Config::default()).backoff(crate::backoff::watch()).boxed();
         let mut watched: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         loop {
             match Resources::discover(self.client.clone()).await {
@@ -109,8 +153,8 @@ impl Collector {
 
     /// Follows one resource's objects into the graph.
     async fn watch_resource(self: Arc<Self>, res: Arc<Resource>) {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.client.clone(), &res.api);
-        let mut events = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let api: Api<Meta> = Api::all_with(self.client.clone(), &res.api);
+        let mut events = watcher(api, watcher::Config::default()).backoff(crate::backoff::watch()).boxed();
         let key = res.key();
         let mut seen: Option<BTreeSet<String>> = None;
         while let Some(event) = events.next().await {
@@ -145,7 +189,7 @@ impl Collector {
         }
     }
 
-    fn apply(&self, res: &Arc<Resource>, obj: PartialObjectMeta<DynamicObject>) -> Vec<String> {
+    fn apply(&self, res: &Arc<Resource>, obj: Meta) -> Vec<String> {
         let meta = obj.metadata;
         let Some(uid) = meta.uid else { return Vec::new() };
         let node = Node {

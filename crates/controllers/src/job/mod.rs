@@ -35,7 +35,11 @@ pub(crate) async fn run(client: kube::Client, feed: crate::informers::Feed<Pod>)
     let controller = Controller::new(Api::<Job>::all(client), watcher::Config::default());
     let orphans = release_orphans(ctx.clone(), crate::informers::Cache::of(controller.store()));
     let (reconcile, error_policy) = crate::backoff::wrap("job", reconcile);
-    let run = controller.owns_shared_stream(pod_events).run(reconcile, error_policy, ctx).for_each(|_| async {});
+    let run = controller
+        .owns_shared_stream(pod_events)
+        .trigger_backoff(crate::backoff::watch())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {});
     tokio::join!(run, orphans);
 }
 

@@ -46,7 +46,7 @@ pub(crate) async fn run(
 ) {
     let (leases, lease_writer) = reflector::store::<Lease>();
     let follow_leases = watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default())
-        .default_backoff()
+        .backoff(crate::backoff::watch())
         .reflect(lease_writer)
         .for_each(|_| async {});
     let monitor = monitor(client, grace, limits, nodes, Cache::of(leases), pods);

@@ -78,7 +78,7 @@ struct Ctx {
 pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
     let (classes, class_writer) = reflector::store::<StorageClass>();
     let class_watch = reflector(class_writer, watcher(Api::<StorageClass>::all(client.clone()), Default::default()))
-        .default_backoff()
+        .backoff(crate::backoff::watch())
         .touched_objects();
 
     let volume_api = Api::<PersistentVolume>::all(client.clone());
@@ -141,6 +141,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
             }
         })
         .watches_stream(class_watch, move |_class: StorageClass| pending_claims())
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile_claim, claim_policy, ctx.clone())
         .for_each(|_| async {});
     let volume_loop = volume_controller
@@ -156,6 +157,7 @@ pub(crate) async fn run(client: kube::Client, pods: Feed<Pod>) {
                     .collect::<Vec<_>>()
             }
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile_volume, volume_policy, ctx)
         .for_each(|_| async {});
     futures::join!(claim_loop, volume_loop);

@@ -123,6 +123,7 @@ where
         .watches_shared_stream(pod_events, move |pod: Arc<Pod>| {
             pods::owners_of(&owners, kind.api_version(), kind.kind(), |o| convert(o).selector, &pod)
         })
+        .trigger_backoff(crate::backoff::watch())
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -89,6 +89,23 @@ fn graph_tracks_dependents_and_what_to_revisit() {
 }
 
 #[test]
+fn a_write_that_changes_no_reference_or_deletion_state_touches_nothing() {
+    let mut g = Graph::default();
+    g.upsert(node("dep", &[("owner", true)]));
+    assert!(g.upsert(node("dep", &[("owner", true)])).is_empty(), "a status write");
+    let mut renamed = node("dep", &[("owner", true)]);
+    renamed.name = "dep-renamed".into();
+    assert!(g.upsert(renamed).is_empty());
+    assert_eq!(g.get("dep").unwrap().name, "dep-renamed", "the node is still replaced");
+    let mut finalized = node("dep", &[("owner", true)]);
+    finalized.finalizers = vec![FOREGROUND.to_string()];
+    assert_eq!(g.upsert(finalized.clone()), vec!["dep".to_string(), "owner".to_string()]);
+    finalized.deleting = true;
+    assert_eq!(g.upsert(finalized), vec!["dep".to_string(), "owner".to_string()]);
+    assert_eq!(g.upsert(node("dep", &[])), vec!["dep".to_string(), "owner".to_string()]);
+}
+
+#[test]
 fn without_drops_only_the_named_references() {
     let n = node("d", &[("a", false), ("b", true)]);
     let left = without(&n.owners, &["a".to_string()]);
