@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use berth_api::fields::Key;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -148,8 +149,8 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipMap<A> {
 
     fn next_key_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, A::Error> {
         loop {
-            let Some(key) = self.map.next_key::<Key<'de>>()? else { return Ok(None) };
-            let key = key.as_str();
+            let Some(Key(key)) = self.map.next_key::<Key<'de>>()? else { return Ok(None) };
+            let key = key.as_ref();
             if self.level == Level::Meta && key == "managedFields" {
                 self.map.next_value::<IgnoredAny>()?;
                 continue;
@@ -180,43 +181,6 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for MetaSeed<S> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         self.0.deserialize(Skipping { inner: deserializer, level: Level::Meta })
-    }
-}
-
-/// A map key, borrowed from the input when it can be (JSON keys without escapes).
-enum Key<'de> {
-    Borrowed(&'de str),
-    Owned(String),
-}
-
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Borrowed(s) => s,
-            Key::Owned(s) => s,
-        }
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(v.to_string()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(v))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 

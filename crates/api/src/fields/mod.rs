@@ -48,8 +48,10 @@ impl<'de> DeserializeSeed<'de> for DuplicateSeed<'_, '_> {
     }
 }
 
-/// An object key, borrowed from the body unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
+/// An object key, borrowed from the body unless it has escapes (serde's own `Cow<str>`
+/// always copies). For any map walk over a JSON body: field checks here, the controllers'
+/// watch decoding.
+pub struct Key<'de>(pub Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -64,6 +66,9 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
                 Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
             }
         }
         deserializer.deserialize_str(KeyVisitor)
