@@ -12,7 +12,6 @@ use rusqlite::Connection;
 use super::schema::db_err;
 use crate::Result;
 
-/// How often the WAL is checkpointed.
 /// How often the checkpointer looks at the store.
 const POLL: Duration = Duration::from_millis(100);
 /// A checkpoint runs when this long has passed since the last one and something was written...
