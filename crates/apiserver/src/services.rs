@@ -172,7 +172,8 @@ pub async fn allocate(app: &App, svc: &mut Value, old: Option<&Value>) -> ApiRes
     }
 }
 
-/// Creates the `kubernetes` Service and its Endpoints in `default`, pointing at this server.
+/// Creates the `kubernetes` Service, its Endpoints and its EndpointSlice in `default`,
+/// pointing at this server.
 pub async fn bootstrap(app: &App) -> ApiResult<()> {
     let (net, _) = SERVICE_NET;
     let ip = Ipv4Addr::from(u32::from(net) + 1).to_string();
@@ -192,20 +193,37 @@ pub async fn bootstrap(app: &App) -> ApiResult<()> {
                       "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
         "subsets": [{ "addresses": [{ "ip": app.config.bind_address.to_string() }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
     });
+    // Its EndpointSlice is written here too, as kube-apiserver's endpoint reconciler does
+    // (hence skip-mirror on the Endpoints above), so that slice readers find the server.
+    let slice = json!({
+        "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+        "metadata": { "name": "kubernetes", "namespace": "default", "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": object::now(),
+                      "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": "IPv4",
+        "endpoints": [{ "addresses": [app.config.bind_address.to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    });
     for (key, obj) in [
         (format!("{SERVICES}default/kubernetes"), svc),
         ("/registry/core/endpoints/default/kubernetes".to_string(), endpoints),
+        ("/registry/discovery.k8s.io/endpointslices/default/kubernetes".to_string(), slice),
     ] {
         match app.store.get(&key).await? {
             None => match app.store.create(&key, Bytes::from(object::encode_for_store(&obj))).await {
                 Ok(_) | Err(berth_store::Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.into()),
             },
-            Some(kv) if key.contains("/endpoints/") => {
-                // The server's port may have changed since the last start.
+            Some(kv) if !key.starts_with(SERVICES) => {
+                // The server's address or port may have changed since the last start.
                 let mut current: Value = serde_json::from_slice(&kv.value).map_err(ApiError::internal)?;
-                if current["subsets"] != obj["subsets"] {
-                    current["subsets"] = obj["subsets"].clone();
+                let mut changed = false;
+                for field in ["subsets", "endpoints", "ports"] {
+                    if obj.get(field).is_some() && current[field] != obj[field] {
+                        current[field] = obj[field].clone();
+                        changed = true;
+                    }
+                }
+                if changed {
                     let _ =
                         app.store.update(&key, Bytes::from(object::encode_for_store(&current)), kv.mod_revision).await;
                 }

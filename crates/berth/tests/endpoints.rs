@@ -94,8 +94,17 @@ spec:
         let (code, v) = s.http_json("POST", PODS, Some(&pod(name, port)));
         assert_eq!(code, 201, "{v}");
     }
-    // No pod has an IP yet: an Endpoints object with no subsets.
+    // No pod has an IP yet: an Endpoints object with no subsets, and one placeholder slice
+    // with no endpoints.
     assert!(wait_until(WAIT, || endpoints(&s, "web")["metadata"]["name"] == "web"), "no Endpoints:\n{}", s.log());
+    assert!(
+        wait_until(WAIT, || {
+            let sl = slices(&s, "web");
+            sl.len() == 1 && sl[0]["endpoints"].as_array().is_none_or(Vec::is_empty) && sl[0]["ports"].is_null()
+        }),
+        "slices: {:?}",
+        slices(&s, "web")
+    );
     set_status(&s, "a", "10.42.0.1", true);
     set_status(&s, "b", "10.42.0.2", false);
     set_status(&s, "c", "10.42.0.3", true);
@@ -168,6 +177,26 @@ spec:
     // The Service deleted: its slices go with it (owner references, garbage collector).
     s.kubectl_ok(&["delete", "service", "web"]);
     assert!(wait_until(WAIT, || slices(&s, "web").is_empty()), "slices left: {:?}", slices(&s, "web"));
+}
+
+#[test]
+fn the_kubernetes_service_has_a_slice_with_the_servers_address() {
+    let s = server();
+    let port: i64 = s.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let (code, sl) = s.http_json("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes", None);
+    assert_eq!(code, 200, "{sl}");
+    assert_eq!(sl["metadata"]["labels"]["kubernetes.io/service-name"], "kubernetes", "{sl}");
+    assert_eq!(sl["addressType"], "IPv4");
+    assert_eq!(sl["endpoints"], json!([{ "addresses": ["127.0.0.1"], "conditions": { "ready": true } }]));
+    assert_eq!(sl["ports"], json!([{ "name": "https", "port": port, "protocol": "TCP" }]));
+    // No controller claims it: it is still there, unchanged, once they have run.
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, again) = s.http_json("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes", None);
+    assert_eq!(again["metadata"]["resourceVersion"], sl["metadata"]["resourceVersion"]);
+    let out = s.kubectl_ok(&["get", "endpointslices", "-n", "default"]);
+    let line = out.lines().find(|l| l.starts_with("kubernetes ")).unwrap_or_default();
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[..4], ["kubernetes", "IPv4", port.to_string().as_str(), "127.0.0.1"], "{out}");
 }
 
 #[test]

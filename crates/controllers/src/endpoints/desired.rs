@@ -228,7 +228,8 @@ pub(crate) struct SliceContent {
 }
 
 /// The IPv4 EndpointSlices' contents for `svc` over `pods`: endpoints grouped by resolved
-/// ports, at most [`MAX_PER_SLICE`] per slice; terminating pods included with their conditions.
+/// ports, at most [`MAX_PER_SLICE`] per slice; terminating pods included with their conditions;
+/// one empty placeholder when there are no endpoints.
 pub(crate) fn slices(svc: &Service, pods: &[&Pod]) -> Vec<SliceContent> {
     let mut groups: BTreeMap<String, (Vec<SlicePort>, Vec<Endpoint>)> = BTreeMap::new();
     for pod in pods.iter().filter(|p| should_be_in_endpoints(p, true)) {
@@ -258,7 +259,13 @@ pub(crate) fn slices(svc: &Service, pods: &[&Pod]) -> Vec<SliceContent> {
         let key = serde_json::to_string(&ports).unwrap_or_default();
         groups.entry(key).or_insert_with(|| (ports, Vec::new())).1.push(endpoint);
     }
-    chunk(groups.into_values())
+    let mut contents = chunk(groups.into_values());
+    if contents.is_empty() {
+        // A Service with a selector always has a slice: with no endpoints, an empty
+        // placeholder (as Kubernetes' EndpointSlice controller keeps one).
+        contents.push(SliceContent { ports: Vec::new(), endpoints: Vec::new() });
+    }
+    contents
 }
 
 /// Slices mirrored from a selector-less Service's manual Endpoints (as the
@@ -385,7 +392,8 @@ pub(crate) fn slice_object(
             ..ObjectMeta::default()
         },
     };
-    EndpointSlice { metadata, address_type: "IPv4".into(), endpoints: content.endpoints, ports: Some(content.ports) }
+    let ports = (!content.ports.is_empty()).then_some(content.ports);
+    EndpointSlice { metadata, address_type: "IPv4".into(), endpoints: content.endpoints, ports }
 }
 
 #[cfg(test)]

@@ -117,11 +117,18 @@ fn slices_hold_at_most_100_endpoints_and_plans_reuse_slices() {
     let fewer = slices(&s, &refs[1..]);
     let plan = plan_slices(&objects, fewer);
     assert!(plan.create.is_empty() && plan.delete.is_empty() && !plan.update.is_empty(), "{plan:?}");
-    // No pods: every slice deleted.
-    assert_eq!(plan_slices(&objects, Vec::new()).delete, [0, 1, 2]);
+    // No pods: one placeholder slice is kept (the first one, rewritten empty), the rest deleted.
+    let none = slices(&s, &[]);
+    assert_eq!(none, [SliceContent { ports: Vec::new(), endpoints: Vec::new() }]);
+    let plan = plan_slices(&objects, none.clone());
+    assert_eq!((plan.update.len(), plan.create.len(), plan.delete.as_slice()), (1, 0, &[1, 2][..]));
+    let placeholder = slice_object(&s, CONTROLLER, owner.clone(), None, none[0].clone());
+    assert!(placeholder.ports.is_none() && placeholder.endpoints.is_empty());
+    // An existing placeholder is left alone.
+    assert_eq!(plan_slices(&[placeholder], none.clone()), SlicePlan::default());
     // Non-IPv4 addresses are left out.
     let v6 = pod("v6", "fd00::1", true, 8080);
-    assert!(slices(&s, &[&v6]).is_empty());
+    assert_eq!(slices(&s, &[&v6]), none);
 }
 
 #[test]
