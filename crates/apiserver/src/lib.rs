@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod handler;
+pub mod health;
 pub mod limit_ranger;
 pub mod namespaces;
 pub mod node_proxy;

@@ -20,7 +20,7 @@ use crate::cache::Cache;
 use crate::codec::{self, Output};
 use crate::resources::Resources;
 use crate::tls::TlsConfig;
-use crate::{crd, handler, namespaces, openapi, services};
+use crate::{crd, handler, health, namespaces, openapi, services};
 
 /// The Kubernetes version berth serves (kubectl picks its build by this minor).
 pub const KUBERNETES_VERSION: &str = "v1.33.0+berth";
@@ -176,9 +176,12 @@ pub fn router(app: Arc<App>) -> Router {
     let authn = Arc::new(app.config.authn.clone());
     authn.attach(app.cache.clone());
     let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/livez", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/healthz/{check}", get(health::healthz_one))
+        .route("/livez", get(health::livez))
+        .route("/livez/{check}", get(health::livez_one))
+        .route("/readyz", get(health::readyz))
+        .route("/readyz/{check}", get(health::readyz_one))
         .route("/version", get(version))
         .route("/cacerts", get(cacerts))
         .route("/.well-known/openid-configuration", get(crate::serviceaccount_token::openid_configuration))
@@ -236,18 +239,6 @@ async fn not_found() -> Response {
     crate::error::ApiError::unknown_resource().into_response()
 }
 
-async fn healthz() -> Response {
-    codec::with_type(StatusCode::OK, b"ok".to_vec(), "text/plain; charset=utf-8")
-}
-
-async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Ordering::SeqCst) {
-        codec::with_type(StatusCode::OK, b"ok".to_vec(), "text/plain; charset=utf-8")
-    } else {
-        codec::with_type(StatusCode::SERVICE_UNAVAILABLE, b"not ready".to_vec(), "text/plain; charset=utf-8")
-    }
-}
-
 pub(crate) async fn version() -> Response {
     let v = json!({
         "major": "1",
@@ -276,7 +267,7 @@ mod tests {
         }
         let router = Router::new()
             .route("/boom", get(boom))
-            .route("/fine", get(healthz))
+            .route("/fine", get(version))
             .layer(axum::middleware::from_fn(recover_panics));
         let request = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
         let response = router.clone().oneshot(request("/boom")).await.unwrap();

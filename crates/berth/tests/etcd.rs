@@ -216,6 +216,16 @@ fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
     assert!(message.contains("etcd"), "{message}");
     let (code, status) = s.http_json("DELETE", &format!("{CONFIGMAPS}/before"), None);
     assert!(code == 503 || code == 504, "{code}: {status}");
+    // The health endpoints say so, as kube-apiserver's do (the reason only in the log).
+    for (path, name) in [("/readyz", "readyz"), ("/livez", "livez")] {
+        let r = s.http("GET", path, None, b"");
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, 500, "{path}: {body}");
+        assert!(body.contains("[+]ping ok\n") && body.contains("[-]etcd failed: reason withheld\n"), "{body}");
+        assert!(body.ends_with(&format!("{name} check failed\n")), "{body}");
+    }
+    let r = s.http("GET", "/readyz?exclude=etcd", None, b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
     etcd.restart();
     let mut last = (0, Value::Null);
@@ -224,6 +234,7 @@ fn etcd_outage_fails_writes_with_a_5xx_status_then_recovers() {
         last.0 == 201
     });
     assert!(recovered, "writes did not resume: {last:?}\n{}", s.log());
+    assert_eq!(s.http("GET", "/readyz", None, b"").status, 200);
     // The watch cache followed etcd across the outage: lists see the new object.
     let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
     assert!(names.contains("configmap/after") && names.contains("configmap/before"), "{names}");
@@ -342,6 +353,7 @@ fn three_etcd_members_lose_one_then_quorum_and_recover() {
         last.0 == 201
     });
     assert!(recovered, "writes did not resume: {last:?}\n{}", s.log());
+    assert_eq!(s.http("GET", "/readyz", None, b"").status, 200);
     acknowledged.push("m-after".to_string());
     let names = s.kubectl_ok(&["get", "configmaps", "-o", "name"]);
     for name in &acknowledged {

@@ -592,3 +592,35 @@ fn versions_sharing_storage_are_converted() {
     let out = s.kubectl_ok(&["get", "events"]);
     assert!(out.contains("Tested") && out.contains("converted"), "{out}");
 }
+
+/// `/livez`, `/readyz` and `/healthz` as kube-apiserver answers them: `ok`, the named
+/// checks with `?verbose`, `?exclude=`, and one check at `/readyz/NAME`; kubectl reads them
+/// with `get --raw`.
+#[test]
+fn health_endpoints_list_their_checks() {
+    let s = server();
+    let get = |path: &str| {
+        let r = s.http("GET", path, None, b"");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(get(path), (200, "ok".to_string()), "{path}");
+    }
+    let (code, body) = get("/readyz?verbose");
+    assert_eq!(code, 200);
+    assert_eq!(body, "[+]ping ok\n[+]log ok\n[+]etcd ok\n[+]informer-sync ok\n[+]shutdown ok\nreadyz check passed\n");
+    let (code, body) = get("/livez?verbose&exclude=etcd&exclude=nonsense");
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        "[+]ping ok\n[+]log ok\n[+]etcd excluded: ok\n\
+         warn: some health checks cannot be excluded: no matches for \"nonsense\"\nlivez check passed\n"
+    );
+    assert_eq!(get("/readyz/etcd"), (200, "ok".to_string()));
+    assert_eq!(get("/livez/ping"), (200, "ok".to_string()));
+    // Liveness has no shutdown check; an unknown check is not found.
+    assert_eq!(get("/livez/shutdown").0, 404);
+    assert_eq!(get("/readyz/nonsense").0, 404);
+    let out = s.kubectl_ok(&["get", "--raw", "/readyz?verbose"]);
+    assert!(out.contains("[+]informer-sync ok") && out.ends_with("readyz check passed\n"), "{out}");
+}
