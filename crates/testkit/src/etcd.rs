@@ -8,6 +8,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::{plain_http, wait_until};
@@ -85,9 +86,30 @@ fn make_certs(dir: &Path) -> TlsFiles {
     }
 }
 
-/// A port that was free a moment ago (the OS picks it).
+/// Where members' ports come from: below the kernel's ephemeral range (32768 and up) and
+/// the NodePort range (30000-32767). The servers tests start bind port 0, which the kernel
+/// fills from the ephemeral range, so none of them can take a member's port between the
+/// check here and etcd's own bind, or while a member is stopped for a restart (a port the
+/// kernel had picked once failed a three-member start with `bind: address already in use`).
+const PORTS: std::ops::Range<u16> = 20_000..30_000;
+
+/// A port in [`PORTS`] that is free now and that this process has not handed out before.
+/// Each test process starts at its own offset, so tests running side by side rarely meet.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let seed = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let port = PORTS.start + (NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 /// Whether etcd tests can run; panics when etcd is missing but required.
