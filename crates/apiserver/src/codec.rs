@@ -248,6 +248,11 @@ pub fn with_bytes(code: StatusCode, body: bytes::Bytes, content_type: &'static s
     resp
 }
 
+/// A plain-text response (health checks' answers).
+pub fn text(code: StatusCode, body: String) -> Response {
+    with_type(code, body.into_bytes(), "text/plain; charset=utf-8")
+}
+
 /// A response of raw bytes with a content type.
 pub fn with_type(code: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response {
     let mut resp = (code, body).into_response();

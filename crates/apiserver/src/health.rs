@@ -88,10 +88,6 @@ fn parse_query(query: Option<&str>) -> (bool, Vec<String>) {
     (verbose, excluded)
 }
 
-fn text(code: StatusCode, body: String) -> Response {
-    codec::with_type(code, body.into_bytes(), "text/plain; charset=utf-8")
-}
-
 /// Runs the endpoint's checks and answers as kube-apiserver does.
 pub(crate) async fn answer(app: &App, endpoint: Endpoint, query: Option<&str>) -> Response {
     let (verbose, excluded) = parse_query(query);
@@ -119,11 +115,11 @@ pub(crate) async fn answer(app: &App, endpoint: Endpoint, query: Option<&str>) -
     }
     let name = endpoint.name();
     if failed {
-        text(StatusCode::INTERNAL_SERVER_ERROR, format!("{listing}{name} check failed\n"))
+        codec::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{listing}{name} check failed\n"))
     } else if verbose {
-        text(StatusCode::OK, format!("{listing}{name} check passed\n"))
+        codec::text(StatusCode::OK, format!("{listing}{name} check passed\n"))
     } else {
-        text(StatusCode::OK, "ok".into())
+        codec::text(StatusCode::OK, "ok".into())
     }
 }
 
@@ -134,8 +130,8 @@ pub(crate) async fn answer_one(app: &App, endpoint: Endpoint, check: &str) -> Re
         return crate::error::ApiError::unknown_resource().into_response();
     }
     match run(app, check).await {
-        Ok(()) => text(StatusCode::OK, "ok".into()),
-        Err(reason) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {reason}\n")),
+        Ok(()) => codec::text(StatusCode::OK, "ok".into()),
+        Err(reason) => codec::text(StatusCode::INTERNAL_SERVER_ERROR, format!("internal server error: {reason}\n")),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
@@ -66,18 +66,14 @@ impl Starting {
     }
 }
 
-fn text(code: StatusCode, body: String) -> Response {
-    codec::with_type(code, body.into_bytes(), "text/plain; charset=utf-8")
-}
-
 fn router(waiting_for: &str) -> Router {
     let check = format!("[-]{waiting_for} failed: not reachable yet\nreadyz check failed\n");
     let health = check.replace("readyz", "healthz");
     let unavailable = format!("the server is starting: waiting for {waiting_for}");
     Router::new()
-        .route("/livez", get(|| async { text(StatusCode::OK, "ok".into()) }))
-        .route("/readyz", get(move || async move { text(StatusCode::INTERNAL_SERVER_ERROR, check) }))
-        .route("/healthz", get(move || async move { text(StatusCode::INTERNAL_SERVER_ERROR, health) }))
+        .route("/livez", get(|| async { codec::text(StatusCode::OK, "ok".into()) }))
+        .route("/readyz", get(move || async move { codec::text(StatusCode::INTERNAL_SERVER_ERROR, check) }))
+        .route("/healthz", get(move || async move { codec::text(StatusCode::INTERNAL_SERVER_ERROR, health) }))
         .route("/version", get(crate::server::version))
         .fallback(move || async move { ApiError::new(503, "ServiceUnavailable", unavailable).into_response() })
 }
